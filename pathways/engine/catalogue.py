@@ -1,0 +1,253 @@
+"""Load the shipped catalogue (pathways/catalogue/catalogue.toml) into a RuleSet.
+
+The file is the reviewed, declarative source of every rule, parameter, follow-up, reference
+table and citation. Unknown keys are errors here too: a typo must not silently drop a rule's
+condition. Examples may name a `base` case plus a deep-merge `patch` (and `add_labs`, `unset`,
+since TOML has no null); they are expanded to full case documents.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .case import CaseInvalid, case_to_document, parse_case
+from .ruleset import Citation, DoseBand, Example, FollowUpRule, Parameter, Rule, RuleSet, UlnBand
+
+CATALOGUE_PATH = Path(__file__).resolve().parents[1] / "catalogue" / "catalogue.toml"
+
+
+class CatalogueError(ValueError):
+    """The catalogue file is malformed; the message says where."""
+
+
+def _fields(
+    table: object, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise CatalogueError(f"{where}: must be a table")
+    unknown = sorted(set(table) - set(required) - set(optional))
+    if unknown:
+        raise CatalogueError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    missing = [key for key in required if key not in table]
+    if missing:
+        raise CatalogueError(f"{where}: missing key(s) {', '.join(missing)}")
+    return table
+
+
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge: tables merge key by key, anything else (lists included) replaces."""
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+    return target
+
+
+def _unset(document: dict[str, Any], dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    node = document
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = None
+
+
+def _base(
+    bases: Mapping[str, Any], name: str, where: str, seen: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    if name not in bases:
+        raise CatalogueError(f'{where}: unknown base "{name}"')
+    if name in seen:
+        raise CatalogueError(f"{where}: bases extend each other in a cycle: {', '.join(seen)}")
+    body = copy.deepcopy(dict(bases[name]))
+    parent = body.pop("base", None)
+    if parent is None:
+        return body
+    return _merge(_base(bases, parent, where, (*seen, name)), body)
+
+
+def expand_example_case(
+    spec: Mapping[str, Any], bases: Mapping[str, Any], where: str
+) -> dict[str, Any]:
+    """A full case document from base + patch + add_labs + unset (or an inline `case`)."""
+    if "case" in spec and "base" in spec:
+        raise CatalogueError(f"{where}: give either case or base, not both")
+    document = copy.deepcopy(dict(spec["case"])) if "case" in spec else {}
+    if "base" in spec:
+        document = _base(bases, spec["base"], where)
+    _merge(document, spec.get("patch", {}))
+    if "add_labs" in spec:
+        document["labs"] = [*document.get("labs", []), *copy.deepcopy(spec["add_labs"])]
+    for dotted in spec.get("unset", []):
+        _unset(document, dotted)
+    if "as_of" not in document:
+        raise CatalogueError(f"{where}: examples must fix as_of")
+    try:
+        return case_to_document(parse_case(document))
+    except CaseInvalid:
+        return document  # kept as written: run_examples reports why it is invalid
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _parameter(fields: dict[str, Any]) -> Parameter:
+    return Parameter(
+        name=fields["name"],
+        value=float(fields["value"]),
+        unit=fields["unit"],
+        minimum=float(fields["minimum"]),
+        maximum=float(fields["maximum"]),
+        description=fields["description"],
+        rule=fields.get("rule"),
+    )
+
+
+def _uln_band(fields: dict[str, Any]) -> UlnBand:
+    return UlnBand(
+        test=fields["test"],
+        sex=fields["sex"],
+        age_from=fields["age_from"],
+        age_from_unit=fields["age_from_unit"],
+        age_to=fields.get("age_to"),
+        age_to_unit=fields.get("age_to_unit", fields["age_from_unit"]),
+        uln=float(fields["uln"]),
+        unit=fields["unit"],
+        source=fields.get("source", ""),
+    )
+
+
+def _dose_band(fields: dict[str, Any]) -> DoseBand:
+    return DoseBand(
+        crcl_from=_number(fields.get("crcl_from")),
+        crcl_to=_number(fields.get("crcl_to")),
+        dose_mg=_number(fields.get("dose_mg")),
+        source=fields.get("source", ""),
+    )
+
+
+def load_catalogue(path: Path | None = None, *, version: str = "catalogue") -> RuleSet:
+    path = path or CATALOGUE_PATH
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise CatalogueError(f"{path}: {error}") from None
+    _fields(
+        data,
+        str(path),
+        ("citations", "parameters", "uln_bands", "za_dose_bands", "rules", "follow_ups"),
+        ("bases",),
+    )
+    bases = data.get("bases", {})
+
+    citations = tuple(
+        Citation(**_fields(item, f"citation {i + 1}", ("key", "text"), ("url",)))
+        for i, item in enumerate(data["citations"])
+    )
+    parameters = tuple(
+        _parameter(
+            _fields(
+                item,
+                f"parameter {item.get('name', i + 1)}",
+                ("name", "value", "unit", "minimum", "maximum", "description"),
+                ("rule",),
+            )
+        )
+        for i, item in enumerate(data["parameters"])
+    )
+    uln_bands = tuple(
+        _uln_band(
+            _fields(
+                item,
+                f"uln band {i + 1}",
+                ("test", "sex", "age_from", "age_from_unit", "uln", "unit"),
+                ("age_to", "age_to_unit", "source"),
+            )
+        )
+        for i, item in enumerate(data["uln_bands"])
+    )
+    za_dose_bands = tuple(
+        _dose_band(
+            _fields(
+                item, f"za dose band {i + 1}", (), ("crcl_from", "crcl_to", "dose_mg", "source")
+            )
+        )
+        for i, item in enumerate(data["za_dose_bands"])
+    )
+
+    rules = []
+    for i, item in enumerate(data["rules"]):
+        where = f"rule {item.get('code', i + 1)}"
+        fields = _fields(
+            item,
+            where,
+            ("code", "pathway", "priority", "title", "rationale", "condition", "citations"),
+            ("enabled", "escalate_when", "escalate_to", "examples"),
+        )
+        examples = []
+        for j, raw in enumerate(fields.get("examples", [])):
+            example_where = f"{where}: example {raw.get('name', j + 1)!r}"
+            spec = _fields(
+                raw,
+                example_where,
+                ("name", "fires"),
+                ("base", "patch", "case", "add_labs", "unset"),
+            )
+            examples.append(
+                Example(
+                    name=spec["name"],
+                    case=expand_example_case(spec, bases, example_where),
+                    fires=spec["fires"],
+                )
+            )
+        rules.append(
+            Rule(
+                code=fields["code"],
+                pathway=fields["pathway"],
+                priority=fields["priority"],
+                title=fields["title"],
+                rationale=fields["rationale"],
+                condition=fields["condition"].strip(),
+                citations=tuple(fields["citations"]),
+                enabled=fields.get("enabled", True),
+                escalate_when=(fields.get("escalate_when") or "").strip() or None,
+                escalate_to=fields.get("escalate_to"),
+                examples=tuple(examples),
+            )
+        )
+
+    follow_ups = []
+    for i, item in enumerate(data["follow_ups"]):
+        fields = _fields(
+            item,
+            f"follow-up {item.get('code', i + 1)}",
+            ("code", "title", "anchor", "offset", "offset_unit"),
+            ("rules", "when", "satisfied_by"),
+        )
+        follow_ups.append(
+            FollowUpRule(
+                code=fields["code"],
+                title=fields["title"],
+                rules=tuple(fields.get("rules", ())),
+                when=(fields.get("when") or "").strip() or None,
+                anchor=fields["anchor"],
+                offset=fields["offset"],
+                offset_unit=fields["offset_unit"],
+                satisfied_by=tuple(fields.get("satisfied_by", ())),
+            )
+        )
+
+    return RuleSet(
+        version=version,
+        rules=tuple(rules),
+        parameters=parameters,
+        follow_ups=tuple(follow_ups),
+        uln_bands=uln_bands,
+        za_dose_bands=za_dose_bands,
+        citations=citations,
+    )

@@ -1,0 +1,72 @@
+"""Calendar arithmetic: months are calendar months, days are days (spec §2)."""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import date, time
+
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATETIME_RE = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?)?"
+)
+
+
+def add_months(start: date, months: int) -> date:
+    """start + n calendar months, clamped to the month's last day (31 Jan + 1 = 28/29 Feb)."""
+    year, month_index = divmod(start.month - 1 + months, 12)
+    year += start.year
+    last_day = calendar.monthrange(year, month_index + 1)[1]
+    return date(year, month_index + 1, min(start.day, last_day))
+
+
+def whole_months_between(start: date, end: date) -> int:
+    """The largest n with start + n months <= end (negative when end is before start)."""
+    months = (end.year - start.year) * 12 + end.month - start.month
+    # Each candidate is computed from start, never chained, so month-end clamping cannot drift.
+    while add_months(start, months) > end:
+        months -= 1
+    while add_months(start, months + 1) <= end:
+        months += 1
+    return months
+
+
+def age_in_years(birth_date: date, on: date) -> int:
+    """Whole years of age: whole calendar months // 12, so a 29 Feb birthday counts on 28 Feb."""
+    return whole_months_between(birth_date, on) // 12
+
+
+def parse_iso_date(text: str) -> date | None:
+    """Strict YYYY-MM-DD; None when the text is not a real calendar date."""
+    if not _DATE_RE.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def parse_iso_datetime(text: str) -> tuple[date, time | None] | None:
+    """YYYY-MM-DD (time unknown) or YYYY-MM-DDTHH:MM[:SS] without a timezone."""
+    match = _DATETIME_RE.fullmatch(text)
+    if match is None:
+        return None
+    day = parse_iso_date(match.group(1))
+    if day is None:
+        return None
+    if match.group(2) is None:
+        return day, None
+    hour, minute = int(match.group(2)), int(match.group(3))
+    second = int(match.group(4)) if match.group(4) is not None else 0
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    return day, time(hour, minute, second)
+
+
+def format_datetime(day: date, at: time | None) -> str:
+    """Inverse of parse_iso_datetime: seconds only when they are not zero."""
+    if at is None:
+        return day.isoformat()
+    if at.second:
+        return f"{day.isoformat()}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}"
+    return f"{day.isoformat()}T{at.hour:02d}:{at.minute:02d}"

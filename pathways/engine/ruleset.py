@@ -1,0 +1,104 @@
+"""The rule set: recommendations, parameters, follow-ups and reference tables, as plain data.
+
+The shipped catalogue (pathways/catalogue/catalogue.toml) and the Django side's published rule
+sets both become these frozen dataclasses; the engine reads nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    """A full case document and whether the owning rule must fire on it."""
+
+    name: str
+    case: dict[str, Any]
+    fires: bool
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    pathway: str  # "bone", "myeloma" or "both"
+    priority: str
+    title: str
+    rationale: str  # template: {fact} placeholders, [[ ... ]] dropped when a placeholder is null
+    condition: str  # CEL
+    citations: tuple[str, ...]
+    enabled: bool = True
+    escalate_when: str | None = None  # CEL
+    escalate_to: str | None = None
+    examples: tuple[Example, ...] = ()
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    value: float
+    unit: str
+    minimum: float
+    maximum: float
+    description: str
+    rule: str | None = None  # owning rule code; None for a global parameter
+
+
+@dataclass(frozen=True)
+class FollowUpRule:
+    code: str
+    title: str
+    rules: tuple[str, ...]  # created when any of these fired; empty: `when` alone decides
+    when: str | None  # CEL, an extra condition
+    anchor: str  # name of a date fact
+    offset: int | str  # a literal, or the name of a parameter
+    offset_unit: str  # "months" or "days"
+    satisfied_by: tuple[str, ...] = ()  # lab tests whose result marks it done
+
+
+@dataclass(frozen=True)
+class UlnBand:
+    test: str
+    sex: str  # "male", "female" or "any"
+    age_from: int
+    age_from_unit: str  # "days" or "years"
+    age_to: int | None  # exclusive; None = no upper limit
+    age_to_unit: str
+    uln: float
+    unit: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class DoseBand:
+    """A zoledronic acid dose for a CrCl band; see select_dose_band for how bounds are read."""
+
+    crcl_from: float | None
+    crcl_to: float | None
+    dose_mg: float | None  # None: not recommended
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Citation:
+    key: str
+    text: str
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    version: str
+    rules: tuple[Rule, ...]
+    parameters: tuple[Parameter, ...]
+    follow_ups: tuple[FollowUpRule, ...]
+    uln_bands: tuple[UlnBand, ...]
+    za_dose_bands: tuple[DoseBand, ...]
+    citations: tuple[Citation, ...] = field(default=())
+
+    def parameter_values(self) -> dict[str, float]:
+        return {parameter.name: float(parameter.value) for parameter in self.parameters}
+
+    def rule(self, code: str) -> Rule | None:
+        return next((rule for rule in self.rules if rule.code == code), None)

@@ -1,0 +1,228 @@
+"""validate_rule_set(): everything that must hold before a rule set may be published."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+
+from .assess import RuleSetInvalid, assess, evaluation_order
+from .case import CaseInvalid, parse_case
+from .conditions import check_expression
+from .dates import add_months
+from .fact_specs import DATE_FACTS, FACT_NAMES
+from .facts import ENGINE_PARAMETERS, select_uln_band
+from .ruleset import RuleSet
+from .templates import template_names
+from .vocabulary import PRIORITIES, RULE_PATHWAYS, SEXES, TESTS, UNITS
+
+CODE_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+PARAMETER_NAME_RE = re.compile(r"[a-z_][a-z0-9_]*")
+AGE_UNITS = ("days", "years")
+OFFSET_UNITS = ("months", "days")
+_ULN_SEXES = (*SEXES, "any")
+# Ages at which the ULN table must give a value: every day of the first year, then each year.
+_COVERAGE_DAYS = range(0, 400)
+_COVERAGE_YEARS = range(1, 121)
+
+
+@dataclass(frozen=True)
+class RuleSetError:
+    where: str  # "rule bone-scan: condition", "parameter extreme_alp", …
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ExampleOutcome:
+    rule: str
+    example: str
+    expected: bool
+    actual: bool
+    error: str | None
+    passed: bool
+
+
+def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
+    errors: list[RuleSetError] = []
+
+    def error(where: str, message: str) -> None:
+        errors.append(RuleSetError(where, message))
+
+    if not rule_set.version.strip():
+        error("rule set", "version is empty")
+    codes = [rule.code for rule in rule_set.rules]
+    parameter_names = [parameter.name for parameter in rule_set.parameters]
+    citation_keys = {citation.key for citation in rule_set.citations}
+    for code, count in Counter(codes).items():
+        if count > 1:
+            error(f"rule {code}", f"code used by {count} rules")
+    for key, count in Counter(citation.key for citation in rule_set.citations).items():
+        if count > 1:
+            error(f"citation {key}", f"key used by {count} citations")
+    for name, count in Counter(parameter_names).items():
+        if count > 1:
+            error(f"parameter {name}", f"name used by {count} parameters")
+
+    # Parameters.
+    for parameter in rule_set.parameters:
+        where = f"parameter {parameter.name}"
+        if not PARAMETER_NAME_RE.fullmatch(parameter.name):
+            error(where, "name must be lower_snake_case")
+        if parameter.minimum > parameter.maximum:
+            error(where, f"minimum {parameter.minimum:g} is above maximum {parameter.maximum:g}")
+        elif not parameter.minimum <= parameter.value <= parameter.maximum:
+            error(
+                where,
+                f"value {parameter.value:g} is outside [{parameter.minimum:g}, "
+                f"{parameter.maximum:g}]",
+            )
+        if parameter.rule is not None and parameter.rule not in codes:
+            error(where, f'owning rule "{parameter.rule}" does not exist')
+    for name in ENGINE_PARAMETERS:
+        if name not in parameter_names:
+            error(f"parameter {name}", "missing (the engine computes facts with it)")
+
+    # Rules.
+    for rule in rule_set.rules:
+        where = f"rule {rule.code}"
+        if not CODE_RE.fullmatch(rule.code):
+            error(where, "code must be kebab-case (lower-case words joined by '-')")
+        if rule.pathway not in RULE_PATHWAYS:
+            error(where, f'pathway "{rule.pathway}" is not one of: {", ".join(RULE_PATHWAYS)}')
+        if rule.priority not in PRIORITIES:
+            error(where, f'priority "{rule.priority}" is not one of: {", ".join(PRIORITIES)}')
+        if not rule.title.strip():
+            error(f"{where}: title", "empty")
+        if not rule.citations:
+            error(f"{where}: citations", "at least one citation is required")
+        for key in rule.citations:
+            if key not in citation_keys:
+                error(f"{where}: citations", f'unknown citation "{key}"')
+        for message in check_expression(rule.condition, parameter_names, codes).errors:
+            error(f"{where}: condition", message)
+        if (rule.escalate_when is None) != (rule.escalate_to is None):
+            error(where, "escalate_when and escalate_to go together")
+        if rule.escalate_to is not None and rule.escalate_to not in PRIORITIES:
+            error(where, f'escalate_to "{rule.escalate_to}" is not one of: {", ".join(PRIORITIES)}')
+        if rule.escalate_when is not None:
+            for message in check_expression(rule.escalate_when, parameter_names, codes).errors:
+                error(f"{where}: escalate_when", message)
+        for name in template_names(rule.rationale):
+            if name.startswith("params."):
+                if name[len("params.") :] not in parameter_names:
+                    error(f"{where}: rationale", f'unknown parameter "{{{name}}}"')
+            elif name not in FACT_NAMES:
+                error(f"{where}: rationale", f'unknown fact "{{{name}}}"')
+        if rule.rationale.count("[[") != rule.rationale.count("]]"):
+            error(f"{where}: rationale", "unbalanced [[ ]]")
+    try:
+        evaluation_order(rule_set.rules)
+    except RuleSetInvalid as cycle:
+        error("rules", str(cycle))
+
+    # Follow-ups.
+    for follow_up in rule_set.follow_ups:
+        where = f"follow-up {follow_up.code}"
+        if not CODE_RE.fullmatch(follow_up.code):
+            error(where, "code must be kebab-case")
+        for code in follow_up.rules:
+            if code not in codes:
+                error(f"{where}: rules", f'unknown rule code "{code}"')
+        if not follow_up.rules and not follow_up.when:
+            error(where, "needs creating rules or a `when` condition")
+        if follow_up.when:
+            for message in check_expression(follow_up.when, parameter_names, codes).errors:
+                error(f"{where}: when", message)
+        if follow_up.anchor not in DATE_FACTS:
+            error(f"{where}: anchor", f'"{follow_up.anchor}" is not a date fact')
+        if follow_up.offset_unit not in OFFSET_UNITS:
+            error(f"{where}: offset_unit", f'"{follow_up.offset_unit}" is not months or days')
+        if isinstance(follow_up.offset, str):
+            value = next((p.value for p in rule_set.parameters if p.name == follow_up.offset), None)
+            if value is None:
+                error(f"{where}: offset", f'unknown parameter "{follow_up.offset}"')
+            elif value != int(value):
+                error(f"{where}: offset", f'parameter "{follow_up.offset}" is not a whole number')
+        elif follow_up.offset < 0:
+            error(f"{where}: offset", "must not be negative")
+        for test in follow_up.satisfied_by:
+            if test not in TESTS:
+                error(f"{where}: satisfied_by", f'"{test}" is not a lab test')
+
+    _validate_uln_bands(rule_set, error)
+    for index, band in enumerate(rule_set.za_dose_bands):
+        where = f"za dose band {index + 1}"
+        if band.crcl_from is None and band.crcl_to is None:
+            error(where, "needs crcl_from or crcl_to")
+        if (
+            band.crcl_from is not None
+            and band.crcl_to is not None
+            and band.crcl_from > band.crcl_to
+        ):
+            error(where, "crcl_from is above crcl_to")
+        if band.dose_mg is not None and band.dose_mg <= 0:
+            error(where, "dose_mg must be positive (leave it empty for not recommended)")
+    return errors
+
+
+def _validate_uln_bands(rule_set: RuleSet, report: Callable[[str, str], None]) -> None:
+    for index, band in enumerate(rule_set.uln_bands):
+        where = f"uln band {index + 1}"
+        if band.test not in TESTS:
+            report(where, f'"{band.test}" is not a lab test')
+            continue
+        if band.sex not in _ULN_SEXES:
+            report(where, f'sex "{band.sex}" is not one of: {", ".join(_ULN_SEXES)}')
+        if band.age_from_unit not in AGE_UNITS or band.age_to_unit not in AGE_UNITS:
+            report(where, "age units must be days or years")
+        if band.unit not in UNITS[band.test]:
+            report(where, f'"{band.unit}" is not a unit for {band.test}')
+        if band.uln <= 0:
+            report(where, "uln must be positive")
+        if band.age_from < 0 or (band.age_to is not None and band.age_to < 0):
+            report(where, "ages must not be negative")
+    alp_bands = [band for band in rule_set.uln_bands if band.test == "alp"]
+    birth = date(2000, 1, 1)
+    for sex in SEXES:
+        ages = [(f"{days} days", birth + timedelta(days=days)) for days in _COVERAGE_DAYS]
+        ages += [(f"{years} years", add_months(birth, 12 * years)) for years in _COVERAGE_YEARS]
+        for label, on in ages:
+            if select_uln_band(alp_bands, "alp", sex, birth, on) is None:
+                report("uln bands", f"no total ALP band for a {sex} aged {label}")
+                break
+
+
+def run_examples(rule_set: RuleSet) -> list[ExampleOutcome]:
+    """Assess every rule's examples and compare with `fires` (the publish gate)."""
+    outcomes: list[ExampleOutcome] = []
+    for rule in rule_set.rules:
+        # A disabled rule's examples still document it: test the rule as if it were enabled.
+        tested = rule_set
+        if not rule.enabled:
+            rules = tuple(replace(r, enabled=True) if r is rule else r for r in rule_set.rules)
+            tested = replace(rule_set, rules=rules)
+        for example in rule.examples:
+            actual, failure = False, None
+            try:
+                result = assess(parse_case(example.case), tested)
+                actual = any(item.code == rule.code for item in result.recommendations)
+            except CaseInvalid as invalid:
+                failure = "invalid case: " + "; ".join(str(e) for e in invalid.errors)
+            except Exception as problem:  # a broken rule must be reported, not crash the admin
+                failure = f"{type(problem).__name__}: {problem}"
+            outcomes.append(
+                ExampleOutcome(
+                    rule=rule.code,
+                    example=example.name,
+                    expected=example.fires,
+                    actual=actual,
+                    error=failure,
+                    passed=failure is None and actual == example.fires,
+                )
+            )
+    return outcomes
