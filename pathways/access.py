@@ -1,0 +1,23 @@
+"""Clinic scoping: a user reaches only their own clinics' patients; others are a 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpRequest
+
+from pathways.models import Clinic, Patient
+from pathways.services import access_log_record
+
+
+def user_clinics(user: Any) -> list[Clinic]:
+    return list(Clinic.objects.filter(memberships__user=user).distinct())
+
+
+def patient_for_user(request: HttpRequest, pk: int, *, action: str) -> Patient:
+    """The patient if the user may see it (the read is logged), else 404 — never 403."""
+    patient = Patient.objects.for_user(request.user).select_related("clinic").filter(pk=pk).first()
+    if patient is None:
+        raise Http404("No such patient.")
+    access_log_record(user=request.user, patient=patient, action=action, path=request.path)
+    return patient

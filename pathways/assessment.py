@@ -1,0 +1,37 @@
+"""The one entry point every interface uses to assess a case against the rule set in force."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.utils import timezone
+
+from pathways import engine
+from pathways.cases import patient_to_case
+from pathways.models import FollowUp, Patient
+from pathways.rules import current_rule_set
+
+
+def assess_document(data: object) -> engine.Result:
+    """Parse (raising engine.CaseInvalid) and assess a decoded case document."""
+    case = engine.parse_case(data, today=timezone.localdate())
+    return engine.assess(case, current_rule_set())
+
+
+def assess_json(text: str | bytes) -> engine.Result:
+    case = engine.parse_case_json(text, today=timezone.localdate())
+    return engine.assess(case, current_rule_set())
+
+
+def assess_patient(
+    patient: Patient, *, as_of: date | None = None, **prefetched: Any
+) -> engine.Result:
+    return engine.assess(patient_to_case(patient, as_of=as_of, **prefetched), current_rule_set())
+
+
+def follow_up_status(item: engine.FollowUp, stored: FollowUp | None) -> str:
+    """The engine's status, overridden by a completion recorded in alpcare ("mark done")."""
+    if stored is not None and stored.completed_at is not None:
+        return "done"
+    return item.status

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from pathways.demo import CLINICS, seed_demo, seed_synthetic
+from pathways.models import Clinic
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the demo clinics, users and patients (idempotent); --patients N adds synthetic ones."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--patients",
+            type=int,
+            default=0,
+            help="Also create N synthetic patients (for demos and load tests).",
+        )
+        parser.add_argument(
+            "--results", type=int, default=20, help="ALP results per synthetic patient."
+        )
+        parser.add_argument(
+            "--seed", type=int, default=1, help="Random seed for synthetic patients."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        today = timezone.localdate()
+        logins = seed_demo(today)
+        if options["patients"]:
+            from django.contrib.auth.models import User
+
+            clinic = Clinic.objects.get(slug=next(iter(CLINICS)))
+            user = User.objects.get(username="clinician")
+            seed_synthetic(
+                clinic=clinic,
+                user=user,
+                count=options["patients"],
+                today=today,
+                seed=options["seed"],
+                results=options["results"],
+            )
+            self.stdout.write(f"Added {options['patients']} synthetic patients to {clinic}.")
+        self.stdout.write(
+            self.style.SUCCESS("Demo data ready. Log in at http://127.0.0.1:8000/ with:")
+        )
+        for login in logins:
+            self.stdout.write(
+                f"  username {login.username:<10} password {login.password}   ({login.role})"
+            )

@@ -1,0 +1,64 @@
+"""Session lifetime limits and no-store caching for pages that may carry patient data."""
+
+from collections.abc import Callable
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth import logout
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+
+_LOGIN_AT = "alpcare_login_at"
+_SEEN_AT = "alpcare_seen_at"
+
+
+class SessionLifetimeMiddleware:
+    """End sessions after SESSION_IDLE_TIMEOUT idle and SESSION_ABSOLUTE_TIMEOUT in total."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            now = timezone.now()
+            login_at = _read(request.session.get(_LOGIN_AT)) or now
+            seen_at = _read(request.session.get(_SEEN_AT)) or now
+            if (
+                now - seen_at > settings.SESSION_IDLE_TIMEOUT
+                or now - login_at > settings.SESSION_ABSOLUTE_TIMEOUT
+            ):
+                logout(request)  # flushes the server-side session
+                if request.path.startswith("/api/"):
+                    return JsonResponse(
+                        {"errors": [{"field": "", "message": "session expired"}]}, status=401
+                    )
+                return redirect_to_login(request.get_full_path())
+            request.session[_LOGIN_AT] = login_at.isoformat()
+            request.session[_SEEN_AT] = now.isoformat()
+        return self.get_response(request)
+
+
+def _read(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+class NoStoreForAuthenticatedMiddleware:
+    """Nothing a logged-in user sees may be kept by a browser or proxy cache."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if (user is not None and user.is_authenticated) or request.path.startswith("/api/"):
+            response["Cache-Control"] = "no-store, private"
+            response["Pragma"] = "no-cache"
+        return response

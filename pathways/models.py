@@ -1,0 +1,635 @@
+"""alpcare's data: clinics and their patients, serial results, clinical context, follow-ups,
+the access log, API tokens, and the versioned rule sets the engine runs.
+
+Patient data is written only through model ``save()``/``delete()`` (see services.py) so that
+django-simple-history records every change; ``QuerySet.update()`` would bypass it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from pathways import engine
+
+
+def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(value, value.replace("_", " ")) for value in values]
+
+
+class Clinic(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        CLINICIAN = "clinician", "Clinician"
+        RULE_EDITOR = "rule_editor", "Rule editor"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.CLINICIAN)
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "clinic"], name="membership_once_per_clinic")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.clinic} ({self.role})"
+
+
+class PatientQuerySet(models.QuerySet["Patient"]):
+    def for_user(self, user: Any) -> PatientQuerySet:
+        """Only the patients of the clinics the user belongs to."""
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(clinic__in=Clinic.objects.filter(memberships__user=user))
+
+
+class Patient(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
+    mrn = models.CharField("MRN", max_length=40)
+    name = models.CharField(max_length=200)
+    birth_date = models.DateField()
+    sex = models.CharField(max_length=10, choices=_choices(engine.SEXES))
+    pregnant = models.BooleanField(default=False)
+    weight_kg = models.FloatField("weight (kg)", null=True, blank=True)
+
+    # Clinical context of the case document (spec §1, clinical.*).
+    diagnoses = models.JSONField(default=list, blank=True)
+    cancer = models.CharField(max_length=20, choices=_choices(engine.CANCERS), blank=True)
+    cancer_treated = models.BooleanField(default=False)
+    bone_pain = models.BooleanField(default=False)
+    osteolytic_pain = models.BooleanField(default=False)
+    bone_scan = models.CharField(
+        max_length=20, choices=_choices(engine.BONE_SCANS), default="not_done"
+    )
+    fracture = models.CharField(max_length=20, choices=_choices(engine.FRACTURES), default="none")
+    dental_exam_done = models.BooleanField(default=False)
+    crcl_baseline = models.FloatField("CrCl baseline (mL/min)", null=True, blank=True)
+    mm_requires_therapy = models.BooleanField("myeloma requires therapy", default=False)
+    mm_bone_disease = models.BooleanField("myeloma bone disease (lytic lesions)", default=False)
+    mm_active_bone_disease = models.BooleanField("active myeloma bone disease", default=False)
+    mm_response = models.CharField(
+        "myeloma response", max_length=4, choices=_choices(engine.RESPONSES), blank=True
+    )
+    mm_treatment_start = models.DateField("myeloma treatment start", null=True, blank=True)
+    mm_bortezomib_start = models.DateField("bortezomib start", null=True, blank=True)
+
+    # Optimistic locking: every write bumps it; a write based on an older value is refused.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    objects = PatientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "mrn"]
+        constraints = [
+            models.UniqueConstraint(fields=["clinic", "mrn"], name="patient_mrn_unique_in_clinic"),
+            models.CheckConstraint(
+                condition=Q(weight_kg__isnull=True) | Q(weight_kg__gt=0, weight_kg__lt=1000),
+                name="patient_weight_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(crcl_baseline__isnull=True)
+                | Q(crcl_baseline__gte=0, crcl_baseline__lt=10000),
+                name="patient_crcl_baseline_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.mrn})"
+
+
+# Finite and non-negative: NaN and ±Infinity fail `value < 1e12` on PostgreSQL and SQLite alike.
+_FINITE_NON_NEGATIVE = 1e12
+
+
+class LabResult(models.Model):
+    class Source(models.TextChoices):
+        ENTERED = "entered", "Entered"
+        IMPORTED = "imported", "Imported"
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="lab_results")
+    test = models.CharField(max_length=20, choices=_choices(engine.TESTS))
+    value = models.FloatField(help_text="As entered, in `unit`.")
+    unit = models.CharField(max_length=20)
+    canonical_value = models.FloatField()
+    canonical_unit = models.CharField(max_length=20)
+    collected_on = models.DateField()
+    # Null means the time of day is unknown, which is not the same as a draw at midnight.
+    collected_time = models.TimeField(null=True, blank=True)
+    reference_high = models.FloatField(null=True, blank=True, help_text="The lab's ULN, in `unit`.")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.ENTERED)
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["collected_on", "collected_time", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "test", "collected_on", "collected_time"],
+                condition=Q(collected_time__isnull=False),
+                name="labresult_once_per_timed_collection",
+            ),
+            models.UniqueConstraint(
+                fields=["patient", "test", "collected_on"],
+                condition=Q(collected_time__isnull=True),
+                name="labresult_once_per_untimed_collection",
+            ),
+            models.CheckConstraint(
+                condition=Q(value__gte=0, value__lt=_FINITE_NON_NEGATIVE)
+                & Q(canonical_value__gte=0, canonical_value__lt=_FINITE_NON_NEGATIVE),
+                name="labresult_value_finite_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(reference_high__isnull=True)
+                | Q(reference_high__gte=0, reference_high__lt=_FINITE_NON_NEGATIVE),
+                name="labresult_reference_high_finite_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.test} {self.value:g} {self.unit} on {self.collected_on}"
+
+
+class Therapy(models.Model):
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="therapies")
+    agent = models.CharField(max_length=30, choices=_choices(engine.AGENTS))
+    start = models.DateField()
+    end = models.DateField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["start", "pk"]
+        verbose_name_plural = "therapies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end__isnull=True) | Q(end__gte=models.F("start")),
+                name="therapy_ends_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent} from {self.start}"
+
+
+class FollowUp(models.Model):
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="follow_ups")
+    code = models.CharField(max_length=40)
+    due = models.DateField()
+    rule = models.CharField(max_length=60, blank=True, help_text="The rule that created it.")
+    title = models.CharField(max_length=300)
+    rule_set_version = models.CharField(max_length=40)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["due", "code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "code", "due"], name="followup_once_per_code_and_due"
+            )
+        ]
+        indexes = [models.Index(fields=["due"], name="followup_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.code} due {self.due}"
+
+
+class AssessmentSnapshot(models.Model):
+    """The latest assessment of a patient, kept for the dashboard's filters and sorting.
+
+    Derived data (no history): refreshed on every write to the patient, after a rule set is
+    published, and daily by `manage.py reassess` since results depend on today's date.
+    """
+
+    PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2, "info": 3}
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="snapshot")
+    as_of = models.DateField()
+    rule_set_version = models.CharField(max_length=40)
+    pathway = models.CharField(max_length=10)
+    alp_latest = models.FloatField(null=True, blank=True)
+    alp_x_uln = models.FloatField(null=True, blank=True)
+    alp_elevated = models.BooleanField(default=False)
+    top_priority = models.CharField(max_length=10, blank=True)
+    top_priority_rank = models.PositiveSmallIntegerField(default=9)
+    top_code = models.CharField(max_length=60, blank=True)
+    top_title = models.CharField(max_length=400, blank=True)
+    recommendation_codes = models.JSONField(default=list)
+    assessed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["top_priority_rank"], name="snapshot_priority_idx"),
+            models.Index(fields=["pathway"], name="snapshot_pathway_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id} {self.top_priority} ({self.rule_set_version})"
+
+
+class AppendOnlyError(Exception):
+    pass
+
+
+class AccessLogQuerySet(models.QuerySet["AccessLog"]):
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError("The access log is append-only.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("The access log is append-only.")
+
+
+class AccessLog(models.Model):
+    """Who read which patient, when: written on every read, never changed or deleted."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=60)
+    path = models.CharField(max_length=500)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = AccessLogQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.action} {self.patient_id} at {self.at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise AppendOnlyError("The access log is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("The access log is append-only.")
+
+
+def _token_digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A per-user API token; only its SHA-256 digest is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, *, user: Any, name: str) -> tuple[ApiToken, str]:
+        """Create a token and return it with its raw value, which is shown once."""
+        raw = "alp_" + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, prefix=raw[:12], digest=_token_digest(raw))
+        return token, raw
+
+    @classmethod
+    def authenticate(cls, raw: str) -> ApiToken | None:
+        token = (
+            cls.objects.select_related("user")
+            .filter(digest=_token_digest(raw), revoked=False, user__is_active=True)
+            .first()
+        )
+        if token is not None:
+            token.last_used_at = timezone.now()
+            token.save(update_fields=["last_used_at"])
+        return token
+
+
+# ---------------------------------------------------------------------------------------------
+# Rule sets: the engine's rules, parameters, follow-ups, reference bands and citations as data.
+# A published rule set is immutable; tuning happens in a draft that is published as a new
+# version. Results name the version that produced them.
+# ---------------------------------------------------------------------------------------------
+
+
+class PublishedRuleSetError(Exception):
+    """Raised on any attempt to change a published (immutable) rule set."""
+
+
+class RuleSet(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PUBLISHED = "published", "Published"
+
+    version = models.CharField(max_length=40, unique=True, null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    is_current = models.BooleanField(default=False, help_text="The rule set in force.")
+    based_on = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True, help_text="Why this version exists (change note).")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_edited_at = models.DateTimeField(null=True, blank=True)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    published_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-published_at", "-pk"]
+        permissions = [("publish_ruleset", "Can publish a rule set (four-eyes)")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_current"], condition=Q(is_current=True), name="one_current_rule_set"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_current=False) | Q(status="published"),
+                name="current_rule_set_is_published",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        return self.version or f"draft-{self.pk}"
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == self.Status.DRAFT
+
+
+class RuleSetPublication(models.Model):
+    """Each time a version is put in force: a first publication or a rollback to it."""
+
+    class Kind(models.TextChoices):
+        PUBLISH = "publish", "Published"
+        ROLLBACK = "rollback", "Re-published (rollback)"
+
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.PROTECT, related_name="publications")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    note = models.TextField()
+    replaced = models.ForeignKey(
+        RuleSet,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The version that was in force before.",
+    )
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.rule_set} {self.kind} {self.at:%Y-%m-%d %H:%M}"
+
+
+class RuleSetPartQuerySet(models.QuerySet[Any]):
+    def update(self, **kwargs: Any) -> int:
+        # QuerySet.update() skips save() and history: refuse it outright on published sets.
+        if self.exclude(rule_set__status=RuleSet.Status.DRAFT).exists():
+            raise PublishedRuleSetError("A published rule set cannot be modified.")
+        return super().update(**kwargs)
+
+
+class RuleSetPart(models.Model):
+    """Rows that belong to one rule set and freeze when it is published."""
+
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="+")
+
+    objects = RuleSetPartQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.assert_editable()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        self.assert_editable()
+        return super().delete(*args, **kwargs)
+
+    def assert_editable(self) -> None:
+        status = RuleSet.objects.filter(pk=self.rule_set_id).values_list("status", flat=True)
+        if status.first() != RuleSet.Status.DRAFT:
+            raise PublishedRuleSetError(
+                f"Rule set {self.rule_set_id} is published and cannot be modified; "
+                "start a draft to change it."
+            )
+
+
+_PATHWAY_CHOICES = [("bone", "bone workup"), ("myeloma", "multiple myeloma"), ("both", "both")]
+_PRIORITY_CHOICES = [(p, p) for p in ("urgent", "high", "routine", "info")]
+
+
+class Rule(RuleSetPart):
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="rules")
+    position = models.PositiveIntegerField(default=0)
+    code = models.SlugField(max_length=60)
+    pathway = models.CharField(max_length=10, choices=_PATHWAY_CHOICES)
+    priority = models.CharField(max_length=10, choices=_PRIORITY_CHOICES)
+    title = models.CharField(max_length=400)
+    rationale = models.TextField(help_text="Template: {fact} placeholders; [[ … ]] drops on null.")
+    condition = models.TextField(help_text="CEL expression over facts, params and fired.")
+    escalate_when = models.TextField(blank=True, help_text="CEL: when true, use escalate_to.")
+    escalate_to = models.CharField(max_length=10, choices=_PRIORITY_CHOICES, blank=True)
+    citations = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["rule_set", "position", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule_set", "code"], name="rule_code_unique_in_set")
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class RuleExample(RuleSetPart):
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="examples")
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="examples")
+    name = models.CharField(max_length=200)
+    case = models.JSONField(help_text="A full case document.")
+    fires = models.BooleanField(help_text="Whether the rule must fire for this case.")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["rule", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Parameter(RuleSetPart):
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="parameters")
+    name = models.SlugField(max_length=60)
+    value = models.FloatField()
+    unit = models.CharField(max_length=30, blank=True)
+    minimum = models.FloatField()
+    maximum = models.FloatField()
+    description = models.TextField(blank=True)
+    rule_code = models.CharField(
+        max_length=60, blank=True, help_text="The rule it belongs to (blank: shared)."
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["rule_set", "rule_code", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule_set", "name"], name="parameter_unique_in_set")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value:g} {self.unit}"
+
+
+class FollowUpRule(RuleSetPart):
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="follow_up_rules")
+    position = models.PositiveIntegerField(default=0)
+    code = models.SlugField(max_length=60)
+    title = models.CharField(max_length=300)
+    rules = models.JSONField(default=list, blank=True, help_text="Rule codes that create it.")
+    when = models.TextField(blank=True, help_text="CEL: extra condition.")
+    anchor = models.CharField(max_length=60, help_text="A date fact.")
+    offset_value = models.IntegerField(null=True, blank=True)
+    offset_parameter = models.CharField(max_length=60, blank=True)
+    offset_unit = models.CharField(max_length=10, choices=[("months", "months"), ("days", "days")])
+    satisfied_by = models.JSONField(
+        default=list, blank=True, help_text="Lab tests marking it done."
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["rule_set", "position", "code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class UlnBand(RuleSetPart):
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="uln_bands")
+    test = models.CharField(max_length=20, default="alp")
+    sex = models.CharField(
+        max_length=10, choices=[("male", "male"), ("female", "female"), ("any", "any")]
+    )
+    age_from = models.PositiveIntegerField()
+    age_from_unit = models.CharField(max_length=10, choices=[("days", "days"), ("years", "years")])
+    age_to = models.PositiveIntegerField(null=True, blank=True, help_text="Exclusive.")
+    age_to_unit = models.CharField(max_length=10, choices=[("days", "days"), ("years", "years")])
+    uln = models.FloatField()
+    unit = models.CharField(max_length=20, default="U/L")
+    source = models.CharField(max_length=300, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["rule_set", "test", "pk"]
+        verbose_name = "reference interval (ULN band)"
+
+    def __str__(self) -> str:
+        return f"{self.test} {self.sex} {self.age_from}{self.age_from_unit[0]}: {self.uln:g}"
+
+
+class DoseBand(RuleSetPart):
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="dose_bands")
+    crcl_from = models.FloatField(null=True, blank=True)
+    crcl_to = models.FloatField(null=True, blank=True)
+    dose_mg = models.FloatField(null=True, blank=True, help_text="Blank: not recommended.")
+    source = models.CharField(max_length=300, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["rule_set", "crcl_from"]
+        verbose_name = "zoledronic acid dose band"
+
+    def __str__(self) -> str:
+        return f"CrCl {self.crcl_from} to {self.crcl_to}: {self.dose_mg}"
+
+
+class Citation(RuleSetPart):
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="citations")
+    key = models.CharField(max_length=60)
+    text = models.TextField()
+    url = models.URLField(blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["rule_set", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule_set", "key"], name="citation_unique_in_set")
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def _refuse_published_change(sender: type[models.Model], instance: Any, **kwargs: Any) -> None:
+    # Signals also fire for QuerySet.delete() (the admin's bulk action), which skips delete().
+    if isinstance(instance, RuleSetPart):
+        instance.assert_editable()
+    elif isinstance(instance, RuleSet) and instance.pk is not None:
+        stored = RuleSet.objects.filter(pk=instance.pk).values_list("status", flat=True).first()
+        if stored == RuleSet.Status.PUBLISHED:
+            raise PublishedRuleSetError(f"Rule set {instance.label} is published: it is kept.")
+
+
+def _refuse_published_edit(sender: type[models.Model], instance: Any, **kwargs: Any) -> None:
+    if not isinstance(instance, RuleSet) or instance.pk is None:
+        return
+    stored = RuleSet.objects.filter(pk=instance.pk).values("status", "version", "note").first()
+    if stored is None or stored["status"] != RuleSet.Status.PUBLISHED:
+        return
+    update_fields = kwargs.get("update_fields")
+    # Only whether it is in force may change (publishing another version, or a rollback).
+    if update_fields is None or not set(update_fields) <= {"is_current"}:
+        raise PublishedRuleSetError(f"Rule set {instance.label} is published and immutable.")
+
+
+models.signals.pre_delete.connect(_refuse_published_change, dispatch_uid="pathways-ruleset-del")
+models.signals.pre_save.connect(_refuse_published_edit, sender=RuleSet, dispatch_uid="ruleset-save")

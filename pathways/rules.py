@@ -1,0 +1,273 @@
+"""The bridge between rule sets stored in the database and the engine's RuleSet dataclasses."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+
+from pathways import engine
+from pathways.models import (
+    Citation,
+    DoseBand,
+    FollowUpRule,
+    Parameter,
+    Rule,
+    RuleExample,
+    RuleSet,
+    UlnBand,
+)
+
+_published_cache: dict[int, engine.RuleSet] = {}
+_cache_lock = threading.Lock()
+
+
+class NoPublishedRuleSet(Exception):
+    pass
+
+
+def current_rule_set_row() -> RuleSet:
+    row = RuleSet.objects.filter(is_current=True).first()
+    if row is None:
+        raise NoPublishedRuleSet("No rule set is published: run `python manage.py migrate`.")
+    return row
+
+
+def current_rule_set() -> engine.RuleSet:
+    """The published rule set in force, loaded once per process (published sets never change)."""
+    return rule_set_for(current_rule_set_row())
+
+
+def rule_set_for(row: RuleSet) -> engine.RuleSet:
+    if row.is_draft:
+        return load_rule_set(row)  # drafts change under the editor's hands: never cached
+    with _cache_lock:
+        cached = _published_cache.get(row.pk)
+    if cached is None:
+        cached = load_rule_set(row)
+        with _cache_lock:
+            _published_cache[row.pk] = cached
+    return cached
+
+
+def load_rule_set(row: RuleSet) -> engine.RuleSet:
+    """The engine's RuleSet from the rows of one stored rule set, in a fixed number of queries."""
+    examples: dict[int, list[engine.Example]] = defaultdict(list)
+    for example in RuleExample.objects.filter(rule_set=row).order_by("pk"):
+        examples[example.rule_id].append(
+            engine.Example(name=example.name, case=example.case, fires=example.fires)
+        )
+    rules = tuple(
+        engine.Rule(
+            code=rule.code,
+            pathway=rule.pathway,
+            priority=rule.priority,
+            title=rule.title,
+            rationale=rule.rationale,
+            condition=rule.condition,
+            citations=tuple(rule.citations),
+            enabled=rule.enabled,
+            escalate_when=rule.escalate_when or None,
+            escalate_to=rule.escalate_to or None,
+            examples=tuple(examples[rule.pk]),
+        )
+        for rule in Rule.objects.filter(rule_set=row).order_by("position", "pk")
+    )
+    parameters = tuple(
+        engine.Parameter(
+            name=p.name,
+            value=p.value,
+            unit=p.unit,
+            minimum=p.minimum,
+            maximum=p.maximum,
+            description=p.description,
+            rule=p.rule_code or None,
+        )
+        for p in Parameter.objects.filter(rule_set=row).order_by("pk")
+    )
+    follow_ups = tuple(
+        engine.FollowUpRule(
+            code=f.code,
+            title=f.title,
+            rules=tuple(f.rules),
+            when=f.when or None,
+            anchor=f.anchor,
+            offset=f.offset_parameter or (f.offset_value or 0),
+            offset_unit=f.offset_unit,
+            satisfied_by=tuple(f.satisfied_by),
+        )
+        for f in FollowUpRule.objects.filter(rule_set=row).order_by("position", "pk")
+    )
+    uln_bands = tuple(
+        engine.UlnBand(
+            test=b.test,
+            sex=b.sex,
+            age_from=b.age_from,
+            age_from_unit=b.age_from_unit,
+            age_to=b.age_to,
+            age_to_unit=b.age_to_unit,
+            uln=b.uln,
+            unit=b.unit,
+            source=b.source,
+        )
+        for b in UlnBand.objects.filter(rule_set=row).order_by("pk")
+    )
+    dose_bands = tuple(
+        engine.DoseBand(
+            crcl_from=d.crcl_from, crcl_to=d.crcl_to, dose_mg=d.dose_mg, source=d.source
+        )
+        for d in DoseBand.objects.filter(rule_set=row).order_by("pk")
+    )
+    citations = tuple(
+        engine.Citation(key=c.key, text=c.text, url=c.url)
+        for c in Citation.objects.filter(rule_set=row).order_by("pk")
+    )
+    return engine.RuleSet(
+        version=row.label,
+        rules=rules,
+        parameters=parameters,
+        follow_ups=follow_ups,
+        uln_bands=uln_bands,
+        za_dose_bands=dose_bands,
+        citations=citations,
+    )
+
+
+def install_rule_set(
+    data: engine.RuleSet,
+    *,
+    into: Any,
+    get_model: Callable[[str], Any] | None = None,
+) -> None:
+    """Write every part of ``data`` into the (empty, draft) rule set row ``into``.
+
+    ``get_model`` lets a data migration pass its historical models.
+    """
+    model = get_model or _current_model
+    rules = model("Rule").objects.bulk_create(
+        [
+            model("Rule")(
+                rule_set_id=into.pk,
+                position=position,
+                code=rule.code,
+                pathway=rule.pathway,
+                priority=rule.priority,
+                title=rule.title,
+                rationale=rule.rationale,
+                condition=rule.condition,
+                escalate_when=rule.escalate_when or "",
+                escalate_to=rule.escalate_to or "",
+                citations=list(rule.citations),
+                enabled=rule.enabled,
+            )
+            for position, rule in enumerate(data.rules)
+        ]
+    )
+    rule_ids = {rule.code: rule.pk for rule in rules}
+    if any(pk is None for pk in rule_ids.values()):  # backends without RETURNING
+        rule_ids = dict(model("Rule").objects.filter(rule_set_id=into.pk).values_list("code", "pk"))
+    model("RuleExample").objects.bulk_create(
+        [
+            model("RuleExample")(
+                rule_set_id=into.pk,
+                rule_id=rule_ids[rule.code],
+                name=example.name,
+                case=example.case,
+                fires=example.fires,
+            )
+            for rule in data.rules
+            for example in rule.examples
+        ]
+    )
+    model("Parameter").objects.bulk_create(
+        [
+            model("Parameter")(
+                rule_set_id=into.pk,
+                name=p.name,
+                value=p.value,
+                unit=p.unit,
+                minimum=p.minimum,
+                maximum=p.maximum,
+                description=p.description,
+                rule_code=p.rule or "",
+            )
+            for p in data.parameters
+        ]
+    )
+    model("FollowUpRule").objects.bulk_create(
+        [
+            model("FollowUpRule")(
+                rule_set_id=into.pk,
+                position=position,
+                code=f.code,
+                title=f.title,
+                rules=list(f.rules),
+                when=f.when or "",
+                anchor=f.anchor,
+                offset_value=f.offset if isinstance(f.offset, int) else None,
+                offset_parameter=f.offset if isinstance(f.offset, str) else "",
+                offset_unit=f.offset_unit,
+                satisfied_by=list(f.satisfied_by),
+            )
+            for position, f in enumerate(data.follow_ups)
+        ]
+    )
+    model("UlnBand").objects.bulk_create(
+        [
+            model("UlnBand")(
+                rule_set_id=into.pk,
+                test=b.test,
+                sex=b.sex,
+                age_from=b.age_from,
+                age_from_unit=b.age_from_unit,
+                age_to=b.age_to,
+                age_to_unit=b.age_to_unit,
+                uln=b.uln,
+                unit=b.unit,
+                source=b.source,
+            )
+            for b in data.uln_bands
+        ]
+    )
+    model("DoseBand").objects.bulk_create(
+        [
+            model("DoseBand")(
+                rule_set_id=into.pk,
+                crcl_from=d.crcl_from,
+                crcl_to=d.crcl_to,
+                dose_mg=d.dose_mg,
+                source=d.source,
+            )
+            for d in data.za_dose_bands
+        ]
+    )
+    model("Citation").objects.bulk_create(
+        [
+            model("Citation")(rule_set_id=into.pk, key=c.key, text=c.text, url=c.url)
+            for c in data.citations
+        ]
+    )
+
+
+def _current_model(name: str) -> Any:
+    from django.apps import apps
+
+    return apps.get_model("pathways", name)
+
+
+@transaction.atomic
+def install_catalogue(*, version: str, get_model: Callable[[str], Any] | None = None) -> Any:
+    """Install the shipped catalogue as a published rule set in force (used by the migration)."""
+    model = get_model or _current_model
+    rule_set_model = model("RuleSet")
+    row = rule_set_model.objects.create(status="draft", note="The shipped catalogue.")
+    install_rule_set(engine.load_catalogue(version=version), into=row, get_model=get_model)
+    rule_set_model.objects.filter(is_current=True).update(is_current=False)
+    row.version = version
+    row.status = "published"
+    row.is_current = True
+    row.save()
+    return row

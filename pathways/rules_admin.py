@@ -1,0 +1,1 @@
+"""Admin for rule sets (the tuning workflow builds on this)."""

@@ -1,0 +1,234 @@
+"""Writes that touch several models, each in one transaction, always through save()/delete()
+so that every change leaves a history row (django-simple-history does not see update())."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from pathways import engine
+from pathways.cases import apply_case_to_patient, lab_result_fields, patient_to_case
+from pathways.models import (
+    AccessLog,
+    AssessmentSnapshot,
+    Clinic,
+    FollowUp,
+    LabResult,
+    Patient,
+    Therapy,
+)
+from pathways.rules import current_rule_set
+
+
+class StaleVersion(Exception):
+    """The patient was changed by someone else since the form was loaded."""
+
+    def __init__(self, patient: Patient) -> None:
+        super().__init__(
+            f"{patient.name} was changed by someone else while you were editing "
+            f"(now version {patient.version}). Your input is kept: review it and save again."
+        )
+        self.current_version = patient.version
+
+
+class DuplicateResult(Exception):
+    def __init__(self, lab: engine.Lab) -> None:
+        when = lab.collected_on.isoformat() + (
+            f" {lab.collected_time.isoformat(timespec='minutes')}" if lab.collected_time else ""
+        )
+        super().__init__(f"A {lab.test} result collected at {when} is already recorded.")
+        self.field = "collected_at"
+
+
+class DuplicateMrn(Exception):
+    field = "mrn"
+
+    def __init__(self, mrn: str) -> None:
+        super().__init__(f"MRN {mrn} is already used by another patient of this clinic.")
+
+
+def _lab_key(test: str, collected_on: date, collected_time: Any) -> tuple[str, date, Any]:
+    return (test, collected_on, collected_time)
+
+
+def _lock(patient: Patient, expected_version: int | None) -> Patient:
+    locked = Patient.objects.select_for_update().get(pk=patient.pk)
+    if expected_version is not None and locked.version != expected_version:
+        raise StaleVersion(locked)
+    return locked
+
+
+@transaction.atomic
+def patient_save_case(
+    *,
+    user: Any,
+    case: engine.Case,
+    mrn: str,
+    name: str,
+    clinic: Clinic | None = None,
+    patient: Patient | None = None,
+    expected_version: int | None = None,
+) -> Patient:
+    """Create a patient (``clinic``) or replace an existing one's data (``patient``) from a case.
+
+    Results and therapies absent from the case are deleted; follow-ups are recomputed.
+    """
+    if patient is None:
+        if clinic is None:
+            raise ValueError("clinic is required for a new patient")
+        patient = Patient(clinic=clinic, version=1)
+        existing_labs: dict[tuple[str, date, Any], LabResult] = {}
+        existing_therapies: dict[tuple[str, date], Therapy] = {}
+    else:
+        patient = _lock(patient, expected_version)
+        patient.version += 1
+        existing_labs = {
+            _lab_key(lab.test, lab.collected_on, lab.collected_time): lab
+            for lab in patient.lab_results.all()
+        }
+        existing_therapies = {(t.agent, t.start): t for t in patient.therapies.all()}
+    patient.mrn = mrn
+    patient.name = name
+    apply_case_to_patient(case, patient)
+    try:
+        with transaction.atomic():
+            patient.save()
+    except IntegrityError as error:
+        raise DuplicateMrn(mrn) from error
+
+    for lab in case.labs:
+        fields = lab_result_fields(lab)
+        stored = existing_labs.pop(_lab_key(lab.test, lab.collected_on, lab.collected_time), None)
+        if stored is None:
+            LabResult.objects.create(patient=patient, entered_by=user, **fields)
+        elif any(getattr(stored, name) != value for name, value in fields.items()):
+            for name, value in fields.items():
+                setattr(stored, name, value)
+            stored.save()
+    for stale_lab in existing_labs.values():
+        stale_lab.delete()
+
+    for therapy in case.clinical.therapies:
+        stored_therapy = existing_therapies.pop((therapy.agent, therapy.start), None)
+        if stored_therapy is None:
+            Therapy.objects.create(
+                patient=patient, agent=therapy.agent, start=therapy.start, end=therapy.end
+            )
+        elif stored_therapy.end != therapy.end:
+            stored_therapy.end = therapy.end
+            stored_therapy.save()
+    for stale_therapy in existing_therapies.values():
+        stale_therapy.delete()
+
+    follow_ups_sync(patient=patient)
+    return patient
+
+
+@transaction.atomic
+def patient_record_result(
+    *, patient: Patient, user: Any, lab: engine.Lab, expected_version: int | None = None
+) -> LabResult:
+    """Add one result to a patient, refusing a second result for the same test and time."""
+    patient = _lock(patient, expected_version)
+    try:
+        with transaction.atomic():
+            result = LabResult.objects.create(
+                patient=patient, entered_by=user, **lab_result_fields(lab)
+            )
+    except IntegrityError as error:
+        raise DuplicateResult(lab) from error
+    patient.version += 1
+    patient.save()
+    follow_ups_sync(patient=patient)
+    return result
+
+
+def follow_ups_sync(*, patient: Patient, result: engine.Result | None = None) -> list[FollowUp]:
+    """Store the follow-ups the engine schedules; keep completed ones as a record."""
+    if result is None:
+        result = engine.assess(patient_to_case(patient), current_rule_set())
+    assessment_snapshot_store(patient=patient, result=result)
+    stored = {(f.code, f.due): f for f in patient.follow_ups.all()}
+    kept: list[FollowUp] = []
+    for item in result.follow_ups:
+        follow_up = stored.pop((item.code, item.due), None)
+        if follow_up is None:
+            follow_up = FollowUp(patient=patient, code=item.code, due=item.due)
+        changed = (follow_up.title, follow_up.rule, follow_up.rule_set_version) != (
+            item.title,
+            item.rule or "",
+            result.rule_set,
+        )
+        if follow_up.pk is None or changed:
+            follow_up.title = item.title
+            follow_up.rule = item.rule or ""
+            follow_up.rule_set_version = result.rule_set
+            follow_up.save()
+        kept.append(follow_up)
+    for obsolete in stored.values():
+        if obsolete.completed_at is None:
+            obsolete.delete()
+    return kept
+
+
+def assessment_snapshot_store(*, patient: Patient, result: engine.Result) -> AssessmentSnapshot:
+    top = result.recommendations[0] if result.recommendations else None
+    snapshot, _ = AssessmentSnapshot.objects.update_or_create(
+        patient=patient,
+        defaults={
+            "as_of": result.as_of,
+            "rule_set_version": result.rule_set,
+            "pathway": result.pathway,
+            "alp_latest": result.findings.alp_latest,
+            "alp_x_uln": result.findings.alp_x_uln,
+            "alp_elevated": bool(result.findings.alp_elevated),
+            "top_priority": top.priority if top else "",
+            "top_priority_rank": AssessmentSnapshot.PRIORITY_RANK.get(top.priority, 9)
+            if top
+            else 9,
+            "top_code": top.code if top else "",
+            "top_title": top.title if top else "",
+            "recommendation_codes": [r.code for r in result.recommendations],
+            "assessed_at": timezone.now(),
+        },
+    )
+    return snapshot
+
+
+@transaction.atomic
+def follow_up_mark_done(*, follow_up: FollowUp, user: Any) -> FollowUp:
+    follow_up = FollowUp.objects.select_for_update().get(pk=follow_up.pk)
+    if follow_up.completed_at is None:
+        follow_up.completed_at = timezone.now()
+        follow_up.completed_by = user
+        follow_up.save()
+    return follow_up
+
+
+def access_log_record(*, user: Any, patient: Patient, action: str, path: str) -> None:
+    AccessLog.objects.create(user=user, patient=patient, action=action, path=path[:500])
+
+
+def patients_reassess(patients: Any = None, *, chunk_size: int = 500) -> int:
+    """Re-run the engine for many patients (daily, and after a rule set is published):
+    refreshes follow-ups and dashboard snapshots. Loads results and therapies in bulk."""
+    rule_set = current_rule_set()
+    queryset = (patients if patients is not None else Patient.objects.all()).prefetch_related(
+        "lab_results", "therapies", "follow_ups"
+    )
+    today = timezone.localdate()
+    count = 0
+    for patient in queryset.iterator(chunk_size=chunk_size):
+        case = patient_to_case(
+            patient,
+            as_of=today,
+            labs=list(patient.lab_results.all()),
+            therapies=list(patient.therapies.all()),
+        )
+        with transaction.atomic():
+            follow_ups_sync(patient=patient, result=engine.assess(case, rule_set))
+        count += 1
+    return count

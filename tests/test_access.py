@@ -1,0 +1,114 @@
+"""Every URL requires login, and no user reaches another clinic's patients."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from pathways.models import FollowUp
+from tests.factories import stored_patient
+
+_PARAM = re.compile(r"<(?:(?P<converter>[a-z]+):)?(?P<name>\w+)>")
+
+
+def _routes(patterns: list[Any], prefix: str = "") -> list[tuple[str, str | None]]:
+    routes: list[tuple[str, str | None]] = []
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern).lstrip("^").rstrip("$").replace("\\Z", "")
+        if isinstance(pattern, URLResolver):
+            routes += _routes(pattern.url_patterns, route)
+        elif isinstance(pattern, URLPattern):
+            routes.append((route, pattern.name))
+    return routes
+
+
+def _all_routes() -> list[tuple[str, str | None]]:
+    return _routes(get_resolver().url_patterns)
+
+
+def _fill(route: str, values: dict[str, str]) -> str:
+    return "/" + _PARAM.sub(lambda m: values.get(m.group("name"), "1"), route)
+
+
+# Pages anyone may load: the login page itself, and the logout endpoint's redirect.
+PUBLIC = {"login"}
+
+
+def test_the_walk_sees_every_part_of_the_site() -> None:
+    names = {name for _, name in _all_routes()}
+    assert {"dashboard", "patient_detail", "login", "api_docs"} <= names
+    assert any(route.startswith("admin/") for route, _ in _all_routes())
+    assert any(route.startswith("api/v1/") for route, _ in _all_routes())
+
+
+@pytest.mark.django_db
+def test_anonymous_never_gets_a_200(client: Any, alice: Any, north_clinic: Any) -> None:
+    patient = stored_patient(north_clinic, alice)
+    follow_up = FollowUp.objects.filter(patient=patient).first()
+    values = {
+        "pk": str(patient.pk),
+        "patient_pk": str(patient.pk),
+        "follow_up_pk": str(follow_up.pk if follow_up else 1),
+    }
+    checked = 0
+    for route, name in _all_routes():
+        if name in PUBLIC:
+            continue
+        url = _fill(route, values)
+        for method in ("get", "post"):
+            response = getattr(client, method)(url)
+            assert response.status_code != 200, f"anonymous {method.upper()} {url} got 200"
+            checked += 1
+    assert checked > 50
+
+
+@pytest.mark.django_db
+def test_a_user_of_another_clinic_never_reaches_the_patient(
+    client: Any, alice: Any, bob: Any, north_clinic: Any
+) -> None:
+    patient = stored_patient(north_clinic, alice)
+    follow_up = FollowUp.objects.filter(patient=patient).first()
+    assert follow_up is not None
+    values = {
+        "pk": str(patient.pk),
+        "patient_pk": str(patient.pk),
+        "follow_up_pk": str(follow_up.pk),
+    }
+    client.force_login(bob)
+    reached = []
+    for route, _name in _all_routes():
+        if not _PARAM.search(route) or route.startswith("admin/"):
+            continue
+        url = _fill(route, values)
+        for method in ("get", "post"):
+            response = getattr(client, method)(url, HTTP_HX_REQUEST="true")
+            if response.status_code not in (404, 405, 401):
+                reached.append(f"{method.upper()} {url}: {response.status_code}")
+            if response.status_code == 200:
+                assert patient.mrn not in response.content.decode()
+    assert reached == []
+    # The owner does reach the same page (the walk is not passing because everything 404s).
+    client.force_login(alice)
+    assert client.get(f"/patients/{patient.pk}/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_staff_in_admin_see_only_their_clinics_patients(
+    client: Any, alice: Any, bob: Any, north_clinic: Any
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    patient = stored_patient(north_clinic, alice, mrn="NORTH-77")
+    bob.is_staff = True
+    bob.save()
+    bob.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_patient", "view_labresult"])
+    )
+    client.force_login(bob)
+    listing = client.get("/admin/pathways/patient/")
+    assert listing.status_code == 200
+    assert "NORTH-77" not in listing.content.decode()
+    assert client.get(f"/admin/pathways/patient/{patient.pk}/change/").status_code in (302, 404)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from pathways.models import Clinic, FollowUp, Patient
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_is_idempotent_and_prints_the_logins() -> None:
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    counts = (Clinic.objects.count(), Patient.objects.count(), FollowUp.objects.count())
+    call_command("seed_demo", stdout=StringIO())
+    assert (Clinic.objects.count(), Patient.objects.count(), FollowUp.objects.count()) == counts
+    assert counts[0] == 2 and counts[1] >= 6
+    printed = out.getvalue()
+    assert "username clinician" in printed and "username editor" in printed
+    pathways = {p.diagnoses[0] for p in Patient.objects.all() if p.diagnoses}
+    assert "multiple_myeloma" in pathways and "paget" in pathways
+
+
+def test_the_demo_clinician_logs_in_and_sees_the_demo_patients(client: Any) -> None:
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    password = next(
+        line.split()[3] for line in out.getvalue().splitlines() if "username clinician" in line
+    )
+    response = client.post(
+        "/accounts/login/", {"username": "clinician", "password": password}, follow=True
+    )
+    assert response.status_code == 200
+    listing = client.get("/patients/").content.decode()
+    assert "Margaret Ellis" in listing and "Samuel Okafor" in listing
+
+
+def test_synthetic_patients_for_load_tests() -> None:
+    call_command("seed_demo", "--patients", "3", "--results", "5", stdout=StringIO())
+    synthetic = Patient.objects.filter(mrn__startswith="SYN-")
+    assert synthetic.count() == 3
+    assert all(p.lab_results.filter(test="alp").count() == 5 for p in synthetic)

@@ -1,0 +1,146 @@
+"""Secure-by-default settings, session lifetime, login throttling and response headers."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+
+from tests.factories import stored_patient
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "correct horse battery staple"
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_with_production_settings() -> None:
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "x7!" + "k" * 20 + "Qz9#" + "m" * 30 + "p2&w",
+            "DJANGO_ALLOWED_HOSTS": "alpcare.example.org",
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_it_refuses_to_start_without_a_secret_key_outside_debug() -> None:
+    result = _manage("check", env={"DJANGO_DEBUG": "0"})
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.django_db
+def test_pages_carry_csp_without_unsafe_inline_and_deny_framing(alice_client: Any) -> None:
+    response = alice_client.get("/patients/")
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self' 'nonce-" in csp
+    assert "unsafe-inline" not in csp
+    assert response["X-Frame-Options"] == "DENY"
+    assert "no-store" in response["Cache-Control"]
+    nonce = csp.split("'nonce-")[1].split("'")[0]
+    assert f'nonce="{nonce}"' in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_patient_pages_are_not_cached(alice_client: Any, alice: Any, north_clinic: Any) -> None:
+    patient = stored_patient(north_clinic, alice)
+    response = alice_client.get(f"/patients/{patient.pk}/")
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_it_locks_out_after_repeated_failures_without_leaking(client: Any, alice: Any) -> None:
+    from django.conf import settings
+
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = client.post("/accounts/login/", {"username": "alice", "password": "wrong"})
+        assert response.status_code == 200
+        assert "Please enter a correct username and password" in response.content.decode()
+    assert (
+        client.post("/accounts/login/", {"username": "alice", "password": "wrong"}).status_code
+        == 429
+    )
+    # Now even the right password is refused until the cool-off ends.
+    locked = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+    assert locked.status_code == 429
+    assert "Too many failed log-in attempts" in locked.content.decode()
+    assert "_auth_user_id" not in client.session
+    # An unknown username is locked out the same way: the response does not confirm accounts.
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        client.post("/accounts/login/", {"username": "nobody", "password": "wrong"})
+    ghost = client.post("/accounts/login/", {"username": "nobody", "password": "wrong"})
+    assert ghost.status_code == 429
+    assert _without_tokens(ghost.content) == _without_tokens(locked.content)
+
+
+def _without_tokens(content: bytes) -> str:
+    # The CSP nonce and CSRF token differ per response; everything else must be identical.
+    return re.sub(r'(nonce="|"x-csrftoken": ")[^"]+', r"\1", content.decode())
+
+
+@pytest.mark.django_db
+def test_login_rotates_the_session_key_and_logout_ends_it(client: Any, alice: Any) -> None:
+    client.get("/accounts/login/")
+    session = client.session
+    session["probe"] = 1
+    session.save()
+    before = session.session_key
+    response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 302
+    after = client.session.session_key
+    assert after != before
+    assert Session.objects.filter(session_key=after).exists()
+    client.post("/accounts/logout/")
+    assert not Session.objects.filter(session_key=after).exists()
+    assert client.get("/patients/").status_code == 302
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("idle", "since_login", "still_in"),
+    [
+        (timedelta(minutes=29), timedelta(hours=1), True),
+        (timedelta(minutes=31), timedelta(hours=1), False),
+        (timedelta(minutes=1), timedelta(hours=11, minutes=59), True),
+        (timedelta(minutes=1), timedelta(hours=12, minutes=1), False),
+    ],
+)
+def test_sessions_end_after_30_minutes_idle_or_12_hours(
+    alice_client: Any, idle: timedelta, since_login: timedelta, still_in: bool
+) -> None:
+    assert alice_client.get("/patients/").status_code == 200
+    session = alice_client.session
+    now = timezone.now()
+    session["alpcare_seen_at"] = (now - idle).isoformat()
+    session["alpcare_login_at"] = (now - since_login).isoformat()
+    session.save()
+    response = alice_client.get("/patients/")
+    assert (response.status_code == 200) is still_in
+    if not still_in:
+        assert response["Location"].startswith("/accounts/login/")
