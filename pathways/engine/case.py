@@ -242,13 +242,19 @@ def _json_text(value: object) -> str:
         return repr(value)
 
 
+def _key(name: object) -> str:
+    """A key as it appears in a field path; odd keys ("", "a b") are quoted so none is blank."""
+    text = str(name)
+    return text if text.isidentifier() else _json_text(text)
+
+
 def _path(prefix: str, location: Sequence[int | str]) -> str:
     path = prefix
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path = f"{path}.{part}" if path else part
+            path = f"{path}.{_key(part)}" if path else _key(part)
     return path
 
 
@@ -342,7 +348,7 @@ def parse_case(data: object, *, today: date | None = None) -> Case:
     reader = _Reader()
     for key in data:
         if key not in _TOP_LEVEL_KEYS:
-            reader.add(str(key), "unknown field")
+            reader.add(_key(key), "unknown field")
 
     as_of: date | None
     if data.get("as_of") is None:

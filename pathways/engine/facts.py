@@ -185,7 +185,7 @@ def _sort_key(lab: Lab) -> tuple[date, time]:
 
 
 def _dose_text(dose_mg: float) -> str:
-    return f"{dose_mg:g} mg"
+    return f"{dose_mg:.1f} mg"  # as the label table writes it: 4.0, 3.5, 3.3, 3.0 mg
 
 
 def compute_facts(

@@ -1,0 +1,247 @@
+"""Property tests: any valid case assesses; any broken document fails with field paths only."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pathways.engine import (
+    AGENTS,
+    BONE_SCANS,
+    CANCERS,
+    DIAGNOSES,
+    FRACTURES,
+    PRIORITIES,
+    RESPONSES,
+    UNITS,
+    CaseInvalid,
+    assess,
+    case_to_document,
+    parse_case,
+    parse_case_json,
+    render_result_json,
+)
+from tests.engine.clinical_cases import catalogue
+
+PROPERTY_SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+FIRST_DAY = date(1920, 1, 1)
+
+
+def _day(draw: st.DrawFn, low: date, high: date) -> date:
+    return low + timedelta(days=draw(st.integers(0, (high - low).days)))
+
+
+@st.composite
+def lab_documents(draw: st.DrawFn, birth: date, as_of: date) -> dict[str, Any]:
+    test = draw(st.sampled_from(sorted(UNITS)))
+    unit = draw(st.sampled_from(UNITS[test]))
+    collected = _day(draw, max(birth, as_of - timedelta(days=3 * 365)), as_of)
+    collected_at = collected.isoformat()
+    if draw(st.booleans()):
+        collected_at += f"T{draw(st.integers(0, 23)):02d}:{draw(st.integers(0, 59)):02d}"
+        if draw(st.booleans()):
+            collected_at += f":{draw(st.integers(0, 59)):02d}"
+    value = draw(
+        st.one_of(
+            st.integers(0, 3000),
+            st.floats(0, 3000, allow_nan=False, allow_infinity=False),
+        )
+    )
+    entry: dict[str, Any] = {
+        "test": test,
+        "value": value,
+        "unit": unit,
+        "collected_at": collected_at,
+    }
+    needs_reference = test == "bone_alp" and unit != "ug/L"
+    if needs_reference or draw(st.booleans()):
+        entry["reference_high"] = draw(st.floats(0.1, 2000, allow_nan=False))
+    return entry
+
+
+@st.composite
+def therapy_documents(draw: st.DrawFn, birth: date, as_of: date) -> dict[str, Any]:
+    start = _day(draw, max(birth, as_of - timedelta(days=4 * 365)), as_of + timedelta(days=60))
+    end = None
+    if draw(st.booleans()):
+        end = (start + timedelta(days=draw(st.integers(0, 3 * 365)))).isoformat()
+    return {"agent": draw(st.sampled_from(AGENTS)), "start": start.isoformat(), "end": end}
+
+
+def _optional_date(draw: st.DrawFn, low: date, high: date) -> str | None:
+    return draw(st.none() | st.just(None).map(lambda _: _day(draw, low, high).isoformat()))
+
+
+@st.composite
+def case_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """Valid case documents, from a newborn to a centenarian, with any mix of labs and context."""
+    as_of = _day(draw, date(2020, 1, 1), date(2030, 12, 31))
+    birth = _day(draw, max(FIRST_DAY, as_of - timedelta(days=100 * 365)), as_of)
+    sex = draw(st.sampled_from(["female", "male"]))
+    labs = draw(
+        st.lists(
+            lab_documents(birth, as_of),
+            max_size=12,
+            unique_by=lambda entry: (entry["test"], entry["collected_at"]),
+        )
+    )
+    patient: dict[str, Any] = {"birth_date": birth.isoformat(), "sex": sex}
+    if sex == "female" and draw(st.booleans()):
+        patient["pregnant"] = draw(st.booleans())
+    if draw(st.booleans()):
+        patient["weight_kg"] = draw(st.floats(0.5, 250, allow_nan=False))
+    recent = max(birth, as_of - timedelta(days=3 * 365))
+    clinical = {
+        "diagnoses": draw(st.lists(st.sampled_from(DIAGNOSES), max_size=4, unique=True)),
+        "cancer": draw(st.none() | st.sampled_from(CANCERS)),
+        "cancer_treated": draw(st.booleans()),
+        "bone_pain": draw(st.booleans()),
+        "osteolytic_pain": draw(st.booleans()),
+        "bone_scan": draw(st.sampled_from(BONE_SCANS)),
+        "fracture": draw(st.sampled_from(FRACTURES)),
+        "dental_exam_done": draw(st.booleans()),
+        "crcl_baseline": draw(st.none() | st.floats(0, 200, allow_nan=False)),
+        "myeloma": {
+            "requires_therapy": draw(st.booleans()),
+            "bone_disease": draw(st.booleans()),
+            "active_bone_disease": draw(st.booleans()),
+            "response": draw(st.none() | st.sampled_from(RESPONSES)),
+            "treatment_start": _optional_date(draw, recent, as_of),
+            "bortezomib_start": _optional_date(draw, recent, as_of),
+        },
+        "therapies": draw(st.lists(therapy_documents(birth, as_of), max_size=3)),
+    }
+    document: dict[str, Any] = {"as_of": as_of.isoformat(), "patient": patient, "labs": labs}
+    if draw(st.booleans()):
+        document["clinical"] = clinical
+    return document
+
+
+@PROPERTY_SETTINGS
+@given(case_documents())
+def test_any_valid_case_assesses_deterministically_in_priority_order(
+    document: dict[str, Any],
+) -> None:
+    case = parse_case(document)
+    result = assess(case, catalogue())
+    rank = {priority: index for index, priority in enumerate(PRIORITIES)}
+    ranks = [rank[item.priority] for item in result.recommendations]
+    assert ranks == sorted(ranks)
+    assert assess(case, catalogue()) == result
+    assert render_result_json(assess(parse_case(document), catalogue())) == render_result_json(
+        result
+    )
+    for item in result.recommendations:
+        assert "{" not in item.rationale
+    follow_up_keys = [(f.due, f.code) for f in result.follow_ups]
+    assert follow_up_keys == sorted(follow_up_keys)
+
+
+@PROPERTY_SETTINGS
+@given(case_documents())
+def test_case_to_document_round_trips(document: dict[str, Any]) -> None:
+    case = parse_case(document)
+    canonical = case_to_document(case)
+    assert parse_case(canonical) == case
+    assert parse_case_json(json.dumps(canonical)) == case
+    assert case_to_document(parse_case(canonical)) == canonical
+
+
+# --- broken documents ------------------------------------------------------------------------
+
+_WRONG_VALUES = ["12", True, None, [], {}, 1.5, -3, "2026-13-45", "not_a_code", float("nan")]
+
+
+def _paths(document: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value inside the document."""
+    paths = [prefix] if prefix else []
+    if isinstance(document, dict):
+        for key, value in document.items():
+            paths += _paths(value, (*prefix, key))
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            paths += _paths(value, (*prefix, index))
+    return paths
+
+
+def _set(document: Any, path: tuple[Any, ...], value: Any) -> None:
+    for part in path[:-1]:
+        document = document[part]
+    document[path[-1]] = value
+
+
+@st.composite
+def broken_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid document with one thing broken: an unknown key, a wrong type, a bad unit, …"""
+    document = copy.deepcopy(draw(case_documents()))
+    kind = draw(st.sampled_from(["unknown_key", "wrong_value", "bad_unit", "future", "missing"]))
+    if kind == "unknown_key":
+        containers = [p for p in _paths(document) if isinstance(_get(document, p), dict)]
+        target = draw(st.sampled_from([(), *containers]))
+        _get(document, target)["surprise_key"] = 1
+    elif kind == "bad_unit" and document["labs"]:
+        index = draw(st.integers(0, len(document["labs"]) - 1))
+        document["labs"][index]["unit"] = draw(st.sampled_from(["mmol/l", "IU", "", "U/l"]))
+    elif kind == "future" and document["labs"]:
+        index = draw(st.integers(0, len(document["labs"]) - 1))
+        as_of = date.fromisoformat(document["as_of"])
+        document["labs"][index]["collected_at"] = (as_of + timedelta(days=1)).isoformat()
+    elif kind == "missing":
+        document["patient"].pop("birth_date")
+    else:
+        leaves = [p for p in _paths(document) if not isinstance(_get(document, p), dict | list)]
+        path = draw(st.sampled_from(leaves))
+        current = _get(document, path)
+        wrong = draw(st.sampled_from([v for v in _WRONG_VALUES if _differs(v, current)]))
+        _set(document, path, wrong)
+    return document
+
+
+def _get(document: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        document = document[part]
+    return document
+
+
+def _differs(candidate: Any, current: Any) -> bool:
+    return type(candidate) is not type(current) or candidate != current
+
+
+@PROPERTY_SETTINGS
+@given(broken_documents())
+def test_a_broken_document_raises_case_invalid_with_field_paths(document: dict[str, Any]) -> None:
+    try:
+        parse_case(document)
+    except CaseInvalid as invalid:
+        assert invalid.errors
+        for error in invalid.errors:
+            assert error.field and error.message
+    else:
+        # Some "wrong" values are still valid (a number for a number, a date string for a date,
+        # null where null is allowed): then the document must at least assess.
+        assess(parse_case(document), catalogue())
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
+def test_arbitrary_json_never_raises_anything_but_case_invalid(data: Any) -> None:
+    try:
+        parse_case(data)
+    except CaseInvalid as invalid:
+        assert all(error.field for error in invalid.errors)
