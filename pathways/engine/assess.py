@@ -13,13 +13,22 @@ from typing import Any
 import cel
 
 from .case import Case, Lab
-from .conditions import FIRED_VARIABLE, PARAMS_VARIABLE, fired_references
+from .conditions import (
+    FIRED_VARIABLE,
+    PARAMS_VARIABLE,
+    attribute_names,
+    fired_references,
+    inline_parameters,
+)
 from .dates import add_months
+from .fact_specs import THERAPY_FIELDS
 from .facts import Facts, compute_facts
 from .ruleset import FollowUpRule, Rule, RuleSet
 from .templates import fact_resolver, render
-from .vocabulary import PRIORITIES
+from .vocabulary import PATHWAYS, PRIORITIES
 
+THERAPY_FIELD_NAMES = tuple(field.name for field in THERAPY_FIELDS)
+_THERAPY_LISTS = ("therapies", "current_therapies")
 DONE_WINDOW_DAYS = 14  # spec §5: done when recorded on or after due - 14 days
 
 
@@ -96,11 +105,14 @@ class CompiledRuleSet:
     follow_ups: tuple[_CompiledFollowUp, ...]
     params: dict[str, float]
     parameter_units: dict[str, tuple[float, str]]
+    # Facts each pathway's programs read: only these are converted into the CEL context.
+    variables_by_pathway: dict[str, tuple[str, ...]]
+    therapy_keys: tuple[str, ...]
 
 
-def _compile(source: str, where: str) -> cel.Program:
+def _compile(source: str, where: str, params: dict[str, float]) -> cel.Program:
     try:
-        return cel.compile(source)
+        return cel.compile(inline_parameters(source, params))
     except Exception as error:
         raise RuleSetInvalid(f"{where}: {error}") from None
 
@@ -150,6 +162,7 @@ def _fingerprint(rule_set: RuleSet) -> str:
 def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
     """Compile every CEL expression of a rule set (no cache; see compiled_rule_set)."""
     rules = rule_set.rules
+    params = rule_set.parameter_values()
     compiled_rules = []
     for index in evaluation_order(rules):
         rule = rules[index]
@@ -157,12 +170,12 @@ def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
             continue
         escalate = None
         if rule.escalate_when:
-            escalate = _compile(rule.escalate_when, f"rule {rule.code}: escalate_when")
+            escalate = _compile(rule.escalate_when, f"rule {rule.code}: escalate_when", params)
         compiled_rules.append(
             _CompiledRule(
                 rule=rule,
                 position=index,
-                condition=_compile(rule.condition, f"rule {rule.code}: condition"),
+                condition=_compile(rule.condition, f"rule {rule.code}: condition", params),
                 escalate_when=escalate,
                 reads_fired=FIRED_VARIABLE in rule.condition
                 or FIRED_VARIABLE in (rule.escalate_when or ""),
@@ -171,18 +184,40 @@ def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
     follow_ups = tuple(
         _CompiledFollowUp(
             follow_up=follow_up,
-            when=_compile(follow_up.when, f"follow-up {follow_up.code}: when")
+            when=_compile(follow_up.when, f"follow-up {follow_up.code}: when", params)
             if follow_up.when
             else None,
         )
         for follow_up in rule_set.follow_ups
     )
+    variables_by_pathway = {}
+    for pathway in PATHWAYS:
+        programs = [
+            program
+            for item in compiled_rules
+            if item.rule.pathway in (pathway, "both")
+            for program in (item.condition, item.escalate_when)
+            if program is not None
+        ]
+        programs += [entry.when for entry in follow_ups if entry.when is not None]
+        names = {name for program in programs for name in program.variables()}
+        variables_by_pathway[pathway] = tuple(sorted(names))
+    # Keys of the therapy maps that any program mentions (`t.months_since_start`): the maps
+    # are trimmed to these, as each key costs a conversion into CEL on every assessment.
+    sources = [
+        p.source for item in compiled_rules for p in (item.condition, item.escalate_when) if p
+    ]
+    sources += [entry.when.source for entry in follow_ups if entry.when is not None]
+    mentioned = {key for source in sources for key in attribute_names(source)}
+    therapy_keys = tuple(name for name in THERAPY_FIELD_NAMES if name in mentioned)
     return CompiledRuleSet(
         key=(rule_set.version, _fingerprint(rule_set)),
         rules=tuple(compiled_rules),
         follow_ups=follow_ups,
-        params=rule_set.parameter_values(),
+        params=params,
         parameter_units={p.name: (float(p.value), p.unit) for p in rule_set.parameters},
+        variables_by_pathway=variables_by_pathway,
+        therapy_keys=therapy_keys,
     )
 
 
@@ -258,7 +293,18 @@ def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -
     values = facts.values
     pathway = values["pathway"]
     fired: list[str] = []
-    context = cel.Context({**values, PARAMS_VARIABLE: compiled.params, FIRED_VARIABLE: fired})
+    # Converting Python values into CEL is the costly part: only what the rules read goes in.
+    variables: dict[str, Any] = {}
+    for name in compiled.variables_by_pathway[pathway]:
+        if name in _THERAPY_LISTS:
+            keys = compiled.therapy_keys
+            variables[name] = [{key: therapy[key] for key in keys} for therapy in values[name]]
+        elif name in values:
+            variables[name] = values[name]
+        elif name == PARAMS_VARIABLE:
+            variables[name] = compiled.params  # only for names that could not be folded in
+    variables[FIRED_VARIABLE] = fired
+    context = cel.Context(variables)
     stale = False  # `fired` in the context lags behind the list until a rule reads it
     matched: list[tuple[_CompiledRule, str]] = []
     for item in compiled.rules:

@@ -312,7 +312,7 @@ class _Reader:
     def part(self, model: type[_Model], data: object, path: str) -> dict[str, Any] | None:
         """The part's valid fields (defaults filled in); None when it is not even an object."""
         try:
-            return dict(model.model_validate(data))
+            return dict(model.model_validate(data).__dict__)
         except ValidationError as error:
             details = error.errors(include_url=False)
             self.errors.extend(FieldError(_path(path, d["loc"]), _message(d)) for d in details)

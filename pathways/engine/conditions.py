@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ _MACRO_OVER_RE = re.compile(
     r"([A-Za-z_][A-Za-z0-9_]*)\s*,"
 )
 _WORD_RE = re.compile(r"\bfired\b")
+_ATTRIBUTE_RE = re.compile(r"\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 # CEL type names that may appear as identifiers (type(x) == int).
 _TYPE_NAMES = frozenset({"int", "uint", "double", "string", "bool", "bytes", "list", "map", "type"})
 _FUNCTIONS = frozenset(
@@ -63,6 +64,11 @@ def _blank_strings(source: str) -> str:
     return _STRING_RE.sub(lambda match: '""', source)
 
 
+def attribute_names(source: str) -> set[str]:
+    """Every `.name` selected anywhere in the source (outside string literals)."""
+    return set(_ATTRIBUTE_RE.findall(_blank_strings(source)))
+
+
 def fired_references(source: str) -> tuple[str, ...]:
     """Rule codes referenced as `"code" in fired`, in order of appearance."""
     return tuple(dict.fromkeys(match.group(2) for match in _FIRED_RE.finditer(source)))
@@ -70,6 +76,31 @@ def fired_references(source: str) -> tuple[str, ...]:
 
 def parameter_references(source: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_PARAM_RE.findall(_blank_strings(source))))
+
+
+def inline_parameters(source: str, params: Mapping[str, float]) -> str:
+    """`params.x` replaced by its value as a CEL double literal, outside string literals.
+
+    A published rule set's parameters are constants, and converting the params map into every
+    assessment's CEL context costs more than all the rules' evaluation: fold them in instead.
+    Undeclared names are left alone (validation reports them).
+    """
+
+    def fold(code: str) -> str:
+        def literal(match: re.Match[str]) -> str:
+            if match.group(1) not in params:
+                return match.group(0)
+            text = repr(float(params[match.group(1)]))
+            return f"({text})" if text.startswith("-") else text
+
+        return _PARAM_RE.sub(literal, code)
+
+    pieces, last = [], 0
+    for match in _STRING_RE.finditer(source):
+        pieces += [fold(source[last : match.start()]), match.group(0)]
+        last = match.end()
+    pieces.append(fold(source[last:]))
+    return "".join(pieces)
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:

@@ -12,12 +12,23 @@ _DATETIME_RE = re.compile(
 )
 
 
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def days_in_month(year: int, month: int) -> int:
+    if month == 2 and calendar.isleap(year):
+        return 29
+    return _DAYS_IN_MONTH[month - 1]
+
+
 def add_months(start: date, months: int) -> date:
     """start + n calendar months, clamped to the month's last day (31 Jan + 1 = 28/29 Feb)."""
     year, month_index = divmod(start.month - 1 + months, 12)
     year += start.year
-    last_day = calendar.monthrange(year, month_index + 1)[1]
-    return date(year, month_index + 1, min(start.day, last_day))
+    day = start.day
+    if day > 28:
+        day = min(day, days_in_month(year, month_index + 1))
+    return date(year, month_index + 1, day)
 
 
 def whole_months_between(start: date, end: date) -> int:
@@ -33,7 +44,11 @@ def whole_months_between(start: date, end: date) -> int:
 
 def age_in_years(birth_date: date, on: date) -> int:
     """Whole years of age: whole calendar months // 12, so a 29 Feb birthday counts on 28 Feb."""
-    return whole_months_between(birth_date, on) // 12
+    years = on.year - birth_date.year
+    birthday = min(birth_date.day, days_in_month(on.year, birth_date.month))
+    if (on.month, on.day) < (birth_date.month, birthday):
+        years -= 1
+    return years
 
 
 def parse_iso_date(text: str) -> date | None:

@@ -209,14 +209,17 @@ def compute_facts(
     points: list[AlpPoint] = []
     alp_bands = [band for band in rule_set.uln_bands if band.test == "alp"]
     previous_value: float | None = None
+    built_in_uln: dict[date, float | None] = {}
     for lab in alp_labs:
         if lab.canonical_reference_high is not None:
             uln: float | None = lab.canonical_reference_high
             source = "lab"
         else:
-            band = select_uln_band(alp_bands, "alp", sex, patient.birth_date, lab.collected_on)
-            uln = None if band is None else band_uln_canonical(band)
-            source = "none" if band is None else "built-in"
+            if lab.collected_on not in built_in_uln:
+                band = select_uln_band(alp_bands, "alp", sex, patient.birth_date, lab.collected_on)
+                built_in_uln[lab.collected_on] = None if band is None else band_uln_canonical(band)
+            uln = built_in_uln[lab.collected_on]
+            source = "none" if uln is None else "built-in"
         change = (
             None if previous_value is None else _pct_change(lab.canonical_value, previous_value)
         )

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from .fact_specs import FACT_NAMES, FACTS_BY_NAME
 
 PLACEHOLDER_RE = re.compile(r"\{(params\.[A-Za-z_][A-Za-z0-9_]*|[A-Za-z_][A-Za-z0-9_]*)\}")
 SEGMENT_RE = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
-_PIECE_RE = re.compile(rf"\[\[(?P<segment>.*?)\]\]|{PLACEHOLDER_RE.pattern}", re.DOTALL)
 UNKNOWN = "unknown"
 
 # (found, value, unit) for a placeholder name.
@@ -63,25 +63,59 @@ def fact_resolver(
     return resolve
 
 
+# A parsed template: text, ("name", placeholder, as written) and ("segment", parts) pieces.
+_Piece = tuple[str, Any, str]
+
+
+@lru_cache(maxsize=4096)
+def _parse(template: str) -> tuple[_Piece, ...]:
+    """Split a template once; rendering then only looks values up (templates repeat a lot)."""
+
+    def placeholders(text: str) -> list[_Piece]:
+        pieces: list[_Piece] = []
+        last = 0
+        for match in PLACEHOLDER_RE.finditer(text):
+            pieces.append(("text", text[last : match.start()], ""))
+            pieces.append(("name", match.group(1), match.group(0)))
+            last = match.end()
+        pieces.append(("text", text[last:], ""))
+        return [piece for piece in pieces if piece[0] != "text" or piece[1]]
+
+    pieces: list[_Piece] = []
+    last = 0
+    for match in SEGMENT_RE.finditer(template):
+        pieces += placeholders(template[last : match.start()])
+        pieces.append(("segment", tuple(placeholders(match.group(1))), ""))
+        last = match.end()
+    pieces += placeholders(template[last:])
+    return tuple(pieces)
+
+
+def _fill(pieces: tuple[_Piece, ...] | list[_Piece], resolve: Resolver) -> str:
+    out = []
+    for kind, content, written in pieces:
+        if kind == "text":
+            out.append(content)
+        elif kind == "name":
+            found, value, unit = resolve(content)
+            out.append(format_value(value, unit) if found else written)
+        else:
+            # A segment disappears when any placeholder in it is null.
+            if any(
+                kind == "name" and resolve(name)[0] and resolve(name)[1] is None
+                for kind, name, _ in content
+            ):
+                continue
+            out.append(_fill(content, resolve))
+    return "".join(out)
+
+
 def render(template: str, resolve: Resolver) -> str:
-    """Fill placeholders; drop a [[ … ]] segment when any placeholder in it is null."""
+    """Fill placeholders; drop a [[ … ]] segment when any placeholder in it is null.
 
-    def one(match: re.Match[str]) -> str:
-        found, value, unit = resolve(match.group(match.lastindex or 1))
-        return format_value(value, unit) if found else match.group(0)
-
-    def piece(match: re.Match[str]) -> str:
-        inner = match.group("segment")
-        if inner is None:
-            return one(match)
-        for name in PLACEHOLDER_RE.findall(inner):
-            found, value, _ = resolve(name)
-            if found and value is None:
-                return ""
-        return PLACEHOLDER_RE.sub(one, inner)
-
-    # One pass over segments and bare placeholders: substituted text is never re-read.
-    return _PIECE_RE.sub(piece, template).strip()
+    Substituted values are never read again, so a value cannot inject a placeholder.
+    """
+    return _fill(_parse(template), resolve).strip()
 
 
 def template_names(template: str) -> tuple[str, ...]:

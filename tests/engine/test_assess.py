@@ -20,6 +20,7 @@ from pathways.engine import (
     run_examples,
 )
 from pathways.engine.assess import compiled_rule_set
+from pathways.engine.conditions import inline_parameters
 from pathways.engine.templates import fact_resolver, render
 from tests.engine.clinical_cases import (
     assess_document,
@@ -289,3 +290,11 @@ def test_render_result_json_is_indented_utf8_with_a_final_newline() -> None:
     assert "\u00d7 ULN" in text  # not escaped
     assert json.loads(text) == result_to_document(result)
     assert text == json.dumps(result_to_document(result), indent=2, ensure_ascii=False) + "\n"
+
+
+def test_parameters_are_folded_into_the_programs_outside_string_literals() -> None:
+    assert inline_parameters('x > params.a && s == "params.a"', {"a": 2}) == (
+        'x > 2.0 && s == "params.a"'
+    )
+    assert inline_parameters("x > params.b", {"b": -1}) == "x > (-1.0)"
+    assert inline_parameters("x > params.c", {}) == "x > params.c"
