@@ -1,0 +1,427 @@
+"""Rule tuning services: drafts, the publish gate, four-eyes, rollback, impact preview, diff."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.utils import timezone
+
+from pathways import engine, rules, tuning
+from pathways.cases import patient_to_case
+from pathways.models import (
+    AssessmentSnapshot,
+    Clinic,
+    FollowUp,
+    Parameter,
+    Patient,
+    Rule,
+    RuleExample,
+    RuleSet,
+    RuleSetPublication,
+)
+from tests.factories import (
+    myeloma_on_zoledronic_acid_14_months_document,
+    paget_on_alendronate_document,
+    stored_patient,
+)
+
+pytestmark = pytest.mark.django_db
+
+RULE_MODELS = (
+    "ruleset",
+    "rule",
+    "ruleexample",
+    "parameter",
+    "followuprule",
+    "ulnband",
+    "doseband",
+    "citation",
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rule_set_cache() -> Iterator[None]:
+    # Published sets are cached by primary key; SQLite reuses keys after a test's rollback.
+    rules._published_cache.clear()
+    yield
+    rules._published_cache.clear()
+
+
+def rule_editor(username: str, *, publisher: bool = False) -> User:
+    user = User.objects.create_user(username, password="correct horse battery staple")
+    user.is_staff = True
+    user.save()
+    codenames = [f"{a}_{m}" for m in RULE_MODELS for a in ("view", "add", "change", "delete")]
+    if publisher:
+        codenames.append("publish_ruleset")
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="pathways", codename__in=codenames)
+    )
+    return User.objects.get(pk=user.pk)  # a fresh object: permissions are cached per instance
+
+
+@pytest.fixture
+def editor(db: Any) -> User:
+    """Drafts rule changes; may not publish."""
+    return rule_editor("rui")
+
+
+@pytest.fixture
+def publisher(db: Any) -> User:
+    """May publish drafts that someone else edited last (four-eyes)."""
+    return rule_editor("pat", publisher=True)
+
+
+@pytest.fixture
+def second_publisher(db: Any) -> User:
+    return rule_editor("quinn", publisher=True)
+
+
+def extreme_alp_threshold_raised(draft: RuleSet, *, user: User, to: float = 1200) -> None:
+    """What an editor does in the admin: the parameter, and the rule's boundary examples."""
+    parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
+    parameter.value = to
+    parameter.save()
+    tuning.ruleset_touch(rule_set=draft, user=user)
+
+
+def extreme_alp_examples_moved(draft: RuleSet, *, user: User, to: float = 1200) -> None:
+    for example in RuleExample.objects.filter(rule_set=draft, rule__code="extreme-alp"):
+        for lab in example.case.get("labs", []):
+            if lab["test"] != "alp":
+                continue
+            if lab["unit"] == "ukat/L":
+                lab["value"] = round((to + 0.6) / 60, 2)
+            elif lab["value"] >= 1000:
+                lab["value"] = round(lab["value"] - 1000 + to, 1)
+        example.save()
+    tuning.ruleset_touch(rule_set=draft, user=user)
+
+
+def current_version() -> str:
+    return RuleSet.objects.get(is_current=True).label
+
+
+def test_a_draft_is_a_full_copy_of_the_version_in_force(editor: User) -> None:
+    published = RuleSet.objects.get(is_current=True)
+    draft = tuning.ruleset_start_draft(user=editor)
+    assert draft.is_draft and draft.based_on == published
+    assert draft.last_edited_by == editor
+    assert (
+        Rule.objects.filter(rule_set=draft).count()
+        == Rule.objects.filter(rule_set=published).count()
+    )
+    assert RuleExample.objects.filter(rule_set=draft).count() > 0
+    assert tuning.ruleset_diff(old=published, new=draft) == []
+    assert tuning.ruleset_check(rule_set=draft).publishable
+
+
+def test_failing_examples_block_publishing_and_say_why(editor: User, publisher: User) -> None:
+    draft = tuning.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+
+    check = tuning.ruleset_check(rule_set=draft)
+    failing = {(o.rule, o.example) for o in check.failing_examples}
+    assert ("extreme-alp", "ALP 1000.1 U/L") in failing
+    assert any("must fire, did not fire" in line for line in check.problems())
+    with pytest.raises(tuning.TuningError, match="extreme-alp"):
+        tuning.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
+    draft.refresh_from_db()
+    assert draft.is_draft and current_version() == "2026-11-22.1"
+
+    extreme_alp_examples_moved(draft, user=editor)
+    assert tuning.ruleset_check(rule_set=draft).publishable
+
+
+def test_a_condition_that_does_not_compile_blocks_publishing(editor: User, publisher: User) -> None:
+    draft = tuning.ruleset_start_draft(user=editor)
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    rule.condition = "alp_latest > params.extreme_alpp"
+    rule.save()
+    check = tuning.ruleset_check(rule_set=draft)
+    assert not check.publishable
+    assert any("extreme_alpp" in str(error) for error in check.errors)
+    with pytest.raises(tuning.TuningError, match="cannot be published"):
+        tuning.ruleset_publish(rule_set=draft, user=publisher, note="typo")
+
+
+def test_a_parameter_outside_its_range_blocks_publishing(editor: User, publisher: User) -> None:
+    draft = tuning.ruleset_start_draft(user=editor)
+    Parameter.objects.filter(rule_set=draft, name="extreme_alp").update(value=99999)
+    check = tuning.ruleset_check(rule_set=draft)
+    assert any("outside" in str(error) for error in check.errors)
+    with pytest.raises(tuning.TuningError):
+        tuning.ruleset_publish(rule_set=draft, user=publisher, note="too high")
+
+
+def test_four_eyes_the_last_editor_cannot_publish_their_own_draft(
+    publisher: User, second_publisher: User
+) -> None:
+    draft = tuning.ruleset_start_draft(user=publisher)
+    extreme_alp_threshold_raised(draft, user=publisher)
+    extreme_alp_examples_moved(draft, user=publisher)
+    with pytest.raises(tuning.TuningError, match="Four-eyes"):
+        tuning.ruleset_publish(rule_set=draft, user=publisher, note="mine")
+
+    published = tuning.ruleset_publish(rule_set=draft, user=second_publisher, note="reviewed")
+    assert published.published_by == second_publisher
+    assert not published.is_draft
+
+
+def test_a_later_edit_moves_the_four_eyes_to_the_new_editor(
+    editor: User, publisher: User, second_publisher: User
+) -> None:
+    draft = tuning.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=publisher)  # the publisher touched it last
+    extreme_alp_examples_moved(draft, user=publisher)
+    with pytest.raises(tuning.TuningError, match="Four-eyes"):
+        tuning.ruleset_publish(rule_set=draft, user=publisher, note="mine now")
+    tuning.ruleset_publish(rule_set=draft, user=second_publisher, note="reviewed")
+
+
+def test_publishing_needs_the_publisher_permission_and_a_note(
+    editor: User, publisher: User
+) -> None:
+    other_editor = rule_editor("lee")
+    draft = tuning.ruleset_start_draft(user=editor)
+    with pytest.raises(tuning.TuningError, match="permission"):
+        tuning.ruleset_publish(rule_set=draft, user=other_editor, note="please")
+    with pytest.raises(tuning.TuningError, match="note"):
+        tuning.ruleset_publish(rule_set=draft, user=publisher, note="   ")
+    draft.refresh_from_db()
+    assert draft.is_draft
+
+
+def test_publishing_labels_the_version_and_every_result_names_it(
+    north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    patient = stored_patient(north_clinic, alice, _paget_with_latest_alp(1100))
+    assert "extreme-alp" in patient.snapshot.recommendation_codes
+    before = RuleSet.objects.get(is_current=True)
+
+    draft = tuning.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+    extreme_alp_examples_moved(draft, user=editor)
+    published = tuning.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
+
+    today = timezone.localdate().isoformat()
+    expected_number = RuleSet.objects.filter(version__startswith=f"{today}.").count()
+    assert published.version == f"{today}.{expected_number}"
+    assert published.is_current and published.note == "Raise to 1200 U/L"
+    before.refresh_from_db()
+    assert not before.is_current and before.status == RuleSet.Status.PUBLISHED
+    publication = RuleSetPublication.objects.get(rule_set=published)
+    assert publication.kind == "publish"
+    assert (publication.by, publication.replaced) == (publisher, before)
+
+    snapshot = AssessmentSnapshot.objects.get(patient=patient)
+    assert snapshot.rule_set_version == published.version
+    assert "extreme-alp" not in snapshot.recommendation_codes
+    assert set(FollowUp.objects.filter(patient=patient).values_list("rule_set_version", flat=True))
+    for follow_up in FollowUp.objects.filter(patient=patient, completed_at__isnull=True):
+        assert follow_up.rule_set_version == published.version
+    assert rules.current_rule_set().version == published.version
+
+
+def test_rollback_puts_the_earlier_version_back_in_force(
+    north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    patient = stored_patient(north_clinic, alice, _paget_with_latest_alp(1100))
+    original = RuleSet.objects.get(is_current=True)
+    draft = tuning.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+    extreme_alp_examples_moved(draft, user=editor)
+    raised = tuning.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
+
+    with pytest.raises(tuning.TuningError, match="permission"):
+        tuning.ruleset_rollback(rule_set=original, user=editor, note="undo")
+    with pytest.raises(tuning.TuningError, match="already in force"):
+        tuning.ruleset_rollback(rule_set=raised, user=publisher, note="undo")
+    tuning.ruleset_rollback(rule_set=original, user=publisher, note="Too many missed alerts")
+
+    original.refresh_from_db()
+    raised.refresh_from_db()
+    assert original.is_current and not raised.is_current
+    assert original.version == "2026-11-22.1"  # the label is the version's, not the rollback's
+    rollback = RuleSetPublication.objects.filter(rule_set=original).get()
+    assert (rollback.kind, rollback.by, rollback.replaced) == ("rollback", publisher, raised)
+    snapshot = AssessmentSnapshot.objects.get(patient=patient)
+    assert snapshot.rule_set_version == original.version
+    assert "extreme-alp" in snapshot.recommendation_codes
+
+
+def test_a_draft_cannot_be_rolled_back_to_and_a_published_set_not_published_again(
+    editor: User, publisher: User
+) -> None:
+    draft = tuning.ruleset_start_draft(user=editor)
+    with pytest.raises(tuning.TuningError, match="publish the draft"):
+        tuning.ruleset_rollback(rule_set=draft, user=publisher, note="x")
+    current = RuleSet.objects.get(is_current=True)
+    with pytest.raises(tuning.TuningError, match="already published"):
+        tuning.ruleset_publish(rule_set=current, user=publisher, note="x")
+    with pytest.raises(tuning.TuningError, match="from a published version"):
+        tuning.ruleset_start_draft(user=editor, base=draft)
+
+
+def _paget_with_latest_alp(value: float) -> dict[str, Any]:
+    document = paget_on_alendronate_document()
+    document["labs"][-1]["value"] = value
+    return document
+
+
+@pytest.fixture
+def small_population(
+    north_clinic: Clinic, south_clinic: Clinic, alice: User, bob: User
+) -> list[Patient]:
+    patients = [
+        stored_patient(north_clinic, alice, _paget_with_latest_alp(alp), mrn=f"N-{alp}")
+        for alp in (260, 950, 1100, 1199, 1250, 3000)
+    ]
+    patients += [
+        stored_patient(south_clinic, bob, _paget_with_latest_alp(alp), mrn=f"S-{alp}")
+        for alp in (1050, 1500)
+    ]
+    myeloma = myeloma_on_zoledronic_acid_14_months_document()
+    patients.append(stored_patient(north_clinic, alice, myeloma, mrn="M"))
+    return patients
+
+
+def _direct_comparison(
+    patients: list[Patient], old: engine.RuleSet, new: engine.RuleSet
+) -> tuple[Counter[str], Counter[str], Counter[str], Counter[str], int]:
+    appear: Counter[str] = Counter()
+    disappear: Counter[str] = Counter()
+    follow_ups_appear: Counter[str] = Counter()
+    follow_ups_disappear: Counter[str] = Counter()
+    changed = 0
+    for patient in patients:
+        case = patient_to_case(patient, as_of=timezone.localdate())
+        before, after = engine.assess(case, old), engine.assess(case, new)
+        old_codes = {r.code for r in before.recommendations}
+        new_codes = {r.code for r in after.recommendations}
+        old_follow_ups = {f.code for f in before.follow_ups}
+        new_follow_ups = {f.code for f in after.follow_ups}
+        appear.update(new_codes - old_codes)
+        disappear.update(old_codes - new_codes)
+        follow_ups_appear.update(new_follow_ups - old_follow_ups)
+        follow_ups_disappear.update(old_follow_ups - new_follow_ups)
+        changed += (old_codes != new_codes) or (old_follow_ups != new_follow_ups)
+    return appear, disappear, follow_ups_appear, follow_ups_disappear, changed
+
+
+def test_preview_counts_match_a_direct_comparison(
+    small_population: list[Patient], editor: User
+) -> None:
+    draft = tuning.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+    rule = Rule.objects.get(rule_set=draft, code="paget-monitor-alp")
+    rule.enabled = False  # takes its alp-recheck follow-up with it
+    rule.save()
+
+    preview = tuning.ruleset_preview(draft=draft, user=editor)
+
+    old = rules.rule_set_for(RuleSet.objects.get(is_current=True))
+    new = rules.load_rule_set(draft)
+    appear, disappear, fu_appear, fu_disappear, changed = _direct_comparison(
+        small_population, old, new
+    )
+    assert preview.patients == len(small_population)
+    assert len(preview.changed) == changed
+    assert {r.code: r.appear for r in preview.rules if r.appear} == dict(appear)
+    assert {r.code: r.disappear for r in preview.rules if r.disappear} == dict(disappear)
+    assert {f.code: f.appear for f in preview.follow_ups if f.appear} == dict(fu_appear)
+    assert {f.code: f.disappear for f in preview.follow_ups if f.disappear} == dict(fu_disappear)
+    # ALP 1100 and 1199 (north) and 1050 (south) lose the alert; 1250, 1500, 3000 keep it.
+    by_code = {r.code: r for r in preview.rules}
+    assert by_code["extreme-alp"].disappear == 3
+    assert (by_code["extreme-alp"].before, by_code["extreme-alp"].after) == (6, 3)
+    assert preview.errors == []
+
+
+def test_preview_names_only_patients_of_the_editors_clinics(
+    small_population: list[Patient], north_clinic: Clinic, editor: User
+) -> None:
+    from pathways.models import Membership
+
+    Membership.objects.create(user=editor, clinic=north_clinic, role="rule_editor")
+    draft = tuning.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+    preview = tuning.ruleset_preview(draft=draft, user=editor)
+
+    visible = {impact.mrn for impact in preview.changed if impact.visible}
+    assert visible == {"N-1100", "N-1199"}
+    hidden = [impact for impact in preview.changed if not impact.visible]
+    assert len(hidden) == preview.hidden_changed == 1
+    assert hidden[0].name is None and hidden[0].clinic == "South Endocrinology"
+
+
+def test_preview_reports_a_draft_that_fails_on_a_stored_patient(
+    small_population: list[Patient], editor: User
+) -> None:
+    draft = tuning.ruleset_start_draft(user=editor)
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    rule.condition = "alp_latest > params.extreme_alp"  # null ALP now fails at run time
+    rule.save()
+    no_alp = paget_on_alendronate_document(labs=[])
+    stored_patient(small_population[0].clinic, User.objects.get(username="alice"), no_alp, mrn="X")
+    preview = tuning.ruleset_preview(draft=draft, user=editor)
+    assert len(preview.errors) == 1
+    assert "extreme-alp" in (preview.errors[0].error or "")
+
+
+def test_diff_names_changed_parameters_conditions_wording_and_examples(editor: User) -> None:
+    published = RuleSet.objects.get(is_current=True)
+    draft = tuning.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+    extreme_alp_examples_moved(draft, user=editor)
+    rule = Rule.objects.get(rule_set=draft, code="bone-scan")
+    rule.title = "Bone scan first"
+    rule.enabled = False
+    rule.save()
+
+    changes = tuning.ruleset_diff(old=published, new=draft)
+    keyed = {(c.section, c.key, c.field): c for c in changes}
+    assert keyed[("parameters", "extreme_alp", "value")].old == "1000"
+    assert keyed[("parameters", "extreme_alp", "value")].new == "1200"
+    assert keyed[("rules", "bone-scan", "title")].new == "Bone scan first"
+    assert keyed[("rules", "bone-scan", "enabled")].new == "False"
+    assert ("rules", "extreme-alp", "example 'ALP 1000.1 U/L'") in keyed
+    assert all(c.section in ("parameters", "rules") for c in changes)
+    assert tuning.ruleset_diff(old=draft, new=draft) == []
+
+
+def test_changes_list_who_changed_what_and_when(editor: User) -> None:
+    draft = tuning.ruleset_start_draft(user=editor)
+    parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
+    parameter.value = 1200
+    parameter._history_user = editor  # type: ignore[attr-defined]
+    parameter.save()
+    entries = tuning.ruleset_changes(rule_set=draft)
+    change = next(e for e in entries if e.what.startswith("parameter"))
+    assert change.kind == "changed" and change.user == editor
+    assert ("value", "1000", "1200") in change.fields
+    assert any(e.kind == "created" and e.what.startswith("rule set") for e in entries)
+
+
+def test_fire_counts_come_from_the_current_snapshots(small_population: list[Patient]) -> None:
+    counts = tuning.rule_fire_counts()
+    assert counts["extreme-alp"] == 6
+    assert counts["paget-monitor-alp"] == 8
+
+
+def test_try_it_assesses_a_pasted_case_against_the_draft(editor: User) -> None:
+    import json
+
+    draft = tuning.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+    text = json.dumps(_paget_with_latest_alp(1100))
+    assert not tuning.rule_try_case(rule_set=draft, text=text).fired("extreme-alp")
+    current = RuleSet.objects.get(is_current=True)
+    outcome = tuning.rule_try_case(rule_set=current, text=text)
+    assert outcome.fired("extreme-alp") and '"rule_set": "2026-11-22.1"' in outcome.document
+    bad = tuning.rule_try_case(rule_set=draft, text='{"as_of": "x"}')
+    assert bad.result is None and bad.errors
