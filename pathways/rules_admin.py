@@ -1,1 +1,807 @@
-"""Admin for rule sets (the tuning workflow builds on this)."""
+"""Rule tuning in the admin site: drafts edited part by part, checked, previewed, published.
+
+Published rule sets show read-only; every save of a draft part records the draft's last editor
+(four-eyes) and is validated with the engine's own checks. The work is done in tuning.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from simple_history.admin import SimpleHistoryAdmin
+
+from pathways import engine, tuning
+from pathways.models import (
+    Citation,
+    DoseBand,
+    FollowUpRule,
+    Parameter,
+    PublishedRuleSetError,
+    Rule,
+    RuleExample,
+    RuleSet,
+    RuleSetPublication,
+    UlnBand,
+)
+
+PART_MODELS = (Rule, RuleExample, Parameter, FollowUpRule, UlnBand, DoseBand, Citation)
+
+
+def _default_rule_set() -> RuleSet | None:
+    """What the part lists show by default: the newest draft, else the version in force."""
+    draft = RuleSet.objects.filter(status=RuleSet.Status.DRAFT).order_by("-pk").first()
+    return draft or RuleSet.objects.filter(is_current=True).first()
+
+
+def _rule_set_title(rule_set: RuleSet) -> str:
+    if rule_set.is_draft:
+        base = f", from {rule_set.based_on.label}" if rule_set.based_on else ""
+        return f"{rule_set.label} (draft{base})"
+    return f"{rule_set.label} (in force)" if rule_set.is_current else rule_set.label
+
+
+class RuleSetFilter(admin.SimpleListFilter):
+    """One rule set at a time, the newest draft by default: mixing versions would mislead."""
+
+    title = "rule set"
+    parameter_name = "rule_set"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        rule_sets = RuleSet.objects.select_related("based_on").order_by("-pk")
+        return [(str(rule_set.pk), _rule_set_title(rule_set)) for rule_set in rule_sets]
+
+    def _selected(self) -> str | None:
+        if self.value():
+            return str(self.value())
+        default = _default_rule_set()
+        return str(default.pk) if default else None
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        selected = self._selected()
+        if selected is None or not selected.isdigit():
+            return queryset.none()
+        return queryset.filter(rule_set_id=int(selected))
+
+    def choices(self, changelist: Any) -> Any:
+        selected = self._selected()
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": value == selected,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+
+def _draft_choices() -> QuerySet[RuleSet]:
+    return RuleSet.objects.filter(status=RuleSet.Status.DRAFT)
+
+
+class RuleSetPartAdmin(SimpleHistoryAdmin):
+    """Shared by every part of a rule set: drafts editable, published sets read-only."""
+
+    list_filter: Any = [RuleSetFilter]
+    list_select_related = ["rule_set"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or obj.rule_set.is_draft)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or obj.rule_set.is_draft)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and "rule_set" not in readonly:
+            readonly.append("rule_set")  # a part never moves to another rule set
+        return readonly
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "rule_set":
+            kwargs["queryset"] = _draft_choices()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        default = _default_rule_set()
+        if "rule_set" not in initial and default is not None and default.is_draft:
+            initial["rule_set"] = default.pk
+        return initial
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            tuning.ruleset_touch(rule_set=obj.rule_set, user=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        with transaction.atomic():
+            rule_set = obj.rule_set
+            super().delete_model(request, obj)
+            tuning.ruleset_touch(rule_set=rule_set, user=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        rule_sets = RuleSet.objects.filter(pk__in=queryset.values("rule_set_id"))
+        if any(not rule_set.is_draft for rule_set in rule_sets):
+            raise PermissionDenied("A published rule set cannot be modified.")
+        with transaction.atomic():
+            for obj in queryset:  # one by one: each delete leaves a history row
+                obj.delete()
+            for rule_set in rule_sets:
+                tuning.ruleset_touch(rule_set=rule_set, user=request.user)
+
+
+def _rule_set_of(form: forms.ModelForm) -> RuleSet | None:
+    if form.instance.pk is not None:
+        return RuleSet.objects.filter(pk=form.instance.rule_set_id).first()
+    rule_set = form.cleaned_data.get("rule_set")
+    return rule_set if isinstance(rule_set, RuleSet) else None
+
+
+def _require_draft(form: forms.ModelForm) -> RuleSet | None:
+    rule_set = _rule_set_of(form)
+    if rule_set is not None and not rule_set.is_draft:
+        raise forms.ValidationError(
+            f"Rule set {rule_set.label} is published and cannot be modified; start a draft."
+        )
+    return rule_set
+
+
+def _names_for_conditions(rule_set: RuleSet, extra_code: str = "") -> tuple[list[str], list[str]]:
+    parameter_names = list(
+        Parameter.objects.filter(rule_set=rule_set).values_list("name", flat=True)
+    )
+    codes = list(Rule.objects.filter(rule_set=rule_set).values_list("code", flat=True))
+    if extra_code:
+        codes.append(extra_code)
+    return parameter_names, codes
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules, with their examples inline.
+
+
+class RuleForm(forms.ModelForm):
+    class Meta:
+        model = Rule
+        fields = [
+            "rule_set",
+            "code",
+            "pathway",
+            "priority",
+            "enabled",
+            "position",
+            "title",
+            "rationale",
+            "citations",
+            "condition",
+            "escalate_when",
+            "escalate_to",
+        ]
+        widgets = {
+            "condition": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField tuning-code"}),
+            "escalate_when": forms.Textarea(
+                attrs={"rows": 2, "class": "vLargeTextField tuning-code"}
+            ),
+            "rationale": forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField"}),
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        rule_set = _require_draft(self)
+        if rule_set is None:
+            return cleaned
+        code = cleaned.get("code") or self.instance.code
+        parameter_names, codes = _names_for_conditions(rule_set, code)
+        for name in ("condition", "escalate_when"):
+            expression = cleaned.get(name)
+            if expression and name not in self.errors:
+                problem = engine.check_condition(expression, parameter_names, codes)
+                if problem:
+                    self.add_error(name, problem)
+        if bool(cleaned.get("escalate_when")) != bool(cleaned.get("escalate_to")):
+            self.add_error("escalate_to", "escalate_when and escalate_to go together")
+        return cleaned
+
+
+class RuleExampleForm(forms.ModelForm):
+    class Meta:
+        model = RuleExample
+        fields = ["rule_set", "rule", "name", "fires", "case"]
+        widgets = {"case": forms.Textarea(attrs={"rows": 4, "class": "vLargeTextField"})}
+
+    def clean_case(self) -> Any:
+        case = self.cleaned_data["case"]
+        try:
+            engine.parse_case(case)
+        except engine.CaseInvalid as invalid:
+            raise forms.ValidationError(
+                "Not a valid case document: " + "; ".join(str(e) for e in invalid.errors)
+            ) from None
+        return case
+
+
+class RuleExampleInline(admin.StackedInline):
+    model = RuleExample
+    form = RuleExampleForm
+    extra = 0
+    fields = ["name", "fires", "case"]
+
+    def _editable(self, request: HttpRequest, obj: Any, allowed: bool) -> bool:
+        return allowed and (obj is None or obj.rule_set.is_draft)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(request, obj, super().has_add_permission(request, obj))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(request, obj, super().has_change_permission(request, obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(request, obj, super().has_delete_permission(request, obj))
+
+
+class TryCaseForm(forms.Form):
+    case = forms.CharField(
+        label="Case document (JSON)",
+        widget=forms.Textarea(attrs={"rows": 14, "class": "vLargeTextField tuning-code"}),
+    )
+
+
+@admin.register(Rule)
+class RuleAdmin(RuleSetPartAdmin):
+    form = RuleForm
+    inlines = [RuleExampleInline]
+    list_display_links = ["code"]
+    list_filter = [RuleSetFilter, "pathway", "priority", "enabled"]
+    ordering = ["rule_set", "pathway", "position", "code"]
+    search_fields = ["code", "title", "condition"]
+    actions = ["disable_rules", "enable_rules"]
+    change_form_template = "admin/pathways/rule/change_form.html"
+    fieldsets = [
+        (None, {"fields": ["rule_set", "code", "pathway", "priority", "enabled", "position"]}),
+        ("Wording", {"fields": ["title", "rationale", "citations"]}),
+        ("Logic", {"fields": ["condition", "escalate_when", "escalate_to"]}),
+    ]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        counts = tuning.rule_fire_counts()  # once per page, not per row
+
+        @admin.display(description="fires for (patients now)")
+        def fires_for(rule: Rule) -> int:
+            return counts.get(rule.code, 0)
+
+        return ["code", "pathway", "priority", "enabled", fires_for, "title", "rule_set"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            readonly.append("code")  # codes never change meaning (spec §4)
+        return readonly
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        examples = formset.save(commit=False)
+        for example in examples:
+            example.rule_set_id = form.instance.rule_set_id
+            example.save()
+        for example in formset.deleted_objects:
+            example.delete()
+        formset.save_m2m()
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Rule], enabled: bool) -> None:
+        rules = list(queryset.select_related("rule_set"))
+        if any(not rule.rule_set.is_draft for rule in rules):
+            self.message_user(
+                request,
+                "Published rule sets cannot be modified: start a draft to switch rules.",
+                messages.ERROR,
+            )
+            return
+        with transaction.atomic():
+            for rule in rules:
+                if rule.enabled != enabled:
+                    rule.enabled = enabled
+                    rule.save()  # save(), not update(): the change stays in the history
+            for rule_set in {rule.rule_set for rule in rules}:
+                tuning.ruleset_touch(rule_set=rule_set, user=request.user)
+        state = "enabled" if enabled else "disabled"
+        self.message_user(request, f"{len(rules)} rule(s) {state} in the draft.", messages.SUCCESS)
+
+    @admin.action(description="Disable selected rules (draft change)", permissions=["change"])
+    def disable_rules(self, request: HttpRequest, queryset: QuerySet[Rule]) -> None:
+        self._set_enabled(request, queryset, False)
+
+    @admin.action(description="Enable selected rules (draft change)", permissions=["change"])
+    def enable_rules(self, request: HttpRequest, queryset: QuerySet[Rule]) -> None:
+        self._set_enabled(request, queryset, True)
+
+    def get_urls(self) -> list[URLPattern]:
+        urls: list[URLPattern] = [
+            path(
+                "<path:object_id>/try/",
+                self.admin_site.admin_view(self.try_view),
+                name="pathways_rule_try",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def _rule_context(self, request: HttpRequest, rule: Rule) -> dict[str, Any]:
+        outcomes = tuning.rule_example_outcomes(rule_set=rule.rule_set, code=rule.code)
+        return {
+            "rule": rule,
+            "facts": engine.FACTS,
+            "parameters": Parameter.objects.filter(rule_set=rule.rule_set).order_by(
+                "rule_code", "name"
+            ),
+            "example_outcomes": [(o, tuning.example_why(o)) for o in outcomes],
+            "fires_for": tuning.rule_fire_counts().get(rule.code, 0),
+            "try_url": reverse("admin:pathways_rule_try", args=[rule.pk]),
+        }
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        rule = Rule.objects.select_related("rule_set").filter(pk=object_id).first()
+        context = dict(extra_context or {})
+        if rule is not None and self.has_view_or_change_permission(request, rule):
+            context.update(self._rule_context(request, rule))
+            first = rule.examples.first()
+            initial = engine.case_to_document(engine.parse_case(first.case)) if first else {}
+            context["try_form"] = TryCaseForm(initial={"case": _json(initial)})
+        return super().change_view(request, object_id, form_url, context)
+
+    def try_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        rule = get_object_or_404(Rule.objects.select_related("rule_set"), pk=object_id)
+        if not self.has_view_or_change_permission(request, rule):
+            raise PermissionDenied
+        form = TryCaseForm(request.POST or None)
+        outcome = None
+        if request.method == "POST" and form.is_valid():
+            outcome = tuning.rule_try_case(rule_set=rule.rule_set, text=form.cleaned_data["case"])
+        context = {
+            **self.admin_site.each_context(request),
+            **self._rule_context(request, rule),
+            "opts": self.opts,
+            "title": f"Try rule {rule.code} on a case",
+            "try_form": form,
+            "outcome": outcome,
+            "fired": outcome.fired(rule.code) if outcome else None,
+        }
+        return TemplateResponse(request, "admin/pathways/rule/try.html", context)
+
+
+def _json(document: Any) -> str:
+    import json
+
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+@admin.register(RuleExample)
+class RuleExampleAdmin(RuleSetPartAdmin):
+    form = RuleExampleForm
+    list_display = ["name", "rule", "fires", "rule_set"]
+    list_select_related = ["rule", "rule_set"]
+    search_fields = ["name", "rule__code"]
+    fields = ["rule_set", "rule", "name", "fires", "case"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        readonly = list(super().get_readonly_fields(request, obj))
+        return [*readonly, "rule"] if obj is not None else readonly
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "rule":
+            kwargs["queryset"] = Rule.objects.filter(rule_set__status=RuleSet.Status.DRAFT)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters: numbers with units and bounds, never CEL text.
+
+
+class ParameterForm(forms.ModelForm):
+    class Meta:
+        model = Parameter
+        fields = [
+            "rule_set",
+            "name",
+            "value",
+            "unit",
+            "minimum",
+            "maximum",
+            "rule_code",
+            "description",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        value = self.fields.get("value")
+        if value is not None and self.instance.pk is not None:
+            instance = self.instance
+            value.widget = forms.NumberInput(
+                attrs={
+                    "step": "any",
+                    "min": f"{instance.minimum:g}",
+                    "max": f"{instance.maximum:g}",
+                }
+            )
+            value.label = f"Value ({instance.unit})" if instance.unit else "Value"
+            value.help_text = (
+                f"Between {instance.minimum:g} and {instance.maximum:g}"
+                f"{' ' + instance.unit if instance.unit else ''}."
+            )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        _require_draft(self)
+        value = cleaned.get("value")
+        minimum = cleaned.get("minimum", self.instance.minimum)
+        maximum = cleaned.get("maximum", self.instance.maximum)
+        if value is None or minimum is None or maximum is None:
+            return cleaned
+        if minimum > maximum:
+            self.add_error("maximum", f"The maximum is below the minimum {minimum:g}.")
+        elif not minimum <= value <= maximum:
+            unit = self.instance.unit or cleaned.get("unit") or ""
+            self.add_error(
+                "value",
+                f"{value:g} {unit} is outside the declared range "
+                f"[{minimum:g}, {maximum:g}] {unit}.".replace("  ", " "),
+            )
+        return cleaned
+
+
+@admin.register(Parameter)
+class ParameterAdmin(RuleSetPartAdmin):
+    form = ParameterForm
+    list_display = ["name", "value", "unit", "minimum", "maximum", "rule_code", "rule_set"]
+    list_display_links = ["name"]
+    search_fields = ["name", "rule_code", "description"]
+    fields = ["rule_set", "name", "value", "unit", "minimum", "maximum", "rule_code", "description"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:  # the declared range is part of the parameter's meaning
+            readonly += ["name", "unit", "minimum", "maximum", "rule_code"]
+        return readonly
+
+
+# ---------------------------------------------------------------------------------------------
+# Follow-ups, reference intervals, dose bands, citations.
+
+
+class FollowUpRuleForm(forms.ModelForm):
+    class Meta:
+        model = FollowUpRule
+        fields = [
+            "rule_set",
+            "position",
+            "code",
+            "title",
+            "rules",
+            "when",
+            "anchor",
+            "offset_value",
+            "offset_parameter",
+            "offset_unit",
+            "satisfied_by",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        rule_set = _require_draft(self)
+        if rule_set is None:
+            return cleaned
+        parameter_names, codes = _names_for_conditions(rule_set)
+        when = cleaned.get("when")
+        if when:
+            problem = engine.check_condition(when, parameter_names, codes)
+            if problem:
+                self.add_error("when", problem)
+        unknown = [code for code in cleaned.get("rules") or [] if code not in codes]
+        if unknown:
+            self.add_error("rules", f"Unknown rule code(s): {', '.join(unknown)}")
+        if cleaned.get("offset_parameter") and cleaned["offset_parameter"] not in parameter_names:
+            self.add_error("offset_parameter", "Unknown parameter.")
+        return cleaned
+
+
+class DraftOnlyForm(forms.ModelForm):
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        _require_draft(self)
+        return cleaned
+
+
+@admin.register(FollowUpRule)
+class FollowUpRuleAdmin(RuleSetPartAdmin):
+    form = FollowUpRuleForm
+    list_display = ["code", "title", "anchor", "offset_value", "offset_parameter", "offset_unit"]
+    search_fields = ["code", "title"]
+
+
+@admin.register(UlnBand)
+class UlnBandAdmin(RuleSetPartAdmin):
+    form = DraftOnlyForm
+    list_display = ["test", "sex", "age_from", "age_from_unit", "age_to", "age_to_unit", "uln"]
+    list_filter = [RuleSetFilter, "test", "sex"]
+
+
+@admin.register(DoseBand)
+class DoseBandAdmin(RuleSetPartAdmin):
+    form = DraftOnlyForm
+    list_display = ["crcl_from", "crcl_to", "dose_mg", "source"]
+
+
+@admin.register(Citation)
+class CitationAdmin(RuleSetPartAdmin):
+    form = DraftOnlyForm
+    list_display = ["key", "text", "url"]
+    search_fields = ["key", "text"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rule sets: start a draft, check, preview, publish (four-eyes), roll back, diff, changes.
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(
+        label="Change note",
+        widget=forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
+        help_text="Why this version is put in force; kept with the publication.",
+    )
+
+
+class DiffForm(forms.Form):
+    old = forms.ModelChoiceField(queryset=RuleSet.objects.order_by("-pk"), label="From")
+    new = forms.ModelChoiceField(queryset=RuleSet.objects.order_by("-pk"), label="To")
+
+
+@admin.register(RuleSet)
+class RuleSetAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "label",
+        "status",
+        "is_current",
+        "based_on",
+        "last_edited_by",
+        "last_edited_at",
+        "published_by",
+        "published_at",
+        "note",
+    ]
+    list_display_links = ["label"]
+    list_filter = ["status", "is_current"]
+    fields = [
+        "version",
+        "status",
+        "is_current",
+        "based_on",
+        "note",
+        "created_by",
+        "created_at",
+        "last_edited_by",
+        "last_edited_at",
+        "published_by",
+        "published_at",
+    ]
+    change_form_template = "admin/pathways/ruleset/change_form.html"
+    change_list_template = "admin/pathways/ruleset/change_list.html"
+
+    @admin.display(description="version", ordering="version")
+    def label(self, rule_set: RuleSet) -> str:
+        return rule_set.label
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [name for name in self.fields if name != "note"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # drafts are started from a published version (a copy), not empty
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or obj.is_draft)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or obj.is_draft)
+
+    def save_model(self, request: HttpRequest, obj: RuleSet, form: Any, change: bool) -> None:
+        if not obj.is_draft:
+            raise PublishedRuleSetError(f"Rule set {obj.label} is published and immutable.")
+        obj.last_edited_by = cast(User, request.user)
+        obj.last_edited_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RuleSet]) -> None:
+        if queryset.exclude(status=RuleSet.Status.DRAFT).exists():
+            raise PermissionDenied("Published rule sets are kept.")
+        for rule_set in queryset:
+            rule_set.delete()
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        urls: list[URLPattern] = [
+            path("start-draft/", view(self.start_draft_view), name="pathways_ruleset_start"),
+            path("diff/", view(self.diff_view), name="pathways_ruleset_diff"),
+            path("<int:pk>/preview/", view(self.preview_view), name="pathways_ruleset_preview"),
+            path("<int:pk>/publish/", view(self.publish_view), name="pathways_ruleset_publish"),
+            path("<int:pk>/rollback/", view(self.rollback_view), name="pathways_ruleset_rollback"),
+            path("<int:pk>/changes/", view(self.changes_view), name="pathways_ruleset_changes"),
+        ]
+        return urls + super().get_urls()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "can_publish": request.user.has_perm(tuning.PUBLISH_PERMISSION),
+            **extra,
+        }
+
+    def _viewable(self, request: HttpRequest, pk: int) -> RuleSet:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(RuleSet.objects.select_related("based_on"), pk=pk)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        rule_set = RuleSet.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        if rule_set is not None and self.has_view_permission(request, rule_set):
+            context["rule_set"] = rule_set
+            context["can_publish"] = request.user.has_perm(tuning.PUBLISH_PERMISSION)
+            context["can_start_draft"] = request.user.has_perm("pathways.add_ruleset")
+            if rule_set.is_draft:
+                check = tuning.ruleset_check(rule_set=rule_set)
+                context["check"] = check
+                context["failing"] = [(o, tuning.example_why(o)) for o in check.failing_examples]
+            context["publications"] = rule_set.publications.select_related("by", "replaced")
+        return super().change_view(request, object_id, form_url, context)
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def start_draft_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:pathways_ruleset_changelist"))
+        if not request.user.has_perm("pathways.add_ruleset"):
+            raise PermissionDenied
+        base_pk = request.POST.get("base")
+        base = get_object_or_404(RuleSet, pk=base_pk) if base_pk else None
+        try:
+            draft = tuning.ruleset_start_draft(user=request.user, base=base)
+        except tuning.TuningError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:pathways_ruleset_changelist"))
+        self.message_user(
+            request,
+            f"Draft {draft.label} started from {draft.based_on}. Edit its rules and parameters, "
+            "check the impact preview, then ask a publisher to publish it.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:pathways_ruleset_change", args=[draft.pk]))
+
+    def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        draft = self._viewable(request, pk)
+        preview = tuning.ruleset_preview(draft=draft, user=request.user)
+        context = self._context(
+            request,
+            f"Impact preview: {draft.label} against {preview.published_label}",
+            rule_set=draft,
+            preview=preview,
+            rule_rows=[row for row in preview.rules if row.appear or row.disappear],
+            follow_up_rows=[row for row in preview.follow_ups if row.appear or row.disappear],
+        )
+        return TemplateResponse(request, "admin/pathways/ruleset/preview.html", context)
+
+    def _note_view(self, request: HttpRequest, pk: int, *, rollback: bool) -> HttpResponse:
+        rule_set = self._viewable(request, pk)
+        form = NoteForm(request.POST or None)
+        if request.method == "POST":
+            if not request.user.has_perm(tuning.PUBLISH_PERMISSION):
+                raise PermissionDenied
+            if form.is_valid():
+                action = tuning.ruleset_rollback if rollback else tuning.ruleset_publish
+                try:
+                    published = action(
+                        rule_set=rule_set, user=request.user, note=form.cleaned_data["note"]
+                    )
+                except tuning.TuningError as error:
+                    self.message_user(request, str(error), messages.ERROR)
+                else:
+                    verb = "re-published (rollback)" if rollback else "published"
+                    self.message_user(
+                        request,
+                        f"Version {published.label} {verb} and in force; every patient has been "
+                        "reassessed with it.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(
+                        reverse("admin:pathways_ruleset_change", args=[published.pk])
+                    )
+        check = None if rollback else tuning.ruleset_check(rule_set=rule_set)
+        last_editor = rule_set.last_edited_by or rule_set.created_by
+        title = (
+            f"Re-publish {rule_set.label} (rollback)" if rollback else f"Publish {rule_set.label}"
+        )
+        context = self._context(
+            request,
+            title,
+            rule_set=rule_set,
+            form=form,
+            rollback=rollback,
+            check=check,
+            failing=[(o, tuning.example_why(o)) for o in check.failing_examples] if check else [],
+            last_editor=last_editor,
+            own_draft=last_editor is not None and last_editor.pk == request.user.pk,
+            current=RuleSet.objects.filter(is_current=True).first(),
+        )
+        return TemplateResponse(request, "admin/pathways/ruleset/publish.html", context)
+
+    def publish_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._note_view(request, pk, rollback=False)
+
+    def rollback_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._note_view(request, pk, rollback=True)
+
+    def diff_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = DiffForm(request.GET or None)
+        changes = None
+        if form.is_valid():
+            changes = tuning.ruleset_diff(
+                old=form.cleaned_data["old"], new=form.cleaned_data["new"]
+            )
+        context = self._context(request, "Compare rule-set versions", form=form, changes=changes)
+        return TemplateResponse(request, "admin/pathways/ruleset/diff.html", context)
+
+    def changes_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        rule_set = self._viewable(request, pk)
+        context = self._context(
+            request,
+            f"Changes to {rule_set.label}",
+            rule_set=rule_set,
+            changes=tuning.ruleset_changes(rule_set=rule_set),
+            publications=rule_set.publications.select_related("by", "replaced"),
+        )
+        return TemplateResponse(request, "admin/pathways/ruleset/changes.html", context)
+
+
+@admin.register(RuleSetPublication)
+class RuleSetPublicationAdmin(admin.ModelAdmin):
+    list_display = ["at", "rule_set", "kind", "by", "replaced", "note"]
+    list_filter = ["kind"]
+    list_select_related = ["rule_set", "by", "replaced"]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("pathways.view_ruleset")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

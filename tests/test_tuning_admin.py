@@ -1,0 +1,447 @@
+"""Rule tuning through the admin: who may reach it, what a save checks, what stays immutable."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+
+from pathways import rules, tuning
+from pathways.models import (
+    Clinic,
+    Membership,
+    Parameter,
+    Rule,
+    RuleExample,
+    RuleSet,
+    RuleSetPublication,
+)
+from tests.factories import paget_on_alendronate_document, stored_patient
+
+pytestmark = pytest.mark.django_db
+
+RULE_MODELS = (
+    "ruleset",
+    "rule",
+    "ruleexample",
+    "parameter",
+    "followuprule",
+    "ulnband",
+    "doseband",
+    "citation",
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rule_set_cache() -> Iterator[None]:
+    # Published sets are cached by primary key; SQLite reuses keys after a test's rollback.
+    rules._published_cache.clear()
+    yield
+    rules._published_cache.clear()
+
+
+def _rule_editor(username: str, *, publisher: bool = False) -> User:
+    user = User.objects.create_user(username, password="correct horse battery staple")
+    user.is_staff = True
+    user.save()
+    codenames = [f"{a}_{m}" for m in RULE_MODELS for a in ("view", "add", "change", "delete")]
+    if publisher:
+        codenames.append("publish_ruleset")
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="pathways", codename__in=codenames)
+    )
+    return User.objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def editor(db: Any) -> User:
+    return _rule_editor("rui")
+
+
+@pytest.fixture
+def publisher(db: Any) -> User:
+    return _rule_editor("pat", publisher=True)
+
+
+@pytest.fixture
+def editor_client(editor: User) -> Client:
+    client = Client()
+    client.force_login(editor)
+    return client
+
+
+@pytest.fixture
+def publisher_client(publisher: User) -> Client:
+    client = Client()
+    client.force_login(publisher)
+    return client
+
+
+@pytest.fixture
+def draft(editor: User) -> RuleSet:
+    return tuning.ruleset_start_draft(user=editor)
+
+
+@pytest.fixture
+def published() -> RuleSet:
+    return RuleSet.objects.get(is_current=True)
+
+
+def _draft_pages(draft: RuleSet) -> list[str]:
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
+    return [
+        f"/admin/pathways/ruleset/{draft.pk}/change/",
+        f"/admin/pathways/ruleset/{draft.pk}/preview/",
+        f"/admin/pathways/ruleset/{draft.pk}/publish/",
+        f"/admin/pathways/ruleset/{draft.pk}/changes/",
+        f"/admin/pathways/rule/?rule_set={draft.pk}",
+        f"/admin/pathways/rule/{rule.pk}/change/",
+        f"/admin/pathways/rule/{rule.pk}/try/",
+        f"/admin/pathways/parameter/{parameter.pk}/change/",
+        "/admin/pathways/ruleset/diff/",
+    ]
+
+
+def test_a_clinician_is_sent_to_the_admin_login_from_every_draft_page(
+    alice_client: Client, draft: RuleSet
+) -> None:
+    for url in _draft_pages(draft):
+        response = alice_client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/admin/login/"), url
+
+
+def test_staff_without_rule_permissions_are_refused_every_draft_page(draft: RuleSet) -> None:
+    staff = User.objects.create_user("sam", password="x", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    for url in _draft_pages(draft):
+        assert client.get(url).status_code == 403, url
+    response = client.post("/admin/pathways/ruleset/start-draft/")
+    assert response.status_code == 403
+
+
+def test_an_editor_reaches_every_draft_page(editor_client: Client, draft: RuleSet) -> None:
+    for url in _draft_pages(draft):
+        assert editor_client.get(url).status_code == 200, url
+
+
+def test_an_editor_starts_a_draft_from_the_version_in_force(
+    editor_client: Client, editor: User, published: RuleSet
+) -> None:
+    response = editor_client.post("/admin/pathways/ruleset/start-draft/")
+    draft = RuleSet.objects.get(status=RuleSet.Status.DRAFT)
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/pathways/ruleset/{draft.pk}/change/"
+    assert (draft.based_on, draft.created_by) == (published, editor)
+    page = editor_client.get(response["Location"]).content.decode()
+    assert "examples pass" in page and "Impact preview" in page
+
+
+def _rule_post(rule: Rule, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "pathway": rule.pathway,
+        "priority": rule.priority,
+        "enabled": "on" if rule.enabled else "",
+        "position": rule.position,
+        "title": rule.title,
+        "rationale": rule.rationale,
+        "citations": json.dumps(rule.citations),
+        "condition": rule.condition,
+        "escalate_when": rule.escalate_when,
+        "escalate_to": rule.escalate_to,
+    }
+    examples = list(rule.examples.order_by("pk"))
+    data.update(
+        {
+            "examples-TOTAL_FORMS": len(examples),
+            "examples-INITIAL_FORMS": len(examples),
+            "examples-MIN_NUM_FORMS": 0,
+            "examples-MAX_NUM_FORMS": 1000,
+        }
+    )
+    for index, example in enumerate(examples):
+        data[f"examples-{index}-id"] = example.pk
+        data[f"examples-{index}-rule"] = rule.pk
+        data[f"examples-{index}-name"] = example.name
+        data[f"examples-{index}-fires"] = "on" if example.fires else ""
+        data[f"examples-{index}-case"] = json.dumps(example.case)
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_a_condition_naming_an_unknown_parameter_is_refused_with_the_compilers_message(
+    editor_client: Client, draft: RuleSet
+) -> None:
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    url = f"/admin/pathways/rule/{rule.pk}/change/"
+    response = editor_client.post(
+        url, _rule_post(rule, condition="alp_latest > params.extreme_alpp")
+    )
+    assert response.status_code == 200
+    assert 'unknown parameter "params.extreme_alpp" (did you mean "extreme_alp"?)' in (
+        html.unescape(response.content.decode())
+    )
+    response = editor_client.post(url, _rule_post(rule, condition="alp_latest >"))
+    assert response.status_code == 200 and "errornote" in response.content.decode()
+    rule.refresh_from_db()
+    assert rule.condition == "alp_latest != null && alp_latest > params.extreme_alp"
+
+
+def test_saving_a_draft_rule_records_the_editor_and_keeps_history(
+    client: Client, draft: RuleSet
+) -> None:
+    other_editor = _rule_editor("lee")
+    client.force_login(other_editor)
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    response = client.post(
+        f"/admin/pathways/rule/{rule.pk}/change/", _rule_post(rule, title="Very high ALP")
+    )
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.last_edited_by == other_editor
+    rule.refresh_from_db()
+    assert rule.title == "Very high ALP"
+    assert rule.history.latest().history_user == other_editor
+    changes = client.get(f"/admin/pathways/ruleset/{draft.pk}/changes/").content.decode()
+    assert "Very high ALP" in changes and "lee" in changes
+
+
+def test_a_parameter_is_edited_as_a_number_within_its_bounds(
+    editor_client: Client, draft: RuleSet, publisher: User
+) -> None:
+    parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
+    url = f"/admin/pathways/parameter/{parameter.pk}/change/"
+    page = editor_client.get(url).content.decode()
+    assert 'type="number"' in page and 'min="300"' in page and 'max="5000"' in page
+    assert "Value (U/L)" in page
+
+    response = editor_client.post(url, {"value": "6000", "description": parameter.description})
+    assert response.status_code == 200
+    assert "outside the declared range [300, 5000]" in response.content.decode()
+    response = editor_client.post(url, {"value": "1200", "description": parameter.description})
+    assert response.status_code == 302
+    parameter.refresh_from_db()
+    assert parameter.value == 1200 and parameter.minimum == 300
+
+
+def test_published_rules_are_read_only_and_a_change_form_post_is_refused(
+    editor_client: Client, published: RuleSet
+) -> None:
+    rule = Rule.objects.get(rule_set=published, code="extreme-alp")
+    url = f"/admin/pathways/rule/{rule.pk}/change/"
+    page = editor_client.get(url).content.decode()
+    assert "is published and read-only" in page and 'name="condition"' not in page
+    response = editor_client.post(url, _rule_post(rule, condition="true"))
+    assert response.status_code == 403
+    rule.refresh_from_db()
+    assert rule.condition != "true"
+
+    parameter = Parameter.objects.get(rule_set=published, name="extreme_alp")
+    response = editor_client.post(
+        f"/admin/pathways/parameter/{parameter.pk}/change/", {"value": "1200"}
+    )
+    assert response.status_code == 403
+    parameter.refresh_from_db()
+    assert parameter.value == 1000
+
+
+def test_delete_selected_cannot_remove_parts_of_a_published_set(
+    editor_client: Client, published: RuleSet
+) -> None:
+    rule_ids = list(Rule.objects.filter(rule_set=published).values_list("pk", flat=True)[:3])
+    response = editor_client.post(
+        "/admin/pathways/rule/",
+        {"action": "delete_selected", "_selected_action": rule_ids, "post": "yes"},
+    )
+    assert response.status_code == 403
+    assert Rule.objects.filter(pk__in=rule_ids).count() == 3
+    examples = list(RuleExample.objects.filter(rule_set=published).values_list("pk", flat=True)[:2])
+    response = editor_client.post(
+        "/admin/pathways/ruleexample/",
+        {"action": "delete_selected", "_selected_action": examples, "post": "yes"},
+    )
+    assert response.status_code == 403
+    assert RuleExample.objects.filter(pk__in=examples).count() == 2
+
+
+def test_delete_selected_cannot_remove_a_published_rule_set(
+    editor_client: Client, published: RuleSet, draft: RuleSet
+) -> None:
+    response = editor_client.post(
+        "/admin/pathways/ruleset/",
+        {"action": "delete_selected", "_selected_action": [published.pk], "post": "yes"},
+    )
+    assert response.status_code == 403
+    assert RuleSet.objects.filter(pk=published.pk).exists()
+    response = editor_client.post(
+        f"/admin/pathways/ruleset/{published.pk}/delete/", {"post": "yes"}
+    )
+    assert response.status_code == 403
+    # A draft can be discarded.
+    response = editor_client.post(
+        "/admin/pathways/ruleset/",
+        {"action": "delete_selected", "_selected_action": [draft.pk], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert not RuleSet.objects.filter(pk=draft.pk).exists()
+
+
+def test_disabling_a_rule_is_a_draft_change_and_refused_on_published_sets(
+    editor_client: Client, draft: RuleSet, published: RuleSet
+) -> None:
+    published_rule = Rule.objects.get(rule_set=published, code="bone-scan")
+    response = editor_client.post(
+        f"/admin/pathways/rule/?rule_set={published.pk}",
+        {"action": "disable_rules", "_selected_action": [published_rule.pk]},
+        follow=True,
+    )
+    assert "cannot be modified" in response.content.decode()
+    published_rule.refresh_from_db()
+    assert published_rule.enabled
+
+    draft_rule = Rule.objects.get(rule_set=draft, code="bone-scan")
+    editor_client.post(
+        f"/admin/pathways/rule/?rule_set={draft.pk}",
+        {"action": "disable_rules", "_selected_action": [draft_rule.pk]},
+    )
+    draft_rule.refresh_from_db()
+    assert not draft_rule.enabled
+    changes = tuning.ruleset_diff(old=published, new=draft)
+    assert [(c.key, c.field, c.new) for c in changes] == [("bone-scan", "enabled", "False")]
+
+
+def test_the_rule_list_shows_codes_priority_enabled_and_current_fire_counts(
+    editor_client: Client, draft: RuleSet, north_clinic: Clinic, alice: User
+) -> None:
+    document = paget_on_alendronate_document()
+    document["labs"][-1]["value"] = 1400
+    stored_patient(north_clinic, alice, document)
+    page = editor_client.get("/admin/pathways/rule/").content.decode()  # the draft by default
+    assert f"{draft.label} (draft" in page
+    assert "Fires for (patients now)" in page
+    assert "extreme-alp" in page and "urgent" in page
+    row = page[page.index(">extreme-alp<") :]
+    row = row[: row.index("</tr>")]
+    assert '<td class="field-fires_for">1</td>' in row
+
+
+def test_the_rule_page_shows_vocabulary_examples_and_a_try_it_box(
+    editor_client: Client, draft: RuleSet
+) -> None:
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    page = editor_client.get(f"/admin/pathways/rule/{rule.pk}/change/").content.decode()
+    assert "alp_latest" in page and "alp_x_uln" in page  # facts
+    assert "<code>extreme_alp</code></td><td>1000</td><td>U/L</td><td>300 to 5000</td>" in page
+    assert "ALP 1000.1 U/L" in page and "pass" in page
+    assert f'action="/admin/pathways/rule/{rule.pk}/try/"' in page
+
+    document = paget_on_alendronate_document()
+    document["labs"][-1]["value"] = 1500
+    response = editor_client.post(
+        f"/admin/pathways/rule/{rule.pk}/try/", {"case": json.dumps(document)}
+    )
+    result = response.content.decode()
+    assert "<code>extreme-alp</code> fires" in result
+    response = editor_client.post(f"/admin/pathways/rule/{rule.pk}/try/", {"case": "{}"})
+    assert "could not be assessed" in response.content.decode()
+
+
+def test_failing_examples_are_shown_with_why(editor_client: Client, draft: RuleSet) -> None:
+    Parameter.objects.filter(rule_set=draft, name="extreme_alp").update(value=1200)
+    page = editor_client.get(f"/admin/pathways/ruleset/{draft.pk}/change/").content.decode()
+    assert "cannot be published yet" in page
+    assert "ALP 1000.1 U/L" in page and "must fire, did not fire" in page
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    page = editor_client.get(f"/admin/pathways/rule/{rule.pk}/change/").content.decode()
+    assert "fail</span>: must fire, did not fire" in page
+
+
+def test_publishing_through_the_admin_is_four_eyes(
+    editor_client: Client,
+    publisher_client: Client,
+    publisher: User,
+    draft: RuleSet,
+    published: RuleSet,
+) -> None:
+    url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
+    assert editor_client.post(url, {"note": "mine"}).status_code == 403
+
+    publisher_client.post(
+        f"/admin/pathways/ruleset/{draft.pk}/change/", {"note": "touched by the publisher"}
+    )
+    page = publisher_client.get(url).content.decode()
+    assert "Four-eyes" in page
+    response = publisher_client.post(url, {"note": "self-review"}, follow=True)
+    assert "Four-eyes" in response.content.decode()
+    draft.refresh_from_db()
+    assert draft.is_draft
+
+    second = _rule_editor("quinn", publisher=True)
+    client = Client()
+    client.force_login(second)
+    assert client.post(url, {"note": ""}).status_code == 200  # the note is required
+    response = client.post(url, {"note": "Reviewed"})
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.is_current and draft.version and draft.published_by == second
+    published.refresh_from_db()
+    assert not published.is_current
+
+
+def test_rollback_through_the_admin(
+    publisher_client: Client, editor: User, publisher: User, published: RuleSet
+) -> None:
+    draft = tuning.ruleset_start_draft(user=editor)
+    tuning.ruleset_publish(rule_set=draft, user=publisher, note="same rules, new label")
+    url = f"/admin/pathways/ruleset/{published.pk}/rollback/"
+    assert "Re-publish" in publisher_client.get(url).content.decode()
+    response = publisher_client.post(url, {"note": "back to the catalogue"})
+    assert response.status_code == 302
+    published.refresh_from_db()
+    assert published.is_current
+    assert RuleSetPublication.objects.filter(rule_set=published, kind="rollback").exists()
+    page = publisher_client.get(f"/admin/pathways/ruleset/{published.pk}/change/")
+    assert "back to the catalogue" in page.content.decode()
+
+
+def test_the_preview_page_counts_and_hides_other_clinics(
+    editor_client: Client,
+    editor: User,
+    draft: RuleSet,
+    north_clinic: Clinic,
+    south_clinic: Clinic,
+    alice: User,
+    bob: User,
+) -> None:
+    Membership.objects.create(user=editor, clinic=north_clinic, role="rule_editor")
+    for clinic, user, mrn in ((north_clinic, alice, "N-1"), (south_clinic, bob, "S-1")):
+        document = paget_on_alendronate_document()
+        document["labs"][-1]["value"] = 1100
+        stored_patient(clinic, user, document, mrn=mrn, name=f"Patient {mrn}")
+    Parameter.objects.filter(rule_set=draft, name="extreme_alp").update(value=1200)
+
+    page = editor_client.get(f"/admin/pathways/ruleset/{draft.pk}/preview/").content.decode()
+    assert "<strong>2</strong> would see a change" in page
+    row = page[page.index('data-code="extreme-alp"') :]
+    assert '<td class="tuning-removed">2</td>' in row[: row.index("</tr>")]
+    assert "Patient N-1" in page and "N-1" in page
+    assert "Patient S-1" not in page and "S-1" not in page
+    assert "hidden (other clinic)" in page
+
+
+def test_the_diff_page_compares_any_two_versions(
+    editor_client: Client, draft: RuleSet, published: RuleSet
+) -> None:
+    Parameter.objects.filter(rule_set=draft, name="extreme_alp").update(value=1200)
+    page = editor_client.get(
+        f"/admin/pathways/ruleset/diff/?old={published.pk}&new={draft.pk}"
+    ).content.decode()
+    assert "1 difference from" in page
+    assert "extreme_alp" in page and "1000" in page and "1200" in page
