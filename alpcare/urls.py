@@ -13,7 +13,18 @@ admin.site.site_title = "alpcare admin"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("patients/", views.patient_list, name="patient_list"),
+    path("patients/new/", views.patient_new, name="patient_new"),
     path("patients/<int:pk>/", views.patient_detail, name="patient_detail"),
+    path("patients/<int:pk>/edit/", views.patient_edit, name="patient_edit"),
+    path("patients/<int:pk>/results/", views.patient_add_result, name="patient_add_result"),
+    path(
+        "patients/<int:pk>/follow-ups/<int:follow_up_pk>/done/",
+        views.follow_up_done,
+        name="follow_up_done",
+    ),
+    path("case/preview/", views.case_preview, name="case_preview"),
+    path("case/rows/lab/", views.case_add_lab_row, name="case_add_lab_row"),
+    path("case/rows/therapy/", views.case_add_therapy_row, name="case_add_therapy_row"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

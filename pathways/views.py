@@ -1,25 +1,539 @@
+"""The clinician screens: follow-up dashboard, case entry with its live assessment, patient page.
+
+Every page works as a plain form POST; htmx requests get the page's own partials
+(``"pathways/case.html#panel"``). Every view that shows patient data goes through
+``access.patient_for_user`` (clinic scoping and the access log).
+"""
+
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, reswap
+from django_htmx.middleware import HtmxDetails
 
-from pathways.access import patient_for_user
-from pathways.models import Patient
+from pathways import engine
+from pathways.access import patient_for_user, user_clinics
+from pathways.assessment import follow_up_status
+from pathways.cases import patient_to_case
+from pathways.charts import patient_charts
+from pathways.dashboard import STATUSES, DashboardFilterForm, dashboard_page
+from pathways.forms import (
+    LAB_PREFIX,
+    THERAPY_PREFIX,
+    CaseForms,
+    LabForm,
+    LabFormSet,
+    ResultForm,
+    TherapyForm,
+    TherapyFormSet,
+    unit_label,
+)
+from pathways.models import FollowUp, LabResult, Patient
+from pathways.rules import current_rule_set
+from pathways.services import (
+    DuplicateMrn,
+    DuplicateResult,
+    StaleVersion,
+    follow_up_mark_done,
+    patient_record_result,
+    patient_save_case,
+)
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+# Fields that name the patient but are not part of the case document: no live errors for them.
+_NOT_IN_CASE = {"mrn", "name", "clinic", "version"}
+_PRIORITY_HEADINGS = {
+    "urgent": "Urgent",
+    "high": "High priority",
+    "routine": "Routine",
+    "info": "For information",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Presenting a result: recommendations grouped by priority with their citations' full text.
+
+
+@dataclass(frozen=True)
+class CitedRecommendation:
+    recommendation: engine.Recommendation
+    citations: tuple[engine.Citation, ...]
+
+
+@dataclass(frozen=True)
+class PriorityGroup:
+    priority: str
+    heading: str
+    recommendations: tuple[CitedRecommendation, ...]
+
+
+@dataclass(frozen=True)
+class FollowUpRow:
+    code: str
+    title: str
+    due: date
+    status: str
+    rule: str | None
+    stored: FollowUp | None
+
+
+def recommendation_groups(result: engine.Result, rule_set: engine.RuleSet) -> list[PriorityGroup]:
+    citations = {citation.key: citation for citation in rule_set.citations}
+    groups = []
+    for priority in engine.PRIORITIES:
+        items = tuple(
+            CitedRecommendation(
+                recommendation=recommendation,
+                citations=tuple(
+                    citations.get(key, engine.Citation(key=key, text=key, url=""))
+                    for key in recommendation.citations
+                ),
+            )
+            for recommendation in result.recommendations
+            if recommendation.priority == priority
+        )
+        if items:
+            groups.append(PriorityGroup(priority, _PRIORITY_HEADINGS[priority], items))
+    return groups
+
+
+def follow_up_rows(result: engine.Result, stored: list[FollowUp]) -> list[FollowUpRow]:
+    """The engine's schedule, with completions recorded in alpcare ("mark done") applied."""
+    by_key = {(follow_up.code, follow_up.due): follow_up for follow_up in stored}
+    rows = []
+    for item in result.follow_ups:
+        match = by_key.pop((item.code, item.due), None)
+        rows.append(
+            FollowUpRow(
+                item.code, item.title, item.due, follow_up_status(item, match), item.rule, match
+            )
+        )
+    # Completed follow-ups the engine no longer schedules stay visible as a record.
+    for follow_up in by_key.values():
+        if follow_up.completed_at is not None:
+            rows.append(
+                FollowUpRow(
+                    follow_up.code,
+                    follow_up.title,
+                    follow_up.due,
+                    "done",
+                    follow_up.rule,
+                    follow_up,
+                )
+            )
+    return sorted(rows, key=lambda row: (row.status == "done", row.due, row.code))
+
+
+def _panel_context(result: engine.Result, stored: list[FollowUp] | None = None) -> dict[str, Any]:
+    rule_set = current_rule_set()
+    return {
+        "result": result,
+        "groups": recommendation_groups(result, rule_set),
+        "follow_up_rows": follow_up_rows(result, stored or []),
+        "status_labels": {"done": "done", "overdue": "overdue", "upcoming": "upcoming"},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Dashboard and patient list.
 
 
 @login_required
-def dashboard(request: HttpRequest) -> HttpResponse:
-    return patient_list(request)
+@require_GET
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    form = DashboardFilterForm(request.GET)
+    filters = form.filters()
+    page = dashboard_page(request.user, filters, timezone.localdate())
+    context = {
+        "form": form,
+        "page": page,
+        "status_choices": [("", "All open"), *STATUSES.items()],
+    }
+    if request.htmx:
+        return render(request, "pathways/dashboard.html#results", {**context, "oob": True})
+    return render(request, "pathways/dashboard.html", context)
 
 
 @login_required
-def patient_list(request: HttpRequest) -> HttpResponse:
+def patient_list(request: HtmxHttpRequest) -> HttpResponse:
     patients = Patient.objects.for_user(request.user).select_related("clinic").order_by("name")
     return render(request, "pathways/patient_list.html", {"patients": patients})
 
 
+# ---------------------------------------------------------------------------------------------
+# Patient page.
+
+
+def _patient_context(patient: Patient, request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
+    """Everything the patient page shows, in a fixed number of queries."""
+    labs = list(patient.lab_results.select_related("entered_by"))
+    therapies = list(patient.therapies.all())
+    stored = list(patient.follow_ups.select_related("completed_by"))
+    rule_set = current_rule_set()
+    case = patient_to_case(patient, labs=labs, therapies=therapies)
+    result = engine.assess(case, rule_set)
+    facts = engine.compute_facts(case, rule_set)
+    params = rule_set.parameter_values()
+    charts = patient_charts(case, facts, renal_impairment_crcl=params["renal_impairment_crcl"])
+    context = {
+        "patient": patient,
+        "diagnoses_text": ", ".join(d.replace("_", " ") for d in patient.diagnoses),
+        "labs": sorted(
+            labs,
+            key=lambda lab: (
+                lab.collected_on,
+                lab.collected_time is not None,
+                lab.collected_time or 0,
+                lab.pk,
+            ),
+            reverse=True,
+        ),
+        "therapies": therapies,
+        "charts": charts,
+        "alp_chart": next((chart for chart in charts if chart.name == "alp"), None),
+        "small_charts": [chart for chart in charts if chart.name != "alp"],
+        "result_form": extra.pop("result_form", None) or ResultForm(auto_id="result_%s"),
+        "unit_label": unit_label,
+        **_panel_context(result, stored),
+    }
+    context.update(extra)
+    return context
+
+
 @login_required
-def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
+@require_GET
+def patient_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     patient = patient_for_user(request, pk, action="patient page")
-    return render(request, "pathways/patient_detail.html", {"patient": patient})
+    return render(request, "pathways/patient_detail.html", _patient_context(patient, request))
+
+
+@login_required
+@require_POST
+def patient_add_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The inline "add a result": chart, recommendations and follow-ups refresh together."""
+    patient = patient_for_user(request, pk, action="add result")
+    form = ResultForm(request.POST, auto_id="result_%s")
+    added: LabResult | None = None
+    if form.is_valid():
+        document = patient_to_case_document(patient)
+        document["labs"].append(form.lab_document())
+        try:
+            case = engine.parse_case(document, today=timezone.localdate())
+        except engine.CaseInvalid as invalid:
+            form.add_case_errors(invalid.errors, index=len(document["labs"]) - 1)
+        else:
+            try:
+                added = patient_record_result(patient=patient, user=request.user, lab=case.labs[-1])
+            except DuplicateResult as duplicate:
+                form.add_error("collected_on", str(duplicate))
+    if added is not None:
+        patient.refresh_from_db()
+        if not request.htmx:
+            messages.success(request, f"Result added: {added}.")
+            return redirect("patient_detail", pk=patient.pk)
+        context = _patient_context(patient, request, added=added)
+        return render(request, "pathways/patient_detail.html#live", context)
+    context = _patient_context(patient, request, result_form=form)
+    template = "pathways/patient_detail.html"
+    return render(request, f"{template}#live" if request.htmx else template, context)
+
+
+def patient_to_case_document(patient: Patient) -> dict[str, Any]:
+    from pathways.cases import patient_to_document
+
+    return patient_to_document(patient)
+
+
+@login_required
+@require_POST
+def follow_up_done(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> HttpResponse:
+    patient = patient_for_user(request, pk, action="mark follow-up done")
+    follow_up = FollowUp.objects.filter(pk=follow_up_pk, patient=patient).first()
+    if follow_up is None:
+        raise Http404("No such follow-up.")
+    follow_up_mark_done(follow_up=follow_up, user=request.user)
+    if not request.htmx:
+        messages.success(request, f"Marked done: {follow_up.title}.")
+        return redirect("patient_detail", pk=patient.pk)
+    context = _patient_context(patient, request)
+    return render(request, "pathways/patient_detail.html#follow_ups", context)
+
+
+# ---------------------------------------------------------------------------------------------
+# Case entry: new patient and editing one, with the live assessment beside the form.
+
+
+def _clinics_for(request: HtmxHttpRequest) -> list[Any]:
+    clinics = user_clinics(request.user)
+    if not clinics:
+        raise PermissionDenied("You are not a member of any clinic.")
+    return clinics
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_new(request: HtmxHttpRequest) -> HttpResponse:
+    clinics = _clinics_for(request)
+    return _case_page(request, clinics=clinics, patient=None)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    patient = patient_for_user(request, pk, action="edit case")
+    return _case_page(request, clinics=[patient.clinic], patient=patient)
+
+
+def _case_page(
+    request: HtmxHttpRequest, *, clinics: list[Any], patient: Patient | None
+) -> HttpResponse:
+    if request.method == "GET":
+        case_forms = CaseForms.bind(None, clinics=clinics, patient=patient)
+        result = None
+        if patient is not None:
+            result = engine.assess(patient_to_case(patient), current_rule_set())
+        return _render_case(request, case_forms, patient=patient, result=result)
+
+    data = request.POST
+    added_row = _add_row_without_js(data)
+    if added_row is not None:  # "Add a result" / "Add a therapy" without JavaScript
+        case_forms = CaseForms.bind(added_row, clinics=clinics, patient=patient)
+        return _render_case(request, case_forms, patient=patient, result=None, quiet=True)
+
+    case_forms = CaseForms.bind(data, clinics=clinics, patient=patient)
+    result = None
+    if case_forms.forms_valid():
+        try:
+            case = engine.parse_case(case_forms.document(), today=timezone.localdate())
+        except engine.CaseInvalid as invalid:
+            case_forms.add_case_errors(invalid.errors)
+        else:
+            saved = _save(request, case_forms, case, clinics=clinics, patient=patient)
+            if isinstance(saved, Patient):
+                messages.success(request, f"Saved {saved.name} (MRN {saved.mrn}).")
+                url = reverse("patient_detail", args=[saved.pk])
+                if request.htmx:
+                    return HttpResponseClientRedirect(url)
+                return redirect(url)
+            case_forms = saved
+            result = engine.assess(case, current_rule_set())
+    return _render_case(request, case_forms, patient=patient, result=result, status=400)
+
+
+def _save(
+    request: HtmxHttpRequest,
+    case_forms: CaseForms,
+    case: engine.Case,
+    *,
+    clinics: list[Any],
+    patient: Patient | None,
+) -> Patient | CaseForms:
+    """Save, or the forms carrying why not (the user's input is kept on screen)."""
+    data = case_forms.patient.cleaned_data
+    clinic = data.get("clinic") or clinics[0]
+    try:
+        return patient_save_case(
+            user=request.user,
+            case=case,
+            mrn=data["mrn"],
+            name=data["name"],
+            clinic=clinic if patient is None else None,
+            patient=patient,
+            expected_version=data.get("version") if patient is not None else None,
+        )
+    except StaleVersion as stale:
+        # Keep the input; take the current version so that saving again is a deliberate choice.
+        posted = request.POST.copy()
+        posted["version"] = str(stale.current_version)
+        case_forms = CaseForms.bind(posted, clinics=clinics, patient=patient)
+        case_forms.forms_valid()
+        case_forms.patient.add_error(None, str(stale))
+        return case_forms
+    except DuplicateMrn as duplicate:
+        case_forms.patient.add_error("mrn", str(duplicate))
+        return case_forms
+
+
+def _add_row_without_js(data: QueryDict) -> QueryDict | None:
+    for button, prefix in (("add_lab", LAB_PREFIX), ("add_therapy", THERAPY_PREFIX)):
+        if button in data:
+            posted = data.copy()
+            total = _int(posted.get(f"{prefix}-TOTAL_FORMS"))
+            posted[f"{prefix}-TOTAL_FORMS"] = str(total + 1)
+            return posted
+    return None
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, min(int(value), 500))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _render_case(
+    request: HtmxHttpRequest,
+    case_forms: CaseForms,
+    *,
+    patient: Patient | None,
+    result: engine.Result | None,
+    status: int = 200,
+    quiet: bool = False,
+) -> HttpResponse:
+    context: dict[str, Any] = {
+        "forms": case_forms,
+        "patient": patient,
+        "quiet": quiet,
+        "preview_url": reverse("case_preview"),
+        "rule_set_version": current_rule_set().version,
+    }
+    if result is not None:
+        context.update(_panel_context(result))
+    has_errors = any(form.errors for form in case_forms.all_forms())
+    return render(
+        request,
+        "pathways/case.html",
+        context,
+        status=status if has_errors and not quiet else 200,
+    )
+
+
+@dataclass(frozen=True)
+class ErrorSlot:
+    id: str
+    messages: tuple[str, ...]
+
+
+def _error_slots(case_forms: CaseForms, *, live: bool) -> tuple[list[ErrorSlot], list[str]]:
+    """One slot per field (its current errors, or empty to clear it) and what is missing.
+
+    Live, a required field left empty is not an error yet: it is listed as awaited instead.
+    """
+    slots: list[ErrorSlot] = []
+    missing: list[str] = []
+    for form in case_forms.all_forms():
+        row = _row_name(form)
+        removed = form not in case_forms.live_forms()
+        for name in form.fields:
+            if name in _NOT_IN_CASE or name == "DELETE":
+                continue
+            bound = form[name]
+            messages_ = [] if removed else [str(m) for m in form.errors.get(name, [])]
+            if (
+                live
+                and not removed
+                and any(e.code == "required" for e in form.errors.as_data().get(name, []))
+            ):
+                missing.append(f"{row}{bound.label.lower()}")
+                messages_ = []
+            slots.append(ErrorSlot(f"{bound.auto_id}-error", tuple(messages_)))
+        slots.append(
+            ErrorSlot(
+                f"{form.prefix or 'case'}-errors",
+                () if removed else tuple(str(e) for e in form.non_field_errors()),
+            )
+        )
+    return slots, missing
+
+
+def _row_name(form: Any) -> str:
+    if isinstance(form, LabForm) and form.prefix:
+        return f"result {int(form.prefix.rsplit('-', 1)[1]) + 1}: "
+    if isinstance(form, TherapyForm) and form.prefix:
+        return f"therapy {int(form.prefix.rsplit('-', 1)[1]) + 1}: "
+    return ""
+
+
+@login_required
+@require_POST
+def case_preview(request: HtmxHttpRequest) -> HttpResponse:
+    """The live assessment of the unsaved form, through the same parser as the API.
+
+    Valid: the panel is replaced. Not yet valid: only the field errors and the status line
+    change, and the panel keeps the last complete assessment.
+    """
+    case_forms = CaseForms.bind(request.POST, clinics=user_clinics(request.user))
+    case_forms.forms_valid()
+    blocking = any(
+        name not in _NOT_IN_CASE for form in case_forms.live_forms() for name in form.errors
+    )
+    result: engine.Result | None = None
+    if not blocking:
+        try:
+            result = _assess_form_document(case_forms)
+        except engine.CaseInvalid as invalid:
+            case_forms.add_case_errors(invalid.errors)
+    slots, missing = _error_slots(case_forms, live=True)
+    problems = sum(1 for slot in slots if slot.messages)
+    context: dict[str, Any] = {
+        "slots": slots,
+        "missing": missing,
+        "problems": problems,
+        "rule_set_version": current_rule_set().version,
+        "live": True,
+    }
+    if result is None:
+        response = render(request, "pathways/case.html#live_feedback", context)
+        return reswap(response, "none")  # keep the last good panel on screen
+    context.update(_panel_context(result))
+    return render(request, "pathways/case.html#preview", context)
+
+
+def _assess_form_document(case_forms: CaseForms) -> engine.Result:
+    from pathways.assessment import assess_document
+
+    return assess_document(case_forms.document())
+
+
+@login_required
+@require_POST
+def case_add_lab_row(request: HtmxHttpRequest) -> HttpResponse:
+    return _add_row(request, LAB_PREFIX)
+
+
+@login_required
+@require_POST
+def case_add_therapy_row(request: HtmxHttpRequest) -> HttpResponse:
+    return _add_row(request, THERAPY_PREFIX)
+
+
+def _add_row(request: HtmxHttpRequest, prefix: str) -> HttpResponse:
+    """A new empty row (htmx: appended in place) and the formset's updated form count."""
+    index = _int(request.POST.get(f"{prefix}-TOTAL_FORMS"))
+    if prefix == LAB_PREFIX:
+        row = LabFormSet(prefix=prefix).new_row(index, test="alp", unit="U/L")
+    else:
+        row = TherapyFormSet(prefix=prefix).new_row(index)
+    context = {"row": row, "index": index, "prefix": prefix, "total": index + 1}
+    partial = "lab_row_added" if prefix == LAB_PREFIX else "therapy_row_added"
+    response = render(request, f"pathways/case.html#{partial}", context)
+    return response
+
+
+__all__ = [
+    "case_add_lab_row",
+    "case_add_therapy_row",
+    "case_preview",
+    "dashboard",
+    "follow_up_done",
+    "patient_add_result",
+    "patient_detail",
+    "patient_edit",
+    "patient_list",
+    "patient_new",
+]

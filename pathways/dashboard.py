@@ -1,0 +1,222 @@
+"""The follow-up dashboard: open follow-ups of the user's clinics, filtered, sorted and paged
+in SQL over the stored FollowUp and AssessmentSnapshot tables, in a fixed number of queries
+whatever the number of patients."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from django import forms
+from django.db.models import Count, F, Q, QuerySet
+
+from pathways import engine
+from pathways.charts import sparkline_path
+from pathways.models import Clinic, FollowUp, LabResult
+
+PAGE_SIZE = 25
+DUE_SOON_DAYS = 7  # the issue: "due within 7 days"
+SPARKLINE_POINTS = 12
+
+STATUSES = {
+    "overdue": "Overdue",
+    "due_soon": f"Due within {DUE_SOON_DAYS} days",
+    "upcoming": "Upcoming",
+}
+SORTS = {
+    "due": "Due date (soonest first)",
+    "-due": "Due date (latest first)",
+    "priority": "Priority",
+    "alp": "ALP x ULN (highest first)",
+    "name": "Patient name",
+}
+
+
+class DashboardFilterForm(forms.Form):
+    status = forms.ChoiceField(choices=[("", "All open"), *STATUSES.items()], required=False)
+    pathway = forms.ChoiceField(
+        choices=[("", "Both pathways"), ("bone", "Bone workup"), ("myeloma", "Myeloma")],
+        required=False,
+    )
+    priority = forms.ChoiceField(
+        label="Top priority",
+        choices=[("", "Any priority")] + [(p, p) for p in engine.PRIORITIES],
+        required=False,
+    )
+    q = forms.CharField(label="Search MRN or name", max_length=100, required=False)
+    sort = forms.ChoiceField(choices=list(SORTS.items()), required=False)
+    page = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, bound in self.fields.items():
+            if name == "q":
+                bound.widget.attrs.update(
+                    {"class": "form-control", "type": "search", "autocomplete": "off"}
+                )
+            elif name != "page":
+                bound.widget.attrs["class"] = "form-select"
+
+    def filters(self) -> dict[str, Any]:
+        """The valid filters (an invalid value is ignored rather than failing the page)."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        return {
+            "status": data.get("status") or "",
+            "pathway": data.get("pathway") or "",
+            "priority": data.get("priority") or "",
+            "q": (data.get("q") or "").strip(),
+            "sort": data.get("sort") or "due",
+            "page": data.get("page") or 1,
+        }
+
+
+@dataclass(frozen=True)
+class DashboardRow:
+    follow_up: FollowUp
+    status: str
+    days: int  # days overdue (overdue) or days until due
+    sparkline: str
+    alp_values: tuple[float, ...]
+
+    @property
+    def patient(self) -> Any:
+        return self.follow_up.patient
+
+    @property
+    def snapshot(self) -> Any:
+        return getattr(self.follow_up.patient, "snapshot", None)
+
+
+@dataclass
+class DashboardPage:
+    rows: list[DashboardRow]
+    counts: dict[str, int]
+    total: int
+    number: int
+    pages: int
+    filters: dict[str, Any]
+    rule_set_versions: list[str] = field(default_factory=list)
+
+    @property
+    def counts_total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+    @property
+    def first_index(self) -> int:
+        return 0 if self.total == 0 else (self.number - 1) * PAGE_SIZE + 1
+
+    @property
+    def last_index(self) -> int:
+        return min(self.number * PAGE_SIZE, self.total)
+
+
+def _status_q(status: str, today: date) -> Q:
+    soon = today + timedelta(days=DUE_SOON_DAYS)
+    return {
+        "overdue": Q(due__lt=today),
+        "due_soon": Q(due__gte=today, due__lte=soon),
+        "upcoming": Q(due__gt=soon),
+    }[status]
+
+
+def _status_of(due: date, today: date) -> str:
+    if due < today:
+        return "overdue"
+    if due <= today + timedelta(days=DUE_SOON_DAYS):
+        return "due_soon"
+    return "upcoming"
+
+
+def _ordering(sort: str) -> list[Any]:
+    by_patient: list[Any] = ["patient__name", "patient__mrn", "pk"]
+    orderings: dict[str, list[Any]] = {
+        "due": ["due", *by_patient],
+        "-due": ["-due", *by_patient],
+        "priority": ["patient__snapshot__top_priority_rank", "due", *by_patient],
+        "alp": [F("patient__snapshot__alp_x_uln").desc(nulls_last=True), "due", *by_patient],
+        "name": [*by_patient[:2], "due", "pk"],
+    }
+    return orderings.get(sort, orderings["due"])
+
+
+def open_follow_ups(user: Any) -> QuerySet[FollowUp]:
+    clinic_ids = list(Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True))
+    return FollowUp.objects.filter(patient__clinic_id__in=clinic_ids, completed_at__isnull=True)
+
+
+def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> DashboardPage:
+    follow_ups = open_follow_ups(user)
+    if filters["pathway"]:
+        follow_ups = follow_ups.filter(patient__snapshot__pathway=filters["pathway"])
+    if filters["priority"]:
+        follow_ups = follow_ups.filter(patient__snapshot__top_priority=filters["priority"])
+    if filters["q"]:
+        follow_ups = follow_ups.filter(
+            Q(patient__mrn__icontains=filters["q"]) | Q(patient__name__icontains=filters["q"])
+        )
+    counts = follow_ups.aggregate(
+        **{status: Count("pk", filter=_status_q(status, today)) for status in STATUSES}
+    )
+    if filters["status"]:
+        follow_ups = follow_ups.filter(_status_q(filters["status"], today))
+        total = counts[filters["status"]]
+    else:
+        total = sum(counts.values())
+    pages = max(1, -(-total // PAGE_SIZE))
+    number = min(max(1, int(filters["page"])), pages)
+    offset = (number - 1) * PAGE_SIZE
+    page = list(
+        follow_ups.select_related("patient", "patient__snapshot").order_by(
+            *_ordering(filters["sort"])
+        )[offset : offset + PAGE_SIZE]
+    )
+    recent = recent_alp_values({follow_up.patient_id for follow_up in page})
+    rows = []
+    for follow_up in page:
+        values = recent.get(follow_up.patient_id, ())
+        status = _status_of(follow_up.due, today)
+        rows.append(
+            DashboardRow(
+                follow_up=follow_up,
+                status=status,
+                days=abs((follow_up.due - today).days),
+                sparkline=sparkline_path(values) if len(values) > 1 else "",
+                alp_values=tuple(values),
+            )
+        )
+    versions = sorted({row.snapshot.rule_set_version for row in rows if row.snapshot is not None})
+    return DashboardPage(
+        rows=rows,
+        counts=counts,
+        total=total,
+        number=number,
+        pages=pages,
+        filters=filters,
+        rule_set_versions=versions,
+    )
+
+
+def recent_alp_values(patient_ids: set[int]) -> dict[int, list[float]]:
+    """The last few ALP values (U/L, oldest first) of the given patients, in one query."""
+    values: dict[int, list[float]] = defaultdict(list)
+    if not patient_ids:
+        return values
+    rows = (
+        LabResult.objects.filter(patient_id__in=patient_ids, test="alp")
+        .order_by("patient_id", "collected_on", "collected_time")
+        .values_list("patient_id", "canonical_value")
+    )
+    for patient_id, value in rows:
+        values[patient_id].append(value)
+    return {pk: series[-SPARKLINE_POINTS:] for pk, series in values.items()}

@@ -1,0 +1,455 @@
+"""The case-entry form (patient, serial results, clinical context, therapies) and the one
+conversion from its fields to the spec's case document.
+
+The document goes through ``engine.parse_case`` like the API's, and the engine's field paths
+(``labs[2].value``) are mapped back onto the form field that holds the value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, time
+from typing import Any, cast
+
+from crispy_forms.helper import FormHelper
+from django import forms
+from django.forms import BaseFormSet, formset_factory
+
+from pathways import engine
+from pathways.models import Clinic, Patient
+
+_BLANK = ("", "—")
+
+
+def _label(value: str) -> str:
+    return value.replace("_", " ")
+
+
+def _choices(values: Iterable[str], *, blank: str | None = None) -> list[tuple[str, str]]:
+    choices = [("", blank)] if blank is not None else []
+    return choices + [(value, _label(value)) for value in values]
+
+
+ALL_UNITS: tuple[str, ...] = tuple(
+    dict.fromkeys(unit for units in engine.UNITS.values() for unit in units)
+)
+_UNIT_LABELS = {"ug/L": "µg/L", "ukat/L": "µkat/L", "umol/L": "µmol/L"}
+TEST_LABELS = {
+    "alp": "ALP (total)",
+    "bone_alp": "Bone ALP",
+    "ggt": "GGT",
+    "ctx": "CTX",
+    "creatinine": "Creatinine",
+    "crcl": "CrCl",
+    "calcium": "Calcium",
+    "vitamin_d": "25-OH vitamin D",
+    "bilirubin": "Bilirubin",
+}
+
+
+def unit_label(unit: str) -> str:
+    return _UNIT_LABELS.get(unit, unit)
+
+
+class _DateInput(forms.DateInput):
+    input_type = "date"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%Y-%m-%d", **kwargs)
+
+
+class _TimeInput(forms.TimeInput):
+    input_type = "time"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%H:%M", **kwargs)
+
+
+def _style(form: forms.BaseForm) -> None:
+    """Bootstrap 5 classes on every widget (the case form renders its fields itself), each
+    input described by its error slot (which the live assessment fills in)."""
+    for name, field in form.fields.items():
+        widget = field.widget
+        if isinstance(form.auto_id, str) and "%s" in form.auto_id:
+            widget.attrs["aria-describedby"] = f"{form.auto_id % form.add_prefix(name)}-error"
+        if isinstance(widget, forms.CheckboxSelectMultiple):
+            continue
+        if isinstance(widget, forms.CheckboxInput):
+            css = "form-check-input"
+        elif isinstance(widget, forms.Select):
+            css = "form-select"
+        else:
+            css = "form-control"
+        widget.attrs["class"] = f"{widget.attrs.get('class', '')} {css}".strip()
+
+
+class PatientCaseForm(forms.Form):
+    """The patient and clinical parts of the case document (spec §1), plus MRN and name."""
+
+    clinic = forms.ModelChoiceField(queryset=Clinic.objects.none(), required=True)
+    mrn = forms.CharField(label="MRN", max_length=40)
+    name = forms.CharField(max_length=200)
+    birth_date = forms.DateField(widget=_DateInput())
+    sex = forms.ChoiceField(choices=_choices(engine.SEXES, blank="—"))
+    pregnant = forms.BooleanField(required=False)
+    weight_kg = forms.FloatField(label="Weight (kg)", required=False)
+
+    diagnoses = forms.MultipleChoiceField(
+        choices=_choices(engine.DIAGNOSES),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    cancer = forms.ChoiceField(
+        label="Known solid cancer", choices=_choices(engine.CANCERS, blank="none"), required=False
+    )
+    cancer_treated = forms.BooleanField(label="Cancer treated", required=False)
+    bone_pain = forms.BooleanField(required=False)
+    osteolytic_pain = forms.BooleanField(required=False)
+    bone_scan = forms.ChoiceField(choices=_choices(engine.BONE_SCANS), initial="not_done")
+    fracture = forms.ChoiceField(choices=_choices(engine.FRACTURES), initial="none")
+    dental_exam_done = forms.BooleanField(label="Dental examination done", required=False)
+    crcl_baseline = forms.FloatField(label="CrCl baseline (mL/min)", required=False)
+
+    mm_requires_therapy = forms.BooleanField(label="Requires therapy", required=False)
+    mm_bone_disease = forms.BooleanField(label="Bone disease (lytic lesions)", required=False)
+    mm_active_bone_disease = forms.BooleanField(label="Active bone disease", required=False)
+    mm_response = forms.ChoiceField(
+        label="Response", choices=_choices(engine.RESPONSES, blank="not assessed"), required=False
+    )
+    mm_treatment_start = forms.DateField(
+        label="Treatment start", required=False, widget=_DateInput()
+    )
+    mm_bortezomib_start = forms.DateField(
+        label="Bortezomib start", required=False, widget=_DateInput()
+    )
+
+    # Optimistic locking: the version the form was loaded from (services.StaleVersion).
+    version = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    PATIENT_FIELDS = ("mrn", "name", "birth_date", "sex", "pregnant", "weight_kg")
+    CONTEXT_FIELDS = (
+        "cancer",
+        "cancer_treated",
+        "bone_pain",
+        "osteolytic_pain",
+        "bone_scan",
+        "fracture",
+        "dental_exam_done",
+        "crcl_baseline",
+    )
+    MYELOMA_FIELDS = (
+        "mm_requires_therapy",
+        "mm_bone_disease",
+        "mm_active_bone_disease",
+        "mm_response",
+        "mm_treatment_start",
+        "mm_bortezomib_start",
+    )
+
+    def __init__(self, *args: Any, clinics: Sequence[Clinic] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if len(clinics) > 1:
+            clinic_field = cast(forms.ModelChoiceField, self.fields["clinic"])
+            clinic_field.queryset = Clinic.objects.filter(pk__in=[c.pk for c in clinics])
+        else:
+            del self.fields["clinic"]  # one clinic (or editing): it is implied
+        _style(self)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+
+    @classmethod
+    def initial_for(cls, patient: Patient) -> dict[str, Any]:
+        return {
+            "mrn": patient.mrn,
+            "name": patient.name,
+            "birth_date": patient.birth_date,
+            "sex": patient.sex,
+            "pregnant": patient.pregnant,
+            "weight_kg": patient.weight_kg,
+            "diagnoses": list(patient.diagnoses),
+            "cancer": patient.cancer,
+            "cancer_treated": patient.cancer_treated,
+            "bone_pain": patient.bone_pain,
+            "osteolytic_pain": patient.osteolytic_pain,
+            "bone_scan": patient.bone_scan,
+            "fracture": patient.fracture,
+            "dental_exam_done": patient.dental_exam_done,
+            "crcl_baseline": patient.crcl_baseline,
+            "mm_requires_therapy": patient.mm_requires_therapy,
+            "mm_bone_disease": patient.mm_bone_disease,
+            "mm_active_bone_disease": patient.mm_active_bone_disease,
+            "mm_response": patient.mm_response,
+            "mm_treatment_start": patient.mm_treatment_start,
+            "mm_bortezomib_start": patient.mm_bortezomib_start,
+            "version": patient.version,
+        }
+
+
+class LabForm(forms.Form):
+    """One serial result as the lab reported it."""
+
+    test = forms.ChoiceField(
+        choices=[(test, TEST_LABELS[test]) for test in engine.TESTS], initial="alp"
+    )
+    value = forms.FloatField()
+    unit = forms.ChoiceField(
+        choices=[(unit, unit_label(unit)) for unit in ALL_UNITS], initial="U/L"
+    )
+    collected_on = forms.DateField(label="Collected on", widget=_DateInput())
+    collected_time = forms.TimeField(label="at (time)", required=False, widget=_TimeInput())
+    reference_high = forms.FloatField(label="Lab's upper limit", required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _style(self)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+
+
+class TherapyForm(forms.Form):
+    agent = forms.ChoiceField(choices=_choices(engine.AGENTS))
+    start = forms.DateField(widget=_DateInput())
+    end = forms.DateField(required=False, widget=_DateInput(), help_text="blank: ongoing")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _style(self)
+
+
+class _RowFormSet(BaseFormSet):
+    def add_fields(self, form: forms.Form, index: int | None) -> None:
+        super().add_fields(form, index)
+        if "DELETE" in form.fields:
+            form.fields["DELETE"].label = "Remove"
+            form.fields["DELETE"].widget.attrs["class"] = "form-check-input"
+
+    def new_row(self, index: int, **initial: Any) -> forms.Form:
+        """An empty row at ``index``, as the formset would build it (htmx "add a row")."""
+        form = self.form(
+            prefix=self.add_prefix(index),
+            initial=initial,
+            empty_permitted=True,
+            use_required_attribute=False,
+        )
+        self.add_fields(form, index)
+        return form
+
+    def rows(self) -> list[forms.Form]:
+        """The rows the case is made of: filled in, not marked for removal, in order."""
+        return [form for form in self.forms if form.has_changed() and not _marked_removed(form)]
+
+
+LabFormSet = cast(
+    type[_RowFormSet], formset_factory(LabForm, formset=_RowFormSet, extra=0, can_delete=True)
+)
+NewLabFormSet = cast(
+    type[_RowFormSet], formset_factory(LabForm, formset=_RowFormSet, extra=1, can_delete=True)
+)
+TherapyFormSet = cast(
+    type[_RowFormSet], formset_factory(TherapyForm, formset=_RowFormSet, extra=0, can_delete=True)
+)
+LAB_PREFIX = "labs"
+THERAPY_PREFIX = "therapies"
+
+
+def lab_initial(labs: Iterable[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "test": lab.test,
+            "value": lab.value,
+            "unit": lab.unit,
+            "collected_on": lab.collected_on,
+            "collected_time": lab.collected_time,
+            "reference_high": lab.reference_high,
+        }
+        for lab in labs
+    ]
+
+
+def therapy_initial(therapies: Iterable[Any]) -> list[dict[str, Any]]:
+    return [{"agent": t.agent, "start": t.start, "end": t.end} for t in therapies]
+
+
+@dataclass
+class CaseForms:
+    """The three parts of the case-entry page, validated together."""
+
+    patient: PatientCaseForm
+    labs: _RowFormSet
+    therapies: _RowFormSet
+
+    @classmethod
+    def bind(
+        cls, data: Any | None, *, clinics: Sequence[Clinic] = (), patient: Patient | None = None
+    ) -> CaseForms:
+        if data is None and patient is not None:
+            return cls(
+                patient=PatientCaseForm(initial=PatientCaseForm.initial_for(patient)),
+                labs=LabFormSet(
+                    prefix=LAB_PREFIX,
+                    initial=lab_initial(patient.lab_results.all()),
+                ),
+                therapies=TherapyFormSet(
+                    prefix=THERAPY_PREFIX, initial=therapy_initial(patient.therapies.all())
+                ),
+            )
+        if data is None:
+            return cls(
+                patient=PatientCaseForm(clinics=clinics),
+                labs=NewLabFormSet(prefix=LAB_PREFIX),
+                therapies=TherapyFormSet(prefix=THERAPY_PREFIX),
+            )
+        return cls(
+            patient=PatientCaseForm(data, clinics=clinics if patient is None else ()),
+            labs=LabFormSet(data, prefix=LAB_PREFIX),
+            therapies=TherapyFormSet(data, prefix=THERAPY_PREFIX),
+        )
+
+    def all_forms(self) -> list[forms.Form]:
+        return [self.patient, *self.labs.forms, *self.therapies.forms]
+
+    def live_forms(self) -> list[forms.Form]:
+        """The forms that make up the case: rows marked for removal are left out."""
+        return [
+            form
+            for form in self.all_forms()
+            if not (form.is_bound and form.prefix and _marked_removed(form))
+        ]
+
+    def forms_valid(self) -> bool:
+        # Evaluate all three so that every form carries its errors.
+        results = [self.patient.is_valid(), self.labs.is_valid(), self.therapies.is_valid()]
+        return all(results)
+
+    def document(self, *, as_of: date | None = None) -> dict[str, Any]:
+        """The case document of valid forms (spec §1)."""
+        data = self.patient.cleaned_data
+        document: dict[str, Any] = {
+            "patient": {
+                "birth_date": data["birth_date"].isoformat(),
+                "sex": data["sex"],
+                "pregnant": data["pregnant"],
+                "weight_kg": data["weight_kg"],
+            },
+            "labs": [_lab_document(form.cleaned_data) for form in self.labs.rows()],
+            "clinical": {
+                "diagnoses": list(data["diagnoses"]),
+                "cancer": data["cancer"] or None,
+                "cancer_treated": data["cancer_treated"],
+                "bone_pain": data["bone_pain"],
+                "osteolytic_pain": data["osteolytic_pain"],
+                "bone_scan": data["bone_scan"],
+                "fracture": data["fracture"],
+                "dental_exam_done": data["dental_exam_done"],
+                "crcl_baseline": data["crcl_baseline"],
+                "myeloma": {
+                    "requires_therapy": data["mm_requires_therapy"],
+                    "bone_disease": data["mm_bone_disease"],
+                    "active_bone_disease": data["mm_active_bone_disease"],
+                    "response": data["mm_response"] or None,
+                    "treatment_start": _iso(data["mm_treatment_start"]),
+                    "bortezomib_start": _iso(data["mm_bortezomib_start"]),
+                },
+                "therapies": [
+                    {
+                        "agent": form.cleaned_data["agent"],
+                        "start": form.cleaned_data["start"].isoformat(),
+                        "end": _iso(form.cleaned_data["end"]),
+                    }
+                    for form in self.therapies.rows()
+                ],
+            },
+        }
+        if as_of is not None:
+            document["as_of"] = as_of.isoformat()
+        return document
+
+    def add_case_errors(self, errors: Iterable[engine.FieldError]) -> None:
+        """Put each of the engine's errors on the field that holds the value."""
+        lab_rows, therapy_rows = self.labs.rows(), self.therapies.rows()
+        for error in errors:
+            form, field = self._locate(error.field, lab_rows, therapy_rows)
+            if field is not None and field in form.fields:
+                if field not in form.errors or error.message not in form.errors[field]:
+                    form.add_error(field, error.message)
+            else:
+                form.add_error(None, f"{error.field}: {error.message}")
+
+    def _locate(
+        self, path: str, lab_rows: list[forms.Form], therapy_rows: list[forms.Form]
+    ) -> tuple[forms.Form, str | None]:
+        match = _ROW_PATH.fullmatch(path)
+        if match:
+            rows = lab_rows if match["list"] == "labs" else therapy_rows
+            index = int(match["index"])
+            if index < len(rows):
+                field = match["field"]
+                if field == "collected_at":
+                    field = "collected_on"
+                return rows[index], field
+            return self.patient, None
+        for prefix, form_prefix in (
+            ("clinical.myeloma.", "mm_"),
+            ("clinical.", ""),
+            ("patient.", ""),
+        ):
+            if path.startswith(prefix):
+                return self.patient, form_prefix + path[len(prefix) :]
+        return self.patient, None
+
+
+def _marked_removed(form: forms.Form) -> bool:
+    return "DELETE" in form.fields and bool(getattr(form, "cleaned_data", {}).get("DELETE"))
+
+
+_ROW_PATH = re.compile(r"(?P<list>labs|clinical\.therapies)\[(?P<index>\d+)\](?:\.(?P<field>\w+))?")
+
+
+def _iso(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def _lab_document(data: dict[str, Any]) -> dict[str, Any]:
+    collected_on: date = data["collected_on"]
+    collected_time: time | None = data["collected_time"]
+    collected_at = collected_on.isoformat()
+    if collected_time is not None:
+        collected_at += "T" + collected_time.isoformat(timespec="minutes")
+    reference_high = data["reference_high"]
+    return {
+        "test": data["test"],
+        "value": _number(data["value"]),
+        "unit": data["unit"],
+        "collected_at": collected_at,
+        "reference_high": None if reference_high is None else _number(reference_high),
+    }
+
+
+class ResultForm(LabForm):
+    """The patient page's inline "add a result" form."""
+
+    def lab_document(self) -> dict[str, Any]:
+        """This result as a lab of the case document (spec §1)."""
+        return _lab_document(self.cleaned_data)
+
+    def add_case_errors(self, errors: Iterable[engine.FieldError], index: int) -> None:
+        """The engine's errors about ``labs[index]`` on their fields; others as form errors."""
+        for error in errors:
+            match = _ROW_PATH.fullmatch(error.field)
+            if match and match["list"] == "labs" and int(match["index"]) == index:
+                field = match["field"] or None
+                field = "collected_on" if field == "collected_at" else field
+                message = error.message
+                if "same test and collected_at" in message:
+                    message = "a result of this test is already recorded at this date and time"
+                self.add_error(field if field in self.fields else None, message)
+            elif not error.field.startswith("labs["):
+                self.add_error(None, str(error))

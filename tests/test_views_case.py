@@ -1,0 +1,287 @@
+"""Case entry: the live assessment (htmx fragments), adding rows, and saving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from pathways.assessment import assess_document
+from pathways.models import FollowUp, Patient
+from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HX-Request": "true"}
+
+
+def form_data(
+    document: dict[str, Any], *, mrn: str = "MM-1", name: str = "Ada Myeloma"
+) -> dict[str, Any]:
+    """The POST data a browser sends for a case document typed into the case-entry form."""
+    patient = document["patient"]
+    clinical = document.get("clinical", {})
+    myeloma = clinical.get("myeloma", {})
+    data: dict[str, Any] = {
+        "mrn": mrn,
+        "name": name,
+        "birth_date": patient["birth_date"],
+        "sex": patient["sex"],
+        "weight_kg": patient.get("weight_kg") or "",
+        "diagnoses": clinical.get("diagnoses", []),
+        "cancer": clinical.get("cancer") or "",
+        "bone_scan": clinical.get("bone_scan", "not_done"),
+        "fracture": clinical.get("fracture", "none"),
+        "crcl_baseline": clinical.get("crcl_baseline") or "",
+        "mm_response": myeloma.get("response") or "",
+        "mm_treatment_start": myeloma.get("treatment_start") or "",
+        "mm_bortezomib_start": myeloma.get("bortezomib_start") or "",
+        "labs-TOTAL_FORMS": str(len(document.get("labs", []))),
+        "labs-INITIAL_FORMS": "0",
+        "therapies-TOTAL_FORMS": str(len(clinical.get("therapies", []))),
+        "therapies-INITIAL_FORMS": "0",
+    }
+    for flag in ("pregnant",):
+        if patient.get(flag):
+            data[flag] = "on"
+    for flag in ("cancer_treated", "bone_pain", "osteolytic_pain", "dental_exam_done"):
+        if clinical.get(flag):
+            data[flag] = "on"
+    for flag in ("requires_therapy", "bone_disease", "active_bone_disease"):
+        if myeloma.get(flag):
+            data[f"mm_{flag}"] = "on"
+    for index, lab in enumerate(document.get("labs", [])):
+        day, _, at = lab["collected_at"].partition("T")
+        data.update(
+            {
+                f"labs-{index}-test": lab["test"],
+                f"labs-{index}-value": str(lab["value"]),
+                f"labs-{index}-unit": lab["unit"],
+                f"labs-{index}-collected_on": day,
+                f"labs-{index}-collected_time": at,
+                f"labs-{index}-reference_high": lab.get("reference_high") or "",
+            }
+        )
+    for index, therapy in enumerate(clinical.get("therapies", [])):
+        data.update(
+            {
+                f"therapies-{index}-agent": therapy["agent"],
+                f"therapies-{index}-start": therapy["start"],
+                f"therapies-{index}-end": therapy.get("end") or "",
+            }
+        )
+    return data
+
+
+def myeloma_needing_bisphosphonate(crcl: float | None = None) -> dict[str, Any]:
+    """Myeloma requiring therapy with bone disease, elevated bone ALP, no bone-targeted agent."""
+    labs: list[dict[str, Any]] = [
+        {"test": "alp", "value": 180, "unit": "U/L", "collected_at": "2026-10-01T08:00"},
+        {"test": "bone_alp", "value": 31, "unit": "ug/L", "collected_at": "2026-10-01"},
+    ]
+    if crcl is not None:
+        labs.append({"test": "crcl", "value": crcl, "unit": "mL/min", "collected_at": "2026-10-02"})
+    return {
+        "patient": {"birth_date": "1952-04-11", "sex": "male", "weight_kg": 80},
+        "labs": labs,
+        "clinical": {
+            "diagnoses": ["multiple_myeloma"],
+            "myeloma": {"requires_therapy": True, "bone_disease": True},
+        },
+    }
+
+
+def codes(html: str) -> set[str]:
+    import re
+
+    return set(re.findall(r'data-code="([a-z0-9-]+)"', html))
+
+
+def test_the_new_patient_page_renders_an_empty_form(alice_client: Client) -> None:
+    response = alice_client.get("/patients/new/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="case-form"' in html and 'aria-live="polite"' in html
+    assert 'name="labs-0-value"' in html  # one empty result row to start with
+    assert 'hx-post="/case/preview/"' in html
+
+
+def test_the_live_preview_shows_the_engine_result_for_the_typed_case(alice_client: Client) -> None:
+    document = myeloma_needing_bisphosphonate()
+    response = alice_client.post("/case/preview/", form_data(document), headers=HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert codes(html) == {r.code for r in assess_document(document).recommendations}
+    assert "mm-zoledronic-acid" in codes(html)
+    assert "Rule set" in html and 'hx-swap-oob="true"' in html
+
+
+def test_a_crcl_of_45_swaps_zoledronic_acid_for_pamidronate(alice_client: Client) -> None:
+    html = alice_client.post(
+        "/case/preview/", form_data(myeloma_needing_bisphosphonate(crcl=45)), headers=HTMX
+    ).content.decode()
+    assert "mm-pamidronate-renal" in codes(html)
+    assert "mm-zoledronic-acid" not in codes(html)
+
+
+def test_an_engine_error_shows_on_its_field_and_keeps_the_panel(alice_client: Client) -> None:
+    data = form_data(myeloma_needing_bisphosphonate())
+    data["labs-1-unit"] = "mL/min"  # not a bone ALP unit: the engine's error, labs[1].unit
+    response = alice_client.post("/case/preview/", data, headers=HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert response["HX-Reswap"] == "none"  # the last good panel stays on screen
+    assert 'id="id_labs-1-unit-error"' in html
+    error_slot = html.split('id="id_labs-1-unit-error"', 1)[1].split("</div>", 1)[0]
+    assert "is not a unit for bone_alp" in error_slot
+    assert "1 entry needs attention" in html
+    assert "data-code=" not in html
+
+
+def test_a_value_that_is_not_a_number_is_an_inline_error(alice_client: Client) -> None:
+    data = form_data(myeloma_needing_bisphosphonate())
+    data["labs-0-value"] = "12,x"
+    response = alice_client.post("/case/preview/", data, headers=HTMX)
+    html = response.content.decode()
+    assert response["HX-Reswap"] == "none"
+    assert "Enter a number." in html.split('id="id_labs-0-value-error"', 1)[1].split("</div>")[0]
+
+
+def test_a_result_dated_after_today_is_refused_by_the_engine(alice_client: Client) -> None:
+    data = form_data(myeloma_needing_bisphosphonate())
+    data["labs-0-collected_on"] = "2999-01-01"
+    html = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
+    assert "after as_of" in html.split('id="id_labs-0-collected_on-error"', 1)[1].split("</div>")[0]
+
+
+def test_missing_required_fields_are_awaited_not_shouted(alice_client: Client) -> None:
+    data = form_data(myeloma_needing_bisphosphonate())
+    data["birth_date"] = ""
+    data["labs-0-collected_on"] = ""
+    response = alice_client.post("/case/preview/", data, headers=HTMX)
+    html = response.content.decode()
+    assert response["HX-Reswap"] == "none"
+    assert "Waiting for: birth date, result 1: collected on" in html
+
+
+def test_a_row_marked_for_removal_leaves_the_case(alice_client: Client) -> None:
+    data = form_data(myeloma_needing_bisphosphonate(crcl=45))
+    data["labs-2-DELETE"] = "on"
+    html = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
+    assert "mm-zoledronic-acid" in codes(html)
+
+
+def test_adding_a_row_returns_the_row_and_the_new_form_count(alice_client: Client) -> None:
+    data = form_data(myeloma_needing_bisphosphonate())
+    response = alice_client.post("/case/rows/lab/", data, headers=HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'name="labs-2-value"' in html and 'name="labs-2-DELETE"' in html
+    assert 'id="id_labs-TOTAL_FORMS" hx-swap-oob="true"' in html and 'value="3"' in html
+    therapy = alice_client.post("/case/rows/therapy/", data, headers=HTMX).content.decode()
+    assert 'name="therapies-0-agent"' in therapy and 'id="id_therapies-TOTAL_FORMS"' in therapy
+
+
+def test_adding_a_row_works_without_javascript(alice_client: Client) -> None:
+    data = form_data(myeloma_needing_bisphosphonate())
+    data["add_lab"] = "1"
+    response = alice_client.post("/patients/new/", data)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'name="labs-2-value"' in html
+    assert not Patient.objects.exists()
+
+
+def test_saving_a_new_patient_stores_the_case_and_its_follow_ups(
+    alice_client: Client, north_clinic: Any
+) -> None:
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    response = alice_client.post("/patients/new/", form_data(document, mrn="MM-9"))
+    patient = Patient.objects.get(mrn="MM-9")
+    assert response.status_code == 302 and response["Location"] == f"/patients/{patient.pk}/"
+    assert patient.clinic == north_clinic
+    assert patient.lab_results.count() == 5 and patient.therapies.count() == 1
+    assert FollowUp.objects.filter(patient=patient).exists()
+    page = alice_client.get(response["Location"]).content.decode()
+    assert "Saved Ada Myeloma" in page
+
+
+def test_saving_works_as_a_plain_post_and_reports_errors_on_the_fields(
+    alice_client: Client,
+) -> None:
+    data = form_data(myeloma_needing_bisphosphonate())
+    data["labs-1-unit"] = "mL/min"
+    data["name"] = ""
+    response = alice_client.post("/patients/new/", data)
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "This field is required." in html.split('id="id_name-error"', 1)[1].split("</div>")[0]
+    assert not Patient.objects.exists()
+    data["name"] = "Ada"
+    html = alice_client.post("/patients/new/", data).content.decode()
+    assert "is not a unit for bone_alp" in html
+    assert 'value="Ada"' in html  # the input is kept
+
+
+def test_a_duplicate_mrn_is_shown_on_the_mrn_field(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    stored_patient(north_clinic, alice, mrn="MM-1")
+    response = alice_client.post("/patients/new/", form_data(myeloma_needing_bisphosphonate()))
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "already used" in html.split('id="id_mrn-error"', 1)[1].split("</div>")[0]
+
+
+def test_editing_refuses_a_concurrent_change_and_keeps_the_input(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    patient = stored_patient(north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document())
+    page = alice_client.get(f"/patients/{patient.pk}/edit/").content.decode()
+    assert f'name="version" value="{patient.version}"' in page
+    assert "mm-bp-stop-1y" in codes(page)  # the panel starts from the stored case
+
+    data = form_data(myeloma_on_zoledronic_acid_14_months_document(), name="First edit")
+    data["version"] = str(patient.version)
+    assert alice_client.post(f"/patients/{patient.pk}/edit/", data).status_code == 302
+
+    stale = form_data(myeloma_on_zoledronic_acid_14_months_document(), name="Second edit")
+    stale["version"] = str(patient.version)  # loaded before the first edit
+    response = alice_client.post(f"/patients/{patient.pk}/edit/", stale)
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "changed by someone else" in html
+    assert 'value="Second edit"' in html
+    assert Patient.objects.get(pk=patient.pk).name == "First edit"
+    # Saving again is now a deliberate overwrite of the current version.
+    stale["version"] = str(Patient.objects.get(pk=patient.pk).version)
+    assert alice_client.post(f"/patients/{patient.pk}/edit/", stale).status_code == 302
+    assert Patient.objects.get(pk=patient.pk).name == "Second edit"
+
+
+def test_editing_removes_a_result_marked_for_removal(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    patient = stored_patient(north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document())
+    data = form_data(myeloma_on_zoledronic_acid_14_months_document())
+    data["version"] = str(patient.version)
+    data["labs-4-DELETE"] = "on"
+    assert alice_client.post(f"/patients/{patient.pk}/edit/", data).status_code == 302
+    assert patient.lab_results.count() == 4
+
+
+def test_another_clinic_cannot_open_or_save_the_case(
+    client: Client, alice: Any, bob: Any, north_clinic: Any
+) -> None:
+    patient = stored_patient(north_clinic, alice)
+    client.force_login(bob)
+    assert client.get(f"/patients/{patient.pk}/edit/").status_code == 404
+    data = form_data(myeloma_needing_bisphosphonate(), name="Hijack")
+    assert client.post(f"/patients/{patient.pk}/edit/", data, headers=HTMX).status_code == 404
+    assert Patient.objects.get(pk=patient.pk).name != "Hijack"
+
+
+def test_fragments_need_a_login_and_a_post(alice_client: Client) -> None:
+    for url in ("/case/preview/", "/case/rows/lab/", "/case/rows/therapy/"):
+        assert Client().post(url, headers=HTMX).status_code == 302
+        assert alice_client.get(url, headers=HTMX).status_code == 405
