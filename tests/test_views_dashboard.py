@@ -1,0 +1,146 @@
+"""The follow-up dashboard: counts, filters, search, sort and pages, in constant queries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from pathways.models import FollowUp
+from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HX-Request": "true"}
+
+
+def rows(html: str) -> list[str]:
+    return [part.split('"', 1)[0] for part in html.split('data-mrn="')[1:]]
+
+
+def open_follow_ups(patient: Any) -> list[FollowUp]:
+    return list(FollowUp.objects.filter(patient=patient, completed_at__isnull=True))
+
+
+@pytest.fixture
+def paget_patient(alice: Any, north_clinic: Any) -> Any:
+    return stored_patient(north_clinic, alice, mrn="PAGET-1", name="Margaret Ellis")
+
+
+@pytest.fixture
+def myeloma_patient(alice: Any, north_clinic: Any) -> Any:
+    return stored_patient(
+        north_clinic,
+        alice,
+        myeloma_on_zoledronic_acid_14_months_document(),
+        mrn="MM-14",
+        name="Samuel Okafor",
+    )
+
+
+def _set_due(patient: Any, days_from_today: int) -> FollowUp:
+    follow_up = open_follow_ups(patient)[0]
+    follow_up.due = timezone.localdate() + timedelta(days=days_from_today)
+    follow_up.save()
+    return follow_up
+
+
+def test_the_dashboard_lists_open_follow_ups_with_counts(
+    alice_client: Client, paget_patient: Any, myeloma_patient: Any
+) -> None:
+    response = alice_client.get("/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    expected = len(open_follow_ups(paget_patient)) + len(open_follow_ups(myeloma_patient))
+    assert len(rows(html)) == expected
+    assert f'data-count="all">{expected}</span>' in html
+    assert "Samuel Okafor" in html and "Margaret Ellis" in html
+    assert "× ULN" in html and '<svg class="sparkline"' in html
+    assert 'data-code="' in html  # the top recommendation
+
+
+def test_filters_by_status_pathway_priority_and_search(
+    alice_client: Client, paget_patient: Any, myeloma_patient: Any
+) -> None:
+    _set_due(paget_patient, -10)
+    overdue = alice_client.get("/?status=overdue").content.decode()
+    assert "PAGET-1" in rows(overdue)
+    assert all('data-status="overdue"' in part for part in overdue.split("<tr ")[2:])
+    myeloma = rows(alice_client.get("/?pathway=myeloma").content.decode())
+    assert set(myeloma) == {"MM-14"}
+    assert set(rows(alice_client.get("/?q=ellis").content.decode())) == {"PAGET-1"}
+    assert set(rows(alice_client.get("/?q=MM-1").content.decode())) == {"MM-14"}
+    top = myeloma_patient.snapshot.top_priority
+    assert "MM-14" in rows(alice_client.get(f"/?priority={top}").content.decode())
+    assert rows(alice_client.get("/?q=nobody").content.decode()) == []
+
+
+def test_an_htmx_request_gets_the_results_fragment_with_fresh_counts(
+    alice_client: Client, paget_patient: Any, myeloma_patient: Any
+) -> None:
+    _set_due(paget_patient, -3)
+    response = alice_client.get("/?status=overdue&pathway=bone", headers=HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<div id="dashboard-results"')
+    assert "<html" not in html
+    assert (
+        'id="count-overdue" class="badge count-overdue" data-count="overdue" hx-swap-oob="true">1<'
+        in html
+    )
+    assert rows(html) == ["PAGET-1"]
+
+
+def test_sorting_and_pages(alice_client: Client, alice: Any, north_clinic: Any) -> None:
+    for number in range(14):
+        stored_patient(north_clinic, alice, mrn=f"P-{number:02d}", name=f"Patient {number:02d}")
+    total = FollowUp.objects.filter(completed_at__isnull=True).count()
+    assert total > 25
+    first = rows(alice_client.get("/?sort=name").content.decode())
+    second = rows(alice_client.get("/?sort=name&page=2").content.decode())
+    assert len(first) == 25 and len(first) + len(second) == total
+    assert first == sorted(first) and first[-1] <= second[0]
+    page = alice_client.get("/?sort=name&page=2").content.decode()
+    assert "Page 2 of 2" in page and "page=1" in page
+    assert rows(alice_client.get("/?page=999&sort=name").content.decode()) == second
+    latest_first = alice_client.get("/?sort=-due").content.decode()
+    assert "Due date (latest first)" in latest_first
+
+
+def test_invalid_filters_are_ignored(alice_client: Client, paget_patient: Any) -> None:
+    response = alice_client.get("/?status=bogus&page=abc&sort=evil")
+    assert response.status_code == 200
+    assert "PAGET-1" in rows(response.content.decode())
+
+
+def test_another_clinic_sees_none_of_it(
+    client: Client, bob: Any, paget_patient: Any, myeloma_patient: Any
+) -> None:
+    client.force_login(bob)
+    html = client.get("/").content.decode()
+    assert rows(html) == [] and "PAGET-1" not in html and "Samuel" not in html
+    assert 'data-count="all">0</span>' in html
+
+
+def test_completed_follow_ups_leave_the_dashboard(alice_client: Client, paget_patient: Any) -> None:
+    follow_up = open_follow_ups(paget_patient)[0]
+    before = len(rows(alice_client.get("/").content.decode()))
+    alice_client.post(f"/patients/{paget_patient.pk}/follow-ups/{follow_up.pk}/done/")
+    assert len(rows(alice_client.get("/").content.decode())) == before - 1
+
+
+def test_the_dashboard_issues_a_constant_number_of_queries(
+    alice_client: Client, alice: Any, north_clinic: Any, django_assert_max_num_queries: Any
+) -> None:
+    stored_patient(north_clinic, alice, mrn="ONE")
+    with django_assert_max_num_queries(12) as one:
+        alice_client.get("/")
+    for number in range(10):
+        stored_patient(north_clinic, alice, mrn=f"P-{number}", name=f"Patient {number}")
+    with django_assert_max_num_queries(len(one)):
+        response = alice_client.get("/?sort=alp")
+    assert len(rows(response.content.decode())) > 10
+    with django_assert_max_num_queries(len(one)):
+        alice_client.get("/?status=upcoming&pathway=bone&q=patient", headers=HTMX)

@@ -1,0 +1,180 @@
+"""The patient page: chart, results, recommendations, follow-ups, and its htmx fragments."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from pathways.assessment import assess_patient
+from pathways.models import AccessLog, FollowUp, LabResult
+from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HX-Request": "true"}
+
+
+def chart_points(html: str, chart: str = "alp") -> int:
+    section = html.split(f'data-chart="{chart}"', 1)[1].split("</figure>", 1)[0]
+    return section.count('<g class="point')
+
+
+def codes(html: str) -> list[str]:
+    return re.findall(r'data-code="([a-z0-9-]+)"', html)
+
+
+def a_result(**overrides: Any) -> dict[str, str]:
+    data = {
+        "test": "alp",
+        "value": "233",
+        "unit": "U/L",
+        "collected_on": timezone.localdate().isoformat(),
+        "collected_time": "08:30",
+        "reference_high": "",
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def myeloma_patient(alice: Any, north_clinic: Any) -> Any:
+    return stored_patient(
+        north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-14"
+    )
+
+
+def test_the_patient_page_shows_what_the_engine_says(
+    alice_client: Client, myeloma_patient: Any
+) -> None:
+    response = alice_client.get(f"/patients/{myeloma_patient.pk}/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    result = assess_patient(myeloma_patient)
+    assert codes(html) == [r.code for r in result.recommendations]
+    assert f"Rule set {result.rule_set}" in html
+    assert chart_points(html) == 3  # three ALP results
+    assert 'data-chart="bone_alp"' in html and 'data-chart="crcl"' in html  # small multiples
+    assert "bortezomib day 0" in html and "zoledronic acid course" in html
+    assert html.count('class="point point-significant') == 2  # +37 % and -32 % beyond the RCV
+    assert "Entered by" in html and "alice" in html
+    assert AccessLog.objects.filter(patient=myeloma_patient, action="patient page").exists()
+
+
+def test_adding_a_result_refreshes_chart_recommendations_and_follow_ups(
+    alice_client: Client, myeloma_patient: Any
+) -> None:
+    response = alice_client.post(
+        f"/patients/{myeloma_patient.pk}/results/", a_result(), headers=HTMX
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<div id="patient-live">')
+    assert chart_points(html) == 4
+    assert "Result added" in html
+    assert 'id="follow-ups"' in html and 'id="recommendations"' in html
+    added = LabResult.objects.get(patient=myeloma_patient, value=233)
+    assert added.entered_by is not None and added.entered_by.username == "alice"
+
+
+def test_adding_a_result_works_as_a_plain_post(alice_client: Client, myeloma_patient: Any) -> None:
+    response = alice_client.post(f"/patients/{myeloma_patient.pk}/results/", a_result())
+    assert response.status_code == 302
+    page = alice_client.get(response["Location"]).content.decode()
+    assert chart_points(page) == 4
+
+
+def test_an_invalid_result_is_refused_on_its_field(
+    alice_client: Client, myeloma_patient: Any
+) -> None:
+    url = f"/patients/{myeloma_patient.pk}/results/"
+    future = alice_client.post(url, a_result(collected_on="2999-01-01"), headers=HTMX)
+    assert "after as_of" in future.content.decode()
+    wrong_unit = alice_client.post(url, a_result(unit="mL/min"), headers=HTMX).content.decode()
+    assert "is not a unit for alp" in wrong_unit
+    not_a_number = alice_client.post(url, a_result(value="lots"), headers=HTMX).content.decode()
+    assert "Enter a number." in not_a_number
+    assert myeloma_patient.lab_results.count() == 5
+
+
+def test_a_second_result_at_the_same_time_is_refused(
+    alice_client: Client, myeloma_patient: Any
+) -> None:
+    url = f"/patients/{myeloma_patient.pk}/results/"
+    duplicate = a_result(collected_on="2025-09-01", collected_time="08:00", value="150")
+    html = alice_client.post(url, duplicate, headers=HTMX).content.decode()
+    assert "already recorded" in html
+    assert myeloma_patient.lab_results.count() == 5
+
+
+def test_marking_a_follow_up_done_records_who_and_when(
+    alice_client: Client, myeloma_patient: Any
+) -> None:
+    follow_up = FollowUp.objects.filter(patient=myeloma_patient).first()
+    assert follow_up is not None
+    url = f"/patients/{myeloma_patient.pk}/follow-ups/{follow_up.pk}/done/"
+    response = alice_client.post(url, headers=HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<section class="card mb-3" id="follow-ups"')
+    follow_up.refresh_from_db()
+    assert follow_up.completed_at is not None and follow_up.completed_by is not None
+    assert "done by alice" in html
+    assert alice_client.post(url).status_code == 302  # plain POST; idempotent
+
+
+def test_another_clinic_gets_404_from_every_fragment(
+    client: Client, alice: Any, bob: Any, myeloma_patient: Any, south_clinic: Any
+) -> None:
+    follow_up = FollowUp.objects.filter(patient=myeloma_patient).first()
+    assert follow_up is not None
+    client.force_login(bob)
+    base = f"/patients/{myeloma_patient.pk}"
+    assert client.get(f"{base}/", headers=HTMX).status_code == 404
+    assert client.post(f"{base}/results/", a_result(), headers=HTMX).status_code == 404
+    assert client.post(f"{base}/follow-ups/{follow_up.pk}/done/", headers=HTMX).status_code == 404
+    follow_up.refresh_from_db()
+    assert follow_up.completed_at is None
+    assert myeloma_patient.lab_results.count() == 5
+
+
+def test_a_follow_up_of_another_patient_is_not_reached_through_this_one(
+    alice_client: Client, alice: Any, north_clinic: Any, myeloma_patient: Any
+) -> None:
+    other = stored_patient(north_clinic, alice, mrn="OTHER")
+    follow_up = FollowUp.objects.filter(patient=other).first()
+    assert follow_up is not None
+    url = f"/patients/{myeloma_patient.pk}/follow-ups/{follow_up.pk}/done/"
+    assert alice_client.post(url, headers=HTMX).status_code == 404
+
+
+def test_fragments_refuse_get(alice_client: Client, myeloma_patient: Any) -> None:
+    assert alice_client.get(f"/patients/{myeloma_patient.pk}/results/").status_code == 405
+
+
+def test_the_patient_page_issues_a_constant_number_of_queries(
+    alice_client: Client,
+    alice: Any,
+    north_clinic: Any,
+    django_assert_max_num_queries: Any,
+) -> None:
+    few = stored_patient(north_clinic, alice, mrn="FEW")
+    many_document = myeloma_on_zoledronic_acid_14_months_document()
+    many_document["labs"] += [
+        {
+            "test": "alp",
+            "value": 150 + day,
+            "unit": "U/L",
+            "collected_at": f"2026-03-{day:02d}T08:00",
+        }
+        for day in range(1, 21)
+    ]
+    many = stored_patient(north_clinic, alice, many_document, mrn="MANY")
+    alice_client.get(f"/patients/{few.pk}/")  # warm the rule-set cache
+    with django_assert_max_num_queries(14) as few_queries:
+        alice_client.get(f"/patients/{few.pk}/")
+    with django_assert_max_num_queries(len(few_queries)):
+        response = alice_client.get(f"/patients/{many.pk}/")
+    assert chart_points(response.content.decode()) == 23
