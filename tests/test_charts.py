@@ -61,7 +61,7 @@ def test_uln_line_and_filled_points_above_it(rule_set: engine.RuleSet) -> None:
     assert chart is not None and chart.reference is not None
     assert chart.reference.label.startswith("ULN")
     assert [p.filled for p in chart.points] == [p.elevated for p in facts.alp_points]
-    assert "× ULN" in chart.points[0].title
+    assert "\u00d7 ULN" in chart.points[0].title
 
 
 def test_therapy_markers_and_bortezomib_window_sit_at_their_dates(

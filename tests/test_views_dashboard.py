@@ -57,7 +57,7 @@ def test_the_dashboard_lists_open_follow_ups_with_counts(
     assert len(rows(html)) == expected
     assert f'data-count="all">{expected}</span>' in html
     assert "Samuel Okafor" in html and "Margaret Ellis" in html
-    assert "× ULN" in html and '<svg class="sparkline"' in html
+    assert "\u00d7 ULN" in html and '<svg class="sparkline"' in html
     assert 'data-code="' in html  # the top recommendation
 
 
