@@ -1,0 +1,119 @@
+"""The clinician's day in a real browser: enter a myeloma case and watch the recommendations
+change live, save it, find it on the dashboard, mark a follow-up done, add a result."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from tests.browser.conftest import log_in
+
+LIVE_TIMEOUT = 10_000  # ms: the live update is debounced by 400 ms
+
+
+def ensure_published_rule_set() -> None:
+    """transactional_db flushes every table after each test, the migration's rule set too."""
+    from pathways.models import RuleSet
+    from pathways.rules import install_catalogue
+
+    if not RuleSet.objects.filter(is_current=True).exists():
+        install_catalogue(version="2026-11-22.1")
+
+
+@pytest.fixture
+def clinician(smoke_user: Any) -> Any:
+    """alice at the north clinic, with the shipped rule set in force."""
+    ensure_published_rule_set()
+    return smoke_user
+
+
+def _recommendation(page: Any, code: str) -> Any:
+    return page.locator(f'#assessment [data-code="{code}"]')
+
+
+def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
+    page: Any, live_server: Any, clinician: Any, console_errors: list[str]
+) -> None:
+    today = timezone.localdate()
+    log_in(page, live_server, "alice")
+    expect(page.get_by_role("heading", name="Follow-ups")).to_be_visible()
+
+    page.get_by_role("link", name="New patient").first.click()
+    page.get_by_label("MRN").fill("MM-777")
+    page.get_by_label("Name").fill("Ada Lovelace")
+    page.get_by_label("Birth date").fill("1952-04-11")
+    page.get_by_label("Sex").select_option("male")
+    page.get_by_label("Weight (kg)").fill("80")
+    page.get_by_label("multiple myeloma").check()
+    page.get_by_label("Requires therapy").check()
+    page.get_by_label("Bone disease (lytic lesions)").check()
+
+    alp_day = (today - timedelta(days=30)).isoformat()
+    page.locator('[name="labs-0-value"]').fill("180")
+    page.locator('[name="labs-0-collected_on"]').fill(alp_day)
+    page.locator('[name="labs-0-collected_time"]').fill("08:30")
+
+    # The panel follows the form: IV bisphosphonate, but no agent until bone ALP is known.
+    expect(_recommendation(page, "mm-iv-bisphosphonate")).to_be_visible(timeout=LIVE_TIMEOUT)
+    expect(_recommendation(page, "mm-zoledronic-acid")).to_have_count(0)
+
+    page.get_by_role("button", name="Add a result").click()
+    page.locator('[name="labs-1-test"]').select_option("bone_alp")
+    page.locator('[name="labs-1-unit"]').select_option("ug/L")
+    page.locator('[name="labs-1-value"]').fill("31")
+    page.locator('[name="labs-1-collected_on"]').fill(alp_day)
+    expect(_recommendation(page, "mm-zoledronic-acid")).to_be_visible(timeout=LIVE_TIMEOUT)
+
+    # A CrCl of 45 mL/min: renal impairment swaps zoledronic acid for pamidronate.
+    page.get_by_role("button", name="Add a result").click()
+    page.locator('[name="labs-2-test"]').select_option("crcl")
+    page.locator('[name="labs-2-unit"]').select_option("mL/min")
+    page.locator('[name="labs-2-collected_on"]').fill(alp_day)
+    page.locator('[name="labs-2-value"]').fill("45")
+    expect(_recommendation(page, "mm-pamidronate-renal")).to_be_visible(timeout=LIVE_TIMEOUT)
+    expect(_recommendation(page, "mm-zoledronic-acid")).to_have_count(0)
+
+    # An entry the engine cannot use shows inline, and the panel keeps its last result.
+    page.locator('[name="labs-2-unit"]').select_option("U/L")
+    expect(page.locator("#id_labs-2-unit-error")).to_contain_text("is not a unit for crcl")
+    expect(_recommendation(page, "mm-pamidronate-renal")).to_be_visible()
+    page.locator('[name="labs-2-unit"]').select_option("mL/min")
+    expect(page.locator("#id_labs-2-unit-error")).to_be_empty(timeout=LIVE_TIMEOUT)
+
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(f"{live_server.url}/patients/*/")
+    expect(page.get_by_text("Saved Ada Lovelace")).to_be_visible()
+    expect(page.locator('[data-chart="alp"] g.point')).to_have_count(1)
+    expect(page.locator('#recommendations [data-code="mm-pamidronate-renal"]')).to_be_visible()
+    patient_url = page.url
+
+    # The dashboard shows the dental examination as due (due today).
+    page.get_by_role("link", name="Follow-ups").first.click()
+    row = page.locator('tr[data-mrn="MM-777"][data-follow-up="dental-exam"]')
+    expect(row).to_be_visible()
+    expect(row).to_have_attribute("data-status", "due_soon")
+    page.get_by_label("Search MRN or name").fill("lovelace")
+    page.wait_for_url("**/?*q=lovelace*")  # the filtered view is bookmarkable
+    expect(page.locator('tr[data-mrn]:not([data-mrn="MM-777"])')).to_have_count(0)
+
+    # Mark the dental examination done on the patient page.
+    page.goto(patient_url)
+    dental = page.locator('#follow-ups [data-follow-up="dental-exam"]')
+    dental.get_by_role("button", name="Mark done").click()
+    expect(dental).to_have_attribute("data-status", "done")
+    expect(dental).to_contain_text("done by alice")
+
+    # Add a result: the chart gains a point, without a page load.
+    form = page.locator("#add-result-form")
+    form.get_by_label("Value").fill("240")
+    form.get_by_label("Collected on").fill(today.isoformat())
+    form.get_by_role("button", name="Add result").click()
+    expect(page.locator('[data-chart="alp"] g.point')).to_have_count(2)
+    expect(page.get_by_text("Result added")).to_be_visible()
+    assert page.url == patient_url
+
+    assert console_errors == []
