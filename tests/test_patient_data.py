@@ -214,3 +214,30 @@ def test_viewing_a_patient_is_logged(alice_client: Any, north_clinic: Any, alice
     alice_client.get(f"/patients/{patient.pk}/")
     entry = AccessLog.objects.get(patient=patient)
     assert entry.user == alice and entry.action == "patient page"
+
+
+def test_the_change_history_is_visible_in_the_admin(
+    client: Any, north_clinic: Any, alice: Any
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    patient = stored_patient(north_clinic, alice)
+    document = paget_on_alendronate_document()
+    patient_save_case(
+        user=alice,
+        case=engine.parse_case(document),
+        mrn=patient.mrn,
+        name="Margaret A. Ellis",
+        patient=patient,
+        expected_version=patient.version,
+    )
+    alice.is_staff = True
+    alice.save()
+    alice.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_patient", "view_labresult"])
+    )
+    client.force_login(alice)
+    page = client.get(f"/admin/pathways/patient/{patient.pk}/history/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Margaret A. Ellis" in text and "alice" in text
