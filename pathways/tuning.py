@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any, cast
 
 from django.db import transaction
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from pathways import engine
@@ -24,6 +25,7 @@ from pathways.models import (
     Clinic,
     DoseBand,
     FollowUpRule,
+    LabResult,
     Parameter,
     Patient,
     Rule,
@@ -290,14 +292,27 @@ class Preview:
         return sum(1 for impact in self.changed if not impact.visible)
 
 
+# Only the columns a case document is built from: the preview reads every stored result.
+_LAB_COLUMNS: tuple[str, ...] = (
+    "patient",
+    "test",
+    "value",
+    "unit",
+    "collected_on",
+    "collected_time",
+    "reference_high",
+)
+
+
 def _patients_in_chunks(chunk_size: int) -> Iterator[list[Patient]]:
     """Every patient with labs and therapies, one chunk (a fixed number of queries) at a time."""
+    labs = Prefetch("lab_results", queryset=LabResult.objects.only(*_LAB_COLUMNS))
     last_pk = 0
     while True:
         chunk = list(
             Patient.objects.filter(pk__gt=last_pk)
-            .select_related("clinic")
-            .prefetch_related("lab_results", "therapies")
+            .defer("created_at", "updated_at")
+            .prefetch_related(labs, "therapies")
             .order_by("pk")[:chunk_size]
         )
         if not chunk:
@@ -332,6 +347,7 @@ def ruleset_preview(
     visible_clinics = set(
         Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True)
     )
+    clinic_names = dict(Clinic.objects.values_list("pk", "name"))
     as_of = as_of or timezone.localdate()
     before_rules: Counter[str] = Counter()
     after_rules: Counter[str] = Counter()
@@ -348,7 +364,7 @@ def ruleset_preview(
             visible = patient.clinic_id in visible_clinics
             impact = PatientImpact(
                 patient_id=patient.pk,
-                clinic=patient.clinic.name,
+                clinic=clinic_names.get(patient.clinic_id, ""),
                 mrn=patient.mrn if visible else None,
                 name=patient.name if visible else None,
             )

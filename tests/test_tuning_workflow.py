@@ -425,3 +425,23 @@ def test_try_it_assesses_a_pasted_case_against_the_draft(editor: User) -> None:
     assert outcome.fired("extreme-alp") and '"rule_set": "2026-11-22.1"' in outcome.document
     bad = tuning.rule_try_case(rule_set=draft, text='{"as_of": "x"}')
     assert bad.result is None and bad.errors
+
+
+def test_preview_loads_patients_in_bulk_not_one_query_each(
+    small_population: list[Patient], editor: User, alice: User
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    draft = tuning.ruleset_start_draft(user=editor)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            tuning.ruleset_preview(draft=draft, user=editor)
+        return len(captured.captured_queries)
+
+    few = queries()
+    clinic = small_population[0].clinic
+    for number in range(10):
+        stored_patient(clinic, alice, _paget_with_latest_alp(900 + number), mrn=f"More-{number}")
+    assert queries() == few

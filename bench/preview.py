@@ -1,0 +1,112 @@
+"""Impact-preview benchmark: a draft against the version in force over 1,000 and 10,000 patients.
+
+    DJANGO_DEBUG=1 .venv/bin/python bench/preview.py [--sizes 1000 10000] [--results 20]
+
+Uses its own throwaway SQLite database (migrated here), seeds synthetic patients with ~20 results
+each (bulk_create: acceptable in a benchmark only, it skips history), raises the extreme-ALP
+threshold in a draft and times tuning.ruleset_preview(). Target: 10,000 patients in < 30 s on
+one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+_DB_DIR = tempfile.TemporaryDirectory(prefix="alpcare-bench-")
+os.environ["DATABASE_URL"] = f"sqlite:///{_DB_DIR.name}/preview.sqlite3"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alpcare.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth.models import User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from pathways import engine, tuning  # noqa: E402
+from pathways.cases import apply_case_to_patient, lab_result_fields  # noqa: E402
+from pathways.demo import synthetic_case  # noqa: E402
+from pathways.models import Clinic, LabResult, Parameter, Patient, Therapy  # noqa: E402
+
+
+def seed(*, clinic: Clinic, count: int, start: int, results: int, today: date) -> None:
+    rng = random.Random(start + 1)
+    for first in range(start, start + count, 1000):
+        patients, cases = [], []
+        for number in range(first, min(first + 1000, start + count)):
+            case = engine.parse_case(synthetic_case(rng, today, results=results))
+            patient = Patient(clinic=clinic, mrn=f"B-{number:06d}", name=f"Bench {number}")
+            apply_case_to_patient(case, patient)
+            patients.append(patient)
+            cases.append(case)
+        Patient.objects.bulk_create(patients)
+        LabResult.objects.bulk_create(
+            [
+                LabResult(patient=patient, **lab_result_fields(lab))
+                for patient, case in zip(patients, cases, strict=True)
+                for lab in case.labs
+            ],
+            batch_size=2000,
+        )
+        Therapy.objects.bulk_create(
+            [
+                Therapy(patient=patient, agent=t.agent, start=t.start, end=t.end)
+                for patient, case in zip(patients, cases, strict=True)
+                for t in case.clinical.therapies
+            ]
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--results", type=int, default=20)
+    args = parser.parse_args()
+
+    if hasattr(os, "sched_setaffinity"):  # the target is for one core
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    call_command("migrate", verbosity=0)
+    today = timezone.localdate()
+    clinic = Clinic.objects.create(name="Bench clinic", slug="bench")
+    editor = User.objects.create_user("bench-editor", is_staff=True)
+    draft = tuning.ruleset_start_draft(user=editor)
+    Parameter.objects.filter(rule_set=draft, name="extreme_alp").update(value=1200)
+
+    seeded = 0
+    print(f"impact preview, draft extreme_alp = 1200 U/L; {args.results} results per patient")
+    for size in sorted(args.sizes):
+        started = time.perf_counter()
+        seed(clinic=clinic, count=size - seeded, start=seeded, results=args.results, today=today)
+        seeded = size
+        labs = LabResult.objects.count()
+        print(
+            f"  seeded {size:>6} patients, {labs} results in {time.perf_counter() - started:.1f} s"
+        )
+        with CaptureQueriesContext(connection) as queries:
+            started = time.perf_counter()
+            preview = tuning.ruleset_preview(draft=draft, user=editor)
+            seconds = time.perf_counter() - started
+        extreme = next(row for row in preview.rules if row.code == "extreme-alp")
+        print(
+            f"  preview {preview.patients:>6} patients: {seconds:6.2f} s "
+            f"({seconds / preview.patients * 1000:.2f} ms/patient, "
+            f"{len(queries.captured_queries)} queries); "
+            f"{len(preview.changed)} changed, extreme-alp {extreme.before} -> {extreme.after}, "
+            f"{len(preview.errors)} errors"
+        )
+
+
+if __name__ == "__main__":
+    main()
