@@ -209,6 +209,9 @@ class FollowUp(models.Model):
     completed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Spec §5: a matching result recorded on or after due - 14 days completes it; such a
+    # completion is reopened if that result is later removed (a completion by hand is kept).
+    completed_by_result = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
 

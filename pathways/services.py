@@ -162,6 +162,14 @@ def follow_ups_sync(*, patient: Patient, result: engine.Result | None = None) ->
             item.rule or "",
             result.rule_set,
         )
+        done_by_result = item.status == "done"
+        if follow_up.completed_at is None and done_by_result:
+            follow_up.completed_at = timezone.now()
+            follow_up.completed_by_result = changed = True
+        elif follow_up.completed_by_result and not done_by_result:
+            follow_up.completed_at = None
+            follow_up.completed_by_result = False
+            changed = True
         if follow_up.pk is None or changed:
             follow_up.title = item.title
             follow_up.rule = item.rule or ""
@@ -169,7 +177,8 @@ def follow_ups_sync(*, patient: Patient, result: engine.Result | None = None) ->
             follow_up.save()
         kept.append(follow_up)
     for obsolete in stored.values():
-        if obsolete.completed_at is None:
+        # A completion by hand is a record of what a clinician did: it stays.
+        if obsolete.completed_at is None or obsolete.completed_by_result:
             obsolete.delete()
     return kept
 

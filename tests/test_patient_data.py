@@ -241,3 +241,33 @@ def test_the_change_history_is_visible_in_the_admin(
     assert page.status_code == 200
     text = page.content.decode()
     assert "Margaret A. Ellis" in text and "alice" in text
+
+
+def test_a_matching_result_completes_a_stored_follow_up_and_its_removal_reopens_it(
+    north_clinic: Any, alice: Any
+) -> None:
+    from tests.factories import myeloma_on_zoledronic_acid_14_months_document
+
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    patient = stored_patient(north_clinic, alice, document)
+    # bortezomib 2025-09-05: day 42 is 2025-10-17; the ALP of 2025-10-10 is within 14 days of it.
+    day_42 = FollowUp.objects.get(patient=patient, code="alp-day-42")
+    assert day_42.completed_at is not None and day_42.completed_by_result
+    assert day_42.completed_by is None
+
+    # Spec §5: any ALP from due - 14 days on completes it; keep only the pre-treatment one.
+    document["labs"] = [
+        lab
+        for lab in document["labs"]
+        if lab["test"] != "alp" or lab["collected_at"] < "2025-09-05"
+    ]
+    patient_save_case(
+        user=alice,
+        case=engine.parse_case(document),
+        mrn=patient.mrn,
+        name=patient.name,
+        patient=patient,
+        expected_version=patient.version,
+    )
+    day_42.refresh_from_db()
+    assert day_42.completed_at is None and not day_42.completed_by_result
