@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, time
 from typing import Any, cast
 
@@ -70,8 +70,8 @@ class _TimeInput(forms.TimeInput):
 def _style(form: forms.BaseForm) -> None:
     """Bootstrap 5 classes on every widget (the case form renders its fields itself), each
     input described by its error slot (which the live assessment fills in)."""
-    for name, field in form.fields.items():
-        widget = field.widget
+    for name, form_field in form.fields.items():
+        widget = form_field.widget
         if isinstance(form.auto_id, str) and "%s" in form.auto_id:
             widget.attrs["aria-describedby"] = f"{form.auto_id % form.add_prefix(name)}-error"
         if isinstance(widget, forms.CheckboxSelectMultiple):
@@ -238,10 +238,6 @@ class _RowFormSet(BaseFormSet):
         self.add_fields(form, index)
         return form
 
-    def rows(self) -> list[forms.Form]:
-        """The rows the case is made of: filled in, not marked for removal, in order."""
-        return [form for form in self.forms if form.has_changed() and not _marked_removed(form)]
-
 
 LabFormSet = cast(
     type[_RowFormSet], formset_factory(LabForm, formset=_RowFormSet, extra=0, can_delete=True)
@@ -312,98 +308,24 @@ class CaseForms:
     def all_forms(self) -> list[forms.Form]:
         return [self.patient, *self.labs.forms, *self.therapies.forms]
 
-    def live_forms(self) -> list[forms.Form]:
-        """The forms that make up the case: rows marked for removal are left out."""
-        return [
-            form
-            for form in self.all_forms()
-            if not (form.is_bound and form.prefix and _marked_removed(form))
-        ]
-
     def forms_valid(self) -> bool:
         # Evaluate all three so that every form carries its errors.
         results = [self.patient.is_valid(), self.labs.is_valid(), self.therapies.is_valid()]
         return all(results)
 
-    def document(self, *, as_of: date | None = None) -> dict[str, Any]:
-        """The case document of valid forms (spec §1)."""
-        data = self.patient.cleaned_data
-        document: dict[str, Any] = {
-            "patient": {
-                "birth_date": data["birth_date"].isoformat(),
-                "sex": data["sex"],
-                "pregnant": data["pregnant"],
-                "weight_kg": data["weight_kg"],
-            },
-            "labs": [_lab_document(form.cleaned_data) for form in self.labs.rows()],
-            "clinical": {
-                "diagnoses": list(data["diagnoses"]),
-                "cancer": data["cancer"] or None,
-                "cancer_treated": data["cancer_treated"],
-                "bone_pain": data["bone_pain"],
-                "osteolytic_pain": data["osteolytic_pain"],
-                "bone_scan": data["bone_scan"],
-                "fracture": data["fracture"],
-                "dental_exam_done": data["dental_exam_done"],
-                "crcl_baseline": data["crcl_baseline"],
-                "myeloma": {
-                    "requires_therapy": data["mm_requires_therapy"],
-                    "bone_disease": data["mm_bone_disease"],
-                    "active_bone_disease": data["mm_active_bone_disease"],
-                    "response": data["mm_response"] or None,
-                    "treatment_start": _iso(data["mm_treatment_start"]),
-                    "bortezomib_start": _iso(data["mm_bortezomib_start"]),
-                },
-                "therapies": [
-                    {
-                        "agent": form.cleaned_data["agent"],
-                        "start": form.cleaned_data["start"].isoformat(),
-                        "end": _iso(form.cleaned_data["end"]),
-                    }
-                    for form in self.therapies.rows()
-                ],
-            },
-        }
-        if as_of is not None:
-            document["as_of"] = as_of.isoformat()
-        return document
-
-    def add_case_errors(self, errors: Iterable[engine.FieldError]) -> None:
-        """Put each of the engine's errors on the field that holds the value."""
-        lab_rows, therapy_rows = self.labs.rows(), self.therapies.rows()
+    def add_case_errors(self, errors: Iterable[engine.FieldError], draft: CaseDraft) -> None:
+        """Put each of the engine's errors on the form field that holds the value."""
+        rows = {LAB_PREFIX: self.labs.forms, THERAPY_PREFIX: self.therapies.forms}
         for error in errors:
-            form, field = self._locate(error.field, lab_rows, therapy_rows)
-            if field is not None and field in form.fields:
-                if field not in form.errors or error.message not in form.errors[field]:
-                    form.add_error(field, error.message)
+            prefix, index, field_name = draft.locate(error.field)
+            form: forms.Form = self.patient
+            if prefix is not None and index is not None and index < len(rows[prefix]):
+                form = rows[prefix][index]
+            if field_name is not None and field_name in form.fields:
+                if error.message not in form.errors.get(field_name, []):
+                    form.add_error(field_name, error.message)
             else:
                 form.add_error(None, f"{error.field}: {error.message}")
-
-    def _locate(
-        self, path: str, lab_rows: list[forms.Form], therapy_rows: list[forms.Form]
-    ) -> tuple[forms.Form, str | None]:
-        match = _ROW_PATH.fullmatch(path)
-        if match:
-            rows = lab_rows if match["list"] == "labs" else therapy_rows
-            index = int(match["index"])
-            if index < len(rows):
-                field = match["field"]
-                if field == "collected_at":
-                    field = "collected_on"
-                return rows[index], field
-            return self.patient, None
-        for prefix, form_prefix in (
-            ("clinical.myeloma.", "mm_"),
-            ("clinical.", ""),
-            ("patient.", ""),
-        ):
-            if path.startswith(prefix):
-                return self.patient, form_prefix + path[len(prefix) :]
-        return self.patient, None
-
-
-def _marked_removed(form: forms.Form) -> bool:
-    return "DELETE" in form.fields and bool(getattr(form, "cleaned_data", {}).get("DELETE"))
 
 
 _ROW_PATH = re.compile(r"(?P<list>labs|clinical\.therapies)\[(?P<index>\d+)\](?:\.(?P<field>\w+))?")
@@ -453,3 +375,153 @@ class ResultForm(LabForm):
                 self.add_error(field if field in self.fields else None, message)
             elif not error.field.startswith("labs["):
                 self.add_error(None, str(error))
+
+
+# ---------------------------------------------------------------------------------------------
+# The one conversion from the posted case-entry form to the case document. The live preview and
+# the save both use it, and the engine's parser (the API's) validates what it produces: a value
+# the form cannot convert is passed on as typed, so that the engine names the problem.
+
+
+@dataclass
+class CaseDraft:
+    document: dict[str, Any]
+    lab_rows: list[int] = field(default_factory=list)  # labs[i] is form row lab_rows[i]
+    therapy_rows: list[int] = field(default_factory=list)
+
+    def locate(self, path: str) -> tuple[str | None, int | None, str | None]:
+        """(row prefix, form row index, form field) for an engine field path."""
+        match = _ROW_PATH.fullmatch(path)
+        if match:
+            rows, prefix = (
+                (self.lab_rows, LAB_PREFIX)
+                if match["list"] == "labs"
+                else (self.therapy_rows, THERAPY_PREFIX)
+            )
+            index = int(match["index"])
+            if index >= len(rows):
+                return None, None, None
+            field_name = match["field"]
+            if field_name == "collected_at":
+                field_name = "collected_on"
+            return prefix, rows[index], field_name
+        for document_prefix, form_prefix in _FIELD_PREFIXES:
+            if path.startswith(document_prefix):
+                return None, None, form_prefix + path[len(document_prefix) :]
+        return None, None, None
+
+    def slot_id(self, path: str) -> str:
+        """The id of the element showing this path's errors on the case-entry page."""
+        prefix, index, field_name = self.locate(path)
+        if field_name is None:
+            return "case-errors" if prefix is None else f"{prefix}-{index}-errors"
+        name = field_name if prefix is None else f"{prefix}-{index}-{field_name}"
+        return f"id_{name}-error"
+
+
+_FIELD_PREFIXES = (("clinical.myeloma.", "mm_"), ("clinical.", ""), ("patient.", ""))
+_MAX_ROWS = 500
+
+
+def _text(data: Any, name: str) -> str | None:
+    value = data.get(name)
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _typed_number(data: Any, name: str) -> float | int | str | None:
+    text = _text(data, name)
+    if text is None:
+        return None
+    try:
+        return _number(float(text))
+    except ValueError:
+        return text  # as typed: the engine reports "must be a number" on this field
+
+
+def _checked(data: Any, name: str) -> bool:
+    return data.get(name) not in (None, "", "false", "0", "off")
+
+
+def _row_count(data: Any, prefix: str) -> int:
+    try:
+        return max(0, min(int(data.get(f"{prefix}-TOTAL_FORMS", 0)), _MAX_ROWS))
+    except (TypeError, ValueError):
+        return 0
+
+
+def case_draft(data: Any) -> CaseDraft:
+    """The case document (spec §1) of the posted case-entry form, with the row mapping.
+
+    Empty rows and rows marked for removal are left out; a left-out required key is reported
+    by the engine as "required".
+    """
+    patient: dict[str, Any] = {
+        "pregnant": _checked(data, "pregnant"),
+        "weight_kg": _typed_number(data, "weight_kg"),
+    }
+    for name in ("birth_date", "sex"):
+        if (value := _text(data, name)) is not None:
+            patient[name] = value
+    draft = CaseDraft(document={"patient": patient, "labs": []})
+
+    for index in range(_row_count(data, LAB_PREFIX)):
+        prefix = f"{LAB_PREFIX}-{index}-"
+        entered = [_text(data, prefix + name) for name in _LAB_ENTRIES]
+        if _checked(data, prefix + "DELETE") or not any(entered):
+            continue
+        lab: dict[str, Any] = {
+            "test": _text(data, prefix + "test") or "alp",
+            "unit": _text(data, prefix + "unit") or "",
+            "reference_high": _typed_number(data, prefix + "reference_high"),
+        }
+        if (lab_value := _typed_number(data, prefix + "value")) is not None:
+            lab["value"] = lab_value
+        if (collected_on := _text(data, prefix + "collected_on")) is not None:
+            collected_time = _text(data, prefix + "collected_time")
+            lab["collected_at"] = collected_on + (f"T{collected_time}" if collected_time else "")
+        draft.document["labs"].append(lab)
+        draft.lab_rows.append(index)
+
+    therapies: list[dict[str, Any]] = []
+    for index in range(_row_count(data, THERAPY_PREFIX)):
+        prefix = f"{THERAPY_PREFIX}-{index}-"
+        entered = [_text(data, prefix + name) for name in ("agent", "start", "end")]
+        if _checked(data, prefix + "DELETE") or not any(entered):
+            continue
+        therapy: dict[str, Any] = {"end": entered[2]}
+        if entered[0] is not None:
+            therapy["agent"] = entered[0]
+        if entered[1] is not None:
+            therapy["start"] = entered[1]
+        therapies.append(therapy)
+        draft.therapy_rows.append(index)
+
+    draft.document["clinical"] = {
+        "diagnoses": [d for d in data.getlist("diagnoses") if d]
+        if hasattr(data, "getlist")
+        else [],
+        "cancer": _text(data, "cancer"),
+        "cancer_treated": _checked(data, "cancer_treated"),
+        "bone_pain": _checked(data, "bone_pain"),
+        "osteolytic_pain": _checked(data, "osteolytic_pain"),
+        "bone_scan": _text(data, "bone_scan") or "not_done",
+        "fracture": _text(data, "fracture") or "none",
+        "dental_exam_done": _checked(data, "dental_exam_done"),
+        "crcl_baseline": _typed_number(data, "crcl_baseline"),
+        "myeloma": {
+            "requires_therapy": _checked(data, "mm_requires_therapy"),
+            "bone_disease": _checked(data, "mm_bone_disease"),
+            "active_bone_disease": _checked(data, "mm_active_bone_disease"),
+            "response": _text(data, "mm_response"),
+            "treatment_start": _text(data, "mm_treatment_start"),
+            "bortezomib_start": _text(data, "mm_bortezomib_start"),
+        },
+        "therapies": therapies,
+    }
+    return draft
+
+
+# What the user types into a result row (test and unit have defaults, so they do not count).
+_LAB_ENTRIES = ("value", "collected_on", "collected_time", "reference_high")

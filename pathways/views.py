@@ -7,6 +7,7 @@ Every page works as a plain form POST; htmx requests get the page's own partials
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -24,19 +25,19 @@ from django_htmx.middleware import HtmxDetails
 
 from pathways import engine
 from pathways.access import patient_for_user, user_clinics
-from pathways.assessment import follow_up_status
+from pathways.assessment import assess_document, follow_up_status
 from pathways.cases import patient_to_case
 from pathways.charts import patient_charts
 from pathways.dashboard import STATUSES, DashboardFilterForm, dashboard_page
 from pathways.forms import (
     LAB_PREFIX,
     THERAPY_PREFIX,
+    CaseDraft,
     CaseForms,
-    LabForm,
     LabFormSet,
     ResultForm,
-    TherapyForm,
     TherapyFormSet,
+    case_draft,
     unit_label,
 )
 from pathways.models import FollowUp, LabResult, Patient
@@ -55,8 +56,6 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-# Fields that name the patient but are not part of the case document: no live errors for them.
-_NOT_IN_CASE = {"mrn", "name", "clinic", "version"}
 _PRIORITY_HEADINGS = {
     "urgent": "Urgent",
     "high": "High priority",
@@ -92,8 +91,23 @@ class FollowUpRow:
     stored: FollowUp | None
 
 
-def recommendation_groups(result: engine.Result, rule_set: engine.RuleSet) -> list[PriorityGroup]:
-    citations = {citation.key: citation for citation in rule_set.citations}
+# Published rule sets never change and their versions are unique, so their citations can be
+# kept per version: the live preview then needs no second rule-set query.
+_citations_by_version: dict[str, dict[str, engine.Citation]] = {}
+
+
+def _citations(version: str) -> dict[str, engine.Citation]:
+    citations = _citations_by_version.get(version)
+    if citations is None:
+        rule_set = current_rule_set()
+        citations = {citation.key: citation for citation in rule_set.citations}
+        if rule_set.version == version:
+            _citations_by_version[version] = citations
+    return citations
+
+
+def recommendation_groups(result: engine.Result) -> list[PriorityGroup]:
+    citations = _citations(result.rule_set)
     groups = []
     for priority in engine.PRIORITIES:
         items = tuple(
@@ -140,10 +154,9 @@ def follow_up_rows(result: engine.Result, stored: list[FollowUp]) -> list[Follow
 
 
 def _panel_context(result: engine.Result, stored: list[FollowUp] | None = None) -> dict[str, Any]:
-    rule_set = current_rule_set()
     return {
         "result": result,
-        "groups": recommendation_groups(result, rule_set),
+        "groups": recommendation_groups(result),
         "follow_up_rows": follow_up_rows(result, stored or []),
         "status_labels": {"done": "done", "overdue": "overdue", "upcoming": "upcoming"},
     }
@@ -316,13 +329,15 @@ def _case_page(
         return _render_case(request, case_forms, patient=patient, result=None, quiet=True)
 
     case_forms = CaseForms.bind(data, clinics=clinics, patient=patient)
+    forms_valid = case_forms.forms_valid()
+    draft = case_draft(data)
     result = None
-    if case_forms.forms_valid():
-        try:
-            case = engine.parse_case(case_forms.document(), today=timezone.localdate())
-        except engine.CaseInvalid as invalid:
-            case_forms.add_case_errors(invalid.errors)
-        else:
+    try:
+        case = engine.parse_case(draft.document, today=timezone.localdate())
+    except engine.CaseInvalid as invalid:
+        case_forms.add_case_errors(invalid.errors, draft)
+    else:
+        if forms_valid:
             saved = _save(request, case_forms, case, clinics=clinics, patient=patient)
             if isinstance(saved, Patient):
                 messages.success(request, f"Saved {saved.name} (MRN {saved.mrn}).")
@@ -331,7 +346,7 @@ def _case_page(
                     return HttpResponseClientRedirect(url)
                 return redirect(url)
             case_forms = saved
-            result = engine.assess(case, current_rule_set())
+        result = engine.assess(case, current_rule_set())
     return _render_case(request, case_forms, patient=patient, result=result, status=400)
 
 
@@ -413,91 +428,51 @@ def _render_case(
     )
 
 
-@dataclass(frozen=True)
-class ErrorSlot:
-    id: str
-    messages: tuple[str, ...]
-
-
-def _error_slots(case_forms: CaseForms, *, live: bool) -> tuple[list[ErrorSlot], list[str]]:
-    """One slot per field (its current errors, or empty to clear it) and what is missing.
-
-    Live, a required field left empty is not an error yet: it is listed as awaited instead.
-    """
-    slots: list[ErrorSlot] = []
-    missing: list[str] = []
-    for form in case_forms.all_forms():
-        row = _row_name(form)
-        removed = form not in case_forms.live_forms()
-        for name in form.fields:
-            if name in _NOT_IN_CASE or name == "DELETE":
-                continue
-            bound = form[name]
-            messages_ = [] if removed else [str(m) for m in form.errors.get(name, [])]
-            if (
-                live
-                and not removed
-                and any(e.code == "required" for e in form.errors.as_data().get(name, []))
-            ):
-                missing.append(f"{row}{bound.label.lower()}")
-                messages_ = []
-            slots.append(ErrorSlot(f"{bound.auto_id}-error", tuple(messages_)))
-        slots.append(
-            ErrorSlot(
-                f"{form.prefix or 'case'}-errors",
-                () if removed else tuple(str(e) for e in form.non_field_errors()),
-            )
-        )
-    return slots, missing
-
-
-def _row_name(form: Any) -> str:
-    if isinstance(form, LabForm) and form.prefix:
-        return f"result {int(form.prefix.rsplit('-', 1)[1]) + 1}: "
-    if isinstance(form, TherapyForm) and form.prefix:
-        return f"therapy {int(form.prefix.rsplit('-', 1)[1]) + 1}: "
-    return ""
-
-
 @login_required
 @require_POST
 def case_preview(request: HtmxHttpRequest) -> HttpResponse:
-    """The live assessment of the unsaved form, through the same parser as the API.
+    """The live assessment of the unsaved form: its case document, assessed exactly as the API
+    assesses one (``assessment.assess_document``).
 
     Valid: the panel is replaced. Not yet valid: only the field errors and the status line
-    change, and the panel keeps the last complete assessment.
+    change (the panel keeps the last complete assessment); a required entry not given yet is
+    listed as awaited rather than shown as an error.
     """
-    case_forms = CaseForms.bind(request.POST, clinics=user_clinics(request.user))
-    case_forms.forms_valid()
-    blocking = any(
-        name not in _NOT_IN_CASE for form in case_forms.live_forms() for name in form.errors
-    )
+    draft = case_draft(request.POST)
+    errors: dict[str, list[str]] = {}
+    missing: list[str] = []
     result: engine.Result | None = None
-    if not blocking:
-        try:
-            result = _assess_form_document(case_forms)
-        except engine.CaseInvalid as invalid:
-            case_forms.add_case_errors(invalid.errors)
-    slots, missing = _error_slots(case_forms, live=True)
-    problems = sum(1 for slot in slots if slot.messages)
+    try:
+        result = assess_document(draft.document)
+    except engine.CaseInvalid as invalid:
+        for error in invalid.errors:
+            if error.message == "required":
+                missing.append(_awaited(draft, error.field))
+            else:
+                errors.setdefault(draft.slot_id(error.field), []).append(error.message)
     context: dict[str, Any] = {
-        "slots": slots,
-        "missing": missing,
-        "problems": problems,
-        "rule_set_version": current_rule_set().version,
         "live": True,
+        "live_errors": json.dumps(errors),
+        "problems": len(errors),
+        "missing": missing,
     }
     if result is None:
+        context["rule_set_version"] = current_rule_set().version
         response = render(request, "pathways/case.html#live_feedback", context)
         return reswap(response, "none")  # keep the last good panel on screen
-    context.update(_panel_context(result))
+    context.update(_panel_context(result), rule_set_version=result.rule_set)
     return render(request, "pathways/case.html#preview", context)
 
 
-def _assess_form_document(case_forms: CaseForms) -> engine.Result:
-    from pathways.assessment import assess_document
-
-    return assess_document(case_forms.document())
+def _awaited(draft: CaseDraft, path: str) -> str:
+    """A required entry in the user's words: "birth date", "result 2: collected on"."""
+    prefix, index, field_name = draft.locate(path)
+    label = (field_name or path).removeprefix("mm_").replace("_", " ")
+    if field_name == "collected_on":
+        label = "collected on"
+    if prefix is None or index is None:
+        return label
+    return f"{'result' if prefix == LAB_PREFIX else 'therapy'} {index + 1}: {label}"
 
 
 @login_required

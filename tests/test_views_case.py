@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
+from html import unescape
 from typing import Any
 
 import pytest
+from django.http import QueryDict
 from django.test import Client
 
 from pathways.assessment import assess_document
 from pathways.models import FollowUp, Patient
-from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+from tests.factories import (
+    TODAY,
+    myeloma_on_zoledronic_acid_14_months_document,
+    stored_patient,
+)
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
@@ -92,9 +100,15 @@ def myeloma_needing_bisphosphonate(crcl: float | None = None) -> dict[str, Any]:
 
 
 def codes(html: str) -> set[str]:
-    import re
-
     return set(re.findall(r'data-code="([a-z0-9-]+)"', html))
+
+
+def live_errors(html: str) -> dict[str, list[str]]:
+    """The field errors a live update sends (out of band, as JSON for case-entry.js)."""
+    match = re.search(r'id="live-errors" hidden data-errors="([^"]*)" hx-swap-oob="true"', html)
+    assert match, html
+    errors: dict[str, list[str]] = json.loads(unescape(match[1]))
+    return errors
 
 
 def test_the_new_patient_page_renders_an_empty_form(alice_client: Client) -> None:
@@ -113,7 +127,7 @@ def test_the_live_preview_shows_the_engine_result_for_the_typed_case(alice_clien
     assert response.status_code == 200
     assert codes(html) == {r.code for r in assess_document(document).recommendations}
     assert "mm-zoledronic-acid" in codes(html)
-    assert "Rule set" in html and 'hx-swap-oob="true"' in html
+    assert "Rule set" in html and live_errors(html) == {}
 
 
 def test_a_crcl_of_45_swaps_zoledronic_acid_for_pamidronate(alice_client: Client) -> None:
@@ -131,9 +145,11 @@ def test_an_engine_error_shows_on_its_field_and_keeps_the_panel(alice_client: Cl
     html = response.content.decode()
     assert response.status_code == 200
     assert response["HX-Reswap"] == "none"  # the last good panel stays on screen
-    assert 'id="id_labs-1-unit-error"' in html
-    error_slot = html.split('id="id_labs-1-unit-error"', 1)[1].split("</div>", 1)[0]
-    assert "is not a unit for bone_alp" in error_slot
+    assert live_errors(html) == {
+        "id_labs-1-unit-error": [
+            '"mL/min" is not a unit for bone_alp; use one of ug/L, U/L, ukat/L'
+        ]
+    }
     assert "1 entry needs attention" in html
     assert "data-code=" not in html
 
@@ -144,14 +160,14 @@ def test_a_value_that_is_not_a_number_is_an_inline_error(alice_client: Client) -
     response = alice_client.post("/case/preview/", data, headers=HTMX)
     html = response.content.decode()
     assert response["HX-Reswap"] == "none"
-    assert "Enter a number." in html.split('id="id_labs-0-value-error"', 1)[1].split("</div>")[0]
+    assert live_errors(html) == {"id_labs-0-value-error": ["must be a number"]}
 
 
 def test_a_result_dated_after_today_is_refused_by_the_engine(alice_client: Client) -> None:
     data = form_data(myeloma_needing_bisphosphonate())
     data["labs-0-collected_on"] = "2999-01-01"
     html = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
-    assert "after as_of" in html.split('id="id_labs-0-collected_on-error"', 1)[1].split("</div>")[0]
+    assert live_errors(html) == {"id_labs-0-collected_on-error": ["after as_of"]}
 
 
 def test_missing_required_fields_are_awaited_not_shouted(alice_client: Client) -> None:
@@ -162,6 +178,7 @@ def test_missing_required_fields_are_awaited_not_shouted(alice_client: Client) -
     html = response.content.decode()
     assert response["HX-Reswap"] == "none"
     assert "Waiting for: birth date, result 1: collected on" in html
+    assert live_errors(html) == {}
 
 
 def test_a_row_marked_for_removal_leaves_the_case(alice_client: Client) -> None:
@@ -285,3 +302,30 @@ def test_fragments_need_a_login_and_a_post(alice_client: Client) -> None:
     for url in ("/case/preview/", "/case/rows/lab/", "/case/rows/therapy/"):
         assert Client().post(url, headers=HTMX).status_code == 302
         assert alice_client.get(url, headers=HTMX).status_code == 405
+
+
+def test_the_form_and_the_json_give_the_same_case(alice_client: Client) -> None:
+    from pathways import engine
+    from pathways.forms import case_draft
+
+    for document in (
+        myeloma_on_zoledronic_acid_14_months_document(),
+        myeloma_needing_bisphosphonate(crcl=45),
+    ):
+        data = QueryDict(mutable=True)
+        for key, value in form_data(document).items():
+            data.setlist(key, value if isinstance(value, list) else [str(value)])
+        from_form = engine.parse_case(case_draft(data).document, today=TODAY)
+        assert from_form == engine.parse_case(document, today=TODAY)
+
+
+def test_row_and_context_errors_land_on_their_fields(alice_client: Client) -> None:
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    data = form_data(document)
+    data["therapies-0-end"] = "2020-01-01"  # before its start
+    data["mm_treatment_start"] = "2025-13-40"
+    html = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
+    assert live_errors(html) == {
+        "id_therapies-0-end-error": ["before start"],
+        "id_mm_treatment_start-error": ['"2025-13-40" is not a date (YYYY-MM-DD)'],
+    }

@@ -178,3 +178,19 @@ def test_the_patient_page_issues_a_constant_number_of_queries(
     with django_assert_max_num_queries(len(few_queries)):
         response = alice_client.get(f"/patients/{many.pk}/")
     assert chart_points(response.content.decode()) == 23
+
+
+def test_results_without_a_recorded_author_still_render(
+    alice_client: Client, myeloma_patient: Any
+) -> None:
+    # Imported results, or an author whose account was deleted (entered_by SET_NULL).
+    for lab in myeloma_patient.lab_results.all():
+        lab.entered_by = None
+        lab.source = LabResult.Source.IMPORTED
+        lab.save()
+    follow_up = FollowUp.objects.filter(patient=myeloma_patient).first()
+    assert follow_up is not None
+    follow_up.completed_at = timezone.now()
+    follow_up.save()
+    html = alice_client.get(f"/patients/{myeloma_patient.pk}/").content.decode()
+    assert "Imported" in html and "done on" in html

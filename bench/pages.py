@@ -1,0 +1,280 @@
+"""Page benchmark: the clinician screens at 100 and at 10,000 patients, against a floor.
+
+    DJANGO_DEBUG=1 .venv/bin/python bench/pages.py [--sizes 100 10000] [--results 20] [--runs 25]
+
+Uses its own throwaway SQLite database (migrated here) and seeds synthetic patients with ~20
+results each. Seeding writes patients, results and therapies with bulk_create (acceptable in a
+benchmark only: it skips the history rows), then stores each patient's follow-ups and dashboard
+snapshot from the real engine result, as services.follow_ups_sync does. Prints the median time
+of each page through the test Client (the full middleware stack), side by side per size:
+
+- floor: a bare logged-in view with the same middleware;
+- the dashboard's first page, and a filtered, sorted dashboard page;
+- a patient page (~20 results: chart, recommendations, follow-ups);
+- a live case-entry update (the htmx assess-preview of a ~20-result case).
+
+Targets: the dashboard at 10,000 patients within 1.5x of itself at 100; the live update within
+2x of the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+_DB_DIR = tempfile.TemporaryDirectory(prefix="alpcare-bench-pages-")
+os.environ["DATABASE_URL"] = f"sqlite:///{_DB_DIR.name}/pages.sqlite3"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alpcare.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.decorators import login_required  # noqa: E402
+from django.contrib.auth.models import User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import reset_queries, transaction  # noqa: E402
+from django.http import HttpRequest, HttpResponse  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.urls import include, path  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from pathways import engine  # noqa: E402
+from pathways.cases import apply_case_to_patient, lab_result_fields  # noqa: E402
+from pathways.demo import synthetic_case  # noqa: E402
+from pathways.models import (  # noqa: E402
+    AssessmentSnapshot,
+    Clinic,
+    FollowUp,
+    LabResult,
+    Membership,
+    Patient,
+    Therapy,
+)
+from pathways.rules import current_rule_set  # noqa: E402
+
+
+@login_required
+def floor(request: HttpRequest) -> HttpResponse:
+    """The floor: logged in, full middleware, no work."""
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("bench/floor/", floor), path("", include("alpcare.urls"))]
+settings.ROOT_URLCONF = __name__
+settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+
+
+def seed(*, clinic: Clinic, count: int, start: int, results: int, today: date) -> None:
+    rng = random.Random(start + 1)
+    rule_set = current_rule_set()
+    for first in range(start, start + count, 1000):
+        patients, cases = [], []
+        for number in range(first, min(first + 1000, start + count)):
+            case = engine.parse_case(synthetic_case(rng, today, results=results))
+            name = f"{rng.choice(['Ada', 'Ben', 'Cleo', 'Dev'])} Bench{number}"
+            patient = Patient(clinic=clinic, mrn=f"B-{number:06d}", name=name)
+            apply_case_to_patient(case, patient)
+            patients.append(patient)
+            cases.append(case)
+        with transaction.atomic():
+            Patient.objects.bulk_create(patients)
+            LabResult.objects.bulk_create(
+                [
+                    LabResult(patient=patient, **lab_result_fields(lab))
+                    for patient, case in zip(patients, cases, strict=True)
+                    for lab in case.labs
+                ],
+                batch_size=2000,
+            )
+            Therapy.objects.bulk_create(
+                [
+                    Therapy(patient=patient, agent=t.agent, start=t.start, end=t.end)
+                    for patient, case in zip(patients, cases, strict=True)
+                    for t in case.clinical.therapies
+                ]
+            )
+            follow_ups, snapshots = [], []
+            for patient, case in zip(patients, cases, strict=True):
+                result = engine.assess(case, rule_set)
+                follow_ups += [
+                    FollowUp(
+                        patient=patient,
+                        code=item.code,
+                        due=item.due,
+                        rule=item.rule or "",
+                        title=item.title,
+                        rule_set_version=result.rule_set,
+                    )
+                    for item in result.follow_ups
+                ]
+                top = result.recommendations[0] if result.recommendations else None
+                snapshots.append(
+                    AssessmentSnapshot(
+                        patient=patient,
+                        as_of=result.as_of,
+                        rule_set_version=result.rule_set,
+                        pathway=result.pathway,
+                        alp_latest=result.findings.alp_latest,
+                        alp_x_uln=result.findings.alp_x_uln,
+                        alp_elevated=bool(result.findings.alp_elevated),
+                        top_priority=top.priority if top else "",
+                        top_priority_rank=AssessmentSnapshot.PRIORITY_RANK.get(top.priority, 9)
+                        if top
+                        else 9,
+                        top_code=top.code if top else "",
+                        top_title=top.title if top else "",
+                        recommendation_codes=[r.code for r in result.recommendations],
+                    )
+                )
+            FollowUp.objects.bulk_create(follow_ups, batch_size=2000)
+            AssessmentSnapshot.objects.bulk_create(snapshots, batch_size=2000)
+
+
+def preview_form_data(document: dict[str, Any]) -> dict[str, Any]:
+    """The case-entry form's POST for a case document (as the browser sends it)."""
+    patient, clinical = document["patient"], document["clinical"]
+    myeloma = clinical["myeloma"]
+    data: dict[str, Any] = {
+        "mrn": "BENCH",
+        "name": "Bench Preview",
+        "birth_date": patient["birth_date"],
+        "sex": patient["sex"],
+        "weight_kg": patient["weight_kg"] or "",
+        "diagnoses": clinical["diagnoses"],
+        "cancer": clinical["cancer"] or "",
+        "bone_scan": clinical["bone_scan"],
+        "fracture": clinical["fracture"],
+        "crcl_baseline": clinical["crcl_baseline"] or "",
+        "mm_response": myeloma["response"] or "",
+        "mm_treatment_start": myeloma["treatment_start"] or "",
+        "mm_bortezomib_start": myeloma["bortezomib_start"] or "",
+        "labs-TOTAL_FORMS": str(len(document["labs"])),
+        "labs-INITIAL_FORMS": "0",
+        "therapies-TOTAL_FORMS": str(len(clinical["therapies"])),
+        "therapies-INITIAL_FORMS": "0",
+    }
+    for flag in ("bone_pain", "cancer_treated", "dental_exam_done", "osteolytic_pain"):
+        if clinical[flag]:
+            data[flag] = "on"
+    for flag in ("requires_therapy", "bone_disease", "active_bone_disease"):
+        if myeloma[flag]:
+            data[f"mm_{flag}"] = "on"
+    for index, lab in enumerate(document["labs"]):
+        day, _, at = lab["collected_at"].partition("T")
+        data[f"labs-{index}-test"] = lab["test"]
+        data[f"labs-{index}-value"] = str(lab["value"])
+        data[f"labs-{index}-unit"] = lab["unit"]
+        data[f"labs-{index}-collected_on"] = day
+        data[f"labs-{index}-collected_time"] = at
+        data[f"labs-{index}-reference_high"] = lab["reference_high"] or ""
+    for index, therapy in enumerate(clinical["therapies"]):
+        data[f"therapies-{index}-agent"] = therapy["agent"]
+        data[f"therapies-{index}-start"] = therapy["start"]
+        data[f"therapies-{index}-end"] = therapy["end"] or ""
+    return data
+
+
+def median_ms(pages: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
+    """Median time per page; the pages are interleaved run by run, so that load from other
+    processes on the machine falls on all of them alike."""
+    for request in pages.values():  # warm caches (rule set, templates)
+        for _ in range(3):
+            request()
+    times: dict[str, list[float]] = {name: [] for name in pages}
+    for _ in range(runs):
+        for name, request in pages.items():
+            started = time.perf_counter()
+            response = request()
+            times[name].append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, (name, response.status_code)
+        reset_queries()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _pages(client: Client, patient_pk: int, form_body: str) -> dict[str, Callable[[], Any]]:
+    hx = {"HX-Request": "true"}
+    return {
+        "floor (bare logged-in view)": lambda: client.get("/bench/floor/"),
+        "dashboard, first page": lambda: client.get("/"),
+        "dashboard, filtered + sorted": lambda: client.get(
+            "/?status=upcoming&pathway=myeloma&sort=alp&q=bench"
+        ),
+        "patient page (~20 results)": lambda: client.get(f"/patients/{patient_pk}/"),
+        "live case-entry update": lambda: client.post(
+            "/case/preview/",
+            form_body,
+            content_type="application/x-www-form-urlencoded",
+            headers=hx,
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 10000])
+    parser.add_argument("--results", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=40)
+    args = parser.parse_args()
+
+    call_command("migrate", verbosity=0)
+    today = timezone.localdate()
+    clinic = Clinic.objects.create(name="Bench clinic", slug="bench")
+    user = User.objects.create_user("bench-clinician")
+    Membership.objects.create(user=user, clinic=clinic)
+    client = Client()
+    client.force_login(user)
+
+    pages: dict[str, Callable[[], Any]] = {}
+    columns: dict[int, dict[str, float]] = {}
+    seeded = 0
+    print(f"alpcare pages benchmark: {args.results} results per patient, median of {args.runs}")
+    for size in sorted(args.sizes):
+        started = time.perf_counter()
+        seed(clinic=clinic, count=size - seeded, start=seeded, results=args.results, today=today)
+        seeded = size
+        print(
+            f"  seeded {size:>6} patients ({LabResult.objects.count()} results, "
+            f"{FollowUp.objects.count()} follow-ups) in {time.perf_counter() - started:.1f} s"
+        )
+        if not pages:
+            patient = Patient.objects.order_by("pk").first()
+            assert patient is not None
+            document = engine.case_to_document(
+                engine.parse_case(synthetic_case(random.Random(7), today, results=args.results))
+            )
+            # htmx posts the form urlencoded (not multipart, the test Client's default).
+            form_body = urlencode(preview_form_data(document), doseq=True)
+            pages = _pages(client, patient.pk, form_body)
+        columns[size] = median_ms(pages, args.runs)
+
+    sizes = sorted(columns)
+    header = "".join(f"{size:>14,} pts" for size in sizes)
+    print(f"\n{'median ms':<32}{header}")
+    for name in pages:
+        print(f"{name:<32}" + "".join(f"{columns[size][name]:>15.1f} ms"[:18] for size in sizes))
+    first, last = sizes[0], sizes[-1]
+    floor_ms = columns[last]["floor (bare logged-in view)"]
+    for name in ("dashboard, first page", "dashboard, filtered + sorted"):
+        ratio = columns[last][name] / columns[first][name]
+        verdict = "ok" if ratio <= 1.5 else "MISSED"
+        print(f"{name} at {last:,} vs {first:,}: {ratio:.2f}x (target <= 1.5x) {verdict}")
+    live = columns[last]["live case-entry update"] / floor_ms
+    print(f"live update vs floor: {live:.2f}x (target <= 2x) {'ok' if live <= 2 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+// Live case entry: the assess-preview fragment sends the engine's field errors as JSON in
+// #live-errors (out of band). Put each message beside its field and clear the fixed ones.
+(function () {
+  "use strict";
+
+  function applyLiveErrors(holder) {
+    var form = document.getElementById("case-form");
+    var errors;
+    try {
+      errors = JSON.parse(holder.getAttribute("data-errors") || "{}");
+    } catch (error) {
+      return;
+    }
+    if (!form) {
+      return;
+    }
+    form.querySelectorAll(".invalid-feedback[id], #case-errors").forEach(function (slot) {
+      var messages = errors[slot.id] || null;
+      slot.textContent = messages ? messages.join(" ") : "";
+      if (slot.id === "case-errors") {
+        slot.classList.toggle("d-none", !messages);
+        return;
+      }
+      var input = document.getElementById(slot.id.replace(/-error$/, ""));
+      if (input && input.matches("input, select, textarea")) {
+        input.classList.toggle("is-invalid", Boolean(messages));
+        if (messages) {
+          input.setAttribute("aria-invalid", "true");
+        } else {
+          input.removeAttribute("aria-invalid");
+        }
+      }
+    });
+  }
+
+  document.addEventListener("htmx:load", function (event) {
+    var element = event.target;
+    if (element && element.id === "live-errors") {
+      applyLiveErrors(element);
+    }
+  });
+})();
