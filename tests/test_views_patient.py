@@ -112,7 +112,7 @@ def test_a_second_result_at_the_same_time_is_refused(
 def test_marking_a_follow_up_done_records_who_and_when(
     alice_client: Client, myeloma_patient: Any
 ) -> None:
-    follow_up = FollowUp.objects.filter(patient=myeloma_patient).first()
+    follow_up = FollowUp.objects.filter(patient=myeloma_patient, completed_at=None).first()
     assert follow_up is not None
     url = f"/patients/{myeloma_patient.pk}/follow-ups/{follow_up.pk}/done/"
     response = alice_client.post(url, headers=HTMX)
@@ -128,7 +128,7 @@ def test_marking_a_follow_up_done_records_who_and_when(
 def test_another_clinic_gets_404_from_every_fragment(
     client: Client, alice: Any, bob: Any, myeloma_patient: Any, south_clinic: Any
 ) -> None:
-    follow_up = FollowUp.objects.filter(patient=myeloma_patient).first()
+    follow_up = FollowUp.objects.filter(patient=myeloma_patient, completed_at=None).first()
     assert follow_up is not None
     client.force_login(bob)
     base = f"/patients/{myeloma_patient.pk}"
@@ -188,9 +188,19 @@ def test_results_without_a_recorded_author_still_render(
         lab.entered_by = None
         lab.source = LabResult.Source.IMPORTED
         lab.save()
-    follow_up = FollowUp.objects.filter(patient=myeloma_patient).first()
+    follow_up = FollowUp.objects.filter(patient=myeloma_patient, completed_at=None).first()
     assert follow_up is not None
     follow_up.completed_at = timezone.now()
     follow_up.save()
     html = alice_client.get(f"/patients/{myeloma_patient.pk}/").content.decode()
     assert "Imported" in html and "done on" in html
+
+
+def test_a_follow_up_completed_by_a_result_says_so(
+    alice_client: Client, myeloma_patient: Any
+) -> None:
+    # alp-day-42 is satisfied by the ALP collected within the window (spec §5).
+    html = alice_client.get(f"/patients/{myeloma_patient.pk}/").content.decode()
+    day_42 = html.split('data-follow-up="alp-day-42"', 1)[1].split("</li>", 1)[0]
+    assert 'data-status="done"' in day_42 and "a matching result is recorded" in day_42
+    assert "Mark done" not in day_42
