@@ -194,6 +194,8 @@ class RuleForm(forms.ModelForm):
                 attrs={"rows": 2, "class": "vLargeTextField tuning-code"}
             ),
             "rationale": forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField"}),
+            "title": forms.TextInput(attrs={"class": "vLargeTextField"}),
+            "citations": forms.Textarea(attrs={"rows": 1, "class": "vLargeTextField"}),
         }
 
     def clean(self) -> dict[str, Any]:
@@ -218,7 +220,7 @@ class RuleExampleForm(forms.ModelForm):
     class Meta:
         model = RuleExample
         fields = ["rule_set", "rule", "name", "fires", "case"]
-        widgets = {"case": forms.Textarea(attrs={"rows": 4, "class": "vLargeTextField"})}
+        widgets = {"case": forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField"})}
 
     def clean_case(self) -> Any:
         case = self.cleaned_data["case"]
@@ -263,6 +265,7 @@ class RuleAdmin(RuleSetPartAdmin):
     inlines = [RuleExampleInline]
     list_display_links = ["code"]
     list_filter = [RuleSetFilter, "pathway", "priority", "enabled"]
+    list_per_page = 200  # a whole rule set on one page
     ordering = ["rule_set", "pathway", "position", "code"]
     search_fields = ["code", "title", "condition"]
     actions = ["disable_rules", "enable_rules"]
@@ -584,6 +587,7 @@ class RuleSetAdmin(SimpleHistoryAdmin):
     ]
     list_display_links = ["label"]
     list_filter = ["status", "is_current"]
+    ordering = ["-pk"]  # newest first: open drafts and the latest versions on top
     fields = [
         "version",
         "status",
@@ -741,6 +745,7 @@ class RuleSetAdmin(SimpleHistoryAdmin):
                     )
         check = None if rollback else tuning.ruleset_check(rule_set=rule_set)
         last_editor = rule_set.last_edited_by or rule_set.created_by
+        own_draft = last_editor is not None and last_editor.pk == request.user.pk
         title = (
             f"Re-publish {rule_set.label} (rollback)" if rollback else f"Publish {rule_set.label}"
         )
@@ -753,7 +758,8 @@ class RuleSetAdmin(SimpleHistoryAdmin):
             check=check,
             failing=[(o, tuning.example_why(o)) for o in check.failing_examples] if check else [],
             last_editor=last_editor,
-            own_draft=last_editor is not None and last_editor.pk == request.user.pk,
+            own_draft=own_draft,
+            blocked=not rollback and (own_draft or not (check and check.publishable)),
             current=RuleSet.objects.filter(is_current=True).first(),
         )
         return TemplateResponse(request, "admin/pathways/ruleset/publish.html", context)
