@@ -76,6 +76,7 @@ class Line:
     label_x: float
     label_y: float
     title: str
+    anchor: str = "end"  # text-anchor of the label
 
 
 @dataclass(frozen=True)
@@ -344,8 +345,9 @@ def _uln_line(
     return Line(
         path=_path(steps),
         label=f"ULN {_number(latest.uln)}",
-        label_x=x_scale.right - 4,
-        label_y=steps[-1][1] - 4,
+        label_x=x_scale.left + 4,
+        label_y=steps[0][1] - 4,
+        anchor="start",  # the latest points sit at the right: keep the label clear of them
         title=f"Upper limit of normal: {_number(latest.uln)} U/L ({latest.uln_source})",
     )
 

@@ -10,11 +10,11 @@ from datetime import date, timedelta
 from typing import Any
 
 from django import forms
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 
 from pathways import engine
 from pathways.charts import sparkline_path
-from pathways.models import Clinic, FollowUp, LabResult
+from pathways.models import Clinic, FollowUp, LabResult, Patient
 
 PAGE_SIZE = 25
 DUE_SOON_DAYS = 7  # the issue: "due within 7 days"
@@ -139,24 +139,37 @@ def _status_of(due: date, today: date) -> str:
 
 
 def _ordering(sort: str) -> list[Any]:
-    by_patient: list[Any] = ["patient__name", "patient__mrn", "pk"]
+    # (due, pk) is the order of the due index (SQLite indexes end with the rowid): the first
+    # page is read from the index and stops after one page, whatever the number of patients.
     orderings: dict[str, list[Any]] = {
-        "due": ["due", *by_patient],
-        "-due": ["-due", *by_patient],
-        "priority": ["patient__snapshot__top_priority_rank", "due", *by_patient],
-        "alp": [F("patient__snapshot__alp_x_uln").desc(nulls_last=True), "due", *by_patient],
-        "name": [*by_patient[:2], "due", "pk"],
+        "due": ["due", "pk"],
+        "-due": ["-due", "-pk"],
+        "priority": ["patient__snapshot__top_priority_rank", "due", "pk"],
+        "alp": [F("patient__snapshot__alp_x_uln").desc(nulls_last=True), "due", "pk"],
+        "name": ["patient__name", "patient__mrn", "due", "pk"],
     }
     return orderings.get(sort, orderings["due"])
 
 
-def open_follow_ups(user: Any) -> QuerySet[FollowUp]:
+def open_follow_ups(user: Any, *, in_due_order: bool = False) -> QuerySet[FollowUp]:
+    """Open follow-ups of the user's clinics.
+
+    ``in_due_order``: the clinic is checked per follow-up (a correlated lookup of its patient's
+    clinic) instead of joining the clinic's patients first, so that the database walks the due
+    index in order and stops after one page. To count or sort every match, the join is the
+    cheaper plan.
+    """
     clinic_ids = list(Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True))
-    return FollowUp.objects.filter(patient__clinic_id__in=clinic_ids, completed_at__isnull=True)
+    open_ones = FollowUp.objects.filter(completed_at__isnull=True)
+    if not in_due_order:
+        return open_ones.filter(patient__clinic_id__in=clinic_ids)
+    patient_clinic = Patient.objects.filter(pk=OuterRef("patient_id")).values("clinic_id")[:1]
+    return open_ones.alias(patient_clinic=Subquery(patient_clinic)).filter(
+        patient_clinic__in=clinic_ids
+    )
 
 
-def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> DashboardPage:
-    follow_ups = open_follow_ups(user)
+def _filtered(follow_ups: QuerySet[FollowUp], filters: dict[str, Any]) -> QuerySet[FollowUp]:
     if filters["pathway"]:
         follow_ups = follow_ups.filter(patient__snapshot__pathway=filters["pathway"])
     if filters["priority"]:
@@ -165,9 +178,15 @@ def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> Dashboard
         follow_ups = follow_ups.filter(
             Q(patient__mrn__icontains=filters["q"]) | Q(patient__name__icontains=filters["q"])
         )
-    counts = follow_ups.aggregate(
+    return follow_ups
+
+
+def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> DashboardPage:
+    counts = _filtered(open_follow_ups(user), filters).aggregate(
         **{status: Count("pk", filter=_status_q(status, today)) for status in STATUSES}
     )
+    in_due_order = filters["sort"] in ("due", "-due")
+    follow_ups = _filtered(open_follow_ups(user, in_due_order=in_due_order), filters)
     if filters["status"]:
         follow_ups = follow_ups.filter(_status_q(filters["status"], today))
         total = counts[filters["status"]]
