@@ -210,9 +210,7 @@ def _pages(client: Client, patient_pk: int, form_body: str) -> dict[str, Callabl
     return {
         "floor (bare logged-in view)": lambda: client.get("/bench/floor/"),
         "dashboard, first page": lambda: client.get("/"),
-        "dashboard, filtered": lambda: client.get(
-            "/?status=overdue&pathway=myeloma"
-        ),
+        "dashboard, filtered": lambda: client.get("/?status=overdue&pathway=myeloma"),
         "dashboard, searched + by ALP": lambda: client.get("/?q=bench1&sort=alp"),
         "patient page (~20 results)": lambda: client.get(f"/patients/{patient_pk}/"),
         "live case-entry update": lambda: client.post(
