@@ -135,8 +135,21 @@ def example_why(outcome: engine.ExampleOutcome) -> str:
 
 def ruleset_check(*, rule_set: RuleSet) -> RuleSetCheck:
     data = rule_set_for(rule_set)
-    errors = engine.validate_rule_set(data)
+    errors = engine.validate_rule_set(data) + _missing_examples(data)
     return RuleSetCheck(errors=tuple(errors), examples=tuple(_run_examples_safely(data)))
+
+
+def _missing_examples(data: engine.RuleSet) -> list[engine.RuleSetError]:
+    """Every rule documents both sides of its boundary, as the shipped catalogue does."""
+    errors = []
+    for rule in data.rules:
+        if not any(example.fires for example in rule.examples):
+            errors.append(engine.RuleSetError(f"rule {rule.code}", "no example where it fires"))
+        if all(example.fires for example in rule.examples):
+            errors.append(
+                engine.RuleSetError(f"rule {rule.code}", "no example where it does not fire")
+            )
+    return errors
 
 
 def _run_examples_safely(data: engine.RuleSet) -> list[engine.ExampleOutcome]:

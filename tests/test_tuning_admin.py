@@ -445,3 +445,14 @@ def test_the_diff_page_compares_any_two_versions(
     ).content.decode()
     assert "1 difference from" in page
     assert "extreme_alp" in page and "1000" in page and "1200" in page
+
+
+def test_the_publish_page_warns_when_another_version_was_published_since_the_draft_began(
+    publisher_client: Client, editor: User, publisher: User, draft: RuleSet
+) -> None:
+    url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
+    assert 'id="stale-base"' not in publisher_client.get(url).content.decode()
+    other = tuning.ruleset_start_draft(user=editor)
+    newer = tuning.ruleset_publish(rule_set=other, user=publisher, note="meanwhile")
+    page = publisher_client.get(url).content.decode()
+    assert 'id="stale-base"' in page and f"{newer.label} is in force now" in page

@@ -158,6 +158,19 @@ def test_a_parameter_outside_its_range_blocks_publishing(editor: User, publisher
         tuning.ruleset_publish(rule_set=draft, user=publisher, note="too high")
 
 
+def test_a_rule_needs_an_example_on_each_side_of_its_boundary(
+    editor: User, publisher: User
+) -> None:
+    draft = tuning.ruleset_start_draft(user=editor)
+    for example in RuleExample.objects.filter(rule_set=draft, rule__code="extreme-alp"):
+        if not example.fires:
+            example.delete()
+    check = tuning.ruleset_check(rule_set=draft)
+    assert [str(e) for e in check.errors] == ["rule extreme-alp: no example where it does not fire"]
+    with pytest.raises(tuning.TuningError, match="no example where it does not fire"):
+        tuning.ruleset_publish(rule_set=draft, user=publisher, note="fewer examples")
+
+
 def test_four_eyes_the_last_editor_cannot_publish_their_own_draft(
     publisher: User, second_publisher: User
 ) -> None:

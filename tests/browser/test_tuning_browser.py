@@ -4,6 +4,7 @@ impact, a second user publishes it, the clinician's screens change, and it is ro
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -41,18 +42,19 @@ def _rule_editor(username: str, clinic: Any, *, publisher: bool) -> User:
 
 
 @pytest.fixture
-def tuning_team(smoke_user: Any) -> dict[str, Any]:
+def tuning_team(smoke_user: Any) -> Iterator[dict[str, Any]]:
     ensure_published_rule_set()
     rules._published_cache.clear()  # keys are reused after a flush
     clinic = smoke_user.memberships.get().clinic
     document = paget_on_alendronate_document()
     document["labs"][-1]["value"] = 1100  # extreme under 1000 U/L, not under 1200 U/L
     patient = stored_patient(clinic, smoke_user, document, mrn="PAGET-1100", name="Edith Moss")
-    return {
+    yield {
         "patient": patient,
         "editor": _rule_editor("rui", clinic, publisher=False),
         "publisher": _rule_editor("pat", clinic, publisher=True),
     }
+    rules._published_cache.clear()  # the versions published here are flushed with the test
 
 
 def _switch_user(page: Any, live_server: Any, username: str) -> None:
