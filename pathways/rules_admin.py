@@ -398,7 +398,14 @@ class RuleExampleAdmin(RuleSetPartAdmin):
     list_display = ["name", "rule", "fires", "rule_set"]
     list_select_related = ["rule", "rule_set"]
     search_fields = ["name", "rule__code"]
-    fields = ["rule_set", "rule", "name", "fires", "case"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A new example belongs to its rule's set: choosing the set separately could contradict it.
+        return (
+            ["rule_set", "rule", "name", "fires", "case"]
+            if obj
+            else ["rule", "name", "fires", "case"]
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
@@ -406,8 +413,18 @@ class RuleExampleAdmin(RuleSetPartAdmin):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "rule":
-            kwargs["queryset"] = Rule.objects.filter(rule_set__status=RuleSet.Status.DRAFT)
+            kwargs["queryset"] = Rule.objects.filter(
+                rule_set__status=RuleSet.Status.DRAFT
+            ).select_related("rule_set")
+            field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+            field.label_from_instance = lambda rule: f"{rule.code} ({rule.rule_set.label})"
+            return field
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not change:
+            obj.rule_set_id = obj.rule.rule_set_id
+        super().save_model(request, obj, form, change)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -456,3 +456,65 @@ def test_the_publish_page_warns_when_another_version_was_published_since_the_dra
     newer = tuning.ruleset_publish(rule_set=other, user=publisher, note="meanwhile")
     page = publisher_client.get(url).content.decode()
     assert 'id="stale-base"' in page and f"{newer.label} is in force now" in page
+
+
+def test_an_editor_adds_a_rule_with_its_examples_to_the_draft(
+    editor_client: Client, editor: User, draft: RuleSet
+) -> None:
+    firing = paget_on_alendronate_document()
+    firing["labs"][-1]["value"] = 2500
+    quiet = paget_on_alendronate_document()
+    response = editor_client.post(
+        "/admin/pathways/rule/add/",
+        {
+            "rule_set": draft.pk,
+            "code": "alp-above-2000",
+            "pathway": "both",
+            "priority": "high",
+            "enabled": "on",
+            "position": 99,
+            "title": "ALP above 2000 U/L",
+            "rationale": "ALP {alp_latest}",
+            "citations": '["S0-7"]',
+            "condition": "alp_latest != null && alp_latest > 2000.0",
+            "escalate_when": "",
+            "escalate_to": "",
+            "examples-TOTAL_FORMS": 2,
+            "examples-INITIAL_FORMS": 0,
+            "examples-MIN_NUM_FORMS": 0,
+            "examples-MAX_NUM_FORMS": 1000,
+            "examples-0-name": "ALP 2500",
+            "examples-0-fires": "on",
+            "examples-0-case": json.dumps(firing),
+            "examples-1-name": "ALP 260",
+            "examples-1-case": json.dumps(quiet),
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    rule = Rule.objects.get(rule_set=draft, code="alp-above-2000")
+    assert set(rule.examples.values_list("rule_set_id", flat=True)) == {draft.pk}
+    check = tuning.ruleset_check(rule_set=draft)
+    assert check.publishable, check.problems()
+    outcomes = [o for o in check.examples if o.rule == "alp-above-2000"]
+    assert [o.passed for o in outcomes] == [True, True]
+
+    response = editor_client.post(
+        "/admin/pathways/ruleexample/add/",
+        {"rule": rule.pk, "name": "ALP 2001", "fires": "", "case": json.dumps(quiet)},
+    )
+    assert response.status_code == 302
+    added = RuleExample.objects.get(name="ALP 2001")
+    assert added.rule_set_id == draft.pk
+
+
+def test_an_example_that_is_not_a_valid_case_is_refused(
+    editor_client: Client, draft: RuleSet
+) -> None:
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    response = editor_client.post(
+        "/admin/pathways/ruleexample/add/",
+        {"rule": rule.pk, "name": "broken", "fires": "on", "case": '{"as_of": "soon"}'},
+    )
+    assert response.status_code == 200
+    assert "Not a valid case document" in response.content.decode()
+    assert not RuleExample.objects.filter(name="broken").exists()
