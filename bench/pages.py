@@ -46,7 +46,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth.decorators import login_required  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import reset_queries, transaction  # noqa: E402
+from django.db import connection, reset_queries, transaction  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import include, path  # noqa: E402
@@ -188,21 +188,34 @@ def preview_form_data(document: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def median_ms(pages: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
-    """Median time per page; the pages are interleaved run by run, so that load from other
-    processes on the machine falls on all of them alike."""
+def median_ms(
+    pages: dict[str, Callable[[], Any]], runs: int
+) -> tuple[dict[str, float], dict[str, list[tuple[float, str]]]]:
+    """Median time per page, and the median time of each of its queries (DJANGO_DEBUG=1).
+
+    The pages are interleaved run by run, so that load from other processes on the machine
+    falls on all of them alike."""
     for request in pages.values():  # warm caches (rule set, templates)
         for _ in range(3):
             request()
     times: dict[str, list[float]] = {name: [] for name in pages}
+    query_times: dict[str, dict[int, list[float]]] = {name: {} for name in pages}
+    sql: dict[str, dict[int, str]] = {name: {} for name in pages}
     for _ in range(runs):
         for name, request in pages.items():
+            reset_queries()
             started = time.perf_counter()
             response = request()
             times[name].append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200, (name, response.status_code)
-        reset_queries()
-    return {name: statistics.median(values) for name, values in times.items()}
+            for index, query in enumerate(connection.queries):
+                query_times[name].setdefault(index, []).append(float(query["time"]) * 1000)
+                sql[name][index] = query["sql"]
+    queries = {
+        name: [(statistics.median(values), sql[name][i]) for i, values in per_query.items()]
+        for name, per_query in query_times.items()
+    }
+    return {name: statistics.median(values) for name, values in times.items()}, queries
 
 
 def _pages(client: Client, patient_pk: int, form_body: str) -> dict[str, Callable[[], Any]]:
@@ -227,6 +240,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 10000])
     parser.add_argument("--results", type=int, default=20)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--queries", action="store_true", help="show queries of 1 ms or more")
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
@@ -258,7 +272,14 @@ def main() -> None:
             # htmx posts the form urlencoded (not multipart, the test Client's default).
             form_body = urlencode(preview_form_data(document), doseq=True)
             pages = _pages(client, patient.pk, form_body)
-        columns[size] = median_ms(pages, args.runs)
+        columns[size], queries = median_ms(pages, args.runs)
+        if args.queries:
+            for name, timed in queries.items():
+                slow = [(ms, sql) for ms, sql in timed if ms >= 1]
+                print(
+                    f"    {name}: {len(timed)} queries"
+                    + "".join(f"\n      {ms:6.1f} ms  {sql[:110]}" for ms, sql in slow)
+                )
 
     sizes = sorted(columns)
     header = "".join(f"{size:>14,} pts" for size in sizes)

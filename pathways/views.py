@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, time
 from typing import Any
 
 from django.contrib import messages
@@ -26,7 +26,7 @@ from django_htmx.middleware import HtmxDetails
 from pathways import engine
 from pathways.access import patient_for_user, user_clinics
 from pathways.assessment import assess_document, follow_up_status
-from pathways.cases import patient_to_case
+from pathways.cases import patient_to_case, patient_to_document
 from pathways.charts import patient_charts
 from pathways.dashboard import STATUSES, DashboardFilterForm, dashboard_page
 from pathways.forms import (
@@ -38,7 +38,6 @@ from pathways.forms import (
     ResultForm,
     TherapyFormSet,
     case_draft,
-    unit_label,
 )
 from pathways.models import FollowUp, LabResult, Patient
 from pathways.rules import current_rule_set
@@ -72,6 +71,10 @@ _PRIORITY_HEADINGS = {
 class CitedRecommendation:
     recommendation: engine.Recommendation
     citations: tuple[engine.Citation, ...]
+
+    @property
+    def citation_keys(self) -> str:
+        return ", ".join(citation.key for citation in self.citations)
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,6 @@ def _panel_context(result: engine.Result, stored: list[FollowUp] | None = None) 
         "result": result,
         "groups": recommendation_groups(result),
         "follow_up_rows": follow_up_rows(result, stored or []),
-        "status_labels": {"done": "done", "overdue": "overdue", "upcoming": "upcoming"},
     }
 
 
@@ -192,7 +194,7 @@ def patient_list(request: HtmxHttpRequest) -> HttpResponse:
 # Patient page.
 
 
-def _patient_context(patient: Patient, request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
+def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
     """Everything the patient page shows, in a fixed number of queries."""
     labs = list(patient.lab_results.select_related("entered_by"))
     therapies = list(patient.therapies.all())
@@ -206,22 +208,15 @@ def _patient_context(patient: Patient, request: HtmxHttpRequest, **extra: Any) -
     context = {
         "patient": patient,
         "diagnoses_text": ", ".join(d.replace("_", " ") for d in patient.diagnoses),
+        # Newest first; an untimed result sorts first on its day, as in the engine.
         "labs": sorted(
-            labs,
-            key=lambda lab: (
-                lab.collected_on,
-                lab.collected_time is not None,
-                lab.collected_time or 0,
-                lab.pk,
-            ),
-            reverse=True,
-        ),
+            labs, key=lambda lab: (lab.collected_on, lab.collected_time or time.min, lab.pk)
+        )[::-1],
         "therapies": therapies,
         "charts": charts,
         "alp_chart": next((chart for chart in charts if chart.name == "alp"), None),
         "small_charts": [chart for chart in charts if chart.name != "alp"],
         "result_form": extra.pop("result_form", None) or ResultForm(auto_id="result_%s"),
-        "unit_label": unit_label,
         **_panel_context(result, stored),
     }
     context.update(extra)
@@ -232,7 +227,7 @@ def _patient_context(patient: Patient, request: HtmxHttpRequest, **extra: Any) -
 @require_GET
 def patient_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     patient = patient_for_user(request, pk, action="patient page")
-    return render(request, "pathways/patient_detail.html", _patient_context(patient, request))
+    return render(request, "pathways/patient_detail.html", _patient_context(patient))
 
 
 @login_required
@@ -243,7 +238,7 @@ def patient_add_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = ResultForm(request.POST, auto_id="result_%s")
     added: LabResult | None = None
     if form.is_valid():
-        document = patient_to_case_document(patient)
+        document = patient_to_document(patient)
         document["labs"].append(form.lab_document())
         try:
             case = engine.parse_case(document, today=timezone.localdate())
@@ -259,17 +254,11 @@ def patient_add_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         if not request.htmx:
             messages.success(request, f"Result added: {added}.")
             return redirect("patient_detail", pk=patient.pk)
-        context = _patient_context(patient, request, added=added)
+        context = _patient_context(patient, added=added)
         return render(request, "pathways/patient_detail.html#live", context)
-    context = _patient_context(patient, request, result_form=form)
+    context = _patient_context(patient, result_form=form)
     template = "pathways/patient_detail.html"
     return render(request, f"{template}#live" if request.htmx else template, context)
-
-
-def patient_to_case_document(patient: Patient) -> dict[str, Any]:
-    from pathways.cases import patient_to_document
-
-    return patient_to_document(patient)
 
 
 @login_required
@@ -283,7 +272,7 @@ def follow_up_done(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> Http
     if not request.htmx:
         messages.success(request, f"Marked done: {follow_up.title}.")
         return redirect("patient_detail", pk=patient.pk)
-    context = _patient_context(patient, request)
+    context = _patient_context(patient)
     return render(request, "pathways/patient_detail.html#follow_ups", context)
 
 
