@@ -346,7 +346,7 @@ def _uln_line(
         path=_path(steps),
         label=f"ULN {_number(latest.uln)}",
         label_x=x_scale.left + 4,
-        label_y=steps[0][1] - 4,
+        label_y=steps[0][1] + 12,
         anchor="start",  # the latest points sit at the right: keep the label clear of them
         title=f"Upper limit of normal: {_number(latest.uln)} U/L ({latest.uln_source})",
     )
@@ -374,7 +374,7 @@ def _baseline_line(facts: engine.Facts, x_scale: _TimeScale, y_scale: _ValueScal
         path=_path([(x, y), (x_scale.right, y)]),
         label=f"baseline {_number(baseline_value)}",
         label_x=x + 4,
-        label_y=y + 12,
+        label_y=y - 4,  # above its line; the ULN label sits below the ULN line
         title=f"Baseline ALP {_number(baseline_value)} U/L on {baseline_date} ({what})",
     )
 
