@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from pathways import rules, tuning
+from pathways import engine, rules, tuning
 from pathways.models import (
     Clinic,
     Membership,
@@ -43,6 +43,9 @@ def _fresh_rule_set_cache() -> Iterator[None]:
     rules._published_cache.clear()
     yield
     rules._published_cache.clear()
+    # Each draft compiles under a new label: leave the engine's bounded cache as other tests
+    # expect it (with PostgreSQL's never-reused keys, many drafts would evict its entries).
+    engine.clear_cache()
 
 
 def _rule_editor(username: str, *, publisher: bool = False) -> User:

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from playwright.sync_api import expect
 
-from pathways import rules
+from pathways import engine, rules
 from pathways.models import AssessmentSnapshot, Membership, RuleSet
 from tests.browser.conftest import PASSWORD, log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
@@ -55,6 +55,7 @@ def tuning_team(smoke_user: Any) -> Iterator[dict[str, Any]]:
         "publisher": _rule_editor("pat", clinic, publisher=True),
     }
     rules._published_cache.clear()  # the versions published here are flushed with the test
+    engine.clear_cache()
 
 
 def _switch_user(page: Any, live_server: Any, username: str) -> None:
