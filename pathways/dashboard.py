@@ -14,7 +14,7 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 
 from pathways import engine
 from pathways.charts import sparkline_path
-from pathways.models import Clinic, FollowUp, LabResult, Patient
+from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient
 
 PAGE_SIZE = 25
 DUE_SOON_DAYS = 7  # the issue: "due within 7 days"
@@ -163,17 +163,31 @@ def open_follow_ups(user: Any, *, in_due_order: bool = False) -> QuerySet[Follow
     open_ones = FollowUp.objects.filter(completed_at__isnull=True)
     if not in_due_order:
         return open_ones.filter(patient__clinic_id__in=clinic_ids)
-    patient_clinic = Patient.objects.filter(pk=OuterRef("patient_id")).values("clinic_id")[:1]
-    return open_ones.alias(patient_clinic=Subquery(patient_clinic)).filter(
+    return open_ones.alias(patient_clinic=_of_patient(Patient, "clinic_id", pk=True)).filter(
         patient_clinic__in=clinic_ids
     )
 
 
-def _filtered(follow_ups: QuerySet[FollowUp], filters: dict[str, Any]) -> QuerySet[FollowUp]:
-    if filters["pathway"]:
-        follow_ups = follow_ups.filter(patient__snapshot__pathway=filters["pathway"])
-    if filters["priority"]:
-        follow_ups = follow_ups.filter(patient__snapshot__top_priority=filters["priority"])
+def _of_patient(model: Any, column: str, *, pk: bool = False) -> Subquery:
+    """A correlated lookup of one column of the follow-up's patient (or its snapshot)."""
+    rows = model.objects.filter(**{"pk" if pk else "patient_id": OuterRef("patient_id")})
+    return Subquery(rows.values(column)[:1])
+
+
+def _filtered(
+    follow_ups: QuerySet[FollowUp], filters: dict[str, Any], *, in_due_order: bool = False
+) -> QuerySet[FollowUp]:
+    """The pathway, priority and search filters (as correlated lookups in due order, so that
+    the due index is still walked; a search matches few rows, so it always joins)."""
+    for name, column in (("pathway", "pathway"), ("priority", "top_priority")):
+        if not filters[name]:
+            continue
+        if in_due_order:
+            follow_ups = follow_ups.alias(
+                **{f"snapshot_{column}": _of_patient(AssessmentSnapshot, column)}
+            ).filter(**{f"snapshot_{column}": filters[name]})
+        else:
+            follow_ups = follow_ups.filter(**{f"patient__snapshot__{column}": filters[name]})
     if filters["q"]:
         follow_ups = follow_ups.filter(
             Q(patient__mrn__icontains=filters["q"]) | Q(patient__name__icontains=filters["q"])
@@ -185,8 +199,10 @@ def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> Dashboard
     counts = _filtered(open_follow_ups(user), filters).aggregate(
         **{status: Count("pk", filter=_status_q(status, today)) for status in STATUSES}
     )
-    in_due_order = filters["sort"] in ("due", "-due")
-    follow_ups = _filtered(open_follow_ups(user, in_due_order=in_due_order), filters)
+    in_due_order = filters["sort"] in ("due", "-due") and not filters["q"]
+    follow_ups = _filtered(
+        open_follow_ups(user, in_due_order=in_due_order), filters, in_due_order=in_due_order
+    )
     if filters["status"]:
         follow_ups = follow_ups.filter(_status_q(filters["status"], today))
         total = counts[filters["status"]]
