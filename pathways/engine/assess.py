@@ -225,23 +225,29 @@ _CACHE_SIZE = 32
 _lock = threading.Lock()
 _by_key: OrderedDict[tuple[str, str], CompiledRuleSet] = OrderedDict()
 # Fast path: the same RuleSet object again (held here, so its id cannot be reused meanwhile).
-_by_identity: OrderedDict[int, tuple[RuleSet, CompiledRuleSet]] = OrderedDict()
+_by_identity: OrderedDict[int, tuple[RuleSet, tuple[str, str], CompiledRuleSet]] = OrderedDict()
 
 
 def compiled_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
     """The compiled rule set, compiled once per process per version + content fingerprint."""
     entry = _by_identity.get(id(rule_set))
     if entry is not None and entry[0] is rule_set:
-        return entry[1]
+        key, compiled = entry[1], entry[2]
+        with _lock:
+            # Keep the content-keyed entry alive too, so an equal copy gets this same object.
+            if _by_key.setdefault(key, compiled) is compiled:
+                _by_key.move_to_end(key)
+                return compiled
     key = (rule_set.version, _fingerprint(rule_set))
     with _lock:
         compiled = _by_key.get(key)
         if compiled is None:
             compiled = compile_rule_set(rule_set)
             _by_key[key] = compiled
-            if len(_by_key) > _CACHE_SIZE:
-                _by_key.popitem(last=False)
-        _by_identity[id(rule_set)] = (rule_set, compiled)
+        _by_key.move_to_end(key)
+        if len(_by_key) > _CACHE_SIZE:
+            _by_key.popitem(last=False)
+        _by_identity[id(rule_set)] = (rule_set, key, compiled)
         if len(_by_identity) > _CACHE_SIZE:
             _by_identity.popitem(last=False)
     return compiled

@@ -298,3 +298,12 @@ def test_parameters_are_folded_into_the_programs_outside_string_literals() -> No
     )
     assert inline_parameters("x > params.b", {"b": -1}) == "x > (-1.0)"
     assert inline_parameters("x > params.c", {}) == "x > params.c"
+
+
+def test_a_set_in_use_keeps_its_compiled_form_while_others_come_and_go() -> None:
+    rule_set = catalogue()
+    first = compiled_rule_set(rule_set)
+    for number in range(40):  # more sets than the cache holds, while this one stays in use
+        compiled_rule_set(replace(rule_set, version=f"other-{number}"))
+        assert compiled_rule_set(rule_set) is first
+    assert compiled_rule_set(replace(rule_set)) is first
