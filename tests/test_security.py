@@ -144,3 +144,10 @@ def test_sessions_end_after_30_minutes_idle_or_12_hours(
     assert (response.status_code == 200) is still_in
     if not still_in:
         assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.django_db
+def test_admin_pages_name_the_site_icon(client: Any) -> None:
+    # Otherwise browsers request /favicon.ico, a 404 logged as a console error.
+    page = client.get("/admin/login/").content.decode()
+    assert 'rel="icon"' in page and "alpcare/favicon.svg" in page
