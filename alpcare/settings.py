@@ -187,6 +187,10 @@ STORAGES = {
     },
 }
 
+# After a rule set is published, refresh every patient's follow-ups in a background thread
+# (minutes at 10,000 patients); `manage.py reassess` daily is the safety net.
+ALPCARE_REASSESS_IN_BACKGROUND = envbool("ALPCARE_REASSESS_IN_BACKGROUND", True)
+
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
 

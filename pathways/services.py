@@ -3,10 +3,13 @@ so that every change leaves a history row (django-simple-history does not see up
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import date
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
 from pathways import engine
@@ -241,3 +244,32 @@ def patients_reassess(patients: Any = None, *, chunk_size: int = 500) -> int:
             follow_ups_sync(patient=patient, result=engine.assess(case, rule_set))
         count += 1
     return count
+
+
+_log = logging.getLogger(__name__)
+
+
+def patients_reassess_after_commit() -> None:
+    """Re-assess every patient once the current transaction (if any) commits.
+
+    At 10,000 patients this takes minutes, longer than a request may take behind a proxy, so by
+    default it runs in a background thread of this process; the daily `reassess` command is
+    the safety net if the process stops first. Screens that assess live (patient page, case
+    entry, API) use the new rule set at once; only dashboard snapshots lag meanwhile.
+    """
+    if not getattr(settings, "ALPCARE_REASSESS_IN_BACKGROUND", True):
+        patients_reassess()
+        return
+
+    def run() -> None:
+        try:
+            count = patients_reassess()
+            _log.info("re-assessed %d patients after a rule-set change", count)
+        except Exception:  # a thread has no caller to report to: log it
+            _log.exception("re-assessment after a rule-set change failed")
+        finally:
+            close_old_connections()
+
+    transaction.on_commit(
+        lambda: threading.Thread(target=run, name="alpcare-reassess", daemon=True).start()
+    )

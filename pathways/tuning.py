@@ -254,9 +254,9 @@ def ruleset_rollback(*, rule_set: RuleSet, user: Any, note: str, reassess: bool 
 
 def _reassess_everyone() -> None:
     # Imported here: services imports rules, and tuning must stay importable from the admin early.
-    from pathways.services import patients_reassess
+    from pathways.services import patients_reassess_after_commit
 
-    patients_reassess()
+    patients_reassess_after_commit()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,3 +42,9 @@ def bob(south_clinic: Clinic) -> User:
 def alice_client(client: Any, alice: User) -> Any:
     client.force_login(alice)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _reassess_synchronously(settings: Any) -> None:
+    """Tests see the effect of a publication at once (production does it in the background)."""
+    settings.ALPCARE_REASSESS_IN_BACKGROUND = False
