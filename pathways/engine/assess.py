@@ -240,10 +240,9 @@ def compiled_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
                 return compiled
     key = (rule_set.version, _fingerprint(rule_set))
     with _lock:
-        compiled = _by_key.get(key)
-        if compiled is None:
-            compiled = compile_rule_set(rule_set)
-            _by_key[key] = compiled
+        cached = _by_key.get(key)
+        compiled = compile_rule_set(rule_set) if cached is None else cached
+        _by_key[key] = compiled
         _by_key.move_to_end(key)
         if len(_by_key) > _CACHE_SIZE:
             _by_key.popitem(last=False)
