@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from pathways import engine
 from pathways.models import Clinic, Membership, Patient
 from pathways.services import patient_save_case
+from pathways.tuning import rule_editor_grant
 
 
 @dataclass(frozen=True)
@@ -272,8 +273,8 @@ def seed_demo(today: date) -> list[DemoLogin]:
             user=user, clinic=clinics["riverside"], defaults={"role": role}
         )
     Membership.objects.get_or_create(user=clinician, clinic=clinics["hillcrest"])
-    _grant_rule_permissions(editor, publish=False)
-    _grant_rule_permissions(publisher, publish=True)
+    rule_editor_grant(user=editor, publish=False)
+    rule_editor_grant(user=publisher, publish=True)
 
     for slug, patients in demo_patients(today).items():
         for mrn, name, document in patients:
@@ -290,28 +291,6 @@ def seed_demo(today: date) -> list[DemoLogin]:
         DemoLogin("editor", editor_pw, "rule editor (drafts rules)"),
         DemoLogin("publisher", publisher_pw, "rule editor who may publish (four-eyes)"),
     ]
-
-
-def _grant_rule_permissions(user: User, *, publish: bool) -> None:
-    codenames = [
-        f"{action}_{model}"
-        for model in (
-            "ruleset",
-            "rule",
-            "ruleexample",
-            "parameter",
-            "followuprule",
-            "ulnband",
-            "doseband",
-            "citation",
-        )
-        for action in ("view", "add", "change", "delete")
-    ]
-    if publish:
-        codenames.append("publish_ruleset")
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="pathways", codename__in=codenames)
-    )
 
 
 _FIRST = [

@@ -37,6 +37,17 @@ from pathways.models import (
 from pathways.rules import current_rule_set_row, install_rule_set, load_rule_set, rule_set_for
 
 PUBLISH_PERMISSION = "pathways.publish_ruleset"
+# The models a rule editor edits; publishers also hold PUBLISH_PERMISSION.
+RULE_SET_MODELS = (
+    "ruleset",
+    "rule",
+    "ruleexample",
+    "parameter",
+    "followuprule",
+    "ulnband",
+    "doseband",
+    "citation",
+)
 DRAFT_COPY_REASON = "copied into the draft"
 _PART_MODELS: tuple[Any, ...] = (
     Rule,
@@ -257,6 +268,18 @@ def _reassess_everyone() -> None:
     from pathways.services import patients_reassess_after_commit
 
     patients_reassess_after_commit()
+
+
+def rule_editor_grant(*, user: Any, publish: bool) -> None:
+    """Make a staff user a rule editor (and a publisher when ``publish``)."""
+    from django.contrib.auth.models import Permission
+
+    codenames = [f"{a}_{m}" for m in RULE_SET_MODELS for a in ("view", "add", "change", "delete")]
+    if publish:
+        codenames.append(PUBLISH_PERMISSION.split(".")[1])
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="pathways", codename__in=codenames)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 
+from pathways import engine, rules
 from pathways.models import Clinic, Membership
+from pathways.tuning import rule_editor_grant
 
 
 @pytest.fixture
@@ -48,3 +51,24 @@ def alice_client(client: Any, alice: User) -> Any:
 def _reassess_synchronously(settings: Any) -> None:
     """Tests see the effect of a publication at once (production does it in the background)."""
     settings.ALPCARE_REASSESS_IN_BACKGROUND = False
+
+
+def rule_editor(username: str, *, publisher: bool = False, clinic: Clinic | None = None) -> User:
+    """A staff rule editor (a publisher too when asked), member of ``clinic`` if given."""
+    user = User.objects.create_user(username, password="correct horse battery staple")
+    user.is_staff = True
+    user.save()
+    if clinic is not None:
+        Membership.objects.create(user=user, clinic=clinic, role=Membership.Role.RULE_EDITOR)
+    rule_editor_grant(user=user, publish=publisher)
+    return User.objects.get(pk=user.pk)  # a fresh object: permissions are cached per instance
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rule_set_cache() -> Iterator[None]:
+    # Published sets are cached by primary key; SQLite reuses keys after a test's rollback.
+    rules._published_cache.clear()
+    yield
+    rules._published_cache.clear()
+    # Drafts compile under new labels: leave the engine's bounded cache as the next test expects.
+    engine.clear_cache()

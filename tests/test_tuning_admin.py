@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.test import Client
 
-from pathways import engine, rules, tuning
+from pathways import tuning
 from pathways.models import (
     Clinic,
     Membership,
@@ -21,54 +20,20 @@ from pathways.models import (
     RuleSet,
     RuleSetPublication,
 )
+from tests.conftest import rule_editor
 from tests.factories import paget_on_alendronate_document, stored_patient
 
 pytestmark = pytest.mark.django_db
 
-RULE_MODELS = (
-    "ruleset",
-    "rule",
-    "ruleexample",
-    "parameter",
-    "followuprule",
-    "ulnband",
-    "doseband",
-    "citation",
-)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rule_set_cache() -> Iterator[None]:
-    # Published sets are cached by primary key; SQLite reuses keys after a test's rollback.
-    rules._published_cache.clear()
-    yield
-    rules._published_cache.clear()
-    # Each draft compiles under a new label: leave the engine's bounded cache as other tests
-    # expect it (with PostgreSQL's never-reused keys, many drafts would evict its entries).
-    engine.clear_cache()
-
-
-def _rule_editor(username: str, *, publisher: bool = False) -> User:
-    user = User.objects.create_user(username, password="correct horse battery staple")
-    user.is_staff = True
-    user.save()
-    codenames = [f"{a}_{m}" for m in RULE_MODELS for a in ("view", "add", "change", "delete")]
-    if publisher:
-        codenames.append("publish_ruleset")
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="pathways", codename__in=codenames)
-    )
-    return User.objects.get(pk=user.pk)
-
 
 @pytest.fixture
 def editor(db: Any) -> User:
-    return _rule_editor("rui")
+    return rule_editor("rui")
 
 
 @pytest.fixture
 def publisher(db: Any) -> User:
-    return _rule_editor("pat", publisher=True)
+    return rule_editor("pat", publisher=True)
 
 
 @pytest.fixture
@@ -200,7 +165,7 @@ def test_a_condition_naming_an_unknown_parameter_is_refused_with_the_compilers_m
 def test_saving_a_draft_rule_records_the_editor_and_keeps_history(
     client: Client, draft: RuleSet
 ) -> None:
-    other_editor = _rule_editor("lee")
+    other_editor = rule_editor("lee")
     client.force_login(other_editor)
     rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
     response = client.post(
@@ -386,7 +351,7 @@ def test_publishing_through_the_admin_is_four_eyes(
     draft.refresh_from_db()
     assert draft.is_draft
 
-    second = _rule_editor("quinn", publisher=True)
+    second = rule_editor("quinn", publisher=True)
     client = Client()
     client.force_login(second)
     assert client.post(url, {"note": ""}).status_code == 200  # the note is required

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from pathways import engine, rules, tuning
@@ -23,6 +22,7 @@ from pathways.models import (
     RuleSet,
     RuleSetPublication,
 )
+from tests.conftest import rule_editor
 from tests.factories import (
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
@@ -30,41 +30,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
-
-RULE_MODELS = (
-    "ruleset",
-    "rule",
-    "ruleexample",
-    "parameter",
-    "followuprule",
-    "ulnband",
-    "doseband",
-    "citation",
-)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rule_set_cache() -> Iterator[None]:
-    # Published sets are cached by primary key; SQLite reuses keys after a test's rollback.
-    rules._published_cache.clear()
-    yield
-    rules._published_cache.clear()
-    # Each draft compiles under a new label: leave the engine's bounded cache as other tests
-    # expect it (with PostgreSQL's never-reused keys, many drafts would evict its entries).
-    engine.clear_cache()
-
-
-def rule_editor(username: str, *, publisher: bool = False) -> User:
-    user = User.objects.create_user(username, password="correct horse battery staple")
-    user.is_staff = True
-    user.save()
-    codenames = [f"{a}_{m}" for m in RULE_MODELS for a in ("view", "add", "change", "delete")]
-    if publisher:
-        codenames.append("publish_ruleset")
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="pathways", codename__in=codenames)
-    )
-    return User.objects.get(pk=user.pk)  # a fresh object: permissions are cached per instance
 
 
 @pytest.fixture

@@ -8,37 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from playwright.sync_api import expect
 
 from pathways import engine, rules
-from pathways.models import AssessmentSnapshot, Membership, RuleSet
-from tests.browser.conftest import PASSWORD, log_in
+from pathways.models import AssessmentSnapshot, RuleSet
+from tests.browser.conftest import log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
+from tests.conftest import rule_editor
 from tests.factories import paget_on_alendronate_document, stored_patient
-
-RULE_MODELS = (
-    "ruleset",
-    "rule",
-    "ruleexample",
-    "parameter",
-    "followuprule",
-    "ulnband",
-    "doseband",
-    "citation",
-)
-
-
-def _rule_editor(username: str, clinic: Any, *, publisher: bool) -> User:
-    user = User.objects.create_user(username, password=PASSWORD, is_staff=True)
-    Membership.objects.create(user=user, clinic=clinic, role=Membership.Role.RULE_EDITOR)
-    codenames = [f"{a}_{m}" for m in RULE_MODELS for a in ("view", "add", "change", "delete")]
-    if publisher:
-        codenames.append("publish_ruleset")
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="pathways", codename__in=codenames)
-    )
-    return user
 
 
 @pytest.fixture
@@ -51,8 +28,8 @@ def tuning_team(smoke_user: Any) -> Iterator[dict[str, Any]]:
     patient = stored_patient(clinic, smoke_user, document, mrn="PAGET-1100", name="Edith Moss")
     yield {
         "patient": patient,
-        "editor": _rule_editor("rui", clinic, publisher=False),
-        "publisher": _rule_editor("pat", clinic, publisher=True),
+        "editor": rule_editor("rui", clinic=clinic),
+        "publisher": rule_editor("pat", clinic=clinic, publisher=True),
     }
     rules._published_cache.clear()  # the versions published here are flushed with the test
     engine.clear_cache()
