@@ -64,6 +64,18 @@ def rule_editor(username: str, *, publisher: bool = False, clinic: Clinic | None
     return User.objects.get(pk=user.pk)  # a fresh object: permissions are cached per instance
 
 
+@pytest.fixture
+def editor(db: Any) -> User:
+    """Drafts rule changes; may not publish."""
+    return rule_editor("rui")
+
+
+@pytest.fixture
+def publisher(db: Any) -> User:
+    """May publish drafts that someone else edited last (four-eyes)."""
+    return rule_editor("pat", publisher=True)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_rule_set_cache() -> Iterator[None]:
     # Published sets are cached by primary key; SQLite reuses keys after a test's rollback.

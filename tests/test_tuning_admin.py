@@ -27,16 +27,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def editor(db: Any) -> User:
-    return rule_editor("rui")
-
-
-@pytest.fixture
-def publisher(db: Any) -> User:
-    return rule_editor("pat", publisher=True)
-
-
-@pytest.fixture
 def editor_client(editor: User) -> Client:
     client = Client()
     client.force_login(editor)

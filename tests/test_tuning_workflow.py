@@ -33,18 +33,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def editor(db: Any) -> User:
-    """Drafts rule changes; may not publish."""
-    return rule_editor("rui")
-
-
-@pytest.fixture
-def publisher(db: Any) -> User:
-    """May publish drafts that someone else edited last (four-eyes)."""
-    return rule_editor("pat", publisher=True)
-
-
-@pytest.fixture
 def second_publisher(db: Any) -> User:
     return rule_editor("quinn", publisher=True)
 
