@@ -42,18 +42,18 @@ import django  # noqa: E402
 
 django.setup()
 
+from bulk import bulk_seed  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.decorators import login_required  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import connection, reset_queries, transaction  # noqa: E402
+from django.db import connection, reset_queries  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import include, path  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from pathways import engine  # noqa: E402
-from pathways.cases import apply_case_to_patient, lab_result_fields  # noqa: E402
 from pathways.demo import synthetic_case  # noqa: E402
 from pathways.models import (  # noqa: E402
     AssessmentSnapshot,
@@ -62,9 +62,9 @@ from pathways.models import (  # noqa: E402
     LabResult,
     Membership,
     Patient,
-    Therapy,
 )
 from pathways.rules import current_rule_set  # noqa: E402
+from pathways.services import snapshot_fields  # noqa: E402
 
 
 @login_required
@@ -79,69 +79,26 @@ settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
 
 
 def seed(*, clinic: Clinic, count: int, start: int, results: int, today: date) -> None:
-    rng = random.Random(start + 1)
+    """Bulk seeding, then each patient's follow-ups and snapshot from the real engine result."""
     rule_set = current_rule_set()
-    for first in range(start, start + count, 1000):
-        patients, cases = [], []
-        for number in range(first, min(first + 1000, start + count)):
-            case = engine.parse_case(synthetic_case(rng, today, results=results))
-            name = f"{rng.choice(['Ada', 'Ben', 'Cleo', 'Dev'])} Bench{number}"
-            patient = Patient(clinic=clinic, mrn=f"B-{number:06d}", name=name)
-            apply_case_to_patient(case, patient)
-            patients.append(patient)
-            cases.append(case)
-        with transaction.atomic():
-            Patient.objects.bulk_create(patients)
-            LabResult.objects.bulk_create(
-                [
-                    LabResult(patient=patient, **lab_result_fields(lab))
-                    for patient, case in zip(patients, cases, strict=True)
-                    for lab in case.labs
-                ],
-                batch_size=2000,
-            )
-            Therapy.objects.bulk_create(
-                [
-                    Therapy(patient=patient, agent=t.agent, start=t.start, end=t.end)
-                    for patient, case in zip(patients, cases, strict=True)
-                    for t in case.clinical.therapies
-                ]
-            )
-            follow_ups, snapshots = [], []
-            for patient, case in zip(patients, cases, strict=True):
-                result = engine.assess(case, rule_set)
-                follow_ups += [
-                    FollowUp(
-                        patient=patient,
-                        code=item.code,
-                        due=item.due,
-                        rule=item.rule or "",
-                        title=item.title,
-                        rule_set_version=result.rule_set,
-                    )
-                    for item in result.follow_ups
-                ]
-                top = result.recommendations[0] if result.recommendations else None
-                snapshots.append(
-                    AssessmentSnapshot(
-                        patient=patient,
-                        as_of=result.as_of,
-                        rule_set_version=result.rule_set,
-                        pathway=result.pathway,
-                        alp_latest=result.findings.alp_latest,
-                        alp_x_uln=result.findings.alp_x_uln,
-                        alp_elevated=bool(result.findings.alp_elevated),
-                        top_priority=top.priority if top else "",
-                        top_priority_rank=AssessmentSnapshot.PRIORITY_RANK.get(top.priority, 9)
-                        if top
-                        else 9,
-                        top_code=top.code if top else "",
-                        top_title=top.title if top else "",
-                        recommendation_codes=[r.code for r in result.recommendations],
-                    )
+    for batch in bulk_seed(clinic=clinic, count=count, start=start, results=results, today=today):
+        follow_ups, snapshots = [], []
+        for patient, case in batch:
+            result = engine.assess(case, rule_set)
+            follow_ups += [
+                FollowUp(
+                    patient=patient,
+                    code=item.code,
+                    due=item.due,
+                    rule=item.rule or "",
+                    title=item.title,
+                    rule_set_version=result.rule_set,
                 )
-            FollowUp.objects.bulk_create(follow_ups, batch_size=2000)
-            AssessmentSnapshot.objects.bulk_create(snapshots, batch_size=2000)
+                for item in result.follow_ups
+            ]
+            snapshots.append(AssessmentSnapshot(patient=patient, **snapshot_fields(result)))
+        FollowUp.objects.bulk_create(follow_ups, batch_size=2000)
+        AssessmentSnapshot.objects.bulk_create(snapshots, batch_size=2000)
 
 
 def preview_form_data(document: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import tempfile
 import time
@@ -30,51 +29,26 @@ import django  # noqa: E402
 
 django.setup()
 
+from bulk import bulk_seed  # noqa: E402
 from django.contrib.auth.models import Permission, User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from pathways import engine, tuning  # noqa: E402
-from pathways.cases import apply_case_to_patient, lab_result_fields  # noqa: E402
-from pathways.demo import synthetic_case  # noqa: E402
+from pathways import tuning  # noqa: E402
 from pathways.models import (  # noqa: E402
     Clinic,
     LabResult,
     Parameter,
     Patient,
     RuleExample,
-    Therapy,
 )
 
 
 def seed(*, clinic: Clinic, count: int, start: int, results: int, today: date) -> None:
-    rng = random.Random(start + 1)
-    for first in range(start, start + count, 1000):
-        patients, cases = [], []
-        for number in range(first, min(first + 1000, start + count)):
-            case = engine.parse_case(synthetic_case(rng, today, results=results))
-            patient = Patient(clinic=clinic, mrn=f"B-{number:06d}", name=f"Bench {number}")
-            apply_case_to_patient(case, patient)
-            patients.append(patient)
-            cases.append(case)
-        Patient.objects.bulk_create(patients)
-        LabResult.objects.bulk_create(
-            [
-                LabResult(patient=patient, **lab_result_fields(lab))
-                for patient, case in zip(patients, cases, strict=True)
-                for lab in case.labs
-            ],
-            batch_size=2000,
-        )
-        Therapy.objects.bulk_create(
-            [
-                Therapy(patient=patient, agent=t.agent, start=t.start, end=t.end)
-                for patient, case in zip(patients, cases, strict=True)
-                for t in case.clinical.therapies
-            ]
-        )
+    for _batch in bulk_seed(clinic=clinic, count=count, start=start, results=results, today=today):
+        pass
 
 
 def main() -> None:

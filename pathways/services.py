@@ -186,26 +186,28 @@ def follow_ups_sync(*, patient: Patient, result: engine.Result | None = None) ->
     return kept
 
 
-def assessment_snapshot_store(*, patient: Patient, result: engine.Result) -> AssessmentSnapshot:
+def snapshot_fields(result: engine.Result) -> dict[str, Any]:
+    """The AssessmentSnapshot columns for one engine result (the dashboard's view of it)."""
     top = result.recommendations[0] if result.recommendations else None
+    return {
+        "as_of": result.as_of,
+        "rule_set_version": result.rule_set,
+        "pathway": result.pathway,
+        "alp_latest": result.findings.alp_latest,
+        "alp_x_uln": result.findings.alp_x_uln,
+        "alp_elevated": bool(result.findings.alp_elevated),
+        "top_priority": top.priority if top else "",
+        "top_priority_rank": AssessmentSnapshot.PRIORITY_RANK.get(top.priority, 9) if top else 9,
+        "top_code": top.code if top else "",
+        "top_title": top.title if top else "",
+        "recommendation_codes": [r.code for r in result.recommendations],
+        "assessed_at": timezone.now(),
+    }
+
+
+def assessment_snapshot_store(*, patient: Patient, result: engine.Result) -> AssessmentSnapshot:
     snapshot, _ = AssessmentSnapshot.objects.update_or_create(
-        patient=patient,
-        defaults={
-            "as_of": result.as_of,
-            "rule_set_version": result.rule_set,
-            "pathway": result.pathway,
-            "alp_latest": result.findings.alp_latest,
-            "alp_x_uln": result.findings.alp_x_uln,
-            "alp_elevated": bool(result.findings.alp_elevated),
-            "top_priority": top.priority if top else "",
-            "top_priority_rank": AssessmentSnapshot.PRIORITY_RANK.get(top.priority, 9)
-            if top
-            else 9,
-            "top_code": top.code if top else "",
-            "top_title": top.title if top else "",
-            "recommendation_codes": [r.code for r in result.recommendations],
-            "assessed_at": timezone.now(),
-        },
+        patient=patient, defaults=snapshot_fields(result)
     )
     return snapshot
 

@@ -1,0 +1,53 @@
+"""Bulk seeding for the benchmarks only: patients, results and therapies with bulk_create.
+
+That skips history rows and services (acceptable in a benchmark, never in the app); the cases
+are the demo's synthetic ones, parsed by the engine like any other.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import date
+
+from django.db import transaction
+
+from pathways import engine
+from pathways.cases import apply_case_to_patient, lab_result_fields
+from pathways.demo import synthetic_case
+from pathways.models import Clinic, LabResult, Patient, Therapy
+
+BATCH = 1000
+
+
+def bulk_seed(
+    *, clinic: Clinic, count: int, start: int, results: int, today: date
+) -> Iterator[list[tuple[Patient, engine.Case]]]:
+    """Seed ``count`` synthetic patients numbered from ``start``; yields each stored batch
+    (inside its transaction) so a caller can add what it derives from the cases."""
+    rng = random.Random(start + 1)
+    for first in range(start, start + count, BATCH):
+        batch: list[tuple[Patient, engine.Case]] = []
+        for number in range(first, min(first + BATCH, start + count)):
+            case = engine.parse_case(synthetic_case(rng, today, results=results))
+            patient = Patient(clinic=clinic, mrn=f"B-{number:06d}", name=f"Patient Bench{number}")
+            apply_case_to_patient(case, patient)
+            batch.append((patient, case))
+        with transaction.atomic():
+            Patient.objects.bulk_create([patient for patient, _ in batch])
+            LabResult.objects.bulk_create(
+                [
+                    LabResult(patient=patient, **lab_result_fields(lab))
+                    for patient, case in batch
+                    for lab in case.labs
+                ],
+                batch_size=2000,
+            )
+            Therapy.objects.bulk_create(
+                [
+                    Therapy(patient=patient, agent=t.agent, start=t.start, end=t.end)
+                    for patient, case in batch
+                    for t in case.clinical.therapies
+                ]
+            )
+            yield batch
