@@ -85,9 +85,13 @@ def seed(*, clinic: Clinic, count: int, start: int, results: int, today: date) -
         follow_ups, snapshots = [], []
         for patient, case in batch:
             result = engine.assess(case, rule_set)
+            snapshot = snapshot_fields(result)
             follow_ups += [
                 FollowUp(
                     patient=patient,
+                    clinic=clinic,
+                    pathway=snapshot["pathway"],
+                    top_priority_rank=snapshot["top_priority_rank"],
                     code=item.code,
                     due=item.due,
                     rule=item.rule or "",
@@ -96,7 +100,7 @@ def seed(*, clinic: Clinic, count: int, start: int, results: int, today: date) -
                 )
                 for item in result.follow_ups
             ]
-            snapshots.append(AssessmentSnapshot(patient=patient, **snapshot_fields(result)))
+            snapshots.append(AssessmentSnapshot(patient=patient, **snapshot))
         FollowUp.objects.bulk_create(follow_ups, batch_size=2000)
         AssessmentSnapshot.objects.bulk_create(snapshots, batch_size=2000)
 

@@ -10,11 +10,11 @@ from datetime import date, timedelta
 from typing import Any
 
 from django import forms
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, Q, QuerySet
 
 from pathways import engine
 from pathways.charts import sparkline_path
-from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient
+from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult
 
 PAGE_SIZE = 25
 DUE_SOON_DAYS = 7  # the issue: "due within 7 days"
@@ -139,70 +139,58 @@ def _status_of(due: date, today: date) -> str:
 
 
 def _ordering(sort: str) -> list[Any]:
-    # (due, pk) is the order of the due index (SQLite indexes end with the rowid): the first
-    # page is read from the index and stops after one page, whatever the number of patients.
+    # (due, pk) is the order of the open-follow-up indexes (SQLite's end with the rowid): the
+    # first page is read from an index and stops after one page, whatever the number of
+    # patients. So is (top_priority_rank, due, pk).
     orderings: dict[str, list[Any]] = {
         "due": ["due", "pk"],
         "-due": ["-due", "-pk"],
-        "priority": ["patient__snapshot__top_priority_rank", "due", "pk"],
+        "priority": ["top_priority_rank", "due", "pk"],
         "alp": [F("patient__snapshot__alp_x_uln").desc(nulls_last=True), "due", "pk"],
         "name": ["patient__name", "patient__mrn", "due", "pk"],
     }
     return orderings.get(sort, orderings["due"])
 
 
-def open_follow_ups(user: Any, *, in_due_order: bool = False) -> QuerySet[FollowUp]:
-    """Open follow-ups of the user's clinics.
+def open_follow_ups(user: Any, filters: dict[str, Any]) -> QuerySet[FollowUp]:
+    """Open follow-ups of the user's clinics, with the pathway, priority and search filters.
 
-    ``in_due_order``: the clinic is checked per follow-up (a correlated lookup of its patient's
-    clinic) instead of joining the clinic's patients first, so that the database walks the due
-    index in order and stops after one page. To count or sort every match, the join is the
-    cheaper plan.
+    Clinic, pathway and priority are the follow-up's own copies (see FollowUp), so each filter
+    is a range of one of the open-follow-up indexes. A search matches few patients, so it is
+    scoped by the patient's clinic instead: the database then finds the matching patients
+    first and reads only their follow-ups.
     """
     clinic_ids = list(Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True))
-    open_ones = FollowUp.objects.filter(completed_at__isnull=True)
-    if not in_due_order:
-        return open_ones.filter(patient__clinic_id__in=clinic_ids)
-    return open_ones.alias(patient_clinic=_of_patient(Patient, "clinic_id", pk=True)).filter(
-        patient_clinic__in=clinic_ids
-    )
-
-
-def _of_patient(model: Any, column: str, *, pk: bool = False) -> Subquery:
-    """A correlated lookup of one column of the follow-up's patient (or its snapshot)."""
-    rows = model.objects.filter(**{"pk" if pk else "patient_id": OuterRef("patient_id")})
-    return Subquery(rows.values(column)[:1])
-
-
-def _filtered(
-    follow_ups: QuerySet[FollowUp], filters: dict[str, Any], *, in_due_order: bool = False
-) -> QuerySet[FollowUp]:
-    """The pathway, priority and search filters (as correlated lookups in due order, so that
-    the due index is still walked; a search matches few rows, so it always joins)."""
-    for name, column in (("pathway", "pathway"), ("priority", "top_priority")):
-        if not filters[name]:
-            continue
-        if in_due_order:
-            follow_ups = follow_ups.alias(
-                **{f"snapshot_{column}": _of_patient(AssessmentSnapshot, column)}
-            ).filter(**{f"snapshot_{column}": filters[name]})
-        else:
-            follow_ups = follow_ups.filter(**{f"patient__snapshot__{column}": filters[name]})
+    follow_ups = FollowUp.objects.filter(completed_at__isnull=True)
     if filters["q"]:
-        follow_ups = follow_ups.filter(
+        follow_ups = follow_ups.filter(patient__clinic_id__in=clinic_ids).filter(
             Q(patient__mrn__icontains=filters["q"]) | Q(patient__name__icontains=filters["q"])
+        )
+    else:
+        follow_ups = follow_ups.filter(clinic_id__in=clinic_ids)
+    if filters["pathway"]:
+        follow_ups = follow_ups.filter(pathway=filters["pathway"])
+    if filters["priority"]:
+        follow_ups = follow_ups.filter(
+            top_priority_rank=AssessmentSnapshot.PRIORITY_RANK[filters["priority"]]
         )
     return follow_ups
 
 
+def status_counts(follow_ups: QuerySet[FollowUp], today: date, *, searched: bool) -> dict[str, int]:
+    """Open follow-ups per status. Without a search, one count per status over a range of an
+    index, which reads no rows (one aggregate with a filter per status would read every row's
+    due date); a search's few matches are counted in one aggregate."""
+    if searched:
+        return follow_ups.aggregate(
+            **{status: Count("pk", filter=_status_q(status, today)) for status in STATUSES}
+        )
+    return {status: follow_ups.filter(_status_q(status, today)).count() for status in STATUSES}
+
+
 def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> DashboardPage:
-    counts = _filtered(open_follow_ups(user), filters).aggregate(
-        **{status: Count("pk", filter=_status_q(status, today)) for status in STATUSES}
-    )
-    in_due_order = filters["sort"] in ("due", "-due") and not filters["q"]
-    follow_ups = _filtered(
-        open_follow_ups(user, in_due_order=in_due_order), filters, in_due_order=in_due_order
-    )
+    follow_ups = open_follow_ups(user, filters)
+    counts = status_counts(follow_ups, today, searched=bool(filters["q"]))
     if filters["status"]:
         follow_ups = follow_ups.filter(_status_q(filters["status"], today))
         total = counts[filters["status"]]

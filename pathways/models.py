@@ -198,8 +198,18 @@ class Therapy(models.Model):
         return f"{self.agent} from {self.start}"
 
 
+_OPEN = Q(completed_at__isnull=True)
+
+
 class FollowUp(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="follow_ups")
+    # Copies for the dashboard's indexes, so that it counts and pages open follow-ups from one
+    # index whatever the number of patients: the patient's clinic (fixed when the patient is
+    # created) and, from the patient's AssessmentSnapshot, the pathway and top priority (kept
+    # equal by services.follow_ups_sync, which writes the snapshot; derived, so not in history).
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    pathway = models.CharField(max_length=10, blank=True)
+    top_priority_rank = models.PositiveSmallIntegerField(default=9)
     code = models.CharField(max_length=40)
     due = models.DateField()
     rule = models.CharField(max_length=60, blank=True, help_text="The rule that created it.")
@@ -213,7 +223,7 @@ class FollowUp(models.Model):
     # completion is reopened if that result is later removed (a completion by hand is kept).
     completed_by_result = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(excluded_fields=["pathway", "top_priority_rank"])
 
     class Meta:
         ordering = ["due", "code"]
@@ -222,7 +232,22 @@ class FollowUp(models.Model):
                 fields=["patient", "code", "due"], name="followup_once_per_code_and_due"
             )
         ]
-        indexes = [models.Index(fields=["due"], name="followup_due_idx")]
+        # Open follow-ups only (partial indexes): each serves a dashboard filter in due order,
+        # so that counting a status is a range count and the first page stops after 25 rows.
+        indexes = [
+            models.Index(fields=["due"], name="followup_due_idx"),
+            models.Index(fields=["clinic", "due"], name="followup_open_idx", condition=_OPEN),
+            models.Index(
+                fields=["clinic", "pathway", "due"],
+                name="followup_open_pathway_idx",
+                condition=_OPEN,
+            ),
+            models.Index(
+                fields=["clinic", "top_priority_rank", "due"],
+                name="followup_open_priority_idx",
+                condition=_OPEN,
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code} due {self.due}"

@@ -153,13 +153,16 @@ def follow_ups_sync(*, patient: Patient, result: engine.Result | None = None) ->
     """Store the follow-ups the engine schedules; keep completed ones as a record."""
     if result is None:
         result = engine.assess(patient_to_case(patient), current_rule_set())
-    assessment_snapshot_store(patient=patient, result=result)
+    snapshot = assessment_snapshot_store(patient=patient, result=result)
+    copies = {"pathway": snapshot.pathway, "top_priority_rank": snapshot.top_priority_rank}
     stored = {(f.code, f.due): f for f in patient.follow_ups.all()}
     kept: list[FollowUp] = []
     for item in result.follow_ups:
         follow_up = stored.pop((item.code, item.due), None)
         if follow_up is None:
-            follow_up = FollowUp(patient=patient, code=item.code, due=item.due)
+            follow_up = FollowUp(
+                patient=patient, clinic_id=patient.clinic_id, code=item.code, due=item.due, **copies
+            )
         changed = (follow_up.title, follow_up.rule, follow_up.rule_set_version) != (
             item.title,
             item.rule or "",
@@ -183,6 +186,8 @@ def follow_ups_sync(*, patient: Patient, result: engine.Result | None = None) ->
         # A completion by hand is a record of what a clinician did: it stays.
         if obsolete.completed_at is None or obsolete.completed_by_result:
             obsolete.delete()
+    # The dashboard's copies of the snapshot: derived data, so update() (no history rows).
+    patient.follow_ups.exclude(**copies).update(**copies)
     return kept
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from typing import Any
 
@@ -9,7 +10,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from pathways.models import FollowUp
+from pathways import engine
+from pathways.models import AssessmentSnapshot, FollowUp
+from pathways.services import patient_save_case
 from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
 
 pytestmark = pytest.mark.django_db
@@ -149,15 +152,82 @@ def test_the_dashboard_issues_a_constant_number_of_queries(
 def test_both_query_plans_find_the_same_follow_ups(
     alice_client: Client, alice: Any, north_clinic: Any, bob: Any, south_clinic: Any
 ) -> None:
-    # In due order the clinic and snapshot are looked up per follow-up; other sorts join.
+    # Without a search, follow-ups are found by their own clinic, pathway and priority copies;
+    # a search finds the patients first, scoped by the patient's clinic.
     for number in range(4):
         stored_patient(north_clinic, alice, mrn=f"N-{number}", name=f"North {number}")
         stored_patient(south_clinic, bob, mrn=f"S-{number}", name=f"South {number}")
     myeloma_document = myeloma_on_zoledronic_acid_14_months_document()
     stored_patient(north_clinic, alice, myeloma_document, mrn="N-MM", name="North MM")
     stored_patient(south_clinic, bob, myeloma_document, mrn="S-MM", name="South MM")
-    for query in ("", "pathway=myeloma", "pathway=bone", "priority=high", "status=overdue"):
-        in_due_order = rows(alice_client.get(f"/?{query}").content.decode())
-        joined = rows(alice_client.get(f"/?{query}&sort=name").content.decode())
-        assert sorted(in_due_order) == sorted(joined), query
-        assert not any(mrn.startswith("S-") for mrn in in_due_order)
+    queries = ["", "pathway=myeloma", "pathway=bone", "status=overdue"]
+    queries += [f"priority={priority}" for priority in engine.PRIORITIES]
+    found = 0
+    for query in queries:
+        indexed = rows(alice_client.get(f"/?{query}").content.decode())
+        searched = rows(alice_client.get(f"/?{query}&q=north&sort=name").content.decode())
+        assert sorted(indexed) == sorted(searched), query
+        found += len(indexed)
+        assert not any(mrn.startswith("S-") for mrn in indexed + searched)
+    assert found > 2 * len(rows(alice_client.get("/").content.decode())) > 0
+    assert not rows(alice_client.get("/?q=south").content.decode())
+
+
+def test_the_follow_ups_dashboard_copies_follow_the_patient(
+    alice_client: Client, alice: Any, north_clinic: Any, paget_patient: Any
+) -> None:
+    """Clinic, pathway and top priority are copied onto each follow-up for the indexes; a new
+    assessment (here: the case becomes a myeloma case) updates every copy."""
+    snapshot = paget_patient.snapshot
+    copies = set(
+        FollowUp.objects.filter(patient=paget_patient).values_list(
+            "clinic", "pathway", "top_priority_rank"
+        )
+    )
+    assert copies == {(north_clinic.pk, snapshot.pathway, snapshot.top_priority_rank)}
+    assert rows(alice_client.get("/?pathway=bone").content.decode())
+    assert not rows(alice_client.get("/?pathway=myeloma").content.decode())
+
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    case = engine.parse_case(document, today=timezone.localdate())
+    patient_save_case(
+        user=alice,
+        case=case,
+        mrn="PAGET-1",
+        name="Margaret Ellis",
+        patient=paget_patient,
+        expected_version=paget_patient.version,
+    )
+    snapshot.refresh_from_db()
+    assert snapshot.pathway == "myeloma"
+    copies = set(
+        FollowUp.objects.filter(patient=paget_patient).values_list(
+            "clinic", "pathway", "top_priority_rank"
+        )
+    )
+    assert copies == {(north_clinic.pk, "myeloma", snapshot.top_priority_rank)}
+    assert not rows(alice_client.get("/?pathway=bone").content.decode())
+    assert rows(alice_client.get("/?pathway=myeloma").content.decode())
+    priority = next(
+        p
+        for p, rank in AssessmentSnapshot.PRIORITY_RANK.items()
+        if rank == snapshot.top_priority_rank
+    )
+    assert rows(alice_client.get(f"/?priority={priority}").content.decode())
+
+
+def test_the_migration_copies_clinic_pathway_and_priority_onto_stored_follow_ups(
+    alice: Any, north_clinic: Any, south_clinic: Any, paget_patient: Any, myeloma_patient: Any
+) -> None:
+    """Migration 0004 fills the copies of follow-ups stored before it (here: made wrong)."""
+    from django.apps import apps
+
+    migration = importlib.import_module("pathways.migrations.0004_followup_dashboard_copies")
+    FollowUp.objects.update(clinic=south_clinic, pathway="", top_priority_rank=9)
+    migration.copy_to_follow_ups(apps, None)
+    for patient in (paget_patient, myeloma_patient):
+        snapshot = AssessmentSnapshot.objects.get(patient=patient)
+        copies = FollowUp.objects.filter(patient=patient).values_list(
+            "clinic", "pathway", "top_priority_rank"
+        )
+        assert set(copies) == {(north_clinic.pk, snapshot.pathway, snapshot.top_priority_rank)}
