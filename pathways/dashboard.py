@@ -14,11 +14,12 @@ from django.db.models import Count, F, Q, QuerySet
 
 from pathways import engine
 from pathways.charts import sparkline_path
-from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult
+from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient
 
 PAGE_SIZE = 25
 DUE_SOON_DAYS = 7  # the issue: "due within 7 days"
 SPARKLINE_POINTS = 12
+SEARCH_KEYS = 200
 
 STATUSES = {
     "overdue": "Overdue",
@@ -163,9 +164,16 @@ def open_follow_ups(user: Any, filters: dict[str, Any]) -> QuerySet[FollowUp]:
     clinic_ids = list(Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True))
     follow_ups = FollowUp.objects.filter(completed_at__isnull=True)
     if filters["q"]:
-        follow_ups = follow_ups.filter(patient__clinic_id__in=clinic_ids).filter(
-            Q(patient__mrn__icontains=filters["q"]) | Q(patient__name__icontains=filters["q"])
+        matches = Patient.objects.filter(clinic_id__in=clinic_ids).filter(
+            Q(mrn__icontains=filters["q"]) | Q(name__icontains=filters["q"])
         )
+        # A search usually finds a few patients: find them once, not in each of the page's
+        # queries; past SEARCH_KEYS matches, each query joins the search instead.
+        keys = list(matches.values_list("pk", flat=True)[: SEARCH_KEYS + 1])
+        if len(keys) <= SEARCH_KEYS:
+            follow_ups = follow_ups.filter(patient_id__in=keys)
+        else:
+            follow_ups = follow_ups.filter(patient__in=matches)
     else:
         follow_ups = follow_ups.filter(clinic_id__in=clinic_ids)
     if filters["pathway"]:
@@ -199,11 +207,14 @@ def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> Dashboard
     pages = max(1, -(-total // PAGE_SIZE))
     number = min(max(1, int(filters["page"])), pages)
     offset = (number - 1) * PAGE_SIZE
-    page = list(
-        follow_ups.select_related("patient", "patient__snapshot").order_by(
-            *_ordering(filters["sort"])
-        )[offset : offset + PAGE_SIZE]
+    # The page's keys first (a narrow sort when it cannot be read from an index), then its rows.
+    keys = list(
+        follow_ups.order_by(*_ordering(filters["sort"])).values_list("pk", flat=True)[
+            offset : offset + PAGE_SIZE
+        ]
     )
+    by_key = FollowUp.objects.select_related("patient", "patient__snapshot").in_bulk(keys)
+    page = [by_key[key] for key in keys]
     recent = recent_alp_values({follow_up.patient_id for follow_up in page})
     rows = []
     for follow_up in page:

@@ -117,6 +117,9 @@ class Patient(models.Model):
                 name="patient_crcl_baseline_non_negative",
             ),
         ]
+        # A clinic's patients by name (the patient list), and the dashboard's search by name or
+        # MRN reads this index instead of every patient row.
+        indexes = [models.Index(fields=["clinic", "name", "mrn"], name="patient_clinic_name_idx")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.mrn})"

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from pathways import engine
+from pathways import dashboard, engine
 from pathways.models import AssessmentSnapshot, FollowUp
 from pathways.services import patient_save_case
 from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
@@ -149,11 +149,20 @@ def test_the_dashboard_issues_a_constant_number_of_queries(
         alice_client.get("/?status=upcoming&pathway=bone&q=patient", headers=HTMX)
 
 
-def test_both_query_plans_find_the_same_follow_ups(
-    alice_client: Client, alice: Any, north_clinic: Any, bob: Any, south_clinic: Any
+@pytest.mark.parametrize("search_keys", [200, 0])
+def test_every_query_plan_finds_the_same_follow_ups(
+    alice_client: Client,
+    alice: Any,
+    north_clinic: Any,
+    bob: Any,
+    south_clinic: Any,
+    search_keys: int,
+    monkeypatch: Any,
 ) -> None:
     # Without a search, follow-ups are found by their own clinic, pathway and priority copies;
-    # a search finds the patients first, scoped by the patient's clinic.
+    # a search finds the patients first, scoped by the patient's clinic (passed as keys, or
+    # joined when it matches more than SEARCH_KEYS patients).
+    monkeypatch.setattr(dashboard, "SEARCH_KEYS", search_keys)
     for number in range(4):
         stored_patient(north_clinic, alice, mrn=f"N-{number}", name=f"North {number}")
         stored_patient(south_clinic, bob, mrn=f"S-{number}", name=f"South {number}")
