@@ -157,9 +157,8 @@ def open_follow_ups(user: Any, filters: dict[str, Any]) -> QuerySet[FollowUp]:
     """Open follow-ups of the user's clinics, with the pathway, priority and search filters.
 
     Clinic, pathway and priority are the follow-up's own copies (see FollowUp), so each filter
-    is a range of one of the open-follow-up indexes. A search matches few patients, so it is
-    scoped by the patient's clinic instead: the database then finds the matching patients
-    first and reads only their follow-ups.
+    is a range of one of the open-follow-up indexes. A search first finds the matching patients
+    of the user's clinics, then reads only their follow-ups.
     """
     clinic_ids = list(Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True))
     follow_ups = FollowUp.objects.filter(completed_at__isnull=True)
