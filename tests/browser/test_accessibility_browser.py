@@ -1,0 +1,88 @@
+"""The clinician screens in a real browser: every control has a name a screen reader can read,
+nothing jumps the tab order, and a follow-up can be marked done with the keyboard alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import expect
+
+from pathways.models import FollowUp
+from tests.browser.conftest import log_in
+from tests.browser.test_clinician_flow import ensure_published_rule_set
+from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+
+# Visible form controls without an accessible name (label, aria-label, aria-labelledby, or a
+# button's text), and anything with a positive tabindex.
+UNNAMED_CONTROLS = """
+() => Array.from(document.querySelectorAll('input, select, textarea, button, [tabindex]'))
+  .filter(el => el.type !== 'hidden' && el.getClientRects().length > 0)
+  .filter(el => {
+    if (el.tabIndex > 0) return true;
+    const labelled = el.getAttribute('aria-labelledby');
+    const name = [
+      ...Array.from(el.labels || []).map(label => label.textContent),
+      el.getAttribute('aria-label'),
+      labelled && labelled.split(' ').map(id => document.getElementById(id)?.textContent).join(' '),
+      el.tagName === 'BUTTON' ? el.textContent : null,
+      el.type === 'submit' ? el.value : null,
+    ].filter(Boolean).join(' ').trim();
+    return name === '' && el.matches('input, select, textarea, button');
+  })
+  .map(el => el.outerHTML.slice(0, 160))
+"""
+
+
+def test_every_control_on_the_clinician_screens_has_a_name(
+    page: Any, live_server: Any, smoke_user: Any, console_errors: list[str]
+) -> None:
+    ensure_published_rule_set()
+    clinic = smoke_user.memberships.get().clinic
+    patient = stored_patient(
+        clinic, smoke_user, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-14"
+    )
+    log_in(page, live_server, "alice")
+    for path in ("/", "/patients/", "/patients/new/", f"/patients/{patient.pk}/"):
+        page.goto(f"{live_server.url}{path}")
+        assert page.evaluate(UNNAMED_CONTROLS) == [], path
+    page.goto(f"{live_server.url}/patients/{patient.pk}/edit/")
+    rows = page.locator("[name='labs-TOTAL_FORMS']")
+    before = int(rows.input_value())
+    page.get_by_role("button", name="Add a result").click()  # a row added in place
+    expect(rows).to_have_value(str(before + 1))
+    assert page.evaluate(UNNAMED_CONTROLS) == [], "edit page"
+    # The check itself finds a control without a name.
+    page.evaluate("document.querySelector('main').append(document.createElement('select'))")
+    assert len(page.evaluate(UNNAMED_CONTROLS)) == 1
+    assert console_errors == []
+
+
+def test_a_follow_up_is_marked_done_with_the_keyboard_alone(
+    page: Any, live_server: Any, smoke_user: Any, console_errors: list[str]
+) -> None:
+    ensure_published_rule_set()
+    clinic = smoke_user.memberships.get().clinic
+    patient = stored_patient(
+        clinic, smoke_user, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-14"
+    )
+    open_before = FollowUp.objects.filter(patient=patient, completed_at__isnull=True).count()
+    assert open_before > 0
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")
+
+    mark_done = page.get_by_role("button", name="Mark done").first
+    title = mark_done.inner_text()
+    for _ in range(200):  # Tab through the page until the first "Mark done" has the focus
+        page.keyboard.press("Tab")
+        if mark_done.evaluate("button => button === document.activeElement"):
+            break
+    else:
+        raise AssertionError("'Mark done' cannot be reached with the Tab key")
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("button", name=title)).to_have_count(0)
+    assert (
+        FollowUp.objects.filter(patient=patient, completed_at__isnull=True).count()
+        == open_before - 1
+    )
+    assert console_errors == []
