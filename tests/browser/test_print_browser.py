@@ -1,0 +1,43 @@
+"""The patient page prints as a one-to-two page summary for the chart (print stylesheet)."""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from pathways.demo import synthetic_case
+from tests.browser.conftest import log_in
+from tests.browser.test_clinician_flow import ensure_published_rule_set
+from tests.factories import stored_patient
+
+
+def pdf_pages(pdf: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page(?![a-z])", pdf))
+
+
+def test_the_patient_page_prints_on_one_or_two_pages(
+    page: Any, live_server: Any, smoke_user: Any, console_errors: list[str]
+) -> None:
+    ensure_published_rule_set()
+    clinic = smoke_user.memberships.get().clinic
+    document = synthetic_case(random.Random(7), timezone.localdate(), results=24)
+    patient = stored_patient(clinic, smoke_user, document, mrn="PRINT-1", name="Print Test")
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")
+    expect(page.locator("tr[data-test]")).not_to_have_count(0)
+
+    page.emulate_media(media="print")
+    # On paper: the chart, results and recommendations; no navigation, forms or buttons.
+    expect(page.get_by_role("img", name="Total ALP over time")).to_be_visible()
+    expect(page.locator("[data-code]").first).to_be_visible()
+    expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
+    expect(page.get_by_role("button", name="Mark done")).to_have_count(0)
+    expect(page.get_by_role("button", name="Add result")).to_be_hidden()
+
+    pages = pdf_pages(page.pdf(format="A4"))
+    assert 1 <= pages <= 2, f"printed on {pages} pages"
+    assert console_errors == []
