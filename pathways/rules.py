@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from pathways import engine
 from pathways.models import (
@@ -30,6 +31,7 @@ class NoPublishedRuleSet(Exception):
 
 
 def current_rule_set_row() -> RuleSet:
+    """The stored row of the rule set in force (for callers that need more than its rules)."""
     row = RuleSet.objects.filter(is_current=True).first()
     if row is None:
         raise NoPublishedRuleSet("No rule set is published: run `python manage.py migrate`.")
@@ -37,8 +39,37 @@ def current_rule_set_row() -> RuleSet:
 
 
 def current_rule_set() -> engine.RuleSet:
-    """The published rule set in force, loaded once per process (published sets never change)."""
-    return rule_set_for(current_rule_set_row())
+    """The published rule set in force, loaded once per process (published sets never change).
+
+    Which set is in force is read from the database on every call, so that a publication or
+    a rollback in another process (another gunicorn worker) counts from its next request.
+    """
+    pk = current_rule_set_pk()
+    with _cache_lock:
+        cached = _published_cache.get(pk)
+    return cached if cached is not None else rule_set_for(RuleSet.objects.get(pk=pk))
+
+
+def current_rule_set_pk() -> int:
+    """The primary key of the rule set in force: one indexed lookup on a plain cursor.
+
+    Every live case-entry update asks this; building the queryset each time cost 0.3-0.5 ms,
+    the query itself 0.01 ms, so the ORM's SQL is compiled once per database backend.
+    """
+    sql, params = _current_pk_query(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise NoPublishedRuleSet("No rule set is published: run `python manage.py migrate`.")
+    return int(row[0])
+
+
+@cache
+def _current_pk_query(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    query = RuleSet.objects.filter(is_current=True).order_by().values_list("pk")[:1].query
+    sql, params = query.get_compiler(connection=connection).as_sql()
+    return sql, tuple(params)
 
 
 def rule_set_for(row: RuleSet) -> engine.RuleSet:

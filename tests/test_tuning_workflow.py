@@ -223,6 +223,26 @@ def test_rollback_puts_the_earlier_version_back_in_force(
     assert "extreme-alp" in snapshot.recommendation_codes
 
 
+def test_a_rollback_by_another_worker_counts_from_the_next_assessment(
+    editor: User, publisher: User, django_assert_num_queries: Any
+) -> None:
+    original = RuleSet.objects.get(is_current=True)
+    assert rules.current_rule_set().version == original.version  # loaded while in force
+    draft = tuning.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+    extreme_alp_examples_moved(draft, user=editor)
+    raised = tuning.ruleset_publish(rule_set=draft, user=publisher, note="Raise", reassess=False)
+    assert rules.current_rule_set().version == raised.version
+    # Another gunicorn worker's rollback, as this process sees it: only the rows change.
+    RuleSet.objects.filter(pk=raised.pk).update(is_current=False)
+    RuleSet.objects.filter(pk=original.pk).update(is_current=True)
+    with django_assert_num_queries(1):  # loaded once per process: then one indexed lookup
+        assert rules.current_rule_set().version == original.version
+    RuleSet.objects.filter(is_current=True).update(is_current=False)
+    with pytest.raises(rules.NoPublishedRuleSet):
+        rules.current_rule_set()
+
+
 def test_a_draft_cannot_be_rolled_back_to_and_a_published_set_not_published_again(
     editor: User, publisher: User
 ) -> None:
