@@ -16,6 +16,7 @@ from typing import Any, cast
 from crispy_forms.helper import FormHelper
 from django import forms
 from django.forms import BaseFormSet, formset_factory
+from django.http import QueryDict
 
 from pathways import engine
 from pathways.models import Clinic, Patient
@@ -457,6 +458,10 @@ def case_draft(data: Any) -> CaseDraft:
     Empty rows and rows marked for removal are left out; a left-out required key is reported
     by the engine as "required".
     """
+    diagnoses = [d for d in data.getlist("diagnoses") if d] if hasattr(data, "getlist") else []
+    # One value per name in a plain dict: QueryDict.get raises and catches an exception for
+    # each absent name (every unticked box, every row's "remove"), on every live keystroke.
+    data = data.dict() if isinstance(data, QueryDict) else data
     patient: dict[str, Any] = {
         "pregnant": _checked(data, "pregnant"),
         "weight_kg": _typed_number(data, "weight_kg"),
@@ -499,9 +504,7 @@ def case_draft(data: Any) -> CaseDraft:
         draft.therapy_rows.append(index)
 
     draft.document["clinical"] = {
-        "diagnoses": [d for d in data.getlist("diagnoses") if d]
-        if hasattr(data, "getlist")
-        else [],
+        "diagnoses": diagnoses,
         "cancer": _text(data, "cancer"),
         "cancer_treated": _checked(data, "cancer_treated"),
         "bone_pain": _checked(data, "bone_pain"),
