@@ -13,10 +13,11 @@ from pathways.models import FollowUp, Patient
 from pathways.rules import current_rule_set
 
 
-def assess_document(data: object) -> engine.Result:
-    """Parse (raising engine.CaseInvalid) and assess a decoded case document."""
+def assess_document(data: object, *, rule_set: engine.RuleSet | None = None) -> engine.Result:
+    """Parse (raising engine.CaseInvalid) and assess a decoded case document, against the set
+    in force unless the caller already holds it (to show its citations too)."""
     case = engine.parse_case(data, today=timezone.localdate())
-    return engine.assess(case, current_rule_set())
+    return engine.assess(case, rule_set or current_rule_set())
 
 
 def assess_json(text: str | bytes) -> engine.Result:
