@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from pathways.models import FollowUp
@@ -33,14 +34,19 @@ UNNAMED_CONTROLS = """
 """
 
 
-def test_every_control_on_the_clinician_screens_has_a_name(
-    page: Any, live_server: Any, smoke_user: Any, console_errors: list[str]
-) -> None:
+@pytest.fixture
+def patient(smoke_user: Any) -> Any:
+    """A myeloma patient of alice's clinic (smoke_user), with the shipped rule set in force."""
     ensure_published_rule_set()
     clinic = smoke_user.memberships.get().clinic
-    patient = stored_patient(
+    return stored_patient(
         clinic, smoke_user, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-14"
     )
+
+
+def test_every_control_on_the_clinician_screens_has_a_name(
+    page: Any, live_server: Any, patient: Any, console_errors: list[str]
+) -> None:
     log_in(page, live_server, "alice")
     for path in ("/", "/patients/", "/patients/new/", f"/patients/{patient.pk}/"):
         page.goto(f"{live_server.url}{path}")
@@ -58,13 +64,8 @@ def test_every_control_on_the_clinician_screens_has_a_name(
 
 
 def test_a_follow_up_is_marked_done_with_the_keyboard_alone(
-    page: Any, live_server: Any, smoke_user: Any, console_errors: list[str]
+    page: Any, live_server: Any, patient: Any, console_errors: list[str]
 ) -> None:
-    ensure_published_rule_set()
-    clinic = smoke_user.memberships.get().clinic
-    patient = stored_patient(
-        clinic, smoke_user, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-14"
-    )
     open_before = FollowUp.objects.filter(patient=patient, completed_at__isnull=True).count()
     assert open_before > 0
     log_in(page, live_server, "alice")
