@@ -18,6 +18,11 @@ urlpatterns = [
     path("patients/<int:pk>/edit/", views.patient_edit, name="patient_edit"),
     path("patients/<int:pk>/results/", views.patient_add_result, name="patient_add_result"),
     path(
+        "patients/<int:pk>/case/preview/",
+        views.patient_case_preview,
+        name="patient_case_preview",
+    ),
+    path(
         "patients/<int:pk>/follow-ups/<int:follow_up_pk>/done/",
         views.follow_up_done,
         name="follow_up_done",

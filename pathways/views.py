@@ -416,15 +416,20 @@ def _render_case(
     status: int = 200,
     quiet: bool = False,
 ) -> HttpResponse:
+    if patient is None:
+        preview_url = reverse("case_preview")
+    else:  # the patient's own preview applies its stored follow-ups (completions by hand)
+        preview_url = reverse("patient_case_preview", args=[patient.pk])
     context: dict[str, Any] = {
         "forms": case_forms,
         "patient": patient,
         "quiet": quiet,
-        "preview_url": reverse("case_preview"),
+        "preview_url": preview_url,
         "rule_set_version": rule_set.version,
     }
     if result is not None:
-        context.update(_panel_context(result, rule_set))
+        stored = [] if patient is None else list(patient.follow_ups.all())
+        context.update(_panel_context(result, rule_set, stored))
     has_errors = any(form.errors for form in case_forms.all_forms())
     return render(
         request,
@@ -437,6 +442,23 @@ def _render_case(
 @login_required
 @require_POST
 def case_preview(request: HtmxHttpRequest) -> HttpResponse:
+    """The new-patient page's live assessment (see ``_live_preview``)."""
+    return _live_preview(request, patient=None)
+
+
+@login_required
+@require_POST
+def patient_case_preview(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The edit page's live assessment, with the patient's stored follow-ups applied: one
+    marked done by hand shows done while the case is edited, as on the patient page.
+
+    It reads the patient, so it is logged like any read: one access-log row per live update.
+    """
+    patient = patient_for_user(request, pk, action="edit case preview")
+    return _live_preview(request, patient=patient)
+
+
+def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpResponse:
     """The live assessment of the unsaved form: its case document, assessed exactly as the API
     assesses one (``assessment.assess_document``).
 
@@ -467,7 +489,8 @@ def case_preview(request: HtmxHttpRequest) -> HttpResponse:
     if result is None:
         response = render(request, "pathways/case.html#live_feedback", context)
         return reswap(response, "none")  # keep the last good panel on screen
-    context.update(_panel_context(result, rule_set))
+    stored = [] if patient is None else list(patient.follow_ups.all())
+    context.update(_panel_context(result, rule_set, stored))
     return render(request, "pathways/case.html#preview", context)
 
 
@@ -514,6 +537,7 @@ __all__ = [
     "dashboard",
     "follow_up_done",
     "patient_add_result",
+    "patient_case_preview",
     "patient_detail",
     "patient_edit",
     "patient_list",

@@ -39,7 +39,7 @@ PUBLIC = {"login"}
 
 def test_the_walk_sees_every_part_of_the_site() -> None:
     names = {name for _, name in _all_routes()}
-    assert {"dashboard", "patient_detail", "login", "api_docs"} <= names
+    assert {"dashboard", "patient_detail", "patient_case_preview", "login", "api_docs"} <= names
     assert any(route.startswith("admin/") for route, _ in _all_routes())
     assert any(route.startswith("api/v1/") for route, _ in _all_routes())
 

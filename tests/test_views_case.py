@@ -12,7 +12,8 @@ from django.http import QueryDict
 from django.test import Client
 
 from pathways.assessment import assess_document
-from pathways.models import FollowUp, Patient
+from pathways.models import AccessLog, FollowUp, Patient
+from pathways.services import follow_up_mark_done
 from tests.factories import (
     TODAY,
     myeloma_on_zoledronic_acid_14_months_document,
@@ -101,6 +102,11 @@ def myeloma_needing_bisphosphonate(crcl: float | None = None) -> dict[str, Any]:
 
 def codes(html: str) -> set[str]:
     return set(re.findall(r'data-code="([a-z0-9-]+)"', html))
+
+
+def follow_up_statuses(html: str) -> set[tuple[str, str]]:
+    """The case panel's follow-up schedule as (code, status) pairs."""
+    return set(re.findall(r'data-follow-up="([a-z0-9-]+)"><span class="status-([a-z]+)"', html))
 
 
 def live_errors(html: str) -> dict[str, list[str]]:
@@ -329,3 +335,61 @@ def test_row_and_context_errors_land_on_their_fields(alice_client: Client) -> No
         "id_therapies-0-end-error": ["before start"],
         "id_mm_treatment_start-error": ['"2025-13-40" is not a date (YYYY-MM-DD)'],
     }
+
+
+@pytest.fixture
+def review_marked_done_by_hand(alice: Any, north_clinic: Any) -> FollowUp:
+    """The 1-year bisphosphonate review of a myeloma patient, overdue, marked done by hand."""
+    patient = stored_patient(north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document())
+    review = FollowUp.objects.get(patient=patient, code="bp-review-1y")
+    assert review.completed_at is None and review.due < TODAY
+    return follow_up_mark_done(follow_up=review, user=alice)
+
+
+def test_the_edit_page_shows_a_follow_up_marked_done_by_hand_as_done(
+    alice_client: Client, review_marked_done_by_hand: FollowUp
+) -> None:
+    patient = review_marked_done_by_hand.patient
+    page = alice_client.get(f"/patients/{patient.pk}/edit/").content.decode()
+    assert ("bp-review-1y", "done") in follow_up_statuses(page)
+    assert f'hx-post="/patients/{patient.pk}/case/preview/"' in page
+
+
+def test_the_edit_pages_live_panel_keeps_a_follow_up_marked_done_by_hand(
+    alice_client: Client, review_marked_done_by_hand: FollowUp
+) -> None:
+    patient = review_marked_done_by_hand.patient
+    data = form_data(myeloma_on_zoledronic_acid_14_months_document(), name="Renamed")
+    response = alice_client.post(f"/patients/{patient.pk}/case/preview/", data, headers=HTMX)
+    assert response.status_code == 200
+    assert ("bp-review-1y", "done") in follow_up_statuses(response.content.decode())
+    # The same form on the new-patient page knows no stored patient: the engine's status.
+    unsaved = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
+    assert ("bp-review-1y", "overdue") in follow_up_statuses(unsaved)
+
+
+def test_each_live_update_of_a_stored_patient_is_logged_as_a_read(
+    alice_client: Client, alice: Any, review_marked_done_by_hand: FollowUp
+) -> None:
+    patient = review_marked_done_by_hand.patient
+    url = f"/patients/{patient.pk}/case/preview/"
+    data = form_data(myeloma_on_zoledronic_acid_14_months_document())
+    for _ in range(2):
+        alice_client.post(url, data, headers=HTMX)
+    logged = AccessLog.objects.filter(patient=patient, action="edit case preview")
+    assert list(logged.values_list("user", "path")) == [(alice.pk, url)] * 2
+
+
+def test_another_clinic_gets_a_404_from_the_patients_live_preview(
+    client: Client, bob: Any, review_marked_done_by_hand: FollowUp
+) -> None:
+    patient = review_marked_done_by_hand.patient
+    url = f"/patients/{patient.pk}/case/preview/"
+    data = form_data(myeloma_on_zoledronic_acid_14_months_document())
+    assert client.post(url, data, headers=HTMX).status_code == 302  # to the login page
+    client.force_login(bob)
+    response = client.post(url, data, headers=HTMX)
+    assert response.status_code == 404
+    assert patient.mrn not in response.content.decode()
+    assert client.get(url, headers=HTMX).status_code == 405
+    assert not AccessLog.objects.filter(user=bob).exists()
