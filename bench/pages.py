@@ -22,6 +22,7 @@ Targets: the dashboard at 10,000 patients within 1.5x of itself at 100; the live
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -32,7 +33,6 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -151,6 +151,17 @@ def preview_form_data(document: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def as_browser_json(data: dict[str, Any]) -> dict[str, Any]:
+    """The form as the live preview posts it: name to value (a list for a name given more than
+    once), every value a string."""
+    posted: dict[str, Any] = {}
+    for name, value in data.items():
+        values = [str(item) for item in value] if isinstance(value, list) else [str(value)]
+        if values:
+            posted[name] = values if len(values) > 1 else values[0]
+    return posted
+
+
 def median_ms(
     pages: dict[str, Callable[[], Any]], runs: int
 ) -> tuple[dict[str, float], dict[str, list[tuple[float, str]]]]:
@@ -193,7 +204,7 @@ def _pages(client: Client, patient_pk: int, form_body: str) -> dict[str, Callabl
         "live case-entry update": lambda: client.post(
             "/case/preview/",
             form_body,
-            content_type="application/x-www-form-urlencoded",
+            content_type="application/json",
             headers=hx,
         ),
     }
@@ -233,9 +244,12 @@ def main() -> None:
             document = engine.case_to_document(
                 engine.parse_case(synthetic_case(random.Random(7), today, results=args.results))
             )
-            # htmx posts the form urlencoded (not multipart, the test Client's default).
-            form_body = urlencode(preview_form_data(document), doseq=True)
+            # The live preview posts the form as one JSON object (static/alpcare/case-entry.js):
+            # name to value, a list for a name given more than once.
+            form_body = json.dumps(as_browser_json(preview_form_data(document)))
             pages = _pages(client, patient.pk, form_body)
+            live = pages["live case-entry update"]().content.decode()
+            assert "data-code=" in live and "live-errors" in live, "the preview must assess"
         columns[size], queries = median_ms(pages, args.runs)
         if args.queries:
             for name, timed in queries.items():

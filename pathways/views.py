@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -37,6 +37,7 @@ from pathways.forms import (
     ResultForm,
     TherapyFormSet,
     case_draft,
+    posted_case_form,
 )
 from pathways.models import FollowUp, LabResult, Patient
 from pathways.rules import current_rule_set
@@ -466,7 +467,11 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     change (the panel keeps the last complete assessment); a required entry not given yet is
     listed as awaited rather than shown as an error.
     """
-    draft = case_draft(request.POST)
+    try:
+        posted = posted_case_form(request)
+    except ValueError as unreadable:  # json.JSONDecodeError is a ValueError
+        return HttpResponseBadRequest(f"The live preview could not read the form: {unreadable}")
+    draft = case_draft(posted)
     rule_set = current_rule_set()
     errors: dict[str, list[str]] = {}
     missing: list[str] = []

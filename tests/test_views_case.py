@@ -160,6 +160,49 @@ def test_an_engine_error_shows_on_its_field_and_keeps_the_panel(alice_client: Cl
     assert "data-code=" not in html
 
 
+def as_browser_json(data: dict[str, Any]) -> str:
+    """The form as the live preview posts it (case-entry.js): name to value, a list of values
+    for a name given more than once, every value a string."""
+    posted: dict[str, Any] = {}
+    for name, value in data.items():
+        values = [str(item) for item in value] if isinstance(value, list) else [str(value)]
+        if values:
+            posted[name] = values if len(values) > 1 else values[0]
+    return json.dumps(posted)
+
+
+@pytest.mark.parametrize("crcl", [None, 45])
+def test_the_live_preview_reads_the_form_posted_as_json_like_the_form(
+    alice_client: Client, crcl: float | None
+) -> None:
+    data = form_data(myeloma_needing_bisphosphonate(crcl=crcl))
+    data["diagnoses"] = ["multiple_myeloma", "chronic_kidney_disease"]  # a repeated name
+    data["labs-0-unit"] = "U/L" if crcl is None else "mmol/L"  # an error on the field
+    as_form = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
+    response = alice_client.post(
+        "/case/preview/", as_browser_json(data), content_type="application/json", headers=HTMX
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert codes(html) == codes(as_form)
+    assert live_errors(html) == live_errors(as_form)
+    if crcl is None:  # the second diagnosis (CKD) was read: renal impairment
+        assert "mm-pamidronate-renal" in codes(html)
+    else:  # a unit that is not one for ALP: the error, not a panel
+        assert list(live_errors(html)) == ["id_labs-0-unit-error"] and not codes(html)
+
+
+@pytest.mark.parametrize("body", ["{", "[1, 2]", '"labs"'])
+def test_a_live_preview_that_is_not_a_json_object_is_a_bad_request(
+    alice_client: Client, body: str
+) -> None:
+    response = alice_client.post(
+        "/case/preview/", body, content_type="application/json", headers=HTMX
+    )
+    assert response.status_code == 400
+    assert "could not read the form" in response.content.decode()
+
+
 def test_a_value_that_is_not_a_number_is_an_inline_error(alice_client: Client) -> None:
     data = form_data(myeloma_needing_bisphosphonate())
     data["labs-0-value"] = "12,x"

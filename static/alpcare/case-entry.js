@@ -33,6 +33,36 @@
     });
   }
 
+  // The live preview posts the case form as one JSON object (name: value, or a list of values
+  // for a name given more than once): the server reads it far faster than ~150 form fields.
+  // Other requests from inside the form ("Add a result") keep the usual form encoding.
+  function isCaseForm(element) {
+    return Boolean(element) && element.id === "case-form";
+  }
+
+  htmx.defineExtension("case-json", {
+    onEvent: function (name, event) {
+      if (name === "htmx:configRequest" && isCaseForm(event.detail.elt)) {
+        event.detail.headers["Content-Type"] = "application/json";
+      }
+      return true;
+    },
+    encodeParameters: function (xhr, parameters, element) {
+      if (!isCaseForm(element)) {
+        return null;
+      }
+      var posted = {};
+      parameters.forEach(function (value, key) {
+        if (Object.prototype.hasOwnProperty.call(posted, key)) {
+          posted[key] = [].concat(posted[key], value);
+        } else {
+          posted[key] = value;
+        }
+      });
+      return JSON.stringify(posted);
+    },
+  });
+
   document.addEventListener("htmx:load", function (event) {
     var element = event.target;
     if (element && element.id === "live-errors") {

@@ -47,7 +47,11 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
     page.get_by_label("Name").fill("Ada Lovelace")
     page.get_by_label("Birth date").fill("1952-04-11")
     page.get_by_label("Sex").select_option("male")
-    page.get_by_label("Weight (kg)").fill("80")
+    with page.expect_request("**/case/preview/") as preview:
+        page.get_by_label("Weight (kg)").fill("80")
+    # The live preview posts the form as one JSON object (case-entry.js, extension case-json).
+    assert preview.value.headers["content-type"] == "application/json"
+    assert preview.value.post_data_json["weight_kg"] == "80"
     page.get_by_label("multiple myeloma").check()
     page.get_by_label("Requires therapy").check()
     page.get_by_label("Bone disease (lytic lesions)").check()
