@@ -170,6 +170,11 @@ def follow_up_rows(result: engine.Result, stored: list[FollowUp]) -> list[Follow
     return sorted(rows, key=lambda row: (row["status"] == "done", row["due"], row["code"]))
 
 
+def _stored_follow_ups(patient: Patient | None) -> list[FollowUp]:
+    """A stored patient's follow-ups, whose completions the panel applies (none when new)."""
+    return [] if patient is None else list(patient.follow_ups.all())
+
+
 def _panel_context(
     result: engine.Result, rule_set: engine.RuleSet, stored: list[FollowUp] | None = None
 ) -> dict[str, Any]:
@@ -429,8 +434,7 @@ def _render_case(
         "rule_set_version": rule_set.version,
     }
     if result is not None:
-        stored = [] if patient is None else list(patient.follow_ups.all())
-        context.update(_panel_context(result, rule_set, stored))
+        context.update(_panel_context(result, rule_set, _stored_follow_ups(patient)))
     has_errors = any(form.errors for form in case_forms.all_forms())
     return render(
         request,
@@ -494,8 +498,7 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     if result is None:
         response = render(request, "pathways/case.html#live_feedback", context)
         return reswap(response, "none")  # keep the last good panel on screen
-    stored = [] if patient is None else list(patient.follow_ups.all())
-    context.update(_panel_context(result, rule_set, stored))
+    context.update(_panel_context(result, rule_set, _stored_follow_ups(patient)))
     return render(request, "pathways/case.html#preview", context)
 
 
