@@ -67,6 +67,7 @@ from pathways.models import (  # noqa: E402
 )
 from pathways.rules import current_rule_set  # noqa: E402
 from pathways.services import snapshot_fields  # noqa: E402
+from tests.factories import as_browser_json, form_data  # noqa: E402
 
 
 @login_required
@@ -105,61 +106,6 @@ def seed(*, clinic: Clinic, count: int, start: int, results: int, today: date) -
             snapshots.append(AssessmentSnapshot(patient=patient, **snapshot))
         FollowUp.objects.bulk_create(follow_ups, batch_size=2000)
         AssessmentSnapshot.objects.bulk_create(snapshots, batch_size=2000)
-
-
-def preview_form_data(document: dict[str, Any]) -> dict[str, Any]:
-    """The case-entry form's POST for a case document (as the browser sends it)."""
-    patient, clinical = document["patient"], document["clinical"]
-    myeloma = clinical["myeloma"]
-    data: dict[str, Any] = {
-        "mrn": "BENCH",
-        "name": "Bench Preview",
-        "birth_date": patient["birth_date"],
-        "sex": patient["sex"],
-        "weight_kg": patient["weight_kg"] or "",
-        "diagnoses": clinical["diagnoses"],
-        "cancer": clinical["cancer"] or "",
-        "bone_scan": clinical["bone_scan"],
-        "fracture": clinical["fracture"],
-        "crcl_baseline": clinical["crcl_baseline"] or "",
-        "mm_response": myeloma["response"] or "",
-        "mm_treatment_start": myeloma["treatment_start"] or "",
-        "mm_bortezomib_start": myeloma["bortezomib_start"] or "",
-        "labs-TOTAL_FORMS": str(len(document["labs"])),
-        "labs-INITIAL_FORMS": "0",
-        "therapies-TOTAL_FORMS": str(len(clinical["therapies"])),
-        "therapies-INITIAL_FORMS": "0",
-    }
-    for flag in ("bone_pain", "cancer_treated", "dental_exam_done", "osteolytic_pain"):
-        if clinical[flag]:
-            data[flag] = "on"
-    for flag in ("requires_therapy", "bone_disease", "active_bone_disease"):
-        if myeloma[flag]:
-            data[f"mm_{flag}"] = "on"
-    for index, lab in enumerate(document["labs"]):
-        day, _, at = lab["collected_at"].partition("T")
-        data[f"labs-{index}-test"] = lab["test"]
-        data[f"labs-{index}-value"] = str(lab["value"])
-        data[f"labs-{index}-unit"] = lab["unit"]
-        data[f"labs-{index}-collected_on"] = day
-        data[f"labs-{index}-collected_time"] = at
-        data[f"labs-{index}-reference_high"] = lab["reference_high"] or ""
-    for index, therapy in enumerate(clinical["therapies"]):
-        data[f"therapies-{index}-agent"] = therapy["agent"]
-        data[f"therapies-{index}-start"] = therapy["start"]
-        data[f"therapies-{index}-end"] = therapy["end"] or ""
-    return data
-
-
-def as_browser_json(data: dict[str, Any]) -> dict[str, Any]:
-    """The form as the live preview posts it: name to value (a list for a name given more than
-    once), every value a string."""
-    posted: dict[str, Any] = {}
-    for name, value in data.items():
-        values = [str(item) for item in value] if isinstance(value, list) else [str(value)]
-        if values:
-            posted[name] = values if len(values) > 1 else values[0]
-    return posted
 
 
 def median_ms(
@@ -246,7 +192,9 @@ def main() -> None:
             )
             # The live preview posts the form as one JSON object (static/alpcare/case-entry.js):
             # name to value, a list for a name given more than once.
-            form_body = json.dumps(as_browser_json(preview_form_data(document)))
+            form_body = json.dumps(
+                as_browser_json(form_data(document, mrn="BENCH", name="Bench Preview"))
+            )
             pages = _pages(client, patient.pk, form_body)
             live = pages["live case-entry update"]().content.decode()
             assert "data-code=" in live and "live-errors" in live, "the preview must assess"
