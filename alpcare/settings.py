@@ -135,6 +135,10 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+
+# History is for reading: data changes go through the clinical screens and the rule workflow.
+SIMPLE_HISTORY_REVERT_DISABLED = True
+SIMPLE_HISTORY_EDIT = False
 AXES_IPWARE_PROXY_COUNT = envint("ALPCARE_PROXY_COUNT", 0)
 
 # HTTPS: on unless DEBUG; behind a TLS-terminating proxy set DJANGO_SECURE_PROXY_SSL_HEADER=1.

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from simple_history.admin import SimpleHistoryAdmin
 
 from pathways import rules_admin  # noqa: F401  (registers the rule-set admin)
+from pathways.admin_history import ClinicScopedHistoryAdmin
 from pathways.models import (
     AccessLog,
     ApiToken,
@@ -19,22 +21,59 @@ from pathways.models import (
 )
 
 
+def _users_clinics(request: HttpRequest) -> QuerySet[Clinic]:
+    return Clinic.objects.filter(memberships__user=cast(User, request.user))
+
+
+def _assignable_users(request: HttpRequest) -> QuerySet[User]:
+    """Users a staff member may add to their clinics: their colleagues and unassigned accounts."""
+    users = User.objects.order_by("username")
+    if request.user.is_superuser:
+        return users
+    return users.filter(
+        Q(memberships__clinic__in=_users_clinics(request)) | Q(memberships__isnull=True)
+    ).distinct()
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
 
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user":
+            kwargs["queryset"] = _assignable_users(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
 
 @admin.register(Clinic)
-class ClinicAdmin(SimpleHistoryAdmin):
+class ClinicAdmin(ClinicScopedHistoryAdmin):
     list_display = ["name", "slug"]
-    prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
+        # A method, not the attribute: the read-only history form reads the attribute.
+        return {"slug": ["name"]}
+
+    def _in_users_clinics(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if request.user.is_superuser:
+            return queryset
+        # Historical rows have no reverse relations: match clinic ids instead.
+        return queryset.filter(id__in=_users_clinics(request).values("id"))
 
 
 @admin.register(Membership)
-class MembershipAdmin(SimpleHistoryAdmin):
+class MembershipAdmin(ClinicScopedHistoryAdmin):
+    clinic_path = "clinic"
     list_display = ["user", "clinic", "role"]
     list_filter = ["clinic", "role"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if not request.user.is_superuser:
+            if db_field.name == "clinic":
+                kwargs["queryset"] = _users_clinics(request)
+            elif db_field.name == "user":
+                kwargs["queryset"] = _assignable_users(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class LabResultInline(admin.TabularInline):
@@ -69,17 +108,9 @@ class TherapyInline(admin.TabularInline):
         return False
 
 
-class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
+class ReadOnlyHistoryAdmin(ClinicScopedHistoryAdmin):
     """Patient data is edited in the clinical screens (optimistic locking, follow-up sync);
     the admin shows it with its full change history, scoped to the user's clinics."""
-
-    clinic_path = "patient__clinic"
-
-    def get_queryset(self, request: HttpRequest) -> Any:
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(**{f"{self.clinic_path}__memberships__user": request.user})
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -19,9 +19,9 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from simple_history.admin import SimpleHistoryAdmin
 
 from pathways import engine, tuning
+from pathways.admin_history import ScopedHistoryAdmin
 from pathways.models import (
     Citation,
     DoseBand,
@@ -87,7 +87,7 @@ def _draft_choices() -> QuerySet[RuleSet]:
     return RuleSet.objects.filter(status=RuleSet.Status.DRAFT)
 
 
-class RuleSetPartAdmin(SimpleHistoryAdmin):
+class RuleSetPartAdmin(ScopedHistoryAdmin):
     """Shared by every part of a rule set: drafts editable, published sets read-only."""
 
     list_filter: Any = [RuleSetFilter]
@@ -590,7 +590,7 @@ class DiffForm(forms.Form):
 
 
 @admin.register(RuleSet)
-class RuleSetAdmin(SimpleHistoryAdmin):
+class RuleSetAdmin(ScopedHistoryAdmin):
     list_display = [
         "label",
         "status",

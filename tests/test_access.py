@@ -112,3 +112,59 @@ def test_staff_in_admin_see_only_their_clinics_patients(
     assert listing.status_code == 200
     assert "NORTH-77" not in listing.content.decode()
     assert client.get(f"/admin/pathways/patient/{patient.pk}/change/").status_code in (302, 404)
+
+
+_REGEX_GROUP = re.compile(r"\(\[\^/\]\+\)")
+
+
+@pytest.mark.django_db
+def test_view_only_staff_of_another_clinic_walk_the_admin_without_reaching_the_patient(
+    client: Any, alice: Any, south_clinic: Any, north_clinic: Any
+) -> None:
+    """Every admin URL, history pages included, filled with the north patient's objects."""
+    from django.contrib.auth.models import Permission, User
+
+    from pathways.models import LabResult, Membership, Therapy
+
+    patient = stored_patient(north_clinic, alice, mrn="NORTH-412", name="Margaret Ellis")
+    objects: dict[str, Any] = {
+        "patient": patient,
+        "labresult": LabResult.objects.filter(patient=patient).first(),
+        "therapy": Therapy.objects.filter(patient=patient).first(),
+        "followup": FollowUp.objects.filter(patient=patient).first(),
+        "clinic": north_clinic,
+        "membership": Membership.objects.filter(clinic=north_clinic).first(),
+    }
+    staff = User.objects.create_user("sam", password="correct horse battery staple")
+    staff.is_staff = True
+    staff.save()
+    Membership.objects.create(user=staff, clinic=south_clinic)
+    staff.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="pathways", codename__startswith="view_")
+    )
+    client.force_login(staff)
+    before = (patient.name, [lab.value for lab in LabResult.objects.filter(patient=patient)])
+
+    walked = 0
+    for route, _name in _all_routes():
+        parts = route.split("/")
+        if not route.startswith("admin/pathways/") or parts[2] not in objects:
+            continue
+        obj = objects[parts[2]]
+        history_id = str(obj.history.latest("history_date").history_id)
+        url = _fill(route, {"object_id": str(obj.pk)})
+        url = _REGEX_GROUP.sub(str(obj.pk), url, count=1)
+        url = _REGEX_GROUP.sub(history_id, url, count=1)
+        for method in ("get", "post"):
+            response = getattr(client, method)(url)
+            walked += 1
+            body = response.content.decode(errors="replace")
+            assert "NORTH-412" not in body, f"{method.upper()} {url}"
+            assert "Margaret Ellis" not in body, f"{method.upper()} {url}"
+            if parts[3:4] != [""]:  # a page about one object (not the list): never reached
+                assert response.status_code in (302, 403, 404, 405), f"{method} {url}"
+    assert walked >= 6 * 12
+    patient.refresh_from_db()
+    assert (patient.name, [lab.value for lab in LabResult.objects.filter(patient=patient)]) == (
+        before
+    )
