@@ -62,3 +62,28 @@ class NoStoreForAuthenticatedMiddleware:
             response["Cache-Control"] = "no-store, private"
             response["Pragma"] = "no-cache"
         return response
+
+
+class ApiJsonErrorsMiddleware:
+    """API errors are JSON whichever layer answered: an unknown URL, a wrong method or a crash
+    outside the API's own handlers would otherwise be Django's HTML page."""
+
+    prefix = "/api/"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith(self.prefix)
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            message = (response.reason_phrase or "error").lower()
+            errors = {"errors": [{"field": "", "message": message}]}
+            json_response = JsonResponse(errors, status=response.status_code)
+            if "Allow" in response:
+                json_response["Allow"] = response["Allow"]
+            return json_response
+        return response
