@@ -33,9 +33,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("account/api-tokens/", tokens.api_tokens, name="api_tokens"),
-    path(
-        "account/api-tokens/<int:pk>/revoke/", tokens.api_token_revoke, name="api_token_revoke"
-    ),
+    path("account/api-tokens/<int:pk>/revoke/", tokens.api_token_revoke, name="api_token_revoke"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,4 +1,4 @@
-"""API tokens: a page of one's own tokens, scopes per operation, expiry, and no minting for others."""
+"""API tokens: one's own tokens page, scopes per operation, expiry, no minting for others."""
 
 from __future__ import annotations
 
@@ -100,9 +100,7 @@ def test_a_user_revokes_their_own_token(alice_client: Client, alice: User) -> No
     assert "revoked" in alice_client.get("/account/api-tokens/").content.decode()
 
 
-def test_nobody_revokes_or_sees_another_users_token(
-    client: Client, alice: User, bob: User
-) -> None:
+def test_nobody_revokes_or_sees_another_users_token(client: Client, alice: User, bob: User) -> None:
     token, key = ApiToken.issue(user=alice, name="alice's EHR link", scopes=["assess"])
     client.force_login(bob)
     assert client.post(f"/account/api-tokens/{token.pk}/revoke/").status_code == 404
@@ -115,9 +113,7 @@ def test_nobody_revokes_or_sees_another_users_token(
 # --- scopes and expiry on the API --------------------------------------------------------------
 
 
-def test_each_operation_needs_its_scope(
-    client: Client, alice: User, north_clinic: Any
-) -> None:
+def test_each_operation_needs_its_scope(client: Client, alice: User, north_clinic: Any) -> None:
     patient = stored_patient(north_clinic, alice)
     _, assess_only = ApiToken.issue(user=alice, name="assess", scopes=["assess"])
     _, read_only = ApiToken.issue(user=alice, name="read", scopes=["read"])
