@@ -22,6 +22,7 @@ from ninja.security import APIKeyHeader
 from pathways import engine
 from pathways.assessment import assess_json, assess_patient
 from pathways.cases import patient_to_document
+from pathways.engine.dates import DATE_RANGE
 from pathways.models import ApiToken, Patient
 from pathways.services import access_log_record
 
@@ -131,8 +132,9 @@ _SCHEMAS = "#/components/schemas/"
 
 
 def _rewrite_refs(node: Any) -> Any:
+    """$defs references point into components; date fields state their range."""
     if isinstance(node, dict):
-        return {
+        rewritten = {
             key: (
                 value.replace("#/$defs/", _SCHEMAS)
                 if key == "$ref" and isinstance(value, str)
@@ -140,6 +142,11 @@ def _rewrite_refs(node: Any) -> Any:
             )
             for key, value in node.items()
         }
+        if rewritten.get("type") == "string" and str(rewritten.get("description", "")).startswith(
+            "YYYY-MM-DD"
+        ):
+            rewritten["description"] += f"; {DATE_RANGE}"
+        return rewritten
     if isinstance(node, list):
         return [_rewrite_refs(item) for item in node]
     return node

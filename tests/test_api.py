@@ -100,6 +100,11 @@ def test_every_operation_documents_its_errors_and_its_scope(client: Client, alic
     }
 
 
+def test_the_documented_date_fields_state_their_range(client: Client, alice: Any) -> None:
+    text = _openapi_text(client, alice)
+    assert text.count("1900-01-01 to 2200-12-31") == 7  # as_of, birth_date, collected_at, …
+
+
 def test_the_documented_example_case_is_accepted(client: Client, key: str) -> None:
     response = client.post(
         "/api/v1/assess",
