@@ -165,8 +165,11 @@ def test_a_bad_case_is_a_400_naming_the_field(client: Client, key: str) -> None:
     ]
 
 
-def test_no_token_is_a_json_401(client: Client) -> None:
-    _assert_json_error(client.post("/api/v1/assess", "{}", content_type="application/json"), 401)
+def test_no_token_is_a_json_401_naming_the_header(client: Client) -> None:
+    body = _assert_json_error(
+        client.post("/api/v1/assess", "{}", content_type="application/json"), 401
+    )
+    assert body["errors"][0]["field"] == "Authorization"
     _assert_json_error(client.get("/api/v1/patients/1/case"), 401)
 
 
