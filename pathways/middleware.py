@@ -1,5 +1,6 @@
 """Session lifetime limits and no-store caching for pages that may carry patient data."""
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 
@@ -79,11 +80,12 @@ class ApiJsonErrorsMiddleware:
             request.path.startswith(self.prefix)
             and response.status_code >= 400
             and not response.get("Content-Type", "").startswith("application/json")
+            and not response.streaming
         ):
+            # Rewritten in place: the security headers the inner layers set are kept.
             message = (response.reason_phrase or "error").lower()
-            errors = {"errors": [{"field": "", "message": message}]}
-            json_response = JsonResponse(errors, status=response.status_code)
-            if "Allow" in response:
-                json_response["Allow"] = response["Allow"]
-            return json_response
+            response.content = json.dumps({"errors": [{"field": "", "message": message}]})
+            response["Content-Type"] = "application/json"
+            if "Content-Length" in response:
+                response["Content-Length"] = str(len(response.content))
         return response

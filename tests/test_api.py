@@ -196,6 +196,9 @@ def test_a_wrong_method_is_a_json_405_with_allow(client: Client, key: str) -> No
     response = client.get("/api/v1/assess", HTTP_AUTHORIZATION=f"Token {key}")
     _assert_json_error(response, 405)
     assert response["Allow"] == "POST"
+    # Made JSON without losing the headers the security middleware added.
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "no-store" in response["Cache-Control"]
 
 
 def test_a_body_over_the_limit_is_a_json_413(client: Client, key: str, settings: Any) -> None:
