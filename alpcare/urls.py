@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path
 from django.views.generic import RedirectView
 
-from pathways import views
+from pathways import health, tokens, views
 from pathways.api import api
 
 admin.site.site_header = "alpcare administration"
@@ -30,6 +30,10 @@ urlpatterns = [
     path("case/preview/", views.case_preview, name="case_preview"),
     path("case/rows/lab/", views.case_add_lab_row, name="case_add_lab_row"),
     path("case/rows/therapy/", views.case_add_therapy_row, name="case_add_therapy_row"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("account/api-tokens/", tokens.api_tokens, name="api_tokens"),
+    path("account/api-tokens/<int:pk>/revoke/", tokens.api_token_revoke, name="api_token_revoke"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

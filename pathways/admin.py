@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from pathways import rules_admin  # noqa: F401  (registers the rule-set admin)
 from pathways.admin_history import ClinicScopedHistoryAdmin
 from pathways.models import (
+    API_TOKEN_LIFETIME,
     AccessLog,
     ApiToken,
     Clinic,
@@ -19,6 +25,7 @@ from pathways.models import (
     Patient,
     Therapy,
 )
+from pathways.tokens import scope_list
 
 
 def _users_clinics(request: HttpRequest) -> QuerySet[Clinic]:
@@ -172,18 +179,77 @@ class AccessLogAdmin(admin.ModelAdmin):
         return False
 
 
+class ApiTokenAdminForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiToken.Scope.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name", "scopes", "expires_at", "revoked"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["scopes"] = self.instance.scope_list
+
+    def clean_scopes(self) -> str:
+        return scope_list(self.cleaned_data["scopes"])
+
+    def clean_expires_at(self) -> Any:
+        expires_at = self.cleaned_data["expires_at"]
+        if self.instance.pk and "expires_at" not in self.changed_data:
+            return expires_at
+        if expires_at <= timezone.now():
+            raise forms.ValidationError("Must be in the future.")
+        if expires_at > timezone.now() + API_TOKEN_LIFETIME + timedelta(days=1):
+            raise forms.ValidationError(f"At most {API_TOKEN_LIFETIME.days} days from now.")
+        return expires_at
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked"]
+    """Superusers issue tokens for anyone; other staff only for themselves (a token acts as its
+    user, so minting one for another user would be acting as them). A token never changes
+    hands, and the key is shown once."""
+
+    form = ApiTokenAdminForm
+    list_display = ["name", "user", "prefix", "scopes", "created_at", "expires_at", "revoked"]
     list_filter = ["revoked"]
-    fields = ["user", "name", "revoked", "prefix", "created_at", "last_used_at"]
     readonly_fields = ["prefix", "created_at", "last_used_at"]
 
+    def get_queryset(self, request: HttpRequest) -> Any:
+        queryset = super().get_queryset(request).select_related("user")
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(user=request.user)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ["user", "name", "scopes", "expires_at", "revoked", *self.readonly_fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        readonly = list(self.readonly_fields)
+        if obj is not None:
+            readonly.append("user")
+            if not request.user.is_superuser:
+                readonly.append("expires_at")
+        return readonly
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk or 0)
+            kwargs["initial"] = request.user.pk
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        if not request.user.is_superuser and obj.user_id != request.user.pk:
+            raise PermissionDenied("Only a superuser may issue a token for another user.")
         if change:
             super().save_model(request, obj, form, change)
             return
-        token, raw = ApiToken.issue(user=obj.user, name=obj.name)
+        token, raw = ApiToken.issue(
+            user=obj.user, name=obj.name, scopes=obj.scope_list, expires_at=obj.expires_at
+        )
         obj.pk = token.pk
         obj.refresh_from_db()
         messages.warning(

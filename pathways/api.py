@@ -1,26 +1,115 @@
-"""The JSON API (django-ninja): assess a case document; read a stored patient's case and result."""
+"""The JSON API (django-ninja): assess a case document; read a stored patient's case and result.
+
+Every operation names the token scope it needs; every error, from any layer, is a JSON
+``{"errors": [{"field": ..., "message": ...}]}`` document (the same shape as a bad case's 400).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from ninja import NinjaAPI
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import Field, NinjaAPI, Path, Schema
+from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
+from ninja.openapi.schema import OpenAPISchema
+from ninja.operation import Operation
 from ninja.security import APIKeyHeader
 
 from pathways import engine
 from pathways.assessment import assess_json, assess_patient
 from pathways.cases import patient_to_document
+from pathways.engine.dates import DATE_RANGE
 from pathways.models import ApiToken, Patient
 from pathways.services import access_log_record
 
+logger = logging.getLogger(__name__)
+
+# Primary keys are 64-bit: a larger number is a 422, never a database overflow.
+MAX_PK = 2**63 - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: one JSON shape for every status.
+
+
+class FieldErrorOut(Schema):
+    field: str = Field(description='where the problem is ("" for the request as a whole)')
+    message: str
+
+
+class ErrorDocument(Schema):
+    errors: list[FieldErrorOut] = Field(min_length=1)
+
+
+def error_document(status: int, *errors: tuple[str, str]) -> HttpResponse:
+    body = {"errors": [{"field": field, "message": message} for field, message in errors]}
+    return HttpResponse(
+        json.dumps(body, ensure_ascii=False), status=status, content_type="application/json"
+    )
+
+
+def errors_response(errors: list[engine.FieldError]) -> HttpResponse:
+    return error_document(400, *((error.field, error.message) for error in errors))
+
+
+def _location(loc: Any) -> str:
+    # ninja's locations start with the parameter's source ("path", "query"): keep the name.
+    parts = [str(part) for part in loc[1:]] if len(loc) > 1 else [str(part) for part in loc]
+    return ".".join(parts)
+
+
+def _on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [(_location(error.get("loc", ())), str(error.get("msg", ""))) for error in exc.errors]
+    return error_document(422, *(errors or [("", "invalid request")]))
+
+
+def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc, AuthenticationError):
+        message = "missing, unknown, revoked or expired API token (Authorization: Token <key>)"
+        return error_document(401, ("Authorization", message))
+    return error_document(exc.status_code, ("", exc.message))
+
+
+def _on_not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error_document(404, ("", "not found"))
+
+
+def _on_permission_denied(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error_document(403, ("", "forbidden"))
+
+
+def _on_too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error_document(413, ("", "request body too large"))
+
+
+def _on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # The traceback goes to the log, never to the client (DEBUG or not).
+    logger.exception("API error on %s %s", request.method, request.path, exc_info=exc)
+    return error_document(500, ("", "internal error; it has been logged"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Authentication: `Authorization: Token <key>`, and the scope each operation names.
+
 
 class TokenAuth(APIKeyHeader):
-    """`Authorization: Token <key>`; only the key's SHA-256 digest is stored."""
+    """`Authorization: Token <key>` of an active token that has ``scope``."""
 
     param_name = "Authorization"
+    openapi_description = (
+        "`Token <key>`: create a key on the API tokens page. Each operation names the scope "
+        "the token needs (assess, read, write, hl7, cds)."
+    )
+
+    def __init__(self, scope: str) -> None:
+        if scope not in ApiToken.Scope.values:
+            raise ValueError(f"unknown scope {scope!r}")
+        self.scope = scope
+        super().__init__()
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Any:
         if not key or not key.startswith("Token "):
@@ -28,18 +117,154 @@ class TokenAuth(APIKeyHeader):
         token = ApiToken.authenticate(key.removeprefix("Token ").strip())
         if token is None:
             return None
+        if not token.allows(self.scope):
+            raise AuthorizationError(message=f'this token lacks the "{self.scope}" scope')
         request.user = token.user
         return token.user
 
 
-api = NinjaAPI(
+def scope(name: str) -> TokenAuth:
+    return TokenAuth(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The OpenAPI document: the case document's schemas live in components (no dangling $defs);
+# each operation's security requirement lists its scope.
+
+_SCHEMAS = "#/components/schemas/"
+
+
+def _rewrite_refs(node: Any) -> Any:
+    """$defs references point into components; date fields state their range."""
+    if isinstance(node, dict):
+        rewritten = {
+            key: (
+                value.replace("#/$defs/", _SCHEMAS)
+                if key == "$ref" and isinstance(value, str)
+                else _rewrite_refs(value)
+            )
+            for key, value in node.items()
+        }
+        if rewritten.get("type") == "string" and str(rewritten.get("description", "")).startswith(
+            "YYYY-MM-DD"
+        ):
+            rewritten["description"] += f"; {DATE_RANGE}"
+        return rewritten
+    if isinstance(node, list):
+        return [_rewrite_refs(item) for item in node]
+    return node
+
+
+def case_document_schemas() -> dict[str, Any]:
+    """The case document's JSON Schema as OpenAPI components, "CaseDocument" at the root."""
+    schema = _rewrite_refs(engine.case_json_schema())
+    definitions = schema.pop("$defs", {})
+    return {**definitions, "CaseDocument": schema}
+
+
+class _Document(OpenAPISchema):
+    def operation_security(self, operation: Operation) -> list[dict[str, Any]] | None:
+        security = super().operation_security(operation)
+        scopes = [a.scope for a in operation.auth_callbacks if isinstance(a, TokenAuth)]
+        if security and scopes:
+            return [{"TokenAuth": scopes}]
+        return security
+
+    def get_components(self) -> dict[str, Any]:
+        components = super().get_components()
+        components["schemas"].update(case_document_schemas())
+        return components
+
+
+class AlpcareAPI(NinjaAPI):
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> OpenAPISchema:
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        return _Document(self, path_prefix)
+
+
+api = AlpcareAPI(
     title="alpcare API",
     version="1",
-    description="Assess elevated-ALP cases against the published rule set (spec/pathways.md).",
-    auth=TokenAuth(),
+    description=(
+        "Assess elevated-ALP cases against the published rule set (spec/pathways.md), and read "
+        "your clinics' stored patients. Authenticate with `Authorization: Token <key>`; each "
+        "operation names the token scope it needs. Every error is "
+        '`{"errors": [{"field": "...", "message": "..."}]}`.'
+    ),
     urls_namespace="api",
     docs_decorator=login_required,
 )
+api.exception_handler(Exception)(_on_unexpected)
+api.exception_handler(Http404)(_on_not_found)
+api.exception_handler(PermissionDenied)(_on_permission_denied)
+api.exception_handler(RequestDataTooBig)(_on_too_big)
+api.exception_handler(HttpError)(_on_http_error)
+api.exception_handler(ValidationError)(_on_validation_error)
+
+
+# ---------------------------------------------------------------------------------------------
+# The result document (spec §6), for the OpenAPI document (the view returns the engine's bytes).
+
+
+class FindingsOut(Schema):
+    alp_latest: float | None
+    alp_uln: float | None
+    alp_x_uln: float | None
+    alp_elevated: bool
+    bone_alp: str
+    crcl_current: float | None
+    crcl_baseline: float | None
+
+
+class RecommendationOut(Schema):
+    code: str
+    priority: str = Field(json_schema_extra={"enum": list(engine.PRIORITIES)})
+    title: str
+    rationale: str
+    citations: list[str]
+
+
+class FollowUpOut(Schema):
+    code: str
+    due: str = Field(json_schema_extra={"format": "date"})
+    status: str = Field(json_schema_extra={"enum": list(engine.FOLLOW_UP_STATUSES)})
+    rule: str | None
+    title: str
+
+
+class ResultDocument(Schema):
+    as_of: str = Field(json_schema_extra={"format": "date"})
+    rule_set: str
+    pathway: str = Field(json_schema_extra={"enum": list(engine.PATHWAYS)})
+    findings: FindingsOut
+    recommendations: list[RecommendationOut]
+    follow_ups: list[FollowUpOut]
+
+
+_UNAUTHORIZED = "No token, or an unknown, revoked or expired one."
+_FORBIDDEN = "The token lacks the scope this operation needs."
+_ERROR_RESPONSES: dict[int, Any] = {401: ErrorDocument, 403: ErrorDocument, 500: ErrorDocument}
+_DESCRIPTIONS: dict[int, dict[str, str]] = {
+    401: {"description": _UNAUTHORIZED},
+    403: {"description": _FORBIDDEN},
+    500: {"description": "An unexpected error (logged on the server)."},
+}
+
+EXAMPLE_CASE: dict[str, Any] = {
+    "as_of": "2026-11-22",
+    "patient": {"birth_date": "1950-03-02", "sex": "female", "weight_kg": 64},
+    "labs": [
+        {"test": "alp", "value": 412, "unit": "U/L", "collected_at": "2026-06-01T08:15"},
+        {"test": "alp", "value": 260, "unit": "U/L", "collected_at": "2026-10-01T08:40"},
+    ],
+    "clinical": {
+        "diagnoses": ["paget"],
+        "therapies": [{"agent": "alendronate", "start": "2026-06-10", "end": None}],
+    },
+}
 
 
 def _json(document: Any, status: int = 200) -> HttpResponse:
@@ -50,24 +275,32 @@ def _json(document: Any, status: int = 200) -> HttpResponse:
     )
 
 
-def errors_response(errors: list[engine.FieldError]) -> JsonResponse:
-    return JsonResponse(
-        {"errors": [{"field": e.field, "message": e.message} for e in errors]}, status=400
-    )
-
-
 @api.post(
     "/assess",
     summary="Assess a case document",
+    description="Scope: `assess`. Nothing is stored; the body is the case document (spec §1).",
+    auth=scope(ApiToken.Scope.ASSESS),
+    response={
+        200: ResultDocument,
+        400: ErrorDocument,
+        413: ErrorDocument,
+        **_ERROR_RESPONSES,
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": engine.case_json_schema()}},
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": _SCHEMAS + "CaseDocument"},
+                    "example": EXAMPLE_CASE,
+                }
+            },
         },
         "responses": {
-            "200": {"description": "The result document (spec §6)."},
-            "400": {"description": '{"errors": [{"field": "...", "message": "..."}]}'},
-            "401": {"description": "Missing or invalid API token."},
+            200: {"description": "The result document (spec §6)."},
+            400: {"description": "The case document is invalid: every error with its field."},
+            413: {"description": "The body is larger than the server accepts."},
+            **_DESCRIPTIONS,
         },
     },
 )
@@ -94,12 +327,48 @@ def _patient(request: HttpRequest, pk: int, action: str) -> Patient:
     return patient
 
 
-@api.get("/patients/{pk}/case", summary="A stored patient as a case document (export)")
-def patient_case(request: HttpRequest, pk: int) -> HttpResponse:
+_PATIENT_RESPONSES = {404: ErrorDocument, 422: ErrorDocument, **_ERROR_RESPONSES}
+_PATIENT_DESCRIPTIONS = {
+    404: {"description": "No such patient in your clinics."},
+    422: {"description": "The patient id is not a positive 64-bit integer."},
+    **_DESCRIPTIONS,
+}
+PatientId = Path(..., ge=1, le=MAX_PK, description="the patient's id")
+
+
+@api.get(
+    "/patients/{pk}/case",
+    summary="A stored patient as a case document (export)",
+    description="Scope: `read`. The read is recorded in the access log.",
+    auth=scope(ApiToken.Scope.READ),
+    response={200: None, **_PATIENT_RESPONSES},
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The case document (spec §1), as_of today.",
+                "content": {"application/json": {"schema": {"$ref": _SCHEMAS + "CaseDocument"}}},
+            },
+            **_PATIENT_DESCRIPTIONS,
+        }
+    },
+)
+def patient_case(request: HttpRequest, pk: int = PatientId) -> HttpResponse:
     return _json(patient_to_document(_patient(request, pk, "api: case")))
 
 
-@api.get("/patients/{pk}/assessment", summary="The result document for a stored patient")
-def patient_assessment(request: HttpRequest, pk: int) -> HttpResponse:
+@api.get(
+    "/patients/{pk}/assessment",
+    summary="The result document for a stored patient",
+    description="Scope: `read`. The read is recorded in the access log.",
+    auth=scope(ApiToken.Scope.READ),
+    response={200: ResultDocument, **_PATIENT_RESPONSES},
+    openapi_extra={
+        "responses": {
+            200: {"description": "The result document (spec §6) as of today."},
+            **_PATIENT_DESCRIPTIONS,
+        }
+    },
+)
+def patient_assessment(request: HttpRequest, pk: int = PatientId) -> HttpResponse:
     result = assess_patient(_patient(request, pk, "api: assessment"))
     return HttpResponse(engine.render_result_json(result), content_type="application/json")

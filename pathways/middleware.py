@@ -1,5 +1,6 @@
 """Session lifetime limits and no-store caching for pages that may carry patient data."""
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 
@@ -61,4 +62,30 @@ class NoStoreForAuthenticatedMiddleware:
         if (user is not None and user.is_authenticated) or request.path.startswith("/api/"):
             response["Cache-Control"] = "no-store, private"
             response["Pragma"] = "no-cache"
+        return response
+
+
+class ApiJsonErrorsMiddleware:
+    """API errors are JSON whichever layer answered: an unknown URL, a wrong method or a crash
+    outside the API's own handlers would otherwise be Django's HTML page."""
+
+    prefix = "/api/"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith(self.prefix)
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+            and not response.streaming
+        ):
+            # Rewritten in place: the security headers the inner layers set are kept.
+            message = (response.reason_phrase or "error").lower()
+            response.content = json.dumps({"errors": [{"field": "", "message": message}]})
+            response["Content-Type"] = "application/json"
+            if "Content-Length" in response:
+                response["Content-Length"] = str(len(response.content))
         return response

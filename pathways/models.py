@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -331,8 +333,23 @@ def _token_digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+# How long a new API token lives unless its creator chooses a shorter life.
+API_TOKEN_LIFETIME = timedelta(days=365)
+
+
+def _api_token_expiry() -> datetime:
+    return timezone.now() + API_TOKEN_LIFETIME
+
+
 class ApiToken(models.Model):
-    """A per-user API token; only its SHA-256 digest is stored."""
+    """A per-user API token with scopes and an expiry; only its SHA-256 digest is stored."""
+
+    class Scope(models.TextChoices):
+        ASSESS = "assess", "assess: assess case documents (no stored patient data)"
+        READ = "read", "read: read your clinics' stored patients"
+        WRITE = "write", "write: change your clinics' stored patients"
+        HL7 = "hl7", "hl7: send HL7 v2 lab results"
+        CDS = "cds", "cds: CDS Hooks advice for the EHR"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
@@ -340,30 +357,73 @@ class ApiToken(models.Model):
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=12, editable=False)
     digest = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.CharField(
+        max_length=100, default="", help_text="Space-separated: what the token may call."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(default=_api_token_expiry)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scope_list
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def active(self) -> bool:
+        return not self.revoked and not self.expired
+
     @classmethod
-    def issue(cls, *, user: Any, name: str) -> tuple[ApiToken, str]:
+    def issue(
+        cls,
+        *,
+        user: Any,
+        name: str,
+        scopes: Iterable[str],
+        expires_at: datetime | None = None,
+    ) -> tuple[ApiToken, str]:
         """Create a token and return it with its raw value, which is shown once."""
+        chosen = [scope for scope in cls.Scope.values if scope in set(scopes)]
+        unknown = set(scopes) - set(cls.Scope.values)
+        if unknown or not chosen:
+            raise ValueError(f"scopes must be some of {', '.join(cls.Scope.values)}")
         raw = "alp_" + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, prefix=raw[:12], digest=_token_digest(raw))
+        token = cls.objects.create(
+            user=user,
+            name=name,
+            prefix=raw[:12],
+            digest=_token_digest(raw),
+            scopes=" ".join(chosen),
+            expires_at=expires_at or _api_token_expiry(),
+        )
         return token, raw
 
     @classmethod
     def authenticate(cls, raw: str) -> ApiToken | None:
+        """The active token with this raw value (not revoked, not expired, user active)."""
+        now = timezone.now()
         token = (
             cls.objects.select_related("user")
-            .filter(digest=_token_digest(raw), revoked=False, user__is_active=True)
+            .filter(
+                digest=_token_digest(raw), revoked=False, expires_at__gt=now, user__is_active=True
+            )
             .first()
         )
         if token is not None:
-            token.last_used_at = timezone.now()
-            token.save(update_fields=["last_used_at"])
+            cls.objects.filter(pk=token.pk).update(last_used_at=now)
         return token
 
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def alice_token(alice: Any) -> str:
-    return ApiToken.issue(user=alice, name="test")[1]
+    return ApiToken.issue(user=alice, name="test", scopes=["assess", "read"])[1]
 
 
 def _command(document: Any, tmp_path: Path) -> tuple[int, str, str]:
@@ -138,14 +138,14 @@ def test_the_api_refuses_requests_without_a_valid_token(client: Any, header: str
 
 
 def test_a_revoked_token_is_refused(client: Any, alice: Any) -> None:
-    token, raw = ApiToken.issue(user=alice, name="old laptop")
+    token, raw = ApiToken.issue(user=alice, name="old laptop", scopes=["assess"])
     token.revoked = True
     token.save()
     assert _post(client, raw, paget_on_alendronate_document()).status_code == 401
 
 
 def test_tokens_are_stored_hashed(alice: Any) -> None:
-    token, raw = ApiToken.issue(user=alice, name="x")
+    token, raw = ApiToken.issue(user=alice, name="x", scopes=["read"])
     assert raw not in token.digest and len(token.digest) == 64
 
 
@@ -162,7 +162,7 @@ def test_patient_reads_through_the_api_are_scoped_and_logged(
         == engine.parse_case(paget_on_alendronate_document()).labs
     )
     assert AccessLog.objects.filter(patient=patient, user=alice, action="api: case").exists()
-    bob_token = ApiToken.issue(user=bob, name="b")[1]
+    bob_token = ApiToken.issue(user=bob, name="b", scopes=["read"])[1]
     other = client.get(
         f"/api/v1/patients/{patient.pk}/assessment", HTTP_AUTHORIZATION=f"Token {bob_token}"
     )

@@ -362,10 +362,17 @@ def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -
         if anchor is None:
             continue
         offset = _offset(follow_up, compiled.params)
-        if follow_up.offset_unit == "months":
-            due = add_months(anchor, offset)
-        else:
-            due = anchor + timedelta(days=offset)
+        try:
+            if follow_up.offset_unit == "months":
+                due = add_months(anchor, offset)
+            else:
+                due = anchor + timedelta(days=offset)
+        except (OverflowError, ValueError):
+            # Only an unvalidated draft (the admin's "try it") can get here: publishing bounds it.
+            raise RuleEvaluationError(
+                f"follow-up {follow_up.code}: due date {offset} {follow_up.offset_unit} "
+                f"after {anchor.isoformat()} is outside the calendar"
+            ) from None
         follow_ups[follow_up.code] = FollowUp(
             code=follow_up.code,
             due=due,

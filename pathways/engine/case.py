@@ -16,7 +16,13 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from .dates import format_datetime, parse_iso_date, parse_iso_datetime
+from .dates import (
+    DATE_RANGE,
+    format_datetime,
+    outside_date_range,
+    parse_iso_date,
+    parse_iso_datetime,
+)
 from .vocabulary import (
     BONE_ALP_ACTIVITY_UNITS,
     UNITS,
@@ -336,7 +342,9 @@ class _Reader:
         if not isinstance(text, str):
             return None
         parsed = parse_iso_date(text)
-        if parsed is None:
+        if parsed is None and outside_date_range(text):
+            self.add(path, f"{_json_text(text)} is outside {DATE_RANGE}")
+        elif parsed is None:
             self.add(path, f"{_json_text(text)} is not a date (YYYY-MM-DD)")
         return parsed
 
@@ -451,7 +459,12 @@ def _read_lab(
     collected = None
     if isinstance(fields.get("collected_at"), str):
         collected = parse_iso_datetime(fields["collected_at"])
-        if collected is None:
+        if collected is None and outside_date_range(fields["collected_at"]):
+            reader.add(
+                f"{path}.collected_at",
+                f"{_json_text(fields['collected_at'])} is outside {DATE_RANGE}",
+            )
+        elif collected is None:
             reader.add(
                 f"{path}.collected_at",
                 f"{_json_text(fields['collected_at'])} is not a date (YYYY-MM-DD) "

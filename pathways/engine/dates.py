@@ -14,6 +14,13 @@ _DATETIME_RE = re.compile(
 
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
+# Every date a case may carry: wide enough for any living patient and any planned follow-up,
+# narrow enough that follow-up arithmetic (at most MAX_OFFSET_YEARS ahead) never leaves year 9999.
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2200, 12, 31)
+DATE_RANGE = f"{EARLIEST_DATE.isoformat()} to {LATEST_DATE.isoformat()}"
+MAX_OFFSET_YEARS = 100
+
 
 def days_in_month(year: int, month: int) -> int:
     if month == 2 and calendar.isleap(year):
@@ -52,13 +59,25 @@ def age_in_years(birth_date: date, on: date) -> int:
 
 
 def parse_iso_date(text: str) -> date | None:
-    """Strict YYYY-MM-DD; None when the text is not a real calendar date."""
+    """Strict YYYY-MM-DD within DATE_RANGE; None when the text is not such a calendar date."""
     if not _DATE_RE.fullmatch(text):
         return None
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         return None
+    return day if EARLIEST_DATE <= day <= LATEST_DATE else None
+
+
+def outside_date_range(text: str) -> bool:
+    """True for a real calendar date (or datetime) that parse_iso_date refuses for its range."""
+    if not _DATE_RE.fullmatch(text[:10]):
+        return False
+    try:
+        day = date.fromisoformat(text[:10])
+    except ValueError:
+        return False
+    return not EARLIEST_DATE <= day <= LATEST_DATE
 
 
 def parse_iso_datetime(text: str) -> tuple[date, time | None] | None:

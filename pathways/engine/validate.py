@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from .assess import RuleSetInvalid, assess, evaluation_order
 from .case import CaseInvalid, parse_case
 from .conditions import check_expression
-from .dates import add_months
+from .dates import MAX_OFFSET_YEARS, add_months
 from .fact_specs import DATE_FACTS, FACT_NAMES
 from .facts import ENGINE_PARAMETERS, select_uln_band
 from .ruleset import RuleSet
@@ -22,6 +22,8 @@ CODE_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 PARAMETER_NAME_RE = re.compile(r"[a-z_][a-z0-9_]*")
 AGE_UNITS = ("days", "years")
 OFFSET_UNITS = ("months", "days")
+# The longest follow-up offset: with case dates up to 2200 no due date can leave the calendar.
+_MAX_OFFSET = {"months": 12 * MAX_OFFSET_YEARS, "days": 366 * MAX_OFFSET_YEARS}
 _ULN_SEXES = (*SEXES, "any")
 # Ages at which the ULN table must give a value: every day of the first year, then each year.
 _COVERAGE_DAYS = range(0, 400)
@@ -142,14 +144,23 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
             error(f"{where}: anchor", f'"{follow_up.anchor}" is not a date fact')
         if follow_up.offset_unit not in OFFSET_UNITS:
             error(f"{where}: offset_unit", f'"{follow_up.offset_unit}" is not months or days')
+        longest = _MAX_OFFSET.get(follow_up.offset_unit, _MAX_OFFSET["months"])
         if isinstance(follow_up.offset, str):
             value = next((p.value for p in rule_set.parameters if p.name == follow_up.offset), None)
             if value is None:
                 error(f"{where}: offset", f'unknown parameter "{follow_up.offset}"')
             elif value != int(value):
                 error(f"{where}: offset", f'parameter "{follow_up.offset}" is not a whole number')
+            elif not 0 <= value <= longest:
+                error(
+                    f"{where}: offset",
+                    f'parameter "{follow_up.offset}" must be from 0 to {longest} '
+                    f"{follow_up.offset_unit}",
+                )
         elif follow_up.offset < 0:
             error(f"{where}: offset", "must not be negative")
+        elif follow_up.offset > longest:
+            error(f"{where}: offset", f"must not exceed {longest} {follow_up.offset_unit}")
         for test in follow_up.satisfied_by:
             if test not in TESTS:
                 error(f"{where}: satisfied_by", f'"{test}" is not a lab test')

@@ -48,7 +48,14 @@ def test_every_control_on_the_clinician_screens_has_a_name(
     page: Any, live_server: Any, patient: Any, console_errors: list[str]
 ) -> None:
     log_in(page, live_server, "alice")
-    for path in ("/", "/patients/", "/patients/new/", f"/patients/{patient.pk}/"):
+    pages = (
+        "/",
+        "/patients/",
+        "/patients/new/",
+        f"/patients/{patient.pk}/",
+        "/account/api-tokens/",
+    )
+    for path in pages:
         page.goto(f"{live_server.url}{path}")
         assert page.evaluate(UNNAMED_CONTROLS) == [], path
     page.goto(f"{live_server.url}/patients/{patient.pk}/edit/")

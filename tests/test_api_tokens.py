@@ -1,0 +1,253 @@
+"""API tokens: one's own tokens page, scopes per operation, expiry, no minting for others."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.utils import timezone
+
+from pathways.models import ApiToken
+from tests.factories import paget_on_alendronate_document, stored_patient
+
+pytestmark = pytest.mark.django_db
+
+
+def _assess(client: Client, key: str) -> Any:
+    return client.post(
+        "/api/v1/assess",
+        json.dumps(paget_on_alendronate_document()),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Token {key}",
+    )
+
+
+def _create_on_the_page(client: Client, **fields: Any) -> Any:
+    data = {"name": "EHR integration", "scopes": ["assess"], "lifetime_days": "365", **fields}
+    return client.post("/account/api-tokens/", data)
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+
+def test_the_clinician_screens_link_to_the_token_page(alice_client: Client) -> None:
+    assert 'href="/account/api-tokens/"' in alice_client.get("/").content.decode()
+    page = alice_client.get("/account/api-tokens/")
+    assert page.status_code == 200
+    assert "No tokens yet." in page.content.decode()
+
+
+def test_a_clinician_creates_a_token_and_sees_its_key_once(
+    alice_client: Client, alice: User
+) -> None:
+    response = _create_on_the_page(alice_client, scopes=["assess", "read"])
+    assert response.status_code == 200
+    token = ApiToken.objects.get(user=alice)
+    page = response.content.decode()
+    key = page.split('id="new-token-key"')[1].split('value="')[1].split('"')[0]
+    assert key.startswith(token.prefix) and key not in token.digest
+    assert token.scope_list == ["assess", "read"]
+    assert abs(token.expires_at - (timezone.now() + timedelta(days=365))) < timedelta(minutes=1)
+    assert _assess(Client(), key).status_code == 200
+    # Shown once: the page never shows it again.
+    assert key not in alice_client.get("/account/api-tokens/").content.decode()
+
+
+def test_a_shorter_life_can_be_chosen(alice_client: Client, alice: User) -> None:
+    _create_on_the_page(alice_client, lifetime_days="30")
+    token = ApiToken.objects.get(user=alice)
+    assert abs(token.expires_at - (timezone.now() + timedelta(days=30))) < timedelta(minutes=1)
+
+
+def test_a_token_needs_a_name_and_a_scope(alice_client: Client) -> None:
+    response = _create_on_the_page(alice_client, name="", scopes=[])
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+    response = _create_on_the_page(alice_client, scopes=["admin"])
+    assert response.status_code == 400
+    assert not ApiToken.objects.exists()
+
+
+def test_the_page_needs_a_login(client: Client) -> None:
+    response = client.get("/account/api-tokens/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert _create_on_the_page(client).status_code == 302
+    assert not ApiToken.objects.exists()
+
+
+def test_creating_and_revoking_are_csrf_protected(alice: User) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    assert _create_on_the_page(client).status_code == 403
+    assert not ApiToken.objects.exists()
+    token, _ = ApiToken.issue(user=alice, name="laptop", scopes=["read"])
+    assert client.post(f"/account/api-tokens/{token.pk}/revoke/").status_code == 403
+    token.refresh_from_db()
+    assert not token.revoked
+
+
+def test_a_user_revokes_their_own_token(alice_client: Client, alice: User) -> None:
+    token, key = ApiToken.issue(user=alice, name="old laptop", scopes=["assess"])
+    response = alice_client.post(f"/account/api-tokens/{token.pk}/revoke/")
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert token.revoked
+    assert _assess(Client(), key).status_code == 401
+    assert "revoked" in alice_client.get("/account/api-tokens/").content.decode()
+
+
+def test_nobody_revokes_or_sees_another_users_token(client: Client, alice: User, bob: User) -> None:
+    token, key = ApiToken.issue(user=alice, name="alice's EHR link", scopes=["assess"])
+    client.force_login(bob)
+    assert client.post(f"/account/api-tokens/{token.pk}/revoke/").status_code == 404
+    assert "alice&#x27;s EHR link" not in client.get("/account/api-tokens/").content.decode()
+    token.refresh_from_db()
+    assert not token.revoked
+    assert _assess(Client(), key).status_code == 200
+
+
+# --- scopes and expiry on the API --------------------------------------------------------------
+
+
+def test_each_operation_needs_its_scope(client: Client, alice: User, north_clinic: Any) -> None:
+    patient = stored_patient(north_clinic, alice)
+    _, assess_only = ApiToken.issue(user=alice, name="assess", scopes=["assess"])
+    _, read_only = ApiToken.issue(user=alice, name="read", scopes=["read"])
+    case_url = f"/api/v1/patients/{patient.pk}/case"
+
+    refused = client.get(case_url, HTTP_AUTHORIZATION=f"Token {assess_only}")
+    assert refused.status_code == 403
+    assert refused["Content-Type"] == "application/json"
+    assert refused.json() == {
+        "errors": [{"field": "", "message": 'this token lacks the "read" scope'}]
+    }
+    assert client.get(case_url, HTTP_AUTHORIZATION=f"Token {read_only}").status_code == 200
+    assert _assess(client, read_only).status_code == 403
+    assert _assess(client, assess_only).status_code == 200
+
+
+@pytest.mark.parametrize("scope", ["write", "hl7", "cds"])
+def test_the_other_scopes_open_none_of_todays_operations(
+    client: Client, alice: User, north_clinic: Any, scope: str
+) -> None:
+    patient = stored_patient(north_clinic, alice)
+    _, key = ApiToken.issue(user=alice, name=scope, scopes=[scope])
+    assert _assess(client, key).status_code == 403
+    url = f"/api/v1/patients/{patient.pk}/assessment"
+    assert client.get(url, HTTP_AUTHORIZATION=f"Token {key}").status_code == 403
+
+
+def test_tokens_expire_after_a_year_by_default(client: Client, alice: User) -> None:
+    token, key = ApiToken.issue(user=alice, name="integration", scopes=["assess"])
+    assert abs(token.expires_at - (timezone.now() + timedelta(days=365))) < timedelta(minutes=1)
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = _assess(client, key)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["message"]
+
+
+def test_a_token_cannot_be_issued_without_a_known_scope(alice: User) -> None:
+    with pytest.raises(ValueError):
+        ApiToken.issue(user=alice, name="nothing", scopes=[])
+    with pytest.raises(ValueError):
+        ApiToken.issue(user=alice, name="too much", scopes=["assess", "admin"])
+
+
+# --- the admin -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def token_staff(north_clinic: Any) -> User:
+    """A staff user allowed to manage API tokens in the admin, but not a superuser."""
+    user = User.objects.create_user("sam", password="correct horse battery staple")
+    user.is_staff = True
+    user.save()
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__model="apitoken"),
+    )
+    return User.objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def root(db: Any) -> User:
+    return User.objects.create_superuser("root", password="correct horse battery staple")
+
+
+def _admin_add(client: Client, user: User, **fields: Any) -> Any:
+    expires = (timezone.now() + timedelta(days=90)).astimezone()
+    data = {
+        "user": str(user.pk),
+        "name": "minted",
+        "scopes": ["assess", "read"],
+        "expires_at_0": expires.strftime("%Y-%m-%d"),
+        "expires_at_1": expires.strftime("%H:%M:%S"),
+        **fields,
+    }
+    return client.post("/admin/pathways/apitoken/add/", data)
+
+
+def test_staff_cannot_mint_a_token_for_another_user(
+    client: Client, token_staff: User, root: User, alice: User
+) -> None:
+    client.force_login(token_staff)
+    for victim in (root, alice):
+        response = _admin_add(client, victim)
+        assert response.status_code == 200  # the form again, with an error
+        assert "Select a valid choice" in response.content.decode()
+        assert not ApiToken.objects.filter(user=victim).exists()
+
+
+def test_staff_mint_tokens_for_themselves_and_see_only_theirs(
+    client: Client, token_staff: User, alice: User
+) -> None:
+    ApiToken.issue(user=alice, name="alice's own", scopes=["read"])
+    client.force_login(token_staff)
+    response = _admin_add(client, token_staff)
+    assert response.status_code == 302
+    token = ApiToken.objects.get(user=token_staff)
+    assert token.scope_list == ["assess", "read"]
+    listing = client.get("/admin/pathways/apitoken/").content.decode()
+    assert "minted" in listing and "alice&#x27;s own" not in listing
+    other = ApiToken.objects.get(user=alice)
+    assert client.get(f"/admin/pathways/apitoken/{other.pk}/change/").status_code in (302, 404)
+
+
+def test_a_token_never_changes_hands(client: Client, token_staff: User, root: User) -> None:
+    token, _ = ApiToken.issue(user=token_staff, name="mine", scopes=["read"])
+    client.force_login(token_staff)
+    response = client.post(
+        f"/admin/pathways/apitoken/{token.pk}/change/",
+        {"user": str(root.pk), "name": "mine", "scopes": ["read"]},
+    )
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert token.user == token_staff
+
+
+def test_a_superuser_mints_a_token_for_another_user(
+    client: Client, root: User, alice: User
+) -> None:
+    client.force_login(root)
+    response = _admin_add(client, alice, scopes=["hl7"])
+    assert response.status_code == 302
+    token = ApiToken.objects.get(user=alice)
+    assert token.scope_list == ["hl7"]
+    assert timedelta(days=89) < token.expires_at - timezone.now() <= timedelta(days=90)
+
+
+def test_the_admin_refuses_an_expiry_beyond_a_year(client: Client, root: User) -> None:
+    client.force_login(root)
+    far = (timezone.now() + timedelta(days=800)).astimezone()
+    response = _admin_add(
+        client,
+        root,
+        expires_at_0=far.strftime("%Y-%m-%d"),
+        expires_at_1=far.strftime("%H:%M:%S"),
+    )
+    assert response.status_code == 200
+    assert "At most 365 days from now." in response.content.decode()
+    assert not ApiToken.objects.exists()
