@@ -22,10 +22,8 @@ MARGIN_RIGHT = 16
 MARGIN_TOP = 18
 MARGIN_BOTTOM = 58  # room for the date axis and the therapy track
 LABEL_ALL_POINTS_UP_TO = 16  # beyond this, only first, last and significant points get labels
-BORTEZOMIB_WINDOW_DAYS = 42  # spec §2: ALP rise by day 42 of bortezomib
 TIMES = "\u00d7"  # the multiplication sign of "3.2 x ULN"
 EN_DASH = "\u2013"
-BISPHOSPHONATES = ("alendronate", "zoledronic_acid", "pamidronate", "other_bisphosphonate")
 
 
 @dataclass(frozen=True)
@@ -101,16 +99,8 @@ class Chart:
     description: str  # the chart in one sentence, for screen readers
 
     @property
-    def plot_width(self) -> float:
-        return self.right - self.left
-
-    @property
     def plot_height(self) -> float:
         return self.bottom - self.top
-
-    @property
-    def significant_count(self) -> int:
-        return sum(1 for point in self.points if point.significant)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +400,7 @@ def _therapy_marks(
                     kind="end",
                 )
             )
-        if therapy.agent in BISPHOSPHONATES:
+        if therapy.agent in engine.BISPHOSPHONATES:
             ongoing = "ongoing" if therapy.end is None else f"to {therapy.end}"
             spans.append(
                 Span(
@@ -424,7 +414,7 @@ def _therapy_marks(
             )
     bortezomib_start = case.clinical.myeloma.bortezomib_start
     if bortezomib_start is not None:
-        window_end = bortezomib_start + timedelta(days=BORTEZOMIB_WINDOW_DAYS)
+        window_end = bortezomib_start + timedelta(days=engine.BORTEZOMIB_WINDOW_DAYS)
         rise = facts["mm_alp_rise_day42_pct"]
         rise_text = "" if rise is None else f"; ALP rise {rise:+.0f} % over baseline"
         spans.append(

@@ -14,7 +14,7 @@ from django.db.models import Count, F, Q, QuerySet
 
 from pathways import engine
 from pathways.charts import sparkline_path
-from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient
+from pathways.models import Clinic, FollowUp, LabResult, Patient
 
 PAGE_SIZE = 25
 DUE_SOON_DAYS = 7  # the issue: "due within 7 days"
@@ -38,7 +38,8 @@ SORTS = {
 class DashboardFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "All open"), *STATUSES.items()], required=False)
     pathway = forms.ChoiceField(
-        choices=[("", "Both pathways"), ("bone", "Bone workup"), ("myeloma", "Myeloma")],
+        choices=[("", "Both pathways")]
+        + [(pathway, engine.PATHWAY_LABELS[pathway].capitalize()) for pathway in engine.PATHWAYS],
         required=False,
     )
     priority = forms.ChoiceField(
@@ -178,9 +179,7 @@ def open_follow_ups(user: Any, filters: dict[str, Any]) -> QuerySet[FollowUp]:
     if filters["pathway"]:
         follow_ups = follow_ups.filter(pathway=filters["pathway"])
     if filters["priority"]:
-        follow_ups = follow_ups.filter(
-            top_priority_rank=AssessmentSnapshot.PRIORITY_RANK[filters["priority"]]
-        )
+        follow_ups = follow_ups.filter(top_priority_rank=engine.PRIORITY_RANK[filters["priority"]])
     return follow_ups
 
 
