@@ -6,15 +6,15 @@ import json
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.security import APIKeyHeader
 
 from pathways import engine
+from pathways.access import patient_for_user
 from pathways.assessment import assess_json, assess_patient
 from pathways.cases import patient_to_document
 from pathways.models import ApiToken, Patient
-from pathways.services import access_log_record
 
 
 class TokenAuth(APIKeyHeader):
@@ -82,16 +82,7 @@ def assess(request: HttpRequest) -> HttpResponse:
 
 
 def _patient(request: HttpRequest, pk: int, action: str) -> Patient:
-    patient = (
-        Patient.objects.for_user(request.user)
-        .prefetch_related("lab_results", "therapies")
-        .filter(pk=pk)
-        .first()
-    )
-    if patient is None:
-        raise Http404("No such patient.")
-    access_log_record(user=request.user, patient=patient, action=action, path=request.path)
-    return patient
+    return patient_for_user(request, pk, action=action, prefetch=("lab_results", "therapies"))
 
 
 @api.get("/patients/{pk}/case", summary="A stored patient as a case document (export)")
