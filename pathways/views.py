@@ -67,9 +67,7 @@ _PRIORITY_HEADINGS = {
 # Presenting a result: recommendations grouped by priority with their citations' full text.
 
 
-# The panel's rows are TypedDicts rather than dataclasses: the template engine reads a dict key
-# at once, while an attribute costs it a failed item lookup first; the live panel reads ~170
-# of them on every keystroke (measured: 12 % of its render time).
+# TypedDicts, not dataclasses: a template reads a dict key at once, an attribute after a miss.
 
 
 class CitationText(TypedDict):
