@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ..case import Clinical
+from .metabolic import METABOLIC_BONE_DIAGNOSES
 from .spec import FactSpec as _F
 
 # spec §2: diagnoses (or a fracture) that explain an elevated ALP.
@@ -13,16 +14,14 @@ ETIOLOGY_DIAGNOSES = (
     "paget",
     "bone_metastases",
     "primary_bone_tumour",
-    "osteomalacia",
-    "hyperparathyroidism",
-    "vitamin_d_deficiency",
+    *METABOLIC_BONE_DIAGNOSES,
     "liver_disease",
     "sepsis",
     "hiv_aids",
 )
 
-SPECS: Final[tuple[_F, ...]] = (
-    _F("diagnoses", "list<string>", "", "clinical.diagnoses", ["paget"]),
+# Facts that are the clinical field of the same name, as entered.
+_AS_ENTERED_SPECS = (
     _F("cancer", "string", "", "known solid cancer or null", "breast"),
     _F("cancer_treated", "bool", "", "the cancer has been treated", False),
     _F("bone_pain", "bool", "", "bone pain", False),
@@ -30,6 +29,12 @@ SPECS: Final[tuple[_F, ...]] = (
     _F("bone_scan", "string", "", "not_done, normal, focal_lesions or diffuse", "not_done"),
     _F("fracture", "string", "", "none, healing, pathological or impending", "none"),
     _F("dental_exam_done", "bool", "", "dental examination done", False),
+)
+_AS_ENTERED = tuple(spec.name for spec in _AS_ENTERED_SPECS)
+
+SPECS: Final[tuple[_F, ...]] = (
+    _F("diagnoses", "list<string>", "", "clinical.diagnoses", ["paget"]),
+    *_AS_ENTERED_SPECS,
     _F(
         "etiology_established",
         "bool",
@@ -37,17 +42,6 @@ SPECS: Final[tuple[_F, ...]] = (
         "an explaining diagnosis (paget, bone_metastases, …) or a fracture",
         True,
     ),
-)
-
-# Facts that are the clinical field of the same name, as entered.
-_AS_ENTERED = (
-    "cancer",
-    "cancer_treated",
-    "bone_pain",
-    "osteolytic_pain",
-    "bone_scan",
-    "fracture",
-    "dental_exam_done",
 )
 
 
