@@ -69,9 +69,8 @@ class TherapyInline(admin.TabularInline):
         return False
 
 
-class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
-    """Patient data is edited in the clinical screens (optimistic locking, follow-up sync);
-    the admin shows it with its full change history, scoped to the user's clinics."""
+class ReadOnlyClinicAdmin(admin.ModelAdmin):
+    """Rows written elsewhere, shown read-only and scoped to the user's clinics."""
 
     clinic_path = "patient__clinic"
 
@@ -89,6 +88,11 @@ class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ReadOnlyHistoryAdmin(ReadOnlyClinicAdmin, SimpleHistoryAdmin):
+    """Patient data is edited in the clinical screens (optimistic locking, follow-up sync);
+    the admin shows it with its full change history."""
 
 
 @admin.register(Patient)
@@ -119,26 +123,12 @@ class FollowUpAdmin(ReadOnlyHistoryAdmin):
 
 
 @admin.register(AccessLog)
-class AccessLogAdmin(admin.ModelAdmin):
+class AccessLogAdmin(ReadOnlyClinicAdmin):
     list_display = ["at", "user", "patient", "action", "path"]
     list_filter = ["action"]
+    list_select_related = ["user", "patient"]
     search_fields = ["user__username", "patient__mrn", "patient__name"]
     date_hierarchy = "at"
-
-    def get_queryset(self, request: HttpRequest) -> Any:
-        queryset = super().get_queryset(request).select_related("user", "patient")
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(patient__clinic__memberships__user=request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ApiToken)

@@ -82,12 +82,8 @@ class Chart:
     name: str  # "alp", "bone_alp", "crcl": for element ids
     title: str
     unit: str
-    width: int
     height: int
-    left: float
-    top: float
-    right: float
-    bottom: float
+    bottom: float  # the plot's bottom edge; the date axis and the therapy track sit below it
     points: tuple[ChartPoint, ...]
     path: str  # the line joining the points
     reference: Line | None  # ULN (or the renal-impairment threshold for CrCl)
@@ -97,6 +93,12 @@ class Chart:
     x_ticks: tuple[Tick, ...]
     y_ticks: tuple[Tick, ...]
     description: str  # the chart in one sentence, for screen readers
+
+    # Every chart has the same width and side margins, so that the small multiples line up.
+    width = WIDTH
+    left = MARGIN_LEFT
+    top = MARGIN_TOP
+    right = WIDTH - MARGIN_RIGHT
 
     @property
     def plot_height(self) -> float:
@@ -205,10 +207,6 @@ def _triangle(x: float, y: float, up: bool, size: float = 6.5) -> str:
     return f"{x:.1f},{tip:.1f} {x - size:.1f},{base:.1f} {x + size:.1f},{base:.1f}"
 
 
-def _frame(height: int) -> tuple[float, float, float, float]:
-    return MARGIN_LEFT, MARGIN_TOP, WIDTH - MARGIN_RIGHT, height - MARGIN_BOTTOM
-
-
 # ---------------------------------------------------------------------------------------------
 # The ALP trend.
 
@@ -235,10 +233,10 @@ def alp_chart(case: engine.Case, facts: engine.Facts) -> Chart | None:
     alp_points = facts.alp_points
     if not alp_points:
         return None
-    left, top, right, bottom = _frame(HEIGHT)
-    x_scale = _TimeScale.over(chart_days(case), left, right)
+    bottom = HEIGHT - MARGIN_BOTTOM
+    x_scale = _TimeScale.over(chart_days(case), Chart.left, Chart.right)
     values = [p.value for p in alp_points] + [p.uln for p in alp_points if p.uln]
-    y_scale = _ValueScale.over(values, top, bottom)
+    y_scale = _ValueScale.over(values, Chart.top, bottom)
     label_all = len(alp_points) <= LABEL_ALL_POINTS_UP_TO
 
     points = []
@@ -292,11 +290,7 @@ def alp_chart(case: engine.Case, facts: engine.Facts) -> Chart | None:
         name="alp",
         title="Total ALP",
         unit="U/L",
-        width=WIDTH,
         height=HEIGHT,
-        left=left,
-        top=top,
-        right=right,
         bottom=bottom,
         points=tuple(points),
         path=_path([(p.x, p.y) for p in points]),
@@ -450,11 +444,11 @@ def series_chart(
     if not labs:
         return None
     unit = labs[-1].canonical_unit
-    left, top, right, bottom = _frame(SMALL_HEIGHT)
-    bottom = SMALL_HEIGHT - 28
+    left, right = Chart.left, Chart.right
+    bottom = SMALL_HEIGHT - 28  # a date axis only, no therapy track
     x_scale = _TimeScale.over(chart_days(case), left, right)
     values = [lab.canonical_value for lab in labs] + ([reference] if reference else [])
-    y_scale = _ValueScale.over(values, top, bottom)
+    y_scale = _ValueScale.over(values, Chart.top, bottom)
     points = []
     for lab in labs:
         x = x_scale(_moment(lab.collected_on, lab.collected_time))
@@ -490,11 +484,7 @@ def series_chart(
         name=test,
         title=title,
         unit=unit,
-        width=WIDTH,
         height=SMALL_HEIGHT,
-        left=left,
-        top=top,
-        right=right,
         bottom=bottom,
         points=tuple(points),
         path=_path([(p.x, p.y) for p in points]),
