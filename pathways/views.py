@@ -178,6 +178,7 @@ def _panel_context(
 ) -> dict[str, Any]:
     return {
         "result": result,
+        "pathway_label": engine.PATHWAY_LABELS[result.pathway],
         "groups": recommendation_groups(result, rule_set),
         "follow_up_rows": follow_up_rows(result, stored or []),
     }

@@ -108,7 +108,7 @@ def expand_example_case(
         return document  # kept as written: run_examples reports why it is invalid
 
 
-def _number(value: Any) -> float | None:
+def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
@@ -140,9 +140,9 @@ def _uln_band(fields: dict[str, Any]) -> UlnBand:
 
 def _dose_band(fields: dict[str, Any]) -> DoseBand:
     return DoseBand(
-        crcl_from=_number(fields.get("crcl_from")),
-        crcl_to=_number(fields.get("crcl_to")),
-        dose_mg=_number(fields.get("dose_mg")),
+        crcl_from=_optional_float(fields.get("crcl_from")),
+        crcl_to=_optional_float(fields.get("crcl_to")),
+        dose_mg=_optional_float(fields.get("dose_mg")),
         source=fields.get("source", ""),
     )
 
