@@ -26,6 +26,7 @@ STATUSES = {
     "due_soon": f"Due within {DUE_SOON_DAYS} days",
     "upcoming": "Upcoming",
 }
+STATUS_CHOICES = [("", "All open"), *STATUSES.items()]
 SORTS = {
     "due": "Due date (soonest first)",
     "-due": "Due date (latest first)",
@@ -36,7 +37,7 @@ SORTS = {
 
 
 class DashboardFilterForm(forms.Form):
-    status = forms.ChoiceField(choices=[("", "All open"), *STATUSES.items()], required=False)
+    status = forms.ChoiceField(choices=STATUS_CHOICES, required=False)
     pathway = forms.ChoiceField(
         choices=[("", "Both pathways")]
         + [(pathway, engine.PATHWAY_LABELS[pathway].capitalize()) for pathway in engine.PATHWAYS],

@@ -27,7 +27,7 @@ from pathways.access import patient_for_user, user_clinics
 from pathways.assessment import assess_document, follow_up_status
 from pathways.cases import patient_to_case, patient_to_document
 from pathways.charts import patient_charts
-from pathways.dashboard import STATUSES, DashboardFilterForm, dashboard_page
+from pathways.dashboard import STATUS_CHOICES, DashboardFilterForm, dashboard_page
 from pathways.forms import (
     LAB_PREFIX,
     THERAPY_PREFIX,
@@ -197,7 +197,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "page": page,
-        "status_choices": [("", "All open"), *STATUSES.items()],
+        "status_choices": STATUS_CHOICES,
     }
     if request.htmx:
         return render(request, "pathways/dashboard.html#results", {**context, "oob": True})

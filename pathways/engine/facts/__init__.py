@@ -32,6 +32,7 @@ ENGINE_PARAMETERS = (
     "rcv_z",
     "bone_alp_mass_uln",
 )
+_ENGINE_PARAMETER_SET = frozenset(ENGINE_PARAMETERS)
 
 # The published entries of every group, in the order the rule editor lists them.
 GROUP_SPECS: Final[tuple[tuple[FactSpec, ...], ...]] = (
@@ -70,8 +71,8 @@ def compute_facts(
     """Every §2 fact of the case under this rule set's parameters and reference tables."""
     if params is None:
         params = rule_set.parameter_values()
-    missing = [name for name in ENGINE_PARAMETERS if name not in params]
-    if missing:
+    if not params.keys() >= _ENGINE_PARAMETER_SET:
+        missing = [name for name in ENGINE_PARAMETERS if name not in params]
         raise KeyError(f"rule set {rule_set.version!r} lacks parameter(s): {', '.join(missing)}")
     labs_by_test: dict[str, list[Lab]] = {}
     for lab in sorted(case.labs, key=collection_order):

@@ -98,7 +98,9 @@ def alp_series(
     labs: Sequence[Lab], patient: PatientInfo, uln_bands: Iterable[UlnBand], rcv: float
 ) -> tuple[AlpPoint, ...]:
     """The ALP results in collection order, each with its ULN, times ULN and change."""
-    alp_bands = [band for band in uln_bands if band.test == "alp"]
+    sex = patient.sex
+    # Scanned once per result date: keep only the bands this patient's results can fall in.
+    alp_bands = [band for band in uln_bands if band.test == "alp" and band.sex in (sex, "any")]
     points: list[AlpPoint] = []
     previous_value: float | None = None
     built_in_uln: dict[date, float | None] = {}
@@ -108,9 +110,7 @@ def alp_series(
             source = "lab"
         else:
             if lab.collected_on not in built_in_uln:
-                band = select_uln_band(
-                    alp_bands, "alp", patient.sex, patient.birth_date, lab.collected_on
-                )
+                band = select_uln_band(alp_bands, "alp", sex, patient.birth_date, lab.collected_on)
                 built_in_uln[lab.collected_on] = None if band is None else band_uln_canonical(band)
             uln = built_in_uln[lab.collected_on]
             source = "none" if uln is None else "built-in"

@@ -3,6 +3,7 @@ an elevated ALP (spec §2)."""
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, Final
 
 from ..case import Clinical
@@ -10,14 +11,16 @@ from .metabolic import METABOLIC_BONE_DIAGNOSES
 from .spec import FactSpec as _F
 
 # spec §2: diagnoses (or a fracture) that explain an elevated ALP.
-ETIOLOGY_DIAGNOSES = (
-    "paget",
-    "bone_metastases",
-    "primary_bone_tumour",
-    *METABOLIC_BONE_DIAGNOSES,
-    "liver_disease",
-    "sepsis",
-    "hiv_aids",
+ETIOLOGY_DIAGNOSES = frozenset(
+    {
+        "paget",
+        "bone_metastases",
+        "primary_bone_tumour",
+        *METABOLIC_BONE_DIAGNOSES,
+        "liver_disease",
+        "sepsis",
+        "hiv_aids",
+    }
 )
 
 # Facts that are the clinical field of the same name, as entered.
@@ -31,6 +34,7 @@ _AS_ENTERED_SPECS = (
     _F("dental_exam_done", "bool", "", "dental examination done", False),
 )
 _AS_ENTERED = tuple(spec.name for spec in _AS_ENTERED_SPECS)
+_read_as_entered = attrgetter(*_AS_ENTERED)
 
 SPECS: Final[tuple[_F, ...]] = (
     _F("diagnoses", "list<string>", "", "clinical.diagnoses", ["paget"]),
@@ -48,8 +52,8 @@ SPECS: Final[tuple[_F, ...]] = (
 def clinical_context_facts(clinical: Clinical) -> dict[str, Any]:
     diagnoses = clinical.diagnoses
     values: dict[str, Any] = {"diagnoses": list(diagnoses)}
-    values.update((name, getattr(clinical, name)) for name in _AS_ENTERED)
-    values["etiology_established"] = clinical.fracture != "none" or any(
-        d in diagnoses for d in ETIOLOGY_DIAGNOSES
+    values.update(zip(_AS_ENTERED, _read_as_entered(clinical), strict=True))
+    values["etiology_established"] = (
+        clinical.fracture != "none" or not ETIOLOGY_DIAGNOSES.isdisjoint(diagnoses)
     )
     return values

@@ -11,7 +11,9 @@ from typing import Any, Final
 from ..case import Clinical
 from .spec import FactSpec as _F
 
-METABOLIC_BONE_DIAGNOSES = ("osteomalacia", "hyperparathyroidism", "vitamin_d_deficiency")
+METABOLIC_BONE_DIAGNOSES = frozenset(
+    {"osteomalacia", "hyperparathyroidism", "vitamin_d_deficiency"}
+)
 
 SPECS: Final[tuple[_F, ...]] = (
     _F(
@@ -26,5 +28,5 @@ SPECS: Final[tuple[_F, ...]] = (
 
 def metabolic_facts(clinical: Clinical) -> dict[str, Any]:
     return {
-        "metabolic_bone_disease": any(d in clinical.diagnoses for d in METABOLIC_BONE_DIAGNOSES),
+        "metabolic_bone_disease": not METABOLIC_BONE_DIAGNOSES.isdisjoint(clinical.diagnoses),
     }

@@ -8,7 +8,7 @@ from ..case import Case
 from ..dates import age_in_years
 from .spec import FactSpec as _F
 
-MYELOMA_DIAGNOSES = ("multiple_myeloma", "mgus")
+MYELOMA_DIAGNOSES = frozenset({"multiple_myeloma", "mgus"})
 
 SPECS: Final[tuple[_F, ...]] = (
     _F("as_of", "date", "", "date of the assessment", "2026-11-22"),
@@ -37,7 +37,7 @@ def patient_facts(case: Case, lab_tests: list[str]) -> dict[str, Any]:
     patient, diagnoses = case.patient, case.clinical.diagnoses
     return {
         "as_of": case.as_of,
-        "pathway": "myeloma" if any(d in diagnoses for d in MYELOMA_DIAGNOSES) else "bone",
+        "pathway": "bone" if MYELOMA_DIAGNOSES.isdisjoint(diagnoses) else "myeloma",
         "age_years": age_in_years(patient.birth_date, case.as_of),
         "sex": patient.sex,
         "pregnant": patient.pregnant,

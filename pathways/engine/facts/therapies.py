@@ -184,9 +184,9 @@ def therapies_facts(
         "current_therapies_summary": "; ".join(m["summary"] for m in therapy_maps if m["current"])
         or "none",
         "on_therapy": bool(current),
-        "on_bisphosphonate": bool(current_agents & set(BISPHOSPHONATES)),
+        "on_bisphosphonate": not current_agents.isdisjoint(BISPHOSPHONATES),
         "on_iv_bisphosphonate": bool(current_iv),
-        "on_bone_targeted_agent": bool(current_agents & set(BONE_TARGETED_AGENTS)),
+        "on_bone_targeted_agent": not current_agents.isdisjoint(BONE_TARGETED_AGENTS),
         "on_denosumab": "denosumab" in current_agents,
         "on_zoledronic_acid": "zoledronic_acid" in current_agents,
         "on_pamidronate": "pamidronate" in current_agents,
