@@ -84,16 +84,16 @@ def compute_facts(
     therapy_values, therapy_facts = therapies.therapies_facts(
         case.clinical.therapies, case.as_of, points
     )
-    values = patient.patient_facts(case, sorted(labs_by_test))
-    values.update(alp.alp_facts(points, rcv))
-    values.update(
-        bone_alp.bone_alp_facts(labs_by_test.get("bone_alp", no_labs), params["bone_alp_mass_uln"])
-    )
-    values.update(context.clinical_context_facts(case.clinical))
-    values.update(metabolic.metabolic_facts(case.clinical))
-    values.update(therapy_values)
-    values.update(
-        renal.renal_facts(
+    values: dict[str, Any] = {
+        **patient.patient_facts(case, sorted(labs_by_test)),
+        **alp.alp_facts(points, rcv),
+        **bone_alp.bone_alp_facts(
+            labs_by_test.get("bone_alp", no_labs), params["bone_alp_mass_uln"]
+        ),
+        **context.clinical_context_facts(case.clinical),
+        **metabolic.metabolic_facts(case.clinical),
+        **therapy_values,
+        **renal.renal_facts(
             case,
             labs_by_test.get("crcl", no_labs),
             labs_by_test.get("creatinine", no_labs),
@@ -101,9 +101,9 @@ def compute_facts(
             on_iv_bisphosphonate=therapy_values["on_iv_bisphosphonate"],
             dose_bands=rule_set.za_dose_bands,
             params=params,
-        )
-    )
-    values.update(myeloma.myeloma_facts(case.clinical.myeloma, points))
+        ),
+        **myeloma.myeloma_facts(case.clinical.myeloma, points),
+    }
 
     dates: dict[str, date | None] = {name: values[name] for name in _DATE_FACTS}
     for name, day in dates.items():
