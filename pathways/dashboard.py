@@ -5,7 +5,7 @@ whatever the number of patients."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -99,9 +99,18 @@ class DashboardPage:
     counts: dict[str, int]
     total: int
     number: int
-    pages: int
     filters: dict[str, Any]
-    rule_set_versions: list[str] = field(default_factory=list)
+
+    @property
+    def pages(self) -> int:
+        return page_count(self.total)
+
+    @property
+    def rule_set_versions(self) -> list[str]:
+        """The rule set versions behind the rows' snapshots (usually one)."""
+        return sorted(
+            {row.snapshot.rule_set_version for row in self.rows if row.snapshot is not None}
+        )
 
     @property
     def counts_total(self) -> int:
@@ -122,6 +131,10 @@ class DashboardPage:
     @property
     def last_index(self) -> int:
         return min(self.number * PAGE_SIZE, self.total)
+
+
+def page_count(total: int) -> int:
+    return max(1, -(-total // PAGE_SIZE))
 
 
 def _status_q(status: str, today: date) -> Q:
@@ -203,8 +216,7 @@ def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> Dashboard
         total = counts[filters["status"]]
     else:
         total = sum(counts.values())
-    pages = max(1, -(-total // PAGE_SIZE))
-    number = min(max(1, int(filters["page"])), pages)
+    number = min(max(1, int(filters["page"])), page_count(total))
     offset = (number - 1) * PAGE_SIZE
     # The page's keys first (a narrow sort when it cannot be read from an index), then its rows.
     keys = list(
@@ -228,15 +240,12 @@ def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> Dashboard
                 alp_values=tuple(values),
             )
         )
-    versions = sorted({row.snapshot.rule_set_version for row in rows if row.snapshot is not None})
     return DashboardPage(
         rows=rows,
         counts=counts,
         total=total,
         number=number,
-        pages=pages,
         filters=filters,
-        rule_set_versions=versions,
     )
 
 
