@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.http import Http404, HttpRequest
@@ -14,9 +15,16 @@ def user_clinics(user: Any) -> list[Clinic]:
     return list(Clinic.objects.filter(memberships__user=user).distinct())
 
 
-def patient_for_user(request: HttpRequest, pk: int, *, action: str) -> Patient:
-    """The patient if the user may see it (the read is logged), else 404 — never 403."""
-    patient = Patient.objects.for_user(request.user).select_related("clinic").filter(pk=pk).first()
+def patient_for_user(
+    request: HttpRequest, pk: int, *, action: str, prefetch: Sequence[str] = ()
+) -> Patient:
+    """The patient if the user may see it (the read is logged), else 404 — never 403.
+
+    The one way a view or the API reads a stored patient; `prefetch` names the related rows the
+    caller reads next (e.g. "lab_results"), fetched in one query each.
+    """
+    patients = Patient.objects.for_user(request.user).select_related("clinic")
+    patient = patients.prefetch_related(*prefetch).filter(pk=pk).first()
     if patient is None:
         raise Http404("No such patient.")
     access_log_record(user=request.user, patient=patient, action=action, path=request.path)

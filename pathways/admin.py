@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from pathways import rules_admin  # noqa: F401  (registers the rule-set admin)
-from pathways.admin_history import ClinicScopedHistoryAdmin
+from pathways.admin_history import ClinicScopedAdmin, ClinicScopedHistoryAdmin
 from pathways.models import (
     API_TOKEN_LIFETIME,
     AccessLog,
@@ -115,9 +115,8 @@ class TherapyInline(admin.TabularInline):
         return False
 
 
-class ReadOnlyHistoryAdmin(ClinicScopedHistoryAdmin):
-    """Patient data is edited in the clinical screens (optimistic locking, follow-up sync);
-    the admin shows it with its full change history, scoped to the user's clinics."""
+class ReadOnlyClinicAdmin(ClinicScopedAdmin):
+    """Rows written elsewhere, shown read-only and scoped to the user's clinics."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -127,6 +126,11 @@ class ReadOnlyHistoryAdmin(ClinicScopedHistoryAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ReadOnlyHistoryAdmin(ReadOnlyClinicAdmin, ClinicScopedHistoryAdmin):
+    """Patient data is edited in the clinical screens (optimistic locking, follow-up sync);
+    the admin shows it with its full change history, scoped like the rows themselves."""
 
 
 @admin.register(Patient)
@@ -157,26 +161,12 @@ class FollowUpAdmin(ReadOnlyHistoryAdmin):
 
 
 @admin.register(AccessLog)
-class AccessLogAdmin(admin.ModelAdmin):
+class AccessLogAdmin(ReadOnlyClinicAdmin):
     list_display = ["at", "user", "patient", "action", "path"]
     list_filter = ["action"]
+    list_select_related = ["user", "patient"]
     search_fields = ["user__username", "patient__mrn", "patient__name"]
     date_hierarchy = "at"
-
-    def get_queryset(self, request: HttpRequest) -> Any:
-        queryset = super().get_queryset(request).select_related("user", "patient")
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(patient__clinic__memberships__user=request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ApiTokenAdminForm(forms.ModelForm):

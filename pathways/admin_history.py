@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -73,9 +74,9 @@ class ScopedHistoryAdmin(SimpleHistoryAdmin):
         return True
 
 
-class ClinicScopedHistoryAdmin(ScopedHistoryAdmin):
-    """Objects that belong to a clinic: the list, the objects and their history are limited to
-    the user's clinics (superusers see all)."""
+class ClinicScopedAdmin(admin.ModelAdmin):
+    """Objects that belong to a clinic: the list and the objects are limited to the user's
+    clinics (superusers see all)."""
 
     clinic_path = "patient__clinic"
 
@@ -86,6 +87,10 @@ class ClinicScopedHistoryAdmin(ScopedHistoryAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return self._in_users_clinics(request, super().get_queryset(request))
+
+
+class ClinicScopedHistoryAdmin(ClinicScopedAdmin, ScopedHistoryAdmin):
+    """A clinic's objects with their history, which is limited to the user's clinics too."""
 
     def history_scope(self, request: HttpRequest, records: QuerySet[Any]) -> QuerySet[Any]:
         # A historical row carries the clinic (or patient) it had then: a row from before a

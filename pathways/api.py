@@ -20,11 +20,11 @@ from ninja.operation import Operation
 from ninja.security import APIKeyHeader
 
 from pathways import engine
+from pathways.access import patient_for_user
 from pathways.assessment import assess_json, assess_patient
 from pathways.cases import patient_to_document
 from pathways.engine.dates import DATE_RANGE
 from pathways.models import ApiToken, Patient
-from pathways.services import access_log_record
 
 logger = logging.getLogger(__name__)
 
@@ -315,16 +315,7 @@ def assess(request: HttpRequest) -> HttpResponse:
 
 
 def _patient(request: HttpRequest, pk: int, action: str) -> Patient:
-    patient = (
-        Patient.objects.for_user(request.user)
-        .prefetch_related("lab_results", "therapies")
-        .filter(pk=pk)
-        .first()
-    )
-    if patient is None:
-        raise Http404("No such patient.")
-    access_log_record(user=request.user, patient=patient, action=action, path=request.path)
-    return patient
+    return patient_for_user(request, pk, action=action, prefetch=("lab_results", "therapies"))
 
 
 _PATIENT_RESPONSES = {404: ErrorDocument, 422: ErrorDocument, **_ERROR_RESPONSES}

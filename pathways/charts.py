@@ -22,10 +22,8 @@ MARGIN_RIGHT = 16
 MARGIN_TOP = 18
 MARGIN_BOTTOM = 58  # room for the date axis and the therapy track
 LABEL_ALL_POINTS_UP_TO = 16  # beyond this, only first, last and significant points get labels
-BORTEZOMIB_WINDOW_DAYS = 42  # spec §2: ALP rise by day 42 of bortezomib
 TIMES = "\u00d7"  # the multiplication sign of "3.2 x ULN"
 EN_DASH = "\u2013"
-BISPHOSPHONATES = ("alendronate", "zoledronic_acid", "pamidronate", "other_bisphosphonate")
 
 
 @dataclass(frozen=True)
@@ -84,12 +82,8 @@ class Chart:
     name: str  # "alp", "bone_alp", "crcl": for element ids
     title: str
     unit: str
-    width: int
     height: int
-    left: float
-    top: float
-    right: float
-    bottom: float
+    bottom: float  # the plot's bottom edge; the date axis and the therapy track sit below it
     points: tuple[ChartPoint, ...]
     path: str  # the line joining the points
     reference: Line | None  # ULN (or the renal-impairment threshold for CrCl)
@@ -100,17 +94,15 @@ class Chart:
     y_ticks: tuple[Tick, ...]
     description: str  # the chart in one sentence, for screen readers
 
-    @property
-    def plot_width(self) -> float:
-        return self.right - self.left
+    # Every chart has the same width and side margins, so that the small multiples line up.
+    width = WIDTH
+    left = MARGIN_LEFT
+    top = MARGIN_TOP
+    right = WIDTH - MARGIN_RIGHT
 
     @property
     def plot_height(self) -> float:
         return self.bottom - self.top
-
-    @property
-    def significant_count(self) -> int:
-        return sum(1 for point in self.points if point.significant)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,10 +207,6 @@ def _triangle(x: float, y: float, up: bool, size: float = 6.5) -> str:
     return f"{x:.1f},{tip:.1f} {x - size:.1f},{base:.1f} {x + size:.1f},{base:.1f}"
 
 
-def _frame(height: int) -> tuple[float, float, float, float]:
-    return MARGIN_LEFT, MARGIN_TOP, WIDTH - MARGIN_RIGHT, height - MARGIN_BOTTOM
-
-
 # ---------------------------------------------------------------------------------------------
 # The ALP trend.
 
@@ -245,10 +233,10 @@ def alp_chart(case: engine.Case, facts: engine.Facts) -> Chart | None:
     alp_points = facts.alp_points
     if not alp_points:
         return None
-    left, top, right, bottom = _frame(HEIGHT)
-    x_scale = _TimeScale.over(chart_days(case), left, right)
+    bottom = HEIGHT - MARGIN_BOTTOM
+    x_scale = _TimeScale.over(chart_days(case), Chart.left, Chart.right)
     values = [p.value for p in alp_points] + [p.uln for p in alp_points if p.uln]
-    y_scale = _ValueScale.over(values, top, bottom)
+    y_scale = _ValueScale.over(values, Chart.top, bottom)
     label_all = len(alp_points) <= LABEL_ALL_POINTS_UP_TO
 
     points = []
@@ -302,11 +290,7 @@ def alp_chart(case: engine.Case, facts: engine.Facts) -> Chart | None:
         name="alp",
         title="Total ALP",
         unit="U/L",
-        width=WIDTH,
         height=HEIGHT,
-        left=left,
-        top=top,
-        right=right,
         bottom=bottom,
         points=tuple(points),
         path=_path([(p.x, p.y) for p in points]),
@@ -410,7 +394,7 @@ def _therapy_marks(
                     kind="end",
                 )
             )
-        if therapy.agent in BISPHOSPHONATES:
+        if therapy.agent in engine.BISPHOSPHONATES:
             ongoing = "ongoing" if therapy.end is None else f"to {therapy.end}"
             spans.append(
                 Span(
@@ -424,7 +408,7 @@ def _therapy_marks(
             )
     bortezomib_start = case.clinical.myeloma.bortezomib_start
     if bortezomib_start is not None:
-        window_end = bortezomib_start + timedelta(days=BORTEZOMIB_WINDOW_DAYS)
+        window_end = bortezomib_start + timedelta(days=engine.BORTEZOMIB_WINDOW_DAYS)
         rise = facts["mm_alp_rise_day42_pct"]
         rise_text = "" if rise is None else f"; ALP rise {rise:+.0f} % over baseline"
         spans.append(
@@ -460,11 +444,11 @@ def series_chart(
     if not labs:
         return None
     unit = labs[-1].canonical_unit
-    left, top, right, bottom = _frame(SMALL_HEIGHT)
-    bottom = SMALL_HEIGHT - 28
+    left, right = Chart.left, Chart.right
+    bottom = SMALL_HEIGHT - 28  # a date axis only, no therapy track
     x_scale = _TimeScale.over(chart_days(case), left, right)
     values = [lab.canonical_value for lab in labs] + ([reference] if reference else [])
-    y_scale = _ValueScale.over(values, top, bottom)
+    y_scale = _ValueScale.over(values, Chart.top, bottom)
     points = []
     for lab in labs:
         x = x_scale(_moment(lab.collected_on, lab.collected_time))
@@ -500,11 +484,7 @@ def series_chart(
         name=test,
         title=title,
         unit=unit,
-        width=WIDTH,
         height=SMALL_HEIGHT,
-        left=left,
-        top=top,
-        right=right,
         bottom=bottom,
         points=tuple(points),
         path=_path([(p.x, p.y) for p in points]),

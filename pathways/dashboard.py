@@ -5,7 +5,7 @@ whatever the number of patients."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from django.db.models import Count, F, Q, QuerySet
 
 from pathways import engine
 from pathways.charts import sparkline_path
-from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient
+from pathways.models import Clinic, FollowUp, LabResult, Patient
 
 PAGE_SIZE = 25
 DUE_SOON_DAYS = 7  # the issue: "due within 7 days"
@@ -26,6 +26,7 @@ STATUSES = {
     "due_soon": f"Due within {DUE_SOON_DAYS} days",
     "upcoming": "Upcoming",
 }
+STATUS_CHOICES = [("", "All open"), *STATUSES.items()]
 SORTS = {
     "due": "Due date (soonest first)",
     "-due": "Due date (latest first)",
@@ -36,9 +37,10 @@ SORTS = {
 
 
 class DashboardFilterForm(forms.Form):
-    status = forms.ChoiceField(choices=[("", "All open"), *STATUSES.items()], required=False)
+    status = forms.ChoiceField(choices=STATUS_CHOICES, required=False)
     pathway = forms.ChoiceField(
-        choices=[("", "Both pathways"), ("bone", "Bone workup"), ("myeloma", "Myeloma")],
+        choices=[("", "Both pathways")]
+        + [(pathway, engine.PATHWAY_LABELS[pathway].capitalize()) for pathway in engine.PATHWAYS],
         required=False,
     )
     priority = forms.ChoiceField(
@@ -97,9 +99,18 @@ class DashboardPage:
     counts: dict[str, int]
     total: int
     number: int
-    pages: int
     filters: dict[str, Any]
-    rule_set_versions: list[str] = field(default_factory=list)
+
+    @property
+    def pages(self) -> int:
+        return page_count(self.total)
+
+    @property
+    def rule_set_versions(self) -> list[str]:
+        """The rule set versions behind the rows' snapshots (usually one)."""
+        return sorted(
+            {row.snapshot.rule_set_version for row in self.rows if row.snapshot is not None}
+        )
 
     @property
     def counts_total(self) -> int:
@@ -120,6 +131,10 @@ class DashboardPage:
     @property
     def last_index(self) -> int:
         return min(self.number * PAGE_SIZE, self.total)
+
+
+def page_count(total: int) -> int:
+    return max(1, -(-total // PAGE_SIZE))
 
 
 def _status_q(status: str, today: date) -> Q:
@@ -178,9 +193,7 @@ def open_follow_ups(user: Any, filters: dict[str, Any]) -> QuerySet[FollowUp]:
     if filters["pathway"]:
         follow_ups = follow_ups.filter(pathway=filters["pathway"])
     if filters["priority"]:
-        follow_ups = follow_ups.filter(
-            top_priority_rank=AssessmentSnapshot.PRIORITY_RANK[filters["priority"]]
-        )
+        follow_ups = follow_ups.filter(top_priority_rank=engine.PRIORITY_RANK[filters["priority"]])
     return follow_ups
 
 
@@ -203,8 +216,7 @@ def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> Dashboard
         total = counts[filters["status"]]
     else:
         total = sum(counts.values())
-    pages = max(1, -(-total // PAGE_SIZE))
-    number = min(max(1, int(filters["page"])), pages)
+    number = min(max(1, int(filters["page"])), page_count(total))
     offset = (number - 1) * PAGE_SIZE
     # The page's keys first (a narrow sort when it cannot be read from an index), then its rows.
     keys = list(
@@ -228,15 +240,12 @@ def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> Dashboard
                 alp_values=tuple(values),
             )
         )
-    versions = sorted({row.snapshot.rule_set_version for row in rows if row.snapshot is not None})
     return DashboardPage(
         rows=rows,
         counts=counts,
         total=total,
         number=number,
-        pages=pages,
         filters=filters,
-        rule_set_versions=versions,
     )
 
 

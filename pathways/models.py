@@ -265,8 +265,6 @@ class AssessmentSnapshot(models.Model):
     published, and daily by `manage.py reassess` since results depend on today's date.
     """
 
-    PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2, "info": 3}
-
     patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="snapshot")
     as_of = models.DateField()
     rule_set_version = models.CharField(max_length=40)
@@ -554,8 +552,8 @@ class RuleSetPart(models.Model):
             )
 
 
-_PATHWAY_CHOICES = [("bone", "bone workup"), ("myeloma", "multiple myeloma"), ("both", "both")]
-_PRIORITY_CHOICES = [(p, p) for p in ("urgent", "high", "routine", "info")]
+_PATHWAY_CHOICES = [(pathway, engine.PATHWAY_LABELS[pathway]) for pathway in engine.RULE_PATHWAYS]
+_PRIORITY_CHOICES = [(priority, priority) for priority in engine.PRIORITIES]
 
 
 class Rule(RuleSetPart):

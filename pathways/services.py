@@ -202,7 +202,7 @@ def snapshot_fields(result: engine.Result) -> dict[str, Any]:
         "alp_x_uln": result.findings.alp_x_uln,
         "alp_elevated": bool(result.findings.alp_elevated),
         "top_priority": top.priority if top else "",
-        "top_priority_rank": AssessmentSnapshot.PRIORITY_RANK.get(top.priority, 9) if top else 9,
+        "top_priority_rank": engine.PRIORITY_RANK.get(top.priority, 9) if top else 9,
         "top_code": top.code if top else "",
         "top_title": top.title if top else "",
         "recommendation_codes": [r.code for r in result.recommendations],

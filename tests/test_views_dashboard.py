@@ -218,9 +218,7 @@ def test_the_follow_ups_dashboard_copies_follow_the_patient(
     assert not rows(alice_client.get("/?pathway=bone").content.decode())
     assert rows(alice_client.get("/?pathway=myeloma").content.decode())
     priority = next(
-        p
-        for p, rank in AssessmentSnapshot.PRIORITY_RANK.items()
-        if rank == snapshot.top_priority_rank
+        p for p, rank in engine.PRIORITY_RANK.items() if rank == snapshot.top_priority_rank
     )
     assert rows(alice_client.get(f"/?priority={priority}").content.decode())
 

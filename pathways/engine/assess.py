@@ -25,7 +25,7 @@ from .fact_specs import THERAPY_FIELDS
 from .facts import Facts, compute_facts
 from .ruleset import FollowUpRule, Rule, RuleSet
 from .templates import fact_resolver, render
-from .vocabulary import PATHWAYS, PRIORITIES
+from .vocabulary import PATHWAYS, PRIORITY_RANK
 
 THERAPY_FIELD_NAMES = tuple(field.name for field in THERAPY_FIELDS)
 _THERAPY_LISTS = ("therapies", "current_therapies")
@@ -86,6 +86,7 @@ class Result:
 @dataclass(frozen=True)
 class _CompiledRule:
     rule: Rule
+    label: str  # "rule extreme-alp", for error messages
     position: int  # catalogue order, for stable sorting inside a priority
     condition: cel.Program
     escalate_when: cel.Program | None
@@ -95,6 +96,7 @@ class _CompiledRule:
 @dataclass(frozen=True)
 class _CompiledFollowUp:
     follow_up: FollowUpRule
+    label: str  # "follow-up alp-repeat", for error messages
     when: cel.Program | None
 
 
@@ -168,14 +170,16 @@ def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
         rule = rules[index]
         if not rule.enabled:
             continue
+        label = f"rule {rule.code}"
         escalate = None
         if rule.escalate_when:
-            escalate = _compile(rule.escalate_when, f"rule {rule.code}: escalate_when", params)
+            escalate = _compile(rule.escalate_when, f"{label}: escalate_when", params)
         compiled_rules.append(
             _CompiledRule(
                 rule=rule,
+                label=label,
                 position=index,
-                condition=_compile(rule.condition, f"rule {rule.code}: condition", params),
+                condition=_compile(rule.condition, f"{label}: condition", params),
                 escalate_when=escalate,
                 reads_fired=FIRED_VARIABLE in rule.condition
                 or FIRED_VARIABLE in (rule.escalate_when or ""),
@@ -184,6 +188,7 @@ def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
     follow_ups = tuple(
         _CompiledFollowUp(
             follow_up=follow_up,
+            label=f"follow-up {follow_up.code}",
             when=_compile(follow_up.when, f"follow-up {follow_up.code}: when", params)
             if follow_up.when
             else None,
@@ -262,13 +267,15 @@ def clear_cache() -> None:
 # Assessment.
 
 
-def _execute(program: cel.Program, context: cel.Context, where: str) -> bool:
+def _execute(program: cel.Program, context: cel.Context, label: str, part: str) -> bool:
+    """`label` and `part` ("rule extreme-alp", "condition") only go into an error message,
+    so that no text is built for the many expressions that evaluate cleanly."""
     try:
         outcome = program.execute(context)
     except Exception as error:
-        raise RuleEvaluationError(f"{where}: {error}") from None
+        raise RuleEvaluationError(f"{label}: {part}: {error}") from None
     if not isinstance(outcome, bool):
-        raise RuleEvaluationError(f"{where}: gave {outcome!r}, not true or false")
+        raise RuleEvaluationError(f"{label}: {part}: gave {outcome!r}, not true or false")
     return outcome
 
 
@@ -319,20 +326,23 @@ def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -
         if item.reads_fired and stale:
             context.add_variable(FIRED_VARIABLE, fired)
             stale = False
-        if not _execute(item.condition, context, f"rule {rule.code}: condition"):
+        if not _execute(item.condition, context, item.label, "condition"):
             continue
-        where = f"rule {rule.code}: escalate_when"
         priority = rule.priority
         escalate = item.escalate_when
-        if escalate is not None and rule.escalate_to and _execute(escalate, context, where):
+        if (
+            escalate is not None
+            and rule.escalate_to
+            and _execute(escalate, context, item.label, "escalate_when")
+        ):
             priority = rule.escalate_to
         fired.append(rule.code)
         stale = True
         matched.append((item, priority))
 
     resolve = fact_resolver(values, compiled.parameter_units)
-    rank = {priority: index for index, priority in enumerate(PRIORITIES)}
-    matched.sort(key=lambda pair: (rank.get(pair[1], len(rank)), pair[0].position))
+    last = len(PRIORITY_RANK)
+    matched.sort(key=lambda pair: (PRIORITY_RANK.get(pair[1], last), pair[0].position))
     recommendations = tuple(
         Recommendation(
             code=item.rule.code,
@@ -354,9 +364,7 @@ def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -
         creator = next((code for code in follow_up.rules if code in fired), None)
         if follow_up.rules and creator is None:
             continue
-        if entry.when is not None and not _execute(
-            entry.when, context, f"follow-up {follow_up.code}: when"
-        ):
+        if entry.when is not None and not _execute(entry.when, context, entry.label, "when"):
             continue
         anchor = facts.dates.get(follow_up.anchor)
         if anchor is None:

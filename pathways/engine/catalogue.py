@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,22 @@ def _fields(
     if missing:
         raise CatalogueError(f"{where}: missing key(s) {', '.join(missing)}")
     return table
+
+
+def _rows(
+    data: dict[str, Any],
+    table: str,
+    what: str,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    *,
+    named_by: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The rows of one table, each checked by _fields as it is read; an error names the row by
+    its `named_by` key when it has one, else by position ("parameter rcv_z", "uln band 3")."""
+    for i, item in enumerate(data[table]):
+        name = item.get(named_by, i + 1) if named_by else i + 1
+        yield _fields(item, f"{what} {name}", required, optional)
 
 
 def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -92,7 +108,7 @@ def expand_example_case(
         return document  # kept as written: run_examples reports why it is invalid
 
 
-def _number(value: Any) -> float | None:
+def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
@@ -124,9 +140,9 @@ def _uln_band(fields: dict[str, Any]) -> UlnBand:
 
 def _dose_band(fields: dict[str, Any]) -> DoseBand:
     return DoseBand(
-        crcl_from=_number(fields.get("crcl_from")),
-        crcl_to=_number(fields.get("crcl_to")),
-        dose_mg=_number(fields.get("dose_mg")),
+        crcl_from=_optional_float(fields.get("crcl_from")),
+        crcl_to=_optional_float(fields.get("crcl_to")),
+        dose_mg=_optional_float(fields.get("dose_mg")),
         source=fields.get("source", ""),
     )
 
@@ -146,49 +162,47 @@ def load_catalogue(path: Path | None = None, *, version: str = "catalogue") -> R
     bases = data.get("bases", {})
 
     citations = tuple(
-        Citation(**_fields(item, f"citation {i + 1}", ("key", "text"), ("url",)))
-        for i, item in enumerate(data["citations"])
+        Citation(**fields)
+        for fields in _rows(data, "citations", "citation", ("key", "text"), ("url",))
     )
     parameters = tuple(
-        _parameter(
-            _fields(
-                item,
-                f"parameter {item.get('name', i + 1)}",
-                ("name", "value", "unit", "minimum", "maximum", "description"),
-                ("rule",),
-            )
+        _parameter(fields)
+        for fields in _rows(
+            data,
+            "parameters",
+            "parameter",
+            ("name", "value", "unit", "minimum", "maximum", "description"),
+            ("rule",),
+            named_by="name",
         )
-        for i, item in enumerate(data["parameters"])
     )
     uln_bands = tuple(
-        _uln_band(
-            _fields(
-                item,
-                f"uln band {i + 1}",
-                ("test", "sex", "age_from", "age_from_unit", "uln", "unit"),
-                ("age_to", "age_to_unit", "source"),
-            )
+        _uln_band(fields)
+        for fields in _rows(
+            data,
+            "uln_bands",
+            "uln band",
+            ("test", "sex", "age_from", "age_from_unit", "uln", "unit"),
+            ("age_to", "age_to_unit", "source"),
         )
-        for i, item in enumerate(data["uln_bands"])
     )
     za_dose_bands = tuple(
-        _dose_band(
-            _fields(
-                item, f"za dose band {i + 1}", (), ("crcl_from", "crcl_to", "dose_mg", "source")
-            )
+        _dose_band(fields)
+        for fields in _rows(
+            data, "za_dose_bands", "za dose band", (), ("crcl_from", "crcl_to", "dose_mg", "source")
         )
-        for i, item in enumerate(data["za_dose_bands"])
     )
 
     rules = []
-    for i, item in enumerate(data["rules"]):
-        where = f"rule {item.get('code', i + 1)}"
-        fields = _fields(
-            item,
-            where,
-            ("code", "pathway", "priority", "title", "rationale", "condition", "citations"),
-            ("enabled", "escalate_when", "escalate_to", "examples"),
-        )
+    for fields in _rows(
+        data,
+        "rules",
+        "rule",
+        ("code", "pathway", "priority", "title", "rationale", "condition", "citations"),
+        ("enabled", "escalate_when", "escalate_to", "examples"),
+        named_by="code",
+    ):
+        where = f"rule {fields['code']}"
         examples = []
         for j, raw in enumerate(fields.get("examples", [])):
             example_where = f"{where}: example {raw.get('name', j + 1)!r}"
@@ -222,13 +236,14 @@ def load_catalogue(path: Path | None = None, *, version: str = "catalogue") -> R
         )
 
     follow_ups = []
-    for i, item in enumerate(data["follow_ups"]):
-        fields = _fields(
-            item,
-            f"follow-up {item.get('code', i + 1)}",
-            ("code", "title", "anchor", "offset", "offset_unit"),
-            ("rules", "when", "satisfied_by"),
-        )
+    for fields in _rows(
+        data,
+        "follow_ups",
+        "follow-up",
+        ("code", "title", "anchor", "offset", "offset_unit"),
+        ("rules", "when", "satisfied_by"),
+        named_by="code",
+    ):
         follow_ups.append(
             FollowUpRule(
                 code=fields["code"],

@@ -104,3 +104,8 @@ def format_datetime(day: date, at: time | None) -> str:
     if at.second:
         return f"{day.isoformat()}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}"
     return f"{day.isoformat()}T{at.hour:02d}:{at.minute:02d}"
+
+
+def iso_date(day: date | None) -> str | None:
+    """YYYY-MM-DD, or None for an unknown date (a fact or a document field left empty)."""
+    return None if day is None else day.isoformat()

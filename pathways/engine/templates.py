@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from .fact_specs import FACT_NAMES, FACTS_BY_NAME
+from .fact_specs import FACTS_BY_NAME
 
 PLACEHOLDER_RE = re.compile(r"\{(params\.[A-Za-z_][A-Za-z0-9_]*|[A-Za-z_][A-Za-z0-9_]*)\}")
 SEGMENT_RE = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
@@ -37,10 +37,11 @@ def format_value(value: Any, unit: str = "") -> str:
         return UNKNOWN
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int | float):
+    # Tuples rather than `int | float`: isinstance() checks a union more slowly, per placeholder.
+    if isinstance(value, (int, float)):
         text = format_number(value)
         return f"{text} {unit}" if unit else text
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return ", ".join(format_value(item) for item in value) if value else "none"
     if isinstance(value, str):
         return value.replace("_", " ")  # vocabulary codes read as words: not_done → not done
@@ -54,9 +55,9 @@ def fact_resolver(
         if name.startswith("params."):
             parameter = parameters.get(name[len("params.") :])
             return (False, None, "") if parameter is None else (True, parameter[0], parameter[1])
-        if name not in values or name not in FACT_NAMES:
+        spec = FACTS_BY_NAME.get(name)
+        if spec is None or name not in values:
             return False, None, ""
-        spec = FACTS_BY_NAME[name]
         unit = str(values.get(spec.unit_fact) or "") if spec.unit_fact else spec.unit
         return True, values[name], unit
 
@@ -101,10 +102,8 @@ def _fill(pieces: tuple[_Piece, ...] | list[_Piece], resolve: Resolver) -> str:
             out.append(format_value(value, unit) if found else written)
         else:
             # A segment disappears when any placeholder in it is null.
-            if any(
-                kind == "name" and resolve(name)[0] and resolve(name)[1] is None
-                for kind, name, _ in content
-            ):
+            resolved = (resolve(name) for kind, name, _ in content if kind == "name")
+            if any(found and value is None for found, value, _ in resolved):
                 continue
             out.append(_fill(content, resolve))
     return "".join(out)

@@ -38,10 +38,16 @@ BONE_SCANS: Final[tuple[str, ...]] = get_args(BoneScan)
 FRACTURES: Final[tuple[str, ...]] = get_args(Fracture)
 RESPONSES: Final[tuple[str, ...]] = get_args(Response)
 AGENTS: Final[tuple[str, ...]] = get_args(Agent)
+BISPHOSPHONATES: Final = ("alendronate", "zoledronic_acid", "pamidronate", "other_bisphosphonate")
+IV_BISPHOSPHONATES: Final = ("zoledronic_acid", "pamidronate")
+BONE_TARGETED_AGENTS: Final = (*BISPHOSPHONATES, "denosumab")
+BORTEZOMIB_WINDOW_DAYS: Final = 42  # spec §2: ALP rise by day 42 of bortezomib
 PRIORITIES: Final = ("urgent", "high", "routine", "info")
+PRIORITY_RANK: Final = {priority: rank for rank, priority in enumerate(PRIORITIES)}  # 0 = urgent
 PATHWAYS: Final = ("bone", "myeloma")
 # Where a rule applies: one pathway, or both (spec §4, "apply in both pathways").
 RULE_PATHWAYS: Final = ("bone", "myeloma", "both")
+PATHWAY_LABELS: Final = {"bone": "bone workup", "myeloma": "multiple myeloma", "both": "both"}
 FOLLOW_UP_STATUSES: Final = ("done", "overdue", "upcoming")
 
 # Accepted units per test, canonical unit first (spec §1).

@@ -10,11 +10,21 @@ import pytest
 from pathways.engine import FACTS, compute_facts, parse_case
 from pathways.engine.dates import add_months, age_in_years, whole_months_between
 from pathways.engine.facts import (
+    GROUP_SPECS,
+    alp,
+    bone_alp,
     cockcroft_gault,
+    context,
+    metabolic,
+    myeloma,
+    patient,
     reference_change_value,
+    renal,
     select_dose_band,
     select_uln_band,
+    therapies,
 )
+from pathways.engine.facts.spec import collection_order
 from tests.engine.clinical_cases import (
     catalogue,
     heavy_myeloma_case,
@@ -471,3 +481,37 @@ def test_dates_are_iso_strings_for_cel_and_dates_for_python() -> None:
     assert facts.dates["mm_bortezomib_start"] == date(2026, 9, 1)
     assert facts.alp_points[0].collected_time is None
     assert isinstance(facts.alp_points[0].collected_on, date)
+
+
+def test_each_fact_group_computes_exactly_its_published_entries_in_their_order() -> None:
+    case = parse_case(heavy_myeloma_case())
+    rule_set = catalogue()
+    params = rule_set.parameter_values()
+    labs = sorted(case.labs, key=collection_order)
+
+    def results(test: str) -> list[Any]:
+        return [lab for lab in labs if lab.test == test]
+
+    points = alp.alp_series(results("alp"), case.patient, rule_set.uln_bands, 16.9)
+    therapy_values, _ = therapies.therapies_facts(case.clinical.therapies, case.as_of, points)
+    computed = {
+        patient: patient.patient_facts(case, ["alp"]),
+        alp: alp.alp_facts(points, 16.9),
+        bone_alp: bone_alp.bone_alp_facts(results("bone_alp"), params["bone_alp_mass_uln"]),
+        context: context.clinical_context_facts(case.clinical),
+        metabolic: metabolic.metabolic_facts(case.clinical),
+        therapies: therapy_values,
+        renal: renal.renal_facts(
+            case,
+            results("crcl"),
+            results("creatinine"),
+            iv_bisphosphonate_start=therapy_values["iv_bisphosphonate_start"],
+            on_iv_bisphosphonate=therapy_values["on_iv_bisphosphonate"],
+            dose_bands=rule_set.za_dose_bands,
+            params=params,
+        ),
+        myeloma: myeloma.myeloma_facts(case.clinical.myeloma, points),
+    }
+    assert tuple(group.SPECS for group in computed) == GROUP_SPECS
+    for group, values in computed.items():
+        assert list(values) == [spec.name for spec in group.SPECS], group.__name__
