@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path
 from django.views.generic import RedirectView
 
-from pathways import views
+from pathways import monitoring, views
 from pathways.api import api
 
 admin.site.site_header = "alpcare administration"
@@ -32,6 +32,7 @@ urlpatterns = [
     path("case/rows/therapy/", views.case_add_therapy_row, name="case_add_therapy_row"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz/queue", monitoring.queue_health, name="healthz_queue"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("api/docs", login_required(RedirectView.as_view(url="/api/v1/docs")), name="api_docs"),

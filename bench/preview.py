@@ -4,7 +4,7 @@
 
 Uses its own throwaway SQLite database (migrated here), seeds synthetic patients with ~20 results
 each (bulk_create: acceptable in a benchmark only, it skips history), raises the extreme-ALP
-threshold in a draft and times tuning.ruleset_preview(). Target: 10,000 patients in < 30 s on
+threshold in a draft and times impact.ruleset_preview(). Target: 10,000 patients in < 30 s on
 one core.
 """
 
@@ -36,7 +36,7 @@ from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from pathways import tuning  # noqa: E402
+from pathways import impact, publishing  # noqa: E402
 from pathways.models import (  # noqa: E402
     Clinic,
     LabResult,
@@ -68,7 +68,7 @@ def main() -> None:
     today = timezone.localdate()
     clinic = Clinic.objects.create(name="Bench clinic", slug="bench")
     editor = User.objects.create_user("bench-editor", is_staff=True)
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     Parameter.objects.filter(rule_set=draft, name="extreme_alp").update(value=1200)
 
     seeded = 0
@@ -83,7 +83,7 @@ def main() -> None:
         )
         with CaptureQueriesContext(connection) as queries:
             started = time.perf_counter()
-            preview = tuning.ruleset_preview(draft=draft, user=editor)
+            preview = impact.ruleset_preview(draft=draft, user=editor)
             seconds = time.perf_counter() - started
         extreme = next(row for row in preview.rules if row.code == "extreme-alp")
         print(
@@ -109,7 +109,7 @@ def time_publish(draft: Any, editor: Any) -> None:
                 lab["value"] += 200
         example.save()
     started = time.perf_counter()
-    published = tuning.ruleset_publish(rule_set=draft, user=publisher, note="bench")
+    published = publishing.ruleset_publish(rule_set=draft, user=publisher, note="bench")
     seconds = time.perf_counter() - started
     print(
         f"  publish {published.version} and reassess {Patient.objects.count()} patients: "

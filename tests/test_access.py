@@ -33,8 +33,9 @@ def _fill(route: str, values: dict[str, str]) -> str:
     return "/" + _PARAM.sub(lambda m: values.get(m.group("name"), "1"), route)
 
 
-# Pages anyone may load: the login page itself, and the logout endpoint's redirect.
-PUBLIC = {"login"}
+# Pages anyone may load: the login page itself, and the logout endpoint's redirect; the task
+# queue's health for monitoring (counts only, no patient data: tests/test_reassess.py).
+PUBLIC = {"login", "healthz_queue"}
 
 
 def test_the_walk_sees_every_part_of_the_site() -> None:

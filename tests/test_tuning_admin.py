@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from pathways import tuning
+from pathways import publishing, versions
 from pathways.models import (
     Clinic,
     Membership,
@@ -42,7 +42,7 @@ def publisher_client(publisher: User) -> Client:
 
 @pytest.fixture
 def draft(editor: User) -> RuleSet:
-    return tuning.ruleset_start_draft(user=editor)
+    return publishing.ruleset_start_draft(user=editor)
 
 
 @pytest.fixture
@@ -271,7 +271,7 @@ def test_disabling_a_rule_is_a_draft_change_and_refused_on_published_sets(
     )
     draft_rule.refresh_from_db()
     assert not draft_rule.enabled
-    changes = tuning.ruleset_diff(old=published, new=draft)
+    changes = versions.ruleset_diff(old=published, new=draft)
     assert [(c.key, c.field, c.new) for c in changes] == [("bone-scan", "enabled", "False")]
 
 
@@ -356,8 +356,8 @@ def test_publishing_through_the_admin_is_four_eyes(
 def test_rollback_through_the_admin(
     publisher_client: Client, editor: User, publisher: User, published: RuleSet
 ) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
-    tuning.ruleset_publish(rule_set=draft, user=publisher, note="same rules, new label")
+    draft = publishing.ruleset_start_draft(user=editor)
+    publishing.ruleset_publish(rule_set=draft, user=publisher, note="same rules, new label")
     url = f"/admin/pathways/ruleset/{published.pk}/rollback/"
     assert "Re-publish" in publisher_client.get(url).content.decode()
     response = publisher_client.post(url, {"note": "back to the catalogue"})
@@ -410,8 +410,8 @@ def test_the_publish_page_warns_when_another_version_was_published_since_the_dra
 ) -> None:
     url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
     assert 'id="stale-base"' not in publisher_client.get(url).content.decode()
-    other = tuning.ruleset_start_draft(user=editor)
-    newer = tuning.ruleset_publish(rule_set=other, user=publisher, note="meanwhile")
+    other = publishing.ruleset_start_draft(user=editor)
+    newer = publishing.ruleset_publish(rule_set=other, user=publisher, note="meanwhile")
     page = publisher_client.get(url).content.decode()
     assert 'id="stale-base"' in page and f"{newer.label} is in force now" in page
 
@@ -451,7 +451,7 @@ def test_an_editor_adds_a_rule_with_its_examples_to_the_draft(
     assert response.status_code == 302, response.content.decode()[:2000]
     rule = Rule.objects.get(rule_set=draft, code="alp-above-2000")
     assert set(rule.examples.values_list("rule_set_id", flat=True)) == {draft.pk}
-    check = tuning.ruleset_check(rule_set=draft)
+    check = publishing.ruleset_check(rule_set=draft)
     assert check.publishable, check.problems()
     outcomes = [o for o in check.examples if o.rule == "alp-above-2000"]
     assert [o.passed for o in outcomes] == [True, True]

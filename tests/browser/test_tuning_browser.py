@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from pathways import engine, rules
+from pathways import rules
 from pathways.models import AssessmentSnapshot, RuleSet
 from tests.browser.conftest import log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
@@ -21,7 +21,7 @@ from tests.factories import paget_on_alendronate_document, stored_patient
 @pytest.fixture
 def tuning_team(smoke_user: Any) -> Iterator[dict[str, Any]]:
     ensure_published_rule_set()
-    rules._published_cache.clear()  # keys are reused after a flush
+    rules.clear_cache()  # keys are reused after a flush
     clinic = smoke_user.memberships.get().clinic
     document = paget_on_alendronate_document()
     document["labs"][-1]["value"] = 1100  # extreme under 1000 U/L, not under 1200 U/L
@@ -31,8 +31,7 @@ def tuning_team(smoke_user: Any) -> Iterator[dict[str, Any]]:
         "editor": rule_editor("rui", clinic=clinic),
         "publisher": rule_editor("pat", clinic=clinic, publisher=True),
     }
-    rules._published_cache.clear()  # the versions published here are flushed with the test
-    engine.clear_cache()
+    rules.clear_cache()  # the versions published here are flushed with the test
 
 
 def _switch_user(page: Any, live_server: Any, username: str) -> None:
