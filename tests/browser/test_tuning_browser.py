@@ -95,6 +95,7 @@ def test_an_editor_tunes_the_extreme_alp_threshold_a_publisher_publishes_and_rol
     page.goto(f"{live_server.url}/admin/pathways/ruleset/{draft.pk}/change/")
     expect(page.locator("#check-status")).to_contain_text("examples pass")
     page.locator("#content").get_by_role("link", name="Impact preview").click()
+    page.get_by_role("button", name="Run the impact preview").click()  # a background task
     expect(page.locator('#preview-rules tr[data-code="extreme-alp"] .tuning-removed')).to_have_text(
         "1"
     )
@@ -110,6 +111,7 @@ def test_an_editor_tunes_the_extreme_alp_threshold_a_publisher_publishes_and_rol
     page.get_by_label("Change note").fill("Raise the extreme-ALP alert to 1200 U/L")
     page.get_by_role("button", name=f"Publish {draft.label}").click()
     expect(page.locator(".messagelist")).to_contain_text("published and in force")
+    expect(page.locator("#reassessments .run-status").first).to_have_text("finished")
     draft.refresh_from_db()
     assert draft.is_current and draft.version
 
