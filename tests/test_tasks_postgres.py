@@ -202,14 +202,20 @@ def test_race_publish_and_daily_run_while_clinicians_save(
 def test_crash_a_worker_killed_after_publishing_is_replaced_and_the_run_completes(
     team: dict[str, Any], settings: Any, tmp_path: Path, capsys: Any
 ) -> None:
-    settings.ALPCARE_REASSESS_CHUNK_SIZE = 40
+    settings.ALPCARE_REASSESS_CHUNK_SIZE = 20
     fast = {"ALPCARE_TASK_STALE_SECONDS": "3", "ALPCARE_TASK_HEARTBEAT_SECONDS": "1"}
     draft = publishing.ruleset_start_draft(user=team["editor"])
     published = publishing.ruleset_publish(rule_set=draft, user=team["publisher"], note="crash")
     run = ReassessmentRun.objects.get(publication__rule_set=published)
 
     doomed = start_worker("doomed", tmp_path / "doomed.log", **fast)
-    wait_for(lambda: DBTaskResult.objects.running().exists(), timeout=60, what="a running task")
+    # Killed in the middle: some chunks done, one running.
+    wait_for(
+        lambda: run.chunks.filter(finished_at__isnull=False).exists()
+        and DBTaskResult.objects.running().exists(),
+        timeout=60,
+        what="a running task after a finished one",
+    )
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     killed_at = time.monotonic()
