@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Min
 from django.utils import timezone
 from django_tasks import TaskContext, TaskResultStatus, task
@@ -63,7 +63,12 @@ def heartbeat(context: TaskContext, *, force: bool = False) -> None:
     if not force and now - _last_beat.get(task_id, -math.inf) < _heartbeat_seconds():
         return
     _last_beat[task_id] = now
-    TaskHeartbeat.objects.update_or_create(task_id=task_id, defaults={"beat_at": timezone.now()})
+    try:
+        TaskHeartbeat.objects.update_or_create(
+            task_id=task_id, defaults={"beat_at": timezone.now()}
+        )
+    except DatabaseError:  # a busy database: the work matters more; the next beat may pass
+        _log.warning("heartbeat of task %s not recorded", task_id, exc_info=True)
 
 
 def _heartbeat_done(context: TaskContext) -> None:

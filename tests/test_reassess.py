@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -310,3 +311,30 @@ def test_queue_health_is_public_counts_only(
     assert "SECRET" not in body and "Secret" not in body
     assert all(isinstance(value, int | str | None) for value in response.json().values())
     assert client.post("/healthz/queue").status_code == 405
+
+
+def test_the_scheduler_command_does_one_pass_for_cron(settings: Any) -> None:
+    settings.ALPCARE_DAILY_REASSESS_AT = "00:00"
+    out = StringIO()
+    call_command("scheduler", "--once", stdout=out)
+    run = ReassessmentRun.objects.get()
+    assert out.getvalue() == f"enqueued the daily re-assessment (run {run.pk})\n"
+    out = StringIO()
+    call_command("scheduler", "--once", stdout=out)
+    assert out.getvalue() == ""
+
+
+def test_make_run_starts_the_web_server_a_worker_and_the_scheduler() -> None:
+    root = Path(__file__).resolve().parent.parent
+    processes = dict(
+        line.split(":", 1)
+        for line in (root / "Procfile").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(processes) == {"web", "worker", "scheduler"}
+    assert "manage.py runserver" in processes["web"]
+    assert "manage.py db_worker" in processes["worker"]
+    assert "manage.py scheduler" in processes["scheduler"]
+    makefile = (root / "Makefile").read_text()
+    run_target = makefile[makefile.index("\nrun:") : makefile.index("\ntest:")]
+    assert "honcho start -f Procfile" in run_target and "seed_demo" in run_target

@@ -211,8 +211,10 @@ def test_crash_a_worker_killed_after_publishing_is_replaced_and_the_run_complete
     doomed = start_worker("doomed", tmp_path / "doomed.log", **fast)
     # Killed in the middle: some chunks done, one running.
     wait_for(
-        lambda: run.chunks.filter(finished_at__isnull=False).exists()
-        and DBTaskResult.objects.running().exists(),
+        lambda: (
+            run.chunks.filter(finished_at__isnull=False).exists()
+            and DBTaskResult.objects.running().exists()
+        ),
         timeout=60,
         what="a running task after a finished one",
     )
