@@ -5,7 +5,7 @@ re-queued by the reaper; the queue's health is reported."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
@@ -69,13 +70,13 @@ def test_publication_enqueues_the_reassessment_in_chunks_in_its_own_transaction(
     # Durable: rows in the database, nothing done yet (a worker runs them after the commit).
     queued = DBTaskResult.objects.filter(task_path="pathways.tasks.reassess_chunk")
     assert queued.count() == 3 and all(row.status == TaskResultStatus.READY for row in queued)
-    assert _on_version(published.version) == 0
+    assert _on_version(published.label) == 0
     run = ReassessmentRun.objects.get(publication__rule_set=published)
     assert (run.reason, run.rule_set, run.finished_at) == ("publish", published, None)
     assert tasks.run_progress(run).status == "waiting for a worker"
 
     assert run_ready_tasks() == 3
-    assert _on_version(published.version) == len(patients)
+    assert _on_version(published.label) == len(patients)
     run.refresh_from_db()
     progress = tasks.run_progress(run)
     assert run.finished_at is not None
@@ -112,7 +113,7 @@ def test_a_rollback_enqueues_a_run_too(
     run = ReassessmentRun.objects.get()
     assert (run.reason, run.rule_set) == ("rollback", original)
     run_ready_tasks()
-    assert _on_version(original.version) == 2
+    assert _on_version(original.label) == 2
 
 
 def test_one_patients_failure_is_recorded_the_others_go_on_and_a_retry_finishes_it(
@@ -143,14 +144,14 @@ def test_one_patients_failure_is_recorded_the_others_go_on_and_a_retry_finishes_
         {"patient": broken.pk, "error": "RuleEvaluationError: rule extreme-alp: no such key"}
     ]
     assert progress.retryable
-    assert _on_version(published.version) == 3
+    assert _on_version(published.label) == 3
     assert not DBTaskResult.objects.failed().exists()  # the chunk task itself succeeded
 
     monkeypatch.setattr(services, "follow_ups_sync", real_sync)
     retry = tasks.reassessment_retry(run=run, user=publisher)
     retried = tasks.run_progress(retry)
     assert (retry.retry_of, retried.total, retried.done, retried.failed) == (run, 1, 1, 0)
-    assert _on_version(published.version) == 4
+    assert _on_version(published.label) == 4
 
 
 @pytest.mark.queued_tasks
@@ -200,7 +201,7 @@ def test_a_later_publication_is_never_undone_by_an_older_run(
     _publish_unchanged(editor, publisher)
     newer = _publish_unchanged(editor, publisher)
     run_ready_tasks()  # the first run's tasks run after the second publication committed
-    assert _on_version(newer.version) == 2
+    assert _on_version(newer.label) == 2
 
 
 @pytest.mark.queued_tasks
@@ -225,7 +226,7 @@ def test_the_reaper_requeues_a_dead_workers_task_and_the_run_completes(
     row.refresh_from_db()
     assert row.status == TaskResultStatus.READY
     assert run_ready_tasks() == 1
-    assert _on_version(published.version) == 2
+    assert _on_version(published.label) == 2
     assert ReassessmentRun.objects.get().finished_at is not None
 
 
@@ -259,7 +260,7 @@ def test_the_scheduler_starts_the_daily_run_once_a_day_at_its_time(
     AssessmentSnapshot.objects.all().delete()
     today = timezone.localdate()
     tz = timezone.get_current_timezone()
-    early = timezone.make_aware(timezone.datetime(today.year, today.month, today.day, 1, 59), tz)
+    early = timezone.make_aware(datetime(today.year, today.month, today.day, 1, 59), tz)
     assert tasks.scheduler_tick(now=early) == []
     assert not ReassessmentRun.objects.exists()
 
@@ -338,3 +339,18 @@ def test_make_run_starts_the_web_server_a_worker_and_the_scheduler() -> None:
     makefile = (root / "Makefile").read_text()
     run_target = makefile[makefile.index("\nrun:") : makefile.index("\ntest:")]
     assert "honcho start -f Procfile" in run_target and "seed_demo" in run_target
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite has no row locks (it serialises writers)"
+)
+def test_each_patient_is_reassessed_under_a_row_lock(north_clinic: Clinic, alice: User) -> None:
+    patient = stored_patient(north_clinic, alice)
+    with CaptureQueriesContext(connection) as queries:
+        assert services.patient_reassess(patient_id=patient.pk)
+    statements = [query["sql"] for query in queries.captured_queries]
+    locks = [sql for sql in statements if '"pathways_patient"' in sql and "FOR UPDATE" in sql]
+    assert len(locks) == 1
+    assert statements.index(locks[0]) < min(
+        i for i, sql in enumerate(statements) if '"pathways_labresult"' in sql
+    )  # the results are read after the lock is held

@@ -189,7 +189,7 @@ def test_race_publish_and_daily_run_while_clinicians_save(
         assert (progress.failed, progress.lost_chunks) == (0, 0), progress.failures
         assert progress.done == PATIENTS
     assert not DBTaskResult.objects.failed().exists()
-    _assert_every_patient_is_freshly_assessed(published.version)
+    _assert_every_patient_is_freshly_assessed(published.label)
     with capsys.disabled():
         print(
             f"\n[race] {PATIENTS} patients, {WRITERS} writers: {writers.saves} case saves and "
@@ -239,7 +239,7 @@ def test_crash_a_worker_killed_after_publishing_is_replaced_and_the_run_complete
     assert not DBTaskResult.objects.running().exists()
     assert "re-queued 1 task(s) of a lost worker" in (tmp_path / "scheduler.log").read_text()
     assert RuleSet.objects.get(is_current=True) == published
-    _assert_every_patient_is_freshly_assessed(published.version)
+    _assert_every_patient_is_freshly_assessed(published.label)
     with capsys.disabled():
         print(
             f"\n[crash] worker killed (kill -9) with {done_at_kill} of {PATIENTS} patients "
