@@ -26,7 +26,7 @@ from pathways.models import (
     ReassessmentRun,
     RuleSet,
 )
-from pathways.rules import current_rule_set
+from pathways.rules import current_rule_set, install_catalogue
 from tests.conftest import rule_editor
 from tests.factories import paget_on_alendronate_document, stored_patient
 from tests.workers import start, start_worker, stop, wait_for
@@ -47,6 +47,9 @@ WRITERS = 6
 
 @pytest.fixture
 def team(db: Any) -> dict[str, Any]:
+    # transaction=True flushes every table after each test, the migration's rule set too.
+    if not RuleSet.objects.filter(is_current=True).exists():
+        install_catalogue(version="2026-11-22.1")
     clinic = Clinic.objects.create(name="Race Clinic", slug="race")
     clinician = User.objects.create_user("carol", password="correct horse battery staple")
     clinic.memberships.create(user=clinician, role="clinician")

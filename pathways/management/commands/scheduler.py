@@ -24,9 +24,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, once: bool, interval: float, **options: Any) -> None:
         while True:
-            close_old_connections()
             for line in tasks.scheduler_tick():
                 self.stdout.write(line)
             if once:
                 return
             time.sleep(interval)
+            close_old_connections()  # as after a request: drop a broken or expired connection
