@@ -184,6 +184,11 @@ def _missing_examples(data: engine.RuleSet) -> list[engine.RuleSetError]:
     return errors
 
 
+def rule_example_outcomes(*, rule_set: RuleSet, code: str) -> list[engine.ExampleOutcome]:
+    """One rule's examples with pass/fail (the rule's page in the admin)."""
+    return [o for o in _run_examples_safely(rule_set_for(rule_set)) if o.rule == code]
+
+
 def _run_examples_safely(data: engine.RuleSet) -> list[engine.ExampleOutcome]:
     # A set whose conditions do not compile cannot run its examples; validation reports why.
     try:
@@ -302,7 +307,3 @@ def rule_editor_grant(*, user: Any, publish: bool) -> None:
     user.user_permissions.add(
         *Permission.objects.filter(content_type__app_label="pathways", codename__in=codenames)
     )
-
-
-def rule_example_outcomes(*, rule_set: RuleSet, code: str) -> list[engine.ExampleOutcome]:
-    return [o for o in _run_examples_safely(rule_set_for(rule_set)) if o.rule == code]

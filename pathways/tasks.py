@@ -390,7 +390,9 @@ def tasks_reap(*, now: datetime | None = None) -> ReapOutcome:
                 row.status = TaskResultStatus.READY
                 row.save(update_fields=["status"])
                 requeued.append(str(row.id))
-    TaskHeartbeat.objects.filter(task_id__in=requeued + failed).delete()
+    # Beats of tasks no longer running: re-queued ones start afresh; others ended abruptly.
+    running = [str(pk) for pk in DBTaskResult.objects.running().values_list("id", flat=True)]
+    TaskHeartbeat.objects.exclude(task_id__in=running).delete()
     for task_id in requeued:
         _log.warning("task %s lost its worker: queued again", task_id)
     for task_id in failed:
