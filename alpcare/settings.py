@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "ninja",
+    "django_tasks",
+    "django_tasks_db",
     "pathways",
 ]
 
@@ -104,6 +106,16 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server, the task worker and the scheduler share the file: take the write lock
+    # when a transaction starts (no deadlock on upgrade), let readers run beside one writer.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
@@ -153,7 +165,7 @@ SECURE_HSTS_PRELOAD = HTTPS and envbool("DJANGO_HSTS_PRELOAD", True)
 if envbool("DJANGO_SECURE_PROXY_SSL_HEADER"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Load balancers probe the backends over plain HTTP: the health probes answer it, no redirect.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^healthz/queue$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -194,9 +206,26 @@ STORAGES = {
     },
 }
 
-# After a rule set is published, refresh every patient's follow-ups in a background thread
-# (minutes at 10,000 patients); `manage.py reassess` daily is the safety net.
-ALPCARE_REASSESS_IN_BACKGROUND = envbool("ALPCARE_REASSESS_IN_BACKGROUND", True)
+# Background work: durable tasks in the database (django-tasks + django-tasks-db), run by
+# `manage.py db_worker`; `manage.py scheduler` enqueues the daily re-assessment and re-queues
+# the tasks of a worker that died (the database backend has no lease of its own).
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default"],
+    }
+}
+# Patients re-assessed per task (each in its own transaction).
+ALPCARE_REASSESS_CHUNK_SIZE = envint("ALPCARE_REASSESS_CHUNK_SIZE", 200)
+# When the scheduler enqueues the daily re-assessment (local time, ALPCARE_TIME_ZONE).
+ALPCARE_DAILY_REASSESS_AT = os.environ.get("ALPCARE_DAILY_REASSESS_AT", "02:00")
+# A running task writes a heartbeat this often; one silent for ALPCARE_TASK_STALE_SECONDS is
+# taken to be lost with its worker and re-queued (at most ALPCARE_TASK_MAX_ATTEMPTS runs).
+ALPCARE_TASK_HEARTBEAT_SECONDS = envint("ALPCARE_TASK_HEARTBEAT_SECONDS", 10)
+ALPCARE_TASK_STALE_SECONDS = envint("ALPCARE_TASK_STALE_SECONDS", 120)
+ALPCARE_TASK_MAX_ATTEMPTS = envint("ALPCARE_TASK_MAX_ATTEMPTS", 3)
+# /healthz/queue answers 503 when the oldest waiting task has waited longer than this.
+ALPCARE_QUEUE_MAX_WAIT_SECONDS = envint("ALPCARE_QUEUE_MAX_WAIT_SECONDS", 600)
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"

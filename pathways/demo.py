@@ -13,8 +13,8 @@ from django.db import transaction
 
 from pathways import engine
 from pathways.models import Clinic, Membership, Patient
+from pathways.publishing import rule_editor_grant
 from pathways.services import patient_save_case
-from pathways.tuning import rule_editor_grant
 
 
 @dataclass(frozen=True)

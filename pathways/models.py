@@ -722,3 +722,114 @@ def _refuse_published_edit(sender: type[models.Model], instance: Any, **kwargs: 
 
 models.signals.pre_delete.connect(_refuse_published_change, dispatch_uid="pathways-ruleset-del")
 models.signals.pre_save.connect(_refuse_published_edit, sender=RuleSet, dispatch_uid="ruleset-save")
+
+
+# ---------------------------------------------------------------------------------------------
+# Background work: re-assessment runs, impact previews, task heartbeats.
+
+
+class ReassessmentRun(models.Model):
+    """One re-assessment of many patients by background tasks, one task per chunk.
+
+    Each patient is re-assessed against the rule set in force when its turn comes (a later
+    publication is never undone by an older run); ``rule_set`` is the version the run was
+    started for. Progress and failures are kept per chunk, so re-running a chunk replaces its
+    figures instead of adding to them.
+    """
+
+    class Reason(models.TextChoices):
+        PUBLISH = "publish", "publication"
+        ROLLBACK = "rollback", "rollback"
+        DAILY = "daily", "daily"
+        MANUAL = "manual", "manual"
+        RETRY = "retry", "retry"
+
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    rule_set = models.ForeignKey(
+        RuleSet, on_delete=models.PROTECT, related_name="reassessment_runs"
+    )
+    publication = models.ForeignKey(
+        RuleSetPublication,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reassessment_runs",
+    )
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The scheduler's daily run for this date: unique, so two schedulers cannot both start it.
+    daily_for = models.DateField(null=True, blank=True, unique=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"re-assessment #{self.pk} ({self.get_reason_display()}, {self.rule_set})"
+
+
+class ReassessmentChunk(models.Model):
+    """The patients one task re-assesses, and what became of them on its latest run."""
+
+    run = models.ForeignKey(ReassessmentRun, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    patient_ids = models.JSONField(default=list)
+    # The last chunk of a full run also takes patients added after the run was planned.
+    after_pk = models.BigIntegerField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    failures = models.JSONField(default=list)  # [{"patient": id, "error": "…"}]
+    attempts = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="reassessmentchunk_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.number} of run {self.run_id}"
+
+
+class ImpactPreview(models.Model):
+    """An impact preview computed by a background task for one editor (it names only the
+    patients of that editor's clinics, so only they see it)."""
+
+    draft = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="previews")
+    published = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    # The draft's last edit when the preview was asked for: a later edit makes it out of date.
+    draft_edited_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    patients_total = models.PositiveIntegerField(default=0)
+    patients_done = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"impact preview #{self.pk} of {self.draft}"
+
+
+class TaskHeartbeat(models.Model):
+    """The last sign of life of a running background task (see tasks.tasks_reap)."""
+
+    task_id = models.CharField(max_length=64, primary_key=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.task_id} at {self.beat_at:%H:%M:%S}"

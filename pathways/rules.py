@@ -22,8 +22,17 @@ from pathways.models import (
     UlnBand,
 )
 
+# Published sets never change: each is loaded once per process, by primary key. The engine
+# keeps their compiled form beside it; clear_cache() empties both, the one way to reset.
 _published_cache: dict[int, engine.RuleSet] = {}
 _cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every loaded and compiled rule set (tests; a restored database)."""
+    with _cache_lock:
+        _published_cache.clear()
+    engine.clear_cache()
 
 
 class NoPublishedRuleSet(Exception):

@@ -1,7 +1,8 @@
 """Rule tuning in the admin site: drafts edited part by part, checked, previewed, published.
 
 Published rule sets show read-only; every save of a draft part records the draft's last editor
-(four-eyes) and is validated with the engine's own checks. The work is done in tuning.py.
+(four-eyes) and is validated with the engine's own checks. The work is done in publishing.py,
+impact.py, versions.py and tasks.py.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
-from pathways import engine, tuning
+from pathways import engine, impact, publishing, tasks, versions
 from pathways.admin_history import ScopedHistoryAdmin
 from pathways.models import (
     Citation,
     DoseBand,
     FollowUpRule,
+    ImpactPreview,
     Parameter,
     PublishedRuleSetError,
+    ReassessmentRun,
     Rule,
     RuleExample,
     RuleSet,
@@ -83,6 +86,10 @@ class RuleSetFilter(admin.SimpleListFilter):
             }
 
 
+def _preview_out_of_date(preview: ImpactPreview, draft: RuleSet) -> bool:
+    return preview.draft_edited_at != draft.last_edited_at
+
+
 def _draft_choices() -> QuerySet[RuleSet]:
     return RuleSet.objects.filter(status=RuleSet.Status.DRAFT)
 
@@ -122,13 +129,13 @@ class RuleSetPartAdmin(ScopedHistoryAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         with transaction.atomic():
             super().save_model(request, obj, form, change)
-            tuning.ruleset_touch(rule_set=obj.rule_set, user=request.user)
+            publishing.ruleset_touch(rule_set=obj.rule_set, user=request.user)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         with transaction.atomic():
             rule_set = obj.rule_set
             super().delete_model(request, obj)
-            tuning.ruleset_touch(rule_set=rule_set, user=request.user)
+            publishing.ruleset_touch(rule_set=rule_set, user=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         rule_sets = RuleSet.objects.filter(pk__in=queryset.values("rule_set_id"))
@@ -138,7 +145,7 @@ class RuleSetPartAdmin(ScopedHistoryAdmin):
             for obj in queryset:  # one by one: each delete leaves a history row
                 obj.delete()
             for rule_set in rule_sets:
-                tuning.ruleset_touch(rule_set=rule_set, user=request.user)
+                publishing.ruleset_touch(rule_set=rule_set, user=request.user)
 
 
 def _rule_set_of(form: forms.ModelForm) -> RuleSet | None:
@@ -277,7 +284,7 @@ class RuleAdmin(RuleSetPartAdmin):
     ]
 
     def get_list_display(self, request: HttpRequest) -> Any:
-        counts = tuning.rule_fire_counts()  # once per page, not per row
+        counts = impact.rule_fire_counts()  # once per page, not per row
 
         @admin.display(description="fires for (patients now)")
         def fires_for(rule: Rule) -> int:
@@ -315,7 +322,7 @@ class RuleAdmin(RuleSetPartAdmin):
                     rule.enabled = enabled
                     rule.save()  # save(), not update(): the change stays in the history
             for rule_set in {rule.rule_set for rule in rules}:
-                tuning.ruleset_touch(rule_set=rule_set, user=request.user)
+                publishing.ruleset_touch(rule_set=rule_set, user=request.user)
         state = "enabled" if enabled else "disabled"
         self.message_user(request, f"{len(rules)} rule(s) {state} in the draft.", messages.SUCCESS)
 
@@ -338,15 +345,15 @@ class RuleAdmin(RuleSetPartAdmin):
         return urls + super().get_urls()
 
     def _rule_context(self, request: HttpRequest, rule: Rule) -> dict[str, Any]:
-        outcomes = tuning.rule_example_outcomes(rule_set=rule.rule_set, code=rule.code)
+        outcomes = publishing.rule_example_outcomes(rule_set=rule.rule_set, code=rule.code)
         return {
             "rule": rule,
             "facts": engine.FACTS,
             "parameters": Parameter.objects.filter(rule_set=rule.rule_set).order_by(
                 "rule_code", "name"
             ),
-            "example_outcomes": [(o, tuning.example_why(o)) for o in outcomes],
-            "fires_for": tuning.rule_fire_counts().get(rule.code, 0),
+            "example_outcomes": [(o, publishing.example_why(o)) for o in outcomes],
+            "fires_for": impact.rule_fire_counts().get(rule.code, 0),
             "try_url": reverse("admin:pathways_rule_try", args=[rule.pk]),
         }
 
@@ -373,7 +380,7 @@ class RuleAdmin(RuleSetPartAdmin):
         form = TryCaseForm(request.POST or None)
         outcome = None
         if request.method == "POST" and form.is_valid():
-            outcome = tuning.rule_try_case(rule_set=rule.rule_set, text=form.cleaned_data["case"])
+            outcome = impact.rule_try_case(rule_set=rule.rule_set, text=form.cleaned_data["case"])
         context = {
             **self.admin_site.each_context(request),
             **self._rule_context(request, rule),
@@ -466,20 +473,22 @@ class ParameterForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         _require_draft(self)
+        instance = self.instance
         value = cleaned.get("value")
-        minimum = cleaned.get("minimum", self.instance.minimum)
-        maximum = cleaned.get("maximum", self.instance.maximum)
+        minimum = cleaned.get("minimum", instance.minimum)
+        maximum = cleaned.get("maximum", instance.maximum)
         if value is None or minimum is None or maximum is None:
             return cleaned
-        if minimum > maximum:
-            self.add_error("maximum", f"The maximum is below the minimum {minimum:g}.")
-        elif not minimum <= value <= maximum:
-            unit = self.instance.unit or cleaned.get("unit") or ""
-            self.add_error(
-                "value",
-                f"{value:g} {unit} is outside the declared range "
-                f"[{minimum:g}, {maximum:g}] {unit}.".replace("  ", " "),
-            )
+        # The publish gate's own check, so the editor reads the message it would give.
+        problems = publishing.parameter_problems(
+            name=cleaned.get("name", instance.name) or "",
+            value=value,
+            unit=cleaned.get("unit", instance.unit) or "",
+            minimum=minimum,
+            maximum=maximum,
+        )
+        for problem in problems:
+            self.add_error("maximum" if minimum > maximum else "value", problem)
         return cleaned
 
 
@@ -658,6 +667,16 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             path("start-draft/", view(self.start_draft_view), name="pathways_ruleset_start"),
             path("diff/", view(self.diff_view), name="pathways_ruleset_diff"),
             path("<int:pk>/preview/", view(self.preview_view), name="pathways_ruleset_preview"),
+            path(
+                "<int:pk>/preview/<int:preview_pk>/",
+                view(self.preview_result_view),
+                name="pathways_ruleset_preview_result",
+            ),
+            path(
+                "reassessment/<int:run_pk>/retry/",
+                view(self.retry_view),
+                name="pathways_ruleset_reassessment_retry",
+            ),
             path("<int:pk>/publish/", view(self.publish_view), name="pathways_ruleset_publish"),
             path("<int:pk>/rollback/", view(self.rollback_view), name="pathways_ruleset_rollback"),
             path("<int:pk>/changes/", view(self.changes_view), name="pathways_ruleset_changes"),
@@ -671,7 +690,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": title,
-            "can_publish": request.user.has_perm(tuning.PUBLISH_PERMISSION),
+            "can_publish": request.user.has_perm(publishing.PUBLISH_PERMISSION),
             **extra,
         }
 
@@ -691,13 +710,18 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         rule_set = RuleSet.objects.filter(pk=object_id).first() if object_id.isdigit() else None
         if rule_set is not None and self.has_view_permission(request, rule_set):
             context["rule_set"] = rule_set
-            context["can_publish"] = request.user.has_perm(tuning.PUBLISH_PERMISSION)
+            context["can_publish"] = request.user.has_perm(publishing.PUBLISH_PERMISSION)
             context["can_start_draft"] = request.user.has_perm("pathways.add_ruleset")
             if rule_set.is_draft:
-                check = tuning.ruleset_check(rule_set=rule_set)
+                check = publishing.ruleset_check(rule_set=rule_set)
                 context["check"] = check
-                context["failing"] = [(o, tuning.example_why(o)) for o in check.failing_examples]
+                context["failing"] = [
+                    (o, publishing.example_why(o)) for o in check.failing_examples
+                ]
             context["publications"] = rule_set.publications.select_related("by", "replaced")
+            runs = ReassessmentRun.objects.filter(rule_set=rule_set).select_related("publication")
+            context["reassessments"] = [tasks.run_progress(run) for run in runs[:5]]
+            context["queue"] = tasks.queue_health()
         return super().change_view(request, object_id, form_url, context)
 
     # -- views ---------------------------------------------------------------------------------
@@ -710,8 +734,8 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         base_pk = request.POST.get("base")
         base = get_object_or_404(RuleSet, pk=base_pk) if base_pk else None
         try:
-            draft = tuning.ruleset_start_draft(user=request.user, base=base)
-        except tuning.TuningError as error:
+            draft = publishing.ruleset_start_draft(user=request.user, base=base)
+        except publishing.TuningError as error:
             self.message_user(request, str(error), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:pathways_ruleset_changelist"))
         self.message_user(
@@ -723,44 +747,106 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         return HttpResponseRedirect(reverse("admin:pathways_ruleset_change", args=[draft.pk]))
 
     def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """GET: the page that starts a preview (and links this user's latest); POST: start one.
+
+        The preview runs as a background task (seconds at thousands of patients); its page
+        shows progress until the result is stored."""
         draft = self._viewable(request, pk)
-        preview = tuning.ruleset_preview(draft=draft, user=request.user)
+        if request.method == "POST":
+            preview = tasks.impact_preview_start(draft=draft, user=request.user)
+            return HttpResponseRedirect(
+                reverse("admin:pathways_ruleset_preview_result", args=[draft.pk, preview.pk])
+            )
+        latest = ImpactPreview.objects.filter(draft=draft, requested_by_id=request.user.pk).first()
         context = self._context(
             request,
-            f"Impact preview: {draft.label} against {preview.published_label}",
+            f"Impact preview: {draft.label}",
             rule_set=draft,
+            latest=latest,
+            latest_out_of_date=latest is not None and _preview_out_of_date(latest, draft),
+        )
+        return TemplateResponse(request, "admin/pathways/ruleset/preview_start.html", context)
+
+    def preview_result_view(self, request: HttpRequest, pk: int, preview_pk: int) -> HttpResponse:
+        draft = self._viewable(request, pk)
+        # It names the patients of the requester's clinics: nobody else sees it.
+        stored = get_object_or_404(
+            ImpactPreview.objects.select_related("published"),
+            pk=preview_pk,
+            draft=draft,
+            requested_by_id=request.user.pk,
+        )
+        context = self._context(
+            request,
+            f"Impact preview: {draft.label} against {stored.published.label}",
+            rule_set=draft,
+            stored=stored,
+            out_of_date=_preview_out_of_date(stored, draft),
+        )
+        if stored.result is None:
+            context["task_failed"] = bool(stored.error) or tasks.task_failed(stored.task_id)
+            return TemplateResponse(request, "admin/pathways/ruleset/preview_pending.html", context)
+        preview = impact.preview_from_json(stored.result)
+        context.update(
             preview=preview,
             rule_rows=[row for row in preview.rules if row.appear or row.disappear],
             follow_up_rows=[row for row in preview.follow_ups if row.appear or row.disappear],
         )
         return TemplateResponse(request, "admin/pathways/ruleset/preview.html", context)
 
+    def retry_view(self, request: HttpRequest, run_pk: int) -> HttpResponse:
+        run = get_object_or_404(ReassessmentRun, pk=run_pk)
+        back = reverse("admin:pathways_ruleset_change", args=[run.rule_set_id])
+        if request.method != "POST":
+            return HttpResponseRedirect(back)
+        if not request.user.has_perm(publishing.PUBLISH_PERMISSION):
+            raise PermissionDenied
+        if not tasks.run_progress(run).retryable:
+            self.message_user(request, f"Run {run.pk} has nothing to retry.", messages.WARNING)
+            return HttpResponseRedirect(back)
+        retry = tasks.reassessment_retry(run=run, user=request.user)
+        self.message_user(
+            request,
+            f"Retry queued (run {retry.pk}): {tasks.run_progress(retry).total} patient(s).",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(
+            reverse("admin:pathways_ruleset_change", args=[retry.rule_set_id])
+        )
+
     def _note_view(self, request: HttpRequest, pk: int, *, rollback: bool) -> HttpResponse:
         rule_set = self._viewable(request, pk)
         form = NoteForm(request.POST or None)
         if request.method == "POST":
-            if not request.user.has_perm(tuning.PUBLISH_PERMISSION):
+            if not request.user.has_perm(publishing.PUBLISH_PERMISSION):
                 raise PermissionDenied
             if form.is_valid():
-                action = tuning.ruleset_rollback if rollback else tuning.ruleset_publish
+                action = publishing.ruleset_rollback if rollback else publishing.ruleset_publish
                 try:
                     published = action(
                         rule_set=rule_set, user=request.user, note=form.cleaned_data["note"]
                     )
-                except tuning.TuningError as error:
+                except publishing.TuningError as error:
                     self.message_user(request, str(error), messages.ERROR)
                 else:
                     verb = "re-published (rollback)" if rollback else "published"
+                    run = ReassessmentRun.objects.filter(publication__rule_set=published).first()
+                    queued = (
+                        f" Re-assessment of {tasks.run_progress(run).total} stored patient(s) is "
+                        f"queued as run {run.pk}: its progress is shown below. Screens that "
+                        "assess live use the new version at once."
+                        if run is not None
+                        else ""
+                    )
                     self.message_user(
                         request,
-                        f"Version {published.label} {verb} and in force; every patient has been "
-                        "reassessed with it.",
+                        f"Version {published.label} {verb} and in force.{queued}",
                         messages.SUCCESS,
                     )
                     return HttpResponseRedirect(
                         reverse("admin:pathways_ruleset_change", args=[published.pk])
                     )
-        check = None if rollback else tuning.ruleset_check(rule_set=rule_set)
+        check = None if rollback else publishing.ruleset_check(rule_set=rule_set)
         last_editor = rule_set.last_edited_by or rule_set.created_by
         own_draft = last_editor is not None and last_editor.pk == request.user.pk
         title = (
@@ -773,7 +859,9 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             form=form,
             rollback=rollback,
             check=check,
-            failing=[(o, tuning.example_why(o)) for o in check.failing_examples] if check else [],
+            failing=[(o, publishing.example_why(o)) for o in check.failing_examples]
+            if check
+            else [],
             last_editor=last_editor,
             own_draft=own_draft,
             blocked=not rollback and (own_draft or not (check and check.publishable)),
@@ -793,7 +881,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         form = DiffForm(request.GET or None)
         changes = None
         if form.is_valid():
-            changes = tuning.ruleset_diff(
+            changes = versions.ruleset_diff(
                 old=form.cleaned_data["old"], new=form.cleaned_data["new"]
             )
         context = self._context(request, "Compare rule-set versions", form=form, changes=changes)
@@ -805,7 +893,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             request,
             f"Changes to {rule_set.label}",
             rule_set=rule_set,
-            changes=tuning.ruleset_changes(rule_set=rule_set),
+            changes=versions.ruleset_changes(rule_set=rule_set),
             publications=rule_set.publications.select_related("by", "replaced"),
         )
         return TemplateResponse(request, "admin/pathways/ruleset/changes.html", context)
@@ -828,3 +916,80 @@ class RuleSetPublicationAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(ReassessmentRun)
+class ReassessmentRunAdmin(admin.ModelAdmin):
+    """Re-assessment runs with their progress and failures, and the task queue's health."""
+
+    list_display = ["pk", "reason", "rule_set", "status", "patients", "failed", "started_at"]
+    list_display_links = ["pk"]
+    list_filter = ["reason"]
+    list_select_related = ["rule_set"]
+    fields = (
+        "reason",
+        "rule_set",
+        "publication",
+        "retry_of",
+        "requested_by",
+        "started_at",
+        "finished_at",
+        "status",
+        "patients",
+        "failed",
+        "failures",
+    )
+    readonly_fields = fields
+    change_list_template = "admin/pathways/reassessmentrun/change_list.html"
+    actions = ["retry"]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("pathways.view_ruleset")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(publishing.PUBLISH_PERMISSION)
+
+    @admin.display(description="status")
+    def status(self, run: ReassessmentRun) -> str:
+        return tasks.run_progress(run).status
+
+    @admin.display(description="patients done")
+    def patients(self, run: ReassessmentRun) -> str:
+        progress = tasks.run_progress(run)
+        return f"{progress.done} of {progress.total} ({progress.percent} %)"
+
+    @admin.display(description="failed")
+    def failed(self, run: ReassessmentRun) -> int:
+        return tasks.run_progress(run).failed
+
+    @admin.display(description="failures (patient id: error)")
+    def failures(self, run: ReassessmentRun) -> str:
+        lines = [f"{f['patient']}: {f['error']}" for f in tasks.run_progress(run).failures]
+        return "\n".join(lines[:200]) or "—"
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {**(extra_context or {}), "queue": tasks.queue_health()}
+        return super().changelist_view(request, context)
+
+    @admin.action(description="Retry failed patients and lost chunks", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[ReassessmentRun]) -> None:
+        started = [
+            tasks.reassessment_retry(run=run, user=request.user).pk
+            for run in queryset
+            if tasks.run_progress(run).retryable
+        ]
+        if started:
+            self.message_user(request, f"Retry runs queued: {started}.", messages.SUCCESS)
+        else:
+            self.message_user(request, "Nothing to retry in the selected runs.", messages.WARNING)

@@ -3,13 +3,10 @@ so that every change leaves a history row (django-simple-history does not see up
 
 from __future__ import annotations
 
-import logging
-import threading
 from datetime import date
 from typing import Any
 
-from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from pathways import engine
@@ -231,52 +228,16 @@ def access_log_record(*, user: Any, patient: Patient, action: str, path: str) ->
     AccessLog.objects.create(user=user, patient=patient, action=action, path=path[:500])
 
 
-def patients_reassess(patients: Any = None, *, chunk_size: int = 500) -> int:
-    """Re-run the engine for many patients (daily, and after a rule set is published):
-    refreshes follow-ups and dashboard snapshots. Loads results and therapies in bulk."""
-    rule_set = current_rule_set()
-    queryset = (patients if patients is not None else Patient.objects.all()).prefetch_related(
-        "lab_results", "therapies", "follow_ups"
-    )
-    today = timezone.localdate()
-    count = 0
-    for patient in queryset.iterator(chunk_size=chunk_size):
-        case = patient_to_case(
-            patient,
-            as_of=today,
-            labs=list(patient.lab_results.all()),
-            therapies=list(patient.therapies.all()),
-        )
-        with transaction.atomic():
-            follow_ups_sync(patient=patient, result=engine.assess(case, rule_set))
-        count += 1
-    return count
+def patient_reassess(*, patient_id: int) -> bool:
+    """Re-assess one patient against the rule set in force, in its own transaction.
 
-
-_log = logging.getLogger(__name__)
-
-
-def patients_reassess_after_commit() -> None:
-    """Re-assess every patient once the current transaction (if any) commits.
-
-    At 10,000 patients this takes minutes, longer than a request may take behind a proxy, so by
-    default it runs in a background thread of this process; the daily `reassess` command is
-    the safety net if the process stops first. Screens that assess live (patient page, case
-    entry, API) use the new rule set at once; only dashboard snapshots lag meanwhile.
+    The patient row is locked and re-read first, so a clinician's save that lands meanwhile is
+    either waited for or sees the new rule set: a stale read never overwrites fresher data, and
+    two writers never insert the same follow-up. Idempotent. False if the patient is gone.
     """
-    if not getattr(settings, "ALPCARE_REASSESS_IN_BACKGROUND", True):
-        patients_reassess()
-        return
-
-    def run() -> None:
-        try:
-            count = patients_reassess()
-            _log.info("re-assessed %d patients after a rule-set change", count)
-        except Exception:  # a thread has no caller to report to: log it
-            _log.exception("re-assessment after a rule-set change failed")
-        finally:
-            close_old_connections()
-
-    transaction.on_commit(
-        lambda: threading.Thread(target=run, name="alpcare-reassess", daemon=True).start()
-    )
+    with transaction.atomic():
+        patient = Patient.objects.select_for_update().filter(pk=patient_id).first()
+        if patient is None:
+            return False
+        follow_ups_sync(patient=patient)
+    return True

@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django_tasks.signals import task_enqueued
+from django_tasks_db.backend import DatabaseBackend
 
-from pathways import engine, rules
+from pathways import rules
 from pathways.models import Clinic, Membership
-from pathways.tuning import rule_editor_grant
+from pathways.publishing import rule_editor_grant
+from tests.taskqueue import run_when_enqueued
 
 
 @pytest.fixture
@@ -48,9 +51,16 @@ def alice_client(client: Any, alice: User) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _reassess_synchronously(settings: Any) -> None:
-    """Tests see the effect of a publication at once (production does it in the background)."""
-    settings.ALPCARE_REASSESS_IN_BACKGROUND = False
+def _tasks_run_when_enqueued(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests see a task's effect at once: each runs through the worker's code when enqueued
+    (production runs it in `manage.py db_worker` once the enqueuing transaction commits).
+    Tests marked ``queued_tasks`` leave tasks in the queue and run them themselves."""
+    if request.node.get_closest_marker("queued_tasks"):
+        yield
+        return
+    task_enqueued.connect(run_when_enqueued, sender=DatabaseBackend, dispatch_uid="pytest-tasks")
+    yield
+    task_enqueued.disconnect(sender=DatabaseBackend, dispatch_uid="pytest-tasks")
 
 
 def rule_editor(username: str, *, publisher: bool = False, clinic: Clinic | None = None) -> User:
@@ -79,8 +89,6 @@ def publisher(db: Any) -> User:
 @pytest.fixture(autouse=True)
 def _fresh_rule_set_cache() -> Iterator[None]:
     # Published sets are cached by primary key; SQLite reuses keys after a test's rollback.
-    rules._published_cache.clear()
+    rules.clear_cache()
     yield
-    rules._published_cache.clear()
-    # Drafts compile under new labels: leave the engine's bounded cache as the next test expects.
-    engine.clear_cache()
+    rules.clear_cache()

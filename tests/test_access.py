@@ -34,8 +34,9 @@ def _fill(route: str, values: dict[str, str]) -> str:
 
 
 # Pages anyone may load: the login page itself, and the logout endpoint's redirect; the health
-# probes, which load balancers call without a session and which answer with an empty body.
-PUBLIC = {"login", "healthz", "readyz"}
+# probes, which load balancers call without a session and which answer with an empty body; the
+# task queue's health for monitoring (counts only, no patient data: tests/test_reassess.py).
+PUBLIC = {"login", "healthz", "readyz", "healthz_queue"}
 
 
 def test_the_walk_sees_every_part_of_the_site() -> None:

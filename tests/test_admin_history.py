@@ -22,7 +22,7 @@ from pathways.models import (
     RuleSet,
     Therapy,
 )
-from pathways.tuning import ruleset_start_draft
+from pathways.publishing import ruleset_start_draft
 from tests.factories import stored_patient
 
 

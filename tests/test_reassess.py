@@ -1,47 +1,356 @@
-"""Re-assessment after a rule-set change: in the background in production, at once in tests."""
+"""Re-assessment after a rule-set change, daily and on demand: durable tasks (issue 9, findings
+3 and 4). Publication enqueues chunks in its own transaction; each patient is re-assessed in
+its own locked transaction; failures are recorded and retried; a dead worker's task is
+re-queued by the reaper; the queue's health is reported."""
 
 from __future__ import annotations
 
-import threading
+from datetime import date, datetime, timedelta
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 
-from pathways import services
-from pathways.models import AssessmentSnapshot
-from tests.factories import stored_patient
+from pathways import engine, publishing, services, tasks
+from pathways.models import (
+    AssessmentSnapshot,
+    Clinic,
+    FollowUp,
+    Patient,
+    ReassessmentRun,
+    RuleSet,
+    TaskHeartbeat,
+)
+from tests.factories import paget_on_alendronate_document, stored_patient
+from tests.taskqueue import run_ready_tasks, run_task_now
 
 pytestmark = pytest.mark.django_db
 
 
-def test_in_production_it_runs_in_a_background_thread_after_commit(
-    settings: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+def _patients(clinic: Clinic, user: User, count: int) -> list[Patient]:
+    return [
+        stored_patient(clinic, user, paget_on_alendronate_document(), mrn=f"R-{n}", name=f"P {n}")
+        for n in range(count)
+    ]
+
+
+def _publish_unchanged(editor: User, publisher: User, **kwargs: Any) -> RuleSet:
+    draft = publishing.ruleset_start_draft(user=editor)
+    return publishing.ruleset_publish(rule_set=draft, user=publisher, note="new label", **kwargs)
+
+
+def _on_version(version: str) -> int:
+    return AssessmentSnapshot.objects.filter(rule_set_version=version).count()
+
+
+def _follow_ups(patient: Patient) -> set[tuple[str, date, str]]:
+    return set(
+        FollowUp.objects.filter(patient=patient, completed_at__isnull=True).values_list(
+            "code", "due", "rule_set_version"
+        )
+    )
+
+
+@pytest.mark.queued_tasks
+def test_publication_enqueues_the_reassessment_in_chunks_in_its_own_transaction(
+    settings: Any, north_clinic: Clinic, alice: User, editor: User, publisher: User
 ) -> None:
-    settings.ALPCARE_REASSESS_IN_BACKGROUND = True
-    ran_in: list[str] = []
-    done = threading.Event()
+    settings.ALPCARE_REASSESS_CHUNK_SIZE = 2
+    patients = _patients(north_clinic, alice, 5)
+    published = _publish_unchanged(editor, publisher)
 
-    def fake_reassess() -> int:
-        ran_in.append(threading.current_thread().name)
-        done.set()
-        return 0
+    # Durable: rows in the database, nothing done yet (a worker runs them after the commit).
+    queued = DBTaskResult.objects.filter(task_path="pathways.tasks.reassess_chunk")
+    assert queued.count() == 3 and all(row.status == TaskResultStatus.READY for row in queued)
+    assert _on_version(published.label) == 0
+    run = ReassessmentRun.objects.get(publication__rule_set=published)
+    assert (run.reason, run.rule_set, run.finished_at) == ("publish", published, None)
+    assert tasks.run_progress(run).status == "waiting for a worker"
 
-    monkeypatch.setattr(services, "patients_reassess", fake_reassess)
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        services.patients_reassess_after_commit()
-    assert ran_in == []  # nothing before the commit
-    for callback in callbacks:
-        callback()
-    assert done.wait(5)
-    assert ran_in == ["alpcare-reassess"]
+    assert run_ready_tasks() == 3
+    assert _on_version(published.label) == len(patients)
+    run.refresh_from_db()
+    progress = tasks.run_progress(run)
+    assert run.finished_at is not None
+    assert (progress.total, progress.done, progress.failed, progress.status) == (
+        5,
+        5,
+        0,
+        "finished",
+    )
+    assert not TaskHeartbeat.objects.exists()  # cleared when each task finished
 
 
-def test_the_daily_command_refreshes_every_snapshot(north_clinic: Any, alice: Any) -> None:
+@pytest.mark.queued_tasks
+def test_a_publication_that_rolls_back_leaves_no_task(
+    north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    _patients(north_clinic, alice, 2)
+    draft = publishing.ruleset_start_draft(user=editor)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="then a crash")
+        raise RuntimeError("the request dies before it commits")
+    assert not DBTaskResult.objects.exists()
+    assert not ReassessmentRun.objects.exists()
+
+
+@pytest.mark.queued_tasks
+def test_a_rollback_enqueues_a_run_too(
+    north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    _patients(north_clinic, alice, 2)
+    original = RuleSet.objects.get(is_current=True)
+    _publish_unchanged(editor, publisher, reassess=False)
+    publishing.ruleset_rollback(rule_set=original, user=publisher, note="back")
+    run = ReassessmentRun.objects.get()
+    assert (run.reason, run.rule_set) == ("rollback", original)
+    run_ready_tasks()
+    assert _on_version(original.label) == 2
+
+
+def test_one_patients_failure_is_recorded_the_others_go_on_and_a_retry_finishes_it(
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    north_clinic: Clinic,
+    alice: User,
+    editor: User,
+    publisher: User,
+) -> None:
+    settings.ALPCARE_REASSESS_CHUNK_SIZE = 2
+    patients = _patients(north_clinic, alice, 4)
+    broken = patients[1]
+    real_sync = services.follow_ups_sync
+
+    def sync_failing_for_one(*, patient: Patient, result: Any = None) -> Any:
+        if patient.pk == broken.pk:
+            raise engine.RuleEvaluationError("rule extreme-alp: no such key")
+        return real_sync(patient=patient, result=result)
+
+    monkeypatch.setattr(services, "follow_ups_sync", sync_failing_for_one)
+    published = _publish_unchanged(editor, publisher)
+    run = ReassessmentRun.objects.get()
+    progress = tasks.run_progress(run)
+    assert run.finished_at is not None
+    assert (progress.done, progress.failed, progress.status) == (3, 1, "finished, 1 failed")
+    assert progress.failures == [
+        {"patient": broken.pk, "error": "RuleEvaluationError: rule extreme-alp: no such key"}
+    ]
+    assert progress.retryable
+    assert _on_version(published.label) == 3
+    assert not DBTaskResult.objects.failed().exists()  # the chunk task itself succeeded
+
+    monkeypatch.setattr(services, "follow_ups_sync", real_sync)
+    retry = tasks.reassessment_retry(run=run, user=publisher)
+    retried = tasks.run_progress(retry)
+    assert (retry.retry_of, retried.total, retried.done, retried.failed) == (run, 1, 1, 0)
+    assert _on_version(published.label) == 4
+
+
+@pytest.mark.queued_tasks
+def test_running_a_chunk_twice_gives_the_same_state(
+    north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    patients = _patients(north_clinic, alice, 3)
+    published = _publish_unchanged(editor, publisher)
+    row = DBTaskResult.objects.get(task_path="pathways.tasks.reassess_chunk")
+    run_task_now(row)
+    state = [(_follow_ups(p), AssessmentSnapshot.objects.get(patient=p).top_code) for p in patients]
+    # As when the reaper re-queues a task whose worker was slow, not dead.
+    DBTaskResult.objects.filter(pk=row.pk).update(status=TaskResultStatus.READY)
+    assert run_ready_tasks() == 1
+    again = [(_follow_ups(p), AssessmentSnapshot.objects.get(patient=p).top_code) for p in patients]
+    assert again == state
+    assert all(version == published.version for f, _ in again for *_, version in f)
+    progress = tasks.run_progress(ReassessmentRun.objects.get())
+    assert (progress.total, progress.done, progress.failed) == (3, 3, 0)  # replaced, not added
+    assert ReassessmentRun.objects.get().chunks.get().attempts == 2
+
+
+@pytest.mark.queued_tasks
+def test_a_result_added_after_publication_is_not_overwritten_by_the_run(
+    north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    (patient,) = _patients(north_clinic, alice, 1)
+    published = _publish_unchanged(editor, publisher)
+    # A clinician adds a result between the publication and the worker's turn.
+    document = paget_on_alendronate_document()
+    document["labs"].append(
+        {"test": "alp", "value": 738, "unit": "U/L", "collected_at": "2026-11-20T09:00"}
+    )
+    lab = engine.parse_case(document).labs[-1]
+    assert lab.value == 738
+    services.patient_record_result(patient=patient, user=alice, lab=lab)
+    run_ready_tasks()
+    snapshot = AssessmentSnapshot.objects.get(patient=patient)
+    assert (snapshot.alp_latest, snapshot.rule_set_version) == (738, published.version)
+
+
+@pytest.mark.queued_tasks
+def test_a_later_publication_is_never_undone_by_an_older_run(
+    north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    _patients(north_clinic, alice, 2)
+    _publish_unchanged(editor, publisher)
+    newer = _publish_unchanged(editor, publisher)
+    run_ready_tasks()  # the first run's tasks run after the second publication committed
+    assert _on_version(newer.label) == 2
+
+
+@pytest.mark.queued_tasks
+def test_the_reaper_requeues_a_dead_workers_task_and_the_run_completes(
+    settings: Any, north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    settings.ALPCARE_TASK_STALE_SECONDS = 60
+    _patients(north_clinic, alice, 2)
+    published = _publish_unchanged(editor, publisher)
+    row = DBTaskResult.objects.get(task_path="pathways.tasks.reassess_chunk")
+    row.claim("worker-that-was-killed")  # claimed, then the process died (kill -9)
+    now = timezone.now()
+
+    assert tasks.tasks_reap(now=now).requeued == []  # started just now: alive
+    health = tasks.queue_health(now=now + timedelta(seconds=61))
+    assert (health.running, health.stale_running, health.healthy) == (1, 1, False)
+    TaskHeartbeat.objects.create(task_id=str(row.id), beat_at=now + timedelta(seconds=50))
+    assert tasks.tasks_reap(now=now + timedelta(seconds=61)).requeued == []  # it beat lately
+
+    outcome = tasks.tasks_reap(now=now + timedelta(seconds=111))
+    assert outcome.requeued == [str(row.id)]
+    row.refresh_from_db()
+    assert row.status == TaskResultStatus.READY
+    assert run_ready_tasks() == 1
+    assert _on_version(published.label) == 2
+    assert ReassessmentRun.objects.get().finished_at is not None
+
+
+@pytest.mark.queued_tasks
+def test_a_task_that_kills_its_worker_every_time_is_failed_not_retried_forever(
+    settings: Any, north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    settings.ALPCARE_TASK_MAX_ATTEMPTS = 2
+    _patients(north_clinic, alice, 1)
+    _publish_unchanged(editor, publisher)
+    row = DBTaskResult.objects.get(task_path="pathways.tasks.reassess_chunk")
+    later = timezone.now() + timedelta(seconds=settings.ALPCARE_TASK_STALE_SECONDS + 1)
+    row.claim("first")
+    assert tasks.tasks_reap(now=later).requeued == [str(row.id)]
+    row.refresh_from_db()
+    row.claim("second")
+    assert tasks.tasks_reap(now=later).failed == [str(row.id)]
+    row.refresh_from_db()
+    assert row.status == TaskResultStatus.FAILED
+    assert row.exception_class_path == "pathways.tasks.WorkerLost"
+    progress = tasks.run_progress(ReassessmentRun.objects.get())
+    assert progress.lost_chunks == 1 and progress.retryable
+    assert progress.status == "stalled: 1 chunk(s) failed"
+
+
+def test_the_scheduler_starts_the_daily_run_once_a_day_at_its_time(
+    settings: Any, north_clinic: Clinic, alice: User
+) -> None:
+    settings.ALPCARE_DAILY_REASSESS_AT = "02:00"
+    _patients(north_clinic, alice, 2)
+    AssessmentSnapshot.objects.all().delete()
+    today = timezone.localdate()
+    tz = timezone.get_current_timezone()
+    early = timezone.make_aware(datetime(today.year, today.month, today.day, 1, 59), tz)
+    assert tasks.scheduler_tick(now=early) == []
+    assert not ReassessmentRun.objects.exists()
+
+    due = early + timedelta(minutes=1)
+    said = tasks.scheduler_tick(now=due)
+    run = ReassessmentRun.objects.get()
+    assert said == [f"enqueued the daily re-assessment (run {run.pk})"]
+    assert (run.reason, run.daily_for) == ("daily", today)
+    assert AssessmentSnapshot.objects.count() == 2
+    assert tasks.scheduler_tick(now=due + timedelta(hours=3)) == []  # once a day
+    assert ReassessmentRun.objects.count() == 1
+
+
+def test_the_reassess_command_enqueues_a_run_and_can_wait_for_it(
+    north_clinic: Clinic, alice: User
+) -> None:
     patient = stored_patient(north_clinic, alice)
     AssessmentSnapshot.objects.filter(patient=patient).delete()
     out = StringIO()
-    call_command("reassess", stdout=out)
-    assert "Re-assessed 1 patients" in out.getvalue()
+    call_command("reassess", "--wait", stdout=out)
+    run = ReassessmentRun.objects.get()
+    assert f"Enqueued re-assessment run {run.pk}: 1 patients in 1 task(s)." in out.getvalue()
+    assert "Re-assessed 1 patients, 0 failed (finished)." in out.getvalue()
     assert AssessmentSnapshot.objects.get(patient=patient).rule_set_version
+
+
+@pytest.mark.queued_tasks
+def test_queue_health_is_public_counts_only(
+    client: Any, settings: Any, north_clinic: Clinic, alice: User
+) -> None:
+    settings.ALPCARE_QUEUE_MAX_WAIT_SECONDS = 600
+    stored_patient(north_clinic, alice, mrn="SECRET-MRN", name="Secret Name")
+    response = client.get("/healthz/queue")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "ready": 0,
+        "oldest_ready_seconds": None,
+        "running": 0,
+        "stale_running": 0,
+        "failed_last_day": 0,
+    }
+    tasks.reassessment_start(reason=ReassessmentRun.Reason.MANUAL)
+    DBTaskResult.objects.update(enqueued_at=timezone.now() - timedelta(seconds=601))
+    response = client.get("/healthz/queue")
+    assert response.status_code == 503  # nobody runs the queue: page someone
+    body = response.content.decode()
+    assert response.json()["ready"] == 1 and response.json()["status"] == "degraded"
+    assert "SECRET" not in body and "Secret" not in body
+    assert all(isinstance(value, int | str | None) for value in response.json().values())
+    assert client.post("/healthz/queue").status_code == 405
+
+
+def test_the_scheduler_command_does_one_pass_for_cron(settings: Any) -> None:
+    settings.ALPCARE_DAILY_REASSESS_AT = "00:00"
+    out = StringIO()
+    call_command("scheduler", "--once", stdout=out)
+    run = ReassessmentRun.objects.get()
+    assert out.getvalue() == f"enqueued the daily re-assessment (run {run.pk})\n"
+    out = StringIO()
+    call_command("scheduler", "--once", stdout=out)
+    assert out.getvalue() == ""
+
+
+def test_make_run_starts_the_web_server_a_worker_and_the_scheduler() -> None:
+    root = Path(__file__).resolve().parent.parent
+    processes = dict(
+        line.split(":", 1)
+        for line in (root / "Procfile").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(processes) == {"web", "worker", "scheduler"}
+    assert "manage.py runserver" in processes["web"]
+    assert "manage.py db_worker" in processes["worker"]
+    assert "manage.py scheduler" in processes["scheduler"]
+    makefile = (root / "Makefile").read_text()
+    run_target = makefile[makefile.index("\nrun:") : makefile.index("\ntest:")]
+    assert "honcho start -f Procfile" in run_target and "seed_demo" in run_target
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite has no row locks (it serialises writers)"
+)
+def test_each_patient_is_reassessed_under_a_row_lock(north_clinic: Clinic, alice: User) -> None:
+    patient = stored_patient(north_clinic, alice)
+    with CaptureQueriesContext(connection) as queries:
+        assert services.patient_reassess(patient_id=patient.pk)
+    statements = [query["sql"] for query in queries.captured_queries]
+    locks = [sql for sql in statements if '"pathways_patient"' in sql and "FOR UPDATE" in sql]
+    assert len(locks) == 1
+    assert statements.index(locks[0]) < min(
+        i for i, sql in enumerate(statements) if '"pathways_labresult"' in sql
+    )  # the results are read after the lock is held

@@ -10,11 +10,14 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from pathways import tuning
+from pathways import impact, publishing, services, versions
 from pathways.models import (
+    AssessmentSnapshot,
     Clinic,
+    ImpactPreview,
     Membership,
     Parameter,
+    ReassessmentRun,
     Rule,
     RuleExample,
     RuleSet,
@@ -22,6 +25,7 @@ from pathways.models import (
 )
 from tests.conftest import rule_editor
 from tests.factories import paget_on_alendronate_document, stored_patient
+from tests.taskqueue import run_ready_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +46,7 @@ def publisher_client(publisher: User) -> Client:
 
 @pytest.fixture
 def draft(editor: User) -> RuleSet:
-    return tuning.ruleset_start_draft(user=editor)
+    return publishing.ruleset_start_draft(user=editor)
 
 
 @pytest.fixture
@@ -182,7 +186,8 @@ def test_a_parameter_is_edited_as_a_number_within_its_bounds(
 
     response = editor_client.post(url, {"value": "6000", "description": parameter.description})
     assert response.status_code == 200
-    assert "outside the declared range [300, 5000]" in response.content.decode()
+    # The publish gate's own words (one range check, in the engine).
+    assert "value 6000 is outside [300, 5000]" in response.content.decode()
     response = editor_client.post(url, {"value": "1200", "description": parameter.description})
     assert response.status_code == 302
     parameter.refresh_from_db()
@@ -271,7 +276,7 @@ def test_disabling_a_rule_is_a_draft_change_and_refused_on_published_sets(
     )
     draft_rule.refresh_from_db()
     assert not draft_rule.enabled
-    changes = tuning.ruleset_diff(old=published, new=draft)
+    changes = versions.ruleset_diff(old=published, new=draft)
     assert [(c.key, c.field, c.new) for c in changes] == [("bone-scan", "enabled", "False")]
 
 
@@ -356,8 +361,8 @@ def test_publishing_through_the_admin_is_four_eyes(
 def test_rollback_through_the_admin(
     publisher_client: Client, editor: User, publisher: User, published: RuleSet
 ) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
-    tuning.ruleset_publish(rule_set=draft, user=publisher, note="same rules, new label")
+    draft = publishing.ruleset_start_draft(user=editor)
+    publishing.ruleset_publish(rule_set=draft, user=publisher, note="same rules, new label")
     url = f"/admin/pathways/ruleset/{published.pk}/rollback/"
     assert "Re-publish" in publisher_client.get(url).content.decode()
     response = publisher_client.post(url, {"note": "back to the catalogue"})
@@ -385,13 +390,106 @@ def test_the_preview_page_counts_and_hides_other_clinics(
         stored_patient(clinic, user, document, mrn=mrn, name=f"Patient {mrn}")
     Parameter.objects.filter(rule_set=draft, name="extreme_alp").update(value=1200)
 
-    page = editor_client.get(f"/admin/pathways/ruleset/{draft.pk}/preview/").content.decode()
+    start = f"/admin/pathways/ruleset/{draft.pk}/preview/"
+    assert 'id="run-preview"' in editor_client.get(start).content.decode()
+    response = editor_client.post(start)
+    stored = ImpactPreview.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/pathways/ruleset/{draft.pk}/preview/{stored.pk}/"
+    page = editor_client.get(response["Location"]).content.decode()
     assert "<strong>2</strong> would see a change" in page
     row = page[page.index('data-code="extreme-alp"') :]
     assert '<td class="tuning-removed">2</td>' in row[: row.index("</tr>")]
     assert "Patient N-1" in page and "N-1" in page
     assert "Patient S-1" not in page and "S-1" not in page
     assert "hidden (other clinic)" in page
+    assert "asked" in editor_client.get(start).content.decode()  # the latest is linked
+
+    # It names the editor's clinics' patients: no other user sees it, not even a publisher.
+    other = Client()
+    other.force_login(rule_editor("quinn", publisher=True, clinic=south_clinic))
+    assert other.get(response["Location"]).status_code == 404
+
+
+@pytest.mark.queued_tasks
+def test_the_preview_runs_in_the_background_and_its_page_follows_it(
+    editor_client: Client, editor: User, draft: RuleSet, north_clinic: Clinic, alice: User
+) -> None:
+    stored_patient(north_clinic, alice)
+    response = editor_client.post(f"/admin/pathways/ruleset/{draft.pk}/preview/")
+    assert response.status_code == 302  # at once: the request does not compute it
+    pending = editor_client.get(response["Location"]).content.decode()
+    assert "Waiting for a background worker (1 patients to assess)" in pending
+    assert '<meta http-equiv="refresh" content="2">' in pending
+    assert run_ready_tasks() == 1
+    page = editor_client.get(response["Location"]).content.decode()
+    assert 'id="preview-summary"' in page and "1 patient assessed" in page
+    assert 'http-equiv="refresh"' not in page
+    publishing.ruleset_touch(rule_set=draft, user=editor)  # an edit after the preview
+    assert 'id="preview-out-of-date"' in editor_client.get(response["Location"]).content.decode()
+
+
+@pytest.mark.queued_tasks
+def test_a_failed_preview_says_so_instead_of_waiting_forever(
+    editor_client: Client, draft: RuleSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**kwargs: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(impact, "ruleset_preview", broken)
+    response = editor_client.post(f"/admin/pathways/ruleset/{draft.pk}/preview/")
+    run_ready_tasks()
+    page = editor_client.get(response["Location"]).content.decode()
+    assert "The impact preview failed: RuntimeError: out of memory" in page
+    assert 'http-equiv="refresh"' not in page
+
+
+def test_publishing_in_the_admin_shows_the_queued_run_not_a_claim_it_is_done(
+    publisher_client: Client, draft: RuleSet, north_clinic: Clinic, alice: User
+) -> None:
+    stored_patient(north_clinic, alice)
+    response = publisher_client.post(
+        f"/admin/pathways/ruleset/{draft.pk}/publish/", {"note": "Reviewed"}, follow=True
+    )
+    page = response.content.decode()
+    run = ReassessmentRun.objects.get()
+    assert f"queued as run {run.pk}" in page
+    assert "every patient has been" not in page
+    table = page[page.index('id="reassessments"') :]
+    assert f'data-run="{run.pk}"' in table and "1 of 1 (100 %)" in table
+    assert 'id="queue-health"' in page
+    runs = publisher_client.get("/admin/pathways/reassessmentrun/").content.decode()
+    assert 'id="queue-health"' in runs and "finished" in runs
+
+
+def test_a_publisher_retries_a_run_with_failures_from_the_rule_set_page(
+    publisher_client: Client,
+    editor_client: Client,
+    editor: User,
+    publisher: User,
+    north_clinic: Clinic,
+    alice: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    patient = stored_patient(north_clinic, alice)
+    monkeypatch.setattr(services, "patient_reassess", _always_failing)
+    other = publishing.ruleset_start_draft(user=editor)
+    published = publishing.ruleset_publish(rule_set=other, user=publisher, note="x")
+    run = ReassessmentRun.objects.get()
+    page = publisher_client.get(f"/admin/pathways/ruleset/{published.pk}/change/").content.decode()
+    assert "finished, 1 failed" in page and "Retry failed" in page
+    monkeypatch.undo()
+    retry_url = f"/admin/pathways/ruleset/reassessment/{run.pk}/retry/"
+    assert editor_client.post(retry_url).status_code == 403  # publishers only
+    response = publisher_client.post(retry_url, follow=True)
+    assert "Retry queued" in response.content.decode()
+    retry = ReassessmentRun.objects.get(retry_of=run)
+    assert retry.finished_at is not None
+    assert AssessmentSnapshot.objects.get(patient=patient).rule_set_version == published.version
+
+
+def _always_failing(*, patient_id: int) -> bool:
+    raise RuntimeError("database went away")
 
 
 def test_the_diff_page_compares_any_two_versions(
@@ -410,8 +508,8 @@ def test_the_publish_page_warns_when_another_version_was_published_since_the_dra
 ) -> None:
     url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
     assert 'id="stale-base"' not in publisher_client.get(url).content.decode()
-    other = tuning.ruleset_start_draft(user=editor)
-    newer = tuning.ruleset_publish(rule_set=other, user=publisher, note="meanwhile")
+    other = publishing.ruleset_start_draft(user=editor)
+    newer = publishing.ruleset_publish(rule_set=other, user=publisher, note="meanwhile")
     page = publisher_client.get(url).content.decode()
     assert 'id="stale-base"' in page and f"{newer.label} is in force now" in page
 
@@ -451,7 +549,7 @@ def test_an_editor_adds_a_rule_with_its_examples_to_the_draft(
     assert response.status_code == 302, response.content.decode()[:2000]
     rule = Rule.objects.get(rule_set=draft, code="alp-above-2000")
     assert set(rule.examples.values_list("rule_set_id", flat=True)) == {draft.pk}
-    check = tuning.ruleset_check(rule_set=draft)
+    check = publishing.ruleset_check(rule_set=draft)
     assert check.publishable, check.problems()
     outcomes = [o for o in check.examples if o.rule == "alp-above-2000"]
     assert [o.passed for o in outcomes] == [True, True]

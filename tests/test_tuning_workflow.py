@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from pathways import engine, rules, tuning
+from pathways import engine, impact, publishing, rules, versions
 from pathways.cases import patient_to_case
 from pathways.models import (
     AssessmentSnapshot,
@@ -42,7 +42,7 @@ def extreme_alp_threshold_raised(draft: RuleSet, *, user: User, to: float = 1200
     parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
     parameter.value = to
     parameter.save()
-    tuning.ruleset_touch(rule_set=draft, user=user)
+    publishing.ruleset_touch(rule_set=draft, user=user)
 
 
 def extreme_alp_examples_moved(draft: RuleSet, *, user: User, to: float = 1200) -> None:
@@ -55,7 +55,7 @@ def extreme_alp_examples_moved(draft: RuleSet, *, user: User, to: float = 1200) 
             elif lab["value"] >= 1000:
                 lab["value"] = round(lab["value"] - 1000 + to, 1)
         example.save()
-    tuning.ruleset_touch(rule_set=draft, user=user)
+    publishing.ruleset_touch(rule_set=draft, user=user)
 
 
 def current_version() -> str:
@@ -64,7 +64,7 @@ def current_version() -> str:
 
 def test_a_draft_is_a_full_copy_of_the_version_in_force(editor: User) -> None:
     published = RuleSet.objects.get(is_current=True)
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     assert draft.is_draft and draft.based_on == published
     assert draft.last_edited_by == editor
     assert (
@@ -72,71 +72,71 @@ def test_a_draft_is_a_full_copy_of_the_version_in_force(editor: User) -> None:
         == Rule.objects.filter(rule_set=published).count()
     )
     assert RuleExample.objects.filter(rule_set=draft).count() > 0
-    assert tuning.ruleset_diff(old=published, new=draft) == []
-    assert tuning.ruleset_check(rule_set=draft).publishable
+    assert versions.ruleset_diff(old=published, new=draft) == []
+    assert publishing.ruleset_check(rule_set=draft).publishable
 
 
 def test_failing_examples_block_publishing_and_say_why(editor: User, publisher: User) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
 
-    check = tuning.ruleset_check(rule_set=draft)
+    check = publishing.ruleset_check(rule_set=draft)
     failing = {(o.rule, o.example) for o in check.failing_examples}
     assert ("extreme-alp", "ALP 1000.1 U/L") in failing
     assert any("must fire, did not fire" in line for line in check.problems())
-    with pytest.raises(tuning.TuningError, match="extreme-alp"):
-        tuning.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
+    with pytest.raises(publishing.TuningError, match="extreme-alp"):
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
     draft.refresh_from_db()
     assert draft.is_draft and current_version() == "2026-11-22.1"
 
     extreme_alp_examples_moved(draft, user=editor)
-    assert tuning.ruleset_check(rule_set=draft).publishable
+    assert publishing.ruleset_check(rule_set=draft).publishable
 
 
 def test_a_condition_that_does_not_compile_blocks_publishing(editor: User, publisher: User) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
     rule.condition = "alp_latest > params.extreme_alpp"
     rule.save()
-    check = tuning.ruleset_check(rule_set=draft)
+    check = publishing.ruleset_check(rule_set=draft)
     assert not check.publishable
     assert any("extreme_alpp" in str(error) for error in check.errors)
-    with pytest.raises(tuning.TuningError, match="cannot be published"):
-        tuning.ruleset_publish(rule_set=draft, user=publisher, note="typo")
+    with pytest.raises(publishing.TuningError, match="cannot be published"):
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="typo")
 
 
 def test_a_parameter_outside_its_range_blocks_publishing(editor: User, publisher: User) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     Parameter.objects.filter(rule_set=draft, name="extreme_alp").update(value=99999)
-    check = tuning.ruleset_check(rule_set=draft)
+    check = publishing.ruleset_check(rule_set=draft)
     assert any("outside" in str(error) for error in check.errors)
-    with pytest.raises(tuning.TuningError):
-        tuning.ruleset_publish(rule_set=draft, user=publisher, note="too high")
+    with pytest.raises(publishing.TuningError):
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="too high")
 
 
 def test_a_rule_needs_an_example_on_each_side_of_its_boundary(
     editor: User, publisher: User
 ) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     for example in RuleExample.objects.filter(rule_set=draft, rule__code="extreme-alp"):
         if not example.fires:
             example.delete()
-    check = tuning.ruleset_check(rule_set=draft)
+    check = publishing.ruleset_check(rule_set=draft)
     assert [str(e) for e in check.errors] == ["rule extreme-alp: no example where it does not fire"]
-    with pytest.raises(tuning.TuningError, match="no example where it does not fire"):
-        tuning.ruleset_publish(rule_set=draft, user=publisher, note="fewer examples")
+    with pytest.raises(publishing.TuningError, match="no example where it does not fire"):
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="fewer examples")
 
 
 def test_four_eyes_the_last_editor_cannot_publish_their_own_draft(
     publisher: User, second_publisher: User
 ) -> None:
-    draft = tuning.ruleset_start_draft(user=publisher)
+    draft = publishing.ruleset_start_draft(user=publisher)
     extreme_alp_threshold_raised(draft, user=publisher)
     extreme_alp_examples_moved(draft, user=publisher)
-    with pytest.raises(tuning.TuningError, match="Four-eyes"):
-        tuning.ruleset_publish(rule_set=draft, user=publisher, note="mine")
+    with pytest.raises(publishing.TuningError, match="Four-eyes"):
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="mine")
 
-    published = tuning.ruleset_publish(rule_set=draft, user=second_publisher, note="reviewed")
+    published = publishing.ruleset_publish(rule_set=draft, user=second_publisher, note="reviewed")
     assert published.published_by == second_publisher
     assert not published.is_draft
 
@@ -144,23 +144,23 @@ def test_four_eyes_the_last_editor_cannot_publish_their_own_draft(
 def test_a_later_edit_moves_the_four_eyes_to_the_new_editor(
     editor: User, publisher: User, second_publisher: User
 ) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=publisher)  # the publisher touched it last
     extreme_alp_examples_moved(draft, user=publisher)
-    with pytest.raises(tuning.TuningError, match="Four-eyes"):
-        tuning.ruleset_publish(rule_set=draft, user=publisher, note="mine now")
-    tuning.ruleset_publish(rule_set=draft, user=second_publisher, note="reviewed")
+    with pytest.raises(publishing.TuningError, match="Four-eyes"):
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="mine now")
+    publishing.ruleset_publish(rule_set=draft, user=second_publisher, note="reviewed")
 
 
 def test_publishing_needs_the_publisher_permission_and_a_note(
     editor: User, publisher: User
 ) -> None:
     other_editor = rule_editor("lee")
-    draft = tuning.ruleset_start_draft(user=editor)
-    with pytest.raises(tuning.TuningError, match="permission"):
-        tuning.ruleset_publish(rule_set=draft, user=other_editor, note="please")
-    with pytest.raises(tuning.TuningError, match="note"):
-        tuning.ruleset_publish(rule_set=draft, user=publisher, note="   ")
+    draft = publishing.ruleset_start_draft(user=editor)
+    with pytest.raises(publishing.TuningError, match="permission"):
+        publishing.ruleset_publish(rule_set=draft, user=other_editor, note="please")
+    with pytest.raises(publishing.TuningError, match="note"):
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="   ")
     draft.refresh_from_db()
     assert draft.is_draft
 
@@ -172,10 +172,10 @@ def test_publishing_labels_the_version_and_every_result_names_it(
     assert "extreme-alp" in patient.snapshot.recommendation_codes
     before = RuleSet.objects.get(is_current=True)
 
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
     extreme_alp_examples_moved(draft, user=editor)
-    published = tuning.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
+    published = publishing.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
 
     today = timezone.localdate().isoformat()
     expected_number = RuleSet.objects.filter(version__startswith=f"{today}.").count()
@@ -201,16 +201,16 @@ def test_rollback_puts_the_earlier_version_back_in_force(
 ) -> None:
     patient = stored_patient(north_clinic, alice, _paget_with_latest_alp(1100))
     original = RuleSet.objects.get(is_current=True)
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
     extreme_alp_examples_moved(draft, user=editor)
-    raised = tuning.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
+    raised = publishing.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
 
-    with pytest.raises(tuning.TuningError, match="permission"):
-        tuning.ruleset_rollback(rule_set=original, user=editor, note="undo")
-    with pytest.raises(tuning.TuningError, match="already in force"):
-        tuning.ruleset_rollback(rule_set=raised, user=publisher, note="undo")
-    tuning.ruleset_rollback(rule_set=original, user=publisher, note="Too many missed alerts")
+    with pytest.raises(publishing.TuningError, match="permission"):
+        publishing.ruleset_rollback(rule_set=original, user=editor, note="undo")
+    with pytest.raises(publishing.TuningError, match="already in force"):
+        publishing.ruleset_rollback(rule_set=raised, user=publisher, note="undo")
+    publishing.ruleset_rollback(rule_set=original, user=publisher, note="Too many missed alerts")
 
     original.refresh_from_db()
     raised.refresh_from_db()
@@ -228,10 +228,12 @@ def test_a_rollback_by_another_worker_counts_from_the_next_assessment(
 ) -> None:
     original = RuleSet.objects.get(is_current=True)
     assert rules.current_rule_set().version == original.version  # loaded while in force
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
     extreme_alp_examples_moved(draft, user=editor)
-    raised = tuning.ruleset_publish(rule_set=draft, user=publisher, note="Raise", reassess=False)
+    raised = publishing.ruleset_publish(
+        rule_set=draft, user=publisher, note="Raise", reassess=False
+    )
     assert rules.current_rule_set().version == raised.version
     # Another gunicorn worker's rollback, as this process sees it: only the rows change.
     RuleSet.objects.filter(pk=raised.pk).update(is_current=False)
@@ -246,14 +248,14 @@ def test_a_rollback_by_another_worker_counts_from_the_next_assessment(
 def test_a_draft_cannot_be_rolled_back_to_and_a_published_set_not_published_again(
     editor: User, publisher: User
 ) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
-    with pytest.raises(tuning.TuningError, match="publish the draft"):
-        tuning.ruleset_rollback(rule_set=draft, user=publisher, note="x")
+    draft = publishing.ruleset_start_draft(user=editor)
+    with pytest.raises(publishing.TuningError, match="publish the draft"):
+        publishing.ruleset_rollback(rule_set=draft, user=publisher, note="x")
     current = RuleSet.objects.get(is_current=True)
-    with pytest.raises(tuning.TuningError, match="already published"):
-        tuning.ruleset_publish(rule_set=current, user=publisher, note="x")
-    with pytest.raises(tuning.TuningError, match="from a published version"):
-        tuning.ruleset_start_draft(user=editor, base=draft)
+    with pytest.raises(publishing.TuningError, match="already published"):
+        publishing.ruleset_publish(rule_set=current, user=publisher, note="x")
+    with pytest.raises(publishing.TuningError, match="from a published version"):
+        publishing.ruleset_start_draft(user=editor, base=draft)
 
 
 def _paget_with_latest_alp(value: float) -> dict[str, Any]:
@@ -305,13 +307,13 @@ def _direct_comparison(
 def test_preview_counts_match_a_direct_comparison(
     small_population: list[Patient], editor: User
 ) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
     rule = Rule.objects.get(rule_set=draft, code="paget-monitor-alp")
     rule.enabled = False  # takes its alp-recheck follow-up with it
     rule.save()
 
-    preview = tuning.ruleset_preview(draft=draft, user=editor)
+    preview = impact.ruleset_preview(draft=draft, user=editor)
 
     old = rules.rule_set_for(RuleSet.objects.get(is_current=True))
     new = rules.load_rule_set(draft)
@@ -337,9 +339,9 @@ def test_preview_names_only_patients_of_the_editors_clinics(
     from pathways.models import Membership
 
     Membership.objects.create(user=editor, clinic=north_clinic, role="rule_editor")
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
-    preview = tuning.ruleset_preview(draft=draft, user=editor)
+    preview = impact.ruleset_preview(draft=draft, user=editor)
 
     visible = {impact.mrn for impact in preview.changed if impact.visible}
     assert visible == {"N-1100", "N-1199"}
@@ -351,20 +353,20 @@ def test_preview_names_only_patients_of_the_editors_clinics(
 def test_preview_reports_a_draft_that_fails_on_a_stored_patient(
     small_population: list[Patient], editor: User
 ) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
     rule.condition = "alp_latest > params.extreme_alp"  # null ALP now fails at run time
     rule.save()
     no_alp = paget_on_alendronate_document(labs=[])
     stored_patient(small_population[0].clinic, User.objects.get(username="alice"), no_alp, mrn="X")
-    preview = tuning.ruleset_preview(draft=draft, user=editor)
+    preview = impact.ruleset_preview(draft=draft, user=editor)
     assert len(preview.errors) == 1
     assert "extreme-alp" in (preview.errors[0].error or "")
 
 
 def test_diff_names_changed_parameters_conditions_wording_and_examples(editor: User) -> None:
     published = RuleSet.objects.get(is_current=True)
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
     extreme_alp_examples_moved(draft, user=editor)
     rule = Rule.objects.get(rule_set=draft, code="bone-scan")
@@ -372,7 +374,7 @@ def test_diff_names_changed_parameters_conditions_wording_and_examples(editor: U
     rule.enabled = False
     rule.save()
 
-    changes = tuning.ruleset_diff(old=published, new=draft)
+    changes = versions.ruleset_diff(old=published, new=draft)
     keyed = {(c.section, c.key, c.field): c for c in changes}
     assert keyed[("parameters", "extreme_alp", "value")].old == "1000"
     assert keyed[("parameters", "extreme_alp", "value")].new == "1200"
@@ -380,16 +382,16 @@ def test_diff_names_changed_parameters_conditions_wording_and_examples(editor: U
     assert keyed[("rules", "bone-scan", "enabled")].new == "False"
     assert ("rules", "extreme-alp", "example 'ALP 1000.1 U/L'") in keyed
     assert all(c.section in ("parameters", "rules") for c in changes)
-    assert tuning.ruleset_diff(old=draft, new=draft) == []
+    assert versions.ruleset_diff(old=draft, new=draft) == []
 
 
 def test_changes_list_who_changed_what_and_when(editor: User) -> None:
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
     parameter.value = 1200
     parameter._history_user = editor  # type: ignore[attr-defined]
     parameter.save()
-    entries = tuning.ruleset_changes(rule_set=draft)
+    entries = versions.ruleset_changes(rule_set=draft)
     change = next(e for e in entries if e.what.startswith("parameter"))
     assert change.kind == "changed" and change.user == editor
     assert ("value", "1000", "1200") in change.fields
@@ -397,7 +399,7 @@ def test_changes_list_who_changed_what_and_when(editor: User) -> None:
 
 
 def test_fire_counts_come_from_the_current_snapshots(small_population: list[Patient]) -> None:
-    counts = tuning.rule_fire_counts()
+    counts = impact.rule_fire_counts()
     assert counts["extreme-alp"] == 6
     assert counts["paget-monitor-alp"] == 8
 
@@ -405,14 +407,14 @@ def test_fire_counts_come_from_the_current_snapshots(small_population: list[Pati
 def test_try_it_assesses_a_pasted_case_against_the_draft(editor: User) -> None:
     import json
 
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
     text = json.dumps(_paget_with_latest_alp(1100))
-    assert not tuning.rule_try_case(rule_set=draft, text=text).fired("extreme-alp")
+    assert not impact.rule_try_case(rule_set=draft, text=text).fired("extreme-alp")
     current = RuleSet.objects.get(is_current=True)
-    outcome = tuning.rule_try_case(rule_set=current, text=text)
+    outcome = impact.rule_try_case(rule_set=current, text=text)
     assert outcome.fired("extreme-alp") and '"rule_set": "2026-11-22.1"' in outcome.document
-    bad = tuning.rule_try_case(rule_set=draft, text='{"as_of": "x"}')
+    bad = impact.rule_try_case(rule_set=draft, text='{"as_of": "x"}')
     assert bad.result is None and bad.errors
 
 
@@ -422,11 +424,11 @@ def test_preview_loads_patients_in_bulk_not_one_query_each(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    draft = tuning.ruleset_start_draft(user=editor)
+    draft = publishing.ruleset_start_draft(user=editor)
 
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
-            tuning.ruleset_preview(draft=draft, user=editor)
+            impact.ruleset_preview(draft=draft, user=editor)
         return len(captured.captured_queries)
 
     few = queries()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from pathways import engine, rules
+from pathways import rules
 from pathways.models import AssessmentSnapshot, RuleSet
 from tests.browser.conftest import log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
@@ -21,7 +21,7 @@ from tests.factories import paget_on_alendronate_document, stored_patient
 @pytest.fixture
 def tuning_team(smoke_user: Any) -> Iterator[dict[str, Any]]:
     ensure_published_rule_set()
-    rules._published_cache.clear()  # keys are reused after a flush
+    rules.clear_cache()  # keys are reused after a flush
     clinic = smoke_user.memberships.get().clinic
     document = paget_on_alendronate_document()
     document["labs"][-1]["value"] = 1100  # extreme under 1000 U/L, not under 1200 U/L
@@ -31,8 +31,7 @@ def tuning_team(smoke_user: Any) -> Iterator[dict[str, Any]]:
         "editor": rule_editor("rui", clinic=clinic),
         "publisher": rule_editor("pat", clinic=clinic, publisher=True),
     }
-    rules._published_cache.clear()  # the versions published here are flushed with the test
-    engine.clear_cache()
+    rules.clear_cache()  # the versions published here are flushed with the test
 
 
 def _switch_user(page: Any, live_server: Any, username: str) -> None:
@@ -96,6 +95,7 @@ def test_an_editor_tunes_the_extreme_alp_threshold_a_publisher_publishes_and_rol
     page.goto(f"{live_server.url}/admin/pathways/ruleset/{draft.pk}/change/")
     expect(page.locator("#check-status")).to_contain_text("examples pass")
     page.locator("#content").get_by_role("link", name="Impact preview").click()
+    page.get_by_role("button", name="Run the impact preview").click()  # a background task
     expect(page.locator('#preview-rules tr[data-code="extreme-alp"] .tuning-removed')).to_have_text(
         "1"
     )
@@ -111,6 +111,7 @@ def test_an_editor_tunes_the_extreme_alp_threshold_a_publisher_publishes_and_rol
     page.get_by_label("Change note").fill("Raise the extreme-ALP alert to 1200 U/L")
     page.get_by_role("button", name=f"Publish {draft.label}").click()
     expect(page.locator(".messagelist")).to_contain_text("published and in force")
+    expect(page.locator("#reassessments .run-status").first).to_have_text("finished")
     draft.refresh_from_db()
     assert draft.is_current and draft.version
 

@@ -1,18 +1,52 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pathways.services import patients_reassess
+from pathways import tasks
+from pathways.models import ReassessmentRun
 
 
 class Command(BaseCommand):
     help = (
-        "Re-assess every patient against the rule set in force: refreshes follow-ups and the "
-        "dashboard's snapshots. Run daily (results depend on today's date)."
+        "Re-assess every patient against the rule set in force (refreshes follow-ups and the "
+        "dashboard's snapshots): enqueues a run of background tasks for `manage.py db_worker`. "
+        "The scheduler (`manage.py scheduler`) starts one daily by itself."
     )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        count = patients_reassess()
-        self.stdout.write(self.style.SUCCESS(f"Re-assessed {count} patients."))
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--wait", action="store_true", help="wait until a worker has finished the run"
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)"
+        )
+
+    def handle(self, *args: Any, wait: bool, timeout: float, **options: Any) -> None:
+        run = tasks.reassessment_start(reason=ReassessmentRun.Reason.MANUAL)
+        progress = tasks.run_progress(run)
+        self.stdout.write(
+            f"Enqueued re-assessment run {run.pk}: {progress.total} patients "
+            f"in {progress.chunks} task(s)."
+        )
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            run.refresh_from_db()
+            progress = tasks.run_progress(run)
+            if run.finished_at is not None or progress.lost_chunks:
+                break
+            if time.monotonic() > deadline:
+                raise CommandError(
+                    f"Run {run.pk} is not finished after {timeout:g} s: is a worker running?"
+                )
+            time.sleep(1)
+        message = (
+            f"Re-assessed {progress.done} patients, {progress.failed} failed ({progress.status})."
+        )
+        if progress.retryable:
+            raise CommandError(message)
+        self.stdout.write(self.style.SUCCESS(message))

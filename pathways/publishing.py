@@ -1,0 +1,309 @@
+"""Rule sets: drafts, the publish gate, four-eyes publishing and rollback.
+
+Services are keyword-only ``<entity>_<action>`` functions; the admin (rules_admin.py) only calls
+them. A published rule set is never changed: a draft is a copy, published as a new version.
+Putting a version in force enqueues the re-assessment of every patient in the same transaction
+(tasks.py), so it runs exactly when the publication commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.contrib.auth.models import Permission
+from django.db import transaction
+from django.utils import timezone
+
+from pathways import engine, tasks
+from pathways.models import (
+    Citation,
+    DoseBand,
+    FollowUpRule,
+    Parameter,
+    ReassessmentRun,
+    Rule,
+    RuleExample,
+    RuleSet,
+    RuleSetPublication,
+    UlnBand,
+)
+from pathways.rules import current_rule_set_row, install_rule_set, load_rule_set, rule_set_for
+
+PUBLISH_PERMISSION = "pathways.publish_ruleset"
+# The models a rule editor edits; publishers also hold PUBLISH_PERMISSION.
+RULE_SET_MODELS = (
+    "ruleset",
+    "rule",
+    "ruleexample",
+    "parameter",
+    "followuprule",
+    "ulnband",
+    "doseband",
+    "citation",
+)
+DRAFT_COPY_REASON = "copied into the draft"
+PART_MODELS: tuple[Any, ...] = (
+    Rule,
+    RuleExample,
+    Parameter,
+    FollowUpRule,
+    UlnBand,
+    DoseBand,
+    Citation,
+)
+
+
+class TuningError(Exception):
+    """A tuning step that is refused; the message is shown to the editor as it is."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Drafts.
+
+
+@transaction.atomic
+def ruleset_start_draft(*, user: Any, base: RuleSet | None = None) -> RuleSet:
+    """A new draft: a full copy of ``base`` (default: the version in force)."""
+    base = base or current_rule_set_row()
+    if base.is_draft:
+        raise TuningError("A draft is started from a published version.")
+    now = timezone.now()
+    draft = RuleSet.objects.create(
+        status=RuleSet.Status.DRAFT,
+        based_on=base,
+        created_by=user,
+        created_at=now,
+        # Starting a draft is an edit: its author is not the second pair of eyes.
+        last_edited_by=user,
+        last_edited_at=now,
+        note="",
+    )
+    install_rule_set(load_rule_set(base), into=draft)
+    # bulk_create leaves no history: record the copy as each part's first version, so that the
+    # first edit of a part shows what it changed (these baseline rows are not listed as edits).
+    for model in PART_MODELS:
+        model.history.bulk_history_create(
+            list(model.objects.filter(rule_set=draft)),
+            default_user=user,
+            default_change_reason=DRAFT_COPY_REASON,
+            default_date=now,
+        )
+    return draft
+
+
+def ruleset_touch(*, rule_set: RuleSet, user: Any) -> None:
+    """Record the draft's last editor (four-eyes compares the publisher with it)."""
+    if not rule_set.is_draft:
+        raise TuningError(f"Rule set {rule_set.label} is published and cannot be modified.")
+    rule_set.last_edited_by = user
+    rule_set.last_edited_at = timezone.now()
+    rule_set.save(update_fields=["last_edited_by", "last_edited_at"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The publish gate: conditions compile, parameters within range, every example passes.
+
+
+@dataclass(frozen=True)
+class RuleSetCheck:
+    errors: tuple[engine.RuleSetError, ...]
+    examples: tuple[engine.ExampleOutcome, ...]
+
+    @property
+    def failing_examples(self) -> tuple[engine.ExampleOutcome, ...]:
+        return tuple(outcome for outcome in self.examples if not outcome.passed)
+
+    @property
+    def publishable(self) -> bool:
+        return not self.errors and not self.failing_examples
+
+    def problems(self) -> list[str]:
+        """Every reason the set cannot be published, one line each."""
+        lines = [str(error) for error in self.errors]
+        for outcome in self.failing_examples:
+            lines.append(
+                f"rule {outcome.rule}: example {outcome.example!r}: {example_why(outcome)}"
+            )
+        return lines
+
+
+def example_why(outcome: engine.ExampleOutcome) -> str:
+    if outcome.error:
+        return outcome.error
+    if outcome.passed:
+        return "passes"
+    expected = "fire" if outcome.expected else "not fire"
+    actual = "fired" if outcome.actual else "did not fire"
+    return f"must {expected}, {actual}"
+
+
+def ruleset_check(*, rule_set: RuleSet) -> RuleSetCheck:
+    data = rule_set_for(rule_set)
+    errors = engine.validate_rule_set(data) + _missing_examples(data)
+    return RuleSetCheck(errors=tuple(errors), examples=tuple(_run_examples_safely(data)))
+
+
+def parameter_problems(
+    *, name: str, value: float, unit: str, minimum: float, maximum: float
+) -> list[str]:
+    """The engine's checks of one parameter (its name, its value within its declared range):
+    the admin form shows the same words the publish gate would."""
+    parameter = engine.Parameter(
+        name=name,
+        value=value,
+        unit=unit,
+        minimum=minimum,
+        maximum=maximum,
+        description="",
+        rule=None,
+    )
+    alone = engine.RuleSet(
+        version="parameter check",
+        rules=(),
+        parameters=(parameter,),
+        follow_ups=(),
+        uln_bands=(),
+        za_dose_bands=(),
+    )
+    where = f"parameter {name}"
+    return [error.message for error in engine.validate_rule_set(alone) if error.where == where]
+
+
+def _missing_examples(data: engine.RuleSet) -> list[engine.RuleSetError]:
+    """Every rule documents both sides of its boundary, as the shipped catalogue does."""
+    errors = []
+    for rule in data.rules:
+        if not any(example.fires for example in rule.examples):
+            errors.append(engine.RuleSetError(f"rule {rule.code}", "no example where it fires"))
+        if all(example.fires for example in rule.examples):
+            errors.append(
+                engine.RuleSetError(f"rule {rule.code}", "no example where it does not fire")
+            )
+    return errors
+
+
+def rule_example_outcomes(*, rule_set: RuleSet, code: str) -> list[engine.ExampleOutcome]:
+    """One rule's examples with pass/fail (the rule's page in the admin)."""
+    return [o for o in _run_examples_safely(rule_set_for(rule_set)) if o.rule == code]
+
+
+def _run_examples_safely(data: engine.RuleSet) -> list[engine.ExampleOutcome]:
+    # A set whose conditions do not compile cannot run its examples; validation reports why.
+    try:
+        return engine.run_examples(data)
+    except engine.RuleSetInvalid:
+        return []
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing and rollback.
+
+
+def _next_version_label(today: date) -> str:
+    prefix = today.isoformat()
+    number = RuleSet.objects.filter(version__startswith=f"{prefix}.").count() + 1
+    while RuleSet.objects.filter(version=f"{prefix}.{number}").exists():
+        number += 1
+    return f"{prefix}.{number}"
+
+
+def _put_in_force(rule_set: RuleSet) -> RuleSet | None:
+    replaced = RuleSet.objects.select_for_update().filter(is_current=True).first()
+    if replaced is not None and replaced.pk != rule_set.pk:
+        replaced.is_current = False
+        replaced.save(update_fields=["is_current"])
+    return replaced
+
+
+def _require_publisher(user: Any, note: str) -> str:
+    if not user.has_perm(PUBLISH_PERMISSION):
+        raise TuningError("Publishing needs the publisher permission.")
+    note = note.strip()
+    if not note:
+        raise TuningError("A change note is required.")
+    return note
+
+
+def ruleset_publish(*, rule_set: RuleSet, user: Any, note: str, reassess: bool = True) -> RuleSet:
+    """Publish a draft as a new version and put it in force (four-eyes, change note, gate)."""
+    note = _require_publisher(user, note)
+    with transaction.atomic():
+        rule_set = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+        if not rule_set.is_draft:
+            raise TuningError(f"{rule_set.label} is already published.")
+        last_editor_id = rule_set.last_edited_by_id or rule_set.created_by_id
+        if last_editor_id == user.pk:
+            raise TuningError(
+                "Four-eyes: you edited this draft last; another publisher must publish it."
+            )
+        check = ruleset_check(rule_set=rule_set)
+        if not check.publishable:
+            problems = check.problems()
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise TuningError("The draft cannot be published: " + "; ".join(problems[:5]) + more)
+        replaced = _put_in_force(rule_set)
+        now = timezone.now()
+        rule_set.version = _next_version_label(timezone.localdate())
+        rule_set.status = RuleSet.Status.PUBLISHED
+        rule_set.is_current = True
+        rule_set.note = note
+        rule_set.published_by = user
+        rule_set.published_at = now
+        rule_set.save()
+        publication = RuleSetPublication.objects.create(
+            rule_set=rule_set,
+            kind=RuleSetPublication.Kind.PUBLISH,
+            by=user,
+            at=now,
+            note=note,
+            replaced=replaced,
+        )
+        if reassess:  # in this transaction: runs exactly when the publication commits
+            tasks.reassessment_start(
+                reason=ReassessmentRun.Reason.PUBLISH,
+                rule_set=rule_set,
+                publication=publication,
+                user=user,
+            )
+    return rule_set
+
+
+def ruleset_rollback(*, rule_set: RuleSet, user: Any, note: str, reassess: bool = True) -> RuleSet:
+    """Put an earlier published version back in force (a publication of kind rollback)."""
+    note = _require_publisher(user, note)
+    with transaction.atomic():
+        rule_set = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+        if rule_set.is_draft:
+            raise TuningError("Only a published version can be re-published; publish the draft.")
+        if rule_set.is_current:
+            raise TuningError(f"{rule_set.label} is already in force.")
+        replaced = _put_in_force(rule_set)
+        rule_set.is_current = True
+        rule_set.save(update_fields=["is_current"])
+        publication = RuleSetPublication.objects.create(
+            rule_set=rule_set,
+            kind=RuleSetPublication.Kind.ROLLBACK,
+            by=user,
+            note=note,
+            replaced=replaced,
+        )
+        if reassess:  # in this transaction: runs exactly when the publication commits
+            tasks.reassessment_start(
+                reason=ReassessmentRun.Reason.ROLLBACK,
+                rule_set=rule_set,
+                publication=publication,
+                user=user,
+            )
+    return rule_set
+
+
+def rule_editor_grant(*, user: Any, publish: bool) -> None:
+    """Make a staff user a rule editor (and a publisher when ``publish``)."""
+    codenames = [f"{a}_{m}" for m in RULE_SET_MODELS for a in ("view", "add", "change", "delete")]
+    if publish:
+        codenames.append(PUBLISH_PERMISSION.split(".")[1])
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="pathways", codename__in=codenames)
+    )

@@ -1,0 +1,476 @@
+"""Background work as durable tasks: django-tasks with its database backend (django-tasks-db).
+
+Tasks are rows in the database, enqueued in the caller's transaction (so they exist exactly
+when the work that asked for them commits) and run by `manage.py db_worker` processes on any
+number of hosts. That backend has no lease: a running task writes a heartbeat, and the reaper
+(`manage.py scheduler`) puts a task whose heartbeat stopped back in the queue. Every task here
+is idempotent, so running one twice leaves the same state as running it once.
+
+- Re-assessment (after a publication or rollback, daily, on demand): a ReassessmentRun split
+  into chunks, one task each; each patient in its own transaction (services.patient_reassess);
+  one patient's failure is recorded with the chunk and the others go on.
+- The impact preview of a draft: one task that stores its result in an ImpactPreview.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F, Min
+from django.utils import timezone
+from django_tasks import TaskContext, TaskResultStatus, task
+from django_tasks_db.models import DBTaskResult
+
+from pathways import impact, services
+from pathways.models import (
+    ImpactPreview,
+    Patient,
+    ReassessmentChunk,
+    ReassessmentRun,
+    RuleSet,
+    RuleSetPublication,
+    TaskHeartbeat,
+)
+from pathways.rules import current_rule_set_row
+
+_log = logging.getLogger(__name__)
+
+
+class WorkerLost(Exception):
+    """Recorded on a task whose worker died more often than ALPCARE_TASK_MAX_ATTEMPTS allows."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Heartbeat.
+
+_last_beat: dict[str, float] = {}
+
+
+def heartbeat(context: TaskContext, *, force: bool = False) -> None:
+    """Record that the task is alive, at most every ALPCARE_TASK_HEARTBEAT_SECONDS.
+
+    Called between units of work (never inside a patient's transaction).
+    """
+    task_id = str(context.task_result.id)
+    now = time.monotonic()
+    if not force and now - _last_beat.get(task_id, -math.inf) < _heartbeat_seconds():
+        return
+    _last_beat[task_id] = now
+    try:
+        TaskHeartbeat.objects.update_or_create(
+            task_id=task_id, defaults={"beat_at": timezone.now()}
+        )
+    except DatabaseError:  # a busy database: the work matters more; the next beat may pass
+        _log.warning("heartbeat of task %s not recorded", task_id, exc_info=True)
+
+
+def _heartbeat_done(context: TaskContext) -> None:
+    task_id = str(context.task_result.id)
+    _last_beat.pop(task_id, None)
+    TaskHeartbeat.objects.filter(task_id=task_id).delete()
+
+
+def _heartbeat_seconds() -> int:
+    return int(settings.ALPCARE_TASK_HEARTBEAT_SECONDS)
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+# ---------------------------------------------------------------------------------------------
+# Re-assessment runs.
+
+
+def reassessment_start(
+    *,
+    reason: str,
+    rule_set: RuleSet | None = None,
+    publication: RuleSetPublication | None = None,
+    user: Any = None,
+    daily_for: date | None = None,
+) -> ReassessmentRun:
+    """Plan a re-assessment of every patient and enqueue its chunks.
+
+    Call it inside the transaction that makes it necessary (a publication): the tasks are rows
+    written in that transaction, so they run exactly when it commits, and survive a crash.
+    """
+    with transaction.atomic():
+        run = ReassessmentRun.objects.create(
+            reason=reason,
+            rule_set=rule_set or current_rule_set_row(),
+            publication=publication,
+            requested_by=user if getattr(user, "pk", None) else None,
+            daily_for=daily_for,
+        )
+        ids = list(Patient.objects.order_by("pk").values_list("pk", flat=True))
+        _enqueue_chunks(run, ids, after_pk=ids[-1] if ids else 0)
+    return run
+
+
+def reassessment_daily(*, today: date | None = None) -> ReassessmentRun | None:
+    """The scheduler's run for ``today``; None when it was already started (by any host)."""
+    today = today or timezone.localdate()
+    if ReassessmentRun.objects.filter(daily_for=today).exists():
+        return None
+    try:
+        with transaction.atomic():
+            return reassessment_start(reason=ReassessmentRun.Reason.DAILY, daily_for=today)
+    except IntegrityError:  # another scheduler started it meanwhile
+        return None
+
+
+def reassessment_retry(*, run: ReassessmentRun, user: Any = None) -> ReassessmentRun:
+    """A new run for the patients that failed in ``run`` and for its chunks that never finished."""
+    ids: list[int] = []
+    after_pk: int | None = None
+    for chunk in run.chunks.all():
+        if chunk.finished_at is None:
+            ids += chunk.patient_ids
+            if chunk.after_pk is not None:
+                after_pk = chunk.after_pk
+        else:
+            ids += [failure["patient"] for failure in chunk.failures]
+    with transaction.atomic():
+        retry = ReassessmentRun.objects.create(
+            reason=ReassessmentRun.Reason.RETRY,
+            rule_set=current_rule_set_row(),
+            retry_of=run,
+            requested_by=user if getattr(user, "pk", None) else None,
+        )
+        _enqueue_chunks(retry, sorted(set(ids)), after_pk=after_pk)
+    return retry
+
+
+def _enqueue_chunks(run: ReassessmentRun, ids: list[int], *, after_pk: int | None) -> None:
+    size = max(1, int(settings.ALPCARE_REASSESS_CHUNK_SIZE))
+    groups = [ids[start : start + size] for start in range(0, len(ids), size)] or [[]]
+    # Every chunk exists before the first task may run (tests run tasks at once).
+    chunks = ReassessmentChunk.objects.bulk_create(
+        [
+            ReassessmentChunk(
+                run=run,
+                number=number,
+                patient_ids=group,
+                total=len(group),
+                after_pk=after_pk if number == len(groups) - 1 else None,
+            )
+            for number, group in enumerate(groups)
+        ]
+    )
+    if any(chunk.pk is None for chunk in chunks):  # backends without RETURNING
+        chunks = list(run.chunks.order_by("number"))
+    for chunk in chunks:
+        result = reassess_chunk.enqueue(chunk_id=chunk.pk)
+        ReassessmentChunk.objects.filter(pk=chunk.pk).update(task_id=str(result.id))
+
+
+@task(takes_context=True)
+def reassess_chunk(context: TaskContext, chunk_id: int) -> dict[str, int]:
+    """Re-assess one chunk's patients, each in its own transaction; idempotent."""
+    chunk = ReassessmentChunk.objects.filter(pk=chunk_id).first()
+    if chunk is None:  # its run was deleted
+        return {"total": 0, "done": 0, "failed": 0}
+    ReassessmentChunk.objects.filter(pk=chunk_id).update(attempts=F("attempts") + 1)
+    ids = list(chunk.patient_ids)
+    if chunk.after_pk is not None:
+        later = Patient.objects.filter(pk__gt=chunk.after_pk).order_by("pk")
+        ids += list(later.values_list("pk", flat=True))
+    heartbeat(context, force=True)
+    done = 0
+    failures: list[dict[str, Any]] = []
+    last_progress = time.monotonic()
+    for patient_id in ids:
+        try:
+            done += services.patient_reassess(patient_id=patient_id)
+        except Exception as error:  # recorded with the chunk; the other patients go on
+            _log.exception("re-assessment of patient %s failed", patient_id)
+            failures.append({"patient": patient_id, "error": _error_text(error)})
+        heartbeat(context)
+        if time.monotonic() - last_progress >= _heartbeat_seconds():
+            last_progress = time.monotonic()
+            ReassessmentChunk.objects.filter(pk=chunk_id).update(done=done, failed=len(failures))
+    _chunk_finished(chunk, done=done, failures=failures)
+    _heartbeat_done(context)
+    return {"total": done + len(failures), "done": done, "failed": len(failures)}
+
+
+def _chunk_finished(chunk: ReassessmentChunk, *, done: int, failures: list[dict[str, Any]]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        # The run row is the lock that orders the chunks finishing at the same moment.
+        run = ReassessmentRun.objects.select_for_update().get(pk=chunk.run_id)
+        ReassessmentChunk.objects.filter(pk=chunk.pk).update(
+            total=done + len(failures),
+            done=done,
+            failed=len(failures),
+            failures=failures,
+            finished_at=now,
+        )
+        if run.finished_at is None and not run.chunks.filter(finished_at=None).exists():
+            run.finished_at = now
+            run.save(update_fields=["finished_at"])
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    run: ReassessmentRun
+    total: int
+    done: int
+    failed: int
+    chunks: int
+    chunks_finished: int
+    lost_chunks: int  # unfinished, and their task failed or is gone: retry the run
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.run.finished_at is not None:
+            return f"finished, {self.failed} failed" if self.failed else "finished"
+        if self.lost_chunks:
+            return f"stalled: {self.lost_chunks} chunk(s) failed"
+        return "running" if self.chunks_finished or self.done else "waiting for a worker"
+
+    @property
+    def retryable(self) -> bool:
+        return bool(self.failed or self.lost_chunks)
+
+    @property
+    def percent(self) -> int:
+        return (
+            100 if not self.total else min(100, round(100 * (self.done + self.failed) / self.total))
+        )
+
+
+def run_progress(run: ReassessmentRun) -> RunProgress:
+    chunks = list(run.chunks.all())
+    unfinished = {chunk.task_id for chunk in chunks if chunk.finished_at is None and chunk.task_id}
+    alive = set()
+    if unfinished:
+        alive = {
+            str(pk)
+            for pk in DBTaskResult.objects.filter(id__in=unfinished)
+            .exclude(status=TaskResultStatus.FAILED)
+            .values_list("id", flat=True)
+        }
+    return RunProgress(
+        run=run,
+        total=sum(chunk.total for chunk in chunks),
+        done=sum(chunk.done for chunk in chunks),
+        failed=sum(chunk.failed for chunk in chunks),
+        chunks=len(chunks),
+        chunks_finished=sum(1 for chunk in chunks if chunk.finished_at is not None),
+        lost_chunks=sum(
+            1 for chunk in chunks if chunk.finished_at is None and chunk.task_id not in alive
+        ),
+        failures=[failure for chunk in chunks for failure in chunk.failures],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Impact preview.
+
+
+def impact_preview_start(*, draft: RuleSet, user: Any) -> ImpactPreview:
+    """Enqueue the impact preview of ``draft`` for ``user``; the page polls it."""
+    with transaction.atomic():
+        preview = ImpactPreview.objects.create(
+            draft=draft,
+            published=current_rule_set_row(),
+            requested_by=user,
+            draft_edited_at=draft.last_edited_at,
+            patients_total=Patient.objects.count(),
+        )
+        result = impact_preview_run.enqueue(preview_id=preview.pk)
+        ImpactPreview.objects.filter(pk=preview.pk).update(task_id=str(result.id))
+    preview.refresh_from_db()
+    return preview
+
+
+@task(takes_context=True, priority=10)  # someone is waiting for it
+def impact_preview_run(context: TaskContext, preview_id: int) -> int:
+    preview = (
+        ImpactPreview.objects.select_related("draft", "published", "requested_by")
+        .filter(pk=preview_id)
+        .first()
+    )
+    if preview is None:
+        return 0
+    heartbeat(context, force=True)
+
+    def progress(patients: int) -> None:
+        heartbeat(context)
+        ImpactPreview.objects.filter(pk=preview_id).update(patients_done=patients)
+
+    try:
+        outcome = impact.ruleset_preview(
+            draft=preview.draft,
+            published=preview.published,
+            user=preview.requested_by,
+            progress=progress,
+        )
+    except Exception as error:
+        ImpactPreview.objects.filter(pk=preview_id).update(
+            error=_error_text(error), finished_at=timezone.now()
+        )
+        raise
+    finally:
+        _heartbeat_done(context)
+    ImpactPreview.objects.filter(pk=preview_id).update(
+        result=impact.preview_to_json(outcome),
+        patients_done=outcome.patients,
+        patients_total=outcome.patients,
+        error="",
+        finished_at=timezone.now(),
+    )
+    return outcome.patients
+
+
+# ---------------------------------------------------------------------------------------------
+# The reaper and the queue's health.
+
+
+def _stale_cutoff(now: datetime) -> datetime:
+    return now - timedelta(seconds=int(settings.ALPCARE_TASK_STALE_SECONDS))
+
+
+def _stale_running(now: datetime) -> list[DBTaskResult]:
+    """Running tasks with no sign of life (start or heartbeat) since the stale cutoff."""
+    cutoff = _stale_cutoff(now)
+    running = list(DBTaskResult.objects.running())
+    beats = dict(
+        TaskHeartbeat.objects.filter(task_id__in=[str(row.id) for row in running]).values_list(
+            "task_id", "beat_at"
+        )
+    )
+    stale = []
+    for row in running:
+        last = max(filter(None, (row.started_at, beats.get(str(row.id)))), default=None)
+        if last is None or last < cutoff:
+            stale.append(row)
+    return stale
+
+
+@dataclass(frozen=True)
+class ReapOutcome:
+    requeued: list[str]
+    failed: list[str]
+
+
+def tasks_reap(*, now: datetime | None = None) -> ReapOutcome:
+    """Put the tasks of dead workers back in the queue (or fail them after too many tries)."""
+    now = now or timezone.now()
+    stale_ids = [row.id for row in _stale_running(now)]
+    requeued: list[str] = []
+    failed: list[str] = []
+    max_attempts = int(settings.ALPCARE_TASK_MAX_ATTEMPTS)
+    with transaction.atomic():
+        rows = DBTaskResult.objects.running().filter(id__in=stale_ids)
+        for row in rows.select_for_update(skip_locked=True):
+            if len(row.worker_ids) >= max_attempts:
+                row.status = TaskResultStatus.FAILED
+                row.finished_at = now
+                row.exception_class_path = f"{WorkerLost.__module__}.{WorkerLost.__qualname__}"
+                row.traceback = (
+                    f"WorkerLost: no heartbeat for {settings.ALPCARE_TASK_STALE_SECONDS} s, "
+                    f"{len(row.worker_ids)} times (workers {', '.join(row.worker_ids)})"
+                )
+                row.save(
+                    update_fields=["status", "finished_at", "exception_class_path", "traceback"]
+                )
+                failed.append(str(row.id))
+            else:
+                row.status = TaskResultStatus.READY
+                row.save(update_fields=["status"])
+                requeued.append(str(row.id))
+    # Beats of tasks no longer running: re-queued ones start afresh; others ended abruptly.
+    running = [str(pk) for pk in DBTaskResult.objects.running().values_list("id", flat=True)]
+    TaskHeartbeat.objects.exclude(task_id__in=running).delete()
+    for task_id in requeued:
+        _log.warning("task %s lost its worker: queued again", task_id)
+    for task_id in failed:
+        _log.error("task %s lost its worker %d times: marked failed", task_id, max_attempts)
+    return ReapOutcome(requeued=requeued, failed=failed)
+
+
+@dataclass(frozen=True)
+class QueueHealth:
+    ready: int
+    oldest_ready_seconds: int | None
+    running: int
+    stale_running: int
+    failed_last_day: int
+    max_wait_seconds: int
+
+    @property
+    def healthy(self) -> bool:
+        waited = self.oldest_ready_seconds or 0
+        return self.stale_running == 0 and waited <= self.max_wait_seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.healthy else "degraded",
+            "ready": self.ready,
+            "oldest_ready_seconds": self.oldest_ready_seconds,
+            "running": self.running,
+            "stale_running": self.stale_running,
+            "failed_last_day": self.failed_last_day,
+        }
+
+
+def queue_health(*, now: datetime | None = None) -> QueueHealth:
+    """Counts only (no task arguments, no patient data): for monitoring and the admin."""
+    now = now or timezone.now()
+    ready = DBTaskResult.objects.ready()
+    oldest = ready.aggregate(oldest=Min("enqueued_at"))["oldest"]
+    return QueueHealth(
+        ready=ready.count(),
+        oldest_ready_seconds=None if oldest is None else int((now - oldest).total_seconds()),
+        running=DBTaskResult.objects.running().count(),
+        stale_running=len(_stale_running(now)),
+        failed_last_day=DBTaskResult.objects.failed()
+        .filter(finished_at__gte=now - timedelta(days=1))
+        .count(),
+        max_wait_seconds=int(settings.ALPCARE_QUEUE_MAX_WAIT_SECONDS),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The scheduler's tick.
+
+
+def daily_due(now: datetime) -> bool:
+    hours, _, minutes = str(settings.ALPCARE_DAILY_REASSESS_AT).partition(":")
+    local = timezone.localtime(now)
+    return (local.hour, local.minute) >= (int(hours), int(minutes or 0))
+
+
+def scheduler_tick(*, now: datetime | None = None) -> list[str]:
+    """One pass of the scheduler: re-queue lost tasks, start today's run once it is time."""
+    now = now or timezone.now()
+    said: list[str] = []
+    reaped = tasks_reap(now=now)
+    if reaped.requeued:
+        said.append(f"re-queued {len(reaped.requeued)} task(s) of a lost worker")
+    if reaped.failed:
+        said.append(f"failed {len(reaped.failed)} task(s) that lost their worker too often")
+    if daily_due(now):
+        run = reassessment_daily(today=timezone.localdate(now))
+        if run is not None:
+            said.append(f"enqueued the daily re-assessment (run {run.pk})")
+    return said
+
+
+def task_failed(task_id: str) -> bool:
+    """Whether the task with this id failed (or is unknown: its row was pruned)."""
+    if not task_id:
+        return False
+    status = DBTaskResult.objects.filter(id=task_id).values_list("status", flat=True).first()
+    return status is None or status == TaskResultStatus.FAILED
