@@ -28,11 +28,13 @@ from .case import (
     Therapy,
     case_json_schema,
     case_to_document,
+    json_number,
     parse_case,
     parse_case_json,
 )
 from .catalogue import CATALOGUE_PATH, CatalogueError, load_catalogue
 from .conditions import check_condition
+from .declaration import LAB_TESTS, CaseField, Choice, Group, LabTest, loinc_code
 from .fact_specs import FACTS
 from .facts import AlpPoint, Facts, FactSpec, TherapyFacts, compute_facts
 from .ruleset import Citation, DoseBand, Example, FollowUpRule, Parameter, Rule, RuleSet, UlnBand
@@ -62,6 +64,7 @@ __all__ = [
     "FACTS",
     "FOLLOW_UP_STATUSES",
     "FRACTURES",
+    "LAB_TESTS",
     "PATHWAYS",
     "PRIORITIES",
     "RESPONSES",
@@ -71,8 +74,10 @@ __all__ = [
     "UNITS",
     "AlpPoint",
     "Case",
+    "CaseField",
     "CaseInvalid",
     "CatalogueError",
+    "Choice",
     "Citation",
     "Clinical",
     "DoseBand",
@@ -84,7 +89,9 @@ __all__ = [
     "Findings",
     "FollowUp",
     "FollowUpRule",
+    "Group",
     "Lab",
+    "LabTest",
     "Myeloma",
     "Parameter",
     "PatientInfo",
@@ -104,7 +111,9 @@ __all__ = [
     "check_condition",
     "clear_cache",
     "compute_facts",
+    "json_number",
     "load_catalogue",
+    "loinc_code",
     "parse_case",
     "parse_case_json",
     "render_result_json",
