@@ -18,7 +18,7 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from pathways import engine
-from pathways.cases import patient_to_document
+from pathways.cases import patient_to_case
 from pathways.models import (
     AssessmentSnapshot,
     Citation,
@@ -406,13 +406,11 @@ def ruleset_preview(
             )
             old_result = new_result = None
             try:
-                case = engine.parse_case(
-                    patient_to_document(
-                        patient,
-                        as_of=as_of,
-                        labs=list(patient.lab_results.all()),
-                        therapies=list(patient.therapies.all()),
-                    )
+                case = patient_to_case(
+                    patient,
+                    as_of=as_of,
+                    labs=list(patient.lab_results.all()),
+                    therapies=list(patient.therapies.all()),
                 )
                 old_result = engine.assess(case, old_rules)
                 new_result = engine.assess(case, new_rules)
