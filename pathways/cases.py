@@ -29,13 +29,23 @@ def _columns(group: Group, row: Any) -> dict[str, Any]:
 
 
 def stored_lab(row: LabResult) -> engine.Lab:
-    return engine.Lab.create(
+    """A stored result as the engine's Lab; its canonical value was converted when it was saved
+    (a migration recomputes the column if a conversion ever changes)."""
+    reference_high = row.reference_high
+    return engine.Lab(
         test=row.test,
         value=row.value,
         unit=row.unit,
         collected_on=row.collected_on,
         collected_time=row.collected_time,
-        reference_high=row.reference_high,
+        reference_high=reference_high,
+        canonical_value=row.canonical_value,
+        canonical_unit=row.canonical_unit,
+        canonical_reference_high=(
+            None
+            if reference_high is None
+            else engine.to_canonical(row.test, row.unit, reference_high)[0]
+        ),
     )
 
 

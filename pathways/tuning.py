@@ -334,6 +334,8 @@ _LAB_COLUMNS: tuple[str, ...] = (
     "test",
     "value",
     "unit",
+    "canonical_value",
+    "canonical_unit",
     "collected_on",
     "collected_time",
     "reference_high",

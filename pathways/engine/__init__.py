@@ -53,6 +53,7 @@ from .vocabulary import (
     SEXES,
     TESTS,
     UNITS,
+    to_canonical,
 )
 
 __all__ = [
@@ -119,5 +120,6 @@ __all__ = [
     "render_result_json",
     "result_to_document",
     "run_examples",
+    "to_canonical",
     "validate_rule_set",
 ]
