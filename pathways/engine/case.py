@@ -585,7 +585,7 @@ def _group_document(group: Group, part: object) -> dict[str, Any]:
     return {item.name: _document_value(item, getattr(part, item.name)) for item in group.fields}
 
 
-def _lab_document(lab: Lab) -> dict[str, Any]:
+def lab_to_document(lab: Lab) -> dict[str, Any]:
     return {
         "test": lab.test,
         "value": json_number(lab.value),
@@ -601,7 +601,7 @@ def case_to_document(case: Case) -> dict[str, Any]:
     return {
         "as_of": case.as_of.isoformat(),
         "patient": _group_document(PATIENT, case.patient),
-        "labs": [_lab_document(lab) for lab in case.labs],
+        "labs": [lab_to_document(lab) for lab in case.labs],
         "clinical": {
             **_group_document(CLINICAL, clinical),
             "myeloma": _group_document(MYELOMA, clinical.myeloma),

@@ -165,6 +165,7 @@ class CaseField:
     choices: tuple[Choice, ...] = ()
     required: bool = False
     default: object = None  # when absent from the document
+    blank: str = ""  # how a form shows "not given" for a choice
     minimum: float | None = None  # inclusive
     above: float | None = None  # exclusive minimum
 
@@ -190,7 +191,7 @@ PATIENT = Group(
     "patient",
     (
         CaseField("birth_date", "date", "Birth date", required=True),
-        CaseField("sex", "choice", "Sex", choices=SEX, required=True),
+        CaseField("sex", "choice", "Sex", choices=SEX, required=True, blank="—"),
         CaseField("pregnant", "bool", "Pregnant", default=False),
         CaseField(
             "weight_kg",
@@ -227,7 +228,7 @@ MYELOMA = Group(
         CaseField("requires_therapy", "bool", "Requires therapy", default=False),
         CaseField("bone_disease", "bool", "Bone disease (lytic lesions)", default=False),
         CaseField("active_bone_disease", "bool", "Active bone disease", default=False),
-        CaseField("response", "choice", "Response", choices=RESPONSE),
+        CaseField("response", "choice", "Response", choices=RESPONSE, blank="not assessed"),
         CaseField("treatment_start", "date", "Treatment start"),
         CaseField("bortezomib_start", "date", "Bortezomib start"),
     ),
@@ -248,7 +249,7 @@ CLINICAL = Group(
     "clinical",
     (
         CaseField("diagnoses", "choices", "Diagnoses", choices=DIAGNOSIS, default=()),
-        CaseField("cancer", "choice", "Known solid cancer", choices=CANCER),
+        CaseField("cancer", "choice", "Known solid cancer", choices=CANCER, blank="none"),
         CaseField("cancer_treated", "bool", "Cancer treated", default=False),
         CaseField("bone_pain", "bool", "Bone pain", default=False),
         CaseField("osteolytic_pain", "bool", "Osteolytic pain", default=False),
