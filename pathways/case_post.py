@@ -1,51 +1,53 @@
 """The case-entry form's POST for a case document, as a browser sends it.
 
-The inverse of ``forms.case_draft``: the bench and the tests build the requests a clinician's
-browser makes from a case document with it (tools do not import the tests).
+The inverse of ``forms.case_draft``, field by field as the case declaration lists them: the
+bench and the tests build the requests a clinician's browser makes with it (tools do not import
+the tests).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pathways.engine.declaration import CLINICAL, MYELOMA, PATIENT, THERAPY, Group
+
+
+def _group_data(group: Group, part: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for item in group.fields:
+        name = prefix + group.prefix + item.name
+        value = part.get(item.name, item.default)
+        if item.kind == "bool":
+            if value:
+                data[name] = "on"  # an unticked box is not posted
+        elif item.kind == "choices":
+            data[name] = list(value or [])
+        else:
+            data[name] = "" if value is None else str(value)
+    return data
+
 
 def form_data(
     document: dict[str, Any], *, mrn: str = "MM-1", name: str = "Ada Myeloma"
 ) -> dict[str, Any]:
     """The POST data a browser sends for a case document typed into the case-entry form."""
-    patient = document["patient"]
     clinical = document.get("clinical", {})
-    myeloma = clinical.get("myeloma", {})
+    labs = document.get("labs", [])
+    therapies = clinical.get("therapies", [])
     data: dict[str, Any] = {
         "mrn": mrn,
         "name": name,
-        "birth_date": patient["birth_date"],
-        "sex": patient["sex"],
-        "weight_kg": patient.get("weight_kg") or "",
-        "diagnoses": clinical.get("diagnoses", []),
-        "cancer": clinical.get("cancer") or "",
-        "bone_scan": clinical.get("bone_scan", "not_done"),
-        "fracture": clinical.get("fracture", "none"),
-        "crcl_baseline": clinical.get("crcl_baseline") or "",
-        "mm_response": myeloma.get("response") or "",
-        "mm_treatment_start": myeloma.get("treatment_start") or "",
-        "mm_bortezomib_start": myeloma.get("bortezomib_start") or "",
-        "labs-TOTAL_FORMS": str(len(document.get("labs", []))),
+        **_group_data(PATIENT, document["patient"]),
+        **_group_data(CLINICAL, clinical),
+        **_group_data(MYELOMA, clinical.get("myeloma", {})),
+        "labs-TOTAL_FORMS": str(len(labs)),
         "labs-INITIAL_FORMS": "0",
-        "therapies-TOTAL_FORMS": str(len(clinical.get("therapies", []))),
+        "therapies-TOTAL_FORMS": str(len(therapies)),
         "therapies-INITIAL_FORMS": "0",
     }
-    for flag in ("pregnant",):
-        if patient.get(flag):
-            data[flag] = "on"
-    for flag in ("cancer_treated", "bone_pain", "osteolytic_pain", "dental_exam_done"):
-        if clinical.get(flag):
-            data[flag] = "on"
-    for flag in ("requires_therapy", "bone_disease", "active_bone_disease"):
-        if myeloma.get(flag):
-            data[f"mm_{flag}"] = "on"
-    for index, lab in enumerate(document.get("labs", [])):
+    for index, lab in enumerate(labs):
         day, _, at = lab["collected_at"].partition("T")
+        reference_high = lab.get("reference_high")
         data.update(
             {
                 f"labs-{index}-test": lab["test"],
@@ -53,17 +55,11 @@ def form_data(
                 f"labs-{index}-unit": lab["unit"],
                 f"labs-{index}-collected_on": day,
                 f"labs-{index}-collected_time": at,
-                f"labs-{index}-reference_high": lab.get("reference_high") or "",
+                f"labs-{index}-reference_high": "" if reference_high is None else reference_high,
             }
         )
-    for index, therapy in enumerate(clinical.get("therapies", [])):
-        data.update(
-            {
-                f"therapies-{index}-agent": therapy["agent"],
-                f"therapies-{index}-start": therapy["start"],
-                f"therapies-{index}-end": therapy.get("end") or "",
-            }
-        )
+    for index, therapy in enumerate(therapies):
+        data.update(_group_data(THERAPY, therapy, prefix=f"therapies-{index}-"))
     return data
 
 

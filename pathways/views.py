@@ -286,25 +286,44 @@ def _stale_result_form(data: QueryDict, stale: StaleVersion) -> ResultForm:
     return form
 
 
+def _write_result(
+    request: HtmxHttpRequest, patient: Patient, *, replacing: LabResult | None = None
+) -> tuple[LabResult | None, ResultForm]:
+    """Add the posted result (or correct ``replacing`` with it): validated by the engine with
+    the patient's other results, written at the version the page was loaded at. The stored
+    result, or None and the form carrying why not."""
+    form = ResultForm(request.POST, auto_id="result_%s")
+    if not form.is_valid() or (lab := _checked_result(patient, form, replacing=replacing)) is None:
+        return None, form
+    version = form.cleaned_data["version"]
+    try:
+        if replacing is None:
+            written = patient_record_result(
+                patient=patient, user=request.user, lab=lab, expected_version=version
+            )
+        else:
+            written = patient_change_result(
+                patient=patient,
+                result=replacing,
+                user=request.user,
+                lab=lab,
+                expected_version=version,
+            )
+    except DuplicateResult as duplicate:
+        form.add_error("collected_on", str(duplicate))
+    except StaleVersion as stale:
+        form = _stale_result_form(request.POST, stale)
+    else:
+        return written, form
+    return None, form
+
+
 @login_required
 @require_POST
 def patient_add_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The inline "add a result": chart, recommendations and follow-ups refresh together."""
     patient = patient_for_user(request, pk, action="add result")
-    form = ResultForm(request.POST, auto_id="result_%s")
-    added: LabResult | None = None
-    if form.is_valid() and (lab := _checked_result(patient, form)) is not None:
-        try:
-            added = patient_record_result(
-                patient=patient,
-                user=request.user,
-                lab=lab,
-                expected_version=form.cleaned_data["version"],
-            )
-        except DuplicateResult as duplicate:
-            form.add_error("collected_on", str(duplicate))
-        except StaleVersion as stale:
-            form = _stale_result_form(request.POST, stale)
+    added, form = _write_result(request, patient)
     if added is not None:
         patient.refresh_from_db()
         if not request.htmx:
@@ -335,23 +354,10 @@ def result_edit(request: HtmxHttpRequest, pk: int, result_pk: int) -> HttpRespon
         form = ResultForm(initial=initial, auto_id="result_%s")
         context = {"patient": patient, "result": result, "form": form}
         return render(request, "pathways/result_edit.html", context)
-    form = ResultForm(request.POST, auto_id="result_%s")
-    if form.is_valid() and (lab := _checked_result(patient, form, replacing=result)) is not None:
-        try:
-            changed = patient_change_result(
-                patient=patient,
-                result=result,
-                user=request.user,
-                lab=lab,
-                expected_version=form.cleaned_data["version"],
-            )
-        except DuplicateResult as duplicate:
-            form.add_error("collected_on", str(duplicate))
-        except StaleVersion as stale:
-            form = _stale_result_form(request.POST, stale)
-        else:
-            messages.success(request, f"Result changed: {changed}.")
-            return redirect("patient_detail", pk=patient.pk)
+    changed, form = _write_result(request, patient, replacing=result)
+    if changed is not None:
+        messages.success(request, f"Result changed: {changed}.")
+        return redirect("patient_detail", pk=patient.pk)
     context = {"patient": patient, "result": result, "form": form}
     return render(request, "pathways/result_edit.html", context, status=400)
 
