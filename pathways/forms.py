@@ -548,6 +548,13 @@ class CaseDraft:
         return f"id_{name}-error"
 
 
+def field_label(prefix: str | None, name: str) -> str:
+    """The label of a case-entry form field (``prefix``: the row's formset, or None)."""
+    form = {LAB_PREFIX: LabForm, THERAPY_PREFIX: TherapyForm}.get(prefix or "", PatientCaseForm)
+    form_field = form.base_fields.get(name)
+    return str(form_field.label) if form_field and form_field.label else name.replace("_", " ")
+
+
 def group_location(group: Group) -> tuple[str, ...]:
     return tuple(group.path.split("."))
 

@@ -28,6 +28,7 @@ from pathways.assessment import assess_document, follow_up_status
 from pathways.cases import patient_to_case
 from pathways.charts import patient_charts
 from pathways.dashboard import STATUSES, DashboardFilterForm, dashboard_page
+from pathways.engine.declaration import CLINICAL
 from pathways.forms import (
     LAB_PREFIX,
     MAX_ROWS,
@@ -40,6 +41,7 @@ from pathways.forms import (
     ResultForm,
     TherapyFormSet,
     case_draft,
+    field_label,
     lab_initial,
     posted_case_form,
     row_count,
@@ -222,6 +224,9 @@ def patient_list(request: HtmxHttpRequest) -> HttpResponse:
 # Patient page.
 
 
+_DIAGNOSIS_LABELS = {choice.value: choice.label for choice in CLINICAL["diagnoses"].choices}
+
+
 def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
     """Everything the patient page shows, in a fixed number of queries."""
     labs = list(patient.lab_results.select_related("entered_by"))
@@ -235,7 +240,7 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
     charts = patient_charts(case, facts, renal_impairment_crcl=params["renal_impairment_crcl"])
     context = {
         "patient": patient,
-        "diagnoses_text": ", ".join(d.replace("_", " ") for d in patient.diagnoses),
+        "diagnoses_text": ", ".join(_DIAGNOSIS_LABELS.get(d, d) for d in patient.diagnoses),
         # Newest first; an untimed result sorts first on its day, as in the engine.
         "labs": sorted(
             labs, key=lambda lab: (lab.collected_on, lab.collected_time or time.min, lab.pk)
@@ -622,8 +627,10 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
 def _awaited(draft: CaseDraft, location: engine.Location) -> str:
     """A required entry in the user's words: "birth date", "result 2: collected on"."""
     prefix, index, field_name = draft.locate(location)
-    label = (field_name or str(location[-1] if location else "")).removeprefix("mm_")
-    label = label.replace("_", " ")
+    name = field_name or str(location[-1] if location else "")
+    label = field_label(prefix, name)
+    if not label[1:2].isupper():  # "Birth date" reads "birth date"; "CrCl" stays
+        label = label[:1].lower() + label[1:]
     if prefix is None or index is None:
         return label
     return f"{'result' if prefix == LAB_PREFIX else 'therapy'} {index + 1}: {label}"
