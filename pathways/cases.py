@@ -7,6 +7,8 @@ document for export. Rows were validated by the engine when they were saved.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, time
 from typing import Any
 
@@ -28,7 +30,7 @@ def _columns(group: Group, row: Any) -> dict[str, Any]:
     return values
 
 
-def stored_lab(row: LabResult) -> engine.Lab:
+def stored_lab(row: Any) -> engine.Lab:
     """A stored result as the engine's Lab; its canonical value was converted when it was saved
     (a migration recomputes the column if a conversion ever changes)."""
     reference_high = row.reference_high
@@ -49,7 +51,7 @@ def stored_lab(row: LabResult) -> engine.Lab:
     )
 
 
-def _lab_order(row: LabResult) -> tuple[date, bool, time, str]:
+def _lab_order(row: Any) -> tuple[date, bool, time, str]:
     # Untimed results first on their day, as in the document's "YYYY-MM-DD[THH:MM]" order.
     untimed = row.collected_time is None
     return (row.collected_on, not untimed, row.collected_time or time.min, row.test)
@@ -59,10 +61,11 @@ def patient_to_case(
     patient: Patient,
     *,
     as_of: date | None = None,
-    labs: list[LabResult] | None = None,
-    therapies: list[Therapy] | None = None,
+    labs: Sequence[Any] | None = None,
+    therapies: Sequence[Any] | None = None,
 ) -> engine.Case:
-    """The case of a stored patient (pass prefetched labs/therapies to save queries)."""
+    """The case of a stored patient. ``labs`` and ``therapies``, when given, are its rows read
+    beforehand (model instances, or the plain rows of ``stored_rows``)."""
     labs = list(patient.lab_results.all()) if labs is None else labs
     therapies = list(patient.therapies.all()) if therapies is None else therapies
     try:
@@ -85,6 +88,34 @@ def patient_to_case(
             ),
         ),
     )
+
+
+_LAB_COLUMNS = (
+    "test",
+    "value",
+    "unit",
+    "canonical_value",
+    "canonical_unit",
+    "collected_on",
+    "collected_time",
+    "reference_high",
+)
+_THERAPY_COLUMNS = tuple(item.name for item in THERAPY.fields)
+
+
+def stored_rows(patients: Sequence[Patient]) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
+    """The results and the therapies of many patients as plain rows, by patient id, in two
+    queries: for ``patient_to_case`` over a whole population (no model instance per row)."""
+    ids = [patient.pk for patient in patients]
+    labs: dict[int, list[Any]] = defaultdict(list)
+    therapies: dict[int, list[Any]] = defaultdict(list)
+    lab_rows = LabResult.objects.filter(patient_id__in=ids).order_by()
+    for row in lab_rows.values_list("patient_id", *_LAB_COLUMNS, named=True):
+        labs[row.patient_id].append(row)
+    therapy_rows = Therapy.objects.filter(patient_id__in=ids).order_by()
+    for row in therapy_rows.values_list("patient_id", *_THERAPY_COLUMNS, named=True):
+        therapies[row.patient_id].append(row)
+    return labs, therapies
 
 
 def patient_to_document(patient: Patient, *, as_of: date | None = None) -> dict[str, Any]:
