@@ -73,12 +73,14 @@ class _TimeInput(forms.TimeInput):
 
 
 def _style(form: forms.BaseForm) -> None:
-    """Bootstrap 5 classes on every widget, each input described by its error slot (which the
-    live assessment fills in)."""
+    """Bootstrap 5 classes on every widget, each input described by its help text and its error
+    slot (which the live assessment fills in)."""
     for name, form_field in form.fields.items():
         widget = form_field.widget
         if isinstance(form.auto_id, str) and "%s" in form.auto_id:
-            widget.attrs["aria-describedby"] = f"{form.auto_id % form.add_prefix(name)}-error"
+            field_id = form.auto_id % form.add_prefix(name)
+            described_by = [f"{field_id}-help"] if form_field.help_text else []
+            widget.attrs["aria-describedby"] = " ".join([*described_by, f"{field_id}-error"])
         if isinstance(widget, forms.CheckboxSelectMultiple):
             continue
         if isinstance(widget, forms.CheckboxInput):
