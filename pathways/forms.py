@@ -598,7 +598,9 @@ def _read_group(group: Group, data: Any, lists: Any, prefix: str = "") -> dict[s
         elif item.kind == "number":
             value = _typed_number(data, name)
         elif item.kind == "choices":
-            value = [v for v in lists.getlist(name) if v] if hasattr(lists, "getlist") else []
+            posted = lists.getlist(name) if hasattr(lists, "getlist") else data.get(name)
+            posted = posted if isinstance(posted, list) else [posted]
+            value = [v for v in posted if isinstance(v, str) and v]
         else:
             value = _text(data, name)
         if value is not None:

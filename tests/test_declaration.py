@@ -4,19 +4,30 @@ checked against it here."""
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import models
 
 from pathways import engine
+from pathways.case_post import as_browser_json, form_data
+from pathways.cases import patient_to_case
+from pathways.demo import synthetic_case
 from pathways.engine import declaration
-from pathways.forms import LabForm, PatientCaseForm, TherapyForm
+from pathways.forms import LabForm, PatientCaseForm, TherapyForm, case_draft
 from pathways.models import LabResult, Patient, Therapy
+from tests.factories import (
+    TODAY,
+    myeloma_on_zoledronic_acid_14_months_document,
+    paget_on_alendronate_document,
+    stored_patient,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT.parent / "shared/spec/reference-intervals.md"
@@ -103,3 +114,44 @@ def test_a_made_up_lab_test_is_one_entry_in_the_declaration(tmp_path: Path) -> N
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "went through with one edit" in run.stdout
+
+
+def _cases() -> list[dict[str, Any]]:
+    rng = random.Random(7)
+    synthetic = [synthetic_case(rng, TODAY, results=12) for _ in range(20)]
+    return [
+        paget_on_alendronate_document(),
+        myeloma_on_zoledronic_acid_14_months_document(),
+        *synthetic,
+    ]
+
+
+def _in_stored_order(case: engine.Case) -> engine.Case:
+    """Stored rows come back in time order (an untimed result first on its day)."""
+    labs = sorted(
+        case.labs,
+        key=lambda lab: (
+            lab.collected_on,
+            lab.collected_time is not None,
+            str(lab.collected_time),
+            lab.test,
+        ),
+    )
+    therapies = sorted(case.clinical.therapies, key=lambda t: (t.start, t.agent))
+    clinical = dataclasses.replace(case.clinical, therapies=tuple(therapies))
+    return dataclasses.replace(case, labs=tuple(labs), clinical=clinical)
+
+
+def test_the_form_and_the_stored_rows_give_the_engine_the_same_case_as_the_document(
+    alice: Any, north_clinic: Any, db: None
+) -> None:
+    """One conversion per direction: document -> form POST -> case_draft, and document ->
+    stored rows -> patient_to_case, both land on the case the engine parses from the document;
+    engine.case_to_document gives the document back."""
+    for number, document in enumerate(_cases()):
+        case = engine.parse_case(document)
+        draft = case_draft(as_browser_json(form_data(document)))
+        assert engine.parse_case(draft.document, today=case.as_of) == case
+        patient = stored_patient(north_clinic, alice, document, mrn=f"RT-{number}")
+        assert patient_to_case(patient, as_of=case.as_of) == _in_stored_order(case)
+        assert engine.parse_case(engine.case_to_document(case)) == case
