@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 
 from .dates import format_datetime, parse_iso_date, parse_iso_datetime
-from .declaration import CLINICAL, LAB, MYELOMA, PATIENT, THERAPY, CaseField, Group
+from .declaration import CLINICAL, GROUPS, LAB, MYELOMA, PATIENT, THERAPY, CaseField, Group
 from .vocabulary import REFERENCE_HIGH_REQUIRED, TESTS, UNITS, to_canonical
 
 DOCUMENT_FIELD = "(document)"
@@ -361,25 +361,41 @@ class _Reader:
             self.add((*at, item.name), f"must be greater than {item.above:g}")
 
     def values(self, group: Group, fields: dict[str, Any], at: Location) -> dict[str, Any] | None:
-        """A group's declared fields with dates parsed and bounds checked; None on any error."""
+        """A part's declared fields with dates parsed (in ``fields``, which ``part`` made) and
+        numbers checked against their bounds; None when the part has any error."""
         count = len(self.errors)
-        values: dict[str, Any] = {}
-        for item in group.fields:
-            value = fields.get(item.name)
-            if item.kind == "date":
-                value = self.date(value, (*at, item.name))
-            elif item.kind == "choices" and value is not None:
-                value = tuple(value)
-            elif item.kind == "number" and value is not None:
-                self.bounds(item, value, at)
-            values[item.name] = value
+        plan = _PLANS[group.path]
+        for item in plan.dates:
+            fields[item.name] = self.date(fields.get(item.name), (*at, item.name))
+        for item in plan.numbers:
+            if (number := fields.get(item.name)) is not None:
+                self.bounds(item, number, at)
+        for name in plan.lists:
+            if (listed := fields.get(name)) is not None:
+                fields[name] = tuple(listed)
         if len(self.errors) > count or "_failed" in fields:
             return None
-        return values
+        return fields
 
 
-def _quiet_date(text: object) -> date | None:
-    return parse_iso_date(text) if isinstance(text, str) else None
+@dataclass(frozen=True)
+class _Plan:
+    """What reading a group involves beyond copying its values (worked out once per group)."""
+
+    dates: tuple[CaseField, ...]
+    numbers: tuple[CaseField, ...]
+    lists: tuple[str, ...]
+
+
+def _plan(group: Group) -> _Plan:
+    return _Plan(
+        dates=tuple(item for item in group.fields if item.kind == "date"),
+        numbers=tuple(item for item in group.fields if item.kind == "number"),
+        lists=tuple(item.name for item in group.fields if item.kind == "choices"),
+    )
+
+
+_PLANS = {group.path: _plan(group) for group in GROUPS}
 
 
 def parse_case(data: object, *, today: date | None = None) -> Case:
@@ -419,8 +435,8 @@ def _read_patient(reader: _Reader, data: dict[Any, Any], as_of: date | None) -> 
     fields = reader.part(PatientDocument, data["patient"], at)
     if fields is None:
         return None
-    values = reader.values(PATIENT, fields, at)  # reports a birth_date that is not a date
-    birth_date = _quiet_date(fields.get("birth_date"))
+    values = reader.values(PATIENT, fields, at)  # parses birth_date (None if it is not a date)
+    birth_date = fields.get("birth_date")
     if birth_date and as_of and birth_date > as_of:
         reader.add((*at, "birth_date"), "after as_of")
     if fields.get("pregnant") is True and fields.get("sex") == "male":
@@ -518,6 +534,8 @@ def _read_clinical(reader: _Reader, data: dict[Any, Any]) -> Clinical | None:
     if fields is None:
         return None
     count = len(reader.errors)
+    fields.pop("myeloma", None)  # read on their own below
+    fields.pop("therapies", None)
     values = reader.values(CLINICAL, fields, at)
 
     myeloma_at = _location(MYELOMA.path)
@@ -534,8 +552,8 @@ def _read_clinical(reader: _Reader, data: dict[Any, Any]) -> Clinical | None:
     for index, raw_therapy in enumerate(raw_therapies):
         therapy_at = (*_location(THERAPY.path), index)
         therapy_fields = reader.part(TherapyDocument, raw_therapy, therapy_at) or {"_failed": True}
-        therapy = reader.values(THERAPY, therapy_fields, therapy_at)  # reports bad dates
-        start, end = (_quiet_date(therapy_fields.get(name)) for name in ("start", "end"))
+        therapy = reader.values(THERAPY, therapy_fields, therapy_at)  # parses start and end
+        start, end = therapy_fields.get("start"), therapy_fields.get("end")
         if start and end and end < start:
             reader.add((*therapy_at, "end"), "before start")
         elif therapy is not None:
