@@ -17,6 +17,12 @@ urlpatterns = [
     path("patients/<int:pk>/", views.patient_detail, name="patient_detail"),
     path("patients/<int:pk>/edit/", views.patient_edit, name="patient_edit"),
     path("patients/<int:pk>/results/", views.patient_add_result, name="patient_add_result"),
+    path("patients/<int:pk>/results/<int:result_pk>/", views.result_edit, name="result_edit"),
+    path(
+        "patients/<int:pk>/results/<int:result_pk>/remove/",
+        views.result_remove,
+        name="result_remove",
+    ),
     path(
         "patients/<int:pk>/case/preview/",
         views.patient_case_preview,

@@ -56,6 +56,7 @@ from django.urls import include, path  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from pathways import engine  # noqa: E402
+from pathways.case_post import as_browser_json, form_data  # noqa: E402
 from pathways.demo import synthetic_case  # noqa: E402
 from pathways.models import (  # noqa: E402
     AssessmentSnapshot,
@@ -67,7 +68,6 @@ from pathways.models import (  # noqa: E402
 )
 from pathways.rules import current_rule_set  # noqa: E402
 from pathways.services import snapshot_fields  # noqa: E402
-from tests.factories import as_browser_json, form_data  # noqa: E402
 
 
 @login_required

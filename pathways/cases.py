@@ -1,119 +1,139 @@
-"""The one conversion in each direction between a stored Patient and the spec's case document.
+"""The one conversion in each direction between a stored Patient and the engine's Case.
 
-Stored patient -> case document -> ``engine.parse_case`` is the same validation path the
-`assess` command and the API use, so the screens and the JSON cannot disagree.
+Stored rows become an ``engine.Case`` directly, field by field as the case declaration
+(``engine/declaration.py``) lists them; ``engine.case_to_document`` turns a case into the spec's
+document for export. Rows were validated by the engine when they were saved.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, time
 from typing import Any
 
 from django.utils import timezone
 
 from pathways import engine
+from pathways.engine.declaration import CLINICAL, MYELOMA, PATIENT, THERAPY, Group
 from pathways.models import LabResult, Patient, Therapy
 
 
-def _collected_at(lab: LabResult) -> str:
-    if lab.collected_time is None:
-        return lab.collected_on.isoformat()
-    return f"{lab.collected_on.isoformat()}T{lab.collected_time.isoformat(timespec='minutes')}"
+def _columns(group: Group, row: Any) -> dict[str, Any]:
+    """The declared fields of one group, read from a row's columns (``mm_response``)."""
+    values = {item.name: getattr(row, group.prefix + item.name) for item in group.fields}
+    for item in group.fields:
+        if item.kind == "choice" and not item.required and values[item.name] == "":
+            values[item.name] = None  # a blank choice column is "not given"
+        elif item.kind == "choices":
+            values[item.name] = tuple(values[item.name])
+    return values
 
 
-def _number(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else value
+def stored_lab(row: Any) -> engine.Lab:
+    """A stored result as the engine's Lab; its canonical value was converted when it was saved
+    (a migration recomputes the column if a conversion ever changes)."""
+    reference_high = row.reference_high
+    return engine.Lab(
+        test=row.test,
+        value=row.value,
+        unit=row.unit,
+        collected_on=row.collected_on,
+        collected_time=row.collected_time,
+        reference_high=reference_high,
+        canonical_value=row.canonical_value,
+        canonical_unit=row.canonical_unit,
+        canonical_reference_high=(
+            None
+            if reference_high is None
+            else engine.to_canonical(row.test, row.unit, reference_high)[0]
+        ),
+    )
 
 
-def patient_to_document(
-    patient: Patient,
-    *,
-    as_of: date | None = None,
-    labs: list[LabResult] | None = None,
-    therapies: list[Therapy] | None = None,
-) -> dict[str, Any]:
-    """The case document for a stored patient (pass prefetched labs/therapies to save queries)."""
-    labs = list(patient.lab_results.all()) if labs is None else labs
-    therapies = list(patient.therapies.all()) if therapies is None else therapies
-    return {
-        "as_of": (as_of or timezone.localdate()).isoformat(),
-        "patient": {
-            "birth_date": patient.birth_date.isoformat(),
-            "sex": patient.sex,
-            "pregnant": patient.pregnant,
-            "weight_kg": patient.weight_kg,
-        },
-        "labs": [
-            {
-                "test": lab.test,
-                "value": _number(lab.value),
-                "unit": lab.unit,
-                "collected_at": _collected_at(lab),
-                "reference_high": lab.reference_high,
-            }
-            for lab in sorted(
-                labs, key=lambda lab: (lab.collected_on, _collected_at(lab), lab.test)
-            )
-        ],
-        "clinical": {
-            "diagnoses": list(patient.diagnoses),
-            "cancer": patient.cancer or None,
-            "cancer_treated": patient.cancer_treated,
-            "bone_pain": patient.bone_pain,
-            "osteolytic_pain": patient.osteolytic_pain,
-            "bone_scan": patient.bone_scan,
-            "fracture": patient.fracture,
-            "dental_exam_done": patient.dental_exam_done,
-            "crcl_baseline": patient.crcl_baseline,
-            "myeloma": {
-                "requires_therapy": patient.mm_requires_therapy,
-                "bone_disease": patient.mm_bone_disease,
-                "active_bone_disease": patient.mm_active_bone_disease,
-                "response": patient.mm_response or None,
-                "treatment_start": _iso(patient.mm_treatment_start),
-                "bortezomib_start": _iso(patient.mm_bortezomib_start),
-            },
-            "therapies": [
-                {"agent": t.agent, "start": t.start.isoformat(), "end": _iso(t.end)}
-                for t in sorted(therapies, key=lambda t: (t.start, t.agent))
-            ],
-        },
-    }
-
-
-def _iso(value: date | None) -> str | None:
-    return value.isoformat() if value else None
+def _lab_order(row: Any) -> tuple[date, bool, time, str]:
+    # Untimed results first on their day, as in the document's "YYYY-MM-DD[THH:MM]" order.
+    untimed = row.collected_time is None
+    return (row.collected_on, not untimed, row.collected_time or time.min, row.test)
 
 
 def patient_to_case(
-    patient: Patient, *, as_of: date | None = None, **prefetched: Any
+    patient: Patient,
+    *,
+    as_of: date | None = None,
+    labs: Sequence[Any] | None = None,
+    therapies: Sequence[Any] | None = None,
 ) -> engine.Case:
-    return engine.parse_case(patient_to_document(patient, as_of=as_of, **prefetched))
+    """The case of a stored patient. ``labs`` and ``therapies``, when given, are its rows read
+    beforehand (model instances, or the plain rows of ``stored_rows``)."""
+    labs = list(patient.lab_results.all()) if labs is None else labs
+    therapies = list(patient.therapies.all()) if therapies is None else therapies
+    try:
+        lab_cases = tuple(stored_lab(row) for row in sorted(labs, key=_lab_order))
+    except KeyError as unknown:  # a unit no longer declared for its test
+        location = ("labs",)
+        raise engine.CaseInvalid(
+            [engine.FieldError("labs", f"stored unit {unknown} is not declared", location)]
+        ) from None
+    return engine.Case(
+        as_of=as_of or timezone.localdate(),
+        patient=engine.PatientInfo(**_columns(PATIENT, patient)),
+        labs=lab_cases,
+        clinical=engine.Clinical(
+            **_columns(CLINICAL, patient),
+            myeloma=engine.Myeloma(**_columns(MYELOMA, patient)),
+            therapies=tuple(
+                engine.Therapy(**_columns(THERAPY, therapy))
+                for therapy in sorted(therapies, key=lambda t: (t.start, t.agent))
+            ),
+        ),
+    )
+
+
+_LAB_COLUMNS = (
+    "test",
+    "value",
+    "unit",
+    "canonical_value",
+    "canonical_unit",
+    "collected_on",
+    "collected_time",
+    "reference_high",
+)
+_THERAPY_COLUMNS = tuple(item.name for item in THERAPY.fields)
+
+
+def stored_rows(patients: Sequence[Patient]) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
+    """The results and the therapies of many patients as plain rows, by patient id, in two
+    queries: for ``patient_to_case`` over a whole population (no model instance per row)."""
+    ids = [patient.pk for patient in patients]
+    labs: dict[int, list[Any]] = defaultdict(list)
+    therapies: dict[int, list[Any]] = defaultdict(list)
+    lab_rows = LabResult.objects.filter(patient_id__in=ids).order_by()
+    for row in lab_rows.values_list("patient_id", *_LAB_COLUMNS, named=True):
+        labs[row.patient_id].append(row)
+    therapy_rows = Therapy.objects.filter(patient_id__in=ids).order_by()
+    for row in therapy_rows.values_list("patient_id", *_THERAPY_COLUMNS, named=True):
+        therapies[row.patient_id].append(row)
+    return labs, therapies
+
+
+def patient_to_document(patient: Patient, *, as_of: date | None = None) -> dict[str, Any]:
+    """The case document of a stored patient (export)."""
+    return engine.case_to_document(patient_to_case(patient, as_of=as_of))
 
 
 def apply_case_to_patient(case: engine.Case, patient: Patient) -> None:
-    """Copy the patient and clinical parts of a parsed case onto a Patient (not saved)."""
-    patient.birth_date = case.patient.birth_date
-    patient.sex = case.patient.sex
-    patient.pregnant = case.patient.pregnant
-    patient.weight_kg = case.patient.weight_kg
-    clinical = case.clinical
-    patient.diagnoses = list(clinical.diagnoses)
-    patient.cancer = clinical.cancer or ""
-    patient.cancer_treated = clinical.cancer_treated
-    patient.bone_pain = clinical.bone_pain
-    patient.osteolytic_pain = clinical.osteolytic_pain
-    patient.bone_scan = clinical.bone_scan
-    patient.fracture = clinical.fracture
-    patient.dental_exam_done = clinical.dental_exam_done
-    patient.crcl_baseline = clinical.crcl_baseline
-    myeloma = clinical.myeloma
-    patient.mm_requires_therapy = myeloma.requires_therapy
-    patient.mm_bone_disease = myeloma.bone_disease
-    patient.mm_active_bone_disease = myeloma.active_bone_disease
-    patient.mm_response = myeloma.response or ""
-    patient.mm_treatment_start = myeloma.treatment_start
-    patient.mm_bortezomib_start = myeloma.bortezomib_start
+    """Copy the patient and clinical parts of a case onto a Patient's columns (not saved)."""
+    parts = ((PATIENT, case.patient), (CLINICAL, case.clinical), (MYELOMA, case.clinical.myeloma))
+    for group, part in parts:
+        for item in group.fields:
+            value = getattr(part, item.name)
+            if item.kind == "choice" and value is None:
+                value = ""
+            elif item.kind == "choices":
+                value = list(value)
+            setattr(patient, group.prefix + item.name, value)
 
 
 def lab_result_fields(lab: engine.Lab) -> dict[str, Any]:

@@ -1,58 +1,61 @@
 """The case-entry form (patient, serial results, clinical context, therapies) and the one
 conversion from its fields to the spec's case document.
 
-The document goes through ``engine.parse_case`` like the API's, and the engine's field paths
-(``labs[2].value``) are mapped back onto the form field that holds the value.
+Fields, labels, help text and choices come from the case declaration
+(``engine/declaration.py``): a form field is named after its model column (``mm_response``
+for ``clinical.myeloma.response``). The document goes through ``engine.parse_case`` like the
+API's, and each engine error's location (``("labs", 2, "value")``) names the form field that
+holds the value. Every posted row count and the live preview's JSON are bounded: input that
+cannot be read is a ``FormUnreadable`` (a 400 naming the problem), never a silent cap.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, time
 from typing import Any, cast
 
 from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Column, Field, Fieldset, Layout, Row
 from django import forms
+from django.core.exceptions import ValidationError
 from django.forms import BaseFormSet, formset_factory
 from django.http import HttpRequest, QueryDict
 
 from pathways import engine
+from pathways.engine.declaration import (
+    CLINICAL,
+    LAB,
+    LAB_TESTS,
+    MYELOMA,
+    PATIENT,
+    PATIENT_GROUPS,
+    THERAPY,
+    CaseField,
+    Group,
+)
 from pathways.models import Clinic, Patient
 
-_BLANK = ("", "—")
+# At most this many result or therapy rows in one posted form (Django's own formset ceiling).
+MAX_ROWS = 1000
+# A JSON form is an object of strings or lists of strings: no deeper nesting.
+_MAX_JSON_DEPTH = 2
 
-
-def _label(value: str) -> str:
-    return value.replace("_", " ")
-
-
-def _choices(values: Iterable[str], *, blank: str | None = None) -> list[tuple[str, str]]:
-    choices = [("", blank)] if blank is not None else []
-    return choices + [(value, _label(value)) for value in values]
-
-
-ALL_UNITS: tuple[str, ...] = tuple(
-    dict.fromkeys(unit for units in engine.UNITS.values() for unit in units)
+UNIT_LABELS: dict[str, str] = {unit.code: unit.shown for test in LAB_TESTS for unit in test.units}
+TEST_LABELS: dict[str, str] = {test.code: test.label for test in LAB_TESTS}
+MISSING_VERSION = (
+    "This form was sent without the version it was loaded from, so it could overwrite "
+    "someone else's changes: reload the page and enter your changes again."
 )
-_UNIT_LABELS = {"ug/L": "µg/L", "ukat/L": "µkat/L", "umol/L": "µmol/L"}
-TEST_LABELS = {
-    "alp": "ALP (total)",
-    "bone_alp": "Bone ALP",
-    "ggt": "GGT",
-    "ctx": "CTX",
-    "creatinine": "Creatinine",
-    "crcl": "CrCl",
-    "calcium": "Calcium",
-    "vitamin_d": "25-OH vitamin D",
-    "bilirubin": "Bilirubin",
-}
+
+
+class FormUnreadable(ValueError):
+    """A posted form that cannot be read at all (answered with a 400 and this message)."""
 
 
 def unit_label(unit: str) -> str:
-    return _UNIT_LABELS.get(unit, unit)
+    return UNIT_LABELS.get(unit, unit)
 
 
 class _DateInput(forms.DateInput):
@@ -70,12 +73,14 @@ class _TimeInput(forms.TimeInput):
 
 
 def _style(form: forms.BaseForm) -> None:
-    """Bootstrap 5 classes on every widget (the case form renders its fields itself), each
-    input described by its error slot (which the live assessment fills in)."""
+    """Bootstrap 5 classes on every widget, each input described by its help text and its error
+    slot (which the live assessment fills in)."""
     for name, form_field in form.fields.items():
         widget = form_field.widget
         if isinstance(form.auto_id, str) and "%s" in form.auto_id:
-            widget.attrs["aria-describedby"] = f"{form.auto_id % form.add_prefix(name)}-error"
+            field_id = form.auto_id % form.add_prefix(name)
+            described_by = [f"{field_id}-help"] if form_field.help_text else []
+            widget.attrs["aria-describedby"] = " ".join([*described_by, f"{field_id}-error"])
         if isinstance(widget, forms.CheckboxSelectMultiple):
             continue
         if isinstance(widget, forms.CheckboxInput):
@@ -87,139 +92,192 @@ def _style(form: forms.BaseForm) -> None:
         widget.attrs["class"] = f"{widget.attrs.get('class', '')} {css}".strip()
 
 
+def _form_field(item: CaseField, *, help_text: bool = True) -> forms.Field:
+    """The form field of one declared case field."""
+    common: dict[str, Any] = {"label": item.label, "required": item.required}
+    if help_text and item.help:
+        common["help_text"] = item.help
+    if item.kind == "date":
+        return forms.DateField(widget=_DateInput(), **common)
+    if item.kind == "bool":
+        return forms.BooleanField(**{**common, "required": False})
+    if item.kind == "number":
+        return forms.FloatField(**common)
+    if item.kind == "choices":
+        return forms.MultipleChoiceField(
+            choices=[(c.value, c.label) for c in item.choices],
+            widget=forms.CheckboxSelectMultiple,
+            **common,
+        )
+    if item.kind == "choice":
+        choices = [(c.value, c.label) for c in item.choices]
+        if item.default is None:
+            choices.insert(0, ("", item.blank))
+        return forms.ChoiceField(choices=choices, initial=item.default, **common)
+    return forms.CharField(**common)
+
+
+def _declared_fields(groups: Iterable[Group]) -> dict[str, forms.Field]:
+    return {
+        group.prefix + item.name: _form_field(item) for group in groups for item in group.fields
+    }
+
+
+def _form_helper(*layout: Any) -> FormHelper:
+    """A helper for a form rendered inside the page's own <form> (crispy layouts, our field
+    template: label, control, and the error slot the live assessment fills in)."""
+    helper = FormHelper()
+    helper.form_tag = False
+    helper.disable_csrf = True
+    helper.layout = Layout(*layout)
+    return helper
+
+
+def _field(name: str) -> Field:
+    return Field(name, template="pathways/_field.html")
+
+
+def _row_field(name: str) -> Field:
+    return Field(name, template="pathways/_row_field.html")
+
+
 class PatientCaseForm(forms.Form):
-    """The patient and clinical parts of the case document (spec §1), plus MRN and name."""
+    """The patient and clinical parts of the case document (spec §1), plus MRN and name; the
+    declared fields are added below the class, from the case declaration."""
 
     clinic = forms.ModelChoiceField(queryset=Clinic.objects.none(), required=True)
     mrn = forms.CharField(label="MRN", max_length=40)
     name = forms.CharField(max_length=200)
-    birth_date = forms.DateField(widget=_DateInput())
-    sex = forms.ChoiceField(choices=_choices(engine.SEXES, blank="—"))
-    pregnant = forms.BooleanField(required=False)
-    weight_kg = forms.FloatField(label="Weight (kg)", required=False)
-
-    diagnoses = forms.MultipleChoiceField(
-        choices=_choices(engine.DIAGNOSES),
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-    )
-    cancer = forms.ChoiceField(
-        label="Known solid cancer", choices=_choices(engine.CANCERS, blank="none"), required=False
-    )
-    cancer_treated = forms.BooleanField(label="Cancer treated", required=False)
-    bone_pain = forms.BooleanField(required=False)
-    osteolytic_pain = forms.BooleanField(required=False)
-    bone_scan = forms.ChoiceField(choices=_choices(engine.BONE_SCANS), initial="not_done")
-    fracture = forms.ChoiceField(choices=_choices(engine.FRACTURES), initial="none")
-    dental_exam_done = forms.BooleanField(label="Dental examination done", required=False)
-    crcl_baseline = forms.FloatField(label="CrCl baseline (mL/min)", required=False)
-
-    mm_requires_therapy = forms.BooleanField(label="Requires therapy", required=False)
-    mm_bone_disease = forms.BooleanField(label="Bone disease (lytic lesions)", required=False)
-    mm_active_bone_disease = forms.BooleanField(label="Active bone disease", required=False)
-    mm_response = forms.ChoiceField(
-        label="Response", choices=_choices(engine.RESPONSES, blank="not assessed"), required=False
-    )
-    mm_treatment_start = forms.DateField(
-        label="Treatment start", required=False, widget=_DateInput()
-    )
-    mm_bortezomib_start = forms.DateField(
-        label="Bortezomib start", required=False, widget=_DateInput()
-    )
-
     # Optimistic locking: the version the form was loaded from (services.StaleVersion).
-    version = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
-    PATIENT_FIELDS = ("mrn", "name", "birth_date", "sex", "pregnant", "weight_kg")
-    CONTEXT_FIELDS = (
-        "cancer",
-        "cancer_treated",
-        "bone_pain",
-        "osteolytic_pain",
-        "bone_scan",
-        "fracture",
-        "dental_exam_done",
-        "crcl_baseline",
-    )
-    MYELOMA_FIELDS = (
-        "mm_requires_therapy",
-        "mm_bone_disease",
-        "mm_active_bone_disease",
-        "mm_response",
-        "mm_treatment_start",
-        "mm_bortezomib_start",
-    )
-
-    def __init__(self, *args: Any, clinics: Sequence[Clinic] = (), **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, clinics: Sequence[Clinic] = (), editing: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.editing = editing
         if len(clinics) > 1:
             clinic_field = cast(forms.ModelChoiceField, self.fields["clinic"])
             clinic_field.queryset = Clinic.objects.filter(pk__in=[c.pk for c in clinics])
         else:
             del self.fields["clinic"]  # one clinic (or editing): it is implied
         _style(self)
-        self.helper = FormHelper()
-        self.helper.form_tag = False
-        self.helper.disable_csrf = True
+        clinic = [Row(Column(_field("clinic")))] if "clinic" in self.fields else []
+        self.patient_helper = _form_helper(
+            *clinic,
+            Row(
+                Column(_field("mrn"), css_class="col-md-4"),
+                Column(_field("name"), css_class="col-md-8"),
+                Column(_field("birth_date"), css_class="col-md-4"),
+                Column(_field("sex"), css_class="col-md-3"),
+                Column(_field("weight_kg"), css_class="col-md-3"),
+                Column(_field("pregnant"), css_class="col-md-2 pt-md-4"),
+                css_class="g-2",
+            ),
+        )
+        self.clinical_helper = _form_helper(
+            _field("diagnoses"),
+            Row(
+                Column(_field("cancer"), css_class="col-md-4"),
+                Column(_field("bone_scan"), css_class="col-md-4"),
+                Column(_field("fracture"), css_class="col-md-4"),
+                Column(_field("crcl_baseline"), css_class="col-md-4"),
+                Column(*(_field(name) for name in _CLINICAL_FLAGS), css_class="col-md-8 pt-md-2"),
+                css_class="g-2",
+            ),
+            Fieldset(
+                "Myeloma",
+                Row(
+                    Column(
+                        *(_field(f"mm_{name}") for name in _MYELOMA_FLAGS), css_class="col-md-4"
+                    ),
+                    Column(_field("mm_response"), css_class="col-md-3"),
+                    Column(
+                        _field("mm_treatment_start"),
+                        _field("mm_bortezomib_start"),
+                        css_class="col-md-5",
+                    ),
+                    css_class="g-2",
+                ),
+                css_class="border rounded p-2 mt-2",
+            ),
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.editing and cleaned.get("version") is None and "version" not in self.errors:
+            raise ValidationError(MISSING_VERSION, code="missing_version")
+        return cleaned
 
     @classmethod
     def initial_for(cls, patient: Patient) -> dict[str, Any]:
-        return {
-            "mrn": patient.mrn,
-            "name": patient.name,
-            "birth_date": patient.birth_date,
-            "sex": patient.sex,
-            "pregnant": patient.pregnant,
-            "weight_kg": patient.weight_kg,
-            "diagnoses": list(patient.diagnoses),
-            "cancer": patient.cancer,
-            "cancer_treated": patient.cancer_treated,
-            "bone_pain": patient.bone_pain,
-            "osteolytic_pain": patient.osteolytic_pain,
-            "bone_scan": patient.bone_scan,
-            "fracture": patient.fracture,
-            "dental_exam_done": patient.dental_exam_done,
-            "crcl_baseline": patient.crcl_baseline,
-            "mm_requires_therapy": patient.mm_requires_therapy,
-            "mm_bone_disease": patient.mm_bone_disease,
-            "mm_active_bone_disease": patient.mm_active_bone_disease,
-            "mm_response": patient.mm_response,
-            "mm_treatment_start": patient.mm_treatment_start,
-            "mm_bortezomib_start": patient.mm_bortezomib_start,
-            "version": patient.version,
-        }
+        initial = {"mrn": patient.mrn, "name": patient.name, "version": patient.version}
+        for name in _DECLARED_PATIENT_FIELDS:
+            initial[name] = getattr(patient, name)
+        return initial
+
+
+PatientCaseForm.base_fields.update(_declared_fields(PATIENT_GROUPS))
+_DECLARED_PATIENT_FIELDS = tuple(_declared_fields(PATIENT_GROUPS))
+_CLINICAL_FLAGS = tuple(item.name for item in CLINICAL.fields if item.kind == "bool")
+_MYELOMA_FLAGS = tuple(item.name for item in MYELOMA.fields if item.kind == "bool")
+# The lab's datetime is entered as a date and an optional time of day.
+_COLLECTED_ON, _COLLECTED_TIME = "collected_on", "collected_time"
+_COLLECTED = (_COLLECTED_ON, _COLLECTED_TIME)
 
 
 class LabForm(forms.Form):
-    """One serial result as the lab reported it."""
+    """One serial result as the lab reported it (fields from the declaration's lab group)."""
 
     test = forms.ChoiceField(
-        choices=[(test, TEST_LABELS[test]) for test in engine.TESTS], initial="alp"
+        label=LAB["test"].label,
+        choices=[(test.code, test.label) for test in LAB_TESTS],
+        initial=LAB_TESTS[0].code,
     )
-    value = forms.FloatField()
+    value = _form_field(LAB["value"], help_text=False)
     unit = forms.ChoiceField(
-        choices=[(unit, unit_label(unit)) for unit in ALL_UNITS], initial="U/L"
+        label=LAB["unit"].label,
+        choices=list(UNIT_LABELS.items()),
+        initial=LAB_TESTS[0].canonical_unit,
     )
-    collected_on = forms.DateField(label="Collected on", widget=_DateInput())
+    collected_on = forms.DateField(label=f"{LAB['collected_at'].label} on", widget=_DateInput())
     collected_time = forms.TimeField(label="at (time)", required=False, widget=_TimeInput())
-    reference_high = forms.FloatField(label="Lab's upper limit", required=False)
+    reference_high = _form_field(LAB["reference_high"], help_text=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _style(self)
-        self.helper = FormHelper()
-        self.helper.form_tag = False
-        self.helper.disable_csrf = True
+        self.helper = _form_helper(
+            Row(
+                *(
+                    Column(_row_field(name), css_class="col-6 col-md-2")
+                    for name in _LAB_FORM_FIELDS
+                ),
+                css_class="g-2 align-items-start",
+            )
+        )
+
+
+_LAB_FORM_FIELDS = ("test", "value", "unit", _COLLECTED_ON, _COLLECTED_TIME, "reference_high")
 
 
 class TherapyForm(forms.Form):
-    agent = forms.ChoiceField(choices=_choices(engine.AGENTS))
-    start = forms.DateField(widget=_DateInput())
-    end = forms.DateField(required=False, widget=_DateInput(), help_text="blank: ongoing")
+    """One therapy (fields from the declaration's therapy group)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _style(self)
+        self.helper = _form_helper(
+            Row(
+                Column(_row_field("agent"), css_class="col-md-4"),
+                Column(_row_field("start"), css_class="col-md-3"),
+                Column(_row_field("end"), css_class="col-md-3"),
+                css_class="g-2 align-items-start",
+            )
+        )
+
+
+TherapyForm.base_fields.update(_declared_fields([THERAPY]))
 
 
 class _RowFormSet(BaseFormSet):
@@ -260,8 +318,8 @@ def lab_initial(labs: Iterable[Any]) -> list[dict[str, Any]]:
             "test": lab.test,
             "value": lab.value,
             "unit": lab.unit,
-            "collected_on": lab.collected_on,
-            "collected_time": lab.collected_time,
+            _COLLECTED_ON: lab.collected_on,
+            _COLLECTED_TIME: lab.collected_time,
             "reference_high": lab.reference_high,
         }
         for lab in labs
@@ -269,28 +327,28 @@ def lab_initial(labs: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def therapy_initial(therapies: Iterable[Any]) -> list[dict[str, Any]]:
-    return [{"agent": t.agent, "start": t.start, "end": t.end} for t in therapies]
+    return [{item.name: getattr(t, item.name) for item in THERAPY.fields} for t in therapies]
 
 
 @dataclass
 class CaseForms:
-    """The three parts of the case-entry page, validated together."""
+    """The parts of the case-entry page, validated together. Editing a stored patient, the
+    results are not part of the form (each is added, edited or removed on its own): ``labs``
+    is None."""
 
     patient: PatientCaseForm
-    labs: _RowFormSet
+    labs: _RowFormSet | None
     therapies: _RowFormSet
 
     @classmethod
     def bind(
         cls, data: Any | None, *, clinics: Sequence[Clinic] = (), patient: Patient | None = None
     ) -> CaseForms:
+        editing = patient is not None
         if data is None and patient is not None:
             return cls(
-                patient=PatientCaseForm(initial=PatientCaseForm.initial_for(patient)),
-                labs=LabFormSet(
-                    prefix=LAB_PREFIX,
-                    initial=lab_initial(patient.lab_results.all()),
-                ),
+                patient=PatientCaseForm(initial=PatientCaseForm.initial_for(patient), editing=True),
+                labs=None,
                 therapies=TherapyFormSet(
                     prefix=THERAPY_PREFIX, initial=therapy_initial(patient.therapies.all())
                 ),
@@ -302,24 +360,30 @@ class CaseForms:
                 therapies=TherapyFormSet(prefix=THERAPY_PREFIX),
             )
         return cls(
-            patient=PatientCaseForm(data, clinics=clinics if patient is None else ()),
-            labs=LabFormSet(data, prefix=LAB_PREFIX),
+            patient=PatientCaseForm(data, clinics=() if editing else clinics, editing=editing),
+            labs=None if editing else LabFormSet(data, prefix=LAB_PREFIX),
             therapies=TherapyFormSet(data, prefix=THERAPY_PREFIX),
         )
 
     def all_forms(self) -> list[forms.Form]:
-        return [self.patient, *self.labs.forms, *self.therapies.forms]
+        lab_forms = [] if self.labs is None else self.labs.forms
+        return [self.patient, *lab_forms, *self.therapies.forms]
 
     def forms_valid(self) -> bool:
-        # Evaluate all three so that every form carries its errors.
-        results = [self.patient.is_valid(), self.labs.is_valid(), self.therapies.is_valid()]
+        # Evaluate every part so that every form carries its errors.
+        results = [self.patient.is_valid(), self.therapies.is_valid()]
+        if self.labs is not None:
+            results.append(self.labs.is_valid())
         return all(results)
 
     def add_case_errors(self, errors: Iterable[engine.FieldError], draft: CaseDraft) -> None:
         """Put each of the engine's errors on the form field that holds the value."""
-        rows = {LAB_PREFIX: self.labs.forms, THERAPY_PREFIX: self.therapies.forms}
+        rows = {
+            LAB_PREFIX: [] if self.labs is None else self.labs.forms,
+            THERAPY_PREFIX: self.therapies.forms,
+        }
         for error in errors:
-            prefix, index, field_name = draft.locate(error.field)
+            prefix, index, field_name = draft.locate(error.location)
             form: forms.Form = self.patient
             if prefix is not None and index is not None and index < len(rows[prefix]):
                 form = rows[prefix][index]
@@ -327,55 +391,68 @@ class CaseForms:
                 if error.message not in form.errors.get(field_name, []):
                     form.add_error(field_name, error.message)
             else:
-                form.add_error(None, f"{error.field}: {error.message}")
+                form.add_error(None, str(error))
 
 
-_ROW_PATH = re.compile(r"(?P<list>labs|clinical\.therapies)\[(?P<index>\d+)\](?:\.(?P<field>\w+))?")
-
-
-def _iso(value: date | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _number(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else value
-
-
-def _lab_document(data: dict[str, Any]) -> dict[str, Any]:
-    collected_on: date = data["collected_on"]
-    collected_time: time | None = data["collected_time"]
-    collected_at = collected_on.isoformat()
-    if collected_time is not None:
-        collected_at += "T" + collected_time.isoformat(timespec="minutes")
-    reference_high = data["reference_high"]
-    return {
-        "test": data["test"],
-        "value": _number(data["value"]),
-        "unit": data["unit"],
-        "collected_at": collected_at,
-        "reference_high": None if reference_high is None else _number(reference_high),
-    }
+def _form_name(group: Group, name: str) -> str:
+    """The form field holding a declared field (the lab's datetime: its date)."""
+    return _COLLECTED_ON if group is LAB and name == "collected_at" else group.prefix + name
 
 
 class ResultForm(LabForm):
-    """The patient page's inline "add a result" form."""
+    """One result added or edited on its own (the patient page, the result's edit page), with
+    the patient's version for optimistic locking."""
+
+    version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.helper = _form_helper(
+            Row(
+                *(
+                    Column(_field(name), css_class="col-6")
+                    for name in ("test", "value", "unit", "reference_high")
+                ),
+                *(Column(_field(name), css_class="col-6") for name in _COLLECTED),
+                css_class="g-2",
+            )
+        )
+        self.helper.render_hidden_fields = True  # the version
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("version") is None and "version" not in self.errors:
+            raise ValidationError(MISSING_VERSION, code="missing_version")
+        return cleaned
 
     def lab_document(self) -> dict[str, Any]:
         """This result as a lab of the case document (spec §1)."""
-        return _lab_document(self.cleaned_data)
+        data = self.cleaned_data
+        collected_at = data[_COLLECTED_ON].isoformat()
+        if data[_COLLECTED_TIME] is not None:
+            collected_at += "T" + data[_COLLECTED_TIME].isoformat(timespec="minutes")
+        reference_high = data["reference_high"]
+        return {
+            "test": data["test"],
+            "value": engine.json_number(data["value"]),
+            "unit": data["unit"],
+            "collected_at": collected_at,
+            "reference_high": None
+            if reference_high is None
+            else engine.json_number(reference_high),
+        }
 
     def add_case_errors(self, errors: Iterable[engine.FieldError], index: int) -> None:
         """The engine's errors about ``labs[index]`` on their fields; others as form errors."""
         for error in errors:
-            match = _ROW_PATH.fullmatch(error.field)
-            if match and match["list"] == "labs" and int(match["index"]) == index:
-                field = match["field"] or None
-                field = "collected_on" if field == "collected_at" else field
+            if error.location[:2] == ("labs", index):
+                name = error.location[2] if len(error.location) > 2 else None
+                form_name = _form_name(LAB, name) if isinstance(name, str) else None
                 message = error.message
-                if "same test and collected_at" in message:
+                if error.code == "duplicate":
                     message = "a result of this test is already recorded at this date and time"
-                self.add_error(field if field in self.fields else None, message)
-            elif not error.field.startswith("labs["):
+                self.add_error(form_name if form_name in self.fields else None, message)
+            else:
                 self.add_error(None, str(error))
 
 
@@ -387,25 +464,56 @@ class ResultForm(LabForm):
 
 class JsonPostedForm(dict[str, Any]):
     """The case-entry form as the live preview posts it: one JSON object of field name to value
-    (a list for a name posted more than once), read like a QueryDict by ``case_draft``. Values
-    that are not strings are read as absent."""
+    (a list for a name posted more than once), read like a QueryDict by ``case_draft``."""
 
     def getlist(self, key: str) -> list[str]:
         value = self.get(key)
+        if value is None:
+            return []
+        return value if isinstance(value, list) else [value]
+
+
+def _json_form(body: bytes) -> JsonPostedForm:
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise FormUnreadable("the form's JSON is nested too deeply") from None
+    except ValueError as error:  # json.JSONDecodeError and bad UTF-8 are ValueErrors
+        raise FormUnreadable(f"the form's JSON is not valid: {error}") from None
+    if not isinstance(data, dict):
+        raise FormUnreadable("expected a JSON object of form fields")
+    for name, value in data.items():
         values = value if isinstance(value, list) else [value]
-        return [item for item in values if isinstance(item, str)]
+        if not all(isinstance(item, str) for item in values):
+            raise FormUnreadable(
+                f"{name}: expected a string or a list of strings (nested at most "
+                f"{_MAX_JSON_DEPTH} deep)"
+            )
+    return JsonPostedForm(data)
 
 
 def posted_case_form(request: HttpRequest) -> QueryDict | JsonPostedForm:
     """The posted case-entry form: JSON from the live preview (reading one small document costs
     far less than parsing ~150 form fields on every pause in typing), else the form as posted.
-    Raises ValueError when the JSON is not an object."""
+    Raises FormUnreadable when the JSON cannot be read as a form."""
     if request.content_type != "application/json":
         return request.POST
-    data = json.loads(request.body)
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object of form fields")
-    return JsonPostedForm(data)
+    return _json_form(request.body)
+
+
+def row_count(data: Any, prefix: str) -> int:
+    """The number of rows a formset says it posts: absent is none; anything but a whole number
+    from 0 to MAX_ROWS is refused (never capped in silence)."""
+    raw = data.get(f"{prefix}-TOTAL_FORMS")
+    if raw is None:
+        return 0
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 7) or int(text) > MAX_ROWS:
+        raise FormUnreadable(
+            f"{prefix}-TOTAL_FORMS must be a whole number from 0 to {MAX_ROWS}, "
+            f"not {json.dumps(raw)[:40]}"
+        )
+    return int(text)
 
 
 @dataclass
@@ -414,38 +522,47 @@ class CaseDraft:
     lab_rows: list[int] = field(default_factory=list)  # labs[i] is form row lab_rows[i]
     therapy_rows: list[int] = field(default_factory=list)
 
-    def locate(self, path: str) -> tuple[str | None, int | None, str | None]:
-        """(row prefix, form row index, form field) for an engine field path."""
-        match = _ROW_PATH.fullmatch(path)
-        if match:
-            rows, prefix = (
-                (self.lab_rows, LAB_PREFIX)
-                if match["list"] == "labs"
-                else (self.therapy_rows, THERAPY_PREFIX)
-            )
-            index = int(match["index"])
-            if index >= len(rows):
-                return None, None, None
-            field_name = match["field"]
-            if field_name == "collected_at":
-                field_name = "collected_on"
-            return prefix, rows[index], field_name
-        for document_prefix, form_prefix in _FIELD_PREFIXES:
-            if path.startswith(document_prefix):
-                return None, None, form_prefix + path[len(document_prefix) :]
+    def locate(self, location: engine.Location) -> tuple[str | None, int | None, str | None]:
+        """(row prefix, form row index, form field) for an engine error's location; a row that
+        is not on the form (a stored result, when editing) has none."""
+        for group, prefix, rows in _row_groups(self):
+            path = group_location(group)
+            if location[: len(path)] == path and len(location) > len(path):
+                index = location[len(path)]
+                if not isinstance(index, int) or index >= len(rows):
+                    return None, None, None
+                rest = location[len(path) + 1 :]
+                name = _form_name(group, rest[0]) if rest and isinstance(rest[0], str) else None
+                return prefix, rows[index], name
+        for group in (MYELOMA, CLINICAL, PATIENT):  # the most specific first
+            path = group_location(group)
+            if location[: len(path)] == path and len(location) == len(path) + 1:
+                last = location[-1]
+                return None, None, _form_name(group, last) if isinstance(last, str) else None
         return None, None, None
 
-    def slot_id(self, path: str) -> str:
-        """The id of the element showing this path's errors on the case-entry page."""
-        prefix, index, field_name = self.locate(path)
+    def slot_id(self, location: engine.Location) -> str:
+        """The id of the element showing this location's errors on the case-entry page."""
+        prefix, index, field_name = self.locate(location)
         if field_name is None:
             return "case-errors" if prefix is None else f"{prefix}-{index}-errors"
         name = field_name if prefix is None else f"{prefix}-{index}-{field_name}"
         return f"id_{name}-error"
 
 
-_FIELD_PREFIXES = (("clinical.myeloma.", "mm_"), ("clinical.", ""), ("patient.", ""))
-_MAX_ROWS = 500
+def field_label(prefix: str | None, name: str) -> str:
+    """The label of a case-entry form field (``prefix``: the row's formset, or None)."""
+    form = {LAB_PREFIX: LabForm, THERAPY_PREFIX: TherapyForm}.get(prefix or "", PatientCaseForm)
+    form_field = form.base_fields.get(name)
+    return str(form_field.label) if form_field and form_field.label else name.replace("_", " ")
+
+
+def group_location(group: Group) -> tuple[str, ...]:
+    return tuple(group.path.split("."))
+
+
+def _row_groups(draft: CaseDraft) -> tuple[tuple[Group, str, list[int]], ...]:
+    return ((LAB, LAB_PREFIX, draft.lab_rows), (THERAPY, THERAPY_PREFIX, draft.therapy_rows))
 
 
 def _text(data: Any, name: str) -> str | None:
@@ -460,8 +577,8 @@ def _typed_number(data: Any, name: str) -> float | int | str | None:
     if text is None:
         return None
     try:
-        return _number(float(text))
-    except ValueError:
+        return engine.json_number(float(text))
+    except (ValueError, OverflowError):
         return text  # as typed: the engine reports "must be a number" on this field
 
 
@@ -469,86 +586,83 @@ def _checked(data: Any, name: str) -> bool:
     return data.get(name) not in (None, "", "false", "0", "off")
 
 
-def _row_count(data: Any, prefix: str) -> int:
-    try:
-        return max(0, min(int(data.get(f"{prefix}-TOTAL_FORMS", 0)), _MAX_ROWS))
-    except (TypeError, ValueError):
-        return 0
+def _read_group(group: Group, data: Any, lists: Any, prefix: str = "") -> dict[str, Any]:
+    """A declared group's values as posted; a value not given is left out (the engine applies
+    its default, or says "required")."""
+    values: dict[str, Any] = {}
+    for item in group.fields:
+        name = prefix + group.prefix + item.name
+        value: Any
+        if item.kind == "bool":
+            value = _checked(data, name)
+        elif item.kind == "number":
+            value = _typed_number(data, name)
+        elif item.kind == "choices":
+            posted = lists.getlist(name) if hasattr(lists, "getlist") else data.get(name)
+            posted = posted if isinstance(posted, list) else [posted]
+            value = [v for v in posted if isinstance(v, str) and v]
+        else:
+            value = _text(data, name)
+        if value is not None:
+            values[item.name] = value
+    return values
 
 
-def case_draft(data: Any) -> CaseDraft:
+def _read_lab_row(data: Any, prefix: str) -> dict[str, Any] | None:
+    entered = [_text(data, prefix + name) for name in _LAB_ENTRIES]
+    if _checked(data, prefix + "DELETE") or not any(entered):
+        return None
+    lab: dict[str, Any] = {
+        "test": _text(data, prefix + "test") or LAB_TESTS[0].code,
+        "unit": _text(data, prefix + "unit") or "",
+    }
+    for name in ("value", "reference_high"):
+        if (number := _typed_number(data, prefix + name)) is not None:
+            lab[name] = number
+    if (collected_on := _text(data, prefix + _COLLECTED_ON)) is not None:
+        collected_time = _text(data, prefix + _COLLECTED_TIME)
+        lab["collected_at"] = collected_on + (f"T{collected_time}" if collected_time else "")
+    return lab
+
+
+def case_draft(data: Any, *, stored_labs: Sequence[engine.Lab] | None = None) -> CaseDraft:
     """The case document (spec §1) of the posted case-entry form, with the row mapping.
 
-    Empty rows and rows marked for removal are left out; a left-out required key is reported
-    by the engine as "required".
+    Empty rows and rows marked for removal are left out. Editing a stored patient, its stored
+    results (``stored_labs``) stand for the results, which that form does not post. Raises
+    FormUnreadable for a row count that is not a whole number within MAX_ROWS.
     """
-    diagnoses = [d for d in data.getlist("diagnoses") if d] if hasattr(data, "getlist") else []
+    lists = data
     # One value per name in a plain dict: QueryDict.get raises and catches an exception for
-    # each absent name (every unticked box, every row's "remove"), on every live keystroke.
+    # each absent name (every unticked box, every row's "remove").
     data = data.dict() if isinstance(data, QueryDict) else data
-    patient: dict[str, Any] = {
-        "pregnant": _checked(data, "pregnant"),
-        "weight_kg": _typed_number(data, "weight_kg"),
-    }
-    for name in ("birth_date", "sex"):
-        if (value := _text(data, name)) is not None:
-            patient[name] = value
-    draft = CaseDraft(document={"patient": patient, "labs": []})
+    draft = CaseDraft(document={"patient": _read_group(PATIENT, data, lists), "labs": []})
 
-    for index in range(_row_count(data, LAB_PREFIX)):
-        prefix = f"{LAB_PREFIX}-{index}-"
-        entered = [_text(data, prefix + name) for name in _LAB_ENTRIES]
-        if _checked(data, prefix + "DELETE") or not any(entered):
-            continue
-        lab: dict[str, Any] = {
-            "test": _text(data, prefix + "test") or "alp",
-            "unit": _text(data, prefix + "unit") or "",
-            "reference_high": _typed_number(data, prefix + "reference_high"),
-        }
-        if (lab_value := _typed_number(data, prefix + "value")) is not None:
-            lab["value"] = lab_value
-        if (collected_on := _text(data, prefix + "collected_on")) is not None:
-            collected_time = _text(data, prefix + "collected_time")
-            lab["collected_at"] = collected_on + (f"T{collected_time}" if collected_time else "")
-        draft.document["labs"].append(lab)
-        draft.lab_rows.append(index)
+    if stored_labs is not None:
+        draft.document["labs"] = [engine.lab_to_document(lab) for lab in stored_labs]
+    else:
+        for index in range(row_count(data, LAB_PREFIX)):
+            lab = _read_lab_row(data, f"{LAB_PREFIX}-{index}-")
+            if lab is not None:
+                draft.document["labs"].append(lab)
+                draft.lab_rows.append(index)
 
     therapies: list[dict[str, Any]] = []
-    for index in range(_row_count(data, THERAPY_PREFIX)):
+    for index in range(row_count(data, THERAPY_PREFIX)):
         prefix = f"{THERAPY_PREFIX}-{index}-"
-        entered = [_text(data, prefix + name) for name in ("agent", "start", "end")]
-        if _checked(data, prefix + "DELETE") or not any(entered):
+        therapy = _read_group(THERAPY, data, lists, prefix)
+        if _checked(data, prefix + "DELETE") or not therapy:
             continue
-        therapy: dict[str, Any] = {"end": entered[2]}
-        if entered[0] is not None:
-            therapy["agent"] = entered[0]
-        if entered[1] is not None:
-            therapy["start"] = entered[1]
         therapies.append(therapy)
         draft.therapy_rows.append(index)
 
     draft.document["clinical"] = {
-        "diagnoses": diagnoses,
-        "cancer": _text(data, "cancer"),
-        "cancer_treated": _checked(data, "cancer_treated"),
-        "bone_pain": _checked(data, "bone_pain"),
-        "osteolytic_pain": _checked(data, "osteolytic_pain"),
-        "bone_scan": _text(data, "bone_scan") or "not_done",
-        "fracture": _text(data, "fracture") or "none",
-        "dental_exam_done": _checked(data, "dental_exam_done"),
-        "crcl_baseline": _typed_number(data, "crcl_baseline"),
-        "myeloma": {
-            "requires_therapy": _checked(data, "mm_requires_therapy"),
-            "bone_disease": _checked(data, "mm_bone_disease"),
-            "active_bone_disease": _checked(data, "mm_active_bone_disease"),
-            "response": _text(data, "mm_response"),
-            "treatment_start": _text(data, "mm_treatment_start"),
-            "bortezomib_start": _text(data, "mm_bortezomib_start"),
-        },
+        **_read_group(CLINICAL, data, lists),
+        "myeloma": _read_group(MYELOMA, data, lists),
         "therapies": therapies,
     }
     return draft
 
 
 # What the user types into a result row (test and unit have defaults, so they do not count).
-_LAB_ENTRIES = ("value", "collected_on", "collected_time", "reference_high")
+_LAB_ENTRIES = ("value", _COLLECTED_ON, _COLLECTED_TIME, "reference_high")

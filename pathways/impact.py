@@ -10,12 +10,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
-from django.db.models import Prefetch
 from django.utils import timezone
 
 from pathways import engine
-from pathways.cases import patient_to_document
-from pathways.models import AssessmentSnapshot, Clinic, LabResult, Patient, RuleSet
+from pathways.cases import patient_to_case, stored_rows
+from pathways.models import AssessmentSnapshot, Clinic, Patient, RuleSet
 from pathways.rules import current_rule_set_row, rule_set_for
 
 # ---------------------------------------------------------------------------------------------
@@ -81,27 +80,13 @@ def preview_from_json(data: dict[str, Any]) -> Preview:
     )
 
 
-# Only the columns a case document is built from: the preview reads every stored result.
-_LAB_COLUMNS: tuple[str, ...] = (
-    "patient",
-    "test",
-    "value",
-    "unit",
-    "collected_on",
-    "collected_time",
-    "reference_high",
-)
-
-
 def _patients_in_chunks(chunk_size: int) -> Iterator[list[Patient]]:
-    """Every patient with labs and therapies, one chunk (a fixed number of queries) at a time."""
-    labs = Prefetch("lab_results", queryset=LabResult.objects.only(*_LAB_COLUMNS))
+    """Every patient, one chunk at a time (its results and therapies: cases.stored_rows)."""
     last_pk = 0
     while True:
         chunk = list(
             Patient.objects.filter(pk__gt=last_pk)
             .defer("created_at", "updated_at")
-            .prefetch_related(labs, "therapies")
             .order_by("pk")[:chunk_size]
         )
         if not chunk:
@@ -150,6 +135,7 @@ def ruleset_preview(
     disappear_follow_ups: Counter[str] = Counter()
 
     for chunk in _patients_in_chunks(chunk_size):
+        labs, therapies = stored_rows(chunk)
         for patient in chunk:
             preview.patients += 1
             visible = patient.clinic_id in visible_clinics
@@ -161,13 +147,8 @@ def ruleset_preview(
             )
             old_result = new_result = None
             try:
-                case = engine.parse_case(
-                    patient_to_document(
-                        patient,
-                        as_of=as_of,
-                        labs=list(patient.lab_results.all()),
-                        therapies=list(patient.therapies.all()),
-                    )
+                case = patient_to_case(
+                    patient, as_of=as_of, labs=labs[patient.pk], therapies=therapies[patient.pk]
                 )
                 old_result = engine.assess(case, old_rules)
                 new_result = engine.assess(case, new_rules)

@@ -14,16 +14,33 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from pathways import engine
+from pathways.engine import declaration
 
 
-def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
-    return [(value, value.replace("_", " ")) for value in values]
+def _choices(item: engine.CaseField) -> list[tuple[str, str]]:
+    """A declared case field's allowed values and labels (engine/declaration.py)."""
+    return [(choice.value, choice.label) for choice in item.choices]
+
+
+def validate_diagnoses(value: object) -> None:
+    """Diagnoses are a list of the declared values (a JSON column has no choices of its own)."""
+    allowed = declaration.CLINICAL["diagnoses"].values
+    if not isinstance(value, list) or any(item not in allowed for item in value):
+        raise ValidationError(f"Diagnoses must be a list of: {', '.join(allowed)}.")
+
+
+# Lab tests and units as declared; a new test or unit changes these choices (one migration).
+LAB_TEST_CHOICES = [(test.code, test.label) for test in engine.LAB_TESTS]
+UNIT_CHOICES = list(
+    {unit.code: unit.shown for test in engine.LAB_TESTS for unit in test.units}.items()
+)
 
 
 class Clinic(models.Model):
@@ -72,27 +89,34 @@ class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=40)
     name = models.CharField(max_length=200)
     birth_date = models.DateField()
-    sex = models.CharField(max_length=10, choices=_choices(engine.SEXES))
+    sex = models.CharField(max_length=10, choices=_choices(declaration.PATIENT["sex"]))
     pregnant = models.BooleanField(default=False)
     weight_kg = models.FloatField("weight (kg)", null=True, blank=True)
 
     # Clinical context of the case document (spec §1, clinical.*).
-    diagnoses = models.JSONField(default=list, blank=True)
-    cancer = models.CharField(max_length=20, choices=_choices(engine.CANCERS), blank=True)
+    diagnoses = models.JSONField(default=list, blank=True, validators=[validate_diagnoses])
+    cancer = models.CharField(
+        max_length=20, choices=_choices(declaration.CLINICAL["cancer"]), blank=True
+    )
     cancer_treated = models.BooleanField(default=False)
     bone_pain = models.BooleanField(default=False)
     osteolytic_pain = models.BooleanField(default=False)
     bone_scan = models.CharField(
-        max_length=20, choices=_choices(engine.BONE_SCANS), default="not_done"
+        max_length=20, choices=_choices(declaration.CLINICAL["bone_scan"]), default="not_done"
     )
-    fracture = models.CharField(max_length=20, choices=_choices(engine.FRACTURES), default="none")
+    fracture = models.CharField(
+        max_length=20, choices=_choices(declaration.CLINICAL["fracture"]), default="none"
+    )
     dental_exam_done = models.BooleanField(default=False)
     crcl_baseline = models.FloatField("CrCl baseline (mL/min)", null=True, blank=True)
     mm_requires_therapy = models.BooleanField("myeloma requires therapy", default=False)
     mm_bone_disease = models.BooleanField("myeloma bone disease (lytic lesions)", default=False)
     mm_active_bone_disease = models.BooleanField("active myeloma bone disease", default=False)
     mm_response = models.CharField(
-        "myeloma response", max_length=4, choices=_choices(engine.RESPONSES), blank=True
+        "myeloma response",
+        max_length=4,
+        choices=_choices(declaration.MYELOMA["response"]),
+        blank=True,
     )
     mm_treatment_start = models.DateField("myeloma treatment start", null=True, blank=True)
     mm_bortezomib_start = models.DateField("bortezomib start", null=True, blank=True)
@@ -137,11 +161,11 @@ class LabResult(models.Model):
         IMPORTED = "imported", "Imported"
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="lab_results")
-    test = models.CharField(max_length=20, choices=_choices(engine.TESTS))
+    test = models.CharField(max_length=20, choices=LAB_TEST_CHOICES)
     value = models.FloatField(help_text="As entered, in `unit`.")
-    unit = models.CharField(max_length=20)
+    unit = models.CharField(max_length=20, choices=UNIT_CHOICES)
     canonical_value = models.FloatField()
-    canonical_unit = models.CharField(max_length=20)
+    canonical_unit = models.CharField(max_length=20, choices=UNIT_CHOICES)
     collected_on = models.DateField()
     # Null means the time of day is unknown, which is not the same as a draw at midnight.
     collected_time = models.TimeField(null=True, blank=True)
@@ -184,7 +208,7 @@ class LabResult(models.Model):
 
 class Therapy(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="therapies")
-    agent = models.CharField(max_length=30, choices=_choices(engine.AGENTS))
+    agent = models.CharField(max_length=30, choices=_choices(declaration.THERAPY["agent"]))
     start = models.DateField()
     end = models.DateField(null=True, blank=True)
     history = HistoricalRecords()

@@ -40,23 +40,20 @@ class DuplicateResult(Exception):
             f" {lab.collected_time.isoformat(timespec='minutes')}" if lab.collected_time else ""
         )
         super().__init__(f"A {lab.test} result collected at {when} is already recorded.")
-        self.field = "collected_at"
 
 
 class DuplicateMrn(Exception):
-    field = "mrn"
-
     def __init__(self, mrn: str) -> None:
         super().__init__(f"MRN {mrn} is already used by another patient of this clinic.")
 
 
-def _lab_key(test: str, collected_on: date, collected_time: Any) -> tuple[str, date, Any]:
-    return (test, collected_on, collected_time)
-
-
 def _lock(patient: Patient, expected_version: int | None) -> Patient:
+    """The patient row, locked; refused unless it is still at the version the change is based
+    on (a change to a stored patient always names one: locking is never skipped)."""
+    if expected_version is None:
+        raise ValueError("expected_version is required to change a stored patient")
     locked = Patient.objects.select_for_update().get(pk=patient.pk)
-    if expected_version is not None and locked.version != expected_version:
+    if locked.version != expected_version:
         raise StaleVersion(locked)
     return locked
 
@@ -71,10 +68,13 @@ def patient_save_case(
     clinic: Clinic | None = None,
     patient: Patient | None = None,
     expected_version: int | None = None,
+    with_results: bool = True,
 ) -> Patient:
     """Create a patient (``clinic``) or replace an existing one's data (``patient``) from a case.
 
-    Results and therapies absent from the case are deleted; follow-ups are recomputed.
+    Therapies absent from the case are deleted, and so are results unless ``with_results`` is
+    False (the edit page, where results are edited one at a time and the case's results are the
+    stored ones); follow-ups are recomputed.
     """
     if patient is None:
         if clinic is None:
@@ -86,7 +86,7 @@ def patient_save_case(
         patient = _lock(patient, expected_version)
         patient.version += 1
         existing_labs = {
-            _lab_key(lab.test, lab.collected_on, lab.collected_time): lab
+            (lab.test, lab.collected_on, lab.collected_time): lab
             for lab in patient.lab_results.all()
         }
         existing_therapies = {(t.agent, t.start): t for t in patient.therapies.all()}
@@ -99,16 +99,16 @@ def patient_save_case(
     except IntegrityError as error:
         raise DuplicateMrn(mrn) from error
 
-    for lab in case.labs:
+    for lab in case.labs if with_results else ():
         fields = lab_result_fields(lab)
-        stored = existing_labs.pop(_lab_key(lab.test, lab.collected_on, lab.collected_time), None)
+        stored = existing_labs.pop((lab.test, lab.collected_on, lab.collected_time), None)
         if stored is None:
             LabResult.objects.create(patient=patient, entered_by=user, **fields)
         elif any(getattr(stored, name) != value for name, value in fields.items()):
             for name, value in fields.items():
                 setattr(stored, name, value)
             stored.save()
-    for stale_lab in existing_labs.values():
+    for stale_lab in existing_labs.values() if with_results else ():
         stale_lab.delete()
 
     for therapy in case.clinical.therapies:
@@ -129,7 +129,7 @@ def patient_save_case(
 
 @transaction.atomic
 def patient_record_result(
-    *, patient: Patient, user: Any, lab: engine.Lab, expected_version: int | None = None
+    *, patient: Patient, user: Any, lab: engine.Lab, expected_version: int
 ) -> LabResult:
     """Add one result to a patient, refusing a second result for the same test and time."""
     patient = _lock(patient, expected_version)
@@ -140,10 +140,41 @@ def patient_record_result(
             )
     except IntegrityError as error:
         raise DuplicateResult(lab) from error
+    _bump(patient)
+    return result
+
+
+@transaction.atomic
+def patient_change_result(
+    *, patient: Patient, result: LabResult, user: Any, lab: engine.Lab, expected_version: int
+) -> LabResult:
+    """Replace one stored result with a corrected one (same row, so its history shows both)."""
+    patient = _lock(patient, expected_version)
+    result = LabResult.objects.select_for_update().get(pk=result.pk, patient=patient)
+    for name, value in lab_result_fields(lab).items():
+        setattr(result, name, value)
+    result.entered_by = user
+    try:
+        with transaction.atomic():
+            result.save()
+    except IntegrityError as error:
+        raise DuplicateResult(lab) from error
+    _bump(patient)
+    return result
+
+
+@transaction.atomic
+def patient_remove_result(*, patient: Patient, result: LabResult, expected_version: int) -> None:
+    patient = _lock(patient, expected_version)
+    LabResult.objects.select_for_update().get(pk=result.pk, patient=patient).delete()
+    _bump(patient)
+
+
+def _bump(patient: Patient) -> None:
+    """A locked patient's data changed: new version, follow-ups recomputed."""
     patient.version += 1
     patient.save()
     follow_ups_sync(patient=patient)
-    return result
 
 
 def follow_ups_sync(*, patient: Patient, result: engine.Result | None = None) -> list[FollowUp]:

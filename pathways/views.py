@@ -25,19 +25,26 @@ from django_htmx.middleware import HtmxDetails
 from pathways import engine
 from pathways.access import patient_for_user, user_clinics
 from pathways.assessment import assess_document, follow_up_status
-from pathways.cases import patient_to_case, patient_to_document
+from pathways.cases import patient_to_case
 from pathways.charts import patient_charts
 from pathways.dashboard import STATUS_CHOICES, DashboardFilterForm, dashboard_page
+from pathways.engine.declaration import CLINICAL
 from pathways.forms import (
     LAB_PREFIX,
+    MAX_ROWS,
+    MISSING_VERSION,
     THERAPY_PREFIX,
     CaseDraft,
     CaseForms,
+    FormUnreadable,
     LabFormSet,
     ResultForm,
     TherapyFormSet,
     case_draft,
+    field_label,
+    lab_initial,
     posted_case_form,
+    row_count,
 )
 from pathways.models import FollowUp, LabResult, Patient
 from pathways.rules import current_rule_set
@@ -46,7 +53,9 @@ from pathways.services import (
     DuplicateResult,
     StaleVersion,
     follow_up_mark_done,
+    patient_change_result,
     patient_record_result,
+    patient_remove_result,
     patient_save_case,
 )
 
@@ -214,6 +223,9 @@ def patient_list(request: HtmxHttpRequest) -> HttpResponse:
 # Patient page.
 
 
+_DIAGNOSIS_LABELS = {choice.value: choice.label for choice in CLINICAL["diagnoses"].choices}
+
+
 def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
     """Everything the patient page shows, in a fixed number of queries."""
     labs = list(patient.lab_results.select_related("entered_by"))
@@ -227,7 +239,7 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
     charts = patient_charts(case, facts, renal_impairment_crcl=params["renal_impairment_crcl"])
     context = {
         "patient": patient,
-        "diagnoses_text": ", ".join(d.replace("_", " ") for d in patient.diagnoses),
+        "diagnoses_text": ", ".join(_DIAGNOSIS_LABELS.get(d, d) for d in patient.diagnoses),
         # Newest first; an untimed result sorts first on its day, as in the engine.
         "labs": sorted(
             labs, key=lambda lab: (lab.collected_on, lab.collected_time or time.min, lab.pk)
@@ -236,7 +248,8 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
         "charts": charts,
         "alp_chart": next((chart for chart in charts if chart.name == "alp"), None),
         "small_charts": [chart for chart in charts if chart.name != "alp"],
-        "result_form": extra.pop("result_form", None) or ResultForm(auto_id="result_%s"),
+        "result_form": extra.pop("result_form", None)
+        or ResultForm(auto_id="result_%s", initial={"version": patient.version}),
         **_panel_context(result, rule_set, stored),
     }
     context.update(extra)
@@ -250,25 +263,71 @@ def patient_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "pathways/patient_detail.html", _patient_context(patient))
 
 
+def _checked_result(
+    patient: Patient, form: ResultForm, *, replacing: LabResult | None = None
+) -> engine.Lab | None:
+    """The form's result, validated by the engine in the context of the patient's other
+    results (the one validation path); None, with the errors on the form, when it is refused."""
+    others = [row for row in patient.lab_results.all() if replacing is None or row != replacing]
+    today = timezone.localdate()
+    document = engine.case_to_document(patient_to_case(patient, as_of=today, labs=others))
+    document["labs"].append(form.lab_document())
+    try:
+        case = engine.parse_case(document, today=today)
+    except engine.CaseInvalid as invalid:
+        form.add_case_errors(invalid.errors, index=len(document["labs"]) - 1)
+        return None
+    return case.labs[-1]
+
+
+def _stale_result_form(data: QueryDict, stale: StaleVersion) -> ResultForm:
+    """The input kept, at the current version, so that sending it again is a deliberate choice."""
+    posted = data.copy()
+    posted["version"] = str(stale.current_version)
+    form = ResultForm(posted, auto_id="result_%s")
+    form.is_valid()
+    form.add_error(None, str(stale))
+    return form
+
+
+def _write_result(
+    request: HtmxHttpRequest, patient: Patient, *, replacing: LabResult | None = None
+) -> tuple[LabResult | None, ResultForm]:
+    """Add the posted result (or correct ``replacing`` with it): validated by the engine with
+    the patient's other results, written at the version the page was loaded at. The stored
+    result, or None and the form carrying why not."""
+    form = ResultForm(request.POST, auto_id="result_%s")
+    if not form.is_valid() or (lab := _checked_result(patient, form, replacing=replacing)) is None:
+        return None, form
+    version = form.cleaned_data["version"]
+    try:
+        if replacing is None:
+            written = patient_record_result(
+                patient=patient, user=request.user, lab=lab, expected_version=version
+            )
+        else:
+            written = patient_change_result(
+                patient=patient,
+                result=replacing,
+                user=request.user,
+                lab=lab,
+                expected_version=version,
+            )
+    except DuplicateResult as duplicate:
+        form.add_error("collected_on", str(duplicate))
+    except StaleVersion as stale:
+        form = _stale_result_form(request.POST, stale)
+    else:
+        return written, form
+    return None, form
+
+
 @login_required
 @require_POST
 def patient_add_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The inline "add a result": chart, recommendations and follow-ups refresh together."""
     patient = patient_for_user(request, pk, action="add result")
-    form = ResultForm(request.POST, auto_id="result_%s")
-    added: LabResult | None = None
-    if form.is_valid():
-        document = patient_to_document(patient)
-        document["labs"].append(form.lab_document())
-        try:
-            case = engine.parse_case(document, today=timezone.localdate())
-        except engine.CaseInvalid as invalid:
-            form.add_case_errors(invalid.errors, index=len(document["labs"]) - 1)
-        else:
-            try:
-                added = patient_record_result(patient=patient, user=request.user, lab=case.labs[-1])
-            except DuplicateResult as duplicate:
-                form.add_error("collected_on", str(duplicate))
+    added, form = _write_result(request, patient)
     if added is not None:
         patient.refresh_from_db()
         if not request.htmx:
@@ -278,7 +337,56 @@ def patient_add_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return render(request, "pathways/patient_detail.html#live", context)
     context = _patient_context(patient, result_form=form)
     template = "pathways/patient_detail.html"
-    return render(request, f"{template}#live" if request.htmx else template, context)
+    return render(request, f"{template}#live" if request.htmx else template, context, status=400)
+
+
+def _stored_result(patient: Patient, result_pk: int) -> LabResult:
+    result = patient.lab_results.filter(pk=result_pk).first()
+    if result is None:
+        raise Http404("No such result.")
+    return result
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def result_edit(request: HtmxHttpRequest, pk: int, result_pk: int) -> HttpResponse:
+    """Correct one stored result: its own form, validated and locked on its own."""
+    patient = patient_for_user(request, pk, action="edit result")
+    result = _stored_result(patient, result_pk)
+    if request.method == "GET":
+        initial = {**lab_initial([result])[0], "version": patient.version}
+        form = ResultForm(initial=initial, auto_id="result_%s")
+        context = {"patient": patient, "result": result, "form": form}
+        return render(request, "pathways/result_edit.html", context)
+    changed, form = _write_result(request, patient, replacing=result)
+    if changed is not None:
+        messages.success(request, f"Result changed: {changed}.")
+        return redirect("patient_detail", pk=patient.pk)
+    context = {"patient": patient, "result": result, "form": form}
+    return render(request, "pathways/result_edit.html", context, status=400)
+
+
+@login_required
+@require_POST
+def result_remove(request: HtmxHttpRequest, pk: int, result_pk: int) -> HttpResponse:
+    """Remove one stored result (with the version the page was loaded at)."""
+    patient = patient_for_user(request, pk, action="remove result")
+    result = _stored_result(patient, result_pk)
+    version = _posted_version(request)
+    if version is None:
+        return HttpResponseBadRequest(MISSING_VERSION)
+    try:
+        patient_remove_result(patient=patient, result=result, expected_version=version)
+    except StaleVersion as stale:
+        messages.error(request, f"{stale} The result was not removed.")
+    else:
+        messages.success(request, f"Result removed: {result}.")
+    return redirect("patient_detail", pk=patient.pk)
+
+
+def _posted_version(request: HttpRequest) -> int | None:
+    text = request.POST.get("version", "")
+    return int(text) if text.isascii() and text.isdigit() and 0 < len(text) < 10 else None
 
 
 @login_required
@@ -333,14 +441,19 @@ def _case_page(
         return _render_case(request, case_forms, rule_set, patient=patient, result=result)
 
     data = request.POST
-    added_row = _add_row_without_js(data)
-    if added_row is not None:  # "Add a result" / "Add a therapy" without JavaScript
-        case_forms = CaseForms.bind(added_row, clinics=clinics, patient=patient)
-        return _render_case(request, case_forms, rule_set, patient=patient, result=None, quiet=True)
+    try:
+        added_row = _add_row_without_js(data)
+        if added_row is not None:  # "Add a result" / "Add a therapy" without JavaScript
+            case_forms = CaseForms.bind(added_row, clinics=clinics, patient=patient)
+            return _render_case(
+                request, case_forms, rule_set, patient=patient, result=None, quiet=True
+            )
+        draft = case_draft(data, stored_labs=_stored_labs(patient))
+    except FormUnreadable as unreadable:
+        return HttpResponseBadRequest(f"The form could not be read: {unreadable}")
 
     case_forms = CaseForms.bind(data, clinics=clinics, patient=patient)
     forms_valid = case_forms.forms_valid()
-    draft = case_draft(data)
     result = None
     try:
         case = engine.parse_case(draft.document, today=timezone.localdate())
@@ -358,6 +471,11 @@ def _case_page(
             case_forms = saved
         result = engine.assess(case, rule_set)
     return _render_case(request, case_forms, rule_set, patient=patient, result=result, status=400)
+
+
+def _stored_labs(patient: Patient | None) -> tuple[engine.Lab, ...] | None:
+    """Editing a stored patient, its results as stored (the edit page does not post them)."""
+    return None if patient is None else patient_to_case(patient).labs
 
 
 def _save(
@@ -380,6 +498,7 @@ def _save(
             clinic=clinic if patient is None else None,
             patient=patient,
             expected_version=data.get("version") if patient is not None else None,
+            with_results=patient is None,
         )
     except StaleVersion as stale:
         # Keep the input; take the current version so that saving again is a deliberate choice.
@@ -398,17 +517,17 @@ def _add_row_without_js(data: QueryDict) -> QueryDict | None:
     for button, prefix in (("add_lab", LAB_PREFIX), ("add_therapy", THERAPY_PREFIX)):
         if button in data:
             posted = data.copy()
-            total = _int(posted.get(f"{prefix}-TOTAL_FORMS"))
-            posted[f"{prefix}-TOTAL_FORMS"] = str(total + 1)
+            posted[f"{prefix}-TOTAL_FORMS"] = str(_next_row(data, prefix) + 1)
             return posted
     return None
 
 
-def _int(value: Any) -> int:
-    try:
-        return max(0, min(int(value), 500))
-    except (TypeError, ValueError):
-        return 0
+def _next_row(data: Any, prefix: str) -> int:
+    """The index of a row to add; FormUnreadable past MAX_ROWS."""
+    index = row_count(data, prefix)
+    if index >= MAX_ROWS:
+        raise FormUnreadable(f"at most {MAX_ROWS} rows of {prefix} in one form")
+    return index
 
 
 def _render_case(
@@ -428,6 +547,7 @@ def _render_case(
     context: dict[str, Any] = {
         "forms": case_forms,
         "patient": patient,
+        "stored_results": [] if patient is None else list(patient.lab_results.all()),
         "quiet": quiet,
         "preview_url": preview_url,
         "rule_set_version": rule_set.version,
@@ -472,9 +592,9 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     """
     try:
         posted = posted_case_form(request)
-    except ValueError as unreadable:  # json.JSONDecodeError is a ValueError
+        draft = case_draft(posted, stored_labs=_stored_labs(patient))
+    except FormUnreadable as unreadable:
         return HttpResponseBadRequest(f"The live preview could not read the form: {unreadable}")
-    draft = case_draft(posted)
     rule_set = current_rule_set()
     errors: dict[str, list[str]] = {}
     missing: list[str] = []
@@ -483,10 +603,12 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
         result = assess_document(draft.document, rule_set=rule_set)
     except engine.CaseInvalid as invalid:
         for error in invalid.errors:
-            if error.message == "required":
-                missing.append(_awaited(draft, error.field))
+            slot = draft.slot_id(error.location)
+            if error.code == "required":
+                missing.append(_awaited(draft, error.location))
             else:
-                errors.setdefault(draft.slot_id(error.field), []).append(error.message)
+                message = str(error) if slot == "case-errors" else error.message
+                errors.setdefault(slot, []).append(message)
     context: dict[str, Any] = {
         "live": True,
         "live_errors": json.dumps(errors),
@@ -501,12 +623,13 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     return render(request, "pathways/case.html#preview", context)
 
 
-def _awaited(draft: CaseDraft, path: str) -> str:
+def _awaited(draft: CaseDraft, location: engine.Location) -> str:
     """A required entry in the user's words: "birth date", "result 2: collected on"."""
-    prefix, index, field_name = draft.locate(path)
-    label = (field_name or path).removeprefix("mm_").replace("_", " ")
-    if field_name == "collected_on":
-        label = "collected on"
+    prefix, index, field_name = draft.locate(location)
+    name = field_name or str(location[-1] if location else "")
+    label = field_label(prefix, name)
+    if not label[1:2].isupper():  # "Birth date" reads "birth date"; "CrCl" stays
+        label = label[:1].lower() + label[1:]
     if prefix is None or index is None:
         return label
     return f"{'result' if prefix == LAB_PREFIX else 'therapy'} {index + 1}: {label}"
@@ -526,7 +649,10 @@ def case_add_therapy_row(request: HtmxHttpRequest) -> HttpResponse:
 
 def _add_row(request: HtmxHttpRequest, prefix: str) -> HttpResponse:
     """A new empty row (htmx: appended in place) and the formset's updated form count."""
-    index = _int(request.POST.get(f"{prefix}-TOTAL_FORMS"))
+    try:
+        index = _next_row(request.POST, prefix)
+    except FormUnreadable as unreadable:
+        return HttpResponseBadRequest(f"The form could not be read: {unreadable}")
     if prefix == LAB_PREFIX:
         row = LabFormSet(prefix=prefix).new_row(index, test="alp", unit="U/L")
     else:
@@ -549,4 +675,6 @@ __all__ = [
     "patient_edit",
     "patient_list",
     "patient_new",
+    "result_edit",
+    "result_remove",
 ]

@@ -54,6 +54,7 @@ def test_anonymous_never_gets_a_200(client: Any, alice: Any, north_clinic: Any) 
         "pk": str(patient.pk),
         "patient_pk": str(patient.pk),
         "follow_up_pk": str(follow_up.pk if follow_up else 1),
+        "result_pk": str(patient.lab_results.first().pk),  # type: ignore[union-attr]
     }
     checked = 0
     for route, name in _all_routes():
@@ -78,6 +79,7 @@ def test_a_user_of_another_clinic_never_reaches_the_patient(
         "pk": str(patient.pk),
         "patient_pk": str(patient.pk),
         "follow_up_pk": str(follow_up.pk),
+        "result_pk": str(patient.lab_results.first().pk),  # type: ignore[union-attr]
     }
     client.force_login(bob)
     reached = []

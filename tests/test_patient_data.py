@@ -69,6 +69,7 @@ def test_adding_a_result_bumps_the_version_so_an_open_form_cannot_overwrite_it(
     form_version = patient.version
     patient_record_result(
         patient=patient,
+        expected_version=Patient.objects.get(pk=patient.pk).version,
         user=alice,
         lab=_lab({"test": "alp", "value": 190, "unit": "U/L", "collected_at": "2026-11-01T08:00"}),
     )
@@ -88,7 +89,9 @@ def test_it_refuses_a_duplicate_result(north_clinic: Any, alice: Any) -> None:
     patient = stored_patient(north_clinic, alice)
     existing = {"test": "alp", "value": 999, "unit": "U/L", "collected_at": "2026-10-01T08:40"}
     with pytest.raises(DuplicateResult, match="already recorded"):
-        patient_record_result(patient=patient, user=alice, lab=_lab(existing))
+        patient_record_result(
+            patient=patient, user=alice, lab=_lab(existing), expected_version=patient.version
+        )
     assert patient.lab_results.count() == 2
 
 
@@ -98,17 +101,20 @@ def test_a_date_only_result_differs_from_one_drawn_at_midnight(
     patient = stored_patient(north_clinic, alice)
     patient_record_result(
         patient=patient,
+        expected_version=Patient.objects.get(pk=patient.pk).version,
         user=alice,
         lab=_lab({"test": "alp", "value": 200, "unit": "U/L", "collected_at": "2026-11-02"}),
     )
     patient_record_result(
         patient=patient,
+        expected_version=Patient.objects.get(pk=patient.pk).version,
         user=alice,
         lab=_lab({"test": "alp", "value": 201, "unit": "U/L", "collected_at": "2026-11-02T00:00"}),
     )
     with pytest.raises(DuplicateResult):
         patient_record_result(
             patient=patient,
+            expected_version=Patient.objects.get(pk=patient.pk).version,
             user=alice,
             lab=_lab({"test": "alp", "value": 202, "unit": "U/L", "collected_at": "2026-11-02"}),
         )

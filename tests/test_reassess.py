@@ -187,7 +187,10 @@ def test_a_result_added_after_publication_is_not_overwritten_by_the_run(
     )
     lab = engine.parse_case(document).labs[-1]
     assert lab.value == 738
-    services.patient_record_result(patient=patient, user=alice, lab=lab)
+    patient.refresh_from_db()
+    services.patient_record_result(
+        patient=patient, user=alice, lab=lab, expected_version=patient.version
+    )
     run_ready_tasks()
     snapshot = AssessmentSnapshot.objects.get(patient=patient)
     assert (snapshot.alp_latest, snapshot.rule_set_version) == (738, published.version)

@@ -77,6 +77,7 @@ class Writers:
         self.stopping = threading.Event()
         self.saves = 0
         self.results = 0
+        self.conflicts = 0
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self.threads = [
@@ -101,14 +102,19 @@ class Writers:
             while not self.stopping.is_set():
                 step += 1
                 patient = Patient.objects.get(pk=rng.choice(self.team["patients"]))
-                if step % 2:
-                    self._save_case(patient, rng)
+                try:
+                    if step % 2:
+                        self._save_case(patient, rng)
+                        with self._lock:
+                            self.saves += 1
+                    else:
+                        self._add_result(patient, number, step, rng)
+                        with self._lock:
+                            self.results += 1
+                except services.StaleVersion:
+                    # Another clinician saved first: the screen says so and nothing is written.
                     with self._lock:
-                        self.saves += 1
-                else:
-                    self._add_result(patient, number, step, rng)
-                    with self._lock:
-                        self.results += 1
+                        self.conflicts += 1
         except Exception as error:  # reported by the test
             self.errors.append(f"{type(error).__name__}: {error}")
         finally:
@@ -123,6 +129,7 @@ class Writers:
             mrn=patient.mrn,
             name=patient.name,
             patient=patient,
+            expected_version=patient.version,
         )
 
     def _add_result(self, patient: Patient, number: int, step: int, rng: random.Random) -> None:
@@ -137,7 +144,9 @@ class Writers:
             }
         ]
         lab = engine.parse_case(document).labs[0]
-        services.patient_record_result(patient=patient, user=self.team["clinician"], lab=lab)
+        services.patient_record_result(
+            patient=patient, user=self.team["clinician"], lab=lab, expected_version=patient.version
+        )
 
 
 def _assert_every_patient_is_freshly_assessed(version: str) -> None:
@@ -196,7 +205,8 @@ def test_race_publish_and_daily_run_while_clinicians_save(
     with capsys.disabled():
         print(
             f"\n[race] {PATIENTS} patients, {WRITERS} writers: {writers.saves} case saves and "
-            f"{writers.results} results added meanwhile; publication run {publish_seconds:.1f} s, "
+            f"{writers.results} results added meanwhile ({writers.conflicts} stale saves refused); "
+            f"publication run {publish_seconds:.1f} s, "
             f"daily run {daily_seconds:.1f} s; 0 failed, every patient on {published.version} "
             "with follow-ups equal to a fresh assessment"
         )

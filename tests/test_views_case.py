@@ -261,15 +261,16 @@ def test_editing_refuses_a_concurrent_change_and_keeps_the_input(
     assert Patient.objects.get(pk=patient.pk).name == "Second edit"
 
 
-def test_editing_removes_a_result_marked_for_removal(
+def test_removing_a_result_is_its_own_request_with_the_version(
     alice_client: Client, alice: Any, north_clinic: Any
 ) -> None:
     patient = stored_patient(north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document())
-    data = form_data(myeloma_on_zoledronic_acid_14_months_document())
-    data["version"] = str(patient.version)
-    data["labs-4-DELETE"] = "on"
-    assert alice_client.post(f"/patients/{patient.pk}/edit/", data).status_code == 302
+    result = patient.lab_results.first()
+    assert result is not None
+    url = f"/patients/{patient.pk}/results/{result.pk}/remove/"
+    assert alice_client.post(url, {"version": str(patient.version)}).status_code == 302
     assert patient.lab_results.count() == 4
+    assert Patient.objects.get(pk=patient.pk).version == patient.version + 1
 
 
 def test_another_clinic_cannot_open_or_save_the_case(

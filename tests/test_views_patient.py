@@ -34,6 +34,7 @@ def a_result(**overrides: Any) -> dict[str, str]:
         "collected_on": timezone.localdate().isoformat(),
         "collected_time": "08:30",
         "reference_high": "",
+        "version": "1",  # a freshly stored patient's version: the page the result is sent from
     }
     data.update(overrides)
     return data

@@ -23,16 +23,20 @@ from .case import (
     Clinical,
     FieldError,
     Lab,
+    Location,
     Myeloma,
     PatientInfo,
     Therapy,
     case_json_schema,
     case_to_document,
+    json_number,
+    lab_to_document,
     parse_case,
     parse_case_json,
 )
 from .catalogue import CATALOGUE_PATH, CatalogueError, load_catalogue
 from .conditions import check_condition
+from .declaration import LAB_TESTS, CaseField, Choice, Group, LabTest, loinc_code
 from .fact_specs import FACTS
 from .facts import AlpPoint, Facts, FactSpec, TherapyFacts, compute_facts
 from .ruleset import Citation, DoseBand, Example, FollowUpRule, Parameter, Rule, RuleSet, UlnBand
@@ -57,6 +61,7 @@ from .vocabulary import (
     SEXES,
     TESTS,
     UNITS,
+    to_canonical,
 )
 
 __all__ = [
@@ -72,6 +77,7 @@ __all__ = [
     "FOLLOW_UP_STATUSES",
     "FRACTURES",
     "IV_BISPHOSPHONATES",
+    "LAB_TESTS",
     "PATHWAYS",
     "PATHWAY_LABELS",
     "PRIORITIES",
@@ -83,8 +89,10 @@ __all__ = [
     "UNITS",
     "AlpPoint",
     "Case",
+    "CaseField",
     "CaseInvalid",
     "CatalogueError",
+    "Choice",
     "Citation",
     "Clinical",
     "DoseBand",
@@ -96,7 +104,10 @@ __all__ = [
     "Findings",
     "FollowUp",
     "FollowUpRule",
+    "Group",
     "Lab",
+    "LabTest",
+    "Location",
     "Myeloma",
     "Parameter",
     "PatientInfo",
@@ -116,11 +127,15 @@ __all__ = [
     "check_condition",
     "clear_cache",
     "compute_facts",
+    "json_number",
+    "lab_to_document",
     "load_catalogue",
+    "loinc_code",
     "parse_case",
     "parse_case_json",
     "render_result_json",
     "result_to_document",
     "run_examples",
+    "to_canonical",
     "validate_rule_set",
 ]

@@ -2,8 +2,8 @@
 
 Structure is checked by strict pydantic models (unknown keys, JSON types, enums); everything
 that needs more than one field (dates against as_of, units against the test, duplicates) is
-checked in code afterwards. Every problem becomes a FieldError with a spec-style path, and all
-of them are reported together.
+checked in code afterwards. Every problem becomes a FieldError with its location, and all of
+them are reported together. Fields, types and allowed values come from ``declaration.py``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, time
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 
 from .dates import (
     DATE_RANGE,
@@ -23,19 +23,8 @@ from .dates import (
     parse_iso_date,
     parse_iso_datetime,
 )
-from .vocabulary import (
-    BONE_ALP_ACTIVITY_UNITS,
-    UNITS,
-    Agent,
-    BoneScan,
-    Cancer,
-    Diagnosis,
-    Fracture,
-    Response,
-    Sex,
-    Test,
-    to_canonical,
-)
+from .declaration import CLINICAL, GROUPS, LAB, MYELOMA, PATIENT, THERAPY, CaseField, Group
+from .vocabulary import REFERENCE_HIGH_REQUIRED, TESTS, UNITS, to_canonical
 
 DOCUMENT_FIELD = "(document)"
 
@@ -135,10 +124,20 @@ class Case:
     clinical: Clinical
 
 
+Location = tuple[str | int, ...]
+
+
 @dataclass(frozen=True)
 class FieldError:
+    """One problem with a case document: where (``location``: ("labs", 2, "value"), empty for
+    the whole document), its spec-style path (``field``: "labs[2].value"), what is wrong, and
+    what kind of problem it is (``code``: "required", "duplicate", ...) for callers that act
+    on it. Nobody needs to parse ``field`` or ``message``."""
+
     field: str
     message: str
+    location: Location = ()
+    code: str = "invalid"
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
@@ -153,7 +152,8 @@ class CaseInvalid(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# Structure of the JSON document (strict: JSON booleans, JSON numbers, no NaN, no unknown keys).
+# Structure of the JSON document (strict: JSON booleans, JSON numbers, no NaN, no unknown keys),
+# built from the declaration.
 
 _DATE_SCHEMA = {"type": "string", "format": "date", "description": "YYYY-MM-DD"}
 _DATETIME_SCHEMA = {
@@ -164,70 +164,85 @@ _DATETIME_SCHEMA = {
 IsoDate = Annotated[str, WithJsonSchema(_DATE_SCHEMA)]
 IsoDateTime = Annotated[str, WithJsonSchema(_DATETIME_SCHEMA)]
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+_UNITS_TEXT = "; ".join(f"{test}: {', '.join(units)}" for test, units in UNITS.items())
 
 
-class PatientDocument(BaseModel):
-    model_config = _STRICT
-    birth_date: IsoDate
-    sex: Sex
-    pregnant: bool = False
-    weight_kg: float | None = Field(default=None, description="kg, > 0")
+def _one_of(values: tuple[str, ...]) -> Any:
+    return cast(Any, Literal).__getitem__(values)
 
 
-class LabDocument(BaseModel):
-    model_config = _STRICT
-    test: Test
-    value: float = Field(description="finite number >= 0, in `unit`")
-    unit: str = Field(
-        description="; ".join(f"{test}: {', '.join(units)}" for test, units in UNITS.items())
-    )
-    collected_at: IsoDateTime
-    reference_high: float | None = Field(
-        default=None, description="the reporting lab's upper limit of normal, in `unit`"
-    )
+def _annotation(item: CaseField, group: Group) -> Any:
+    if item.kind == "choice":
+        if group is LAB and item.name == "unit":
+            annotation: Any = str  # checked against the test in code
+        else:
+            annotation = _one_of(TESTS if group is LAB else item.values)
+    elif item.kind == "choices":
+        return list[_one_of(item.values)]  # type: ignore[misc]
+    else:
+        annotation = {
+            "date": IsoDate,
+            "datetime": IsoDateTime,
+            "bool": bool,
+            "number": float,
+            "text": str,
+        }[item.kind]
+    return annotation if item.required or item.default is not None else annotation | None
 
 
-class MyelomaDocument(BaseModel):
-    model_config = _STRICT
-    requires_therapy: bool = False
-    bone_disease: bool = False
-    active_bone_disease: bool = False
-    response: Response | None = None
-    treatment_start: IsoDate | None = None
-    bortezomib_start: IsoDate | None = None
+def _description(item: CaseField, group: Group) -> str | None:
+    if group is LAB and item.name == "unit":
+        return _UNITS_TEXT
+    parts = [item.help] if item.help else []
+    if item.unit:
+        parts.append(item.unit)
+    if item.minimum is not None:
+        parts.append(f">= {item.minimum:g}")
+    if item.above is not None:
+        parts.append(f"> {item.above:g}")
+    return ", ".join(parts) or None
 
 
-class TherapyDocument(BaseModel):
-    model_config = _STRICT
-    agent: Agent
-    start: IsoDate
-    end: IsoDate | None = None
+def _field_info(item: CaseField, group: Group) -> Any:
+    description = _description(item, group)
+    if item.required:
+        return Field(description=description)
+    if item.kind == "choices":
+        return Field(default_factory=list, description=description)
+    return Field(default=item.default, description=description)
 
 
-class ClinicalDocument(BaseModel):
-    model_config = _STRICT
-    diagnoses: list[Diagnosis] = Field(default_factory=list)
-    cancer: Cancer | None = None
-    cancer_treated: bool = False
-    bone_pain: bool = False
-    osteolytic_pain: bool = False
-    bone_scan: BoneScan = "not_done"
-    fracture: Fracture = "none"
-    dental_exam_done: bool = False
-    crcl_baseline: float | None = Field(default=None, description="mL/min, >= 0")
-    myeloma: MyelomaDocument = Field(default_factory=MyelomaDocument)
-    therapies: list[TherapyDocument] = Field(default_factory=list)
+def _document_model(name: str, group: Group, **extra: Any) -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        item.name: (_annotation(item, group), _field_info(item, group)) for item in group.fields
+    }
+    fields.update(extra)
+    return create_model(name, __config__=_STRICT, **fields)
 
 
-class CaseDocument(BaseModel):
-    """The whole document; used for the JSON Schema (parsing validates it part by part)."""
-
-    model_config = _STRICT
-    as_of: IsoDate | None = Field(default=None, description="date of the assessment; today")
-    patient: PatientDocument
-    labs: list[LabDocument] = Field(default_factory=list)
-    clinical: ClinicalDocument = Field(default_factory=ClinicalDocument)
-
+PatientDocument = _document_model("PatientDocument", PATIENT)
+LabDocument = _document_model("LabDocument", LAB)
+MyelomaDocument = _document_model("MyelomaDocument", MYELOMA)
+TherapyDocument = _document_model("TherapyDocument", THERAPY)
+ClinicalDocument = _document_model(
+    "ClinicalDocument",
+    CLINICAL,
+    myeloma=(MyelomaDocument, Field(default_factory=MyelomaDocument)),
+    therapies=(list[TherapyDocument], Field(default_factory=list)),  # type: ignore[valid-type]
+)
+CaseDocument = create_model(
+    "CaseDocument",
+    __config__=_STRICT,
+    __doc__="The whole document; used for the JSON Schema (parsing validates it part by part).",
+    as_of=(IsoDate | None, Field(default=None, description="date of the assessment; today")),
+    patient=(PatientDocument, ...),
+    labs=(list[LabDocument], Field(default_factory=list)),  # type: ignore[valid-type]
+    clinical=(ClinicalDocument, Field(default_factory=ClinicalDocument)),
+)
+# The flat clinical fields; myeloma and each therapy are validated on their own.
+_FlatClinical = _document_model(
+    "ClinicalDocument", CLINICAL, myeloma=(Any, None), therapies=(Any, None)
+)
 
 _TOP_LEVEL_KEYS = tuple(CaseDocument.model_fields)
 
@@ -254,14 +269,18 @@ def _key(name: object) -> str:
     return text if text.isidentifier() else _json_text(text)
 
 
-def _path(prefix: str, location: Sequence[int | str]) -> str:
-    path = prefix
+def _path(location: Sequence[int | str]) -> str:
+    path = ""
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
             path = f"{path}.{_key(part)}" if path else _key(part)
-    return path
+    return path or DOCUMENT_FIELD
+
+
+def _location(path: str) -> Location:
+    return tuple(path.split("."))
 
 
 _TYPE_MESSAGES = {
@@ -275,6 +294,7 @@ _TYPE_MESSAGES = {
     "model_attributes_type": "must be an object",
     "dict_type": "must be an object",
 }
+_CODES = {"missing": "required", "extra_forbidden": "unknown"}
 
 
 def _message(detail: Any) -> str:
@@ -292,16 +312,6 @@ def _message(detail: Any) -> str:
     return str(_TYPE_MESSAGES.get(kind, detail["msg"]))
 
 
-class _Clinical(ClinicalDocument):
-    """The flat clinical fields; myeloma and each therapy are validated on their own."""
-
-    myeloma: Any = None
-    therapies: Any = None
-
-
-_Model = TypeVar("_Model", bound=BaseModel)
-
-
 class _Reader:
     """Reads the document part by part, so that every error is found, not only the first.
 
@@ -312,16 +322,18 @@ class _Reader:
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
 
-    def add(self, path: str, message: str) -> None:
-        self.errors.append(FieldError(path, message))
+    def add(self, location: Location, message: str, code: str = "invalid") -> None:
+        self.errors.append(FieldError(_path(location), message, location, code))
 
-    def part(self, model: type[_Model], data: object, path: str) -> dict[str, Any] | None:
+    def part(self, model: type[BaseModel], data: object, at: Location) -> dict[str, Any] | None:
         """The part's valid fields (defaults filled in); None when it is not even an object."""
         try:
             return dict(model.model_validate(data).__dict__)
         except ValidationError as error:
             details = error.errors(include_url=False)
-            self.errors.extend(FieldError(_path(path, d["loc"]), _message(d)) for d in details)
+            for detail in details:
+                location = (*at, *detail["loc"])
+                self.add(location, _message(detail), _CODES.get(detail["type"], "invalid"))
             if not isinstance(data, dict):
                 return None
             failing = {detail["loc"][0] for detail in details if detail["loc"]}
@@ -338,15 +350,60 @@ class _Reader:
             fields["_failed"] = True
             return fields
 
-    def date(self, text: object, path: str) -> date | None:
+    def date(self, text: object, location: Location) -> date | None:
         if not isinstance(text, str):
             return None
         parsed = parse_iso_date(text)
         if parsed is None and outside_date_range(text):
-            self.add(path, f"{_json_text(text)} is outside {DATE_RANGE}")
+            self.add(location, f"{_json_text(text)} is outside {DATE_RANGE}")
         elif parsed is None:
-            self.add(path, f"{_json_text(text)} is not a date (YYYY-MM-DD)")
+            self.add(location, f"{_json_text(text)} is not a date (YYYY-MM-DD)")
         return parsed
+
+    def bounds(self, item: CaseField, value: float, at: Location) -> None:
+        """A number within its declared bounds."""
+        if item.minimum is not None and value < item.minimum:
+            message = "must not be negative" if item.minimum == 0 else "too small"
+            self.add((*at, item.name), message)
+        if item.above is not None and value <= item.above:
+            self.add((*at, item.name), f"must be greater than {item.above:g}")
+
+    def values(self, group: Group, fields: dict[str, Any], at: Location) -> dict[str, Any] | None:
+        """A part's declared fields with dates parsed (in ``fields``, which ``part`` made) and
+        numbers checked against their bounds; None when the part has any error."""
+        count = len(self.errors)
+        plan = _PLANS[group.path]
+        for item in plan.dates:
+            fields[item.name] = self.date(fields.get(item.name), (*at, item.name))
+        for item in plan.numbers:
+            if (number := fields.get(item.name)) is not None:
+                self.bounds(item, number, at)
+        for name in plan.lists:
+            if (listed := fields.get(name)) is not None:
+                fields[name] = tuple(listed)
+        if len(self.errors) > count or "_failed" in fields:
+            return None
+        return fields
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What reading a group involves beyond copying its values (worked out once per group)."""
+
+    dates: tuple[CaseField, ...]
+    numbers: tuple[CaseField, ...]
+    lists: tuple[str, ...]
+
+
+def _plan(group: Group) -> _Plan:
+    return _Plan(
+        dates=tuple(item for item in group.fields if item.kind == "date"),
+        numbers=tuple(item for item in group.fields if item.kind == "number"),
+        lists=tuple(item.name for item in group.fields if item.kind == "choices"),
+    )
+
+
+_PLANS = {group.path: _plan(group) for group in GROUPS}
 
 
 def parse_case(data: object, *, today: date | None = None) -> Case:
@@ -356,16 +413,16 @@ def parse_case(data: object, *, today: date | None = None) -> Case:
     reader = _Reader()
     for key in data:
         if key not in _TOP_LEVEL_KEYS:
-            reader.add(_key(key), "unknown field")
+            reader.add((_key(key),), "unknown field", "unknown")
 
     as_of: date | None
     if data.get("as_of") is None:
         as_of = today or date.today()
     elif not isinstance(data["as_of"], str):
-        reader.add("as_of", "must be a string")
+        reader.add(("as_of",), "must be a string")
         as_of = None
     else:
-        as_of = reader.date(data["as_of"], "as_of")
+        as_of = reader.date(data["as_of"], ("as_of",))
 
     patient = _read_patient(reader, data, as_of)
     birth_date = patient.birth_date if patient else None
@@ -379,28 +436,22 @@ def parse_case(data: object, *, today: date | None = None) -> Case:
 
 
 def _read_patient(reader: _Reader, data: dict[Any, Any], as_of: date | None) -> PatientInfo | None:
+    at = _location(PATIENT.path)
     if "patient" not in data:
-        reader.add("patient", "required")
+        reader.add(at, "required", "required")
         return None
-    fields = reader.part(PatientDocument, data["patient"], "patient")
+    fields = reader.part(PatientDocument, data["patient"], at)
     if fields is None:
         return None
-    birth_date = reader.date(fields.get("birth_date"), "patient.birth_date")
+    values = reader.values(PATIENT, fields, at)  # parses birth_date (None if it is not a date)
+    birth_date = fields.get("birth_date")
     if birth_date and as_of and birth_date > as_of:
-        reader.add("patient.birth_date", "after as_of")
+        reader.add((*at, "birth_date"), "after as_of")
     if fields.get("pregnant") is True and fields.get("sex") == "male":
-        reader.add("patient.pregnant", "true for a male patient")
-    weight_kg = fields.get("weight_kg")
-    if weight_kg is not None and weight_kg <= 0:
-        reader.add("patient.weight_kg", "must be greater than 0")
-    if birth_date is None or "_failed" in fields:
+        reader.add((*at, "pregnant"), "true for a male patient")
+    if values is None or values["birth_date"] is None:
         return None
-    return PatientInfo(
-        birth_date=birth_date,
-        sex=fields["sex"],
-        pregnant=fields["pregnant"],
-        weight_kg=weight_kg,
-    )
+    return PatientInfo(**values)
 
 
 def _read_labs(
@@ -408,22 +459,23 @@ def _read_labs(
 ) -> tuple[Lab, ...] | None:
     raw_labs = data.get("labs", [])
     if not isinstance(raw_labs, list):
-        reader.add("labs", "must be a list")
+        reader.add(("labs",), "must be a list")
         return None
     labs: list[Lab] = []
     first_index: dict[tuple[str, date, time | None], int] = {}
     for index, raw_lab in enumerate(raw_labs):
-        path = f"labs[{index}]"
-        fields = reader.part(LabDocument, raw_lab, path)
-        lab = None if fields is None else _read_lab(reader, fields, path, as_of, birth_date)
+        at: Location = ("labs", index)
+        fields = reader.part(LabDocument, raw_lab, at)
+        lab = None if fields is None else _read_lab(reader, fields, at, as_of, birth_date)
         if lab is None:
             continue
         key = (lab.test, lab.collected_on, lab.collected_time)
         if key in first_index:
             reader.add(
-                f"{path}.collected_at",
+                (*at, "collected_at"),
                 f"same test and collected_at as labs[{first_index[key]}] "
                 f"({lab.test} at {lab.collected_at})",
+                "duplicate",
             )
         else:
             first_index[key] = index
@@ -431,49 +483,51 @@ def _read_labs(
     return tuple(labs)
 
 
+_LAB_NUMBERS = tuple(item for item in LAB.fields if item.kind == "number")
+
+
 def _read_lab(
     reader: _Reader,
     fields: dict[str, Any],
-    path: str,
+    at: Location,
     as_of: date | None,
     birth_date: date | None,
 ) -> Lab | None:
     count = len(reader.errors)
-    test, unit, value = fields.get("test"), fields.get("unit"), fields.get("value")
+    test, unit = fields.get("test"), fields.get("unit")
     reference_high = fields.get("reference_high")
-    if value is not None and value < 0:
-        reader.add(f"{path}.value", "must not be negative")
+    for item in _LAB_NUMBERS:  # a lab has no dates to parse: only its numbers' bounds
+        if (number := fields.get(item.name)) is not None:
+            reader.bounds(item, number, at)
     if test is not None and unit is not None and unit not in UNITS[test]:
         reader.add(
-            f"{path}.unit",
+            (*at, "unit"),
             f"{_json_text(unit)} is not a unit for {test}; use one of {', '.join(UNITS[test])}",
         )
-    if reference_high is not None and reference_high <= 0:
-        reader.add(f"{path}.reference_high", "must be greater than 0")
-    elif test == "bone_alp" and unit in BONE_ALP_ACTIVITY_UNITS and reference_high is None:
+    elif reference_high is None and (test, unit) in REFERENCE_HIGH_REQUIRED:
         # reference-intervals.md: activity assays have no built-in interval.
         reader.add(
-            f"{path}.reference_high",
-            f"required for bone_alp in {unit} (no built-in interval for activity)",
+            (*at, "reference_high"),
+            f"required for {test} in {unit} (no built-in interval for activity)",
         )
     collected = None
     if isinstance(fields.get("collected_at"), str):
         collected = parse_iso_datetime(fields["collected_at"])
         if collected is None and outside_date_range(fields["collected_at"]):
             reader.add(
-                f"{path}.collected_at",
+                (*at, "collected_at"),
                 f"{_json_text(fields['collected_at'])} is outside {DATE_RANGE}",
             )
         elif collected is None:
             reader.add(
-                f"{path}.collected_at",
+                (*at, "collected_at"),
                 f"{_json_text(fields['collected_at'])} is not a date (YYYY-MM-DD) "
                 "or datetime (YYYY-MM-DDTHH:MM[:SS])",
             )
         elif as_of and collected[0] > as_of:
-            reader.add(f"{path}.collected_at", "after as_of")
+            reader.add((*at, "collected_at"), "after as_of")
         elif birth_date and collected[0] < birth_date:
-            reader.add(f"{path}.collected_at", "before patient.birth_date")
+            reader.add((*at, "collected_at"), "before patient.birth_date")
     if len(reader.errors) > count or collected is None or "_failed" in fields:
         return None
     return Lab.create(
@@ -488,60 +542,39 @@ def _read_lab(
 
 def _read_clinical(reader: _Reader, data: dict[Any, Any]) -> Clinical | None:
     raw = data.get("clinical", {})
-    fields = reader.part(_Clinical, raw, "clinical")
+    at = _location(CLINICAL.path)
+    fields = reader.part(_FlatClinical, raw, at)
     if fields is None:
         return None
     count = len(reader.errors)
-    crcl_baseline = fields.get("crcl_baseline")
-    if crcl_baseline is not None and crcl_baseline < 0:
-        reader.add("clinical.crcl_baseline", "must not be negative")
+    fields.pop("myeloma", None)  # read on their own below
+    fields.pop("therapies", None)
+    values = reader.values(CLINICAL, fields, at)
 
-    raw_myeloma = raw.get("myeloma", {})
-    myeloma_fields = reader.part(MyelomaDocument, raw_myeloma, "clinical.myeloma") or {}
-    treatment_start = reader.date(
-        myeloma_fields.get("treatment_start"), "clinical.myeloma.treatment_start"
-    )
-    bortezomib_start = reader.date(
-        myeloma_fields.get("bortezomib_start"), "clinical.myeloma.bortezomib_start"
-    )
+    myeloma_at = _location(MYELOMA.path)
+    myeloma_fields = reader.part(MyelomaDocument, raw.get("myeloma", {}), myeloma_at) or {
+        "_failed": True
+    }
+    myeloma_values = reader.values(MYELOMA, myeloma_fields, myeloma_at)
 
     therapies = []
     raw_therapies = raw.get("therapies", [])
     if not isinstance(raw_therapies, list):
-        reader.add("clinical.therapies", "must be a list")
+        reader.add(_location(THERAPY.path), "must be a list")
         raw_therapies = []
     for index, raw_therapy in enumerate(raw_therapies):
-        path = f"clinical.therapies[{index}]"
-        therapy_fields = reader.part(TherapyDocument, raw_therapy, path) or {}
-        start = reader.date(therapy_fields.get("start"), f"{path}.start")
-        end = reader.date(therapy_fields.get("end"), f"{path}.end")
+        therapy_at = (*_location(THERAPY.path), index)
+        therapy_fields = reader.part(TherapyDocument, raw_therapy, therapy_at) or {"_failed": True}
+        therapy = reader.values(THERAPY, therapy_fields, therapy_at)  # parses start and end
+        start, end = therapy_fields.get("start"), therapy_fields.get("end")
         if start and end and end < start:
-            reader.add(f"{path}.end", "before start")
-        if start and "agent" in therapy_fields:
-            therapies.append(Therapy(agent=therapy_fields["agent"], start=start, end=end))
+            reader.add((*therapy_at, "end"), "before start")
+        elif therapy is not None:
+            therapies.append(Therapy(**therapy))
 
-    if len(reader.errors) > count or "_failed" in fields or "_failed" in myeloma_fields:
+    if len(reader.errors) > count or values is None or myeloma_values is None:
         return None
-    return Clinical(
-        diagnoses=tuple(fields["diagnoses"]),
-        cancer=fields["cancer"],
-        cancer_treated=fields["cancer_treated"],
-        bone_pain=fields["bone_pain"],
-        osteolytic_pain=fields["osteolytic_pain"],
-        bone_scan=fields["bone_scan"],
-        fracture=fields["fracture"],
-        dental_exam_done=fields["dental_exam_done"],
-        crcl_baseline=crcl_baseline,
-        myeloma=Myeloma(
-            requires_therapy=myeloma_fields["requires_therapy"],
-            bone_disease=myeloma_fields["bone_disease"],
-            active_bone_disease=myeloma_fields["active_bone_disease"],
-            response=myeloma_fields["response"],
-            treatment_start=treatment_start,
-            bortezomib_start=bortezomib_start,
-        ),
-        therapies=tuple(therapies),
-    )
+    return Clinical(**values, myeloma=Myeloma(**myeloma_values), therapies=tuple(therapies))
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -573,52 +606,45 @@ def _iso(day: date | None) -> str | None:
     return None if day is None else day.isoformat()
 
 
+def json_number(value: float) -> float | int:
+    """A number as JSON shows it: 412, not 412.0."""
+    return int(value) if float(value).is_integer() else value
+
+
+def _document_value(item: CaseField, value: Any) -> Any:
+    if item.kind == "date":
+        return _iso(value)
+    if item.kind == "choices":
+        return list(value)
+    if item.kind == "number" and value is not None:
+        return json_number(value)
+    return value
+
+
+def _group_document(group: Group, part: object) -> dict[str, Any]:
+    return {item.name: _document_value(item, getattr(part, item.name)) for item in group.fields}
+
+
+def lab_to_document(lab: Lab) -> dict[str, Any]:
+    return {
+        "test": lab.test,
+        "value": json_number(lab.value),
+        "unit": lab.unit,
+        "collected_at": lab.collected_at,
+        "reference_high": None if lab.reference_high is None else json_number(lab.reference_high),
+    }
+
+
 def case_to_document(case: Case) -> dict[str, Any]:
     """The canonical document of a case: every key, values and units as entered, as_of set."""
-    clinical, myeloma = case.clinical, case.clinical.myeloma
+    clinical = case.clinical
     return {
         "as_of": case.as_of.isoformat(),
-        "patient": {
-            "birth_date": case.patient.birth_date.isoformat(),
-            "sex": case.patient.sex,
-            "pregnant": case.patient.pregnant,
-            "weight_kg": case.patient.weight_kg,
-        },
-        "labs": [
-            {
-                "test": lab.test,
-                "value": lab.value,
-                "unit": lab.unit,
-                "collected_at": lab.collected_at,
-                "reference_high": lab.reference_high,
-            }
-            for lab in case.labs
-        ],
+        "patient": _group_document(PATIENT, case.patient),
+        "labs": [lab_to_document(lab) for lab in case.labs],
         "clinical": {
-            "diagnoses": list(clinical.diagnoses),
-            "cancer": clinical.cancer,
-            "cancer_treated": clinical.cancer_treated,
-            "bone_pain": clinical.bone_pain,
-            "osteolytic_pain": clinical.osteolytic_pain,
-            "bone_scan": clinical.bone_scan,
-            "fracture": clinical.fracture,
-            "dental_exam_done": clinical.dental_exam_done,
-            "crcl_baseline": clinical.crcl_baseline,
-            "myeloma": {
-                "requires_therapy": myeloma.requires_therapy,
-                "bone_disease": myeloma.bone_disease,
-                "active_bone_disease": myeloma.active_bone_disease,
-                "response": myeloma.response,
-                "treatment_start": _iso(myeloma.treatment_start),
-                "bortezomib_start": _iso(myeloma.bortezomib_start),
-            },
-            "therapies": [
-                {
-                    "agent": therapy.agent,
-                    "start": therapy.start.isoformat(),
-                    "end": _iso(therapy.end),
-                }
-                for therapy in clinical.therapies
-            ],
+            **_group_document(CLINICAL, clinical),
+            "myeloma": _group_document(MYELOMA, clinical.myeloma),
+            "therapies": [_group_document(THERAPY, therapy) for therapy in clinical.therapies],
         },
     }

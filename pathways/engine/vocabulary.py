@@ -1,43 +1,22 @@
-"""Closed vocabularies of the case document and the result (spec/pathways.md §1, §4)."""
+"""Closed vocabularies of the case document and the result (spec/pathways.md §1, §4).
+
+The case's vocabularies are read from its one declaration (``declaration.py``)."""
 
 from __future__ import annotations
 
-from typing import Final, Literal, get_args
+from typing import Final
 
-Test = Literal[
-    "alp", "bone_alp", "ggt", "ctx", "creatinine", "crcl", "calcium", "vitamin_d", "bilirubin"
-]
-Sex = Literal["female", "male"]
-Diagnosis = Literal[
-    "multiple_myeloma",
-    "mgus",
-    "paget",
-    "bone_metastases",
-    "primary_bone_tumour",
-    "osteomalacia",
-    "hyperparathyroidism",
-    "vitamin_d_deficiency",
-    "chronic_kidney_disease",
-    "liver_disease",
-    "sepsis",
-    "hiv_aids",
-]
-Cancer = Literal["breast", "prostate", "renal", "lung", "other"]
-BoneScan = Literal["not_done", "normal", "focal_lesions", "diffuse"]
-Fracture = Literal["none", "healing", "pathological", "impending"]
-Response = Literal["CR", "VGPR", "PR", "SD", "PD"]
-Agent = Literal[
-    "alendronate", "zoledronic_acid", "pamidronate", "denosumab", "other_bisphosphonate"
-]
+from . import declaration
+from .declaration import LAB_TESTS
 
-TESTS: Final[tuple[str, ...]] = get_args(Test)
-SEXES: Final[tuple[str, ...]] = get_args(Sex)
-DIAGNOSES: Final[tuple[str, ...]] = get_args(Diagnosis)
-CANCERS: Final[tuple[str, ...]] = get_args(Cancer)
-BONE_SCANS: Final[tuple[str, ...]] = get_args(BoneScan)
-FRACTURES: Final[tuple[str, ...]] = get_args(Fracture)
-RESPONSES: Final[tuple[str, ...]] = get_args(Response)
-AGENTS: Final[tuple[str, ...]] = get_args(Agent)
+TESTS: Final[tuple[str, ...]] = tuple(test.code for test in LAB_TESTS)
+SEXES: Final = declaration.PATIENT["sex"].values
+DIAGNOSES: Final = declaration.CLINICAL["diagnoses"].values
+CANCERS: Final = declaration.CLINICAL["cancer"].values
+BONE_SCANS: Final = declaration.CLINICAL["bone_scan"].values
+FRACTURES: Final = declaration.CLINICAL["fracture"].values
+RESPONSES: Final = declaration.MYELOMA["response"].values
+AGENTS: Final = declaration.THERAPY["agent"].values
 BISPHOSPHONATES: Final = ("alendronate", "zoledronic_acid", "pamidronate", "other_bisphosphonate")
 IV_BISPHOSPHONATES: Final = ("zoledronic_acid", "pamidronate")
 BONE_TARGETED_AGENTS: Final = (*BISPHOSPHONATES, "denosumab")
@@ -52,43 +31,23 @@ FOLLOW_UP_STATUSES: Final = ("done", "overdue", "upcoming")
 
 # Accepted units per test, canonical unit first (spec §1).
 UNITS: Final[dict[str, tuple[str, ...]]] = {
-    "alp": ("U/L", "ukat/L"),
-    "bone_alp": ("ug/L", "U/L", "ukat/L"),
-    "ggt": ("U/L", "ukat/L"),
-    "ctx": ("ng/L", "pg/mL"),
-    "creatinine": ("mg/dL", "umol/L"),
-    "crcl": ("mL/min",),
-    "calcium": ("mg/dL", "mmol/L"),
-    "vitamin_d": ("ng/mL", "nmol/L"),
-    "bilirubin": ("mg/dL", "umol/L"),
+    test.code: tuple(unit.code for unit in test.units) for test in LAB_TESTS
 }
 
 # (test, unit) -> (canonical unit, multiplier, divisor): canonical = value * multiplier / divisor.
-_UKAT_TO_U: Final = 60.0  # spec §1: 1 µkat/L = 60 U/L
 CONVERSIONS: Final[dict[tuple[str, str], tuple[str, float, float]]] = {
-    ("alp", "U/L"): ("U/L", 1.0, 1.0),
-    ("alp", "ukat/L"): ("U/L", _UKAT_TO_U, 1.0),
-    ("ggt", "U/L"): ("U/L", 1.0, 1.0),
-    ("ggt", "ukat/L"): ("U/L", _UKAT_TO_U, 1.0),
-    ("bone_alp", "ug/L"): ("ug/L", 1.0, 1.0),
-    # Activity cannot be converted to mass: activity results stay in U/L (spec §1, bone_alp).
-    ("bone_alp", "U/L"): ("U/L", 1.0, 1.0),
-    ("bone_alp", "ukat/L"): ("U/L", _UKAT_TO_U, 1.0),
-    ("ctx", "ng/L"): ("ng/L", 1.0, 1.0),
-    ("ctx", "pg/mL"): ("ng/L", 1.0, 1.0),  # spec §1: ng/L = pg/mL
-    ("creatinine", "mg/dL"): ("mg/dL", 1.0, 1.0),
-    ("creatinine", "umol/L"): ("mg/dL", 1.0, 88.42),  # spec §1: 88.42 µmol/L = 1 mg/dL
-    ("crcl", "mL/min"): ("mL/min", 1.0, 1.0),
-    ("calcium", "mg/dL"): ("mg/dL", 1.0, 1.0),
-    ("calcium", "mmol/L"): ("mg/dL", 4.008, 1.0),  # spec §1: 1 mmol/L = 4.008 mg/dL
-    ("vitamin_d", "ng/mL"): ("ng/mL", 1.0, 1.0),
-    ("vitamin_d", "nmol/L"): ("ng/mL", 1.0, 2.496),  # spec §1: 2.496 nmol/L = 1 ng/mL
-    ("bilirubin", "mg/dL"): ("mg/dL", 1.0, 1.0),
-    ("bilirubin", "umol/L"): ("mg/dL", 1.0, 17.1),  # spec §1: 17.1 µmol/L = 1 mg/dL
+    (test.code, unit.code): (unit.canonical or test.canonical_unit, unit.multiplier, unit.divisor)
+    for test in LAB_TESTS
+    for unit in test.units
 }
 
-# bone_alp units measuring activity: no built-in interval, reference_high required (spec §1).
-BONE_ALP_ACTIVITY_UNITS: Final = ("U/L", "ukat/L")
+# (test, unit) pairs with no built-in interval: reference_high required (spec §1, bone_alp).
+REFERENCE_HIGH_REQUIRED: Final[frozenset[tuple[str, str]]] = frozenset(
+    (test.code, unit.code)
+    for test in LAB_TESTS
+    for unit in test.units
+    if unit.requires_reference_high
+)
 
 
 def to_canonical(test: str, unit: str, value: float) -> tuple[float, str]:

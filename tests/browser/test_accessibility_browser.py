@@ -59,11 +59,15 @@ def test_every_control_on_the_clinician_screens_has_a_name(
         page.goto(f"{live_server.url}{path}")
         assert page.evaluate(UNNAMED_CONTROLS) == [], path
     page.goto(f"{live_server.url}/patients/{patient.pk}/edit/")
-    rows = page.locator("[name='labs-TOTAL_FORMS']")
+    rows = page.locator("[name='therapies-TOTAL_FORMS']")
     before = int(rows.input_value())
-    page.get_by_role("button", name="Add a result").click()  # a row added in place
+    page.get_by_role("button", name="Add a therapy").click()  # a row added in place
     expect(rows).to_have_value(str(before + 1))
     assert page.evaluate(UNNAMED_CONTROLS) == [], "edit page"
+    # Results are corrected one at a time, each on its own form.
+    page.locator(".stored-results a").first.click()
+    expect(page.get_by_role("button", name="Save this result")).to_be_visible()
+    assert page.evaluate(UNNAMED_CONTROLS) == [], "result page"
     # The check itself finds a control without a name.
     page.evaluate("document.querySelector('main').append(document.createElement('select'))")
     assert len(page.evaluate(UNNAMED_CONTROLS)) == 1
