@@ -55,14 +55,14 @@ def is_verified(request: HttpRequest) -> bool:
 
 
 @transaction.atomic
-def two_factor_start(*, user: User) -> TOTPDevice:
+def authenticator_start(*, user: User) -> TOTPDevice:
     """A fresh, unconfirmed authenticator for the user (replacing any earlier unconfirmed one)."""
     TOTPDevice.objects.filter(user=user, confirmed=False).delete()
     return TOTPDevice.objects.create(user=user, name=AUTHENTICATOR, confirmed=False)
 
 
 @transaction.atomic
-def two_factor_confirm(*, user: User, device: TOTPDevice) -> list[str]:
+def authenticator_confirm(*, user: User, device: TOTPDevice) -> list[str]:
     """Make ``device`` the user's only authenticator; returns new recovery codes (shown once)."""
     TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
     device.confirmed = True
@@ -102,8 +102,8 @@ def base32_secret(device: TOTPDevice) -> str:
 
 # --- middleware -----------------------------------------------------------------------------
 
-_VERIFY_PATHS = ("two_factor_verify", "logout")
-_ENROL_PATHS = ("two_factor", "two_factor_setup", "two_factor_confirm", "logout")
+_VERIFY_PATHS = frozenset({"two_factor_verify", "logout"})
+_ENROL_PATHS = frozenset({"two_factor", "two_factor_setup", "two_factor_confirm", "logout"})
 
 
 class TwoFactorMiddleware:
@@ -258,7 +258,7 @@ class ConfirmForm(forms.Form):
 @login_required
 @require_POST
 def two_factor_setup(request: HttpRequest) -> HttpResponse:
-    two_factor_start(user=request.user)  # type: ignore[arg-type]
+    authenticator_start(user=request.user)  # type: ignore[arg-type]
     return redirect(f"{reverse('two_factor')}?{urlencode({'next': _next_url(request)})}")
 
 
@@ -271,7 +271,7 @@ def two_factor_confirm(request: HttpRequest) -> HttpResponse:
         return redirect("two_factor")
     form = ConfirmForm(request.POST)
     if form.is_valid() and pending.verify_token(form.cleaned_data["code"].strip()):
-        codes = two_factor_confirm(user=request.user, device=pending)  # type: ignore[arg-type]
+        codes = authenticator_confirm(user=request.user, device=pending)  # type: ignore[arg-type]
         request.session.cycle_key()
         otp_login(request, pending)
         messages.success(request, "Two-factor is on. Keep the recovery codes below safe.")

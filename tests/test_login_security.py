@@ -185,4 +185,4 @@ def test_gunicorn_sends_no_server_banner_with_the_projects_config() -> None:
         assert any(line.startswith("Date:") for line in headers)
         assert not any(line.lower().startswith("server:") for line in headers)
     finally:
-        wsgi.Response.default_headers = original  # type: ignore[method-assign]
+        wsgi.Response.default_headers = original
