@@ -123,7 +123,7 @@ class TwoFactorMiddleware:
         else:
             return self.get_response(request)
         try:
-            name = resolve(request.path_info).url_name
+            name = resolve(request.path_info).view_name  # namespaced: "admin:logout" differs
         except Resolver404:
             name = None
         if name in allowed:
