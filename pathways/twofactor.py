@@ -19,7 +19,9 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
@@ -102,6 +104,22 @@ def base32_secret(device: TOTPDevice) -> str:
 
 # --- middleware -----------------------------------------------------------------------------
 
+# Whether this session owes a code, decided at log-in: no query per request for clinicians.
+_OWES_CODE = "alpcare_owes_otp_code"
+
+
+def owes_code(request: HttpRequest) -> bool:
+    if _OWES_CODE not in request.session:  # a session from before this was deployed
+        request.session[_OWES_CODE] = is_enrolled(request.user)
+    return bool(request.session[_OWES_CODE])
+
+
+@receiver(user_logged_in)
+def _decide_at_log_in(sender: Any, request: HttpRequest | None, user: User, **kwargs: Any) -> None:
+    if request is not None and hasattr(request, "session"):
+        request.session[_OWES_CODE] = is_enrolled(user)
+
+
 _VERIFY_PATHS = frozenset({"two_factor_verify", "logout"})
 _ENROL_PATHS = frozenset({"two_factor", "two_factor_setup", "two_factor_confirm", "logout"})
 
@@ -116,7 +134,7 @@ class TwoFactorMiddleware:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated or is_verified(request):
             return self.get_response(request)
-        if is_enrolled(user):
+        if owes_code(request):
             allowed, target, message = _VERIFY_PATHS, "two_factor_verify", "code required"
         elif must_enrol(user):
             allowed, target, message = _ENROL_PATHS, "two_factor", "two-factor set-up required"
@@ -143,7 +161,7 @@ class LoginView(auth_views.LoginView):
     def get_success_url(self) -> str:
         next_url = super().get_success_url()
         user = self.request.user
-        if is_enrolled(user):
+        if owes_code(self.request):
             return f"{reverse('two_factor_verify')}?{urlencode({'next': next_url})}"
         if must_enrol(user):
             return f"{reverse('two_factor')}?{urlencode({'next': next_url})}"
@@ -273,6 +291,7 @@ def two_factor_confirm(request: HttpRequest) -> HttpResponse:
     if form.is_valid() and pending.verify_token(form.cleaned_data["code"].strip()):
         codes = authenticator_confirm(user=request.user, device=pending)  # type: ignore[arg-type]
         request.session.cycle_key()
+        request.session[_OWES_CODE] = True
         otp_login(request, pending)
         messages.success(request, "Two-factor is on. Keep the recovery codes below safe.")
         return _page(request, recovery_codes=codes)
@@ -299,5 +318,6 @@ def two_factor_off(request: HttpRequest) -> HttpResponse:
         return redirect("two_factor")
     two_factor_disable(user=request.user)  # type: ignore[arg-type]
     request.session.pop(DEVICE_ID_SESSION_KEY, None)
+    request.session[_OWES_CODE] = False
     messages.success(request, "Two-factor is off.")
     return redirect("two_factor")
