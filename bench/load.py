@@ -262,7 +262,33 @@ class LoginFigures:
     p95: float
 
 
-def _run(args: argparse.Namespace) -> tuple[Environment, LoginFigures]:
+def _cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU time used so far by the app server (gunicorn and its workers), by this process
+    (locust), by every PostgreSQL process (other users' included), and by the whole machine."""
+    import psutil
+
+    def used(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
+
+    server = psutil.Process(server_pid)
+    machine = psutil.cpu_times()
+    return {
+        "gunicorn": used(server) + sum(used(child) for child in server.children(recursive=True)),
+        "locust (this process)": used(psutil.Process()),
+        "postgres (all databases)": sum(
+            used(process) for process in psutil.process_iter() if process.name() == "postgres"
+        ),
+        "machine": float(machine.user + machine.system + machine.nice + machine.irq),
+    }
+
+
+def _run(
+    args: argparse.Namespace, server_pid: int
+) -> tuple[Environment, LoginFigures, dict[str, float]]:
     """Log every session in (ramping up at --spawn-rate), then measure --seconds from there:
     the targets are for the work after log-in, and 50 password hashes at once would otherwise
     queue in front of the first pages."""
@@ -283,9 +309,12 @@ def _run(args: argparse.Namespace) -> tuple[Environment, LoginFigures]:
         logins.get_response_time_percentile(0.95),
     )
     env.stats.reset_all()
+    cpu_before, started = _cpu_seconds(server_pid), time.monotonic()
     gevent.spawn_later(args.seconds, runner.quit)
     runner.greenlet.join()
-    return env, login
+    cpu_after, elapsed = _cpu_seconds(server_pid), time.monotonic() - started
+    cores = {name: (cpu_after[name] - cpu_before[name]) / elapsed for name in cpu_before}
+    return env, login, cores
 
 
 def _solo(args: argparse.Namespace, rounds: int = 15) -> dict[str, float]:
@@ -384,7 +413,7 @@ def main() -> None:
     try:
         solo = _solo(args)
         load_before = os.getloadavg()[0]
-        env, login = _run(args)
+        env, login, cores = _run(args, server.pid)
         load_after = os.getloadavg()[0]
     finally:
         server.terminate()
@@ -396,6 +425,10 @@ def main() -> None:
         f"p50 {login.p50:.0f} ms, p95 {login.p95:.0f} ms, {login.failures} errors"
     )
     print(f"machine load average (1 min) {load_before:.1f} before, {load_after:.1f} after")
+    print(
+        f"CPU used while measuring, in cores (this machine has {os.cpu_count()}): "
+        + ", ".join(f"{name} {used:.2f}" for name, used in cores.items())
+    )
     print(f"\nafter log-in, {args.seconds} s")
     print(
         f"{'endpoint':<16}{'requests':>9}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
@@ -424,7 +457,10 @@ def main() -> None:
         missed.append(f"{total.num_failures} errors")
 
     found, missing = _writes_found()
-    print(f"\nwrites acknowledged {len(Clinician.acknowledged)}, found in the database {found}")
+    print(
+        f"\nwrites acknowledged (ramp-up included) {len(Clinician.acknowledged)}, "
+        f"found in the database {found}"
+    )
     for write in missing[:10]:
         print(f"  missing: {write}")
     if missing:
