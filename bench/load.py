@@ -262,9 +262,10 @@ class LoginFigures:
     p95: float
 
 
-def _cpu_seconds(server_pid: int) -> dict[str, float]:
-    """CPU time used so far by the app server (gunicorn and its workers), by this process
-    (locust), by every PostgreSQL process (other users' included), and by the whole machine."""
+def _cpu_seconds(server_pid: int) -> dict[str, dict[int, float]]:
+    """CPU time used so far, per process: the app server (gunicorn and its workers), this
+    process (locust), every PostgreSQL process (other users' included), and the whole machine
+    (as pid 0)."""
     import psutil
 
     def used(process: psutil.Process) -> float:
@@ -277,12 +278,25 @@ def _cpu_seconds(server_pid: int) -> dict[str, float]:
     server = psutil.Process(server_pid)
     machine = psutil.cpu_times()
     return {
-        "gunicorn": used(server) + sum(used(child) for child in server.children(recursive=True)),
-        "locust (this process)": used(psutil.Process()),
-        "postgres (all databases)": sum(
-            used(process) for process in psutil.process_iter() if process.name() == "postgres"
-        ),
-        "machine": float(machine.user + machine.system + machine.nice + machine.irq),
+        "gunicorn": {p.pid: used(p) for p in [server, *server.children(recursive=True)]},
+        "locust (this process)": {os.getpid(): used(psutil.Process())},
+        "postgres (all databases)": {
+            p.pid: used(p) for p in psutil.process_iter() if p.name() == "postgres"
+        },
+        "machine": {0: float(machine.user + machine.system + machine.nice + machine.irq)},
+    }
+
+
+def _cores(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], seconds: float
+) -> dict[str, float]:
+    """Cores used in between, counting the processes alive at both ends."""
+    return {
+        name: sum(
+            after[name][pid] - before[name][pid] for pid in after[name] if pid in before[name]
+        )
+        / seconds
+        for name in before
     }
 
 
@@ -316,8 +330,7 @@ def _run(
     gevent.spawn_later(args.seconds, runner.quit)
     runner.greenlet.join()
     cpu_after, elapsed = _cpu_seconds(server_pid), time.monotonic() - started
-    cores = {name: (cpu_after[name] - cpu_before[name]) / elapsed for name in cpu_before}
-    return env, login, cores
+    return env, login, _cores(cpu_before, cpu_after, elapsed)
 
 
 def _solo(args: argparse.Namespace, rounds: int = 15) -> dict[str, float]:
