@@ -290,12 +290,10 @@ def _cpu_seconds(server_pid: int) -> dict[str, dict[int, float]]:
 def _cores(
     before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], seconds: float
 ) -> dict[str, float]:
-    """Cores used in between, counting the processes alive at both ends."""
+    """Cores used in between by the processes alive at the end (one that started in between
+    counts from zero; one that ended is missed, so these are lower bounds)."""
     return {
-        name: sum(
-            after[name][pid] - before[name][pid] for pid in after[name] if pid in before[name]
-        )
-        / seconds
+        name: sum(used - before[name].get(pid, 0.0) for pid, used in after[name].items()) / seconds
         for name in before
     }
 
