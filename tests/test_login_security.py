@@ -192,3 +192,26 @@ def test_gunicorn_sends_no_server_banner_with_the_projects_config() -> None:
         assert not any(line.lower().startswith("server:") for line in headers)
     finally:
         wsgi.Response.default_headers = original
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "address"),
+    [
+        (0, "203.0.113.7", "10.0.0.1"),  # no proxies trusted: the header is ignored
+        (1, "203.0.113.7", "203.0.113.7"),
+        (1, "192.0.2.99, 203.0.113.7", "203.0.113.7"),  # the client's own entry is not trusted
+        (2, "192.0.2.99, 203.0.113.7, 10.0.0.2", "203.0.113.7"),
+        (2, "203.0.113.7", "10.0.0.1"),  # fewer entries than proxies: not through them all
+        (1, "", "10.0.0.1"),
+    ],
+)
+def test_the_client_address_is_read_from_the_right_of_x_forwarded_for(
+    settings: Any, proxies: int, forwarded: str, address: str
+) -> None:
+    from django.test import RequestFactory
+
+    from pathways.login_throttle import client_address
+
+    settings.ALPCARE_PROXY_COUNT = proxies
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+    assert client_address(request) == address
