@@ -210,14 +210,17 @@ def _next_url(request: HttpRequest) -> str:
 @require_http_methods(["GET", "POST"])
 def two_factor_verify(request: HttpRequest) -> HttpResponse:
     """The second step of log-in: a code from the authenticator app or a recovery code."""
-    if is_verified(request) or not is_enrolled(request.user):
+    if not is_enrolled(request.user):  # e.g. an administrator removed the authenticator
+        request.session[_OWES_CODE] = False
+    if is_verified(request) or not request.session[_OWES_CODE]:
         return redirect(_next_url(request))
     form = CodeForm(request.user, request, data=request.POST or None)
     if request.method == "POST" and form.is_valid():
+        device = form.user.otp_device  # the device that accepted the code
         request.session.cycle_key()
-        otp_login(request, request.user.otp_device)  # type: ignore[union-attr]
-        if isinstance(request.user.otp_device, StaticDevice):  # type: ignore[union-attr]
-            left = request.user.otp_device.token_set.count()  # type: ignore[union-attr]
+        otp_login(request, device)
+        if isinstance(device, StaticDevice):
+            left = device.token_set.count()
             messages.warning(
                 request,
                 f"You used a recovery code; {left} left. "

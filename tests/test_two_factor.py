@@ -265,3 +265,17 @@ def test_the_demo_editor_logs_in_with_a_printed_recovery_code(
     )
     assert response.status_code == 302
     assert client.get("/admin/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_session_is_let_through_when_an_administrator_removed_the_authenticator(
+    client: Any, alice: User
+) -> None:
+    _log_in(client, "alice")
+    _enrol(client)
+    client.post("/accounts/logout/")
+    assert _log_in(client, "alice")["Location"].startswith("/accounts/login/code/")
+    TOTPDevice.objects.all().delete()  # a lost phone: the administrator deletes the device
+    response = client.get("/patients/", follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == "/patients/"
