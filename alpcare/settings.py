@@ -55,6 +55,9 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "simple_history",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "csp",
     "ninja",
     "django_tasks",
@@ -65,11 +68,13 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "pathways.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "pathways.middleware.SessionLifetimeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -77,6 +82,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "pathways.middleware.NoStoreForAuthenticatedMiddleware",
+    "pathways.twofactor.TwoFactorMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -124,7 +130,10 @@ AUTHENTICATION_BACKENDS = [
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -141,8 +150,12 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
 
-# Login throttling: lock a username+IP pair after repeated failures.
+# Login throttling (pathways.login_throttle): lock a (username, address) pair after 5 failures
+# and an address after 20 failures across usernames (password spraying), for 15 minutes.
+# Never per username alone, which would let anyone lock a named clinician out.
+AXES_HANDLER = "pathways.login_throttle.AddressAndAccountHandler"
 AXES_FAILURE_LIMIT = envint("ALPCARE_LOGIN_FAILURE_LIMIT", 5)
+ALPCARE_LOGIN_ADDRESS_FAILURE_LIMIT = envint("ALPCARE_LOGIN_ADDRESS_FAILURE_LIMIT", 20)
 AXES_COOLOFF_TIME = timedelta(minutes=envint("ALPCARE_LOGIN_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
@@ -152,7 +165,39 @@ AXES_VERBOSE = False
 # History is for reading: data changes go through the clinical screens and the rule workflow.
 SIMPLE_HISTORY_REVERT_DISABLED = True
 SIMPLE_HISTORY_EDIT = False
-AXES_IPWARE_PROXY_COUNT = envint("ALPCARE_PROXY_COUNT", 0)
+# The client address (pathways.login_throttle.client_address): REMOTE_ADDR, or with N trusted
+# reverse proxies in front the address the outermost one appended to X-Forwarded-For. Behind a
+# load balancer, set it: otherwise every client shares the balancer's address.
+ALPCARE_PROXY_COUNT = envint("ALPCARE_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "pathways.login_throttle.client_address"
+
+# Two-factor (pathways.twofactor, django-otp): TOTP with recovery codes. Anyone enrolled is
+# asked for a code after their password; staff (who can open the admin: rule editors,
+# publishers, administrators) must enrol when this is on, which it is unless DEBUG.
+ALPCARE_REQUIRE_STAFF_2FA = envbool("ALPCARE_REQUIRE_STAFF_2FA", not DEBUG)
+OTP_TOTP_ISSUER = os.environ.get("ALPCARE_OTP_ISSUER", "alpcare")
+
+# Browser features no page uses are switched off for every response.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
 
 # HTTPS: on unless DEBUG; behind a TLS-terminating proxy set DJANGO_SECURE_PROXY_SSL_HEADER=1.
 HTTPS = envbool("DJANGO_HTTPS", not DEBUG)

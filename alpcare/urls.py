@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path
 from django.views.generic import RedirectView
 
-from pathways import health, monitoring, tokens, views
+from pathways import health, monitoring, tokens, twofactor, views
 from pathways.api import api
 
 admin.site.site_header = "alpcare administration"
@@ -40,7 +40,17 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("account/api-tokens/", tokens.api_tokens, name="api_tokens"),
     path("account/api-tokens/<int:pk>/revoke/", tokens.api_token_revoke, name="api_token_revoke"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", twofactor.LoginView.as_view(), name="login"),
+    path("accounts/login/code/", twofactor.two_factor_verify, name="two_factor_verify"),
+    path("accounts/two-factor/", twofactor.two_factor, name="two_factor"),
+    path("accounts/two-factor/setup/", twofactor.two_factor_setup, name="two_factor_setup"),
+    path("accounts/two-factor/confirm/", twofactor.two_factor_confirm, name="two_factor_confirm"),
+    path(
+        "accounts/two-factor/recovery-codes/",
+        twofactor.two_factor_recovery_codes,
+        name="two_factor_recovery_codes",
+    ),
+    path("accounts/two-factor/off/", twofactor.two_factor_off, name="two_factor_off"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz/queue", monitoring.queue_health, name="healthz_queue"),
     path("admin/", admin.site.urls),

@@ -15,7 +15,9 @@ from django.db import transaction
 from pathways import engine
 from pathways.cases import apply_case_to_patient, lab_result_fields
 from pathways.demo import synthetic_case
-from pathways.models import Clinic, LabResult, Patient, Therapy
+from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient, Therapy
+from pathways.rules import current_rule_set
+from pathways.services import snapshot_fields
 
 BATCH = 1000
 
@@ -51,3 +53,31 @@ def bulk_seed(
                 ]
             )
             yield batch
+
+
+def seed_assessed(*, clinic: Clinic, count: int, start: int, results: int, today: date) -> None:
+    """Bulk seeding, then each patient's follow-ups and snapshot from the real engine result,
+    as services.follow_ups_sync stores them."""
+    rule_set = current_rule_set()
+    for batch in bulk_seed(clinic=clinic, count=count, start=start, results=results, today=today):
+        follow_ups, snapshots = [], []
+        for patient, case in batch:
+            result = engine.assess(case, rule_set)
+            snapshot = snapshot_fields(result)
+            follow_ups += [
+                FollowUp(
+                    patient=patient,
+                    clinic=clinic,
+                    pathway=snapshot["pathway"],
+                    top_priority_rank=snapshot["top_priority_rank"],
+                    code=item.code,
+                    due=item.due,
+                    rule=item.rule or "",
+                    title=item.title,
+                    rule_set_version=result.rule_set,
+                )
+                for item in result.follow_ups
+            ]
+            snapshots.append(AssessmentSnapshot(patient=patient, **snapshot))
+        FollowUp.objects.bulk_create(follow_ups, batch_size=2000)
+        AssessmentSnapshot.objects.bulk_create(snapshots, batch_size=2000)

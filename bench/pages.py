@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from bulk import bulk_seed  # noqa: E402
+from bulk import seed_assessed  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.decorators import login_required  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
@@ -59,15 +58,12 @@ from pathways import engine  # noqa: E402
 from pathways.case_post import as_browser_json, form_data  # noqa: E402
 from pathways.demo import synthetic_case  # noqa: E402
 from pathways.models import (  # noqa: E402
-    AssessmentSnapshot,
     Clinic,
     FollowUp,
     LabResult,
     Membership,
     Patient,
 )
-from pathways.rules import current_rule_set  # noqa: E402
-from pathways.services import snapshot_fields  # noqa: E402
 
 
 @login_required
@@ -79,33 +75,6 @@ def floor(request: HttpRequest) -> HttpResponse:
 urlpatterns = [path("bench/floor/", floor), path("", include("alpcare.urls"))]
 settings.ROOT_URLCONF = __name__
 settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-
-
-def seed(*, clinic: Clinic, count: int, start: int, results: int, today: date) -> None:
-    """Bulk seeding, then each patient's follow-ups and snapshot from the real engine result."""
-    rule_set = current_rule_set()
-    for batch in bulk_seed(clinic=clinic, count=count, start=start, results=results, today=today):
-        follow_ups, snapshots = [], []
-        for patient, case in batch:
-            result = engine.assess(case, rule_set)
-            snapshot = snapshot_fields(result)
-            follow_ups += [
-                FollowUp(
-                    patient=patient,
-                    clinic=clinic,
-                    pathway=snapshot["pathway"],
-                    top_priority_rank=snapshot["top_priority_rank"],
-                    code=item.code,
-                    due=item.due,
-                    rule=item.rule or "",
-                    title=item.title,
-                    rule_set_version=result.rule_set,
-                )
-                for item in result.follow_ups
-            ]
-            snapshots.append(AssessmentSnapshot(patient=patient, **snapshot))
-        FollowUp.objects.bulk_create(follow_ups, batch_size=2000)
-        AssessmentSnapshot.objects.bulk_create(snapshots, batch_size=2000)
 
 
 def median_ms(
@@ -178,7 +147,9 @@ def main() -> None:
     print(f"alpcare pages benchmark: {args.results} results per patient, median of {args.runs}")
     for size in sorted(args.sizes):
         started = time.perf_counter()
-        seed(clinic=clinic, count=size - seeded, start=seeded, results=args.results, today=today)
+        seed_assessed(
+            clinic=clinic, count=size - seeded, start=seeded, results=args.results, today=today
+        )
         seeded = size
         print(
             f"  seeded {size:>6} patients ({LabResult.objects.count()} results, "

@@ -10,11 +10,18 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from pathways import engine
 from pathways.models import Clinic, Membership, Patient
 from pathways.publishing import rule_editor_grant
 from pathways.services import patient_save_case
+from pathways.twofactor import (
+    authenticator_confirm,
+    authenticator_start,
+    base32_secret,
+    recovery_codes_regenerate,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,25 @@ class DemoLogin:
     username: str
     password: str
     role: str
+    # Demo staff use two-factor like real staff: the authenticator key to add to an app, and
+    # recovery codes that each log in once (fresh every run).
+    totp_secret: str = ""
+    recovery_codes: tuple[str, ...] = ()
+
+
+DEMO_RECOVERY_CODES_SHOWN = 3
+
+
+def _demo_two_factor(user: User) -> tuple[str, tuple[str, ...]]:
+    """Enrol a demo staff user (keeping an existing authenticator, so an app set up on an
+    earlier run still works); returns the key and a few fresh recovery codes."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = authenticator_start(user=user)
+        codes = authenticator_confirm(user=user, device=device)
+    else:
+        codes = recovery_codes_regenerate(user=user)
+    return base32_secret(device), tuple(codes[:DEMO_RECOVERY_CODES_SHOWN])
 
 
 def _d(today: date, days_ago: int) -> str:
@@ -288,8 +314,13 @@ def seed_demo(today: date) -> list[DemoLogin]:
                 )
     return [
         DemoLogin("clinician", clinician_pw, "clinician (both demo clinics)"),
-        DemoLogin("editor", editor_pw, "rule editor (drafts rules)"),
-        DemoLogin("publisher", publisher_pw, "rule editor who may publish (four-eyes)"),
+        DemoLogin("editor", editor_pw, "rule editor (drafts rules)", *_demo_two_factor(editor)),
+        DemoLogin(
+            "publisher",
+            publisher_pw,
+            "rule editor who may publish (four-eyes)",
+            *_demo_two_factor(publisher),
+        ),
     ]
 
 

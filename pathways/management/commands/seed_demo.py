@@ -52,3 +52,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  username {login.username:<10} password {login.password}   ({login.role})"
             )
+            if login.recovery_codes:
+                codes = ", ".join(login.recovery_codes)
+                self.stdout.write(
+                    f"      then a two-factor code: one of the recovery codes {codes}"
+                    f" (each works once), or add key {login.totp_secret} to an authenticator app"
+                )

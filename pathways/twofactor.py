@@ -1,0 +1,326 @@
+"""Two-factor log-in (django-otp): a TOTP authenticator app plus single-use recovery codes.
+
+Anyone enrolled is asked for a code after their password, and sees nothing else until they
+give one. Staff (anyone who can open the admin: rule editors, publishers, administrators) must
+enrol when ``ALPCARE_REQUIRE_STAFF_2FA`` is on (the default unless DEBUG); clinicians may.
+``TwoFactorMiddleware`` enforces both for every URL, the admin and library URLs included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import segno
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.contrib.auth.signals import user_logged_in
+from django.db import transaction
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import Resolver404, resolve, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp import login as otp_login
+from django_otp.forms import OTPTokenForm
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+AUTHENTICATOR = "Authenticator app"
+RECOVERY = "Recovery codes"
+RECOVERY_CODE_COUNT = 10
+
+
+def is_enrolled(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """The user has a confirmed authenticator, so every log-in asks for a code."""
+    return TOTPDevice.objects.filter(user_id=user.pk, confirmed=True).exists()
+
+
+def must_enrol(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Staff must use two-factor when required; clinicians may."""
+    staff = bool(getattr(user, "is_staff", False) or getattr(user, "is_superuser", False))
+    return staff and settings.ALPCARE_REQUIRE_STAFF_2FA
+
+
+def is_verified(request: HttpRequest) -> bool:
+    return bool(getattr(request.user, "is_verified", lambda: False)())
+
+
+# --- services -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def authenticator_start(*, user: User) -> TOTPDevice:
+    """A fresh, unconfirmed authenticator for the user (replacing any earlier unconfirmed one)."""
+    TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+    return TOTPDevice.objects.create(user=user, name=AUTHENTICATOR, confirmed=False)
+
+
+@transaction.atomic
+def authenticator_confirm(*, user: User, device: TOTPDevice) -> list[str]:
+    """Make ``device`` the user's only authenticator; returns new recovery codes (shown once)."""
+    TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    return recovery_codes_regenerate(user=user)
+
+
+@transaction.atomic
+def recovery_codes_regenerate(*, user: User) -> list[str]:
+    """Replace the user's recovery codes; each works once."""
+    device, _ = StaticDevice.objects.get_or_create(
+        user=user, name=RECOVERY, defaults={"confirmed": True}
+    )
+    device.token_set.all().delete()
+    codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
+    StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
+    return codes
+
+
+@transaction.atomic
+def two_factor_disable(*, user: User) -> None:
+    TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
+
+
+def otpauth_qr_svg(device: TOTPDevice) -> str:
+    """The otpauth:// URI as an SVG data URI (allowed by the CSP's img-src data:)."""
+    return segno.make(device.config_url, error="m").svg_data_uri(scale=4, border=2)
+
+
+def base32_secret(device: TOTPDevice) -> str:
+    """The secret as authenticator apps take it when typed in (the otpauth URI's ``secret``)."""
+    from base64 import b32encode
+
+    return b32encode(device.bin_key).decode()
+
+
+# --- middleware -----------------------------------------------------------------------------
+
+# Whether this session owes a code, decided at log-in: no query per request for clinicians.
+_OWES_CODE = "alpcare_owes_otp_code"
+
+
+def owes_code(request: HttpRequest) -> bool:
+    if _OWES_CODE not in request.session:  # a session from before this was deployed
+        request.session[_OWES_CODE] = is_enrolled(request.user)
+    return bool(request.session[_OWES_CODE])
+
+
+@receiver(user_logged_in)
+def _decide_at_log_in(sender: Any, request: HttpRequest | None, user: User, **kwargs: Any) -> None:
+    if request is not None and hasattr(request, "session"):
+        request.session[_OWES_CODE] = is_enrolled(user)
+
+
+_VERIFY_PATHS = frozenset({"two_factor_verify", "logout"})
+_ENROL_PATHS = frozenset({"two_factor", "two_factor_setup", "two_factor_confirm", "logout"})
+
+
+class TwoFactorMiddleware:
+    """A signed-in user who owes a code (or, as staff, an enrolment) reaches nothing else."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or is_verified(request):
+            return self.get_response(request)
+        if owes_code(request):
+            allowed, target, message = _VERIFY_PATHS, "two_factor_verify", "code required"
+        elif must_enrol(user):
+            allowed, target, message = _ENROL_PATHS, "two_factor", "two-factor set-up required"
+        else:
+            return self.get_response(request)
+        try:
+            name = resolve(request.path_info).view_name  # namespaced: "admin:logout" differs
+        except Resolver404:
+            name = None
+        if name in allowed:
+            return self.get_response(request)
+        if request.path.startswith("/api/"):
+            return JsonResponse({"errors": [{"field": "", "message": message}]}, status=401)
+        return redirect(f"{reverse(target)}?{urlencode({'next': request.get_full_path()})}")
+
+
+# --- views ----------------------------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    """The password step; someone enrolled is sent on to give a code (the middleware holds
+    them there), staff who must enrol to set two-factor up."""
+
+    def get_success_url(self) -> str:
+        next_url = super().get_success_url()
+        user = self.request.user
+        if owes_code(self.request):
+            return f"{reverse('two_factor_verify')}?{urlencode({'next': next_url})}"
+        if must_enrol(user):
+            return f"{reverse('two_factor')}?{urlencode({'next': next_url})}"
+        return next_url
+
+
+class CodeForm(OTPTokenForm):
+    """A six-digit code from the authenticator app, or one recovery code."""
+
+    otp_device = forms.ChoiceField(choices=[], widget=forms.RadioSelect, label="Code from")
+    otp_token = forms.CharField(
+        label="Code",
+        max_length=16,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}
+        ),
+    )
+
+    def __init__(self, user: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+        super().__init__(user, request, **kwargs)
+        choices = [
+            (device.persistent_id, "Authenticator app")
+            for device in TOTPDevice.objects.filter(user=user, confirmed=True)
+        ] + [
+            (device.persistent_id, "A recovery code")
+            for device in StaticDevice.objects.filter(user=user, confirmed=True)
+        ]
+        self.fields["otp_device"].choices = choices
+        if choices:
+            self.fields["otp_device"].initial = choices[0][0]
+
+    def _update_form(self, user: Any) -> None:
+        """Keep the radio choices built above (django-otp would reset them for a <select>)."""
+
+
+def _next_url(request: HttpRequest) -> str:
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return next_url
+    return reverse(settings.LOGIN_REDIRECT_URL)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def two_factor_verify(request: HttpRequest) -> HttpResponse:
+    """The second step of log-in: a code from the authenticator app or a recovery code."""
+    if not is_enrolled(request.user):  # e.g. an administrator removed the authenticator
+        request.session[_OWES_CODE] = False
+    if is_verified(request) or not request.session[_OWES_CODE]:
+        return redirect(_next_url(request))
+    form = CodeForm(request.user, request, data=request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        device = form.user.otp_device  # the device that accepted the code
+        request.session.cycle_key()
+        otp_login(request, device)
+        if isinstance(device, StaticDevice):
+            left = device.token_set.count()
+            messages.warning(
+                request,
+                f"You used a recovery code; {left} left. "
+                "Generate new ones on the two-factor page if you are running low.",
+            )
+        return redirect(_next_url(request))
+    return render(
+        request, "registration/two_factor_verify.html", {"form": form, "next": _next_url(request)}
+    )
+
+
+@login_required
+@require_http_methods(["GET"])
+def two_factor(request: HttpRequest) -> HttpResponse:
+    """Two-factor status; set-up (QR code, secret, confirm with a code), recovery codes,
+    turning it off."""
+    user = request.user
+    pending = TOTPDevice.objects.filter(user_id=user.pk, confirmed=False).first()
+    return _page(request, pending=pending)
+
+
+def _page(
+    request: HttpRequest,
+    *,
+    pending: TOTPDevice | None = None,
+    form: forms.Form | None = None,
+    recovery_codes: list[str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    user = request.user
+    enrolled = is_enrolled(user)
+    context: dict[str, Any] = {
+        "enrolled": enrolled,
+        "required": must_enrol(user),
+        "pending": pending,
+        "form": form or ConfirmForm(),
+        "recovery_codes": recovery_codes,
+        "recovery_left": StaticToken.objects.filter(device__user_id=user.pk).count(),
+        "next": _next_url(request),
+    }
+    if pending is not None:
+        context["qr_svg"] = otpauth_qr_svg(pending)
+        context["otpauth_uri"] = pending.config_url
+        context["secret"] = base32_secret(pending)
+    return render(request, "registration/two_factor.html", context, status=status)
+
+
+class ConfirmForm(forms.Form):
+    code = forms.CharField(
+        label="Code from your authenticator app",
+        max_length=8,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+@login_required
+@require_POST
+def two_factor_setup(request: HttpRequest) -> HttpResponse:
+    authenticator_start(user=request.user)  # type: ignore[arg-type]
+    return redirect(f"{reverse('two_factor')}?{urlencode({'next': _next_url(request)})}")
+
+
+@login_required
+@require_POST
+def two_factor_confirm(request: HttpRequest) -> HttpResponse:
+    pending = TOTPDevice.objects.filter(user_id=request.user.pk, confirmed=False).first()
+    if pending is None:
+        messages.error(request, "Start the set-up first.")
+        return redirect("two_factor")
+    form = ConfirmForm(request.POST)
+    if form.is_valid() and pending.verify_token(form.cleaned_data["code"].strip()):
+        codes = authenticator_confirm(user=request.user, device=pending)  # type: ignore[arg-type]
+        request.session.cycle_key()
+        request.session[_OWES_CODE] = True
+        otp_login(request, pending)
+        messages.success(request, "Two-factor is on. Keep the recovery codes below safe.")
+        return _page(request, recovery_codes=codes)
+    if form.is_valid():
+        form.add_error("code", "That code is not right (or has expired): try the current one.")
+    return _page(request, pending=pending, form=form, status=400)
+
+
+@login_required
+@require_POST
+def two_factor_recovery_codes(request: HttpRequest) -> HttpResponse:
+    if not is_enrolled(request.user):
+        return redirect("two_factor")
+    codes = recovery_codes_regenerate(user=request.user)  # type: ignore[arg-type]
+    messages.success(request, "New recovery codes: the old ones no longer work.")
+    return _page(request, recovery_codes=codes)
+
+
+@login_required
+@require_POST
+def two_factor_off(request: HttpRequest) -> HttpResponse:
+    if must_enrol(request.user):
+        messages.error(request, "Two-factor is required for staff accounts.")
+        return redirect("two_factor")
+    two_factor_disable(user=request.user)  # type: ignore[arg-type]
+    request.session.pop(DEVICE_ID_SESSION_KEY, None)
+    request.session[_OWES_CODE] = False
+    messages.success(request, "Two-factor is off.")
+    return redirect("two_factor")

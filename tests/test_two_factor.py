@@ -1,0 +1,281 @@
+"""Two-factor log-in: required for staff (the admin refuses them without it), available to
+clinicians, a code after the password, recovery codes that work once."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from tests.conftest import rule_editor
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def staff_2fa_required(settings: Any) -> None:
+    settings.ALPCARE_REQUIRE_STAFF_2FA = True
+
+
+def _code(device: TOTPDevice, steps_ahead: int = 0) -> str:
+    """What the user's authenticator app shows now (or ``steps_ahead`` 30-second steps on:
+    a code is accepted once, and the next step's is within django-otp's tolerance)."""
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, 0)
+    totp.time = time.time() + steps_ahead * device.step
+    return f"{totp.token():0{device.digits}d}"
+
+
+def _log_in(client: Any, username: str, next_url: str = "") -> Any:
+    data = {"username": username, "password": PASSWORD}
+    if next_url:
+        data["next"] = next_url
+    return client.post("/accounts/login/", data)
+
+
+def _enrol(client: Any) -> tuple[TOTPDevice, list[str]]:
+    """Set two-factor up through the pages: start, read the secret, confirm with a code."""
+    assert client.post("/accounts/two-factor/setup/").status_code == 302
+    page = client.get("/accounts/two-factor/").content.decode()
+    assert 'src="data:image/svg+xml' in page  # the QR code
+    assert "otpauth://totp/" in page
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page)
+    assert secret is not None
+    device = TOTPDevice.objects.get(confirmed=False)
+    from base64 import b32decode
+
+    assert b32decode(secret.group(1)) == device.bin_key
+    confirmed = client.post("/accounts/two-factor/confirm/", {"code": _code(device)})
+    assert confirmed.status_code == 200
+    codes = re.findall(r"<li>([a-z0-9]{8})</li>", confirmed.content.decode())
+    assert len(codes) == 10
+    device.refresh_from_db()
+    assert device.confirmed
+    return device, codes
+
+
+@pytest.mark.django_db
+def test_staff_without_two_factor_cannot_use_the_admin_when_required(
+    client: Any, staff_2fa_required: None
+) -> None:
+    rule_editor("rui")
+    response = _log_in(client, "rui", next_url="/admin/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/two-factor/")
+    for url in ("/admin/", "/admin/pathways/ruleset/", "/patients/"):
+        refused = client.get(url)
+        assert refused.status_code == 302, url
+        assert refused["Location"].startswith("/accounts/two-factor/?next=")
+    # The admin's own log-in form does not get round it.
+    client.post("/accounts/logout/")
+    client.post("/admin/login/", {"username": "rui", "password": PASSWORD, "next": "/admin/"})
+    assert client.get("/admin/")["Location"].startswith("/accounts/two-factor/")
+    page = client.get("/accounts/two-factor/").content.decode()
+    assert "Staff accounts must use two-factor log-in" in page
+
+
+@pytest.mark.django_db
+def test_staff_enrol_then_log_in_with_a_code_and_use_the_admin(
+    client: Any, staff_2fa_required: None
+) -> None:
+    rule_editor("rui")
+    _log_in(client, "rui")
+    device, _ = _enrol(client)
+    assert client.get("/admin/").status_code == 200  # enrolling verified this session
+
+    client.post("/accounts/logout/")
+    response = _log_in(client, "rui", next_url="/admin/pathways/ruleset/")
+    assert response["Location"] == "/accounts/login/code/?next=%2Fadmin%2Fpathways%2Fruleset%2F"
+    assert client.get("/admin/")["Location"].startswith("/accounts/login/code/?next=")
+    form = client.get(response["Location"]).content.decode()
+    assert "Authenticator app" in form and "A recovery code" in form
+
+    wrong = client.post(
+        "/accounts/login/code/",
+        {"otp_device": device.persistent_id, "otp_token": "000000", "next": "/admin/"},
+    )
+    assert wrong.status_code == 200
+    assert client.get("/admin/").status_code == 302
+
+    device.throttling_failure_count = 0  # the wrong code above throttles the next try 1 s
+    device.save()
+    right = client.post(
+        "/accounts/login/code/",
+        {"otp_device": device.persistent_id, "otp_token": _code(device, 1), "next": "/admin/"},
+    )
+    assert right.status_code == 302
+    assert right["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_recovery_code_works_once(client: Any, staff_2fa_required: None) -> None:
+    rule_editor("rui")
+    _log_in(client, "rui")
+    _, codes = _enrol(client)
+    recovery = StaticDevice.objects.get(user__username="rui")
+    client.post("/accounts/logout/")
+
+    _log_in(client, "rui")
+    used = client.post(
+        "/accounts/login/code/",
+        {"otp_device": recovery.persistent_id, "otp_token": codes[0], "next": "/admin/"},
+    )
+    assert used.status_code == 302
+    assert client.get("/admin/").status_code == 200
+    client.post("/accounts/logout/")
+
+    _log_in(client, "rui")
+    again = client.post(
+        "/accounts/login/code/",
+        {"otp_device": recovery.persistent_id, "otp_token": codes[0], "next": "/admin/"},
+    )
+    assert again.status_code == 200
+    assert client.get("/admin/").status_code == 302
+    assert recovery.token_set.count() == 9
+
+
+@pytest.mark.django_db
+def test_recovery_codes_can_be_regenerated_and_old_ones_stop_working(
+    client: Any, staff_2fa_required: None
+) -> None:
+    rule_editor("rui")
+    _log_in(client, "rui")
+    _, old_codes = _enrol(client)
+    response = client.post("/accounts/two-factor/recovery-codes/")
+    new_codes = re.findall(r"<li>([a-z0-9]{8})</li>", response.content.decode())
+    assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
+    # Shown once: the status page does not show them again.
+    assert new_codes[0] not in client.get("/accounts/two-factor/").content.decode()
+    # Staff cannot turn two-factor off while it is required.
+    client.post("/accounts/two-factor/off/")
+    assert TOTPDevice.objects.filter(confirmed=True).exists()
+
+
+@pytest.mark.django_db
+def test_clinicians_are_not_asked_for_a_code_unless_enrolled(
+    client: Any, alice: User, north_clinic: Any, staff_2fa_required: None
+) -> None:
+    response = _log_in(client, "alice")
+    assert response["Location"] == "/"
+    assert client.get("/patients/").status_code == 200
+    assert (
+        "Two-factor log-in is <strong>off</strong>"
+        in client.get("/accounts/two-factor/").content.decode()
+    )
+
+
+@pytest.mark.django_db
+def test_a_clinician_may_turn_two_factor_on_and_off(
+    client: Any, alice: User, north_clinic: Any
+) -> None:
+    _log_in(client, "alice")
+    device, _ = _enrol(client)
+    client.post("/accounts/logout/")
+
+    response = _log_in(client, "alice")
+    assert response["Location"].startswith("/accounts/login/code/")
+    assert client.get("/patients/")["Location"].startswith("/accounts/login/code/")
+    # The API does not answer a half-logged-in session either.
+    assert client.get("/api/v1/openapi.json").status_code == 401
+    client.post(
+        "/accounts/login/code/",
+        {"otp_device": device.persistent_id, "otp_token": _code(device, 1)},
+    )
+    assert client.get("/patients/").status_code == 200
+
+    client.post("/accounts/two-factor/off/")
+    assert not TOTPDevice.objects.exists()
+    client.post("/accounts/logout/")
+    assert _log_in(client, "alice")["Location"] == "/"
+
+
+@pytest.mark.django_db
+def test_a_wrong_code_does_not_turn_two_factor_on(client: Any, alice: User) -> None:
+    _log_in(client, "alice")
+    client.post("/accounts/two-factor/setup/")
+    response = client.post("/accounts/two-factor/confirm/", {"code": "123456x"})
+    assert response.status_code == 400
+    assert "That code is not right" in response.content.decode()
+    assert not TOTPDevice.objects.filter(confirmed=True).exists()
+    client.post("/accounts/logout/")
+    assert _log_in(client, "alice")["Location"] == "/"
+
+
+@pytest.mark.django_db
+def test_staff_use_the_admin_without_two_factor_when_not_required(
+    client: Any, settings: Any
+) -> None:
+    settings.ALPCARE_REQUIRE_STAFF_2FA = False
+    rule_editor("rui")
+    _log_in(client, "rui")
+    assert client.get("/admin/").status_code == 200
+
+
+@pytest.mark.parametrize(("debug", "expected"), [("0", "True"), ("1", "False")])
+def test_two_factor_is_required_for_staff_unless_debug(debug: str, expected: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALPCARE_"))}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings; print(settings.ALPCARE_REQUIRE_STAFF_2FA)",
+        ],
+        cwd=ROOT,
+        env={**clean, "DJANGO_DEBUG": debug, "DJANGO_SECRET_KEY": "k" * 60},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.strip().splitlines()[-1] == expected, result.stderr
+
+
+@pytest.mark.django_db
+def test_the_demo_editor_logs_in_with_a_printed_recovery_code(
+    client: Any, staff_2fa_required: None
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    lines = out.getvalue().splitlines()
+    index = next(i for i, line in enumerate(lines) if "username editor" in line)
+    password = lines[index].split()[3]
+    codes = re.search(r"recovery codes ([a-z0-9, ]+) \(each works once\)", lines[index + 1])
+    assert codes is not None
+    client.post("/accounts/login/", {"username": "editor", "password": password})
+    recovery = StaticDevice.objects.get(user__username="editor")
+    response = client.post(
+        "/accounts/login/code/",
+        {"otp_device": recovery.persistent_id, "otp_token": codes.group(1).split(", ")[0]},
+    )
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_session_is_let_through_when_an_administrator_removed_the_authenticator(
+    client: Any, alice: User
+) -> None:
+    _log_in(client, "alice")
+    _enrol(client)
+    client.post("/accounts/logout/")
+    assert _log_in(client, "alice")["Location"].startswith("/accounts/login/code/")
+    TOTPDevice.objects.all().delete()  # a lost phone: the administrator deletes the device
+    response = client.get("/patients/", follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == "/patients/"
