@@ -27,6 +27,18 @@ urlpatterns = [
         views.follow_up_done,
         name="follow_up_done",
     ),
+    path(
+        "patients/<int:pk>/follow-ups/<int:follow_up_pk>/undo/",
+        views.follow_up_undo,
+        name="follow_up_undo",
+    ),
+    path("patients/<int:pk>/cards/", views.card_action, name="card_action"),
+    path(
+        "patients/<int:pk>/follow-ups.ics",
+        views.patient_follow_ups_ics,
+        name="patient_follow_ups_ics",
+    ),
+    path("worklist.csv", views.worklist_csv, name="worklist_csv"),
     path("case/preview/", views.case_preview, name="case_preview"),
     path("case/rows/lab/", views.case_add_lab_row, name="case_add_lab_row"),
     path("case/rows/therapy/", views.case_add_therapy_row, name="case_add_therapy_row"),
