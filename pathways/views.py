@@ -316,6 +316,16 @@ def patient_add_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, f"{template}#live" if request.htmx else template, context)
 
 
+def _form_errors(form: forms.Form) -> str:
+    """A form's errors in one line, each naming its field ("date done: …")."""
+    parts = []
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        label = (field.label if field is not None and field.label else name).replace("_", " ")
+        parts.append(f"{label}: {' '.join(str(error) for error in errors)}")
+    return "; ".join(parts)
+
+
 def _follow_up_of(request: HtmxHttpRequest, pk: int, follow_up_pk: int, action: str) -> FollowUp:
     patient = patient_for_user(request, pk, action=action)
     follow_up = FollowUp.objects.filter(pk=follow_up_pk, patient=patient).first()
@@ -342,7 +352,7 @@ def follow_up_done(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> Http
     patient = follow_up.patient
     form = FollowUpDoneForm(request.POST or {"outcome": "done"})
     if not form.is_valid():
-        message = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        message = _form_errors(form)
         if not request.htmx:
             messages.error(request, f"Not marked done ({follow_up.title}): {message}")
             return redirect("patient_detail", pk=patient.pk)
@@ -381,7 +391,7 @@ def card_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = CardActionForm(request.POST)
     error = ""
     if not form.is_valid():
-        error = "; ".join(" ".join(errors) for errors in form.errors.values())
+        error = _form_errors(form)
     else:
         data = form.cleaned_data
         try:
