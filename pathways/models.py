@@ -328,6 +328,30 @@ OVERRIDE_REASONS = [
 ]
 
 
+class RuleFiring(models.Model):
+    """When a rule started and stopped firing for a patient (the rule analytics' denominator);
+    kept by services.assessment_snapshot_store from the snapshot's codes before and after."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    code = models.CharField(max_length=60)
+    started_at = models.DateTimeField(default=timezone.now)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["code", "started_at"], name="rulefiring_code_idx"),
+            models.Index(
+                fields=["patient", "code"],
+                name="rulefiring_open_idx",
+                condition=Q(stopped_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} for {self.patient_id} from {self.started_at:%Y-%m-%d}"
+
+
 class CardAction(models.Model):
     """A clinician's action on one recommendation card of one patient: who, when, what.
 

@@ -23,6 +23,7 @@ from pathways.models import (
     FollowUp,
     LabResult,
     Patient,
+    RuleFiring,
     Therapy,
 )
 from pathways.rules import current_rule_set
@@ -228,10 +229,33 @@ def snapshot_fields(result: engine.Result) -> dict[str, Any]:
 
 
 def assessment_snapshot_store(*, patient: Patient, result: engine.Result) -> AssessmentSnapshot:
-    snapshot, _ = AssessmentSnapshot.objects.update_or_create(
-        patient=patient, defaults=snapshot_fields(result)
-    )
+    """Store the snapshot; the firing log records which rules started or stopped firing."""
+    fields = snapshot_fields(result)
+    snapshot = AssessmentSnapshot.objects.select_for_update().filter(patient=patient).first()
+    before: set[str] = set(snapshot.recommendation_codes) if snapshot is not None else set()
+    if snapshot is None:
+        snapshot = AssessmentSnapshot.objects.create(patient=patient, **fields)
+    else:
+        for name, value in fields.items():
+            setattr(snapshot, name, value)
+        snapshot.save()
+    rule_firings_store(patient=patient, before=before, after=set(fields["recommendation_codes"]))
     return snapshot
+
+
+def rule_firings_store(*, patient: Patient, before: set[str], after: set[str]) -> None:
+    """Open a firing for each rule that started firing, close those that stopped (no query
+    when nothing changed)."""
+    now = timezone.now()
+    if after - before:
+        RuleFiring.objects.bulk_create(
+            RuleFiring(patient=patient, clinic_id=patient.clinic_id, code=code, started_at=now)
+            for code in sorted(after - before)
+        )
+    if before - after:
+        RuleFiring.objects.filter(
+            patient=patient, code__in=before - after, stopped_at__isnull=True
+        ).update(stopped_at=now)
 
 
 # Follow-ups that are a fact of the case: marking one done (as done, or done elsewhere)
