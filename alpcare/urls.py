@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path
 from django.views.generic import RedirectView
 
-from pathways import health, monitoring, tokens, views
+from pathways import analytics, health, monitoring, tokens, views
 from pathways.api import api
 
 admin.site.site_header = "alpcare administration"
@@ -49,6 +49,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz/queue", monitoring.queue_health, name="healthz_queue"),
+    path("admin/rule-analytics/", analytics.rule_analytics_view, name="rule_analytics"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("api/docs", login_required(RedirectView.as_view(url="/api/v1/docs")), name="api_docs"),

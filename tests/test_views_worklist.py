@@ -379,3 +379,76 @@ def test_the_printed_summary_names_who_printed_it(
 ) -> None:
     html = alice_client.get(f"/patients/{urgent_patient.pk}/").content.decode()
     assert "Printed by alice on " in html
+
+
+# ---------------------------------------------------------------------------------------------
+# Rule analytics (issue 14, item 5) over the card-action store and the firing log
+
+
+def test_rule_analytics_counts_actions_per_rule_and_flags_overridden_rules(
+    alice_client: Client, alice: Any, bob: Any, north_clinic: Any, south_clinic: Any
+) -> None:
+    from pathways.models import RuleFiring
+
+    patients = [
+        stored_patient(north_clinic, alice, urgent_document(), mrn=f"U-{n}", name="Urgent")
+        for n in range(3)
+    ]
+    south = stored_patient(south_clinic, bob, urgent_document(), mrn="S-1", name="South")
+    assert RuleFiring.objects.filter(code="extreme-alp", stopped_at__isnull=True).count() == 4
+    for patient in patients[:2]:
+        act(alice_client, patient, code="extreme-alp", action="override", reason="done-elsewhere")
+    act(alice_client, patients[2], code="extreme-alp", action="acknowledge")
+    act(
+        alice_client,
+        patients[2],
+        code="fracture-surgery-radiation",
+        action="override",
+        reason="contraindicated",
+    )
+    act(alice_client, patients[2], code="fracture-surgery-radiation", action="undo")
+    CardAction.objects.create(  # CDS Hooks feedback lands in the same store
+        patient=patients[2],
+        clinic=north_clinic,
+        code="fracture-surgery-radiation",
+        kind="accept",
+        source="cds",
+        rule_set_version="x",
+        case_digest="",
+        card_digest="",
+    )
+    CardAction.objects.create(  # another clinic's override never counts here
+        patient=south,
+        clinic=south_clinic,
+        code="fracture-surgery-radiation",
+        kind="override",
+        reason="other",
+        reason_text="x",
+        rule_set_version="x",
+        case_digest="",
+        card_digest="",
+    )
+    alice.is_staff = True
+    alice.save()
+    response = alice_client.get("/admin/rule-analytics/?min_patients=3")
+    assert response.status_code == 200
+    rows = {row.code: row for row in response.context["rows"]}
+    extreme = rows["extreme-alp"]
+    assert (extreme.firing_now, extreme.fired, extreme.overridden) == (3, 3, 2)
+    assert (extreme.acknowledged, extreme.reasons["done-elsewhere"]) == (1, 2)
+    assert extreme.flagged and extreme.override_percent == "67 %"
+    fracture = rows["fracture-surgery-radiation"]
+    assert (fracture.overridden, fracture.accepted, fracture.flagged) == (0, 1, False)
+    assert response.context["rows"][0].code == "extreme-alp"  # sorted by share overridden
+    html = response.content.decode()
+    assert "Already done elsewhere: 2" in html and 'data-flagged="true"' in html
+    # The default needs 20 patients before a rule is flagged.
+    assert not alice_client.get("/admin/rule-analytics/").context["flagged"]
+    bad = alice_client.get("/admin/rule-analytics/?start=2026-02-01&end=2026-01-01")
+    assert bad.status_code == 400 and "From: The start of the period is after its end." in (
+        bad.content.decode()
+    )
+
+
+def test_rule_analytics_is_for_staff_only(alice_client: Client) -> None:
+    assert alice_client.get("/admin/rule-analytics/").status_code == 302
