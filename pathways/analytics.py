@@ -25,7 +25,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from pathways.models import OVERRIDE_REASONS, CardAction, Clinic, RuleFiring
+from pathways.dashboard import user_clinic_ids
+from pathways.models import OVERRIDE_REASONS, CardAction, RuleFiring
 from pathways.rules import current_rule_set
 
 DEFAULT_DAYS = 90
@@ -149,9 +150,7 @@ def rule_analytics_view(request: HttpRequest) -> HttpResponse:
     threshold = data.get("threshold")
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     min_patients = data.get("min_patients") or DEFAULT_MIN_PATIENTS
-    clinic_ids = list(
-        Clinic.objects.filter(memberships__user=request.user).values_list("pk", flat=True)
-    )
+    clinic_ids = user_clinic_ids(request.user)
     rows = rule_analytics(clinic_ids, start, end, threshold=threshold, min_patients=min_patients)
     context = {
         **admin.site.each_context(request),
