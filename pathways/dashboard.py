@@ -55,12 +55,16 @@ class DashboardFilterForm(forms.Form):
         choices=[("", "Any priority")] + [(p, p) for p in engine.PRIORITIES],
         required=False,
     )
+    clinic = forms.TypedChoiceField(coerce=int, choices=[("", "All my clinics")], required=False)
     q = forms.CharField(label="Search MRN or name", max_length=100, required=False)
     sort = forms.ChoiceField(choices=list(SORTS.items()), required=False)
     page = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, clinics: list[Clinic] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        clinic_field = self.fields["clinic"]
+        assert isinstance(clinic_field, forms.ChoiceField)
+        clinic_field.choices = [("", "All my clinics")] + [(c.pk, c.name) for c in clinics or []]
         for name, bound in self.fields.items():
             if name == "q":
                 bound.widget.attrs.update(
@@ -77,6 +81,7 @@ class DashboardFilterForm(forms.Form):
             "status": data.get("status") or "",
             "pathway": data.get("pathway") or "",
             "priority": data.get("priority") or "",
+            "clinic": data.get("clinic") or None,
             "q": (data.get("q") or "").strip(),
             "sort": data.get("sort") or "due",
             "page": data.get("page") or 1,
@@ -242,9 +247,17 @@ def status_counts(follow_ups: QuerySet[FollowUp], today: date, *, searched: bool
 
 
 def dashboard_page(
-    user: Any, filters: dict[str, Any], today: date, *, page_size: int = PAGE_SIZE
+    user: Any,
+    filters: dict[str, Any],
+    today: date,
+    *,
+    page_size: int = PAGE_SIZE,
+    clinic_ids: list[int] | None = None,
 ) -> DashboardPage:
-    clinic_ids = user_clinic_ids(user)
+    if clinic_ids is None:
+        clinic_ids = user_clinic_ids(user)
+    if filters.get("clinic"):  # one of the user's clinics (any other: none)
+        clinic_ids = [pk for pk in clinic_ids if pk == filters["clinic"]]
     follow_ups = open_follow_ups(user, filters, clinic_ids)
     cards = needs_action(user, filters, clinic_ids)
     counts = {

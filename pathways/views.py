@@ -221,9 +221,12 @@ def _panel_context(
 @login_required
 @require_GET
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
-    form = DashboardFilterForm(request.GET)
+    clinics = user_clinics(request.user)
+    form = DashboardFilterForm(request.GET, clinics=clinics)
     filters = form.filters()
-    page = dashboard_page(request.user, filters, timezone.localdate())
+    page = dashboard_page(
+        request.user, filters, timezone.localdate(), clinic_ids=[c.pk for c in clinics]
+    )
     context = {
         "form": form,
         "page": page,
@@ -434,9 +437,16 @@ def patient_follow_ups_ics(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def worklist_csv(request: HtmxHttpRequest) -> HttpResponse:
     """The worklist as CSV, with the page's filters; each exported patient is access-logged."""
-    form = DashboardFilterForm(request.GET)
+    clinics = user_clinics(request.user)
+    form = DashboardFilterForm(request.GET, clinics=clinics)
     filters = {**form.filters(), "page": 1}
-    page = dashboard_page(request.user, filters, timezone.localdate(), page_size=CSV_LIMIT)
+    page = dashboard_page(
+        request.user,
+        filters,
+        timezone.localdate(),
+        page_size=CSV_LIMIT,
+        clinic_ids=[c.pk for c in clinics],
+    )
     body = worklist_csv_text(page.rows)
     access_log_bulk(
         user=request.user,

@@ -452,3 +452,25 @@ def test_rule_analytics_counts_actions_per_rule_and_flags_overridden_rules(
 
 def test_rule_analytics_is_for_staff_only(alice_client: Client) -> None:
     assert alice_client.get("/admin/rule-analytics/").status_code == 302
+
+
+def test_the_clinic_filter_narrows_to_one_of_the_users_clinics(
+    alice_client: Client, alice: Any, bob: Any, north_clinic: Any, south_clinic: Any
+) -> None:
+    from pathways.models import Clinic, Membership
+
+    west = Clinic.objects.create(name="West Bone Clinic", slug="west")
+    Membership.objects.create(user=alice, clinic=west)
+    stored_patient(north_clinic, alice, urgent_document(), mrn="N-1", name="North")
+    stored_patient(west, alice, urgent_document(), mrn="W-1", name="West")
+    stored_patient(south_clinic, bob, urgent_document(), mrn="S-1", name="South")
+    assert sorted(rows(alice_client.get("/").content.decode())) == ["N-1", "W-1"]
+    html = alice_client.get(f"/?clinic={west.pk}").content.decode()
+    assert rows(html) == ["W-1"] and 'id="id_clinic"' in html
+    # Another clinic's key is not a choice: ignored, never a way in.
+    assert sorted(rows(alice_client.get(f"/?clinic={south_clinic.pk}").content.decode())) == [
+        "N-1",
+        "W-1",
+    ]
+    csv_text = alice_client.get(f"/worklist.csv?clinic={west.pk}").content.decode()
+    assert "W-1" in csv_text and "N-1" not in csv_text
