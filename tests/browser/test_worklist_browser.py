@@ -74,3 +74,44 @@ def test_the_csp_reporter_sees_an_inline_style(page: Any, live_server: Any, clin
     page.evaluate("document.querySelector('main').setAttribute('style', 'color: red')")
     page.wait_for_timeout(300)
     assert any("style-src" in text for text in seen), seen
+
+
+def test_mark_done_with_an_outcome_then_undo_and_snooze_a_card_in_page(
+    page: Any, live_server: Any, clinician: Any, console_errors: list[str]
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pathways.models import FollowUp
+    from tests.test_views_worklist import no_dental_exam_document
+
+    clinic = clinician.memberships.get().clinic
+    patient = stored_patient(clinic, clinician, no_dental_exam_document(), mrn="MM-D", name="Sam")
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")
+    url = page.url
+
+    review = page.locator('#follow-ups [data-follow-up="bp-review-1y"]').first
+    review.get_by_text("Mark done").click()
+    review.get_by_label("Outcome").select_option("declined")
+    review.get_by_label("Note").fill("Prefers to wait for the haematology visit")
+    review.get_by_role("button", name="Save: done").click()
+    review = page.locator('#follow-ups [data-follow-up="bp-review-1y"]').first
+    expect(review).to_have_attribute("data-status", "done")
+    expect(review).to_contain_text("Patient declined")
+    review.get_by_role("button", name="Undo").click()
+    expect(page.locator('#follow-ups [data-follow-up="bp-review-1y"]').first).not_to_have_attribute(
+        "data-status", "done"
+    )
+    assert FollowUp.objects.get(patient=patient, code="bp-review-1y").completed_at is None
+
+    card = page.locator('#recommendations [data-code="mm-dental-exam"]')
+    card.get_by_text("Override or snooze").click()
+    until = timezone.localdate() + timedelta(days=7)
+    card.get_by_label("Snooze until").fill(until.isoformat())
+    card.get_by_role("button", name="Snooze").click()
+    snoozed = page.locator('section[aria-label="Snoozed"] [data-code="mm-dental-exam"]')
+    expect(snoozed).to_contain_text(f"Snoozed until {until:%Y-%m-%d}")
+    assert page.url == url
+    assert console_errors == []
