@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path
 from django.views.generic import RedirectView
 
-from pathways import health, monitoring, tokens, twofactor, views
+from pathways import analytics, health, monitoring, tokens, twofactor, views
 from pathways.api import api
 
 admin.site.site_header = "alpcare administration"
@@ -33,6 +33,18 @@ urlpatterns = [
         views.follow_up_done,
         name="follow_up_done",
     ),
+    path(
+        "patients/<int:pk>/follow-ups/<int:follow_up_pk>/undo/",
+        views.follow_up_undo,
+        name="follow_up_undo",
+    ),
+    path("patients/<int:pk>/cards/", views.card_action, name="card_action"),
+    path(
+        "patients/<int:pk>/follow-ups.ics",
+        views.patient_follow_ups_ics,
+        name="patient_follow_ups_ics",
+    ),
+    path("worklist.csv", views.worklist_csv, name="worklist_csv"),
     path("case/preview/", views.case_preview, name="case_preview"),
     path("case/rows/lab/", views.case_add_lab_row, name="case_add_lab_row"),
     path("case/rows/therapy/", views.case_add_therapy_row, name="case_add_therapy_row"),
@@ -53,6 +65,7 @@ urlpatterns = [
     path("accounts/two-factor/off/", twofactor.two_factor_off, name="two_factor_off"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz/queue", monitoring.queue_health, name="healthz_queue"),
+    path("admin/rule-analytics/", analytics.rule_analytics_view, name="rule_analytics"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("api/docs", login_required(RedirectView.as_view(url="/api/v1/docs")), name="api_docs"),

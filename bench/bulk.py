@@ -78,6 +78,15 @@ def seed_assessed(*, clinic: Clinic, count: int, start: int, results: int, today
                 )
                 for item in result.follow_ups
             ]
-            snapshots.append(AssessmentSnapshot(patient=patient, **snapshot))
+            snapshots.append(
+                AssessmentSnapshot(
+                    patient=patient,
+                    clinic=clinic,
+                    # the worklist's copies, as services.worklist_copies_store (no actions yet)
+                    action_rank=snapshot["top_priority_rank"],
+                    open_follow_ups=len(result.follow_ups),
+                    **snapshot,
+                )
+            )
         FollowUp.objects.bulk_create(follow_ups, batch_size=2000)
         AssessmentSnapshot.objects.bulk_create(snapshots, batch_size=2000)

@@ -12,6 +12,7 @@ of each page through the test Client (the full middleware stack), side by side p
 - the dashboard's first page; a filtered page (overdue, myeloma); a search for one patient's
   MRN; a broad search sorted by ALP ("bench1": about 11 % of the patients at any size, so its
   cost grows with its matches by nature; shown, not a target);
+- the worklist's "needs action" rows (urgent/high cards, no follow-up) and "top priority urgent";
 - a patient page (~20 results: chart, recommendations, follow-ups);
 - a live case-entry update (the htmx assess-preview of a ~20-result case).
 
@@ -115,6 +116,8 @@ def _pages(client: Client, patient_pk: int, form_body: str) -> dict[str, Callabl
         "dashboard, filtered": lambda: client.get("/?status=overdue&pathway=myeloma"),
         "dashboard, MRN search": lambda: client.get("/?q=B-000042"),
         "dashboard, broad search by ALP": lambda: client.get("/?q=bench1&sort=alp"),
+        "worklist, needs action (urgent/high, no follow-up)": lambda: client.get("/?status=action"),
+        "worklist, top priority urgent": lambda: client.get("/?priority=urgent"),
         "patient page (~20 results)": lambda: client.get(f"/patients/{patient_pk}/"),
         "live case-entry update": lambda: client.post(
             "/case/preview/",

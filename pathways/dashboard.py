@@ -1,6 +1,10 @@
-"""The follow-up dashboard: open follow-ups of the user's clinics, filtered, sorted and paged
-in SQL over the stored FollowUp and AssessmentSnapshot tables, in a fixed number of queries
-whatever the number of patients."""
+"""The worklist: every patient of the user's clinics who needs action, filtered, sorted and
+paged in SQL over the stored FollowUp and AssessmentSnapshot tables, in a fixed number of
+queries whatever the number of patients.
+
+Two kinds of row: a patient with an urgent or high card nobody has acted on and no open
+follow-up ("needs action", first: nothing is scheduled for it), then the open follow-ups.
+Each kind is counted and paged from its own partial index."""
 
 from __future__ import annotations
 
@@ -14,19 +18,22 @@ from django.db.models import Count, F, Q, QuerySet
 
 from pathways import engine
 from pathways.charts import sparkline_path
-from pathways.models import Clinic, FollowUp, LabResult, Patient
+from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient
 
 PAGE_SIZE = 25
 DUE_SOON_DAYS = 7  # the issue: "due within 7 days"
 SPARKLINE_POINTS = 12
 SEARCH_KEYS = 200
 
+ACTION_RANK = engine.PRIORITY_RANK["high"]  # urgent and high cards put a patient on the list
+
 STATUSES = {
+    "action": "Needs action",
     "overdue": "Overdue",
     "due_soon": f"Due within {DUE_SOON_DAYS} days",
     "upcoming": "Upcoming",
 }
-STATUS_CHOICES = [("", "All open"), *STATUSES.items()]
+STATUS_CHOICES = [("", "All"), *STATUSES.items()]
 SORTS = {
     "due": "Due date (soonest first)",
     "-due": "Due date (latest first)",
@@ -48,12 +55,16 @@ class DashboardFilterForm(forms.Form):
         choices=[("", "Any priority")] + [(p, p) for p in engine.PRIORITIES],
         required=False,
     )
+    clinic = forms.TypedChoiceField(coerce=int, choices=[("", "All my clinics")], required=False)
     q = forms.CharField(label="Search MRN or name", max_length=100, required=False)
     sort = forms.ChoiceField(choices=list(SORTS.items()), required=False)
     page = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, clinics: list[Clinic] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        clinic_field = self.fields["clinic"]
+        assert isinstance(clinic_field, forms.ChoiceField)
+        clinic_field.choices = [("", "All my clinics")] + [(c.pk, c.name) for c in clinics or []]
         for name, bound in self.fields.items():
             if name == "q":
                 bound.widget.attrs.update(
@@ -70,6 +81,7 @@ class DashboardFilterForm(forms.Form):
             "status": data.get("status") or "",
             "pathway": data.get("pathway") or "",
             "priority": data.get("priority") or "",
+            "clinic": data.get("clinic") or None,
             "q": (data.get("q") or "").strip(),
             "sort": data.get("sort") or "due",
             "page": data.get("page") or 1,
@@ -78,19 +90,16 @@ class DashboardFilterForm(forms.Form):
 
 @dataclass(frozen=True)
 class DashboardRow:
-    follow_up: FollowUp
+    patient: Patient
+    follow_up: FollowUp | None  # None: a "needs action" row (urgent/high card, no follow-up)
     status: str
     days: int  # days overdue (overdue) or days until due
     sparkline: str
     alp_values: tuple[float, ...]
 
     @property
-    def patient(self) -> Any:
-        return self.follow_up.patient
-
-    @property
     def snapshot(self) -> Any:
-        return getattr(self.follow_up.patient, "snapshot", None)
+        return getattr(self.patient, "snapshot", None)
 
 
 @dataclass
@@ -133,8 +142,8 @@ class DashboardPage:
         return min(self.number * PAGE_SIZE, self.total)
 
 
-def page_count(total: int) -> int:
-    return max(1, -(-total // PAGE_SIZE))
+def page_count(total: int, page_size: int = PAGE_SIZE) -> int:
+    return max(1, -(-total // page_size))
 
 
 def _status_q(status: str, today: date) -> Q:
@@ -168,14 +177,21 @@ def _ordering(sort: str) -> list[Any]:
     return orderings.get(sort, orderings["due"])
 
 
-def open_follow_ups(user: Any, filters: dict[str, Any]) -> QuerySet[FollowUp]:
+def user_clinic_ids(user: Any) -> list[int]:
+    return list(Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True))
+
+
+def open_follow_ups(
+    user: Any, filters: dict[str, Any], clinic_ids: list[int] | None = None
+) -> QuerySet[FollowUp]:
     """Open follow-ups of the user's clinics, with the pathway, priority and search filters.
 
     Clinic, pathway and priority are the follow-up's own copies (see FollowUp), so each filter
     is a range of one of the open-follow-up indexes. A search first finds the matching patients
     of the user's clinics, then reads only their follow-ups.
     """
-    clinic_ids = list(Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True))
+    if clinic_ids is None:
+        clinic_ids = user_clinic_ids(user)
     follow_ups = FollowUp.objects.filter(completed_at__isnull=True)
     if filters["q"]:
         matches = Patient.objects.filter(clinic_id__in=clinic_ids).filter(
@@ -197,42 +213,107 @@ def open_follow_ups(user: Any, filters: dict[str, Any]) -> QuerySet[FollowUp]:
     return follow_ups
 
 
+def needs_action(
+    user: Any, filters: dict[str, Any], clinic_ids: list[int] | None = None
+) -> QuerySet[AssessmentSnapshot]:
+    """Patients with an urgent or high card not acted on and no open follow-up: a range of
+    snapshot_worklist_idx (clinic, action_rank) whatever the number of patients."""
+    if clinic_ids is None:
+        clinic_ids = user_clinic_ids(user)
+    snapshots = AssessmentSnapshot.objects.filter(
+        clinic_id__in=clinic_ids, open_follow_ups=0, action_rank__lte=ACTION_RANK
+    )
+    if filters["q"]:
+        snapshots = snapshots.filter(
+            Q(patient__mrn__icontains=filters["q"]) | Q(patient__name__icontains=filters["q"])
+        )
+    if filters["pathway"]:
+        snapshots = snapshots.filter(pathway=filters["pathway"])
+    if filters["priority"]:
+        snapshots = snapshots.filter(action_rank=engine.PRIORITY_RANK[filters["priority"]])
+    return snapshots
+
+
 def status_counts(follow_ups: QuerySet[FollowUp], today: date, *, searched: bool) -> dict[str, int]:
     """Open follow-ups per status. Without a search, one count per status over a range of an
     index, which reads no rows (one aggregate with a filter per status would read every row's
     due date); a search's few matches are counted in one aggregate."""
+    dated = [status for status in STATUSES if status != "action"]
     if searched:
         return follow_ups.aggregate(
-            **{status: Count("pk", filter=_status_q(status, today)) for status in STATUSES}
+            **{status: Count("pk", filter=_status_q(status, today)) for status in dated}
         )
-    return {status: follow_ups.filter(_status_q(status, today)).count() for status in STATUSES}
+    return {status: follow_ups.filter(_status_q(status, today)).count() for status in dated}
 
 
-def dashboard_page(user: Any, filters: dict[str, Any], today: date) -> DashboardPage:
-    follow_ups = open_follow_ups(user, filters)
-    counts = status_counts(follow_ups, today, searched=bool(filters["q"]))
-    if filters["status"]:
+def dashboard_page(
+    user: Any,
+    filters: dict[str, Any],
+    today: date,
+    *,
+    page_size: int = PAGE_SIZE,
+    clinic_ids: list[int] | None = None,
+) -> DashboardPage:
+    if clinic_ids is None:
+        clinic_ids = user_clinic_ids(user)
+    if filters.get("clinic"):  # one of the user's clinics (any other: none)
+        clinic_ids = [pk for pk in clinic_ids if pk == filters["clinic"]]
+    follow_ups = open_follow_ups(user, filters, clinic_ids)
+    cards = needs_action(user, filters, clinic_ids)
+    counts = {
+        "action": cards.count(),
+        **status_counts(follow_ups, today, searched=bool(filters["q"])),
+    }
+    if filters["status"] == "action":
+        follow_ups = follow_ups.none()
+    elif filters["status"]:
         follow_ups = follow_ups.filter(_status_q(filters["status"], today))
-        total = counts[filters["status"]]
-    else:
-        total = sum(counts.values())
-    number = min(max(1, int(filters["page"])), page_count(total))
-    offset = (number - 1) * PAGE_SIZE
-    # The page's keys first (a narrow sort when it cannot be read from an index), then its rows.
-    keys = list(
-        follow_ups.order_by(*_ordering(filters["sort"])).values_list("pk", flat=True)[
-            offset : offset + PAGE_SIZE
-        ]
-    )
+        cards = cards.none()
+    total = counts[filters["status"]] if filters["status"] else sum(counts.values())
+    card_total = counts["action"] if filters["status"] in ("", "action") else 0
+    number = min(max(1, int(filters["page"])), page_count(total, page_size))
+    offset = (number - 1) * page_size
+    # "Needs action" rows come first, then follow-ups: each page takes its share of each.
+    card_keys: list[int] = []
+    if offset < card_total:
+        card_keys = list(
+            cards.order_by("action_rank", "patient_id").values_list("patient_id", flat=True)[
+                offset : offset + page_size
+            ]
+        )
+    keys: list[int] = []
+    room = page_size - len(card_keys)
+    if room > 0:
+        start = max(0, offset - card_total)
+        # The page's keys first (a narrow sort when it cannot be read from an index), then rows.
+        keys = list(
+            follow_ups.order_by(*_ordering(filters["sort"])).values_list("pk", flat=True)[
+                start : start + room
+            ]
+        )
+    patients = Patient.objects.select_related("snapshot").in_bulk(card_keys)
     by_key = FollowUp.objects.select_related("patient", "patient__snapshot").in_bulk(keys)
     page = [by_key[key] for key in keys]
-    recent = recent_alp_values({follow_up.patient_id for follow_up in page})
+    recent = recent_alp_values(set(card_keys) | {follow_up.patient_id for follow_up in page})
     rows = []
+    for patient_id in card_keys:
+        values = recent.get(patient_id, ())
+        rows.append(
+            DashboardRow(
+                patient=patients[patient_id],
+                follow_up=None,
+                status="action",
+                days=0,
+                sparkline=sparkline_path(values) if len(values) > 1 else "",
+                alp_values=tuple(values),
+            )
+        )
     for follow_up in page:
         values = recent.get(follow_up.patient_id, ())
         status = _status_of(follow_up.due, today)
         rows.append(
             DashboardRow(
+                patient=follow_up.patient,
                 follow_up=follow_up,
                 status=status,
                 days=abs((follow_up.due - today).days),

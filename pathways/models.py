@@ -229,6 +229,13 @@ class Therapy(models.Model):
 
 _OPEN = Q(completed_at__isnull=True)
 
+FOLLOW_UP_OUTCOMES = [
+    ("done", "Done as planned"),
+    ("done_elsewhere", "Done elsewhere"),
+    ("declined", "Patient declined"),
+    ("not_needed", "Not needed"),
+]
+
 
 class FollowUp(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="follow_ups")
@@ -251,6 +258,10 @@ class FollowUp(models.Model):
     # Spec §5: a matching result recorded on or after due - 14 days completes it; such a
     # completion is reopened if that result is later removed (a completion by hand is kept).
     completed_by_result = models.BooleanField(default=False)
+    # "Mark done" by hand records what was done: the outcome, the day and a note.
+    outcome = models.CharField(max_length=20, choices=FOLLOW_UP_OUTCOMES, blank=True)
+    done_on = models.DateField(null=True, blank=True)
+    note = models.TextField(blank=True, max_length=2000)
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords(excluded_fields=["pathway", "top_priority_rank"])
 
@@ -302,11 +313,23 @@ class AssessmentSnapshot(models.Model):
     top_title = models.CharField(max_length=400, blank=True)
     recommendation_codes = models.JSONField(default=list)
     assessed_at = models.DateTimeField(default=timezone.now)
+    # The worklist's copies (kept by services.follow_ups_sync): the patient's clinic, the rank
+    # of the highest card no clinician has acted on (9: none), and how many follow-ups are open.
+    # A patient with an urgent or high card and no open follow-up is a worklist row of its own,
+    # counted and paged from snapshot_worklist_idx.
+    clinic = models.ForeignKey(Clinic, null=True, on_delete=models.CASCADE, related_name="+")
+    action_rank = models.PositiveSmallIntegerField(default=9)
+    open_follow_ups = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [
             models.Index(fields=["top_priority_rank"], name="snapshot_priority_idx"),
             models.Index(fields=["pathway"], name="snapshot_pathway_idx"),
+            models.Index(
+                fields=["clinic", "action_rank", "patient"],
+                name="snapshot_worklist_idx",
+                condition=Q(open_follow_ups=0, action_rank__lte=1),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -315,6 +338,102 @@ class AssessmentSnapshot(models.Model):
 
 class AppendOnlyError(Exception):
     pass
+
+
+# interop.md, "Override reasons": one code system for the worklist, CDS Hooks and analytics.
+OVERRIDE_REASON_SYSTEM = "https://alpcare.example.org/fhir/CodeSystem/override-reason"
+OVERRIDE_REASONS = [
+    ("not-applicable", "Not applicable to this patient"),
+    ("patient-declined", "Patient declined"),
+    ("done-elsewhere", "Already done elsewhere"),
+    ("contraindicated", "Contraindicated for this patient"),
+    ("disagree-evidence", "Disagree with the evidence"),
+    ("other", "Other (free text required)"),
+]
+
+
+class RuleFiring(models.Model):
+    """When a rule started and stopped firing for a patient (the rule analytics' denominator);
+    kept by services.assessment_snapshot_store from the snapshot's codes before and after."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    code = models.CharField(max_length=60)
+    started_at = models.DateTimeField(default=timezone.now)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["code", "started_at"], name="rulefiring_code_idx"),
+            models.Index(
+                fields=["patient", "code"],
+                name="rulefiring_open_idx",
+                condition=Q(stopped_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} for {self.patient_id} from {self.started_at:%Y-%m-%d}"
+
+
+class CardAction(models.Model):
+    """A clinician's action on one recommendation card of one patient: who, when, what.
+
+    It holds for the card's code while the patient's case (``case_digest``: the case document
+    without its as-of date) and the card as the rule set words it (``card_digest``) stay the
+    same; the calendar alone does not end it (a snooze ends on its date). Undo sets
+    ``undone_at``; rows are never deleted (history kept). ``source`` says where it came from:
+    the worklist or CDS Hooks feedback.
+    """
+
+    class Kind(models.TextChoices):
+        ACKNOWLEDGE = "acknowledge", "Acknowledged"
+        OVERRIDE = "override", "Overridden"
+        SNOOZE = "snooze", "Snoozed"
+        ACCEPT = "accept", "Accepted"
+
+    class Source(models.TextChoices):
+        WORKLIST = "worklist", "Worklist"
+        CDS = "cds", "CDS Hooks"
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="card_actions")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    code = models.CharField(max_length=60)
+    priority = models.CharField(max_length=10, blank=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    reason = models.CharField(max_length=30, choices=OVERRIDE_REASONS, blank=True)
+    reason_text = models.TextField(blank=True, max_length=1000)
+    snooze_until = models.DateField(null=True, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.WORKLIST)
+    rule_set_version = models.CharField(max_length=40)
+    case_digest = models.CharField(max_length=64)
+    card_digest = models.CharField(max_length=64)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [
+            models.Index(fields=["patient", "code", "at"], name="cardaction_patient_idx"),
+            models.Index(fields=["code", "at"], name="cardaction_code_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.code} for {self.patient_id} at {self.at:%Y-%m-%d %H:%M}"
+
+    @property
+    def reason_display(self) -> str:
+        label = dict(OVERRIDE_REASONS).get(self.reason, self.reason)
+        if self.reason == "other":
+            return f"Other: {self.reason_text}"
+        return label
 
 
 class AccessLogQuerySet(models.QuerySet["AccessLog"]):

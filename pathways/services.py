@@ -10,7 +10,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from pathways import engine
-from pathways.cases import apply_case_to_patient, lab_result_fields, patient_to_case
+from pathways.cases import (
+    apply_case_to_patient,
+    lab_result_fields,
+    patient_to_case,
+    patient_to_document,
+)
 from pathways.models import (
     AccessLog,
     AssessmentSnapshot,
@@ -18,6 +23,7 @@ from pathways.models import (
     FollowUp,
     LabResult,
     Patient,
+    RuleFiring,
     Therapy,
 )
 from pathways.rules import current_rule_set
@@ -52,10 +58,16 @@ def _lock(patient: Patient, expected_version: int | None) -> Patient:
     on (a change to a stored patient always names one: locking is never skipped)."""
     if expected_version is None:
         raise ValueError("expected_version is required to change a stored patient")
-    locked = Patient.objects.select_for_update().get(pk=patient.pk)
+    locked = _locked(patient)
     if locked.version != expected_version:
         raise StaleVersion(locked)
     return locked
+
+
+def _locked(patient: Patient) -> Patient:
+    """The patient row, locked, for a write that keeps the case as stored (a follow-up mark):
+    it serialises with case saves without asking for the version the user saw."""
+    return Patient.objects.select_for_update().get(pk=patient.pk)
 
 
 @transaction.atomic
@@ -216,7 +228,22 @@ def follow_ups_sync(*, patient: Patient, result: engine.Result | None = None) ->
             obsolete.delete()
     # The dashboard's copies of the snapshot: derived data, so update() (no history rows).
     patient.follow_ups.exclude(**copies).update(**copies)
+    worklist_copies_store(patient=patient, result=result)
     return kept
+
+
+def worklist_copies_store(*, patient: Patient, result: engine.Result | None = None) -> None:
+    """The snapshot's worklist copies: open follow-ups, and the highest card not acted on."""
+    from pathways.card_actions import active_actions
+
+    fields: dict[str, Any] = {
+        "clinic_id": patient.clinic_id,
+        "open_follow_ups": patient.follow_ups.filter(completed_at__isnull=True).count(),
+    }
+    if result is not None:
+        actions = active_actions(patient, result, current_rule_set())
+        fields["action_rank"] = actions.action_rank(result)
+    AssessmentSnapshot.objects.filter(patient=patient).update(**fields)
 
 
 def snapshot_fields(result: engine.Result) -> dict[str, Any]:
@@ -239,20 +266,117 @@ def snapshot_fields(result: engine.Result) -> dict[str, Any]:
 
 
 def assessment_snapshot_store(*, patient: Patient, result: engine.Result) -> AssessmentSnapshot:
-    snapshot, _ = AssessmentSnapshot.objects.update_or_create(
-        patient=patient, defaults=snapshot_fields(result)
-    )
+    """Store the snapshot; the firing log records which rules started or stopped firing."""
+    fields = snapshot_fields(result)
+    snapshot = AssessmentSnapshot.objects.select_for_update().filter(patient=patient).first()
+    before: set[str] = set(snapshot.recommendation_codes) if snapshot is not None else set()
+    if snapshot is None:
+        snapshot = AssessmentSnapshot.objects.create(patient=patient, **fields)
+    else:
+        for name, value in fields.items():
+            setattr(snapshot, name, value)
+        snapshot.save()
+    rule_firings_store(patient=patient, before=before, after=set(fields["recommendation_codes"]))
     return snapshot
 
 
+def rule_firings_store(*, patient: Patient, before: set[str], after: set[str]) -> None:
+    """Open a firing for each rule that started firing, close those that stopped (no query
+    when nothing changed)."""
+    now = timezone.now()
+    if after - before:
+        RuleFiring.objects.bulk_create(
+            RuleFiring(patient=patient, clinic_id=patient.clinic_id, code=code, started_at=now)
+            for code in sorted(after - before)
+        )
+    if before - after:
+        RuleFiring.objects.filter(
+            patient=patient, code__in=before - after, stopped_at__isnull=True
+        ).update(stopped_at=now)
+
+
+# Follow-ups that are a fact of the case: marking one done (as done, or done elsewhere)
+# records the fact, so that the case and its cards agree ("Dental examination before…" goes).
+CASE_FACT_FOLLOW_UPS = {"dental-exam": "dental_exam_done"}
+CASE_FACT_OUTCOMES = ("done", "done_elsewhere")
+
+
 @transaction.atomic
-def follow_up_mark_done(*, follow_up: FollowUp, user: Any) -> FollowUp:
+def follow_up_mark_done(
+    *,
+    follow_up: FollowUp,
+    user: Any,
+    outcome: str = "done",
+    done_on: date | None = None,
+    note: str = "",
+    expected_version: int | None = None,
+) -> FollowUp:
+    """Record a follow-up done by hand: outcome, day and note; a case fact updates the case
+    (the patient's optimistic lock applies: StaleVersion if it changed meanwhile)."""
+    if expected_version is None:
+        patient = _locked(follow_up.patient)
+    else:
+        patient = _lock(follow_up.patient, expected_version)
     follow_up = FollowUp.objects.select_for_update().get(pk=follow_up.pk)
     if follow_up.completed_at is None:
         follow_up.completed_at = timezone.now()
         follow_up.completed_by = user
+        follow_up.outcome = outcome
+        follow_up.done_on = done_on or timezone.localdate()
+        follow_up.note = note
         follow_up.save()
+    fact = CASE_FACT_FOLLOW_UPS.get(follow_up.code)
+    if fact is not None and outcome in CASE_FACT_OUTCOMES:
+        _case_fact_store(patient=patient, user=user, fact=fact, value=True)
+    else:
+        follow_ups_sync(patient=patient)
     return follow_up
+
+
+@transaction.atomic
+def follow_up_reopen(*, follow_up: FollowUp, user: Any) -> FollowUp:
+    """Undo "mark done": the follow-up is open again; a case fact it recorded is withdrawn."""
+    patient = _locked(follow_up.patient)
+    follow_up = FollowUp.objects.select_for_update().get(pk=follow_up.pk)
+    recorded_fact = follow_up.outcome in CASE_FACT_OUTCOMES
+    follow_up.completed_at = None
+    follow_up.completed_by = None
+    follow_up.completed_by_result = False
+    follow_up.outcome = ""
+    follow_up.done_on = None
+    follow_up.note = ""
+    follow_up.save()
+    fact = CASE_FACT_FOLLOW_UPS.get(follow_up.code)
+    if fact is not None and recorded_fact:
+        _case_fact_store(patient=patient, user=user, fact=fact, value=False)
+    else:
+        follow_ups_sync(patient=patient)
+    return follow_up
+
+
+def _case_fact_store(*, patient: Patient, user: Any, fact: str, value: bool) -> None:
+    """Set one clinical field through the case write path (validated, versioned, re-assessed)."""
+    document = patient_to_document(patient)
+    if document["clinical"].get(fact) == value:
+        follow_ups_sync(patient=patient)
+        return
+    document["clinical"][fact] = value
+    case = engine.parse_case(document, today=timezone.localdate())
+    patient_save_case(
+        user=user,
+        case=case,
+        mrn=patient.mrn,
+        name=patient.name,
+        patient=patient,
+        expected_version=patient.version,
+    )
+
+
+def access_log_bulk(*, user: Any, patients: set[int], action: str, path: str) -> None:
+    """One access-log row per patient of an export, in one insert."""
+    AccessLog.objects.bulk_create(
+        AccessLog(user=user, patient_id=pk, action=action, path=path[:500]) for pk in patients
+    )
 
 
 def access_log_record(*, user: Any, patient: Patient, action: str, path: str) -> None:

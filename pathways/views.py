@@ -11,6 +11,7 @@ import json
 from datetime import date, time
 from typing import Any, TypedDict
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -25,10 +26,18 @@ from django_htmx.middleware import HtmxDetails
 from pathways import engine
 from pathways.access import patient_for_user, user_clinics
 from pathways.assessment import assess_document, follow_up_status
+from pathways.card_actions import (
+    ActiveActions,
+    CardActionInvalid,
+    active_actions,
+    card_action_record,
+    card_action_undo,
+)
 from pathways.cases import patient_to_case
 from pathways.charts import patient_charts
 from pathways.dashboard import STATUS_CHOICES, DashboardFilterForm, dashboard_page
 from pathways.engine.declaration import CLINICAL
+from pathways.exports import CSV_LIMIT, follow_ups_calendar, worklist_csv_text
 from pathways.forms import (
     LAB_PREFIX,
     MAX_ROWS,
@@ -46,13 +55,22 @@ from pathways.forms import (
     posted_case_form,
     row_count,
 )
-from pathways.models import FollowUp, LabResult, Patient
+from pathways.models import (
+    FOLLOW_UP_OUTCOMES,
+    OVERRIDE_REASONS,
+    CardAction,
+    FollowUp,
+    LabResult,
+    Patient,
+)
 from pathways.rules import current_rule_set
 from pathways.services import (
     DuplicateMrn,
     DuplicateResult,
     StaleVersion,
+    access_log_bulk,
     follow_up_mark_done,
+    follow_up_reopen,
     patient_change_result,
     patient_record_result,
     patient_remove_result,
@@ -94,6 +112,7 @@ class CitedRecommendation(TypedDict):
     rationale: str
     citations: list[CitationText]
     citation_keys: str  # "S0-1, S0-3": the summary line of its sources
+    action: CardAction | None  # the clinician's action in force on it, if any
 
 
 class PriorityGroup(TypedDict):
@@ -111,12 +130,22 @@ class FollowUpRow(TypedDict):
     stored: FollowUp | None
 
 
-def recommendation_groups(result: engine.Result, rule_set: engine.RuleSet) -> list[PriorityGroup]:
+_ACTION_GROUPS = {"override": "Overridden", "snooze": "Snoozed"}
+
+
+def recommendation_groups(
+    result: engine.Result, rule_set: engine.RuleSet, actions: ActiveActions | None = None
+) -> list[PriorityGroup]:
     """The recommendations by priority; citations are read from ``rule_set``, the set that
-    produced ``result``."""
+    produced ``result``. Cards overridden or snoozed move to groups of their own, after the
+    advice; an acknowledged card stays in its group, marked."""
     citations = {citation.key: citation for citation in rule_set.citations}
     by_priority: dict[str, list[CitedRecommendation]] = {}
     for recommendation in result.recommendations:
+        action = actions.get(recommendation.code) if actions is not None else None
+        group = recommendation.priority
+        if action is not None and action.kind in _ACTION_GROUPS:
+            group = action.kind
         cited: list[CitationText] = []
         for key in recommendation.citations:
             citation = citations.get(key)
@@ -124,7 +153,7 @@ def recommendation_groups(result: engine.Result, rule_set: engine.RuleSet) -> li
                 cited.append({"key": key, "text": key, "url": ""})
             else:
                 cited.append({"key": key, "text": citation.text, "url": citation.url})
-        by_priority.setdefault(recommendation.priority, []).append(
+        by_priority.setdefault(group, []).append(
             {
                 "code": recommendation.code,
                 "priority": recommendation.priority,
@@ -132,16 +161,14 @@ def recommendation_groups(result: engine.Result, rule_set: engine.RuleSet) -> li
                 "rationale": recommendation.rationale,
                 "citations": cited,
                 "citation_keys": ", ".join(recommendation.citations),
+                "action": action,
             }
         )
+    headings = {**_PRIORITY_HEADINGS, **_ACTION_GROUPS}
     return [
-        {
-            "priority": priority,
-            "heading": _PRIORITY_HEADINGS[priority],
-            "recommendations": by_priority[priority],
-        }
-        for priority in engine.PRIORITIES
-        if priority in by_priority
+        {"priority": group, "heading": headings[group], "recommendations": by_priority[group]}
+        for group in (*engine.PRIORITIES, *_ACTION_GROUPS)
+        if group in by_priority
     ]
 
 
@@ -183,12 +210,15 @@ def _stored_follow_ups(patient: Patient | None) -> list[FollowUp]:
 
 
 def _panel_context(
-    result: engine.Result, rule_set: engine.RuleSet, stored: list[FollowUp] | None = None
+    result: engine.Result,
+    rule_set: engine.RuleSet,
+    stored: list[FollowUp] | None = None,
+    actions: ActiveActions | None = None,
 ) -> dict[str, Any]:
     return {
         "result": result,
         "pathway_label": engine.PATHWAY_LABELS[result.pathway],
-        "groups": recommendation_groups(result, rule_set),
+        "groups": recommendation_groups(result, rule_set, actions),
         "follow_up_rows": follow_up_rows(result, stored or []),
     }
 
@@ -200,9 +230,12 @@ def _panel_context(
 @login_required
 @require_GET
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
-    form = DashboardFilterForm(request.GET)
+    clinics = user_clinics(request.user)
+    form = DashboardFilterForm(request.GET, clinics=clinics)
     filters = form.filters()
-    page = dashboard_page(request.user, filters, timezone.localdate())
+    page = dashboard_page(
+        request.user, filters, timezone.localdate(), clinic_ids=[c.pk for c in clinics]
+    )
     context = {
         "form": form,
         "page": page,
@@ -237,7 +270,12 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
     facts = engine.compute_facts(case, rule_set)
     params = rule_set.parameter_values()
     charts = patient_charts(case, facts, renal_impairment_crcl=params["renal_impairment_crcl"])
+    actions = active_actions(patient, result, rule_set)
     context = {
+        "card_actions": True,
+        "override_reasons": OVERRIDE_REASONS,
+        "follow_up_outcomes": FOLLOW_UP_OUTCOMES,
+        "today": timezone.localdate(),
         "patient": patient,
         "diagnoses_text": ", ".join(_DIAGNOSIS_LABELS.get(d, d) for d in patient.diagnoses),
         # Newest first; an untimed result sorts first on its day, as in the engine.
@@ -250,7 +288,7 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
         "small_charts": [chart for chart in charts if chart.name != "alp"],
         "result_form": extra.pop("result_form", None)
         or ResultForm(auto_id="result_%s", initial={"version": patient.version}),
-        **_panel_context(result, rule_set, stored),
+        **_panel_context(result, rule_set, stored, actions),
     }
     context.update(extra)
     return context
@@ -389,19 +427,145 @@ def _posted_version(request: HttpRequest) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and 0 < len(text) < 10 else None
 
 
-@login_required
-@require_POST
-def follow_up_done(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> HttpResponse:
-    patient = patient_for_user(request, pk, action="mark follow-up done")
+def _form_errors(form: forms.Form) -> str:
+    """A form's errors in one line, each naming its field ("date done: …")."""
+    parts = []
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        label = (field.label if field is not None and field.label else name).replace("_", " ")
+        parts.append(f"{label}: {' '.join(str(error) for error in errors)}")
+    return "; ".join(parts)
+
+
+def _follow_up_of(request: HtmxHttpRequest, pk: int, follow_up_pk: int, action: str) -> FollowUp:
+    patient = patient_for_user(request, pk, action=action)
     follow_up = FollowUp.objects.filter(pk=follow_up_pk, patient=patient).first()
     if follow_up is None:
         raise Http404("No such follow-up.")
-    follow_up_mark_done(follow_up=follow_up, user=request.user)
+    follow_up.patient = patient
+    return follow_up
+
+
+def _after_patient_action(request: HtmxHttpRequest, patient: Patient, **extra: Any) -> HttpResponse:
+    """A plain POST goes back to the patient page; htmx gets the refreshed panels."""
+    if not request.htmx:
+        return redirect("patient_detail", pk=patient.pk)
+    patient.refresh_from_db()
+    return render(request, "pathways/patient_detail.html#live", _patient_context(patient, **extra))
+
+
+@login_required
+@require_POST
+def follow_up_done(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> HttpResponse:
+    """Mark done: outcome, date done and a note; a case fact (dental examination) updates the
+    case through the case write path and re-assesses."""
+    follow_up = _follow_up_of(request, pk, follow_up_pk, "mark follow-up done")
+    patient = follow_up.patient
+    form = FollowUpDoneForm(request.POST or {"outcome": "done"})
+    if not form.is_valid():
+        message = _form_errors(form)
+        if not request.htmx:
+            messages.error(request, f"Not marked done ({follow_up.title}): {message}")
+            return redirect("patient_detail", pk=patient.pk)
+        return _after_patient_action(request, patient, follow_up_error=message)
+    try:
+        follow_up_mark_done(
+            follow_up=follow_up,
+            user=request.user,
+            outcome=form.cleaned_data["outcome"] or "done",
+            done_on=form.cleaned_data["done_on"],
+            note=form.cleaned_data["note"],
+        )
+    except StaleVersion as stale:
+        messages.error(request, str(stale))
+        return _after_patient_action(request, patient)
     if not request.htmx:
         messages.success(request, f"Marked done: {follow_up.title}.")
+    return _after_patient_action(request, patient)
+
+
+@login_required
+@require_POST
+def follow_up_undo(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> HttpResponse:
+    follow_up = _follow_up_of(request, pk, follow_up_pk, "reopen follow-up")
+    follow_up_reopen(follow_up=follow_up, user=request.user)
+    if not request.htmx:
+        messages.success(request, f"Reopened: {follow_up.title}.")
+    return _after_patient_action(request, follow_up.patient)
+
+
+@login_required
+@require_POST
+def card_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Acknowledge, override (coded reason), snooze (until a date) or undo one card."""
+    patient = patient_for_user(request, pk, action="card action")
+    form = CardActionForm(request.POST)
+    error = ""
+    if not form.is_valid():
+        error = _form_errors(form)
+    else:
+        data = form.cleaned_data
+        try:
+            if data["action"] == "undo":
+                card_action_undo(patient=patient, user=request.user, code=data["code"])
+            else:
+                rule_set = current_rule_set()
+                card_action_record(
+                    patient=patient,
+                    user=request.user,
+                    code=data["code"],
+                    kind=data["action"],
+                    reason=data["reason"],
+                    reason_text=data["reason_text"],
+                    snooze_until=data["snooze_until"],
+                    rule_set=rule_set,
+                    result=engine.assess(patient_to_case(patient), rule_set),
+                )
+        except CardActionInvalid as invalid:
+            error = str(invalid)
+    if not request.htmx:
+        if error:
+            messages.error(request, f"Card not changed: {error}")
         return redirect("patient_detail", pk=patient.pk)
-    context = _patient_context(patient)
-    return render(request, "pathways/patient_detail.html#follow_ups", context)
+    return _after_patient_action(request, patient, card_error=error)
+
+
+@login_required
+@require_GET
+def patient_follow_ups_ics(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The patient's open follow-ups as an iCalendar file (MRN, never the name)."""
+    patient = patient_for_user(request, pk, action="follow-ups iCalendar export")
+    body = follow_ups_calendar(patient, list(patient.follow_ups.filter(completed_at__isnull=True)))
+    response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="follow-ups-{patient.pk}.ics"'
+    return response
+
+
+@login_required
+@require_GET
+def worklist_csv(request: HtmxHttpRequest) -> HttpResponse:
+    """The worklist as CSV, with the page's filters; each exported patient is access-logged."""
+    clinics = user_clinics(request.user)
+    form = DashboardFilterForm(request.GET, clinics=clinics)
+    filters = {**form.filters(), "page": 1}
+    page = dashboard_page(
+        request.user,
+        filters,
+        timezone.localdate(),
+        page_size=CSV_LIMIT,
+        clinic_ids=[c.pk for c in clinics],
+    )
+    body = worklist_csv_text(page.rows)
+    access_log_bulk(
+        user=request.user,
+        patients={row.patient.pk for row in page.rows},
+        action="worklist CSV export",
+        path=request.get_full_path(),
+    )
+    response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+    day = timezone.localdate().isoformat()
+    response["Content-Disposition"] = f'attachment; filename="worklist-{day}.csv"'
+    return response
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,18 +827,44 @@ def _add_row(request: HtmxHttpRequest, prefix: str) -> HttpResponse:
     return response
 
 
+class FollowUpDoneForm(forms.Form):
+    outcome = forms.ChoiceField(choices=[("", "—"), *FOLLOW_UP_OUTCOMES], required=False)
+    done_on = forms.DateField(label="date done", required=False)
+    note = forms.CharField(max_length=2000, required=False)
+
+    def clean_done_on(self) -> date | None:
+        done_on: date | None = self.cleaned_data.get("done_on")
+        if done_on is not None and done_on > timezone.localdate():
+            raise forms.ValidationError("The date done cannot be after today.")
+        return done_on
+
+
+class CardActionForm(forms.Form):
+    code = forms.CharField(max_length=60)
+    action = forms.ChoiceField(
+        choices=[(kind, kind) for kind in ("acknowledge", "override", "snooze", "undo")]
+    )
+    reason = forms.ChoiceField(choices=[("", "—"), *OVERRIDE_REASONS], required=False)
+    reason_text = forms.CharField(max_length=1000, required=False)
+    snooze_until = forms.DateField(label="snooze until", required=False)
+
+
 __all__ = [
+    "card_action",
     "case_add_lab_row",
     "case_add_therapy_row",
     "case_preview",
     "dashboard",
     "follow_up_done",
+    "follow_up_undo",
     "patient_add_result",
     "patient_case_preview",
     "patient_detail",
     "patient_edit",
+    "patient_follow_ups_ics",
     "patient_list",
     "patient_new",
     "result_edit",
     "result_remove",
+    "worklist_csv",
 ]

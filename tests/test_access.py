@@ -42,6 +42,15 @@ PUBLIC = {"login", "healthz", "readyz", "healthz_queue"}
 def test_the_walk_sees_every_part_of_the_site() -> None:
     names = {name for _, name in _all_routes()}
     assert {"dashboard", "patient_detail", "patient_case_preview", "login", "api_docs"} <= names
+    # The worklist's actions and exports are walked like every other page.
+    assert {
+        "card_action",
+        "follow_up_done",
+        "follow_up_undo",
+        "patient_follow_ups_ics",
+        "worklist_csv",
+        "rule_analytics",
+    } <= names
     assert any(route.startswith("admin/") for route, _ in _all_routes())
     assert any(route.startswith("api/v1/") for route, _ in _all_routes())
 

@@ -119,7 +119,7 @@ def test_marking_a_follow_up_done_records_who_and_when(
     response = alice_client.post(url, headers=HTMX)
     html = response.content.decode()
     assert response.status_code == 200
-    assert html.lstrip().startswith('<section class="card mb-3" id="follow-ups"')
+    assert html.lstrip().startswith('<div id="patient-live">')
     follow_up.refresh_from_db()
     assert follow_up.completed_at is not None and follow_up.completed_by is not None
     assert "done by alice" in html

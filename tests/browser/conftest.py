@@ -46,15 +46,37 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
+# Every page reports its Content-Security-Policy violations (securitypolicyviolation events,
+# in-page updates included) to the test, whatever the browser prints on its console.
+CSP_REPORTER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__alpcareCspViolation(
+    `${event.violatedDirective} blocked ${event.blockedURI || "inline"}` +
+      ` at ${event.sourceFile}:${event.lineNumber}`
+  );
+});
+"""
+
+
 @pytest.fixture
 def console_errors(page: Any) -> Iterator[list[str]]:
-    """Collects console errors (CSP violations included); tests assert it stays empty."""
+    """Collects console errors and CSP violations; tests assert it stays empty, and the fixture
+    itself asserts that no page raised a securitypolicyviolation event."""
     errors: list[str] = []
+    violations: list[str] = []
+
+    def violation(_source: Any, text: str) -> None:
+        violations.append(text)
+        errors.append(f"CSP violation: {text}")
+
+    page.expose_binding("__alpcareCspViolation", violation)
+    page.add_init_script(CSP_REPORTER)
     page.on(
         "console", lambda message: errors.append(message.text) if message.type == "error" else None
     )
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield errors
+    assert violations == [], f"Content-Security-Policy violations: {violations}"
 
 
 def log_in(page: Any, live_server: Any, username: str, password: str = PASSWORD) -> None:

@@ -82,17 +82,24 @@ def test_a_follow_up_is_marked_done_with_the_keyboard_alone(
     log_in(page, live_server, "alice")
     page.goto(f"{live_server.url}/patients/{patient.pk}/")
 
-    mark_done = page.get_by_role("button", name="Mark done").first
-    title = mark_done.inner_text()
+    mark_done = page.locator("#follow-ups details.mark-done > summary").first
     for _ in range(200):  # Tab through the page until the first "Mark done" has the focus
         page.keyboard.press("Tab")
-        if mark_done.evaluate("button => button === document.activeElement"):
+        if mark_done.evaluate("summary => summary === document.activeElement"):
             break
     else:
         raise AssertionError("'Mark done' cannot be reached with the Tab key")
+    page.keyboard.press("Enter")  # opens the outcome form
+    save = page.locator("#follow-ups details.mark-done[open] button[type=submit]").first
+    for _ in range(10):  # Tab on to its "Save: done" button
+        page.keyboard.press("Tab")
+        if save.evaluate("button => button === document.activeElement"):
+            break
+    else:
+        raise AssertionError("'Save: done' cannot be reached with the Tab key")
     page.keyboard.press("Enter")
 
-    expect(page.get_by_role("button", name=title)).to_have_count(0)
+    expect(page.locator("#follow-ups details.mark-done[open]")).to_have_count(0)
     assert (
         FollowUp.objects.filter(patient=patient, completed_at__isnull=True).count()
         == open_before - 1

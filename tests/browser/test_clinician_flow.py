@@ -40,7 +40,7 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
 ) -> None:
     today = timezone.localdate()
     log_in(page, live_server, "alice")
-    expect(page.get_by_role("heading", name="Follow-ups")).to_be_visible()
+    expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
 
     page.get_by_role("link", name="New patient").first.click()
     page.get_by_label("MRN").fill("MM-777")
@@ -96,7 +96,7 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
     patient_url = page.url
 
     # The dashboard shows the dental examination as due (due today).
-    page.get_by_role("link", name="Follow-ups").first.click()
+    page.get_by_role("link", name="Worklist").first.click()
     row = page.locator('tr[data-mrn="MM-777"][data-follow-up="dental-exam"]')
     expect(row).to_be_visible()
     expect(row).to_have_attribute("data-status", "due_soon")
@@ -107,9 +107,14 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
     # Mark the dental examination done on the patient page.
     page.goto(patient_url)
     dental = page.locator('#follow-ups [data-follow-up="dental-exam"]')
-    dental.get_by_role("button", name="Mark done").click()
+    dental.get_by_text("Mark done").click()
+    dental.get_by_label("Note").fill("Seen by the dentist")
+    dental.get_by_role("button", name="Save: done").click()
     expect(dental).to_have_attribute("data-status", "done")
     expect(dental).to_contain_text("done by alice")
+    expect(dental).to_contain_text("Seen by the dentist")
+    # The examination is a fact of the case: its card is gone.
+    expect(page.locator('#recommendations [data-code="mm-dental-exam"]')).to_have_count(0)
 
     # Add a result: the chart gains a point, without a page load.
     form = page.locator("#add-result-form")

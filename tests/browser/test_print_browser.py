@@ -35,7 +35,15 @@ def test_the_patient_page_prints_on_one_or_two_pages(
     expect(page.get_by_role("img", name="Total ALP over time")).to_be_visible()
     expect(page.locator("[data-code]").first).to_be_visible()
     expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
-    expect(page.get_by_role("button", name="Mark done")).to_have_count(0)
+    expect(page.get_by_text("Mark done").first).to_be_hidden()
+    expect(page.get_by_role("button", name="Acknowledge").first).to_be_hidden()
+    # Who printed it and when; the ALP chart spans the page's width.
+    expect(page.locator("#printed-by")).to_contain_text("Printed by alice on ")
+    chart_width = page.locator('[data-chart="alp"] svg').evaluate(
+        "svg => svg.getBoundingClientRect().width"
+    )
+    main_width = page.locator("main").evaluate("main => main.getBoundingClientRect().width")
+    assert chart_width >= 0.95 * main_width, (chart_width, main_width)
     expect(page.get_by_role("button", name="Add result")).to_be_hidden()
 
     pages = pdf_pages(page.pdf(format="A4"))

@@ -1,0 +1,167 @@
+"""Rule analytics: how each rule is received, over a chosen period, within the staff user's
+clinics — from the one store of card actions (worklist and CDS Hooks feedback) and the rule
+firing log.
+
+Per rule: patients for whom it fires now; patients for whom it fired in the period (the
+denominator); acknowledgements, acceptances (CDS Hooks ``accepted``), overrides by coded
+reason, snoozes; the share overridden (patients with an override / patients fired). Rules
+above the threshold (default 50 % over at least 20 patients fired) are flagged for review.
+An undone action does not count.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from pathways.dashboard import user_clinic_ids
+from pathways.models import OVERRIDE_REASONS, CardAction, RuleFiring
+from pathways.rules import current_rule_set
+
+DEFAULT_DAYS = 90
+DEFAULT_THRESHOLD = 50  # percent overridden
+DEFAULT_MIN_PATIENTS = 20  # fired in the period
+
+
+@dataclass
+class RuleRow:
+    code: str
+    title: str = ""
+    priority: str = ""
+    firing_now: int = 0
+    fired: int = 0  # patients for whom it fired in the period
+    acknowledged: int = 0
+    accepted: int = 0
+    snoozed: int = 0
+    overridden: int = 0  # patients with an override in the period
+    reasons: Counter[str] = field(default_factory=Counter)
+    flagged: bool = False
+
+    @property
+    def override_share(self) -> float | None:
+        return self.overridden / self.fired if self.fired else None
+
+    @property
+    def override_percent(self) -> str:
+        share = self.override_share
+        return "—" if share is None else f"{share * 100:.0f} %"
+
+    @property
+    def reason_list(self) -> list[tuple[str, int]]:
+        labels = dict(OVERRIDE_REASONS)
+        return [(labels.get(code, code), n) for code, n in self.reasons.most_common()]
+
+
+def rule_analytics(
+    clinic_ids: list[int],
+    start: date,
+    end: date,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_patients: int = DEFAULT_MIN_PATIENTS,
+) -> list[RuleRow]:
+    """Every rule of the rule set in force (and any other that fired or was acted on), sorted
+    by share overridden, highest first."""
+    zone = timezone.get_current_timezone()
+    since = datetime.combine(start, time.min, tzinfo=zone)
+    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=zone)
+    rows: dict[str, RuleRow] = {}
+    for rule in current_rule_set().rules:
+        rows[rule.code] = RuleRow(code=rule.code, title=rule.title, priority=rule.priority)
+
+    def row(code: str) -> RuleRow:
+        return rows.setdefault(code, RuleRow(code=code))
+
+    firings = RuleFiring.objects.filter(clinic_id__in=clinic_ids)
+    for code, _patient in (
+        firings.filter(stopped_at__isnull=True).values_list("code", "patient_id").distinct()
+    ):
+        row(code).firing_now += 1
+    fired: dict[str, set[int]] = defaultdict(set)
+    in_period = firings.filter(started_at__lt=until).filter(
+        Q(stopped_at__isnull=True) | Q(stopped_at__gte=since)
+    )
+    for code, patient_id in in_period.values_list("code", "patient_id"):
+        fired[code].add(patient_id)
+    overridden: dict[str, set[int]] = defaultdict(set)
+    actions = CardAction.objects.filter(
+        clinic_id__in=clinic_ids, at__gte=since, at__lt=until, undone_at__isnull=True
+    )
+    for code, kind, reason, patient_id in actions.values_list(
+        "code", "kind", "reason", "patient_id"
+    ):
+        entry = row(code)
+        if kind == CardAction.Kind.OVERRIDE:
+            overridden[code].add(patient_id)
+            entry.reasons[reason or "other"] += 1
+        elif kind == CardAction.Kind.ACKNOWLEDGE:
+            entry.acknowledged += 1
+        elif kind == CardAction.Kind.ACCEPT:
+            entry.accepted += 1
+        elif kind == CardAction.Kind.SNOOZE:
+            entry.snoozed += 1
+    for code, entry in rows.items():
+        entry.fired = len(fired.get(code, set()) | overridden.get(code, set()))
+        entry.overridden = len(overridden.get(code, set()))
+        share = entry.override_share
+        entry.flagged = (
+            share is not None and entry.fired >= min_patients and share * 100 > threshold
+        )
+    return sorted(rows.values(), key=lambda r: (-(r.override_share or 0), -r.fired, r.code))
+
+
+class AnalyticsForm(forms.Form):
+    start = forms.DateField(label="From", required=False)
+    end = forms.DateField(label="To", required=False)
+    threshold = forms.IntegerField(
+        label="Flag above (% overridden)", min_value=0, max_value=100, required=False
+    )
+    min_patients = forms.IntegerField(
+        label="…over at least (patients fired)", min_value=1, required=False
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        if start and end and start > end:
+            self.add_error("start", "The start of the period is after its end.")
+        return data
+
+
+@staff_member_required
+@require_GET
+def rule_analytics_view(request: HttpRequest) -> HttpResponse:
+    today = timezone.localdate()
+    form = AnalyticsForm(request.GET or None)
+    data: dict[str, Any] = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    start = data.get("start") or today - timedelta(days=DEFAULT_DAYS)
+    end = data.get("end") or today
+    threshold = data.get("threshold")
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    min_patients = data.get("min_patients") or DEFAULT_MIN_PATIENTS
+    clinic_ids = user_clinic_ids(request.user)
+    rows = rule_analytics(clinic_ids, start, end, threshold=threshold, min_patients=min_patients)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Rule analytics",
+        "form": form,
+        "rows": rows,
+        "start": start,
+        "end": end,
+        "threshold": threshold,
+        "min_patients": min_patients,
+        "flagged": [r for r in rows if r.flagged],
+    }
+    status = 400 if form.is_bound and form.errors else 200
+    return render(request, "admin/pathways/rule_analytics.html", context, status=status)

@@ -1,0 +1,205 @@
+"""Card actions: acknowledge, override with a coded reason, snooze until a date, and undo.
+
+An action holds for the card's code while the patient's case and the card's wording stay as
+they were when it was taken (both kept as digests on the action): a new or changed result,
+therapy or clinical field, or a rule-set version that changes the card, brings the card back.
+The calendar alone does not (a snooze returns on its date). Every action and undo is a stored
+event with who and when (CardAction, with history); ``source`` keeps worklist and CDS Hooks
+feedback in one store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from pathways import engine
+from pathways.cases import patient_to_case
+from pathways.models import OVERRIDE_REASONS, CardAction, LabResult, Patient, Therapy
+
+REASON_CODES = frozenset(code for code, _ in OVERRIDE_REASONS)
+ACTION_KINDS = ("acknowledge", "override", "snooze")
+_PARAM = re.compile(r"params\.(\w+)")
+
+
+class CardActionInvalid(Exception):
+    """Bad input for a card action; ``field`` names the form field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def case_digest(
+    patient: Patient,
+    *,
+    labs: list[LabResult] | None = None,
+    therapies: list[Therapy] | None = None,
+) -> str:
+    """The patient's case without its as-of date: changes with a result, therapy or field."""
+    document = engine.case_to_document(patient_to_case(patient, labs=labs, therapies=therapies))
+    document.pop("as_of", None)
+    return _digest(document)
+
+
+def card_digest(rule_set: engine.RuleSet, recommendation: engine.Recommendation) -> str:
+    """The card as the rule set defines it: priority, wording, condition and the parameter
+    values the condition reads (not the rationale's facts, which move with the calendar)."""
+    rule = rule_set.rule(recommendation.code)
+    parts: dict[str, Any] = {"code": recommendation.code, "priority": recommendation.priority}
+    if rule is not None:
+        params = rule_set.parameter_values()
+        parts.update(
+            title=rule.title,
+            rationale=rule.rationale,
+            condition=rule.condition,
+            escalate=[rule.escalate_when, rule.escalate_to],
+            params={
+                name: params.get(name)
+                for name in sorted(set(_PARAM.findall(f"{rule.condition} {rule.escalate_when}")))
+            },
+        )
+    else:
+        parts["title"] = recommendation.title
+    return _digest(parts)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ActiveActions:
+    """The actions in force for one patient's current assessment, by card code."""
+
+    by_code: dict[str, CardAction]
+
+    def get(self, code: str) -> CardAction | None:
+        return self.by_code.get(code)
+
+    def action_rank(self, result: engine.Result) -> int:
+        """The rank of the highest card nobody has acted on (9: none)."""
+        ranks = [
+            engine.PRIORITY_RANK.get(rec.priority, 9)
+            for rec in result.recommendations
+            if rec.code not in self.by_code
+        ]
+        return min(ranks, default=9)
+
+
+def active_actions(
+    patient: Patient,
+    result: engine.Result,
+    rule_set: engine.RuleSet,
+    *,
+    today: date | None = None,
+    actions: list[CardAction] | None = None,
+    digest: str | None = None,
+) -> ActiveActions:
+    """The latest action per card that still holds (one query; none when nothing was done)."""
+    if actions is None:
+        actions = list(
+            CardAction.objects.filter(patient=patient, undone_at__isnull=True).select_related("by")
+        )
+    if not actions:
+        return ActiveActions({})
+    today = today or timezone.localdate()
+    digest = digest or case_digest(patient)
+    cards = {rec.code: card_digest(rule_set, rec) for rec in result.recommendations}
+    by_code: dict[str, CardAction] = {}
+    for action in sorted(actions, key=lambda a: (a.at, a.pk)):
+        if action.code not in cards or action.source != CardAction.Source.WORKLIST:
+            continue
+        holds = action.case_digest == digest and action.card_digest == cards[action.code]
+        if action.kind == CardAction.Kind.SNOOZE and (action.snooze_until or today) <= today:
+            holds = False
+        if holds:
+            by_code[action.code] = action
+        else:
+            by_code.pop(action.code, None)
+    return ActiveActions(by_code)
+
+
+@transaction.atomic
+def card_action_record(
+    *,
+    patient: Patient,
+    user: Any,
+    code: str,
+    kind: str,
+    reason: str = "",
+    reason_text: str = "",
+    snooze_until: date | None = None,
+    rule_set: engine.RuleSet,
+    result: engine.Result,
+    source: str = CardAction.Source.WORKLIST,
+) -> CardAction:
+    """Record one action on a card the patient currently has; validates the input."""
+    from pathways.services import follow_ups_sync
+
+    patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    recommendation = next((r for r in result.recommendations if r.code == code), None)
+    if recommendation is None:
+        raise CardActionInvalid("code", f"This patient has no card {code!r} now.")
+    if kind not in ACTION_KINDS:
+        raise CardActionInvalid("action", f"Unknown card action {kind!r}.")
+    reason_text = reason_text.strip()
+    if kind == "override":
+        if reason not in REASON_CODES:
+            raise CardActionInvalid("reason", "Choose a reason for overriding this card.")
+        if reason == "other" and not reason_text:
+            raise CardActionInvalid("reason_text", "Say why: the reason 'Other' needs a text.")
+    else:
+        reason, reason_text = "", ""
+    if kind == "snooze":
+        if snooze_until is None:
+            raise CardActionInvalid("snooze_until", "Choose the date the card returns.")
+        if snooze_until <= timezone.localdate():
+            raise CardActionInvalid("snooze_until", "The snooze date must be after today.")
+    else:
+        snooze_until = None
+    action = CardAction.objects.create(
+        patient=patient,
+        clinic_id=patient.clinic_id,
+        code=code,
+        priority=recommendation.priority,
+        kind=kind,
+        reason=reason,
+        reason_text=reason_text,
+        snooze_until=snooze_until,
+        source=source,
+        rule_set_version=rule_set.version,
+        case_digest=case_digest(patient),
+        card_digest=card_digest(rule_set, recommendation),
+        by=user,
+    )
+    follow_ups_sync(patient=patient)  # the worklist's copy of what is left to act on
+    return action
+
+
+@transaction.atomic
+def card_action_undo(*, patient: Patient, user: Any, code: str) -> CardAction | None:
+    """Undo the latest action in force on a card (kept, marked undone)."""
+    from pathways.services import follow_ups_sync
+
+    patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    action = (
+        CardAction.objects.select_for_update()
+        .filter(patient=patient, code=code, undone_at__isnull=True)
+        .order_by("-at", "-pk")
+        .first()
+    )
+    if action is None:
+        return None
+    action.undone_at = timezone.now()
+    action.undone_by = user
+    action.save()
+    follow_ups_sync(patient=patient)
+    return action

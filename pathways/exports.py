@@ -1,0 +1,102 @@
+"""Exports: the worklist as CSV (the page's filters) and a patient's follow-ups as iCalendar.
+
+The calendar names the patient by MRN only: calendar files end up on phones and in shared
+calendars, where a name would be patient data out of the record's protection."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+import icalendar
+from django.conf import settings
+from django.utils import timezone
+
+from pathways.models import FollowUp, Patient
+
+CSV_LIMIT = 10_000  # rows per export: the filters narrow a larger list
+CSV_COLUMNS = [
+    "status",
+    "due",
+    "what",
+    "follow_up_code",
+    "mrn",
+    "name",
+    "pathway",
+    "alp_latest_u_l",
+    "alp_x_uln",
+    "top_priority",
+    "top_recommendation",
+]
+_STATUS_TEXT = {
+    "action": "Needs action",
+    "overdue": "Overdue",
+    "due_soon": "Due soon",
+    "upcoming": "Upcoming",
+}
+
+
+def _cell(value: Any) -> str:
+    """A spreadsheet must not run a cell as a formula (CSV injection)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _number(snapshot: Any, name: str, spec: str) -> str:
+    value = getattr(snapshot, name, None)
+    return "" if value is None else format(value, spec)
+
+
+def worklist_csv_text(rows: Iterable[Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        follow_up, snapshot, patient = row.follow_up, row.snapshot, row.patient
+        writer.writerow(
+            _cell(value)
+            for value in (
+                _STATUS_TEXT.get(row.status, row.status),
+                follow_up.due.isoformat() if follow_up else "",
+                follow_up.title if follow_up else "Review the advice (no follow-up scheduled)",
+                follow_up.code if follow_up else "",
+                patient.mrn,
+                patient.name,
+                snapshot.pathway if snapshot else "",
+                _number(snapshot, "alp_latest", "g"),
+                _number(snapshot, "alp_x_uln", ".2f"),
+                snapshot.top_priority if snapshot else "",
+                snapshot.top_title if snapshot else "",
+            )
+        )
+    return out.getvalue()
+
+
+def follow_ups_calendar(patient: Patient, follow_ups: list[FollowUp]) -> bytes:
+    """One all-day event per open follow-up, on its due date; MRN, no name."""
+    calendar = icalendar.Calendar()
+    calendar.add("prodid", "-//alpcare//follow-ups//EN")
+    calendar.add("version", "2.0")
+    calendar.add("x-wr-calname", f"alpcare follow-ups MRN {patient.mrn}")
+    stamp = timezone.now()
+    host = (settings.ALLOWED_HOSTS or ["alpcare"])[0].lstrip(".") or "alpcare"
+    for follow_up in follow_ups:
+        event = icalendar.Event()
+        event.add("uid", f"follow-up-{follow_up.pk}@{host}")
+        event.add("dtstamp", stamp)
+        event.add("dtstart", follow_up.due)
+        event.add("dtend", follow_up.due + timedelta(days=1))
+        event.add("summary", f"MRN {patient.mrn}: {follow_up.title}")
+        event.add(
+            "description",
+            f"Follow-up {follow_up.code} for MRN {patient.mrn}, due {follow_up.due.isoformat()} "
+            f"(rule set {follow_up.rule_set_version}).",
+        )
+        calendar.add_component(event)
+    return bytes(calendar.to_ical())
+
+
+__all__ = ["CSV_LIMIT", "follow_ups_calendar", "worklist_csv_text"]

@@ -1,0 +1,483 @@
+"""The worklist, card actions, mark done with outcome and undo, and the exports (issue 12)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from datetime import timedelta
+from typing import Any
+
+import icalendar
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from pathways import engine
+from pathways.card_actions import active_actions, card_digest
+from pathways.cases import patient_to_case
+from pathways.models import AccessLog, AssessmentSnapshot, CardAction, FollowUp
+from pathways.rules import current_rule_set
+from pathways.services import follow_up_mark_done
+from tests.factories import (
+    myeloma_on_zoledronic_acid_14_months_document,
+    paget_on_alendronate_document,
+    stored_patient,
+)
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HX-Request": "true"}
+
+
+def rows(html: str) -> list[str]:
+    return [part.split('"', 1)[0] for part in html.split('data-mrn="')[1:]]
+
+
+def urgent_document() -> dict[str, Any]:
+    """ALP 1120 U/L and an impending fracture: two urgent cards, no follow-up."""
+    document = paget_on_alendronate_document()
+    document["labs"] = [
+        {"test": "alp", "value": 1120, "unit": "U/L", "collected_at": "2026-11-01T08:00"}
+    ]
+    document["clinical"] = {"diagnoses": [], "fracture": "impending", "therapies": []}
+    return document
+
+
+def no_dental_exam_document() -> dict[str, Any]:
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    document["clinical"]["dental_exam_done"] = False
+    return document
+
+
+@pytest.fixture
+def urgent_patient(alice: Any, north_clinic: Any) -> Any:
+    return stored_patient(north_clinic, alice, urgent_document(), mrn="URG-1", name="Ada Byrne")
+
+
+@pytest.fixture
+def dental_patient(alice: Any, north_clinic: Any) -> Any:
+    return stored_patient(
+        north_clinic, alice, no_dental_exam_document(), mrn="MM-D", name="Samuel Okafor"
+    )
+
+
+def cards(patient: Any) -> dict[str, str]:
+    result = engine.assess(patient_to_case(patient), current_rule_set())
+    return {rec.code: rec.priority for rec in result.recommendations}
+
+
+def act(client: Client, patient: Any, **data: str) -> Any:
+    return client.post(f"/patients/{patient.pk}/cards/", data, headers=HTMX)
+
+
+# ---------------------------------------------------------------------------------------------
+# Worklist
+
+
+def test_urgent_cards_without_a_follow_up_put_the_patient_on_the_worklist(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    assert not FollowUp.objects.filter(patient=urgent_patient).exists()
+    assert list(cards(urgent_patient).values()).count("urgent") == 2
+    html = alice_client.get("/").content.decode()
+    assert rows(html) == ["URG-1"]
+    assert 'data-status="action"' in html and "Needs action" in html
+    urgent = alice_client.get("/?priority=urgent").content.decode()
+    assert rows(urgent) == ["URG-1"]
+    assert rows(alice_client.get("/?priority=high").content.decode()) == []
+    assert rows(alice_client.get("/?status=action&q=byrne").content.decode()) == ["URG-1"]
+    assert rows(alice_client.get("/?status=overdue").content.decode()) == []
+
+
+def test_a_patient_with_a_high_card_stays_after_her_follow_ups_are_done(
+    alice_client: Client, alice: Any, dental_patient: Any
+) -> None:
+    assert cards(dental_patient)["mm-dental-exam"] == "high"
+    for follow_up in FollowUp.objects.filter(patient=dental_patient, completed_at=None):
+        follow_up_mark_done(follow_up=follow_up, user=alice, outcome="not_needed")
+    assert not FollowUp.objects.filter(patient=dental_patient, completed_at=None).exists()
+    html = alice_client.get("/").content.decode()
+    assert rows(html) == ["MM-D"]
+    assert 'data-status="action"' in html
+
+
+def test_acknowledging_every_urgent_card_takes_her_off_the_worklist_and_undo_brings_her_back(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    for code, priority in cards(urgent_patient).items():
+        if priority == "urgent":
+            assert (
+                act(alice_client, urgent_patient, code=code, action="acknowledge").status_code
+                == 200
+            )
+    assert AssessmentSnapshot.objects.get(patient=urgent_patient).action_rank > 1
+    assert rows(alice_client.get("/").content.decode()) == []
+    act(alice_client, urgent_patient, code="extreme-alp", action="undo")
+    assert rows(alice_client.get("/?priority=urgent").content.decode()) == ["URG-1"]
+
+
+def test_the_worklist_never_shows_another_clinics_patients(
+    client: Client, bob: Any, urgent_patient: Any
+) -> None:
+    client.force_login(bob)
+    assert rows(client.get("/").content.decode()) == []
+    assert "URG-1" not in client.get("/worklist.csv").content.decode()
+
+
+def test_card_rows_and_follow_ups_share_the_pages(
+    alice_client: Client, alice: Any, north_clinic: Any, monkeypatch: Any
+) -> None:
+    from pathways import dashboard
+
+    monkeypatch.setattr(dashboard, "PAGE_SIZE", 2)
+    for number in range(3):
+        stored_patient(north_clinic, alice, urgent_document(), mrn=f"U-{number}", name="Urgent")
+    stored_patient(north_clinic, alice, mrn="PAGET-1")
+    follow_ups = FollowUp.objects.filter(completed_at=None).count()
+    seen: list[str] = []
+    for page in range(1, 10):
+        seen += rows(alice_client.get(f"/?page={page}").content.decode())
+        if len(seen) >= 3 + follow_ups:
+            break
+    assert seen[:3] == ["U-0", "U-1", "U-2"]
+    assert seen[3:] == ["PAGET-1"] * follow_ups
+
+
+# ---------------------------------------------------------------------------------------------
+# Card actions
+
+
+def test_override_needs_a_coded_reason_and_other_needs_text(
+    alice_client: Client, alice: Any, urgent_patient: Any
+) -> None:
+    html = act(alice_client, urgent_patient, code="extreme-alp", action="override").content
+    assert "Choose a reason" in html.decode()
+    html = act(
+        alice_client, urgent_patient, code="extreme-alp", action="override", reason="other"
+    ).content.decode()
+    assert "needs a text" in html
+    assert not CardAction.objects.exists()
+    html = act(
+        alice_client,
+        urgent_patient,
+        code="extreme-alp",
+        action="override",
+        reason="other",
+        reason_text="Known Paget flare, seen by bone clinic",
+    ).content.decode()
+    action = CardAction.objects.get()
+    assert (action.kind, action.reason, action.by) == ("override", "other", alice)
+    assert action.source == "worklist"
+    assert "Overridden: Other: Known Paget flare, seen by bone clinic" in html
+    overridden = html.split('aria-label="Overridden"', 1)[1]
+    assert 'data-code="extreme-alp"' in overridden
+
+
+def test_override_reasons_are_the_interop_code_system(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    html = alice_client.get(f"/patients/{urgent_patient.pk}/").content.decode()
+    for code in (
+        "not-applicable",
+        "patient-declined",
+        "done-elsewhere",
+        "contraindicated",
+        "disagree-evidence",
+        "other",
+    ):
+        assert f'value="{code}"' in html
+
+
+def test_snooze_needs_a_future_date_and_the_card_returns_on_it(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    today = timezone.localdate()
+    html = act(
+        alice_client, urgent_patient, code="extreme-alp", action="snooze", snooze_until=str(today)
+    ).content.decode()
+    assert "must be after today" in html
+    until = today + timedelta(days=14)
+    html = act(
+        alice_client, urgent_patient, code="extreme-alp", action="snooze", snooze_until=str(until)
+    ).content.decode()
+    assert f"Snoozed until {until:%Y-%m-%d}" in html
+    rule_set = current_rule_set()
+    result = engine.assess(patient_to_case(urgent_patient), rule_set)
+    assert active_actions(urgent_patient, result, rule_set, today=until - timedelta(days=1)).get(
+        "extreme-alp"
+    )
+    assert active_actions(urgent_patient, result, rule_set, today=until).get("extreme-alp") is None
+
+
+def test_an_action_holds_until_the_case_or_the_card_changes_not_with_the_calendar(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    rule_set = current_rule_set()
+    result = engine.assess(patient_to_case(urgent_patient), rule_set)
+    a_year_later = timezone.localdate() + timedelta(days=365)
+    assert active_actions(urgent_patient, result, rule_set, today=a_year_later).get("extreme-alp")
+    # A new rule-set version that rewords the card brings it back; one that does not, keeps it.
+    reworded = dataclasses.replace(
+        rule_set,
+        version="next",
+        rules=tuple(
+            dataclasses.replace(rule, title=rule.title + " now")
+            if rule.code == "extreme-alp"
+            else rule
+            for rule in rule_set.rules
+        ),
+    )
+    recommendation = next(r for r in result.recommendations if r.code == "extreme-alp")
+    assert card_digest(reworded, recommendation) != card_digest(rule_set, recommendation)
+    unchanged = dataclasses.replace(rule_set, version="next")
+    assert card_digest(unchanged, recommendation) == card_digest(rule_set, recommendation)
+    # A new result changes the case: the card is back.
+    urgent_patient.refresh_from_db()
+    alice_client.post(
+        f"/patients/{urgent_patient.pk}/results/",
+        {
+            "test": "alp",
+            "value": "1180",
+            "unit": "U/L",
+            "collected_on": "2026-11-20",
+            "version": urgent_patient.version,
+        },
+    )
+    result = engine.assess(patient_to_case(urgent_patient), rule_set)
+    assert active_actions(urgent_patient, result, rule_set).get("extreme-alp") is None
+    html = alice_client.get(f"/patients/{urgent_patient.pk}/").content.decode()
+    assert "Acknowledged by" not in html
+
+
+def test_undo_keeps_the_action_as_history(
+    alice_client: Client, alice: Any, urgent_patient: Any
+) -> None:
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    html = act(alice_client, urgent_patient, code="extreme-alp", action="undo").content.decode()
+    action = CardAction.objects.get()
+    assert action.undone_at is not None and action.undone_by == alice
+    assert action.history.count() == 2
+    assert "Acknowledged by" not in html
+
+
+def test_card_actions_work_as_a_plain_post_and_need_csrf(
+    client: Client, alice: Any, urgent_patient: Any
+) -> None:
+    client.force_login(alice)
+    url = f"/patients/{urgent_patient.pk}/cards/"
+    response = client.post(url, {"code": "extreme-alp", "action": "acknowledge"})
+    assert response.status_code == 302 and CardAction.objects.count() == 1
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(alice)
+    assert strict.post(url, {"code": "extreme-alp", "action": "undo"}).status_code == 403
+    assert CardAction.objects.get().undone_at is None
+
+
+def test_another_clinic_cannot_act_on_a_card(client: Client, bob: Any, urgent_patient: Any) -> None:
+    client.force_login(bob)
+    response = client.post(
+        f"/patients/{urgent_patient.pk}/cards/", {"code": "extreme-alp", "action": "acknowledge"}
+    )
+    assert response.status_code == 404
+    assert not CardAction.objects.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Mark done
+
+
+def test_mark_done_records_outcome_date_and_note_and_undo_reopens(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    patient = stored_patient(north_clinic, alice, mrn="PAGET-1")
+    follow_up = FollowUp.objects.filter(patient=patient, completed_at=None).first()
+    assert follow_up is not None
+    base = f"/patients/{patient.pk}/follow-ups/{follow_up.pk}"
+    done_on = timezone.localdate() - timedelta(days=2)
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    html = alice_client.post(
+        f"{base}/done/", {"outcome": "done", "done_on": str(tomorrow)}, headers=HTMX
+    ).content.decode()
+    assert "date done: The date done cannot be after today." in html
+    follow_up.refresh_from_db()
+    assert follow_up.completed_at is None
+    html = alice_client.post(
+        f"{base}/done/",
+        {"outcome": "done_elsewhere", "done_on": str(done_on), "note": "GP drew it"},
+        headers=HTMX,
+    ).content.decode()
+    follow_up.refresh_from_db()
+    assert (follow_up.outcome, follow_up.done_on, follow_up.note) == (
+        "done_elsewhere",
+        done_on,
+        "GP drew it",
+    )
+    assert "Done elsewhere" in html and "GP drew it" in html
+    assert f"{base}/undo/" in html
+    alice_client.post(f"{base}/undo/", headers=HTMX)
+    follow_up.refresh_from_db()
+    assert follow_up.completed_at is None and follow_up.outcome == ""
+    assert follow_up.history.count() >= 3
+
+
+def test_marking_the_dental_examination_done_updates_the_case(
+    alice_client: Client, dental_patient: Any
+) -> None:
+    follow_up = FollowUp.objects.get(patient=dental_patient, code="dental-exam")
+    version = dental_patient.version
+    html = alice_client.post(
+        f"/patients/{dental_patient.pk}/follow-ups/{follow_up.pk}/done/",
+        {"outcome": "done", "done_on": str(timezone.localdate())},
+        headers=HTMX,
+    ).content.decode()
+    dental_patient.refresh_from_db()
+    assert dental_patient.dental_exam_done is True
+    assert dental_patient.version == version + 1
+    assert "mm-dental-exam" not in cards(dental_patient)
+    assert 'data-code="mm-dental-exam"' not in html
+    alice_client.post(
+        f"/patients/{dental_patient.pk}/follow-ups/{follow_up.pk}/undo/", headers=HTMX
+    )
+    dental_patient.refresh_from_db()
+    assert dental_patient.dental_exam_done is False
+    assert "mm-dental-exam" in cards(dental_patient)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports
+
+
+def test_worklist_csv_follows_the_filters_and_is_access_logged(
+    alice_client: Client, alice: Any, north_clinic: Any, urgent_patient: Any
+) -> None:
+    stored_patient(north_clinic, alice, mrn="=HYPERLINK(1)", name="Formula")
+    response = alice_client.get("/worklist.csv?priority=urgent")
+    assert response["Content-Type"].startswith("text/csv")
+    table = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [row["mrn"] for row in table] == ["URG-1"]
+    assert table[0]["status"] == "Needs action" and table[0]["top_priority"] == "urgent"
+    assert AccessLog.objects.filter(patient=urgent_patient, action="worklist CSV export").exists()
+    everything = list(
+        csv.DictReader(io.StringIO(alice_client.get("/worklist.csv").content.decode()))
+    )
+    assert "'=HYPERLINK(1)" in {row["mrn"] for row in everything}
+
+
+def test_follow_ups_calendar_names_the_mrn_not_the_patient(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    patient = stored_patient(north_clinic, alice, mrn="PAGET-9", name="Margaret Ellis")
+    response = alice_client.get(f"/patients/{patient.pk}/follow-ups.ics")
+    assert response["Content-Type"].startswith("text/calendar")
+    calendar = icalendar.Calendar.from_ical(response.content)
+    events = calendar.walk("VEVENT")
+    open_follow_ups = FollowUp.objects.filter(patient=patient, completed_at=None)
+    assert len(events) == open_follow_ups.count() > 0
+    assert {event.decoded("dtstart") for event in events} == {f.due for f in open_follow_ups}
+    for event in events:
+        assert "MRN PAGET-9" in str(event["summary"])
+    assert b"Ellis" not in response.content and b"Margaret" not in response.content
+    assert AccessLog.objects.filter(patient=patient, action__contains="iCalendar").exists()
+
+
+def test_the_printed_summary_names_who_printed_it(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    html = alice_client.get(f"/patients/{urgent_patient.pk}/").content.decode()
+    assert "Printed by alice on " in html
+
+
+# ---------------------------------------------------------------------------------------------
+# Rule analytics (issue 14, item 5) over the card-action store and the firing log
+
+
+def test_rule_analytics_counts_actions_per_rule_and_flags_overridden_rules(
+    alice_client: Client, alice: Any, bob: Any, north_clinic: Any, south_clinic: Any
+) -> None:
+    from pathways.models import RuleFiring
+
+    patients = [
+        stored_patient(north_clinic, alice, urgent_document(), mrn=f"U-{n}", name="Urgent")
+        for n in range(3)
+    ]
+    south = stored_patient(south_clinic, bob, urgent_document(), mrn="S-1", name="South")
+    assert RuleFiring.objects.filter(code="extreme-alp", stopped_at__isnull=True).count() == 4
+    for patient in patients[:2]:
+        act(alice_client, patient, code="extreme-alp", action="override", reason="done-elsewhere")
+    act(alice_client, patients[2], code="extreme-alp", action="acknowledge")
+    act(
+        alice_client,
+        patients[2],
+        code="fracture-surgery-radiation",
+        action="override",
+        reason="contraindicated",
+    )
+    act(alice_client, patients[2], code="fracture-surgery-radiation", action="undo")
+    CardAction.objects.create(  # CDS Hooks feedback lands in the same store
+        patient=patients[2],
+        clinic=north_clinic,
+        code="fracture-surgery-radiation",
+        kind="accept",
+        source="cds",
+        rule_set_version="x",
+        case_digest="",
+        card_digest="",
+    )
+    CardAction.objects.create(  # another clinic's override never counts here
+        patient=south,
+        clinic=south_clinic,
+        code="fracture-surgery-radiation",
+        kind="override",
+        reason="other",
+        reason_text="x",
+        rule_set_version="x",
+        case_digest="",
+        card_digest="",
+    )
+    alice.is_staff = True
+    alice.save()
+    response = alice_client.get("/admin/rule-analytics/?min_patients=3")
+    assert response.status_code == 200
+    rows = {row.code: row for row in response.context["rows"]}
+    extreme = rows["extreme-alp"]
+    assert (extreme.firing_now, extreme.fired, extreme.overridden) == (3, 3, 2)
+    assert (extreme.acknowledged, extreme.reasons["done-elsewhere"]) == (1, 2)
+    assert extreme.flagged and extreme.override_percent == "67 %"
+    fracture = rows["fracture-surgery-radiation"]
+    assert (fracture.overridden, fracture.accepted, fracture.flagged) == (0, 1, False)
+    assert response.context["rows"][0].code == "extreme-alp"  # sorted by share overridden
+    html = response.content.decode()
+    assert "Already done elsewhere: 2" in html and 'data-flagged="true"' in html
+    # The default needs 20 patients before a rule is flagged.
+    assert not alice_client.get("/admin/rule-analytics/").context["flagged"]
+    bad = alice_client.get("/admin/rule-analytics/?start=2026-02-01&end=2026-01-01")
+    assert bad.status_code == 400 and "From: The start of the period is after its end." in (
+        bad.content.decode()
+    )
+
+
+def test_rule_analytics_is_for_staff_only(alice_client: Client) -> None:
+    assert alice_client.get("/admin/rule-analytics/").status_code == 302
+
+
+def test_the_clinic_filter_narrows_to_one_of_the_users_clinics(
+    alice_client: Client, alice: Any, bob: Any, north_clinic: Any, south_clinic: Any
+) -> None:
+    from pathways.models import Clinic, Membership
+
+    west = Clinic.objects.create(name="West Bone Clinic", slug="west")
+    Membership.objects.create(user=alice, clinic=west)
+    stored_patient(north_clinic, alice, urgent_document(), mrn="N-1", name="North")
+    stored_patient(west, alice, urgent_document(), mrn="W-1", name="West")
+    stored_patient(south_clinic, bob, urgent_document(), mrn="S-1", name="South")
+    assert sorted(rows(alice_client.get("/").content.decode())) == ["N-1", "W-1"]
+    html = alice_client.get(f"/?clinic={west.pk}").content.decode()
+    assert rows(html) == ["W-1"] and 'id="id_clinic"' in html
+    # Another clinic's key is not a choice: ignored, never a way in.
+    assert sorted(rows(alice_client.get(f"/?clinic={south_clinic.pk}").content.decode())) == [
+        "N-1",
+        "W-1",
+    ]
+    csv_text = alice_client.get(f"/worklist.csv?clinic={west.pk}").content.decode()
+    assert "W-1" in csv_text and "N-1" not in csv_text
