@@ -833,3 +833,8 @@ class TaskHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} at {self.beat_at:%H:%M:%S}"
+
+
+# CDS Hooks clients, cards and feedback live in their own module; imported here so that Django
+# registers them with the app.
+from pathways.cds_models import CdsCard, CdsClient, CdsFeedback, CdsJwtUse  # noqa: E402, F401
