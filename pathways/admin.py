@@ -253,6 +253,14 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 class CdsClientForm(forms.ModelForm):
+    jwks_url = forms.URLField(
+        label="JWKS URL",
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        help_text=CdsClient._meta.get_field("jwks_url").help_text,
+    )
+
     class Meta:
         model = CdsClient
         fields = ["name", "issuer", "clinic", "jwks_url", "jwks", "mrn_system", "active"]
