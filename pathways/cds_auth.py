@@ -9,6 +9,7 @@ has not been seen before. Anything else is a 401 without patient data.
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -25,6 +26,7 @@ LEEWAY_SECONDS: Final = 30  # clock skew between the EHR and alpcare
 # Replayed jtis are refused as long as their JWT is valid; a JWT valid for longer than this is
 # refused too, which keeps the store of used jtis small (the EHR signs one per call).
 MAX_LIFETIME: Final = timedelta(hours=1)
+PURGE_EVERY: Final = 100  # every 100th accepted JWT drops the expired jtis
 _JWKS_CACHE_SECONDS: Final = 300
 _JWKS_TIMEOUT_SECONDS: Final = 5
 
@@ -46,10 +48,25 @@ def _jwks_client(url: str) -> jwt.PyJWKClient:
         return _jwks_clients[url]
 
 
+_inline_key_sets: dict[str, list[jwt.PyJWK]] = {}
+
+
+def _inline_keys(jwks: dict[str, Any]) -> list[jwt.PyJWK]:
+    """Parsed once per distinct JWKS (parsing a key costs more than verifying with it)."""
+    text = json.dumps(jwks, sort_keys=True)
+    with _jwks_lock:
+        keys = _inline_key_sets.get(text)
+    if keys is None:
+        keys = list(jwt.PyJWKSet.from_dict(jwks).keys)
+        with _jwks_lock:
+            _inline_key_sets[text] = keys
+    return keys
+
+
 def _signing_keys(client: CdsClient) -> list[jwt.PyJWK]:
     try:
         if client.jwks:
-            return list(jwt.PyJWKSet.from_dict(client.jwks).keys)
+            return _inline_keys(client.jwks)
         if client.jwks_url:
             return list(_jwks_client(client.jwks_url).get_jwk_set().keys)
     except (jwt.PyJWKClientError, jwt.PyJWKSetError, jwt.PyJWKError) as error:
@@ -125,10 +142,11 @@ def _use_jti_once(client: CdsClient, jti: str, expires_at: datetime, now: dateti
         raise CdsAuthError("jti must be a non-empty string of at most 200 characters")
     try:
         with transaction.atomic():
-            CdsJwtUse.objects.create(
+            use = CdsJwtUse.objects.create(
                 client=client, jti=jti, expires_at=expires_at + timedelta(seconds=LEEWAY_SECONDS)
             )
     except IntegrityError:
         raise CdsAuthError("jti already used (replayed JWT)") from None
     # An expired JWT is refused by its exp already: its jti need not be kept any longer.
-    CdsJwtUse.objects.filter(expires_at__lt=now).delete()
+    if use.pk % PURGE_EVERY == 0:
+        CdsJwtUse.objects.filter(expires_at__lt=now).delete()

@@ -196,6 +196,43 @@ class _Mapper:
             return None
 
 
+def _raw_codes(concept: Any) -> list[tuple[object, object]]:
+    if not isinstance(concept, dict) or not isinstance(concept.get("coding"), list):
+        return []
+    return [
+        (coding.get("system"), coding.get("code"))
+        for coding in concept["coding"]
+        if isinstance(coding, dict)
+    ]
+
+
+_READ_LOINC: Final = frozenset((*LAB_LOINC, WEIGHT_LOINC, PREGNANCY_STATUS_LOINC))
+
+
+def _may_be_read(resource: dict[str, Any]) -> bool:
+    """Whether a resource carries a code this mapping reads (checked before validation)."""
+    kind = resource.get("resourceType")
+    if kind == "Observation":
+        codes = _raw_codes(resource.get("code"))
+        return any(system == LOINC and code in _READ_LOINC for system, code in codes)
+    if kind == "Condition":
+        return any(
+            system == ICD10CM
+            and isinstance(code, str)
+            and (
+                _compact(code).startswith(PREGNANCY_ICD10CM)
+                or diagnoses_for_icd10cm(code) != (None, None)
+            )
+            for system, code in _raw_codes(resource.get("code"))
+        )
+    if kind in ("MedicationRequest", "MedicationStatement"):
+        return any(
+            system == ATC and isinstance(code, str) and agent_for_atc(code) is not None
+            for system, code in _raw_codes(resource.get("medicationCodeableConcept"))
+        )
+    return False
+
+
 def case_from_fhir(
     resources: Iterable[dict[str, Any]],
     *,
@@ -220,6 +257,8 @@ def case_from_fhir(
 
     for resource in resources:
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        if kind != "Patient" and not _may_be_read(resource):
+            continue  # validating what is never read would cost most of a hook call
         path = f"{kind}/{resource.get('id', '?')}" if kind else "(resource)"
         if kind == "Patient":
             read = mapper.validate(Patient, resource, "Patient")
