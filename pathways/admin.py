@@ -261,9 +261,26 @@ class CdsClientForm(forms.ModelForm):
         help_text=CdsClient._meta.get_field("jwks_url").help_text,
     )
 
+    fhir_base_url = forms.URLField(
+        label="FHIR server base URL",
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        help_text=CdsClient._meta.get_field("fhir_base_url").help_text,
+    )
+
     class Meta:
         model = CdsClient
-        fields = ["name", "issuer", "clinic", "jwks_url", "jwks", "mrn_system", "active"]
+        fields = [
+            "name",
+            "issuer",
+            "clinic",
+            "jwks_url",
+            "jwks",
+            "mrn_system",
+            "fhir_base_url",
+            "active",
+        ]
 
     def clean_jwks(self) -> Any:
         jwks = self.cleaned_data.get("jwks")

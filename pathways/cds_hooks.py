@@ -26,6 +26,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from pydantic import ValidationError
 
 from pathways import engine
 from pathways.cds_auth import CdsAuthError, authenticate
@@ -167,11 +169,14 @@ def _fhir_get(url: str, access_token: str | None) -> dict[str, Any]:
 
 
 def _fetch(fhir_server: str, query: str, access_token: str | None) -> list[dict[str, Any]]:
-    url: str | None = f"{fhir_server.rstrip('/')}/{query}"
+    base = fhir_server.rstrip("/") + "/"
+    url: str | None = base + query
     resources: list[dict[str, Any]] = []
     for _page in range(FHIR_MAX_PAGES):
         if url is None:
             break
+        if not url.startswith(base):
+            raise ValueError(f"a next page outside {base}")
         data = _fhir_get(url, access_token)
         resources += _resources_of(data)
         links = data.get("link") or [] if data.get("resourceType") == "Bundle" else []
@@ -179,7 +184,23 @@ def _fetch(fhir_server: str, query: str, access_token: str | None) -> list[dict[
     return resources
 
 
-def hook_resources(body: dict[str, Any], patient_id: str) -> list[dict[str, Any]]:
+def _allowed_fhir_server(client: CdsClient, fhir_server: object) -> str:
+    """The hook's fhirServer, if it is the one configured for the client (no open fetches)."""
+    allowed = client.fhir_base_url.rstrip("/")
+    if not isinstance(fhir_server, str) or not fhir_server:
+        raise HookError(412, "prefetch incomplete and no fhirServer to fetch the rest from")
+    if not allowed or fhir_server.rstrip("/") != allowed:
+        raise HookError(
+            412,
+            "prefetch incomplete and fhirServer is not the FHIR server configured for "
+            "this client in alpcare",
+        )
+    return fhir_server
+
+
+def hook_resources(
+    client: CdsClient, body: dict[str, Any], patient_id: str
+) -> list[dict[str, Any]]:
     """Every resource the engine needs: prefetch where the EHR sent it, else fetched."""
     prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
     assert isinstance(prefetch, dict)
@@ -192,9 +213,7 @@ def hook_resources(body: dict[str, Any], patient_id: str) -> list[dict[str, Any]
             missing.append(template)
     if not missing:
         return resources
-    fhir_server = body.get("fhirServer")
-    if not isinstance(fhir_server, str) or not fhir_server.startswith(("https://", "http://")):
-        raise HookError(412, "prefetch incomplete and no fhirServer to fetch the rest from")
+    fhir_server = _allowed_fhir_server(client, body.get("fhirServer"))
     authorization = body.get("fhirAuthorization")
     access_token = authorization.get("access_token") if isinstance(authorization, dict) else None
     for template in missing:
@@ -372,9 +391,6 @@ def _dose_mg(resource: dict[str, Any]) -> float | None:
 
 
 def draft_orders(context: dict[str, Any]) -> list[DraftOrder]:
-    from fhir.resources.R4B.medicationrequest import MedicationRequest
-    from pydantic import ValidationError
-
     orders = []
     for resource in _resources_of(context.get("draftOrders")):
         if resource.get("resourceType") != "MedicationRequest":
@@ -640,7 +656,7 @@ def service(request: HttpRequest, service_id: str) -> HttpResponse:
     if service_id == ORDER_SIGN and not orders:
         return _json({"cards": []})  # no bone-targeted agent among the draft orders
     mapped = case_from_fhir(
-        hook_resources(body, context["patientId"]),
+        hook_resources(client, body, context["patientId"]),
         today=today,
         tz=timezone.get_current_timezone(),
         mrn_system=client.mrn_system,

@@ -46,6 +46,12 @@ class CdsClient(models.Model):
         blank=True,
         help_text="Identifier system of the MRN; empty: identifiers typed MR.",
     )
+    fhir_base_url = models.URLField(
+        "FHIR server base URL",
+        max_length=500,
+        blank=True,
+        help_text="The only fhirServer to fetch missing data from; empty: none.",
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()

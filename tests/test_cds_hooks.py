@@ -215,6 +215,8 @@ def test_patient_view_fetches_from_the_fhir_server_when_prefetch_is_absent(
     }
     stub = FhirStub(responses)
     with fhir_stub_server(stub) as fhir_server:
+        north_ehr.fhir_base_url = fhir_server
+        north_ehr.save()
         partial = {"patient": prefetch["patient"]}  # the rest must be fetched
         body = _patient_view(
             partial,
@@ -548,3 +550,18 @@ def pyjwt_private_jwk(keys: EhrKeys) -> dict[str, Any]:
     import jwt as pyjwt
 
     return pyjwt.algorithms.ECAlgorithm.to_jwk(keys.private_key, as_dict=True)
+
+
+@pytest.mark.django_db
+def test_only_the_clients_configured_fhir_server_is_fetched_from(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    stub = FhirStub({})
+    with fhir_stub_server(stub) as fhir_server:
+        north_ehr.fhir_base_url = "https://fhir.north.example.org/r4"
+        north_ehr.save()
+        body = _patient_view(None, fhirServer=fhir_server)
+        response = _call(client, ehr_keys, PATIENT_VIEW, body)
+    assert response.status_code == 412
+    assert "not the FHIR server configured" in response.json()["error"]
+    assert stub.paths == []

@@ -61,6 +61,15 @@ class Migration(migrations.Migration):
                         verbose_name="MRN identifier system",
                     ),
                 ),
+                (
+                    "fhir_base_url",
+                    models.URLField(
+                        blank=True,
+                        help_text="The only fhirServer to fetch missing data from; empty: none.",
+                        max_length=500,
+                        verbose_name="FHIR server base URL",
+                    ),
+                ),
                 ("active", models.BooleanField(default=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 (
@@ -214,6 +223,15 @@ class Migration(migrations.Migration):
                         help_text="Identifier system of the MRN; empty: identifiers typed MR.",
                         max_length=500,
                         verbose_name="MRN identifier system",
+                    ),
+                ),
+                (
+                    "fhir_base_url",
+                    models.URLField(
+                        blank=True,
+                        help_text="The only fhirServer to fetch missing data from; empty: none.",
+                        max_length=500,
+                        verbose_name="FHIR server base URL",
                     ),
                 ),
                 ("active", models.BooleanField(default=True)),
