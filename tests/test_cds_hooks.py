@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from datetime import date
@@ -481,13 +480,6 @@ def test_an_inactive_client_is_not_trusted(
     north_ehr.save()
     body = _patient_view(myeloma_with_rising_creatinine())
     assert _call(client, ehr_keys, PATIENT_VIEW, body).status_code == 401
-
-
-def test_the_prefetch_is_not_changed_by_a_call() -> None:
-    prefetch = myeloma_with_rising_creatinine()
-    snapshot = copy.deepcopy(prefetch)
-    case_from_fhir([prefetch["patient"]], today=date.today())
-    assert prefetch == snapshot
 
 
 @pytest.mark.django_db
