@@ -7,6 +7,7 @@ import time
 from datetime import date
 from typing import Any
 
+import jwt
 import pytest
 from django.test import Client
 
@@ -313,6 +314,25 @@ def test_order_sign_for_paget_gives_only_the_rules_the_catalogue_holds(
 
 
 @pytest.mark.django_db
+def test_order_sign_gives_each_agent_the_rules_about_it(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    prefetch = myeloma_with_rising_creatinine(creatinine_now=3.0, on_zoledronic_acid=False)
+    pamidronate = _call(
+        client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BA03", 90))
+    ).json()["cards"]
+    pamidronate_topics = {_topic(card) for card in pamidronate}
+    assert {"mm-renal-before-infusion", "mm-dental-exam"} <= pamidronate_topics
+    assert "mm-za-not-recommended" not in pamidronate_topics  # a zoledronic acid rule
+    assert not any("suggestions" in card for card in pamidronate)
+
+    denosumab = _call(
+        client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BX04", 120))
+    ).json()["cards"]
+    assert {_topic(card) for card in denosumab} == {"calcium-vitamin-d", "mm-monitor-calcium"}
+
+
+@pytest.mark.django_db
 def test_order_sign_ignores_orders_of_other_medicines(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
 ) -> None:
@@ -416,6 +436,12 @@ def test_calls_without_a_valid_jwt_get_401_and_no_patient_data(
         "replayed jti": replayed,
         "unknown iss": ehr_keys.token(audience, iss="https://unknown-ehr.example.org"),
         "no jti": ehr_keys.token(audience, jti=None),
+        "valid for days": ehr_keys.token(audience, exp=int(time.time()) + 3 * 86400),
+        "HS256 (alg confusion)": jwt.encode(
+            {"iss": EHR_ISSUER, "aud": audience, "exp": int(time.time()) + 60, "jti": "hs"},
+            "the EHR public key as an HMAC secret",
+            algorithm="HS256",
+        ),
         "not a JWT": "not-a-jwt",
     }
     for problem, token in tokens.items():
