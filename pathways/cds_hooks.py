@@ -691,5 +691,5 @@ def feedback(request: HttpRequest, service_id: str) -> HttpResponse:
     client, body = _authenticated_body(request, service_id, audiences)
     rows = _feedback_rows(client, service_id, body)
     with transaction.atomic():
-        CdsFeedback.objects.bulk_create(rows)
+        CdsFeedback.objects.bulk_create(rows, ignore_conflicts=True)
     return _json({})

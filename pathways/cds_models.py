@@ -123,6 +123,12 @@ class CdsFeedback(models.Model):
 
     class Meta:
         ordering = ["-outcome_at"]
+        # An EHR that resends its feedback (a retry after a timeout) does not count twice.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["card", "outcome", "outcome_at"], name="cds_feedback_once"
+            ),
+        ]
         verbose_name = "CDS Hooks feedback"
         verbose_name_plural = "CDS Hooks feedback"
 

@@ -385,6 +385,10 @@ def test_feedback_stores_accepted_and_overridden_outcomes_with_the_reason(
     )
     assert stored.card.rule_code == _topic(cards[1])
 
+    resent = _call(client, ehr_keys, PATIENT_VIEW, _feedback(first, "accepted"), path=feedback_url)
+    assert resent.status_code == 200
+    assert CdsFeedback.objects.count() == 2  # a retry is not counted twice
+
 
 @pytest.mark.django_db
 def test_feedback_refuses_unknown_reasons_other_without_text_and_unknown_cards(

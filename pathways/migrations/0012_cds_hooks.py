@@ -118,68 +118,6 @@ class Migration(migrations.Migration):
             ],
         ),
         migrations.CreateModel(
-            name="CdsFeedback",
-            fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "outcome",
-                    models.CharField(
-                        choices=[("accepted", "Accepted"), ("overridden", "Overridden")],
-                        max_length=12,
-                    ),
-                ),
-                (
-                    "override_reason",
-                    models.CharField(
-                        blank=True,
-                        choices=[
-                            ("contraindicated", "Contraindicated for this patient"),
-                            ("disagree-evidence", "Disagree with the evidence"),
-                            ("done-elsewhere", "Already done elsewhere"),
-                            ("not-applicable", "Not applicable to this patient"),
-                            ("other", "Other (free text required)"),
-                            ("patient-declined", "Patient declined"),
-                        ],
-                        max_length=30,
-                    ),
-                ),
-                ("override_comment", models.TextField(blank=True)),
-                ("accepted_suggestions", models.JSONField(blank=True, default=list)),
-                (
-                    "outcome_at",
-                    models.DateTimeField(help_text="outcomeTimestamp, as the EHR sent it."),
-                ),
-                ("received_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "card",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="feedback",
-                        to="pathways.cdscard",
-                    ),
-                ),
-                (
-                    "received_by",
-                    models.ForeignKey(
-                        help_text="The client that sent it.",
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to="pathways.cdsclient",
-                    ),
-                ),
-            ],
-            options={
-                "verbose_name": "CDS Hooks feedback",
-                "verbose_name_plural": "CDS Hooks feedback",
-                "ordering": ["-outcome_at"],
-            },
-        ),
-        migrations.CreateModel(
             name="HistoricalCdsClient",
             fields=[
                 (
@@ -273,6 +211,73 @@ class Migration(migrations.Migration):
                 "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
+        ),
+        migrations.CreateModel(
+            name="CdsFeedback",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[("accepted", "Accepted"), ("overridden", "Overridden")],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "override_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("contraindicated", "Contraindicated for this patient"),
+                            ("disagree-evidence", "Disagree with the evidence"),
+                            ("done-elsewhere", "Already done elsewhere"),
+                            ("not-applicable", "Not applicable to this patient"),
+                            ("other", "Other (free text required)"),
+                            ("patient-declined", "Patient declined"),
+                        ],
+                        max_length=30,
+                    ),
+                ),
+                ("override_comment", models.TextField(blank=True)),
+                ("accepted_suggestions", models.JSONField(blank=True, default=list)),
+                (
+                    "outcome_at",
+                    models.DateTimeField(help_text="outcomeTimestamp, as the EHR sent it."),
+                ),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "card",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="feedback",
+                        to="pathways.cdscard",
+                    ),
+                ),
+                (
+                    "received_by",
+                    models.ForeignKey(
+                        help_text="The client that sent it.",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="pathways.cdsclient",
+                    ),
+                ),
+            ],
+            options={
+                "verbose_name": "CDS Hooks feedback",
+                "verbose_name_plural": "CDS Hooks feedback",
+                "ordering": ["-outcome_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("card", "outcome", "outcome_at"), name="cds_feedback_once"
+                    )
+                ],
+            },
         ),
         migrations.CreateModel(
             name="CdsJwtUse",
