@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path
 from django.views.generic import RedirectView
 
-from pathways import analytics, health, monitoring, tokens, twofactor, views
+from pathways import analytics, cds_hooks, health, monitoring, tokens, twofactor, views
 from pathways.api import api
 
 admin.site.site_header = "alpcare administration"
@@ -66,6 +66,10 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz/queue", monitoring.queue_health, name="healthz_queue"),
     path("admin/rule-analytics/", analytics.rule_analytics_view, name="rule_analytics"),
+    # CDS Hooks 2.0: discovery is public (no patient data); calls and feedback need the EHR's JWT.
+    path("cds-services", cds_hooks.discovery, name="cds_discovery"),
+    path("cds-services/<str:service_id>", cds_hooks.service, name="cds_service"),
+    path("cds-services/<str:service_id>/feedback", cds_hooks.feedback, name="cds_feedback"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("api/docs", login_required(RedirectView.as_view(url="/api/v1/docs")), name="api_docs"),

@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -18,6 +19,8 @@ from pathways.models import (
     API_TOKEN_LIFETIME,
     AccessLog,
     ApiToken,
+    CdsClient,
+    CdsFeedback,
     Clinic,
     FollowUp,
     LabResult,
@@ -247,3 +250,83 @@ class ApiTokenAdmin(admin.ModelAdmin):
             f"Token for {obj.user}: {raw} — copy it now; only its hash is stored, "
             "it cannot be shown again.",
         )
+
+
+class CdsClientForm(forms.ModelForm):
+    jwks_url = forms.URLField(
+        label="JWKS URL",
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        help_text=CdsClient._meta.get_field("jwks_url").help_text,
+    )
+
+    fhir_base_url = forms.URLField(
+        label="FHIR server base URL",
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        help_text=CdsClient._meta.get_field("fhir_base_url").help_text,
+    )
+
+    class Meta:
+        model = CdsClient
+        fields = [
+            "name",
+            "issuer",
+            "clinic",
+            "jwks_url",
+            "jwks",
+            "mrn_system",
+            "fhir_base_url",
+            "active",
+        ]
+
+    def clean_jwks(self) -> Any:
+        jwks = self.cleaned_data.get("jwks")
+        if jwks in (None, "", {}):
+            return None
+        import jwt
+
+        try:
+            key_set = jwt.PyJWKSet.from_dict(jwks)
+        except (jwt.PyJWKSetError, jwt.PyJWKError, TypeError, AttributeError) as error:
+            raise forms.ValidationError(f"not a usable JSON Web Key Set: {error}") from None
+        if any(key.key_type not in ("EC", "RSA") for key in key_set.keys):
+            raise forms.ValidationError("keys must be EC (ES384) or RSA (RS384) public keys")
+        if any(getattr(key.key, "private_numbers", None) for key in key_set.keys):
+            raise forms.ValidationError("a private key was pasted: give the public keys only")
+        return jwks
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not cleaned.get("jwks_url") and not cleaned.get("jwks"):
+            raise forms.ValidationError("Give the client's JWKS URL or its JWKS.")
+        url = cleaned.get("jwks_url") or ""
+        if url and not url.startswith("https://") and not settings.DEBUG:
+            self.add_error("jwks_url", "must be https")
+        return cleaned
+
+
+@admin.register(CdsClient)
+class CdsClientAdmin(ClinicScopedHistoryAdmin):
+    """EHRs trusted to call the CDS Hooks services for one of the user's clinics."""
+
+    form = CdsClientForm
+    clinic_path = "clinic"
+    list_display = ["name", "issuer", "clinic", "active", "created_at"]
+    list_filter = ["clinic", "active"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "clinic" and not request.user.is_superuser:
+            kwargs["queryset"] = _users_clinics(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(CdsFeedback)
+class CdsFeedbackAdmin(ReadOnlyClinicAdmin):
+    """What clinicians did with alpcare's cards in the EHR (written by the feedback endpoint)."""
+
+    clinic_path = "received_by__clinic"
+    list_display = ["outcome_at", "outcome", "override_reason", "card", "received_by"]
+    list_filter = ["outcome", "override_reason"]

@@ -21,7 +21,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from pathways import engine
-from pathways.engine import declaration
+from pathways.engine import declaration, vocabulary
 
 
 def _choices(item: engine.CaseField) -> list[tuple[str, str]]:
@@ -342,14 +342,8 @@ class AppendOnlyError(Exception):
 
 # interop.md, "Override reasons": one code system for the worklist, CDS Hooks and analytics.
 OVERRIDE_REASON_SYSTEM = "https://alpcare.example.org/fhir/CodeSystem/override-reason"
-OVERRIDE_REASONS = [
-    ("not-applicable", "Not applicable to this patient"),
-    ("patient-declined", "Patient declined"),
-    ("done-elsewhere", "Already done elsewhere"),
-    ("contraindicated", "Contraindicated for this patient"),
-    ("disagree-evidence", "Disagree with the evidence"),
-    ("other", "Other (free text required)"),
-]
+# spec/interop.md's override reasons, one code system for the worklist, CDS Hooks and analytics.
+OVERRIDE_REASONS = list(vocabulary.OVERRIDE_REASONS.items())
 
 
 class RuleFiring(models.Model):
@@ -976,3 +970,8 @@ class TaskHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} at {self.beat_at:%H:%M:%S}"
+
+
+# CDS Hooks clients, cards and feedback live in their own module; imported here so that Django
+# registers them with the app.
+from pathways.cds_models import CdsCard, CdsClient, CdsFeedback, CdsJwtUse  # noqa: E402, F401

@@ -35,8 +35,11 @@ def _fill(route: str, values: dict[str, str]) -> str:
 
 # Pages anyone may load: the login page itself, and the logout endpoint's redirect; the health
 # probes, which load balancers call without a session and which answer with an empty body; the
-# task queue's health for monitoring (counts only, no patient data: tests/test_reassess.py).
-PUBLIC = {"login", "healthz", "readyz", "healthz_queue"}
+# task queue's health for monitoring (counts only, no patient data: tests/test_reassess.py);
+# the CDS Hooks discovery document, which EHRs read before they are trusted (it lists the
+# services and their prefetch templates, no patient data: tests/test_cds_hooks.py). The CDS
+# service calls and feedback are walked: without the EHR's JWT they are a 401.
+PUBLIC = {"login", "healthz", "readyz", "healthz_queue", "cds_discovery"}
 
 
 def test_the_walk_sees_every_part_of_the_site() -> None:

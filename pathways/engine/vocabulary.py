@@ -54,3 +54,17 @@ def to_canonical(test: str, unit: str, value: float) -> tuple[float, str]:
     """Convert a value to its test's canonical unit; rounding hides float noise only."""
     canonical_unit, multiplier, divisor = CONVERSIONS[(test, unit)]
     return round(value * multiplier / divisor, 6), canonical_unit
+
+
+# Override reasons (spec interop.md): one local code system shared by the worklist's override
+# action, the CDS Hooks cards' overrideReasons and feedback, and the rule analytics.
+OVERRIDE_REASON_SYSTEM: Final = "https://alpcare.example.org/fhir/CodeSystem/override-reason"
+OVERRIDE_REASONS: Final[dict[str, str]] = {
+    "not-applicable": "Not applicable to this patient",
+    "patient-declined": "Patient declined",
+    "done-elsewhere": "Already done elsewhere",
+    "contraindicated": "Contraindicated for this patient",
+    "disagree-evidence": "Disagree with the evidence",
+    "other": "Other (free text required)",
+}
+OVERRIDE_REASON_NEEDING_TEXT: Final = "other"

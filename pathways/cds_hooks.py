@@ -1,0 +1,728 @@
+"""CDS Hooks 2.0 service: alpcare's advice as cards inside the EHR.
+
+`GET /cds-services` (discovery, public: no patient data), `POST /cds-services/alp-patient-view`,
+`POST /cds-services/alp-order-sign` and `POST /cds-services/{id}/feedback`. The EHR's FHIR
+resources (prefetch, else fetched from its fhirServer) become a case document
+(interop/fhir_case.py) that the same engine assesses against the rule set in force; the cards
+are its recommendations. The hook's data is used for the call only: nothing of it is stored,
+only which rule each card came from (for feedback) and the jti of the JWT (replays).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Final
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from pydantic import ValidationError
+
+from pathways import engine
+from pathways.cds_auth import CdsAuthError, authenticate
+from pathways.cds_models import CdsCard, CdsClient, CdsFeedback
+from pathways.engine.facts.renal import select_dose_band
+from pathways.engine.vocabulary import (
+    OVERRIDE_REASON_NEEDING_TEXT,
+    OVERRIDE_REASON_SYSTEM,
+    OVERRIDE_REASONS,
+)
+from pathways.interop.fhir_case import (
+    ALL_OBSERVATION_LOINC,
+    LOINC,
+    FhirCase,
+    agent_of,
+    case_from_fhir,
+)
+from pathways.models import CardAction, Patient
+from pathways.rules import current_rule_set
+
+PATIENT_VIEW: Final = "alp-patient-view"
+ORDER_SIGN: Final = "alp-order-sign"
+SUMMARY_MAX: Final = 140  # CDS Hooks: summary "<140-character"
+RULE_SYSTEM: Final = "https://alpcare.example.org/fhir/CodeSystem/rule"
+# interop.md "Priorities to CDS Hooks indicators".
+INDICATOR: Final = {"urgent": "critical", "high": "warning", "routine": "info", "info": "info"}
+CARD_PRIORITIES: Final = ("urgent", "high")  # one card each; the rest share a summary card
+FHIR_TIMEOUT_SECONDS: Final = 5
+FHIR_MAX_PAGES: Final = 20
+
+_OBSERVATION_CODES = ",".join(f"{LOINC}|{code}" for code in ALL_OBSERVATION_LOINC)
+PREFETCH: Final = {
+    "patient": "Patient/{{context.patientId}}",
+    "observations": f"Observation?patient={{{{context.patientId}}}}&code={_OBSERVATION_CODES}",
+    "conditions": "Condition?patient={{context.patientId}}",
+    "medicationRequests": "MedicationRequest?patient={{context.patientId}}",
+    "medicationStatements": "MedicationStatement?patient={{context.patientId}}",
+}
+
+# Order-sign: the bone-targeted agents it reacts to, and the catalogue's rules about each
+# (dose by CrCl, withhold on a creatinine rise, not below the CrCl threshold, renal function
+# before the infusion, calcium and vitamin D, dental examination, not in MGUS).
+ORDER_SIGN_RULES: Final[dict[str, tuple[str, ...]]] = {
+    "zoledronic_acid": (
+        "mm-za-not-recommended",
+        "mm-hold-bisphosphonate-renal",
+        "mm-renal-dose-adjust",
+        "mm-renal-before-infusion",
+        "mm-dental-exam",
+        "mgus-no-bisphosphonate",
+        "calcium-vitamin-d",
+        "mm-monitor-calcium",
+    ),
+    "pamidronate": (
+        "mm-hold-bisphosphonate-renal",
+        "mm-renal-dose-adjust",
+        "mm-renal-before-infusion",
+        "mm-dental-exam",
+        "mgus-no-bisphosphonate",
+        "calcium-vitamin-d",
+        "mm-monitor-calcium",
+    ),
+    "denosumab": ("calcium-vitamin-d", "mm-monitor-calcium"),
+}
+# The oncology label's CrCl dose table and its 30 mL/min floor (Zometa 4 mg): not for the
+# single 5 mg infusion of Paget's disease (Reclast), whose own rules revision 1 does not hold.
+ONCOLOGY_ONLY_RULES: Final = ("mm-renal-dose-adjust", "mm-za-not-recommended")
+PAGET_ZOLEDRONIC_ACID_MG: Final = 5.0
+DOSE_ADJUST_RULE: Final = "mm-renal-dose-adjust"
+
+
+class HookError(Exception):
+    """A request the service cannot answer: (status, message naming the field)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery.
+
+
+def discovery_document() -> dict[str, Any]:
+    return {
+        "services": [
+            {
+                "hook": "patient-view",
+                "id": PATIENT_VIEW,
+                "title": "alpcare: elevated alkaline phosphatase",
+                "description": "Workup and follow-up advice for an elevated ALP (bone workup "
+                "and multiple myeloma pathways), from alpcare's published rule set.",
+                "prefetch": PREFETCH,
+                "usageRequirements": "Register the EHR as a CDS Hooks client in alpcare's admin "
+                "(issuer, JWKS, clinic).",
+            },
+            {
+                "hook": "order-sign",
+                "id": ORDER_SIGN,
+                "title": "alpcare: bone-targeted agent order check",
+                "description": "For a draft order of zoledronic acid, pamidronate or denosumab: "
+                "renal dose, withholding, renal function, calcium and vitamin D, dental "
+                "examination, as alpcare's rules say.",
+                "prefetch": PREFETCH,
+                "usageRequirements": "Register the EHR as a CDS Hooks client in alpcare's admin "
+                "(issuer, JWKS, clinic).",
+            },
+        ]
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The hook's FHIR data: prefetch, else the EHR's FHIR server.
+
+
+def _resources_of(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, dict):
+        return []
+    if value.get("resourceType") == "Bundle":
+        return [
+            entry["resource"]
+            for entry in value.get("entry") or []
+            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
+        ]
+    if value.get("resourceType") == "OperationOutcome":
+        return []
+    return [value]
+
+
+def _fhir_get(url: str, access_token: str | None) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers={"Accept": "application/fhir+json"})
+    if access_token:
+        request.add_header("Authorization", f"Bearer {access_token}")
+    with urllib.request.urlopen(request, timeout=FHIR_TIMEOUT_SECONDS) as response:
+        data = json.loads(response.read())
+    if not isinstance(data, dict):
+        raise ValueError("not a FHIR resource")
+    return data
+
+
+def _fetch(fhir_server: str, query: str, access_token: str | None) -> list[dict[str, Any]]:
+    base = fhir_server.rstrip("/") + "/"
+    url: str | None = base + query
+    resources: list[dict[str, Any]] = []
+    for _page in range(FHIR_MAX_PAGES):
+        if url is None:
+            break
+        if not url.startswith(base):
+            raise ValueError(f"a next page outside {base}")
+        data = _fhir_get(url, access_token)
+        resources += _resources_of(data)
+        links = data.get("link") or [] if data.get("resourceType") == "Bundle" else []
+        url = next((link.get("url") for link in links if link.get("relation") == "next"), None)
+    return resources
+
+
+def _allowed_fhir_server(client: CdsClient, fhir_server: object) -> str:
+    """The hook's fhirServer, if it is the one configured for the client (no open fetches)."""
+    allowed = client.fhir_base_url.rstrip("/")
+    if not isinstance(fhir_server, str) or not fhir_server:
+        raise HookError(412, "prefetch incomplete and no fhirServer to fetch the rest from")
+    if not allowed or fhir_server.rstrip("/") != allowed:
+        raise HookError(
+            412,
+            "prefetch incomplete and fhirServer is not the FHIR server configured for "
+            "this client in alpcare",
+        )
+    return fhir_server
+
+
+def hook_resources(
+    client: CdsClient, body: dict[str, Any], patient_id: str
+) -> list[dict[str, Any]]:
+    """Every resource the engine needs: prefetch where the EHR sent it, else fetched."""
+    prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
+    assert isinstance(prefetch, dict)
+    resources: list[dict[str, Any]] = []
+    missing = []
+    for key, template in PREFETCH.items():
+        if prefetch.get(key) is not None:
+            resources += _resources_of(prefetch[key])
+        else:
+            missing.append(template)
+    if not missing:
+        return resources
+    fhir_server = _allowed_fhir_server(client, body.get("fhirServer"))
+    authorization = body.get("fhirAuthorization")
+    access_token = authorization.get("access_token") if isinstance(authorization, dict) else None
+    for template in missing:
+        query = template.replace("{{context.patientId}}", urllib.parse.quote(patient_id, safe=""))
+        try:
+            resources += _fetch(fhir_server, query, access_token)
+        except (OSError, ValueError, urllib.error.URLError) as error:
+            where = query.split("?")[0]
+            raise HookError(412, f"fhirServer: {where} could not be read ({error})") from None
+    return resources
+
+
+# ---------------------------------------------------------------------------------------------
+# Cards.
+
+
+@dataclass
+class HookCall:
+    client: CdsClient
+    service: str
+    base_url: str  # https://host, for links to alpcare
+    rule_set: engine.RuleSet
+    patient: Patient | None  # the clinic's patient with the EHR patient's MRN
+    cards: list[CdsCard]
+
+
+def _summary(text: str) -> str:
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def override_reasons() -> list[dict[str, str]]:
+    return [
+        {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
+        for code, display in OVERRIDE_REASONS.items()
+    ]
+
+
+def _citation_lines(rule_set: engine.RuleSet, keys: tuple[str, ...]) -> list[str]:
+    texts = {citation.key: citation for citation in rule_set.citations}
+    lines = []
+    for key in keys:
+        citation = texts.get(key)
+        if citation is None:
+            continue
+        link = f" ([source]({citation.url}))" if citation.url else ""
+        lines.append(f"- {citation.text}{link}")
+    return lines
+
+
+def _card(
+    call: HookCall,
+    *,
+    summary: str,
+    indicator: str,
+    detail: str,
+    rule: engine.Recommendation | None,
+) -> dict[str, Any]:
+    issued = CdsCard(
+        client=call.client,
+        service=call.service,
+        rule_code=rule.code if rule else "",
+        rule_set_version=call.rule_set.version,
+        patient=call.patient,
+        issued_at=timezone.now(),
+    )
+    call.cards.append(issued)
+    cited = f"; cites {', '.join(rule.citations)}" if rule and rule.citations else ""
+    source: dict[str, Any] = {"label": f"alpcare rule set {call.rule_set.version}{cited}"}
+    if rule is not None:
+        source["topic"] = {"system": RULE_SYSTEM, "code": rule.code, "display": rule.title}
+    card: dict[str, Any] = {
+        "uuid": str(issued.uuid),
+        "summary": _summary(summary),
+        "indicator": indicator,
+        "detail": detail,
+        "source": source,
+        "overrideReasons": override_reasons(),
+    }
+    if call.patient is not None:
+        url = call.base_url + reverse("patient_detail", args=[call.patient.pk])
+        card["links"] = [{"label": "Open the patient in alpcare", "url": url, "type": "absolute"}]
+    return card
+
+
+def _recommendation_card(call: HookCall, recommendation: engine.Recommendation) -> dict[str, Any]:
+    lines = [f"**Why:** {recommendation.rationale}", ""]
+    lines.append(f"Priority: {recommendation.priority} · rule `{recommendation.code}`")
+    sources = _citation_lines(call.rule_set, recommendation.citations)
+    if sources:
+        lines += ["", "**Sources**", *sources]
+    return _card(
+        call,
+        summary=recommendation.title,
+        indicator=INDICATOR[recommendation.priority],
+        detail="\n".join(lines),
+        rule=recommendation,
+    )
+
+
+def _rest_card(call: HookCall, rest: list[engine.Recommendation]) -> dict[str, Any]:
+    lines = []
+    for recommendation in rest:
+        lines.append(f"- **{recommendation.title}** ({recommendation.priority})  ")
+        lines.append(f"  {recommendation.rationale}")
+    noun = "recommendation" if len(rest) == 1 else "recommendations"
+    return _card(
+        call,
+        summary=f"alpcare: {len(rest)} further ALP {noun} (routine or for information)",
+        indicator="info",
+        detail="\n".join(lines),
+        rule=None,
+    )
+
+
+def _note_card(call: HookCall, summary: str, lines: list[str]) -> dict[str, Any]:
+    return _card(call, summary=summary, indicator="info", detail="\n".join(lines), rule=None)
+
+
+def _problems_card(call: HookCall, mapped: FhirCase) -> list[dict[str, Any]]:
+    if not mapped.problems:
+        return []
+    lines = ["These parts of the record could not be read and were left out of the assessment:"]
+    lines += [f"- `{problem.path}`: {problem.message}" for problem in mapped.problems[:20]]
+    return [_note_card(call, "alpcare left part of the record out of its assessment", lines)]
+
+
+def _assess(call: HookCall, mapped: FhirCase) -> tuple[engine.Result | None, list[dict[str, Any]]]:
+    """The engine's result for the hook's case, or a card saying why there is none."""
+    try:
+        case = engine.parse_case(
+            mapped.document, today=date.fromisoformat(mapped.document["as_of"])
+        )
+    except engine.CaseInvalid as invalid:
+        lines = ["alpcare needs these to assess the patient:"]
+        lines += [f"- `{error.field}`: {error.message}" for error in invalid.errors[:20]]
+        lines += [f"- `{problem.path}`: {problem.message}" for problem in mapped.problems[:20]]
+        return None, [_note_card(call, "alpcare could not assess this patient", lines)]
+    return engine.assess(case, call.rule_set), _problems_card(call, mapped)
+
+
+def patient_view_cards(call: HookCall, mapped: FhirCase) -> list[dict[str, Any]]:
+    result, notes = _assess(call, mapped)
+    if result is None:
+        return notes
+    cards = [
+        _recommendation_card(call, recommendation)
+        for recommendation in result.recommendations
+        if recommendation.priority in CARD_PRIORITIES
+    ]
+    rest = [r for r in result.recommendations if r.priority not in CARD_PRIORITIES]
+    if rest:
+        cards.append(_rest_card(call, rest))
+    return cards + notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Order-sign: a draft order of a bone-targeted agent.
+
+
+@dataclass(frozen=True)
+class DraftOrder:
+    agent: str
+    dose_mg: float | None
+    resource: dict[str, Any]
+
+
+def _dose_mg(resource: dict[str, Any]) -> float | None:
+    for instruction in resource.get("dosageInstruction") or []:
+        for dose_and_rate in instruction.get("doseAndRate") or []:
+            quantity = dose_and_rate.get("doseQuantity") or {}
+            unit = quantity.get("code") or quantity.get("unit")
+            if isinstance(quantity.get("value"), int | float) and unit == "mg":
+                return float(quantity["value"])
+    return None
+
+
+def draft_orders(context: dict[str, Any]) -> list[DraftOrder]:
+    orders = []
+    for resource in _resources_of(context.get("draftOrders")):
+        if resource.get("resourceType") != "MedicationRequest":
+            continue
+        try:
+            request = MedicationRequest.model_validate(resource)
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            message = f"context.draftOrders MedicationRequest.{where}: {first['msg']}"
+            raise HookError(400, message) from None
+        agent = agent_of(request.medicationCodeableConcept)
+        if agent in ORDER_SIGN_RULES:
+            orders.append(DraftOrder(agent, _dose_mg(resource), resource))
+    return orders
+
+
+def _with_draft_therapies(
+    document: dict[str, Any], orders: list[DraftOrder], today: date
+) -> dict[str, Any]:
+    """The draft order counts as a therapy starting today, unless that course is current."""
+    document = copy.deepcopy(document)
+    therapies = document["clinical"]["therapies"]
+    for order in orders:
+        current = any(
+            therapy["agent"] == order.agent
+            and (therapy["end"] is None or date.fromisoformat(therapy["end"]) >= today)
+            for therapy in therapies
+        )
+        if not current:
+            therapies.append({"agent": order.agent, "start": today.isoformat(), "end": None})
+    return document
+
+
+def _dose_suggestion(
+    call: HookCall, order: DraftOrder, result: engine.Result
+) -> dict[str, Any] | None:
+    """Update the draft to the label's dose for the current CrCl (the engine's dose band)."""
+    crcl = result.findings.crcl_current
+    if order.agent != "zoledronic_acid" or crcl is None:
+        return None
+    band = select_dose_band(call.rule_set.za_dose_bands, crcl)
+    if band is None or band.dose_mg is None or band.dose_mg == order.dose_mg:
+        return None
+    updated = copy.deepcopy(order.resource)
+    instructions = updated.setdefault("dosageInstruction", [{}]) or [{}]
+    updated["dosageInstruction"] = instructions
+    instructions[0]["doseAndRate"] = [
+        {
+            "doseQuantity": {
+                "value": band.dose_mg,
+                "unit": "mg",
+                "system": "http://unitsofmeasure.org",
+                "code": "mg",
+            }
+        }
+    ]
+    label = f"Change the dose to {band.dose_mg:.1f} mg (CrCl {crcl:.0f} mL/min)"
+    return {
+        "label": label,
+        "uuid": str(uuid.uuid4()),
+        "isRecommended": True,
+        "actions": [{"type": "update", "description": label, "resource": updated}],
+    }
+
+
+def order_sign_cards(
+    call: HookCall, mapped: FhirCase, orders: list[DraftOrder], today: date
+) -> list[dict[str, Any]]:
+    if not orders:
+        return []
+    mapped = FhirCase(
+        document=_with_draft_therapies(mapped.document, orders, today),
+        mrns=mapped.mrns,
+        problems=mapped.problems,
+    )
+    result, notes = _assess(call, mapped)
+    if result is None:
+        return notes
+    cards: list[dict[str, Any]] = []
+    shown: set[str] = set()
+    for order in orders:
+        relevant = set(ORDER_SIGN_RULES[order.agent])
+        if order.agent == "zoledronic_acid" and order.dose_mg == PAGET_ZOLEDRONIC_ACID_MG:
+            relevant -= set(ONCOLOGY_ONLY_RULES)
+        for recommendation in result.recommendations:
+            if recommendation.code not in relevant or recommendation.code in shown:
+                continue
+            shown.add(recommendation.code)
+            card = _recommendation_card(call, recommendation)
+            suggestion = (
+                _dose_suggestion(call, order, result)
+                if recommendation.code == DOSE_ADJUST_RULE
+                else None
+            )
+            if suggestion is not None:
+                card["suggestions"] = [suggestion]
+                card["selectionBehavior"] = "at-most-one"
+            cards.append(card)
+    return cards + notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Feedback.
+
+
+def _feedback_rows(client: CdsClient, service: str, body: dict[str, Any]) -> list[CdsFeedback]:
+    items = body.get("feedback")
+    if not isinstance(items, list) or not items:
+        raise HookError(400, "feedback: a non-empty list is required")
+    rows = []
+    for index, item in enumerate(items):
+        path = f"feedback[{index}]"
+        if not isinstance(item, dict):
+            raise HookError(400, f"{path}: must be an object")
+        try:
+            card_uuid = uuid.UUID(str(item.get("card")))
+        except ValueError:
+            raise HookError(400, f"{path}.card: must be the uuid of a card") from None
+        card = CdsCard.objects.filter(uuid=card_uuid, client=client, service=service).first()
+        if card is None:
+            raise HookError(400, f"{path}.card: no card {card_uuid} was issued to this client")
+        outcome = item.get("outcome")
+        if outcome not in CdsFeedback.Outcome.values:
+            raise HookError(400, f"{path}.outcome: must be accepted or overridden")
+        try:
+            outcome_at = datetime.fromisoformat(str(item.get("outcomeTimestamp")))
+        except ValueError:
+            raise HookError(400, f"{path}.outcomeTimestamp: must be an ISO 8601 instant") from None
+        if timezone.is_naive(outcome_at):
+            raise HookError(400, f"{path}.outcomeTimestamp: must carry a time zone")
+        reason_code, comment = "", ""
+        override = item.get("overrideReason")
+        if outcome == CdsFeedback.Outcome.OVERRIDDEN and isinstance(override, dict):
+            reason = override.get("reason") if isinstance(override.get("reason"), dict) else {}
+            assert isinstance(reason, dict)
+            reason_code = str(reason.get("code") or "")
+            if reason.get("system") not in (None, OVERRIDE_REASON_SYSTEM):
+                raise HookError(
+                    400, f"{path}.overrideReason.reason.system: must be {OVERRIDE_REASON_SYSTEM}"
+                )
+            if reason_code not in OVERRIDE_REASONS:
+                raise HookError(
+                    400,
+                    f"{path}.overrideReason.reason.code: must be one of "
+                    f"{', '.join(OVERRIDE_REASONS)}",
+                )
+            comment = str(override.get("userComment") or "").strip()
+            if reason_code == OVERRIDE_REASON_NEEDING_TEXT and not comment:
+                raise HookError(
+                    400, f"{path}.overrideReason.userComment: required with the reason other"
+                )
+        accepted = item.get("acceptedSuggestions") or []
+        if not isinstance(accepted, list):
+            raise HookError(400, f"{path}.acceptedSuggestions: must be a list")
+        rows.append(
+            CdsFeedback(
+                card=card,
+                outcome=outcome,
+                override_reason=reason_code,
+                override_comment=comment,
+                accepted_suggestions=accepted,
+                outcome_at=outcome_at,
+                received_by=client,
+            )
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Views.
+
+SERVICES: Final = (PATIENT_VIEW, ORDER_SIGN)
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Cache-Control": "no-store",
+}
+
+
+def _json(data: Any, status: int = 200) -> JsonResponse:
+    response = JsonResponse(data, status=status, json_dumps_params={"ensure_ascii": False})
+    for header, value in _CORS.items():
+        response[header] = value
+    return response
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    response = _json({"error": message}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+def _preflight() -> HttpResponse:
+    response = HttpResponse(status=204)
+    for header, value in _CORS.items():
+        response[header] = value
+    return response
+
+
+def discovery(request: HttpRequest) -> HttpResponse:
+    if request.method == "OPTIONS":
+        return _preflight()
+    if request.method != "GET":
+        return _error(405, "GET only")
+    return _json(discovery_document())
+
+
+def _authenticated_body(
+    request: HttpRequest, service_id: str, audiences: list[str]
+) -> tuple[CdsClient, dict[str, Any]]:
+    if service_id not in SERVICES:
+        raise HookError(404, f"no CDS service {service_id!r}")
+    try:
+        client = authenticate(request, audiences)
+    except CdsAuthError as error:
+        raise HookError(401, str(error)) from None
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise HookError(400, f"(body): invalid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise HookError(400, "(body): must be a JSON object")
+    return client, body
+
+
+def _guarded(
+    handler: Callable[[HttpRequest, str], HttpResponse],
+) -> Callable[[HttpRequest, str], HttpResponse]:
+    def view(request: HttpRequest, service_id: str) -> HttpResponse:
+        if request.method == "OPTIONS":
+            return _preflight()
+        if request.method != "POST":
+            return _error(405, "POST only")
+        try:
+            return handler(request, service_id)
+        except HookError as error:
+            return _error(error.status, str(error))
+
+    view.__name__ = handler.__name__
+    view.__doc__ = handler.__doc__
+    return csrf_exempt(view)
+
+
+def _service_url(request: HttpRequest, service_id: str) -> str:
+    return request.build_absolute_uri(reverse("cds_service", args=[service_id]))
+
+
+@_guarded
+def service(request: HttpRequest, service_id: str) -> HttpResponse:
+    """POST /cds-services/{id}: a hook call from a trusted EHR; answers with cards."""
+    client, body = _authenticated_body(request, service_id, [_service_url(request, service_id)])
+    expected_hook = "patient-view" if service_id == PATIENT_VIEW else "order-sign"
+    if body.get("hook") != expected_hook:
+        raise HookError(400, f"hook: must be {expected_hook} for {service_id}")
+    context = body.get("context")
+    if not isinstance(context, dict) or not isinstance(context.get("patientId"), str):
+        raise HookError(400, "context.patientId: required")
+    today = timezone.localdate()
+    orders = draft_orders(context) if service_id == ORDER_SIGN else []
+    if service_id == ORDER_SIGN and not orders:
+        return _json({"cards": []})  # no bone-targeted agent among the draft orders
+    mapped = case_from_fhir(
+        hook_resources(client, body, context["patientId"]),
+        today=today,
+        tz=timezone.get_current_timezone(),
+        mrn_system=client.mrn_system,
+    )
+    values = [value for _system, value in mapped.mrns]
+    patient = (
+        Patient.objects.filter(clinic=client.clinic, mrn__in=values).first() if values else None
+    )
+    call = HookCall(
+        client=client,
+        service=service_id,
+        base_url=request.build_absolute_uri("/").rstrip("/"),
+        rule_set=current_rule_set(),
+        patient=patient,
+        cards=[],
+    )
+    if service_id == PATIENT_VIEW:
+        cards = patient_view_cards(call, mapped)
+    else:
+        cards = order_sign_cards(call, mapped, orders, today)
+    CdsCard.objects.bulk_create(call.cards)
+    return _json({"cards": cards})
+
+
+@_guarded
+def feedback(request: HttpRequest, service_id: str) -> HttpResponse:
+    """POST /cds-services/{id}/feedback: what the clinician did with alpcare's cards."""
+    audiences = [
+        _service_url(request, service_id),
+        request.build_absolute_uri(reverse("cds_feedback", args=[service_id])),
+    ]
+    client, body = _authenticated_body(request, service_id, audiences)
+    rows = _feedback_rows(client, service_id, body)
+    with transaction.atomic():
+        for row in rows:
+            stored, created = CdsFeedback.objects.get_or_create(
+                card=row.card,
+                outcome=row.outcome,
+                outcome_at=row.outcome_at,
+                defaults={
+                    "override_reason": row.override_reason,
+                    "override_comment": row.override_comment,
+                    "accepted_suggestions": row.accepted_suggestions,
+                    "received_by": client,
+                },
+            )
+            if created:  # a resent outcome counts once
+                _card_action_store(stored)
+    return _json({})
+
+
+def _card_action_store(feedback: CdsFeedback) -> None:
+    """The one store of card actions (the worklist's): feedback on a card about a known patient
+    counts in the rule analytics; it does not hide the card on alpcare's own screens."""
+    card = feedback.card
+    if card.patient is None or not card.rule_code:
+        return  # an unknown patient or the summary card: kept as CDS feedback only
+    overridden = feedback.outcome == CdsFeedback.Outcome.OVERRIDDEN
+    CardAction.objects.create(
+        patient=card.patient,
+        clinic_id=card.patient.clinic_id,
+        code=card.rule_code,
+        kind=CardAction.Kind.OVERRIDE if overridden else CardAction.Kind.ACCEPT,
+        reason=feedback.override_reason if overridden else "",
+        reason_text=feedback.override_comment if overridden else "",
+        source=CardAction.Source.CDS,
+        rule_set_version=card.rule_set_version,
+        at=feedback.outcome_at,
+    )

@@ -1,0 +1,1 @@
+"""Interoperability: outside codes and resources (FHIR R4, CDS Hooks) ↔ alpcare's case document."""

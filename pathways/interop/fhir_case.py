@@ -1,0 +1,462 @@
+"""FHIR R4 resources → alpcare's case document (spec/pathways-r1.md §1; codes: spec/interop.md).
+
+Pure mapping, no Django and no I/O: Patient, Observation, Condition, MedicationRequest and
+MedicationStatement resources (dicts, validated with fhir.resources' R4B models) in; a case
+document, the patient's MRNs and a list of problems out. A resource this module cannot read
+is left out and named in `problems` with the FHIRPath of what was wrong; the caller decides
+whether that is an error (an import) or a note on the advice (a CDS Hooks card). Codes that
+are not in the tables below (another lab test, an unrelated diagnosis) are ignored silently:
+a patient's record holds much that the ALP pathways do not read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal
+from typing import Any, Final
+
+from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.medicationstatement import MedicationStatement
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient
+from pydantic import ValidationError
+
+from pathways.engine.vocabulary import UNITS
+
+LOINC: Final = "http://loinc.org"
+ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
+ATC: Final = "http://www.whocc.no/atc"
+UCUM: Final = "http://unitsofmeasure.org"
+IDENTIFIER_TYPE: Final = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+# reference-intervals.md, "LOINC codes": code → (case-document test, UCUM unit it reports in).
+LAB_LOINC: Final[dict[str, tuple[str, str]]] = {
+    "6768-6": ("alp", "U/L"),
+    "1777-2": ("bone_alp", "U/L"),  # activity: needs the lab's reference_high (§1)
+    "17838-4": ("bone_alp", "ug/L"),
+    "2324-2": ("ggt", "U/L"),
+    "41171-0": ("ctx", "ng/L"),
+    "2160-0": ("creatinine", "mg/dL"),
+    "17861-6": ("calcium", "mg/dL"),
+    "62292-8": ("vitamin_d", "ng/mL"),
+    "1975-2": ("bilirubin", "mg/dL"),
+}
+# In the LOINC table but not read by the revision-1 case document: fetched, then ignored.
+UNUSED_LAB_LOINC: Final = ("1742-6", "1751-7", "2777-1", "2731-8")  # ALT, albumin, phosphate, PTH
+WEIGHT_LOINC: Final = "29463-7"
+PREGNANCY_STATUS_LOINC: Final = "82810-3"
+# LOINC answer list LL4129-4 (pregnancy status): LA15173-0 Pregnant, LA26683-5 Not pregnant.
+PREGNANT_ANSWERS: Final = {(LOINC, "LA15173-0")}
+NOT_PREGNANT_ANSWERS: Final = {(LOINC, "LA26683-5")}
+ALL_OBSERVATION_LOINC: Final = (
+    *LAB_LOINC,
+    *UNUSED_LAB_LOINC,
+    WEIGHT_LOINC,
+    PREGNANCY_STATUS_LOINC,
+)
+POUND_IN_KG: Final = 0.45359237  # international avoirdupois pound (UCUM [lb_av])
+
+# interop.md "Diagnoses": ICD-10-CM prefix (dots ignored) → diagnosis of the case document.
+# Osteoporosis (M80, M81, M85.8) is in interop.md but not a diagnosis of revision 1: not mapped.
+DIAGNOSIS_PREFIXES: Final[tuple[tuple[str, str], ...]] = (
+    ("C900", "multiple_myeloma"),
+    ("D472", "mgus"),
+    ("M88", "paget"),
+    ("C795", "bone_metastases"),
+    ("C40", "primary_bone_tumour"),
+    ("C41", "primary_bone_tumour"),
+    ("M83", "osteomalacia"),
+    ("E210", "hyperparathyroidism"),
+    ("E211", "hyperparathyroidism"),
+    ("E212", "hyperparathyroidism"),
+    ("E213", "hyperparathyroidism"),
+    ("N2581", "hyperparathyroidism"),
+    ("E55", "vitamin_d_deficiency"),
+    ("N18", "chronic_kidney_disease"),
+    *((f"K7{digit}", "liver_disease") for digit in range(8)),
+    ("A40", "sepsis"),
+    ("A41", "sepsis"),
+    ("R652", "sepsis"),
+    ("B20", "hiv_aids"),
+)
+# interop.md "Known solid cancer": the named sites; any other C00-C80 is "other".
+CANCER_PREFIXES: Final = (("C50", "breast"), ("C61", "prostate"), ("C64", "renal"), ("C34", "lung"))
+PREGNANCY_ICD10CM: Final = "Z331"
+
+# interop.md "Medications": ATC code → agent; other M05BA/M05BB codes are other_bisphosphonate.
+AGENT_ATC: Final = {
+    "M05BA04": "alendronate",
+    "M05BB03": "alendronate",
+    "M05BB05": "alendronate",
+    "M05BA08": "zoledronic_acid",
+    "M05BA03": "pamidronate",
+    "M05BX04": "denosumab",
+}
+COUNTED_OBSERVATION_STATUSES: Final = ("final", "amended", "corrected")
+COUNTED_REQUEST_STATUSES: Final = ("active", "completed", "on-hold")
+COUNTED_STATEMENT_STATUSES: Final = ("active", "completed", "stopped", "on-hold")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something in a resource that could not be used; `path` is a FHIRPath."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class FhirCase:
+    """What the mapping read: a case document (for engine.parse_case) and what it left out."""
+
+    document: dict[str, Any]
+    mrns: list[tuple[str, str]] = field(default_factory=list)  # (identifier system, value)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _codes(concept: Any) -> list[tuple[str, str]]:
+    if concept is None:
+        return []
+    return [(coding.system or "", coding.code or "") for coding in concept.coding or []]
+
+
+def _code_in(concept: Any, system: str) -> list[str]:
+    return [code for coding_system, code in _codes(concept) if coding_system == system and code]
+
+
+def _compact(code: str) -> str:
+    return code.replace(".", "").upper()
+
+
+def agent_for_atc(code: str) -> str | None:
+    code = code.upper()
+    if code in AGENT_ATC:
+        return AGENT_ATC[code]
+    if code.startswith(("M05BA", "M05BB")):
+        return "other_bisphosphonate"
+    return None
+
+
+def agent_of(concept: Any) -> str | None:
+    """The case document's agent for a medication CodeableConcept (ATC), or None."""
+    for code in _code_in(concept, ATC):
+        agent = agent_for_atc(code)
+        if agent is not None:
+            return agent
+    return None
+
+
+def diagnoses_for_icd10cm(code: str) -> tuple[str | None, str | None]:
+    """(diagnosis, cancer) for an ICD-10-CM code; either may be None."""
+    compact = _compact(code)
+    diagnosis = next((d for prefix, d in DIAGNOSIS_PREFIXES if compact.startswith(prefix)), None)
+    cancer = next((c for prefix, c in CANCER_PREFIXES if compact.startswith(prefix)), None)
+    if cancer is None and diagnosis is None and len(compact) >= 3 and compact[0] == "C":
+        number = compact[1:3]
+        if number.isdigit() and int(number) <= 80:
+            cancer = "other"
+    return diagnosis, cancer
+
+
+def _local_date(value: date | datetime, tz: tzinfo) -> tuple[date, str]:
+    """The date and the case document's collected_at text, in the clinic's time zone."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(tz)
+        return value.date(), value.replace(tzinfo=None).isoformat(timespec="seconds")
+    return value, value.isoformat()
+
+
+def _number(value: Decimal | float | int) -> float:
+    return float(value)
+
+
+class _Mapper:
+    def __init__(self, today: date, tz: tzinfo) -> None:
+        self.today = today
+        self.tz = tz
+        self.problems: list[Problem] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def validate(self, model: Any, resource: dict[str, Any], path: str) -> Any:
+        try:
+            return model.model_validate(resource)
+        except ValidationError as error:
+            for detail in error.errors(include_url=False)[:5]:
+                location = ".".join(str(part) for part in detail["loc"] if part != "__root__")
+                self.problem(f"{path}.{location}" if location else path, detail["msg"])
+            return None
+
+
+def _raw_codes(concept: Any) -> list[tuple[object, object]]:
+    if not isinstance(concept, dict) or not isinstance(concept.get("coding"), list):
+        return []
+    return [
+        (coding.get("system"), coding.get("code"))
+        for coding in concept["coding"]
+        if isinstance(coding, dict)
+    ]
+
+
+_READ_LOINC: Final = frozenset((*LAB_LOINC, WEIGHT_LOINC, PREGNANCY_STATUS_LOINC))
+
+
+def _may_be_read(resource: dict[str, Any]) -> bool:
+    """Whether a resource carries a code this mapping reads (checked before validation)."""
+    kind = resource.get("resourceType")
+    if kind == "Observation":
+        codes = _raw_codes(resource.get("code"))
+        return any(system == LOINC and code in _READ_LOINC for system, code in codes)
+    if kind == "Condition":
+        return any(
+            system == ICD10CM
+            and isinstance(code, str)
+            and (
+                _compact(code).startswith(PREGNANCY_ICD10CM)
+                or diagnoses_for_icd10cm(code) != (None, None)
+            )
+            for system, code in _raw_codes(resource.get("code"))
+        )
+    if kind in ("MedicationRequest", "MedicationStatement"):
+        return any(
+            system == ATC and isinstance(code, str) and agent_for_atc(code) is not None
+            for system, code in _raw_codes(resource.get("medicationCodeableConcept"))
+        )
+    return False
+
+
+def case_from_fhir(
+    resources: Iterable[dict[str, Any]],
+    *,
+    today: date,
+    tz: tzinfo = UTC,
+    mrn_system: str = "",
+) -> FhirCase:
+    """Map one patient's resources to a case document dated `today`.
+
+    `mrn_system`: the identifier system that holds the MRN; when empty, identifiers typed
+    `MR` (v2-0203) are the MRNs.
+    """
+    mapper = _Mapper(today, tz)
+    patient: dict[str, Any] = {}
+    mrns: list[tuple[str, str]] = []
+    labs: dict[tuple[str, str], dict[str, Any]] = {}
+    weights: list[tuple[str, float]] = []
+    pregnancy: list[tuple[str, bool]] = []
+    diagnoses: list[str] = []
+    cancers: list[str] = []
+    therapies: list[dict[str, Any]] = []
+
+    for resource in resources:
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        if kind != "Patient" and not _may_be_read(resource):
+            continue  # validating what is never read would cost most of a hook call
+        path = f"{kind}/{resource.get('id', '?')}" if kind else "(resource)"
+        if kind == "Patient":
+            read = mapper.validate(Patient, resource, "Patient")
+            if read is not None:
+                patient, mrns = _patient(mapper, read, mrn_system)
+        elif kind == "Observation":
+            observation = mapper.validate(Observation, resource, path)
+            if observation is not None:
+                _observation(mapper, observation, path, labs, weights, pregnancy)
+        elif kind == "Condition":
+            condition = mapper.validate(Condition, resource, path)
+            if condition is not None:
+                _condition(condition, diagnoses, cancers, pregnancy)
+        elif kind == "MedicationRequest":
+            request = mapper.validate(MedicationRequest, resource, path)
+            if request is not None and request.status in COUNTED_REQUEST_STATUSES:
+                _therapy(mapper, request, path, therapies, statement=False)
+        elif kind == "MedicationStatement":
+            statement = mapper.validate(MedicationStatement, resource, path)
+            if statement is not None and statement.status in COUNTED_STATEMENT_STATUSES:
+                _therapy(mapper, statement, path, therapies, statement=True)
+
+    if weights:
+        patient["weight_kg"] = max(weights)[1]  # the latest weight
+    if pregnancy and patient.get("sex") == "female":
+        patient["pregnant"] = max(pregnancy)[1]  # the latest statement of pregnancy status
+    cancer = next((c for c in ("breast", "prostate", "renal", "lung") if c in cancers), None)
+    document: dict[str, Any] = {
+        "as_of": today.isoformat(),
+        "patient": patient,
+        "labs": sorted(labs.values(), key=lambda lab: (lab["collected_at"], lab["test"])),
+        "clinical": {
+            "diagnoses": sorted(set(diagnoses)),
+            "cancer": cancer or ("other" if cancers else None),
+            "therapies": therapies,
+        },
+    }
+    return FhirCase(document=document, mrns=mrns, problems=mapper.problems)
+
+
+def _patient(
+    mapper: _Mapper, patient: Patient, mrn_system: str
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    document: dict[str, Any] = {}
+    if patient.birthDate is None:
+        mapper.problem("Patient.birthDate", "required (the reference intervals depend on age)")
+    else:
+        document["birth_date"] = patient.birthDate.isoformat()
+    if patient.gender in ("male", "female"):
+        document["sex"] = patient.gender
+    else:
+        mapper.problem(
+            "Patient.gender",
+            f"{patient.gender or 'missing'}: must be male or female "
+            "(the reference intervals depend on sex)",
+        )
+    mrns = []
+    for identifier in patient.identifier or []:
+        typed_mr = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR") in _codes(
+            identifier.type
+        )
+        by_system = bool(mrn_system) and identifier.system == mrn_system
+        if identifier.value and (by_system or (not mrn_system and typed_mr)):
+            mrns.append((identifier.system or "", identifier.value))
+    return document, mrns
+
+
+def _effective(mapper: _Mapper, observation: Observation, path: str) -> tuple[date, str] | None:
+    when = observation.effectiveDateTime or observation.effectiveInstant
+    if when is None and observation.effectivePeriod is not None:
+        when = observation.effectivePeriod.start
+    if not isinstance(when, date):  # a partial date ("2026-11") says too little
+        mapper.problem(f"{path}.effective", "a full date or date-time is required")
+        return None
+    day, text = _local_date(when, mapper.tz)
+    if day > mapper.today:
+        mapper.problem(f"{path}.effective", f"{text} is in the future")
+        return None
+    return day, text
+
+
+def _observation(
+    mapper: _Mapper,
+    observation: Observation,
+    path: str,
+    labs: dict[tuple[str, str], dict[str, Any]],
+    weights: list[tuple[str, float]],
+    pregnancy: list[tuple[str, bool]],
+) -> None:
+    if observation.status not in COUNTED_OBSERVATION_STATUSES:
+        return
+    codes = _code_in(observation.code, LOINC)
+    if PREGNANCY_STATUS_LOINC in codes:
+        answers = set(_codes(observation.valueCodeableConcept))
+        effective = _effective(mapper, observation, path)
+        if effective is not None and answers & PREGNANT_ANSWERS:
+            pregnancy.append((effective[1], True))
+        elif effective is not None and answers & NOT_PREGNANT_ANSWERS:
+            pregnancy.append((effective[1], False))
+        return
+    loinc = next((code for code in codes if code in LAB_LOINC or code == WEIGHT_LOINC), None)
+    if loinc is None:
+        return
+    quantity = observation.valueQuantity
+    if quantity is None or quantity.value is None:
+        mapper.problem(f"{path}.value", "a valueQuantity with a value is required")
+        return
+    unit = quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
+    effective = _effective(mapper, observation, path)
+    if effective is None:
+        return
+    value = _number(quantity.value)
+    if loinc == WEIGHT_LOINC:
+        if unit == "kg":
+            weights.append((effective[1], value))
+        elif unit == "[lb_av]":
+            weights.append((effective[1], round(value * POUND_IN_KG, 3)))
+        else:
+            mapper.problem(f"{path}.valueQuantity.code", f"{unit!r} is not kg or [lb_av]")
+        return
+    test, _reported_unit = LAB_LOINC[loinc]
+    if unit not in UNITS[test]:
+        mapper.problem(
+            f"{path}.valueQuantity.code",
+            f"{unit!r} is not a unit for {test} ({loinc}); use one of {', '.join(UNITS[test])}",
+        )
+        return
+    lab: dict[str, Any] = {"test": test, "value": value, "unit": unit, "collected_at": effective[1]}
+    for reference_range in observation.referenceRange or []:
+        high = reference_range.high
+        if high is not None and high.value is not None:
+            high_unit = high.code if high.system == UCUM and high.code else high.unit
+            if high_unit in (None, unit):
+                lab["reference_high"] = _number(high.value)
+                break
+    # One result per test and time (the case document refuses two): a correction wins.
+    labs[(test, effective[1])] = lab
+
+
+def _condition(
+    condition: Condition,
+    diagnoses: list[str],
+    cancers: list[str],
+    pregnancy: list[tuple[str, bool]],
+) -> None:
+    # interop.md: only active conditions count; refuted or mistaken ones never.
+    if "active" not in {code for _system, code in _codes(condition.clinicalStatus)}:
+        return
+    if {"refuted", "entered-in-error"} & {
+        code for _s, code in _codes(condition.verificationStatus)
+    }:
+        return
+    for code in _code_in(condition.code, ICD10CM):
+        if _compact(code).startswith(PREGNANCY_ICD10CM):
+            onset = condition.recordedDate or condition.onsetDateTime
+            pregnancy.append((onset.isoformat() if onset else "", True))
+            continue
+        diagnosis, cancer = diagnoses_for_icd10cm(code)
+        if diagnosis is not None:
+            diagnoses.append(diagnosis)
+        if cancer is not None:
+            cancers.append(cancer)
+
+
+def _therapy(
+    mapper: _Mapper,
+    resource: MedicationRequest | MedicationStatement,
+    path: str,
+    therapies: list[dict[str, Any]],
+    *,
+    statement: bool,
+) -> None:
+    agent = agent_of(resource.medicationCodeableConcept)
+    if agent is None:
+        return
+    start: Any = None
+    end: Any = None
+    if isinstance(resource, MedicationStatement):
+        if resource.effectivePeriod is not None:
+            start, end = resource.effectivePeriod.start, resource.effectivePeriod.end
+        else:
+            start = resource.effectiveDateTime
+    else:
+        validity = resource.dispenseRequest.validityPeriod if resource.dispenseRequest else None
+        if validity is not None and validity.start is not None:
+            start, end = validity.start, validity.end
+        else:
+            start = resource.authoredOn
+    if not isinstance(start, date):
+        where = "effective" if statement else "dispenseRequest.validityPeriod.start"
+        mapper.problem(f"{path}.{where}", "a start date is required for a bone-targeted agent")
+        return
+    start_day = _local_date(start, mapper.tz)[0]
+    end_day = _local_date(end, mapper.tz)[0] if isinstance(end, date) else None
+    if start_day > mapper.today:
+        return  # planned, not started: neither current nor past (spec §2)
+    therapy = {"agent": agent, "start": start_day.isoformat(), "end": None}
+    if end_day is not None and end_day >= start_day:
+        therapy["end"] = end_day.isoformat()
+    if therapy not in therapies:  # the same course as a request and as a statement
+        therapies.append(therapy)

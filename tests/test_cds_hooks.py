@@ -1,0 +1,631 @@
+"""CDS Hooks 2.0: discovery, both hooks (cards from the engine), feedback, JWT trust."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from typing import Any
+
+import jwt
+import pytest
+from django.test import Client
+
+from pathways import engine
+from pathways.cds_hooks import ORDER_SIGN, PATIENT_VIEW
+from pathways.cds_models import CdsCard, CdsClient, CdsFeedback
+from pathways.engine.vocabulary import OVERRIDE_REASON_SYSTEM, OVERRIDE_REASONS
+from pathways.interop.fhir_case import case_from_fhir
+from pathways.models import Clinic, Patient
+from pathways.rules import current_rule_set
+from tests.cds_support import (
+    EHR_ISSUER,
+    EhrKeys,
+    FhirStub,
+    draft_order,
+    fhir_stub_server,
+    myeloma_with_rising_creatinine,
+)
+from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+
+SERVER = "http://testserver"
+
+
+@pytest.fixture
+def ehr_keys() -> EhrKeys:
+    return EhrKeys()
+
+
+@pytest.fixture
+def north_ehr(north_clinic: Clinic, ehr_keys: EhrKeys) -> CdsClient:
+    """The north clinic's EHR, trusted with its inline JWKS."""
+    return CdsClient.objects.create(
+        name="North EHR", issuer=EHR_ISSUER, clinic=north_clinic, jwks=ehr_keys.jwks
+    )
+
+
+def _url(service: str) -> str:
+    return f"/cds-services/{service}"
+
+
+def _call(
+    client: Client,
+    keys: EhrKeys,
+    service: str,
+    body: dict[str, Any],
+    *,
+    token: str | None = None,
+    path: str | None = None,
+) -> Any:
+    path = path or _url(service)
+    token = token or keys.token(SERVER + _url(service))
+    return client.post(
+        path,
+        json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+
+def _patient_view(prefetch: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hook": "patient-view",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/1", "patientId": "ehr-42"},
+        **extra,
+    }
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    return body
+
+
+def _order_sign(prefetch: dict[str, Any], *orders: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "hook": "order-sign",
+        "hookInstance": "0d5c8a53-8d6b-4bd3-a4c0-5a0e3f1cd5b4",
+        "context": {
+            "userId": "Practitioner/1",
+            "patientId": "ehr-42",
+            "draftOrders": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": order} for order in orders],
+            },
+        },
+        "prefetch": prefetch,
+    }
+
+
+def _engine_result(prefetch: dict[str, Any]) -> engine.Result:
+    """What the engine says about the same resources, asked directly."""
+    resources = [prefetch["patient"]]
+    for key in ("observations", "conditions", "medicationRequests", "medicationStatements"):
+        resources += [entry["resource"] for entry in prefetch[key]["entry"]]
+    mapped = case_from_fhir(resources, today=date.today())
+    return engine.assess(engine.parse_case(mapped.document), current_rule_set())
+
+
+def _topic(card: dict[str, Any]) -> str | None:
+    return card["source"].get("topic", {}).get("code")
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery.
+
+
+def test_discovery_is_public_and_lists_both_services(client: Client, db: Any) -> None:
+    response = client.get("/cds-services")
+    assert response.status_code == 200
+    services = {service["id"]: service for service in response.json()["services"]}
+    assert services[PATIENT_VIEW]["hook"] == "patient-view"
+    assert services[ORDER_SIGN]["hook"] == "order-sign"
+    prefetch = services[PATIENT_VIEW]["prefetch"]
+    assert prefetch["patient"] == "Patient/{{context.patientId}}"
+    for loinc in ("6768-6", "17838-4", "2160-0", "17861-6", "62292-8", "29463-7", "82810-3"):
+        assert f"http://loinc.org|{loinc}" in prefetch["observations"]
+    assert set(prefetch) >= {"conditions", "medicationRequests", "medicationStatements"}
+
+
+# ---------------------------------------------------------------------------------------------
+# patient-view.
+
+
+@pytest.mark.django_db
+def test_patient_view_gives_a_card_per_urgent_or_high_recommendation_and_a_summary(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    prefetch = myeloma_with_rising_creatinine()
+    response = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(prefetch))
+    assert response.status_code == 200, response.content
+    cards = response.json()["cards"]
+
+    result = _engine_result(prefetch)
+    pressing = [r for r in result.recommendations if r.priority in ("urgent", "high")]
+    rest = [r for r in result.recommendations if r.priority not in ("urgent", "high")]
+    assert {r.code for r in pressing} >= {"mm-hold-bisphosphonate-renal", "mm-dental-exam"}
+    assert [_topic(card) for card in cards[: len(pressing)]] == [r.code for r in pressing]
+    for card, recommendation in zip(cards, pressing, strict=False):
+        assert card["summary"] == recommendation.title[:140] or card["summary"].endswith("…")
+        assert len(card["summary"]) <= 140
+        expected = {"urgent": "critical", "high": "warning"}[recommendation.priority]
+        assert card["indicator"] == expected
+        assert recommendation.rationale in card["detail"]
+        assert result.rule_set in card["source"]["label"]
+        assert all(key in card["source"]["label"] for key in recommendation.citations)
+        codes = [reason["code"] for reason in card["overrideReasons"]]
+        assert codes == list(OVERRIDE_REASONS)
+        assert card["overrideReasons"][0]["system"] == OVERRIDE_REASON_SYSTEM
+        assert "links" not in card  # no patient with this MRN in the north clinic
+    summary = cards[len(pressing)]
+    assert summary["indicator"] == "info"
+    assert all(r.title in summary["detail"] for r in rest)
+    assert len({card["uuid"] for card in cards}) == len(cards)
+    assert CdsCard.objects.filter(client=north_ehr).count() == len(cards)
+
+
+@pytest.mark.django_db
+def test_patient_view_links_the_clinics_patient_with_that_mrn(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, alice: Any, bob: Any, south_clinic: Any
+) -> None:
+    stored = stored_patient(
+        north_ehr.clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="NORTH-42"
+    )
+    south = stored_patient(south_clinic, bob, mrn="SOUTH-42")
+    before = Patient.objects.get(pk=stored.pk)
+
+    response = _call(
+        client, ehr_keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine())
+    )
+    links = [link["url"] for card in response.json()["cards"] for link in card.get("links", [])]
+    assert links and set(links) == {f"{SERVER}/patients/{stored.pk}/"}
+
+    # The hook's data is never merged into the stored patient.
+    after = Patient.objects.get(pk=stored.pk)
+    assert (after.version, after.updated_at) == (before.version, before.updated_at)
+    assert after.lab_results.count() == before.lab_results.count()
+
+    # Another clinic's patient with the EHR's MRN is never linked.
+    other = myeloma_with_rising_creatinine(mrn="SOUTH-42")
+    response = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(other))
+    assert f"/patients/{south.pk}/" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_patient_view_says_what_it_needs_when_the_record_cannot_be_assessed(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    prefetch = myeloma_with_rising_creatinine()
+    prefetch["patient"]["gender"] = "unknown"
+    cards = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(prefetch)).json()["cards"]
+    assert len(cards) == 1
+    assert cards[0]["summary"] == "alpcare could not assess this patient"
+    assert "Patient.gender" in cards[0]["detail"]
+
+
+@pytest.mark.django_db
+def test_patient_view_fetches_from_the_fhir_server_when_prefetch_is_absent(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    prefetch = myeloma_with_rising_creatinine()
+    from pathways.cds_hooks import PREFETCH
+
+    responses = {
+        template.replace("{{context.patientId}}", "ehr-42"): prefetch[key]
+        for key, template in PREFETCH.items()
+    }
+    stub = FhirStub(responses)
+    with fhir_stub_server(stub) as fhir_server:
+        north_ehr.fhir_base_url = fhir_server
+        north_ehr.save()
+        partial = {"patient": prefetch["patient"]}  # the rest must be fetched
+        body = _patient_view(
+            partial,
+            fhirServer=fhir_server,
+            fhirAuthorization={"access_token": "ehr-token-123", "token_type": "Bearer"},
+        )
+        fetched = _call(client, ehr_keys, PATIENT_VIEW, body)
+    assert fetched.status_code == 200, fetched.content
+    assert len(stub.paths) == 4 and not any(path.startswith("/fhir/Patient") for path in stub.paths)
+    assert set(stub.authorizations) == {"Bearer ehr-token-123"}
+
+    prefetched = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(prefetch))
+    assert [_topic(c) for c in fetched.json()["cards"]] == [
+        _topic(c) for c in prefetched.json()["cards"]
+    ]
+    assert [c["summary"] for c in fetched.json()["cards"]] == [
+        c["summary"] for c in prefetched.json()["cards"]
+    ]
+
+
+@pytest.mark.django_db
+def test_without_prefetch_or_fhir_server_the_call_is_a_412(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    response = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(None))
+    assert response.status_code == 412
+    assert "fhirServer" in response.json()["error"]
+
+
+# ---------------------------------------------------------------------------------------------
+# order-sign.
+
+
+@pytest.mark.django_db
+def test_order_sign_suggests_the_crcl_dose_for_a_4_mg_zoledronic_acid_order(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    prefetch = myeloma_with_rising_creatinine(on_zoledronic_acid=False)
+    body = _order_sign(prefetch, draft_order("M05BA08", 4))
+    cards = _call(client, ehr_keys, ORDER_SIGN, body).json()["cards"]
+    topics = [_topic(card) for card in cards]
+    assert {"mm-renal-dose-adjust", "mm-renal-before-infusion", "mm-dental-exam"} <= set(topics)
+    assert "calcium-vitamin-d" in topics
+    assert "mm-hold-bisphosphonate-renal" not in topics  # starting today: no rise on it yet
+
+    dose_card = cards[topics.index("mm-renal-dose-adjust")]
+    (suggestion,) = dose_card["suggestions"]
+    (action,) = suggestion["actions"]
+    assert action["type"] == "update"
+    dose = action["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]
+    # CrCl by Cockcroft-Gault: (140 - 70) * 78 / (72 * 1.4) ≈ 54 mL/min → 3.5 mg (Zometa label).
+    assert dose == {"value": 3.5, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+    assert action["resource"]["id"] == "draft-1"
+    assert "3.5 mg" in suggestion["label"]
+
+
+@pytest.mark.django_db
+def test_order_sign_warns_to_withhold_on_a_creatinine_rise_during_a_course(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    body = _order_sign(myeloma_with_rising_creatinine(), draft_order("M05BA08", 4))
+    cards = _call(client, ehr_keys, ORDER_SIGN, body).json()["cards"]
+    hold = next(c for c in cards if _topic(c) == "mm-hold-bisphosphonate-renal")
+    assert hold["indicator"] == "critical"
+
+
+@pytest.mark.django_db
+def test_order_sign_says_zoledronic_acid_is_not_recommended_below_crcl_30(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    prefetch = myeloma_with_rising_creatinine(creatinine_now=3.0, on_zoledronic_acid=False)
+    cards = _call(
+        client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BA08", 4))
+    ).json()["cards"]
+    topics = [_topic(card) for card in cards]
+    assert "mm-za-not-recommended" in topics
+    assert cards[topics.index("mm-za-not-recommended")]["indicator"] == "critical"
+    # The Paget dose (5 mg) does not follow the oncology label's CrCl table.
+    paget_dose = _call(
+        client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BA08", 5))
+    ).json()["cards"]
+    paget_topics = {_topic(card) for card in paget_dose}
+    assert not paget_topics & {"mm-za-not-recommended", "mm-renal-dose-adjust"}
+
+
+@pytest.mark.django_db
+def test_order_sign_for_paget_gives_only_the_rules_the_catalogue_holds(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    prefetch = myeloma_with_rising_creatinine(icd10cm=("M88.9",), on_zoledronic_acid=False)
+    cards = _call(
+        client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BA08", 5))
+    ).json()["cards"]
+    assert [_topic(card) for card in cards] == ["calcium-vitamin-d"]
+
+
+@pytest.mark.django_db
+def test_order_sign_gives_each_agent_the_rules_about_it(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    prefetch = myeloma_with_rising_creatinine(creatinine_now=3.0, on_zoledronic_acid=False)
+    pamidronate = _call(
+        client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BA03", 90))
+    ).json()["cards"]
+    pamidronate_topics = {_topic(card) for card in pamidronate}
+    assert {"mm-renal-before-infusion", "mm-dental-exam"} <= pamidronate_topics
+    assert "mm-za-not-recommended" not in pamidronate_topics  # a zoledronic acid rule
+    assert not any("suggestions" in card for card in pamidronate)
+
+    denosumab = _call(
+        client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BX04", 120))
+    ).json()["cards"]
+    assert {_topic(card) for card in denosumab} == {"calcium-vitamin-d", "mm-monitor-calcium"}
+
+
+@pytest.mark.django_db
+def test_order_sign_ignores_orders_of_other_medicines(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    body = _order_sign(myeloma_with_rising_creatinine(), draft_order("M05BA04", 70))
+    response = _call(client, ehr_keys, ORDER_SIGN, body)
+    assert response.status_code == 200
+    assert response.json() == {"cards": []}
+
+
+# ---------------------------------------------------------------------------------------------
+# Feedback.
+
+
+def _feedback(card_uuid: str, outcome: str, **extra: Any) -> dict[str, Any]:
+    item = {"card": card_uuid, "outcome": outcome, "outcomeTimestamp": "2026-11-29T10:00:00Z"}
+    return {"feedback": [{**item, **extra}]}
+
+
+@pytest.mark.django_db
+def test_feedback_stores_accepted_and_overridden_outcomes_with_the_reason(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    cards = _call(
+        client, ehr_keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine())
+    ).json()["cards"]
+    first, second = cards[0]["uuid"], cards[1]["uuid"]
+    feedback_url = f"/cds-services/{PATIENT_VIEW}/feedback"
+
+    accepted = _call(
+        client, ehr_keys, PATIENT_VIEW, _feedback(first, "accepted"), path=feedback_url
+    )
+    assert accepted.status_code == 200, accepted.content
+    reason = {"system": OVERRIDE_REASON_SYSTEM, "code": "contraindicated"}
+    overridden = _call(
+        client,
+        ehr_keys,
+        PATIENT_VIEW,
+        _feedback(second, "overridden", overrideReason={"reason": reason, "userComment": "AKI"}),
+        path=feedback_url,
+    )
+    assert overridden.status_code == 200, overridden.content
+
+    rows = {row.card_id.hex: row for row in CdsFeedback.objects.all()}
+    assert rows[first.replace("-", "")].outcome == "accepted"
+    stored = rows[second.replace("-", "")]
+    assert (stored.outcome, stored.override_reason, stored.override_comment) == (
+        "overridden",
+        "contraindicated",
+        "AKI",
+    )
+    assert stored.card.rule_code == _topic(cards[1])
+
+    resent = _call(client, ehr_keys, PATIENT_VIEW, _feedback(first, "accepted"), path=feedback_url)
+    assert resent.status_code == 200
+    assert CdsFeedback.objects.count() == 2  # a retry is not counted twice
+
+
+@pytest.mark.django_db
+def test_feedback_refuses_unknown_reasons_other_without_text_and_unknown_cards(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    cards = _call(
+        client, ehr_keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine())
+    ).json()["cards"]
+    url = f"/cds-services/{PATIENT_VIEW}/feedback"
+    card = cards[0]["uuid"]
+    bad = [
+        (
+            _feedback(card, "overridden", overrideReason={"reason": {"code": "bored"}}),
+            "reason.code",
+        ),
+        (
+            _feedback(card, "overridden", overrideReason={"reason": {"code": "other"}}),
+            "userComment",
+        ),
+        (_feedback("00000000-0000-0000-0000-000000000000", "accepted"), "feedback[0].card"),
+        (_feedback(card, "ignored"), "feedback[0].outcome"),
+    ]
+    for body, field in bad:
+        response = _call(client, ehr_keys, PATIENT_VIEW, body, path=url)
+        assert response.status_code == 400
+        assert field in response.json()["error"]
+    assert CdsFeedback.objects.count() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Trust: the JWT.
+
+
+@pytest.mark.django_db
+def test_calls_without_a_valid_jwt_get_401_and_no_patient_data(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    audience = SERVER + _url(PATIENT_VIEW)
+    body = json.dumps(_patient_view(myeloma_with_rising_creatinine()))
+    stranger = EhrKeys(kid=ehr_keys.kid)  # same kid, another key: a forged signature
+    replayed = ehr_keys.token(audience)
+    assert (
+        _call(client, ehr_keys, PATIENT_VIEW, json.loads(body), token=replayed).status_code == 200
+    )
+    tokens = {
+        "bad signature": stranger.token(audience),
+        "wrong aud": ehr_keys.token("https://elsewhere.example.org/cds-services/alp-patient-view"),
+        "expired": ehr_keys.token(audience, exp=int(time.time()) - 120, iat=int(time.time()) - 400),
+        "replayed jti": replayed,
+        "unknown iss": ehr_keys.token(audience, iss="https://unknown-ehr.example.org"),
+        "no jti": ehr_keys.token(audience, jti=None),
+        "valid for days": ehr_keys.token(audience, exp=int(time.time()) + 3 * 86400),
+        "HS256 (alg confusion)": jwt.encode(
+            {"iss": EHR_ISSUER, "aud": audience, "exp": int(time.time()) + 60, "jti": "hs"},
+            "the EHR public key as an HMAC secret",
+            algorithm="HS256",
+        ),
+        "not a JWT": "not-a-jwt",
+    }
+    for problem, token in tokens.items():
+        response = client.post(
+            _url(PATIENT_VIEW),
+            body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        assert response.status_code == 401, problem
+        assert set(response.json()) == {"error"}, problem
+    no_token = client.post(_url(PATIENT_VIEW), body, content_type="application/json")
+    assert no_token.status_code == 401
+    feedback = client.post(
+        f"/cds-services/{PATIENT_VIEW}/feedback",
+        json.dumps(_feedback("00000000-0000-0000-0000-000000000000", "accepted")),
+        content_type="application/json",
+    )
+    assert feedback.status_code == 401
+
+
+@pytest.mark.django_db
+def test_an_rs384_client_with_a_jwks_url_is_trusted(client: Client, north_clinic: Clinic) -> None:
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = pyjwt.algorithms.RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    jwks = {"keys": [{**public, "kid": "rsa-1", "alg": "RS384", "use": "sig"}]}
+    stub = FhirStub({"jwks.json": jwks})
+    with fhir_stub_server(stub) as base:
+        CdsClient.objects.create(
+            name="RSA EHR",
+            issuer="https://rsa-ehr.example.org",
+            clinic=north_clinic,
+            jwks_url=f"{base}/jwks.json",
+        )
+        now = int(time.time())
+        claims = {
+            "iss": "https://rsa-ehr.example.org",
+            "aud": SERVER + _url(PATIENT_VIEW),
+            "iat": now,
+            "exp": now + 300,
+            "jti": "rsa-call-1",
+        }
+        token = pyjwt.encode(claims, private_key, algorithm="RS384", headers={"kid": "rsa-1"})
+        response = client.post(
+            _url(PATIENT_VIEW),
+            json.dumps(_patient_view(myeloma_with_rising_creatinine())),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+    assert response.status_code == 200, response.content
+    assert response.json()["cards"]
+
+
+@pytest.mark.django_db
+def test_an_inactive_client_is_not_trusted(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    north_ehr.active = False
+    north_ehr.save()
+    body = _patient_view(myeloma_with_rising_creatinine())
+    assert _call(client, ehr_keys, PATIENT_VIEW, body).status_code == 401
+
+
+@pytest.mark.django_db
+def test_anonymous_calls_to_the_real_services_are_refused(client: Client) -> None:
+    for service in (PATIENT_VIEW, ORDER_SIGN):
+        for path in (_url(service), f"{_url(service)}/feedback"):
+            assert client.post(path, "{}", content_type="application/json").status_code == 401
+            assert client.get(path).status_code == 405
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin: trusted clients.
+
+
+@pytest.mark.django_db
+def test_staff_see_and_configure_only_their_clinics_clients(
+    client: Client, north_ehr: CdsClient, bob: Any, south_clinic: Clinic, ehr_keys: EhrKeys
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    bob.is_staff = True
+    bob.save()
+    bob.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_cdsclient", "add_cdsclient"])
+    )
+    client.force_login(bob)
+    listing = client.get("/admin/pathways/cdsclient/")
+    assert listing.status_code == 200
+    assert EHR_ISSUER not in listing.content.decode()
+    assert client.get(f"/admin/pathways/cdsclient/{north_ehr.pk}/change/").status_code in (302, 404)
+
+    form = {
+        "name": "South EHR",
+        "issuer": "https://ehr.south.example.org",
+        "jwks": json.dumps(ehr_keys.jwks),
+        "jwks_url": "",
+        "mrn_system": "",
+        "active": "on",
+    }
+    other_clinic = client.post(
+        "/admin/pathways/cdsclient/add/", {**form, "clinic": north_ehr.clinic_id}
+    )
+    assert other_clinic.status_code == 200  # the form again: north is not a choice for bob
+    assert not CdsClient.objects.filter(issuer="https://ehr.south.example.org").exists()
+
+    private = EhrKeys()
+    private_jwk = pyjwt_private_jwk(private)
+    pasted_private = client.post(
+        "/admin/pathways/cdsclient/add/",
+        {**form, "clinic": south_clinic.pk, "jwks": json.dumps({"keys": [private_jwk]})},
+    )
+    assert "private key" in pasted_private.content.decode()
+
+    added = client.post("/admin/pathways/cdsclient/add/", {**form, "clinic": south_clinic.pk})
+    assert added.status_code == 302
+    assert CdsClient.objects.get(issuer="https://ehr.south.example.org").clinic == south_clinic
+
+
+def pyjwt_private_jwk(keys: EhrKeys) -> dict[str, Any]:
+    import jwt as pyjwt
+
+    return pyjwt.algorithms.ECAlgorithm.to_jwk(keys.private_key, as_dict=True)
+
+
+@pytest.mark.django_db
+def test_only_the_clients_configured_fhir_server_is_fetched_from(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    stub = FhirStub({})
+    with fhir_stub_server(stub) as fhir_server:
+        north_ehr.fhir_base_url = "https://fhir.north.example.org/r4"
+        north_ehr.save()
+        body = _patient_view(None, fhirServer=fhir_server)
+        response = _call(client, ehr_keys, PATIENT_VIEW, body)
+    assert response.status_code == 412
+    assert "not the FHIR server configured" in response.json()["error"]
+    assert stub.paths == []
+
+
+@pytest.mark.django_db
+def test_feedback_on_a_known_patient_counts_in_the_rule_analytics(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, alice: Any
+) -> None:
+    from datetime import date
+
+    from pathways.analytics import rule_analytics
+    from pathways.models import CardAction
+
+    stored_patient(
+        north_ehr.clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="NORTH-42"
+    )
+    cards = _call(
+        client, ehr_keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine())
+    ).json()["cards"]
+    ruled = [card for card in cards if _topic(card)]
+    first, second = ruled[0], ruled[1]
+    url = f"/cds-services/{PATIENT_VIEW}/feedback"
+    reason = {"system": OVERRIDE_REASON_SYSTEM, "code": "contraindicated"}
+    _call(client, ehr_keys, PATIENT_VIEW, _feedback(first["uuid"], "accepted"), path=url)
+    _call(
+        client,
+        ehr_keys,
+        PATIENT_VIEW,
+        _feedback(second["uuid"], "overridden", overrideReason={"reason": reason}),
+        path=url,
+    )
+    _call(client, ehr_keys, PATIENT_VIEW, _feedback(first["uuid"], "accepted"), path=url)
+
+    actions = CardAction.objects.filter(source=CardAction.Source.CDS)
+    assert sorted(actions.values_list("code", "kind")) == sorted(
+        [(_topic(first), "accept"), (_topic(second), "override")]
+    )
+    rows = {
+        row.code: row
+        for row in rule_analytics([north_ehr.clinic_id], date(2026, 11, 1), date(2026, 12, 31))
+    }
+    assert rows[_topic(first)].accepted == 1
+    assert rows[_topic(second)].overridden == 1
+    assert dict(rows[_topic(second)].reasons) == {"contraindicated": 1}

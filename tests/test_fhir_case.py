@@ -1,0 +1,200 @@
+"""FHIR R4 resources → case document (pathways/interop/fhir_case.py): codes of spec/interop.md."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pathways import engine
+from pathways.interop.fhir_case import (
+    ATC,
+    ICD10CM,
+    LOINC,
+    UCUM,
+    case_from_fhir,
+    diagnoses_for_icd10cm,
+)
+
+TODAY = date(2026, 11, 22)
+PATIENT = {
+    "resourceType": "Patient",
+    "id": "p1",
+    "identifier": [
+        {
+            "type": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}
+                ]
+            },
+            "system": "urn:oid:1.2.3",
+            "value": "MRN-7",
+        },
+        {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "999-99-9999"},
+    ],
+    "gender": "female",
+    "birthDate": "1960-05-01",
+}
+
+
+def _observation(loinc: str, value: float, unit: str, when: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": f"o-{loinc}-{when.replace(':', '.').replace('+', '.')}",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": loinc}]},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
+        **extra,
+    }
+
+
+def _condition(code: str, status: str = "active", verification: str | None = None) -> Any:
+    condition: dict[str, Any] = {
+        "resourceType": "Condition",
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": status,
+                }
+            ]
+        },
+        "code": {"coding": [{"system": ICD10CM, "code": code}]},
+        "subject": {"reference": "Patient/p1"},
+    }
+    if verification:
+        condition["verificationStatus"] = {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                    "code": verification,
+                }
+            ]
+        }
+    return condition
+
+
+def _statement(atc: str, start: str, end: str | None = None) -> dict[str, Any]:
+    period = {"start": start, **({"end": end} if end else {})}
+    return {
+        "resourceType": "MedicationStatement",
+        "status": "active",
+        "medicationCodeableConcept": {"coding": [{"system": ATC, "code": atc}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectivePeriod": period,
+    }
+
+
+def test_labs_weight_and_pregnancy_become_the_case_document() -> None:
+    resources = [
+        PATIENT,
+        _observation(
+            "6768-6",
+            412,
+            "U/L",
+            "2026-06-01T08:15:00+00:00",
+            referenceRange=[{"high": {"value": 129, "unit": "U/L", "system": UCUM, "code": "U/L"}}],
+        ),
+        _observation("2160-0", 88.4, "umol/L", "2026-11-02"),
+        _observation("29463-7", 150, "[lb_av]", "2026-11-02"),
+        _observation("1742-6", 40, "U/L", "2026-11-02"),  # ALT: not read by revision 1
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "82810-3"}]},
+            "effectiveDateTime": "2026-11-01",
+            "valueCodeableConcept": {"coding": [{"system": LOINC, "code": "LA15173-0"}]},
+        },
+    ]
+    mapped = case_from_fhir(resources, today=TODAY)
+    assert mapped.problems == []
+    assert mapped.mrns == [("urn:oid:1.2.3", "MRN-7")]
+    document = mapped.document
+    assert document["patient"] == {
+        "birth_date": "1960-05-01",
+        "sex": "female",
+        "weight_kg": 68.039,
+        "pregnant": True,
+    }
+    assert document["labs"] == [
+        {
+            "test": "alp",
+            "value": 412.0,
+            "unit": "U/L",
+            "collected_at": "2026-06-01T08:15:00",
+            "reference_high": 129.0,
+        },
+        {"test": "creatinine", "value": 88.4, "unit": "umol/L", "collected_at": "2026-11-02"},
+    ]
+    engine.parse_case(document)  # a valid case document
+
+
+def test_times_are_read_in_the_clinics_time_zone() -> None:
+    late_evening_in_new_york = _observation("6768-6", 200, "U/L", "2026-11-02T23:30:00-05:00")
+    mapped = case_from_fhir(
+        [PATIENT, late_evening_in_new_york], today=TODAY, tz=ZoneInfo("Europe/Zurich")
+    )
+    assert mapped.document["labs"][0]["collected_at"] == "2026-11-03T05:30:00"
+
+
+def test_what_cannot_be_read_is_named_by_its_fhirpath_and_left_out() -> None:
+    resources = [
+        {**PATIENT, "gender": "unknown"},
+        _observation("6768-6", 5, "mmol/L", "2026-11-02"),
+        _observation("6768-6", 200, "U/L", "2026-11"),
+        _observation("6768-6", 200, "U/L", "2027-01-01"),
+        {**_observation("6768-6", 900, "U/L", "2026-11-03"), "status": "entered-in-error"},
+    ]
+    mapped = case_from_fhir(resources, today=TODAY)
+    paths = [problem.path for problem in mapped.problems]
+    assert paths == [
+        "Patient.gender",
+        "Observation/o-6768-6-2026-11-02.valueQuantity.code",
+        "Observation/o-6768-6-2026-11.effective",
+        "Observation/o-6768-6-2027-01-01.effective",
+    ]
+    assert mapped.document["labs"] == []
+
+
+def test_conditions_map_by_icd10cm_prefix_and_only_when_active() -> None:
+    resources = [
+        PATIENT,
+        _condition("C90.01"),
+        _condition("N25.81"),
+        _condition("C79.51"),
+        _condition("C50.911"),
+        _condition("E55.9", status="resolved"),
+        _condition("M88.9", verification="refuted"),
+        _condition("I10"),
+    ]
+    clinical = case_from_fhir(resources, today=TODAY).document["clinical"]
+    assert clinical["diagnoses"] == ["bone_metastases", "hyperparathyroidism", "multiple_myeloma"]
+    assert clinical["cancer"] == "breast"
+
+
+def test_icd10cm_codes_of_interop_md() -> None:
+    assert diagnoses_for_icd10cm("D47.2") == ("mgus", None)
+    assert diagnoses_for_icd10cm("M88.0") == ("paget", None)
+    assert diagnoses_for_icd10cm("K74.60") == ("liver_disease", None)
+    assert diagnoses_for_icd10cm("R65.21") == ("sepsis", None)
+    assert diagnoses_for_icd10cm("C41.9") == ("primary_bone_tumour", None)
+    assert diagnoses_for_icd10cm("C18.9") == (None, "other")
+    assert diagnoses_for_icd10cm("C81.90") == (None, None)  # lymphoma: not C00-C80
+    assert diagnoses_for_icd10cm("C90.10") == (None, None)  # plasma cell leukaemia: not C90.0
+    assert diagnoses_for_icd10cm("M81.0") == (None, None)  # osteoporosis: not in revision 1
+
+
+def test_medications_by_atc_with_their_period() -> None:
+    resources = [
+        PATIENT,
+        _statement("M05BB03", "2026-01-10", "2026-07-10"),
+        _statement("M05BA06", "2025-03-01"),
+        _statement("M05BX04", "2026-12-01"),  # planned: neither current nor past
+        _statement("H02AB06", "2026-01-01"),  # prednisolone: not read
+    ]
+    therapies = case_from_fhir(resources, today=TODAY).document["clinical"]["therapies"]
+    assert therapies == [
+        {"agent": "alendronate", "start": "2026-01-10", "end": "2026-07-10"},
+        {"agent": "other_bisphosphonate", "start": "2025-03-01", "end": None},
+    ]
