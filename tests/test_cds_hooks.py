@@ -626,6 +626,7 @@ def test_feedback_on_a_known_patient_counts_in_the_rule_analytics(
         row.code: row
         for row in rule_analytics([north_ehr.clinic_id], date(2026, 11, 1), date(2026, 12, 31))
     }
-    assert rows[_topic(first)].accepted == 1
-    assert rows[_topic(second)].overridden == 1
-    assert dict(rows[_topic(second)].reasons) == {"contraindicated": 1}
+    accepted_code, overridden_code = str(_topic(first)), str(_topic(second))
+    assert rows[accepted_code].accepted == 1
+    assert rows[overridden_code].overridden == 1
+    assert dict(rows[overridden_code].reasons) == {"contraindicated": 1}
