@@ -102,11 +102,11 @@ class RuleSetPartAdmin(ScopedHistoryAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         allowed = super().has_change_permission(request, obj)
-        return allowed and (obj is None or obj.rule_set.is_draft)
+        return allowed and (obj is None or obj.rule_set.is_editable)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         allowed = super().has_delete_permission(request, obj)
-        return allowed and (obj is None or obj.rule_set.is_draft)
+        return allowed and (obj is None or obj.rule_set.is_editable)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
@@ -126,10 +126,12 @@ class RuleSetPartAdmin(ScopedHistoryAdmin):
             initial["rule_set"] = default.pk
         return initial
 
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            publishing.ruleset_touch(rule_set=obj.rule_set, user=request.user)
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Only a real change makes the user an editor: a Save that changes nothing records
+        # nothing (else a publisher's no-op Save would bar them from publishing).
+        if not change or form.has_changed() or any(fs.has_changed() for fs in formsets):
+            publishing.ruleset_touch(rule_set=form.instance.rule_set, user=request.user)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         with transaction.atomic():
@@ -139,8 +141,8 @@ class RuleSetPartAdmin(ScopedHistoryAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         rule_sets = RuleSet.objects.filter(pk__in=queryset.values("rule_set_id"))
-        if any(not rule_set.is_draft for rule_set in rule_sets):
-            raise PermissionDenied("A published rule set cannot be modified.")
+        if any(not rule_set.is_editable for rule_set in rule_sets):
+            raise PermissionDenied("A published or in-review rule set cannot be modified.")
         with transaction.atomic():
             for obj in queryset:  # one by one: each delete leaves a history row
                 obj.delete()
@@ -157,6 +159,10 @@ def _rule_set_of(form: forms.ModelForm) -> RuleSet | None:
 
 def _require_draft(form: forms.ModelForm) -> RuleSet | None:
     rule_set = _rule_set_of(form)
+    if rule_set is not None and rule_set.in_review:
+        raise forms.ValidationError(
+            f"Rule set {rule_set.label} is in review and locked; a publisher returns it to draft."
+        )
     if rule_set is not None and not rule_set.is_draft:
         raise forms.ValidationError(
             f"Rule set {rule_set.label} is published and cannot be modified; start a draft."
@@ -247,7 +253,7 @@ class RuleExampleInline(admin.StackedInline):
     fields = ["name", "fires", "case"]
 
     def _editable(self, request: HttpRequest, obj: Any, allowed: bool) -> bool:
-        return allowed and (obj is None or obj.rule_set.is_draft)
+        return allowed and (obj is None or obj.rule_set.is_editable)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._editable(request, obj, super().has_add_permission(request, obj))
@@ -309,19 +315,20 @@ class RuleAdmin(RuleSetPartAdmin):
 
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Rule], enabled: bool) -> None:
         rules = list(queryset.select_related("rule_set"))
-        if any(not rule.rule_set.is_draft for rule in rules):
+        if any(not rule.rule_set.is_editable for rule in rules):
             self.message_user(
                 request,
-                "Published rule sets cannot be modified: start a draft to switch rules.",
+                "Published or in-review rule sets cannot be modified: start a draft (or have it "
+                "returned to draft) to switch rules.",
                 messages.ERROR,
             )
             return
         with transaction.atomic():
-            for rule in rules:
-                if rule.enabled != enabled:
-                    rule.enabled = enabled
-                    rule.save()  # save(), not update(): the change stays in the history
-            for rule_set in {rule.rule_set for rule in rules}:
+            changed = [rule for rule in rules if rule.enabled != enabled]
+            for rule in changed:
+                rule.enabled = enabled
+                rule.save()  # save(), not update(): the change stays in the history
+            for rule_set in {rule.rule_set for rule in changed}:
                 publishing.ruleset_touch(rule_set=rule_set, user=request.user)
         state = "enabled" if enabled else "disabled"
         self.message_user(request, f"{len(rules)} rule(s) {state} in the draft.", messages.SUCCESS)
@@ -587,10 +594,15 @@ class CitationAdmin(RuleSetPartAdmin):
 
 class NoteForm(forms.Form):
     note = forms.CharField(
-        label="Change note",
+        label="Approval note",
         widget=forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
-        help_text="Why this version is put in force; kept with the publication.",
+        help_text="Why you put this version in force; kept with the publication, beside the "
+        "editor's rationale.",
     )
+
+
+class ReviewForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}))
 
 
 class DiffForm(forms.Form):
@@ -607,8 +619,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         "based_on",
         "last_edited_by",
         "last_edited_at",
-        "published_by",
-        "published_at",
+        "put_in_force_by",
         "note",
     ]
     list_display_links = ["label"]
@@ -634,6 +645,14 @@ class RuleSetAdmin(ScopedHistoryAdmin):
     def label(self, rule_set: RuleSet) -> str:
         return rule_set.label
 
+    @admin.display(description="put in force by (latest)")
+    def put_in_force_by(self, rule_set: RuleSet) -> str:
+        # A rollback is a publication too: name who re-published it, not the first publisher.
+        latest = rule_set.publications.select_related("by").first()
+        if latest is None:
+            return "—" if rule_set.is_draft else "installed with the catalogue"
+        return f"{latest.by or 'unknown'}, {latest.at:%Y-%m-%d %H:%M} ({latest.get_kind_display()})"
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [name for name in self.fields if name != "note"]
 
@@ -642,18 +661,21 @@ class RuleSetAdmin(ScopedHistoryAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         allowed = super().has_change_permission(request, obj)
-        return allowed and (obj is None or obj.is_draft)
+        return allowed and (obj is None or obj.is_editable)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         allowed = super().has_delete_permission(request, obj)
-        return allowed and (obj is None or obj.is_draft)
+        return allowed and (obj is None or obj.is_editable)
 
     def save_model(self, request: HttpRequest, obj: RuleSet, form: Any, change: bool) -> None:
-        if not obj.is_draft:
-            raise PublishedRuleSetError(f"Rule set {obj.label} is published and immutable.")
-        obj.last_edited_by = cast(User, request.user)
-        obj.last_edited_at = timezone.now()
+        if not obj.is_editable:
+            raise PublishedRuleSetError(f"Rule set {obj.label} is published or in review.")
+        if form.has_changed():  # a Save that changes nothing makes nobody an editor
+            obj.last_edited_by = cast(User, request.user)
+            obj.last_edited_at = timezone.now()
         super().save_model(request, obj, form, change)
+        if form.has_changed():
+            obj.editors.add(request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RuleSet]) -> None:
         if queryset.exclude(status=RuleSet.Status.DRAFT).exists():
@@ -678,6 +700,8 @@ class RuleSetAdmin(ScopedHistoryAdmin):
                 name="pathways_ruleset_reassessment_retry",
             ),
             path("<int:pk>/publish/", view(self.publish_view), name="pathways_ruleset_publish"),
+            path("<int:pk>/submit/", view(self.submit_view), name="pathways_ruleset_submit"),
+            path("<int:pk>/return/", view(self.return_view), name="pathways_ruleset_return"),
             path("<int:pk>/rollback/", view(self.rollback_view), name="pathways_ruleset_rollback"),
             path("<int:pk>/changes/", view(self.changes_view), name="pathways_ruleset_changes"),
         ]
@@ -719,6 +743,9 @@ class RuleSetAdmin(ScopedHistoryAdmin):
                     (o, publishing.example_why(o)) for o in check.failing_examples
                 ]
             context["publications"] = rule_set.publications.select_related("by", "replaced")
+            context["reviews"] = rule_set.reviews.select_related("by")
+            context["returned"] = publishing.ruleset_latest_return(rule_set)
+            context["editors"] = User.objects.filter(pk__in=publishing.ruleset_editor_ids(rule_set))
             runs = ReassessmentRun.objects.filter(rule_set=rule_set).select_related("publication")
             context["reassessments"] = [tasks.run_progress(run) for run in runs[:5]]
             context["queue"] = tasks.queue_health()
@@ -816,7 +843,8 @@ class RuleSetAdmin(ScopedHistoryAdmin):
 
     def _note_view(self, request: HttpRequest, pk: int, *, rollback: bool) -> HttpResponse:
         rule_set = self._viewable(request, pk)
-        form = NoteForm(request.POST or None)
+        initial = {} if rollback else {"note": rule_set.note}
+        form = NoteForm(request.POST or None, initial=initial)
         if request.method == "POST":
             if not request.user.has_perm(publishing.PUBLISH_PERMISSION):
                 raise PermissionDenied
@@ -848,7 +876,8 @@ class RuleSetAdmin(ScopedHistoryAdmin):
                     )
         check = None if rollback else publishing.ruleset_check(rule_set=rule_set)
         last_editor = rule_set.last_edited_by or rule_set.created_by
-        own_draft = last_editor is not None and last_editor.pk == request.user.pk
+        editors = User.objects.filter(pk__in=publishing.ruleset_editor_ids(rule_set))
+        own_draft = request.user.pk in {editor.pk for editor in editors}
         title = (
             f"Re-publish {rule_set.label} (rollback)" if rollback else f"Publish {rule_set.label}"
         )
@@ -864,10 +893,39 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             else [],
             last_editor=last_editor,
             own_draft=own_draft,
-            blocked=not rollback and (own_draft or not (check and check.publishable)),
+            editors=editors,
+            blocked=not rollback
+            and (own_draft or not rule_set.in_review or not (check and check.publishable)),
             current=RuleSet.objects.filter(is_current=True).first(),
         )
         return TemplateResponse(request, "admin/pathways/ruleset/publish.html", context)
+
+    def _review_step(self, request: HttpRequest, pk: int, *, submit: bool) -> HttpResponse:
+        rule_set = self._viewable(request, pk)
+        back = reverse("admin:pathways_ruleset_change", args=[rule_set.pk])
+        if request.method != "POST":
+            return HttpResponseRedirect(back)
+        if not request.user.has_perm("pathways.change_ruleset"):
+            raise PermissionDenied
+        text = request.POST.get("text", "")
+        try:
+            if submit:
+                publishing.ruleset_submit(rule_set=rule_set, user=request.user, rationale=text)
+                done = f"{rule_set.label} submitted for review: editing is locked."
+            else:
+                publishing.ruleset_return(rule_set=rule_set, user=request.user, comment=text)
+                done = f"{rule_set.label} returned to draft with your comments."
+        except publishing.TuningError as error:
+            self.message_user(request, str(error), messages.ERROR)
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(back)
+
+    def submit_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._review_step(request, pk, submit=True)
+
+    def return_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._review_step(request, pk, submit=False)
 
     def publish_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         return self._note_view(request, pk, rollback=False)

@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pathways import engine
+from pathways import engine, firing
 from pathways.cases import apply_case_to_patient, lab_result_fields, patient_to_case
 from pathways.models import (
     AccessLog,
@@ -146,11 +146,13 @@ def patient_record_result(
     return result
 
 
-def follow_ups_sync(*, patient: Patient, result: engine.Result | None = None) -> list[FollowUp]:
+def follow_ups_sync(
+    *, patient: Patient, result: engine.Result | None = None, cause: str = "edit"
+) -> list[FollowUp]:
     """Store the follow-ups the engine schedules; keep completed ones as a record."""
     if result is None:
         result = engine.assess(patient_to_case(patient), current_rule_set())
-    snapshot = assessment_snapshot_store(patient=patient, result=result)
+    snapshot = assessment_snapshot_store(patient=patient, result=result, cause=cause)
     copies = {"pathway": snapshot.pathway, "top_priority_rank": snapshot.top_priority_rank}
     stored = {(f.code, f.due): f for f in patient.follow_ups.all()}
     kept: list[FollowUp] = []
@@ -207,9 +209,22 @@ def snapshot_fields(result: engine.Result) -> dict[str, Any]:
     }
 
 
-def assessment_snapshot_store(*, patient: Patient, result: engine.Result) -> AssessmentSnapshot:
-    snapshot, _ = AssessmentSnapshot.objects.update_or_create(
-        patient=patient, defaults=snapshot_fields(result)
+def assessment_snapshot_store(
+    *, patient: Patient, result: engine.Result, cause: str = "edit"
+) -> AssessmentSnapshot:
+    """Refresh the patient's snapshot and log which rules started or stopped firing."""
+    before = AssessmentSnapshot.objects.filter(patient=patient).values_list(
+        "recommendation_codes", flat=True
+    )
+    previous = before.first()
+    fields = snapshot_fields(result)
+    snapshot, _ = AssessmentSnapshot.objects.update_or_create(patient=patient, defaults=fields)
+    firing.firing_log_record(
+        patient=patient,
+        before=previous or [],
+        after=fields["recommendation_codes"],
+        rule_set_version=result.rule_set,
+        cause=cause,
     )
     return snapshot
 
@@ -239,5 +254,5 @@ def patient_reassess(*, patient_id: int) -> bool:
         patient = Patient.objects.select_for_update().filter(pk=patient_id).first()
         if patient is None:
             return False
-        follow_ups_sync(patient=patient)
+        follow_ups_sync(patient=patient, cause="reassessment")
     return True

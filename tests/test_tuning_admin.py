@@ -24,7 +24,7 @@ from pathways.models import (
     RuleSetPublication,
 )
 from tests.conftest import rule_editor
-from tests.factories import paget_on_alendronate_document, stored_patient
+from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
 from tests.taskqueue import run_ready_tasks
 
 pytestmark = pytest.mark.django_db
@@ -339,12 +339,16 @@ def test_publishing_through_the_admin_is_four_eyes(
     publisher_client.post(
         f"/admin/pathways/ruleset/{draft.pk}/change/", {"note": "touched by the publisher"}
     )
+    submitted = editor_client.post(
+        f"/admin/pathways/ruleset/{draft.pk}/submit/", {"text": "Raise the threshold"}
+    )
+    assert submitted.status_code == 302
     page = publisher_client.get(url).content.decode()
     assert "Four-eyes" in page
     response = publisher_client.post(url, {"note": "self-review"}, follow=True)
     assert "Four-eyes" in response.content.decode()
     draft.refresh_from_db()
-    assert draft.is_draft
+    assert draft.is_draft and draft.in_review
 
     second = rule_editor("quinn", publisher=True)
     client = Client()
@@ -354,15 +358,48 @@ def test_publishing_through_the_admin_is_four_eyes(
     assert response.status_code == 302
     draft.refresh_from_db()
     assert draft.is_current and draft.version and draft.published_by == second
+    assert draft.note == "Raise the threshold"  # the editor's rationale is kept
+    assert draft.publications.get().note == "Reviewed"  # beside the approval note
     published.refresh_from_db()
     assert not published.is_current
+
+
+def test_a_publishers_save_that_changes_nothing_does_not_make_them_an_editor(
+    editor_client: Client, publisher_client: Client, publisher: User, draft: RuleSet
+) -> None:
+    """The four-eyes trap: pressing Save on a draft without changing it."""
+    parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
+    unchanged = {"value": f"{parameter.value:g}", "description": parameter.description}
+    page = publisher_client.post(f"/admin/pathways/parameter/{parameter.pk}/change/", unchanged)
+    assert page.status_code == 302
+    publisher_client.post(f"/admin/pathways/ruleset/{draft.pk}/change/", {"note": draft.note})
+    assert publisher.pk not in publishing.ruleset_editor_ids(draft)
+    editor_client.post(f"/admin/pathways/ruleset/{draft.pk}/submit/", {"text": "Unchanged"})
+    response = publisher_client.post(
+        f"/admin/pathways/ruleset/{draft.pk}/publish/", {"note": "Approved"}
+    )
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.is_current
+
+
+def test_a_real_change_by_the_publisher_bars_them_from_publishing(
+    editor_client: Client, publisher_client: Client, publisher: User, draft: RuleSet
+) -> None:
+    parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
+    changed = {"value": f"{parameter.value + 1:g}", "description": parameter.description}
+    publisher_client.post(f"/admin/pathways/parameter/{parameter.pk}/change/", changed)
+    assert publisher.pk in publishing.ruleset_editor_ids(draft)
+    editor_client.post(f"/admin/pathways/ruleset/{draft.pk}/submit/", {"text": "Raise by one"})
+    with pytest.raises(publishing.TuningError, match="Four-eyes"):
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="mine")
 
 
 def test_rollback_through_the_admin(
     publisher_client: Client, editor: User, publisher: User, published: RuleSet
 ) -> None:
     draft = publishing.ruleset_start_draft(user=editor)
-    publishing.ruleset_publish(rule_set=draft, user=publisher, note="same rules, new label")
+    publish_reviewed(rule_set=draft, user=publisher, note="same rules, new label")
     url = f"/admin/pathways/ruleset/{published.pk}/rollback/"
     assert "Re-publish" in publisher_client.get(url).content.decode()
     response = publisher_client.post(url, {"note": "back to the catalogue"})
@@ -448,6 +485,7 @@ def test_publishing_in_the_admin_shows_the_queued_run_not_a_claim_it_is_done(
     publisher_client: Client, draft: RuleSet, north_clinic: Clinic, alice: User
 ) -> None:
     stored_patient(north_clinic, alice)
+    publishing.ruleset_submit(rule_set=draft, user=draft.created_by, rationale="Same rules")
     response = publisher_client.post(
         f"/admin/pathways/ruleset/{draft.pk}/publish/", {"note": "Reviewed"}, follow=True
     )
@@ -474,7 +512,7 @@ def test_a_publisher_retries_a_run_with_failures_from_the_rule_set_page(
     patient = stored_patient(north_clinic, alice)
     monkeypatch.setattr(services, "patient_reassess", _always_failing)
     other = publishing.ruleset_start_draft(user=editor)
-    published = publishing.ruleset_publish(rule_set=other, user=publisher, note="x")
+    published = publish_reviewed(rule_set=other, user=publisher, note="x")
     run = ReassessmentRun.objects.get()
     page = publisher_client.get(f"/admin/pathways/ruleset/{published.pk}/change/").content.decode()
     assert "finished, 1 failed" in page and "Retry failed" in page
@@ -509,7 +547,7 @@ def test_the_publish_page_warns_when_another_version_was_published_since_the_dra
     url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
     assert 'id="stale-base"' not in publisher_client.get(url).content.decode()
     other = publishing.ruleset_start_draft(user=editor)
-    newer = publishing.ruleset_publish(rule_set=other, user=publisher, note="meanwhile")
+    newer = publish_reviewed(rule_set=other, user=publisher, note="meanwhile")
     page = publisher_client.get(url).content.decode()
     assert 'id="stale-base"' in page and f"{newer.label} is in force now" in page
 
