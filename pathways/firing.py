@@ -123,17 +123,23 @@ class PublicationNotice:
     codes: list[CodeCount]
 
 
-def publication_notice_for(user: Any) -> PublicationNotice | None:
-    """The latest publication this clinician has not dismissed, with their clinics' counts."""
+def publication_notice_for(
+    user: Any, *, publication: RuleSetPublication | None = None
+) -> PublicationNotice | None:
+    """The latest publication this clinician has not dismissed, with their clinics' counts
+    (or, given ``publication``, that one's counts whether dismissed or not)."""
     if not getattr(user, "is_authenticated", False):
         return None
-    publication = (
-        RuleSetPublication.objects.select_related("rule_set", "by").order_by("-at", "-pk").first()
-    )
     if publication is None:
-        return None
-    if PublicationNoticeDismissal.objects.filter(user=user, publication=publication).exists():
-        return None
+        publication = (
+            RuleSetPublication.objects.select_related("rule_set", "by")
+            .order_by("-at", "-pk")
+            .first()
+        )
+        if publication is None:
+            return None
+        if PublicationNoticeDismissal.objects.filter(user=user, publication=publication).exists():
+            return None
     impacts = list(
         PublicationClinicImpact.objects.filter(
             publication=publication, clinic__memberships__user=user
