@@ -814,9 +814,12 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             context["task_failed"] = bool(stored.error) or tasks.task_failed(stored.task_id)
             return TemplateResponse(request, "admin/pathways/ruleset/preview_pending.html", context)
         preview = impact.preview_from_json(stored.result)
+        rule_rows = [row for row in preview.rules if row.appear or row.disappear]
         context.update(
             preview=preview,
-            rule_rows=[row for row in preview.rules if row.appear or row.disappear],
+            parameter_rows=[(p, impact.histogram(p)) for p in preview.parameters],
+            priority_rows=impact.priority_totals(rule_rows, preview.priorities),
+            rule_rows=[(row, preview.priorities.get(row.code, "")) for row in rule_rows],
             follow_up_rows=[row for row in preview.follow_ups if row.appear or row.disappear],
         )
         return TemplateResponse(request, "admin/pathways/ruleset/preview.html", context)

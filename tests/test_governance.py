@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from pathways import engine, publishing, services
+from pathways import engine, impact, publishing, services
 from pathways.models import (
     Clinic,
     Parameter,
@@ -20,6 +20,7 @@ from pathways.models import (
     RuleSetPublication,
     RuleSetReview,
 )
+from tests.conftest import rule_editor
 from tests.factories import paget_on_alendronate_document, stored_patient
 from tests.test_tuning_workflow import extreme_alp_examples_moved, extreme_alp_threshold_raised
 
@@ -209,3 +210,44 @@ def test_a_clinician_sees_the_notice_with_their_own_counts_and_dismisses_it(
 def test_clinicians_cannot_open_the_admin_diff(client: Client, alice: User) -> None:
     client.force_login(alice)
     assert client.get("/admin/pathways/ruleset/diff/").status_code == 302
+
+
+# ---------------------------------------------------------------------------------------------
+# The impact preview informs the choice.
+
+
+def test_the_preview_shows_where_the_editors_patients_lie_against_a_changed_threshold(
+    client: Client, north_clinic: Clinic, south_clinic: Clinic, alice: User, bob: User
+) -> None:
+    for alp in (260, 950, 1100, 1150, 1250, 3000):
+        stored_patient(north_clinic, alice, paget_with_latest_alp(alp), mrn=f"N-{alp}")
+    stored_patient(south_clinic, bob, paget_with_latest_alp(1190), mrn="S-1190")
+    editor = rule_editor("nadia", clinic=north_clinic)
+    draft = publishing.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+
+    preview = impact.ruleset_preview(draft=draft, user=editor)
+    [parameter] = preview.parameters
+    assert (parameter.name, parameter.fact, parameter.old, parameter.new) == (
+        "extreme_alp",
+        "alp_latest",
+        1000,
+        1200,
+    )
+    assert parameter.label == "Extreme ALP" and parameter.unit == "U/L"
+    assert parameter.patients == 6  # north's only: south's patient is not the editor's
+    assert (parameter.above_old, parameter.above_new) == (4, 2)
+    assert parameter.nearest[:3] == [("N-1150", 1150), ("N-1250", 1250), ("N-1100", 1100)]
+    assert sum(parameter.bins) == 6
+    totals = impact.priority_totals(preview.rules, preview.priorities)
+    assert any(t["disappear"] == 3 for t in totals)  # 1100, 1150 and south's 1190 lose it
+
+    client.force_login(editor)
+    started = client.post(f"/admin/pathways/ruleset/{draft.pk}/preview/", follow=True)
+    page = started.content.decode()
+    section = page[page.index('data-parameter="extreme_alp"') :]
+    assert "<svg" in section and 'class="threshold-new"' in section
+    svg = section[section.index("<svg") : section.index("</svg>")]
+    assert "style=" not in svg  # CSP: no inline style
+    assert "N-1250" in section and "S-1190" not in page
+    assert 'id="preview-priorities"' in page
