@@ -17,7 +17,14 @@ from django.utils import timezone
 
 from pathways import engine
 from pathways.cases import patient_to_document
-from pathways.models import AssessmentSnapshot, Clinic, LabResult, Patient, RuleSet
+from pathways.models import (
+    AssessmentSnapshot,
+    Clinic,
+    LabResult,
+    Patient,
+    RuleSet,
+    parameter_label,
+)
 from pathways.rules import current_rule_set_row, rule_set_for
 
 # ---------------------------------------------------------------------------------------------
@@ -198,16 +205,6 @@ def _changed_parameters(old: engine.RuleSet, new: engine.RuleSet) -> list[Parame
             )
         )
     return impacts
-
-
-def parameter_label(description: str, name: str) -> str:
-    """A parameter's human label: its description up to the first full stop or colon-led
-    explanation ("Extreme ALP: latest ALP above this (…)." -> "Extreme ALP")."""
-    text = description.strip()
-    if not text:
-        return name.replace("_", " ").capitalize()
-    head = re.split(r"[:.(]", text, maxsplit=1)[0].strip()
-    return head or text
 
 
 def _distribution(impact: ParameterImpact, values: list[tuple[float, str]]) -> None:

@@ -640,6 +640,16 @@ class RuleExample(RuleSetPart):
         return self.name
 
 
+def parameter_label(description: str, name: str) -> str:
+    """A parameter's human label: its description up to the first full stop or colon-led
+    explanation ("Extreme ALP: latest ALP above this (…)." -> "Extreme ALP")."""
+    text = description.strip()
+    if not text:
+        return name.replace("_", " ").capitalize()
+    head = text.split(":", 1)[0].split("(", 1)[0].split(". ", 1)[0].rstrip(". ")
+    return head or text
+
+
 class Parameter(RuleSetPart):
     rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="parameters")
     name = models.SlugField(max_length=60)
@@ -661,6 +671,10 @@ class Parameter(RuleSetPart):
 
     def __str__(self) -> str:
         return f"{self.name} = {self.value:g} {self.unit}"
+
+    @property
+    def label(self) -> str:
+        return parameter_label(self.description, self.name)
 
 
 class FollowUpRule(RuleSetPart):

@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from pathways import engine, impact, publishing, tasks, versions
 from pathways.admin_history import ScopedHistoryAdmin
@@ -471,7 +472,8 @@ class ParameterForm(forms.ModelForm):
                     "max": f"{instance.maximum:g}",
                 }
             )
-            value.label = f"Value ({instance.unit})" if instance.unit else "Value"
+            unit = f" ({instance.unit})" if instance.unit else ""
+            value.label = f"{instance.label}{unit}"  # the raw name stays, read-only, above
             value.help_text = (
                 f"Between {instance.minimum:g} and {instance.maximum:g}"
                 f"{' ' + instance.unit if instance.unit else ''}."
@@ -502,8 +504,27 @@ class ParameterForm(forms.ModelForm):
 @admin.register(Parameter)
 class ParameterAdmin(RuleSetPartAdmin):
     form = ParameterForm
-    list_display = ["name", "value", "unit", "minimum", "maximum", "rule_code", "rule_set"]
-    list_display_links = ["name"]
+    list_display = ["parameter", "value_with_unit", "bounds", "rule_code", "rule_set"]
+    list_display_links = ["parameter"]
+    ordering = ["rule_set", "rule_code", "name"]
+
+    @admin.display(description="parameter", ordering="name")
+    def parameter(self, parameter: Parameter) -> str:
+        # The human label first; the raw name (what conditions write) as secondary text.
+        return format_html(
+            '{}<br><small class="tuning-muted"><code>{}</code></small>',
+            parameter.label,
+            parameter.name,
+        )
+
+    @admin.display(description="value", ordering="value")
+    def value_with_unit(self, parameter: Parameter) -> str:
+        return f"{parameter.value:g} {parameter.unit}".strip()
+
+    @admin.display(description="allowed range")
+    def bounds(self, parameter: Parameter) -> str:
+        return f"{parameter.minimum:g} to {parameter.maximum:g} {parameter.unit}".strip()
+
     search_fields = ["name", "rule_code", "description"]
     fields = ["rule_set", "name", "value", "unit", "minimum", "maximum", "rule_code", "description"]
 

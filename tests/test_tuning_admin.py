@@ -182,7 +182,11 @@ def test_a_parameter_is_edited_as_a_number_within_its_bounds(
     url = f"/admin/pathways/parameter/{parameter.pk}/change/"
     page = editor_client.get(url).content.decode()
     assert 'type="number"' in page and 'min="300"' in page and 'max="5000"' in page
-    assert "Value (U/L)" in page
+    assert "Extreme ALP (U/L)" in page  # the human label and unit, not the raw name
+    listing = editor_client.get(f"/admin/pathways/parameter/?rule_set={draft.pk}")
+    row = listing.content.decode()
+    assert "Extreme ALP<br><small" in row and "<code>extreme_alp</code>" in row
+    assert "1000 U/L" in row and "300 to 5000 U/L" in row
 
     response = editor_client.post(url, {"value": "6000", "description": parameter.description})
     assert response.status_code == 200
@@ -301,7 +305,10 @@ def test_the_rule_page_shows_vocabulary_examples_and_a_try_it_box(
     rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
     page = editor_client.get(f"/admin/pathways/rule/{rule.pk}/change/").content.decode()
     assert "alp_latest" in page and "alp_x_uln" in page  # facts
-    assert "<code>extreme_alp</code></td><td>1000</td><td>U/L</td><td>300 to 5000</td>" in page
+    assert (
+        'Extreme ALP<br><small class="tuning-muted"><code>params.extreme_alp</code></small>'
+        "</td><td>1000</td><td>U/L</td><td>300 to 5000</td>"
+    ) in page
     assert "ALP 1000.1 U/L" in page and "pass" in page
     assert f'action="/admin/pathways/rule/{rule.pk}/try/"' in page
 
