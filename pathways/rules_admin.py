@@ -24,6 +24,7 @@ from django.utils.html import format_html
 
 from pathways import engine, impact, publishing, tasks, versions
 from pathways.admin_history import ScopedHistoryAdmin
+from pathways.example_forms import RuleExampleCaseForm
 from pathways.models import (
     Citation,
     DoseBand,
@@ -230,34 +231,27 @@ class RuleForm(forms.ModelForm):
         return cleaned
 
 
-class RuleExampleForm(forms.ModelForm):
-    class Meta:
-        model = RuleExample
-        fields = ["rule_set", "rule", "name", "fires", "case"]
-        widgets = {"case": forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField"})}
+class RuleExampleInline(admin.TabularInline):
+    """The rule's examples by name; each opens as a structured case form (example_forms.py)."""
 
-    def clean_case(self) -> Any:
-        case = self.cleaned_data["case"]
-        try:
-            engine.parse_case(case)
-        except engine.CaseInvalid as invalid:
-            raise forms.ValidationError(
-                "Not a valid case document: " + "; ".join(str(e) for e in invalid.errors)
-            ) from None
-        return case
-
-
-class RuleExampleInline(admin.StackedInline):
     model = RuleExample
-    form = RuleExampleForm
     extra = 0
-    fields = ["name", "fires", "case"]
+    fields = ["name", "fires", "case_summary"]
+    readonly_fields = ["case_summary"]
+    show_change_link = True
+
+    @admin.display(description="case")
+    def case_summary(self, example: RuleExample) -> str:
+        labs = example.case.get("labs", []) if isinstance(example.case, dict) else []
+        shown = [f"{lab.get('test')} {lab.get('value')} {lab.get('unit')}" for lab in labs[-3:]]
+        more = f" (+{len(labs) - 3} more)" if len(labs) > 3 else ""
+        return "; ".join(shown) + more or "—"
 
     def _editable(self, request: HttpRequest, obj: Any, allowed: bool) -> bool:
         return allowed and (obj is None or obj.rule_set.is_editable)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._editable(request, obj, super().has_add_permission(request, obj))
+        return False  # a new example is written on its own page, as a structured case form
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._editable(request, obj, super().has_change_permission(request, obj))
@@ -409,18 +403,49 @@ def _json(document: Any) -> str:
 
 @admin.register(RuleExample)
 class RuleExampleAdmin(RuleSetPartAdmin):
-    form = RuleExampleForm
+    form = RuleExampleCaseForm
     list_display = ["name", "rule", "fires", "rule_set"]
     list_select_related = ["rule", "rule_set"]
     search_fields = ["name", "rule__code"]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         # A new example belongs to its rule's set: choosing the set separately could contradict it.
-        return (
-            ["rule_set", "rule", "name", "fires", "case"]
-            if obj
-            else ["rule", "name", "fires", "case"]
-        )
+        head = ["rule_set", "rule", "name", "fires"] if obj else ["rule", "name", "fires"]
+        return [
+            (None, {"fields": head}),
+            ("Patient", {"fields": ["as_of", "birth_date", "sex", "pregnant", "weight_kg"]}),
+            ("Lab results", {"fields": ["labs"]}),
+            (
+                "Clinical context",
+                {
+                    "fields": [
+                        "diagnoses",
+                        "cancer",
+                        "cancer_treated",
+                        "bone_pain",
+                        "osteolytic_pain",
+                        "bone_scan",
+                        "fracture",
+                        "dental_exam_done",
+                        "crcl_baseline",
+                    ]
+                },
+            ),
+            (
+                "Myeloma",
+                {
+                    "fields": [
+                        "myeloma_requires_therapy",
+                        "myeloma_bone_disease",
+                        "myeloma_active_bone_disease",
+                        "myeloma_response",
+                        "myeloma_treatment_start",
+                        "myeloma_bortezomib_start",
+                    ]
+                },
+            ),
+            ("Therapies", {"fields": ["therapies"]}),
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))

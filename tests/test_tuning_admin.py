@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from pathways import impact, publishing, services, versions
+from pathways.example_forms import case_initial
 from pathways.models import (
     AssessmentSnapshot,
     Clinic,
@@ -580,42 +581,71 @@ def test_an_editor_adds_a_rule_with_its_examples_to_the_draft(
             "condition": "alp_latest != null && alp_latest > 2000.0",
             "escalate_when": "",
             "escalate_to": "",
-            "examples-TOTAL_FORMS": 2,
+            "examples-TOTAL_FORMS": 0,
             "examples-INITIAL_FORMS": 0,
             "examples-MIN_NUM_FORMS": 0,
             "examples-MAX_NUM_FORMS": 1000,
-            "examples-0-name": "ALP 2500",
-            "examples-0-fires": "on",
-            "examples-0-case": json.dumps(firing),
-            "examples-1-name": "ALP 260",
-            "examples-1-case": json.dumps(quiet),
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     rule = Rule.objects.get(rule_set=draft, code="alp-above-2000")
+    for name, fires, document in (
+        ("Markedly raised ALP", True, firing),
+        ("ALP in the reference range", False, quiet),
+    ):
+        added = editor_client.post(
+            "/admin/pathways/ruleexample/add/", example_post(rule, name, fires, document)
+        )
+        assert added.status_code == 302, added.content.decode()[:3000]
     assert set(rule.examples.values_list("rule_set_id", flat=True)) == {draft.pk}
     check = publishing.ruleset_check(rule_set=draft)
     assert check.publishable, check.problems()
     outcomes = [o for o in check.examples if o.rule == "alp-above-2000"]
     assert [o.passed for o in outcomes] == [True, True]
 
-    response = editor_client.post(
-        "/admin/pathways/ruleexample/add/",
-        {"rule": rule.pk, "name": "ALP 2001", "fires": "", "case": json.dumps(quiet)},
-    )
-    assert response.status_code == 302
-    added = RuleExample.objects.get(name="ALP 2001")
-    assert added.rule_set_id == draft.pk
+    example = RuleExample.objects.get(name="Markedly raised ALP")
+    assert example.case["labs"][-1]["value"] == 2500  # the structured fields became the case
+    url = f"/admin/pathways/ruleexample/{example.pk}/change/"
+    page = editor_client.get(url).content.decode()
+    assert 'name="labs"' in page and 'name="sex"' in page and 'name="case"' not in page
 
 
 def test_an_example_that_is_not_a_valid_case_is_refused(
     editor_client: Client, draft: RuleSet
 ) -> None:
     rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
-    response = editor_client.post(
-        "/admin/pathways/ruleexample/add/",
-        {"rule": rule.pk, "name": "broken", "fires": "on", "case": '{"as_of": "soon"}'},
-    )
+    data = example_post(rule, "broken", True, paget_on_alendronate_document())
+    data["labs"] = "alp, lots, U/L, 2026-11-02"
+    response = editor_client.post("/admin/pathways/ruleexample/add/", data)
     assert response.status_code == 200
-    assert "Not a valid case document" in response.content.decode()
+    page = response.content.decode()
+    assert "labs[0].value" in page  # the error names the field, beside the lab results
     assert not RuleExample.objects.filter(name="broken").exists()
+
+
+def test_saving_an_example_unchanged_makes_nobody_an_editor(
+    publisher_client: Client, publisher: User, draft: RuleSet
+) -> None:
+    example = RuleExample.objects.filter(rule_set=draft).first()
+    assert example is not None
+    data = example_post(example.rule, example.name, example.fires, example.case)
+    data["rule_set"] = draft.pk
+    data["labs"] = data["labs"].replace("\n", "\r\n")  # as a browser sends a textarea
+    response = publisher_client.post(f"/admin/pathways/ruleexample/{example.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert publisher.pk not in publishing.ruleset_editor_ids(draft)
+
+
+def example_post(rule: Rule, name: str, fires: bool, document: dict[str, Any]) -> dict[str, Any]:
+    """What the structured example form posts for a case document."""
+    initial = case_initial(document)
+    data: dict[str, Any] = {"rule": rule.pk, "name": name}
+    if fires:
+        data["fires"] = "on"
+    for key, value in initial.items():
+        if isinstance(value, bool):
+            if value:
+                data[key] = "on"
+        elif value is not None:
+            data[key] = value
+    return data
