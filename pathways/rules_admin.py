@@ -721,7 +721,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             obj.last_edited_at = timezone.now()
         super().save_model(request, obj, form, change)
         if form.has_changed():
-            obj.editors.add(request.user)
+            obj.editors.add(cast(User, request.user))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RuleSet]) -> None:
         if queryset.exclude(status=RuleSet.Status.DRAFT).exists():

@@ -193,7 +193,7 @@ def test_a_clinician_sees_the_notice_with_their_own_counts_and_dismisses_it(
     client.force_login(alice)
     page = client.get("/").content.decode()
     notice = page[page.index('id="publication-notice"') :]
-    assert raised_to_1200.rule_set.version in notice
+    assert str(raised_to_1200.rule_set.version) in notice
     assert "Fewer false alarms" in notice
     assert "2 patient(s) lost it" in notice  # north's two, not south's one
     changes_url = f"/rules/changes/{raised_to_1200.pk}/"
