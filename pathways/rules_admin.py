@@ -1002,6 +1002,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             rule_set=rule_set,
             changes=versions.ruleset_changes(rule_set=rule_set),
             publications=rule_set.publications.select_related("by", "replaced"),
+            reviews=rule_set.reviews.select_related("by"),
         )
         return TemplateResponse(request, "admin/pathways/ruleset/changes.html", context)
 

@@ -86,6 +86,18 @@ def test_a_draft_goes_through_review_and_keeps_rationale_and_approval(
     ]
 
 
+def test_the_history_shows_the_rationale_and_the_approval_note(
+    client: Client, editor: User, publisher: User
+) -> None:
+    draft = publishing.ruleset_start_draft(user=editor)
+    publishing.ruleset_submit(rule_set=draft, user=editor, rationale="Fewer false alarms")
+    publishing.ruleset_publish(rule_set=draft, user=publisher, note="Checked the audit")
+    client.force_login(publisher)
+    page = client.get(f"/admin/pathways/ruleset/{draft.pk}/changes/").content.decode()
+    history = page[page.index('id="review-history"') :]
+    assert "Fewer false alarms" in history and "Checked the audit" in history
+
+
 def test_every_editor_is_barred_from_publishing_not_only_the_last(
     editor: User, publisher: User
 ) -> None:
