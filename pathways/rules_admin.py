@@ -793,7 +793,15 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             context["returned"] = publishing.ruleset_latest_return(rule_set)
             context["editors"] = User.objects.filter(pk__in=publishing.ruleset_editor_ids(rule_set))
             runs = ReassessmentRun.objects.filter(rule_set=rule_set).select_related("publication")
-            context["reassessments"] = [tasks.run_progress(run) for run in runs[:5]]
+            progress = [tasks.run_progress(run) for run in runs[:5]]
+            context["reassessments"] = progress
+            # A published version's page (nothing to edit) follows a running re-assessment.
+            context["refresh_runs"] = not rule_set.is_editable and any(
+                p.run.finished_at is None and not p.lost_chunks for p in progress
+            )
+            context["run_failures"] = [
+                (p.run, failure) for p in progress for failure in p.failures[:20]
+            ]
             context["queue"] = tasks.queue_health()
         return super().change_view(request, object_id, form_url, context)
 

@@ -22,6 +22,7 @@ from pathways.models import (
 )
 from tests.conftest import rule_editor
 from tests.factories import paget_on_alendronate_document, stored_patient
+from tests.taskqueue import run_ready_tasks
 from tests.test_tuning_workflow import extreme_alp_examples_moved, extreme_alp_threshold_raised
 
 pytestmark = pytest.mark.django_db
@@ -263,3 +264,25 @@ def test_the_preview_shows_where_the_editors_patients_lie_against_a_changed_thre
     assert "style=" not in svg  # CSP: no inline style
     assert "N-1250" in section and "S-1190" not in page
     assert 'id="preview-priorities"' in page
+
+
+@pytest.mark.queued_tasks
+def test_a_published_versions_page_follows_its_running_reassessment_then_clinicians_get_counts(
+    client: Client, north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    stored_patient(north_clinic, alice, paget_with_latest_alp(1100))
+    draft = publishing.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+    extreme_alp_examples_moved(draft, user=editor)
+    publishing.ruleset_submit(rule_set=draft, user=editor, rationale="Fewer false alarms")
+    published = publishing.ruleset_publish(rule_set=draft, user=publisher, note="Approved")
+    client.force_login(publisher)
+    page = client.get(f"/admin/pathways/ruleset/{published.pk}/change/").content.decode()
+    assert 'http-equiv="refresh"' in page and "waiting for a worker" in page
+
+    client.force_login(alice)
+    waiting = client.get("/").content.decode()
+    assert "being re-assessed" in waiting  # no counts claimed before the work has run
+    run_ready_tasks()
+    counted = client.get("/").content.decode()
+    assert "1 patient(s) lost it" in counted

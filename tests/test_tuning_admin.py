@@ -524,6 +524,9 @@ def test_a_publisher_retries_a_run_with_failures_from_the_rule_set_page(
     run = ReassessmentRun.objects.get()
     page = publisher_client.get(f"/admin/pathways/ruleset/{published.pk}/change/").content.decode()
     assert "finished, 1 failed" in page and "Retry failed" in page
+    failures = page[page.index('id="reassessment-failures"') :]
+    assert f"<td>{patient.pk}</td>" in failures  # which patient, and why
+    assert 'http-equiv="refresh"' not in page  # finished: nothing to follow
     monkeypatch.undo()
     retry_url = f"/admin/pathways/ruleset/reassessment/{run.pk}/retry/"
     assert editor_client.post(retry_url).status_code == 403  # publishers only
