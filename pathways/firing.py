@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from pathways.models import (
@@ -131,14 +132,15 @@ def publication_notice_for(
     if not getattr(user, "is_authenticated", False):
         return None
     if publication is None:
+        # One query for the worklist: the latest publication, and whether it was dismissed.
+        dismissed = PublicationNoticeDismissal.objects.filter(user=user, publication=OuterRef("pk"))
         publication = (
             RuleSetPublication.objects.select_related("rule_set", "by")
+            .annotate(dismissed=Exists(dismissed))
             .order_by("-at", "-pk")
             .first()
         )
-        if publication is None:
-            return None
-        if PublicationNoticeDismissal.objects.filter(user=user, publication=publication).exists():
+        if publication is None or getattr(publication, "dismissed", False):
             return None
     impacts = list(
         PublicationClinicImpact.objects.filter(
