@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path
 from django.views.generic import RedirectView
 
-from pathways import analytics, cds_hooks, health, monitoring, tokens, twofactor, views
+from pathways import analytics, cds_hooks, changes, health, monitoring, tokens, twofactor, views
 from pathways.api import api
 
 admin.site.site_header = "alpcare administration"
@@ -48,6 +48,12 @@ urlpatterns = [
     path("case/preview/", views.case_preview, name="case_preview"),
     path("case/rows/lab/", views.case_add_lab_row, name="case_add_lab_row"),
     path("case/rows/therapy/", views.case_add_therapy_row, name="case_add_therapy_row"),
+    path("rules/changes/<int:pk>/", changes.publication_changes, name="publication_changes"),
+    path(
+        "rules/changes/<int:pk>/dismiss/",
+        changes.publication_notice_dismiss,
+        name="publication_notice_dismiss",
+    ),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("account/api-tokens/", tokens.api_tokens, name="api_tokens"),

@@ -41,6 +41,7 @@ from pathways import impact, publishing, tasks  # noqa: E402
 from pathways.models import (  # noqa: E402
     Clinic,
     LabResult,
+    Membership,
     Parameter,
     Patient,
     ReassessmentRun,
@@ -71,6 +72,8 @@ def main() -> None:
     today = timezone.localdate()
     clinic = Clinic.objects.create(name="Bench clinic", slug="bench")
     editor = User.objects.create_user("bench-editor", is_staff=True)
+    # A member of the clinic: the preview's histogram and nearest patients cover their patients.
+    Membership.objects.create(user=editor, clinic=clinic, role=Membership.Role.RULE_EDITOR)
     draft = publishing.ruleset_start_draft(user=editor)
     Parameter.objects.filter(rule_set=draft, name="extreme_alp").update(value=1200)
 
@@ -99,6 +102,12 @@ def main() -> None:
             f"{len(preview.changed)} changed, extreme-alp {extreme.before} -> {extreme.after}, "
             f"{len(preview.errors)} errors"
         )
+        for parameter in preview.parameters:
+            print(
+                f"    {parameter.label} ({parameter.fact}): {parameter.patients} with a value, "
+                f"{parameter.above_old} above {parameter.old:g}, {parameter.above_new} above "
+                f"{parameter.new:g}; nearest {parameter.nearest[:3]}"
+            )
     if args.publish:
         time_publish(draft, editor)
 
@@ -114,6 +123,7 @@ def time_publish(draft: Any, editor: Any) -> None:
             elif lab["test"] == "alp" and lab["value"] >= 1000:
                 lab["value"] += 200
         example.save()
+    publishing.ruleset_submit(rule_set=draft, user=editor, rationale="bench")
     started = time.perf_counter()
     published = publishing.ruleset_publish(rule_set=draft, user=publisher, note="bench")
     seconds = time.perf_counter() - started

@@ -19,7 +19,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -83,17 +82,9 @@ def rule_analytics(
     def row(code: str) -> RuleRow:
         return rows.setdefault(code, RuleRow(code=code))
 
-    firings = RuleFiring.objects.filter(clinic_id__in=clinic_ids)
-    for code, _patient in (
-        firings.filter(stopped_at__isnull=True).values_list("code", "patient_id").distinct()
-    ):
-        row(code).firing_now += 1
-    fired: dict[str, set[int]] = defaultdict(set)
-    in_period = firings.filter(started_at__lt=until).filter(
-        Q(stopped_at__isnull=True) | Q(stopped_at__gte=since)
-    )
-    for code, patient_id in in_period.values_list("code", "patient_id"):
-        fired[code].add(patient_id)
+    fired, firing_now = _firings(clinic_ids, since, until)
+    for code, count in firing_now.items():
+        row(code).firing_now = count
     overridden: dict[str, set[int]] = defaultdict(set)
     actions = CardAction.objects.filter(
         clinic_id__in=clinic_ids, at__gte=since, at__lt=until, undone_at__isnull=True
@@ -119,6 +110,37 @@ def rule_analytics(
             share is not None and entry.fired >= min_patients and share * 100 > threshold
         )
     return sorted(rows.values(), key=lambda r: (-(r.override_share or 0), -r.fired, r.code))
+
+
+def _firings(
+    clinic_ids: list[int], since: datetime, until: datetime
+) -> tuple[dict[str, set[int]], Counter[str]]:
+    """From the firing log's started/stopped rows: the patients each rule fired for at some time
+    in [since, until), and how many it fires for now."""
+    fired: dict[str, set[int]] = defaultdict(set)
+    open_at_until: dict[tuple[str, int], datetime] = {}
+    open_now: set[tuple[str, int]] = set()
+    events = (
+        RuleFiring.objects.filter(clinic_id__in=clinic_ids)
+        .order_by("at", "pk")
+        .values_list("code", "patient_id", "change", "at")
+    )
+    for code, patient_id, change, at in events.iterator():
+        key = (code, patient_id)
+        started = change == RuleFiring.Change.STARTED
+        if started:
+            open_now.add(key)
+        else:
+            open_now.discard(key)
+        if at >= until:
+            continue
+        if started:
+            open_at_until.setdefault(key, at)
+        elif open_at_until.pop(key, None) is not None and at >= since:
+            fired[code].add(patient_id)  # fired until a moment inside the period
+    for code, patient_id in open_at_until:
+        fired[code].add(patient_id)  # still firing when the period ends
+    return fired, Counter(code for code, _ in open_now)
 
 
 class AnalyticsForm(forms.Form):

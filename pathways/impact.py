@@ -3,6 +3,8 @@ how many patients each rule fires for, and the "try it" box for one pasted case.
 
 from __future__ import annotations
 
+import bisect
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -14,7 +16,7 @@ from django.utils import timezone
 
 from pathways import engine
 from pathways.cases import patient_to_case, stored_rows
-from pathways.models import AssessmentSnapshot, Clinic, Patient, RuleSet
+from pathways.models import AssessmentSnapshot, Clinic, Patient, RuleSet, parameter_label
 from pathways.rules import current_rule_set_row, rule_set_for
 
 # ---------------------------------------------------------------------------------------------
@@ -48,6 +50,36 @@ class CodeImpact:
 
 
 @dataclass
+class ParameterImpact:
+    """Where the editor's patients lie against a changed numeric parameter: the fact it is
+    compared with, as a histogram, the count on each side of each threshold, the nearest."""
+
+    name: str
+    label: str
+    unit: str
+    minimum: float
+    maximum: float
+    fact: str
+    old: float
+    new: float
+    patients: int = 0  # the editor's patients with a value for the fact
+    above_old: int = 0
+    above_new: int = 0
+    low: float = 0.0
+    high: float = 0.0
+    bins: list[int] = field(default_factory=list)
+    nearest: list[tuple[str, float]] = field(default_factory=list)  # (MRN, value)
+
+    @property
+    def below_old(self) -> int:
+        return self.patients - self.above_old
+
+    @property
+    def below_new(self) -> int:
+        return self.patients - self.above_new
+
+
+@dataclass
 class Preview:
     draft_label: str
     published_label: str
@@ -56,6 +88,8 @@ class Preview:
     rules: list[CodeImpact] = field(default_factory=list)
     follow_ups: list[CodeImpact] = field(default_factory=list)
     errors: list[PatientImpact] = field(default_factory=list)
+    parameters: list[ParameterImpact] = field(default_factory=list)
+    priorities: dict[str, str] = field(default_factory=dict)  # rule code -> priority (draft)
     seconds: float = 0.0
 
     @property
@@ -76,6 +110,11 @@ def preview_from_json(data: dict[str, Any]) -> Preview:
             "errors": [PatientImpact(**impact) for impact in data["errors"]],
             "rules": [CodeImpact(**row) for row in data["rules"]],
             "follow_ups": [CodeImpact(**row) for row in data["follow_ups"]],
+            "parameters": [
+                ParameterImpact(**{**row, "nearest": [tuple(n) for n in row["nearest"]]})
+                for row in data.get("parameters", [])
+            ],
+            "priorities": data.get("priorities", {}),
         }
     )
 
@@ -93,6 +132,78 @@ def _patients_in_chunks(chunk_size: int) -> Iterator[list[Patient]]:
             return
         yield chunk
         last_pk = chunk[-1].pk
+
+
+HISTOGRAM_BINS = 24
+NEAREST = 8
+_COMPARISON = r"(?:>=|<=|>|<|==)"
+
+
+def compared_fact(rule_set: engine.RuleSet, parameter: str) -> str | None:
+    """The fact a parameter is compared with in a rule condition (``alp_latest > params.x``)."""
+    name = re.escape(parameter)
+    patterns = (
+        re.compile(rf"(?<![\w.])(\w+)\s*{_COMPARISON}\s*params\.{name}\b"),
+        re.compile(rf"params\.{name}\s*{_COMPARISON}\s*(\w+)(?![\w.(])"),
+    )
+    for rule in rule_set.rules:
+        for expression in (rule.condition, rule.escalate_when or ""):
+            for pattern in patterns:
+                for match in pattern.finditer(expression):
+                    if match.group(1) in _NUMERIC_FACTS:
+                        return match.group(1)
+    return None
+
+
+_NUMERIC_FACTS = frozenset(
+    spec.name for spec in engine.FACTS if spec.type in ("number", "int", "float", "double")
+)
+
+
+def _changed_parameters(old: engine.RuleSet, new: engine.RuleSet) -> list[ParameterImpact]:
+    before = {parameter.name: parameter for parameter in old.parameters}
+    impacts = []
+    for parameter in new.parameters:
+        was = before.get(parameter.name)
+        if was is None or was.value == parameter.value:
+            continue
+        fact = compared_fact(new, parameter.name)
+        if fact is None:
+            continue
+        impacts.append(
+            ParameterImpact(
+                name=parameter.name,
+                label=parameter_label(parameter.description, parameter.name),
+                unit=parameter.unit,
+                minimum=parameter.minimum,
+                maximum=parameter.maximum,
+                fact=fact,
+                old=was.value,
+                new=parameter.value,
+            )
+        )
+    return impacts
+
+
+def _distribution(impact: ParameterImpact, values: list[tuple[float, str]]) -> None:
+    """Fill the histogram, the counts on each side and the nearest patients to the new value."""
+    numbers = sorted(value for value, _ in values)
+    impact.patients = len(numbers)
+    # Facts above the threshold fire the usual "fact > params.x" rules.
+    impact.above_old = len(numbers) - bisect.bisect_right(numbers, impact.old)
+    impact.above_new = len(numbers) - bisect.bisect_right(numbers, impact.new)
+    low = min([impact.old, impact.new, *numbers[:1]])
+    high = max([impact.old, impact.new, *numbers[-1:]])
+    if high == low:
+        high = low + 1
+    impact.low, impact.high = low, high
+    width = (high - low) / HISTOGRAM_BINS
+    bins = [0] * HISTOGRAM_BINS
+    for number in numbers:
+        bins[min(int((number - low) / width), HISTOGRAM_BINS - 1)] += 1
+    impact.bins = bins
+    nearest = sorted(values, key=lambda item: (abs(item[0] - impact.new), item[0]))[:NEAREST]
+    impact.nearest = [(mrn, value) for value, mrn in nearest]
 
 
 def _codes(result: engine.Result | None) -> tuple[set[str], set[str]]:
@@ -120,6 +231,11 @@ def ruleset_preview(
     published = published or current_rule_set_row()
     new_rules, old_rules = rule_set_for(draft), rule_set_for(published)
     preview = Preview(draft_label=draft.label, published_label=published.label)
+    preview.parameters = _changed_parameters(old_rules, new_rules)
+    preview.priorities = {rule.code: rule.priority for rule in old_rules.rules} | {
+        rule.code: rule.priority for rule in new_rules.rules
+    }
+    fact_values: dict[str, list[tuple[float, str]]] = {p.fact: [] for p in preview.parameters}
     visible_clinics = set(
         Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True)
     )
@@ -151,7 +267,12 @@ def ruleset_preview(
                     patient, as_of=as_of, labs=labs[patient.pk], therapies=therapies[patient.pk]
                 )
                 old_result = engine.assess(case, old_rules)
-                new_result = engine.assess(case, new_rules)
+                new_result, facts = engine.assess_with_facts(case, new_rules)
+                if visible:  # only the editor's clinics: values and MRNs are patient data
+                    for fact, collected in fact_values.items():
+                        value = facts.values.get(fact)
+                        if isinstance(value, int | float) and not isinstance(value, bool):
+                            collected.append((float(value), patient.mrn))
             except (engine.CaseInvalid, engine.RuleEvaluationError, engine.RuleSetInvalid) as err:
                 impact.error = _error_text(err)
                 preview.errors.append(impact)
@@ -197,6 +318,8 @@ def ruleset_preview(
         before_follow_ups,
         after_follow_ups,
     )
+    for parameter in preview.parameters:
+        _distribution(parameter, fact_values[parameter.fact])
     preview.seconds = time.perf_counter() - started
     return preview
 
@@ -253,3 +376,69 @@ def rule_try_case(*, rule_set: RuleSet, text: str) -> TryOutcome:
     except (engine.RuleEvaluationError, engine.RuleSetInvalid) as error:
         return TryOutcome(None, (str(error),), "")
     return TryOutcome(result, (), engine.render_result_json(result))
+
+
+# ---------------------------------------------------------------------------------------------
+# The histogram as SVG geometry (drawn by the template with attributes, never style="…").
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    count: int
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Histogram:
+    width: int
+    height: int
+    bars: list[Bar]
+    old_x: float
+    new_x: float
+    low: float
+    high: float
+
+
+def histogram(impact: ParameterImpact, *, width: int = 480, height: int = 140) -> Histogram:
+    plot = height - 20  # room under the bars for the axis labels
+    span = (impact.high - impact.low) or 1.0
+    tallest = max(impact.bins, default=0) or 1
+    bar_width = width / max(len(impact.bins), 1)
+    step = span / max(len(impact.bins), 1)
+    bars = []
+    for index, count in enumerate(impact.bins):
+        bar_height = plot * count / tallest
+        bars.append(
+            Bar(
+                x=round(index * bar_width, 2),
+                y=round(plot - bar_height, 2),
+                width=round(max(bar_width - 1, 1), 2),
+                height=round(bar_height, 2),
+                count=count,
+                start=impact.low + index * step,
+                end=impact.low + (index + 1) * step,
+            )
+        )
+
+    def x_of(value: float) -> float:
+        return round((value - impact.low) / span * width, 2)
+
+    return Histogram(
+        width, height, bars, x_of(impact.old), x_of(impact.new), impact.low, impact.high
+    )
+
+
+def priority_totals(rows: Iterable[CodeImpact], priorities: dict[str, str]) -> list[dict[str, Any]]:
+    """Patients gaining or losing a recommendation, summed per priority (most urgent first)."""
+    totals: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        priority = priorities.get(row.code, "")
+        total = totals.setdefault(priority, {"priority": priority, "appear": 0, "disappear": 0})
+        total["appear"] += row.appear
+        total["disappear"] += row.disappear
+    return sorted(totals.values(), key=lambda t: engine.PRIORITY_RANK.get(t["priority"], 9))

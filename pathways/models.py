@@ -346,30 +346,6 @@ OVERRIDE_REASON_SYSTEM = "https://alpcare.example.org/fhir/CodeSystem/override-r
 OVERRIDE_REASONS = list(vocabulary.OVERRIDE_REASONS.items())
 
 
-class RuleFiring(models.Model):
-    """When a rule started and stopped firing for a patient (the rule analytics' denominator);
-    kept by services.assessment_snapshot_store from the snapshot's codes before and after."""
-
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
-    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
-    code = models.CharField(max_length=60)
-    started_at = models.DateTimeField(default=timezone.now)
-    stopped_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        indexes = [
-            models.Index(fields=["code", "started_at"], name="rulefiring_code_idx"),
-            models.Index(
-                fields=["patient", "code"],
-                name="rulefiring_open_idx",
-                condition=Q(stopped_at__isnull=True),
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.code} for {self.patient_id} from {self.started_at:%Y-%m-%d}"
-
-
 class CardAction(models.Model):
     """A clinician's action on one recommendation card of one patient: who, when, what.
 
@@ -576,6 +552,7 @@ class PublishedRuleSetError(Exception):
 class RuleSet(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
+        IN_REVIEW = "in_review", "In review"
         PUBLISHED = "published", "Published"
 
     version = models.CharField(max_length=40, unique=True, null=True, blank=True)
@@ -584,7 +561,11 @@ class RuleSet(models.Model):
     based_on = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    note = models.TextField(blank=True, help_text="Why this version exists (change note).")
+    note = models.TextField(
+        blank=True, help_text="The editor's rationale: why this version exists (change note)."
+    )
+    # Everyone who changed the draft's content (four-eyes: none of them may publish it).
+    editors = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -621,7 +602,40 @@ class RuleSet(models.Model):
 
     @property
     def is_draft(self) -> bool:
+        """Not published yet (a draft, or a draft in review)."""
+        return self.status != self.Status.PUBLISHED
+
+    @property
+    def is_editable(self) -> bool:
+        """A draft that is not in review: its content may change."""
         return self.status == self.Status.DRAFT
+
+    @property
+    def in_review(self) -> bool:
+        return self.status == self.Status.IN_REVIEW
+
+
+class RuleSetReview(models.Model):
+    """One step of a draft's review: submitted, returned with comments, or approved."""
+
+    class Action(models.TextChoices):
+        SUBMITTED = "submitted", "Submitted for review"
+        RETURNED = "returned", "Returned to draft"
+        APPROVED = "approved", "Approved and published"
+
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="reviews")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.rule_set} {self.action} {self.at:%Y-%m-%d %H:%M}"
 
 
 class RuleSetPublication(models.Model):
@@ -682,7 +696,13 @@ class RuleSetPart(models.Model):
 
     def assert_editable(self) -> None:
         status = RuleSet.objects.filter(pk=self.rule_set_id).values_list("status", flat=True)
-        if status.first() != RuleSet.Status.DRAFT:
+        status_now = status.first()
+        if status_now == RuleSet.Status.IN_REVIEW:
+            raise PublishedRuleSetError(
+                f"Rule set {self.rule_set_id} is in review and locked; "
+                "a publisher returns it to draft to change it."
+            )
+        if status_now != RuleSet.Status.DRAFT:
             raise PublishedRuleSetError(
                 f"Rule set {self.rule_set_id} is published and cannot be modified; "
                 "start a draft to change it."
@@ -733,6 +753,16 @@ class RuleExample(RuleSetPart):
         return self.name
 
 
+def parameter_label(description: str, name: str) -> str:
+    """A parameter's human label: its description up to the first full stop or colon-led
+    explanation ("Extreme ALP: latest ALP above this (…)." -> "Extreme ALP")."""
+    text = description.strip()
+    if not text:
+        return name.replace("_", " ").capitalize()
+    head = text.split(":", 1)[0].split("(", 1)[0].split(". ", 1)[0].rstrip(". ")
+    return head or text
+
+
 class Parameter(RuleSetPart):
     rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="parameters")
     name = models.SlugField(max_length=60)
@@ -754,6 +784,10 @@ class Parameter(RuleSetPart):
 
     def __str__(self) -> str:
         return f"{self.name} = {self.value:g} {self.unit}"
+
+    @property
+    def label(self) -> str:
+        return parameter_label(self.description, self.name)
 
 
 class FollowUpRule(RuleSetPart):
@@ -970,6 +1004,80 @@ class TaskHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} at {self.beat_at:%H:%M:%S}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Governance: which rules start and stop firing for a patient, what a publication changed for
+# each clinic, and which clinicians have dismissed the notice about it.
+
+
+class RuleFiring(models.Model):
+    """A rule code started or stopped firing for a patient (written when the snapshot changes).
+
+    Append-only evidence for rule analytics: for whom a rule fired in a period, and since when.
+    """
+
+    class Change(models.TextChoices):
+        STARTED = "started", "started firing"
+        STOPPED = "stopped", "stopped firing"
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="firings")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    code = models.CharField(max_length=60)
+    change = models.CharField(max_length=7, choices=Change.choices)
+    at = models.DateTimeField(default=timezone.now)
+    rule_set_version = models.CharField(max_length=40)
+    # Why the assessment was refreshed: a clinician's edit, or a re-assessment run.
+    cause = models.CharField(max_length=12, default="edit")
+
+    class Meta:
+        ordering = ["at", "pk"]
+        indexes = [
+            models.Index(fields=["code", "at"], name="rulefiring_code_at_idx"),
+            models.Index(fields=["patient", "at"], name="rulefiring_patient_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.change} for {self.patient_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class PublicationClinicImpact(models.Model):
+    """What a publication changed for one clinic's patients, counted by its re-assessment run:
+    ``changes`` is {rule code: {"gained": n, "lost": n}}."""
+
+    publication = models.ForeignKey(
+        RuleSetPublication, on_delete=models.CASCADE, related_name="clinic_impacts"
+    )
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    patients_changed = models.PositiveIntegerField(default=0)
+    changes = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["publication", "clinic"], name="publication_clinic_impact_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.publication} for {self.clinic}: {self.patients_changed} patient(s)"
+
+
+class PublicationNoticeDismissal(models.Model):
+    """A clinician dismissed the worklist notice about a publication."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    publication = models.ForeignKey(RuleSetPublication, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "publication"], name="notice_dismissed_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} dismissed {self.publication}"
 
 
 # CDS Hooks clients, cards and feedback live in their own module; imported here so that Django

@@ -27,6 +27,7 @@ from pathways.models import (
     RuleExample,
     RuleSet,
     RuleSetPublication,
+    RuleSetReview,
     UlnBand,
 )
 from pathways.rules import current_rule_set_row, install_rule_set, load_rule_set, rule_set_for
@@ -80,6 +81,7 @@ def ruleset_start_draft(*, user: Any, base: RuleSet | None = None) -> RuleSet:
         last_edited_at=now,
         note="",
     )
+    draft.editors.add(user)
     install_rule_set(load_rule_set(base), into=draft)
     # bulk_create leaves no history: record the copy as each part's first version, so that the
     # first edit of a part shows what it changed (these baseline rows are not listed as edits).
@@ -94,12 +96,79 @@ def ruleset_start_draft(*, user: Any, base: RuleSet | None = None) -> RuleSet:
 
 
 def ruleset_touch(*, rule_set: RuleSet, user: Any) -> None:
-    """Record the draft's last editor (four-eyes compares the publisher with it)."""
+    """Record that ``user`` changed the draft's content (four-eyes: they may not publish it).
+
+    Call it only for a real change: a save that changes nothing makes nobody an editor."""
+    if rule_set.in_review:
+        raise TuningError(f"{rule_set.label} is in review and locked.")
     if not rule_set.is_draft:
         raise TuningError(f"Rule set {rule_set.label} is published and cannot be modified.")
     rule_set.last_edited_by = user
     rule_set.last_edited_at = timezone.now()
     rule_set.save(update_fields=["last_edited_by", "last_edited_at"])
+    rule_set.editors.add(user)
+
+
+def ruleset_editor_ids(rule_set: RuleSet) -> set[int]:
+    """Everyone who changed the draft (its starter included)."""
+    ids = set(rule_set.editors.values_list("pk", flat=True))
+    if rule_set.created_by_id is not None:
+        ids.add(rule_set.created_by_id)
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Review: draft -> in review -> published, or back to draft with the reviewer's comments.
+
+
+def _locked_unpublished(rule_set: RuleSet) -> RuleSet:
+    rule_set = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+    if not rule_set.is_draft:
+        raise TuningError(f"{rule_set.label} is already published.")
+    return rule_set
+
+
+def ruleset_submit(*, rule_set: RuleSet, user: Any, rationale: str = "") -> RuleSet:
+    """The editor asks for review: editing is locked until a publisher returns it."""
+    with transaction.atomic():
+        rule_set = _locked_unpublished(rule_set)
+        if rule_set.in_review:
+            raise TuningError(f"{rule_set.label} is already in review.")
+        rationale = rationale.strip() or rule_set.note.strip()
+        if not rationale:
+            raise TuningError("Rationale: say why this change is needed before asking for review.")
+        rule_set.note = rationale
+        rule_set.status = RuleSet.Status.IN_REVIEW
+        rule_set.save(update_fields=["note", "status"])
+        RuleSetReview.objects.create(
+            rule_set=rule_set, action=RuleSetReview.Action.SUBMITTED, by=user, note=rationale
+        )
+    return rule_set
+
+
+def ruleset_return(*, rule_set: RuleSet, user: Any, comment: str) -> RuleSet:
+    """A publisher sends the draft back to its editors with comments (editing unlocked)."""
+    if not user.has_perm(PUBLISH_PERMISSION):
+        raise TuningError("Returning a draft needs the publisher permission.")
+    comment = comment.strip()
+    if not comment:
+        raise TuningError("Comment: say what should change before returning the draft.")
+    with transaction.atomic():
+        rule_set = _locked_unpublished(rule_set)
+        if not rule_set.in_review:
+            raise TuningError(f"{rule_set.label} is not in review.")
+        rule_set.status = RuleSet.Status.DRAFT
+        rule_set.save(update_fields=["status"])
+        RuleSetReview.objects.create(
+            rule_set=rule_set, action=RuleSetReview.Action.RETURNED, by=user, note=comment
+        )
+    return rule_set
+
+
+def ruleset_latest_return(rule_set: RuleSet) -> RuleSetReview | None:
+    """The reviewer's comments the editors are working on (None once resubmitted)."""
+    latest = rule_set.reviews.order_by("-at", "-pk").first()
+    return latest if latest and latest.action == RuleSetReview.Action.RETURNED else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,16 +296,19 @@ def _require_publisher(user: Any, note: str) -> str:
 
 
 def ruleset_publish(*, rule_set: RuleSet, user: Any, note: str, reassess: bool = True) -> RuleSet:
-    """Publish a draft as a new version and put it in force (four-eyes, change note, gate)."""
+    """Publish a draft in review as a new version and put it in force (four-eyes: the publisher
+    changed none of it; approval note; gate). The editor's rationale stays the version's note."""
     note = _require_publisher(user, note)
     with transaction.atomic():
-        rule_set = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
-        if not rule_set.is_draft:
-            raise TuningError(f"{rule_set.label} is already published.")
-        last_editor_id = rule_set.last_edited_by_id or rule_set.created_by_id
-        if last_editor_id == user.pk:
+        rule_set = _locked_unpublished(rule_set)
+        if not rule_set.in_review:
             raise TuningError(
-                "Four-eyes: you edited this draft last; another publisher must publish it."
+                f"{rule_set.label} is not in review: its editor submits it for review first."
+            )
+        if user.pk in ruleset_editor_ids(rule_set):
+            raise TuningError(
+                "Four-eyes: you edited this draft; a publisher who did not change it must "
+                "publish it."
             )
         check = ruleset_check(rule_set=rule_set)
         if not check.publishable:
@@ -248,7 +320,7 @@ def ruleset_publish(*, rule_set: RuleSet, user: Any, note: str, reassess: bool =
         rule_set.version = _next_version_label(timezone.localdate())
         rule_set.status = RuleSet.Status.PUBLISHED
         rule_set.is_current = True
-        rule_set.note = note
+        rule_set.note = rule_set.note or note
         rule_set.published_by = user
         rule_set.published_at = now
         rule_set.save()
@@ -259,6 +331,9 @@ def ruleset_publish(*, rule_set: RuleSet, user: Any, note: str, reassess: bool =
             at=now,
             note=note,
             replaced=replaced,
+        )
+        RuleSetReview.objects.create(
+            rule_set=rule_set, action=RuleSetReview.Action.APPROVED, by=user, at=now, note=note
         )
         if reassess:  # in this transaction: runs exactly when the publication commits
             tasks.reassessment_start(

@@ -20,9 +20,11 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from pathways import engine, impact, publishing, tasks, versions
 from pathways.admin_history import ScopedHistoryAdmin
+from pathways.example_forms import RuleExampleCaseForm
 from pathways.models import (
     Citation,
     DoseBand,
@@ -102,11 +104,11 @@ class RuleSetPartAdmin(ScopedHistoryAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         allowed = super().has_change_permission(request, obj)
-        return allowed and (obj is None or obj.rule_set.is_draft)
+        return allowed and (obj is None or obj.rule_set.is_editable)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         allowed = super().has_delete_permission(request, obj)
-        return allowed and (obj is None or obj.rule_set.is_draft)
+        return allowed and (obj is None or obj.rule_set.is_editable)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
@@ -126,10 +128,12 @@ class RuleSetPartAdmin(ScopedHistoryAdmin):
             initial["rule_set"] = default.pk
         return initial
 
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            publishing.ruleset_touch(rule_set=obj.rule_set, user=request.user)
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Only a real change makes the user an editor: a Save that changes nothing records
+        # nothing (else a publisher's no-op Save would bar them from publishing).
+        if not change or form.has_changed() or any(fs.has_changed() for fs in formsets):
+            publishing.ruleset_touch(rule_set=form.instance.rule_set, user=request.user)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         with transaction.atomic():
@@ -139,8 +143,8 @@ class RuleSetPartAdmin(ScopedHistoryAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         rule_sets = RuleSet.objects.filter(pk__in=queryset.values("rule_set_id"))
-        if any(not rule_set.is_draft for rule_set in rule_sets):
-            raise PermissionDenied("A published rule set cannot be modified.")
+        if any(not rule_set.is_editable for rule_set in rule_sets):
+            raise PermissionDenied("A published or in-review rule set cannot be modified.")
         with transaction.atomic():
             for obj in queryset:  # one by one: each delete leaves a history row
                 obj.delete()
@@ -157,6 +161,10 @@ def _rule_set_of(form: forms.ModelForm) -> RuleSet | None:
 
 def _require_draft(form: forms.ModelForm) -> RuleSet | None:
     rule_set = _rule_set_of(form)
+    if rule_set is not None and rule_set.in_review:
+        raise forms.ValidationError(
+            f"Rule set {rule_set.label} is in review and locked; a publisher returns it to draft."
+        )
     if rule_set is not None and not rule_set.is_draft:
         raise forms.ValidationError(
             f"Rule set {rule_set.label} is published and cannot be modified; start a draft."
@@ -223,34 +231,27 @@ class RuleForm(forms.ModelForm):
         return cleaned
 
 
-class RuleExampleForm(forms.ModelForm):
-    class Meta:
-        model = RuleExample
-        fields = ["rule_set", "rule", "name", "fires", "case"]
-        widgets = {"case": forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField"})}
+class RuleExampleInline(admin.TabularInline):
+    """The rule's examples by name; each opens as a structured case form (example_forms.py)."""
 
-    def clean_case(self) -> Any:
-        case = self.cleaned_data["case"]
-        try:
-            engine.parse_case(case)
-        except engine.CaseInvalid as invalid:
-            raise forms.ValidationError(
-                "Not a valid case document: " + "; ".join(str(e) for e in invalid.errors)
-            ) from None
-        return case
-
-
-class RuleExampleInline(admin.StackedInline):
     model = RuleExample
-    form = RuleExampleForm
     extra = 0
-    fields = ["name", "fires", "case"]
+    fields = ["name", "fires", "case_summary"]
+    readonly_fields = ["case_summary"]
+    show_change_link = True
+
+    @admin.display(description="case")
+    def case_summary(self, example: RuleExample) -> str:
+        labs = example.case.get("labs", []) if isinstance(example.case, dict) else []
+        shown = [f"{lab.get('test')} {lab.get('value')} {lab.get('unit')}" for lab in labs[-3:]]
+        more = f" (+{len(labs) - 3} more)" if len(labs) > 3 else ""
+        return "; ".join(shown) + more or "—"
 
     def _editable(self, request: HttpRequest, obj: Any, allowed: bool) -> bool:
-        return allowed and (obj is None or obj.rule_set.is_draft)
+        return allowed and (obj is None or obj.rule_set.is_editable)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._editable(request, obj, super().has_add_permission(request, obj))
+        return False  # a new example is written on its own page, as a structured case form
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._editable(request, obj, super().has_change_permission(request, obj))
@@ -309,19 +310,20 @@ class RuleAdmin(RuleSetPartAdmin):
 
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Rule], enabled: bool) -> None:
         rules = list(queryset.select_related("rule_set"))
-        if any(not rule.rule_set.is_draft for rule in rules):
+        if any(not rule.rule_set.is_editable for rule in rules):
             self.message_user(
                 request,
-                "Published rule sets cannot be modified: start a draft to switch rules.",
+                "Published or in-review rule sets cannot be modified: start a draft (or have it "
+                "returned to draft) to switch rules.",
                 messages.ERROR,
             )
             return
         with transaction.atomic():
-            for rule in rules:
-                if rule.enabled != enabled:
-                    rule.enabled = enabled
-                    rule.save()  # save(), not update(): the change stays in the history
-            for rule_set in {rule.rule_set for rule in rules}:
+            changed = [rule for rule in rules if rule.enabled != enabled]
+            for rule in changed:
+                rule.enabled = enabled
+                rule.save()  # save(), not update(): the change stays in the history
+            for rule_set in {rule.rule_set for rule in changed}:
                 publishing.ruleset_touch(rule_set=rule_set, user=request.user)
         state = "enabled" if enabled else "disabled"
         self.message_user(request, f"{len(rules)} rule(s) {state} in the draft.", messages.SUCCESS)
@@ -401,18 +403,49 @@ def _json(document: Any) -> str:
 
 @admin.register(RuleExample)
 class RuleExampleAdmin(RuleSetPartAdmin):
-    form = RuleExampleForm
+    form = RuleExampleCaseForm
     list_display = ["name", "rule", "fires", "rule_set"]
     list_select_related = ["rule", "rule_set"]
     search_fields = ["name", "rule__code"]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         # A new example belongs to its rule's set: choosing the set separately could contradict it.
-        return (
-            ["rule_set", "rule", "name", "fires", "case"]
-            if obj
-            else ["rule", "name", "fires", "case"]
-        )
+        head = ["rule_set", "rule", "name", "fires"] if obj else ["rule", "name", "fires"]
+        return [
+            (None, {"fields": head}),
+            ("Patient", {"fields": ["as_of", "birth_date", "sex", "pregnant", "weight_kg"]}),
+            ("Lab results", {"fields": ["labs"]}),
+            (
+                "Clinical context",
+                {
+                    "fields": [
+                        "diagnoses",
+                        "cancer",
+                        "cancer_treated",
+                        "bone_pain",
+                        "osteolytic_pain",
+                        "bone_scan",
+                        "fracture",
+                        "dental_exam_done",
+                        "crcl_baseline",
+                    ]
+                },
+            ),
+            (
+                "Myeloma",
+                {
+                    "fields": [
+                        "myeloma_requires_therapy",
+                        "myeloma_bone_disease",
+                        "myeloma_active_bone_disease",
+                        "myeloma_response",
+                        "myeloma_treatment_start",
+                        "myeloma_bortezomib_start",
+                    ]
+                },
+            ),
+            ("Therapies", {"fields": ["therapies"]}),
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
@@ -464,7 +497,8 @@ class ParameterForm(forms.ModelForm):
                     "max": f"{instance.maximum:g}",
                 }
             )
-            value.label = f"Value ({instance.unit})" if instance.unit else "Value"
+            unit = f" ({instance.unit})" if instance.unit else ""
+            value.label = f"{instance.label}{unit}"  # the raw name stays, read-only, above
             value.help_text = (
                 f"Between {instance.minimum:g} and {instance.maximum:g}"
                 f"{' ' + instance.unit if instance.unit else ''}."
@@ -495,8 +529,27 @@ class ParameterForm(forms.ModelForm):
 @admin.register(Parameter)
 class ParameterAdmin(RuleSetPartAdmin):
     form = ParameterForm
-    list_display = ["name", "value", "unit", "minimum", "maximum", "rule_code", "rule_set"]
-    list_display_links = ["name"]
+    list_display = ["parameter", "value_with_unit", "bounds", "rule_code", "rule_set"]
+    list_display_links = ["parameter"]
+    ordering = ["rule_set", "rule_code", "name"]
+
+    @admin.display(description="parameter", ordering="name")
+    def parameter(self, parameter: Parameter) -> str:
+        # The human label first; the raw name (what conditions write) as secondary text.
+        return format_html(
+            '{}<br><small class="tuning-muted"><code>{}</code></small>',
+            parameter.label,
+            parameter.name,
+        )
+
+    @admin.display(description="value", ordering="value")
+    def value_with_unit(self, parameter: Parameter) -> str:
+        return f"{parameter.value:g} {parameter.unit}".strip()
+
+    @admin.display(description="allowed range")
+    def bounds(self, parameter: Parameter) -> str:
+        return f"{parameter.minimum:g} to {parameter.maximum:g} {parameter.unit}".strip()
+
     search_fields = ["name", "rule_code", "description"]
     fields = ["rule_set", "name", "value", "unit", "minimum", "maximum", "rule_code", "description"]
 
@@ -587,10 +640,15 @@ class CitationAdmin(RuleSetPartAdmin):
 
 class NoteForm(forms.Form):
     note = forms.CharField(
-        label="Change note",
+        label="Approval note",
         widget=forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
-        help_text="Why this version is put in force; kept with the publication.",
+        help_text="Why you put this version in force; kept with the publication, beside the "
+        "editor's rationale.",
     )
+
+
+class ReviewForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}))
 
 
 class DiffForm(forms.Form):
@@ -607,8 +665,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         "based_on",
         "last_edited_by",
         "last_edited_at",
-        "published_by",
-        "published_at",
+        "put_in_force_by",
         "note",
     ]
     list_display_links = ["label"]
@@ -634,6 +691,14 @@ class RuleSetAdmin(ScopedHistoryAdmin):
     def label(self, rule_set: RuleSet) -> str:
         return rule_set.label
 
+    @admin.display(description="put in force by (latest)")
+    def put_in_force_by(self, rule_set: RuleSet) -> str:
+        # A rollback is a publication too: name who re-published it, not the first publisher.
+        latest = rule_set.publications.select_related("by").first()
+        if latest is None:
+            return "—" if rule_set.is_draft else "installed with the catalogue"
+        return f"{latest.by or 'unknown'}, {latest.at:%Y-%m-%d %H:%M} ({latest.get_kind_display()})"
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [name for name in self.fields if name != "note"]
 
@@ -642,18 +707,21 @@ class RuleSetAdmin(ScopedHistoryAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         allowed = super().has_change_permission(request, obj)
-        return allowed and (obj is None or obj.is_draft)
+        return allowed and (obj is None or obj.is_editable)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         allowed = super().has_delete_permission(request, obj)
-        return allowed and (obj is None or obj.is_draft)
+        return allowed and (obj is None or obj.is_editable)
 
     def save_model(self, request: HttpRequest, obj: RuleSet, form: Any, change: bool) -> None:
-        if not obj.is_draft:
-            raise PublishedRuleSetError(f"Rule set {obj.label} is published and immutable.")
-        obj.last_edited_by = cast(User, request.user)
-        obj.last_edited_at = timezone.now()
+        if not obj.is_editable:
+            raise PublishedRuleSetError(f"Rule set {obj.label} is published or in review.")
+        if form.has_changed():  # a Save that changes nothing makes nobody an editor
+            obj.last_edited_by = cast(User, request.user)
+            obj.last_edited_at = timezone.now()
         super().save_model(request, obj, form, change)
+        if form.has_changed():
+            obj.editors.add(cast(User, request.user))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RuleSet]) -> None:
         if queryset.exclude(status=RuleSet.Status.DRAFT).exists():
@@ -678,6 +746,8 @@ class RuleSetAdmin(ScopedHistoryAdmin):
                 name="pathways_ruleset_reassessment_retry",
             ),
             path("<int:pk>/publish/", view(self.publish_view), name="pathways_ruleset_publish"),
+            path("<int:pk>/submit/", view(self.submit_view), name="pathways_ruleset_submit"),
+            path("<int:pk>/return/", view(self.return_view), name="pathways_ruleset_return"),
             path("<int:pk>/rollback/", view(self.rollback_view), name="pathways_ruleset_rollback"),
             path("<int:pk>/changes/", view(self.changes_view), name="pathways_ruleset_changes"),
         ]
@@ -719,8 +789,19 @@ class RuleSetAdmin(ScopedHistoryAdmin):
                     (o, publishing.example_why(o)) for o in check.failing_examples
                 ]
             context["publications"] = rule_set.publications.select_related("by", "replaced")
+            context["reviews"] = rule_set.reviews.select_related("by")
+            context["returned"] = publishing.ruleset_latest_return(rule_set)
+            context["editors"] = User.objects.filter(pk__in=publishing.ruleset_editor_ids(rule_set))
             runs = ReassessmentRun.objects.filter(rule_set=rule_set).select_related("publication")
-            context["reassessments"] = [tasks.run_progress(run) for run in runs[:5]]
+            progress = [tasks.run_progress(run) for run in runs[:5]]
+            context["reassessments"] = progress
+            # A published version's page (nothing to edit) follows a running re-assessment.
+            context["refresh_runs"] = not rule_set.is_editable and any(
+                p.run.finished_at is None and not p.lost_chunks for p in progress
+            )
+            context["run_failures"] = [
+                (p.run, failure) for p in progress for failure in p.failures[:20]
+            ]
             context["queue"] = tasks.queue_health()
         return super().change_view(request, object_id, form_url, context)
 
@@ -787,9 +868,12 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             context["task_failed"] = bool(stored.error) or tasks.task_failed(stored.task_id)
             return TemplateResponse(request, "admin/pathways/ruleset/preview_pending.html", context)
         preview = impact.preview_from_json(stored.result)
+        rule_rows = [row for row in preview.rules if row.appear or row.disappear]
         context.update(
             preview=preview,
-            rule_rows=[row for row in preview.rules if row.appear or row.disappear],
+            parameter_rows=[(p, impact.histogram(p)) for p in preview.parameters],
+            priority_rows=impact.priority_totals(rule_rows, preview.priorities),
+            rule_rows=[(row, preview.priorities.get(row.code, "")) for row in rule_rows],
             follow_up_rows=[row for row in preview.follow_ups if row.appear or row.disappear],
         )
         return TemplateResponse(request, "admin/pathways/ruleset/preview.html", context)
@@ -816,7 +900,8 @@ class RuleSetAdmin(ScopedHistoryAdmin):
 
     def _note_view(self, request: HttpRequest, pk: int, *, rollback: bool) -> HttpResponse:
         rule_set = self._viewable(request, pk)
-        form = NoteForm(request.POST or None)
+        initial = {} if rollback else {"note": rule_set.note}
+        form = NoteForm(request.POST or None, initial=initial)
         if request.method == "POST":
             if not request.user.has_perm(publishing.PUBLISH_PERMISSION):
                 raise PermissionDenied
@@ -848,7 +933,8 @@ class RuleSetAdmin(ScopedHistoryAdmin):
                     )
         check = None if rollback else publishing.ruleset_check(rule_set=rule_set)
         last_editor = rule_set.last_edited_by or rule_set.created_by
-        own_draft = last_editor is not None and last_editor.pk == request.user.pk
+        editors = User.objects.filter(pk__in=publishing.ruleset_editor_ids(rule_set))
+        own_draft = request.user.pk in {editor.pk for editor in editors}
         title = (
             f"Re-publish {rule_set.label} (rollback)" if rollback else f"Publish {rule_set.label}"
         )
@@ -864,10 +950,39 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             else [],
             last_editor=last_editor,
             own_draft=own_draft,
-            blocked=not rollback and (own_draft or not (check and check.publishable)),
+            editors=editors,
+            blocked=not rollback
+            and (own_draft or not rule_set.in_review or not (check and check.publishable)),
             current=RuleSet.objects.filter(is_current=True).first(),
         )
         return TemplateResponse(request, "admin/pathways/ruleset/publish.html", context)
+
+    def _review_step(self, request: HttpRequest, pk: int, *, submit: bool) -> HttpResponse:
+        rule_set = self._viewable(request, pk)
+        back = reverse("admin:pathways_ruleset_change", args=[rule_set.pk])
+        if request.method != "POST":
+            return HttpResponseRedirect(back)
+        if not request.user.has_perm("pathways.change_ruleset"):
+            raise PermissionDenied
+        text = request.POST.get("text", "")
+        try:
+            if submit:
+                publishing.ruleset_submit(rule_set=rule_set, user=request.user, rationale=text)
+                done = f"{rule_set.label} submitted for review: editing is locked."
+            else:
+                publishing.ruleset_return(rule_set=rule_set, user=request.user, comment=text)
+                done = f"{rule_set.label} returned to draft with your comments."
+        except publishing.TuningError as error:
+            self.message_user(request, str(error), messages.ERROR)
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(back)
+
+    def submit_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._review_step(request, pk, submit=True)
+
+    def return_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._review_step(request, pk, submit=False)
 
     def publish_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         return self._note_view(request, pk, rollback=False)
@@ -895,6 +1010,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             rule_set=rule_set,
             changes=versions.ruleset_changes(rule_set=rule_set),
             publications=rule_set.publications.select_related("by", "replaced"),
+            reviews=rule_set.reviews.select_related("by"),
         )
         return TemplateResponse(request, "admin/pathways/ruleset/changes.html", context)
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pathways import engine
+from pathways import engine, firing
 from pathways.cases import (
     apply_case_to_patient,
     lab_result_fields,
@@ -23,7 +23,6 @@ from pathways.models import (
     FollowUp,
     LabResult,
     Patient,
-    RuleFiring,
     Therapy,
 )
 from pathways.rules import current_rule_set
@@ -189,11 +188,13 @@ def _bump(patient: Patient) -> None:
     follow_ups_sync(patient=patient)
 
 
-def follow_ups_sync(*, patient: Patient, result: engine.Result | None = None) -> list[FollowUp]:
+def follow_ups_sync(
+    *, patient: Patient, result: engine.Result | None = None, cause: str = "edit"
+) -> list[FollowUp]:
     """Store the follow-ups the engine schedules; keep completed ones as a record."""
     if result is None:
         result = engine.assess(patient_to_case(patient), current_rule_set())
-    snapshot = assessment_snapshot_store(patient=patient, result=result)
+    snapshot = assessment_snapshot_store(patient=patient, result=result, cause=cause)
     copies = {"pathway": snapshot.pathway, "top_priority_rank": snapshot.top_priority_rank}
     stored = {(f.code, f.due): f for f in patient.follow_ups.all()}
     kept: list[FollowUp] = []
@@ -265,34 +266,24 @@ def snapshot_fields(result: engine.Result) -> dict[str, Any]:
     }
 
 
-def assessment_snapshot_store(*, patient: Patient, result: engine.Result) -> AssessmentSnapshot:
-    """Store the snapshot; the firing log records which rules started or stopped firing."""
+def assessment_snapshot_store(
+    *, patient: Patient, result: engine.Result, cause: str = "edit"
+) -> AssessmentSnapshot:
+    """Refresh the patient's snapshot and log which rules started or stopped firing."""
+    before = AssessmentSnapshot.objects.filter(patient=patient).values_list(
+        "recommendation_codes", flat=True
+    )
+    previous = before.first()
     fields = snapshot_fields(result)
-    snapshot = AssessmentSnapshot.objects.select_for_update().filter(patient=patient).first()
-    before: set[str] = set(snapshot.recommendation_codes) if snapshot is not None else set()
-    if snapshot is None:
-        snapshot = AssessmentSnapshot.objects.create(patient=patient, **fields)
-    else:
-        for name, value in fields.items():
-            setattr(snapshot, name, value)
-        snapshot.save()
-    rule_firings_store(patient=patient, before=before, after=set(fields["recommendation_codes"]))
+    snapshot, _ = AssessmentSnapshot.objects.update_or_create(patient=patient, defaults=fields)
+    firing.firing_log_record(
+        patient=patient,
+        before=previous or [],
+        after=fields["recommendation_codes"],
+        rule_set_version=result.rule_set,
+        cause=cause,
+    )
     return snapshot
-
-
-def rule_firings_store(*, patient: Patient, before: set[str], after: set[str]) -> None:
-    """Open a firing for each rule that started firing, close those that stopped (no query
-    when nothing changed)."""
-    now = timezone.now()
-    if after - before:
-        RuleFiring.objects.bulk_create(
-            RuleFiring(patient=patient, clinic_id=patient.clinic_id, code=code, started_at=now)
-            for code in sorted(after - before)
-        )
-    if before - after:
-        RuleFiring.objects.filter(
-            patient=patient, code__in=before - after, stopped_at__isnull=True
-        ).update(stopped_at=now)
 
 
 # Follow-ups that are a fact of the case: marking one done (as done, or done elsewhere)
@@ -394,5 +385,5 @@ def patient_reassess(*, patient_id: int) -> bool:
         patient = Patient.objects.select_for_update().filter(pk=patient_id).first()
         if patient is None:
             return False
-        follow_ups_sync(patient=patient)
+        follow_ups_sync(patient=patient, cause="reassessment")
     return True

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django_tasks import TaskContext, TaskResultStatus, task
 from django_tasks_db.models import DBTaskResult
 
-from pathways import impact, services
+from pathways import firing, impact, services
 from pathways.models import (
     ImpactPreview,
     Patient,
@@ -217,6 +217,8 @@ def _chunk_finished(chunk: ReassessmentChunk, *, done: int, failures: list[dict[
         if run.finished_at is None and not run.chunks.filter(finished_at=None).exists():
             run.finished_at = now
             run.save(update_fields=["finished_at"])
+            # What the publication changed for each clinic: the clinicians' worklist notice.
+            firing.publication_impact_store(run=run)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, reswap
 from django_htmx.middleware import HtmxDetails
 
-from pathways import engine
+from pathways import engine, firing
 from pathways.access import patient_for_user, user_clinics
 from pathways.assessment import assess_document, follow_up_status
 from pathways.card_actions import (
@@ -240,6 +240,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "form": form,
         "page": page,
         "status_choices": STATUS_CHOICES,
+        "publication_notice": firing.publication_notice_for(request.user),
     }
     if request.htmx:
         return render(request, "pathways/dashboard.html#results", {**context, "oob": True})

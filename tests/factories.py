@@ -81,3 +81,22 @@ def stored_patient(
 ) -> Patient:
     case = engine.parse_case(document or paget_on_alendronate_document())
     return patient_save_case(user=user, case=case, mrn=mrn, name=name, clinic=clinic)
+
+
+def publish_reviewed(*, rule_set: Any, user: Any, note: str, **kwargs: Any) -> Any:
+    """Submit a draft for review (as its starter) when it is not yet, then publish it."""
+    from pathways import publishing
+    from pathways.models import RuleSet
+
+    rule_set.refresh_from_db()
+    submitted = rule_set.status == RuleSet.Status.DRAFT
+    if submitted:
+        publishing.ruleset_submit(
+            rule_set=rule_set, user=rule_set.created_by, rationale=rule_set.note or note
+        )
+    try:
+        return publishing.ruleset_publish(rule_set=rule_set, user=user, note=note, **kwargs)
+    except Exception:
+        if submitted:  # a refused publication leaves the draft as the test had it
+            RuleSet.objects.filter(pk=rule_set.pk).update(status=RuleSet.Status.DRAFT)
+        raise

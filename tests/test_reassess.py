@@ -29,7 +29,7 @@ from pathways.models import (
     RuleSet,
     TaskHeartbeat,
 )
-from tests.factories import paget_on_alendronate_document, stored_patient
+from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
 from tests.taskqueue import run_ready_tasks, run_task_now
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +44,7 @@ def _patients(clinic: Clinic, user: User, count: int) -> list[Patient]:
 
 def _publish_unchanged(editor: User, publisher: User, **kwargs: Any) -> RuleSet:
     draft = publishing.ruleset_start_draft(user=editor)
-    return publishing.ruleset_publish(rule_set=draft, user=publisher, note="new label", **kwargs)
+    return publish_reviewed(rule_set=draft, user=publisher, note="new label", **kwargs)
 
 
 def _on_version(version: str) -> int:
@@ -96,7 +96,7 @@ def test_a_publication_that_rolls_back_leaves_no_task(
     _patients(north_clinic, alice, 2)
     draft = publishing.ruleset_start_draft(user=editor)
     with pytest.raises(RuntimeError), transaction.atomic():
-        publishing.ruleset_publish(rule_set=draft, user=publisher, note="then a crash")
+        publish_reviewed(rule_set=draft, user=publisher, note="then a crash")
         raise RuntimeError("the request dies before it commits")
     assert not DBTaskResult.objects.exists()
     assert not ReassessmentRun.objects.exists()
@@ -129,10 +129,10 @@ def test_one_patients_failure_is_recorded_the_others_go_on_and_a_retry_finishes_
     broken = patients[1]
     real_sync = services.follow_ups_sync
 
-    def sync_failing_for_one(*, patient: Patient, result: Any = None) -> Any:
+    def sync_failing_for_one(*, patient: Patient, result: Any = None, **kwargs: Any) -> Any:
         if patient.pk == broken.pk:
             raise engine.RuleEvaluationError("rule extreme-alp: no such key")
-        return real_sync(patient=patient, result=result)
+        return real_sync(patient=patient, result=result, **kwargs)
 
     monkeypatch.setattr(services, "follow_ups_sync", sync_failing_for_one)
     published = _publish_unchanged(editor, publisher)

@@ -28,7 +28,7 @@ from pathways.models import (
 )
 from pathways.rules import current_rule_set, install_catalogue
 from tests.conftest import rule_editor
-from tests.factories import paget_on_alendronate_document, stored_patient
+from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
 from tests.workers import start, start_worker, stop, wait_for
 
 pytestmark = [
@@ -181,7 +181,7 @@ def test_race_publish_and_daily_run_while_clinicians_save(
         with Writers(team) as writers:
             time.sleep(1)  # the writers are busy
             draft = publishing.ruleset_start_draft(user=team["editor"])
-            published = publishing.ruleset_publish(
+            published = publish_reviewed(
                 rule_set=draft, user=team["publisher"], note="during the rush"
             )
             run = ReassessmentRun.objects.get(publication__rule_set=published)
@@ -218,7 +218,7 @@ def test_crash_a_worker_killed_after_publishing_is_replaced_and_the_run_complete
     settings.ALPCARE_REASSESS_CHUNK_SIZE = 20
     fast = {"ALPCARE_TASK_STALE_SECONDS": "3", "ALPCARE_TASK_HEARTBEAT_SECONDS": "1"}
     draft = publishing.ruleset_start_draft(user=team["editor"])
-    published = publishing.ruleset_publish(rule_set=draft, user=team["publisher"], note="crash")
+    published = publish_reviewed(rule_set=draft, user=team["publisher"], note="crash")
     run = ReassessmentRun.objects.get(publication__rule_set=published)
 
     doomed = start_worker("doomed", tmp_path / "doomed.log", **fast)

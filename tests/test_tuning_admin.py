@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from pathways import impact, publishing, services, versions
+from pathways.example_forms import case_initial
 from pathways.models import (
     AssessmentSnapshot,
     Clinic,
@@ -24,7 +25,7 @@ from pathways.models import (
     RuleSetPublication,
 )
 from tests.conftest import rule_editor
-from tests.factories import paget_on_alendronate_document, stored_patient
+from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
 from tests.taskqueue import run_ready_tasks
 
 pytestmark = pytest.mark.django_db
@@ -182,7 +183,11 @@ def test_a_parameter_is_edited_as_a_number_within_its_bounds(
     url = f"/admin/pathways/parameter/{parameter.pk}/change/"
     page = editor_client.get(url).content.decode()
     assert 'type="number"' in page and 'min="300"' in page and 'max="5000"' in page
-    assert "Value (U/L)" in page
+    assert "Extreme ALP (U/L)" in page  # the human label and unit, not the raw name
+    listing = editor_client.get(f"/admin/pathways/parameter/?rule_set={draft.pk}")
+    row = listing.content.decode()
+    assert "Extreme ALP<br><small" in row and "<code>extreme_alp</code>" in row
+    assert "1000 U/L" in row and "300 to 5000 U/L" in row
 
     response = editor_client.post(url, {"value": "6000", "description": parameter.description})
     assert response.status_code == 200
@@ -301,7 +306,10 @@ def test_the_rule_page_shows_vocabulary_examples_and_a_try_it_box(
     rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
     page = editor_client.get(f"/admin/pathways/rule/{rule.pk}/change/").content.decode()
     assert "alp_latest" in page and "alp_x_uln" in page  # facts
-    assert "<code>extreme_alp</code></td><td>1000</td><td>U/L</td><td>300 to 5000</td>" in page
+    assert (
+        'Extreme ALP<br><small class="tuning-muted"><code>params.extreme_alp</code></small>'
+        "</td><td>1000</td><td>U/L</td><td>300 to 5000</td>"
+    ) in page
     assert "ALP 1000.1 U/L" in page and "pass" in page
     assert f'action="/admin/pathways/rule/{rule.pk}/try/"' in page
 
@@ -339,12 +347,16 @@ def test_publishing_through_the_admin_is_four_eyes(
     publisher_client.post(
         f"/admin/pathways/ruleset/{draft.pk}/change/", {"note": "touched by the publisher"}
     )
+    submitted = editor_client.post(
+        f"/admin/pathways/ruleset/{draft.pk}/submit/", {"text": "Raise the threshold"}
+    )
+    assert submitted.status_code == 302
     page = publisher_client.get(url).content.decode()
     assert "Four-eyes" in page
     response = publisher_client.post(url, {"note": "self-review"}, follow=True)
     assert "Four-eyes" in response.content.decode()
     draft.refresh_from_db()
-    assert draft.is_draft
+    assert draft.is_draft and draft.in_review
 
     second = rule_editor("quinn", publisher=True)
     client = Client()
@@ -354,15 +366,48 @@ def test_publishing_through_the_admin_is_four_eyes(
     assert response.status_code == 302
     draft.refresh_from_db()
     assert draft.is_current and draft.version and draft.published_by == second
+    assert draft.note == "Raise the threshold"  # the editor's rationale is kept
+    assert draft.publications.get().note == "Reviewed"  # beside the approval note
     published.refresh_from_db()
     assert not published.is_current
+
+
+def test_a_publishers_save_that_changes_nothing_does_not_make_them_an_editor(
+    editor_client: Client, publisher_client: Client, publisher: User, draft: RuleSet
+) -> None:
+    """The four-eyes trap: pressing Save on a draft without changing it."""
+    parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
+    unchanged = {"value": f"{parameter.value:g}", "description": parameter.description}
+    page = publisher_client.post(f"/admin/pathways/parameter/{parameter.pk}/change/", unchanged)
+    assert page.status_code == 302
+    publisher_client.post(f"/admin/pathways/ruleset/{draft.pk}/change/", {"note": draft.note})
+    assert publisher.pk not in publishing.ruleset_editor_ids(draft)
+    editor_client.post(f"/admin/pathways/ruleset/{draft.pk}/submit/", {"text": "Unchanged"})
+    response = publisher_client.post(
+        f"/admin/pathways/ruleset/{draft.pk}/publish/", {"note": "Approved"}
+    )
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.is_current
+
+
+def test_a_real_change_by_the_publisher_bars_them_from_publishing(
+    editor_client: Client, publisher_client: Client, publisher: User, draft: RuleSet
+) -> None:
+    parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
+    changed = {"value": f"{parameter.value + 1:g}", "description": parameter.description}
+    publisher_client.post(f"/admin/pathways/parameter/{parameter.pk}/change/", changed)
+    assert publisher.pk in publishing.ruleset_editor_ids(draft)
+    editor_client.post(f"/admin/pathways/ruleset/{draft.pk}/submit/", {"text": "Raise by one"})
+    with pytest.raises(publishing.TuningError, match="Four-eyes"):
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="mine")
 
 
 def test_rollback_through_the_admin(
     publisher_client: Client, editor: User, publisher: User, published: RuleSet
 ) -> None:
     draft = publishing.ruleset_start_draft(user=editor)
-    publishing.ruleset_publish(rule_set=draft, user=publisher, note="same rules, new label")
+    publish_reviewed(rule_set=draft, user=publisher, note="same rules, new label")
     url = f"/admin/pathways/ruleset/{published.pk}/rollback/"
     assert "Re-publish" in publisher_client.get(url).content.decode()
     response = publisher_client.post(url, {"note": "back to the catalogue"})
@@ -448,6 +493,7 @@ def test_publishing_in_the_admin_shows_the_queued_run_not_a_claim_it_is_done(
     publisher_client: Client, draft: RuleSet, north_clinic: Clinic, alice: User
 ) -> None:
     stored_patient(north_clinic, alice)
+    publishing.ruleset_submit(rule_set=draft, user=draft.created_by, rationale="Same rules")
     response = publisher_client.post(
         f"/admin/pathways/ruleset/{draft.pk}/publish/", {"note": "Reviewed"}, follow=True
     )
@@ -474,10 +520,13 @@ def test_a_publisher_retries_a_run_with_failures_from_the_rule_set_page(
     patient = stored_patient(north_clinic, alice)
     monkeypatch.setattr(services, "patient_reassess", _always_failing)
     other = publishing.ruleset_start_draft(user=editor)
-    published = publishing.ruleset_publish(rule_set=other, user=publisher, note="x")
+    published = publish_reviewed(rule_set=other, user=publisher, note="x")
     run = ReassessmentRun.objects.get()
     page = publisher_client.get(f"/admin/pathways/ruleset/{published.pk}/change/").content.decode()
     assert "finished, 1 failed" in page and "Retry failed" in page
+    failures = page[page.index('id="reassessment-failures"') :]
+    assert f"<td>{patient.pk}</td>" in failures  # which patient, and why
+    assert 'http-equiv="refresh"' not in page  # finished: nothing to follow
     monkeypatch.undo()
     retry_url = f"/admin/pathways/ruleset/reassessment/{run.pk}/retry/"
     assert editor_client.post(retry_url).status_code == 403  # publishers only
@@ -509,7 +558,7 @@ def test_the_publish_page_warns_when_another_version_was_published_since_the_dra
     url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
     assert 'id="stale-base"' not in publisher_client.get(url).content.decode()
     other = publishing.ruleset_start_draft(user=editor)
-    newer = publishing.ruleset_publish(rule_set=other, user=publisher, note="meanwhile")
+    newer = publish_reviewed(rule_set=other, user=publisher, note="meanwhile")
     page = publisher_client.get(url).content.decode()
     assert 'id="stale-base"' in page and f"{newer.label} is in force now" in page
 
@@ -535,42 +584,71 @@ def test_an_editor_adds_a_rule_with_its_examples_to_the_draft(
             "condition": "alp_latest != null && alp_latest > 2000.0",
             "escalate_when": "",
             "escalate_to": "",
-            "examples-TOTAL_FORMS": 2,
+            "examples-TOTAL_FORMS": 0,
             "examples-INITIAL_FORMS": 0,
             "examples-MIN_NUM_FORMS": 0,
             "examples-MAX_NUM_FORMS": 1000,
-            "examples-0-name": "ALP 2500",
-            "examples-0-fires": "on",
-            "examples-0-case": json.dumps(firing),
-            "examples-1-name": "ALP 260",
-            "examples-1-case": json.dumps(quiet),
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     rule = Rule.objects.get(rule_set=draft, code="alp-above-2000")
+    for name, fires, document in (
+        ("Markedly raised ALP", True, firing),
+        ("ALP in the reference range", False, quiet),
+    ):
+        added = editor_client.post(
+            "/admin/pathways/ruleexample/add/", example_post(rule, name, fires, document)
+        )
+        assert added.status_code == 302, added.content.decode()[:3000]
     assert set(rule.examples.values_list("rule_set_id", flat=True)) == {draft.pk}
     check = publishing.ruleset_check(rule_set=draft)
     assert check.publishable, check.problems()
     outcomes = [o for o in check.examples if o.rule == "alp-above-2000"]
     assert [o.passed for o in outcomes] == [True, True]
 
-    response = editor_client.post(
-        "/admin/pathways/ruleexample/add/",
-        {"rule": rule.pk, "name": "ALP 2001", "fires": "", "case": json.dumps(quiet)},
-    )
-    assert response.status_code == 302
-    added = RuleExample.objects.get(name="ALP 2001")
-    assert added.rule_set_id == draft.pk
+    example = RuleExample.objects.get(name="Markedly raised ALP")
+    assert example.case["labs"][-1]["value"] == 2500  # the structured fields became the case
+    url = f"/admin/pathways/ruleexample/{example.pk}/change/"
+    page = editor_client.get(url).content.decode()
+    assert 'name="labs"' in page and 'name="sex"' in page and 'name="case"' not in page
 
 
 def test_an_example_that_is_not_a_valid_case_is_refused(
     editor_client: Client, draft: RuleSet
 ) -> None:
     rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
-    response = editor_client.post(
-        "/admin/pathways/ruleexample/add/",
-        {"rule": rule.pk, "name": "broken", "fires": "on", "case": '{"as_of": "soon"}'},
-    )
+    data = example_post(rule, "broken", True, paget_on_alendronate_document())
+    data["labs"] = "alp, lots, U/L, 2026-11-02"
+    response = editor_client.post("/admin/pathways/ruleexample/add/", data)
     assert response.status_code == 200
-    assert "Not a valid case document" in response.content.decode()
+    page = response.content.decode()
+    assert "labs[0].value" in page  # the error names the field, beside the lab results
     assert not RuleExample.objects.filter(name="broken").exists()
+
+
+def test_saving_an_example_unchanged_makes_nobody_an_editor(
+    publisher_client: Client, publisher: User, draft: RuleSet
+) -> None:
+    example = RuleExample.objects.filter(rule_set=draft).first()
+    assert example is not None
+    data = example_post(example.rule, example.name, example.fires, example.case)
+    data["rule_set"] = draft.pk
+    data["labs"] = data["labs"].replace("\n", "\r\n")  # as a browser sends a textarea
+    response = publisher_client.post(f"/admin/pathways/ruleexample/{example.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert publisher.pk not in publishing.ruleset_editor_ids(draft)
+
+
+def example_post(rule: Rule, name: str, fires: bool, document: dict[str, Any]) -> dict[str, Any]:
+    """What the structured example form posts for a case document."""
+    initial = case_initial(document)
+    data: dict[str, Any] = {"rule": rule.pk, "name": name}
+    if fires:
+        data["fires"] = "on"
+    for key, value in initial.items():
+        if isinstance(value, bool):
+            if value:
+                data[key] = "on"
+        elif value is not None:
+            data[key] = value
+    return data

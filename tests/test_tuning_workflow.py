@@ -26,6 +26,7 @@ from tests.conftest import rule_editor
 from tests.factories import (
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
+    publish_reviewed,
     stored_patient,
 )
 
@@ -85,7 +86,7 @@ def test_failing_examples_block_publishing_and_say_why(editor: User, publisher: 
     assert ("extreme-alp", "ALP 1000.1 U/L") in failing
     assert any("must fire, did not fire" in line for line in check.problems())
     with pytest.raises(publishing.TuningError, match="extreme-alp"):
-        publishing.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
+        publish_reviewed(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
     draft.refresh_from_db()
     assert draft.is_draft and current_version() == "2026-11-22.1"
 
@@ -102,7 +103,7 @@ def test_a_condition_that_does_not_compile_blocks_publishing(editor: User, publi
     assert not check.publishable
     assert any("extreme_alpp" in str(error) for error in check.errors)
     with pytest.raises(publishing.TuningError, match="cannot be published"):
-        publishing.ruleset_publish(rule_set=draft, user=publisher, note="typo")
+        publish_reviewed(rule_set=draft, user=publisher, note="typo")
 
 
 def test_a_parameter_outside_its_range_blocks_publishing(editor: User, publisher: User) -> None:
@@ -111,7 +112,7 @@ def test_a_parameter_outside_its_range_blocks_publishing(editor: User, publisher
     check = publishing.ruleset_check(rule_set=draft)
     assert any("outside" in str(error) for error in check.errors)
     with pytest.raises(publishing.TuningError):
-        publishing.ruleset_publish(rule_set=draft, user=publisher, note="too high")
+        publish_reviewed(rule_set=draft, user=publisher, note="too high")
 
 
 def test_a_rule_needs_an_example_on_each_side_of_its_boundary(
@@ -124,7 +125,7 @@ def test_a_rule_needs_an_example_on_each_side_of_its_boundary(
     check = publishing.ruleset_check(rule_set=draft)
     assert [str(e) for e in check.errors] == ["rule extreme-alp: no example where it does not fire"]
     with pytest.raises(publishing.TuningError, match="no example where it does not fire"):
-        publishing.ruleset_publish(rule_set=draft, user=publisher, note="fewer examples")
+        publish_reviewed(rule_set=draft, user=publisher, note="fewer examples")
 
 
 def test_four_eyes_the_last_editor_cannot_publish_their_own_draft(
@@ -134,9 +135,9 @@ def test_four_eyes_the_last_editor_cannot_publish_their_own_draft(
     extreme_alp_threshold_raised(draft, user=publisher)
     extreme_alp_examples_moved(draft, user=publisher)
     with pytest.raises(publishing.TuningError, match="Four-eyes"):
-        publishing.ruleset_publish(rule_set=draft, user=publisher, note="mine")
+        publish_reviewed(rule_set=draft, user=publisher, note="mine")
 
-    published = publishing.ruleset_publish(rule_set=draft, user=second_publisher, note="reviewed")
+    published = publish_reviewed(rule_set=draft, user=second_publisher, note="reviewed")
     assert published.published_by == second_publisher
     assert not published.is_draft
 
@@ -148,8 +149,8 @@ def test_a_later_edit_moves_the_four_eyes_to_the_new_editor(
     extreme_alp_threshold_raised(draft, user=publisher)  # the publisher touched it last
     extreme_alp_examples_moved(draft, user=publisher)
     with pytest.raises(publishing.TuningError, match="Four-eyes"):
-        publishing.ruleset_publish(rule_set=draft, user=publisher, note="mine now")
-    publishing.ruleset_publish(rule_set=draft, user=second_publisher, note="reviewed")
+        publish_reviewed(rule_set=draft, user=publisher, note="mine now")
+    publish_reviewed(rule_set=draft, user=second_publisher, note="reviewed")
 
 
 def test_publishing_needs_the_publisher_permission_and_a_note(
@@ -158,9 +159,9 @@ def test_publishing_needs_the_publisher_permission_and_a_note(
     other_editor = rule_editor("lee")
     draft = publishing.ruleset_start_draft(user=editor)
     with pytest.raises(publishing.TuningError, match="permission"):
-        publishing.ruleset_publish(rule_set=draft, user=other_editor, note="please")
+        publish_reviewed(rule_set=draft, user=other_editor, note="please")
     with pytest.raises(publishing.TuningError, match="note"):
-        publishing.ruleset_publish(rule_set=draft, user=publisher, note="   ")
+        publish_reviewed(rule_set=draft, user=publisher, note="   ")
     draft.refresh_from_db()
     assert draft.is_draft
 
@@ -175,7 +176,7 @@ def test_publishing_labels_the_version_and_every_result_names_it(
     draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
     extreme_alp_examples_moved(draft, user=editor)
-    published = publishing.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
+    published = publish_reviewed(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
 
     today = timezone.localdate().isoformat()
     expected_number = RuleSet.objects.filter(version__startswith=f"{today}.").count()
@@ -204,7 +205,7 @@ def test_rollback_puts_the_earlier_version_back_in_force(
     draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
     extreme_alp_examples_moved(draft, user=editor)
-    raised = publishing.ruleset_publish(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
+    raised = publish_reviewed(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
 
     with pytest.raises(publishing.TuningError, match="permission"):
         publishing.ruleset_rollback(rule_set=original, user=editor, note="undo")
@@ -231,9 +232,7 @@ def test_a_rollback_by_another_worker_counts_from_the_next_assessment(
     draft = publishing.ruleset_start_draft(user=editor)
     extreme_alp_threshold_raised(draft, user=editor)
     extreme_alp_examples_moved(draft, user=editor)
-    raised = publishing.ruleset_publish(
-        rule_set=draft, user=publisher, note="Raise", reassess=False
-    )
+    raised = publish_reviewed(rule_set=draft, user=publisher, note="Raise", reassess=False)
     assert rules.current_rule_set().version == raised.version
     # Another gunicorn worker's rollback, as this process sees it: only the rows change.
     RuleSet.objects.filter(pk=raised.pk).update(is_current=False)
@@ -253,7 +252,7 @@ def test_a_draft_cannot_be_rolled_back_to_and_a_published_set_not_published_agai
         publishing.ruleset_rollback(rule_set=draft, user=publisher, note="x")
     current = RuleSet.objects.get(is_current=True)
     with pytest.raises(publishing.TuningError, match="already published"):
-        publishing.ruleset_publish(rule_set=current, user=publisher, note="x")
+        publish_reviewed(rule_set=current, user=publisher, note="x")
     with pytest.raises(publishing.TuningError, match="from a published version"):
         publishing.ruleset_start_draft(user=editor, base=draft)
 

@@ -402,7 +402,7 @@ def test_rule_analytics_counts_actions_per_rule_and_flags_overridden_rules(
         for n in range(3)
     ]
     south = stored_patient(south_clinic, bob, urgent_document(), mrn="S-1", name="South")
-    assert RuleFiring.objects.filter(code="extreme-alp", stopped_at__isnull=True).count() == 4
+    assert RuleFiring.objects.filter(code="extreme-alp", change="started").count() == 4
     for patient in patients[:2]:
         act(alice_client, patient, code="extreme-alp", action="override", reason="done-elsewhere")
     act(alice_client, patients[2], code="extreme-alp", action="acknowledge")

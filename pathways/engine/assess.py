@@ -301,6 +301,13 @@ def assess(case: Case, rule_set: RuleSet, *, use_cache: bool = True) -> Result:
     return _assess(case, compiled, facts, rule_set.version)
 
 
+def assess_with_facts(case: Case, rule_set: RuleSet) -> tuple[Result, Facts]:
+    """``assess`` that also returns the facts it computed (the impact preview's histograms)."""
+    compiled = compiled_rule_set(rule_set)
+    facts = compute_facts(case, rule_set, params=compiled.params)
+    return _assess(case, compiled, facts, rule_set.version), facts
+
+
 def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -> Result:
     values = facts.values
     pathway = values["pathway"]

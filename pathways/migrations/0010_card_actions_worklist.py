@@ -1,6 +1,6 @@
 """Card actions (acknowledge, override, snooze; worklist and CDS Hooks in one store), the
-outcome of a follow-up marked done, the snapshot's worklist copies and the rule firing log
-(both backfilled from the stored snapshots)."""
+outcome of a follow-up marked done and the snapshot's worklist copies (backfilled from the
+stored snapshots). The rule firing log comes with 0012."""
 
 import django.db.models.deletion
 import django.utils.timezone
@@ -20,17 +20,7 @@ def backfill_worklist_copies(apps, schema_editor):
         .annotate(n=models.Count("pk"))
         .values_list("patient_id", "n")
     )
-    firing_model = apps.get_model("pathways", "RuleFiring")
     for snapshot in snapshot_model.objects.select_related("patient").iterator():
-        firing_model.objects.bulk_create(
-            firing_model(
-                patient_id=snapshot.patient_id,
-                clinic_id=snapshot.patient.clinic_id,
-                code=code,
-                started_at=snapshot.assessed_at,
-            )
-            for code in snapshot.recommendation_codes
-        )
         snapshot.clinic_id = snapshot.patient.clinic_id
         snapshot.action_rank = snapshot.top_priority_rank
         snapshot.open_follow_ups = open_counts.get(snapshot.patient_id, 0)
@@ -351,46 +341,6 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="cardaction",
             index=models.Index(fields=["code", "at"], name="cardaction_code_idx"),
-        ),
-        migrations.CreateModel(
-            name="RuleFiring",
-            fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("code", models.CharField(max_length=60)),
-                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("stopped_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "clinic",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="+",
-                        to="pathways.clinic",
-                    ),
-                ),
-                (
-                    "patient",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="+",
-                        to="pathways.patient",
-                    ),
-                ),
-            ],
-            options={
-                "indexes": [
-                    models.Index(fields=["code", "started_at"], name="rulefiring_code_idx"),
-                    models.Index(
-                        condition=models.Q(("stopped_at__isnull", True)),
-                        fields=["patient", "code"],
-                        name="rulefiring_open_idx",
-                    ),
-                ],
-            },
         ),
         migrations.RunPython(backfill_worklist_copies, migrations.RunPython.noop),
     ]
