@@ -857,3 +857,7 @@ class TaskHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} at {self.beat_at:%H:%M:%S}"
+
+
+# The HL7 feed's models live in their own module; importing it registers them with the app.
+from pathways.feed_models import Hl7Feed, Hl7LocalCode, Hl7Message, Hl7Result  # noqa: E402, F401
