@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path
 from django.views.generic import RedirectView
 
-from pathways import health, monitoring, tokens, twofactor, views
+from pathways import health, inbox, monitoring, tokens, twofactor, views
 from pathways.api import api
 
 admin.site.site_header = "alpcare administration"
@@ -36,6 +36,8 @@ urlpatterns = [
     path("case/preview/", views.case_preview, name="case_preview"),
     path("case/rows/lab/", views.case_add_lab_row, name="case_add_lab_row"),
     path("case/rows/therapy/", views.case_add_therapy_row, name="case_add_therapy_row"),
+    path("lab-feed/inbox/", inbox.hl7_inbox, name="hl7_inbox"),
+    path("lab-feed/inbox/<int:result_pk>/", inbox.hl7_inbox_match, name="hl7_inbox_match"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("account/api-tokens/", tokens.api_tokens, name="api_tokens"),

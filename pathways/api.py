@@ -19,8 +19,8 @@ from ninja.openapi.schema import OpenAPISchema
 from ninja.operation import Operation
 from ninja.security import APIKeyHeader
 
-from pathways import engine
-from pathways.access import patient_for_user
+from pathways import engine, feed
+from pathways.access import patient_for_user, user_clinics
 from pathways.assessment import assess_json, assess_patient
 from pathways.cases import patient_to_document
 from pathways.engine.dates import DATE_RANGE
@@ -363,3 +363,56 @@ def patient_case(request: HttpRequest, pk: int = PatientId) -> HttpResponse:
 def patient_assessment(request: HttpRequest, pk: int = PatientId) -> HttpResponse:
     result = assess_patient(_patient(request, pk, "api: assessment"))
     return HttpResponse(engine.render_result_json(result), content_type="application/json")
+
+
+# ---------------------------------------------------------------------------------------------
+# HL7 v2 lab results over HTTP (the same path as the MLLP listener, pathways/feed.py).
+
+HL7_CONTENT_TYPES = ("application/hl7-v2", "text/plain")
+
+
+@api.post(
+    "/hl7",
+    summary="Send an HL7 v2 ORU^R01 message (lab results)",
+    description=(
+        "Scope: `hl7`. The body is one HL7 v2 message (`application/hl7-v2` or `text/plain`, "
+        "UTF-8); the answer is its ACK: `MSA|AA` stored (unmatched results included), `AE` "
+        "understood but not storable (MSA-3 says why), `AR` not HL7. The message's sending "
+        "facility (MSH-4) must be an HL7 feed of one of your clinics."
+    ),
+    auth=scope(ApiToken.Scope.HL7),
+    response={200: None, 400: ErrorDocument, 413: ErrorDocument, 415: ErrorDocument,
+              **_ERROR_RESPONSES},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {ctype: {"schema": {"type": "string"}} for ctype in HL7_CONTENT_TYPES},
+        },
+        "responses": {
+            200: {
+                "description": "The ACK (MSA-1 AA, AE or AR).",
+                "content": {"application/hl7-v2": {"schema": {"type": "string"}}},
+            },
+            400: {"description": "The body is not UTF-8 text."},
+            413: {"description": "The body is larger than the server accepts."},
+            415: {"description": "The body is not application/hl7-v2 or text/plain."},
+            **_DESCRIPTIONS,
+        },
+    },
+)  # fmt: skip
+def hl7_message(request: HttpRequest) -> HttpResponse:
+    content_type = request.content_type or ""
+    if content_type not in HL7_CONTENT_TYPES:
+        message = f"Content-Type must be one of {', '.join(HL7_CONTENT_TYPES)}"
+        return error_document(415, ("Content-Type", message))
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return error_document(400, ("body", "the message is not UTF-8 text"))
+    outcome = feed.receive(
+        text,
+        via="api",
+        user=request.user,
+        user_clinics={clinic.pk for clinic in user_clinics(request.user)},
+    )
+    return HttpResponse(outcome.ack, content_type="application/hl7-v2; charset=utf-8")

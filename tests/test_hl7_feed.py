@@ -179,7 +179,7 @@ def test_a_final_result_is_stored_as_the_feed_user_and_reassesses(
     assert stored.entered_by == lab_user and stored.source == LabResult.Source.IMPORTED
     patient.refresh_from_db()
     assert patient.version == version + 1
-    assert patient.snapshot.alp_latest == 412  # type: ignore[attr-defined]
+    assert patient.snapshot.alp_latest == 412
     message = Hl7Message.objects.get()
     assert message.raw.startswith("MSH|") and message.status == Hl7Message.Status.APPLIED
 
@@ -205,7 +205,7 @@ def test_a_correction_replaces_the_value_with_history_kept(
     assert outcome.code == "AA"
     stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
     assert stored.value == 421
-    assert [h.value for h in stored.history.order_by("history_id")] == [412, 421]  # type: ignore[attr-defined]
+    assert [h.value for h in stored.history.order_by("history_id")] == [412, 421]
     states = dict(Hl7Result.objects.values_list("message__control_id", "state"))
     assert states == {"M1": "corrected", "M2": "applied"}
 
@@ -215,7 +215,7 @@ def test_a_withdrawal_removes_the_result(north_feed: Hl7Feed, patient: Patient) 
     feed.receive(oru("M1"), via="test")
     assert feed.receive(oru("M2", status="X"), via="test").code == "AA"
     assert not LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).exists()
-    assert LabResult.history.filter(value=412, history_type="-").exists()  # type: ignore[attr-defined]
+    assert LabResult.history.filter(value=412, history_type="-").exists()
     states = dict(Hl7Result.objects.values_list("message__control_id", "state"))
     assert states == {"M1": "withdrawn", "M2": "withdrawn"}
 
