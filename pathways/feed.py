@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from pathways import engine
+from pathways.engine import declaration
 from pathways.feed_models import Hl7Feed, Hl7LocalCode, Hl7Message, Hl7Result
 from pathways.interop import hl7v2
 from pathways.models import Clinic, LabResult, Patient
@@ -128,11 +129,13 @@ def _refuse(raw: str, via: str, reason: str, facility: str, control_id: str) -> 
               "ack_code": "AE", "ack_text": reason[:500]}  # fmt: skip
     message: Hl7Message | None
     if control_id:
-        message, _ = Hl7Message.objects.update_or_create(
-            sending_facility=facility[:100], control_id=control_id[:100],
-            status__in=[Hl7Message.Status.REFUSED, Hl7Message.Status.RECEIVED],
-            defaults=values,
-        )  # fmt: skip
+        key: dict[str, Any] = {"sending_facility": facility[:100], "control_id": control_id[:100]}
+        message = Hl7Message.objects.filter(**key).first()
+        if message is not None and message.status == Hl7Message.Status.APPLIED:
+            # Applied before, refused now (say, the feed was disabled): the stored copy stays.
+            Hl7Message.objects.filter(pk=message.pk).update(resent=F("resent") + 1)
+        else:
+            message, _ = Hl7Message.objects.update_or_create(**key, defaults=values)
     else:
         message = Hl7Message.objects.create(sending_facility=facility[:100], **values)
     return _answer(raw, "AE", reason, message)
@@ -227,6 +230,9 @@ def _match(result: Hl7Result, authority: str) -> tuple[Patient, str, str, float,
         raise _Unmatched(f"OBX-5/OBX-7: {error}") from error
     if high is not None and high <= 0:
         raise _Unmatched("OBX-7: the upper reference limit must be above 0")
+    declared = declaration.unit_of(result.test, unit)
+    if declared is not None and declared.requires_reference_high and high is None:
+        raise _Unmatched(f"OBX-7: a {result.test} result in {unit} needs the lab's upper limit")
     assert result.patient is not None
     return result.patient, result.test, unit, value, high
 

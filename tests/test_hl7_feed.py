@@ -307,3 +307,28 @@ def test_import_override_clinic_needs_no_feed(patient: Patient, north_clinic: Cl
     outcome = feed.receive(oru(facility="UNCONFIGURED"), via="file", clinic=north_clinic)
     assert outcome.code == "AA"
     assert LabResult.objects.filter(patient=patient, value=412).exists()
+
+
+@pytest.mark.django_db
+def test_a_resend_refused_after_the_feed_was_disabled_keeps_the_stored_copy(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    assert feed.receive(oru("M1"), via="test").code == "AA"
+    north_feed.enabled = False
+    north_feed.save()
+    again = feed.receive(oru("M1"), via="test")
+    assert again.code == "AE" and "disabled" in again.text
+    stored = Hl7Message.objects.get()
+    assert (stored.status, stored.resent) == (Hl7Message.Status.APPLIED, 1)
+
+
+@pytest.mark.django_db
+def test_bone_alp_activity_without_the_labs_upper_limit_is_parked(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    feed.receive(oru("M1", code="1777-2^Bone ALP^LN", value="30", reference=""), via="test")
+    parked = Hl7Result.objects.get()
+    assert parked.state == Hl7Result.State.UNMATCHED and "upper limit" in parked.reason
+    feed.receive(oru("M2", code="1777-2^Bone ALP^LN", value="30", reference="<20"), via="test")
+    stored = Hl7Result.objects.get(message__control_id="M2").lab_result
+    assert stored is not None and (stored.test, stored.reference_high) == ("bone_alp", 20)
