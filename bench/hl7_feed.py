@@ -1,6 +1,7 @@
 """HL7 lab feed benchmark: ORU^R01 messages for many patients sent over MLLP to `hl7_listen`.
+(Named hl7_feed.py: a bench/hl7.py would shadow the hl7 package for mypy and for scripts.)
 
-    .venv/bin/python bench/hl7.py [--messages 10000] [--patients 1000] [--connections 1]
+    .venv/bin/python bench/hl7_feed.py [--messages 10000] [--patients 1000] [--connections 1]
         [--port 8950] [--database-url postgres://postgres@127.0.0.1:5432/alpcare_hl7_bench]
 
 Creates (drops first) the PostgreSQL database named in --database-url, migrates it, seeds one
