@@ -24,6 +24,7 @@ from pathways.access import patient_for_user, user_clinics
 from pathways.assessment import assess_json, assess_patient
 from pathways.cases import patient_to_document
 from pathways.engine.dates import DATE_RANGE
+from pathways.interop import hl7v2
 from pathways.models import ApiToken, Patient
 
 logger = logging.getLogger(__name__)
@@ -369,6 +370,8 @@ def patient_assessment(request: HttpRequest, pk: int = PatientId) -> HttpRespons
 # HL7 v2 lab results over HTTP (the same path as the MLLP listener, pathways/feed.py).
 
 HL7_CONTENT_TYPES = ("application/hl7-v2", "text/plain")
+# One message: an MSH segment first (segments separated by CR; LF is accepted too).
+HL7_BODY = {"type": "string", "pattern": "^MSH\\|"}
 
 
 @api.post(
@@ -381,25 +384,27 @@ HL7_CONTENT_TYPES = ("application/hl7-v2", "text/plain")
         "facility (MSH-4) must be an HL7 feed of one of your clinics."
     ),
     auth=scope(ApiToken.Scope.HL7),
-    response={200: None, 400: ErrorDocument, 413: ErrorDocument, 415: ErrorDocument,
-              **_ERROR_RESPONSES},
+    response={200: None, 400: None, 413: ErrorDocument, 415: ErrorDocument, **_ERROR_RESPONSES},
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {ctype: {"schema": {"type": "string"}} for ctype in HL7_CONTENT_TYPES},
+            "content": {ctype: {"schema": HL7_BODY} for ctype in HL7_CONTENT_TYPES},
         },
         "responses": {
             200: {
-                "description": "The ACK (MSA-1 AA, AE or AR).",
+                "description": "The ACK: MSA-1 AA (stored) or AE (not storable, MSA-3 says why).",
                 "content": {"application/hl7-v2": {"schema": {"type": "string"}}},
             },
-            400: {"description": "The body is not UTF-8 text."},
+            400: {
+                "description": "Not an HL7 message (or not UTF-8): the AR ACK, with the reason.",
+                "content": {"application/hl7-v2": {"schema": {"type": "string"}}},
+            },
             413: {"description": "The body is larger than the server accepts."},
             415: {"description": "The body is not application/hl7-v2 or text/plain."},
             **_DESCRIPTIONS,
         },
     },
-)  # fmt: skip
+)
 def hl7_message(request: HttpRequest) -> HttpResponse:
     content_type = request.content_type or ""
     if content_type not in HL7_CONTENT_TYPES:
@@ -408,11 +413,17 @@ def hl7_message(request: HttpRequest) -> HttpResponse:
     try:
         text = request.body.decode("utf-8")
     except UnicodeDecodeError:
-        return error_document(400, ("body", "the message is not UTF-8 text"))
+        text = request.body.decode("utf-8", errors="replace")
+        ack = hl7v2.build_ack(text, "AR", "the message is not UTF-8 text")
+        return HttpResponse(ack, status=400, content_type="application/hl7-v2; charset=utf-8")
     outcome = feed.receive(
         text,
         via="api",
         user=request.user,
         user_clinics={clinic.pk for clinic in user_clinics(request.user)},
     )
-    return HttpResponse(outcome.ack, content_type="application/hl7-v2; charset=utf-8")
+    # AR (not HL7) is a bad request; AA and AE are answers about a message that was read.
+    status = 400 if outcome.code == "AR" else 200
+    return HttpResponse(
+        outcome.ack, status=status, content_type="application/hl7-v2; charset=utf-8"
+    )

@@ -60,14 +60,13 @@ def receive(
     the writes (else the feed's service user); ``user_clinics`` limits the clinics a message may
     write to (an API token's user).
     """
+    if "\x00" in raw:  # not HL7 text, and no database stores it as text: kept visibly marked
+        raw = raw.replace("\x00", "\ufffd")
+        return _reject(raw, via, "the message contains NUL characters")
     try:
         oru = hl7v2.parse_message(raw)
     except hl7v2.Unparseable as error:
-        stored = Hl7Message.objects.create(
-            raw=raw[:1_000_000], received_via=via, status=Hl7Message.Status.REJECTED,
-            ack_code="AR", ack_text=str(error)[:500],
-        )  # fmt: skip
-        return _answer(raw, "AR", str(error), stored)
+        return _reject(raw, via, str(error))
     except hl7v2.Refused as error:
         return _refuse(raw, via, str(error), *_header(raw))
 
@@ -110,6 +109,15 @@ def receive(
         )
         return _answer(raw, "AE", reason, stored)
     return _answer(raw, "AA", text, message)
+
+
+def _reject(raw: str, via: str, reason: str) -> Outcome:
+    """Keep a message that is not HL7 (AR), for the record."""
+    stored = Hl7Message.objects.create(
+        raw=raw[:1_000_000], received_via=via, status=Hl7Message.Status.REJECTED,
+        ack_code="AR", ack_text=reason[:500],
+    )  # fmt: skip
+    return _answer(raw, "AR", reason, stored)
 
 
 def _header(raw: str) -> tuple[str, str]:

@@ -332,3 +332,10 @@ def test_bone_alp_activity_without_the_labs_upper_limit_is_parked(
     feed.receive(oru("M2", code="1777-2^Bone ALP^LN", value="30", reference="<20"), via="test")
     stored = Hl7Result.objects.get(message__control_id="M2").lab_result
     assert stored is not None and (stored.test, stored.reference_high) == ("bone_alp", 20)
+
+
+@pytest.mark.django_db
+def test_nul_characters_are_rejected_and_kept_marked(north_feed: Hl7Feed, patient: Patient) -> None:
+    outcome = feed.receive(oru("M1").replace("412", "41\x002"), via="test")
+    assert outcome.code == "AR" and "NUL" in outcome.text
+    assert "\ufffd" in Hl7Message.objects.get().raw

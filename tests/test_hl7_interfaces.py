@@ -52,7 +52,11 @@ def test_api_stores_and_answers_with_the_ack(
     assert "MSA|AA|API1" in response.content.decode()
     stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
     assert stored.entered_by == alice
-    assert "MSA|AR" in _post(client, key, "nonsense", "text/plain").content.decode()
+    rejected = _post(client, key, "nonsense", "text/plain")
+    assert rejected.status_code == 400 and "MSA|AR" in rejected.content.decode()
+    not_utf8 = client.post("/api/v1/hl7", b"MSH|\xff", content_type="text/plain",
+                           HTTP_AUTHORIZATION=f"Token {key}")  # fmt: skip
+    assert not_utf8.status_code == 400 and "not UTF-8" in not_utf8.content.decode()
     assert _post(client, key, oru("API2"), "application/json").status_code == 415
 
 
