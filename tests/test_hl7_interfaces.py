@@ -138,12 +138,23 @@ def _frame(*messages: str) -> bytes:
     return b"".join(b"\x0b" + m.encode() + b"\x1c\r" for m in messages)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_mllp_round_trip_with_mllp_send(
-    tmp_path: Path, north_feed: Hl7Feed, patient: Patient
-) -> None:
+@pytest.fixture
+def shared_database(transactional_db: None) -> None:
+    """A database another process sees, with the rule set (an earlier transactional test's
+    flush removes the migration's one)."""
     if connection.vendor != "postgresql":
         pytest.skip("a listener process needs the shared PostgreSQL test database (CI runs it)")
+    from pathways.models import RuleSet
+    from pathways.rules import install_catalogue
+
+    if not RuleSet.objects.filter(is_current=True).exists():
+        install_catalogue(version="2026-11-22.1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mllp_round_trip_with_mllp_send(
+    shared_database: None, tmp_path: Path, north_feed: Hl7Feed, patient: Patient
+) -> None:
     listener = start("hl7_listen", "--port", str(MLLP_PORT), log=tmp_path / "listener.log")
     try:
 
