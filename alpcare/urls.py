@@ -4,7 +4,17 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path
 from django.views.generic import RedirectView
 
-from pathways import analytics, cds_hooks, changes, health, monitoring, tokens, twofactor, views
+from pathways import (
+    analytics,
+    cds_hooks,
+    changes,
+    health,
+    inbox,
+    monitoring,
+    tokens,
+    twofactor,
+    views,
+)
 from pathways.api import api
 
 admin.site.site_header = "alpcare administration"
@@ -54,6 +64,8 @@ urlpatterns = [
         changes.publication_notice_dismiss,
         name="publication_notice_dismiss",
     ),
+    path("lab-feed/inbox/", inbox.hl7_inbox, name="hl7_inbox"),
+    path("lab-feed/inbox/<int:result_pk>/", inbox.hl7_inbox_match, name="hl7_inbox_match"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("account/api-tokens/", tokens.api_tokens, name="api_tokens"),

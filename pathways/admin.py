@@ -13,7 +13,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from pathways import rules_admin  # noqa: F401  (registers the rule-set admin)
+from pathways import feed_admin, rules_admin  # noqa: F401  (register their admins)
 from pathways.admin_history import ClinicScopedAdmin, ClinicScopedHistoryAdmin
 from pathways.models import (
     API_TOKEN_LIFETIME,

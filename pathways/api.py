@@ -19,11 +19,12 @@ from ninja.openapi.schema import OpenAPISchema
 from ninja.operation import Operation
 from ninja.security import APIKeyHeader
 
-from pathways import engine
-from pathways.access import patient_for_user
+from pathways import engine, feed
+from pathways.access import patient_for_user, user_clinics
 from pathways.assessment import assess_json, assess_patient
 from pathways.cases import patient_to_document
 from pathways.engine.dates import DATE_RANGE
+from pathways.interop import hl7v2
 from pathways.models import ApiToken, Patient
 
 logger = logging.getLogger(__name__)
@@ -363,3 +364,66 @@ def patient_case(request: HttpRequest, pk: int = PatientId) -> HttpResponse:
 def patient_assessment(request: HttpRequest, pk: int = PatientId) -> HttpResponse:
     result = assess_patient(_patient(request, pk, "api: assessment"))
     return HttpResponse(engine.render_result_json(result), content_type="application/json")
+
+
+# ---------------------------------------------------------------------------------------------
+# HL7 v2 lab results over HTTP (the same path as the MLLP listener, pathways/feed.py).
+
+HL7_CONTENT_TYPES = ("application/hl7-v2", "text/plain")
+# One message: an MSH segment first (segments separated by CR; LF is accepted too).
+HL7_BODY = {"type": "string", "pattern": "^MSH\\|"}
+
+
+@api.post(
+    "/hl7",
+    summary="Send an HL7 v2 ORU^R01 message (lab results)",
+    description=(
+        "Scope: `hl7`. The body is one HL7 v2 message (`application/hl7-v2` or `text/plain`, "
+        "UTF-8); the answer is its ACK: `MSA|AA` stored (unmatched results included), `AE` "
+        "understood but not storable (MSA-3 says why), `AR` not HL7. The message's sending "
+        "facility (MSH-4) must be an HL7 feed of one of your clinics."
+    ),
+    auth=scope(ApiToken.Scope.HL7),
+    response={200: None, 400: None, 413: ErrorDocument, 415: ErrorDocument, **_ERROR_RESPONSES},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {ctype: {"schema": HL7_BODY} for ctype in HL7_CONTENT_TYPES},
+        },
+        "responses": {
+            200: {
+                "description": "The ACK: MSA-1 AA (stored) or AE (not storable, MSA-3 says why).",
+                "content": {"application/hl7-v2": {"schema": {"type": "string"}}},
+            },
+            400: {
+                "description": "Not an HL7 message (or not UTF-8): the AR ACK, with the reason.",
+                "content": {"application/hl7-v2": {"schema": {"type": "string"}}},
+            },
+            413: {"description": "The body is larger than the server accepts."},
+            415: {"description": "The body is not application/hl7-v2 or text/plain."},
+            **_DESCRIPTIONS,
+        },
+    },
+)
+def hl7_message(request: HttpRequest) -> HttpResponse:
+    content_type = request.content_type or ""
+    if content_type not in HL7_CONTENT_TYPES:
+        message = f"Content-Type must be one of {', '.join(HL7_CONTENT_TYPES)}"
+        return error_document(415, ("Content-Type", message))
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = request.body.decode("utf-8", errors="replace")
+        ack = hl7v2.build_ack(text, "AR", "the message is not UTF-8 text")
+        return HttpResponse(ack, status=400, content_type="application/hl7-v2; charset=utf-8")
+    outcome = feed.receive(
+        text,
+        via="api",
+        user=request.user,
+        user_clinics={clinic.pk for clinic in user_clinics(request.user)},
+    )
+    # AR (not HL7) is a bad request; AA and AE are answers about a message that was read.
+    status = 400 if outcome.code == "AR" else 200
+    return HttpResponse(
+        outcome.ack, status=status, content_type="application/hl7-v2; charset=utf-8"
+    )

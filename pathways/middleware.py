@@ -70,6 +70,7 @@ class ApiJsonErrorsMiddleware:
     outside the API's own handlers would otherwise be Django's HTML page."""
 
     prefix = "/api/"
+    structured = ("application/json", "application/hl7-v2")
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -79,7 +80,8 @@ class ApiJsonErrorsMiddleware:
         if (
             request.path.startswith(self.prefix)
             and response.status_code >= 400
-            and not response.get("Content-Type", "").startswith("application/json")
+            # JSON already, or an HL7 ACK (POST /api/v1/hl7 answers in HL7, errors included)
+            and not response.get("Content-Type", "").startswith(self.structured)
             and not response.streaming
         ):
             # Rewritten in place: the security headers the inner layers set are kept.

@@ -1083,3 +1083,6 @@ class PublicationNoticeDismissal(models.Model):
 # CDS Hooks clients, cards and feedback live in their own module; imported here so that Django
 # registers them with the app.
 from pathways.cds_models import CdsCard, CdsClient, CdsFeedback, CdsJwtUse  # noqa: E402, F401
+
+# The HL7 feed's models live in their own module; importing it registers them with the app.
+from pathways.feed_models import Hl7Feed, Hl7LocalCode, Hl7Message, Hl7Result  # noqa: E402, F401

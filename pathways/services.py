@@ -140,14 +140,19 @@ def patient_save_case(
 
 @transaction.atomic
 def patient_record_result(
-    *, patient: Patient, user: Any, lab: engine.Lab, expected_version: int
+    *,
+    patient: Patient,
+    user: Any,
+    lab: engine.Lab,
+    expected_version: int,
+    source: str = LabResult.Source.ENTERED,
 ) -> LabResult:
     """Add one result to a patient, refusing a second result for the same test and time."""
     patient = _lock(patient, expected_version)
     try:
         with transaction.atomic():
             result = LabResult.objects.create(
-                patient=patient, entered_by=user, **lab_result_fields(lab)
+                patient=patient, entered_by=user, source=source, **lab_result_fields(lab)
             )
     except IntegrityError as error:
         raise DuplicateResult(lab) from error
@@ -157,7 +162,13 @@ def patient_record_result(
 
 @transaction.atomic
 def patient_change_result(
-    *, patient: Patient, result: LabResult, user: Any, lab: engine.Lab, expected_version: int
+    *,
+    patient: Patient,
+    result: LabResult,
+    user: Any,
+    lab: engine.Lab,
+    expected_version: int,
+    source: str | None = None,
 ) -> LabResult:
     """Replace one stored result with a corrected one (same row, so its history shows both)."""
     patient = _lock(patient, expected_version)
@@ -165,6 +176,8 @@ def patient_change_result(
     for name, value in lab_result_fields(lab).items():
         setattr(result, name, value)
     result.entered_by = user
+    if source is not None:
+        result.source = source
     try:
         with transaction.atomic():
             result.save()

@@ -133,6 +133,28 @@ def test_staff_in_admin_see_only_their_clinics_patients(
 _REGEX_GROUP = re.compile(r"\(\[\^/\]\+\)")
 
 
+def _north_lab_feed(clinic: Any, patient: Any) -> dict[str, Any]:
+    """The north clinic's HL7 feed, a local code and a result received for the patient."""
+    from django.contrib.auth.models import User
+
+    from pathways import feed
+    from pathways.feed_models import Hl7Feed, Hl7LocalCode, Hl7Result
+
+    service = User.objects.create_user("northlab-feed")
+    hl7feed = Hl7Feed.objects.create(
+        sending_facility="NORTHLAB", clinic=clinic, service_user=service
+    )
+    code = Hl7LocalCode.objects.create(clinic=clinic, code="ALKP", test="alp")
+    message = (
+        "MSH|^~\\&|LIS|NORTHLAB|ALPCARE|NORTH|20261101090000||ORU^R01|WALK1|P|2.5.1\r"
+        f"PID|1||{patient.mrn}^^^H^MR||Ellis^Margaret\r"
+        "OBR|1||F1|X|||20261101081500\r"
+        "OBX|1|NM|ALKP^ALP^L|1|300|U/L|40-129|H|||F\r"
+    )
+    assert feed.receive(message, via="test").code == "AA"
+    return {"hl7feed": hl7feed, "hl7localcode": code, "hl7result": Hl7Result.objects.get()}
+
+
 @pytest.mark.django_db
 def test_view_only_staff_of_another_clinic_walk_the_admin_without_reaching_the_patient(
     client: Any, alice: Any, south_clinic: Any, north_clinic: Any
@@ -150,6 +172,7 @@ def test_view_only_staff_of_another_clinic_walk_the_admin_without_reaching_the_p
         "followup": FollowUp.objects.filter(patient=patient).first(),
         "clinic": north_clinic,
         "membership": Membership.objects.filter(clinic=north_clinic).first(),
+        **_north_lab_feed(north_clinic, patient),
     }
     staff = User.objects.create_user("sam", password="correct horse battery staple")
     staff.is_staff = True

@@ -20,12 +20,14 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from pathways.api import EXAMPLE_CASE, api
+from pathways.feed_models import Hl7Feed
 from pathways.models import ApiToken
 from tests.factories import (
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
     stored_patient,
 )
+from tests.test_hl7_feed import oru
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +79,8 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
     on_postgresql: None, alice: Any, north_clinic: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     patient = stored_patient(north_clinic, alice)
-    key = ApiToken.issue(user=alice, name="fuzz", scopes=["assess", "read"])[1]
+    key = ApiToken.issue(user=alice, name="fuzz", scopes=["assess", "read", "hl7"])[1]
+    Hl7Feed.objects.create(sending_facility="NORTHLAB", clinic=north_clinic, service_user=alice)
     headers = {"Authorization": f"Token {key}"}
     figures: dict[str, Counter[str]] = {}
 
@@ -92,6 +95,8 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
         # The success paths, which random data rarely reaches: a real patient, real cases.
         if "{pk}" in operation.path:
             cases = [operation.Case(path_parameters={"pk": patient.pk})]
+        elif operation.path.endswith("/hl7"):
+            cases = [operation.Case(body=oru(mrn=patient.mrn), media_type="text/plain")]
         else:
             documents = [
                 EXAMPLE_CASE,

@@ -1,0 +1,365 @@
+"""The HL7 v2 lab feed: every message stored raw before it is applied, each result applied
+through services.py (so follow-ups, the snapshot and the worklist refresh as for a typed
+result) or parked in the unmatched inbox; the ACK says which (AA, AE with the reason, AR).
+
+The listener (``hl7_listen``), the file import (``import_hl7``) and ``POST /api/v1/hl7`` all
+call ``receive``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from pathways import engine
+from pathways.engine import declaration
+from pathways.feed_models import Hl7Feed, Hl7LocalCode, Hl7Message, Hl7Result
+from pathways.interop import hl7v2
+from pathways.models import Clinic, LabResult, Patient
+from pathways.services import (
+    DuplicateResult,
+    patient_change_result,
+    patient_record_result,
+    patient_remove_result,
+)
+
+logger = logging.getLogger(__name__)
+
+LOINC_SYSTEMS = ("LN", "LOINC", "")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: str  # MSA-1: AA, AE or AR
+    text: str  # MSA-3
+    ack: str  # the ACK message, HL7 text
+    message: Hl7Message | None
+    duplicate: bool = False
+
+
+def _answer(raw: str, code: str, text: str, message: Hl7Message | None, **kw: Any) -> Outcome:
+    return Outcome(code, text, hl7v2.build_ack(raw, code, text), message, **kw)
+
+
+def receive(
+    raw: str,
+    *,
+    via: str,
+    clinic: Clinic | None = None,
+    user: Any = None,
+    user_clinics: set[int] | None = None,
+) -> Outcome:
+    """Store one message, apply it, and say how to acknowledge it.
+
+    ``clinic`` overrides the MSH-4 mapping (``import_hl7 --clinic``); ``user`` is the author of
+    the writes (else the feed's service user); ``user_clinics`` limits the clinics a message may
+    write to (an API token's user).
+    """
+    if "\x00" in raw:  # not HL7 text, and no database stores it as text: kept visibly marked
+        raw = raw.replace("\x00", "\ufffd")
+        return _reject(raw, via, "the message contains NUL characters")
+    try:
+        oru = hl7v2.parse_message(raw)
+    except hl7v2.Unparseable as error:
+        return _reject(raw, via, str(error))
+    except hl7v2.Refused as error:
+        return _refuse(raw, via, str(error), *_header(raw))
+
+    feed = Hl7Feed.objects.filter(sending_facility=oru.sending_facility).first()
+    if clinic is None:
+        if feed is None or not feed.enabled:
+            state = "disabled" if feed else "not configured"
+            reason = f"MSH-4: sending facility {oru.sending_facility} is {state}"
+            return _refuse(raw, via, reason, oru.sending_facility, oru.control_id)
+        clinic = feed.clinic
+    if user_clinics is not None and clinic.pk not in user_clinics:
+        reason = f"MSH-4: sending facility {oru.sending_facility} feeds a clinic you are not in"
+        return _refuse(raw, via, reason, oru.sending_facility, oru.control_id)
+    author = user if user is not None else (feed.service_user if feed else None)
+    authority = feed.assigning_authority if feed and feed.clinic_id == clinic.pk else ""
+
+    stored, duplicate = _store_raw(oru, via, clinic)
+    if duplicate:
+        text = f"duplicate of message {oru.control_id}, already stored"
+        return _answer(raw, "AA", text, stored, duplicate=True)
+    try:
+        with transaction.atomic():
+            message = Hl7Message.objects.select_for_update().get(pk=stored.pk)
+            parked = 0
+            for observation in oru.observations:
+                result = _result_row(message, clinic, oru, observation)
+                apply_result(result, user=author, authority=authority)
+                parked += result.state == Hl7Result.State.UNMATCHED
+            text = f"{len(oru.observations)} result(s) stored" + (
+                f", {parked} in the unmatched inbox" if parked else ""
+            )
+            message.status = Hl7Message.Status.APPLIED
+            message.ack_code, message.ack_text = "AA", text
+            message.save()
+    except Exception as error:  # nothing half-applied: the transaction rolled back
+        logger.exception("HL7 message %s could not be applied", oru.control_id)
+        reason = f"could not be stored ({type(error).__name__}); it is kept, resend to retry"
+        Hl7Message.objects.filter(pk=stored.pk).update(
+            status=Hl7Message.Status.REFUSED, ack_code="AE", ack_text=reason
+        )
+        return _answer(raw, "AE", reason, stored)
+    return _answer(raw, "AA", text, message)
+
+
+def _reject(raw: str, via: str, reason: str) -> Outcome:
+    """Keep a message that is not HL7 (AR), for the record."""
+    stored = Hl7Message.objects.create(
+        raw=raw[:1_000_000], received_via=via, status=Hl7Message.Status.REJECTED,
+        ack_code="AR", ack_text=reason[:500],
+    )  # fmt: skip
+    return _answer(raw, "AR", reason, stored)
+
+
+def _header(raw: str) -> tuple[str, str]:
+    """MSH-4 and MSH-10 of a message that was refused while being read."""
+    try:
+        import hl7
+
+        msh = hl7.parse(hl7v2.normalise(raw)).segment("MSH")
+        return str(msh.extract_field(1, 4, 1, 1)), str(msh.extract_field(1, 10))
+    except Exception:
+        return "", ""
+
+
+def _refuse(raw: str, via: str, reason: str, facility: str, control_id: str) -> Outcome:
+    """Keep a message that cannot be stored as results (AE), for the record."""
+    values = {"raw": raw, "received_via": via, "status": Hl7Message.Status.REFUSED,
+              "ack_code": "AE", "ack_text": reason[:500]}  # fmt: skip
+    message: Hl7Message | None
+    if control_id:
+        key: dict[str, Any] = {"sending_facility": facility[:100], "control_id": control_id[:100]}
+        message = Hl7Message.objects.filter(**key).first()
+        if message is not None and message.status == Hl7Message.Status.APPLIED:
+            # Applied before, refused now (say, the feed was disabled): the stored copy stays.
+            Hl7Message.objects.filter(pk=message.pk).update(resent=F("resent") + 1)
+        else:
+            message, _ = Hl7Message.objects.update_or_create(**key, defaults=values)
+    else:
+        message = Hl7Message.objects.create(sending_facility=facility[:100], **values)
+    return _answer(raw, "AE", reason, message)
+
+
+def _store_raw(oru: hl7v2.OruMessage, via: str, clinic: Clinic) -> tuple[Hl7Message, bool]:
+    """The message row, committed before anything is applied; True when it was applied before."""
+    key = {"sending_facility": oru.sending_facility[:100], "control_id": oru.control_id[:100]}
+    existing = Hl7Message.objects.filter(**key).first()
+    if existing is not None:
+        Hl7Message.objects.filter(pk=existing.pk).update(resent=F("resent") + 1)
+        if existing.status == Hl7Message.Status.APPLIED:
+            return existing, True
+        existing.raw, existing.clinic, existing.received_via = oru.raw, clinic, via
+        existing.status = Hl7Message.Status.RECEIVED
+        existing.save()
+        return existing, False
+    try:
+        with transaction.atomic():
+            return Hl7Message.objects.create(
+                raw=oru.raw, received_via=via, clinic=clinic, **key
+            ), False
+    except IntegrityError:  # the same message, sent twice at once: the other copy wins
+        return Hl7Message.objects.get(**key), True
+
+
+def _result_row(
+    message: Hl7Message, clinic: Clinic, oru: hl7v2.OruMessage, obs: hl7v2.Observation
+) -> Hl7Result:
+    assert obs.collected_at is not None
+    return Hl7Result(
+        message=message,
+        clinic=clinic,
+        set_id=obs.set_id[:20],
+        mrn=oru.mrn[:40],
+        assigning_authority=oru.assigning_authority[:100],
+        patient_name=oru.patient_name[:200],
+        filler_order=obs.filler_order[:100],
+        code=obs.code[:60],
+        coding_system=obs.coding_system[:20],
+        code_text=obs.code_text[:200],
+        sub_id=obs.sub_id[:20],
+        value=obs.value[:100],
+        unit=obs.unit[:40],
+        reference_range=obs.reference_range[:60],
+        status=obs.status[:2],
+        collected_at=obs.collected_at,
+        collected_has_time=obs.collected_has_time,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying one result (also from the inbox once it is matched).
+
+
+class _Unmatched(Exception):
+    pass
+
+
+def _match(result: Hl7Result, authority: str) -> tuple[Patient, str, str, float, float | None]:
+    if result.patient_id is None:
+        if authority and result.assigning_authority != authority:
+            raise _Unmatched(
+                f"PID-3: MRN {result.mrn} is issued by {result.assigning_authority or '(none)'}, "
+                f"this feed expects {authority}"
+            )
+        patient = Patient.objects.filter(clinic=result.clinic, mrn=result.mrn).first()
+        if patient is None:
+            raise _Unmatched(f"PID-3: no patient with MRN {result.mrn} in {result.clinic}")
+        result.patient = patient
+    loinc = result.code if result.coding_system.upper() in LOINC_SYSTEMS else ""
+    if not result.test:
+        table = hl7v2.loinc_table()
+        local = Hl7LocalCode.objects.filter(clinic=result.clinic, code=result.code).first()
+        if loinc in table:
+            result.test = table[loinc][0]
+        elif local is not None:
+            result.test = local.test
+        else:
+            raise _Unmatched(f"OBX-3: code {result.code} ({result.code_text}) is not mapped")
+    allowed = hl7v2.units_for(result.test, loinc)
+    unit = result.unit_matched or hl7v2.map_unit(result.unit, allowed)
+    if unit is None:
+        raise _Unmatched(
+            f"OBX-6: unit {result.unit or '(blank)'} is not one of {', '.join(allowed)}"
+        )
+    result.unit_matched = unit
+    try:
+        value = hl7v2.numeric_value(result.value)
+        _low, high = hl7v2.reference_limits(result.reference_range)
+    except ValueError as error:
+        raise _Unmatched(f"OBX-5/OBX-7: {error}") from error
+    if high is not None and high <= 0:
+        raise _Unmatched("OBX-7: the upper reference limit must be above 0")
+    declared = declaration.unit_of(result.test, unit)
+    if declared is not None and declared.requires_reference_high and high is None:
+        raise _Unmatched(f"OBX-7: a {result.test} result in {unit} needs the lab's upper limit")
+    assert result.patient is not None
+    return result.patient, result.test, unit, value, high
+
+
+def _earlier(result: Hl7Result, lab: engine.Lab) -> LabResult | None:
+    """The stored result a correction or withdrawal refers to."""
+    if result.filler_order:
+        prior = (
+            Hl7Result.objects.filter(
+                patient=result.patient, filler_order=result.filler_order, code=result.code,
+                sub_id=result.sub_id, state=Hl7Result.State.APPLIED, lab_result__isnull=False,
+            ).exclude(pk=result.pk).order_by("-pk").first()
+        )  # fmt: skip
+        if prior is not None:
+            return prior.lab_result
+    return LabResult.objects.filter(
+        patient=result.patient, test=lab.test, collected_on=lab.collected_on,
+        collected_time=lab.collected_time,
+    ).first()  # fmt: skip
+
+
+@transaction.atomic
+def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Result:
+    """Store one result on its patient (or park it in the inbox with the reason); saves it."""
+    if result.status not in ("F", "C", "X", "D"):
+        result.state = Hl7Result.State.NOT_STORED
+        result.reason = f"OBX-11: status {result.status} is not final; only F, C, X, D are stored"
+        result.save()
+        return result
+    try:
+        patient, test, unit, value, high = _match(result, authority)
+    except _Unmatched as unmatched:
+        result.state, result.reason = Hl7Result.State.UNMATCHED, str(unmatched)[:300]
+        result.save()
+        return result
+    on, at = hl7v2.local_collection(result.collected_at, result.collected_has_time)
+    lab = engine.Lab.create(test, value, unit, on, at, high)
+    version = (
+        Patient.objects.select_for_update().values_list("version", flat=True).get(pk=patient.pk)
+    )
+    source = LabResult.Source.IMPORTED
+    result.save()  # a primary key, so that _earlier can exclude this row
+    earlier = _earlier(result, lab) if result.status != "F" else None
+    replaced = list(
+        Hl7Result.objects.filter(lab_result=earlier, state=Hl7Result.State.APPLIED).exclude(
+            pk=result.pk
+        )
+        if earlier is not None
+        else ()
+    )
+    result.reason = ""
+    if result.status in ("X", "D"):
+        result.state = Hl7Result.State.WITHDRAWN
+        if earlier is None:
+            result.reason = "nothing stored to withdraw"
+        else:
+            patient_remove_result(patient=patient, result=earlier, expected_version=version)
+    elif earlier is not None:
+        result.lab_result = patient_change_result(
+            patient=patient, result=earlier, user=user, lab=lab, expected_version=version,
+            source=source,
+        )  # fmt: skip
+        result.state = Hl7Result.State.APPLIED
+    else:
+        try:
+            result.lab_result = patient_record_result(
+                patient=patient, user=user, lab=lab, expected_version=version, source=source
+            )
+            result.state = Hl7Result.State.APPLIED
+        except DuplicateResult as duplicate:
+            same = LabResult.objects.filter(
+                patient=patient, test=test, collected_on=on, collected_time=at, value=value,
+                unit=unit,
+            ).first()  # fmt: skip
+            if same is None:
+                result.state = Hl7Result.State.UNMATCHED
+                result.reason = f"{duplicate} with another value: send a correction (C)"[:300]
+            else:
+                result.lab_result, result.state = same, Hl7Result.State.APPLIED
+                result.reason = "the same value was already recorded"
+    for previous in replaced:  # the earlier message's row says what became of it
+        previous.state = (
+            Hl7Result.State.CORRECTED if result.status == "C" else Hl7Result.State.WITHDRAWN
+        )
+        if result.status != "C":
+            previous.lab_result = None  # deleted above
+        previous.save()
+    if result.state != Hl7Result.State.UNMATCHED:
+        result.applied_at = timezone.now()
+    result.save()
+    return result
+
+
+@transaction.atomic
+def inbox_match(
+    result: Hl7Result,
+    *,
+    user: Any,
+    patient: Patient | None = None,
+    test: str = "",
+    unit: str = "",
+) -> Hl7Result:
+    """Match a parked result to a patient, a test (remembered as the clinic's local code) or a
+    unit, then apply it: one transaction."""
+    result = Hl7Result.objects.select_for_update().get(pk=result.pk)
+    if result.state != Hl7Result.State.UNMATCHED:
+        raise ValueError("this result is no longer in the inbox")
+    if patient is not None:
+        if patient.clinic_id != result.clinic_id:
+            raise ValueError("patient: not a patient of this result's clinic")
+        result.patient = patient
+    if test:
+        result.test = test
+        if result.coding_system.upper() not in LOINC_SYSTEMS or result.code not in (
+            hl7v2.loinc_table()
+        ):
+            Hl7LocalCode.objects.update_or_create(
+                clinic=result.clinic, code=result.code, defaults={"test": test}
+            )
+    if unit:
+        result.unit_matched = unit
+    return apply_result(result, user=user)

@@ -1,0 +1,321 @@
+"""HL7 v2 ORU^R01 (v2.3-2.5.1) read with the ``hl7`` package, and its results mapped to the case
+declaration (engine/declaration.py: LOINC codes and units; reference-intervals.md).
+
+Pure functions, no database: ``parse_message`` turns the raw text into an ``OruMessage`` (or
+raises ``Unparseable``/``Refused``), ``map_code``/``map_unit``/``reference_limits`` map one
+observation's fields, ``build_ack`` answers it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import hl7
+from django.utils import timezone
+
+from pathways.engine import declaration
+
+SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
+
+
+class Unparseable(Exception):
+    """The text is not an HL7 v2 message (answered with AR)."""
+
+
+class Refused(Exception):
+    """The message is understood but cannot be stored (answered with AE and this reason)."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    set_id: str
+    filler_order: str  # OBR-3
+    code: str  # OBX-3.1
+    coding_system: str  # OBX-3.3 ("LN" for LOINC)
+    code_text: str  # OBX-3.2
+    sub_id: str  # OBX-4
+    value: str  # OBX-5
+    unit: str  # OBX-6.1
+    reference_range: str  # OBX-7
+    status: str  # OBX-11
+    collected_at: datetime | None  # OBX-14, else OBR-7, aware
+    collected_has_time: bool
+
+
+@dataclass(frozen=True)
+class OruMessage:
+    raw: str
+    control_id: str
+    sending_application: str
+    sending_facility: str
+    version: str
+    message_type: str
+    mrn: str
+    assigning_authority: str
+    patient_name: str
+    observations: list[Observation] = field(default_factory=list)
+
+
+def normalise(raw: str) -> str:
+    """Segments separated by CR whatever line endings a file or HTTP client used."""
+    text = raw.replace("\r\n", "\r").replace("\n", "\r").strip("\r\x0b\x1c ")
+    return text + "\r"
+
+
+def _field(segment: Any, number: int, repeat: int = 1, component: int = 1) -> str:
+    try:
+        return str(segment.extract_field(1, number, repeat, component, 1)).strip()
+    except IndexError:
+        return ""
+
+
+_DTM = re.compile(r"^(\d{4,14})(\.\d{1,4})?([+-]\d{4})?$")
+
+
+def parse_dtm(value: str, default_offset: str, where: str) -> tuple[datetime, bool] | None:
+    """An HL7 DTM as an aware datetime (its own offset, else the message's, else the site's
+    time zone) and whether it has a time of day; None when blank."""
+    if not value:
+        return None
+    match = _DTM.match(value)
+    if match is None or len(match.group(1)) not in (8, 10, 12, 14):
+        raise Refused(f"{where}: {value!r} is not an HL7 date/time (YYYYMMDD[HHMM[SS]][+ZZZZ])")
+    digits = match.group(1)
+    text = digits + (match.group(2) or "") + (match.group(3) or default_offset)
+    try:
+        parsed = hl7.parse_datetime(text)
+    except ValueError as error:
+        raise Refused(f"{where}: {value!r} is not a valid date/time") from error
+    if parsed.tzinfo is None:
+        parsed = timezone.make_aware(parsed, timezone.get_current_timezone())
+    return parsed, len(digits) > 8
+
+
+def local_collection(collected_at: datetime, has_time: bool) -> tuple[date, time | None]:
+    """Collection date and minute in the site's time zone (ALPCARE_TIME_ZONE)."""
+    local = timezone.localtime(collected_at)
+    if not has_time:
+        return collected_at.date(), None
+    return local.date(), local.time().replace(second=0, microsecond=0)
+
+
+def _offset(value: str) -> str:
+    match = _DTM.match(value)
+    return (match.group(3) or "") if match else ""
+
+
+def parse_message(raw: str) -> OruMessage:
+    text = normalise(raw)
+    if not text.startswith("MSH"):
+        raise Unparseable("the message does not start with an MSH segment")
+    try:
+        message = hl7.parse(text)
+        msh = message.segment("MSH")
+    except Exception as error:  # the hl7 package raises several types for bad text
+        raise Unparseable(f"not an HL7 v2 message: {error}") from error
+    control_id = _field(msh, 10)
+    facility = _field(msh, 4)
+    version = _field(msh, 12)
+    message_type = f"{_field(msh, 9, 1, 1)}^{_field(msh, 9, 1, 2)}"
+    oru = OruMessage(
+        raw=text,
+        control_id=control_id,
+        sending_application=_field(msh, 3),
+        sending_facility=facility,
+        version=version,
+        message_type=message_type,
+        mrn="",
+        assigning_authority="",
+        patient_name="",
+    )
+    if not control_id:
+        raise Refused("MSH-10 (message control ID) is empty")
+    if not facility:
+        raise Refused("MSH-4 (sending facility) is empty")
+    if message_type != "ORU^R01":
+        raise Refused(f"MSH-9: message type {message_type} is not accepted (only ORU^R01)")
+    if version not in SUPPORTED_VERSIONS:
+        raise Refused(f"MSH-12: version {version or '(blank)'} is not supported (2.3 to 2.5.1)")
+    return _read_oru(message, oru, _offset(_field(msh, 7)))
+
+
+def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
+    try:
+        pid = message.segment("PID")
+    except KeyError as error:
+        raise Refused("PID segment is missing") from error
+    mrn, authority = _patient_identifier(pid)
+    if not mrn:
+        raise Refused("PID-3 (patient identifier) is empty")
+    name = " ".join(part for part in (_field(pid, 5, 1, 2), _field(pid, 5, 1, 1)) if part)
+    observations: list[Observation] = []
+    filler_order = ""
+    obr_collected: tuple[datetime, bool] | None = None
+    for segment in message:
+        kind = str(segment(0))
+        if kind == "OBR":
+            filler_order = _field(segment, 3)
+            obr_collected = parse_dtm(_field(segment, 7), default_offset, "OBR-7")
+        elif kind == "OBX":
+            number = _field(segment, 1) or str(len(observations) + 1)
+            where = f"OBX {number}"
+            collected = parse_dtm(_field(segment, 14), default_offset, f"{where}-14")
+            collected = collected or obr_collected
+            code = _field(segment, 3, 1, 1)
+            if not code:
+                raise Refused(f"{where}-3 (observation identifier) is empty")
+            status = _field(segment, 11).upper()
+            if not status:
+                raise Refused(f"{where}-11 (result status) is empty")
+            if collected is None:
+                raise Refused(f"{where}: no collection time (OBX-14 and OBR-7 are empty)")
+            observations.append(
+                Observation(
+                    set_id=number,
+                    filler_order=filler_order,
+                    code=code,
+                    code_text=_field(segment, 3, 1, 2),
+                    coding_system=_field(segment, 3, 1, 3),
+                    sub_id=_field(segment, 4),
+                    value=_field(segment, 5),
+                    unit=_field(segment, 6, 1, 1),
+                    reference_range=_field(segment, 7),
+                    status=status,
+                    collected_at=collected[0],
+                    collected_has_time=collected[1],
+                )
+            )
+    if not observations:
+        raise Refused("the message has no OBX segment")
+    return _with(oru, mrn, authority, name, observations)
+
+
+def _with(
+    oru: OruMessage, mrn: str, authority: str, name: str, observations: list[Observation]
+) -> OruMessage:
+    return OruMessage(
+        raw=oru.raw,
+        control_id=oru.control_id,
+        sending_application=oru.sending_application,
+        sending_facility=oru.sending_facility,
+        version=oru.version,
+        message_type=oru.message_type,
+        mrn=mrn,
+        assigning_authority=authority,
+        patient_name=name,
+        observations=observations,
+    )
+
+
+def _patient_identifier(pid: Any) -> tuple[str, str]:
+    """PID-3: the repetition typed MR (medical record number), else the first."""
+    try:
+        repetitions = len(pid(3)) if len(pid) > 3 else 0
+    except (IndexError, TypeError):
+        repetitions = 0
+    chosen = 1
+    for repeat in range(1, repetitions + 1):
+        if _field(pid, 3, repeat, 5).upper() == "MR":
+            chosen = repeat
+            break
+    return _field(pid, 3, chosen, 1), _field(pid, 3, chosen, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping to the case declaration.
+
+
+def loinc_table() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """LOINC code -> (test, the units a result with that code may be reported in)."""
+    table: dict[str, tuple[str, list[str]]] = {}
+    for test in declaration.LAB_TESTS:
+        for unit in test.units:
+            loinc = unit.loinc or test.loinc
+            if loinc:
+                table.setdefault(loinc, (test.code, []))[1].append(unit.code)
+    return {code: (test, tuple(units)) for code, (test, units) in table.items()}
+
+
+def units_for(test: str, loinc: str = "") -> tuple[str, ...]:
+    if loinc and loinc in loinc_table():
+        return loinc_table()[loinc][1]
+    return tuple(unit.code for unit in declaration.lab_test(test).units)
+
+
+def _unit_key(unit: str) -> str:
+    return unit.strip().replace("µ", "u").replace("μ", "u").casefold()
+
+
+def map_unit(unit: str, allowed: tuple[str, ...]) -> str | None:
+    """The declared unit code OBX-6 names (case-insensitive, µ = u), None when not allowed."""
+    key = _unit_key(unit)
+    return next((code for code in allowed if _unit_key(code) == key), None)
+
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_RANGE = re.compile(rf"^{_NUMBER}\s*-\s*{_NUMBER}$")
+_BELOW = re.compile(rf"^<=?\s*{_NUMBER}$")
+_ABOVE = re.compile(rf"^>=?\s*{_NUMBER}$")
+
+
+def reference_limits(text: str) -> tuple[float | None, float | None]:
+    """OBX-7 as (low, high): "40-129", "<129", ">8.8"; blank gives (None, None)."""
+    text = text.strip()
+    if not text:
+        return None, None
+    if match := _RANGE.match(text):
+        return float(match.group(1)), float(match.group(2))
+    if match := _BELOW.match(text):
+        return None, float(match.group(1))
+    if match := _ABOVE.match(text):
+        return float(match.group(1)), None
+    raise ValueError(f"reference range {text!r} is not understood (40-129, <129 or >8.8)")
+
+
+def numeric_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"value {text!r} is not a number") from None
+    if not (0 <= value < float("inf")):
+        raise ValueError(f"value {text!r} is not a finite non-negative number")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Acknowledgements.
+
+
+def build_ack(raw: str, code: str, text: str = "") -> str:
+    """The ACK for a message (MSA-1 ``code``, MSA-3 ``text``), as HL7 text ending in CR."""
+    try:
+        message = hl7.parse(normalise(raw))
+        ack = message.create_ack(code, message_id=_ack_id(), application="ALPCARE")
+        if text:
+            ack.segment("MSA").assign_field(_escape(text), 3)
+        return str(ack)
+    except Exception:
+        # Not even an MSH to answer: a minimal ACK that names no control ID.
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        return (
+            f"MSH|^~\\&|ALPCARE||||{stamp}||ACK|{_ack_id()}|P|2.5.1\rMSA|{code}||{_escape(text)}\r"
+        )
+
+
+def _escape(text: str) -> str:
+    for char, escaped in (
+        ("\\", "\\E\\"),
+        ("|", "\\F\\"),
+        ("^", "\\S\\"),
+        ("&", "\\T\\"),
+        ("~", "\\R\\"),
+    ):
+        text = text.replace(char, escaped)
+    return text.replace("\r", " ").replace("\n", " ")[:400]
+
+
+def _ack_id() -> str:
+    return hl7.generate_message_control_id()

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
+from hl7.mllp import InvalidBlockError, start_hl7_server
+
+from pathways import feed
+
+
+def _receive(text: str) -> feed.Outcome:
+    close_old_connections()  # a database restart between messages is survived
+    return feed.receive(text, via="mllp")
+
+
+class Command(BaseCommand):
+    help = (
+        "Receive HL7 v2 ORU^R01 lab results over MLLP and answer each message with an ACK "
+        "(AA stored, AE not storable with the reason, AR not HL7). Only sending facilities "
+        "configured as HL7 feeds in the admin are accepted; results are recorded as the "
+        "feed's service user."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="address (default loopback)")
+        parser.add_argument("--port", type=int, default=2575, help="TCP port (default 2575)")
+        parser.add_argument("--encoding", default="utf-8", help="message encoding (utf-8)")
+
+    def handle(self, *args: Any, host: str, port: int, encoding: str, **options: Any) -> None:
+        asyncio.run(self._serve(host, port, encoding))
+
+    async def _serve(self, host: str, port: int, encoding: str) -> None:
+        # One thread for the database (thread_sensitive): messages are applied one at a time,
+        # each in its own transaction, while connections are read concurrently.
+        receive = sync_to_async(_receive, thread_sensitive=True)
+
+        async def connection(reader: Any, writer: Any) -> None:
+            try:
+                while True:
+                    block = await reader.readblock()
+                    outcome = await receive(block.decode(encoding, errors="replace"))
+                    writer.writeblock(outcome.ack.encode(encoding, errors="replace"))
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass  # the sender closed the connection
+            except (InvalidBlockError, ValueError) as error:
+                self.stderr.write(f"closing a connection: {error}")
+            finally:
+                writer.close()
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        server = await start_hl7_server(connection, host, port, limit=8 * 1024 * 1024)
+        async with server:
+            self.stdout.write(f"Listening for HL7 v2 (MLLP) on {host}:{port}")
+            self.stdout.flush()
+            await stop.wait()
+        self.stdout.write("Stopped.")

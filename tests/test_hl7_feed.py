@@ -1,0 +1,341 @@
+"""The HL7 v2 lab feed: parsing and mapping, storing with nothing lost, corrections and
+withdrawals, resends, the unmatched inbox, and the ACKs."""
+
+from __future__ import annotations
+
+from datetime import date, time
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from pathways import feed
+from pathways.feed_models import Hl7Feed, Hl7LocalCode, Hl7Message, Hl7Result
+from pathways.interop import hl7v2
+from pathways.models import Clinic, LabResult, Patient
+from tests.factories import stored_patient
+
+
+def oru(
+    control_id: str = "MSG0001",
+    *,
+    facility: str = "NORTHLAB",
+    mrn: str = "N100",
+    authority: str = "NORTHHOSP",
+    code: str = "6768-6^Alkaline phosphatase^LN",
+    value: str = "412",
+    unit: str = "U/L",
+    reference: str = "40-129",
+    status: str = "F",
+    collected: str = "20261101081500+0100",
+    filler: str = "F-77",
+    version: str = "2.5.1",
+    sub_id: str = "1",
+) -> str:
+    return (
+        "\r".join(
+            [
+                f"MSH|^~\\&|LIS|{facility}|ALPCARE|NORTH|20261101090000+0100||ORU^R01^ORU_R01|"
+                f"{control_id}|P|{version}",
+                f"PID|1||{mrn}^^^{authority}^MR~555-22^^^SSA^SS||Ellis^Margaret||19500302|F",
+                f"OBR|1|P-1|{filler}|24326-1^Panel^LN|||{collected}",
+                f"OBX|1|NM|{code}|{sub_id}|{value}|{unit}|{reference}|H|||{status}|||{collected}",
+            ]
+        )
+        + "\r"
+    )
+
+
+@pytest.fixture
+def lab_user(db: Any) -> User:
+    return User.objects.create_user("northlab-feed")
+
+
+@pytest.fixture
+def north_feed(north_clinic: Clinic, lab_user: User) -> Hl7Feed:
+    return Hl7Feed.objects.create(
+        sending_facility="NORTHLAB",
+        clinic=north_clinic,
+        service_user=lab_user,
+        assigning_authority="NORTHHOSP",
+    )
+
+
+@pytest.fixture
+def patient(north_clinic: Clinic, alice: User) -> Patient:
+    return stored_patient(north_clinic, alice, mrn="N100")
+
+
+# --- parser and mapping (no database) ---------------------------------------------------------
+
+
+def test_parse_reads_header_patient_and_observation() -> None:
+    message = hl7v2.parse_message(oru().replace("\r", "\n"))
+    assert (message.control_id, message.sending_facility, message.version) == (
+        "MSG0001",
+        "NORTHLAB",
+        "2.5.1",
+    )
+    assert (message.mrn, message.assigning_authority) == ("N100", "NORTHHOSP")
+    [obs] = message.observations
+    assert (obs.code, obs.coding_system, obs.value, obs.unit) == ("6768-6", "LN", "412", "U/L")
+    assert (obs.filler_order, obs.status, obs.sub_id, obs.reference_range) == (
+        "F-77",
+        "F",
+        "1",
+        "40-129",
+    )
+    assert obs.collected_at is not None
+    assert str(obs.collected_at.utcoffset()) == "1:00:00"
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.3.1", "2.4", "2.5", "2.5.1"])
+def test_versions_2_3_to_2_5_1_are_read(version: str) -> None:
+    assert hl7v2.parse_message(oru(version=version)).version == version
+
+
+def test_the_mrn_repetition_typed_mr_is_chosen() -> None:
+    text = oru().replace("N100^^^NORTHHOSP^MR~555-22^^^SSA^SS", "555-22^^^SSA^SS~N100^^^NH^MR")
+    message = hl7v2.parse_message(text)
+    assert (message.mrn, message.assigning_authority) == ("N100", "NH")
+
+
+def test_obr_7_is_used_when_obx_14_is_blank_and_msh_offset_applies() -> None:
+    text = oru(collected="").replace("|||\r", "|||202610300700\r", 1)
+    [obs] = hl7v2.parse_message(text).observations
+    assert obs.collected_at is not None
+    assert obs.collected_at.isoformat() == "2026-10-30T07:00:00+01:00"
+
+
+def test_collection_time_is_converted_to_the_site_time_zone(settings: Any) -> None:
+    settings.TIME_ZONE = "UTC"
+    [obs] = hl7v2.parse_message(oru(collected="20261101081500+0100")).observations
+    assert obs.collected_at is not None
+    assert hl7v2.local_collection(obs.collected_at, True) == (date(2026, 11, 1), time(7, 15))
+
+
+@pytest.mark.parametrize(
+    ("text", "limits"),
+    [("40-129", (40.0, 129.0)), ("<129", (None, 129.0)), (">8.8", (8.8, None)), ("", (None, None))],
+)
+def test_reference_ranges(text: str, limits: tuple[float | None, float | None]) -> None:
+    assert hl7v2.reference_limits(text) == limits
+
+
+def test_a_reference_range_not_understood_is_an_error() -> None:
+    with pytest.raises(ValueError, match="not understood"):
+        hl7v2.reference_limits("normal")
+
+
+def test_loinc_table_derives_from_the_declaration() -> None:
+    table = hl7v2.loinc_table()
+    assert table["6768-6"][0] == "alp"
+    assert table["17838-4"] == ("bone_alp", ("ug/L",))
+    assert table["1777-2"] == ("bone_alp", ("U/L", "ukat/L"))
+    assert table["2160-0"][0] == "creatinine"
+
+
+@pytest.mark.parametrize(
+    ("unit", "code"), [("u/l", "U/L"), ("µmol/l", "umol/L"), ("UMOL/L", "umol/L")]
+)
+def test_units_match_case_insensitively_with_micro_as_u(unit: str, code: str) -> None:
+    assert hl7v2.map_unit(unit, ("U/L", "umol/L", "mg/dL")) == code
+
+
+def test_unknown_unit_does_not_match() -> None:
+    assert hl7v2.map_unit("IU/L", ("U/L",)) is None
+
+
+def test_not_hl7_is_unparseable_and_other_types_are_refused() -> None:
+    with pytest.raises(hl7v2.Unparseable):
+        hl7v2.parse_message("hello world")
+    with pytest.raises(hl7v2.Refused, match="ADT\\^A01"):
+        hl7v2.parse_message(oru().replace("ORU^R01^ORU_R01", "ADT^A01"))
+    with pytest.raises(hl7v2.Refused, match="MSH-12"):
+        hl7v2.parse_message(oru(version="2.7"))
+    with pytest.raises(hl7v2.Refused, match="is not an HL7 date/time"):
+        hl7v2.parse_message(oru(collected="2026-11-01"))
+
+
+# --- storing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_final_result_is_stored_as_the_feed_user_and_reassesses(
+    north_feed: Hl7Feed, patient: Patient, lab_user: User
+) -> None:
+    version = patient.version
+    outcome = feed.receive(oru(), via="test")
+    assert outcome.code == "AA"
+    assert "MSA|AA|MSG0001" in outcome.ack
+    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
+    assert (stored.test, stored.value, stored.unit, stored.reference_high) == (
+        "alp",
+        412,
+        "U/L",
+        129,
+    )
+    assert stored.collected_time == time(7, 15)  # 08:15+01:00 in UTC (the test site)
+    assert stored.entered_by == lab_user and stored.source == LabResult.Source.IMPORTED
+    patient.refresh_from_db()
+    assert patient.version == version + 1
+    assert patient.snapshot.alp_latest == 412
+    message = Hl7Message.objects.get()
+    assert message.raw.startswith("MSH|") and message.status == Hl7Message.Status.APPLIED
+
+
+@pytest.mark.django_db
+def test_a_resent_message_is_acknowledged_without_a_second_copy(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    first = feed.receive(oru(), via="test")
+    again = feed.receive(oru(), via="test")
+    assert (first.code, again.code, again.duplicate) == ("AA", "AA", True)
+    assert Hl7Message.objects.count() == 1 and Hl7Message.objects.get().resent == 1
+    assert Hl7Result.objects.count() == 1
+    assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_correction_replaces_the_value_with_history_kept(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    feed.receive(oru("M1"), via="test")
+    outcome = feed.receive(oru("M2", value="421", status="C"), via="test")
+    assert outcome.code == "AA"
+    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
+    assert stored.value == 421
+    assert [h.value for h in stored.history.order_by("history_id")] == [412, 421]
+    states = dict(Hl7Result.objects.values_list("message__control_id", "state"))
+    assert states == {"M1": "corrected", "M2": "applied"}
+
+
+@pytest.mark.django_db
+def test_a_withdrawal_removes_the_result(north_feed: Hl7Feed, patient: Patient) -> None:
+    feed.receive(oru("M1"), via="test")
+    assert feed.receive(oru("M2", status="X"), via="test").code == "AA"
+    assert not LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).exists()
+    assert LabResult.history.filter(value=412, history_type="-").exists()
+    states = dict(Hl7Result.objects.values_list("message__control_id", "state"))
+    assert states == {"M1": "withdrawn", "M2": "withdrawn"}
+
+
+@pytest.mark.django_db
+def test_unknown_patient_code_and_unit_are_parked_and_acknowledged(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    outcomes = [
+        feed.receive(oru("M1", mrn="N999"), via="test"),
+        feed.receive(oru("M2", code="ALKP^Alk phos^L"), via="test"),
+        feed.receive(oru("M3", unit="IU/L"), via="test"),
+    ]
+    assert [o.code for o in outcomes] == ["AA", "AA", "AA"]
+    assert "1 in the unmatched inbox" in outcomes[0].ack
+    reasons = list(Hl7Result.objects.order_by("pk").values_list("state", "reason"))
+    assert [state for state, _ in reasons] == ["unmatched"] * 3
+    assert "no patient with MRN N999" in reasons[0][1]
+    assert "code ALKP" in reasons[1][1]
+    assert "unit IU/L" in reasons[2][1]
+    assert not LabResult.objects.filter(collected_on=date(2026, 11, 1)).exists()
+
+
+@pytest.mark.django_db
+def test_inbox_match_to_a_code_and_a_patient_applies_and_remembers_the_code(
+    north_feed: Hl7Feed, patient: Patient, alice: User, north_clinic: Clinic
+) -> None:
+    feed.receive(oru("M1", code="ALKP^Alk phos^L", mrn="OLD-7"), via="test")
+    parked = Hl7Result.objects.get()
+    applied = feed.inbox_match(parked, user=alice, patient=patient, test="alp")
+    assert applied.state == Hl7Result.State.APPLIED and applied.lab_result is not None
+    assert applied.lab_result.entered_by == alice
+    assert Hl7LocalCode.objects.get(clinic=north_clinic, code="ALKP").test == "alp"
+    # The next message with that local code maps by itself.
+    feed.receive(oru("M2", code="ALKP^Alk phos^L", collected="20261102081500"), via="test")
+    assert Hl7Result.objects.get(message__control_id="M2").state == Hl7Result.State.APPLIED
+
+
+@pytest.mark.django_db
+def test_inbox_refuses_another_clinics_patient(
+    north_feed: Hl7Feed, bob: User, south_clinic: Clinic
+) -> None:
+    feed.receive(oru("M1", mrn="N999"), via="test")
+    other = stored_patient(south_clinic, bob, mrn="S1")
+    with pytest.raises(ValueError, match="patient"):
+        feed.inbox_match(Hl7Result.objects.get(), user=bob, patient=other)
+
+
+@pytest.mark.django_db
+def test_acks_ae_for_unknown_facility_and_ar_for_garbage(patient: Patient) -> None:
+    refused = feed.receive(oru(facility="ELSEWHERE"), via="test")
+    assert refused.code == "AE" and "ELSEWHERE is not configured" in refused.ack
+    rejected = feed.receive("this is not HL7", via="test")
+    assert rejected.code == "AR" and "MSA|AR" in rejected.ack
+    assert Hl7Message.objects.filter(status=Hl7Message.Status.REJECTED).count() == 1
+    assert not LabResult.objects.filter(collected_on=date(2026, 11, 1)).exists()
+
+
+@pytest.mark.django_db
+def test_a_message_that_fails_midway_leaves_nothing_half_applied(
+    north_feed: Hl7Feed, patient: Patient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    two = (
+        oru("M1")
+        + "OBX|2|NM|2160-0^Creatinine^LN|1|1.1|mg/dL|0.5-1.2|N|||F|||20261101081500+0100\r"
+    )
+    original = feed.apply_result
+    calls = []
+
+    def failing(result: Hl7Result, **kwargs: Any) -> Hl7Result:
+        calls.append(result.code)
+        if result.code == "2160-0":
+            raise RuntimeError("disk full")
+        return original(result, **kwargs)
+
+    monkeypatch.setattr(feed, "apply_result", failing)
+    outcome = feed.receive(two, via="test")
+    assert outcome.code == "AE" and "resend to retry" in outcome.ack
+    assert calls == ["6768-6", "2160-0"]
+    assert not LabResult.objects.filter(collected_on=date(2026, 11, 1)).exists()
+    assert Hl7Message.objects.get().status == Hl7Message.Status.REFUSED
+    monkeypatch.setattr(feed, "apply_result", original)
+    assert feed.receive(two, via="test").code == "AA"  # the resend is applied, once
+    assert LabResult.objects.filter(collected_on=date(2026, 11, 1)).count() == 2
+
+
+@pytest.mark.django_db
+def test_import_override_clinic_needs_no_feed(patient: Patient, north_clinic: Clinic) -> None:
+    outcome = feed.receive(oru(facility="UNCONFIGURED"), via="file", clinic=north_clinic)
+    assert outcome.code == "AA"
+    assert LabResult.objects.filter(patient=patient, value=412).exists()
+
+
+@pytest.mark.django_db
+def test_a_resend_refused_after_the_feed_was_disabled_keeps_the_stored_copy(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    assert feed.receive(oru("M1"), via="test").code == "AA"
+    north_feed.enabled = False
+    north_feed.save()
+    again = feed.receive(oru("M1"), via="test")
+    assert again.code == "AE" and "disabled" in again.text
+    stored = Hl7Message.objects.get()
+    assert (stored.status, stored.resent) == (Hl7Message.Status.APPLIED, 1)
+
+
+@pytest.mark.django_db
+def test_bone_alp_activity_without_the_labs_upper_limit_is_parked(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    feed.receive(oru("M1", code="1777-2^Bone ALP^LN", value="30", reference=""), via="test")
+    parked = Hl7Result.objects.get()
+    assert parked.state == Hl7Result.State.UNMATCHED and "upper limit" in parked.reason
+    feed.receive(oru("M2", code="1777-2^Bone ALP^LN", value="30", reference="<20"), via="test")
+    stored = Hl7Result.objects.get(message__control_id="M2").lab_result
+    assert stored is not None and (stored.test, stored.reference_high) == ("bone_alp", 20)
+
+
+@pytest.mark.django_db
+def test_nul_characters_are_rejected_and_kept_marked(north_feed: Hl7Feed, patient: Patient) -> None:
+    outcome = feed.receive(oru("M1").replace("412", "41\x002"), via="test")
+    assert outcome.code == "AR" and "NUL" in outcome.text
+    assert "\ufffd" in Hl7Message.objects.get().raw

@@ -1,0 +1,185 @@
+"""The HL7 feed's ways in: POST /api/v1/hl7, `manage.py import_hl7`, the MLLP listener driven by
+the hl7 package's own `mllp_send` client, and the clinician's unmatched inbox."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from pathways.feed_models import Hl7Feed, Hl7Message, Hl7Result
+from pathways.models import ApiToken, Clinic, LabResult, Patient
+from tests.factories import stored_patient
+from tests.test_hl7_feed import oru
+from tests.workers import start, stop, wait_for
+
+MLLP_PORT = 8911  # this branch's port range: 8900-8999
+
+
+@pytest.fixture
+def north_feed(north_clinic: Clinic) -> Hl7Feed:
+    service = User.objects.create_user("northlab-feed")
+    return Hl7Feed.objects.create(sending_facility="NORTHLAB", clinic=north_clinic,
+                                  service_user=service)  # fmt: skip
+
+
+@pytest.fixture
+def patient(north_clinic: Clinic, alice: User) -> Patient:
+    return stored_patient(north_clinic, alice, mrn="N100")
+
+
+def _post(client: Any, key: str, body: str, content_type: str = "application/hl7-v2") -> Any:
+    return client.post("/api/v1/hl7", body, content_type=content_type,
+                       HTTP_AUTHORIZATION=f"Token {key}")  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_api_stores_and_answers_with_the_ack(
+    client: Any, alice: User, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    key = ApiToken.issue(user=alice, name="lab", scopes=["hl7"])[1]
+    response = _post(client, key, oru("API1"))
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/hl7-v2")
+    assert "MSA|AA|API1" in response.content.decode()
+    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
+    assert stored.entered_by == alice
+    rejected = _post(client, key, "nonsense", "text/plain")
+    assert rejected.status_code == 400 and "MSA|AR" in rejected.content.decode()
+    not_utf8 = client.post("/api/v1/hl7", b"MSH|\xff", content_type="text/plain",
+                           HTTP_AUTHORIZATION=f"Token {key}")  # fmt: skip
+    assert not_utf8.status_code == 400 and "not UTF-8" in not_utf8.content.decode()
+    assert _post(client, key, oru("API2"), "application/json").status_code == 415
+
+
+@pytest.mark.django_db
+def test_api_needs_the_hl7_scope_and_a_member_of_the_feeds_clinic(
+    client: Any, alice: User, bob: User, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    read_only = ApiToken.issue(user=alice, name="read", scopes=["read"])[1]
+    assert _post(client, read_only, oru("API1")).status_code == 403
+    assert client.post("/api/v1/hl7", oru(), content_type="text/plain").status_code == 401
+    other = ApiToken.issue(user=bob, name="lab", scopes=["hl7"])[1]
+    ack = _post(client, other, oru("API1")).content.decode()
+    assert "MSA|AE" in ack and "clinic you are not in" in ack
+    assert not LabResult.objects.filter(collected_on=date(2026, 11, 1)).exists()
+
+
+@pytest.mark.django_db
+def test_import_hl7_reads_a_file_of_messages(
+    tmp_path: Path, north_feed: Hl7Feed, patient: Patient, capsys: Any
+) -> None:
+    second = oru("F2", code="2160-0^Creatinine^LN", value="1.1", unit="mg/dL", reference="<1.2")
+    path = tmp_path / "results.hl7"
+    # MLLP framing in one file, plain line endings in the other message.
+    path.write_text("\x0b" + oru("F1") + "\x1c\r" + second.replace("\r", "\n"))
+    call_command("import_hl7", str(path))
+    output = capsys.readouterr().out
+    assert "F1: AA" in output and "F2: AA" in output
+    creatinine = LabResult.objects.get(patient=patient, test="creatinine",
+                                       collected_on=date(2026, 11, 1))  # fmt: skip
+    assert (creatinine.value, creatinine.reference_high) == (1.1, 1.2)
+    call_command("import_hl7", str(path))  # the same file again: nothing new
+    assert LabResult.objects.filter(collected_on=date(2026, 11, 1)).count() == 2
+
+
+@pytest.mark.django_db
+def test_import_hl7_clinic_override_and_errors(
+    tmp_path: Path, patient: Patient, north_clinic: Clinic
+) -> None:
+    path = tmp_path / "results.hl7"
+    path.write_text(oru("F1", facility="UNKNOWN"))
+    with pytest.raises(CommandError, match="1 message"):
+        call_command("import_hl7", str(path))
+    call_command("import_hl7", str(path), "--clinic", "north")
+    assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).exists()
+    with pytest.raises(CommandError, match="--clinic"):
+        call_command("import_hl7", str(path), "--clinic", "nowhere")
+    (tmp_path / "empty.hl7").write_text("")
+    with pytest.raises(CommandError, match="no HL7 message"):
+        call_command("import_hl7", str(tmp_path / "empty.hl7"))
+
+
+@pytest.mark.django_db
+def test_inbox_screen_shows_own_clinic_and_applies_a_match(
+    client: Any, alice: User, bob: User, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    from pathways import feed
+
+    feed.receive(oru("M1", mrn="TEMP-9"), via="test")
+    parked = Hl7Result.objects.get()
+    client.force_login(bob)
+    assert "TEMP-9" not in client.get("/lab-feed/inbox/").content.decode()
+    assert (
+        client.post(f"/lab-feed/inbox/{parked.pk}/", {f"r{parked.pk}-mrn": "N100"}).status_code
+        == 404
+    )
+    client.force_login(alice)
+    page = client.get("/lab-feed/inbox/").content.decode()
+    assert "TEMP-9" in page and "no patient with MRN TEMP-9" in page
+    bad = client.post(f"/lab-feed/inbox/{parked.pk}/", {f"r{parked.pk}-mrn": "NOPE"})
+    assert bad.status_code == 400 and "No patient with this MRN" in bad.content.decode()
+    response = client.post(f"/lab-feed/inbox/{parked.pk}/", {f"r{parked.pk}-mrn": "N100"})
+    assert response.status_code == 302
+    parked.refresh_from_db()
+    assert parked.state == Hl7Result.State.APPLIED
+    assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).exists()
+
+
+def _frame(*messages: str) -> bytes:
+    return b"".join(b"\x0b" + m.encode() + b"\x1c\r" for m in messages)
+
+
+@pytest.fixture
+def shared_database(transactional_db: None) -> None:
+    """A database another process sees, with the rule set (an earlier transactional test's
+    flush removes the migration's one)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a listener process needs the shared PostgreSQL test database (CI runs it)")
+    from pathways.models import RuleSet
+    from pathways.rules import install_catalogue
+
+    if not RuleSet.objects.filter(is_current=True).exists():
+        install_catalogue(version="2026-11-22.1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mllp_round_trip_with_mllp_send(
+    shared_database: None, tmp_path: Path, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    listener = start("hl7_listen", "--port", str(MLLP_PORT), log=tmp_path / "listener.log")
+    try:
+
+        def listening() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", MLLP_PORT)) == 0
+
+        wait_for(listening, timeout=60, what="the MLLP listener")
+        messages = tmp_path / "messages.hl7"
+        corrected = oru("R2", value="430", status="C")
+        messages.write_bytes(
+            _frame(
+                oru("R1"), oru("R1"), corrected, oru("R3", facility="ELSEWHERE"), "this is not HL7"
+            )
+        )
+        mllp_send = Path(sys.executable).parent / "mllp_send"
+        sent = subprocess.run(
+            [str(mllp_send), "--file", str(messages), "--port", str(MLLP_PORT), "127.0.0.1"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+    finally:
+        stop(listener)
+    acks = [line for line in sent.stdout.replace("\r", "\n").splitlines() if line.startswith("MSA")]
+    assert [ack.split("|")[1] for ack in acks] == ["AA", "AA", "AA", "AE", "AR"], sent.stdout
+    assert "duplicate" in acks[1] and "ELSEWHERE" in acks[3]
+    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
+    assert stored.value == 430 and stored.entered_by == north_feed.service_user
+    assert Hl7Message.objects.filter(control_id="R1").count() == 1
