@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, time, timedelta
 
 from pathways import engine
@@ -21,9 +21,38 @@ MARGIN_LEFT = 52
 MARGIN_RIGHT = 16
 MARGIN_TOP = 18
 MARGIN_BOTTOM = 58  # room for the date axis and the therapy track
+PLOT_HEIGHT = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
 LABEL_ALL_POINTS_UP_TO = 16  # beyond this, only first, last and significant points get labels
+# Text layout: labels are placed so that no two overlap (therapy names can be long). Widths are
+# estimated generously from the font size, as the server cannot measure the browser's font.
+GLYPH_WIDTH = 0.62  # average advance of a glyph, as a share of the font size (upper bound)
+LANE = 13  # one lane of therapy labels above the plot
+TRACK_ROW = 24  # one row of the course track below the date axis
 TIMES = "\u00d7"  # the multiplication sign of "3.2 x ULN"
 EN_DASH = "\u2013"
+
+
+@dataclass(frozen=True)
+class TextBox:
+    """Where a text label is drawn: its extent in the SVG's coordinates."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    text: str
+
+    def overlaps(self, other: TextBox) -> bool:
+        return (
+            self.x1 < other.x2 and other.x1 < self.x2 and self.y1 < other.y2 and other.y1 < self.y2
+        )
+
+
+def text_box(text: str, x: float, y: float, size: float, anchor: str = "middle") -> TextBox:
+    """The box of `text` drawn at (x, y) (y is the baseline) in a font of `size` px."""
+    width = len(text) * size * GLYPH_WIDTH
+    x1 = x if anchor == "start" else x - width if anchor == "end" else x - width / 2
+    return TextBox(x1, y - size * 0.85, x1 + width, y + size * 0.25, text)
 
 
 @dataclass(frozen=True)
@@ -43,6 +72,8 @@ class ChartPoint:
     polygon: str  # the triangle's points when shape is not a circle
     filled: bool  # above the ULN
     significant: bool
+    label_x: float = 0.0
+    label_y: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +82,10 @@ class Marker:
     label: str
     title: str
     kind: str  # "start" or "end"
+    label_x: float = 0.0  # the label sits in a lane above the plot, clear of the points
+    label_y: float = 0.0
+    anchor: str = "start"
+    y1: float = MARGIN_TOP  # the marker line runs from under its label to the plot's bottom
 
 
 @dataclass(frozen=True)
@@ -61,6 +96,9 @@ class Span:
     label: str
     title: str
     kind: str  # "window" (bortezomib day 0-42) or "course" (a bisphosphonate course)
+    label_x: float = 0.0
+    label_y: float = 0.0
+    anchor: str = "start"
 
     @property
     def width(self) -> float:
@@ -93,16 +131,38 @@ class Chart:
     x_ticks: tuple[Tick, ...]
     y_ticks: tuple[Tick, ...]
     description: str  # the chart in one sentence, for screen readers
+    top: float = MARGIN_TOP  # lower when therapy labels need lanes above the plot
 
     # Every chart has the same width and side margins, so that the small multiples line up.
     width = WIDTH
     left = MARGIN_LEFT
-    top = MARGIN_TOP
     right = WIDTH - MARGIN_RIGHT
 
     @property
     def plot_height(self) -> float:
         return self.bottom - self.top
+
+    def text_boxes(self) -> list[TextBox]:
+        """Every label the template draws, where it draws it (the layout tests read these)."""
+        boxes = [text_box(t.label, t.position, self.bottom + 13, 10) for t in self.x_ticks]
+        boxes += [text_box(p.label, p.label_x, p.label_y, 10) for p in self.points if p.label]
+        boxes += [
+            text_box(_marker_text(m), m.label_x, m.label_y, 9, m.anchor) for m in self.markers
+        ]
+        boxes += [
+            text_box(s.label, s.label_x, s.label_y, 10 if s.kind == "window" else 9, s.anchor)
+            for s in self.spans
+        ]
+        boxes += [
+            text_box(line.label, line.label_x, line.label_y, 10, line.anchor)
+            for line in (self.reference, self.baseline)
+            if line is not None
+        ]
+        return boxes
+
+
+def _marker_text(marker: Marker) -> str:
+    return ("\u25b6 " if marker.kind == "start" else "\u25a0 ") + marker.label
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,10 +293,22 @@ def alp_chart(case: engine.Case, facts: engine.Facts) -> Chart | None:
     alp_points = facts.alp_points
     if not alp_points:
         return None
-    bottom = HEIGHT - MARGIN_BOTTOM
     x_scale = _TimeScale.over(chart_days(case), Chart.left, Chart.right)
+    # Horizontal layout first: therapy labels take lanes above the plot and course rows below
+    # the date axis, as many as they need not to overlap; the plot keeps its height.
+    markers, spans, lanes, rows = _therapy_marks(case, facts, x_scale)
+    top = max(MARGIN_TOP, 4 + LANE * lanes + 8)
+    bottom = top + PLOT_HEIGHT
+    height = math.ceil(bottom + 22 + TRACK_ROW * max(rows, 1))
+    spans = [
+        replace(span, y=bottom + span.y, label_y=bottom + span.label_y)
+        if span.kind == "course"
+        else replace(span, y=top)
+        for span in spans
+    ]
+    markers = [replace(marker, y1=marker.label_y + 3) for marker in markers]
     values = [p.value for p in alp_points] + [p.uln for p in alp_points if p.uln]
-    y_scale = _ValueScale.over(values, Chart.top, bottom)
+    y_scale = _ValueScale.over(values, top, bottom)
     label_all = len(alp_points) <= LABEL_ALL_POINTS_UP_TO
 
     points = []
@@ -275,9 +347,16 @@ def alp_chart(case: engine.Case, facts: engine.Facts) -> Chart | None:
             )
         )
 
-    reference = _uln_line(alp_points, x_scale, y_scale)
-    baseline = _baseline_line(facts, x_scale, y_scale)
-    markers, spans = _therapy_marks(case, facts, x_scale, bottom)
+    x_ticks = x_scale.ticks()
+    taken = [text_box(t.label, t.position, bottom + 13, 10) for t in x_ticks]
+    taken += [text_box(_marker_text(m), m.label_x, m.label_y, 9, m.anchor) for m in markers]
+    taken += [
+        text_box(s.label, s.label_x, s.label_y, 10 if s.kind == "window" else 9, s.anchor)
+        for s in spans
+    ]
+    reference = _place_line_label(_uln_line(alp_points, x_scale, y_scale), taken)
+    baseline = _place_line_label(_baseline_line(facts, x_scale, y_scale), taken)
+    points = _place_point_labels(points, taken, top, bottom)
     significant = sum(1 for p in alp_points if p.significant_change)
     latest = alp_points[-1]
     description = (
@@ -290,18 +369,94 @@ def alp_chart(case: engine.Case, facts: engine.Facts) -> Chart | None:
         name="alp",
         title="Total ALP",
         unit="U/L",
-        height=HEIGHT,
+        height=height,
         bottom=bottom,
         points=tuple(points),
         path=_path([(p.x, p.y) for p in points]),
         reference=reference,
         baseline=baseline,
-        markers=markers,
-        spans=spans,
-        x_ticks=x_scale.ticks(),
+        markers=tuple(markers),
+        spans=tuple(spans),
+        x_ticks=x_ticks,
         y_ticks=y_scale.ticks(),
         description=description,
+        top=top,
     )
+
+
+def _place_line_label(line: Line | None, taken: list[TextBox]) -> Line | None:
+    """A reference line's label above its line, else below it; left out when both collide."""
+    if line is None:
+        return None
+    for dy in (0.0, 16.0):
+        box = text_box(line.label, line.label_x, line.label_y + dy, 10, line.anchor)
+        if not any(box.overlaps(other) for other in taken):
+            taken.append(box)
+            return replace(line, label_y=line.label_y + dy)
+    return replace(line, label="")
+
+
+def _place_point_labels(
+    points: list[ChartPoint], taken: list[TextBox], top: float, bottom: float
+) -> list[ChartPoint]:
+    """Value labels above each point (else below), most important first: the latest, the
+    significant changes, the first, then the rest; a label that would overlap another is left
+    out (the point's tooltip still gives its date and value)."""
+    order = sorted(
+        range(len(points)),
+        key=lambda i: (i != len(points) - 1, not points[i].significant, i != 0, -i),
+    )
+    marks = [
+        TextBox(p.x - 7, p.y - 7, p.x + 7, p.y + 7, "") for p in points
+    ]  # the points themselves: a label must not cover another point
+    placed = list(points)
+    for index in order:
+        point = points[index]
+        if not point.label:
+            continue
+        width = len(point.label) * 10 * GLYPH_WIDTH
+        x = min(max(point.x, Chart.left + width / 2 + 1), WIDTH - width / 2 - 1)
+        chosen = None
+        for y in (point.y - 9, point.y + 18):
+            box = text_box(point.label, x, y, 10)
+            if box.y1 < top - 6 or box.y2 > bottom:
+                continue
+            others = [m for j, m in enumerate(marks) if j != index]
+            if not any(box.overlaps(other) for other in taken + others):
+                chosen = (box, y)
+                break
+        if chosen is None:
+            placed[index] = replace(point, label="")
+            continue
+        taken.append(chosen[0])
+        placed[index] = replace(point, label_x=x, label_y=chosen[1])
+    return placed
+
+
+def _lane_of(lanes: list[list[tuple[float, float]]], x1: float, x2: float) -> int:
+    """The first lane where [x1, x2] (with a little air) overlaps nothing; a new one if none."""
+    for index, lane in enumerate(lanes):
+        if all(x2 + 4 <= a or b + 4 <= x1 for a, b in lane):
+            lane.append((x1, x2))
+            return index
+    lanes.append([(x1, x2)])
+    return len(lanes) - 1
+
+
+def _lane_label(
+    lanes: list[list[tuple[float, float]]], x: float, text: str, size: float
+) -> tuple[float, float, str]:
+    """(label_x, label_y, anchor) for a label in the lanes above the plot: to the right of its
+    mark, or to its left when it would run past the chart's right edge."""
+    width = len(text) * size * GLYPH_WIDTH
+    if x + 2 + width <= WIDTH - 1:
+        x1, label_x, anchor = x + 2, x + 2, "start"
+    else:
+        x1, label_x, anchor = max(x - 2 - width, 1), x - 2, "end"
+        if x - 2 - width < 1:  # wider than the room on either side: start at the left edge
+            x1, label_x, anchor = 1, 1, "start"
+    lane = _lane_of(lanes, x1, x1 + width)
+    return label_x, 4 + LANE * (lane + 1) - 3, anchor
 
 
 def _uln_line(
@@ -359,6 +514,7 @@ def _baseline_line(facts: engine.Facts, x_scale: _TimeScale, y_scale: _ValueScal
         label=f"baseline {_number(baseline_value)}",
         label_x=x + 4,
         label_y=y - 4,  # above its line; the ULN label sits below the ULN line
+        anchor="start",
         title=f"Baseline ALP {_number(baseline_value)} U/L on {baseline_date} ({what})",
     )
 
@@ -368,60 +524,83 @@ def _label(agent: str) -> str:
 
 
 def _therapy_marks(
-    case: engine.Case, facts: engine.Facts, x_scale: _TimeScale, bottom: float
-) -> tuple[tuple[Marker, ...], tuple[Span, ...]]:
+    case: engine.Case, facts: engine.Facts, x_scale: _TimeScale
+) -> tuple[list[Marker], list[Span], int, int]:
+    """Therapy start/end markers and the bortezomib window, labelled in lanes above the plot,
+    and bisphosphonate courses in rows of the track below the date axis (course y values are
+    offsets from the plot's bottom). Returns them with the number of lanes and rows used."""
     markers: list[Marker] = []
     spans: list[Span] = []
-    track = bottom + 30  # the therapy track sits under the date axis
+    lanes: list[list[tuple[float, float]]] = []
+    rows: list[list[tuple[float, float]]] = []
+    marks: list[tuple[float, Marker]] = []
     for therapy in case.clinical.therapies:
         start_x = x_scale.clamp(x_scale(_moment(therapy.start)))
-        markers.append(
-            Marker(
-                x=start_x,
-                label=f"{_label(therapy.agent)} start",
-                title=f"{_label(therapy.agent)} started {therapy.start}",
-                kind="start",
+        marks.append(
+            (
+                start_x,
+                Marker(
+                    x=start_x,
+                    label=f"{_label(therapy.agent)} start",
+                    title=f"{_label(therapy.agent)} started {therapy.start}",
+                    kind="start",
+                ),
             )
         )
         end_day = therapy.end or case.as_of
         end_x = x_scale.clamp(x_scale(_moment(end_day)))
         if therapy.end is not None:
-            markers.append(
-                Marker(
-                    x=end_x,
-                    label=f"{_label(therapy.agent)} end",
-                    title=f"{_label(therapy.agent)} ended {therapy.end}",
-                    kind="end",
+            marks.append(
+                (
+                    end_x,
+                    Marker(
+                        x=end_x,
+                        label=f"{_label(therapy.agent)} end",
+                        title=f"{_label(therapy.agent)} ended {therapy.end}",
+                        kind="end",
+                    ),
                 )
             )
         if therapy.agent in engine.BISPHOSPHONATES:
             ongoing = "ongoing" if therapy.end is None else f"to {therapy.end}"
+            label = f"{_label(therapy.agent)} course"
+            width = len(label) * 9 * GLYPH_WIDTH
+            label_x = min(start_x + 2, WIDTH - width - 1)
+            row = _lane_of(rows, min(start_x, label_x), max(end_x, label_x + width))
+            y = 22 + TRACK_ROW * row
             spans.append(
                 Span(
                     x1=start_x,
                     x2=end_x,
-                    y=track,
-                    label=f"{_label(therapy.agent)} course",
+                    y=y,
+                    label=label,
                     title=f"{_label(therapy.agent)} course from {therapy.start} {ongoing}",
                     kind="course",
+                    label_x=label_x,
+                    label_y=y + 20,
                 )
             )
     bortezomib_start = case.clinical.myeloma.bortezomib_start
+    window: Span | None = None
     if bortezomib_start is not None:
         window_end = bortezomib_start + timedelta(days=engine.BORTEZOMIB_WINDOW_DAYS)
         rise = facts["mm_alp_rise_day42_pct"]
         rise_text = "" if rise is None else f"; ALP rise {rise:+.0f} % over baseline"
-        spans.append(
-            Span(
-                x1=x_scale.clamp(x_scale(_moment(bortezomib_start))),
-                x2=x_scale.clamp(x_scale(_moment(window_end))),
-                y=0,
-                label=f"bortezomib day 0{EN_DASH}42",
-                title=f"Bortezomib day-42 window: {bortezomib_start} to {window_end}{rise_text}",
-                kind="window",
-            )
+        window = Span(
+            x1=x_scale.clamp(x_scale(_moment(bortezomib_start))),
+            x2=x_scale.clamp(x_scale(_moment(window_end))),
+            y=0,
+            label=f"bortezomib day 0{EN_DASH}42",
+            title=f"Bortezomib day-42 window: {bortezomib_start} to {window_end}{rise_text}",
+            kind="window",
         )
-    return tuple(markers), tuple(spans)
+    for x, marker in sorted(marks, key=lambda item: item[0]):
+        label_x, label_y, anchor = _lane_label(lanes, x, _marker_text(marker), 9)
+        markers.append(replace(marker, label_x=label_x, label_y=label_y, anchor=anchor))
+    if window is not None:
+        label_x, label_y, anchor = _lane_label(lanes, window.x1, window.label, 10)
+        spans.append(replace(window, label_x=label_x, label_y=label_y, anchor=anchor))
+    return markers, spans, len(lanes), len(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,15 +650,21 @@ def series_chart(
             )
         )
     reference_line = None
+    x_ticks = x_scale.ticks()
+    taken = [text_box(t.label, t.position, bottom + 13, 10) for t in x_ticks]
     if reference:
         y = y_scale(reference)
-        reference_line = Line(
-            path=_path([(left, y), (right, y)]),
-            label=f"{reference_label} {_number(reference)}",
-            label_x=right - 4,
-            label_y=y - 4,
-            title=f"{reference_label}: {_number(reference)} {unit}",
+        reference_line = _place_line_label(
+            Line(
+                path=_path([(left, y), (right, y)]),
+                label=f"{reference_label} {_number(reference)}",
+                label_x=right - 4,
+                label_y=y - 4,
+                title=f"{reference_label}: {_number(reference)} {unit}",
+            ),
+            taken,
         )
+    points = _place_point_labels(points, taken, Chart.top, bottom)
     return Chart(
         name=test,
         title=title,
@@ -492,7 +677,7 @@ def series_chart(
         baseline=None,
         markers=(),
         spans=(),
-        x_ticks=x_scale.ticks(),
+        x_ticks=x_ticks,
         y_ticks=y_scale.ticks(),
         description=f"{title}: {len(labs)} result(s), latest "
         f"{_number(labs[-1].canonical_value)} {unit} on {labs[-1].collected_on}.",
@@ -521,6 +706,37 @@ def patient_charts(
         ),
     ]
     return [chart for chart in charts if chart is not None]
+
+
+@dataclass(frozen=True)
+class SparkPoint:
+    x: float
+    y: float
+    title: str  # "2026-10-01: ALP 412 U/L"
+
+
+@dataclass(frozen=True)
+class Sparkline:
+    path: str  # the polyline's points
+    points: tuple[SparkPoint, ...]
+    summary: str  # "ALP 300 → 412 U/L", the whole trend in words
+
+
+def sparkline(
+    series: Sequence[tuple[date, float]], *, width: int = 80, height: int = 20
+) -> Sparkline | None:
+    """A dashboard trend sparkline (oldest first), each point with its date and value; None
+    with fewer than two results."""
+    if len(series) < 2:
+        return None
+    path = sparkline_path([value for _, value in series], width=width, height=height)
+    coords = [tuple(map(float, pair.split(","))) for pair in path.split()]
+    points = tuple(
+        SparkPoint(x, y, f"{day.isoformat()}: ALP {_number(value)} U/L")
+        for (x, y), (day, value) in zip(coords, series, strict=True)
+    )
+    summary = "ALP " + " \u2192 ".join(_number(value) for _, value in series) + " U/L"
+    return Sparkline(path=path, points=points, summary=summary)
 
 
 def sparkline_path(values: Sequence[float], *, width: int = 80, height: int = 20) -> str:

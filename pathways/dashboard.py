@@ -17,7 +17,7 @@ from django import forms
 from django.db.models import Count, F, Q, QuerySet
 
 from pathways import engine
-from pathways.charts import sparkline_path
+from pathways.charts import Sparkline, sparkline
 from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient
 
 PAGE_SIZE = 25
@@ -94,8 +94,7 @@ class DashboardRow:
     follow_up: FollowUp | None  # None: a "needs action" row (urgent/high card, no follow-up)
     status: str
     days: int  # days overdue (overdue) or days until due
-    sparkline: str
-    alp_values: tuple[float, ...]
+    sparkline: Sparkline | None
 
     @property
     def snapshot(self) -> Any:
@@ -304,8 +303,7 @@ def dashboard_page(
                 follow_up=None,
                 status="action",
                 days=0,
-                sparkline=sparkline_path(values) if len(values) > 1 else "",
-                alp_values=tuple(values),
+                sparkline=sparkline(values),
             )
         )
     for follow_up in page:
@@ -317,8 +315,7 @@ def dashboard_page(
                 follow_up=follow_up,
                 status=status,
                 days=abs((follow_up.due - today).days),
-                sparkline=sparkline_path(values) if len(values) > 1 else "",
-                alp_values=tuple(values),
+                sparkline=sparkline(values),
             )
         )
     return DashboardPage(
@@ -330,16 +327,16 @@ def dashboard_page(
     )
 
 
-def recent_alp_values(patient_ids: set[int]) -> dict[int, list[float]]:
-    """The last few ALP values (U/L, oldest first) of the given patients, in one query."""
-    values: dict[int, list[float]] = defaultdict(list)
+def recent_alp_values(patient_ids: set[int]) -> dict[int, list[tuple[date, float]]]:
+    """The last few ALP results (date, U/L; oldest first) of the given patients, in one query."""
+    values: dict[int, list[tuple[date, float]]] = defaultdict(list)
     if not patient_ids:
         return values
     rows = (
         LabResult.objects.filter(patient_id__in=patient_ids, test="alp")
         .order_by("patient_id", "collected_on", "collected_time")
-        .values_list("patient_id", "canonical_value")
+        .values_list("patient_id", "collected_on", "canonical_value")
     )
-    for patient_id, value in rows:
-        values[patient_id].append(value)
+    for patient_id, collected_on, value in rows:
+        values[patient_id].append((collected_on, value))
     return {pk: series[-SPARKLINE_POINTS:] for pk, series in values.items()}

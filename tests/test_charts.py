@@ -157,3 +157,86 @@ def test_dates_outside_the_results_do_not_stretch_the_axis(rule_set: engine.Rule
     assert chart is not None
     first, last = chart.points[0].x, chart.points[-1].x
     assert last - first > (chart.right - chart.left) / 2
+
+
+def _crowded_myeloma_document() -> dict[str, Any]:
+    """Ten ALP results a few weeks apart, four therapies starting and ending close together
+    (the longest agent names there are) and the bortezomib window: the hardest layout."""
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    document["labs"] = [lab for lab in document["labs"] if lab["test"] != "alp"] + [
+        {
+            "test": "alp",
+            "value": value,
+            "unit": "U/L",
+            "collected_at": f"2026-{month:02d}-{day:02d}T08:00",
+        }
+        for month, day, value in [
+            (1, 5, 180),
+            (1, 19, 260),
+            (2, 2, 150),
+            (2, 16, 420),
+            (3, 2, 415),
+            (3, 16, 130),
+            (4, 1, 135),
+            (4, 15, 600),
+            (5, 1, 610),
+            (11, 2, 140),
+        ]
+    ]
+    document["clinical"]["therapies"] = [
+        {"agent": "other_bisphosphonate", "start": "2026-01-10", "end": "2026-02-20"},
+        {"agent": "zoledronic_acid", "start": "2026-01-20", "end": None},
+        {"agent": "pamidronate", "start": "2026-02-01", "end": "2026-03-01"},
+        {"agent": "denosumab", "start": "2026-10-25", "end": "2026-11-20"},
+    ]
+    document["clinical"]["myeloma"]["bortezomib_start"] = "2026-11-01"
+    return document
+
+
+def test_no_two_labels_overlap_and_all_stay_inside_the_chart(rule_set: engine.RuleSet) -> None:
+    case, facts = _chart_inputs(_crowded_myeloma_document(), rule_set)
+    chart = alp_chart(case, facts)
+    assert chart is not None
+    boxes = chart.text_boxes()
+    marker_texts = [b.text for b in boxes if "start" in b.text or "end" in b.text]
+    assert len(marker_texts) == 7  # four starts, three ends: none dropped, none clipped
+    assert any("other bisphosphonate start" in text for text in marker_texts)
+    assert any(b.text == "bortezomib day 0\u201342" for b in boxes)
+    for i, box in enumerate(boxes):
+        assert box.x1 >= 0 and box.x2 <= chart.width, box
+        assert box.y1 >= 0 and box.y2 <= chart.height, box
+        for other in boxes[i + 1 :]:
+            assert not box.overlaps(other), (box, other)
+    # Therapy labels sit above the plot, never over the points.
+    for marker in chart.markers:
+        assert marker.label_y < chart.top
+    # The latest value is always labelled; a crowded label is dropped, not drawn over another.
+    assert chart.points[-1].label
+    for point in chart.points:
+        assert point.title.startswith(point.title[:10]) and "ALP" in point.title
+
+
+def test_every_point_says_its_date_and_value(rule_set: engine.RuleSet) -> None:
+    case, facts = _chart_inputs(_crowded_myeloma_document(), rule_set)
+    charts = patient_charts(case, facts, renal_impairment_crcl=60)
+    for chart in charts:
+        for point in chart.points:
+            assert point.title[:10].count("-") == 2  # an ISO date first
+            assert _number_in(point.title, point.value)
+
+
+def _number_in(text: str, value: float) -> bool:
+    return f"{value:.0f}" in text or f"{value:.1f}" in text
+
+
+def test_each_sparkline_point_gives_its_date_and_value() -> None:
+    from datetime import date
+
+    from pathways.charts import sparkline
+
+    assert sparkline([(date(2026, 1, 1), 100.0)]) is None  # one result is not a trend
+    line = sparkline([(date(2026, 1, 1), 100.0), (date(2026, 3, 1), 212.5)])
+    assert line is not None
+    assert [p.title for p in line.points] == ["2026-01-01: ALP 100 U/L", "2026-03-01: ALP 212 U/L"]
+    assert line.summary == "ALP 100 \u2192 212 U/L"
+    assert [p.x for p in line.points] == [0.0, 80.0]

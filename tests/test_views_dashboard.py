@@ -61,6 +61,7 @@ def test_the_dashboard_lists_open_follow_ups_with_counts(
     assert f'data-count="all">{expected}</span>' in html
     assert "Samuel Okafor" in html and "Margaret Ellis" in html
     assert "\u00d7 ULN" in html and '<svg class="sparkline"' in html
+    assert "<title>2026-10-01: ALP 260 U/L</title>" in html  # each sparkline point: date, value
     assert 'data-code="' in html  # the top recommendation
 
 
