@@ -1,6 +1,7 @@
 """Rule tuning end to end: an editor raises the extreme-ALP threshold in a draft and sees where
 patients lie, submits it for review, a publisher returns it and later approves and publishes it,
-the clinician is told with their own counts, and it is rolled back."""
+the clinician is told with their own counts, it is rolled back, and the analytics page shows
+the rule's override rate once a clinician overrides its card."""
 
 from __future__ import annotations
 
@@ -188,4 +189,20 @@ def test_an_editor_tunes_the_extreme_alp_threshold_through_review_and_clinicians
     page.goto(patient_url)
     expect(page.locator('#recommendations [data-code="extreme-alp"]')).to_have_count(1)
     expect(page.locator("#recommendations")).to_contain_text(f"Rule set {original.label}")
+
+    # The clinician overrides the card with a coded reason ...
+    card = page.locator('#recommendations [data-code="extreme-alp"]')
+    card.locator("summary", has_text="Override or snooze").click()
+    card.get_by_label("Override reason").select_option("patient-declined")
+    card.get_by_role("button", name="Override").click()
+    expect(
+        page.locator('#recommendations [data-code="extreme-alp"] .card-action-state')
+    ).to_contain_text("Overridden: Patient declined")
+
+    # ... and the clinical lead sees how the rule is received: overridden for 1 of 1 patient.
+    _switch_user(page, live_server, "pat")
+    page.goto(f"{live_server.url}/admin/rule-analytics/")
+    row = page.locator('#rule-analytics tr[data-rule="extreme-alp"]')
+    expect(row.locator(".override-share")).to_have_text("100 %")
+    expect(row).to_contain_text("Patient declined: 1")
     assert console_errors == []
