@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -366,7 +366,11 @@ class RuleAdmin(RuleSetPartAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        rule = Rule.objects.select_related("rule_set").filter(pk=object_id).first()
+        rule = (
+            Rule.objects.select_related("rule_set").filter(pk=object_id).first()
+            if str(object_id).isdigit()
+            else None  # the admin answers "does not exist" for an id that is not a number
+        )
         context = dict(extra_context or {})
         if rule is not None and self.has_view_or_change_permission(request, rule):
             context.update(self._rule_context(request, rule))
@@ -376,6 +380,8 @@ class RuleAdmin(RuleSetPartAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def try_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not str(object_id).isdigit():
+            raise Http404("No such rule")
         rule = get_object_or_404(Rule.objects.select_related("rule_set"), pk=object_id)
         if not self.has_view_or_change_permission(request, rule):
             raise PermissionDenied
