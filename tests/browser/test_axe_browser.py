@@ -1,0 +1,79 @@
+"""axe-core (axe-playwright-python) over the clinician screens and a rule page in the admin:
+no serious or critical accessibility violation. Slow, so it runs once, in the PostgreSQL run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from django.db import connection
+from playwright.sync_api import expect
+
+from pathways.models import Rule, RuleSet
+from tests.browser.conftest import log_in
+from tests.browser.test_clinician_flow import ensure_published_rule_set
+from tests.conftest import rule_editor
+from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+
+BLOCKING = {"serious", "critical"}
+
+
+def blocking_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now, one line each."""
+    results = Axe().run(page)
+    return [
+        f"{violation['id']} ({violation['impact']}): {violation['help']} at "
+        + ", ".join(str(node["target"]) for node in violation["nodes"][:3])
+        for violation in results.response["violations"]
+        if violation["impact"] in BLOCKING
+    ]
+
+
+@pytest.fixture
+def patient(smoke_user: Any) -> Any:
+    if connection.vendor != "postgresql":
+        pytest.skip("axe is slow: it runs once, in the PostgreSQL run of the suite")
+    ensure_published_rule_set()
+    clinic = smoke_user.memberships.get().clinic
+    return stored_patient(
+        clinic, smoke_user, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-AXE"
+    )
+
+
+def test_the_clinician_screens_have_no_serious_violation(
+    page: Any, live_server: Any, patient: Any
+) -> None:
+    # No console_errors fixture here: axe itself re-parses the stylesheets in inline <style>
+    # elements, which the CSP rightly refuses; the other browser tests assert a clean console.
+    log_in(page, live_server, "alice")
+    found: dict[str, list[str]] = {}
+    for path in ("/", "/patients/", f"/patients/{patient.pk}/", "/patients/new/"):
+        page.goto(f"{live_server.url}{path}")
+        found[path] = blocking_violations(page)
+    # Case entry with its errors showing: a CrCl typed with a unit that is not its own.
+    page.goto(f"{live_server.url}/patients/new/")
+    page.get_by_label("Birth date").fill("1952-04-11")
+    page.locator('[name="labs-0-test"]').select_option("crcl")
+    page.locator('[name="labs-0-unit"]').select_option("U/L")
+    page.locator('[name="labs-0-value"]').fill("45")
+    page.locator('[name="labs-0-collected_on"]').fill("2026-11-01")
+    expect(page.locator("#id_labs-0-unit-error")).not_to_be_empty(timeout=10_000)
+    found["case entry with errors"] = blocking_violations(page)
+    assert found == {path: [] for path in found}
+
+
+def test_a_rule_page_in_the_admin_has_no_serious_violation(
+    page: Any, live_server: Any, patient: Any
+) -> None:
+    clinic = patient.clinic
+    rule_editor("axel", clinic=clinic)
+    rule = Rule.objects.filter(rule_set=RuleSet.objects.get(is_current=True)).first()
+    assert rule is not None
+    log_in(page, live_server, "axel")
+    page.goto(f"{live_server.url}/admin/pathways/rule/{rule.pk}/change/")
+    expect(page.locator("#content")).to_be_visible()
+    assert blocking_violations(page) == []
+    # The check itself finds a violation: an image without a text alternative.
+    page.evaluate("document.querySelector('#content').append(document.createElement('img'))")
+    assert any(line.startswith("image-alt") for line in blocking_violations(page))

@@ -1,0 +1,45 @@
+"""At a phone's width (390 x 844): the navigation folds behind a menu button and the screens
+do not scroll sideways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import log_in
+from tests.browser.test_clinician_flow import ensure_published_rule_set
+from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+
+SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"
+
+
+@pytest.fixture
+def patient(smoke_user: Any) -> Any:
+    ensure_published_rule_set()
+    clinic = smoke_user.memberships.get().clinic
+    return stored_patient(
+        clinic, smoke_user, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-PHONE"
+    )
+
+
+def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
+    page: Any, live_server: Any, patient: Any, console_errors: list[str]
+) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, live_server, "alice")
+    log_out = page.get_by_role("button", name="Log out")
+    expect(log_out).to_be_hidden()
+    page.get_by_role("button", name="Menu").click()
+    expect(log_out).to_be_visible()
+    box = log_out.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390
+    for path in ("/", "/patients/", f"/patients/{patient.pk}/", f"/patients/{patient.pk}/edit/"):
+        page.goto(f"{live_server.url}{path}")
+        assert page.evaluate(SIDEWAYS) <= 0, path
+    # At a desktop's width the links show without the menu button.
+    page.set_viewport_size({"width": 1440, "height": 900})
+    expect(page.get_by_role("button", name="Menu")).to_be_hidden()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    assert console_errors == []
