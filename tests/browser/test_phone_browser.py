@@ -38,8 +38,19 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
     for path in ("/", "/patients/", f"/patients/{patient.pk}/", f"/patients/{patient.pk}/edit/"):
         page.goto(f"{live_server.url}{path}")
         assert page.evaluate(SIDEWAYS) <= 0, path
+    # The worklist is one card per patient row, each value under its column's name.
+    page.goto(f"{live_server.url}/")
+    row = page.locator('tr[data-mrn="MM-PHONE"]').first
+    expect(row).to_have_css("display", "block")
+    box = row.bounding_box()
+    assert box is not None and box["width"] <= 390
+    label = row.locator('td[data-label="Patient"]').evaluate(
+        "td => getComputedStyle(td, '::before').content"
+    )
+    assert label == '"Patient"'
     # At a desktop's width the links show without the menu button.
     page.set_viewport_size({"width": 1440, "height": 900})
     expect(page.get_by_role("button", name="Menu")).to_be_hidden()
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    expect(page.locator('tr[data-mrn="MM-PHONE"]').first).to_have_css("display", "table-row")
     assert console_errors == []
