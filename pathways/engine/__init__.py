@@ -40,7 +40,17 @@ from .conditions import check_condition
 from .declaration import LAB_TESTS, CaseField, Choice, Group, LabTest, loinc_code
 from .fact_specs import FACTS
 from .facts import AlpPoint, Facts, FactSpec, TherapyFacts, compute_facts
-from .ruleset import Citation, DoseBand, Example, FollowUpRule, Parameter, Rule, RuleSet, UlnBand
+from .ruleset import (
+    ULN_BAND_R2_FIELDS,
+    Citation,
+    DoseBand,
+    Example,
+    FollowUpRule,
+    Parameter,
+    Rule,
+    RuleSet,
+    UlnBand,
+)
 from .validate import ExampleOutcome, RuleSetError, run_examples, validate_rule_set
 from .vocabulary import (
     AGENTS,
@@ -87,6 +97,7 @@ __all__ = [
     "RULE_PATHWAYS",
     "SEXES",
     "TESTS",
+    "ULN_BAND_R2_FIELDS",
     "UNITS",
     "AlpPoint",
     "Case",
