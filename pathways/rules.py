@@ -261,6 +261,10 @@ def install_rule_set(
             for position, f in enumerate(data.follow_ups)
         ]
     )
+    # A migration's historical model before 0014 has no revision-2 columns (and an older
+    # catalogue needs none): only the columns the model has are written.
+    band_columns = {field.name for field in model("UlnBand")._meta.get_fields()}
+    r2_columns = [name for name in engine.ULN_BAND_R2_FIELDS if name in band_columns]
     model("UlnBand").objects.bulk_create(
         [
             model("UlnBand")(
@@ -274,7 +278,7 @@ def install_rule_set(
                 uln=b.uln,
                 unit=b.unit,
                 source=b.source,
-                **{name: getattr(b, name) for name in engine.ULN_BAND_R2_FIELDS},
+                **{name: getattr(b, name) for name in r2_columns},
             )
             for b in data.uln_bands
         ]
