@@ -308,7 +308,7 @@ def test_weeks_unknown_cover_the_last_40_weeks_and_the_labs_higher_limit_wins() 
 def test_bone_alp_uln_by_age_sex_and_menopause(
     birth_date: str, postmenopausal: bool | None, value: float, state: str, uln: float
 ) -> None:
-    patient = {} if postmenopausal is None else {"postmenopausal": postmenopausal}
+    patient: dict[str, Any] = {} if postmenopausal is None else {"postmenopausal": postmenopausal}
     document = case(
         lab("bone_alp", value, "2026-11-01"), birth_date=birth_date, sex="female", **patient
     )
