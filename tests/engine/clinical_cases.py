@@ -24,7 +24,7 @@ def catalogue() -> RuleSet:
 @cache
 def revision_2_facts_rule_set() -> RuleSet:
     """The catalogue with revision 2's recent window (recent_lab_days 90), which switches the
-    facts to revision 2's meaning (spec §2); the shipped revision-1 rows do not have it."""
+    facts to revision 2's meaning (spec §2), whether or not the shipped catalogue has it."""
     rule_set = load_catalogue()
     recent = Parameter(
         name="recent_lab_days",
@@ -34,7 +34,16 @@ def revision_2_facts_rule_set() -> RuleSet:
         maximum=3650,
         description="Recent: at most this many days before as_of (spec §2).",
     )
-    return replace(rule_set, parameters=(*rule_set.parameters, recent))
+    others = tuple(p for p in rule_set.parameters if p.name != recent.name)
+    return replace(rule_set, parameters=(*others, recent))
+
+
+@cache
+def revision_1_facts_rule_set() -> RuleSet:
+    """The catalogue without the recent window: facts as a stored revision-1 rule set gets them."""
+    rule_set = load_catalogue()
+    others = tuple(p for p in rule_set.parameters if p.name != "recent_lab_days")
+    return replace(rule_set, parameters=others)
 
 
 def lab(

@@ -11,7 +11,11 @@ import pytest
 from pathways.engine import compute_facts, parse_case
 from pathways.engine.facts import log_normal_rcv
 from pathways.engine.facts.liver import ALP_SOURCES, alp_source
-from tests.engine.clinical_cases import catalogue, lab, revision_2_facts_rule_set
+from tests.engine.clinical_cases import (
+    lab,
+    revision_1_facts_rule_set,
+    revision_2_facts_rule_set,
+)
 
 AS_OF = "2026-11-22"
 
@@ -93,10 +97,12 @@ def test_only_the_latest_recent_result_is_a_current_state(
 
 def test_a_rule_set_without_the_recent_window_keeps_revision_1s_meaning() -> None:
     document = case(lab("alp", 250, "2025-01-02"))
-    old = compute_facts(parse_case(document), catalogue()).values
+    old = compute_facts(parse_case(document), revision_1_facts_rule_set()).values
     assert old["alp_elevated"] is True and old["alp_not_recent"] is False
     mgus = {**case(), "clinical": {"diagnoses": ["mgus"]}}
-    assert compute_facts(parse_case(mgus), catalogue()).values["pathway"] == "myeloma"
+    assert (
+        compute_facts(parse_case(mgus), revision_1_facts_rule_set()).values["pathway"] == "myeloma"
+    )
     assert facts(mgus)["pathway"] == "bone"
     myeloma = {**case(), "clinical": {"diagnoses": ["mgus", "multiple_myeloma"]}}
     assert facts(myeloma)["pathway"] == "myeloma"
