@@ -273,6 +273,15 @@ def test_result_document_has_exactly_the_spec_shape_and_key_order() -> None:
         "rcv_rise_pct",
         "rcv_fall_pct",
         "za_dosing_crcl",
+        "alp_gestational_week",
+        "pregnancy_trimester",
+        "ggt_latest",
+        "ggt_uln",
+        "bone_alp_latest",
+        "bone_alp_uln",
+        "crcl_current_date",
+        "crcl_creatinine",
+        "crcl_weight_kg",
     ]
     assert {k: document["findings"][k] for k in ("alp_latest", "alp_uln", "alp_x_uln")} == {
         "alp_latest": 412.0,
