@@ -335,7 +335,12 @@ def test_order_sign_gives_each_agent_the_rules_about_it(
     denosumab = _call(
         client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BX04", 120))
     ).json()["cards"]
-    assert {_topic(card) for card in denosumab} == {"calcium-vitamin-d", "mm-monitor-calcium"}
+    # Revision 2: the dental examination holds for oncology-dose denosumab too.
+    assert {_topic(card) for card in denosumab} == {
+        "calcium-vitamin-d",
+        "mm-monitor-calcium",
+        "antiresorptive-dental-exam",
+    }
 
 
 @pytest.mark.django_db
@@ -362,7 +367,10 @@ def test_feedback_stores_accepted_and_overridden_outcomes_with_the_reason(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
 ) -> None:
     cards = _call(
-        client, ehr_keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine())
+        client,
+        ehr_keys,
+        PATIENT_VIEW,
+        _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
     ).json()["cards"]
     first, second = cards[0]["uuid"], cards[1]["uuid"]
     feedback_url = f"/cds-services/{PATIENT_VIEW}/feedback"
@@ -608,7 +616,10 @@ def test_feedback_on_a_known_patient_counts_in_the_rule_analytics(
         north_ehr.clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="NORTH-42"
     )
     cards = _call(
-        client, ehr_keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine())
+        client,
+        ehr_keys,
+        PATIENT_VIEW,
+        _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
     ).json()["cards"]
     ruled = [card for card in cards if _topic(card)]
     first, second = ruled[0], ruled[1]
