@@ -726,6 +726,19 @@ class Rule(RuleSetPart):
     escalate_to = models.CharField(max_length=10, choices=_PRIORITY_CHOICES, blank=True)
     citations = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
+    # Stood down when (spec §4): [{"condition": CEL, "reason": text shown to the clinician}].
+    suppressions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Stood down when: [{"condition": "<CEL>", "reason": "<shown>"}, …]',
+    )
+    evidence_note = models.TextField(
+        blank=True,
+        help_text="Where the rule departs from a seed: what the seed says and why (shown).",
+    )
+    reviewed_on = models.DateField(
+        null=True, blank=True, help_text="Date of the rule's last clinical review."
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -826,6 +839,30 @@ class UlnBand(RuleSetPart):
     uln = models.FloatField()
     unit = models.CharField(max_length=20, default="U/L")
     source = models.CharField(max_length=300, blank=True)
+    # Revision 2 (reference-intervals.md): lower limit, the label shown as the ULN's source,
+    # the menopause a female adult band applies to, and pregnancy bands by gestational week.
+    lln = models.FloatField(null=True, blank=True, help_text="Lower limit; blank: none.")
+    label = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text='As the ULN source ("built-in: female ≥ 17 y"); blank: from the ages.',
+    )
+    menopause = models.CharField(
+        max_length=4,
+        choices=[("any", "any"), ("pre", "premenopausal"), ("post", "postmenopausal")],
+        default="any",
+    )
+    gestational_week_from = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Set only for a pregnancy band (inclusive)."
+    )
+    gestational_week_to = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Exclusive; blank: to term."
+    )
+    trimester = models.CharField(
+        max_length=6,
+        blank=True,
+        choices=[("", "—"), ("first", "first"), ("second", "second"), ("third", "third")],
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -855,7 +892,14 @@ class DoseBand(RuleSetPart):
 class Citation(RuleSetPart):
     rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="citations")
     key = models.CharField(max_length=60)
+    kind = models.CharField(
+        max_length=10,
+        choices=[(kind, kind) for kind in engine.CITATION_KINDS],
+        default="seed",
+        help_text="What kind of source it is (shown beside each citation).",
+    )
     text = models.TextField()
+    grade = models.CharField(max_length=200, blank=True, help_text="The source's own grade.")
     url = models.URLField(blank=True)
     history = HistoricalRecords()
 

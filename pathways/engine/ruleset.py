@@ -20,6 +20,15 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Suppression:
+    """A context that stands a rule down (spec §4): when the rule's condition holds and this
+    condition holds too, the rule is not recommended but listed in `suppressed` with `reason`."""
+
+    condition: str  # CEL
+    reason: str
+
+
+@dataclass(frozen=True)
 class Rule:
     code: str
     pathway: str  # "bone", "myeloma" or "both"
@@ -32,6 +41,10 @@ class Rule:
     escalate_when: str | None = None  # CEL
     escalate_to: str | None = None
     examples: tuple[Example, ...] = ()
+    suppressions: tuple[Suppression, ...] = ()
+    # Where the rule departs from a seed: what the seed says and why the rule differs (§8).
+    evidence_note: str | None = None
+    reviewed_on: str | None = None  # ISO date of the last clinical review
 
 
 @dataclass(frozen=True)
@@ -54,11 +67,20 @@ class FollowUpRule:
     anchor: str  # name of a date fact
     offset: int | str  # a literal, or the name of a parameter
     offset_unit: str  # "months" or "days"
-    satisfied_by: tuple[str, ...] = ()  # lab tests whose result marks it done
+    # Lab tests whose result marks it done; "therapy:bisphosphonate" (or any agent, or
+    # "therapy:<agent>") is done by such a course starting on or after due - 14 days.
+    satisfied_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class UlnBand:
+    """A reference interval of one test for an age band (reference-intervals.md).
+
+    Revision 2 adds the lower limit, a label shown as the ULN's source ("female ≥ 17 y"), the
+    menopause a female adult band applies to (bone ALP), and pregnancy bands by gestational
+    week (total ALP by trimester): such a band only ever applies to a result collected during
+    the pregnancy, and only raises the usual limit."""
+
     test: str
     sex: str  # "male", "female" or "any"
     age_from: int
@@ -68,6 +90,27 @@ class UlnBand:
     uln: float
     unit: str
     source: str = ""
+    lln: float | None = None  # lower limit, same unit; None: no lower limit
+    label: str = ""  # shown as "built-in: <label>"; made from the band when blank
+    menopause: str = "any"  # "any", "pre" or "post" (female adults, bone ALP)
+    gestational_week_from: int | None = None  # a pregnancy band: from this week (inclusive)
+    gestational_week_to: int | None = None  # exclusive; None = to term
+    trimester: str = ""  # "first", "second", "third" for a pregnancy band (its label)
+
+    @property
+    def pregnancy(self) -> bool:
+        return self.gestational_week_from is not None
+
+
+# The revision-2 columns of a band, with their defaults (the Django model stores the same names).
+ULN_BAND_R2_FIELDS = (
+    "lln",
+    "label",
+    "menopause",
+    "gestational_week_from",
+    "gestational_week_to",
+    "trimester",
+)
 
 
 @dataclass(frozen=True)
@@ -80,11 +123,16 @@ class DoseBand:
     source: str = ""
 
 
+CITATION_KINDS = ("seed", "guideline", "label", "study", "reference", "local")
+
+
 @dataclass(frozen=True)
 class Citation:
     key: str
     text: str
     url: str = ""
+    kind: str = "seed"  # one of CITATION_KINDS (spec §8)
+    grade: str = ""  # the source's own grade of the recommendation, where it gives one
 
 
 @dataclass(frozen=True)
