@@ -37,6 +37,8 @@ class PatientInfo:
     birth_date: date
     sex: str
     pregnant: bool = False
+    gestational_weeks: int | None = None
+    postmenopausal: bool | None = None
     weight_kg: float | None = None
 
 
@@ -51,6 +53,8 @@ class Lab:
     canonical_value: float
     canonical_unit: str
     canonical_reference_high: float | None
+    reference_low: float | None = None
+    canonical_reference_low: float | None = None
 
     @classmethod
     def create(
@@ -61,11 +65,15 @@ class Lab:
         collected_on: date,
         collected_time: time | None = None,
         reference_high: float | None = None,
+        reference_low: float | None = None,
     ) -> Lab:
         """A lab with its canonical fields filled in (test and unit must be valid)."""
         canonical_value, canonical_unit = to_canonical(test, unit, value)
         canonical_reference_high = (
             None if reference_high is None else to_canonical(test, unit, reference_high)[0]
+        )
+        canonical_reference_low = (
+            None if reference_low is None else to_canonical(test, unit, reference_low)[0]
         )
         return cls(
             test=test,
@@ -77,6 +85,8 @@ class Lab:
             canonical_value=canonical_value,
             canonical_unit=canonical_unit,
             canonical_reference_high=canonical_reference_high,
+            reference_low=reference_low,
+            canonical_reference_low=canonical_reference_low,
         )
 
     @property
@@ -92,6 +102,7 @@ class Myeloma:
     response: str | None = None
     treatment_start: date | None = None
     bortezomib_start: date | None = None
+    whole_body_imaging_done: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,8 +121,10 @@ class Clinical:
     osteolytic_pain: bool = False
     bone_scan: str = "not_done"
     fracture: str = "none"
+    fracture_date: date | None = None
     dental_exam_done: bool = False
     crcl_baseline: float | None = None
+    creatinine_baseline: float | None = None
     myeloma: Myeloma = field(default_factory=Myeloma)
     therapies: tuple[Therapy, ...] = ()
 
@@ -184,7 +197,7 @@ def _annotation(item: CaseField, group: Group) -> Any:
             "date": IsoDate,
             "datetime": IsoDateTime,
             "bool": bool,
-            "number": float,
+            "number": int if item.integer else float,
             "text": str,
         }[item.kind]
     return annotation if item.required or item.default is not None else annotation | None
@@ -200,6 +213,8 @@ def _description(item: CaseField, group: Group) -> str | None:
         parts.append(f">= {item.minimum:g}")
     if item.above is not None:
         parts.append(f"> {item.above:g}")
+    if item.maximum is not None:
+        parts.append(f"<= {item.maximum:g}")
     return ", ".join(parts) or None
 
 
@@ -286,7 +301,8 @@ def _location(path: str) -> Location:
 _TYPE_MESSAGES = {
     "bool_type": "must be true or false",
     "float_type": "must be a number",
-    "int_type": "must be a number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
     "finite_number": "must be a finite number",
     "string_type": "must be a string",
     "list_type": "must be a list",
@@ -367,6 +383,8 @@ class _Reader:
             self.add((*at, item.name), message)
         if item.above is not None and value <= item.above:
             self.add((*at, item.name), f"must be greater than {item.above:g}")
+        if item.maximum is not None and value > item.maximum:
+            self.add((*at, item.name), f"must not be above {item.maximum:g}")
 
     def values(self, group: Group, fields: dict[str, Any], at: Location) -> dict[str, Any] | None:
         """A part's declared fields with dates parsed (in ``fields``, which ``part`` made) and
@@ -427,7 +445,7 @@ def parse_case(data: object, *, today: date | None = None) -> Case:
     patient = _read_patient(reader, data, as_of)
     birth_date = patient.birth_date if patient else None
     labs = _read_labs(reader, data, as_of, birth_date)
-    clinical = _read_clinical(reader, data)
+    clinical = _read_clinical(reader, data, as_of)
 
     if reader.errors:
         raise CaseInvalid(reader.errors)
@@ -449,6 +467,11 @@ def _read_patient(reader: _Reader, data: dict[Any, Any], as_of: date | None) -> 
         reader.add((*at, "birth_date"), "after as_of")
     if fields.get("pregnant") is True and fields.get("sex") == "male":
         reader.add((*at, "pregnant"), "true for a male patient")
+    # spec §1: gestational_weeks only when pregnant; postmenopausal only for a female patient.
+    if fields.get("gestational_weeks") is not None and fields.get("pregnant") is not True:
+        reader.add((*at, "gestational_weeks"), "given for a patient who is not pregnant")
+    if fields.get("postmenopausal") is not None and fields.get("sex") == "male":
+        reader.add((*at, "postmenopausal"), "given for a male patient")
     if values is None or values["birth_date"] is None:
         return None
     return PatientInfo(**values)
@@ -462,7 +485,10 @@ def _read_labs(
         reader.add(("labs",), "must be a list")
         return None
     labs: list[Lab] = []
-    first_index: dict[tuple[str, date, time | None], int] = {}
+    # spec §1: the same test at the same instant (T08:15 == T08:15:00; a bare date is not
+    # T00:00) is one result when the values agree within 0.5 % of the larger: the second is
+    # ignored (a feed's resend); otherwise the case is an error naming both indexes.
+    first: dict[tuple[str, date, time | None], tuple[int, Lab]] = {}
     for index, raw_lab in enumerate(raw_labs):
         at: Location = ("labs", index)
         fields = reader.part(LabDocument, raw_lab, at)
@@ -470,17 +496,35 @@ def _read_labs(
         if lab is None:
             continue
         key = (lab.test, lab.collected_on, lab.collected_time)
-        if key in first_index:
+        if key not in first:
+            first[key] = (index, lab)
+            labs.append(lab)
+            continue
+        kept_index, kept = first[key]
+        if not same_result(kept, lab):
             reader.add(
-                (*at, "collected_at"),
-                f"same test and collected_at as labs[{first_index[key]}] "
-                f"({lab.test} at {lab.collected_at})",
+                at,
+                f"conflicts with labs[{kept_index}]: {lab.test} at {lab.collected_at} is "
+                f"{_shown(lab)} here and {_shown(kept)} there (results of the same test at the "
+                f"same time must agree within {DUPLICATE_TOLERANCE_PCT:g} %)",
                 "duplicate",
             )
-        else:
-            first_index[key] = index
-        labs.append(lab)
     return tuple(labs)
+
+
+DUPLICATE_TOLERANCE_PCT = 0.5  # spec §1: "within 0.5 % of the larger"
+
+
+def same_result(first: Lab, second: Lab) -> bool:
+    """Two results of one test at one instant that agree after conversion (spec §1)."""
+    if first.canonical_unit != second.canonical_unit:
+        return False  # bone ALP mass and activity cannot be compared
+    a, b = first.canonical_value, second.canonical_value
+    return abs(a - b) <= DUPLICATE_TOLERANCE_PCT / 100 * max(a, b)
+
+
+def _shown(lab: Lab) -> str:
+    return f"{json_number(lab.value)} {lab.unit}"
 
 
 _LAB_NUMBERS = tuple(item for item in LAB.fields if item.kind == "number")
@@ -496,6 +540,9 @@ def _read_lab(
     count = len(reader.errors)
     test, unit = fields.get("test"), fields.get("unit")
     reference_high = fields.get("reference_high")
+    reference_low = fields.get("reference_low")
+    if reference_low is not None and reference_high is not None and reference_low >= reference_high:
+        reader.add((*at, "reference_low"), "must be below reference_high")
     for item in _LAB_NUMBERS:  # a lab has no dates to parse: only its numbers' bounds
         if (number := fields.get(item.name)) is not None:
             reader.bounds(item, number, at)
@@ -537,10 +584,11 @@ def _read_lab(
         collected_on=collected[0],
         collected_time=collected[1],
         reference_high=reference_high,
+        reference_low=reference_low,
     )
 
 
-def _read_clinical(reader: _Reader, data: dict[Any, Any]) -> Clinical | None:
+def _read_clinical(reader: _Reader, data: dict[Any, Any], as_of: date | None) -> Clinical | None:
     raw = data.get("clinical", {})
     at = _location(CLINICAL.path)
     fields = reader.part(_FlatClinical, raw, at)
@@ -549,7 +597,10 @@ def _read_clinical(reader: _Reader, data: dict[Any, Any]) -> Clinical | None:
     count = len(reader.errors)
     fields.pop("myeloma", None)  # read on their own below
     fields.pop("therapies", None)
-    values = reader.values(CLINICAL, fields, at)
+    values = reader.values(CLINICAL, fields, at)  # parses fracture_date
+    fracture_date = fields.get("fracture_date")
+    if isinstance(fracture_date, date) and as_of and fracture_date > as_of:
+        reader.add((*at, "fracture_date"), "after as_of")
 
     myeloma_at = _location(MYELOMA.path)
     myeloma_fields = reader.part(MyelomaDocument, raw.get("myeloma", {}), myeloma_at) or {
@@ -632,6 +683,7 @@ def lab_to_document(lab: Lab) -> dict[str, Any]:
         "unit": lab.unit,
         "collected_at": lab.collected_at,
         "reference_high": None if lab.reference_high is None else json_number(lab.reference_high),
+        "reference_low": None if lab.reference_low is None else json_number(lab.reference_low),
     }
 
 

@@ -41,6 +41,7 @@ DIAGNOSIS = _choices(
     "osteomalacia",
     "hyperparathyroidism",
     "vitamin_d_deficiency",
+    "osteoporosis",
     "chronic_kidney_disease",
     "liver_disease",
     "sepsis",
@@ -120,6 +121,7 @@ LAB_TESTS: list[LabTest] = [
         help="bone-specific ALP",
     ),
     LabTest("ggt", "GGT", (Unit("U/L"), Unit("ukat/L", "µkat/L", multiplier=_UKAT_TO_U)), "2324-2"),
+    LabTest("alt", "ALT", (Unit("U/L"), Unit("ukat/L", "µkat/L", multiplier=_UKAT_TO_U)), "1742-6"),
     # spec §1: ng/L = pg/mL
     LabTest("ctx", "CTX", (Unit("ng/L"), Unit("pg/mL")), "41171-0"),
     LabTest(
@@ -131,7 +133,25 @@ LAB_TESTS: list[LabTest] = [
     ),
     LabTest("crcl", "CrCl", (Unit("mL/min"),), help="creatinine clearance"),
     # spec §1: 1 mmol/L = 4.008 mg/dL
-    LabTest("calcium", "Calcium", (Unit("mg/dL"), Unit("mmol/L", multiplier=4.008)), "17861-6"),
+    LabTest(
+        "calcium",
+        "Calcium",
+        (Unit("mg/dL"), Unit("mmol/L", multiplier=4.008)),
+        "17861-6",
+        help="total calcium (corrected for albumin by the engine)",
+    ),
+    # spec §1: 10 g/L = 1 g/dL
+    LabTest("albumin", "Albumin", (Unit("g/dL"), Unit("g/L", divisor=10.0)), "1751-7"),
+    # spec §1: 1 mmol/L = 3.097 mg/dL
+    LabTest("phosphate", "Phosphate", (Unit("mg/dL"), Unit("mmol/L", multiplier=3.097)), "2777-1"),
+    # spec §1: ng/L = pg/mL; 1 pmol/L = 9.43 pg/mL
+    LabTest(
+        "pth",
+        "PTH (intact)",
+        (Unit("pg/mL"), Unit("ng/L"), Unit("pmol/L", multiplier=9.43)),
+        "2731-8",
+        help="intact parathyroid hormone",
+    ),
     LabTest(
         "vitamin_d",
         "25-OH vitamin D",
@@ -168,6 +188,8 @@ class CaseField:
     blank: str = ""  # how a form shows "not given" for a choice
     minimum: float | None = None  # inclusive
     above: float | None = None  # exclusive minimum
+    maximum: float | None = None  # inclusive
+    integer: bool = False  # a number that must be whole (gestational_weeks)
 
     @property
     def values(self) -> tuple[str, ...]:
@@ -194,6 +216,23 @@ PATIENT = Group(
         CaseField("sex", "choice", "Sex", choices=SEX, required=True, blank="—"),
         CaseField("pregnant", "bool", "Pregnant", default=False),
         CaseField(
+            "gestational_weeks",
+            "number",
+            "Gestational weeks",
+            help="completed weeks of pregnancy at as_of (1-42); only when pregnant",
+            unit="weeks",
+            minimum=1,
+            maximum=42,
+            integer=True,
+        ),
+        CaseField(
+            "postmenopausal",
+            "bool",
+            "Postmenopausal",
+            help="only for a female patient; unknown: assumed from age 51 at each result",
+            default=None,
+        ),
+        CaseField(
             "weight_kg",
             "number",
             "Weight (kg)",
@@ -218,6 +257,13 @@ LAB = Group(
             above=0,
             help="the reporting lab's upper limit of normal, in `unit`",
         ),
+        CaseField(
+            "reference_low",
+            "number",
+            "Lab's lower limit",
+            minimum=0,
+            help="the reporting lab's lower limit of normal, in `unit`; below reference_high",
+        ),
     ),
     rows=True,
 )
@@ -231,6 +277,13 @@ MYELOMA = Group(
         CaseField("response", "choice", "Response", choices=RESPONSE, blank="not assessed"),
         CaseField("treatment_start", "date", "Treatment start"),
         CaseField("bortezomib_start", "date", "Bortezomib start"),
+        CaseField(
+            "whole_body_imaging_done",
+            "bool",
+            "Whole-body imaging done",
+            help="low-dose CT, PET-CT or whole-body MRI",
+            default=False,
+        ),
     ),
     prefix="mm_",
 )
@@ -255,8 +308,29 @@ CLINICAL = Group(
         CaseField("osteolytic_pain", "bool", "Osteolytic pain", default=False),
         CaseField("bone_scan", "choice", "Bone scan", choices=BONE_SCAN, default="not_done"),
         CaseField("fracture", "choice", "Fracture", choices=FRACTURE, default="none"),
+        CaseField(
+            "fracture_date",
+            "date",
+            "Fracture date",
+            help="date of the fracture (or of the finding, for impending); blank: unknown",
+        ),
         CaseField("dental_exam_done", "bool", "Dental examination done", default=False),
-        CaseField("crcl_baseline", "number", "CrCl baseline (mL/min)", unit="mL/min", minimum=0),
+        CaseField(
+            "crcl_baseline",
+            "number",
+            "CrCl baseline (mL/min)",
+            unit="mL/min",
+            minimum=0,
+            help="before the current IV bisphosphonate",
+        ),
+        CaseField(
+            "creatinine_baseline",
+            "number",
+            "Creatinine baseline (mg/dL)",
+            unit="mg/dL",
+            above=0,
+            help="before the current IV bisphosphonate",
+        ),
     ),
 )
 
