@@ -72,6 +72,29 @@ class _TimeInput(forms.TimeInput):
         super().__init__(format="%H:%M", **kwargs)
 
 
+class _TriState(forms.NullBooleanSelect):
+    """A yes / no / not-given choice (a declared bool whose default is None: ``postmenopausal``),
+    posted as "true", "false" or "" (not given)."""
+
+    def __init__(self, item: CaseField) -> None:
+        super().__init__()
+        self.choices = [
+            ("", _NOT_GIVEN.get(item.name, "not given")),
+            ("true", "yes"),
+            ("false", "no"),
+        ]
+
+    def format_value(self, value: Any) -> str:
+        return {True: "true", False: "false", "true": "true", "false": "false"}.get(value, "")
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> bool | None:
+        return {"true": True, "false": False}.get(data.get(name))
+
+
+# How a tri-state field says "not given" (spec §1: the engine's assumption when absent).
+_NOT_GIVEN = {"postmenopausal": "not given (assumed from age 51)"}
+
+
 def _style(form: forms.BaseForm) -> None:
     """Bootstrap 5 classes on every widget, each input described by its help text and its error
     slot (which the live assessment fills in)."""
@@ -99,8 +122,12 @@ def _form_field(item: CaseField, *, help_text: bool = True) -> forms.Field:
         common["help_text"] = item.help
     if item.kind == "date":
         return forms.DateField(widget=_DateInput(), **common)
+    if item.kind == "bool" and item.default is None:  # yes / no / not given
+        return forms.NullBooleanField(widget=_TriState(item), **{**common, "required": False})
     if item.kind == "bool":
         return forms.BooleanField(**{**common, "required": False})
+    if item.kind == "number" and item.integer:
+        return forms.IntegerField(**common)
     if item.kind == "number":
         return forms.FloatField(**common)
     if item.kind == "choices":
@@ -172,6 +199,8 @@ class PatientCaseForm(forms.Form):
                 Column(_field("sex"), css_class="col-md-3"),
                 Column(_field("weight_kg"), css_class="col-md-3"),
                 Column(_field("pregnant"), css_class="col-md-2 pt-md-4"),
+                Column(_field("gestational_weeks"), css_class="col-md-4"),
+                Column(_field("postmenopausal"), css_class="col-md-5"),
                 css_class="g-2",
             ),
         )
@@ -181,8 +210,10 @@ class PatientCaseForm(forms.Form):
                 Column(_field("cancer"), css_class="col-md-4"),
                 Column(_field("bone_scan"), css_class="col-md-4"),
                 Column(_field("fracture"), css_class="col-md-4"),
+                Column(_field("fracture_date"), css_class="col-md-4"),
                 Column(_field("crcl_baseline"), css_class="col-md-4"),
-                Column(*(_field(name) for name in _CLINICAL_FLAGS), css_class="col-md-8 pt-md-2"),
+                Column(_field("creatinine_baseline"), css_class="col-md-4"),
+                Column(*(_field(name) for name in _CLINICAL_FLAGS), css_class="col-md-12 pt-md-2"),
                 css_class="g-2",
             ),
             Fieldset(
@@ -243,6 +274,7 @@ class LabForm(forms.Form):
     collected_on = forms.DateField(label=f"{LAB['collected_at'].label} on", widget=_DateInput())
     collected_time = forms.TimeField(label="at (time)", required=False, widget=_TimeInput())
     reference_high = _form_field(LAB["reference_high"], help_text=False)
+    reference_low = _form_field(LAB["reference_low"], help_text=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -250,7 +282,7 @@ class LabForm(forms.Form):
         self.helper = _form_helper(
             Row(
                 *(
-                    Column(_row_field(name), css_class="col-6 col-md-2")
+                    Column(_row_field(name), css_class="col-6 col-md-3")
                     for name in _LAB_FORM_FIELDS
                 ),
                 css_class="g-2 align-items-start",
@@ -258,7 +290,17 @@ class LabForm(forms.Form):
         )
 
 
-_LAB_FORM_FIELDS = ("test", "value", "unit", _COLLECTED_ON, _COLLECTED_TIME, "reference_high")
+_LAB_FORM_FIELDS = (
+    "test",
+    "value",
+    "unit",
+    _COLLECTED_ON,
+    _COLLECTED_TIME,
+    "reference_low",
+    "reference_high",
+)
+# The lab's limits, as declared (a number each, in the result's unit).
+_LAB_LIMITS = ("reference_high", "reference_low")
 
 
 class TherapyForm(forms.Form):
@@ -321,6 +363,7 @@ def lab_initial(labs: Iterable[Any]) -> list[dict[str, Any]]:
             _COLLECTED_ON: lab.collected_on,
             _COLLECTED_TIME: lab.collected_time,
             "reference_high": lab.reference_high,
+            "reference_low": lab.reference_low,
         }
         for lab in labs
     ]
@@ -409,11 +452,12 @@ class ResultForm(LabForm):
         super().__init__(*args, **kwargs)
         self.helper = _form_helper(
             Row(
+                *(Column(_field(name), css_class="col-6") for name in ("test", "value", "unit")),
+                *(Column(_field(name), css_class="col-6") for name in _COLLECTED),
                 *(
                     Column(_field(name), css_class="col-6")
-                    for name in ("test", "value", "unit", "reference_high")
+                    for name in ("reference_low", "reference_high")
                 ),
-                *(Column(_field(name), css_class="col-6") for name in _COLLECTED),
                 css_class="g-2",
             )
         )
@@ -431,16 +475,16 @@ class ResultForm(LabForm):
         collected_at = data[_COLLECTED_ON].isoformat()
         if data[_COLLECTED_TIME] is not None:
             collected_at += "T" + data[_COLLECTED_TIME].isoformat(timespec="minutes")
-        reference_high = data["reference_high"]
-        return {
+        lab: dict[str, Any] = {
             "test": data["test"],
             "value": engine.json_number(data["value"]),
             "unit": data["unit"],
             "collected_at": collected_at,
-            "reference_high": None
-            if reference_high is None
-            else engine.json_number(reference_high),
         }
+        for name in _LAB_LIMITS:
+            limit = data[name]
+            lab[name] = None if limit is None else engine.json_number(limit)
+        return lab
 
     def add_case_errors(self, errors: Iterable[engine.FieldError], index: int) -> None:
         """The engine's errors about ``labs[index]`` on their fields; others as form errors."""
@@ -593,7 +637,9 @@ def _read_group(group: Group, data: Any, lists: Any, prefix: str = "") -> dict[s
     for item in group.fields:
         name = prefix + group.prefix + item.name
         value: Any
-        if item.kind == "bool":
+        if item.kind == "bool" and item.default is None:  # yes / no / not given
+            value = {"true": True, "false": False}.get(_text(data, name) or "")
+        elif item.kind == "bool":
             value = _checked(data, name)
         elif item.kind == "number":
             value = _typed_number(data, name)
@@ -616,7 +662,7 @@ def _read_lab_row(data: Any, prefix: str) -> dict[str, Any] | None:
         "test": _text(data, prefix + "test") or LAB_TESTS[0].code,
         "unit": _text(data, prefix + "unit") or "",
     }
-    for name in ("value", "reference_high"):
+    for name in ("value", *_LAB_LIMITS):
         if (number := _typed_number(data, prefix + name)) is not None:
             lab[name] = number
     if (collected_on := _text(data, prefix + _COLLECTED_ON)) is not None:
@@ -665,4 +711,4 @@ def case_draft(data: Any, *, stored_labs: Sequence[engine.Lab] | None = None) ->
 
 
 # What the user types into a result row (test and unit have defaults, so they do not count).
-_LAB_ENTRIES = ("value", _COLLECTED_ON, _COLLECTED_TIME, "reference_high")
+_LAB_ENTRIES = ("value", _COLLECTED_ON, _COLLECTED_TIME, *_LAB_LIMITS)

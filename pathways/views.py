@@ -37,7 +37,7 @@ from pathways.card_actions import (
 from pathways.cases import patient_to_case
 from pathways.charts import patient_charts
 from pathways.dashboard import STATUS_CHOICES, DashboardFilterForm, dashboard_page
-from pathways.engine.declaration import CLINICAL
+from pathways.engine.declaration import CLINICAL, MYELOMA, PATIENT_GROUPS
 from pathways.exports import CSV_LIMIT, follow_ups_calendar, worklist_csv_text
 from pathways.forms import (
     LAB_PREFIX,
@@ -185,6 +185,56 @@ def patient_list(request: HtmxHttpRequest) -> HttpResponse:
 
 
 _DIAGNOSIS_LABELS = {choice.value: choice.label for choice in CLINICAL["diagnoses"].choices}
+# Shown in the page's header line, not in the case summary.
+_HEADER_FIELDS = frozenset({"birth_date", "sex", "pregnant", "weight_kg", "diagnoses"})
+
+
+class CaseEntry(TypedDict):
+    name: str  # the column (data-case-field)
+    label: str
+    text: str
+
+
+def _entry_text(item: engine.CaseField, value: Any) -> str:
+    if item.kind == "bool":
+        return "yes" if value else "no"
+    if item.kind == "date":
+        return value.isoformat()
+    if item.kind == "choice":
+        return next((c.label for c in item.choices if c.value == value), str(value))
+    if item.kind == "number":
+        text = f"{float(value):g}"
+        return f"{text} {item.unit}" if item.unit and item.unit not in item.label else text
+    return str(value)
+
+
+def case_summary(patient: Patient) -> list[CaseEntry]:
+    """The patient's declared case fields that say something (not their default, not blank),
+    labelled as the case declaration labels them: what the clinician entered."""
+    entries: list[CaseEntry] = []
+    for group in PATIENT_GROUPS:
+        for item in group.fields:
+            if item.name in _HEADER_FIELDS:
+                continue
+            value = getattr(patient, group.prefix + item.name)
+            tri_state = item.kind == "bool" and item.default is None  # "no" says something
+            if (
+                value is None
+                or value == ""
+                or (item.kind == "bool" and not value and not tri_state)
+            ):
+                continue
+            if item.kind != "bool" and value == item.default:
+                continue
+            label = (
+                item.label
+                if group is not MYELOMA
+                else f"Myeloma: {item.label[:1].lower()}{item.label[1:]}"
+            )
+            entries.append(
+                {"name": group.prefix + item.name, "label": label, "text": _entry_text(item, value)}
+            )
+    return entries
 
 
 def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
@@ -205,6 +255,7 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
         "today": timezone.localdate(),
         "patient": patient,
         "diagnoses_text": ", ".join(_DIAGNOSIS_LABELS.get(d, d) for d in patient.diagnoses),
+        "case_summary": case_summary(patient),
         # Newest first; an untimed result sorts first on its day, as in the engine.
         "labs": sorted(
             labs, key=lambda lab: (lab.collected_on, lab.collected_time or time.min, lab.pk)
