@@ -758,6 +758,19 @@ class Rule(RuleSetPart):
     escalate_to = models.CharField(max_length=10, choices=_PRIORITY_CHOICES, blank=True)
     citations = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
+    # Stood down when (spec §4): [{"condition": CEL, "reason": text shown to the clinician}].
+    suppressions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Stood down when: [{"condition": "<CEL>", "reason": "<shown>"}, …]',
+    )
+    evidence_note = models.TextField(
+        blank=True,
+        help_text="Where the rule departs from a seed: what the seed says and why (shown).",
+    )
+    reviewed_on = models.DateField(
+        null=True, blank=True, help_text="Date of the rule's last clinical review."
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -887,7 +900,14 @@ class DoseBand(RuleSetPart):
 class Citation(RuleSetPart):
     rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="citations")
     key = models.CharField(max_length=60)
+    kind = models.CharField(
+        max_length=10,
+        choices=[(kind, kind) for kind in engine.CITATION_KINDS],
+        default="seed",
+        help_text="What kind of source it is (shown beside each citation).",
+    )
     text = models.TextField()
+    grade = models.CharField(max_length=200, blank=True, help_text="The source's own grade.")
     url = models.URLField(blank=True)
     history = HistoricalRecords()
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import date
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
@@ -33,6 +35,28 @@ def clear_cache() -> None:
     with _cache_lock:
         _published_cache.clear()
     engine.clear_cache()
+
+
+# The shipped versions of the catalogue (migrations 0002 and 0016_install_revision_2).
+REVISION_1_VERSION = "2026-11-22.1"
+REVISION_2_VERSION = "2026-11-29.1"
+# The note of revision 2 as installed; the admin recognises the draft awaiting review by it.
+REVISION_2_DRAFT_NOTE = (
+    "Revision 2 of the clinical contract (spec/pathways.md, 2026-11-29), installed as a draft "
+    "because the version in force is this site's own: review it, carry your tuning over, and "
+    "publish it with four-eyes review."
+)
+REVISION_2_PUBLISHED_NOTE = "Revision 2 of the clinical contract (spec/pathways.md, 2026-11-29)."
+
+
+def revision_2_draft() -> RuleSet | None:
+    """Revision 2 installed as a draft for the site's review and not yet published, if any."""
+    return (
+        RuleSet.objects.filter(note=REVISION_2_DRAFT_NOTE)
+        .exclude(status=RuleSet.Status.PUBLISHED)
+        .order_by("pk")
+        .first()
+    )
 
 
 class NoPublishedRuleSet(Exception):
@@ -113,6 +137,12 @@ def load_rule_set(row: RuleSet) -> engine.RuleSet:
             escalate_when=rule.escalate_when or None,
             escalate_to=rule.escalate_to or None,
             examples=tuple(examples[rule.pk]),
+            suppressions=tuple(
+                engine.Suppression(condition=item["condition"], reason=item["reason"])
+                for item in rule.suppressions
+            ),
+            evidence_note=rule.evidence_note or None,
+            reviewed_on=rule.reviewed_on.isoformat() if rule.reviewed_on else None,
         )
         for rule in Rule.objects.filter(rule_set=row).order_by("position", "pk")
     )
@@ -162,7 +192,7 @@ def load_rule_set(row: RuleSet) -> engine.RuleSet:
         for d in DoseBand.objects.filter(rule_set=row).order_by("pk")
     )
     citations = tuple(
-        engine.Citation(key=c.key, text=c.text, url=c.url)
+        engine.Citation(key=c.key, text=c.text, url=c.url, kind=c.kind, grade=c.grade)
         for c in Citation.objects.filter(rule_set=row).order_by("pk")
     )
     return engine.RuleSet(
@@ -202,6 +232,7 @@ def install_rule_set(
                 escalate_to=rule.escalate_to or "",
                 citations=list(rule.citations),
                 enabled=rule.enabled,
+                **_revision_2_rule_fields(rule, model("Rule")),
             )
             for position, rule in enumerate(data.rules)
         ]
@@ -286,10 +317,38 @@ def install_rule_set(
     )
     model("Citation").objects.bulk_create(
         [
-            model("Citation")(rule_set_id=into.pk, key=c.key, text=c.text, url=c.url)
+            model("Citation")(
+                rule_set_id=into.pk,
+                key=c.key,
+                text=c.text,
+                url=c.url,
+                **_revision_2_citation_fields(c, model("Citation")),
+            )
             for c in data.citations
         ]
     )
+
+
+def _has_field(model_class: Any, name: str) -> bool:
+    # Migration 0002 installs revision 1 with the historical models of that time, which have no
+    # revision-2 columns yet: only what the model at hand has is written.
+    return any(field.name == name for field in model_class._meta.get_fields())
+
+
+def _revision_2_rule_fields(rule: engine.Rule, model_class: Any) -> dict[str, Any]:
+    if not _has_field(model_class, "suppressions"):
+        return {}
+    return {
+        "suppressions": [{"condition": s.condition, "reason": s.reason} for s in rule.suppressions],
+        "evidence_note": rule.evidence_note or "",
+        "reviewed_on": date.fromisoformat(rule.reviewed_on) if rule.reviewed_on else None,
+    }
+
+
+def _revision_2_citation_fields(citation: engine.Citation, model_class: Any) -> dict[str, Any]:
+    if not _has_field(model_class, "kind"):
+        return {}
+    return {"kind": citation.kind, "grade": citation.grade}
 
 
 def _current_model(name: str) -> Any:
@@ -299,12 +358,18 @@ def _current_model(name: str) -> Any:
 
 
 @transaction.atomic
-def install_catalogue(*, version: str, get_model: Callable[[str], Any] | None = None) -> Any:
-    """Install the shipped catalogue as a published rule set in force (used by the migration)."""
+def install_catalogue(
+    *,
+    version: str,
+    get_model: Callable[[str], Any] | None = None,
+    path: Path | None = None,
+    note: str = "The shipped catalogue.",
+) -> Any:
+    """Install a shipped catalogue as a published rule set in force (used by the migrations)."""
     model = get_model or _current_model
     rule_set_model = model("RuleSet")
-    row = rule_set_model.objects.create(status="draft", note="The shipped catalogue.")
-    install_rule_set(engine.load_catalogue(version=version), into=row, get_model=get_model)
+    row = rule_set_model.objects.create(status="draft", note=note)
+    install_rule_set(engine.load_catalogue(path, version=version), into=row, get_model=get_model)
     rule_set_model.objects.filter(is_current=True).update(is_current=False)
     row.version = version
     row.status = "published"

@@ -7,6 +7,7 @@ impact.py, versions.py and tasks.py.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 from django import forms
@@ -14,7 +15,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -22,7 +23,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from pathways import engine, impact, publishing, tasks, versions
+from pathways import engine, impact, publishing, rules, tasks, versions
 from pathways.admin_history import ScopedHistoryAdmin
 from pathways.example_forms import RuleExampleCaseForm
 from pathways.models import (
@@ -202,8 +203,15 @@ class RuleForm(forms.ModelForm):
             "condition",
             "escalate_when",
             "escalate_to",
+            "suppressions",
+            "evidence_note",
+            "reviewed_on",
         ]
         widgets = {
+            "suppressions": forms.Textarea(
+                attrs={"rows": 4, "class": "vLargeTextField tuning-code"}
+            ),
+            "evidence_note": forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField"}),
             "condition": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField tuning-code"}),
             "escalate_when": forms.Textarea(
                 attrs={"rows": 2, "class": "vLargeTextField tuning-code"}
@@ -228,7 +236,62 @@ class RuleForm(forms.ModelForm):
                     self.add_error(name, problem)
         if bool(cleaned.get("escalate_when")) != bool(cleaned.get("escalate_to")):
             self.add_error("escalate_to", "escalate_when and escalate_to go together")
+        if "suppressions" not in self.errors:
+            for problem in suppression_problems(
+                cleaned.get("suppressions"), parameter_names, codes
+            ):
+                self.add_error("suppressions", problem)
         return cleaned
+
+
+def suppression_problems(value: Any, parameter_names: list[str], codes: list[str]) -> list[str]:
+    """What is wrong with a rule's suppressions as edited: a list of {condition, reason}."""
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        return ['a list of {"condition": "…", "reason": "…"} is required']
+    problems = []
+    for n, item in enumerate(value, start=1):
+        if not isinstance(item, dict) or set(item) != {"condition", "reason"}:
+            problems.append(f'suppression {n}: give exactly "condition" and "reason"')
+            continue
+        if not isinstance(item["reason"], str) or not item["reason"].strip():
+            problems.append(f"suppression {n}: the reason is shown to clinicians and is required")
+        condition = item["condition"]
+        if not isinstance(condition, str):
+            problems.append(f"suppression {n}: the condition must be a CEL expression (text)")
+            continue
+        problem = engine.check_condition(condition, parameter_names, codes)
+        if problem:
+            problems.append(f"suppression {n}: {problem}")
+    return problems
+
+
+# A rule whose last clinical review is older than this is listed as due for review.
+REVIEW_INTERVAL_DAYS = 2 * 365
+
+
+class ReviewDueFilter(admin.SimpleListFilter):
+    """Rules whose clinical review is older than two years (or never recorded)."""
+
+    title = "clinical review"
+    parameter_name = "review"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("overdue", "older than two years (or never)"), ("recent", "within two years")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        limit = timezone.localdate() - timedelta(days=REVIEW_INTERVAL_DAYS)
+        if self.value() == "overdue":
+            return queryset.filter(Q(reviewed_on__isnull=True) | Q(reviewed_on__lt=limit))
+        if self.value() == "recent":
+            return queryset.filter(reviewed_on__gte=limit)
+        return queryset
+
+
+def review_overdue(rule: Rule) -> bool:
+    limit = timezone.localdate() - timedelta(days=REVIEW_INTERVAL_DAYS)
+    return rule.reviewed_on is None or rule.reviewed_on < limit
 
 
 class RuleExampleInline(admin.TabularInline):
@@ -272,7 +335,7 @@ class RuleAdmin(RuleSetPartAdmin):
     form = RuleForm
     inlines = [RuleExampleInline]
     list_display_links = ["code"]
-    list_filter = [RuleSetFilter, "pathway", "priority", "enabled"]
+    list_filter = [RuleSetFilter, ReviewDueFilter, "pathway", "priority", "enabled"]
     list_per_page = 200  # a whole rule set on one page
     ordering = ["rule_set", "pathway", "position", "code"]
     search_fields = ["code", "title", "condition"]
@@ -281,8 +344,15 @@ class RuleAdmin(RuleSetPartAdmin):
     fieldsets = [
         (None, {"fields": ["rule_set", "code", "pathway", "priority", "enabled", "position"]}),
         ("Wording", {"fields": ["title", "rationale", "citations"]}),
-        ("Logic", {"fields": ["condition", "escalate_when", "escalate_to"]}),
+        ("Logic", {"fields": ["condition", "escalate_when", "escalate_to", "suppressions"]}),
+        ("Evidence", {"fields": ["evidence_note", "reviewed_on"]}),
     ]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        notify_revision_2_draft(request)
+        return super().changelist_view(request, extra_context)
 
     def get_list_display(self, request: HttpRequest) -> Any:
         counts = impact.rule_fire_counts()  # once per page, not per row
@@ -291,7 +361,21 @@ class RuleAdmin(RuleSetPartAdmin):
         def fires_for(rule: Rule) -> int:
             return counts.get(rule.code, 0)
 
-        return ["code", "pathway", "priority", "enabled", fires_for, "title", "rule_set"]
+        @admin.display(description="last clinical review", ordering="reviewed_on")
+        def last_review(rule: Rule) -> str:
+            shown = rule.reviewed_on.isoformat() if rule.reviewed_on else "never"
+            return f"{shown} (review due)" if review_overdue(rule) else shown
+
+        return [
+            "code",
+            "pathway",
+            "priority",
+            "enabled",
+            fires_for,
+            "title",
+            last_review,
+            "rule_set",
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
@@ -393,6 +477,24 @@ class RuleAdmin(RuleSetPartAdmin):
             "fired": outcome.fired(rule.code) if outcome else None,
         }
         return TemplateResponse(request, "admin/pathways/rule/try.html", context)
+
+
+def notify_revision_2_draft(request: HttpRequest) -> None:
+    """The admin's notice while revision 2 waits as a draft for the site's four-eyes review."""
+    draft = rules.revision_2_draft()
+    if draft is None:
+        return
+    url = reverse("admin:pathways_ruleset_change", args=[draft.pk])
+    messages.warning(
+        request,
+        format_html(
+            'Revision 2 of the clinical contract was installed as draft <a href="{}">{}</a>, '
+            "not put in force, because this site runs its own tuned rule set. Review it (carry "
+            "your tuning over), submit it and have a second publisher publish it.",
+            url,
+            draft.label,
+        ),
+    )
 
 
 def _json(document: Any) -> str:
@@ -630,7 +732,8 @@ class DoseBandAdmin(RuleSetPartAdmin):
 @admin.register(Citation)
 class CitationAdmin(RuleSetPartAdmin):
     form = DraftOnlyForm
-    list_display = ["key", "text", "url"]
+    list_display = ["key", "kind", "text", "grade", "url"]
+    list_filter = [RuleSetFilter, "kind"]
     search_fields = ["key", "text"]
 
 
@@ -686,6 +789,12 @@ class RuleSetAdmin(ScopedHistoryAdmin):
     ]
     change_form_template = "admin/pathways/ruleset/change_form.html"
     change_list_template = "admin/pathways/ruleset/change_list.html"
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        notify_revision_2_draft(request)
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="version", ordering="version")
     def label(self, rule_set: RuleSet) -> str:

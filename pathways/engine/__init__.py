@@ -12,6 +12,7 @@ from .assess import (
     Result,
     RuleEvaluationError,
     RuleSetInvalid,
+    Suppressed,
     assess,
     assess_with_facts,
     clear_cache,
@@ -35,12 +36,23 @@ from .case import (
     parse_case,
     parse_case_json,
 )
-from .catalogue import CATALOGUE_PATH, CatalogueError, load_catalogue
+from .catalogue import CATALOGUE_PATH, CATALOGUE_R1_PATH, CatalogueError, load_catalogue
 from .conditions import check_condition
 from .declaration import LAB_TESTS, CaseField, Choice, Group, LabTest, loinc_code
 from .fact_specs import FACTS
 from .facts import AlpPoint, Facts, FactSpec, TherapyFacts, compute_facts
-from .ruleset import Citation, DoseBand, Example, FollowUpRule, Parameter, Rule, RuleSet, UlnBand
+from .ruleset import (
+    CITATION_KINDS,
+    Citation,
+    DoseBand,
+    Example,
+    FollowUpRule,
+    Parameter,
+    Rule,
+    RuleSet,
+    Suppression,
+    UlnBand,
+)
 from .validate import ExampleOutcome, RuleSetError, run_examples, validate_rule_set
 from .vocabulary import (
     AGENTS,
@@ -73,6 +85,8 @@ __all__ = [
     "BORTEZOMIB_WINDOW_DAYS",
     "CANCERS",
     "CATALOGUE_PATH",
+    "CATALOGUE_R1_PATH",
+    "CITATION_KINDS",
     "DIAGNOSES",
     "FACTS",
     "FOLLOW_UP_STATUSES",
@@ -119,6 +133,8 @@ __all__ = [
     "RuleSet",
     "RuleSetError",
     "RuleSetInvalid",
+    "Suppressed",
+    "Suppression",
     "Therapy",
     "TherapyFacts",
     "UlnBand",

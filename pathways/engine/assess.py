@@ -12,20 +12,22 @@ from typing import Any
 
 import cel
 
-from .case import Case, Lab
+from .case import Case
 from .conditions import (
     FIRED_VARIABLE,
     PARAMS_VARIABLE,
+    SUPPRESSED_VARIABLE,
     attribute_names,
     fired_references,
     inline_parameters,
+    suppressed_references,
 )
 from .dates import add_months
 from .fact_specs import THERAPY_FIELDS
 from .facts import Facts, compute_facts
-from .ruleset import FollowUpRule, Rule, RuleSet
+from .ruleset import Citation, FollowUpRule, Rule, RuleSet
 from .templates import fact_resolver, render
-from .vocabulary import PATHWAYS, PRIORITY_RANK
+from .vocabulary import BISPHOSPHONATES, PATHWAYS, PRIORITY_RANK
 
 THERAPY_FIELD_NAMES = tuple(field.name for field in THERAPY_FIELDS)
 _THERAPY_LISTS = ("therapies", "current_therapies")
@@ -49,6 +51,31 @@ class Findings:
     bone_alp: str
     crcl_current: float | None
     crcl_baseline: float | None
+    # Revision 2 (spec §6): the working behind the advice. Additions: r1 clients ignore them.
+    alp_latest_date: str | None = None
+    alp_uln_source: str | None = None
+    alp_source: str | None = None
+    ggt: str | None = None
+    calcium_corrected: float | None = None
+    crcl_method: str | None = None
+    rcv_rise_pct: float | None = None
+    rcv_fall_pct: float | None = None
+    za_dosing_crcl: float | None = None
+
+
+# Revision-2 findings: (document key, fact name, decimals or None for a value kept as it is).
+# A fact a rule set's engine does not compute is reported as null.
+EXTRA_FINDINGS: tuple[tuple[str, str, int | None], ...] = (
+    ("alp_latest_date", "alp_latest_date", None),
+    ("alp_uln_source", "alp_uln_source", None),
+    ("alp_source", "alp_source", None),
+    ("ggt", "ggt", None),
+    ("calcium_corrected", "calcium_corrected", 2),
+    ("crcl_method", "crcl_method", None),
+    ("rcv_rise_pct", "rcv_rise_pct", 1),
+    ("rcv_fall_pct", "rcv_fall_pct", 1),
+    ("za_dosing_crcl", "dosing_crcl", 1),
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +85,15 @@ class Recommendation:
     title: str
     rationale: str
     citations: tuple[str, ...]
+    evidence_note: str | None = None
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    """A rule whose condition held but that a context stood down (spec §4)."""
+
+    code: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -77,6 +113,9 @@ class Result:
     findings: Findings
     recommendations: tuple[Recommendation, ...]
     follow_ups: tuple[FollowUp, ...]
+    context: tuple[str, ...] = ()
+    suppressed: tuple[Suppressed, ...] = ()
+    sources: tuple[Citation, ...] = ()  # every citation the recommendations name, key order
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +130,7 @@ class _CompiledRule:
     condition: cel.Program
     escalate_when: cel.Program | None
     reads_fired: bool
+    suppressions: tuple[tuple[cel.Program, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +150,7 @@ class CompiledRuleSet:
     # Facts each pathway's programs read: only these are converted into the CEL context.
     variables_by_pathway: dict[str, tuple[str, ...]]
     therapy_keys: tuple[str, ...]
+    citations: dict[str, Citation]
 
 
 def _compile(source: str, where: str, params: dict[str, float]) -> cel.Program:
@@ -120,7 +161,8 @@ def _compile(source: str, where: str, params: dict[str, float]) -> cel.Program:
 
 
 def evaluation_order(rules: tuple[Rule, ...]) -> list[int]:
-    """Indexes of `rules` so that every `"code" in fired` is evaluated after that code's rule.
+    """Indexes of `rules` so that every `"code" in fired` (or `in suppressed`) is evaluated
+    after that code's rule: its condition, escalation and suppressions all count.
 
     Kahn's algorithm taking the lowest catalogue position first, so independent rules keep
     catalogue order. A cycle raises RuleSetInvalid.
@@ -129,9 +171,11 @@ def evaluation_order(rules: tuple[Rule, ...]) -> list[int]:
     depends_on: list[set[int]] = []
     for rule in rules:
         sources = [rule.condition, rule.escalate_when or ""]
-        depends_on.append(
-            {position[code] for s in sources for code in fired_references(s) if code in position}
-        )
+        sources += [suppression.condition for suppression in rule.suppressions]
+        codes = {
+            code for s in sources for code in (*fired_references(s), *suppressed_references(s))
+        }
+        depends_on.append({position[code] for code in codes if code in position})
     order: list[int] = []
     placed: set[int] = set()
     while len(order) < len(rules):
@@ -174,6 +218,12 @@ def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
         escalate = None
         if rule.escalate_when:
             escalate = _compile(rule.escalate_when, f"{label}: escalate_when", params)
+        suppressions = tuple(
+            (_compile(item.condition, f"{label}: suppression {n}", params), item.reason)
+            for n, item in enumerate(rule.suppressions, start=1)
+        )
+        sources = [rule.condition, rule.escalate_when or ""]
+        sources += [item.condition for item in rule.suppressions]
         compiled_rules.append(
             _CompiledRule(
                 rule=rule,
@@ -181,8 +231,10 @@ def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
                 position=index,
                 condition=_compile(rule.condition, f"{label}: condition", params),
                 escalate_when=escalate,
-                reads_fired=FIRED_VARIABLE in rule.condition
-                or FIRED_VARIABLE in (rule.escalate_when or ""),
+                reads_fired=any(
+                    FIRED_VARIABLE in source or SUPPRESSED_VARIABLE in source for source in sources
+                ),
+                suppressions=suppressions,
             )
         )
     follow_ups = tuple(
@@ -201,7 +253,7 @@ def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
             program
             for item in compiled_rules
             if item.rule.pathway in (pathway, "both")
-            for program in (item.condition, item.escalate_when)
+            for program in (item.condition, item.escalate_when, *(p for p, _ in item.suppressions))
             if program is not None
         ]
         programs += [entry.when for entry in follow_ups if entry.when is not None]
@@ -210,7 +262,10 @@ def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
     # Keys of the therapy maps that any program mentions (`t.months_since_start`): the maps
     # are trimmed to these, as each key costs a conversion into CEL on every assessment.
     sources = [
-        p.source for item in compiled_rules for p in (item.condition, item.escalate_when) if p
+        p.source
+        for item in compiled_rules
+        for p in (item.condition, item.escalate_when, *(q for q, _ in item.suppressions))
+        if p
     ]
     sources += [entry.when.source for entry in follow_ups if entry.when is not None]
     mentioned = {key for source in sources for key in attribute_names(source)}
@@ -223,6 +278,7 @@ def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
         parameter_units={p.name: (float(p.value), p.unit) for p in rule_set.parameters},
         variables_by_pathway=variables_by_pathway,
         therapy_keys=therapy_keys,
+        citations={citation.key: citation for citation in rule_set.citations},
     )
 
 
@@ -279,11 +335,28 @@ def _execute(program: cel.Program, context: cel.Context, label: str, part: str) 
     return outcome
 
 
-def _follow_up_status(
-    due: date, satisfied_by: tuple[str, ...], labs: tuple[Lab, ...], as_of: date
-) -> str:
+THERAPY_PREFIX = "therapy:"
+
+
+def _agent_matches(agent: str, wanted: str) -> bool:
+    return agent == wanted or (wanted == "bisphosphonate" and agent in BISPHOSPHONATES)
+
+
+def _follow_up_status(due: date, satisfied_by: tuple[str, ...], case: Case) -> str:
     window_start = due - timedelta(days=DONE_WINDOW_DAYS)
-    if any(lab.test in satisfied_by and window_start <= lab.collected_on <= as_of for lab in labs):
+    as_of = case.as_of
+    if any(
+        lab.test in satisfied_by and window_start <= lab.collected_on <= as_of for lab in case.labs
+    ):
+        return "done"
+    agents = [
+        item[len(THERAPY_PREFIX) :] for item in satisfied_by if item.startswith(THERAPY_PREFIX)
+    ]
+    if agents and any(
+        window_start <= therapy.start <= as_of
+        and any(_agent_matches(therapy.agent, a) for a in agents)
+        for therapy in case.clinical.therapies
+    ):
         return "done"
     return "overdue" if due < as_of else "upcoming"
 
@@ -322,18 +395,37 @@ def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -
             variables[name] = values[name]
         elif name == PARAMS_VARIABLE:
             variables[name] = compiled.params  # only for names that could not be folded in
+    suppressed_codes: list[str] = []
     variables[FIRED_VARIABLE] = fired
+    variables[SUPPRESSED_VARIABLE] = suppressed_codes
     context = cel.Context(variables)
-    stale = False  # `fired` in the context lags behind the list until a rule reads it
+    # `fired` and `suppressed` in the context lag behind the lists until a rule reads them.
+    stale = False
     matched: list[tuple[_CompiledRule, str]] = []
+    suppressed: list[Suppressed] = []
     for item in compiled.rules:
         rule = item.rule
         if rule.pathway not in (pathway, "both"):
             continue
         if item.reads_fired and stale:
             context.add_variable(FIRED_VARIABLE, fired)
+            context.add_variable(SUPPRESSED_VARIABLE, suppressed_codes)
             stale = False
         if not _execute(item.condition, context, item.label, "condition"):
+            continue
+        reason = next(
+            (
+                why
+                for n, (program, why) in enumerate(item.suppressions, start=1)
+                if _execute(program, context, item.label, f"suppression {n}")
+            ),
+            None,
+        )
+        if reason is not None:
+            # Stood down: not recommended, listed once, and not fired for the rules after it.
+            suppressed_codes.append(rule.code)
+            suppressed.append(Suppressed(code=rule.code, reason=reason))
+            stale = True
             continue
         priority = rule.priority
         escalate = item.escalate_when
@@ -357,12 +449,16 @@ def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -
             title=item.rule.title,
             rationale=render(item.rule.rationale, resolve),
             citations=item.rule.citations,
+            evidence_note=item.rule.evidence_note,
         )
         for item, priority in matched
     )
+    used = dict.fromkeys(key for rec in recommendations for key in rec.citations)
+    sources = tuple(compiled.citations[key] for key in used if key in compiled.citations)
 
     if stale:
         context.add_variable(FIRED_VARIABLE, fired)
+        context.add_variable(SUPPRESSED_VARIABLE, suppressed_codes)
     follow_ups: dict[str, FollowUp] = {}
     for entry in compiled.follow_ups:
         follow_up = entry.follow_up
@@ -391,7 +487,7 @@ def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -
         follow_ups[follow_up.code] = FollowUp(
             code=follow_up.code,
             due=due,
-            status=_follow_up_status(due, follow_up.satisfied_by, case.labs, case.as_of),
+            status=_follow_up_status(due, follow_up.satisfied_by, case),
             rule=creator,
             title=follow_up.title,
         )
@@ -408,10 +504,20 @@ def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -
             bone_alp=values["bone_alp"],
             crcl_current=_round(values["crcl_current"], 1),
             crcl_baseline=_round(values["crcl_baseline"], 1),
+            **{key: _finding(values.get(name), digits) for key, name, digits in EXTRA_FINDINGS},
         ),
         recommendations=recommendations,
         follow_ups=tuple(sorted(follow_ups.values(), key=lambda f: (f.due, f.code))),
+        context=tuple(values.get("context") or ()),
+        suppressed=tuple(suppressed),
+        sources=sources,
     )
+
+
+def _finding(value: Any, digits: int | None) -> Any:
+    if digits is None or value is None or isinstance(value, bool):
+        return value
+    return round(float(value), digits)
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -428,6 +534,7 @@ def result_to_document(result: Result) -> dict[str, Any]:
         "as_of": result.as_of.isoformat(),
         "rule_set": result.rule_set,
         "pathway": result.pathway,
+        "context": list(result.context),
         "findings": {
             "alp_latest": findings.alp_latest,
             "alp_uln": findings.alp_uln,
@@ -436,6 +543,7 @@ def result_to_document(result: Result) -> dict[str, Any]:
             "bone_alp": findings.bone_alp,
             "crcl_current": findings.crcl_current,
             "crcl_baseline": findings.crcl_baseline,
+            **{key: getattr(findings, key) for key, _, _ in EXTRA_FINDINGS},
         },
         "recommendations": [
             {
@@ -444,9 +552,11 @@ def result_to_document(result: Result) -> dict[str, Any]:
                 "title": recommendation.title,
                 "rationale": recommendation.rationale,
                 "citations": list(recommendation.citations),
+                "evidence_note": recommendation.evidence_note,
             }
             for recommendation in result.recommendations
         ],
+        "suppressed": [{"code": item.code, "reason": item.reason} for item in result.suppressed],
         "follow_ups": [
             {
                 "code": follow_up.code,
@@ -457,7 +567,17 @@ def result_to_document(result: Result) -> dict[str, Any]:
             }
             for follow_up in result.follow_ups
         ],
+        "sources": {citation.key: _source(citation) for citation in result.sources},
     }
+
+
+def _source(citation: Citation) -> dict[str, str]:
+    source = {"kind": citation.kind, "text": citation.text}
+    if citation.grade:
+        source["grade"] = citation.grade
+    if citation.url:
+        source["url"] = citation.url
+    return source
 
 
 def render_result_json(result: Result) -> str:

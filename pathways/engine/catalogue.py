@@ -15,9 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from .case import CaseInvalid, case_to_document, parse_case
-from .ruleset import Citation, DoseBand, Example, FollowUpRule, Parameter, Rule, RuleSet, UlnBand
+from .ruleset import (
+    Citation,
+    DoseBand,
+    Example,
+    FollowUpRule,
+    Parameter,
+    Rule,
+    RuleSet,
+    Suppression,
+    UlnBand,
+)
 
 CATALOGUE_PATH = Path(__file__).resolve().parents[1] / "catalogue" / "catalogue.toml"
+# Revision 1 of the clinical contract, frozen: migration 0002 installs it as the first version.
+CATALOGUE_R1_PATH = CATALOGUE_PATH.with_name("catalogue_r1.toml")
 
 
 class CatalogueError(ValueError):
@@ -163,7 +175,9 @@ def load_catalogue(path: Path | None = None, *, version: str = "catalogue") -> R
 
     citations = tuple(
         Citation(**fields)
-        for fields in _rows(data, "citations", "citation", ("key", "text"), ("url",))
+        for fields in _rows(
+            data, "citations", "citation", ("key", "text"), ("url", "kind", "grade"), named_by="key"
+        )
     )
     parameters = tuple(
         _parameter(fields)
@@ -199,10 +213,24 @@ def load_catalogue(path: Path | None = None, *, version: str = "catalogue") -> R
         "rules",
         "rule",
         ("code", "pathway", "priority", "title", "rationale", "condition", "citations"),
-        ("enabled", "escalate_when", "escalate_to", "examples"),
+        (
+            "enabled",
+            "escalate_when",
+            "escalate_to",
+            "examples",
+            "suppressions",
+            "evidence_note",
+            "reviewed_on",
+        ),
         named_by="code",
     ):
         where = f"rule {fields['code']}"
+        suppressions = tuple(
+            Suppression(condition=spec["condition"].strip(), reason=spec["reason"])
+            for j, raw in enumerate(fields.get("suppressions", []))
+            for spec in [_fields(raw, f"{where}: suppression {j + 1}", ("condition", "reason"))]
+        )
+        reviewed_on = fields.get("reviewed_on")
         examples = []
         for j, raw in enumerate(fields.get("examples", [])):
             example_where = f"{where}: example {raw.get('name', j + 1)!r}"
@@ -232,6 +260,9 @@ def load_catalogue(path: Path | None = None, *, version: str = "catalogue") -> R
                 escalate_when=(fields.get("escalate_when") or "").strip() or None,
                 escalate_to=fields.get("escalate_to"),
                 examples=tuple(examples),
+                suppressions=suppressions,
+                evidence_note=(fields.get("evidence_note") or "").strip() or None,
+                reviewed_on=None if reviewed_on is None else str(reviewed_on),
             )
         )
 

@@ -14,6 +14,8 @@ from .fact_specs import FACT_NAMES, FACTS, FACTS_BY_NAME
 
 PARAMS_VARIABLE = "params"
 FIRED_VARIABLE = "fired"
+# Codes of the rules stood down so far (their condition held, a suppression too).
+SUPPRESSED_VARIABLE = "suppressed"
 
 _STRING_RE = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'""")
 _FIRED_RE = re.compile(r"""(["'])([^"'\\\n]*)\1\s+in\s+fired\b""")
@@ -25,7 +27,9 @@ _MACRO_OVER_RE = re.compile(
     r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*"
     r"([A-Za-z_][A-Za-z0-9_]*)\s*,"
 )
+_SUPPRESSED_RE = re.compile(r"""(["'])([^"'\\\n]*)\1\s+in\s+suppressed\b""")
 _WORD_RE = re.compile(r"\bfired\b")
+_SUPPRESSED_WORD_RE = re.compile(r"\bsuppressed\b")
 _ATTRIBUTE_RE = re.compile(r"\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 # CEL type names that may appear as identifiers (type(x) == int).
 _TYPE_NAMES = frozenset({"int", "uint", "double", "string", "bool", "bytes", "list", "map", "type"})
@@ -56,6 +60,7 @@ class ConditionCheck:
     program: cel.Program | None
     errors: list[str] = field(default_factory=list)
     fired_codes: tuple[str, ...] = ()
+    suppressed_codes: tuple[str, ...] = ()
     parameters: tuple[str, ...] = ()
 
 
@@ -72,6 +77,11 @@ def attribute_names(source: str) -> set[str]:
 def fired_references(source: str) -> tuple[str, ...]:
     """Rule codes referenced as `"code" in fired`, in order of appearance."""
     return tuple(dict.fromkeys(match.group(2) for match in _FIRED_RE.finditer(source)))
+
+
+def suppressed_references(source: str) -> tuple[str, ...]:
+    """Rule codes referenced as `"code" in suppressed`, in order of appearance."""
+    return tuple(dict.fromkeys(match.group(2) for match in _SUPPRESSED_RE.finditer(source)))
 
 
 def parameter_references(source: str) -> tuple[str, ...]:
@@ -108,10 +118,13 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
-def _probe_context(parameter_names: Iterable[str], fired: list[str]) -> cel.Context:
+def _probe_context(
+    parameter_names: Iterable[str], fired: list[str], suppressed: list[str] | None = None
+) -> cel.Context:
     variables: dict[str, Any] = {spec.name: spec.example for spec in FACTS}
     variables[PARAMS_VARIABLE] = {name: 1.0 for name in parameter_names}
     variables[FIRED_VARIABLE] = fired
+    variables[SUPPRESSED_VARIABLE] = suppressed or []
     return cel.Context(variables)
 
 
@@ -136,13 +149,16 @@ def check_expression(
     check = ConditionCheck(
         program,
         fired_codes=fired_references(expression),
+        suppressed_codes=suppressed_references(expression),
         parameters=parameter_references(expression),
     )
     blanked = _blank_strings(expression)
 
     bound = set(_MACRO_RE.findall(blanked))
     for name in program.variables():
-        if name in bound or name in _TYPE_NAMES or name in (PARAMS_VARIABLE, FIRED_VARIABLE):
+        if name in bound or name in _TYPE_NAMES:
+            continue
+        if name in (PARAMS_VARIABLE, FIRED_VARIABLE, SUPPRESSED_VARIABLE):
             continue
         if name not in FACT_NAMES:
             check.errors.append(f'unknown fact "{name}"{_suggest(name, FACT_NAMES)}')
@@ -162,12 +178,19 @@ def check_expression(
             check.errors.append(
                 f'unknown parameter "params.{name}"{_suggest(name, parameter_names)}'
             )
-    without_fired = _FIRED_RE.sub('""', expression)
+    without_fired = _SUPPRESSED_RE.sub('""', _FIRED_RE.sub('""', expression))
     if _WORD_RE.search(_blank_strings(without_fired)):
         check.errors.append('"fired" may only be used as "rule-code" in fired')
+    if _SUPPRESSED_WORD_RE.search(_blank_strings(without_fired)):
+        check.errors.append('"suppressed" may only be used as "rule-code" in suppressed')
     for code in check.fired_codes:
         if code not in rule_codes:
             check.errors.append(f'unknown rule code "{code}" in fired{_suggest(code, rule_codes)}')
+    for code in check.suppressed_codes:
+        if code not in rule_codes:
+            check.errors.append(
+                f'unknown rule code "{code}" in suppressed{_suggest(code, rule_codes)}'
+            )
     for function in program.functions():
         if function[0] in "_@!-" or function in _FUNCTIONS:
             continue
@@ -175,9 +198,10 @@ def check_expression(
 
     if probe and not check.errors:
         # Type errors (a string compared with a number) only show when the program runs.
-        for fired in ([], list(check.fired_codes)):
+        probes = ([], list(check.fired_codes)), ([], list(check.suppressed_codes))
+        for fired, suppressed in zip(*probes, strict=True):
             try:
-                outcome = program.execute(_probe_context(parameter_names, fired))
+                outcome = program.execute(_probe_context(parameter_names, fired, suppressed))
             except Exception as error:
                 check.errors.append(f"cannot be evaluated: {error}")
                 break

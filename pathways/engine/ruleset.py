@@ -20,6 +20,15 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Suppression:
+    """A context that stands a rule down (spec §4): when the rule's condition holds and this
+    condition holds too, the rule is not recommended but listed in `suppressed` with `reason`."""
+
+    condition: str  # CEL
+    reason: str
+
+
+@dataclass(frozen=True)
 class Rule:
     code: str
     pathway: str  # "bone", "myeloma" or "both"
@@ -32,6 +41,10 @@ class Rule:
     escalate_when: str | None = None  # CEL
     escalate_to: str | None = None
     examples: tuple[Example, ...] = ()
+    suppressions: tuple[Suppression, ...] = ()
+    # Where the rule departs from a seed: what the seed says and why the rule differs (§8).
+    evidence_note: str | None = None
+    reviewed_on: str | None = None  # ISO date of the last clinical review
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,9 @@ class FollowUpRule:
     anchor: str  # name of a date fact
     offset: int | str  # a literal, or the name of a parameter
     offset_unit: str  # "months" or "days"
-    satisfied_by: tuple[str, ...] = ()  # lab tests whose result marks it done
+    # Lab tests whose result marks it done; "therapy:bisphosphonate" (or any agent, or
+    # "therapy:<agent>") is done by such a course starting on or after due - 14 days.
+    satisfied_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,11 +95,16 @@ class DoseBand:
     source: str = ""
 
 
+CITATION_KINDS = ("seed", "guideline", "label", "study", "reference", "local")
+
+
 @dataclass(frozen=True)
 class Citation:
     key: str
     text: str
     url: str = ""
+    kind: str = "seed"  # one of CITATION_KINDS (spec §8)
+    grade: str = ""  # the source's own grade of the recommendation, where it gives one
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-from .assess import RuleSetInvalid, assess, evaluation_order
+from .assess import THERAPY_PREFIX, RuleSetInvalid, assess, evaluation_order
 from .case import CaseInvalid, parse_case
 from .conditions import check_expression
 from .dates import MAX_OFFSET_YEARS, add_months
 from .fact_specs import DATE_FACTS, FACT_NAMES
 from .facts import ENGINE_PARAMETERS, select_uln_band
-from .ruleset import RuleSet
+from .ruleset import CITATION_KINDS, RuleSet
 from .templates import template_names
-from .vocabulary import PRIORITIES, RULE_PATHWAYS, SEXES, TESTS, UNITS
+from .vocabulary import AGENTS, PRIORITIES, RULE_PATHWAYS, SEXES, TESTS, UNITS
 
 CODE_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 PARAMETER_NAME_RE = re.compile(r"[a-z_][a-z0-9_]*")
@@ -85,6 +85,14 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
             )
         if parameter.rule is not None and parameter.rule not in codes:
             error(where, f'owning rule "{parameter.rule}" does not exist')
+    for citation in rule_set.citations:
+        if citation.kind not in CITATION_KINDS:
+            error(
+                f"citation {citation.key}",
+                f'kind "{citation.kind}" is not one of: {", ".join(CITATION_KINDS)}',
+            )
+        if not citation.text.strip():
+            error(f"citation {citation.key}", "text is empty")
     for name in ENGINE_PARAMETERS:
         if name not in parameter_names:
             error(f"parameter {name}", "missing (the engine computes facts with it)")
@@ -114,6 +122,16 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
         if rule.escalate_when is not None:
             for message in check_expression(rule.escalate_when, parameter_names, codes).errors:
                 error(f"{where}: escalate_when", message)
+        for n, suppression in enumerate(rule.suppressions, start=1):
+            if not suppression.reason.strip():
+                error(f"{where}: suppression {n}", "a reason is required (it is shown)")
+            for message in check_expression(suppression.condition, parameter_names, codes).errors:
+                error(f"{where}: suppression {n}", message)
+        if rule.reviewed_on is not None:
+            try:
+                date.fromisoformat(rule.reviewed_on)
+            except ValueError:
+                error(f"{where}: reviewed_on", f'"{rule.reviewed_on}" is not a date (YYYY-MM-DD)')
         for name in template_names(rule.rationale):
             if name.startswith("params."):
                 if name[len("params.") :] not in parameter_names:
@@ -162,7 +180,10 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
         elif follow_up.offset > longest:
             error(f"{where}: offset", f"must not exceed {longest} {follow_up.offset_unit}")
         for test in follow_up.satisfied_by:
-            if test not in TESTS:
+            if test.startswith(THERAPY_PREFIX):
+                if test[len(THERAPY_PREFIX) :] not in (*AGENTS, "bisphosphonate"):
+                    error(f"{where}: satisfied_by", f'"{test}" names no therapy agent')
+            elif test not in TESTS:
                 error(f"{where}: satisfied_by", f'"{test}" is not a lab test')
 
     _validate_uln_bands(rule_set, error)

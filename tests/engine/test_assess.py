@@ -248,26 +248,51 @@ def test_result_document_has_exactly_the_spec_shape_and_key_order() -> None:
         "as_of",
         "rule_set",
         "pathway",
+        "context",
         "findings",
         "recommendations",
+        "suppressed",
         "follow_ups",
+        "sources",
     ]
-    assert document["findings"] == {
+    # Revision 1's findings first, unchanged (an r1 client still reads them), then the additions.
+    assert list(document["findings"]) == [
+        "alp_latest",
+        "alp_uln",
+        "alp_x_uln",
+        "alp_elevated",
+        "bone_alp",
+        "crcl_current",
+        "crcl_baseline",
+        "alp_latest_date",
+        "alp_uln_source",
+        "alp_source",
+        "ggt",
+        "calcium_corrected",
+        "crcl_method",
+        "rcv_rise_pct",
+        "rcv_fall_pct",
+        "za_dosing_crcl",
+    ]
+    assert {k: document["findings"][k] for k in ("alp_latest", "alp_uln", "alp_x_uln")} == {
         "alp_latest": 412.0,
         "alp_uln": 129.0,
         "alp_x_uln": 3.19,
-        "alp_elevated": True,
-        "bone_alp": "unknown",
-        "crcl_current": None,
-        "crcl_baseline": None,
     }
+    assert document["findings"]["alp_elevated"] is True
     assert list(document["recommendations"][0]) == [
         "code",
         "priority",
         "title",
         "rationale",
         "citations",
+        "evidence_note",
     ]
+    cited = {key for item in document["recommendations"] for key in item["citations"]}
+    assert set(document["sources"]) == cited
+    for source in document["sources"].values():
+        assert source["kind"] in ("seed", "guideline", "label", "study", "reference", "local")
+        assert source["text"]
     assert list(document["follow_ups"][0]) == ["code", "due", "status", "rule", "title"]
     assert document["follow_ups"][0] == {
         "code": "alp-recheck",
