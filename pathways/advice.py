@@ -107,10 +107,6 @@ class Considered(TypedDict):
 # Reading the result and the facts (a value not computed reads as None: not shown).
 
 
-def _finding(result: engine.Result, name: str) -> Any:
-    return getattr(result.findings, name, None)
-
-
 def _fact(facts: engine.Facts | None, *names: str) -> Any:
     """The first of ``names`` that the facts hold a value for (None when none does)."""
     if facts is None:
@@ -141,25 +137,20 @@ def _day(value: Any) -> str:
 def _citation_index(result: engine.Result, rule_set: engine.RuleSet) -> dict[str, Any]:
     """Every citation the result can name: the result's own ``sources`` (spec §6) over the
     rule set's citations."""
-    index: dict[str, Any] = {citation.key: citation for citation in rule_set.citations}
-    sources = getattr(result, "sources", None) or {}
-    if isinstance(sources, dict):
-        index.update(sources)
-    return index
+    cited = (*rule_set.citations, *result.sources)
+    return {citation.key: citation for citation in cited}
 
 
-def _citation(key: str, source: Any) -> CitationText:
+def _citation(key: str, source: engine.Citation | None) -> CitationText:
     if source is None:
         return {"key": key, "kind": "", "kind_label": "", "text": key, "grade": "", "url": ""}
-    get = source.get if isinstance(source, dict) else lambda name: getattr(source, name, None)
-    kind = str(get("kind") or "")
     return {
         "key": key,
-        "kind": kind,
-        "kind_label": SOURCE_KINDS.get(kind, kind),
-        "text": str(get("text") or key),
-        "grade": str(get("grade") or ""),
-        "url": str(get("url") or ""),
+        "kind": source.kind,
+        "kind_label": SOURCE_KINDS.get(source.kind, source.kind),
+        "text": source.text,
+        "grade": source.grade,
+        "url": source.url,
     }
 
 
@@ -186,7 +177,7 @@ def recommendation_groups(
                     _citation(key, citations.get(key)) for key in recommendation.citations
                 ],
                 "citation_keys": ", ".join(recommendation.citations),
-                "evidence_note": getattr(recommendation, "evidence_note", None) or "",
+                "evidence_note": recommendation.evidence_note or "",
                 "action": action,
             }
         )
@@ -201,11 +192,11 @@ def recommendation_groups(
 def considered_not_advised(result: engine.Result, rule_set: engine.RuleSet) -> list[Considered]:
     """The rules stood down by a context (spec §4: ``suppressed``), with their reasons."""
     rows: list[Considered] = []
-    for item in getattr(result, "suppressed", None) or ():
-        code = item["code"] if isinstance(item, dict) else item.code
-        reason = item["reason"] if isinstance(item, dict) else item.reason
-        rule = rule_set.rule(code)
-        rows.append({"code": code, "title": rule.title if rule else code, "reason": reason})
+    for item in result.suppressed:
+        rule = rule_set.rule(item.code)
+        rows.append(
+            {"code": item.code, "title": rule.title if rule else item.code, "reason": item.reason}
+        )
     return rows
 
 
@@ -213,29 +204,27 @@ def considered_not_advised(result: engine.Result, rule_set: engine.RuleSet) -> l
 # The context line.
 
 
-def _trimester(week: int | None) -> str:
-    """reference-intervals.md, pregnancy: weeks 1-13, 14-27, 28 and later."""
-    if week is None:
-        return ""
-    return "first" if week <= 13 else "second" if week <= 27 else "third"
+_TRIMESTERS = {1: "first", 2: "second", 3: "third"}
 
 
-def _pregnancy_text(result: engine.Result, case: engine.Case | None) -> str:
-    weeks = getattr(case.patient, "gestational_weeks", None) if case is not None else None
+def _pregnancy_text(
+    result: engine.Result, case: engine.Case | None, facts: engine.Facts | None
+) -> str:
+    """The week, the trimester and the ALP range used (reference-intervals.md, pregnancy)."""
+    weeks = _fact(facts, "gestational_weeks")
+    if weeks is None and case is not None:
+        weeks = case.patient.gestational_weeks
     text = "Pregnant" + (f", week {weeks}" if weeks is not None else ", week not given")
-    source = _finding(result, "alp_uln_source") or ""
-    if "pregnancy" in source or "trimester" in source:
-        used = source.removeprefix("built-in: ")
-        uln = _finding(result, "alp_uln")
-        return f"{text}: ALP range used — {used}" + (
-            f" (ULN {_number(uln)} U/L)" if uln is not None else ""
-        )
+    trimester = _TRIMESTERS.get(_fact(facts, "pregnancy_trimester"))
+    if trimester:
+        text += f" ({trimester} trimester)"
+    uln = result.findings.alp_uln
+    source = _uln_source_text(result.findings.alp_uln_source or "")
+    if uln is not None and source:
+        return f"{text}: ALP range used {EN_DASH} ULN {_number(uln)} U/L, {source}"
     if weeks is None:
-        return f"{text}: results of the last 40 weeks use the third-trimester ALP range"
-    return (
-        f"{text} ({_trimester(weeks)} trimester): the higher of the usual and the "
-        "trimester's ALP range is used"
-    )
+        return f"{text}: the third-trimester ALP range applies to results of the last 40 weeks"
+    return text
 
 
 def context_line(
@@ -244,13 +233,13 @@ def context_line(
     facts: engine.Facts | None = None,
 ) -> list[ContextItem]:
     """The contexts the result reports (spec §2 ``context``), each in words."""
-    codes = list(getattr(result, "context", None) or ())
+    codes = list(result.context)
     items: list[ContextItem] = []
     age = _fact(facts, "age_years")
     age_text = f" (age {age})" if age is not None else ""
     for code in codes:
         if code == "pregnant":
-            text = _pregnancy_text(result, case)
+            text = _pregnancy_text(result, case, facts)
         elif code == "child":
             if "under_5" in codes:
                 continue  # said once, by under_5
@@ -263,7 +252,7 @@ def context_line(
                 "choice and dose need a number"
             )
         elif code == "hypercalcaemia":
-            corrected = _finding(result, "calcium_corrected")
+            corrected = result.findings.calcium_corrected
             value = f" (corrected calcium {_number(corrected)} mg/dL)" if corrected else ""
             text = f"Hypercalcaemia{value}: no calcium or vitamin D supplements until explained"
         elif code == "alp_not_recent":
@@ -287,27 +276,27 @@ def _uln_source_text(source: str) -> str:
 
 
 def _alp_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow:
-    latest = _finding(result, "alp_latest")
+    latest = result.findings.alp_latest
     if latest is None:
         return {"name": "alp", "label": "Latest ALP", "text": "not measured"}
     parts = [f"{_number(latest)} U/L"]
     when = _fact(facts, "alp_latest_date")
     if when:
         parts[0] += f" on {_day(when)}"
-    uln = _finding(result, "alp_uln")
-    x_uln = _finding(result, "alp_x_uln")
+    uln = result.findings.alp_uln
+    x_uln = result.findings.alp_x_uln
     if x_uln is not None and uln is not None:
         parts.append(f"{_number(x_uln, 2)} {TIMES} ULN")
-    parts.append("elevated" if _finding(result, "alp_elevated") else "not elevated")
+    parts.append("elevated" if result.findings.alp_elevated else "not elevated")
     return {"name": "alp", "label": "Latest ALP", "text": " · ".join(parts)}
 
 
 def _uln_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow | None:
-    uln = _finding(result, "alp_uln")
+    uln = result.findings.alp_uln
     if uln is None:
         return None
     source = _uln_source_text(
-        _finding(result, "alp_uln_source") or _fact(facts, "alp_uln_source") or ""
+        result.findings.alp_uln_source or _fact(facts, "alp_uln_source") or ""
     )
     text = f"{_number(uln)} U/L" + (f" — {source}" if source else "")
     return {"name": "uln", "label": "ALP ULN", "text": text}
@@ -326,19 +315,19 @@ def _lab_state(label: str, state: str | None, value: Any, unit: str, uln: Any = 
 
 
 def _source_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow | None:
-    source = _finding(result, "alp_source") or _fact(facts, "alp_source")
+    source = result.findings.alp_source or _fact(facts, "alp_source")
     if source is None:
         return None
     ggt = _lab_state(
         "GGT",
-        _finding(result, "ggt") or _fact(facts, "ggt"),
+        result.findings.ggt or _fact(facts, "ggt"),
         _fact(facts, "ggt_latest"),
         "U/L",
         _fact(facts, "ggt_uln"),
     )
     bone = _lab_state(
         "B-ALP",
-        _finding(result, "bone_alp") or _fact(facts, "bone_alp"),
+        result.findings.bone_alp or _fact(facts, "bone_alp"),
         _fact(facts, "bone_alp_latest"),
         _fact(facts, "bone_alp_unit") or "",
         _fact(facts, "bone_alp_uln"),
@@ -348,13 +337,13 @@ def _source_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow
 
 
 def _calcium_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow | None:
-    corrected = _finding(result, "calcium_corrected")
+    corrected = result.findings.calcium_corrected
     if corrected is None:
         corrected = _fact(facts, "calcium_corrected")
     if corrected is None:
         return None
     calcium = _fact(facts, "calcium_latest")
-    albumin = _fact(facts, "albumin_for_calcium", "albumin_latest")
+    albumin = _fact(facts, "calcium_albumin")
     behind = []
     if calcium is not None:
         behind.append(f"calcium {_number(calcium)} mg/dL")
@@ -371,8 +360,8 @@ def _calcium_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRo
 
 
 def _crcl_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow:
-    current = _finding(result, "crcl_current")
-    method = _finding(result, "crcl_method") or _fact(facts, "crcl_method", "crcl_current_source")
+    current = result.findings.crcl_current
+    method = result.findings.crcl_method or _fact(facts, "crcl_method", "crcl_current_source")
     if current is None:
         text = "unknown (no recent CrCl, or creatinine with weight for an adult)"
     else:
@@ -390,10 +379,10 @@ def _crcl_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow:
         when = _fact(facts, "crcl_current_date")
         if when:
             text += f" · {_day(when)}"
-    baseline = _finding(result, "crcl_baseline")
+    baseline = result.findings.crcl_baseline
     if baseline is not None:
         text += f" · baseline {_number(baseline, 0)} mL/min"
-    dosing = _finding(result, "za_dosing_crcl")
+    dosing = result.findings.za_dosing_crcl
     if dosing is not None:
         text += f" · zoledronic acid dosed at CrCl {_number(dosing, 0)} mL/min"
     return {"name": "crcl", "label": "CrCl", "text": text.strip(" ·")}

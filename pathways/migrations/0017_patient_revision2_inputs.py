@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pathways", "0013_hl7_feed"),
+        ("pathways", "0016_install_revision_2"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
