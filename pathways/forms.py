@@ -84,8 +84,8 @@ class _TriState(forms.NullBooleanSelect):
             ("false", "no"),
         ]
 
-    def format_value(self, value: Any) -> str:  # type: ignore[override]
-        return {True: "true", False: "false", "true": "true", "false": "false"}.get(value, "")
+    def format_value(self, value: Any) -> list[str]:
+        return [{True: "true", False: "false", "true": "true", "false": "false"}.get(value, "")]
 
     def value_from_datadict(self, data: Any, files: Any, name: str) -> bool | None:
         return {"true": True, "false": False}.get(data.get(name))
