@@ -35,6 +35,7 @@ from pathways.engine.declaration import (
     CaseField,
     Group,
 )
+from pathways.entry_checks import unusual_lab, unusual_weight
 from pathways.models import Clinic, Patient
 
 # At most this many result or therapy rows in one posted form (Django's own formset ceiling).
@@ -72,7 +73,7 @@ class _TimeInput(forms.TimeInput):
         super().__init__(format="%H:%M", **kwargs)
 
 
-class _TriState(forms.NullBooleanSelect):
+class _TriState(forms.Select):
     """A yes / no / not-given choice (a declared bool whose default is None: ``postmenopausal``),
     posted as "true", "false" or "" (not given)."""
 
@@ -177,6 +178,8 @@ class PatientCaseForm(forms.Form):
     name = forms.CharField(max_length=200)
     # Optimistic locking: the version the form was loaded from (services.StaleVersion).
     version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    # Shown only for a weight outside the entry-check bounds (entry_checks.py).
+    confirm_weight = forms.BooleanField(required=False, label="Confirm this weight")
 
     def __init__(
         self, *args: Any, clinics: Sequence[Clinic] = (), editing: bool = False, **kwargs: Any
@@ -275,6 +278,8 @@ class LabForm(forms.Form):
     collected_time = forms.TimeField(label="at (time)", required=False, widget=_TimeInput())
     reference_high = _form_field(LAB["reference_high"], help_text=False)
     reference_low = _form_field(LAB["reference_low"], help_text=False)
+    # Shown only for a value outside the entry-check bounds (entry_checks.py).
+    confirm = forms.BooleanField(required=False, label="Confirm this value")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -288,6 +293,23 @@ class LabForm(forms.Form):
                 css_class="g-2 align-items-start",
             )
         )
+
+    def ask_confirmation(self, lab: dict[str, Any]) -> bool:
+        """Show the confirm box of a result (``lab``, as the case document has it) outside the
+        entry-check bounds; True while the box is not ticked (the value then says why)."""
+        value = _number_or_none(lab.get("value"))
+        message = None if value is None else unusual_lab(lab["test"], value, lab["unit"])
+        if message is None:
+            return False
+        self.helper.layout[0].append(Column(_row_field("confirm"), css_class="col-12"))
+        if self.cleaned_data.get("confirm"):
+            return False
+        self.add_error("value", message)
+        return True
+
+
+def _number_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 _LAB_FORM_FIELDS = (
@@ -418,6 +440,25 @@ class CaseForms:
         if self.labs is not None:
             results.append(self.labs.is_valid())
         return all(results)
+
+    def ask_confirmations(self, draft: CaseDraft) -> bool:
+        """Ask for a confirmation of each typed value outside the entry-check bounds
+        (reference-intervals.md): its confirm box is shown and, until it is ticked, the value
+        carries why on its field. True when a value still needs one (nothing is saved)."""
+        waiting = False
+        patient = self.patient
+        message = unusual_weight(_number_or_none(draft.document["patient"].get("weight_kg")))
+        if message is not None:
+            patient.patient_helper.layout.append(_field("confirm_weight"))
+            if not patient.cleaned_data.get("confirm_weight"):
+                patient.add_error("weight_kg", message)
+                waiting = True
+        if self.labs is None:  # editing: stored results are checked one by one (ResultForm)
+            return waiting
+        for lab, index in zip(draft.document["labs"], draft.lab_rows, strict=True):
+            if cast(LabForm, self.labs.forms[index]).ask_confirmation(lab):
+                waiting = True
+        return waiting
 
     def add_case_errors(self, errors: Iterable[engine.FieldError], draft: CaseDraft) -> None:
         """Put each of the engine's errors on the form field that holds the value."""

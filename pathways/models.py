@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from pathways import engine
+from pathways import engine, entry_checks
 from pathways.engine import declaration, vocabulary
 
 
@@ -236,6 +236,15 @@ class LabResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.test} {self.value:g} {self.unit} on {self.collected_on}"
+
+    @property
+    def unconfirmed_unusual_value(self) -> str | None:
+        """Why a result that arrived without a person confirming it (lab feed, FHIR) would have
+        needed a confirmation if typed by hand: it is stored and assessed, and the patient page
+        flags it (reference-intervals.md). None for a typed result (confirmed when entered)."""
+        if self.source == self.Source.ENTERED:
+            return None
+        return entry_checks.unusual_lab(self.test, self.value, self.unit)
 
 
 class Therapy(models.Model):

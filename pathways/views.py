@@ -315,6 +315,8 @@ def _write_result(
     form = ResultForm(request.POST, auto_id="result_%s")
     if not form.is_valid() or (lab := _checked_result(patient, form, replacing=replacing)) is None:
         return None, form
+    if form.ask_confirmation(engine.lab_to_document(lab)):  # a typed value outside the bounds
+        return None, form
     version = form.cleaned_data["version"]
     try:
         if replacing is None:
@@ -598,7 +600,7 @@ def _case_page(
     except engine.CaseInvalid as invalid:
         case_forms.add_case_errors(invalid.errors, draft)
     else:
-        if forms_valid:
+        if forms_valid and not case_forms.ask_confirmations(draft):
             saved = _save(request, case_forms, case, clinics=clinics, patient=patient)
             if isinstance(saved, Patient):
                 messages.success(request, f"Saved {saved.name} (MRN {saved.mrn}).")

@@ -220,3 +220,81 @@ def test_a_result_with_the_labs_lower_limit_is_added_on_the_patient_page(
     assert response.status_code == 302
     stored = patient.lab_results.get(test="calcium", collected_on=TODAY)
     assert (stored.reference_low, stored.reference_high) == (8.5, 10.4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Values typed by hand that need a confirmation (reference-intervals.md).
+
+
+def test_an_alp_typed_in_the_wrong_unit_asks_for_a_confirmation_before_it_is_saved(
+    alice_client: Client,
+) -> None:
+    document = pregnant_third_trimester_document()
+    document["labs"][0].update({"value": 210, "unit": "ukat/L"})  # 12,600 U/L: a unit mix-up
+    data = form_data(document, mrn="CONF-1")
+    response = alice_client.post("/patients/new/", data)
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "12,600 U/L is above 3,000 U/L" in field_error(html, "id_labs-0-value")
+    assert 'name="labs-0-confirm"' in html and 'name="labs-1-confirm"' not in html
+    assert not Patient.objects.exists() and not LabResult.objects.exists()
+
+    response = alice_client.post("/patients/new/", {**data, "labs-0-confirm": "on"})
+    assert response.status_code == 302
+    alp = Patient.objects.get(mrn="CONF-1").lab_results.get(test="alp")
+    assert (alp.value, alp.unit, alp.canonical_value) == (210, "ukat/L", 12600)
+
+
+def test_a_weight_outside_the_bounds_asks_for_a_confirmation(alice_client: Client) -> None:
+    data = form_data(pregnant_third_trimester_document(weight_kg=710), mrn="CONF-2")
+    html = alice_client.post("/patients/new/", data).content.decode()
+    assert "710 kg is above 300 kg" in field_error(html, "id_weight_kg")
+    assert 'name="confirm_weight"' in html
+    assert not Patient.objects.exists()
+    response = alice_client.post("/patients/new/", {**data, "confirm_weight": "on"})
+    assert response.status_code == 302
+    assert Patient.objects.get(mrn="CONF-2").weight_kg == 710
+
+
+def test_a_result_added_on_the_patient_page_asks_for_a_confirmation_below_the_bound(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    patient = stored_patient(north_clinic, alice, revision_2_inputs_document(), mrn="CONF-3")
+    result = {
+        "test": "creatinine",
+        "value": "0.1",
+        "unit": "mg/dL",
+        "collected_on": TODAY.isoformat(),
+        "collected_time": "",
+        "version": str(patient.version),
+    }
+    response = alice_client.post(f"/patients/{patient.pk}/results/", result)
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "0.1 mg/dL is below 0.2 mg/dL" in field_error(html, "result_value")
+    assert 'name="confirm"' in html
+    assert not patient.lab_results.filter(collected_on=TODAY, test="creatinine").exists()
+    response = alice_client.post(f"/patients/{patient.pk}/results/", {**result, "confirm": "on"})
+    assert response.status_code == 302
+    assert patient.lab_results.get(collected_on=TODAY, test="creatinine").value == 0.1
+
+
+def test_a_lab_feed_result_outside_the_bounds_is_stored_and_flagged_not_held_back(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    from pathways.services import patient_record_result
+
+    patient = stored_patient(north_clinic, alice, revision_2_inputs_document(), mrn="CONF-4")
+    lab = engine.Lab.create("alp", 4200, "U/L", TODAY)
+    stored = patient_record_result(
+        patient=patient,
+        user=alice,
+        lab=lab,
+        expected_version=patient.version,
+        source=LabResult.Source.IMPORTED,
+    )
+    typed = patient.lab_results.get(test="creatinine")
+    html = alice_client.get(f"/patients/{patient.pk}/").content.decode()
+    assert f'data-unusual="{stored.pk}"' in html
+    assert "4,200 U/L is above 3,000 U/L" in html
+    assert f'data-unusual="{typed.pk}"' not in html
