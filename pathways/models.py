@@ -880,6 +880,30 @@ class UlnBand(RuleSetPart):
     uln = models.FloatField()
     unit = models.CharField(max_length=20, default="U/L")
     source = models.CharField(max_length=300, blank=True)
+    # Revision 2 (reference-intervals.md): lower limit, the label shown as the ULN's source,
+    # the menopause a female adult band applies to, and pregnancy bands by gestational week.
+    lln = models.FloatField(null=True, blank=True, help_text="Lower limit; blank: none.")
+    label = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text='As the ULN source ("built-in: female ≥ 17 y"); blank: from the ages.',
+    )
+    menopause = models.CharField(
+        max_length=4,
+        choices=[("any", "any"), ("pre", "premenopausal"), ("post", "postmenopausal")],
+        default="any",
+    )
+    gestational_week_from = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Set only for a pregnancy band (inclusive)."
+    )
+    gestational_week_to = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Exclusive; blank: to term."
+    )
+    trimester = models.CharField(
+        max_length=6,
+        blank=True,
+        choices=[("", "—"), ("first", "first"), ("second", "second"), ("third", "third")],
+    )
     history = HistoricalRecords()
 
     class Meta:

@@ -182,6 +182,12 @@ def load_rule_set(row: RuleSet) -> engine.RuleSet:
             uln=b.uln,
             unit=b.unit,
             source=b.source,
+            lln=b.lln,
+            label=b.label,
+            menopause=b.menopause,
+            gestational_week_from=b.gestational_week_from,
+            gestational_week_to=b.gestational_week_to,
+            trimester=b.trimester,
         )
         for b in UlnBand.objects.filter(rule_set=row).order_by("pk")
     )
@@ -299,6 +305,7 @@ def install_rule_set(
                 uln=b.uln,
                 unit=b.unit,
                 source=b.source,
+                **{name: getattr(b, name) for name in engine.ULN_BAND_R2_FIELDS},
             )
             for b in data.uln_bands
         ]

@@ -719,7 +719,20 @@ class FollowUpRuleAdmin(RuleSetPartAdmin):
 @admin.register(UlnBand)
 class UlnBandAdmin(RuleSetPartAdmin):
     form = DraftOnlyForm
-    list_display = ["test", "sex", "age_from", "age_from_unit", "age_to", "age_to_unit", "uln"]
+    list_display = [
+        "test",
+        "sex",
+        "menopause",
+        "age_from",
+        "age_from_unit",
+        "age_to",
+        "age_to_unit",
+        "gestational_week_from",
+        "gestational_week_to",
+        "lln",
+        "uln",
+        "label",
+    ]
     list_filter = [RuleSetFilter, "test", "sex"]
 
 

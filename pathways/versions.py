@@ -130,9 +130,14 @@ def ruleset_diff(*, old: RuleSet, new: RuleSet) -> list[Change]:
 def _band_text(band: engine.UlnBand | engine.DoseBand) -> str:
     if isinstance(band, engine.UlnBand):
         upper = f"{band.age_to} {band.age_to_unit}" if band.age_to is not None else "any age"
+        who = band.sex if band.menopause == "any" else f"{band.sex} ({band.menopause}menopausal)"
+        if band.pregnancy:
+            weeks = f"{band.gestational_week_to}" if band.gestational_week_to else "term"
+            who += f", pregnancy weeks {band.gestational_week_from} to {weeks}"
+        lower = f"LLN {band.lln:g}, " if band.lln is not None else ""
         return (
-            f"{band.test} {band.sex} {band.age_from} {band.age_from_unit} to {upper}: "
-            f"ULN {band.uln:g} {band.unit}"
+            f"{band.test} {who} {band.age_from} {band.age_from_unit} to {upper}: "
+            f"{lower}ULN {band.uln:g} {band.unit}"
         )
     dose = f"{band.dose_mg:g} mg" if band.dose_mg is not None else "not recommended"
     return f"CrCl {_text(band.crcl_from) or '…'} to {_text(band.crcl_to) or '…'}: {dose}"

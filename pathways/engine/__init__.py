@@ -43,6 +43,7 @@ from .fact_specs import FACTS
 from .facts import AlpPoint, Facts, FactSpec, TherapyFacts, compute_facts
 from .ruleset import (
     CITATION_KINDS,
+    ULN_BAND_R2_FIELDS,
     Citation,
     DoseBand,
     Example,
@@ -101,6 +102,7 @@ __all__ = [
     "RULE_PATHWAYS",
     "SEXES",
     "TESTS",
+    "ULN_BAND_R2_FIELDS",
     "UNITS",
     "AlpPoint",
     "Case",

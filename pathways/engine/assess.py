@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -61,6 +61,15 @@ class Findings:
     rcv_rise_pct: float | None = None
     rcv_fall_pct: float | None = None
     za_dosing_crcl: float | None = None
+    alp_gestational_week: int | None = None
+    pregnancy_trimester: int | None = None
+    ggt_latest: float | None = None
+    ggt_uln: float | None = None
+    bone_alp_latest: float | None = None
+    bone_alp_uln: float | None = None
+    crcl_current_date: str | None = None
+    crcl_creatinine: float | None = None
+    crcl_weight_kg: float | None = None
 
 
 # Revision-2 findings: (document key, fact name, decimals or None for a value kept as it is).
@@ -74,7 +83,16 @@ EXTRA_FINDINGS: tuple[tuple[str, str, int | None], ...] = (
     ("crcl_method", "crcl_method", None),
     ("rcv_rise_pct", "rcv_rise_pct", 1),
     ("rcv_fall_pct", "rcv_fall_pct", 1),
-    ("za_dosing_crcl", "dosing_crcl", 1),
+    ("za_dosing_crcl", "za_dosing_crcl", 1),
+    ("alp_gestational_week", "alp_gestational_week", None),
+    ("pregnancy_trimester", "pregnancy_trimester", None),
+    ("ggt_latest", "ggt_latest", 2),
+    ("ggt_uln", "ggt_uln", 2),
+    ("bone_alp_latest", "bone_alp_latest", 2),
+    ("bone_alp_uln", "bone_alp_uln", 2),
+    ("crcl_current_date", "crcl_current_date", None),
+    ("crcl_creatinine", "crcl_creatinine", 2),
+    ("crcl_weight_kg", "crcl_weight_kg", 1),
 )
 
 
@@ -115,7 +133,8 @@ class Result:
     follow_ups: tuple[FollowUp, ...]
     context: tuple[str, ...] = ()
     suppressed: tuple[Suppressed, ...] = ()
-    sources: tuple[Citation, ...] = ()  # every citation the recommendations name, key order
+    # Every citation the recommendations name, by key, in the order they are first cited.
+    sources: dict[str, Citation] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,7 +473,7 @@ def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -
         for item, priority in matched
     )
     used = dict.fromkeys(key for rec in recommendations for key in rec.citations)
-    sources = tuple(compiled.citations[key] for key in used if key in compiled.citations)
+    sources = {key: compiled.citations[key] for key in used if key in compiled.citations}
 
     if stale:
         context.add_variable(FIRED_VARIABLE, fired)
@@ -567,7 +586,7 @@ def result_to_document(result: Result) -> dict[str, Any]:
             }
             for follow_up in result.follow_ups
         ],
-        "sources": {citation.key: _source(citation) for citation in result.sources},
+        "sources": {key: _source(citation) for key, citation in result.sources.items()},
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from .case import CaseInvalid, case_to_document, parse_case
 from .ruleset import (
+    ULN_BAND_R2_FIELDS,
     Citation,
     DoseBand,
     Example,
@@ -147,6 +148,12 @@ def _uln_band(fields: dict[str, Any]) -> UlnBand:
         uln=float(fields["uln"]),
         unit=fields["unit"],
         source=fields.get("source", ""),
+        lln=_optional_float(fields.get("lln")),
+        label=fields.get("label", ""),
+        menopause=fields.get("menopause", "any"),
+        gestational_week_from=fields.get("gestational_week_from"),
+        gestational_week_to=fields.get("gestational_week_to"),
+        trimester=fields.get("trimester", ""),
     )
 
 
@@ -197,7 +204,7 @@ def load_catalogue(path: Path | None = None, *, version: str = "catalogue") -> R
             "uln_bands",
             "uln band",
             ("test", "sex", "age_from", "age_from_unit", "uln", "unit"),
-            ("age_to", "age_to_unit", "source"),
+            ("age_to", "age_to_unit", "source", *ULN_BAND_R2_FIELDS),
         )
     )
     za_dose_bands = tuple(

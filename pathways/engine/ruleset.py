@@ -74,6 +74,13 @@ class FollowUpRule:
 
 @dataclass(frozen=True)
 class UlnBand:
+    """A reference interval of one test for an age band (reference-intervals.md).
+
+    Revision 2 adds the lower limit, a label shown as the ULN's source ("female ≥ 17 y"), the
+    menopause a female adult band applies to (bone ALP), and pregnancy bands by gestational
+    week (total ALP by trimester): such a band only ever applies to a result collected during
+    the pregnancy, and only raises the usual limit."""
+
     test: str
     sex: str  # "male", "female" or "any"
     age_from: int
@@ -83,6 +90,27 @@ class UlnBand:
     uln: float
     unit: str
     source: str = ""
+    lln: float | None = None  # lower limit, same unit; None: no lower limit
+    label: str = ""  # shown as "built-in: <label>"; made from the band when blank
+    menopause: str = "any"  # "any", "pre" or "post" (female adults, bone ALP)
+    gestational_week_from: int | None = None  # a pregnancy band: from this week (inclusive)
+    gestational_week_to: int | None = None  # exclusive; None = to term
+    trimester: str = ""  # "first", "second", "third" for a pregnancy band (its label)
+
+    @property
+    def pregnancy(self) -> bool:
+        return self.gestational_week_from is not None
+
+
+# The revision-2 columns of a band, with their defaults (the Django model stores the same names).
+ULN_BAND_R2_FIELDS = (
+    "lln",
+    "label",
+    "menopause",
+    "gestational_week_from",
+    "gestational_week_to",
+    "trimester",
+)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pathways", "0013_hl7_feed"),
+        ("pathways", "0014_reference_values_r2"),
     ]
 
     operations = [

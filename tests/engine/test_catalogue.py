@@ -140,6 +140,17 @@ def test_every_bold_default_of_the_spec_is_a_parameter() -> None:
         "rcv_cva_pct": 3.0,
         "rcv_z": 1.96,
         "bone_alp_mass_uln": 20,
+        "persistence_days": 28,
+        "urgent_hypercalcaemia_mg_dl": 12.0,
+        "vitamin_d_deficient_ng_ml": 20,
+        "pth_not_suppressed_pg_ml": 20,
+        "menopause_age_years": 51,
+        "creatinine_rise_baseline_mg_dl": 1.4,
+        "creatinine_rise_low_mg_dl": 0.5,
+        "creatinine_rise_high_mg_dl": 1.0,
+        "ckd_mbd_crcl": 45,
+        "ctx_late_hour": 10,
+        "ctx_time_spread_hours": 4,
     }
     for parameter in catalogue().parameters:
         assert parameter.unit or parameter.name == "rcv_z"

@@ -10,11 +10,14 @@ import pytest
 from pathways.engine import FACTS, compute_facts, parse_case
 from pathways.engine.dates import add_months, age_in_years, whole_months_between
 from pathways.engine.facts import (
+    ENGINE_DEFAULTS,
     GROUP_SPECS,
     alp,
     bone_alp,
     cockcroft_gault,
     context,
+    flags,
+    liver,
     metabolic,
     myeloma,
     patient,
@@ -122,8 +125,8 @@ def test_each_alp_uses_the_uln_at_its_own_collection_date() -> None:
     }
     points = compute_facts(parse_case(document), catalogue()).alp_points
     assert [(p.uln, p.uln_source, p.elevated) for p in points] == [
-        (117, "built-in", False),
-        (104, "built-in", True),
+        (117, "built-in: female 15 \u2013 < 17 y", False),
+        (104, "built-in: female ≥ 17 y", True),
     ]
 
 
@@ -492,14 +495,32 @@ def test_each_fact_group_computes_exactly_its_published_entries_in_their_order()
     def results(test: str) -> list[Any]:
         return [lab for lab in labs if lab.test == test]
 
+    params = {**ENGINE_DEFAULTS, **params}
     points = alp.alp_series(results("alp"), case.patient, rule_set.uln_bands, 16.9)
     therapy_values, _ = therapies.therapies_facts(case.clinical.therapies, case.as_of, points)
+    bone = bone_alp.bone_alp_facts(
+        results("bone_alp"),
+        case.patient,
+        rule_set.uln_bands,
+        mass_uln=params["bone_alp_mass_uln"],
+        menopause_age=51,
+    )
+    by_test = {test: results(test) for test in ("ggt", "alt", "bilirubin")}
+    liver_values = liver.liver_facts(
+        by_test,
+        case.patient,
+        rule_set.uln_bands,
+        as_of=case.as_of,
+        recent_days=90,
+        bone_alp=bone["bone_alp"],
+    )
     computed = {
         patient: patient.patient_facts(case, ["alp"]),
-        alp: alp.alp_facts(points, 16.9),
-        bone_alp: bone_alp.bone_alp_facts(results("bone_alp"), params["bone_alp_mass_uln"]),
-        context: context.clinical_context_facts(case.clinical),
-        metabolic: metabolic.metabolic_facts(case.clinical),
+        alp: alp.alp_facts(points, 16.9, rcv_rise=18.4, rcv_fall=15.5, persistence_days=28),
+        bone_alp: bone,
+        liver: liver_values,
+        context: context.clinical_context_facts(case.clinical, case.as_of, params=params),
+        metabolic: metabolic.metabolic_facts(case.clinical, params=params),
         therapies: therapy_values,
         renal: renal.renal_facts(
             case,
@@ -511,6 +532,7 @@ def test_each_fact_group_computes_exactly_its_published_entries_in_their_order()
             params=params,
         ),
         myeloma: myeloma.myeloma_facts(case.clinical.myeloma, points),
+        flags: flags.flag_facts({}),
     }
     assert tuple(group.SPECS for group in computed) == GROUP_SPECS
     for group, values in computed.items():

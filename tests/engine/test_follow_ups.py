@@ -135,7 +135,7 @@ def test_renal_before_infusion_is_the_next_monthly_anniversary(
     follow_up = follow_ups(_on_zoledronic_acid(start, as_of, []))["renal-before-infusion"]
     assert follow_up.due.isoformat() == due
     assert follow_up.status == "upcoming"
-    assert follow_up.rule == "mm-renal-before-infusion"
+    assert follow_up.rule == "iv-bp-renal-before-infusion"
 
 
 @pytest.mark.parametrize("test", ["crcl", "creatinine"])
@@ -187,7 +187,7 @@ def test_dental_exam_is_due_on_as_of() -> None:
     assert (follow_up.due.isoformat(), follow_up.status, follow_up.rule) == (
         "2026-11-22",
         "upcoming",
-        "mm-dental-exam",
+        "antiresorptive-dental-exam",
     )
 
 
@@ -272,10 +272,22 @@ def test_paget_evaluation_after_the_course_end() -> None:
     )
 
 
-def test_no_paget_evaluation_without_alendronate() -> None:
+def test_paget_evaluation_after_a_zoledronic_acid_infusion_too() -> None:
+    # Revision 2: any bisphosphonate course (the most recent), not only alendronate.
     document = merged(
         paget_with_elevated_alp_on_alendronate(),
-        clinical={"therapies": [{"agent": "zoledronic_acid", "start": "2026-01-10"}]},
+        clinical={
+            "therapies": [{"agent": "zoledronic_acid", "start": "2026-01-10", "end": "2026-01-10"}]
+        },
+    )
+    # the ALP of 2026-10-01 came after the due date: done
+    assert due_and_status(document, "paget-evaluation") == ("2026-07-10", "done")
+
+
+def test_no_paget_evaluation_without_a_bisphosphonate_course() -> None:
+    document = merged(
+        paget_with_elevated_alp_on_alendronate(),
+        clinical={"therapies": [{"agent": "denosumab", "start": "2026-01-10"}]},
     )
     assert "paget-evaluation" not in follow_ups(document)
 

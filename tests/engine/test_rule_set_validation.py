@@ -189,7 +189,7 @@ def test_follow_up_checks() -> None:
         anchor="alp_latest",
         offset="no_such_parameter",
         offset_unit="weeks",
-        satisfied_by=("pth",),
+        satisfied_by=("tsh",),
     )
     errors = validate_with(follow_ups=(*catalogue().follow_ups, follow_up))
     wheres = [error.where for error in errors]
@@ -215,11 +215,12 @@ def test_a_gap_in_the_uln_table_is_reported() -> None:
 def test_uln_band_fields_are_checked() -> None:
     band = UlnBand("alp", "x", 0, "weeks", None, "days", -1, "mmol/L")
     errors = messages(validate_with(uln_bands=(*catalogue().uln_bands, band)))
+    where = f"uln band {len(catalogue().uln_bands) + 1}"
     assert errors == [
-        'uln band 12: sex "x" is not one of: female, male, any',
-        "uln band 12: age units must be days or years",
-        'uln band 12: "mmol/L" is not a unit for alp',
-        "uln band 12: uln must be positive",
+        f'{where}: sex "x" is not one of: female, male, any',
+        f"{where}: age units must be days or years",
+        f'{where}: "mmol/L" is not a unit for alp',
+        f"{where}: uln must be positive",
     ]
 
 

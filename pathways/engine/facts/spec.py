@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, time
 from typing import Any
@@ -30,3 +31,26 @@ def pct_change(new: float, old: float) -> float | None:
 def collection_order(lab: Lab) -> tuple[date, time]:
     # A result without a time of day sorts first on its date (stable: document order).
     return (lab.collected_on, lab.collected_time or time.min)
+
+
+def is_recent(lab: Lab, as_of: date, window_days: float | None) -> bool:
+    """spec §2: collected at most `window_days` before as_of (90 days old is recent). A rule set
+    without the window (revision 1) treats every result as recent."""
+    return window_days is None or (as_of - lab.collected_on).days <= window_days
+
+
+def latest_recent(labs: Sequence[Lab], as_of: date, window_days: float | None) -> Lab | None:
+    """The latest of `labs` (in collection order) if it is recent; an older one is history."""
+    if not labs:
+        return None
+    latest = labs[-1]
+    return latest if is_recent(latest, as_of, window_days) else None
+
+
+def in_spec_order(specs: Sequence[FactSpec], values: dict[str, Any]) -> dict[str, Any]:
+    """A group's values in the order of its published entries; a fact computed but not
+    published, or published but not computed, is a programming error."""
+    names = [spec.name for spec in specs]
+    if set(names) != set(values):
+        raise KeyError(f"facts and their entries differ: {sorted(set(names) ^ set(values))}")
+    return {name: values[name] for name in names}

@@ -8,14 +8,18 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 
-from ..case import Therapy
+from ..case import Clinical, Therapy
 from ..dates import add_months, iso_date, whole_months_between
 from ..vocabulary import BISPHOSPHONATES, BONE_TARGETED_AGENTS, IV_BISPHOSPHONATES
 from .alp import AlpPoint
 from .spec import FactSpec as _F
-from .spec import pct_change
+from .spec import in_spec_order, pct_change
 
 ALENDRONATE_COURSE_MONTHS = 6  # S0 6: alendronate 40 mg daily for six months
+# spec §5 paget-evaluation: a course without an end is taken to end 6 months after its start.
+COURSE_WITHOUT_END_MONTHS = 6
+# spec §2: oncology IV bisphosphonate (monthly dosing) with one of these or a known cancer.
+ONCOLOGY_DIAGNOSES = frozenset({"multiple_myeloma", "bone_metastases"})
 
 THERAPY_FIELDS: Final = (
     _F(
@@ -131,6 +135,36 @@ SPECS: Final[tuple[_F, ...]] = (
         "2026-12-15",
     ),
     _F(
+        "oncology_iv_bisphosphonate",
+        "bool",
+        "",
+        "on IV bisphosphonate with multiple_myeloma, bone_metastases or a known cancer",
+        False,
+    ),
+    _F("denosumab_started", "bool", "", "a denosumab course started on or before as_of", False),
+    _F(
+        "denosumab_stopped_without_follow_on",
+        "bool",
+        "",
+        "a denosumab course ended before as_of, none current, and no bisphosphonate started "
+        "on or after that end (and on or before as_of)",
+        False,
+    ),
+    _F(
+        "denosumab_last_end",
+        "date",
+        "",
+        "end (last injection) of the latest-ending denosumab course that ended before as_of",
+        "2026-05-01",
+    ),
+    _F(
+        "bisphosphonate_course_end",
+        "date",
+        "",
+        "the most recent bisphosphonate course (latest start): its end, else start + 6 months",
+        "2026-07-10",
+    ),
+    _F(
         "alendronate_course_end",
         "date",
         "",
@@ -152,7 +186,10 @@ class TherapyFacts:
 
 
 def therapies_facts(
-    therapies: Sequence[Therapy], as_of: date, points: Sequence[AlpPoint]
+    therapies: Sequence[Therapy],
+    as_of: date,
+    points: Sequence[AlpPoint],
+    clinical: Clinical | None = None,
 ) -> tuple[dict[str, Any], tuple[TherapyFacts, ...]]:
     """The therapy facts, and each therapy's own facts (same order as `therapies`)."""
     latest = points[-1] if points else None
@@ -177,7 +214,43 @@ def therapies_facts(
     if alendronate:
         course = max(alendronate, key=lambda therapy: therapy.start)
         alendronate_course_end = course.end or add_months(course.start, ALENDRONATE_COURSE_MONTHS)
+    # spec §2: denosumab stopped without a follow-on bisphosphonate.
+    denosumab_ended = [
+        therapy.end
+        for therapy in therapies
+        if therapy.agent == "denosumab" and therapy.end is not None and therapy.end < as_of
+    ]
+    denosumab_last_end = max(denosumab_ended, default=None)
+    stopped_without_follow_on = (
+        denosumab_last_end is not None
+        and "denosumab" not in current_agents
+        and not any(
+            therapy.agent in BISPHOSPHONATES and denosumab_last_end <= therapy.start <= as_of
+            for therapy in therapies
+        )
+    )
+    bisphosphonate_courses = [
+        therapy
+        for therapy in therapies
+        if therapy.agent in BISPHOSPHONATES and therapy.start <= as_of
+    ]
+    bisphosphonate_course_end = None
+    if bisphosphonate_courses:
+        course = max(bisphosphonate_courses, key=lambda therapy: therapy.start)
+        bisphosphonate_course_end = course.end or add_months(
+            course.start, COURSE_WITHOUT_END_MONTHS
+        )
+    oncology = clinical is not None and (
+        not ONCOLOGY_DIAGNOSES.isdisjoint(clinical.diagnoses) or clinical.cancer is not None
+    )
     values = {
+        "oncology_iv_bisphosphonate": bool(current_iv) and oncology,
+        "denosumab_started": any(
+            therapy.agent == "denosumab" and therapy.start <= as_of for therapy in therapies
+        ),
+        "denosumab_stopped_without_follow_on": stopped_without_follow_on,
+        "denosumab_last_end": denosumab_last_end,
+        "bisphosphonate_course_end": bisphosphonate_course_end,
         "therapies": therapy_maps,
         "current_therapies": [m for m in therapy_maps if m["current"]],
         "therapies_summary": "; ".join(m["summary"] for m in therapy_maps) or "none",
@@ -199,7 +272,7 @@ def therapies_facts(
         "iv_bisphosphonate_next_anniversary": next_anniversary,
         "alendronate_course_end": alendronate_course_end,
     }
-    return values, tuple(per_therapy)
+    return in_spec_order(SPECS, values), tuple(per_therapy)
 
 
 def _therapy_facts(
