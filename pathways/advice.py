@@ -107,12 +107,13 @@ class Considered(TypedDict):
 # Reading the result and the facts (a value not computed reads as None: not shown).
 
 
-def _fact(facts: engine.Facts | None, *names: str) -> Any:
-    """The first of ``names`` that the facts hold a value for (None when none does)."""
-    if facts is None:
-        return None
+def _known(result: engine.Result, facts: engine.Facts | None, *names: str) -> Any:
+    """The first of ``names`` the result's findings (spec §6), else the facts, hold a value for
+    (None when none does: not shown)."""
     for name in names:
-        value = facts.values.get(name)
+        value = getattr(result.findings, name, None)
+        if value is None and facts is not None:
+            value = facts.values.get(name)
         if value is not None:
             return value
     return None
@@ -137,8 +138,7 @@ def _day(value: Any) -> str:
 def _citation_index(result: engine.Result, rule_set: engine.RuleSet) -> dict[str, Any]:
     """Every citation the result can name: the result's own ``sources`` (spec §6) over the
     rule set's citations."""
-    cited = (*rule_set.citations, *result.sources)
-    return {citation.key: citation for citation in cited}
+    return {**{citation.key: citation for citation in rule_set.citations}, **result.sources}
 
 
 def _citation(key: str, source: engine.Citation | None) -> CitationText:
@@ -211,17 +211,21 @@ def _pregnancy_text(
     result: engine.Result, case: engine.Case | None, facts: engine.Facts | None
 ) -> str:
     """The week, the trimester and the ALP range used (reference-intervals.md, pregnancy)."""
-    weeks = _fact(facts, "gestational_weeks")
+    weeks = _known(result, facts, "gestational_weeks")
     if weeks is None and case is not None:
         weeks = case.patient.gestational_weeks
     text = "Pregnant" + (f", week {weeks}" if weeks is not None else ", week not given")
-    trimester = _TRIMESTERS.get(_fact(facts, "pregnancy_trimester"))
+    trimester = _TRIMESTERS.get(_known(result, facts, "pregnancy_trimester"))
     if trimester:
         text += f" ({trimester} trimester)"
     uln = result.findings.alp_uln
     source = _uln_source_text(result.findings.alp_uln_source or "")
     if uln is not None and source:
-        return f"{text}: ALP range used {EN_DASH} ULN {_number(uln)} U/L, {source}"
+        text += f": ALP range used {EN_DASH} ULN {_number(uln)} U/L, {source}"
+        at_alp = _known(result, facts, "alp_gestational_week")
+        if at_alp is not None and at_alp != weeks:
+            text += f" (the latest ALP was drawn in week {at_alp})"
+        return text
     if weeks is None:
         return f"{text}: the third-trimester ALP range applies to results of the last 40 weeks"
     return text
@@ -235,7 +239,7 @@ def context_line(
     """The contexts the result reports (spec §2 ``context``), each in words."""
     codes = list(result.context)
     items: list[ContextItem] = []
-    age = _fact(facts, "age_years")
+    age = _known(result, facts, "age_years")
     age_text = f" (age {age})" if age is not None else ""
     for code in codes:
         if code == "pregnant":
@@ -243,20 +247,29 @@ def context_line(
         elif code == "child":
             if "under_5" in codes:
                 continue  # said once, by under_5
-            text = f"Child{age_text}: age-specific ranges; adult-only advice stood down"
+            text = (
+                f"Child{age_text}: ALP limits for age and sex; advice meant for adults is "
+                "stood down"
+            )
         elif code == "under_5":
-            text = f"Child under 5{age_text}: age-specific ranges; a very high ALP may be transient"
+            text = (
+                f"Child under 5{age_text}: ALP limits for age and sex; transient "
+                "hyperphosphatasaemia is considered for a very high ALP"
+            )
         elif code == "renal_function_unknown":
             text = (
-                "Renal function unknown: no recent CrCl or creatinine — bisphosphonate "
-                "choice and dose need a number"
+                "Renal function unknown: no recent CrCl, nor a creatinine with a weight for "
+                "Cockcroft\u2013Gault; a bisphosphonate's choice and dose need a number"
             )
         elif code == "hypercalcaemia":
             corrected = result.findings.calcium_corrected
-            value = f" (corrected calcium {_number(corrected)} mg/dL)" if corrected else ""
-            text = f"Hypercalcaemia{value}: no calcium or vitamin D supplements until explained"
+            uln = _known(result, facts, "calcium_uln")
+            text = "Hypercalcaemia"
+            if corrected is not None:
+                text += f": corrected calcium {_number(corrected, 2)} mg/dL"
+                text += f" (ULN {_number(uln, 2)})" if uln is not None else ""
         elif code == "alp_not_recent":
-            latest = _fact(facts, "alp_latest_date")
+            latest = _known(result, facts, "alp_latest_date")
             when = f" ({_day(latest)})" if latest else ""
             text = f"Latest ALP is not recent{when}: it drives no advice until repeated"
         else:
@@ -280,7 +293,7 @@ def _alp_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow:
     if latest is None:
         return {"name": "alp", "label": "Latest ALP", "text": "not measured"}
     parts = [f"{_number(latest)} U/L"]
-    when = _fact(facts, "alp_latest_date")
+    when = _known(result, facts, "alp_latest_date")
     if when:
         parts[0] += f" on {_day(when)}"
     uln = result.findings.alp_uln
@@ -296,7 +309,7 @@ def _uln_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow | 
     if uln is None:
         return None
     source = _uln_source_text(
-        result.findings.alp_uln_source or _fact(facts, "alp_uln_source") or ""
+        result.findings.alp_uln_source or _known(result, facts, "alp_uln_source") or ""
     )
     text = f"{_number(uln)} U/L" + (f" — {source}" if source else "")
     return {"name": "uln", "label": "ALP ULN", "text": text}
@@ -315,22 +328,22 @@ def _lab_state(label: str, state: str | None, value: Any, unit: str, uln: Any = 
 
 
 def _source_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow | None:
-    source = result.findings.alp_source or _fact(facts, "alp_source")
+    source = result.findings.alp_source or _known(result, facts, "alp_source")
     if source is None:
         return None
     ggt = _lab_state(
         "GGT",
-        result.findings.ggt or _fact(facts, "ggt"),
-        _fact(facts, "ggt_latest"),
+        result.findings.ggt or _known(result, facts, "ggt"),
+        _known(result, facts, "ggt_latest"),
         "U/L",
-        _fact(facts, "ggt_uln"),
+        _known(result, facts, "ggt_uln"),
     )
     bone = _lab_state(
         "B-ALP",
-        result.findings.bone_alp or _fact(facts, "bone_alp"),
-        _fact(facts, "bone_alp_latest"),
-        _fact(facts, "bone_alp_unit") or "",
-        _fact(facts, "bone_alp_uln"),
+        result.findings.bone_alp or _known(result, facts, "bone_alp"),
+        _known(result, facts, "bone_alp_latest"),
+        _known(result, facts, "bone_alp_unit") or "",
+        _known(result, facts, "bone_alp_uln"),
     )
     text = f"{ALP_SOURCES.get(source, source)} — {ggt}; {bone}"
     return {"name": "alp_source", "label": "ALP source", "text": text}
@@ -339,11 +352,11 @@ def _source_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow
 def _calcium_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow | None:
     corrected = result.findings.calcium_corrected
     if corrected is None:
-        corrected = _fact(facts, "calcium_corrected")
+        corrected = _known(result, facts, "calcium_corrected")
     if corrected is None:
         return None
-    calcium = _fact(facts, "calcium_latest")
-    albumin = _fact(facts, "calcium_albumin")
+    calcium = _known(result, facts, "calcium_latest")
+    albumin = _known(result, facts, "calcium_albumin")
     behind = []
     if calcium is not None:
         behind.append(f"calcium {_number(calcium)} mg/dL")
@@ -361,14 +374,14 @@ def _calcium_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRo
 
 def _crcl_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow:
     current = result.findings.crcl_current
-    method = result.findings.crcl_method or _fact(facts, "crcl_method", "crcl_current_source")
+    method = result.findings.crcl_method or _known(result, facts, "crcl_method")
     if current is None:
         text = "unknown (no recent CrCl, or creatinine with weight for an adult)"
     else:
         text = f"{_number(current, 0)} mL/min · {CRCL_METHODS.get(method or '', method or '')}"
         if method in ("cockcroft-gault", "cockcroft_gault"):
-            creatinine = _fact(facts, "crcl_creatinine", "creatinine_latest")
-            weight = _fact(facts, "crcl_weight_kg", "weight_kg")
+            creatinine = _known(result, facts, "crcl_creatinine")
+            weight = _known(result, facts, "crcl_weight_kg")
             used = []
             if creatinine is not None:
                 used.append(f"creatinine {_number(creatinine, 2)} mg/dL")
@@ -376,7 +389,7 @@ def _crcl_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow:
                 used.append(f"{_number(weight)} kg")
             if used:
                 text += f" from {' and '.join(used)}"
-        when = _fact(facts, "crcl_current_date")
+        when = _known(result, facts, "crcl_current_date")
         if when:
             text += f" · {_day(when)}"
     baseline = result.findings.crcl_baseline

@@ -233,6 +233,19 @@ class FindingsOut(Schema):
     rcv_rise_pct: float | None = None
     rcv_fall_pct: float | None = None
     za_dosing_crcl: float | None = Field(None, description="the CrCl zoledronic acid is dosed by")
+    alp_gestational_week: int | None = Field(
+        None, description="gestational week at the latest ALP's collection"
+    )
+    pregnancy_trimester: int | None = Field(None, description="1, 2 or 3 at as_of")
+    ggt_latest: float | None = Field(None, description="the latest recent GGT, U/L")
+    ggt_uln: float | None = None
+    bone_alp_latest: float | None = None
+    bone_alp_uln: float | None = None
+    crcl_current_date: str | None = Field(None, json_schema_extra={"format": "date"})
+    crcl_creatinine: float | None = Field(
+        None, description="the creatinine (mg/dL) Cockcroft-Gault used"
+    )
+    crcl_weight_kg: float | None = Field(None, description="the weight Cockcroft-Gault used")
 
 
 class RecommendationOut(Schema):
