@@ -72,31 +72,40 @@ PREFETCH: Final = {
 # before the infusion, calcium and vitamin D, dental examination, not in MGUS).
 ORDER_SIGN_RULES: Final[dict[str, tuple[str, ...]]] = {
     "zoledronic_acid": (
-        "mm-za-not-recommended",
-        "mm-hold-bisphosphonate-renal",
-        "mm-renal-dose-adjust",
-        "mm-renal-before-infusion",
-        "mm-dental-exam",
+        "za-not-recommended-renal",
+        "iv-bp-withhold-creatinine-rise",
+        "measure-renal-first",
+        "za-dose",
+        "iv-bp-renal-before-infusion",
+        "correct-before-antiresorptive",
+        "antiresorptive-dental-exam",
         "mgus-no-bisphosphonate",
         "calcium-vitamin-d",
         "mm-monitor-calcium",
     ),
     "pamidronate": (
-        "mm-hold-bisphosphonate-renal",
-        "mm-renal-dose-adjust",
-        "mm-renal-before-infusion",
-        "mm-dental-exam",
+        "iv-bp-withhold-creatinine-rise",
+        "measure-renal-first",
+        "iv-bp-renal-before-infusion",
+        "correct-before-antiresorptive",
+        "antiresorptive-dental-exam",
         "mgus-no-bisphosphonate",
         "calcium-vitamin-d",
         "mm-monitor-calcium",
     ),
-    "denosumab": ("calcium-vitamin-d", "mm-monitor-calcium"),
+    "denosumab": (
+        "correct-before-antiresorptive",
+        "antiresorptive-dental-exam",
+        "calcium-vitamin-d",
+        "mm-monitor-calcium",
+    ),
 }
 # The oncology label's CrCl dose table and its 30 mL/min floor (Zometa 4 mg): not for the
-# single 5 mg infusion of Paget's disease (Reclast), whose own rules revision 1 does not hold.
-ONCOLOGY_ONLY_RULES: Final = ("mm-renal-dose-adjust", "mm-za-not-recommended")
+# single 5 mg infusion of Paget's disease (Reclast), which has its own rules (paget-*).
+# Revision 2 (issue 11) renamed them: the retired codes never fire again.
+ONCOLOGY_ONLY_RULES: Final = ("za-dose", "za-not-recommended-renal")
 PAGET_ZOLEDRONIC_ACID_MG: Final = 5.0
-DOSE_ADJUST_RULE: Final = "mm-renal-dose-adjust"
+DOSE_ADJUST_RULE: Final = "za-dose"
 
 
 class HookError(Exception):
@@ -428,8 +437,10 @@ def _with_draft_therapies(
 def _dose_suggestion(
     call: HookCall, order: DraftOrder, result: engine.Result
 ) -> dict[str, Any] | None:
-    """Update the draft to the label's dose for the current CrCl (the engine's dose band)."""
-    crcl = result.findings.crcl_current
+    """Update the draft to the label's dose for the dosing CrCl (the engine's dose band): the
+    baseline while on zoledronic acid, else the current CrCl (spec §2, revision 2)."""
+    findings = result.findings
+    crcl = findings.za_dosing_crcl if findings.za_dosing_crcl is not None else findings.crcl_current
     if order.agent != "zoledronic_acid" or crcl is None:
         return None
     band = select_dose_band(call.rule_set.za_dose_bands, crcl)

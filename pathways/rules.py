@@ -305,7 +305,11 @@ def install_rule_set(
                 uln=b.uln,
                 unit=b.unit,
                 source=b.source,
-                **{name: getattr(b, name) for name in engine.ULN_BAND_R2_FIELDS},
+                **{
+                    name: getattr(b, name)
+                    for name in engine.ULN_BAND_R2_FIELDS
+                    if _has_field(model("UlnBand"), name)
+                },
             )
             for b in data.uln_bands
         ]

@@ -134,7 +134,8 @@ def test_discovery_is_public_and_lists_both_services(client: Client, db: Any) ->
 def test_patient_view_gives_a_card_per_urgent_or_high_recommendation_and_a_summary(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
 ) -> None:
-    prefetch = myeloma_with_rising_creatinine()
+    # Revision 2: the label withholds on a rise of 0.5 mg/dL from a normal baseline (1.0 → 1.6).
+    prefetch = myeloma_with_rising_creatinine(creatinine_now=1.6)
     response = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(prefetch))
     assert response.status_code == 200, response.content
     cards = response.json()["cards"]
@@ -142,7 +143,10 @@ def test_patient_view_gives_a_card_per_urgent_or_high_recommendation_and_a_summa
     result = _engine_result(prefetch)
     pressing = [r for r in result.recommendations if r.priority in ("urgent", "high")]
     rest = [r for r in result.recommendations if r.priority not in ("urgent", "high")]
-    assert {r.code for r in pressing} >= {"mm-hold-bisphosphonate-renal", "mm-dental-exam"}
+    assert {r.code for r in pressing} >= {
+        "iv-bp-withhold-creatinine-rise",
+        "antiresorptive-dental-exam",
+    }
     assert [_topic(card) for card in cards[: len(pressing)]] == [r.code for r in pressing]
     for card, recommendation in zip(cards, pressing, strict=False):
         assert card["summary"] == recommendation.title[:140] or card["summary"].endswith("…")
@@ -258,11 +262,11 @@ def test_order_sign_suggests_the_crcl_dose_for_a_4_mg_zoledronic_acid_order(
     body = _order_sign(prefetch, draft_order("M05BA08", 4))
     cards = _call(client, ehr_keys, ORDER_SIGN, body).json()["cards"]
     topics = [_topic(card) for card in cards]
-    assert {"mm-renal-dose-adjust", "mm-renal-before-infusion", "mm-dental-exam"} <= set(topics)
+    assert {"za-dose", "iv-bp-renal-before-infusion", "antiresorptive-dental-exam"} <= set(topics)
     assert "calcium-vitamin-d" in topics
-    assert "mm-hold-bisphosphonate-renal" not in topics  # starting today: no rise on it yet
+    assert "iv-bp-withhold-creatinine-rise" not in topics  # starting today: no rise on it yet
 
-    dose_card = cards[topics.index("mm-renal-dose-adjust")]
+    dose_card = cards[topics.index("za-dose")]
     (suggestion,) = dose_card["suggestions"]
     (action,) = suggestion["actions"]
     assert action["type"] == "update"
@@ -277,9 +281,10 @@ def test_order_sign_suggests_the_crcl_dose_for_a_4_mg_zoledronic_acid_order(
 def test_order_sign_warns_to_withhold_on_a_creatinine_rise_during_a_course(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
 ) -> None:
-    body = _order_sign(myeloma_with_rising_creatinine(), draft_order("M05BA08", 4))
+    prefetch = myeloma_with_rising_creatinine(creatinine_now=1.6)
+    body = _order_sign(prefetch, draft_order("M05BA08", 4))
     cards = _call(client, ehr_keys, ORDER_SIGN, body).json()["cards"]
-    hold = next(c for c in cards if _topic(c) == "mm-hold-bisphosphonate-renal")
+    hold = next(c for c in cards if _topic(c) == "iv-bp-withhold-creatinine-rise")
     assert hold["indicator"] == "critical"
 
 
@@ -292,14 +297,14 @@ def test_order_sign_says_zoledronic_acid_is_not_recommended_below_crcl_30(
         client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BA08", 4))
     ).json()["cards"]
     topics = [_topic(card) for card in cards]
-    assert "mm-za-not-recommended" in topics
-    assert cards[topics.index("mm-za-not-recommended")]["indicator"] == "critical"
+    assert "za-not-recommended-renal" in topics
+    assert cards[topics.index("za-not-recommended-renal")]["indicator"] == "critical"
     # The Paget dose (5 mg) does not follow the oncology label's CrCl table.
     paget_dose = _call(
         client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BA08", 5))
     ).json()["cards"]
     paget_topics = {_topic(card) for card in paget_dose}
-    assert not paget_topics & {"mm-za-not-recommended", "mm-renal-dose-adjust"}
+    assert not paget_topics & {"za-not-recommended-renal", "za-dose"}
 
 
 @pytest.mark.django_db
@@ -310,7 +315,8 @@ def test_order_sign_for_paget_gives_only_the_rules_the_catalogue_holds(
     cards = _call(
         client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BA08", 5))
     ).json()["cards"]
-    assert [_topic(card) for card in cards] == ["calcium-vitamin-d"]
+    # Revision 2: creatinine before each infusion holds for the 5 mg infusion too (Reclast).
+    assert [_topic(card) for card in cards] == ["calcium-vitamin-d", "iv-bp-renal-before-infusion"]
 
 
 @pytest.mark.django_db
@@ -322,14 +328,19 @@ def test_order_sign_gives_each_agent_the_rules_about_it(
         client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BA03", 90))
     ).json()["cards"]
     pamidronate_topics = {_topic(card) for card in pamidronate}
-    assert {"mm-renal-before-infusion", "mm-dental-exam"} <= pamidronate_topics
-    assert "mm-za-not-recommended" not in pamidronate_topics  # a zoledronic acid rule
+    assert {"iv-bp-renal-before-infusion", "antiresorptive-dental-exam"} <= pamidronate_topics
+    assert "za-not-recommended-renal" not in pamidronate_topics  # a zoledronic acid rule
     assert not any("suggestions" in card for card in pamidronate)
 
     denosumab = _call(
         client, ehr_keys, ORDER_SIGN, _order_sign(prefetch, draft_order("M05BX04", 120))
     ).json()["cards"]
-    assert {_topic(card) for card in denosumab} == {"calcium-vitamin-d", "mm-monitor-calcium"}
+    # Revision 2: the dental examination holds for oncology-dose denosumab too.
+    assert {_topic(card) for card in denosumab} == {
+        "calcium-vitamin-d",
+        "mm-monitor-calcium",
+        "antiresorptive-dental-exam",
+    }
 
 
 @pytest.mark.django_db
@@ -356,7 +367,10 @@ def test_feedback_stores_accepted_and_overridden_outcomes_with_the_reason(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
 ) -> None:
     cards = _call(
-        client, ehr_keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine())
+        client,
+        ehr_keys,
+        PATIENT_VIEW,
+        _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
     ).json()["cards"]
     first, second = cards[0]["uuid"], cards[1]["uuid"]
     feedback_url = f"/cds-services/{PATIENT_VIEW}/feedback"
@@ -602,7 +616,10 @@ def test_feedback_on_a_known_patient_counts_in_the_rule_analytics(
         north_ehr.clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="NORTH-42"
     )
     cards = _call(
-        client, ehr_keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine())
+        client,
+        ehr_keys,
+        PATIENT_VIEW,
+        _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
     ).json()["cards"]
     ruled = [card for card in cards if _topic(card)]
     first, second = ruled[0], ruled[1]

@@ -24,7 +24,7 @@ from .dates import (
     parse_iso_datetime,
 )
 from .declaration import CLINICAL, GROUPS, LAB, MYELOMA, PATIENT, THERAPY, CaseField, Group
-from .vocabulary import REFERENCE_HIGH_REQUIRED, TESTS, UNITS, to_canonical
+from .vocabulary import CONVERSIONS, REFERENCE_HIGH_REQUIRED, TESTS, UNITS, to_canonical
 
 DOCUMENT_FIELD = "(document)"
 
@@ -519,8 +519,15 @@ def same_result(first: Lab, second: Lab) -> bool:
     """Two results of one test at one instant that agree after conversion (spec §1)."""
     if first.canonical_unit != second.canonical_unit:
         return False  # bone ALP mass and activity cannot be compared
-    a, b = first.canonical_value, second.canonical_value
-    return abs(a - b) <= DUPLICATE_TOLERANCE_PCT / 100 * max(a, b)
+    a, b = _unrounded(first), _unrounded(second)
+    # Rounded so that exactly 0.5 % agrees whatever the float noise (1 and 0.995).
+    return round(abs(a - b), 9) <= round(DUPLICATE_TOLERANCE_PCT / 100 * max(a, b), 9)
+
+
+def _unrounded(lab: Lab) -> float:
+    """The canonical value before to_canonical's rounding (which could tip a 0.5 % boundary)."""
+    _, multiplier, divisor = CONVERSIONS[(lab.test, lab.unit)]
+    return lab.value * multiplier / divisor
 
 
 def _shown(lab: Lab) -> str:

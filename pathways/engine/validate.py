@@ -25,6 +25,8 @@ OFFSET_UNITS = ("months", "days")
 # The longest follow-up offset: with case dates up to 2200 no due date can leave the calendar.
 _MAX_OFFSET = {"months": 12 * MAX_OFFSET_YEARS, "days": 366 * MAX_OFFSET_YEARS}
 _ULN_SEXES = (*SEXES, "any")
+MENOPAUSE = ("any", "pre", "post")
+TRIMESTERS = ("", "first", "second", "third")
 # Ages at which the ULN table must give a value: every day of the first year, then each year.
 _COVERAGE_DAYS = range(0, 400)
 _COVERAGE_YEARS = range(1, 121)
@@ -218,6 +220,25 @@ def _validate_uln_bands(rule_set: RuleSet, report: Callable[[str, str], None]) -
             report(where, "uln must be positive")
         if band.age_from < 0 or (band.age_to is not None and band.age_to < 0):
             report(where, "ages must not be negative")
+        if band.lln is not None and not 0 <= band.lln < band.uln:
+            report(where, "lln must be from 0 to below uln")
+        if band.menopause not in MENOPAUSE:
+            report(where, f'menopause "{band.menopause}" is not one of: {", ".join(MENOPAUSE)}')
+        elif band.menopause != "any" and band.sex != "female":
+            report(where, "a pre- or postmenopausal band must be for sex female")
+        if band.trimester not in TRIMESTERS:
+            report(where, f'trimester "{band.trimester}" is not one of: first, second, third')
+        if band.gestational_week_from is None:
+            if band.gestational_week_to is not None or band.trimester:
+                report(where, "a pregnancy band needs gestational_week_from")
+        else:
+            if band.sex == "male":
+                report(where, "a pregnancy band cannot be for sex male")
+            if band.gestational_week_from < 1 or (
+                band.gestational_week_to is not None
+                and band.gestational_week_to <= band.gestational_week_from
+            ):
+                report(where, "gestational weeks must start at 1 or later and end after they start")
     alp_bands = [band for band in rule_set.uln_bands if band.test == "alp"]
     birth = date(2000, 1, 1)
     for sex in SEXES:

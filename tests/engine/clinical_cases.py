@@ -7,10 +7,11 @@ shared conftest: `myeloma_on_zoledronic_acid_14_months()` reads as the patient i
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
-from pathways.engine import Result, RuleSet, assess, load_catalogue, parse_case
+from pathways.engine import Parameter, Result, RuleSet, assess, load_catalogue, parse_case
 
 AS_OF = "2026-11-22"
 
@@ -18,6 +19,31 @@ AS_OF = "2026-11-22"
 @cache
 def catalogue() -> RuleSet:
     return load_catalogue()
+
+
+@cache
+def revision_2_facts_rule_set() -> RuleSet:
+    """The catalogue with revision 2's recent window (recent_lab_days 90), which switches the
+    facts to revision 2's meaning (spec §2), whether or not the shipped catalogue has it."""
+    rule_set = load_catalogue()
+    recent = Parameter(
+        name="recent_lab_days",
+        value=90,
+        unit="days",
+        minimum=1,
+        maximum=3650,
+        description="Recent: at most this many days before as_of (spec §2).",
+    )
+    others = tuple(p for p in rule_set.parameters if p.name != recent.name)
+    return replace(rule_set, parameters=(*others, recent))
+
+
+@cache
+def revision_1_facts_rule_set() -> RuleSet:
+    """The catalogue without the recent window: facts as a stored revision-1 rule set gets them."""
+    rule_set = load_catalogue()
+    others = tuple(p for p in rule_set.parameters if p.name != "recent_lab_days")
+    return replace(rule_set, parameters=others)
 
 
 def lab(
@@ -37,6 +63,10 @@ def lab(
         "calcium": "mg/dL",
         "vitamin_d": "ng/mL",
         "bilirubin": "mg/dL",
+        "alt": "U/L",
+        "albumin": "g/dL",
+        "phosphate": "mg/dL",
+        "pth": "pg/mL",
     }
     entry: dict[str, Any] = {
         "test": test,

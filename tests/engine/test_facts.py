@@ -244,7 +244,7 @@ def test_the_latest_bone_alp_decides() -> None:
     ("diagnoses", "fracture", "pathway", "etiology", "metabolic"),
     [
         ([], "none", "bone", False, False),
-        (["mgus"], "none", "myeloma", False, False),
+        (["mgus"], "none", "bone", False, False),  # MGUS alone: the bone pathway (revision 2)
         (["multiple_myeloma"], "none", "myeloma", False, False),
         (["chronic_kidney_disease"], "none", "bone", False, False),
         ([], "healing", "bone", True, False),

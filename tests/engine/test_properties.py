@@ -22,11 +22,14 @@ from pathways.engine import (
     CaseInvalid,
     assess,
     case_to_document,
+    compute_facts,
     parse_case,
     parse_case_json,
     render_result_json,
 )
-from tests.engine.clinical_cases import catalogue
+from pathways.engine.facts.flags import CONTEXT_FLAGS
+from pathways.engine.facts.liver import ALP_SOURCES
+from tests.engine.clinical_cases import catalogue, revision_2_facts_rule_set
 
 PROPERTY_SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -63,7 +66,20 @@ def lab_documents(draw: st.DrawFn, birth: date, as_of: date) -> dict[str, Any]:
     needs_reference = test == "bone_alp" and unit != "ug/L"
     if needs_reference or draw(st.booleans()):
         entry["reference_high"] = draw(st.floats(0.1, 2000, allow_nan=False))
+    if draw(st.booleans()):
+        high = entry.get("reference_high")
+        upper = 2000.0 if high is None else high
+        low = draw(st.floats(0, upper, allow_nan=False, exclude_max=high is not None))
+        entry["reference_low"] = low
     return entry
+
+
+def _instant(entry: dict[str, Any]) -> tuple[str, str]:
+    """(test, collected_at) with ":00" seconds dropped: T08:15 and T08:15:00 are one instant."""
+    collected = entry["collected_at"]
+    if len(collected) == 19 and collected.endswith(":00"):
+        collected = collected[:16]
+    return entry["test"], collected
 
 
 @st.composite
@@ -89,12 +105,16 @@ def case_documents(draw: st.DrawFn) -> dict[str, Any]:
         st.lists(
             lab_documents(birth, as_of),
             max_size=12,
-            unique_by=lambda entry: (entry["test"], entry["collected_at"]),
+            unique_by=_instant,
         )
     )
     patient: dict[str, Any] = {"birth_date": birth.isoformat(), "sex": sex}
     if sex == "female" and draw(st.booleans()):
         patient["pregnant"] = draw(st.booleans())
+        if patient["pregnant"] and draw(st.booleans()):
+            patient["gestational_weeks"] = draw(st.integers(1, 42))
+    if sex == "female" and draw(st.booleans()):
+        patient["postmenopausal"] = draw(st.none() | st.booleans())
     if draw(st.booleans()):
         patient["weight_kg"] = draw(st.floats(0.5, 250, allow_nan=False))
     recent = max(birth, as_of - timedelta(days=3 * 365))
@@ -108,6 +128,8 @@ def case_documents(draw: st.DrawFn) -> dict[str, Any]:
         "fracture": draw(st.sampled_from(FRACTURES)),
         "dental_exam_done": draw(st.booleans()),
         "crcl_baseline": draw(st.none() | st.floats(0, 200, allow_nan=False)),
+        "creatinine_baseline": draw(st.none() | st.floats(0.05, 15, allow_nan=False)),
+        "fracture_date": _optional_date(draw, birth, as_of),
         "myeloma": {
             "requires_therapy": draw(st.booleans()),
             "bone_disease": draw(st.booleans()),
@@ -115,6 +137,7 @@ def case_documents(draw: st.DrawFn) -> dict[str, Any]:
             "response": draw(st.none() | st.sampled_from(RESPONSES)),
             "treatment_start": _optional_date(draw, recent, as_of),
             "bortezomib_start": _optional_date(draw, recent, as_of),
+            "whole_body_imaging_done": draw(st.booleans()),
         },
         "therapies": draw(st.lists(therapy_documents(birth, as_of), max_size=3)),
     }
@@ -142,6 +165,40 @@ def test_any_valid_case_assesses_deterministically_in_priority_order(
         assert "{" not in item.rationale
     follow_up_keys = [(f.due, f.code) for f in result.follow_ups]
     assert follow_up_keys == sorted(follow_up_keys)
+
+
+@PROPERTY_SETTINGS
+@given(case_documents())
+def test_any_valid_case_gets_revision_2_facts_within_their_vocabulary(
+    document: dict[str, Any],
+) -> None:
+    case = parse_case(document)
+    values = compute_facts(case, revision_2_facts_rule_set()).values
+    assert values["alp_source"] in ALP_SOURCES
+    assert values["crcl_method"] in ("measured", "cockcroft-gault", "unknown")
+    assert values["context"] == [flag for flag in CONTEXT_FLAGS if values[flag]]
+    assert not (values["alp_elevated"] and values["alp_normal"])
+    assert not values["alp_elevated"] or values["alp_recent"]
+    assert not values["alp_persistently_elevated"] or values["alp_elevated"]
+    assert not values["hypercalcaemia_urgent"] or values["hypercalcaemia"]
+    assert values["renal_function_unknown"] is (values["crcl_current"] is None)
+    if values["child"]:
+        assert values["crcl_method"] != "cockcroft-gault"
+    if values["alp_uln"] is not None and values["alp_pregnancy_result"]:
+        assert values["alp_uln"] >= 88  # pregnancy only ever raises the ULN
+    assess(case, revision_2_facts_rule_set())
+
+
+@PROPERTY_SETTINGS
+@given(case_documents(), st.data())
+def test_a_resent_result_that_agrees_is_ignored(document: dict[str, Any], data: Any) -> None:
+    if not document["labs"]:
+        return
+    original = data.draw(st.sampled_from(document["labs"]))
+    resent = dict(original)
+    resent["value"] = original["value"] * data.draw(st.floats(0.995, 1.0))
+    with_resend = {**document, "labs": [*document["labs"], resent]}
+    assert parse_case(with_resend) == parse_case(document)
 
 
 @PROPERTY_SETTINGS
