@@ -682,8 +682,6 @@ def _read_group(group: Group, data: Any, lists: Any, prefix: str = "") -> dict[s
             value = {"true": True, "false": False}.get(_text(data, name) or "")
         elif item.kind == "bool":
             value = _checked(data, name)
-            if item.default is None and not value:
-                value = None  # a nullable flag (postmenopausal) left unticked: not given
         elif item.kind == "number":
             value = _typed_number(data, name)
         elif item.kind == "choices":
