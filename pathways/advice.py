@@ -17,6 +17,7 @@ from typing import Any, TypedDict
 
 from pathways import engine
 from pathways.card_actions import ActiveActions
+from pathways.engine.declaration import unit_of
 from pathways.models import CardAction
 
 PRIORITY_HEADINGS = {
@@ -44,7 +45,7 @@ ALP_SOURCES = {
     "bone": "bone",
     "likely_bone": "likely bone",
     "not_bone": "not bone",
-    "unknown": "unknown (neither GGT nor bone ALP measured)",
+    "unknown": "unknown",
 }
 _STATES = {"elevated": "raised", "normal": "normal", "unknown": "not measured"}
 TIMES = "\u00d7"  # the multiplication sign of "3.2 x ULN"
@@ -123,6 +124,12 @@ def _number(value: Any, digits: int = 1) -> str:
     """412.0 -> "412", 3.194 -> "3.2" (digits after the point, trailing zeros dropped)."""
     text = f"{float(value):.{digits}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _unit_shown(test: str, unit: str) -> str:
+    """ "ug/L" as "µg/L" (the declaration's label of the unit)."""
+    declared = unit_of(test, unit) if unit else None
+    return declared.shown if declared else unit
 
 
 def _day(value: Any) -> str:
@@ -342,7 +349,7 @@ def _source_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow
         "B-ALP",
         result.findings.bone_alp or _known(result, facts, "bone_alp"),
         _known(result, facts, "bone_alp_latest"),
-        _known(result, facts, "bone_alp_unit") or "",
+        _unit_shown("bone_alp", _known(result, facts, "bone_alp_unit") or ""),
         _known(result, facts, "bone_alp_uln"),
     )
     text = f"{ALP_SOURCES.get(source, source)} — {ggt}; {bone}"
@@ -359,16 +366,12 @@ def _calcium_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRo
     albumin = _known(result, facts, "calcium_albumin")
     behind = []
     if calcium is not None:
-        behind.append(f"calcium {_number(calcium)} mg/dL")
-    if (
-        albumin is not None
-        and calcium is not None
-        and abs(float(calcium) - float(corrected)) > 1e-9
-    ):
-        behind.append(f"albumin {_number(albumin)} g/dL")
+        behind.append(f"calcium {_number(calcium, 2)} mg/dL")
+    if albumin is not None:
+        behind.append(f"albumin {_number(albumin, 2)} g/dL")
     elif calcium is not None:
         behind.append("not corrected: no albumin within 7 days")
-    text = f"{_number(corrected)} mg/dL" + (f" ({', '.join(behind)})" if behind else "")
+    text = f"{_number(corrected, 2)} mg/dL" + (f" ({', '.join(behind)})" if behind else "")
     return {"name": "calcium", "label": "Corrected calcium", "text": text}
 
 

@@ -114,7 +114,9 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
     expect(dental).to_contain_text("done by alice")
     expect(dental).to_contain_text("Seen by the dentist")
     # The examination is a fact of the case: its card is gone.
-    expect(page.locator('#recommendations [data-code="antiresorptive-dental-exam"]')).to_have_count(0)
+    expect(page.locator('#recommendations [data-code="antiresorptive-dental-exam"]')).to_have_count(
+        0
+    )
 
     # Add a result: the chart gains a point, without a page load.
     form = page.locator("#add-result-form")
