@@ -66,7 +66,7 @@ def test_a_pregnant_patients_page_says_so_and_lists_the_stood_down_bone_scan(
     assert line["renal_function_unknown"].startswith("Renal function unknown")
 
     # "Considered, not advised": collapsed, every stood-down rule with its reason.
-    assert '<details class="considered mb-2 small" id="considered-not-advised">' in html
+    assert '<details class="considered mb-2 small" id="considered-not-advised" ' in html
     assert "Considered, not advised (2)" in html
     assert considered(html) == {item.code: item.reason for item in result.suppressed}
     assert considered(html)["bone-scan"] == "radionuclide scan avoided in pregnancy"
