@@ -207,7 +207,7 @@ def test_suppressions_are_tuned_in_a_draft_and_checked_as_cel(editor: User) -> N
     bad = [{"condition": "pregnnt", "reason": "x"}, {"condition": "child", "reason": " "}]
     form = RuleForm(_rule_form_data(rule, suppressions=json.dumps(bad)), instance=rule)
     assert not form.is_valid()
-    errors = " ".join(form.errors["suppressions"])
+    errors = " ".join(str(error) for error in form.errors["suppressions"])
     assert 'suppression 1: unknown fact "pregnnt" (did you mean "pregnant"?)' in errors
     assert "suppression 2: the reason is shown to clinicians and is required" in errors
 
