@@ -80,12 +80,14 @@ def patient_save_case(
     patient: Patient | None = None,
     expected_version: int | None = None,
     with_results: bool = True,
+    result_source: str | None = None,
 ) -> Patient:
     """Create a patient (``clinic``) or replace an existing one's data (``patient``) from a case.
 
     Therapies absent from the case are deleted, and so are results unless ``with_results`` is
     False (the edit page, where results are edited one at a time and the case's results are the
-    stored ones); follow-ups are recomputed.
+    stored ones); follow-ups are recomputed. ``result_source`` marks the results it adds or
+    changes (``imported`` for a FHIR Bundle).
     """
     if patient is None:
         if clinic is None:
@@ -114,10 +116,17 @@ def patient_save_case(
         fields = lab_result_fields(lab)
         stored = existing_labs.pop((lab.test, lab.collected_on, lab.collected_time), None)
         if stored is None:
-            LabResult.objects.create(patient=patient, entered_by=user, **fields)
+            LabResult.objects.create(
+                patient=patient,
+                entered_by=user,
+                source=result_source or LabResult.Source.ENTERED,
+                **fields,
+            )
         elif any(getattr(stored, name) != value for name, value in fields.items()):
             for name, value in fields.items():
                 setattr(stored, name, value)
+            if result_source is not None:
+                stored.source = result_source
             stored.save()
     for stale_lab in existing_labs.values() if with_results else ():
         stale_lab.delete()
