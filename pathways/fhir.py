@@ -438,22 +438,22 @@ def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
         key = "breast_male" if cancer == "breast" and patient.sex == "male" else cancer
         conditions.append((f"cancer-{cancer}", fhir_codes.CANCER_CODES[key]))
     active = {"coding": [{"system": fhir_codes.CONDITION_CLINICAL, "code": "active"}]}
-    for name, code in conditions:
+    for name, condition in conditions:
         resources.append({
             "resourceType": "Condition", "id": f"patient-{patient.pk}-{name.replace('_', '-')}",
             "clinicalStatus": active,
-            "code": {"coding": [_coding(code)]}, "subject": subject,
+            "code": {"coding": [_coding(condition)]}, "subject": subject,
         })  # fmt: skip
 
     for therapy in patient.therapies.all():
-        code = fhir_codes.AGENT_CODES[therapy.agent]
+        agent = fhir_codes.AGENT_CODES[therapy.agent]
         period = {"start": therapy.start.isoformat()}
         if therapy.end is not None:
             period["end"] = therapy.end.isoformat()
         resources.append({
             "resourceType": "MedicationStatement", "id": f"therapy-{therapy.pk}",
             "status": "completed" if therapy.end is not None and therapy.end < today else "active",
-            "medicationCodeableConcept": {"coding": [_coding(code)]}, "subject": subject,
+            "medicationCodeableConcept": {"coding": [_coding(agent)]}, "subject": subject,
             "effectivePeriod": period,
         })  # fmt: skip
 

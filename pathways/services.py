@@ -8,6 +8,8 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
+from simple_history.utils import bulk_create_with_history
 
 from pathways import engine, firing
 from pathways.cases import (
@@ -50,6 +52,15 @@ class DuplicateResult(Exception):
 class DuplicateMrn(Exception):
     def __init__(self, mrn: str) -> None:
         super().__init__(f"MRN {mrn} is already used by another patient of this clinic.")
+
+
+def _author(user: Any) -> Any:
+    """Who the history rows of a bulk insert name: the request's user, as for save()."""
+    request = getattr(HistoricalRecords.context, "request", None)
+    author = getattr(request, "user", None) if request is not None else None
+    if author is not None and getattr(author, "is_authenticated", False):
+        return author
+    return user if getattr(user, "is_authenticated", False) else None
 
 
 def _lock(patient: Patient, expected_version: int | None) -> Patient:
@@ -112,16 +123,13 @@ def patient_save_case(
     except IntegrityError as error:
         raise DuplicateMrn(mrn) from error
 
+    added: list[LabResult] = []
     for lab in case.labs if with_results else ():
         fields = lab_result_fields(lab)
         stored = existing_labs.pop((lab.test, lab.collected_on, lab.collected_time), None)
         if stored is None:
-            LabResult.objects.create(
-                patient=patient,
-                entered_by=user,
-                source=result_source or LabResult.Source.ENTERED,
-                **fields,
-            )
+            source = result_source or LabResult.Source.ENTERED
+            added.append(LabResult(patient=patient, entered_by=user, source=source, **fields))
         elif any(getattr(stored, name) != value for name, value in fields.items()):
             for name, value in fields.items():
                 setattr(stored, name, value)
@@ -130,6 +138,8 @@ def patient_save_case(
             stored.save()
     for stale_lab in existing_labs.values() if with_results else ():
         stale_lab.delete()
+    if added:  # in one insert (a FHIR Bundle may bring a thousand), each with its history row
+        bulk_create_with_history(added, LabResult, batch_size=500, default_user=_author(user))
 
     for therapy in case.clinical.therapies:
         stored_therapy = existing_therapies.pop((therapy.agent, therapy.start), None)

@@ -67,7 +67,10 @@ def condition(code: str, status: str = "active") -> dict[str, Any]:
         "resourceType": "Condition",
         "clinicalStatus": {
             "coding": [
-                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": status}
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": status,
+                }
             ]
         },
         "code": {"coding": [{"system": ICD10CM, "code": code}]},
@@ -75,7 +78,9 @@ def condition(code: str, status: str = "active") -> dict[str, Any]:
     }
 
 
-def statement(atc: str, start: str, end: str | None = None, status: str = "active") -> dict[str, Any]:
+def statement(
+    atc: str, start: str, end: str | None = None, status: str = "active"
+) -> dict[str, Any]:
     period = {"start": start, **({"end": end} if end else {})}
     return {
         "resourceType": "MedicationStatement",

@@ -87,9 +87,16 @@ def test_a_bundle_maps_to_patient_results_conditions_and_therapies() -> None:
     assert (content.mrn, content.name, content.sex) == ("F100", "Grace Okafor", "female")
     first = content.labs[0]
     # The offset is honoured: 10:15+02:00 is 08:15 UTC.
-    assert (first.test, first.collected_on, first.collected_time) == ("alp", date(2026, 6, 1), time(8, 15))
+    assert (first.test, first.collected_on, first.collected_time) == (
+        "alp",
+        date(2026, 6, 1),
+        time(8, 15),
+    )
     assert first.limits == {"reference_high": 129.0}  # reference_low is not a declared field yet
-    assert [(lab.test, lab.unit) for lab in content.labs[1:]] == [("bone_alp", "ug/L"), ("vitamin_d", "nmol/L")]
+    assert [(lab.test, lab.unit) for lab in content.labs[1:]] == [
+        ("bone_alp", "ug/L"),
+        ("vitamin_d", "nmol/L"),
+    ]
     assert content.fields["patient.weight_kg"][0] == 66  # the latest weight
     assert set(content.diagnoses) == {"multiple_myeloma"}  # N18.3 is resolved: a note
     assert content.cancer is not None and content.cancer[0] == "breast"
@@ -130,7 +137,9 @@ def test_a_structurally_invalid_resource_is_named_by_the_validator_path() -> Non
     issues = _issues(data)
     assert "Bundle.entry[2].resource.valueQuantity.unit" in issues
     assert "Bundle.entry[3].resource.effectiveDateTime" in issues
-    assert _issues({"resourceType": "Patient"}) == {"Bundle": "the body must be a FHIR Bundle (JSON)"}
+    assert _issues({"resourceType": "Patient"}) == {
+        "Bundle": "the body must be a FHIR Bundle (JSON)"
+    }
     searchset = fb.paget_bundle()
     searchset["type"] = "searchset"
     assert "Bundle.type" in _issues(searchset)
@@ -282,7 +291,9 @@ def test_a_conflicting_value_is_refused_unless_it_is_an_amendment(
 ) -> None:
     assert _post(client, write_key, fb.paget_bundle()).status_code == 200
     patient = Patient.objects.get(clinic=north_clinic, mrn="F100")
-    changed = fb.bundle(fb.patient(), fb.lab("6768-6", 415, "U/L", "2026-06-01T08:15:00Z", low=40, high=129))
+    changed = fb.bundle(
+        fb.patient(), fb.lab("6768-6", 415, "U/L", "2026-06-01T08:15:00Z", low=40, high=129)
+    )
     response = _post(client, write_key, changed)
     assert response.status_code == 400
     issue = response.json()["issue"][0]
@@ -306,9 +317,7 @@ def test_fhir_results_are_never_held_back_by_entry_checks(
 
 
 @pytest.mark.django_db
-def test_a_case_error_is_named_by_the_entry_it_came_from(
-    client: Any, write_key: str
-) -> None:
+def test_a_case_error_is_named_by_the_entry_it_came_from(client: Any, write_key: str) -> None:
     # Bone ALP activity needs the lab's upper limit (spec §1): the engine says so, at the entry.
     data = fb.bundle(fb.patient(), fb.lab("1777-2", 30, "U/L", "2026-11-01"))
     response = _post(client, write_key, data)
@@ -328,12 +337,18 @@ def test_export_then_import_leaves_the_stored_patient_unchanged(
     document["clinical"]["fracture"] = "healing"
     document["clinical"]["crcl_baseline"] = 72.5
     document["clinical"]["cancer"] = "breast"
-    document["clinical"]["diagnoses"] = ["multiple_myeloma", "bone_metastases", "chronic_kidney_disease"]
-    document["labs"].append({"test": "crcl", "value": 61, "unit": "mL/min", "collected_at": "2026-11-01T07:05:09"})
-    document["labs"].append({"test": "bone_alp", "value": 31, "unit": "U/L", "collected_at": "2026-11-01",
-                             "reference_high": 20})  # fmt: skip
-    document["clinical"]["therapies"].append({"agent": "other_bisphosphonate", "start": "2024-01-01",
-                                              "end": "2024-06-01"})  # fmt: skip
+    document["clinical"]["diagnoses"] = [
+        "multiple_myeloma",
+        "bone_metastases",
+        "chronic_kidney_disease",
+    ]
+    document["labs"].append(
+        {"test": "crcl", "value": 61, "unit": "mL/min", "collected_at": "2026-11-01T07:05:09"}
+    )
+    activity = {"test": "bone_alp", "value": 31, "unit": "U/L", "collected_at": "2026-11-01"}
+    document["labs"].append({**activity, "reference_high": 20})
+    earlier = {"agent": "other_bisphosphonate", "start": "2024-01-01", "end": "2024-06-01"}
+    document["clinical"]["therapies"].append(earlier)
     patient = stored_patient(north_clinic, alice, document, mrn="RT-1", name="Round Trip")
     before = _state(patient)
     exported = client.get(f"/api/v1/fhir/Patient/{patient.pk}/$everything",
@@ -371,7 +386,9 @@ def test_access_rules_are_those_of_the_screens(
     patient = stored_patient(north_clinic, alice, mrn="F100")
     url = f"/api/v1/fhir/Patient/{patient.pk}/$everything"
     assert client.get(url).status_code == 401
-    assert client.post("/api/v1/fhir", "{}", content_type="application/fhir+json").status_code == 401
+    assert (
+        client.post("/api/v1/fhir", "{}", content_type="application/fhir+json").status_code == 401
+    )
     bob_key = ApiToken.issue(user=bob, name="ehr", scopes=["read", "write"])[1]
     assert client.get(url, HTTP_AUTHORIZATION=f"Token {bob_key}").status_code == 404
     # Bob's import lands in his own clinic, never on alice's patient with the same MRN.
@@ -389,7 +406,9 @@ def test_access_rules_are_those_of_the_screens(
     south_clinic.memberships.create(user=alice)
     response = _post(client, write_only, fb.paget_bundle())
     assert response.status_code == 400 and "?clinic=SLUG" in response.content.decode()
-    assert _post(client, write_only, fb.paget_bundle(mrn="F200"), "?clinic=north").status_code == 200
+    assert (
+        _post(client, write_only, fb.paget_bundle(mrn="F200"), "?clinic=north").status_code == 200
+    )
     assert Patient.objects.filter(clinic=north_clinic, mrn="F200").exists()
 
 
@@ -414,7 +433,7 @@ def test_import_fhir_command(tmp_path: Path, north_clinic: Clinic, capsys: Any) 
     call_command("import_fhir", str(path), "--clinic", "north")
     patient = Patient.objects.get(clinic=north_clinic, mrn="F100")
     assert "created" in capsys.readouterr().out
-    assert patient.history.get().history_user.username == "fhir-import"  # type: ignore[union-attr]
+    assert patient.history.get().history_user.username == "fhir-import"
     assert AccessLog.objects.filter(patient=patient, user__username="fhir-import").exists()
     before = _state(patient)
     call_command("import_fhir", str(path), "--clinic", "north")

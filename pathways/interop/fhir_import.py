@@ -290,12 +290,12 @@ def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
         raise BundleInvalid(reader.errors)
     patient_index = patients[0]
     patient_entry = entries[patient_index]
-    patient: Patient = patient_entry.resource
+    patient: Any = patient_entry.resource
     if patient.id:
         reader.patient_refs.add(f"Patient/{patient.id}")
     if patient_entry.fullUrl:
         reader.patient_refs.add(patient_entry.fullUrl)
-    content = _patient(reader, patient, f"Bundle.entry[{patient_index}].resource", bundle.type)
+    content = _patient(reader, patient, f"Bundle.entry[{patient_index}].resource", str(bundle.type))
 
     seen_labs: dict[tuple[str, date, time | None], LabEntry] = {}
     for index, entry in enumerate(entries):
@@ -307,7 +307,7 @@ def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
                 reader.error(
                     where, f"{method or 'missing'}: a transaction entry must be POST or PUT"
                 )
-        resource = entry.resource
+        resource: Any = entry.resource
         if resource is None:
             reader.error(path, "required: alpcare reads resources, not bare requests", "required")
             continue
@@ -363,14 +363,15 @@ def _patient(reader: _Reader, patient: Patient, path: str, kind: str) -> BundleC
         )
     else:
         index, identifier = typed[0]
-        mrn = identifier.value.strip()
+        mrn = (identifier.value or "").strip()
         if not mrn or len(mrn) > 40:
             reader.error(
                 f"{path}.identifier[{index}].value", "an MRN of 1 to 40 characters", "value"
             )
     name = ""
     for human in patient.name or []:
-        name = (human.text or " ".join([*(human.given or []), human.family or ""])).strip()
+        parts = [*(given or "" for given in human.given or []), human.family or ""]
+        name = (human.text or " ".join(parts)).strip()
         if name:
             break
     if len(name) > 200:
@@ -391,7 +392,8 @@ def _extension(reader: _Reader, content: BundleContent, patient: Patient, path: 
         lists: dict[str, list[str]] = {}
         for sub_index, sub in enumerate(extension.extension or []):
             where = f"{path}.extension[{index}].extension[{sub_index}]"
-            item = fields.get(sub.url or "")
+            url = sub.url or ""
+            item = fields.get(url)
             if item is None:
                 reader.error(where + ".url", f"{sub.url}: not a case field alpcare reads", "value")
                 continue
@@ -399,9 +401,9 @@ def _extension(reader: _Reader, content: BundleContent, patient: Patient, path: 
             if problem:
                 reader.error(where, problem, "value")
             elif item.kind == "choices":
-                lists.setdefault(sub.url, []).append(value)
+                lists.setdefault(url, []).append(value)
             else:
-                content.fields[sub.url] = (value, where)
+                content.fields[url] = (value, where)
         for url, values in lists.items():
             content.fields[url] = (values, f"{path}.extension[{index}]")
 
