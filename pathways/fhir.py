@@ -59,6 +59,7 @@ class ImportOutcome:
     changed: bool
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[Issue] = field(default_factory=list)
+    patient_entry: int = 0  # the Patient's place in the Bundle
 
 
 @contextlib.contextmanager
@@ -116,7 +117,7 @@ def _merge(
     document = stored
     sources: dict[tuple[Any, ...], str] = {}
     counts = dict.fromkeys(
-        ("results_added", "results_replaced", "results_unchanged", "therapies_added",
+        ("results_added", "results_changed", "results_unchanged", "therapies_added",
          "therapies_changed", "therapies_unchanged", "diagnoses_added"), 0,
     )  # fmt: skip
     patient_path = content.patient_path
@@ -148,14 +149,16 @@ def _merge(
             counts["results_added"] += 1
             continue
         current = labs[index]
-        if all(current.get(name) == value for name, value in new.items()) and all(
-            current.get(name) is None for name in current if name not in new
-        ):
-            counts["results_unchanged"] += 1
-        elif entry.amends:
-            labs[index] = {**{name: None for name in current}, **new}
-            sources[("labs", index)] = entry.path
-            counts["results_replaced"] += 1
+        # The same value is the same result: limits the Bundle gives replace the stored ones,
+        # absent ones are kept. Another value replaces it only as an amendment.
+        if (current["value"], current["unit"]) == (new["value"], new["unit"]) or entry.amends:
+            merged = {**current, **new}
+            if merged == current:
+                counts["results_unchanged"] += 1
+            else:
+                labs[index] = merged
+                sources[("labs", index)] = entry.path
+                counts["results_changed"] += 1
         else:
             raise BundleInvalid([Issue(
                 entry.path + ".valueQuantity.value",
@@ -250,7 +253,7 @@ def import_bundle(data: object, *, clinic: Clinic, user: Any, path: str) -> Impo
         access_log_record(user=user, patient=patient, action="fhir: import", path=path)
     return ImportOutcome(
         patient=patient, created=before is None, changed=not unchanged, counts=counts,
-        notes=content.notes,
+        notes=content.notes, patient_entry=content.patient_entry,
     )  # fmt: skip
 
 
@@ -291,7 +294,7 @@ def import_response(outcome: ImportOutcome, bundle_type: str, entries: int) -> d
         "type": "transaction-response",
         "entry": [
             {"response": {"status": status, "location": f"Patient/{patient.pk}", "outcome": result}}
-            if index == 0
+            if index == outcome.patient_entry
             else {"response": {"status": "200 OK"}}
             for index in range(entries)
         ],

@@ -449,3 +449,37 @@ def test_import_fhir_command(tmp_path: Path, north_clinic: Clinic, capsys: Any) 
         call_command("import_fhir", str(path), "--clinic", "nowhere")
     with pytest.raises(CommandError, match="cannot read"):
         call_command("import_fhir", str(tmp_path / "missing.json"), "--clinic", "north")
+
+
+@pytest.mark.django_db
+def test_the_same_value_is_the_same_result_whatever_limits_the_bundle_gives(
+    client: Any, north_clinic: Clinic, write_key: str
+) -> None:
+    assert _post(client, write_key, fb.paget_bundle()).status_code == 200
+    patient = Patient.objects.get(clinic=north_clinic, mrn="F100")
+    before = _state(patient)
+    # Without the lab's range: the stored limit is kept, nothing changes.
+    no_range = fb.bundle(fb.patient(), fb.lab("6768-6", 412, "U/L", "2026-06-01T08:15:00Z"))
+    assert _post(client, write_key, no_range).status_code == 200
+    assert _state(patient) == before
+    # A limit where none was stored: the same result gains it (no amendment needed).
+    ranged = fb.bundle(fb.lab("17861-6", 9.4, "mg/dL", "2026-10-01", high=10.2), fb.patient())
+    response = _post(client, write_key, ranged)
+    assert response.status_code == 200
+    entries = response.json()["entry"]
+    assert "outcome" in entries[1]["response"] and "outcome" not in entries[0]["response"]
+    assert "results changed 1" in json.dumps(entries[1])
+    calcium = patient.lab_results.get(test="calcium")
+    assert (calcium.value, calcium.reference_high) == (9.4, 10.2)
+
+
+def test_snomed_and_rxnorm_only_codes_are_refused_by_name() -> None:
+    snomed = fb.condition("M88.9")
+    snomed["code"]["coding"] = [{"system": "http://snomed.info/sct", "code": "203095000"}]
+    rxnorm = fb.statement("M05BA04", "2026-01-01")
+    rxnorm["medicationCodeableConcept"]["coding"] = [
+        {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "46041"}
+    ]
+    issues = _issues(fb.bundle(fb.patient(), snomed, rxnorm))
+    assert "SNOMED CT is not mapped" in issues["Bundle.entry[1].resource.code"]
+    assert "RxNorm is not mapped" in issues["Bundle.entry[2].resource.medicationCodeableConcept"]

@@ -168,7 +168,7 @@ class TherapyEntry:
 @dataclass
 class BundleContent:
     type: str
-    entries: int
+    patient_entry: int
     patient_path: str
     mrn: str
     name: str
@@ -295,7 +295,7 @@ def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
         reader.patient_refs.add(f"Patient/{patient.id}")
     if patient_entry.fullUrl:
         reader.patient_refs.add(patient_entry.fullUrl)
-    content = _patient(reader, patient, f"Bundle.entry[{patient_index}].resource", str(bundle.type))
+    content = _patient(reader, patient, patient_index, str(bundle.type))
 
     seen_labs: dict[tuple[str, date, time | None], LabEntry] = {}
     for index, entry in enumerate(entries):
@@ -330,7 +330,8 @@ def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
     return content
 
 
-def _patient(reader: _Reader, patient: Patient, path: str, kind: str) -> BundleContent:
+def _patient(reader: _Reader, patient: Patient, entry: int, kind: str) -> BundleContent:
+    path = f"Bundle.entry[{entry}].resource"
     birth_date = patient.birthDate if isinstance(patient.birthDate, date) else None
     if birth_date is None:
         reader.error(
@@ -377,7 +378,7 @@ def _patient(reader: _Reader, patient: Patient, path: str, kind: str) -> BundleC
     if len(name) > 200:
         reader.error(path + ".name", "at most 200 characters", "value")
     content = BundleContent(
-        type=kind, entries=0, patient_path=path, mrn=mrn, name=name,
+        type=kind, patient_entry=entry, patient_path=path, mrn=mrn, name=name,
         birth_date=birth_date or date.min, sex=sex,
     )  # fmt: skip
     _extension(reader, content, patient, path)
