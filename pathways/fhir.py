@@ -17,6 +17,7 @@ Re-importing an export leaves the stored patient unchanged (tests/test_fhir_impo
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -219,7 +220,7 @@ def import_bundle(data: object, *, clinic: Clinic, user: Any, path: str) -> Impo
             before = None
         else:
             before = engine.case_to_document(patient_to_case(patient, as_of=today))
-            stored_document = engine.case_to_document(patient_to_case(patient, as_of=today))
+            stored_document = copy.deepcopy(before)
         document, sources, counts = _merge(stored_document, content)
         document["as_of"] = today.isoformat()
         try:
