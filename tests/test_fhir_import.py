@@ -18,7 +18,13 @@ from pathways import engine
 from pathways.cases import patient_to_document
 from pathways.interop import fhir_codes
 from pathways.interop.fhir_case import agent_for_atc, diagnoses_for_icd10cm
-from pathways.interop.fhir_import import BundleInvalid, extension_fields, lab_codes, read_bundle
+from pathways.interop.fhir_import import (
+    BundleInvalid,
+    declared_lab_fields,
+    extension_fields,
+    lab_codes,
+    read_bundle,
+)
 from pathways.models import AccessLog, ApiToken, AssessmentSnapshot, Clinic, LabResult, Patient
 from tests import fhir_bundles as fb
 from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
@@ -92,7 +98,9 @@ def test_a_bundle_maps_to_patient_results_conditions_and_therapies() -> None:
         date(2026, 6, 1),
         time(8, 15),
     )
-    assert first.limits == {"reference_high": 129.0}  # reference_low is not a declared field yet
+    # Both limits are read; each is kept when the case declares a field for it.
+    limits = {"reference_high": 129.0, "reference_low": 40.0}
+    assert first.limits == {name: v for name, v in limits.items() if name in declared_lab_fields()}
     assert [(lab.test, lab.unit) for lab in content.labs[1:]] == [
         ("bone_alp", "ug/L"),
         ("vitamin_d", "nmol/L"),
