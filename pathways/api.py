@@ -19,13 +19,13 @@ from ninja.openapi.schema import OpenAPISchema
 from ninja.operation import Operation
 from ninja.security import APIKeyHeader
 
-from pathways import engine, feed
+from pathways import engine, feed, fhir
 from pathways.access import patient_for_user, user_clinics
 from pathways.assessment import assess_json, assess_patient
 from pathways.cases import patient_to_document
 from pathways.engine.dates import DATE_RANGE
 from pathways.interop import hl7v2
-from pathways.models import ApiToken, Patient
+from pathways.models import ApiToken, Clinic, Patient
 
 logger = logging.getLogger(__name__)
 
@@ -479,3 +479,132 @@ def hl7_message(request: HttpRequest) -> HttpResponse:
     return HttpResponse(
         outcome.ack, status=status, content_type="application/hl7-v2; charset=utf-8"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# FHIR R4: a patient's Bundle in (transaction or collection), `$everything` out (pathways/fhir.py).
+
+FHIR_CONTENT_TYPES = ("application/fhir+json", "application/json")
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+_FHIR_RESOURCE = {"type": "object", "required": ["resourceType"]}
+
+
+def _fhir(document: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(
+        json.dumps(document, ensure_ascii=False), status=status, content_type=FHIR_JSON
+    )
+
+
+def _outcome(status: int, issues: list[fhir.Issue]) -> HttpResponse:
+    return _fhir(fhir.operation_outcome(issues), status)
+
+
+def _import_clinic(request: HttpRequest, slug: str | None) -> Clinic | HttpResponse:
+    clinics = user_clinics(request.user)
+    if slug:
+        chosen = next((clinic for clinic in clinics if clinic.slug == slug), None)
+        if chosen is None:
+            return _outcome(
+                404, [fhir.Issue("clinic", f"{slug}: not one of your clinics", code="not-found")]
+            )
+        return chosen
+    if len(clinics) == 1:
+        return clinics[0]
+    names = ", ".join(clinic.slug for clinic in clinics) or "none"
+    message = f"you belong to several clinics ({names}): name one with ?clinic=SLUG"
+    return _outcome(400, [fhir.Issue("clinic", message, code="required")])
+
+
+@api.post(
+    "/fhir",
+    summary="Import a patient's FHIR R4 Bundle (transaction or collection)",
+    description=(
+        "Scope: `write`. One patient's Bundle (`application/fhir+json`): Patient, Observations "
+        "(LOINC), Conditions (ICD-10-CM), MedicationStatements/Requests (ATC), as listed in the "
+        "README. It applies as a whole or not at all; the same Bundle again changes nothing. "
+        "`clinic`: the slug of the clinic it belongs to (needed when you are in several)."
+    ),
+    auth=scope(ApiToken.Scope.WRITE),
+    response={
+        200: None,
+        400: None,
+        404: None,
+        413: ErrorDocument,
+        415: ErrorDocument,
+        **_ERROR_RESPONSES,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {ctype: {"schema": _FHIR_RESOURCE} for ctype in FHIR_CONTENT_TYPES},
+        },
+        "responses": {
+            200: {
+                "description": (
+                    "Applied: a transaction-response Bundle (transaction) or an OperationOutcome "
+                    "(collection) saying what changed."
+                ),
+                "content": {"application/fhir+json": {"schema": _FHIR_RESOURCE}},
+            },
+            400: {
+                "description": (
+                    "Refused, nothing stored: an OperationOutcome naming the FHIRPath of each "
+                    "problem."
+                ),
+                "content": {"application/fhir+json": {"schema": _FHIR_RESOURCE}},
+            },
+            404: {
+                "description": "The clinic is not one of yours (OperationOutcome).",
+                "content": {"application/fhir+json": {"schema": _FHIR_RESOURCE}},
+            },
+            413: {"description": "The body is larger than the server accepts."},
+            415: {"description": "The body is not application/fhir+json or application/json."},
+            **_DESCRIPTIONS,
+        },
+    },
+)
+def fhir_import(request: HttpRequest, clinic: str | None = None) -> HttpResponse:
+    content_type = request.content_type or ""
+    if content_type not in FHIR_CONTENT_TYPES:
+        message = f"Content-Type must be one of {', '.join(FHIR_CONTENT_TYPES)}"
+        return error_document(415, ("Content-Type", message))
+    try:
+        data = json.loads(request.body)
+    except (UnicodeDecodeError, ValueError) as error:
+        return _outcome(400, [fhir.Issue("Bundle", f"not JSON: {error}", code="structure")])
+    target = _import_clinic(request, clinic)
+    if isinstance(target, HttpResponse):
+        return target
+    try:
+        outcome = fhir.import_bundle(data, clinic=target, user=request.user, path=request.path)
+    except fhir.BundleInvalid as invalid:
+        return _outcome(400, invalid.issues)
+    entries = len(data.get("entry") or []) if isinstance(data, dict) else 0
+    response = _fhir(fhir.import_response(outcome, str(data.get("type")), entries))
+    response["Location"] = f"/api/v1/fhir/Patient/{outcome.patient.pk}"
+    return response
+
+
+@api.get(
+    "/fhir/Patient/{pk}/$everything",
+    summary="A stored patient as a FHIR R4 Bundle",
+    description=(
+        "Scope: `read`. The Patient, its Observations, Conditions and MedicationStatements "
+        "(type collection: POST it to /api/v1/fhir as it is). The read is in the access log."
+    ),
+    auth=scope(ApiToken.Scope.READ),
+    response={200: None, **_PATIENT_RESPONSES},
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "A Bundle of type collection.",
+                "content": {"application/fhir+json": {"schema": _FHIR_RESOURCE}},
+            },
+            **_PATIENT_DESCRIPTIONS,
+        }
+    },
+)
+def fhir_everything(request: HttpRequest, pk: int = PatientId) -> HttpResponse:
+    patient = _patient(request, pk, "api: fhir $everything")
+    base = request.build_absolute_uri("/api/v1/fhir/")
+    return _fhir(fhir.export_everything(patient, base=base))

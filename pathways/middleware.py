@@ -70,7 +70,7 @@ class ApiJsonErrorsMiddleware:
     outside the API's own handlers would otherwise be Django's HTML page."""
 
     prefix = "/api/"
-    structured = ("application/json", "application/hl7-v2")
+    structured = ("application/json", "application/hl7-v2", "application/fhir+json")
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -80,7 +80,8 @@ class ApiJsonErrorsMiddleware:
         if (
             request.path.startswith(self.prefix)
             and response.status_code >= 400
-            # JSON already, or an HL7 ACK (POST /api/v1/hl7 answers in HL7, errors included)
+            # JSON already, an HL7 ACK (POST /api/v1/hl7 answers in HL7, errors included), or
+            # a FHIR OperationOutcome (POST /api/v1/fhir)
             and not response.get("Content-Type", "").startswith(self.structured)
             and not response.streaming
         ):

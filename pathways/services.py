@@ -8,6 +8,8 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
+from simple_history.utils import bulk_create_with_history
 
 from pathways import engine, firing
 from pathways.cases import (
@@ -52,6 +54,15 @@ class DuplicateMrn(Exception):
         super().__init__(f"MRN {mrn} is already used by another patient of this clinic.")
 
 
+def _author(user: Any) -> Any:
+    """Who the history rows of a bulk insert name: the request's user, as for save()."""
+    request = getattr(HistoricalRecords.context, "request", None)
+    author = getattr(request, "user", None) if request is not None else None
+    if author is not None and getattr(author, "is_authenticated", False):
+        return author
+    return user if getattr(user, "is_authenticated", False) else None
+
+
 def _lock(patient: Patient, expected_version: int | None) -> Patient:
     """The patient row, locked; refused unless it is still at the version the change is based
     on (a change to a stored patient always names one: locking is never skipped)."""
@@ -80,12 +91,14 @@ def patient_save_case(
     patient: Patient | None = None,
     expected_version: int | None = None,
     with_results: bool = True,
+    result_source: str | None = None,
 ) -> Patient:
     """Create a patient (``clinic``) or replace an existing one's data (``patient``) from a case.
 
     Therapies absent from the case are deleted, and so are results unless ``with_results`` is
     False (the edit page, where results are edited one at a time and the case's results are the
-    stored ones); follow-ups are recomputed.
+    stored ones); follow-ups are recomputed. ``result_source`` marks the results it adds or
+    changes (``imported`` for a FHIR Bundle).
     """
     if patient is None:
         if clinic is None:
@@ -110,17 +123,23 @@ def patient_save_case(
     except IntegrityError as error:
         raise DuplicateMrn(mrn) from error
 
+    added: list[LabResult] = []
     for lab in case.labs if with_results else ():
         fields = lab_result_fields(lab)
         stored = existing_labs.pop((lab.test, lab.collected_on, lab.collected_time), None)
         if stored is None:
-            LabResult.objects.create(patient=patient, entered_by=user, **fields)
+            source = result_source or LabResult.Source.ENTERED
+            added.append(LabResult(patient=patient, entered_by=user, source=source, **fields))
         elif any(getattr(stored, name) != value for name, value in fields.items()):
             for name, value in fields.items():
                 setattr(stored, name, value)
+            if result_source is not None:
+                stored.source = result_source
             stored.save()
     for stale_lab in existing_labs.values() if with_results else ():
         stale_lab.delete()
+    if added:  # in one insert (a FHIR Bundle may bring a thousand), each with its history row
+        bulk_create_with_history(added, LabResult, batch_size=500, default_user=_author(user))
 
     for therapy in case.clinical.therapies:
         stored_therapy = existing_therapies.pop((therapy.agent, therapy.start), None)

@@ -54,6 +54,8 @@ def test_the_walk_sees_every_part_of_the_site() -> None:
         "worklist_csv",
         "rule_analytics",
     } <= names
+    # The FHIR import and export are walked too (anonymous: 401; another clinic's token: 404).
+    assert {"fhir_import", "fhir_everything"} <= names
     assert any(route.startswith("admin/") for route, _ in _all_routes())
     assert any(route.startswith("api/v1/") for route, _ in _all_routes())
 
@@ -109,6 +111,31 @@ def test_a_user_of_another_clinic_never_reaches_the_patient(
     # The owner does reach the same page (the walk is not passing because everything 404s).
     client.force_login(alice)
     assert client.get(f"/patients/{patient.pk}/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_another_clinics_api_token_never_reaches_the_patient(
+    client: Any, alice: Any, bob: Any, north_clinic: Any
+) -> None:
+    """Every API URL naming a patient, with a token of every scope of the other clinic."""
+    from pathways.models import ApiToken
+
+    patient = stored_patient(north_clinic, alice)
+    values = {"pk": str(patient.pk)}
+    bob_key = ApiToken.issue(user=bob, name="all", scopes=ApiToken.Scope.values)[1]
+    alice_key = ApiToken.issue(user=alice, name="all", scopes=ApiToken.Scope.values)[1]
+    walked = []
+    for route, _name in _all_routes():
+        if not route.startswith("api/v1/") or not _PARAM.search(route):
+            continue
+        url = _fill(route, values)
+        for method in ("get", "post"):
+            response = getattr(client, method)(url, HTTP_AUTHORIZATION=f"Token {bob_key}")
+            assert response.status_code in (404, 405), f"{method.upper()} {url}"
+            owner = getattr(client, method)(url, HTTP_AUTHORIZATION=f"Token {alice_key}")
+            if owner.status_code == 200:
+                walked.append(url)
+    assert f"/api/v1/fhir/Patient/{patient.pk}/$everything" in walked
 
 
 @pytest.mark.django_db

@@ -1,0 +1,493 @@
+"""FHIR R4 import and export: the mapping, POST /api/v1/fhir (transaction and collection),
+idempotency, atomicity, OperationOutcome paths, the $everything round trip, access, and
+`manage.py import_fhir`."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, date, time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+from pathways import engine
+from pathways.cases import patient_to_document
+from pathways.interop import fhir_codes
+from pathways.interop.fhir_case import agent_for_atc, diagnoses_for_icd10cm
+from pathways.interop.fhir_import import (
+    BundleInvalid,
+    declared_lab_fields,
+    extension_fields,
+    lab_codes,
+    read_bundle,
+)
+from pathways.models import AccessLog, ApiToken, AssessmentSnapshot, Clinic, LabResult, Patient
+from tests import fhir_bundles as fb
+from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+
+TODAY = date(2026, 11, 29)
+
+
+def _read(data: dict[str, Any]) -> Any:
+    return read_bundle(data, today=TODAY, tz=UTC)
+
+
+def _issues(data: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(BundleInvalid) as refused:
+        _read(data)
+    return {issue.path: issue.message for issue in refused.value.issues}
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping (no database).
+
+
+def test_every_declared_value_is_written_with_a_code_that_reads_back() -> None:
+    for diagnosis in engine.declaration.CLINICAL["diagnoses"].values:
+        code = fhir_codes.DIAGNOSIS_CODES[diagnosis]
+        assert diagnoses_for_icd10cm(code.code)[0] == diagnosis, code
+    for cancer, code in fhir_codes.CANCER_CODES.items():
+        assert diagnoses_for_icd10cm(code.code) == (None, cancer.removesuffix("_male")), code
+    for agent in engine.declaration.THERAPY["agent"].values:
+        assert agent_for_atc(fhir_codes.AGENT_CODES[agent].code) == agent
+    # Every lab test is readable: by its declared LOINC code, else by alpcare's own code.
+    tests_read = {test for test, _units in lab_codes().values()}
+    assert tests_read == {test.code for test in engine.LAB_TESTS}
+    assert lab_codes()[(fb.LOINC, "1777-2")] == ("bone_alp", ("U/L", "ukat/L"))
+    assert lab_codes()[(fhir_codes.LAB_TEST_SYSTEM, "crcl")] == ("crcl", ("mL/min",))
+
+
+def test_codes_md_lists_every_code_written() -> None:
+    text = (Path(__file__).parent.parent / "pathways/interop/CODES.md").read_text()
+    for table in (fhir_codes.DIAGNOSIS_CODES, fhir_codes.CANCER_CODES, fhir_codes.AGENT_CODES):
+        for code in table.values():
+            assert f"`{code.code}`" in text, code
+
+
+def test_case_fields_without_a_standard_code_travel_in_the_extension() -> None:
+    fields = extension_fields()
+    assert {"clinical.bone_scan", "clinical.fracture", "clinical.dental_exam_done",
+            "clinical.crcl_baseline", "clinical.myeloma.response"} <= set(fields)  # fmt: skip
+    assert not {"patient.sex", "patient.weight_kg", "clinical.diagnoses"} & set(fields)
+
+
+def test_a_bundle_maps_to_patient_results_conditions_and_therapies() -> None:
+    content = _read(fb.bundle(
+        fb.patient(),
+        fb.lab("6768-6", 412, "U/L", "2026-06-01T10:15:00+02:00", low=40, high=129),
+        fb.lab("17838-4", 30, "ug/L", "2026-06-01"),
+        fb.lab("62292-8", 40, "nmol/L", "2026-06-02"),
+        fb.weight(150, "2026-05-01", unit="[lb_av]"),
+        fb.weight(66, "2026-06-01"),
+        fb.condition("C90.01"),
+        fb.condition("C50.911"),
+        fb.condition("N18.3", status="resolved"),
+        fb.statement("M05BA08", "2026-01-10", "2026-05-10"),
+        fb.request("M05BX04", "2026-06-01"),
+        fb.statement("M05BA04", "2027-01-01"),
+    ))  # fmt: skip
+    assert (content.mrn, content.name, content.sex) == ("F100", "Grace Okafor", "female")
+    first = content.labs[0]
+    # The offset is honoured: 10:15+02:00 is 08:15 UTC.
+    assert (first.test, first.collected_on, first.collected_time) == (
+        "alp",
+        date(2026, 6, 1),
+        time(8, 15),
+    )
+    # Both limits are read; each is kept when the case declares a field for it.
+    limits = {"reference_high": 129.0, "reference_low": 40.0}
+    assert first.limits == {name: v for name, v in limits.items() if name in declared_lab_fields()}
+    assert [(lab.test, lab.unit) for lab in content.labs[1:]] == [
+        ("bone_alp", "ug/L"),
+        ("vitamin_d", "nmol/L"),
+    ]
+    assert content.fields["patient.weight_kg"][0] == 66  # the latest weight
+    assert set(content.diagnoses) == {"multiple_myeloma"}  # N18.3 is resolved: a note
+    assert content.cancer is not None and content.cancer[0] == "breast"
+    assert [(t.agent, t.start, t.end) for t in content.therapies] == [
+        ("zoledronic_acid", date(2026, 1, 10), date(2026, 5, 10)),
+        ("denosumab", date(2026, 6, 1), None),
+    ]
+    notes = {note.path: note.message for note in content.notes}
+    assert "Bundle.entry[8].resource.clinicalStatus" in notes  # resolved condition
+    assert "planned" in notes["Bundle.entry[11].resource.effectivePeriod"]
+
+
+def test_each_problem_is_named_by_its_fhirpath() -> None:
+    bad_unit = fb.lab("6768-6", 412, "U/L", "2026-06-01")
+    bad_unit["valueQuantity"] = {"value": 412, "unit": "IU/mL"}  # no UCUM system: .unit is read
+    issues = _issues(fb.bundle(
+        fb.patient(gender="unknown"),
+        bad_unit,
+        fb.lab("1234-5", 1, "U/L", "2026-06-01"),
+        fb.condition("I10"),
+        fb.statement("C10AA01", "2026-01-01"),
+        fb.lab("2160-0", 1.0, "mg/dL", "2027-01-01"),
+        {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}},
+    ))  # fmt: skip
+    assert "male or female" in issues["Bundle.entry[0].resource.gender"]
+    assert "IU/mL" in issues["Bundle.entry[1].resource.valueQuantity.unit"]
+    assert "1234-5" in issues["Bundle.entry[2].resource.code"]
+    assert "I10" in issues["Bundle.entry[3].resource.code"]
+    assert "C10AA01" in issues["Bundle.entry[4].resource.medicationCodeableConcept"]
+    assert "future" in issues["Bundle.entry[5].resource.effectiveDateTime"]
+    assert "Encounter" in issues["Bundle.entry[6].resource"]
+
+
+def test_a_structurally_invalid_resource_is_named_by_the_validator_path() -> None:
+    data = fb.paget_bundle()
+    data["entry"][2]["resource"]["valueQuantity"]["unit"] = 3
+    data["entry"][3]["resource"]["effectiveDateTime"] = "yesterday"
+    issues = _issues(data)
+    assert "Bundle.entry[2].resource.valueQuantity.unit" in issues
+    assert "Bundle.entry[3].resource.effectiveDateTime" in issues
+    assert _issues({"resourceType": "Patient"}) == {
+        "Bundle": "the body must be a FHIR Bundle (JSON)"
+    }
+    searchset = fb.paget_bundle()
+    searchset["type"] = "searchset"
+    assert "Bundle.type" in _issues(searchset)
+    no_request = fb.paget_bundle()
+    del no_request["entry"][1]["request"]
+    assert "Bundle.entry[1].request" in _issues(no_request)
+    other_subject = fb.paget_bundle()
+    other_subject["entry"][5]["resource"]["subject"] = {"reference": "Patient/someone-else"}
+    assert "Bundle.entry[5].resource.subject.reference" in _issues(other_subject)
+
+
+# ---------------------------------------------------------------------------------------------
+# The API.
+
+
+@pytest.fixture
+def write_key(alice: User) -> str:
+    return ApiToken.issue(user=alice, name="ehr", scopes=["write", "read"])[1]
+
+
+def _post(client: Any, key: str, data: Any, query: str = "") -> Any:
+    body = data if isinstance(data, str | bytes) else json.dumps(data)
+    return client.post(f"/api/v1/fhir{query}", body, content_type="application/fhir+json",
+                       HTTP_AUTHORIZATION=f"Token {key}")  # fmt: skip
+
+
+def _state(patient: Patient) -> tuple[Any, ...]:
+    """Everything stored about a patient, with the number of history rows."""
+    patient = Patient.objects.get(pk=patient.pk)
+    return (
+        patient_to_document(patient, as_of=TODAY),
+        patient.name,
+        patient.version,
+        patient.history.count(),
+        sorted((r.pk, r.source) for r in patient.lab_results.all()),
+        sum(r.history.count() for r in patient.lab_results.all()),
+        sorted(t.pk for t in patient.therapies.all()),
+    )
+
+
+@pytest.mark.django_db
+def test_a_transaction_bundle_creates_the_patient_and_assesses_it(
+    client: Any, alice: User, north_clinic: Clinic, write_key: str
+) -> None:
+    response = _post(client, write_key, fb.paget_bundle())
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("application/fhir+json")
+    answer = response.json()
+    assert answer["type"] == "transaction-response" and len(answer["entry"]) == 7
+    assert answer["entry"][0]["response"]["status"] == "201 Created"
+    patient = Patient.objects.get(clinic=north_clinic, mrn="F100")
+    assert response["Location"] == f"/api/v1/fhir/Patient/{patient.pk}"
+    document = patient_to_document(patient)
+    assert document["patient"] == {"birth_date": "1950-03-02", "sex": "female",
+                                   "pregnant": False, "weight_kg": 64}  # fmt: skip
+    assert [(lab["test"], lab["value"], lab["collected_at"], lab["reference_high"])
+            for lab in document["labs"]] == [
+        ("alp", 412, "2026-06-01T08:15", 129), ("calcium", 9.4, "2026-10-01", None),
+        ("alp", 260, "2026-10-01T08:40", 129),
+    ]  # fmt: skip
+    assert document["clinical"]["diagnoses"] == ["paget"]
+    assert document["clinical"]["therapies"] == [
+        {"agent": "alendronate", "start": "2026-06-10", "end": None}
+    ]
+    assert {r.source for r in patient.lab_results.all()} == {LabResult.Source.IMPORTED}
+    assert {r.entered_by for r in patient.lab_results.all()} == {alice}
+    # Assessed through the screens' service: snapshot and follow-ups are there.
+    snapshot = AssessmentSnapshot.objects.get(patient=patient)
+    assert snapshot.alp_latest == 260 and patient.follow_ups.exists()
+    # Written by alice, in the access log and the change history.
+    assert AccessLog.objects.filter(user=alice, patient=patient, action="fhir: import").count() == 1
+    assert patient.history.get().history_user == alice
+
+
+@pytest.mark.django_db
+def test_a_collection_bundle_merges_into_the_stored_patient(
+    client: Any, alice: User, north_clinic: Clinic, write_key: str
+) -> None:
+    stored = stored_patient(north_clinic, alice, mrn="F100")
+    before = {(r.test, r.collected_on): r.pk for r in stored.lab_results.all()}
+    data = fb.bundle(
+        fb.patient(),
+        fb.lab("6768-6", 180, "U/L", "2026-11-20T09:00:00Z", high=129),
+        fb.condition("N18.4"),
+        fb.statement("M05BA04", "2026-06-10", "2026-11-01", status="completed"),
+        kind="collection",
+    )
+    response = _post(client, write_key, data)
+    assert response.status_code == 200, response.content
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert "updated" in response.json()["issue"][0]["diagnostics"]
+    stored.refresh_from_db()
+    document = patient_to_document(stored)
+    # The stored results are kept (same rows), the new one is added.
+    assert {(r.test, r.collected_on): r.pk for r in stored.lab_results.all()
+            if r.collected_on != date(2026, 11, 20)} == before  # fmt: skip
+    assert document["labs"][-1]["value"] == 180
+    assert document["clinical"]["diagnoses"] == ["paget", "chronic_kidney_disease"]
+    assert document["clinical"]["therapies"] == [
+        {"agent": "alendronate", "start": "2026-06-10", "end": "2026-11-01"}
+    ]
+    assert document["patient"]["birth_date"] == "1950-03-02"
+    assert stored.name == "Grace Okafor"
+
+
+@pytest.mark.django_db
+def test_importing_the_same_bundle_again_changes_nothing(
+    client: Any, north_clinic: Clinic, write_key: str
+) -> None:
+    for kind in ("transaction", "collection"):
+        assert _post(client, write_key, fb.paget_bundle(kind)).status_code == 200
+        patient = Patient.objects.get(clinic=north_clinic, mrn="F100")
+        before = _state(patient)
+        again = _post(client, write_key, fb.paget_bundle(kind))
+        assert again.status_code == 200
+        assert _state(patient) == before
+        outcome = again.json() if kind == "collection" else again.json()["entry"][0]["response"]
+        text = json.dumps(outcome)
+        assert "unchanged" in text and "results unchanged 3" in text
+
+
+@pytest.mark.django_db
+def test_a_bad_entry_late_in_the_bundle_leaves_nothing_written(
+    client: Any, alice: User, north_clinic: Clinic, write_key: str
+) -> None:
+    stored = stored_patient(north_clinic, alice, mrn="F100")
+    before = _state(stored)
+    data = fb.paget_bundle()
+    data["entry"].append({
+        "fullUrl": "urn:uuid:late", "request": {"method": "POST", "url": "Observation"},
+        "resource": fb.lab("2160-0", 1.1, "mmol/L", "2026-10-01"),
+    })  # fmt: skip
+    response = _post(client, write_key, data)
+    assert response.status_code == 400
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["expression"] == ["Bundle.entry[7].resource.valueQuantity.code"]
+    assert _state(stored) == before
+    # A new patient is not created either, and a refused import logs no access.
+    response = _post(client, write_key, fb.paget_bundle(mrn="NEW-1") | {"entry": data["entry"]})
+    assert response.status_code == 400
+    assert not Patient.objects.filter(mrn="NEW-1").exists()
+    assert not AccessLog.objects.filter(action="fhir: import").exists()
+
+
+@pytest.mark.django_db
+def test_a_conflicting_value_is_refused_unless_it_is_an_amendment(
+    client: Any, north_clinic: Clinic, write_key: str
+) -> None:
+    assert _post(client, write_key, fb.paget_bundle()).status_code == 200
+    patient = Patient.objects.get(clinic=north_clinic, mrn="F100")
+    changed = fb.bundle(
+        fb.patient(), fb.lab("6768-6", 415, "U/L", "2026-06-01T08:15:00Z", low=40, high=129)
+    )
+    response = _post(client, write_key, changed)
+    assert response.status_code == 400
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[1].resource.valueQuantity.value"]
+    assert "amended" in issue["diagnostics"]
+    changed["entry"][1]["resource"]["status"] = "amended"
+    assert _post(client, write_key, changed).status_code == 200
+    result = patient.lab_results.get(collected_on=date(2026, 6, 1))
+    assert result.value == 415
+    assert [h.value for h in result.history.order_by("history_date")] == [412, 415]
+
+
+@pytest.mark.django_db
+def test_fhir_results_are_never_held_back_by_entry_checks(
+    client: Any, north_clinic: Clinic, write_key: str
+) -> None:
+    # 5,000 U/L is above the typed-entry confirmation bound (3,000): imported all the same.
+    data = fb.bundle(fb.patient(), fb.lab("6768-6", 5000, "U/L", "2026-11-01"))
+    assert _post(client, write_key, data).status_code == 200
+    assert LabResult.objects.get(patient__mrn="F100").value == 5000
+
+
+@pytest.mark.django_db
+def test_a_case_error_is_named_by_the_entry_it_came_from(client: Any, write_key: str) -> None:
+    # Bone ALP activity needs the lab's upper limit (spec §1): the engine says so, at the entry.
+    data = fb.bundle(fb.patient(), fb.lab("1777-2", 30, "U/L", "2026-11-01"))
+    response = _post(client, write_key, data)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"][0].startswith("Bundle.entry[1].resource")
+    male_pregnant = fb.bundle(fb.patient(gender="male"), fb.condition("Z33.1"))
+    response = _post(client, write_key, male_pregnant)
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[1].resource.code"]
+
+
+@pytest.mark.django_db
+def test_export_then_import_leaves_the_stored_patient_unchanged(
+    client: Any, alice: User, north_clinic: Clinic, write_key: str
+) -> None:
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    document["clinical"]["bone_scan"] = "focal_lesions"
+    document["clinical"]["fracture"] = "healing"
+    document["clinical"]["crcl_baseline"] = 72.5
+    document["clinical"]["cancer"] = "breast"
+    document["clinical"]["diagnoses"] = [
+        "multiple_myeloma",
+        "bone_metastases",
+        "chronic_kidney_disease",
+    ]
+    document["labs"].append(
+        {"test": "crcl", "value": 61, "unit": "mL/min", "collected_at": "2026-11-01T07:05:09"}
+    )
+    activity = {"test": "bone_alp", "value": 31, "unit": "U/L", "collected_at": "2026-11-01"}
+    document["labs"].append({**activity, "reference_high": 20})
+    earlier = {"agent": "other_bisphosphonate", "start": "2024-01-01", "end": "2024-06-01"}
+    document["clinical"]["therapies"].append(earlier)
+    patient = stored_patient(north_clinic, alice, document, mrn="RT-1", name="Round Trip")
+    before = _state(patient)
+    exported = client.get(f"/api/v1/fhir/Patient/{patient.pk}/$everything",
+                          HTTP_AUTHORIZATION=f"Token {write_key}")  # fmt: skip
+    assert exported.status_code == 200
+    bundle = exported.json()
+    kinds = [entry["resource"]["resourceType"] for entry in bundle["entry"]]
+    assert kinds.count("Condition") == 4 and kinds.count("MedicationStatement") == 2
+    codes = {c["code"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Condition"
+             for c in e["resource"]["code"]["coding"]}  # fmt: skip
+    assert codes == {"C90.00", "C79.51", "N18.9", "C50.929"}  # a male patient's breast cancer
+    assert AccessLog.objects.filter(patient=patient, action="api: fhir $everything").count() == 1
+    response = _post(client, write_key, bundle)
+    assert response.status_code == 200, response.content
+    assert _state(patient) == before
+    # And into another clinic (a new patient): the same case.
+    bob = User.objects.create_user("carol")
+    other = Clinic.objects.create(name="East", slug="east")
+    other.memberships.create(user=bob)
+    key = ApiToken.issue(user=bob, name="ehr", scopes=["write"])[1]
+    assert _post(client, key, bundle).status_code == 200
+    copied = Patient.objects.get(clinic=other, mrn="RT-1")
+    assert patient_to_document(copied) == patient_to_document(patient)
+    assert copied.name == "Round Trip"
+
+
+# ---------------------------------------------------------------------------------------------
+# Access.
+
+
+@pytest.mark.django_db
+def test_access_rules_are_those_of_the_screens(
+    client: Any, alice: User, bob: User, north_clinic: Clinic, south_clinic: Clinic
+) -> None:
+    patient = stored_patient(north_clinic, alice, mrn="F100")
+    url = f"/api/v1/fhir/Patient/{patient.pk}/$everything"
+    assert client.get(url).status_code == 401
+    assert (
+        client.post("/api/v1/fhir", "{}", content_type="application/fhir+json").status_code == 401
+    )
+    bob_key = ApiToken.issue(user=bob, name="ehr", scopes=["read", "write"])[1]
+    assert client.get(url, HTTP_AUTHORIZATION=f"Token {bob_key}").status_code == 404
+    # Bob's import lands in his own clinic, never on alice's patient with the same MRN.
+    before = _state(patient)
+    assert _post(client, bob_key, fb.paget_bundle()).status_code == 200
+    assert _state(patient) == before
+    assert Patient.objects.get(clinic=south_clinic, mrn="F100").name == "Grace Okafor"
+    assert _post(client, bob_key, fb.paget_bundle(), "?clinic=north").status_code == 404
+    # Scopes: read cannot import, write cannot export.
+    read_only = ApiToken.issue(user=alice, name="r", scopes=["read"])[1]
+    assert _post(client, read_only, fb.paget_bundle()).status_code == 403
+    write_only = ApiToken.issue(user=alice, name="w", scopes=["write"])[1]
+    assert client.get(url, HTTP_AUTHORIZATION=f"Token {write_only}").status_code == 403
+    # Several clinics: the clinic must be named.
+    south_clinic.memberships.create(user=alice)
+    response = _post(client, write_only, fb.paget_bundle())
+    assert response.status_code == 400 and "?clinic=SLUG" in response.content.decode()
+    assert (
+        _post(client, write_only, fb.paget_bundle(mrn="F200"), "?clinic=north").status_code == 200
+    )
+    assert Patient.objects.filter(clinic=north_clinic, mrn="F200").exists()
+
+
+@pytest.mark.django_db
+def test_malformed_bodies(client: Any, write_key: str) -> None:
+    assert _post(client, write_key, "not json").status_code == 400
+    wrong_type = client.post("/api/v1/fhir", "{}", content_type="text/plain",
+                             HTTP_AUTHORIZATION=f"Token {write_key}")  # fmt: skip
+    assert wrong_type.status_code == 415
+    response = _post(client, write_key, [1, 2])
+    assert response.status_code == 400 and response.json()["resourceType"] == "OperationOutcome"
+
+
+# ---------------------------------------------------------------------------------------------
+# The command.
+
+
+@pytest.mark.django_db
+def test_import_fhir_command(tmp_path: Path, north_clinic: Clinic, capsys: Any) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(fb.paget_bundle("collection")))
+    call_command("import_fhir", str(path), "--clinic", "north")
+    patient = Patient.objects.get(clinic=north_clinic, mrn="F100")
+    assert "created" in capsys.readouterr().out
+    assert patient.history.get().history_user.username == "fhir-import"
+    assert AccessLog.objects.filter(patient=patient, user__username="fhir-import").exists()
+    before = _state(patient)
+    call_command("import_fhir", str(path), "--clinic", "north")
+    assert _state(patient) == before
+    assert "unchanged" in capsys.readouterr().out
+    bad = copy.deepcopy(fb.paget_bundle("collection"))
+    bad["entry"][0]["resource"]["gender"] = "other"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(CommandError, match="not imported"):
+        call_command("import_fhir", str(path), "--clinic", "north")
+    assert "Bundle.entry[0].resource.gender" in capsys.readouterr().err
+    with pytest.raises(CommandError, match="--clinic"):
+        call_command("import_fhir", str(path), "--clinic", "nowhere")
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command("import_fhir", str(tmp_path / "missing.json"), "--clinic", "north")
+
+
+@pytest.mark.django_db
+def test_the_same_value_is_the_same_result_whatever_limits_the_bundle_gives(
+    client: Any, north_clinic: Clinic, write_key: str
+) -> None:
+    assert _post(client, write_key, fb.paget_bundle()).status_code == 200
+    patient = Patient.objects.get(clinic=north_clinic, mrn="F100")
+    before = _state(patient)
+    # Without the lab's range: the stored limit is kept, nothing changes.
+    no_range = fb.bundle(fb.patient(), fb.lab("6768-6", 412, "U/L", "2026-06-01T08:15:00Z"))
+    assert _post(client, write_key, no_range).status_code == 200
+    assert _state(patient) == before
+    # A limit where none was stored: the same result gains it (no amendment needed).
+    ranged = fb.bundle(fb.lab("17861-6", 9.4, "mg/dL", "2026-10-01", high=10.2), fb.patient())
+    response = _post(client, write_key, ranged)
+    assert response.status_code == 200
+    entries = response.json()["entry"]
+    assert "outcome" in entries[1]["response"] and "outcome" not in entries[0]["response"]
+    assert "results changed 1" in json.dumps(entries[1])
+    calcium = patient.lab_results.get(test="calcium")
+    assert (calcium.value, calcium.reference_high) == (9.4, 10.2)
+
+
+def test_snomed_and_rxnorm_only_codes_are_refused_by_name() -> None:
+    snomed = fb.condition("M88.9")
+    snomed["code"]["coding"] = [{"system": "http://snomed.info/sct", "code": "203095000"}]
+    rxnorm = fb.statement("M05BA04", "2026-01-01")
+    rxnorm["medicationCodeableConcept"]["coding"] = [
+        {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "46041"}
+    ]
+    issues = _issues(fb.bundle(fb.patient(), snomed, rxnorm))
+    assert "SNOMED CT is not mapped" in issues["Bundle.entry[1].resource.code"]
+    assert "RxNorm is not mapped" in issues["Bundle.entry[2].resource.medicationCodeableConcept"]
