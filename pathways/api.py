@@ -218,6 +218,34 @@ class FindingsOut(Schema):
     bone_alp: str
     crcl_current: float | None
     crcl_baseline: float | None
+    # Revision 2 (spec §6): the working behind the advice; null where not known.
+    alp_latest_date: str | None = Field(None, json_schema_extra={"format": "date"})
+    alp_uln_source: str | None = Field(
+        None, description='where the ULN came from: "lab", or the built-in band used'
+    )
+    alp_source: str | None = Field(
+        None,
+        description="hepatic, mixed, bone, likely_bone, not_bone or unknown (spec §2)",
+    )
+    ggt: str | None = Field(None, description="elevated, normal or unknown")
+    calcium_corrected: float | None = Field(None, description="mg/dL, corrected for albumin")
+    crcl_method: str | None = Field(None, description="measured, cockcroft-gault or unknown")
+    rcv_rise_pct: float | None = None
+    rcv_fall_pct: float | None = None
+    za_dosing_crcl: float | None = Field(None, description="the CrCl zoledronic acid is dosed by")
+    alp_gestational_week: int | None = Field(
+        None, description="gestational week at the latest ALP's collection"
+    )
+    pregnancy_trimester: int | None = Field(None, description="1, 2 or 3 at as_of")
+    ggt_latest: float | None = Field(None, description="the latest recent GGT, U/L")
+    ggt_uln: float | None = None
+    bone_alp_latest: float | None = None
+    bone_alp_uln: float | None = None
+    crcl_current_date: str | None = Field(None, json_schema_extra={"format": "date"})
+    crcl_creatinine: float | None = Field(
+        None, description="the creatinine (mg/dL) Cockcroft-Gault used"
+    )
+    crcl_weight_kg: float | None = Field(None, description="the weight Cockcroft-Gault used")
 
 
 class RecommendationOut(Schema):
@@ -226,6 +254,21 @@ class RecommendationOut(Schema):
     title: str
     rationale: str
     citations: list[str]
+    evidence_note: str | None = Field(
+        None, description="where the rule departs from a seed, what the seed says and why"
+    )
+
+
+class SuppressedOut(Schema):
+    code: str = Field(description="a rule whose condition held but that a context stood down")
+    reason: str
+
+
+class SourceOut(Schema):
+    kind: str = Field(json_schema_extra={"enum": list(engine.CITATION_KINDS)})
+    text: str
+    grade: str | None = Field(None, description="the source's own grade, where it gives one")
+    url: str | None = None
 
 
 class FollowUpOut(Schema):
@@ -240,9 +283,18 @@ class ResultDocument(Schema):
     as_of: str = Field(json_schema_extra={"format": "date"})
     rule_set: str
     pathway: str = Field(json_schema_extra={"enum": list(engine.PATHWAYS)})
+    context: list[str] = Field(
+        default_factory=list,
+        description="pregnant, child, under_5, renal_function_unknown, hypercalcaemia, "
+        "alp_not_recent (spec §2)",
+    )
     findings: FindingsOut
     recommendations: list[RecommendationOut]
+    suppressed: list[SuppressedOut] = Field(default_factory=list)
     follow_ups: list[FollowUpOut]
+    sources: dict[str, SourceOut] = Field(
+        default_factory=dict, description="every citation key the result uses (spec §8)"
+    )
 
 
 _UNAUTHORIZED = "No token, or an unknown, revoked or expired one."

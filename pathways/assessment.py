@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -18,6 +19,22 @@ def assess_document(data: object, *, rule_set: engine.RuleSet | None = None) -> 
     in force unless the caller already holds it (to show its citations too)."""
     case = engine.parse_case(data, today=timezone.localdate())
     return engine.assess(case, rule_set or current_rule_set())
+
+
+@dataclass(frozen=True)
+class Assessed:
+    """A parsed case with its result and the facts behind it (the screens show the working)."""
+
+    case: engine.Case
+    result: engine.Result
+    facts: engine.Facts
+
+
+def assess_document_with_facts(data: object, *, rule_set: engine.RuleSet) -> Assessed:
+    """``assess_document``, keeping the case and its facts (the case-entry live preview)."""
+    case = engine.parse_case(data, today=timezone.localdate())
+    result, facts = engine.assess_with_facts(case, rule_set)
+    return Assessed(case=case, result=result, facts=facts)
 
 
 def assess_json(text: str | bytes) -> engine.Result:

@@ -17,7 +17,9 @@ def _group_data(group: Group, part: dict[str, Any], prefix: str = "") -> dict[st
     for item in group.fields:
         name = prefix + group.prefix + item.name
         value = part.get(item.name, item.default)
-        if item.kind == "bool":
+        if item.kind == "bool" and item.default is None:  # yes / no / not given
+            data[name] = {True: "true", False: "false"}.get(value, "")
+        elif item.kind == "bool":
             if value:
                 data[name] = "on"  # an unticked box is not posted
         elif item.kind == "choices":
@@ -47,7 +49,6 @@ def form_data(
     }
     for index, lab in enumerate(labs):
         day, _, at = lab["collected_at"].partition("T")
-        reference_high = lab.get("reference_high")
         data.update(
             {
                 f"labs-{index}-test": lab["test"],
@@ -55,9 +56,11 @@ def form_data(
                 f"labs-{index}-unit": lab["unit"],
                 f"labs-{index}-collected_on": day,
                 f"labs-{index}-collected_time": at,
-                f"labs-{index}-reference_high": "" if reference_high is None else reference_high,
             }
         )
+        for limit in ("reference_high", "reference_low"):
+            value = lab.get(limit)
+            data[f"labs-{index}-{limit}"] = "" if value is None else str(value)
     for index, therapy in enumerate(therapies):
         data.update(_group_data(THERAPY, therapy, prefix=f"therapies-{index}-"))
     return data

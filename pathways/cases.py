@@ -33,7 +33,7 @@ def _columns(group: Group, row: Any) -> dict[str, Any]:
 def stored_lab(row: Any) -> engine.Lab:
     """A stored result as the engine's Lab; its canonical value was converted when it was saved
     (a migration recomputes the column if a conversion ever changes)."""
-    reference_high = row.reference_high
+    reference_high, reference_low = row.reference_high, row.reference_low
     return engine.Lab(
         test=row.test,
         value=row.value,
@@ -47,6 +47,12 @@ def stored_lab(row: Any) -> engine.Lab:
             None
             if reference_high is None
             else engine.to_canonical(row.test, row.unit, reference_high)[0]
+        ),
+        reference_low=reference_low,
+        canonical_reference_low=(
+            None
+            if reference_low is None
+            else engine.to_canonical(row.test, row.unit, reference_low)[0]
         ),
     )
 
@@ -99,6 +105,7 @@ _LAB_COLUMNS = (
     "collected_on",
     "collected_time",
     "reference_high",
+    "reference_low",
 )
 _THERAPY_COLUMNS = tuple(item.name for item in THERAPY.fields)
 
@@ -147,4 +154,5 @@ def lab_result_fields(lab: engine.Lab) -> dict[str, Any]:
         "collected_on": lab.collected_on,
         "collected_time": lab.collected_time,
         "reference_high": lab.reference_high,
+        "reference_low": lab.reference_low,
     }

@@ -35,6 +35,7 @@ from pathways.engine.declaration import (
     CaseField,
     Group,
 )
+from pathways.entry_checks import unusual_lab, unusual_weight
 from pathways.models import Clinic, Patient
 
 # At most this many result or therapy rows in one posted form (Django's own formset ceiling).
@@ -72,6 +73,29 @@ class _TimeInput(forms.TimeInput):
         super().__init__(format="%H:%M", **kwargs)
 
 
+class _TriState(forms.Select):
+    """A yes / no / not-given choice (a declared bool whose default is None: ``postmenopausal``),
+    posted as "true", "false" or "" (not given)."""
+
+    def __init__(self, item: CaseField) -> None:
+        super().__init__()
+        self.choices = [
+            ("", _NOT_GIVEN.get(item.name, "not given")),
+            ("true", "yes"),
+            ("false", "no"),
+        ]
+
+    def format_value(self, value: Any) -> list[str]:
+        return [{True: "true", False: "false", "true": "true", "false": "false"}.get(value, "")]
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> bool | None:
+        return {"true": True, "false": False}.get(data.get(name))
+
+
+# How a tri-state field says "not given" (spec §1: the engine's assumption when absent).
+_NOT_GIVEN = {"postmenopausal": "not given (assumed from age 51)"}
+
+
 def _style(form: forms.BaseForm) -> None:
     """Bootstrap 5 classes on every widget, each input described by its help text and its error
     slot (which the live assessment fills in)."""
@@ -99,8 +123,12 @@ def _form_field(item: CaseField, *, help_text: bool = True) -> forms.Field:
         common["help_text"] = item.help
     if item.kind == "date":
         return forms.DateField(widget=_DateInput(), **common)
+    if item.kind == "bool" and item.default is None:  # yes / no / not given
+        return forms.NullBooleanField(widget=_TriState(item), **{**common, "required": False})
     if item.kind == "bool":
         return forms.BooleanField(**{**common, "required": False})
+    if item.kind == "number" and item.integer:
+        return forms.IntegerField(**common)
     if item.kind == "number":
         return forms.FloatField(**common)
     if item.kind == "choices":
@@ -150,6 +178,8 @@ class PatientCaseForm(forms.Form):
     name = forms.CharField(max_length=200)
     # Optimistic locking: the version the form was loaded from (services.StaleVersion).
     version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    # Shown only for a weight outside the entry-check bounds (entry_checks.py).
+    confirm_weight = forms.BooleanField(required=False, label="Confirm this weight")
 
     def __init__(
         self, *args: Any, clinics: Sequence[Clinic] = (), editing: bool = False, **kwargs: Any
@@ -172,6 +202,8 @@ class PatientCaseForm(forms.Form):
                 Column(_field("sex"), css_class="col-md-3"),
                 Column(_field("weight_kg"), css_class="col-md-3"),
                 Column(_field("pregnant"), css_class="col-md-2 pt-md-4"),
+                Column(_field("gestational_weeks"), css_class="col-md-4"),
+                Column(_field("postmenopausal"), css_class="col-md-5"),
                 css_class="g-2",
             ),
         )
@@ -181,8 +213,10 @@ class PatientCaseForm(forms.Form):
                 Column(_field("cancer"), css_class="col-md-4"),
                 Column(_field("bone_scan"), css_class="col-md-4"),
                 Column(_field("fracture"), css_class="col-md-4"),
+                Column(_field("fracture_date"), css_class="col-md-4"),
                 Column(_field("crcl_baseline"), css_class="col-md-4"),
-                Column(*(_field(name) for name in _CLINICAL_FLAGS), css_class="col-md-8 pt-md-2"),
+                Column(_field("creatinine_baseline"), css_class="col-md-4"),
+                Column(*(_field(name) for name in _CLINICAL_FLAGS), css_class="col-md-12 pt-md-2"),
                 css_class="g-2",
             ),
             Fieldset(
@@ -243,6 +277,9 @@ class LabForm(forms.Form):
     collected_on = forms.DateField(label=f"{LAB['collected_at'].label} on", widget=_DateInput())
     collected_time = forms.TimeField(label="at (time)", required=False, widget=_TimeInput())
     reference_high = _form_field(LAB["reference_high"], help_text=False)
+    reference_low = _form_field(LAB["reference_low"], help_text=False)
+    # Shown only for a value outside the entry-check bounds (entry_checks.py).
+    confirm = forms.BooleanField(required=False, label="Confirm this value")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -250,15 +287,42 @@ class LabForm(forms.Form):
         self.helper = _form_helper(
             Row(
                 *(
-                    Column(_row_field(name), css_class="col-6 col-md-2")
+                    Column(_row_field(name), css_class="col-6 col-md-3")
                     for name in _LAB_FORM_FIELDS
                 ),
                 css_class="g-2 align-items-start",
             )
         )
 
+    def ask_confirmation(self, lab: dict[str, Any]) -> bool:
+        """Show the confirm box of a result (``lab``, as the case document has it) outside the
+        entry-check bounds; True while the box is not ticked (the value then says why)."""
+        value = _number_or_none(lab.get("value"))
+        message = None if value is None else unusual_lab(lab["test"], value, lab["unit"])
+        if message is None:
+            return False
+        self.helper.layout[0].append(Column(_row_field("confirm"), css_class="col-12"))
+        if self.cleaned_data.get("confirm"):
+            return False
+        self.add_error("value", message)
+        return True
 
-_LAB_FORM_FIELDS = ("test", "value", "unit", _COLLECTED_ON, _COLLECTED_TIME, "reference_high")
+
+def _number_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+_LAB_FORM_FIELDS = (
+    "test",
+    "value",
+    "unit",
+    _COLLECTED_ON,
+    _COLLECTED_TIME,
+    "reference_low",
+    "reference_high",
+)
+# The lab's limits, as declared (a number each, in the result's unit).
+_LAB_LIMITS = ("reference_high", "reference_low")
 
 
 class TherapyForm(forms.Form):
@@ -321,6 +385,7 @@ def lab_initial(labs: Iterable[Any]) -> list[dict[str, Any]]:
             _COLLECTED_ON: lab.collected_on,
             _COLLECTED_TIME: lab.collected_time,
             "reference_high": lab.reference_high,
+            "reference_low": lab.reference_low,
         }
         for lab in labs
     ]
@@ -376,6 +441,25 @@ class CaseForms:
             results.append(self.labs.is_valid())
         return all(results)
 
+    def ask_confirmations(self, draft: CaseDraft) -> bool:
+        """Ask for a confirmation of each typed value outside the entry-check bounds
+        (reference-intervals.md): its confirm box is shown and, until it is ticked, the value
+        carries why on its field. True when a value still needs one (nothing is saved)."""
+        waiting = False
+        patient = self.patient
+        message = unusual_weight(_number_or_none(draft.document["patient"].get("weight_kg")))
+        if message is not None:
+            patient.patient_helper.layout.append(_field("confirm_weight"))
+            if not patient.cleaned_data.get("confirm_weight"):
+                patient.add_error("weight_kg", message)
+                waiting = True
+        if self.labs is None:  # editing: stored results are checked one by one (ResultForm)
+            return waiting
+        for lab, index in zip(draft.document["labs"], draft.lab_rows, strict=True):
+            if cast(LabForm, self.labs.forms[index]).ask_confirmation(lab):
+                waiting = True
+        return waiting
+
     def add_case_errors(self, errors: Iterable[engine.FieldError], draft: CaseDraft) -> None:
         """Put each of the engine's errors on the form field that holds the value."""
         rows = {
@@ -409,11 +493,12 @@ class ResultForm(LabForm):
         super().__init__(*args, **kwargs)
         self.helper = _form_helper(
             Row(
+                *(Column(_field(name), css_class="col-6") for name in ("test", "value", "unit")),
+                *(Column(_field(name), css_class="col-6") for name in _COLLECTED),
                 *(
                     Column(_field(name), css_class="col-6")
-                    for name in ("test", "value", "unit", "reference_high")
+                    for name in ("reference_low", "reference_high")
                 ),
-                *(Column(_field(name), css_class="col-6") for name in _COLLECTED),
                 css_class="g-2",
             )
         )
@@ -431,16 +516,16 @@ class ResultForm(LabForm):
         collected_at = data[_COLLECTED_ON].isoformat()
         if data[_COLLECTED_TIME] is not None:
             collected_at += "T" + data[_COLLECTED_TIME].isoformat(timespec="minutes")
-        reference_high = data["reference_high"]
-        return {
+        lab: dict[str, Any] = {
             "test": data["test"],
             "value": engine.json_number(data["value"]),
             "unit": data["unit"],
             "collected_at": collected_at,
-            "reference_high": None
-            if reference_high is None
-            else engine.json_number(reference_high),
         }
+        for name in _LAB_LIMITS:
+            limit = data[name]
+            lab[name] = None if limit is None else engine.json_number(limit)
+        return lab
 
     def add_case_errors(self, errors: Iterable[engine.FieldError], index: int) -> None:
         """The engine's errors about ``labs[index]`` on their fields; others as form errors."""
@@ -593,10 +678,10 @@ def _read_group(group: Group, data: Any, lists: Any, prefix: str = "") -> dict[s
     for item in group.fields:
         name = prefix + group.prefix + item.name
         value: Any
-        if item.kind == "bool":
+        if item.kind == "bool" and item.default is None:  # yes / no / not given
+            value = {"true": True, "false": False}.get(_text(data, name) or "")
+        elif item.kind == "bool":
             value = _checked(data, name)
-            if item.default is None and not value:
-                value = None  # a nullable flag (postmenopausal) left unticked: not given
         elif item.kind == "number":
             value = _typed_number(data, name)
         elif item.kind == "choices":
@@ -618,7 +703,7 @@ def _read_lab_row(data: Any, prefix: str) -> dict[str, Any] | None:
         "test": _text(data, prefix + "test") or LAB_TESTS[0].code,
         "unit": _text(data, prefix + "unit") or "",
     }
-    for name in ("value", "reference_high"):
+    for name in ("value", *_LAB_LIMITS):
         if (number := _typed_number(data, prefix + name)) is not None:
             lab[name] = number
     if (collected_on := _text(data, prefix + _COLLECTED_ON)) is not None:
@@ -667,4 +752,4 @@ def case_draft(data: Any, *, stored_labs: Sequence[engine.Lab] | None = None) ->
 
 
 # What the user types into a result row (test and unit have defaults, so they do not count).
-_LAB_ENTRIES = ("value", _COLLECTED_ON, _COLLECTED_TIME, "reference_high")
+_LAB_ENTRIES = ("value", _COLLECTED_ON, _COLLECTED_TIME, *_LAB_LIMITS)

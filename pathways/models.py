@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from pathways import engine
+from pathways import engine, entry_checks
 from pathways.engine import declaration, vocabulary
 
 
@@ -91,6 +91,9 @@ class Patient(models.Model):
     birth_date = models.DateField()
     sex = models.CharField(max_length=10, choices=_choices(declaration.PATIENT["sex"]))
     pregnant = models.BooleanField(default=False)
+    # Revision 2 (spec §1): null is "not given" (weeks unknown; menopause assumed from age).
+    gestational_weeks = models.PositiveSmallIntegerField("gestational weeks", null=True, blank=True)
+    postmenopausal = models.BooleanField(null=True, blank=True, default=None)
     weight_kg = models.FloatField("weight (kg)", null=True, blank=True)
 
     # Clinical context of the case document (spec §1, clinical.*).
@@ -107,11 +110,16 @@ class Patient(models.Model):
     fracture = models.CharField(
         max_length=20, choices=_choices(declaration.CLINICAL["fracture"]), default="none"
     )
+    fracture_date = models.DateField("fracture date", null=True, blank=True)
     dental_exam_done = models.BooleanField(default=False)
     crcl_baseline = models.FloatField("CrCl baseline (mL/min)", null=True, blank=True)
+    creatinine_baseline = models.FloatField("creatinine baseline (mg/dL)", null=True, blank=True)
     mm_requires_therapy = models.BooleanField("myeloma requires therapy", default=False)
     mm_bone_disease = models.BooleanField("myeloma bone disease (lytic lesions)", default=False)
     mm_active_bone_disease = models.BooleanField("active myeloma bone disease", default=False)
+    mm_whole_body_imaging_done = models.BooleanField(
+        "myeloma whole-body imaging done", default=False
+    )
     mm_response = models.CharField(
         "myeloma response",
         max_length=4,
@@ -142,6 +150,17 @@ class Patient(models.Model):
                 | Q(crcl_baseline__gte=0, crcl_baseline__lt=10000),
                 name="patient_crcl_baseline_non_negative",
             ),
+            models.CheckConstraint(
+                condition=Q(creatinine_baseline__isnull=True)
+                | Q(creatinine_baseline__gte=0, creatinine_baseline__lt=10000),
+                name="patient_creatinine_baseline_non_negative",
+            ),
+            # spec §1: gestational weeks 1-42, only for a pregnant patient.
+            models.CheckConstraint(
+                condition=Q(gestational_weeks__isnull=True)
+                | Q(pregnant=True, gestational_weeks__gte=1, gestational_weeks__lte=42),
+                name="patient_gestational_weeks_in_pregnancy",
+            ),
         ]
         # A clinic's patients by name (the patient list), and the dashboard's search by name or
         # MRN reads this index instead of every patient row.
@@ -170,6 +189,7 @@ class LabResult(models.Model):
     # Null means the time of day is unknown, which is not the same as a draw at midnight.
     collected_time = models.TimeField(null=True, blank=True)
     reference_high = models.FloatField(null=True, blank=True, help_text="The lab's ULN, in `unit`.")
+    reference_low = models.FloatField(null=True, blank=True, help_text="The lab's LLN, in `unit`.")
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.ENTERED)
     entered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -200,10 +220,31 @@ class LabResult(models.Model):
                 | Q(reference_high__gte=0, reference_high__lt=_FINITE_NON_NEGATIVE),
                 name="labresult_reference_high_finite_non_negative",
             ),
+            models.CheckConstraint(
+                condition=Q(reference_low__isnull=True)
+                | Q(reference_low__gte=0, reference_low__lt=_FINITE_NON_NEGATIVE),
+                name="labresult_reference_low_finite_non_negative",
+            ),
+            # spec §1: reference_low < reference_high when both are given.
+            models.CheckConstraint(
+                condition=Q(reference_low__isnull=True)
+                | Q(reference_high__isnull=True)
+                | Q(reference_low__lt=models.F("reference_high")),
+                name="labresult_reference_low_below_high",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.test} {self.value:g} {self.unit} on {self.collected_on}"
+
+    @property
+    def unconfirmed_unusual_value(self) -> str | None:
+        """Why a result that arrived without a person confirming it (lab feed, FHIR) would have
+        needed a confirmation if typed by hand: it is stored and assessed, and the patient page
+        flags it (reference-intervals.md). None for a typed result (confirmed when entered)."""
+        if self.source == self.Source.ENTERED:
+            return None
+        return entry_checks.unusual_lab(self.test, self.value, self.unit)
 
 
 class Therapy(models.Model):

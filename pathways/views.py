@@ -25,7 +25,8 @@ from django_htmx.middleware import HtmxDetails
 
 from pathways import engine, firing
 from pathways.access import patient_for_user, user_clinics
-from pathways.assessment import assess_document, follow_up_status
+from pathways.advice import advice_context
+from pathways.assessment import Assessed, assess_document_with_facts, follow_up_status
 from pathways.card_actions import (
     ActiveActions,
     CardActionInvalid,
@@ -36,7 +37,7 @@ from pathways.card_actions import (
 from pathways.cases import patient_to_case
 from pathways.charts import patient_charts
 from pathways.dashboard import STATUS_CHOICES, DashboardFilterForm, dashboard_page
-from pathways.engine.declaration import CLINICAL
+from pathways.engine.declaration import CLINICAL, MYELOMA, PATIENT_GROUPS
 from pathways.exports import CSV_LIMIT, follow_ups_calendar, worklist_csv_text
 from pathways.forms import (
     LAB_PREFIX,
@@ -58,7 +59,6 @@ from pathways.forms import (
 from pathways.models import (
     FOLLOW_UP_OUTCOMES,
     OVERRIDE_REASONS,
-    CardAction,
     FollowUp,
     LabResult,
     Patient,
@@ -82,43 +82,11 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-_PRIORITY_HEADINGS = {
-    "urgent": "Urgent",
-    "high": "High priority",
-    "routine": "Routine",
-    "info": "For information",
-}
-
-
 # ---------------------------------------------------------------------------------------------
-# Presenting a result: recommendations grouped by priority with their citations' full text.
+# Presenting a result: the shared advice partial (advice.py) and the follow-up schedule.
 
 
 # TypedDicts, not dataclasses: a template reads a dict key at once, an attribute after a miss.
-
-
-class CitationText(TypedDict):
-    key: str
-    text: str
-    url: str
-
-
-class CitedRecommendation(TypedDict):
-    """A recommendation as the panel shows it, with the full text of its citations."""
-
-    code: str
-    priority: str
-    title: str
-    rationale: str
-    citations: list[CitationText]
-    citation_keys: str  # "S0-1, S0-3": the summary line of its sources
-    action: CardAction | None  # the clinician's action in force on it, if any
-
-
-class PriorityGroup(TypedDict):
-    priority: str
-    heading: str
-    recommendations: list[CitedRecommendation]
 
 
 class FollowUpRow(TypedDict):
@@ -128,48 +96,6 @@ class FollowUpRow(TypedDict):
     status: str
     rule: str | None
     stored: FollowUp | None
-
-
-_ACTION_GROUPS = {"override": "Overridden", "snooze": "Snoozed"}
-
-
-def recommendation_groups(
-    result: engine.Result, rule_set: engine.RuleSet, actions: ActiveActions | None = None
-) -> list[PriorityGroup]:
-    """The recommendations by priority; citations are read from ``rule_set``, the set that
-    produced ``result``. Cards overridden or snoozed move to groups of their own, after the
-    advice; an acknowledged card stays in its group, marked."""
-    citations = {citation.key: citation for citation in rule_set.citations}
-    by_priority: dict[str, list[CitedRecommendation]] = {}
-    for recommendation in result.recommendations:
-        action = actions.get(recommendation.code) if actions is not None else None
-        group = recommendation.priority
-        if action is not None and action.kind in _ACTION_GROUPS:
-            group = action.kind
-        cited: list[CitationText] = []
-        for key in recommendation.citations:
-            citation = citations.get(key)
-            if citation is None:
-                cited.append({"key": key, "text": key, "url": ""})
-            else:
-                cited.append({"key": key, "text": citation.text, "url": citation.url})
-        by_priority.setdefault(group, []).append(
-            {
-                "code": recommendation.code,
-                "priority": recommendation.priority,
-                "title": recommendation.title,
-                "rationale": recommendation.rationale,
-                "citations": cited,
-                "citation_keys": ", ".join(recommendation.citations),
-                "action": action,
-            }
-        )
-    headings = {**_PRIORITY_HEADINGS, **_ACTION_GROUPS}
-    return [
-        {"priority": group, "heading": headings[group], "recommendations": by_priority[group]}
-        for group in (*engine.PRIORITIES, *_ACTION_GROUPS)
-        if group in by_priority
-    ]
 
 
 def follow_up_rows(result: engine.Result, stored: list[FollowUp]) -> list[FollowUpRow]:
@@ -214,11 +140,12 @@ def _panel_context(
     rule_set: engine.RuleSet,
     stored: list[FollowUp] | None = None,
     actions: ActiveActions | None = None,
+    *,
+    case: engine.Case | None = None,
+    facts: engine.Facts | None = None,
 ) -> dict[str, Any]:
     return {
-        "result": result,
-        "pathway_label": engine.PATHWAY_LABELS[result.pathway],
-        "groups": recommendation_groups(result, rule_set, actions),
+        **advice_context(result, rule_set, case=case, facts=facts, actions=actions),
         "follow_up_rows": follow_up_rows(result, stored or []),
     }
 
@@ -258,6 +185,56 @@ def patient_list(request: HtmxHttpRequest) -> HttpResponse:
 
 
 _DIAGNOSIS_LABELS = {choice.value: choice.label for choice in CLINICAL["diagnoses"].choices}
+# Shown in the page's header line, not in the case summary.
+_HEADER_FIELDS = frozenset({"birth_date", "sex", "pregnant", "weight_kg", "diagnoses"})
+
+
+class CaseEntry(TypedDict):
+    name: str  # the column (data-case-field)
+    label: str
+    text: str
+
+
+def _entry_text(item: engine.CaseField, value: Any) -> str:
+    if item.kind == "bool":
+        return "yes" if value else "no"
+    if item.kind == "date":
+        return value.isoformat()
+    if item.kind == "choice":
+        return next((c.label for c in item.choices if c.value == value), str(value))
+    if item.kind == "number":
+        text = f"{float(value):g}"
+        return f"{text} {item.unit}" if item.unit and item.unit not in item.label else text
+    return str(value)
+
+
+def case_summary(patient: Patient) -> list[CaseEntry]:
+    """The patient's declared case fields that say something (not their default, not blank),
+    labelled as the case declaration labels them: what the clinician entered."""
+    entries: list[CaseEntry] = []
+    for group in PATIENT_GROUPS:
+        for item in group.fields:
+            if item.name in _HEADER_FIELDS:
+                continue
+            value = getattr(patient, group.prefix + item.name)
+            tri_state = item.kind == "bool" and item.default is None  # "no" says something
+            if (
+                value is None
+                or value == ""
+                or (item.kind == "bool" and not value and not tri_state)
+            ):
+                continue
+            if item.kind != "bool" and value == item.default:
+                continue
+            label = (
+                item.label
+                if group is not MYELOMA
+                else f"Myeloma: {item.label[:1].lower()}{item.label[1:]}"
+            )
+            entries.append(
+                {"name": group.prefix + item.name, "label": label, "text": _entry_text(item, value)}
+            )
+    return entries
 
 
 def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
@@ -267,8 +244,7 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
     stored = list(patient.follow_ups.select_related("completed_by"))
     rule_set = current_rule_set()
     case = patient_to_case(patient, labs=labs, therapies=therapies)
-    result = engine.assess(case, rule_set)
-    facts = engine.compute_facts(case, rule_set)
+    result, facts = engine.assess_with_facts(case, rule_set)
     params = rule_set.parameter_values()
     charts = patient_charts(case, facts, renal_impairment_crcl=params["renal_impairment_crcl"])
     actions = active_actions(patient, result, rule_set)
@@ -279,6 +255,7 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
         "today": timezone.localdate(),
         "patient": patient,
         "diagnoses_text": ", ".join(_DIAGNOSIS_LABELS.get(d, d) for d in patient.diagnoses),
+        "case_summary": case_summary(patient),
         # Newest first; an untimed result sorts first on its day, as in the engine.
         "labs": sorted(
             labs, key=lambda lab: (lab.collected_on, lab.collected_time or time.min, lab.pk)
@@ -289,7 +266,7 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
         "small_charts": [chart for chart in charts if chart.name != "alp"],
         "result_form": extra.pop("result_form", None)
         or ResultForm(auto_id="result_%s", initial={"version": patient.version}),
-        **_panel_context(result, rule_set, stored, actions),
+        **_panel_context(result, rule_set, stored, actions, case=case, facts=facts),
     }
     context.update(extra)
     return context
@@ -337,6 +314,8 @@ def _write_result(
     result, or None and the form carrying why not."""
     form = ResultForm(request.POST, auto_id="result_%s")
     if not form.is_valid() or (lab := _checked_result(patient, form, replacing=replacing)) is None:
+        return None, form
+    if form.ask_confirmation(engine.lab_to_document(lab)):  # a typed value outside the bounds
         return None, form
     version = form.cleaned_data["version"]
     try:
@@ -600,32 +579,28 @@ def _case_page(
     rule_set = current_rule_set()
     if request.method == "GET":
         case_forms = CaseForms.bind(None, clinics=clinics, patient=patient)
-        result = None
-        if patient is not None:
-            result = engine.assess(patient_to_case(patient), rule_set)
-        return _render_case(request, case_forms, rule_set, patient=patient, result=result)
+        case = None if patient is None else patient_to_case(patient)
+        return _render_case(request, case_forms, rule_set, patient=patient, case=case)
 
     data = request.POST
     try:
         added_row = _add_row_without_js(data)
         if added_row is not None:  # "Add a result" / "Add a therapy" without JavaScript
             case_forms = CaseForms.bind(added_row, clinics=clinics, patient=patient)
-            return _render_case(
-                request, case_forms, rule_set, patient=patient, result=None, quiet=True
-            )
+            return _render_case(request, case_forms, rule_set, patient=patient, quiet=True)
         draft = case_draft(data, stored_labs=_stored_labs(patient))
     except FormUnreadable as unreadable:
         return HttpResponseBadRequest(f"The form could not be read: {unreadable}")
 
     case_forms = CaseForms.bind(data, clinics=clinics, patient=patient)
     forms_valid = case_forms.forms_valid()
-    result = None
+    case = None
     try:
         case = engine.parse_case(draft.document, today=timezone.localdate())
     except engine.CaseInvalid as invalid:
         case_forms.add_case_errors(invalid.errors, draft)
     else:
-        if forms_valid:
+        if forms_valid and not case_forms.ask_confirmations(draft):
             saved = _save(request, case_forms, case, clinics=clinics, patient=patient)
             if isinstance(saved, Patient):
                 messages.success(request, f"Saved {saved.name} (MRN {saved.mrn}).")
@@ -634,8 +609,7 @@ def _case_page(
                     return HttpResponseClientRedirect(url)
                 return redirect(url)
             case_forms = saved
-        result = engine.assess(case, rule_set)
-    return _render_case(request, case_forms, rule_set, patient=patient, result=result, status=400)
+    return _render_case(request, case_forms, rule_set, patient=patient, case=case, status=400)
 
 
 def _stored_labs(patient: Patient | None) -> tuple[engine.Lab, ...] | None:
@@ -701,10 +675,11 @@ def _render_case(
     rule_set: engine.RuleSet,
     *,
     patient: Patient | None,
-    result: engine.Result | None,
+    case: engine.Case | None = None,
     status: int = 200,
     quiet: bool = False,
 ) -> HttpResponse:
+    """The case-entry page; with ``case``, its assessment beside the form."""
     if patient is None:
         preview_url = reverse("case_preview")
     else:  # the patient's own preview applies its stored follow-ups (completions by hand)
@@ -717,8 +692,10 @@ def _render_case(
         "preview_url": preview_url,
         "rule_set_version": rule_set.version,
     }
-    if result is not None:
-        context.update(_panel_context(result, rule_set, _stored_follow_ups(patient)))
+    if case is not None:
+        result, facts = engine.assess_with_facts(case, rule_set)
+        stored = _stored_follow_ups(patient)
+        context.update(_panel_context(result, rule_set, stored, case=case, facts=facts))
     has_errors = any(form.errors for form in case_forms.all_forms())
     return render(
         request,
@@ -749,7 +726,7 @@ def patient_case_preview(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpResponse:
     """The live assessment of the unsaved form: its case document, assessed exactly as the API
-    assesses one (``assessment.assess_document``).
+    assesses one (``assessment.assess_document_with_facts``).
 
     Valid: the panel is replaced. Not yet valid: only the field errors and the status line
     change (the panel keeps the last complete assessment); a required entry not given yet is
@@ -763,9 +740,9 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     rule_set = current_rule_set()
     errors: dict[str, list[str]] = {}
     missing: list[str] = []
-    result: engine.Result | None = None
+    assessed: Assessed | None = None
     try:
-        result = assess_document(draft.document, rule_set=rule_set)
+        assessed = assess_document_with_facts(draft.document, rule_set=rule_set)
     except engine.CaseInvalid as invalid:
         for error in invalid.errors:
             slot = draft.slot_id(error.location)
@@ -781,10 +758,13 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
         "missing": missing,
         "rule_set_version": rule_set.version,
     }
-    if result is None:
+    if assessed is None:
         response = render(request, "pathways/case.html#live_feedback", context)
         return reswap(response, "none")  # keep the last good panel on screen
-    context.update(_panel_context(result, rule_set, _stored_follow_ups(patient)))
+    stored = _stored_follow_ups(patient)
+    context.update(
+        _panel_context(assessed.result, rule_set, stored, case=assessed.case, facts=assessed.facts)
+    )
     return render(request, "pathways/case.html#preview", context)
 
 

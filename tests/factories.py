@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -67,6 +67,77 @@ def myeloma_on_zoledronic_acid_14_months_document() -> dict[str, Any]:
                 "bortezomib_start": "2025-09-05",
             },
             "therapies": [{"agent": "zoledronic_acid", "start": "2025-09-10", "end": None}],
+        },
+    }
+
+
+def pregnant_third_trimester_document(today: date = TODAY, **patient: Any) -> dict[str, Any]:
+    """Week 30 of a pregnancy, bone pain and a raised bone ALP: the bone scan's condition holds,
+    and pregnancy stands it down (spec §4.2); ALP 260 U/L is above the third trimester's 229."""
+    drawn = (today - timedelta(days=12)).isoformat()
+    return {
+        "as_of": today.isoformat(),
+        "patient": {
+            "birth_date": "1992-05-14",
+            "sex": "female",
+            "pregnant": True,
+            "gestational_weeks": 30,
+            "weight_kg": 71,
+            **patient,
+        },
+        "labs": [
+            {"test": "alp", "value": 260, "unit": "U/L", "collected_at": f"{drawn}T09:00"},
+            {"test": "ggt", "value": 18, "unit": "U/L", "collected_at": f"{drawn}T09:00"},
+            {"test": "bone_alp", "value": 30, "unit": "ug/L", "collected_at": f"{drawn}T09:00"},
+        ],
+        "clinical": {"bone_pain": True},
+    }
+
+
+def revision_2_inputs_document(today: date = TODAY) -> dict[str, Any]:
+    """Every input revision 2 added (spec §1), each with a value that is not its default."""
+
+    def day(days_before: int) -> str:
+        return (today - timedelta(days=days_before)).isoformat()
+
+    return {
+        "as_of": today.isoformat(),
+        "patient": {
+            "birth_date": "1958-07-21",
+            "sex": "female",
+            "postmenopausal": False,
+            "weight_kg": 58.5,
+        },
+        "labs": [
+            {
+                "test": "alp",
+                "value": 198,
+                "unit": "U/L",
+                "collected_at": f"{day(20)}T08:10",
+                "reference_low": 35,
+                "reference_high": 105,
+            },
+            {"test": "alt", "value": 0.4, "unit": "ukat/L", "collected_at": f"{day(20)}T08:10"},
+            {"test": "albumin", "value": 33, "unit": "g/L", "collected_at": f"{day(20)}T08:10"},
+            {"test": "calcium", "value": 2.3, "unit": "mmol/L", "collected_at": f"{day(20)}T08:10"},
+            {
+                "test": "phosphate",
+                "value": 0.7,
+                "unit": "mmol/L",
+                "collected_at": f"{day(20)}T08:10",
+                "reference_low": 0.8,
+                "reference_high": 1.5,
+            },
+            {"test": "pth", "value": 9.1, "unit": "pmol/L", "collected_at": f"{day(20)}T08:10"},
+            {"test": "creatinine", "value": 88, "unit": "umol/L", "collected_at": day(20)},
+        ],
+        "clinical": {
+            "diagnoses": ["osteoporosis", "mgus"],
+            "fracture": "healing",
+            "fracture_date": day(53),
+            "creatinine_baseline": 0.9,
+            "myeloma": {"whole_body_imaging_done": True},
+            "therapies": [{"agent": "zoledronic_acid", "start": day(38), "end": day(38)}],
         },
     }
 

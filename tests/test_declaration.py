@@ -26,6 +26,8 @@ from tests.factories import (
     TODAY,
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
+    pregnant_third_trimester_document,
+    revision_2_inputs_document,
     stored_patient,
 )
 
@@ -122,6 +124,9 @@ def _cases() -> list[dict[str, Any]]:
     return [
         paget_on_alendronate_document(),
         myeloma_on_zoledronic_acid_14_months_document(),
+        pregnant_third_trimester_document(),
+        pregnant_third_trimester_document(gestational_weeks=None),
+        revision_2_inputs_document(),
         *synthetic,
     ]
 

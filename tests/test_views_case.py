@@ -76,16 +76,19 @@ def test_the_live_preview_shows_the_engine_result_for_the_typed_case(alice_clien
     html = response.content.decode()
     assert response.status_code == 200
     assert codes(html) == {r.code for r in assess_document(document).recommendations}
-    assert "mm-zoledronic-acid" in codes(html)
+    assert {"mm-bone-agent", "measure-renal-first"} <= codes(html)  # no CrCl: measure it first
     assert "Rule set" in html and live_errors(html) == {}
 
 
-def test_a_crcl_of_45_swaps_zoledronic_acid_for_pamidronate(alice_client: Client) -> None:
+def test_a_crcl_of_45_doses_zoledronic_acid_and_offers_denosumab_and_pamidronate(
+    alice_client: Client,
+) -> None:
     html = alice_client.post(
         "/case/preview/", form_data(myeloma_needing_bisphosphonate(crcl=45)), headers=HTMX
     ).content.decode()
-    assert "mm-pamidronate-renal" in codes(html)
-    assert "mm-zoledronic-acid" not in codes(html)
+    assert {"za-dose", "mm-denosumab-renal", "mm-pamidronate-renal"} <= codes(html)
+    assert "measure-renal-first" not in codes(html)
+    assert "Zoledronic acid 3.3 mg" in html  # the label's dose for CrCl 40-49
 
 
 def test_an_engine_error_shows_on_its_field_and_keeps_the_panel(alice_client: Client) -> None:
@@ -168,9 +171,10 @@ def test_missing_required_fields_are_awaited_not_shouted(alice_client: Client) -
 
 def test_a_row_marked_for_removal_leaves_the_case(alice_client: Client) -> None:
     data = form_data(myeloma_needing_bisphosphonate(crcl=45))
-    data["labs-2-DELETE"] = "on"
+    data["labs-2-DELETE"] = "on"  # the CrCl of 45: renal function unknown again
     html = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
-    assert "mm-zoledronic-acid" in codes(html)
+    assert "measure-renal-first" in codes(html)
+    assert not {"za-dose", "mm-pamidronate-renal"} & codes(html)
 
 
 def test_adding_a_row_returns_the_row_and_the_new_form_count(alice_client: Client) -> None:

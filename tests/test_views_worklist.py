@@ -92,7 +92,7 @@ def test_urgent_cards_without_a_follow_up_put_the_patient_on_the_worklist(
 def test_a_patient_with_a_high_card_stays_after_her_follow_ups_are_done(
     alice_client: Client, alice: Any, dental_patient: Any
 ) -> None:
-    assert cards(dental_patient)["mm-dental-exam"] == "high"
+    assert cards(dental_patient)["antiresorptive-dental-exam"] == "high"
     for follow_up in FollowUp.objects.filter(patient=dental_patient, completed_at=None):
         follow_up_mark_done(follow_up=follow_up, user=alice, outcome="not_needed")
     assert not FollowUp.objects.filter(patient=dental_patient, completed_at=None).exists()
@@ -334,14 +334,14 @@ def test_marking_the_dental_examination_done_updates_the_case(
     dental_patient.refresh_from_db()
     assert dental_patient.dental_exam_done is True
     assert dental_patient.version == version + 1
-    assert "mm-dental-exam" not in cards(dental_patient)
-    assert 'data-code="mm-dental-exam"' not in html
+    assert "antiresorptive-dental-exam" not in cards(dental_patient)
+    assert 'data-code="antiresorptive-dental-exam"' not in html
     alice_client.post(
         f"/patients/{dental_patient.pk}/follow-ups/{follow_up.pk}/undo/", headers=HTMX
     )
     dental_patient.refresh_from_db()
     assert dental_patient.dental_exam_done is False
-    assert "mm-dental-exam" in cards(dental_patient)
+    assert "antiresorptive-dental-exam" in cards(dental_patient)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,6 +63,37 @@
     },
   });
 
+  // A live update replaces the whole panel: sections the reader opened ("Considered, not
+  // advised", a card's sources) stay open across it.
+  var keptOpen = [];
+
+  function isPanel(event) {
+    return Boolean(event.detail.target) && event.detail.target.id === "assessment";
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (!isPanel(event)) {
+      return;
+    }
+    keptOpen = Array.prototype.map.call(
+      event.detail.target.querySelectorAll("details[data-keep-open][open]"),
+      function (details) {
+        return details.getAttribute("data-keep-open");
+      }
+    );
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (!isPanel(event)) {
+      return;
+    }
+    event.detail.target.querySelectorAll("details[data-keep-open]").forEach(function (details) {
+      if (keptOpen.indexOf(details.getAttribute("data-keep-open")) !== -1) {
+        details.open = true;
+      }
+    });
+  });
+
   document.addEventListener("htmx:load", function (event) {
     var element = event.target;
     if (element && element.id === "live-errors") {

@@ -21,7 +21,7 @@ def ensure_published_rule_set() -> None:
     from pathways.rules import install_catalogue
 
     if not RuleSet.objects.filter(is_current=True).exists():
-        install_catalogue(version="2026-11-22.1")
+        install_catalogue(version="2026-11-29.1")
 
 
 @pytest.fixture
@@ -61,25 +61,30 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
     page.locator('[name="labs-0-collected_on"]').fill(alp_day)
     page.locator('[name="labs-0-collected_time"]').fill("08:30")
 
-    # The panel follows the form: IV bisphosphonate, but no agent until bone ALP is known.
-    expect(_recommendation(page, "mm-iv-bisphosphonate")).to_be_visible(timeout=LIVE_TIMEOUT)
-    expect(_recommendation(page, "mm-zoledronic-acid")).to_have_count(0)
+    # The panel follows the form: a bone-targeted agent, but renal function first.
+    expect(_recommendation(page, "mm-bone-agent")).to_be_visible(timeout=LIVE_TIMEOUT)
+    expect(_recommendation(page, "measure-renal-first")).to_be_visible()
+    expect(page.locator('#assessment [data-context="renal_function_unknown"]')).to_be_visible()
+    expect(_recommendation(page, "confirm-bone-origin")).to_be_visible()
+    expect(_recommendation(page, "za-dose")).to_have_count(0)
 
     page.get_by_role("button", name="Add a result").click()
     page.locator('[name="labs-1-test"]').select_option("bone_alp")
     page.locator('[name="labs-1-unit"]').select_option("ug/L")
     page.locator('[name="labs-1-value"]').fill("31")
     page.locator('[name="labs-1-collected_on"]').fill(alp_day)
-    expect(_recommendation(page, "mm-zoledronic-acid")).to_be_visible(timeout=LIVE_TIMEOUT)
+    expect(_recommendation(page, "confirm-bone-origin")).to_have_count(0, timeout=LIVE_TIMEOUT)
 
-    # A CrCl of 45 mL/min: renal impairment swaps zoledronic acid for pamidronate.
+    # A CrCl of 45 mL/min: zoledronic acid at the label's dose, and the renal alternatives.
     page.get_by_role("button", name="Add a result").click()
     page.locator('[name="labs-2-test"]').select_option("crcl")
     page.locator('[name="labs-2-unit"]').select_option("mL/min")
     page.locator('[name="labs-2-collected_on"]').fill(alp_day)
     page.locator('[name="labs-2-value"]').fill("45")
     expect(_recommendation(page, "mm-pamidronate-renal")).to_be_visible(timeout=LIVE_TIMEOUT)
-    expect(_recommendation(page, "mm-zoledronic-acid")).to_have_count(0)
+    expect(_recommendation(page, "za-dose")).to_contain_text("3.3 mg")
+    expect(_recommendation(page, "measure-renal-first")).to_have_count(0)
+    expect(page.locator("#assessment [data-context]")).to_have_count(0)
 
     # An entry the engine cannot use shows inline, and the panel keeps its last result.
     page.locator('[name="labs-2-unit"]').select_option("U/L")
@@ -114,7 +119,9 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
     expect(dental).to_contain_text("done by alice")
     expect(dental).to_contain_text("Seen by the dentist")
     # The examination is a fact of the case: its card is gone.
-    expect(page.locator('#recommendations [data-code="mm-dental-exam"]')).to_have_count(0)
+    expect(page.locator('#recommendations [data-code="antiresorptive-dental-exam"]')).to_have_count(
+        0
+    )
 
     # Add a result: the chart gains a point, without a page load.
     form = page.locator("#add-result-form")

@@ -106,12 +106,12 @@ def test_mark_done_with_an_outcome_then_undo_and_snooze_a_card_in_page(
     )
     assert FollowUp.objects.get(patient=patient, code="bp-review-1y").completed_at is None
 
-    card = page.locator('#recommendations [data-code="mm-dental-exam"]')
+    card = page.locator('#recommendations [data-code="antiresorptive-dental-exam"]')
     card.get_by_text("Override or snooze").click()
     until = timezone.localdate() + timedelta(days=7)
     card.get_by_label("Snooze until").fill(until.isoformat())
     card.get_by_role("button", name="Snooze").click()
-    snoozed = page.locator('section[aria-label="Snoozed"] [data-code="mm-dental-exam"]')
+    snoozed = page.locator('section[aria-label="Snoozed"] [data-code="antiresorptive-dental-exam"]')
     expect(snoozed).to_contain_text(f"Snoozed until {until:%Y-%m-%d}")
     assert page.url == url
     assert console_errors == []
