@@ -3,10 +3,14 @@ database with their revision-2 columns, and an editor tunes them in the admin li
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.forms.models import model_to_dict
 from django.test import Client
 
@@ -89,3 +93,63 @@ def test_the_publish_gate_refuses_a_band_whose_lln_is_above_its_uln(editor: User
         f"uln band {list(UlnBand.objects.filter(rule_set=draft).order_by('pk')).index(band) + 1}: "
         "lln must be from 0 to below uln"
     ]
+
+
+def _assess_command(document: dict[str, Any], tmp_path: Path) -> tuple[int, str, str]:
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(document))
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("assess", str(path), stdout=out, stderr=err)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_command_shows_the_working_of_revision_2s_facts(tmp_path: Path) -> None:
+    """Through `manage.py assess` with the rule set in force: the trimester ULN and its source,
+    the corrected calcium, the CrCl method and the context."""
+    document = {
+        "as_of": "2026-11-22",
+        "patient": {
+            "birth_date": "1994-02-01",
+            "sex": "female",
+            "pregnant": True,
+            "gestational_weeks": 30,
+            "weight_kg": 70,
+        },
+        "labs": [
+            {"test": "alp", "value": 190, "unit": "U/L", "collected_at": "2026-11-20T08:15"},
+            {"test": "alp", "value": 190, "unit": "U/L", "collected_at": "2026-11-20T08:15:00"},
+            {"test": "calcium", "value": 2.5, "unit": "mmol/L", "collected_at": "2026-11-20"},
+            {"test": "albumin", "value": 30, "unit": "g/L", "collected_at": "2026-11-18"},
+            {"test": "creatinine", "value": 62, "unit": "umol/L", "collected_at": "2026-11-20"},
+        ],
+    }
+    code, out, err = _assess_command(document, tmp_path)
+    assert code == 0, err
+    result = json.loads(out)
+    findings = result["findings"]
+    assert (findings["alp_uln"], findings["alp_uln_source"]) == (
+        229.0,
+        "built-in: pregnancy, third trimester",
+    )
+    assert findings["alp_elevated"] is False
+    assert findings["calcium_corrected"] == pytest.approx(10.02 + 0.8, abs=0.01)
+    assert findings["crcl_method"] == "cockcroft-gault"
+    assert "pregnant" in result["context"] and "hypercalcaemia" in result["context"]
+
+
+def test_the_command_refuses_conflicting_duplicates_naming_both(tmp_path: Path) -> None:
+    document = {
+        "as_of": "2026-11-22",
+        "patient": {"birth_date": "1960-01-01", "sex": "male"},
+        "labs": [
+            {"test": "pth", "value": 5.0, "unit": "pmol/L", "collected_at": "2026-11-20"},
+            {"test": "pth", "value": 60, "unit": "pg/mL", "collected_at": "2026-11-20"},
+        ],
+    }
+    code, out, err = _assess_command(document, tmp_path)
+    assert (code, out) == (2, "")
+    assert "labs[1]: conflicts with labs[0]" in err
