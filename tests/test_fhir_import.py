@@ -509,7 +509,7 @@ def test_osteoporosis_maps_once_the_case_declares_it() -> None:
 def test_gestational_age_is_advanced_to_today_and_only_kept_while_pregnant(
     client: Any, north_clinic: Clinic, write_key: str
 ) -> None:
-    pregnancy = {
+    pregnancy: dict[str, Any] = {
         "resourceType": "Observation", "status": "final", "subject": fb.SUBJECT,
         "code": {"coding": [{"system": fb.LOINC, "code": "82810-3"}]},
         "effectiveDateTime": "2026-11-01",
