@@ -346,6 +346,21 @@ def test_export_then_import_leaves_the_stored_patient_unchanged(
     document["clinical"]["bone_scan"] = "focal_lesions"
     document["clinical"]["fracture"] = "healing"
     document["clinical"]["crcl_baseline"] = 72.5
+    # Revision 2's fields, once declared, travel the same way (extension, reference range).
+    revision_2 = {
+        "clinical.creatinine_baseline": 1.1,
+        "clinical.fracture_date": "2026-05-01",
+        "clinical.myeloma.whole_body_imaging_done": True,
+    }
+    for path, value in revision_2.items():
+        if declared_field(path) is not None:
+            *parents, name = path.split(".")
+            part = document
+            for parent in parents:
+                part = part[parent]
+            part[name] = value
+    if "reference_low" in declared_lab_fields():
+        document["labs"][0]["reference_low"] = 40
     document["clinical"]["cancer"] = "breast"
     document["clinical"]["diagnoses"] = [
         "multiple_myeloma",
