@@ -129,6 +129,17 @@ def _merge(
     for path, (value, source) in content.fields.items():
         _set(document, path, value)
         sources[tuple(path.split("."))] = source
+    patient_part = document["patient"]
+    if patient_part.get("pregnant") is not True and patient_part.get("gestational_weeks"):
+        # Gestational weeks only while pregnant (spec §1): a Bundle saying "not pregnant"
+        # ends them; weeks sent for a patient who is not pregnant are not stored.
+        if ("patient", "gestational_weeks") in sources:
+            where = sources[("patient", "gestational_weeks")]
+            content.notes.append(Issue(
+                where, "gestational age for a patient who is not pregnant: not stored",
+                severity="information", code="informational",
+            ))  # fmt: skip
+        patient_part["gestational_weeks"] = None
     clinical = document["clinical"]
     for diagnosis, source in content.diagnoses.items():
         if diagnosis not in clinical["diagnoses"]:

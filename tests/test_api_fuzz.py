@@ -22,6 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from pathways.api import EXAMPLE_CASE, api
 from pathways.feed_models import Hl7Feed
 from pathways.models import ApiToken
+from tests import fhir_bundles
 from tests.factories import (
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
@@ -79,7 +80,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
     on_postgresql: None, alice: Any, north_clinic: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     patient = stored_patient(north_clinic, alice)
-    key = ApiToken.issue(user=alice, name="fuzz", scopes=["assess", "read", "hl7"])[1]
+    key = ApiToken.issue(user=alice, name="fuzz", scopes=["assess", "read", "write", "hl7"])[1]
     Hl7Feed.objects.create(sending_facility="NORTHLAB", clinic=north_clinic, service_user=alice)
     headers = {"Authorization": f"Token {key}"}
     figures: dict[str, Counter[str]] = {}
@@ -97,6 +98,10 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
             cases = [operation.Case(path_parameters={"pk": patient.pk})]
         elif operation.path.endswith("/hl7"):
             cases = [operation.Case(body=oru(mrn=patient.mrn), media_type="text/plain")]
+        elif operation.path.endswith("/fhir"):
+            bundles = [fhir_bundles.paget_bundle("transaction", mrn="FUZZ-1"),
+                       fhir_bundles.paget_bundle("collection", mrn="FUZZ-2")]  # fmt: skip
+            cases = [operation.Case(body=b, media_type="application/fhir+json") for b in bundles]
         else:
             documents = [
                 EXAMPLE_CASE,

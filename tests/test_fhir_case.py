@@ -182,7 +182,10 @@ def test_icd10cm_codes_of_interop_md() -> None:
     assert diagnoses_for_icd10cm("C18.9") == (None, "other")
     assert diagnoses_for_icd10cm("C81.90") == (None, None)  # lymphoma: not C00-C80
     assert diagnoses_for_icd10cm("C90.10") == (None, None)  # plasma cell leukaemia: not C90.0
-    assert diagnoses_for_icd10cm("M81.0") == (None, None)  # osteoporosis: not in revision 1
+    # Osteoporosis maps once the case declares it (revision 2), never before.
+    declared = engine.declaration.CLINICAL["diagnoses"].values
+    osteoporosis = "osteoporosis" if "osteoporosis" in declared else None
+    assert diagnoses_for_icd10cm("M81.0") == (osteoporosis, None)
 
 
 def test_medications_by_atc_with_their_period() -> None:

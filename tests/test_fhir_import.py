@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from pathways import engine
 from pathways.cases import patient_to_document
@@ -20,6 +21,7 @@ from pathways.interop import fhir_codes
 from pathways.interop.fhir_case import agent_for_atc, diagnoses_for_icd10cm
 from pathways.interop.fhir_import import (
     BundleInvalid,
+    declared_field,
     declared_lab_fields,
     extension_fields,
     lab_codes,
@@ -201,8 +203,8 @@ def test_a_transaction_bundle_creates_the_patient_and_assesses_it(
     patient = Patient.objects.get(clinic=north_clinic, mrn="F100")
     assert response["Location"] == f"/api/v1/fhir/Patient/{patient.pk}"
     document = patient_to_document(patient)
-    assert document["patient"] == {"birth_date": "1950-03-02", "sex": "female",
-                                   "pregnant": False, "weight_kg": 64}  # fmt: skip
+    expected = {"birth_date": "1950-03-02", "sex": "female", "pregnant": False, "weight_kg": 64}
+    assert {name: document["patient"][name] for name in expected} == expected
     assert [(lab["test"], lab["value"], lab["collected_at"], lab["reference_high"])
             for lab in document["labs"]] == [
         ("alp", 412, "2026-06-01T08:15", 129), ("calcium", 9.4, "2026-10-01", None),
@@ -344,6 +346,21 @@ def test_export_then_import_leaves_the_stored_patient_unchanged(
     document["clinical"]["bone_scan"] = "focal_lesions"
     document["clinical"]["fracture"] = "healing"
     document["clinical"]["crcl_baseline"] = 72.5
+    # Revision 2's fields, once declared, travel the same way (extension, reference range).
+    revision_2 = {
+        "clinical.creatinine_baseline": 1.1,
+        "clinical.fracture_date": "2026-05-01",
+        "clinical.myeloma.whole_body_imaging_done": True,
+    }
+    for path, value in revision_2.items():
+        if declared_field(path) is not None:
+            *parents, name = path.split(".")
+            part = document
+            for parent in parents:
+                part = part[parent]
+            part[name] = value
+    if "reference_low" in declared_lab_fields():
+        document["labs"][0]["reference_low"] = 40
     document["clinical"]["cancer"] = "breast"
     document["clinical"]["diagnoses"] = [
         "multiple_myeloma",
@@ -491,3 +508,45 @@ def test_snomed_and_rxnorm_only_codes_are_refused_by_name() -> None:
     issues = _issues(fb.bundle(fb.patient(), snomed, rxnorm))
     assert "SNOMED CT is not mapped" in issues["Bundle.entry[1].resource.code"]
     assert "RxNorm is not mapped" in issues["Bundle.entry[2].resource.medicationCodeableConcept"]
+
+
+def test_osteoporosis_maps_once_the_case_declares_it() -> None:
+    declared = "osteoporosis" in engine.declaration.CLINICAL["diagnoses"].values
+    for code in ("M81.0", "M80.08XA", "M85.80"):
+        assert diagnoses_for_icd10cm(code) == ("osteoporosis" if declared else None, None)
+
+
+@pytest.mark.skipif(
+    declared_field("patient.gestational_weeks") is None,
+    reason="patient.gestational_weeks arrives with revision 2 (r2facts/r2ui)",
+)
+@pytest.mark.django_db
+def test_gestational_age_is_advanced_to_today_and_only_kept_while_pregnant(
+    client: Any, north_clinic: Clinic, write_key: str
+) -> None:
+    pregnancy: dict[str, Any] = {
+        "resourceType": "Observation", "status": "final", "subject": fb.SUBJECT,
+        "code": {"coding": [{"system": fb.LOINC, "code": "82810-3"}]},
+        "effectiveDateTime": "2026-11-01",
+        "valueCodeableConcept": {"coding": [{"system": fb.LOINC, "code": "LA15173-0"}]},
+    }  # fmt: skip
+    weeks = fb.weight(20, "2026-11-08", unit="wk")
+    weeks["code"]["coding"][0]["code"] = "49051-6"
+    response = _post(client, write_key, fb.bundle(fb.patient(mrn="P1"), pregnancy, weeks))
+    assert response.status_code == 200, response.content
+    patient = Patient.objects.get(clinic=north_clinic, mrn="P1")
+    elapsed = (timezone.localdate() - date(2026, 11, 8)).days // 7
+    assert patient_to_document(patient)["patient"]["gestational_weeks"] == 20 + elapsed
+    half = fb.bundle(fb.patient(mrn="P2"), pregnancy, weeks)
+    half["entry"][2]["resource"]["valueQuantity"]["value"] = 20.5
+    response = _post(client, write_key, half)
+    assert response.json()["issue"][0]["expression"] == [
+        "Bundle.entry[2].resource.valueQuantity.value"
+    ]
+    not_pregnant = copy.deepcopy(pregnancy)
+    not_pregnant["effectiveDateTime"] = "2026-11-20"
+    not_pregnant["valueCodeableConcept"]["coding"][0]["code"] = "LA26683-5"
+    response = _post(client, write_key, fb.bundle(fb.patient(mrn="P1"), not_pregnant))
+    assert response.status_code == 200, response.content
+    document = patient_to_document(Patient.objects.get(pk=patient.pk))["patient"]
+    assert (document["pregnant"], document["gestational_weeks"]) == (False, None)

@@ -24,6 +24,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
+from pathways.engine.declaration import CLINICAL
 from pathways.engine.vocabulary import UNITS
 
 LOINC: Final = "http://loinc.org"
@@ -60,7 +61,7 @@ ALL_OBSERVATION_LOINC: Final = (
 POUND_IN_KG: Final = 0.45359237  # international avoirdupois pound (UCUM [lb_av])
 
 # interop.md "Diagnoses": ICD-10-CM prefix (dots ignored) → diagnosis of the case document.
-# Osteoporosis (M80, M81, M85.8) is in interop.md but not a diagnosis of revision 1: not mapped.
+# A diagnosis the case does not declare (osteoporosis before revision 2) is not mapped.
 DIAGNOSIS_PREFIXES: Final[tuple[tuple[str, str], ...]] = (
     ("C900", "multiple_myeloma"),
     ("D472", "mgus"),
@@ -75,6 +76,9 @@ DIAGNOSIS_PREFIXES: Final[tuple[tuple[str, str], ...]] = (
     ("E213", "hyperparathyroidism"),
     ("N2581", "hyperparathyroidism"),
     ("E55", "vitamin_d_deficiency"),
+    ("M80", "osteoporosis"),
+    ("M81", "osteoporosis"),
+    ("M858", "osteoporosis"),  # osteopenia is coded under M85.8- (interop.md)
     ("N18", "chronic_kidney_disease"),
     *((f"K7{digit}", "liver_disease") for digit in range(8)),
     ("A40", "sepsis"),
@@ -156,6 +160,8 @@ def diagnoses_for_icd10cm(code: str) -> tuple[str | None, str | None]:
     """(diagnosis, cancer) for an ICD-10-CM code; either may be None."""
     compact = _compact(code)
     diagnosis = next((d for prefix, d in DIAGNOSIS_PREFIXES if compact.startswith(prefix)), None)
+    if diagnosis not in CLINICAL["diagnoses"].values:
+        diagnosis = None
     cancer = next((c for prefix, c in CANCER_PREFIXES if compact.startswith(prefix)), None)
     if cancer is None and diagnosis is None and len(compact) >= 3 and compact[0] == "C":
         number = compact[1:3]

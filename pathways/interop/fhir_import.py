@@ -68,10 +68,12 @@ STANDARD_FIELDS: Final = frozenset(
 )
 
 # Observations that set a patient field: LOINC → (field path, UCUM unit → factor to the
-# field's unit). A row whose field is not declared (yet) is read as a note, not stored.
-OBSERVATION_FIELDS: Final[dict[str, tuple[str, dict[str, float]]]] = {
-    fhir_codes.WEIGHT.code: ("patient.weight_kg", {"kg": 1.0, "[lb_av]": POUND_IN_KG}),
-    fhir_codes.GESTATIONAL_AGE.code: ("patient.gestational_weeks", {"wk": 1.0}),
+# field's unit, whether the value grows by a week a week). A row whose field is not declared
+# (yet) is read as a note, not stored. Gestational weeks are "completed weeks at as_of" (spec
+# §1): an observation made earlier is advanced by the whole weeks since.
+OBSERVATION_FIELDS: Final[dict[str, tuple[str, dict[str, float], bool]]] = {
+    fhir_codes.WEIGHT.code: ("patient.weight_kg", {"kg": 1.0, "[lb_av]": POUND_IN_KG}, False),
+    fhir_codes.GESTATIONAL_AGE.code: ("patient.gestational_weeks", {"wk": 1.0}, True),
 }
 
 # The lab's reference limits → the case document's lab fields (when declared).
@@ -420,13 +422,22 @@ _VALUE_KINDS: Final = {
 }
 
 
+def _number(item: declaration.CaseField, value: float) -> tuple[float | int | None, str]:
+    """A number for a declared field: whole where the field is declared integer."""
+    if getattr(item, "integer", False):
+        if not float(value).is_integer():
+            return None, f"{value:g}: {item.name} is a whole number"
+        return int(value), ""
+    return round(value, 3), ""
+
+
 def _extension_value(item: declaration.CaseField, sub: Any) -> tuple[Any, str]:
     names = _VALUE_KINDS[item.kind]
     value = next((getattr(sub, name) for name in names if getattr(sub, name) is not None), None)
     if value is None:
         return None, f"{sub.url} needs {' or '.join(names)}"
     if item.kind == "number":
-        return float(value), ""
+        return _number(item, float(value))
     if item.kind in ("choice", "choices") and value not in item.values:
         return None, f"{value}: not one of {', '.join(item.values)}"
     if item.kind == "date":
@@ -504,13 +515,19 @@ def _observation(
     when = reader.effective(observation, path)
     value = float(quantity.value)
     if field_row is not None:
-        field_path, units = field_row
+        field_path, units, weekly = field_row
+        item = declared_field(field_path)
         if unit not in units:
             reader.error(unit_path, f"{unit or 'missing'}: use UCUM {' or '.join(units)}", "value")
-        elif declared_field(field_path) is None:
+        elif item is None:
             reader.note(path, f"{field_path} is not a field of this alpcare version: not stored")
         elif when is not None:
-            reader.remember(field_path, when, index, round(value * units[unit], 3), path)
+            number = value * units[unit] + ((reader.today - when[0]).days // 7 if weekly else 0)
+            whole, problem = _number(item, number)
+            if problem:
+                reader.error(path + ".valueQuantity.value", problem, "value")
+            else:
+                reader.remember(field_path, when, index, whole, path)
         return
     assert lab is not None
     test, allowed = lab
