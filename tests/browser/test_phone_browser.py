@@ -53,4 +53,9 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
     expect(page.get_by_role("button", name="Menu")).to_be_hidden()
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
     expect(page.locator('tr[data-mrn="MM-PHONE"]').first).to_have_css("display", "table-row")
+    # Every status count is a filled badge (white text on the status colour), "Needs action" too.
+    for status in ("action", "overdue", "due_soon", "upcoming", "all"):
+        expect(page.locator(f"#count-{status}")).not_to_have_css(
+            "background-color", "rgba(0, 0, 0, 0)"
+        )
     assert console_errors == []
