@@ -37,14 +37,11 @@ def test_changing_every_other_parameter_keeps_the_inputs_and_every_fact(
     assert "extreme_alp" in others  # a rule's own threshold: not a fact input
     variant = _with_values(shipped, others)
     assert engine.facts_inputs(variant) == engine.facts_inputs(shipped)
-    cases = [
-        engine.parse_case(example.case) for rule in shipped.rules for example in rule.examples
-    ]
+    cases = [engine.parse_case(example.case) for rule in shipped.rules for example in rule.examples]
     assert len(cases) > 200
     for case in cases:
         assert (
-            engine.compute_facts(case, variant).values
-            == engine.compute_facts(case, shipped).values
+            engine.compute_facts(case, variant).values == engine.compute_facts(case, shipped).values
         )
 
 
@@ -72,5 +69,3 @@ def test_the_preview_path_gives_the_same_codes_as_a_full_assessment(shipped: Rul
                 r.code for r in engine.assess(case, variant).recommendations
             ]
             assert old.follow_ups == engine.assess(case, shipped).follow_ups
-
-
