@@ -49,6 +49,7 @@ urlpatterns = [
         name="follow_up_undo",
     ),
     path("patients/<int:pk>/cards/", views.card_action, name="card_action"),
+    path("patients/<int:pk>/responsible/", views.patient_responsible, name="patient_responsible"),
     path(
         "patients/<int:pk>/follow-ups.ics",
         views.patient_follow_ups_ics,

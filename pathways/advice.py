@@ -12,7 +12,7 @@ decided here (the engine did that).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, TypedDict
 
 from pathways import engine
@@ -27,6 +27,10 @@ PRIORITY_HEADINGS = {
     "info": "For information",
 }
 ACTION_GROUPS = {"override": "Overridden", "snooze": "Snoozed"}
+# Cards about a window that has passed: kept, collapsed, under "History" (spec §4:
+# mm-alp-rise-favourable is display-only history once as_of is past bortezomib_start + 90 days).
+HISTORY_GROUP = {"history": "History (a window that has passed)"}
+COLLAPSED_GROUPS = ("info", "history")  # shown closed; the clinician opens them
 
 # spec §8: the kind of every citation, shown beside it.
 SOURCE_KINDS = {
@@ -82,9 +86,10 @@ class CitedRecommendation(TypedDict):
 
 
 class PriorityGroup(TypedDict):
-    priority: str
+    priority: str  # a priority, an action group ("override", "snooze") or "history"
     heading: str
     recommendations: list[CitedRecommendation]
+    collapsed: bool  # shown closed (for information, history)
 
 
 class ContextItem(TypedDict):
@@ -161,19 +166,44 @@ def _citation(key: str, source: engine.Citation | None) -> CitationText:
     }
 
 
+def history_codes(
+    result: engine.Result, rule_set: engine.RuleSet, case: engine.Case | None
+) -> set[str]:
+    """Cards about a window that has passed: ``mm-alp-rise-favourable`` once as_of is past
+    bortezomib_start + ``mm_alp_history_days``, and ``mm-alp-3-6-months`` once both of its
+    follow-ups are done."""
+    codes: set[str] = set()
+    days = rule_set.parameter_values().get("mm_alp_history_days")
+    start = case.clinical.myeloma.bortezomib_start if case is not None else None
+    if days is not None and start is not None and result.as_of > start + timedelta(days=days):
+        codes.add("mm-alp-rise-favourable")
+    statuses = {follow_up.code: follow_up.status for follow_up in result.follow_ups}
+    if statuses.get("alp-3-months") == statuses.get("alp-6-months") == "done":
+        codes.add("mm-alp-3-6-months")
+    return codes
+
+
 def recommendation_groups(
-    result: engine.Result, rule_set: engine.RuleSet, actions: ActiveActions | None = None
+    result: engine.Result,
+    rule_set: engine.RuleSet,
+    actions: ActiveActions | None = None,
+    *,
+    case: engine.Case | None = None,
 ) -> list[PriorityGroup]:
     """The recommendations by priority; citations are read from the result's sources and from
     ``rule_set``, the set that produced ``result``. Cards overridden or snoozed move to groups
-    of their own, after the advice; an acknowledged card stays in its group, marked."""
+    of their own, after the advice, and so do cards about a window that has passed (history);
+    an acknowledged card stays in its group, marked."""
     citations = _citation_index(result, rule_set)
+    past = history_codes(result, rule_set, case)
     by_priority: dict[str, list[CitedRecommendation]] = {}
     for recommendation in result.recommendations:
         action = actions.get(recommendation.code) if actions is not None else None
         group = recommendation.priority
         if action is not None and action.kind in ACTION_GROUPS:
             group = action.kind
+        elif recommendation.code in past:
+            group = "history"
         by_priority.setdefault(group, []).append(
             {
                 "code": recommendation.code,
@@ -188,11 +218,27 @@ def recommendation_groups(
                 "action": action,
             }
         )
-    headings = {**PRIORITY_HEADINGS, **ACTION_GROUPS}
+    headings = {**PRIORITY_HEADINGS, **ACTION_GROUPS, **HISTORY_GROUP}
     return [
-        {"priority": group, "heading": headings[group], "recommendations": by_priority[group]}
-        for group in (*engine.PRIORITIES, *ACTION_GROUPS)
+        {
+            "priority": group,
+            "heading": headings[group],
+            "recommendations": by_priority[group],
+            "collapsed": group in COLLAPSED_GROUPS,
+        }
+        for group in (*engine.PRIORITIES, *ACTION_GROUPS, *HISTORY_GROUP)
         if group in by_priority
+    ]
+
+
+def do_today(groups: list[PriorityGroup]) -> list[CitedRecommendation]:
+    """The urgent and high cards still in the advice (not overridden, snoozed or history): the
+    one line the advice opens with."""
+    return [
+        recommendation
+        for group in groups
+        if group["priority"] in ("urgent", "high")
+        for recommendation in group["recommendations"]
     ]
 
 
@@ -431,6 +477,7 @@ def advice_context(
         "pathway_label": engine.PATHWAY_LABELS[result.pathway],
         "context_items": context_line(result, case, facts),
         "working_rows": working(result, facts),
-        "groups": recommendation_groups(result, rule_set, actions),
+        "groups": (groups := recommendation_groups(result, rule_set, actions, case=case)),
+        "do_today": do_today(groups),
         "considered": considered_not_advised(result, rule_set),
     }

@@ -57,6 +57,7 @@ class DashboardFilterForm(forms.Form):
     )
     clinic = forms.TypedChoiceField(coerce=int, choices=[("", "All my clinics")], required=False)
     q = forms.CharField(label="Search MRN or name", max_length=100, required=False)
+    mine = forms.BooleanField(label="Only my patients", required=False)
     sort = forms.ChoiceField(choices=list(SORTS.items()), required=False)
     page = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
 
@@ -70,6 +71,8 @@ class DashboardFilterForm(forms.Form):
                 bound.widget.attrs.update(
                     {"class": "form-control", "type": "search", "autocomplete": "off"}
                 )
+            elif name == "mine":
+                bound.widget.attrs["class"] = "form-check-input"
             elif name != "page":
                 bound.widget.attrs["class"] = "form-select"
 
@@ -83,6 +86,7 @@ class DashboardFilterForm(forms.Form):
             "priority": data.get("priority") or "",
             "clinic": data.get("clinic") or None,
             "q": (data.get("q") or "").strip(),
+            "mine": bool(data.get("mine")),
             "sort": data.get("sort") or "due",
             "page": data.get("page") or 1,
         }
@@ -259,6 +263,9 @@ def dashboard_page(
         clinic_ids = [pk for pk in clinic_ids if pk == filters["clinic"]]
     follow_ups = open_follow_ups(user, filters, clinic_ids)
     cards = needs_action(user, filters, clinic_ids)
+    if filters.get("mine"):  # the patients this user is responsible for
+        follow_ups = follow_ups.filter(patient__responsible=user)
+        cards = cards.filter(patient__responsible=user)
     counts = {
         "action": cards.count(),
         **status_counts(follow_ups, today, searched=bool(filters["q"])),

@@ -230,6 +230,7 @@ def ruleset_preview(
     started = time.perf_counter()
     published = published or current_rule_set_row()
     new_rules, old_rules = rule_set_for(draft), rule_set_for(published)
+    same_facts = engine.facts_inputs(new_rules) == engine.facts_inputs(old_rules)
     preview = Preview(draft_label=draft.label, published_label=published.label)
     preview.parameters = _changed_parameters(old_rules, new_rules)
     preview.priorities = {rule.code: rule.priority for rule in old_rules.rules} | {
@@ -266,8 +267,12 @@ def ruleset_preview(
                 case = patient_to_case(
                     patient, as_of=as_of, labs=labs[patient.pk], therapies=therapies[patient.pk]
                 )
-                old_result = engine.assess(case, old_rules)
-                new_result, facts = engine.assess_with_facts(case, new_rules)
+                # Codes only (no rationale text); the facts once when both versions read the
+                # same reference tables and fact parameters (a threshold of one rule changed).
+                new_result, facts = engine.assess_with_facts(case, new_rules, with_text=False)
+                old_result, _ = engine.assess_with_facts(
+                    case, old_rules, facts=facts if same_facts else None, with_text=False
+                )
                 if visible:  # only the editor's clinics: values and MRNs are patient data
                     for fact, collected in fact_values.items():
                         value = facts.values.get(fact)

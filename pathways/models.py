@@ -95,6 +95,15 @@ class Patient(models.Model):
     gestational_weeks = models.PositiveSmallIntegerField("gestational weeks", null=True, blank=True)
     postmenopausal = models.BooleanField(null=True, blank=True, default=None)
     weight_kg = models.FloatField("weight (kg)", null=True, blank=True)
+    # Who looks after this patient in the clinic (the worklist's "Only my patients"); optional.
+    responsible = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="responsible clinician",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="responsible_for",
+    )
 
     # Clinical context of the case document (spec §1, clinical.*).
     diagnoses = models.JSONField(default=list, blank=True, validators=[validate_diagnoses])

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 from simple_history.utils import bulk_create_with_history
@@ -24,6 +26,7 @@ from pathways.models import (
     Clinic,
     FollowUp,
     LabResult,
+    Membership,
     Patient,
     Therapy,
 )
@@ -375,6 +378,39 @@ def follow_up_reopen(*, follow_up: FollowUp, user: Any) -> FollowUp:
     else:
         follow_ups_sync(patient=patient)
     return follow_up
+
+
+class ResponsibleInvalid(Exception):
+    """The chosen clinician is not a clinician of the patient's clinic."""
+
+
+def clinic_clinicians(clinic_id: int) -> QuerySet[Any]:
+    """The clinicians of a clinic, by name: who may be made responsible for its patients."""
+    return (
+        get_user_model()
+        .objects.filter(
+            memberships__clinic_id=clinic_id, memberships__role=Membership.Role.CLINICIAN
+        )
+        .order_by("last_name", "first_name", "username")
+    )
+
+
+@transaction.atomic
+def patient_set_responsible(*, patient: Patient, responsible: Any | None) -> Patient:
+    """Make a clinician of the patient's clinic responsible for the patient (None: nobody).
+
+    Not part of the case: no new version and no re-assessment, but the row is locked like any
+    other write to the patient and the change is kept in its history."""
+    locked = _locked(patient)
+    if (
+        responsible is not None
+        and not clinic_clinicians(locked.clinic_id).filter(pk=responsible.pk).exists()
+    ):
+        raise ResponsibleInvalid(f"{responsible} is not a clinician of {locked.clinic}")
+    if locked.responsible_id != (responsible.pk if responsible is not None else None):
+        locked.responsible = responsible
+        locked.save(update_fields=["responsible"])
+    return locked
 
 
 def _case_fact_store(*, patient: Patient, user: Any, fact: str, value: bool) -> None:

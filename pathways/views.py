@@ -63,18 +63,21 @@ from pathways.models import (
     LabResult,
     Patient,
 )
+from pathways.patient_header import patient_header
 from pathways.rules import current_rule_set
 from pathways.services import (
     DuplicateMrn,
     DuplicateResult,
     StaleVersion,
     access_log_bulk,
+    clinic_clinicians,
     follow_up_mark_done,
     follow_up_reopen,
     patient_change_result,
     patient_record_result,
     patient_remove_result,
     patient_save_case,
+    patient_set_responsible,
 )
 
 
@@ -256,6 +259,7 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
         "patient": patient,
         "diagnoses_text": ", ".join(_DIAGNOSIS_LABELS.get(d, d) for d in patient.diagnoses),
         "case_summary": case_summary(patient),
+        "header": patient_header(patient, case, facts, rule_set),
         # Newest first; an untimed result sorts first on its day, as in the engine.
         "labs": sorted(
             labs, key=lambda lab: (lab.collected_on, lab.collected_time or time.min, lab.pk)
@@ -508,6 +512,30 @@ def card_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             messages.error(request, f"Card not changed: {error}")
         return redirect("patient_detail", pk=patient.pk)
     return _after_patient_action(request, patient, card_error=error)
+
+
+@login_required
+@require_POST
+def patient_responsible(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Set (or clear) the clinician responsible for the patient: one of the clinic's."""
+    patient = patient_for_user(request, pk, action="responsible clinician change")
+    chosen = (request.POST.get("responsible") or "").strip()
+    responsible = None
+    if chosen:
+        responsible = (
+            clinic_clinicians(patient.clinic_id)
+            .filter(pk=int(chosen) if chosen.isdigit() else 0)
+            .first()
+        )
+        if responsible is None:
+            messages.error(
+                request, "Responsible clinician not changed: choose a clinician of this clinic."
+            )
+            return redirect("patient_detail", pk=patient.pk)
+    patient_set_responsible(patient=patient, responsible=responsible)
+    who = responsible.get_full_name() or responsible.username if responsible else "nobody"
+    messages.success(request, f"Responsible clinician: {who}.")
+    return redirect("patient_detail", pk=patient.pk)
 
 
 @login_required

@@ -54,7 +54,14 @@ def test_the_patient_page_shows_what_the_engine_says(
     html = response.content.decode()
     assert response.status_code == 200
     result = assess_patient(myeloma_patient)
-    assert codes(html) == [r.code for r in result.recommendations]
+    # Engine order, except that cards about a window that has passed go to "History": both
+    # ALP checks after treatment start are done, and bortezomib started more than 90 days ago.
+    engine_codes = [r.code for r in result.recommendations]
+    past = {"mm-alp-3-6-months", "mm-alp-rise-favourable"}
+    assert past <= set(engine_codes)
+    history = [code for code in engine_codes if code in past]
+    assert codes(html) == [code for code in engine_codes if code not in past] + history
+    assert '<details class="mb-2 recommendation-group" data-group="history"' in html
     assert f"Rule set {result.rule_set}" in html
     assert chart_points(html) == 3  # three ALP results
     assert 'data-chart="bone_alp"' in html and 'data-chart="crcl"' in html  # small multiples
@@ -205,3 +212,24 @@ def test_a_follow_up_completed_by_a_result_says_so(
     day_42 = html.split('data-follow-up="alp-day-42"', 1)[1].split("</li>", 1)[0]
     assert 'data-status="done"' in day_42 and "a matching result is recorded" in day_42
     assert "Mark done" not in day_42
+
+
+def test_the_advice_opens_with_what_to_do_today_and_keeps_information_collapsed(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    document["clinical"]["dental_exam_done"] = False  # a high card: dental examination
+    document["clinical"]["myeloma"]["bortezomib_start"] = None
+    patient = stored_patient(north_clinic, alice, document, mrn="MM-TODAY")
+    html = alice_client.get(f"/patients/{patient.pk}/").content.decode()
+    result = assess_patient(patient)
+    pressing = [r for r in result.recommendations if r.priority in ("urgent", "high")]
+    assert pressing
+    today = html[html.index('id="do-today"') : html.index("</p>", html.index('id="do-today"'))]
+    assert re.findall(r'data-today="([^"]+)"', today) == [r.code for r in pressing]
+    assert "Dental examination" in today
+    # For information: listed, closed until the clinician opens it.
+    assert '<details class="mb-2 recommendation-group" data-group="info"' in html
+    assert '<details class="mb-2 recommendation-group" data-group="info" open' not in html
+    # Without bortezomib the favourable-rise card is not there to be history.
+    assert 'data-code="mm-alp-rise-favourable"' not in html

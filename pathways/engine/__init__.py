@@ -16,6 +16,7 @@ from .assess import (
     assess,
     assess_with_facts,
     clear_cache,
+    facts_inputs,
     render_result_json,
     result_to_document,
 )
@@ -147,6 +148,7 @@ __all__ = [
     "check_condition",
     "clear_cache",
     "compute_facts",
+    "facts_inputs",
     "json_number",
     "lab_to_document",
     "load_catalogue",

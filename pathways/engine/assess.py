@@ -24,7 +24,7 @@ from .conditions import (
 )
 from .dates import add_months
 from .fact_specs import THERAPY_FIELDS
-from .facts import Facts, compute_facts
+from .facts import ENGINE_PARAMETERS, OPTIONAL_ENGINE_PARAMETERS, Facts, compute_facts
 from .ruleset import Citation, FollowUpRule, Rule, RuleSet
 from .templates import fact_resolver, render
 from .vocabulary import BISPHOSPHONATES, PATHWAYS, PRIORITY_RANK
@@ -303,39 +303,40 @@ def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
 
 _CACHE_SIZE = 32
 _lock = threading.Lock()
+# The one cache: compiled rule sets by version and content fingerprint (an equal copy of a rule
+# set, loaded again from the database, gets the same compiled object).
 _by_key: OrderedDict[tuple[str, str], CompiledRuleSet] = OrderedDict()
-# Fast path: the same RuleSet object again (held here, so its id cannot be reused meanwhile).
-_by_identity: OrderedDict[int, tuple[RuleSet, tuple[str, str], CompiledRuleSet]] = OrderedDict()
+_COMPILED = "_compiled"  # where a RuleSet object keeps its key and compiled form
 
 
 def compiled_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
-    """The compiled rule set, compiled once per process per version + content fingerprint."""
-    entry = _by_identity.get(id(rule_set))
-    if entry is not None and entry[0] is rule_set:
-        key, compiled = entry[1], entry[2]
-        with _lock:
-            # Keep the content-keyed entry alive too, so an equal copy gets this same object.
-            if _by_key.setdefault(key, compiled) is compiled:
-                _by_key.move_to_end(key)
-                return compiled
-    key = (rule_set.version, _fingerprint(rule_set))
+    """The compiled rule set, compiled once per process per version + content fingerprint.
+
+    The RuleSet object (immutable) also keeps its key and compiled form, so asking again with
+    the same object skips computing the fingerprint. That is not a second cache: it lives and
+    dies with the object, and each use puts its compiled form back in the one cache, so a set
+    in use stays there for an equal copy however many others come and go."""
+    held: tuple[tuple[str, str], CompiledRuleSet] | None = rule_set.__dict__.get(_COMPILED)
+    if held is None:
+        key = (rule_set.version, _fingerprint(rule_set))
+        compiled = None
+    else:
+        key, compiled = held
     with _lock:
-        cached = _by_key.get(key)
-        compiled = compile_rule_set(rule_set) if cached is None else cached
-        _by_key[key] = compiled
+        if compiled is None:
+            compiled = _by_key.get(key) or compile_rule_set(rule_set)
+        compiled = _by_key.setdefault(key, compiled)
         _by_key.move_to_end(key)
         if len(_by_key) > _CACHE_SIZE:
             _by_key.popitem(last=False)
-        _by_identity[id(rule_set)] = (rule_set, key, compiled)
-        if len(_by_identity) > _CACHE_SIZE:
-            _by_identity.popitem(last=False)
+    if held is None or held[1] is not compiled:
+        object.__setattr__(rule_set, _COMPILED, (key, compiled))  # frozen dataclass: only here
     return compiled
 
 
 def clear_cache() -> None:
     with _lock:
         _by_key.clear()
-        _by_identity.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,14 +394,37 @@ def assess(case: Case, rule_set: RuleSet, *, use_cache: bool = True) -> Result:
     return _assess(case, compiled, facts, rule_set.version)
 
 
-def assess_with_facts(case: Case, rule_set: RuleSet) -> tuple[Result, Facts]:
-    """``assess`` that also returns the facts it computed (the impact preview's histograms)."""
+def assess_with_facts(
+    case: Case, rule_set: RuleSet, *, facts: Facts | None = None, with_text: bool = True
+) -> tuple[Result, Facts]:
+    """``assess`` that also returns the facts it computed (the impact preview's histograms).
+
+    ``facts``: facts already computed for this case under a rule set whose fact inputs are
+    equal (``facts_inputs``): the impact preview computes them once for both versions.
+    ``with_text=False`` leaves rationales as their templates (the preview compares codes only).
+    """
     compiled = compiled_rule_set(rule_set)
-    facts = compute_facts(case, rule_set, params=compiled.params)
-    return _assess(case, compiled, facts, rule_set.version), facts
+    if facts is None:
+        facts = compute_facts(case, rule_set, params=compiled.params)
+    return _assess(case, compiled, facts, rule_set.version, with_text=with_text), facts
 
 
-def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -> Result:
+def facts_inputs(rule_set: RuleSet) -> tuple[Any, ...]:
+    """Everything of a rule set that ``compute_facts`` reads: its reference bands, dose bands
+    and the parameters of the fact computation. Two rule sets with equal inputs give every case
+    the same facts (a test runs every shipped example through both to hold this)."""
+    values = rule_set.parameter_values()
+    names = (*ENGINE_PARAMETERS, *OPTIONAL_ENGINE_PARAMETERS)
+    return (
+        tuple(rule_set.uln_bands),
+        tuple(rule_set.za_dose_bands),
+        tuple((name, values.get(name)) for name in names),
+    )
+
+
+def _assess(
+    case: Case, compiled: CompiledRuleSet, facts: Facts, version: str, *, with_text: bool = True
+) -> Result:
     values = facts.values
     pathway = values["pathway"]
     fired: list[str] = []
@@ -466,7 +490,7 @@ def _assess(case: Case, compiled: CompiledRuleSet, facts: Facts, version: str) -
             code=item.rule.code,
             priority=priority,
             title=item.rule.title,
-            rationale=render(item.rule.rationale, resolve),
+            rationale=render(item.rule.rationale, resolve) if with_text else item.rule.rationale,
             citations=item.rule.citations,
             evidence_note=item.rule.evidence_note,
         )

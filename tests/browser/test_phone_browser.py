@@ -38,6 +38,11 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
     for path in ("/", "/patients/", f"/patients/{patient.pk}/", f"/patients/{patient.pk}/edit/"):
         page.goto(f"{live_server.url}{path}")
         assert page.evaluate(SIDEWAYS) <= 0, path
+    # On the patient page the advice comes before the chart.
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")
+    advice = page.locator("#recommendations").bounding_box()
+    chart = page.locator('[data-chart="alp"]').bounding_box()
+    assert advice is not None and chart is not None and advice["y"] < chart["y"]
     # The worklist is one card per patient row, each value under its column's name.
     page.goto(f"{live_server.url}/")
     row = page.locator('tr[data-mrn="MM-PHONE"]').first
@@ -53,4 +58,14 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
     expect(page.get_by_role("button", name="Menu")).to_be_hidden()
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
     expect(page.locator('tr[data-mrn="MM-PHONE"]').first).to_have_css("display", "table-row")
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")  # side by side: the chart on the left
+    advice = page.locator("#recommendations").bounding_box()
+    chart = page.locator('[data-chart="alp"]').bounding_box()
+    assert advice is not None and chart is not None and chart["x"] < advice["x"]
+    page.goto(f"{live_server.url}/")
+    # Every status count is a filled badge (white text on the status colour), "Needs action" too.
+    for status in ("action", "overdue", "due_soon", "upcoming", "all"):
+        expect(page.locator(f"#count-{status}")).not_to_have_css(
+            "background-color", "rgba(0, 0, 0, 0)"
+        )
     assert console_errors == []

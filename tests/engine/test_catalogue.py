@@ -233,6 +233,7 @@ def test_every_bold_default_of_the_spec_is_a_parameter() -> None:
         "persistent_elevation_months": 6,
         "za_min_crcl": 30,
         "mm_alp_rise_day42_pct": 25,
+        "mm_alp_history_days": 90,
         "alp_recheck_months": 3,
         "alp_recheck_normalised_months": 6,
         "rcv_cvi_pct": 5.3,

@@ -1,0 +1,84 @@
+"""The patient page's header: who the patient is and where things stand, at a glance — age,
+pathway, current therapies with their start dates, the latest ALP, bone ALP and CrCl each with
+its date (marked "old" outside the rule set's recent window, spec §2), and who is responsible."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, time
+from typing import Any
+
+from pathways import engine
+from pathways.engine.dates import age_in_years
+from pathways.models import Patient
+from pathways.services import clinic_clinicians
+
+# The tests the header shows, in this order, with the short names a clinician uses.
+HEADER_TESTS = (("alp", "ALP"), ("bone_alp", "B-ALP"), ("crcl", "CrCl"))
+_TESTS = {test.code: test for test in engine.LAB_TESTS}
+
+
+@dataclass(frozen=True)
+class LatestValue:
+    test: str
+    label: str
+    text: str  # "412 U/L"
+    collected_on: date
+    old: bool  # collected before the recent window: history, not the current state
+
+
+@dataclass(frozen=True)
+class CurrentTherapy:
+    agent: str  # its label ("zoledronic acid")
+    start: date
+
+
+@dataclass(frozen=True)
+class Header:
+    age: int
+    pathway: str
+    therapies: tuple[CurrentTherapy, ...]
+    latest: tuple[LatestValue, ...]
+    clinicians: tuple[Any, ...]  # who may be made responsible
+
+
+def _shown_unit(test: str) -> str:
+    return _TESTS[test].units[0].shown
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def patient_header(
+    patient: Patient, case: engine.Case, facts: engine.Facts, rule_set: engine.RuleSet
+) -> Header:
+    recent_days = rule_set.parameter_values().get("recent_lab_days")
+    latest = []
+    for test, label in HEADER_TESTS:
+        labs = [lab for lab in case.labs if lab.test == test]
+        if not labs:
+            continue
+        lab = max(labs, key=lambda lab: (lab.collected_on, lab.collected_time or time.min))
+        age_days = (case.as_of - lab.collected_on).days
+        latest.append(
+            LatestValue(
+                test=test,
+                label=label,
+                text=f"{_number(lab.canonical_value)} {_shown_unit(test)}",
+                collected_on=lab.collected_on,
+                old=recent_days is not None and age_days > recent_days,
+            )
+        )
+    therapies = tuple(
+        CurrentTherapy(agent=item.therapy.agent.replace("_", " "), start=item.therapy.start)
+        for item in facts.therapies
+        if item.current
+    )
+    return Header(
+        age=age_in_years(case.patient.birth_date, case.as_of),
+        pathway=engine.PATHWAY_LABELS.get(facts["pathway"], facts["pathway"]),
+        therapies=therapies,
+        latest=tuple(latest),
+        clinicians=tuple(clinic_clinicians(patient.clinic_id)),
+    )

@@ -1,0 +1,106 @@
+"""The patient page's header (age, pathway, current therapies, latest ALP / B-ALP / CrCl with
+their dates, "old" outside the recent window) and the responsible clinician behind the
+worklist's "Only my patients"."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from pathways.models import Membership, Patient
+from tests.factories import (
+    myeloma_on_zoledronic_acid_14_months_document,
+    paget_on_alendronate_document,
+    stored_patient,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def myeloma_patient(alice: User, north_clinic: Any) -> Patient:
+    return stored_patient(
+        north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-HEAD"
+    )
+
+
+def _text(html: str, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}">(.*?)</p>', html, re.S)
+    assert match, element_id
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", match.group(1))).strip()
+
+
+def test_the_header_gives_age_pathway_therapies_and_dated_latest_values(
+    alice_client: Any, myeloma_patient: Patient
+) -> None:
+    html = alice_client.get(f"/patients/{myeloma_patient.pk}/").content.decode()
+    vitals = _text(html, "patient-vitals")
+    assert vitals.startswith("70 y · male · multiple myeloma")  # born 1956-11-04
+    assert "ALP 140 U/L on 2026-10-20" in vitals
+    # B-ALP and CrCl were measured in September 2025: outside the 90-day window, marked old.
+    assert "B-ALP 31 µg/L on 2025-09-01 old" in vitals
+    assert "CrCl 78 mL/min on 2025-09-01 old" in vitals
+    assert "ALP 140 U/L on 2026-10-20 old" not in vitals
+    assert _text(html, "current-therapies") == "On zoledronic acid since 2025-09-10"
+
+
+def test_a_patient_without_therapy_or_bone_alp_says_so(
+    alice_client: Any, alice: User, north_clinic: Any
+) -> None:
+    document = paget_on_alendronate_document()
+    document["clinical"]["therapies"] = []
+    patient = stored_patient(north_clinic, alice, document, mrn="PAGET-HEAD")
+    html = alice_client.get(f"/patients/{patient.pk}/").content.decode()
+    assert _text(html, "current-therapies") == "No current bone-targeted therapy"
+    assert "B-ALP" not in _text(html, "patient-vitals")
+
+
+def test_a_clinician_of_the_clinic_is_made_responsible_and_it_is_kept_in_the_history(
+    alice_client: Any, alice: User, bob: User, north_clinic: Any, myeloma_patient: Patient
+) -> None:
+    html = alice_client.get(f"/patients/{myeloma_patient.pk}/").content.decode()
+    assert f'<option value="{alice.pk}">' in html
+    assert f'<option value="{bob.pk}"' not in html  # south's clinician is not offered
+    response = alice_client.post(
+        f"/patients/{myeloma_patient.pk}/responsible/", {"responsible": alice.pk}, follow=True
+    )
+    assert "Responsible clinician: alice." in response.content.decode()
+    myeloma_patient.refresh_from_db()
+    assert myeloma_patient.responsible == alice
+    assert myeloma_patient.history.first().responsible_id == alice.pk
+    # Another clinic's clinician is refused, and nothing changes.
+    response = alice_client.post(
+        f"/patients/{myeloma_patient.pk}/responsible/", {"responsible": bob.pk}, follow=True
+    )
+    assert "choose a clinician of this clinic" in response.content.decode()
+    myeloma_patient.refresh_from_db()
+    assert myeloma_patient.responsible == alice
+    alice_client.post(f"/patients/{myeloma_patient.pk}/responsible/", {"responsible": ""})
+    myeloma_patient.refresh_from_db()
+    assert myeloma_patient.responsible is None
+
+
+def test_another_clinics_clinician_cannot_set_it(
+    client: Any, bob: User, myeloma_patient: Patient
+) -> None:
+    client.force_login(bob)
+    response = client.post(f"/patients/{myeloma_patient.pk}/responsible/", {"responsible": ""})
+    assert response.status_code == 404
+
+
+def test_only_my_patients_on_the_worklist(
+    alice_client: Any, alice: User, north_clinic: Any, myeloma_patient: Patient
+) -> None:
+    colleague = User.objects.create_user("carol")
+    Membership.objects.create(user=colleague, clinic=north_clinic)
+    other = stored_patient(north_clinic, alice, mrn="PAGET-CAROL", name="Edith Moss")
+    alice_client.post(f"/patients/{myeloma_patient.pk}/responsible/", {"responsible": alice.pk})
+    alice_client.post(f"/patients/{other.pk}/responsible/", {"responsible": colleague.pk})
+    everyone = alice_client.get("/").content.decode()
+    assert 'data-mrn="MM-HEAD"' in everyone and 'data-mrn="PAGET-CAROL"' in everyone
+    mine = alice_client.get("/?mine=on").content.decode()
+    assert 'data-mrn="MM-HEAD"' in mine and 'data-mrn="PAGET-CAROL"' not in mine
+    assert 'name="mine" class="form-check-input" id="id_mine" checked' in mine
