@@ -253,3 +253,26 @@ def test_citation_kinds_show_in_the_admin(editor_client: Client) -> None:
     text = html.content.decode()
     assert html.status_code == 200
     assert "ZOMETA-PI" in text and "ES-2014" not in text
+
+
+def test_the_version_diff_names_suppression_and_evidence_changes(editor: User) -> None:
+    from pathways import versions
+
+    draft = publishing.ruleset_start_draft(user=editor)
+    rule = Rule.objects.get(rule_set=draft, code="check-ctx")
+    rule.suppressions = []
+    rule.evidence_note = "A note."
+    rule.save()
+    citation = Citation.objects.get(rule_set=draft, key="LOCAL")
+    citation.grade = "ungraded"
+    citation.save()
+    changes = {
+        (c.section, c.key, c.field): (c.old, c.new)
+        for c in versions.ruleset_diff(old=_revision_2(), new=draft)
+    }
+    assert changes[("rules", "check-ctx", "suppressions")] == (
+        'child ("CTX needs age-specific limits in a growing child")',
+        "",
+    )
+    assert changes[("rules", "check-ctx", "evidence_note")] == ("", "A note.")
+    assert changes[("citations", "LOCAL", "grade")] == ("", "ungraded")
