@@ -276,3 +276,11 @@ def test_the_version_diff_names_suppression_and_evidence_changes(editor: User) -
     )
     assert changes[("rules", "check-ctx", "evidence_note")] == ("", "A note.")
     assert changes[("citations", "LOCAL", "grade")] == ("", "ungraded")
+
+
+def test_the_rule_page_shows_suppressions_evidence_and_review_date(editor_client: Client) -> None:
+    rule = Rule.objects.get(rule_set=_revision_2(), code="isolated-alp-unclear")
+    html = editor_client.get(f"/admin/pathways/rule/{rule.pk}/change/").content.decode()
+    assert "placental ALP" in html and "growth; see paediatric-alp" in html
+    assert "poor prognosis" in html  # the evidence note
+    assert "2026-11-29" in html
