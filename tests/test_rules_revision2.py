@@ -284,3 +284,13 @@ def test_the_rule_page_shows_suppressions_evidence_and_review_date(editor_client
     assert "placental ALP" in html and "growth; see paediatric-alp" in html
     assert "poor prognosis" in html  # the evidence note
     assert "2026-11-29" in html
+
+
+def test_an_emptied_suppressions_box_saves_no_suppressions(editor: User) -> None:
+    draft = publishing.ruleset_start_draft(user=editor)
+    rule = Rule.objects.get(rule_set=draft, code="check-ctx")
+    form = RuleForm(_rule_form_data(rule, suppressions=""), instance=rule)
+    assert form.is_valid(), form.errors
+    form.save()
+    rule.refresh_from_db()
+    assert rule.suppressions == []
