@@ -148,7 +148,7 @@ def shared_database(transactional_db: None) -> None:
     from pathways.rules import install_catalogue
 
     if not RuleSet.objects.filter(is_current=True).exists():
-        install_catalogue(version="2026-11-22.1")
+        install_catalogue(version="2026-11-29.1")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -66,9 +66,12 @@ def test_command_and_api_give_byte_identical_results(
         "as_of",
         "rule_set",
         "pathway",
+        "context",
         "findings",
         "recommendations",
+        "suppressed",
         "follow_ups",
+        "sources",
     ]
 
 

@@ -49,7 +49,7 @@ WRITERS = 6
 def team(db: Any) -> dict[str, Any]:
     # transaction=True flushes every table after each test, the migration's rule set too.
     if not RuleSet.objects.filter(is_current=True).exists():
-        install_catalogue(version="2026-11-22.1")
+        install_catalogue(version="2026-11-29.1")
     clinic = Clinic.objects.create(name="Race Clinic", slug="race")
     clinician = User.objects.create_user("carol", password="correct horse battery staple")
     clinic.memberships.create(user=clinician, role="clinician")

@@ -154,7 +154,7 @@ def test_a_condition_naming_an_unknown_parameter_is_refused_with_the_compilers_m
     response = editor_client.post(url, _rule_post(rule, condition="alp_latest >"))
     assert response.status_code == 200 and "errornote" in response.content.decode()
     rule.refresh_from_db()
-    assert rule.condition == "alp_latest != null && alp_latest > params.extreme_alp"
+    assert rule.condition == "alp_elevated && alp_latest > params.extreme_alp"
 
 
 def test_saving_a_draft_rule_records_the_editor_and_keeps_history(

@@ -88,7 +88,7 @@ def test_failing_examples_block_publishing_and_say_why(editor: User, publisher: 
     with pytest.raises(publishing.TuningError, match="extreme-alp"):
         publish_reviewed(rule_set=draft, user=publisher, note="Raise to 1200 U/L")
     draft.refresh_from_db()
-    assert draft.is_draft and current_version() == "2026-11-22.1"
+    assert draft.is_draft and current_version() == "2026-11-29.1"
 
     extreme_alp_examples_moved(draft, user=editor)
     assert publishing.ruleset_check(rule_set=draft).publishable
@@ -216,7 +216,7 @@ def test_rollback_puts_the_earlier_version_back_in_force(
     original.refresh_from_db()
     raised.refresh_from_db()
     assert original.is_current and not raised.is_current
-    assert original.version == "2026-11-22.1"  # the label is the version's, not the rollback's
+    assert original.version == "2026-11-29.1"  # the label is the version's, not the rollback's
     rollback = RuleSetPublication.objects.filter(rule_set=original).get()
     assert (rollback.kind, rollback.by, rollback.replaced) == ("rollback", publisher, raised)
     snapshot = AssessmentSnapshot.objects.get(patient=patient)
@@ -412,7 +412,7 @@ def test_try_it_assesses_a_pasted_case_against_the_draft(editor: User) -> None:
     assert not impact.rule_try_case(rule_set=draft, text=text).fired("extreme-alp")
     current = RuleSet.objects.get(is_current=True)
     outcome = impact.rule_try_case(rule_set=current, text=text)
-    assert outcome.fired("extreme-alp") and '"rule_set": "2026-11-22.1"' in outcome.document
+    assert outcome.fired("extreme-alp") and '"rule_set": "2026-11-29.1"' in outcome.document
     bad = impact.rule_try_case(rule_set=draft, text='{"as_of": "x"}')
     assert bad.result is None and bad.errors
 

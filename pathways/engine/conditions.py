@@ -198,8 +198,11 @@ def check_expression(
 
     if probe and not check.errors:
         # Type errors (a string compared with a number) only show when the program runs.
-        probes = ([], list(check.fired_codes)), ([], list(check.suppressed_codes))
-        for fired, suppressed in zip(*probes, strict=True):
+        probes: list[tuple[list[str], list[str]]] = [
+            ([], []),
+            (list(check.fired_codes), list(check.suppressed_codes)),
+        ]
+        for fired, suppressed in probes:
             try:
                 outcome = program.execute(_probe_context(parameter_names, fired, suppressed))
             except Exception as error:

@@ -21,7 +21,7 @@ def ensure_published_rule_set() -> None:
     from pathways.rules import install_catalogue
 
     if not RuleSet.objects.filter(is_current=True).exists():
-        install_catalogue(version="2026-11-22.1")
+        install_catalogue(version="2026-11-29.1")
 
 
 @pytest.fixture
