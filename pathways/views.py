@@ -767,6 +767,7 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     context.update(
         _panel_context(assessed.result, rule_set, stored, case=assessed.case, facts=assessed.facts)
     )
+    context["to_confirm"] = draft.unusual_entries()
     return render(request, "pathways/case.html#preview", context)
 
 

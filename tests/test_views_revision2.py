@@ -239,6 +239,12 @@ def test_an_alp_typed_in_the_wrong_unit_asks_for_a_confirmation_before_it_is_sav
     assert 'name="labs-0-confirm"' in html and 'name="labs-1-confirm"' not in html
     assert not Patient.objects.exists() and not LabResult.objects.exists()
 
+    # The live preview already says so, before anything is saved.
+    live = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
+    assert "Saving will ask you to confirm: result 1: 12,600 U/L is above 3,000 U/L" in unescape(
+        live
+    )
+
     response = alice_client.post("/patients/new/", {**data, "labs-0-confirm": "on"})
     assert response.status_code == 302
     alp = Patient.objects.get(mrn="CONF-1").lab_results.get(test="alp")
