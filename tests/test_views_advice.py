@@ -127,6 +127,10 @@ def test_the_working_shows_corrected_calcium_and_a_computed_crcl_with_its_inputs
         f"50 mL/min \u00b7 Cockcroft\u2013Gault from creatinine 1 mg/dL and 58.5 kg \u00b7 {drawn}"
     )
     assert shown["uln"] == "105 U/L \u2014 the lab's limit"
+    # 0.4 µkat/L = 24 U/L: a normal ALT does not make the source hepatic.
+    assert shown["alp_source"] == (
+        "unknown \u2014 GGT not measured, ALT 24 U/L (normal, ULN 45); B-ALP not measured"
+    )
 
 
 @pytest.mark.parametrize(
@@ -169,3 +173,29 @@ def test_the_context_line_names_children_and_hypercalcaemia(
     for code, start in expected.items():
         assert line[code].startswith(start), line
     assert ("child" in line) == ("child" in expected)  # under 5 says it once
+
+
+def test_below_crcl_30_no_card_offers_a_zoledronic_acid_dose(alice_client: Client) -> None:
+    """Spec (issue 11): when za-not-recommended-renal fires, no card offers a dose; the dose
+    rule is listed under "Considered, not advised" with its reason."""
+    drawn = (timezone.localdate() - timedelta(days=10)).isoformat()
+    document = {
+        "patient": {"birth_date": "1950-01-10", "sex": "male", "weight_kg": 70},
+        "labs": [
+            {"test": "alp", "value": 180, "unit": "U/L", "collected_at": drawn},
+            {"test": "crcl", "value": 25, "unit": "mL/min", "collected_at": drawn},
+        ],
+        "clinical": {
+            "diagnoses": ["multiple_myeloma"],
+            "crcl_baseline": 50,  # dosed at 3.5 mg when started; CrCl 25 now
+            "myeloma": {"requires_therapy": True},
+            "therapies": [{"agent": "zoledronic_acid", "start": drawn}],
+        },
+    }
+    html = alice_client.post("/case/preview/", form_data(document), headers=HTMX).content
+    text = unescape(html.decode())
+    assert "za-not-recommended-renal" in codes(text)
+    assert "za-dose" not in codes(text)
+    assert considered(text)["za-dose"] == "CrCl below 30 now: not recommended"
+    cards = re.findall(r'class="rationale mb-1">([^<]*)<', text)
+    assert not [card for card in cards if re.search(r"Zoledronic acid \d", card)], cards
