@@ -96,6 +96,7 @@ class LabResultInline(admin.TabularInline):
         "canonical_value",
         "collected_on",
         "collected_time",
+        "reference_low",
         "reference_high",
         "source",
         "entered_by",

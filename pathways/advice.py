@@ -398,7 +398,12 @@ def _source_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow
         _unit_shown("bone_alp", _known(result, facts, "bone_alp_unit") or ""),
         _known(result, facts, "bone_alp_uln"),
     )
-    text = f"{ALP_SOURCES.get(source, source)} — {ggt}; {bone}"
+    behind = [ggt]
+    alt_value = _known(result, facts, "alt_latest")
+    if alt_value is not None:  # spec §2: ALT counts for a liver source when GGT is unknown
+        alt = _known(result, facts, "alt")
+        behind.append(_lab_state("ALT", alt, alt_value, "U/L", _known(result, facts, "alt_uln")))
+    text = f"{ALP_SOURCES.get(source, source)} — {', '.join(behind)}; {bone}"
     return {"name": "alp_source", "label": "ALP source", "text": text}
 
 

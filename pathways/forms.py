@@ -626,6 +626,19 @@ class CaseDraft:
                 return None, None, _form_name(group, last) if isinstance(last, str) else None
         return None, None, None
 
+    def unusual_entries(self) -> list[str]:
+        """The typed values outside the entry-check bounds, in the user's words ("result 1:
+        12,600 U/L is above …"): saving will ask to confirm each (a valid document only)."""
+        entries = []
+        weight = _number_or_none(self.document["patient"].get("weight_kg"))
+        if (message := unusual_weight(weight)) is not None:
+            entries.append(f"weight: {message}")
+        for lab, index in zip(self.document["labs"], self.lab_rows, strict=False):
+            value = _number_or_none(lab.get("value"))
+            if value is not None and (message := unusual_lab(lab["test"], value, lab["unit"])):
+                entries.append(f"result {index + 1}: {message}")
+        return entries
+
     def slot_id(self, location: engine.Location) -> str:
         """The id of the element showing this location's errors on the case-entry page."""
         prefix, index, field_name = self.locate(location)

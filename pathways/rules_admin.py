@@ -236,6 +236,8 @@ class RuleForm(forms.ModelForm):
                     self.add_error(name, problem)
         if bool(cleaned.get("escalate_when")) != bool(cleaned.get("escalate_to")):
             self.add_error("escalate_to", "escalate_when and escalate_to go together")
+        if "suppressions" in cleaned and cleaned["suppressions"] in (None, ""):
+            cleaned["suppressions"] = []  # an emptied box: no suppressions
         if "suppressions" not in self.errors:
             for problem in suppression_problems(
                 cleaned.get("suppressions"), parameter_names, codes

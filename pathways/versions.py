@@ -33,6 +33,8 @@ def _text(value: Any) -> str:
         return ", ".join(_text(item) for item in value)
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, engine.Suppression):
+        return f'{value.condition} ("{value.reason}")'
     return str(value)
 
 
@@ -62,6 +64,9 @@ _SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "escalate_when",
             "escalate_to",
             "citations",
+            "suppressions",
+            "evidence_note",
+            "reviewed_on",
         ),
     ),
     ("parameters", "name", ("value", "unit", "minimum", "maximum", "description", "rule")),
@@ -70,7 +75,7 @@ _SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "code",
         ("title", "rules", "when", "anchor", "offset", "offset_unit", "satisfied_by"),
     ),
-    ("citations", "key", ("text", "url")),
+    ("citations", "key", ("kind", "text", "grade", "url")),
 )
 
 

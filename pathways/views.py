@@ -189,7 +189,9 @@ def patient_list(request: HtmxHttpRequest) -> HttpResponse:
 
 _DIAGNOSIS_LABELS = {choice.value: choice.label for choice in CLINICAL["diagnoses"].choices}
 # Shown in the page's header line, not in the case summary.
-_HEADER_FIELDS = frozenset({"birth_date", "sex", "pregnant", "weight_kg", "diagnoses"})
+_HEADER_FIELDS = frozenset(
+    {"birth_date", "sex", "pregnant", "gestational_weeks", "weight_kg", "diagnoses"}
+)
 
 
 class CaseEntry(TypedDict):
@@ -793,6 +795,7 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     context.update(
         _panel_context(assessed.result, rule_set, stored, case=assessed.case, facts=assessed.facts)
     )
+    context["to_confirm"] = draft.unusual_entries()
     return render(request, "pathways/case.html#preview", context)
 
 

@@ -253,3 +253,44 @@ def test_citation_kinds_show_in_the_admin(editor_client: Client) -> None:
     text = html.content.decode()
     assert html.status_code == 200
     assert "ZOMETA-PI" in text and "ES-2014" not in text
+
+
+def test_the_version_diff_names_suppression_and_evidence_changes(editor: User) -> None:
+    from pathways import versions
+
+    draft = publishing.ruleset_start_draft(user=editor)
+    rule = Rule.objects.get(rule_set=draft, code="check-ctx")
+    rule.suppressions = []
+    rule.evidence_note = "A note."
+    rule.save()
+    citation = Citation.objects.get(rule_set=draft, key="LOCAL")
+    citation.grade = "ungraded"
+    citation.save()
+    changes = {
+        (c.section, c.key, c.field): (c.old, c.new)
+        for c in versions.ruleset_diff(old=_revision_2(), new=draft)
+    }
+    assert changes[("rules", "check-ctx", "suppressions")] == (
+        'child ("CTX needs age-specific limits in a growing child")',
+        "",
+    )
+    assert changes[("rules", "check-ctx", "evidence_note")] == ("", "A note.")
+    assert changes[("citations", "LOCAL", "grade")] == ("", "ungraded")
+
+
+def test_the_rule_page_shows_suppressions_evidence_and_review_date(editor_client: Client) -> None:
+    rule = Rule.objects.get(rule_set=_revision_2(), code="isolated-alp-unclear")
+    html = editor_client.get(f"/admin/pathways/rule/{rule.pk}/change/").content.decode()
+    assert "placental ALP" in html and "growth; see paediatric-alp" in html
+    assert "poor prognosis" in html  # the evidence note
+    assert "2026-11-29" in html
+
+
+def test_an_emptied_suppressions_box_saves_no_suppressions(editor: User) -> None:
+    draft = publishing.ruleset_start_draft(user=editor)
+    rule = Rule.objects.get(rule_set=draft, code="check-ctx")
+    form = RuleForm(_rule_form_data(rule, suppressions=""), instance=rule)
+    assert form.is_valid(), form.errors
+    form.save()
+    rule.refresh_from_db()
+    assert rule.suppressions == []

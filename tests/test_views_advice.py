@@ -127,6 +127,10 @@ def test_the_working_shows_corrected_calcium_and_a_computed_crcl_with_its_inputs
         f"50 mL/min \u00b7 Cockcroft\u2013Gault from creatinine 1 mg/dL and 58.5 kg \u00b7 {drawn}"
     )
     assert shown["uln"] == "105 U/L \u2014 the lab's limit"
+    # 0.4 µkat/L = 24 U/L: a normal ALT does not make the source hepatic.
+    assert shown["alp_source"] == (
+        "unknown \u2014 GGT not measured, ALT 24 U/L (normal, ULN 45); B-ALP not measured"
+    )
 
 
 @pytest.mark.parametrize(

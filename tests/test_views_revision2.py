@@ -48,7 +48,7 @@ def test_every_revision_2_input_typed_into_the_form_is_stored_and_shown(
     assert response.status_code == 302, response.content.decode()[:2000]
     patient = Patient.objects.get(mrn="R2-1")
     assert patient.postmenopausal is False
-    assert patient.fracture_date.isoformat() == document["clinical"]["fracture_date"]
+    assert str(patient.fracture_date) == document["clinical"]["fracture_date"]
     assert patient.creatinine_baseline == 0.9
     assert patient.mm_whole_body_imaging_done is True
     assert patient.diagnoses == ["osteoporosis", "mgus"]
@@ -238,6 +238,12 @@ def test_an_alp_typed_in_the_wrong_unit_asks_for_a_confirmation_before_it_is_sav
     assert "12,600 U/L is above 3,000 U/L" in field_error(html, "id_labs-0-value")
     assert 'name="labs-0-confirm"' in html and 'name="labs-1-confirm"' not in html
     assert not Patient.objects.exists() and not LabResult.objects.exists()
+
+    # The live preview already says so, before anything is saved.
+    live = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
+    assert "Saving will ask you to confirm: result 1: 12,600 U/L is above 3,000 U/L" in unescape(
+        live
+    )
 
     response = alice_client.post("/patients/new/", {**data, "labs-0-confirm": "on"})
     assert response.status_code == 302
