@@ -203,7 +203,9 @@ class _Unmatched(Exception):
     pass
 
 
-def _match(result: Hl7Result, authority: str) -> tuple[Patient, str, str, float, float | None]:
+def _match(
+    result: Hl7Result, authority: str
+) -> tuple[Patient, str, str, float, float | None, float | None]:
     if result.patient_id is None:
         if authority and result.assigning_authority != authority:
             raise _Unmatched(
@@ -233,16 +235,18 @@ def _match(result: Hl7Result, authority: str) -> tuple[Patient, str, str, float,
     result.unit_matched = unit
     try:
         value = hl7v2.numeric_value(result.value)
-        _low, high = hl7v2.reference_limits(result.reference_range)
+        low, high = hl7v2.reference_limits(result.reference_range)
     except ValueError as error:
         raise _Unmatched(f"OBX-5/OBX-7: {error}") from error
     if high is not None and high <= 0:
         raise _Unmatched("OBX-7: the upper reference limit must be above 0")
+    if low is not None and high is not None and low >= high:
+        raise _Unmatched("OBX-7: the lower reference limit must be below the upper (spec §1)")
     declared = declaration.unit_of(result.test, unit)
     if declared is not None and declared.requires_reference_high and high is None:
         raise _Unmatched(f"OBX-7: a {result.test} result in {unit} needs the lab's upper limit")
     assert result.patient is not None
-    return result.patient, result.test, unit, value, high
+    return result.patient, result.test, unit, value, low, high
 
 
 def _earlier(result: Hl7Result, lab: engine.Lab) -> LabResult | None:
@@ -271,13 +275,13 @@ def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Res
         result.save()
         return result
     try:
-        patient, test, unit, value, high = _match(result, authority)
+        patient, test, unit, value, low, high = _match(result, authority)
     except _Unmatched as unmatched:
         result.state, result.reason = Hl7Result.State.UNMATCHED, str(unmatched)[:300]
         result.save()
         return result
     on, at = hl7v2.local_collection(result.collected_at, result.collected_has_time)
-    lab = engine.Lab.create(test, value, unit, on, at, high)
+    lab = engine.Lab.create(test, value, unit, on, at, high, low)
     version = (
         Patient.objects.select_for_update().values_list("version", flat=True).get(pk=patient.pk)
     )

@@ -175,6 +175,7 @@ def test_a_final_result_is_stored_as_the_feed_user_and_reassesses(
         "U/L",
         129,
     )
+    assert stored.reference_low == 40  # OBX-7 "40-129": the lab's lower limit is kept too
     assert stored.collected_time == time(7, 15)  # 08:15+01:00 in UTC (the test site)
     assert stored.entered_by == lab_user and stored.source == LabResult.Source.IMPORTED
     patient.refresh_from_db()
@@ -339,3 +340,14 @@ def test_nul_characters_are_rejected_and_kept_marked(north_feed: Hl7Feed, patien
     outcome = feed.receive(oru("M1").replace("412", "41\x002"), via="test")
     assert outcome.code == "AR" and "NUL" in outcome.text
     assert "\ufffd" in Hl7Message.objects.get().raw
+
+
+@pytest.mark.django_db
+def test_a_reference_range_upside_down_is_parked_with_the_reason(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    feed.receive(oru("M1", reference="129-40"), via="test")
+    parked = Hl7Result.objects.get()
+    assert parked.state == Hl7Result.State.UNMATCHED
+    assert "lower reference limit must be below the upper" in parked.reason
+    assert not LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).exists()
