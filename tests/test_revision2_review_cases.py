@@ -16,20 +16,12 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
+from pathways.engine.vocabulary import RETIRED_CODES
+
 pytestmark = pytest.mark.django_db
 
 AS_OF = "2026-11-22"
-RETIRED = {
-    "consider-time-of-day",
-    "sampling-time-inconsistent",
-    "mm-iv-bisphosphonate",
-    "mm-zoledronic-acid",
-    "mm-renal-dose-adjust",
-    "mm-za-not-recommended",
-    "mm-renal-before-infusion",
-    "mm-hold-bisphosphonate-renal",
-    "mm-dental-exam",
-}
+RETIRED = set(RETIRED_CODES)
 SOURCE_KINDS = {"seed", "guideline", "label", "study", "reference", "local"}
 
 

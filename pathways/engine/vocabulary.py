@@ -59,6 +59,19 @@ def to_canonical(test: str, unit: str, value: float) -> tuple[float, str]:
 # Override reasons (spec interop.md): one local code system shared by the worklist's override
 # action, the CDS Hooks cards' overrideReasons and feedback, and the rule analytics.
 OVERRIDE_REASON_SYSTEM: Final = "https://alpcare.example.org/fhir/CodeSystem/override-reason"
+# Spec §0: codes revision 2 retired (they stay in past rule-set versions and stored results,
+# and no longer fire), each with the codes that took its place. Codes never change meaning.
+RETIRED_CODES: Final[dict[str, tuple[str, ...]]] = {
+    "consider-time-of-day": ("ctx-timing",),
+    "sampling-time-inconsistent": ("ctx-timing",),
+    "mm-iv-bisphosphonate": ("mm-bone-agent",),
+    "mm-zoledronic-acid": ("za-dose",),
+    "mm-renal-dose-adjust": ("za-dose", "mm-denosumab-renal"),
+    "mm-za-not-recommended": ("za-not-recommended-renal",),
+    "mm-renal-before-infusion": ("iv-bp-renal-before-infusion",),
+    "mm-hold-bisphosphonate-renal": ("iv-bp-withhold-creatinine-rise",),
+    "mm-dental-exam": ("antiresorptive-dental-exam",),
+}
 OVERRIDE_REASONS: Final[dict[str, str]] = {
     "not-applicable": "Not applicable to this patient",
     "patient-declined": "Patient declined",

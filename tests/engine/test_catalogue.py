@@ -16,6 +16,7 @@ from pathways.engine import (
     run_examples,
     validate_rule_set,
 )
+from pathways.engine.vocabulary import RETIRED_CODES
 from tests.engine.clinical_cases import catalogue
 
 # The clinical contract, revision 2 (issue 11). The catalogue of revision 1 stays, frozen, in
@@ -162,6 +163,9 @@ def test_the_nine_retired_codes_are_gone_and_their_replacements_are_there() -> N
     assert replacements <= codes
     # They stay readable in revision 1, which migration 0002 installs and old results name.
     assert retired <= {rule.code for rule in load_catalogue(CATALOGUE_R1_PATH).rules}
+    # The engine's own table of them (vocabulary.RETIRED_CODES) is the spec's.
+    assert set(RETIRED_CODES) == retired
+    assert {code for new in RETIRED_CODES.values() for code in new} == replacements
 
 
 def test_rule_pathways_follow_the_spec_tables() -> None:

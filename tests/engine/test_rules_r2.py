@@ -20,6 +20,7 @@ from pathways.engine import (
     result_to_document,
     validate_rule_set,
 )
+from pathways.engine.vocabulary import RETIRED_CODES
 from tests.engine.clinical_cases import (
     assess_document,
     catalogue,
@@ -31,17 +32,7 @@ from tests.engine.clinical_cases import (
     newly_diagnosed_myeloma_with_lytic_lesions,
 )
 
-RETIRED = (
-    "consider-time-of-day",
-    "sampling-time-inconsistent",
-    "mm-iv-bisphosphonate",
-    "mm-zoledronic-acid",
-    "mm-renal-dose-adjust",
-    "mm-za-not-recommended",
-    "mm-renal-before-infusion",
-    "mm-hold-bisphosphonate-renal",
-    "mm-dental-exam",
-)
+RETIRED = tuple(RETIRED_CODES)
 
 
 def man(*labs: dict[str, Any], **clinical: Any) -> dict[str, Any]:
