@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.management import call_command
 
 from pathways import engine
 from pathways.case_post import as_browser_json, form_data
@@ -171,3 +175,16 @@ def publish_reviewed(*, rule_set: Any, user: Any, note: str, **kwargs: Any) -> A
         if submitted:  # a refused publication leaves the draft as the test had it
             RuleSet.objects.filter(pk=rule_set.pk).update(status=RuleSet.Status.DRAFT)
         raise
+
+
+def run_assess_command(document: Any, tmp_path: Path) -> tuple[int, str, str]:
+    """`manage.py assess CASE.json` as a user runs it: (exit status, stdout, stderr)."""
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(document))
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("assess", str(path), stdout=out, stderr=err)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    return code, out.getvalue(), err.getvalue()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -11,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
 
 from pathways import engine
 from pathways.models import AccessLog, ApiToken
 from tests.factories import (
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
+    run_assess_command,
     stored_patient,
 )
 
@@ -28,18 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def alice_token(alice: Any) -> str:
     return ApiToken.issue(user=alice, name="test", scopes=["assess", "read"])[1]
-
-
-def _command(document: Any, tmp_path: Path) -> tuple[int, str, str]:
-    path = tmp_path / "case.json"
-    path.write_text(json.dumps(document))
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command("assess", str(path), stdout=out, stderr=err)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    return code, out.getvalue(), err.getvalue()
 
 
 def _post(client: Any, token: str | None, body: Any) -> Any:
@@ -54,7 +41,7 @@ def _post(client: Any, token: str | None, body: Any) -> Any:
 def test_command_and_api_give_byte_identical_results(
     client: Any, alice_token: str, tmp_path: Path, document: dict[str, Any]
 ) -> None:
-    code, out, err = _command(document, tmp_path)
+    code, out, err = run_assess_command(document, tmp_path)
     assert code == 0, err
     response = _post(client, alice_token, document)
     assert response.status_code == 200
@@ -79,7 +66,7 @@ def test_the_command_reports_every_error_with_its_field_and_exits_2(tmp_path: Pa
     document = paget_on_alendronate_document()
     document["patient"]["birth_dat"] = "1950-01-01"
     document["labs"][1]["collected_at"] = "2027-01-01"
-    code, out, err = _command(document, tmp_path)
+    code, out, err = run_assess_command(document, tmp_path)
     assert code == 2 and out == ""
     assert "patient.birth_dat: unknown field" in err
     assert "labs[1].collected_at: after as_of" in err

@@ -3,20 +3,19 @@ database with their revision-2 columns, and an editor tunes them in the admin li
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.management import call_command
 from django.forms.models import model_to_dict
 from django.test import Client
 
 from pathways import engine, publishing
 from pathways.models import RuleSet, UlnBand
 from pathways.rules import load_rule_set
+from tests.factories import run_assess_command
 
 pytestmark = pytest.mark.django_db
 
@@ -95,18 +94,6 @@ def test_the_publish_gate_refuses_a_band_whose_lln_is_above_its_uln(editor: User
     ]
 
 
-def _assess_command(document: dict[str, Any], tmp_path: Path) -> tuple[int, str, str]:
-    path = tmp_path / "case.json"
-    path.write_text(json.dumps(document))
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command("assess", str(path), stdout=out, stderr=err)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_the_command_shows_the_working_of_revision_2s_facts(tmp_path: Path) -> None:
     """Through `manage.py assess` with the rule set in force: the trimester ULN and its source,
     the corrected calcium, the CrCl method and the context."""
@@ -127,7 +114,7 @@ def test_the_command_shows_the_working_of_revision_2s_facts(tmp_path: Path) -> N
             {"test": "creatinine", "value": 62, "unit": "umol/L", "collected_at": "2026-11-20"},
         ],
     }
-    code, out, err = _assess_command(document, tmp_path)
+    code, out, err = run_assess_command(document, tmp_path)
     assert code == 0, err
     result = json.loads(out)
     findings = result["findings"]
@@ -150,6 +137,6 @@ def test_the_command_refuses_conflicting_duplicates_naming_both(tmp_path: Path) 
             {"test": "pth", "value": 60, "unit": "pg/mL", "collected_at": "2026-11-20"},
         ],
     }
-    code, out, err = _assess_command(document, tmp_path)
+    code, out, err = run_assess_command(document, tmp_path)
     assert (code, out) == (2, "")
     assert "labs[1]: conflicts with labs[0]" in err

@@ -8,15 +8,14 @@ published revision 2 on a fresh database.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
 
 from pathways.engine.vocabulary import RETIRED_CODES
+from tests.factories import run_assess_command
 
 pytestmark = pytest.mark.django_db
 
@@ -26,11 +25,9 @@ SOURCE_KINDS = {"seed", "guideline", "label", "study", "reference", "local"}
 
 
 def assess(document: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    path = tmp_path / "case.json"
-    path.write_text(json.dumps(document))
-    out, err = io.StringIO(), io.StringIO()
-    call_command("assess", str(path), stdout=out, stderr=err)
-    result: dict[str, Any] = json.loads(out.getvalue())
+    code, out, err = run_assess_command(document, tmp_path)
+    assert code == 0, err
+    result: dict[str, Any] = json.loads(out)
     # Whatever the case: no retired code fires, and every citation used is a described source.
     assert not RETIRED & codes(result)
     for recommendation in result["recommendations"]:
