@@ -19,7 +19,7 @@ from typing import Any, cast
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Column, Field, Fieldset, Layout, Row
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.forms import BaseFormSet, formset_factory
 from django.http import HttpRequest, QueryDict
 
@@ -434,6 +434,34 @@ class CaseForms:
         lab_forms = [] if self.labs is None else self.labs.forms
         return [self.patient, *lab_forms, *self.therapies.forms]
 
+    def error_summary(self) -> list[dict[str, str]]:
+        """Every error of a failed save, in page order, each with the id of the control it is
+        about (the summary links there); the controls are marked invalid (red border,
+        aria-invalid) on the way."""
+        summary: list[dict[str, str]] = []
+        for form in self.all_forms():
+            if not form.is_bound:
+                continue
+            where = "" if form is self.patient else f"{_row_name(form.prefix)}: "
+            for name, messages in form.errors.items():
+                field = form.fields.get(name) if name != NON_FIELD_ERRORS else None
+                if field is None:
+                    summary += [
+                        {"target": "case-form", "text": f"{where}{message}"} for message in messages
+                    ]
+                    continue
+                bound = form[name]
+                classes = field.widget.attrs.get("class", "")
+                if "is-invalid" not in classes.split():
+                    field.widget.attrs["class"] = f"{classes} is-invalid".strip()
+                field.widget.attrs["aria-invalid"] = "true"
+                label = str(bound.label)
+                summary += [
+                    {"target": bound.id_for_label, "text": f"{where}{label}: {message}"}
+                    for message in messages
+                ]
+        return summary
+
     def forms_valid(self) -> bool:
         # Evaluate every part so that every form carries its errors.
         results = [self.patient.is_valid(), self.therapies.is_valid()]
@@ -472,8 +500,9 @@ class CaseForms:
             if prefix is not None and index is not None and index < len(rows[prefix]):
                 form = rows[prefix][index]
             if field_name is not None and field_name in form.fields:
-                if error.message not in form.errors.get(field_name, []):
-                    form.add_error(field_name, error.message)
+                message = clinical_message(error)
+                if message not in form.errors.get(field_name, []):
+                    form.add_error(field_name, message)
             else:
                 form.add_error(None, str(error))
 
@@ -533,12 +562,42 @@ class ResultForm(LabForm):
             if error.location[:2] == ("labs", index):
                 name = error.location[2] if len(error.location) > 2 else None
                 form_name = _form_name(LAB, name) if isinstance(name, str) else None
-                message = error.message
+                message = clinical_message(error)
                 if error.code == "duplicate":
                     message = "a result of this test is already recorded at this date and time"
                 self.add_error(form_name if form_name in self.fields else None, message)
             else:
                 self.add_error(None, str(error))
+
+
+# The engine speaks the case document's language ("after as_of"); the screens speak the
+# clinician's. Keyed by (the last part of the field's location, the engine's message).
+_CLINICAL_WORDING = {
+    ("birth_date", "after as_of"): "the birth date is after the assessment date (today)",
+    ("collected_at", "after as_of"): "collected after the assessment date (today)",
+    ("fracture_date", "after as_of"): "the fracture date is after the assessment date (today)",
+    ("collected_at", "before patient.birth_date"): "collected before the birth date",
+    ("end", "before start"): "ends before it starts",
+    ("reference_low", "must be below reference_high"): "must be below the lab's upper limit",
+    ("pregnant", "true for a male patient"): "pregnancy is recorded for a male patient",
+    ("postmenopausal", "given for a male patient"): "menopause is recorded for a male patient",
+    ("gestational_weeks", "given for a patient who is not pregnant"): (
+        "gestational weeks are given but the patient is not recorded as pregnant"
+    ),
+}
+
+
+def _row_name(prefix: str | None) -> str:
+    """ "labs-2" -> "Result 3", "therapies-0" -> "Therapy 1" (as the rows' legends say)."""
+    kind, _, index = (prefix or "").partition("-")
+    number = int(index) + 1 if index.isdigit() else 0
+    return f"{'Result' if kind == LAB_PREFIX else 'Therapy'} {number}"
+
+
+def clinical_message(error: engine.FieldError) -> str:
+    """The engine's message about a field, worded for the clinician at the form."""
+    last = error.location[-1] if error.location else None
+    return _CLINICAL_WORDING.get((str(last), error.message), error.message)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from pathways.forms import (
     ResultForm,
     TherapyFormSet,
     case_draft,
+    clinical_message,
     field_label,
     lab_initial,
     posted_case_form,
@@ -727,6 +728,8 @@ def _render_case(
         stored = _stored_follow_ups(patient)
         context.update(_panel_context(result, rule_set, stored, case=case, facts=facts))
     has_errors = any(form.errors for form in case_forms.all_forms())
+    if has_errors and not quiet:
+        context["error_summary"] = case_forms.error_summary()
     return render(
         request,
         "pathways/case.html",
@@ -779,7 +782,7 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
             if error.code == "required":
                 missing.append(_awaited(draft, error.location))
             else:
-                message = str(error) if slot == "case-errors" else error.message
+                message = str(error) if slot == "case-errors" else clinical_message(error)
                 errors.setdefault(slot, []).append(message)
     context: dict[str, Any] = {
         "live": True,

@@ -155,7 +155,9 @@ def test_a_result_dated_after_today_is_refused_by_the_engine(alice_client: Clien
     data = form_data(myeloma_needing_bisphosphonate())
     data["labs-0-collected_on"] = "2199-01-01"  # after today, within the date range
     html = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
-    assert live_errors(html) == {"id_labs-0-collected_on-error": ["after as_of"]}
+    assert live_errors(html) == {
+        "id_labs-0-collected_on-error": ["collected after the assessment date (today)"]
+    }
 
 
 def test_missing_required_fields_are_awaited_not_shouted(alice_client: Client) -> None:
@@ -316,7 +318,7 @@ def test_row_and_context_errors_land_on_their_fields(alice_client: Client) -> No
     data["mm_treatment_start"] = "2025-13-40"
     html = alice_client.post("/case/preview/", data, headers=HTMX).content.decode()
     assert live_errors(html) == {
-        "id_therapies-0-end-error": ["before start"],
+        "id_therapies-0-end-error": ["ends before it starts"],
         "id_mm_treatment_start-error": ['"2025-13-40" is not a date (YYYY-MM-DD)'],
     }
 
@@ -377,3 +379,29 @@ def test_another_clinic_gets_a_404_from_the_patients_live_preview(
     assert patient.mrn not in response.content.decode()
     assert client.get(url, headers=HTMX).status_code == 405
     assert not AccessLog.objects.filter(user=bob).exists()
+
+
+def test_a_failed_save_lists_every_error_with_a_link_and_marks_the_fields(
+    alice_client: Client,
+) -> None:
+    data = form_data(myeloma_needing_bisphosphonate())
+    data["birth_date"] = "2199-01-01"
+    data["labs-0-collected_on"] = "2199-01-01"
+    response = alice_client.post("/patients/new/", data)
+    html = response.content.decode()
+    assert response.status_code == 400 and not Patient.objects.exists()
+    summary = html[
+        html.index('id="error-summary"') : html.index("</div>", html.index('id="error-summary"'))
+    ]
+    assert "Not saved: 3 entries need attention" in summary  # the third: result 2 before birth
+    assert "Result 2: Collected on: collected before the birth date" in summary
+    after = "after the assessment date (today)</a>"
+    assert f'<a href="#id_birth_date">Birth date: the birth date is {after}' in summary
+    assert f'<a href="#id_labs-0-collected_on">Result 1: Collected on: collected {after}' in summary
+    birth = re.search(r'<input[^>]*id="id_birth_date"[^>]*>', html)
+    assert birth is not None and "is-invalid" in birth.group(0)
+    assert 'aria-invalid="true"' in birth.group(0)
+    # Enter saves: the form's first submit button is a Save, before "Add a result".
+    form = html[html.index('id="case-form"') :]
+    first_submit = re.search(r'<button type="submit"[^>]*>', form)
+    assert first_submit is not None and 'name="save"' in first_submit.group(0)

@@ -99,7 +99,7 @@ def test_an_invalid_result_is_refused_on_its_field(
 ) -> None:
     url = f"/patients/{myeloma_patient.pk}/results/"
     future = alice_client.post(url, a_result(collected_on="2199-01-01"), headers=HTMX)
-    assert "after as_of" in future.content.decode()
+    assert "collected after the assessment date (today)" in future.content.decode()
     wrong_unit = alice_client.post(url, a_result(unit="mL/min"), headers=HTMX).content.decode()
     assert "is not a unit for alp" in wrong_unit
     not_a_number = alice_client.post(url, a_result(value="lots"), headers=HTMX).content.decode()

@@ -130,7 +130,11 @@ def test_gestational_weeks_are_saved_and_shown_with_the_pregnancy(alice_client: 
 @pytest.mark.parametrize(
     ("change", "slot", "message"),
     [
-        ({"pregnant": "", "gestational_weeks": "20"}, "id_gestational_weeks", "not pregnant"),
+        (
+            {"pregnant": "", "gestational_weeks": "20"},
+            "id_gestational_weeks",
+            "not recorded as pregnant",
+        ),
         ({"gestational_weeks": "43"}, "id_gestational_weeks", "must not be above 42"),
         ({"gestational_weeks": "30.5"}, "id_gestational_weeks", "whole number"),
         (
@@ -141,13 +145,13 @@ def test_gestational_weeks_are_saved_and_shown_with_the_pregnancy(alice_client: 
         (
             {"fracture": "pathological", "fracture_date": "2099-01-01"},
             "id_fracture_date",
-            "after as_of",
+            "after the assessment date",
         ),
         ({"creatinine_baseline": "0"}, "id_creatinine_baseline", "greater than 0"),
         (
             {"labs-0-reference_low": "300", "labs-0-reference_high": "229"},
             "id_labs-0-reference_low",
-            "below reference_high",
+            "below the lab's upper limit",
         ),
     ],
 )
@@ -214,7 +218,9 @@ def test_a_result_with_the_labs_lower_limit_is_added_on_the_patient_page(
     bad = {**result, "reference_low": "10.4"}
     response = alice_client.post(f"/patients/{patient.pk}/results/", bad)
     assert response.status_code == 400
-    assert "below reference_high" in field_error(response.content.decode(), "result_reference_low")
+    assert "below the lab's upper limit" in field_error(
+        response.content.decode(), "result_reference_low"
+    )
     assert not patient.lab_results.filter(test="calcium", collected_on=TODAY).exists()
     response = alice_client.post(f"/patients/{patient.pk}/results/", result)
     assert response.status_code == 302

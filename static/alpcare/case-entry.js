@@ -94,6 +94,74 @@
     });
   });
 
+  // A failed save: the summary of what needs attention takes the focus (its links lead on).
+  document.addEventListener("DOMContentLoaded", function () {
+    var summary = document.getElementById("error-summary");
+    if (summary) {
+      summary.focus();
+    }
+    setUpAge();
+    setUpCounters();
+  });
+
+  // A row added in place ("Add a result", "Add a therapy"): the focus moves into it.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (!target || (target.id !== "lab-rows" && target.id !== "therapy-rows")) {
+      return;
+    }
+    var rows = target.querySelectorAll("fieldset.lab-row, fieldset.therapy-row");
+    var added = rows[rows.length - 1];
+    var first = added && added.querySelector("select, input:not([type=hidden]), textarea");
+    if (first) {
+      first.focus();
+    }
+  });
+
+  // The age beside the birth date, in whole years, as the birth date is typed.
+  function setUpAge() {
+    var birth = document.getElementById("id_birth_date");
+    if (!birth) {
+      return;
+    }
+    var hint = document.createElement("span");
+    hint.id = "age-hint";
+    hint.className = "form-text d-block";
+    hint.setAttribute("aria-live", "polite");
+    birth.insertAdjacentElement("afterend", hint);
+    function update() {
+      var parts = /^(\d{4})-(\d{2})-(\d{2})$/.exec(birth.value);
+      if (!parts) {
+        hint.textContent = "";
+        return;
+      }
+      var today = new Date();
+      var years = today.getFullYear() - Number(parts[1]);
+      var month = today.getMonth() + 1;
+      if (month < Number(parts[2]) || (month === Number(parts[2]) && today.getDate() < Number(parts[3]))) {
+        years -= 1;
+      }
+      hint.textContent = years >= 0 ? "Age " + years + " y" : "";
+    }
+    birth.addEventListener("input", update);
+    update();
+  }
+
+  // Fields with a length cap show how much is left, so that nothing is cut silently.
+  function setUpCounters() {
+    document.querySelectorAll("#case-form input[maxlength][name=name], #case-form input[maxlength][name=mrn]").forEach(function (input) {
+      var counter = document.createElement("span");
+      counter.className = "form-text d-block char-counter";
+      counter.id = input.id + "-counter";
+      input.insertAdjacentElement("afterend", counter);
+      function update() {
+        counter.textContent = input.value.length + " / " + input.maxLength + " characters";
+      }
+      input.addEventListener("input", update);
+      update();
+    });
+  }
+
   document.addEventListener("htmx:load", function (event) {
     var element = event.target;
     if (element && element.id === "live-errors") {
