@@ -722,6 +722,7 @@ def _render_case(
         "quiet": quiet,
         "preview_url": preview_url,
         "rule_set_version": rule_set.version,
+        "lab_units": engine.UNITS,  # the unit list follows the test (case-entry.js)
     }
     if case is not None:
         result, facts = engine.assess_with_facts(case, rule_set)

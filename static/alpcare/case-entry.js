@@ -102,6 +102,45 @@
     }
     setUpAge();
     setUpCounters();
+    document.querySelectorAll('#case-form select[name$="-test"]').forEach(followTest);
+  });
+
+  // A result's unit list follows its test (CrCl: mL/min only): the units of other tests are
+  // hidden, and a unit the test does not take is replaced by the test's own first unit.
+  var labUnits = null;
+
+  function followTest(testSelect) {
+    if (labUnits === null) {
+      var holder = document.getElementById("lab-units");
+      labUnits = holder ? JSON.parse(holder.textContent) : {};
+    }
+    var unitSelect = document.getElementsByName(testSelect.name.replace(/test$/, "unit"))[0];
+    var units = labUnits[testSelect.value];
+    if (!unitSelect || !units) {
+      return;
+    }
+    Array.prototype.forEach.call(unitSelect.options, function (option) {
+      var allowed = units.indexOf(option.value) !== -1;
+      option.hidden = !allowed;
+      option.disabled = !allowed;
+    });
+    if (units.indexOf(unitSelect.value) === -1) {
+      unitSelect.value = units[0];
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target.matches && target.matches('#case-form select[name$="-test"]')) {
+      followTest(target);
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && (target.id === "lab-rows")) {
+      target.querySelectorAll('select[name$="-test"]').forEach(followTest);
+    }
   });
 
   // A row added in place ("Add a result", "Add a therapy"): the focus moves into it.

@@ -78,7 +78,9 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
     # A CrCl of 45 mL/min: zoledronic acid at the label's dose, and the renal alternatives.
     page.get_by_role("button", name="Add a result").click()
     page.locator('[name="labs-2-test"]').select_option("crcl")
-    page.locator('[name="labs-2-unit"]').select_option("mL/min")
+    # The unit list follows the test: CrCl is in mL/min only.
+    expect(page.locator('[name="labs-2-unit"]')).to_have_value("mL/min")
+    expect(page.locator('[name="labs-2-unit"] option[value="U/L"]')).to_be_disabled()
     page.locator('[name="labs-2-collected_on"]').fill(alp_day)
     page.locator('[name="labs-2-value"]').fill("45")
     expect(_recommendation(page, "mm-pamidronate-renal")).to_be_visible(timeout=LIVE_TIMEOUT)
@@ -87,11 +89,13 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
     expect(page.locator("#assessment [data-context]")).to_have_count(0)
 
     # An entry the engine cannot use shows inline, and the panel keeps its last result.
-    page.locator('[name="labs-2-unit"]').select_option("U/L")
-    expect(page.locator("#id_labs-2-unit-error")).to_contain_text("is not a unit for crcl")
+    page.locator('[name="labs-2-collected_on"]').fill("2199-01-01")
+    expect(page.locator("#id_labs-2-collected_on-error")).to_contain_text(
+        "collected after the assessment date", timeout=LIVE_TIMEOUT
+    )
     expect(_recommendation(page, "mm-pamidronate-renal")).to_be_visible()
-    page.locator('[name="labs-2-unit"]').select_option("mL/min")
-    expect(page.locator("#id_labs-2-unit-error")).to_be_empty(timeout=LIVE_TIMEOUT)
+    page.locator('[name="labs-2-collected_on"]').fill(alp_day)
+    expect(page.locator("#id_labs-2-collected_on-error")).to_be_empty(timeout=LIVE_TIMEOUT)
 
     page.get_by_role("button", name="Save").click()
     page.wait_for_url(f"{live_server.url}/patients/*/")

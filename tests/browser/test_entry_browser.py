@@ -32,9 +32,13 @@ def test_entry_by_keyboard(
     expect(page.locator("#age-hint")).to_have_text("Age 70 y")
     page.get_by_label("Sex").select_option("female")
 
-    # "Add a result" puts the focus in the new row.
+    # "Add a result" puts the focus in the new row, whose unit list follows its test.
     page.get_by_role("button", name="Add a result").click()
     expect(page.locator('[name="labs-1-test"]')).to_be_focused()
+    page.locator('[name="labs-1-test"]').select_option("calcium")
+    expect(page.locator('[name="labs-1-unit"]')).to_have_value("mg/dL")
+    expect(page.locator('[name="labs-1-unit"] option[value="U/L"]')).to_be_disabled()
+    expect(page.locator('[name="labs-1-unit"] option[value="mmol/L"]')).to_be_enabled()
 
     # A failed save: the summary takes the focus and links to the field.
     page.locator('[name="labs-0-value"]').fill("412")
