@@ -468,6 +468,19 @@ def working(result: engine.Result, facts: engine.Facts | None = None) -> list[Wo
     return [row for row in rows if row is not None]
 
 
+def summary_line(result: engine.Result) -> str:
+    """The result in a few words, for the live region ("5 recommendations: 1 urgent, 2 high"):
+    a screen reader hears this, not the whole panel, after each update."""
+    total = len(result.recommendations)
+    counts = [
+        f"{n} {priority}"
+        for priority in ("urgent", "high")
+        if (n := sum(1 for r in result.recommendations if r.priority == priority))
+    ]
+    text = f"{total} recommendation{'' if total == 1 else 's'}"
+    return f"{text}: {', '.join(counts)}" if counts else text
+
+
 def advice_context(
     result: engine.Result,
     rule_set: engine.RuleSet,
@@ -484,5 +497,6 @@ def advice_context(
         "working_rows": working(result, facts),
         "groups": (groups := recommendation_groups(result, rule_set, actions, case=case)),
         "do_today": do_today(groups),
+        "summary_line": summary_line(result),
         "considered": considered_not_advised(result, rule_set),
     }

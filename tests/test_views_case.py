@@ -65,7 +65,11 @@ def test_the_new_patient_page_renders_an_empty_form(alice_client: Client) -> Non
     response = alice_client.get("/patients/new/")
     html = response.content.decode()
     assert response.status_code == 200
-    assert 'id="case-form"' in html and 'aria-live="polite"' in html
+    assert (
+        'id="case-form"' in html
+        and 'id="case-status" class="small mb-2 text-muted" role="status"' in html
+    )
+    assert '<div id="assessment">' in html  # not a live region: the status line speaks
     assert 'name="labs-0-value"' in html  # one empty result row to start with
     assert 'hx-post="/case/preview/"' in html
 
@@ -78,6 +82,11 @@ def test_the_live_preview_shows_the_engine_result_for_the_typed_case(alice_clien
     assert codes(html) == {r.code for r in assess_document(document).recommendations}
     assert {"mm-bone-agent", "measure-renal-first"} <= codes(html)  # no CrCl: measure it first
     assert "Rule set" in html and live_errors(html) == {}
+    # The status line (a live region) says the update in a few words, not the whole panel.
+    result = assess_document(document)
+    urgent_high = [r for r in result.recommendations if r.priority in ("urgent", "high")]
+    assert f'id="live-summary">{len(result.recommendations)} recommendations' in html
+    assert urgent_high and f"{len([r for r in urgent_high if r.priority == 'high'])} high" in html
 
 
 def test_a_crcl_of_45_doses_zoledronic_acid_and_offers_denosumab_and_pamidronate(
