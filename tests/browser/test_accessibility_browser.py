@@ -105,3 +105,48 @@ def test_a_follow_up_is_marked_done_with_the_keyboard_alone(
         == open_before - 1
     )
     assert console_errors == []
+
+
+def _tab_to(page: Any, locator: Any, presses: int = 300) -> None:
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if locator.evaluate("element => element === document.activeElement"):
+            return
+    raise AssertionError(f"{locator} cannot be reached with the Tab key")
+
+
+def _wait_for_focus_in_card(page: Any, code: str | None) -> None:
+    """The focus lands in the card with this code once the in-page update has settled."""
+    page.wait_for_function(
+        "code => document.activeElement.closest('[data-code]')?.getAttribute('data-code') === code",
+        arg=code,
+        timeout=5000,
+    )
+
+
+def test_card_actions_by_keyboard_keep_the_focus_on_the_card(
+    page: Any, live_server: Any, patient: Any, console_errors: list[str]
+) -> None:
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")
+    card = page.locator("#recommendations li.recommendation").first
+    code = card.get_attribute("data-code")
+
+    # Acknowledge with Enter: the panel is replaced, the focus stays on the same card.
+    _tab_to(page, card.get_by_role("button", name="Acknowledge"))
+    page.keyboard.press("Enter")
+    expect(card.locator(".card-action-state")).to_contain_text("Acknowledged")
+    _wait_for_focus_in_card(page, code)
+
+    # Override another card with a coded reason, by keyboard only.
+    code = page.locator("#recommendations li.recommendation").nth(1).get_attribute("data-code")
+    card = page.locator(f'#recommendations [data-code="{code}"]')
+    _tab_to(page, card.locator("summary", has_text="Override or snooze"))
+    page.keyboard.press("Enter")
+    _tab_to(page, card.get_by_label("Override reason"), presses=5)
+    page.keyboard.press("ArrowDown")  # the first reason
+    _tab_to(page, card.get_by_role("button", name="Override"), presses=5)
+    page.keyboard.press("Enter")
+    expect(card.locator(".card-action-state")).to_contain_text("Overridden")
+    _wait_for_focus_in_card(page, code)
+    assert console_errors == []
