@@ -10,6 +10,7 @@ from typing import Any
 
 from pathways import engine
 from pathways.engine.dates import age_in_years
+from pathways.engine.templates import format_number
 from pathways.models import Patient
 from pathways.services import clinic_clinicians
 
@@ -46,10 +47,6 @@ def _shown_unit(test: str) -> str:
     return _TESTS[test].units[0].shown
 
 
-def _number(value: float) -> str:
-    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
-
-
 def patient_header(
     patient: Patient, case: engine.Case, facts: engine.Facts, rule_set: engine.RuleSet
 ) -> Header:
@@ -65,7 +62,7 @@ def patient_header(
             LatestValue(
                 test=test,
                 label=label,
-                text=f"{_number(lab.canonical_value)} {_shown_unit(test)}",
+                text=f"{format_number(lab.canonical_value)} {_shown_unit(test)}",
                 collected_on=lab.collected_on,
                 old=recent_days is not None and age_days > recent_days,
             )
