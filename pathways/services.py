@@ -396,18 +396,19 @@ def clinic_clinicians(clinic_id: int) -> QuerySet[Any]:
 
 
 @transaction.atomic
-def patient_set_responsible(*, patient: Patient, responsible: Any | None) -> Patient:
+def patient_set_responsible(*, patient: Patient, responsible_id: int | None) -> Patient:
     """Make a clinician of the patient's clinic responsible for the patient (None: nobody).
 
     Not part of the case: no new version and no re-assessment, but the row is locked like any
-    other write to the patient and the change is kept in its history."""
+    other write to the patient, the choice is checked against the clinic as it is now, and the
+    change is kept in its history."""
     locked = _locked(patient)
-    if (
-        responsible is not None
-        and not clinic_clinicians(locked.clinic_id).filter(pk=responsible.pk).exists()
-    ):
-        raise ResponsibleInvalid(f"{responsible} is not a clinician of {locked.clinic}")
-    if locked.responsible_id != (responsible.pk if responsible is not None else None):
+    responsible = None
+    if responsible_id is not None:
+        responsible = clinic_clinicians(locked.clinic_id).filter(pk=responsible_id).first()
+        if responsible is None:
+            raise ResponsibleInvalid("choose a clinician of this clinic")
+    if locked.responsible_id != responsible_id:
         locked.responsible = responsible
         locked.save(update_fields=["responsible"])
     return locked

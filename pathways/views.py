@@ -69,9 +69,9 @@ from pathways.rules import current_rule_set
 from pathways.services import (
     DuplicateMrn,
     DuplicateResult,
+    ResponsibleInvalid,
     StaleVersion,
     access_log_bulk,
-    clinic_clinicians,
     follow_up_mark_done,
     follow_up_reopen,
     patient_change_result,
@@ -523,21 +523,18 @@ def patient_responsible(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Set (or clear) the clinician responsible for the patient: one of the clinic's."""
     patient = patient_for_user(request, pk, action="responsible clinician change")
     chosen = (request.POST.get("responsible") or "").strip()
-    responsible = None
-    if chosen:
-        responsible = (
-            clinic_clinicians(patient.clinic_id)
-            .filter(pk=int(chosen) if chosen.isdigit() else 0)
-            .first()
+    try:
+        if chosen and not chosen.isdigit():
+            raise ResponsibleInvalid("choose a clinician of this clinic")
+        patient = patient_set_responsible(
+            patient=patient, responsible_id=int(chosen) if chosen else None
         )
-        if responsible is None:
-            messages.error(
-                request, "Responsible clinician not changed: choose a clinician of this clinic."
-            )
-            return redirect("patient_detail", pk=patient.pk)
-    patient_set_responsible(patient=patient, responsible=responsible)
-    who = responsible.get_full_name() or responsible.username if responsible else "nobody"
-    messages.success(request, f"Responsible clinician: {who}.")
+    except ResponsibleInvalid as invalid:
+        messages.error(request, f"Responsible clinician not changed: {invalid}.")
+        return redirect("patient_detail", pk=patient.pk)
+    who = patient.responsible
+    name = (who.get_full_name() or who.username) if who is not None else "nobody"
+    messages.success(request, f"Responsible clinician: {name}.")
     return redirect("patient_detail", pk=patient.pk)
 
 
