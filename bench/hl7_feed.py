@@ -31,19 +31,10 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from throwaway_db import recreate_database  # the bench folder: this script's own
+
 ROOT = Path(__file__).resolve().parent.parent
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
-
-
-def _database(database_url: str, *, create: bool) -> None:
-    import psycopg
-
-    name = database_url.rsplit("/", 1)[1]
-    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def _prepare(patients: int) -> list[str]:
@@ -132,7 +123,7 @@ def main() -> int:
     sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
     print(f"HL7 feed: {args.messages} messages for {args.patients} patients over MLLP")
-    _database(args.database_url, create=True)
+    recreate_database(args.database_url, create=True)
     try:
         mrns = _prepare(args.patients)
         start = datetime(2026, 1, 1, 6, 0)
@@ -171,7 +162,7 @@ def main() -> int:
         from django.db import connections
 
         connections.close_all()
-        _database(args.database_url, create=False)
+        recreate_database(args.database_url, create=False)
 
 
 def _report(

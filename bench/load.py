@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from throwaway_db import recreate_database  # noqa: E402
+
 PASSWORD_BYTES = 12
 PREVIEW_PATIENTS = 200  # patients the sessions open, preview and add results to
 ENDPOINTS = ("log in", "worklist", "patient page", "live preview", "add a result")
@@ -159,18 +161,6 @@ class Clinician(HttpUser):
         if content_type:
             headers["Content-Type"] = content_type
         return headers
-
-
-def _database(database_url: str, *, create: bool) -> None:
-    """Drop the benchmark's database, and create it afresh when asked."""
-    import psycopg
-
-    name = database_url.rsplit("/", 1)[1]
-    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -424,7 +414,7 @@ def main() -> None:
         f"alpcare load benchmark: {args.users} clinicians for {args.seconds} s, "
         f"{args.patients} patients, gunicorn {args.workers} workers, PostgreSQL"
     )
-    _database(args.database_url, create=True)
+    recreate_database(args.database_url, create=True)
     _prepare(args)
     server = _start_server(args)
     try:
@@ -489,7 +479,7 @@ def main() -> None:
     from django.db import connections
 
     connections.close_all()
-    _database(args.database_url, create=False)
+    recreate_database(args.database_url, create=False)
     sys.exit(1 if missed else 0)
 
 
