@@ -571,17 +571,17 @@ class ResultForm(LabForm):
 
 
 # The engine speaks the case document's language ("after as_of"); the screens speak the
-# clinician's. Keyed by (the last part of the field's location, the engine's message).
+# clinician's. Keyed by the field (the last part of the error's location) and the error's code.
 _CLINICAL_WORDING = {
-    ("birth_date", "after as_of"): "the birth date is after the assessment date (today)",
-    ("collected_at", "after as_of"): "collected after the assessment date (today)",
-    ("fracture_date", "after as_of"): "the fracture date is after the assessment date (today)",
-    ("collected_at", "before patient.birth_date"): "collected before the birth date",
-    ("end", "before start"): "ends before it starts",
-    ("reference_low", "must be below reference_high"): "must be below the lab's upper limit",
-    ("pregnant", "true for a male patient"): "pregnancy is recorded for a male patient",
-    ("postmenopausal", "given for a male patient"): "menopause is recorded for a male patient",
-    ("gestational_weeks", "given for a patient who is not pregnant"): (
+    ("birth_date", "after_as_of"): "the birth date is after the assessment date (today)",
+    ("collected_at", "after_as_of"): "collected after the assessment date (today)",
+    ("fracture_date", "after_as_of"): "the fracture date is after the assessment date (today)",
+    ("collected_at", "before_birth"): "collected before the birth date",
+    ("end", "before_start"): "ends before it starts",
+    ("reference_low", "not_below_high"): "must be below the lab's upper limit",
+    ("pregnant", "male_patient"): "pregnancy is recorded for a male patient",
+    ("postmenopausal", "male_patient"): "menopause is recorded for a male patient",
+    ("gestational_weeks", "not_pregnant"): (
         "gestational weeks are given but the patient is not recorded as pregnant"
     ),
 }
@@ -597,7 +597,7 @@ def _row_name(prefix: str | None) -> str:
 def clinical_message(error: engine.FieldError) -> str:
     """The engine's message about a field, worded for the clinician at the form."""
     last = error.location[-1] if error.location else None
-    return _CLINICAL_WORDING.get((str(last), error.message), error.message)
+    return _CLINICAL_WORDING.get((str(last), error.code), error.message)
 
 
 # ---------------------------------------------------------------------------------------------

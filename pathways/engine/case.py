@@ -464,14 +464,16 @@ def _read_patient(reader: _Reader, data: dict[Any, Any], as_of: date | None) -> 
     values = reader.values(PATIENT, fields, at)  # parses birth_date (None if it is not a date)
     birth_date = fields.get("birth_date")
     if birth_date and as_of and birth_date > as_of:
-        reader.add((*at, "birth_date"), "after as_of")
+        reader.add((*at, "birth_date"), "after as_of", "after_as_of")
     if fields.get("pregnant") is True and fields.get("sex") == "male":
-        reader.add((*at, "pregnant"), "true for a male patient")
+        reader.add((*at, "pregnant"), "true for a male patient", "male_patient")
     # spec §1: gestational_weeks only when pregnant; postmenopausal only for a female patient.
     if fields.get("gestational_weeks") is not None and fields.get("pregnant") is not True:
-        reader.add((*at, "gestational_weeks"), "given for a patient who is not pregnant")
+        reader.add(
+            (*at, "gestational_weeks"), "given for a patient who is not pregnant", "not_pregnant"
+        )
     if fields.get("postmenopausal") is not None and fields.get("sex") == "male":
-        reader.add((*at, "postmenopausal"), "given for a male patient")
+        reader.add((*at, "postmenopausal"), "given for a male patient", "male_patient")
     if values is None or values["birth_date"] is None:
         return None
     return PatientInfo(**values)
@@ -549,7 +551,7 @@ def _read_lab(
     reference_high = fields.get("reference_high")
     reference_low = fields.get("reference_low")
     if reference_low is not None and reference_high is not None and reference_low >= reference_high:
-        reader.add((*at, "reference_low"), "must be below reference_high")
+        reader.add((*at, "reference_low"), "must be below reference_high", "not_below_high")
     for item in _LAB_NUMBERS:  # a lab has no dates to parse: only its numbers' bounds
         if (number := fields.get(item.name)) is not None:
             reader.bounds(item, number, at)
@@ -579,9 +581,9 @@ def _read_lab(
                 "or datetime (YYYY-MM-DDTHH:MM[:SS])",
             )
         elif as_of and collected[0] > as_of:
-            reader.add((*at, "collected_at"), "after as_of")
+            reader.add((*at, "collected_at"), "after as_of", "after_as_of")
         elif birth_date and collected[0] < birth_date:
-            reader.add((*at, "collected_at"), "before patient.birth_date")
+            reader.add((*at, "collected_at"), "before patient.birth_date", "before_birth")
     if len(reader.errors) > count or collected is None or "_failed" in fields:
         return None
     return Lab.create(
@@ -607,7 +609,7 @@ def _read_clinical(reader: _Reader, data: dict[Any, Any], as_of: date | None) ->
     values = reader.values(CLINICAL, fields, at)  # parses fracture_date
     fracture_date = fields.get("fracture_date")
     if isinstance(fracture_date, date) and as_of and fracture_date > as_of:
-        reader.add((*at, "fracture_date"), "after as_of")
+        reader.add((*at, "fracture_date"), "after as_of", "after_as_of")
 
     myeloma_at = _location(MYELOMA.path)
     myeloma_fields = reader.part(MyelomaDocument, raw.get("myeloma", {}), myeloma_at) or {
@@ -626,7 +628,7 @@ def _read_clinical(reader: _Reader, data: dict[Any, Any], as_of: date | None) ->
         therapy = reader.values(THERAPY, therapy_fields, therapy_at)  # parses start and end
         start, end = therapy_fields.get("start"), therapy_fields.get("end")
         if start and end and end < start:
-            reader.add((*therapy_at, "end"), "before start")
+            reader.add((*therapy_at, "end"), "before start", "before_start")
         elif therapy is not None:
             therapies.append(Therapy(**therapy))
 
