@@ -53,6 +53,7 @@ def test_the_walk_sees_every_part_of_the_site() -> None:
         "patient_follow_ups_ics",
         "worklist_csv",
         "rule_analytics",
+        "patient_responsible",  # the responsible clinician (the worklist's "Only my patients")
     } <= names
     # The FHIR import and export are walked too (anonymous: 401; another clinic's token: 404).
     assert {"fhir_import", "fhir_everything"} <= names
