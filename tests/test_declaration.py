@@ -30,6 +30,7 @@ from tests.factories import (
     revision_2_inputs_document,
     stored_patient,
 )
+from tests.spec import spec_required
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT.parent / "shared/spec/reference-intervals.md"
@@ -75,8 +76,10 @@ def test_the_forms_fields_and_labels_are_the_declared_ones() -> None:
 
 
 def test_the_loinc_codes_are_the_specs() -> None:
-    if not SPEC.exists():
-        pytest.fail(f"{SPEC} is missing: the spec-reading tests need ../shared/spec")
+    if not SPEC.exists():  # as every spec-reading test: fails in CI, skips in a lone clone
+        if spec_required():
+            pytest.fail(f"{SPEC} is missing: the spec-reading tests need ../shared/spec")
+        pytest.skip(f"spec not found at {SPEC}")
     table = SPEC.read_text().split("## LOINC codes", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| ([^|]+?) \| (\d+-\d) \| `([^`]+)` \|$", table, re.MULTILINE)
     spec = {(name, unit): code for name, code, unit in rows}

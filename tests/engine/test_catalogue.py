@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -18,16 +17,12 @@ from pathways.engine import (
 )
 from pathways.engine.vocabulary import RETIRED_CODES
 from tests.engine.clinical_cases import catalogue
+from tests.spec import spec_required
 
 # The clinical contract, revision 2 (issue 11). The catalogue of revision 1 stays, frozen, in
 # catalogue_r1.toml; pathways-r1.md is no longer read.
 SPEC = Path(__file__).parents[3] / "shared/spec/pathways.md"
 PRIORITY_WORDS = ("urgent", "high", "routine", "info")
-
-
-def spec_required() -> bool:
-    """In CI (and wherever ALPCARE_REQUIRE_SPEC=1) a missing spec fails: it must not skip."""
-    return os.environ.get("CI") == "true" or os.environ.get("ALPCARE_REQUIRE_SPEC") == "1"
 
 
 def _spec_text() -> str:
