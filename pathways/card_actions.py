@@ -3,7 +3,8 @@
 An action holds for the card's code while the patient's case and the card's wording stay as
 they were when it was taken (both kept as digests on the action): a new or changed result,
 therapy or clinical field, or a rule-set version that changes the card, brings the card back.
-The calendar alone does not (a snooze returns on its date). Every action and undo is a stored
+The calendar alone does not (a snooze returns on its date: the worklist re-assesses a
+patient whose snooze has ended, services.snoozes_ended_reassess). Every action and undo is a stored
 event with who and when (CardAction, with history); ``source`` keeps worklist and CDS Hooks
 feedback in one store.
 """
@@ -92,6 +93,15 @@ class ActiveActions:
             if rec.code not in self.by_code
         ]
         return min(ranks, default=9)
+
+    def snooze_ends(self) -> date | None:
+        """The first day a snooze in force ends (None: no snooze)."""
+        ends = [
+            action.snooze_until
+            for action in self.by_code.values()
+            if action.kind == CardAction.Kind.SNOOZE and action.snooze_until is not None
+        ]
+        return min(ends, default=None)
 
 
 def active_actions(

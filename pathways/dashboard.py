@@ -4,7 +4,9 @@ queries whatever the number of patients.
 
 Two kinds of row: a patient with an urgent or high card nobody has acted on and no open
 follow-up ("needs action", first: nothing is scheduled for it), then the open follow-ups.
-Each kind is counted and paged from its own partial index."""
+Each kind is counted and paged from its own partial index. The one write: patients whose
+snooze has ended are re-assessed first (services.snoozes_ended_reassess), so the stored copies
+show the card again on its date."""
 
 from __future__ import annotations
 
@@ -261,6 +263,10 @@ def dashboard_page(
         clinic_ids = user_clinic_ids(user)
     if filters.get("clinic"):  # one of the user's clinics (any other: none)
         clinic_ids = [pk for pk in clinic_ids if pk == filters["clinic"]]
+    from pathways.services import snoozes_ended_reassess
+
+    # A snooze ends on its date: its card is back on the worklist that day, before the counts.
+    snoozes_ended_reassess(clinic_ids=clinic_ids, today=today)
     follow_ups = open_follow_ups(user, filters, clinic_ids)
     cards = needs_action(user, filters, clinic_ids)
     if filters.get("mine"):  # the patients this user is responsible for

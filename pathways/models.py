@@ -366,10 +366,13 @@ class AssessmentSnapshot(models.Model):
     # The worklist's copies (kept by services.follow_ups_sync): the patient's clinic, the rank
     # of the highest card no clinician has acted on (9: none), and how many follow-ups are open.
     # A patient with an urgent or high card and no open follow-up is a worklist row of its own,
-    # counted and paged from snapshot_worklist_idx.
+    # counted and paged from snapshot_worklist_idx. ``snooze_ends``: the first day a snooze in
+    # force ends (the worklist re-assesses such patients on that day, see
+    # services.snoozes_ended_reassess).
     clinic = models.ForeignKey(Clinic, null=True, on_delete=models.CASCADE, related_name="+")
     action_rank = models.PositiveSmallIntegerField(default=9)
     open_follow_ups = models.PositiveIntegerField(default=0)
+    snooze_ends = models.DateField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -379,6 +382,11 @@ class AssessmentSnapshot(models.Model):
                 fields=["clinic", "action_rank", "patient"],
                 name="snapshot_worklist_idx",
                 condition=Q(open_follow_ups=0, action_rank__lte=1),
+            ),
+            models.Index(
+                fields=["clinic", "snooze_ends"],
+                name="snapshot_snooze_idx",
+                condition=Q(snooze_ends__isnull=False),
             ),
         ]
 

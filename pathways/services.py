@@ -279,6 +279,7 @@ def worklist_copies_store(*, patient: Patient, result: engine.Result | None = No
     if result is not None:
         actions = active_actions(patient, result, current_rule_set())
         fields["action_rank"] = actions.action_rank(result)
+        fields["snooze_ends"] = actions.snooze_ends()
     AssessmentSnapshot.objects.filter(patient=patient).update(**fields)
 
 
@@ -441,6 +442,18 @@ def access_log_bulk(*, user: Any, patients: set[int], action: str, path: str) ->
 
 def access_log_record(*, user: Any, patient: Patient, action: str, path: str) -> None:
     AccessLog.objects.create(user=user, patient=patient, action=action, path=path[:500])
+
+
+def snoozes_ended_reassess(*, clinic_ids: list[int], today: date) -> int:
+    """Re-assess the patients of these clinics whose snooze ended by ``today``, so that the
+    worklist, which reads stored copies, shows the card again on its date and not only after
+    the next daily re-assessment. Usually none: one range of snapshot_snooze_idx."""
+    patient_ids = list(
+        AssessmentSnapshot.objects.filter(
+            clinic_id__in=clinic_ids, snooze_ends__lte=today
+        ).values_list("patient_id", flat=True)
+    )
+    return sum(patient_reassess(patient_id=patient_id) for patient_id in patient_ids)
 
 
 def patient_reassess(*, patient_id: int) -> bool:

@@ -209,6 +209,33 @@ def test_snooze_needs_a_future_date_and_the_card_returns_on_it(
     assert active_actions(urgent_patient, result, rule_set, today=until).get("extreme-alp") is None
 
 
+def test_a_snoozed_card_is_back_on_the_worklist_on_its_date_without_a_daily_run(
+    alice_client: Client, urgent_patient: Any, monkeypatch: Any
+) -> None:
+    today = timezone.localdate()
+    first, second = today + timedelta(days=14), today + timedelta(days=30)
+    urgent = sorted(
+        code for code, priority in cards(urgent_patient).items() if priority == "urgent"
+    )
+    assert urgent == ["extreme-alp", "fracture-surgery-radiation"]
+    for code, until in zip(urgent, (first, second), strict=True):
+        act(alice_client, urgent_patient, code=code, action="snooze", snooze_until=str(until))
+    assert rows(alice_client.get("/").content.decode()) == []
+    assert AssessmentSnapshot.objects.get(patient=urgent_patient).snooze_ends == first
+
+    def on(day: Any) -> None:
+        monkeypatch.setattr(timezone, "localdate", lambda *args, **kwargs: day)
+
+    on(first - timedelta(days=1))
+    assert rows(alice_client.get("/").content.decode()) == []
+    on(first)  # no re-assessment has run since the snoozes: the worklist sees the date itself
+    html = alice_client.get("/?status=action").content.decode()
+    assert rows(html) == ["URG-1"]
+    snapshot = AssessmentSnapshot.objects.get(patient=urgent_patient)
+    assert (snapshot.action_rank, snapshot.snooze_ends) == (engine.PRIORITY_RANK["urgent"], second)
+    assert 'data-status="action"' in html
+
+
 def test_an_action_holds_until_the_case_or_the_card_changes_not_with_the_calendar(
     alice_client: Client, urgent_patient: Any
 ) -> None:
