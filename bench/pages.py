@@ -1,12 +1,16 @@
 """Page benchmark: the clinician screens at 100 and at 10,000 patients, against a floor.
 
     DJANGO_DEBUG=1 .venv/bin/python bench/pages.py [--sizes 100 10000] [--results 20] [--runs 25]
+        [--database-url postgres://postgres@127.0.0.1:5432/alpcare_pages]
 
-Uses its own throwaway SQLite database (migrated here) and seeds synthetic patients with ~20
-results each. Seeding writes patients, results and therapies with bulk_create (acceptable in a
-benchmark only: it skips the history rows), then stores each patient's follow-ups and dashboard
-snapshot from the real engine result, as services.follow_ups_sync does. Prints the median time
-of each page through the test Client (the full middleware stack), side by side per size:
+Uses its own throwaway database, migrated here: a temporary SQLite file, or with
+--database-url a PostgreSQL database of that name, created afresh, vacuumed and analysed after
+seeding (as autovacuum would keep a live one), and dropped at the end. Seeds synthetic patients
+with ~20 results each. Seeding writes patients, results and therapies with bulk_create
+(acceptable in a benchmark only: it skips the history rows), then stores each patient's
+follow-ups and dashboard snapshot from the real engine result, as services.follow_ups_sync
+does. Prints the median time of each page through the test Client (the full middleware
+stack), side by side per size:
 
 - floor: a bare logged-in view with the same middleware;
 - the dashboard's first page; a filtered page (overdue, myeloma); a search for one patient's
@@ -36,8 +40,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from throwaway_db import recreate_database  # the bench folder: this script's own
+
+
+def _database_url() -> str | None:
+    """--database-url, read before Django is set up (the settings read DATABASE_URL)."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--database-url")
+    return early.parse_known_args()[0].database_url
+
+
 _DB_DIR = tempfile.TemporaryDirectory(prefix="alpcare-bench-pages-")
-os.environ["DATABASE_URL"] = f"sqlite:///{_DB_DIR.name}/pages.sqlite3"
+DATABASE_URL = _database_url()
+if DATABASE_URL:
+    recreate_database(DATABASE_URL, create=True)
+os.environ["DATABASE_URL"] = DATABASE_URL or f"sqlite:///{_DB_DIR.name}/pages.sqlite3"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alpcare.settings")
 
 import django  # noqa: E402
@@ -134,7 +151,17 @@ def main() -> None:
     parser.add_argument("--results", type=int, default=20)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--queries", action="store_true", help="show queries of 1 ms or more")
+    parser.add_argument("--database-url", help="a PostgreSQL database to create, use and drop")
     args = parser.parse_args()
+    try:
+        run(args)
+    finally:
+        if DATABASE_URL:
+            connection.close()
+            recreate_database(DATABASE_URL, create=False)
+
+
+def run(args: argparse.Namespace) -> None:
 
     call_command("migrate", verbosity=0)
     today = timezone.localdate()
@@ -147,13 +174,19 @@ def main() -> None:
     pages: dict[str, Callable[[], Any]] = {}
     columns: dict[int, dict[str, float]] = {}
     seeded = 0
-    print(f"alpcare pages benchmark: {args.results} results per patient, median of {args.runs}")
+    print(
+        f"alpcare pages benchmark on {connection.vendor}: {args.results} results per patient, "
+        f"median of {args.runs}"
+    )
     for size in sorted(args.sizes):
         started = time.perf_counter()
         seed_assessed(
             clinic=clinic, count=size - seeded, start=seeded, results=args.results, today=today
         )
         seeded = size
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM ANALYZE")
         print(
             f"  seeded {size:>6} patients ({LabResult.objects.count()} results, "
             f"{FollowUp.objects.count()} follow-ups) in {time.perf_counter() - started:.1f} s"
