@@ -13,7 +13,11 @@ decided here (the engine did that).
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any, TypedDict
+
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString
 
 from pathways import engine
 from pathways.card_actions import ActiveActions
@@ -81,6 +85,7 @@ class CitedRecommendation(TypedDict):
     rationale: str
     citations: list[CitationText]
     citation_keys: str  # "S0-1, S0-3": the summary line of its sources
+    sources_html: SafeString  # pathways/_sources.html for its code and citations
     evidence_note: str
     action: CardAction | None  # the clinician's action in force on it, if any
 
@@ -166,6 +171,14 @@ def _citation(key: str, source: engine.Citation | None) -> CitationText:
     }
 
 
+@lru_cache(maxsize=4096)
+def sources_html(code: str, sources: tuple[tuple[str, engine.Citation | None], ...]) -> SafeString:
+    """A card's sources block. It depends only on the rule's code and its citations, not on the
+    case, so each is rendered once per process (a third of the live update's rendering)."""
+    citations = [_citation(key, source) for key, source in sources]
+    return render_to_string("pathways/_sources.html", {"code": code, "citations": citations})
+
+
 def history_codes(
     result: engine.Result, rule_set: engine.RuleSet, case: engine.Case | None
 ) -> set[str]:
@@ -214,6 +227,10 @@ def recommendation_groups(
                     _citation(key, citations.get(key)) for key in recommendation.citations
                 ],
                 "citation_keys": ", ".join(recommendation.citations),
+                "sources_html": sources_html(
+                    recommendation.code,
+                    tuple((key, citations.get(key)) for key in recommendation.citations),
+                ),
                 "evidence_note": recommendation.evidence_note or "",
                 "action": action,
             }
