@@ -710,8 +710,8 @@ def patient_charts(
 
 @dataclass(frozen=True)
 class SparkPoint:
-    x: float
-    y: float
+    x: str  # as in the polyline: the template prints it as it is (no number formatting)
+    y: str
     title: str  # "2026-10-01: ALP 412 U/L"
 
 
@@ -730,7 +730,7 @@ def sparkline(
     if len(series) < 2:
         return None
     path = sparkline_path([value for _, value in series], width=width, height=height)
-    coords = [tuple(map(float, pair.split(","))) for pair in path.split()]
+    coords = [pair.split(",") for pair in path.split()]
     points = tuple(
         SparkPoint(x, y, f"{day.isoformat()}: ALP {_number(value)} U/L")
         for (x, y), (day, value) in zip(coords, series, strict=True)

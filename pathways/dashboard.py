@@ -186,29 +186,37 @@ def user_clinic_ids(user: Any) -> list[int]:
     return list(Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True))
 
 
+def patients_matching(clinic_ids: list[int], q: str) -> list[int] | QuerySet[Patient]:
+    """The patients of these clinics whose MRN or name contains ``q``. A search usually finds a
+    few: their keys, found once rather than in each of the page's queries; past SEARCH_KEYS
+    matches, the search itself, for each query to join. (On PostgreSQL, trigram indexes make
+    this a range of an index whatever the number of patients: migration 0020.)"""
+    matches = Patient.objects.filter(clinic_id__in=clinic_ids).filter(
+        Q(mrn__icontains=q) | Q(name__icontains=q)
+    )
+    keys = list(matches.values_list("pk", flat=True)[: SEARCH_KEYS + 1])
+    return keys if len(keys) <= SEARCH_KEYS else matches
+
+
 def open_follow_ups(
-    user: Any, filters: dict[str, Any], clinic_ids: list[int] | None = None
+    user: Any,
+    filters: dict[str, Any],
+    clinic_ids: list[int] | None = None,
+    matches: list[int] | QuerySet[Patient] | None = None,
 ) -> QuerySet[FollowUp]:
     """Open follow-ups of the user's clinics, with the pathway, priority and search filters.
 
     Clinic, pathway and priority are the follow-up's own copies (see FollowUp), so each filter
-    is a range of one of the open-follow-up indexes. A search first finds the matching patients
-    of the user's clinics, then reads only their follow-ups.
+    is a range of one of the open-follow-up indexes. A search reads only the follow-ups of the
+    patients it found (``matches``, from patients_matching).
     """
     if clinic_ids is None:
         clinic_ids = user_clinic_ids(user)
     follow_ups = FollowUp.objects.filter(completed_at__isnull=True)
     if filters["q"]:
-        matches = Patient.objects.filter(clinic_id__in=clinic_ids).filter(
-            Q(mrn__icontains=filters["q"]) | Q(name__icontains=filters["q"])
-        )
-        # A search usually finds a few patients: find them once, not in each of the page's
-        # queries; past SEARCH_KEYS matches, each query joins the search instead.
-        keys = list(matches.values_list("pk", flat=True)[: SEARCH_KEYS + 1])
-        if len(keys) <= SEARCH_KEYS:
-            follow_ups = follow_ups.filter(patient_id__in=keys)
-        else:
-            follow_ups = follow_ups.filter(patient__in=matches)
+        if matches is None:
+            matches = patients_matching(clinic_ids, filters["q"])
+        follow_ups = follow_ups.filter(patient__in=matches)
     else:
         follow_ups = follow_ups.filter(clinic_id__in=clinic_ids)
     if filters["pathway"]:
@@ -219,19 +227,23 @@ def open_follow_ups(
 
 
 def needs_action(
-    user: Any, filters: dict[str, Any], clinic_ids: list[int] | None = None
+    user: Any,
+    filters: dict[str, Any],
+    clinic_ids: list[int] | None = None,
+    matches: list[int] | QuerySet[Patient] | None = None,
 ) -> QuerySet[AssessmentSnapshot]:
     """Patients with an urgent or high card not acted on and no open follow-up: a range of
-    snapshot_worklist_idx (clinic, action_rank) whatever the number of patients."""
+    snapshot_worklist_idx (clinic, action_rank) whatever the number of patients; a search
+    reads only the snapshots of the patients it found."""
     if clinic_ids is None:
         clinic_ids = user_clinic_ids(user)
     snapshots = AssessmentSnapshot.objects.filter(
         clinic_id__in=clinic_ids, open_follow_ups=0, action_rank__lte=ACTION_RANK
     )
     if filters["q"]:
-        snapshots = snapshots.filter(
-            Q(patient__mrn__icontains=filters["q"]) | Q(patient__name__icontains=filters["q"])
-        )
+        if matches is None:
+            matches = patients_matching(clinic_ids, filters["q"])
+        snapshots = snapshots.filter(patient__in=matches)
     if filters["pathway"]:
         snapshots = snapshots.filter(pathway=filters["pathway"])
     if filters["priority"]:
@@ -267,8 +279,9 @@ def dashboard_page(
 
     # A snooze ends on its date: its card is back on the worklist that day, before the counts.
     snoozes_ended_reassess(clinic_ids=clinic_ids, today=today)
-    follow_ups = open_follow_ups(user, filters, clinic_ids)
-    cards = needs_action(user, filters, clinic_ids)
+    matches = patients_matching(clinic_ids, filters["q"]) if filters["q"] else None
+    follow_ups = open_follow_ups(user, filters, clinic_ids, matches)
+    cards = needs_action(user, filters, clinic_ids, matches)
     if filters.get("mine"):  # the patients this user is responsible for
         follow_ups = follow_ups.filter(patient__responsible=user)
         cards = cards.filter(patient__responsible=user)

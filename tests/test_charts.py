@@ -239,4 +239,4 @@ def test_each_sparkline_point_gives_its_date_and_value() -> None:
     assert line is not None
     assert [p.title for p in line.points] == ["2026-01-01: ALP 100 U/L", "2026-03-01: ALP 212 U/L"]
     assert line.summary == "ALP 100 \u2192 212 U/L"
-    assert [p.x for p in line.points] == [0.0, 80.0]
+    assert [p.x for p in line.points] == ["0.0", "80.0"]  # as in the polyline, unformatted

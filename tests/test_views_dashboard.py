@@ -240,3 +240,27 @@ def test_the_migration_copies_clinic_pathway_and_priority_onto_stored_follow_ups
             "clinic", "pathway", "top_priority_rank"
         )
         assert set(copies) == {(north_clinic.pk, snapshot.pathway, snapshot.top_priority_rank)}
+
+
+def test_on_postgresql_the_search_is_served_by_trigram_indexes(
+    alice: Any, north_clinic: Any
+) -> None:
+    """The search's SQL (``icontains``) matches the expression of the trigram indexes, so a
+    search by MRN or name is an index lookup at any number of patients (bench/pages.py)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("trigram indexes are PostgreSQL's (SQLite scans the patients)")
+    stored_patient(north_clinic, alice, mrn="B-000042", name="Margaret Ellis")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a handful of rows: force the choice
+    for field, index in (("mrn", "patient_mrn_trgm_idx"), ("name", "patient_name_trgm_idx")):
+        plan = (
+            dashboard.Patient.objects.filter(**{f"{field}__icontains": "b-0000"})
+            .values_list("pk", flat=True)
+            .explain()
+        )
+        assert index in plan, plan
+    assert dashboard.patients_matching([north_clinic.pk], "000042") == [
+        dashboard.Patient.objects.get(mrn="B-000042").pk
+    ]
