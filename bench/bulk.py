@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from datetime import date
 
 from django.db import transaction
+from django.utils import timezone
 
 from pathways import engine
 from pathways.cases import apply_case_to_patient, lab_result_fields
 from pathways.demo import synthetic_case
 from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient, Therapy
 from pathways.rules import current_rule_set
-from pathways.services import snapshot_fields
+from pathways.services import follow_up_tally_rebuild, snapshot_fields
 
 BATCH = 1000
 
@@ -59,6 +60,7 @@ def seed_assessed(*, clinic: Clinic, count: int, start: int, results: int, today
     """Bulk seeding, then each patient's follow-ups and snapshot from the real engine result,
     as services.follow_ups_sync stores them."""
     rule_set = current_rule_set()
+    now = timezone.now()
     for batch in bulk_seed(clinic=clinic, count=count, start=start, results=results, today=today):
         follow_ups, snapshots = [], []
         for patient, case in batch:
@@ -75,18 +77,32 @@ def seed_assessed(*, clinic: Clinic, count: int, start: int, results: int, today
                     rule=item.rule or "",
                     title=item.title,
                     rule_set_version=result.rule_set,
+                    completed_at=now if item.status == "done" else None,
+                    completed_by_result=item.status == "done",
                 )
                 for item in result.follow_ups
             ]
+            share = sorted(
+                [
+                    clinic.pk,
+                    snapshot["pathway"],
+                    snapshot["top_priority_rank"],
+                    item.due.isoformat(),
+                ]
+                for item in result.follow_ups
+                if item.status != "done"
+            )
             snapshots.append(
                 AssessmentSnapshot(
                     patient=patient,
                     clinic=clinic,
                     # the worklist's copies, as services.worklist_copies_store (no actions yet)
                     action_rank=snapshot["top_priority_rank"],
-                    open_follow_ups=len(result.follow_ups),
+                    open_follow_ups=len(share),
+                    tallied=share,
                     **snapshot,
                 )
             )
         FollowUp.objects.bulk_create(follow_ups, batch_size=2000)
         AssessmentSnapshot.objects.bulk_create(snapshots, batch_size=2000)
+    follow_up_tally_rebuild()  # the worklist's counts, as the app keeps them

@@ -4,7 +4,8 @@ queries whatever the number of patients.
 
 Two kinds of row: a patient with an urgent or high card nobody has acted on and no open
 follow-up ("needs action", first: nothing is scheduled for it), then the open follow-ups.
-Each kind is counted and paged from its own partial index. The one write: patients whose
+Each kind is paged from its own partial index; the counts per status add up FollowUpTally
+(a few rows per day of the calendar) rather than counting follow-ups. The one write: patients whose
 snooze has ended are re-assessed first (services.snoozes_ended_reassess), so the stored copies
 show the card again on its date."""
 
@@ -16,11 +17,18 @@ from datetime import date, timedelta
 from typing import Any
 
 from django import forms
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Sum
 
 from pathways import engine
 from pathways.charts import Sparkline, sparkline
-from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient
+from pathways.models import (
+    AssessmentSnapshot,
+    Clinic,
+    FollowUp,
+    FollowUpTally,
+    LabResult,
+    Patient,
+)
 
 PAGE_SIZE = 25
 DUE_SOON_DAYS = 7  # the issue: "due within 7 days"
@@ -252,15 +260,29 @@ def needs_action(
 
 
 def status_counts(follow_ups: QuerySet[FollowUp], today: date, *, searched: bool) -> dict[str, int]:
-    """Open follow-ups per status. Without a search, one count per status over a range of an
-    index, which reads no rows (one aggregate with a filter per status would read every row's
-    due date); a search's few matches are counted in one aggregate."""
+    """Open follow-ups per status, counted from the follow-ups: for a search or "mine" (a few
+    patients, one aggregate). The unfiltered worklist adds up FollowUpTally (tallied_counts)."""
     dated = [status for status in STATUSES if status != "action"]
     if searched:
         return follow_ups.aggregate(
             **{status: Count("pk", filter=_status_q(status, today)) for status in dated}
         )
     return {status: follow_ups.filter(_status_q(status, today)).count() for status in dated}
+
+
+def tallied_counts(clinic_ids: list[int], filters: dict[str, Any], today: date) -> dict[str, int]:
+    """Open follow-ups per status, from FollowUpTally: one aggregate over a few rows per day of
+    the calendar, whatever the number of patients (pathway and priority are tally keys)."""
+    tallies = FollowUpTally.objects.filter(clinic_id__in=clinic_ids)
+    if filters["pathway"]:
+        tallies = tallies.filter(pathway=filters["pathway"])
+    if filters["priority"]:
+        tallies = tallies.filter(top_priority_rank=engine.PRIORITY_RANK[filters["priority"]])
+    dated = [status for status in STATUSES if status != "action"]
+    totals = tallies.aggregate(
+        **{status: Sum("open", filter=_status_q(status, today)) for status in dated}
+    )
+    return {status: totals[status] or 0 for status in dated}
 
 
 def dashboard_page(
@@ -285,10 +307,11 @@ def dashboard_page(
     if filters.get("mine"):  # the patients this user is responsible for
         follow_ups = follow_ups.filter(patient__responsible=user)
         cards = cards.filter(patient__responsible=user)
-    counts = {
-        "action": cards.count(),
-        **status_counts(follow_ups, today, searched=bool(filters["q"])),
-    }
+    if filters["q"] or filters.get("mine"):
+        dated = status_counts(follow_ups, today, searched=bool(filters["q"]))
+    else:
+        dated = tallied_counts(clinic_ids, filters, today)
+    counts = {"action": cards.count(), **dated}
     if filters["status"] == "action":
         follow_ups = follow_ups.none()
     elif filters["status"]:

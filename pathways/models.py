@@ -373,6 +373,9 @@ class AssessmentSnapshot(models.Model):
     action_rank = models.PositiveSmallIntegerField(default=9)
     open_follow_ups = models.PositiveIntegerField(default=0)
     snooze_ends = models.DateField(null=True, blank=True)
+    # What this patient's open follow-ups add to FollowUpTally: [clinic, pathway, rank, due]
+    # per follow-up, as last counted (services.worklist_copies_store applies the difference).
+    tallied = models.JSONField(default=list)
 
     class Meta:
         indexes = [
@@ -384,6 +387,11 @@ class AssessmentSnapshot(models.Model):
                 condition=Q(open_follow_ups=0, action_rank__lte=1),
             ),
             models.Index(
+                fields=["clinic", "pathway", "action_rank", "patient"],
+                name="snapshot_worklist_pathway_idx",
+                condition=Q(open_follow_ups=0, action_rank__lte=1),
+            ),
+            models.Index(
                 fields=["clinic", "snooze_ends"],
                 name="snapshot_snooze_idx",
                 condition=Q(snooze_ends__isnull=False),
@@ -392,6 +400,35 @@ class AssessmentSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.patient_id} {self.top_priority} ({self.rule_set_version})"
+
+
+class FollowUpTally(models.Model):
+    """How many follow-ups are open per clinic, pathway, top priority and due date.
+
+    The worklist's counts per status add up these rows (a few per day of the calendar) instead
+    of counting every open follow-up, which at 100,000 patients read as many index entries
+    (bench/pages.py). Derived data, no history: kept in the same transaction as the
+    follow-ups by services.worklist_copies_store, from the difference between what a patient
+    adds now and what it added last time (AssessmentSnapshot.tallied); rebuilt by
+    services.follow_up_tally_rebuild.
+    """
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    pathway = models.CharField(max_length=10, blank=True)
+    top_priority_rank = models.PositiveSmallIntegerField(default=9)
+    due = models.DateField()
+    open = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinic", "pathway", "top_priority_rank", "due"], name="followup_tally_key"
+            )
+        ]
+        indexes = [models.Index(fields=["clinic", "due"], name="followup_tally_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.clinic_id} {self.pathway} {self.top_priority_rank} {self.due}: {self.open}"
 
 
 class AppendOnlyError(Exception):

@@ -3,12 +3,13 @@ so that every change leaves a history row (django-simple-history does not see up
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 from simple_history.utils import bulk_create_with_history
@@ -25,6 +26,7 @@ from pathways.models import (
     AssessmentSnapshot,
     Clinic,
     FollowUp,
+    FollowUpTally,
     LabResult,
     Membership,
     Patient,
@@ -269,18 +271,79 @@ def follow_ups_sync(
 
 
 def worklist_copies_store(*, patient: Patient, result: engine.Result | None = None) -> None:
-    """The snapshot's worklist copies: open follow-ups, and the highest card not acted on."""
+    """The snapshot's worklist copies: open follow-ups, and the highest card not acted on; and
+    the patient's share of FollowUpTally. Every write to a patient's follow-ups ends here,
+    under the patient's row lock, so the share last tallied is the one to take back."""
     from pathways.card_actions import active_actions
 
+    tallied = _tally_keys(
+        patient.follow_ups.filter(completed_at__isnull=True).values_list(
+            "clinic_id", "pathway", "top_priority_rank", "due"
+        )
+    )
     fields: dict[str, Any] = {
         "clinic_id": patient.clinic_id,
-        "open_follow_ups": patient.follow_ups.filter(completed_at__isnull=True).count(),
+        "open_follow_ups": len(tallied),
+        "tallied": tallied,
     }
     if result is not None:
         actions = active_actions(patient, result, current_rule_set())
         fields["action_rank"] = actions.action_rank(result)
         fields["snooze_ends"] = actions.snooze_ends()
-    AssessmentSnapshot.objects.filter(patient=patient).update(**fields)
+    before = AssessmentSnapshot.objects.filter(patient=patient).values_list("tallied", flat=True)
+    previous = before.first()
+    if AssessmentSnapshot.objects.filter(patient=patient).update(**fields):
+        follow_up_tally_apply(before=previous or [], after=tallied)
+
+
+def _tally_keys(rows: Any) -> list[list[Any]]:
+    """A patient's share of FollowUpTally: [clinic, pathway, rank, due (ISO)] per follow-up."""
+    return sorted([clinic, pathway, rank, due.isoformat()] for clinic, pathway, rank, due in rows)
+
+
+def follow_up_tally_apply(*, before: list[list[Any]], after: list[list[Any]]) -> None:
+    """Add to FollowUpTally the difference between two shares of one patient. Each row moves by
+    an increment in SQL (``open = open + n``), so concurrent patients never lose one another's
+    change; rows are taken in key order, so two transactions never wait on each other in a
+    cycle."""
+    counts: Counter[tuple[Any, ...]] = Counter(tuple(key) for key in after)
+    counts.subtract(Counter(tuple(key) for key in before))
+    changes = sorted((key, delta) for key, delta in counts.items() if delta)
+    if not changes:
+        return
+    FollowUpTally.objects.bulk_create(
+        [
+            FollowUpTally(clinic_id=clinic, pathway=pathway, top_priority_rank=rank, due=due)
+            for (clinic, pathway, rank, due), _ in changes
+        ],
+        ignore_conflicts=True,
+    )
+    for (clinic, pathway, rank, due), delta in changes:
+        FollowUpTally.objects.filter(
+            clinic_id=clinic, pathway=pathway, top_priority_rank=rank, due=due
+        ).update(open=F("open") + delta)
+
+
+@transaction.atomic
+def follow_up_tally_rebuild() -> int:
+    """FollowUpTally counted afresh from the open follow-ups, and each snapshot's share with
+    it (for a database filled in bulk; the app keeps both as it writes). Returns the rows."""
+    FollowUpTally.objects.select_for_update().all().delete()
+    keys = ("clinic_id", "pathway", "top_priority_rank", "due")
+    open_follow_ups = FollowUp.objects.filter(completed_at__isnull=True)
+    rows = [
+        FollowUpTally(open=row.pop("open"), **row)
+        for row in open_follow_ups.values(*keys).annotate(open=Count("pk")).order_by()
+    ]
+    FollowUpTally.objects.bulk_create(rows, batch_size=2000)
+    shares: dict[int, list[Any]] = {}
+    for patient_id, *key in open_follow_ups.values_list("patient_id", *keys).order_by():
+        shares.setdefault(patient_id, []).append(key)
+    for snapshot in AssessmentSnapshot.objects.only("patient_id", "tallied").iterator():
+        share = _tally_keys(shares.get(snapshot.patient_id, []))
+        if share != snapshot.tallied:
+            AssessmentSnapshot.objects.filter(pk=snapshot.pk).update(tallied=share)
+    return len(rows)
 
 
 def snapshot_fields(result: engine.Result) -> dict[str, Any]:
