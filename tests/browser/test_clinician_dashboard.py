@@ -10,7 +10,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from pathways.models import FollowUp
+from pathways.models import FollowUp, Patient
+from pathways.services import worklist_copies_store
 from tests.browser.conftest import log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
 from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
@@ -43,6 +44,8 @@ def test_filters_are_kept_in_the_url_and_survive_a_reload(
     assert overdue is not None
     overdue.due = today - timedelta(days=12)
     overdue.save()
+    for patient in Patient.objects.all():  # the worklist's copies, as after any app write
+        worklist_copies_store(patient=patient)
 
     log_in(page, live_server, "alice")
     expect(page.locator("tr[data-mrn]")).not_to_have_count(0)
