@@ -207,23 +207,16 @@ def patients_matching(clinic_ids: list[int], q: str) -> list[int] | QuerySet[Pat
 
 
 def open_follow_ups(
-    user: Any,
-    filters: dict[str, Any],
-    clinic_ids: list[int] | None = None,
-    matches: list[int] | QuerySet[Patient] | None = None,
+    filters: dict[str, Any], clinic_ids: list[int], matches: list[int] | QuerySet[Patient] | None
 ) -> QuerySet[FollowUp]:
     """Open follow-ups of the user's clinics, with the pathway, priority and search filters.
 
     Clinic, pathway and priority are the follow-up's own copies (see FollowUp), so each filter
     is a range of one of the open-follow-up indexes. A search reads only the follow-ups of the
-    patients it found (``matches``, from patients_matching).
+    patients it found (``matches``, from patients_matching; None without a search).
     """
-    if clinic_ids is None:
-        clinic_ids = user_clinic_ids(user)
     follow_ups = FollowUp.objects.filter(completed_at__isnull=True)
-    if filters["q"]:
-        if matches is None:
-            matches = patients_matching(clinic_ids, filters["q"])
+    if matches is not None:
         follow_ups = follow_ups.filter(patient__in=matches)
     else:
         follow_ups = follow_ups.filter(clinic_id__in=clinic_ids)
@@ -235,22 +228,15 @@ def open_follow_ups(
 
 
 def needs_action(
-    user: Any,
-    filters: dict[str, Any],
-    clinic_ids: list[int] | None = None,
-    matches: list[int] | QuerySet[Patient] | None = None,
+    filters: dict[str, Any], clinic_ids: list[int], matches: list[int] | QuerySet[Patient] | None
 ) -> QuerySet[AssessmentSnapshot]:
     """Patients with an urgent or high card not acted on and no open follow-up: a range of
     snapshot_worklist_idx (clinic, action_rank) whatever the number of patients; a search
-    reads only the snapshots of the patients it found."""
-    if clinic_ids is None:
-        clinic_ids = user_clinic_ids(user)
+    reads only the snapshots of the patients it found (``matches``)."""
     snapshots = AssessmentSnapshot.objects.filter(
         clinic_id__in=clinic_ids, open_follow_ups=0, action_rank__lte=ACTION_RANK
     )
-    if filters["q"]:
-        if matches is None:
-            matches = patients_matching(clinic_ids, filters["q"])
+    if matches is not None:
         snapshots = snapshots.filter(patient__in=matches)
     if filters["pathway"]:
         snapshots = snapshots.filter(pathway=filters["pathway"])
@@ -302,8 +288,8 @@ def dashboard_page(
     # A snooze ends on its date: its card is back on the worklist that day, before the counts.
     snoozes_ended_reassess(clinic_ids=clinic_ids, today=today)
     matches = patients_matching(clinic_ids, filters["q"]) if filters["q"] else None
-    follow_ups = open_follow_ups(user, filters, clinic_ids, matches)
-    cards = needs_action(user, filters, clinic_ids, matches)
+    follow_ups = open_follow_ups(filters, clinic_ids, matches)
+    cards = needs_action(filters, clinic_ids, matches)
     if filters.get("mine"):  # the patients this user is responsible for
         follow_ups = follow_ups.filter(patient__responsible=user)
         cards = cards.filter(patient__responsible=user)
