@@ -17,7 +17,8 @@ from functools import lru_cache
 from typing import Any, TypedDict
 
 from django.template.loader import render_to_string
-from django.utils.safestring import SafeString
+from django.utils.html import conditional_escape
+from django.utils.safestring import SafeString, mark_safe
 
 from pathways import engine
 from pathways.card_actions import ActiveActions
@@ -83,11 +84,10 @@ class CitedRecommendation(TypedDict):
     priority: str
     title: str
     rationale: str
-    citations: list[CitationText]
-    citation_keys: str  # "S0-1, S0-3": the summary line of its sources
     sources_html: SafeString  # pathways/_sources.html for its code and citations
     evidence_note: str
     action: CardAction | None  # the clinician's action in force on it, if any
+    card_html: SafeString  # pathways/_card.html as it reads with no action and no forms
 
 
 class PriorityGroup(TypedDict):
@@ -179,6 +179,52 @@ def sources_html(code: str, sources: tuple[tuple[str, engine.Citation | None], .
     return render_to_string("pathways/_sources.html", {"code": code, "citations": citations})
 
 
+# Stands for the rationale while a card's markup is rendered once per rule (``card_html``): no
+# rule's title, note or source can hold a NUL, and escaping leaves it as it is.
+_RATIONALE_SLOT = "\x00rationale\x00"
+
+
+@lru_cache(maxsize=4096)
+def _card_around_rationale(
+    code: str,
+    priority: str,
+    title: str,
+    evidence_note: str,
+    sources: tuple[tuple[str, engine.Citation | None], ...],
+) -> tuple[str, str]:
+    """``pathways/_card.html`` for a card with no action and no forms, split where the
+    rationale goes. Everything else on such a card is the rule's (escalation changes only
+    its priority), so each is rendered once per process: the live update's ~10 cards then
+    cost a concatenation each rather than ~15 template nodes each."""
+    card = {
+        "code": code,
+        "priority": priority,
+        "title": title,
+        "rationale": _RATIONALE_SLOT,
+        "sources_html": sources_html(code, sources),
+        "evidence_note": evidence_note,
+        "action": None,
+    }
+    before, after = render_to_string("pathways/_card.html", {"rec": card}).split(_RATIONALE_SLOT)
+    return before, after
+
+
+def card_html(
+    recommendation: engine.Recommendation,
+    sources: tuple[tuple[str, engine.Citation | None], ...],
+) -> SafeString:
+    """A card with no action in force and no action forms (the live update's cards)."""
+    before, after = _card_around_rationale(
+        recommendation.code,
+        recommendation.priority,
+        recommendation.title,
+        recommendation.evidence_note or "",
+        sources,
+    )
+    # Safe: the parts are rendered, escaped markup and the rationale is escaped here.
+    return mark_safe(before + conditional_escape(recommendation.rationale) + after)
+
+
 def history_codes(
     result: engine.Result, rule_set: engine.RuleSet, case: engine.Case | None
 ) -> set[str]:
@@ -217,22 +263,17 @@ def recommendation_groups(
             group = action.kind
         elif recommendation.code in past:
             group = "history"
+        sources = tuple((key, citations.get(key)) for key in recommendation.citations)
         by_priority.setdefault(group, []).append(
             {
                 "code": recommendation.code,
                 "priority": recommendation.priority,
                 "title": recommendation.title,
                 "rationale": recommendation.rationale,
-                "citations": [
-                    _citation(key, citations.get(key)) for key in recommendation.citations
-                ],
-                "citation_keys": ", ".join(recommendation.citations),
-                "sources_html": sources_html(
-                    recommendation.code,
-                    tuple((key, citations.get(key)) for key in recommendation.citations),
-                ),
+                "sources_html": sources_html(recommendation.code, sources),
                 "evidence_note": recommendation.evidence_note or "",
                 "action": action,
+                "card_html": card_html(recommendation, sources),
             }
         )
     headings = {**PRIORITY_HEADINGS, **ACTION_GROUPS, **HISTORY_GROUP}

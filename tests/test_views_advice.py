@@ -114,6 +114,52 @@ def test_the_live_preview_shows_the_same_context_line_and_considered_section(
     assert 'style="' not in live.split('id="case-status"', 1)[0]  # CSP: no inline styles
 
 
+def cards(html: str) -> dict[str, str]:
+    """Each recommendation card's markup by its code, without the action forms (patient page)."""
+    found = {}
+    for card in html.split('<li class="card mb-2 recommendation')[1:]:
+        card = card.split("\n    </li>", 1)[0]
+        card = re.sub(r'<div class="card-actions[^"]*">.*?</div>', "", card, flags=re.S)
+        card = re.sub(r">\s+<", "><", card)  # the layout's whitespace differs by the forms
+        found[re.findall(r'data-code="([a-z0-9-]+)"', card)[0]] = card
+    return found
+
+
+def test_the_live_previews_cards_are_the_patient_pages_cards_without_the_action_forms(
+    alice_client: Client, pregnant_patient: Any
+) -> None:
+    """The live update fills one rendering of each card per rule with the case's rationale
+    (advice.card_html); the patient page renders the same template with the forms."""
+    document = pregnant_third_trimester_document(timezone.localdate())
+    live = alice_client.post("/case/preview/", form_data(document), headers=HTMX)
+    page = alice_client.get(f"/patients/{pregnant_patient.pk}/").content.decode()
+    live_cards, page_cards = cards(live.content.decode()), cards(page)
+    assert len(live_cards) >= 3 and 'class="card-actions' in page
+    assert live_cards == page_cards
+
+
+def test_a_cards_rationale_is_escaped_in_the_rendering_shared_by_its_rule() -> None:
+    from pathways import engine
+    from pathways.advice import card_html
+
+    def card(rationale: str) -> str:
+        recommendation = engine.Recommendation(
+            code="check-ggt",
+            priority="routine",
+            title="Check GGT",
+            rationale=rationale,
+            citations=("S1",),
+            evidence_note="Note & more",
+        )
+        return card_html(recommendation, (("S1", None),))
+
+    first, second = card("ALP <b>2.1</b> & rising"), card("ALP 1.5 times ULN")
+    assert '<p class="rationale mb-1">ALP &lt;b&gt;2.1&lt;/b&gt; &amp; rising</p>' in first
+    assert '<p class="rationale mb-1">ALP 1.5 times ULN</p>' in second
+    assert "Evidence note:</strong> Note &amp; more" in first
+    assert first.replace("ALP &lt;b&gt;2.1&lt;/b&gt; &amp; rising", "ALP 1.5 times ULN") == second
+
+
 def test_the_working_shows_corrected_calcium_and_a_computed_crcl_with_its_inputs(
     alice_client: Client, alice: Any, north_clinic: Any
 ) -> None:
