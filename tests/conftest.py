@@ -51,6 +51,17 @@ def alice_client(client: Any, alice: User) -> Any:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """Passwords are hashed with MD5 in tests (Django's advice for test speed): PBKDF2 takes
+    ~0.3 s per hash here, and most tests create users with a password or log in with one.
+    The production hashers stay listed, so a hash made before the override still checks."""
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        *settings.PASSWORD_HASHERS,
+    ]
+
+
+@pytest.fixture(autouse=True)
 def _tasks_run_when_enqueued(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tests see a task's effect at once: each runs through the worker's code when enqueued
     (production runs it in `manage.py db_worker` once the enqueuing transaction commits).

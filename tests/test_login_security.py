@@ -18,12 +18,6 @@ PASSWORD = "correct horse battery staple"
 SPRAYED = ("Winter2026!", "Password123", "alpcare2026", "Welcome1!")
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    # Each failed log-in hashes once (unknown usernames too): PBKDF2 would make these tests slow.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def _log_in(client: Any, username: str, password: str, **extra: Any) -> Any:
     return client.post("/accounts/login/", {"username": username, "password": password}, **extra)
 
