@@ -87,7 +87,9 @@ class CitedRecommendation(TypedDict):
     sources_html: SafeString  # pathways/_sources.html for its code and citations
     evidence_note: str
     action: CardAction | None  # the clinician's action in force on it, if any
-    card_html: SafeString  # pathways/_card.html as it reads with no action and no forms
+    # The whole card, rendered once per rule with its rationale filled in, where the card has no
+    # action and no forms (no ``actions`` given); None where _card.html renders it in full.
+    card_html: SafeString | None
 
 
 class PriorityGroup(TypedDict):
@@ -252,7 +254,8 @@ def recommendation_groups(
     """The recommendations by priority; citations are read from the result's sources and from
     ``rule_set``, the set that produced ``result``. Cards overridden or snoozed move to groups
     of their own, after the advice, and so do cards about a window that has passed (history);
-    an acknowledged card stays in its group, marked."""
+    an acknowledged card stays in its group, marked. With ``actions`` (the patient page) each
+    card is rendered in full with its action forms; without, from its rule's rendering."""
     citations = _citation_index(result, rule_set)
     past = history_codes(result, rule_set, case)
     by_priority: dict[str, list[CitedRecommendation]] = {}
@@ -273,7 +276,7 @@ def recommendation_groups(
                 "sources_html": sources_html(recommendation.code, sources),
                 "evidence_note": recommendation.evidence_note or "",
                 "action": action,
-                "card_html": card_html(recommendation, sources),
+                "card_html": card_html(recommendation, sources) if actions is None else None,
             }
         )
     headings = {**PRIORITY_HEADINGS, **ACTION_GROUPS, **HISTORY_GROUP}
@@ -547,8 +550,10 @@ def advice_context(
     facts: engine.Facts | None = None,
     actions: ActiveActions | None = None,
 ) -> dict[str, Any]:
-    """The template context of ``pathways/_advice.html``."""
+    """The template context of ``pathways/_advice.html``. ``actions``: the patient's card actions,
+    given where the clinician can act on the cards (the action forms are shown)."""
     return {
+        "card_actions": actions is not None,
         "result": result,
         "pathway_label": engine.PATHWAY_LABELS[result.pathway],
         "context_items": context_line(result, case, facts),

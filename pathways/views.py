@@ -255,7 +255,6 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
     charts = patient_charts(case, facts, renal_impairment_crcl=params["renal_impairment_crcl"])
     actions = active_actions(patient, result, rule_set)
     context = {
-        "card_actions": True,
         "override_reasons": OVERRIDE_REASONS,
         "follow_up_outcomes": FOLLOW_UP_OUTCOMES,
         "today": timezone.localdate(),
