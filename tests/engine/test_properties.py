@@ -27,8 +27,11 @@ from pathways.engine import (
     parse_case_json,
     render_result_json,
 )
+from pathways.engine.case import Lab, PatientInfo
+from pathways.engine.facts.alp import alp_series
 from pathways.engine.facts.flags import CONTEXT_FLAGS
 from pathways.engine.facts.liver import ALP_SOURCES
+from pathways.engine.facts.reference import band_label, band_uln_canonical, select_uln_band
 from tests.engine.clinical_cases import catalogue, revision_2_facts_rule_set
 
 PROPERTY_SETTINGS = settings(
@@ -302,3 +305,29 @@ def test_arbitrary_json_never_raises_anything_but_case_invalid(data: Any) -> Non
         parse_case(data)
     except CaseInvalid as invalid:
         assert all(error.field for error in invalid.errors)
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.dates(date(1920, 1, 1), date(2026, 1, 1)),
+    st.sampled_from(["male", "female"]),
+    st.lists(st.integers(0, 30 * 365), min_size=1, max_size=12),
+)
+def test_each_alp_result_gets_the_built_in_band_of_its_own_date(
+    birth: date, sex: str, ages_in_days: list[int]
+) -> None:
+    """alp_series looks a band up once per age, not per date: the same bands as looking each
+    result's date up on its own, from the first days of life (bands in days) to adulthood."""
+    bands = catalogue().uln_bands
+    patient = PatientInfo(birth_date=birth, sex=sex)
+    labs = [
+        Lab.create("alp", 100, "U/L", birth + timedelta(days=days))
+        for days in sorted(set(ages_in_days))
+    ]
+    for lab, point in zip(labs, alp_series(labs, patient, bands, 16.9), strict=True):
+        band = select_uln_band(bands, "alp", sex, birth, lab.collected_on)
+        assert band is not None
+        assert (point.uln, point.uln_source) == (
+            band_uln_canonical(band),
+            f"built-in: {band_label(band)}",
+        )

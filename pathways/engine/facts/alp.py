@@ -10,6 +10,7 @@ from datetime import date, time
 from typing import Any, Final
 
 from ..case import Lab, PatientInfo
+from ..dates import age_in_years
 from ..ruleset import UlnBand
 from .reference import band_label, band_uln_canonical, pregnancy_band, select_uln_band
 from .spec import FactSpec as _F
@@ -174,20 +175,39 @@ def alp_series(
     )
     points: list[AlpPoint] = []
     previous_value: float | None = None
-    built_in: dict[date, tuple[float | None, str]] = {}
+    # The built-in band depends on the age alone: once past every limit given in days, on the
+    # age in whole years. So one lookup per age, not per result date.
+    days_matter_below = max(
+        (
+            limit
+            for band in alp_bands
+            for limit, unit in (
+                (band.age_from, band.age_from_unit),
+                (band.age_to, band.age_to_unit),
+            )
+            if unit == "days" and limit is not None
+        ),
+        default=0,
+    )
+    built_in: dict[tuple[int, int | None], tuple[float | None, str]] = {}
     for lab in labs:
         uln: float | None
         if lab.canonical_reference_high is not None:
             uln, source = lab.canonical_reference_high, "lab"
         else:
-            if lab.collected_on not in built_in:
+            age_days = (lab.collected_on - patient.birth_date).days
+            age = (
+                age_in_years(patient.birth_date, lab.collected_on),
+                age_days if age_days < days_matter_below else None,
+            )
+            if age not in built_in:
                 band = select_uln_band(alp_bands, "alp", sex, patient.birth_date, lab.collected_on)
-                built_in[lab.collected_on] = (
+                built_in[age] = (
                     (None, "none")
                     if band is None
                     else (band_uln_canonical(band), f"built-in: {band_label(band)}")
                 )
-            uln, source = built_in[lab.collected_on]
+            uln, source = built_in[age]
         in_pregnancy, week = False, None
         if pregnancy is not None:
             in_pregnancy, week = pregnancy.week_at(lab.collected_on)
