@@ -15,95 +15,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pathways.engine import Case, assess, load_catalogue, parse_case
-
-
-def paget_on_alendronate() -> dict[str, Any]:
-    """Small: the spec's §1 example, one ALP result."""
-    return {
-        "as_of": "2026-11-22",
-        "patient": {"birth_date": "1950-03-02", "sex": "female", "weight_kg": 64},
-        "labs": [
-            {
-                "test": "alp",
-                "value": 412,
-                "unit": "U/L",
-                "collected_at": "2026-10-01T08:15",
-                "reference_high": 129,
-            }
-        ],
-        "clinical": {
-            "diagnoses": ["paget"],
-            "therapies": [{"agent": "alendronate", "start": "2026-01-10", "end": None}],
-        },
-    }
-
-
-def myeloma_on_zoledronic_acid_with_bortezomib() -> dict[str, Any]:
-    """Heavy: myeloma on zoledronic acid with bortezomib, 30 results, all context filled."""
-
-    def lab(test: str, value: float, unit: str, at: str, high: float | None = None) -> dict:
-        return {
-            "test": test,
-            "value": value,
-            "unit": unit,
-            "collected_at": at,
-            "reference_high": high,
-        }
-
-    labs = []
-    for month in range(1, 11):
-        labs.append(lab("alp", 100 + month * 7, "U/L", f"2026-{month:02d}-03T0{month % 3 + 7}:30"))
-        labs.append(lab("creatinine", 88 + month, "umol/L", f"2026-{month:02d}-03"))
-    labs += [
-        lab("crcl", 82, "mL/min", "2025-09-10"),
-        lab("crcl", 70, "mL/min", "2026-11-01"),
-        lab("bone_alp", 26, "ug/L", "2026-10-03"),
-        lab("ctx", 520, "pg/mL", "2026-10-03"),
-        lab("calcium", 2.3, "mmol/L", "2026-10-03"),
-        lab("vitamin_d", 60, "nmol/L", "2026-10-03"),
-        lab("bilirubin", 12, "umol/L", "2026-10-03"),
-        lab("ggt", 0.6, "ukat/L", "2026-10-03"),
-        lab("alp", 4.2, "ukat/L", "2026-11-10T08:00", 2.15),
-        lab("alp", 95, "U/L", "2026-08-31T08:00", 129),
-    ]
-    return {
-        "as_of": "2026-11-22",
-        "patient": {
-            "birth_date": "1952-04-18",
-            "sex": "female",
-            "pregnant": False,
-            "weight_kg": 61,
-        },
-        "labs": labs,
-        "clinical": {
-            "diagnoses": ["multiple_myeloma", "chronic_kidney_disease"],
-            "cancer": None,
-            "cancer_treated": False,
-            "bone_pain": True,
-            "osteolytic_pain": True,
-            "bone_scan": "diffuse",
-            "fracture": "impending",
-            "dental_exam_done": False,
-            "crcl_baseline": None,
-            "myeloma": {
-                "requires_therapy": True,
-                "bone_disease": True,
-                "active_bone_disease": True,
-                "response": "PR",
-                "treatment_start": "2026-09-01",
-                "bortezomib_start": "2026-09-01",
-            },
-            "therapies": [
-                {"agent": "zoledronic_acid", "start": "2025-09-15", "end": None},
-                {"agent": "alendronate", "start": "2023-01-10", "end": "2023-07-10"},
-            ],
-        },
-    }
+from tests.engine.clinical_cases import heavy_myeloma_case, paget_with_elevated_alp_on_alendronate
 
 
 def measure(action: Callable[[], object], runs: int) -> tuple[float, float]:
@@ -138,8 +54,10 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name, document in (
-        ("small", paget_on_alendronate()),
-        ("heavy", myeloma_on_zoledronic_acid_with_bortezomib()),
+        # small: the spec's §1 example, one ALP result; heavy: myeloma on zoledronic acid with
+        # bortezomib, 30 results, every context field filled (the engine tests' named cases).
+        ("small", paget_with_elevated_alp_on_alendronate()),
+        ("heavy", heavy_myeloma_case()),
     ):
         case: Case = parse_case(document)
         rows = [
