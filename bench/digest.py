@@ -1,6 +1,6 @@
 """Behaviour fingerprint: SHA-256 digests of assess() results and of the computed facts over a
-fixed set of cases (demo patients at three dates, seeded synthetic cases, this folder's
-engine cases).
+fixed set of cases (demo patients at three dates, seeded synthetic cases, the engine
+tests' Paget and heavy myeloma cases).
 
     DJANGO_DEBUG=1 .venv/bin/python bench/digest.py [--synthetic 3000]
 
@@ -27,8 +27,6 @@ import django
 
 django.setup()  # pathways.demo reads the user model
 
-from engine import myeloma_on_zoledronic_acid_with_bortezomib, paget_on_alendronate  # noqa: E402
-
 from pathways.demo import demo_patients, synthetic_case  # noqa: E402
 from pathways.engine import (  # noqa: E402
     assess,
@@ -37,12 +35,16 @@ from pathways.engine import (  # noqa: E402
     parse_case,
     render_result_json,
 )
+from tests.engine.clinical_cases import (  # noqa: E402
+    heavy_myeloma_case,
+    paget_with_elevated_alp_on_alendronate,
+)
 
 DEMO_DATES = (date(2025, 3, 1), date(2026, 11, 22), date(2027, 6, 30))
 
 
 def cases(synthetic: int) -> list[dict[str, Any]]:
-    documents = [paget_on_alendronate(), myeloma_on_zoledronic_acid_with_bortezomib()]
+    documents = [paget_with_elevated_alp_on_alendronate(), heavy_myeloma_case()]
     for today in DEMO_DATES:
         for patients in demo_patients(today).values():
             documents += [document for _, _, document in patients]
