@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from pathways import feed_admin, rules_admin  # noqa: F401  (register their admins)
-from pathways.admin_history import ClinicScopedAdmin, ClinicScopedHistoryAdmin
+from pathways.admin_history import ClinicScopedAdmin, ClinicScopedHistoryAdmin, ReadOnlyAdmin
 from pathways.models import (
     API_TOKEN_LIFETIME,
     AccessLog,
@@ -119,17 +119,8 @@ class TherapyInline(admin.TabularInline):
         return False
 
 
-class ReadOnlyClinicAdmin(ClinicScopedAdmin):
+class ReadOnlyClinicAdmin(ReadOnlyAdmin, ClinicScopedAdmin):
     """Rows written elsewhere, shown read-only and scoped to the user's clinics."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ReadOnlyHistoryAdmin(ReadOnlyClinicAdmin, ClinicScopedHistoryAdmin):

@@ -74,6 +74,20 @@ class ScopedHistoryAdmin(SimpleHistoryAdmin):
         return True
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written elsewhere (the clinical screens, the lab feed, the publishing workflow):
+    the admin shows them and never adds, changes or deletes one."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ClinicScopedAdmin(admin.ModelAdmin):
     """Objects that belong to a clinic: the list and the objects are limited to the user's
     clinics (superusers see all)."""

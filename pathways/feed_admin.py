@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest
 
 from pathways import feed
-from pathways.admin_history import ClinicScopedAdmin, ClinicScopedHistoryAdmin
+from pathways.admin_history import ClinicScopedAdmin, ClinicScopedHistoryAdmin, ReadOnlyAdmin
 from pathways.feed_models import Hl7Feed, Hl7LocalCode, Hl7Message, Hl7Result
 from pathways.models import UNIT_CHOICES, Clinic, Patient
 
@@ -47,21 +47,12 @@ class Hl7LocalCodeAdmin(_ClinicChoice):
 
 
 @admin.register(Hl7Message)
-class Hl7MessageAdmin(ClinicScopedAdmin):
+class Hl7MessageAdmin(ReadOnlyAdmin, ClinicScopedAdmin):
     clinic_path = "clinic"
     list_display = ["received_at", "sending_facility", "control_id", "status", "ack_code",
                     "ack_text", "resent", "received_via"]  # fmt: skip
     list_filter = ["status", "ack_code", "received_via"]
     search_fields = ["control_id", "sending_facility"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class Hl7ResultForm(forms.ModelForm):

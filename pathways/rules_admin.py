@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from pathways import engine, impact, publishing, rules, tasks, versions
-from pathways.admin_history import ScopedHistoryAdmin
+from pathways.admin_history import ReadOnlyAdmin, ScopedHistoryAdmin
 from pathways.example_forms import RuleExampleCaseForm
 from pathways.models import (
     Citation,
@@ -1145,27 +1145,22 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         return TemplateResponse(request, "admin/pathways/ruleset/changes.html", context)
 
 
-@admin.register(RuleSetPublication)
-class RuleSetPublicationAdmin(admin.ModelAdmin):
-    list_display = ["at", "rule_set", "kind", "by", "replaced", "note"]
-    list_filter = ["kind"]
-    list_select_related = ["rule_set", "by", "replaced"]
+class RuleSetRecordAdmin(ReadOnlyAdmin):
+    """What the publishing workflow recorded: read by whoever may view rule sets."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("pathways.view_ruleset")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+@admin.register(RuleSetPublication)
+class RuleSetPublicationAdmin(RuleSetRecordAdmin):
+    list_display = ["at", "rule_set", "kind", "by", "replaced", "note"]
+    list_filter = ["kind"]
+    list_select_related = ["rule_set", "by", "replaced"]
 
 
 @admin.register(ReassessmentRun)
-class ReassessmentRunAdmin(admin.ModelAdmin):
+class ReassessmentRunAdmin(RuleSetRecordAdmin):
     """Re-assessment runs with their progress and failures, and the task queue's health."""
 
     list_display = ["pk", "reason", "rule_set", "status", "patients", "failed", "started_at"]
@@ -1188,18 +1183,6 @@ class ReassessmentRunAdmin(admin.ModelAdmin):
     readonly_fields = fields
     change_list_template = "admin/pathways/reassessmentrun/change_list.html"
     actions = ["retry"]
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("pathways.view_ruleset")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(publishing.PUBLISH_PERMISSION)
