@@ -26,7 +26,7 @@ install-dev: $(VENV)/.installed-dev
 # The web server, a background-task worker and the scheduler, together (Procfile, honcho).
 run: install
 	DJANGO_DEBUG=1 $(BIN)/python manage.py migrate --no-input
-	DJANGO_DEBUG=1 $(BIN)/python manage.py seed_demo
+	DJANGO_DEBUG=1 $(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)/
 	DJANGO_DEBUG=1 ALPCARE_RUN_ADDR=$(HOST):$(PORT) $(BIN)/honcho start -f Procfile
 
 test: install-dev lint typecheck pytest

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import subprocess
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,3 +45,20 @@ def test_synthetic_patients_for_load_tests() -> None:
     synthetic = Patient.objects.filter(mrn__startswith="SYN-")
     assert synthetic.count() == 3
     assert all(p.lab_results.filter(test="alp").count() == 5 for p in synthetic)
+
+
+def test_make_run_prints_the_address_it_serves_on() -> None:
+    """`make run PORT=8123` prints a login address with the port its server binds."""
+    root = Path(__file__).resolve().parents[1]
+    dry_run = subprocess.run(
+        ["make", "-n", "-C", str(root), "run", "HOST=127.0.0.1", "PORT=8123"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    seed = next(line for line in dry_run if "manage.py seed_demo" in line)
+    serve = next(line for line in dry_run if "honcho start" in line)
+    assert "ALPCARE_RUN_ADDR=127.0.0.1:8123" in serve
+    out = StringIO()
+    call_command("seed_demo", *seed.split("seed_demo", 1)[1].split(), stdout=out)
+    assert "Log in at http://127.0.0.1:8123/ with:" in out.getvalue()

@@ -27,6 +27,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--seed", type=int, default=1, help="Random seed for synthetic patients."
         )
+        parser.add_argument(
+            "--url",
+            default="http://127.0.0.1:8000/",
+            help="Where the server will answer, for the login line (make run passes its own).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         today = timezone.localdate()
@@ -45,9 +50,7 @@ class Command(BaseCommand):
                 results=options["results"],
             )
             self.stdout.write(f"Added {options['patients']} synthetic patients to {clinic}.")
-        self.stdout.write(
-            self.style.SUCCESS("Demo data ready. Log in at http://127.0.0.1:8000/ with:")
-        )
+        self.stdout.write(self.style.SUCCESS(f"Demo data ready. Log in at {options['url']} with:"))
         for login in logins:
             self.stdout.write(
                 f"  username {login.username:<10} password {login.password}   ({login.role})"
