@@ -18,7 +18,7 @@ from pathways.cases import apply_case_to_patient, lab_result_fields
 from pathways.demo import synthetic_case
 from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient, Therapy
 from pathways.rules import current_rule_set
-from pathways.services import follow_up_tally_rebuild, snapshot_fields
+from pathways.services import snapshot_fields, worklist_share, worklist_tally_rebuild
 
 BATCH = 1000
 
@@ -69,9 +69,6 @@ def seed_assessed(*, clinic: Clinic, count: int, start: int, results: int, today
             follow_ups += [
                 FollowUp(
                     patient=patient,
-                    clinic=clinic,
-                    pathway=snapshot["pathway"],
-                    top_priority_rank=snapshot["top_priority_rank"],
                     code=item.code,
                     due=item.due,
                     rule=item.rule or "",
@@ -82,27 +79,23 @@ def seed_assessed(*, clinic: Clinic, count: int, start: int, results: int, today
                 )
                 for item in result.follow_ups
             ]
-            share = sorted(
-                [
-                    clinic.pk,
-                    snapshot["pathway"],
-                    snapshot["top_priority_rank"],
-                    item.due.isoformat(),
-                ]
-                for item in result.follow_ups
-                if item.status != "done"
-            )
+            open_dues = sorted(item.due for item in result.follow_ups if item.status != "done")
+            next_due = open_dues[0] if open_dues else None
             snapshots.append(
                 AssessmentSnapshot(
                     patient=patient,
                     clinic=clinic,
                     # the worklist's copies, as services.worklist_copies_store (no actions yet)
                     action_rank=snapshot["top_priority_rank"],
-                    open_follow_ups=len(share),
-                    tallied=share,
+                    open_follow_ups=len(open_dues),
+                    next_due=next_due,
+                    scheduled=next_due is not None,
+                    tallied=worklist_share(
+                        clinic.pk, snapshot["pathway"], snapshot["top_priority_rank"], next_due
+                    ),
                     **snapshot,
                 )
             )
         FollowUp.objects.bulk_create(follow_ups, batch_size=2000)
         AssessmentSnapshot.objects.bulk_create(snapshots, batch_size=2000)
-    follow_up_tally_rebuild()  # the worklist's counts, as the app keeps them
+    worklist_tally_rebuild()  # the worklist's counts, as the app keeps them

@@ -16,7 +16,7 @@ stack), side by side per size:
 - the dashboard's first page; a filtered page (overdue, myeloma); a search for one patient's
   MRN; a broad search sorted by ALP ("bench1": about 11 % of the patients at any size, so its
   cost grows with its matches by nature; shown, not a target);
-- the worklist's "needs action" rows (urgent/high cards, no follow-up) and "top priority urgent";
+- the worklist's "urgent or high advice" patients and "top priority urgent";
 - a patient page (~20 results: chart, recommendations, follow-ups);
 - a live case-entry update (the htmx assess-preview of a ~20-result case), and the engine's
   share of it: the same case document parsed and assessed in process, timed in the same loop.
@@ -143,7 +143,7 @@ def _pages(client: Client, patient_pk: int, form_body: str) -> dict[str, Callabl
         "dashboard, filtered": lambda: client.get("/?status=overdue&pathway=myeloma"),
         "dashboard, MRN search": lambda: client.get("/?q=B-000042"),
         "dashboard, broad search by ALP": lambda: client.get("/?q=bench1&sort=alp"),
-        "worklist, needs action (urgent/high, no follow-up)": lambda: client.get("/?status=action"),
+        "worklist, urgent or high advice": lambda: client.get("/?status=action"),
         "worklist, top priority urgent": lambda: client.get("/?priority=urgent"),
         "patient page (~20 results)": lambda: client.get(f"/patients/{patient_pk}/"),
         "live case-entry update": lambda: client.post(

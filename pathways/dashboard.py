@@ -1,13 +1,14 @@
-"""The worklist: every patient of the user's clinics who needs action, filtered, sorted and
-paged in SQL over the stored FollowUp and AssessmentSnapshot tables, in a fixed number of
-queries whatever the number of patients.
+"""The worklist: one row per patient of the user's clinics who needs action, filtered, sorted
+and paged in SQL over the stored AssessmentSnapshot table, in a fixed number of queries
+whatever the number of patients.
 
-Two kinds of row: a patient with an urgent or high card nobody has acted on and no open
-follow-up ("needs action", first: nothing is scheduled for it), then the open follow-ups.
-Each kind is paged from its own partial index; the counts per status add up FollowUpTally
-(a few rows per day of the calendar) rather than counting follow-ups. The one write: patients whose
-snooze has ended are re-assessed first (services.snoozes_ended_reassess), so the stored copies
-show the card again on its date."""
+A patient needs action with an urgent or high card nobody has acted on, or a follow-up overdue
+or due within DUE_SOON_DAYS; "Upcoming" lists those whose first open follow-up is later. Rows
+come in the order of urgency (the highest card not acted on), then the first due date, from
+the snapshot_worklist indexes; the counts per status add up WorklistTally (a few rows per day
+of the calendar) rather than counting patients. The one write: patients whose snooze has ended
+are re-assessed first (services.snoozes_ended_reassess), so the stored copies show the card
+again on its date."""
 
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from pathways import engine
 from pathways.charts import Sparkline, sparkline
 from pathways.models import (
+    ACTION_RANK,
+    ON_WORKLIST,
     AssessmentSnapshot,
     Clinic,
     FollowUp,
-    FollowUpTally,
     LabResult,
     Patient,
+    WorklistTally,
 )
 
 PAGE_SIZE = 25
@@ -35,19 +38,18 @@ DUE_SOON_DAYS = 7  # the issue: "due within 7 days"
 SPARKLINE_POINTS = 12
 SEARCH_KEYS = 200
 
-ACTION_RANK = engine.PRIORITY_RANK["high"]  # urgent and high cards put a patient on the list
-
 STATUSES = {
-    "action": "Needs action",
+    "action": "Urgent or high advice",
     "overdue": "Overdue",
     "due_soon": f"Due within {DUE_SOON_DAYS} days",
     "upcoming": "Upcoming",
 }
-STATUS_CHOICES = [("", "All"), *STATUSES.items()]
+STATUS_CHOICES = [("", "All needing action"), *STATUSES.items()]
+_COUNTED = ("", *STATUSES)  # "": all needing action (a patient can be of several statuses)
 SORTS = {
+    "priority": "Most urgent first",
     "due": "Due date (soonest first)",
     "-due": "Due date (latest first)",
-    "priority": "Priority",
     "alp": "ALP x ULN (highest first)",
     "name": "Patient name",
 }
@@ -97,7 +99,7 @@ class DashboardFilterForm(forms.Form):
             "clinic": data.get("clinic") or None,
             "q": (data.get("q") or "").strip(),
             "mine": bool(data.get("mine")),
-            "sort": data.get("sort") or "due",
+            "sort": data.get("sort") or "priority",
             "page": data.get("page") or 1,
         }
 
@@ -105,10 +107,12 @@ class DashboardFilterForm(forms.Form):
 @dataclass(frozen=True)
 class DashboardRow:
     patient: Patient
-    follow_up: FollowUp | None  # None: a "needs action" row (urgent/high card, no follow-up)
+    follow_up: FollowUp | None  # the first open follow-up; None: on the list for a card
+    more_follow_ups: int  # open follow-ups after the first
     status: str
     days: int  # days overdue (overdue) or days until due
     sparkline: Sparkline | None
+    alp_collected_on: date | None  # the latest ALP result's date
 
     @property
     def snapshot(self) -> Any:
@@ -118,7 +122,7 @@ class DashboardRow:
 @dataclass
 class DashboardPage:
     rows: list[DashboardRow]
-    counts: dict[str, int]
+    counts: dict[str, int]  # per status, and "all": the patients needing action
     total: int
     number: int
     filters: dict[str, Any]
@@ -133,10 +137,6 @@ class DashboardPage:
         return sorted(
             {row.snapshot.rule_set_version for row in self.rows if row.snapshot is not None}
         )
-
-    @property
-    def counts_total(self) -> int:
-        return sum(self.counts.values())
 
     @property
     def has_previous(self) -> bool:
@@ -160,34 +160,43 @@ def page_count(total: int, page_size: int = PAGE_SIZE) -> int:
 
 
 def _status_q(status: str, today: date) -> Q:
+    """The patients of a status (a snapshot or WorklistTally row: both have action_rank and
+    next_due); "" is all who need action. A patient can be of several: an urgent card and an
+    overdue follow-up."""
     soon = today + timedelta(days=DUE_SOON_DAYS)
     return {
-        "overdue": Q(due__lt=today),
-        "due_soon": Q(due__gte=today, due__lte=soon),
-        "upcoming": Q(due__gt=soon),
+        "": Q(action_rank__lte=ACTION_RANK) | Q(next_due__lte=soon),
+        "action": Q(action_rank__lte=ACTION_RANK),
+        "overdue": Q(next_due__lt=today),
+        "due_soon": Q(next_due__gte=today, next_due__lte=soon),
+        "upcoming": Q(next_due__gt=soon),
     }[status]
 
 
-def _status_of(due: date, today: date) -> str:
-    if due < today:
+def _status_of(snapshot: AssessmentSnapshot, today: date) -> str:
+    """The row's status: its most pressing."""
+    due = snapshot.next_due
+    if due is not None and due < today:
         return "overdue"
-    if due <= today + timedelta(days=DUE_SOON_DAYS):
+    if due is not None and due <= today + timedelta(days=DUE_SOON_DAYS):
         return "due_soon"
+    if snapshot.action_rank <= ACTION_RANK:
+        return "action"
     return "upcoming"
 
 
 def _ordering(sort: str) -> list[Any]:
-    # (due, pk) is the order of the open-follow-up indexes (SQLite's end with the rowid): the
-    # first page is read from an index and stops after one page, whatever the number of
-    # patients. So is (top_priority_rank, due, pk).
+    # Each order ends in the patient, for a stable page; a patient with nothing scheduled comes
+    # first ("scheduled": see AssessmentSnapshot). "priority" and "due" are the orders of the
+    # snapshot_worklist indexes, so the first page is read from an index and stops there.
     orderings: dict[str, list[Any]] = {
-        "due": ["due", "pk"],
-        "-due": ["-due", "-pk"],
-        "priority": ["top_priority_rank", "due", "pk"],
-        "alp": [F("patient__snapshot__alp_x_uln").desc(nulls_last=True), "due", "pk"],
-        "name": ["patient__name", "patient__mrn", "due", "pk"],
+        "priority": ["action_rank", "scheduled", "next_due", "patient_id"],
+        "due": ["scheduled", "next_due", "patient_id"],
+        "-due": ["-scheduled", "-next_due", "-patient_id"],
+        "alp": [F("alp_x_uln").desc(nulls_last=True), "action_rank", "patient_id"],
+        "name": ["patient__name", "patient__mrn", "patient_id"],
     }
-    return orderings.get(sort, orderings["due"])
+    return orderings.get(sort, orderings["priority"])
 
 
 def user_clinic_ids(user: Any) -> list[int]:
@@ -206,38 +215,19 @@ def patients_matching(clinic_ids: list[int], q: str) -> list[int] | QuerySet[Pat
     return keys if len(keys) <= SEARCH_KEYS else matches
 
 
-def open_follow_ups(
-    filters: dict[str, Any], clinic_ids: list[int], matches: list[int] | QuerySet[Patient] | None
-) -> QuerySet[FollowUp]:
-    """Open follow-ups of the user's clinics, with the pathway, priority and search filters.
-
-    Clinic, pathway and priority are the follow-up's own copies (see FollowUp), so each filter
-    is a range of one of the open-follow-up indexes. A search reads only the follow-ups of the
-    patients it found (``matches``, from patients_matching; None without a search).
-    """
-    follow_ups = FollowUp.objects.filter(completed_at__isnull=True)
-    if matches is not None:
-        follow_ups = follow_ups.filter(patient__in=matches)
-    else:
-        follow_ups = follow_ups.filter(clinic_id__in=clinic_ids)
-    if filters["pathway"]:
-        follow_ups = follow_ups.filter(pathway=filters["pathway"])
-    if filters["priority"]:
-        follow_ups = follow_ups.filter(top_priority_rank=engine.PRIORITY_RANK[filters["priority"]])
-    return follow_ups
-
-
-def needs_action(
+def worklist_snapshots(
     filters: dict[str, Any], clinic_ids: list[int], matches: list[int] | QuerySet[Patient] | None
 ) -> QuerySet[AssessmentSnapshot]:
-    """Patients with an urgent or high card not acted on and no open follow-up: a range of
-    snapshot_worklist_idx (clinic, action_rank) whatever the number of patients; a search
-    reads only the snapshots of the patients it found (``matches``)."""
-    snapshots = AssessmentSnapshot.objects.filter(
-        clinic_id__in=clinic_ids, open_follow_ups=0, action_rank__lte=ACTION_RANK
-    )
+    """The snapshots of the patients on the worklist (any status), with the pathway, priority
+    and search filters: a range of a snapshot_worklist index whatever the number of patients;
+    a search reads only the snapshots of the patients it found (``matches``, from
+    patients_matching; None without a search). "Top priority" is the highest card not acted
+    on."""
+    snapshots = AssessmentSnapshot.objects.filter(ON_WORKLIST)
     if matches is not None:
         snapshots = snapshots.filter(patient__in=matches)
+    else:
+        snapshots = snapshots.filter(clinic_id__in=clinic_ids)
     if filters["pathway"]:
         snapshots = snapshots.filter(pathway=filters["pathway"])
     if filters["priority"]:
@@ -245,30 +235,26 @@ def needs_action(
     return snapshots
 
 
-def status_counts(follow_ups: QuerySet[FollowUp], today: date, *, searched: bool) -> dict[str, int]:
-    """Open follow-ups per status, counted from the follow-ups: for a search or "mine" (a few
-    patients, one aggregate). The unfiltered worklist adds up FollowUpTally (tallied_counts)."""
-    dated = [status for status in STATUSES if status != "action"]
-    if searched:
-        return follow_ups.aggregate(
-            **{status: Count("pk", filter=_status_q(status, today)) for status in dated}
-        )
-    return {status: follow_ups.filter(_status_q(status, today)).count() for status in dated}
+def counted(snapshots: QuerySet[AssessmentSnapshot], today: date) -> dict[str, int]:
+    """Patients per status, counted from the snapshots: for a search or "mine" (a few patients,
+    one aggregate). The unfiltered worklist adds up WorklistTally (tallied_counts)."""
+    return snapshots.aggregate(
+        **{status or "all": Count("pk", filter=_status_q(status, today)) for status in _COUNTED}
+    )
 
 
 def tallied_counts(clinic_ids: list[int], filters: dict[str, Any], today: date) -> dict[str, int]:
-    """Open follow-ups per status, from FollowUpTally: one aggregate over a few rows per day of
-    the calendar, whatever the number of patients (pathway and priority are tally keys)."""
-    tallies = FollowUpTally.objects.filter(clinic_id__in=clinic_ids)
+    """Patients per status, from WorklistTally: one aggregate over a few rows per day of the
+    calendar, whatever the number of patients (pathway and priority are tally keys)."""
+    tallies = WorklistTally.objects.filter(clinic_id__in=clinic_ids)
     if filters["pathway"]:
         tallies = tallies.filter(pathway=filters["pathway"])
     if filters["priority"]:
-        tallies = tallies.filter(top_priority_rank=engine.PRIORITY_RANK[filters["priority"]])
-    dated = [status for status in STATUSES if status != "action"]
+        tallies = tallies.filter(action_rank=engine.PRIORITY_RANK[filters["priority"]])
     totals = tallies.aggregate(
-        **{status: Sum("open", filter=_status_q(status, today)) for status in dated}
+        **{status or "all": Sum("patients", filter=_status_q(status, today)) for status in _COUNTED}
     )
-    return {status: totals[status] or 0 for status in dated}
+    return {key: total or 0 for key, total in totals.items()}
 
 
 def dashboard_page(
@@ -288,69 +274,47 @@ def dashboard_page(
     # A snooze ends on its date: its card is back on the worklist that day, before the counts.
     snoozes_ended_reassess(clinic_ids=clinic_ids, today=today)
     matches = patients_matching(clinic_ids, filters["q"]) if filters["q"] else None
-    follow_ups = open_follow_ups(filters, clinic_ids, matches)
-    cards = needs_action(filters, clinic_ids, matches)
+    snapshots = worklist_snapshots(filters, clinic_ids, matches)
     if filters.get("mine"):  # the patients this user is responsible for
-        follow_ups = follow_ups.filter(patient__responsible=user)
-        cards = cards.filter(patient__responsible=user)
+        snapshots = snapshots.filter(patient__responsible=user)
     if filters["q"] or filters.get("mine"):
-        dated = status_counts(follow_ups, today, searched=bool(filters["q"]))
+        counts = counted(snapshots, today)
     else:
-        dated = tallied_counts(clinic_ids, filters, today)
-    counts = {"action": cards.count(), **dated}
-    if filters["status"] == "action":
-        follow_ups = follow_ups.none()
-    elif filters["status"]:
-        follow_ups = follow_ups.filter(_status_q(filters["status"], today))
-        cards = cards.none()
-    total = counts[filters["status"]] if filters["status"] else sum(counts.values())
-    card_total = counts["action"] if filters["status"] in ("", "action") else 0
+        counts = tallied_counts(clinic_ids, filters, today)
+    total = counts[filters["status"] or "all"]
     number = min(max(1, int(filters["page"])), page_count(total, page_size))
     offset = (number - 1) * page_size
-    # "Needs action" rows come first, then follow-ups: each page takes its share of each.
-    card_keys: list[int] = []
-    if offset < card_total:
-        card_keys = list(
-            cards.order_by("action_rank", "patient_id").values_list("patient_id", flat=True)[
-                offset : offset + page_size
-            ]
-        )
-    keys: list[int] = []
-    room = page_size - len(card_keys)
-    if room > 0:
-        start = max(0, offset - card_total)
-        # The page's keys first (a narrow sort when it cannot be read from an index), then rows.
-        keys = list(
-            follow_ups.order_by(*_ordering(filters["sort"])).values_list("pk", flat=True)[
-                start : start + room
-            ]
-        )
-    patients = Patient.objects.select_related("snapshot").in_bulk(card_keys)
-    by_key = FollowUp.objects.select_related("patient", "patient__snapshot").in_bulk(keys)
+    # The page's keys first (a narrow sort when it cannot be read from an index), then rows.
+    keys = list(
+        snapshots.filter(_status_q(filters["status"], today))
+        .order_by(*_ordering(filters["sort"]))
+        .values_list("pk", flat=True)[offset : offset + page_size]
+    )
+    by_key = AssessmentSnapshot.objects.select_related("patient").in_bulk(keys)
     page = [by_key[key] for key in keys]
-    recent = recent_alp_values(set(card_keys) | {follow_up.patient_id for follow_up in page})
+    patient_ids = {snapshot.patient_id for snapshot in page}
+    follow_ups: dict[int, list[FollowUp]] = defaultdict(list)
+    for follow_up in FollowUp.objects.filter(
+        patient_id__in=patient_ids, completed_at__isnull=True
+    ).order_by("due", "pk"):
+        follow_ups[follow_up.patient_id].append(follow_up)
+    recent = recent_alp_values(patient_ids)
     rows = []
-    for patient_id in card_keys:
-        values = recent.get(patient_id, ())
+    for snapshot in page:
+        patient = snapshot.patient
+        patient.snapshot = snapshot  # the row reads it from the patient, as the templates do
+        open_ones = follow_ups.get(snapshot.patient_id, [])
+        values = recent.get(snapshot.patient_id, [])
+        first = open_ones[0] if open_ones else None
         rows.append(
             DashboardRow(
-                patient=patients[patient_id],
-                follow_up=None,
-                status="action",
-                days=0,
+                patient=patient,
+                follow_up=first,
+                more_follow_ups=max(0, len(open_ones) - 1),
+                status=_status_of(snapshot, today),
+                days=0 if first is None else abs((first.due - today).days),
                 sparkline=sparkline(values),
-            )
-        )
-    for follow_up in page:
-        values = recent.get(follow_up.patient_id, ())
-        status = _status_of(follow_up.due, today)
-        rows.append(
-            DashboardRow(
-                patient=follow_up.patient,
-                follow_up=follow_up,
-                status=status,
-                days=abs((follow_up.due - today).days),
-                sparkline=sparkline(values),
+                alp_collected_on=values[-1][0] if values else None,
             )
         )
     return DashboardPage(

@@ -277,8 +277,6 @@ class Therapy(models.Model):
         return f"{self.agent} from {self.start}"
 
 
-_OPEN = Q(completed_at__isnull=True)
-
 FOLLOW_UP_OUTCOMES = [
     ("done", "Done as planned"),
     ("done_elsewhere", "Done elsewhere"),
@@ -289,13 +287,6 @@ FOLLOW_UP_OUTCOMES = [
 
 class FollowUp(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="follow_ups")
-    # Copies for the dashboard's indexes, so that it counts and pages open follow-ups from one
-    # index whatever the number of patients: the patient's clinic (fixed when the patient is
-    # created) and, from the patient's AssessmentSnapshot, the pathway and top priority (kept
-    # equal by services.follow_ups_sync, which writes the snapshot; derived, so not in history).
-    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
-    pathway = models.CharField(max_length=10, blank=True)
-    top_priority_rank = models.PositiveSmallIntegerField(default=9)
     code = models.CharField(max_length=40)
     due = models.DateField()
     rule = models.CharField(max_length=60, blank=True, help_text="The rule that created it.")
@@ -313,7 +304,7 @@ class FollowUp(models.Model):
     done_on = models.DateField(null=True, blank=True)
     note = models.TextField(blank=True, max_length=2000)
     created_at = models.DateTimeField(auto_now_add=True)
-    history = HistoricalRecords(excluded_fields=["pathway", "top_priority_rank"])
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["due", "code"]
@@ -322,25 +313,15 @@ class FollowUp(models.Model):
                 fields=["patient", "code", "due"], name="followup_once_per_code_and_due"
             )
         ]
-        # Open follow-ups only (partial indexes): each serves a dashboard filter in due order,
-        # so that counting a status is a range count and the first page stops after 25 rows.
-        indexes = [
-            models.Index(fields=["due"], name="followup_due_idx"),
-            models.Index(fields=["clinic", "due"], name="followup_open_idx", condition=_OPEN),
-            models.Index(
-                fields=["clinic", "pathway", "due"],
-                name="followup_open_pathway_idx",
-                condition=_OPEN,
-            ),
-            models.Index(
-                fields=["clinic", "top_priority_rank", "due"],
-                name="followup_open_priority_idx",
-                condition=_OPEN,
-            ),
-        ]
+        indexes = [models.Index(fields=["due"], name="followup_due_idx")]
 
     def __str__(self) -> str:
         return f"{self.code} due {self.due}"
+
+
+# Urgent and high cards not acted on put a patient on the worklist, as do open follow-ups.
+ACTION_RANK = engine.PRIORITY_RANK["high"]
+ON_WORKLIST = Q(action_rank__lte=ACTION_RANK) | Q(next_due__isnull=False)
 
 
 class AssessmentSnapshot(models.Model):
@@ -363,18 +344,25 @@ class AssessmentSnapshot(models.Model):
     top_title = models.CharField(max_length=400, blank=True)
     recommendation_codes = models.JSONField(default=list)
     assessed_at = models.DateTimeField(default=timezone.now)
-    # The worklist's copies (kept by services.follow_ups_sync): the patient's clinic, the rank
-    # of the highest card no clinician has acted on (9: none), and how many follow-ups are open.
-    # A patient with an urgent or high card and no open follow-up is a worklist row of its own,
-    # counted and paged from snapshot_worklist_idx. ``snooze_ends``: the first day a snooze in
-    # force ends (the worklist re-assesses such patients on that day, see
-    # services.snoozes_ended_reassess).
+    # The worklist's copies (kept by services.worklist_copies_store): the patient's clinic, the
+    # rank of the highest card no clinician has acted on (9: none), how many follow-ups are open
+    # and the first one's due date. The worklist is one row per patient: a patient is on it
+    # with an urgent or high card not acted on, or an open follow-up (ON_WORKLIST), and is
+    # paged from the snapshot_worklist indexes in the order of urgency, then due date.
+    # ``snooze_ends``: the first day a snooze in force ends (the worklist re-assesses such
+    # patients on that day, see services.snoozes_ended_reassess).
     clinic = models.ForeignKey(Clinic, null=True, on_delete=models.CASCADE, related_name="+")
     action_rank = models.PositiveSmallIntegerField(default=9)
     open_follow_ups = models.PositiveIntegerField(default=0)
+    next_due = models.DateField(null=True, blank=True)
+    # next_due is set: ordering by it first puts a patient with nothing scheduled first within
+    # its urgency the same way on SQLite and PostgreSQL, which place NULLs apart (and only
+    # PostgreSQL's indexes can say NULLS FIRST).
+    scheduled = models.BooleanField(default=False)
     snooze_ends = models.DateField(null=True, blank=True)
-    # What this patient's open follow-ups add to FollowUpTally: [clinic, pathway, rank, due]
-    # per follow-up, as last counted (services.worklist_copies_store applies the difference).
+    # What this patient adds to WorklistTally: [[clinic, pathway, action rank, next due (ISO or
+    # null)]] when on the worklist, else [], as last counted (services.worklist_copies_store
+    # applies the difference).
     tallied = models.JSONField(default=list)
 
     class Meta:
@@ -382,14 +370,19 @@ class AssessmentSnapshot(models.Model):
             models.Index(fields=["top_priority_rank"], name="snapshot_priority_idx"),
             models.Index(fields=["pathway"], name="snapshot_pathway_idx"),
             models.Index(
-                fields=["clinic", "action_rank", "patient"],
+                fields=["clinic", "action_rank", "scheduled", "next_due", "patient"],
                 name="snapshot_worklist_idx",
-                condition=Q(open_follow_ups=0, action_rank__lte=1),
+                condition=ON_WORKLIST,
             ),
             models.Index(
-                fields=["clinic", "pathway", "action_rank", "patient"],
+                fields=["clinic", "pathway", "action_rank", "scheduled", "next_due", "patient"],
                 name="snapshot_worklist_pathway_idx",
-                condition=Q(open_follow_ups=0, action_rank__lte=1),
+                condition=ON_WORKLIST,
+            ),
+            models.Index(
+                fields=["clinic", "scheduled", "next_due", "patient"],
+                name="snapshot_worklist_due_idx",
+                condition=ON_WORKLIST,
             ),
             models.Index(
                 fields=["clinic", "snooze_ends"],
@@ -402,33 +395,42 @@ class AssessmentSnapshot(models.Model):
         return f"{self.patient_id} {self.top_priority} ({self.rule_set_version})"
 
 
-class FollowUpTally(models.Model):
-    """How many follow-ups are open per clinic, pathway, top priority and due date.
+class WorklistTally(models.Model):
+    """How many patients are on the worklist per clinic, pathway, action rank and first due date
+    (none: no open follow-up, on the list for a card).
 
     The worklist's counts per status add up these rows (a few per day of the calendar) instead
-    of counting every open follow-up, which at 100,000 patients read as many index entries
-    (bench/pages.py). Derived data, no history: kept in the same transaction as the
-    follow-ups by services.worklist_copies_store, from the difference between what a patient
-    adds now and what it added last time (AssessmentSnapshot.tallied); rebuilt by
-    services.follow_up_tally_rebuild.
+    of counting every patient, which at 100,000 patients read as many index entries
+    (bench/pages.py). Derived data, no history: kept in the same transaction as the snapshot by
+    services.worklist_copies_store, from the difference between what a patient adds now and
+    what it added last time (AssessmentSnapshot.tallied); rebuilt by
+    services.worklist_tally_rebuild.
     """
 
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
     pathway = models.CharField(max_length=10, blank=True)
-    top_priority_rank = models.PositiveSmallIntegerField(default=9)
-    due = models.DateField()
-    open = models.IntegerField(default=0)
+    action_rank = models.PositiveSmallIntegerField(default=9)
+    next_due = models.DateField(null=True, blank=True)
+    patients = models.IntegerField(default=0)
 
     class Meta:
         constraints = [
+            # Two constraints, as NULLs are distinct in a unique index (SQLite, PostgreSQL < 15).
             models.UniqueConstraint(
-                fields=["clinic", "pathway", "top_priority_rank", "due"], name="followup_tally_key"
-            )
+                fields=["clinic", "pathway", "action_rank", "next_due"],
+                condition=Q(next_due__isnull=False),
+                name="worklist_tally_key",
+            ),
+            models.UniqueConstraint(
+                fields=["clinic", "pathway", "action_rank"],
+                condition=Q(next_due__isnull=True),
+                name="worklist_tally_unscheduled_key",
+            ),
         ]
-        indexes = [models.Index(fields=["clinic", "due"], name="followup_tally_due_idx")]
 
     def __str__(self) -> str:
-        return f"{self.clinic_id} {self.pathway} {self.top_priority_rank} {self.due}: {self.open}"
+        key = f"{self.clinic_id} {self.pathway} {self.action_rank} {self.next_due}"
+        return f"{key}: {self.patients}"
 
 
 class AppendOnlyError(Exception):

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import F, Min, QuerySet
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 from simple_history.utils import bulk_create_with_history
@@ -22,15 +22,16 @@ from pathways.cases import (
     patient_to_document,
 )
 from pathways.models import (
+    ACTION_RANK,
     AccessLog,
     AssessmentSnapshot,
     Clinic,
     FollowUp,
-    FollowUpTally,
     LabResult,
     Membership,
     Patient,
     Therapy,
+    WorklistTally,
 )
 from pathways.rules import current_rule_set
 
@@ -231,16 +232,13 @@ def follow_ups_sync(
     """Store the follow-ups the engine schedules; keep completed ones as a record."""
     if result is None:
         result = engine.assess(patient_to_case(patient), current_rule_set())
-    snapshot = assessment_snapshot_store(patient=patient, result=result, cause=cause)
-    copies = {"pathway": snapshot.pathway, "top_priority_rank": snapshot.top_priority_rank}
+    assessment_snapshot_store(patient=patient, result=result, cause=cause)
     stored = {(f.code, f.due): f for f in patient.follow_ups.all()}
     kept: list[FollowUp] = []
     for item in result.follow_ups:
         follow_up = stored.pop((item.code, item.due), None)
         if follow_up is None:
-            follow_up = FollowUp(
-                patient=patient, clinic_id=patient.clinic_id, code=item.code, due=item.due, **copies
-            )
+            follow_up = FollowUp(patient=patient, code=item.code, due=item.due)
         changed = (follow_up.title, follow_up.rule, follow_up.rule_set_version) != (
             item.title,
             item.rule or "",
@@ -264,85 +262,112 @@ def follow_ups_sync(
         # A completion by hand is a record of what a clinician did: it stays.
         if obsolete.completed_at is None or obsolete.completed_by_result:
             obsolete.delete()
-    # The dashboard's copies of the snapshot: derived data, so update() (no history rows).
-    patient.follow_ups.exclude(**copies).update(**copies)
     worklist_copies_store(patient=patient, result=result)
     return kept
 
 
 def worklist_copies_store(*, patient: Patient, result: engine.Result | None = None) -> None:
-    """The snapshot's worklist copies: open follow-ups, and the highest card not acted on; and
-    the patient's share of FollowUpTally. Every write to a patient's follow-ups ends here,
-    under the patient's row lock, so the share last tallied is the one to take back."""
+    """The snapshot's worklist copies (open follow-ups, the first one's due date, the highest
+    card not acted on) and the patient's share of WorklistTally. Every write to a patient's
+    follow-ups or card actions ends here, under the patient's row lock, so the share last
+    tallied is the one to take back. Without ``result`` the action rank stays as stored."""
     from pathways.card_actions import active_actions
 
-    tallied = _tally_keys(
-        patient.follow_ups.filter(completed_at__isnull=True).values_list(
-            "clinic_id", "pathway", "top_priority_rank", "due"
-        )
+    snapshot = (
+        AssessmentSnapshot.objects.filter(patient=patient)
+        .values("pathway", "action_rank", "tallied")
+        .first()
+    )
+    if snapshot is None:
+        return
+    dues = sorted(
+        patient.follow_ups.filter(completed_at__isnull=True).values_list("due", flat=True)
     )
     fields: dict[str, Any] = {
         "clinic_id": patient.clinic_id,
-        "open_follow_ups": len(tallied),
-        "tallied": tallied,
+        "open_follow_ups": len(dues),
+        "next_due": dues[0] if dues else None,
+        "scheduled": bool(dues),
     }
     if result is not None:
         actions = active_actions(patient, result, current_rule_set())
         fields["action_rank"] = actions.action_rank(result)
         fields["snooze_ends"] = actions.snooze_ends()
-    before = AssessmentSnapshot.objects.filter(patient=patient).values_list("tallied", flat=True)
-    previous = before.first()
-    if AssessmentSnapshot.objects.filter(patient=patient).update(**fields):
-        follow_up_tally_apply(before=previous or [], after=tallied)
+    action_rank = fields.get("action_rank", snapshot["action_rank"])
+    fields["tallied"] = worklist_share(
+        patient.clinic_id, snapshot["pathway"], action_rank, fields["next_due"]
+    )
+    AssessmentSnapshot.objects.filter(patient=patient).update(**fields)
+    worklist_tally_apply(before=snapshot["tallied"], after=fields["tallied"])
 
 
-def _tally_keys(rows: Any) -> list[list[Any]]:
-    """A patient's share of FollowUpTally: [clinic, pathway, rank, due (ISO)] per follow-up."""
-    return sorted([clinic, pathway, rank, due.isoformat()] for clinic, pathway, rank, due in rows)
+def worklist_share(
+    clinic: int, pathway: str, action_rank: int, next_due: date | None
+) -> list[list[Any]]:
+    """A patient's share of WorklistTally: its key when on the worklist, else none."""
+    if action_rank > ACTION_RANK and next_due is None:
+        return []
+    return [[clinic, pathway, action_rank, None if next_due is None else next_due.isoformat()]]
 
 
-def follow_up_tally_apply(*, before: list[list[Any]], after: list[list[Any]]) -> None:
-    """Add to FollowUpTally the difference between two shares of one patient. Each row moves by
-    an increment in SQL (``open = open + n``), so concurrent patients never lose one another's
-    change; rows are taken in key order, so two transactions never wait on each other in a
-    cycle."""
+def worklist_tally_apply(*, before: list[list[Any]], after: list[list[Any]]) -> None:
+    """Add to WorklistTally the difference between two shares of one patient. Each row moves by
+    an increment in SQL (``patients = patients + n``), so concurrent patients never lose one
+    another's change; rows are taken in key order, so two transactions never wait on each
+    other in a cycle."""
     counts: Counter[tuple[Any, ...]] = Counter(tuple(key) for key in after)
     counts.subtract(Counter(tuple(key) for key in before))
-    changes = sorted((key, delta) for key, delta in counts.items() if delta)
+    changes = sorted(
+        ((key, delta) for key, delta in counts.items() if delta),
+        key=lambda change: (change[0][:3], change[0][3] or ""),
+    )
     if not changes:
         return
-    FollowUpTally.objects.bulk_create(
+    WorklistTally.objects.bulk_create(
         [
-            FollowUpTally(clinic_id=clinic, pathway=pathway, top_priority_rank=rank, due=due)
+            WorklistTally(clinic_id=clinic, pathway=pathway, action_rank=rank, next_due=due)
             for (clinic, pathway, rank, due), _ in changes
         ],
         ignore_conflicts=True,
     )
     for (clinic, pathway, rank, due), delta in changes:
-        FollowUpTally.objects.filter(
-            clinic_id=clinic, pathway=pathway, top_priority_rank=rank, due=due
-        ).update(open=F("open") + delta)
+        WorklistTally.objects.filter(
+            clinic_id=clinic, pathway=pathway, action_rank=rank, next_due=due
+        ).update(patients=F("patients") + delta)
 
 
 @transaction.atomic
-def follow_up_tally_rebuild() -> int:
-    """FollowUpTally counted afresh from the open follow-ups, and each snapshot's share with
-    it (for a database filled in bulk; the app keeps both as it writes). Returns the rows."""
-    FollowUpTally.objects.select_for_update().all().delete()
-    keys = ("clinic_id", "pathway", "top_priority_rank", "due")
-    open_follow_ups = FollowUp.objects.filter(completed_at__isnull=True)
+def worklist_tally_rebuild() -> int:
+    """Each snapshot's first due date and share, and WorklistTally counted afresh from them (for
+    a database filled in bulk; the app keeps them as it writes). Returns the tally's rows."""
+    WorklistTally.objects.select_for_update().all().delete()
+    first_due = dict(
+        FollowUp.objects.filter(completed_at__isnull=True)
+        .values("patient_id")
+        .annotate(first=Min("due"))
+        .values_list("patient_id", "first")
+        .order_by()
+    )
+    counts: Counter[tuple[Any, ...]] = Counter()
+    snapshots = AssessmentSnapshot.objects.only(
+        "patient_id", "clinic_id", "pathway", "action_rank", "next_due", "tallied"
+    )
+    for snapshot in snapshots.iterator():
+        next_due = first_due.get(snapshot.patient_id)
+        assert snapshot.clinic_id is not None
+        share = worklist_share(snapshot.clinic_id, snapshot.pathway, snapshot.action_rank, next_due)
+        counts.update(tuple(key) for key in share)
+        if (share, next_due) != (snapshot.tallied, snapshot.next_due):
+            AssessmentSnapshot.objects.filter(pk=snapshot.pk).update(
+                tallied=share, next_due=next_due, scheduled=next_due is not None
+            )
     rows = [
-        FollowUpTally(open=row.pop("open"), **row)
-        for row in open_follow_ups.values(*keys).annotate(open=Count("pk")).order_by()
+        WorklistTally(
+            clinic_id=clinic, pathway=pathway, action_rank=rank, next_due=due, patients=patients
+        )
+        for (clinic, pathway, rank, due), patients in counts.items()
     ]
-    FollowUpTally.objects.bulk_create(rows, batch_size=2000)
-    shares: dict[int, list[Any]] = {}
-    for patient_id, *key in open_follow_ups.values_list("patient_id", *keys).order_by():
-        shares.setdefault(patient_id, []).append(key)
-    for snapshot in AssessmentSnapshot.objects.only("patient_id", "tallied").iterator():
-        share = _tally_keys(shares.get(snapshot.patient_id, []))
-        if share != snapshot.tallied:
-            AssessmentSnapshot.objects.filter(pk=snapshot.pk).update(tallied=share)
+    WorklistTally.objects.bulk_create(rows, batch_size=2000)
     return len(rows)
 
 

@@ -1,8 +1,8 @@
-"""The follow-up dashboard: counts, filters, search, sort and pages, in constant queries."""
+"""The worklist: one row per patient, counts, filters, search, sort and pages, in constant
+queries."""
 
 from __future__ import annotations
 
-import importlib
 from datetime import timedelta
 from typing import Any
 
@@ -53,15 +53,21 @@ def _set_due(patient: Any, days_from_today: int) -> FollowUp:
     return follow_up
 
 
-def test_the_dashboard_lists_open_follow_ups_with_counts(
+def test_the_worklist_lists_each_patient_needing_action_once_with_counts(
     alice_client: Client, paget_patient: Any, myeloma_patient: Any
 ) -> None:
+    assert "PAGET-1" not in rows(alice_client.get("/").content.decode())  # nothing due soon
+    _set_due(paget_patient, 3)
     response = alice_client.get("/")
     html = response.content.decode()
     assert response.status_code == 200
-    expected = len(open_follow_ups(paget_patient)) + len(open_follow_ups(myeloma_patient))
-    assert len(rows(html)) == expected
-    assert f'data-count="all">{expected}</span>' in html
+    assert len(open_follow_ups(paget_patient)) > 1 and len(open_follow_ups(myeloma_patient)) > 1
+    assert sorted(rows(html)) == ["MM-14", "PAGET-1"]  # one row each, not one per follow-up
+    assert 'data-count="all">2</span>' in html
+    more = len(open_follow_ups(paget_patient)) - 1
+    assert f"+{more} more follow-up{'s' if more > 1 else ''}" in html
+    latest = myeloma_patient.lab_results.filter(test="alp").order_by("collected_on").last()
+    assert f'class="text-muted alp-date">{latest.collected_on.isoformat()}<' in html
     assert "Samuel Okafor" in html and "Margaret Ellis" in html
     assert "\u00d7 ULN" in html and '<svg class="sparkline"' in html
     assert "<title>2026-10-01: ALP 260 U/L</title>" in html  # each sparkline point: date, value
@@ -101,22 +107,22 @@ def test_an_htmx_request_gets_the_results_fragment_with_fresh_counts(
 
 
 def test_sorting_and_pages(alice_client: Client, alice: Any, north_clinic: Any) -> None:
-    for number in range(14):
+    total = 27  # patients with a follow-up later than a week: "Upcoming"
+    for number in range(total):
         stored_patient(north_clinic, alice, mrn=f"P-{number:02d}", name=f"Patient {number:02d}")
-    total = FollowUp.objects.filter(completed_at__isnull=True).count()
-    assert total > 25
-    first = rows(alice_client.get("/?sort=name").content.decode())
-    second = rows(alice_client.get("/?sort=name&page=2").content.decode())
+    first = rows(alice_client.get("/?status=upcoming&sort=name").content.decode())
+    second = rows(alice_client.get("/?status=upcoming&sort=name&page=2").content.decode())
     assert len(first) == 25 and len(first) + len(second) == total
     assert first == sorted(first) and first[-1] <= second[0]
-    page = alice_client.get("/?sort=name&page=2").content.decode()
+    page = alice_client.get("/?status=upcoming&sort=name&page=2").content.decode()
     assert "Page 2 of 2" in page and "page=1" in page
-    assert rows(alice_client.get("/?page=999&sort=name").content.decode()) == second
-    latest_first = alice_client.get("/?sort=-due").content.decode()
+    assert rows(alice_client.get("/?status=upcoming&page=999&sort=name").content.decode()) == second
+    latest_first = alice_client.get("/?status=upcoming&sort=-due").content.decode()
     assert "Due date (latest first)" in latest_first
 
 
 def test_invalid_filters_are_ignored(alice_client: Client, paget_patient: Any) -> None:
+    _set_due(paget_patient, -1)
     response = alice_client.get("/?status=bogus&page=abc&sort=evil")
     assert response.status_code == 200
     assert "PAGET-1" in rows(response.content.decode())
@@ -131,11 +137,14 @@ def test_another_clinic_sees_none_of_it(
     assert 'data-count="all">0</span>' in html
 
 
-def test_completed_follow_ups_leave_the_dashboard(alice_client: Client, paget_patient: Any) -> None:
-    follow_up = open_follow_ups(paget_patient)[0]
-    before = len(rows(alice_client.get("/").content.decode()))
+def test_a_patient_leaves_the_worklist_once_nothing_is_due_soon(
+    alice_client: Client, paget_patient: Any
+) -> None:
+    follow_up = _set_due(paget_patient, 2)
+    assert rows(alice_client.get("/").content.decode()) == ["PAGET-1"]
     alice_client.post(f"/patients/{paget_patient.pk}/follow-ups/{follow_up.pk}/done/")
-    assert len(rows(alice_client.get("/").content.decode())) == before - 1
+    assert rows(alice_client.get("/").content.decode()) == []
+    assert rows(alice_client.get("/?status=upcoming").content.decode()) == ["PAGET-1"]
 
 
 def test_the_dashboard_issues_a_constant_number_of_queries(
@@ -154,15 +163,15 @@ def test_the_dashboard_issues_a_constant_number_of_queries(
     for number in range(10):
         stored_patient(north_clinic, alice, mrn=f"P-{number}", name=f"Patient {number}")
     with django_assert_max_num_queries(len(one)):
-        response = alice_client.get("/")
-    assert len(rows(response.content.decode())) > 10
+        alice_client.get("/")
+    assert len(rows(alice_client.get("/?status=upcoming").content.decode())) > 10
     for page in pages:
         with django_assert_max_num_queries(counted[page]):
             alice_client.get(page, headers=HTMX)
 
 
 @pytest.mark.parametrize("search_keys", [200, 0])
-def test_every_query_plan_finds_the_same_follow_ups(
+def test_every_query_plan_finds_the_same_patients(
     alice_client: Client,
     alice: Any,
     north_clinic: Any,
@@ -171,7 +180,7 @@ def test_every_query_plan_finds_the_same_follow_ups(
     search_keys: int,
     monkeypatch: Any,
 ) -> None:
-    # Without a search, follow-ups are found by their own clinic, pathway and priority copies;
+    # Without a search, patients are found by their snapshot's clinic, pathway and rank copies;
     # a search finds the patients first, scoped by the patient's clinic (passed as keys, or
     # joined when it matches more than SEARCH_KEYS patients).
     monkeypatch.setattr(dashboard, "SEARCH_KEYS", search_keys)
@@ -181,7 +190,7 @@ def test_every_query_plan_finds_the_same_follow_ups(
     myeloma_document = myeloma_on_zoledronic_acid_14_months_document()
     stored_patient(north_clinic, alice, myeloma_document, mrn="N-MM", name="North MM")
     stored_patient(south_clinic, bob, myeloma_document, mrn="S-MM", name="South MM")
-    queries = ["", "pathway=myeloma", "pathway=bone", "status=overdue"]
+    queries = ["", "pathway=myeloma", "pathway=bone", "status=overdue", "status=upcoming"]
     queries += [f"priority={priority}" for priority in engine.PRIORITIES]
     found = 0
     for query in queries:
@@ -194,20 +203,13 @@ def test_every_query_plan_finds_the_same_follow_ups(
     assert not rows(alice_client.get("/?q=south").content.decode())
 
 
-def test_the_follow_ups_dashboard_copies_follow_the_patient(
-    alice_client: Client, alice: Any, north_clinic: Any, paget_patient: Any
+def test_the_worklist_copies_follow_the_patient(
+    alice_client: Client, alice: Any, paget_patient: Any
 ) -> None:
-    """Clinic, pathway and top priority are copied onto each follow-up for the indexes; a new
-    assessment (here: the case becomes a myeloma case) updates every copy."""
-    snapshot = paget_patient.snapshot
-    copies = set(
-        FollowUp.objects.filter(patient=paget_patient).values_list(
-            "clinic", "pathway", "top_priority_rank"
-        )
-    )
-    assert copies == {(north_clinic.pk, snapshot.pathway, snapshot.top_priority_rank)}
-    assert rows(alice_client.get("/?pathway=bone").content.decode())
-    assert not rows(alice_client.get("/?pathway=myeloma").content.decode())
+    """The snapshot's pathway and rank are what the worklist filters on; a new assessment
+    (here: the case becomes a myeloma case) moves the patient."""
+    assert rows(alice_client.get("/?status=upcoming&pathway=bone").content.decode())
+    assert not rows(alice_client.get("/?status=upcoming&pathway=myeloma").content.decode())
 
     document = myeloma_on_zoledronic_acid_14_months_document()
     case = engine.parse_case(document, today=timezone.localdate())
@@ -219,37 +221,12 @@ def test_the_follow_ups_dashboard_copies_follow_the_patient(
         patient=paget_patient,
         expected_version=paget_patient.version,
     )
-    snapshot.refresh_from_db()
+    snapshot = AssessmentSnapshot.objects.get(patient=paget_patient)
     assert snapshot.pathway == "myeloma"
-    copies = set(
-        FollowUp.objects.filter(patient=paget_patient).values_list(
-            "clinic", "pathway", "top_priority_rank"
-        )
-    )
-    assert copies == {(north_clinic.pk, "myeloma", snapshot.top_priority_rank)}
     assert not rows(alice_client.get("/?pathway=bone").content.decode())
     assert rows(alice_client.get("/?pathway=myeloma").content.decode())
-    priority = next(
-        p for p, rank in engine.PRIORITY_RANK.items() if rank == snapshot.top_priority_rank
-    )
+    priority = next(p for p, rank in engine.PRIORITY_RANK.items() if rank == snapshot.action_rank)
     assert rows(alice_client.get(f"/?priority={priority}").content.decode())
-
-
-def test_the_migration_copies_clinic_pathway_and_priority_onto_stored_follow_ups(
-    alice: Any, north_clinic: Any, south_clinic: Any, paget_patient: Any, myeloma_patient: Any
-) -> None:
-    """Migration 0004 fills the copies of follow-ups stored before it (here: made wrong)."""
-    from django.apps import apps
-
-    migration = importlib.import_module("pathways.migrations.0004_followup_dashboard_copies")
-    FollowUp.objects.update(clinic=south_clinic, pathway="", top_priority_rank=9)
-    migration.copy_to_follow_ups(apps, None)
-    for patient in (paget_patient, myeloma_patient):
-        snapshot = AssessmentSnapshot.objects.get(patient=patient)
-        copies = FollowUp.objects.filter(patient=patient).values_list(
-            "clinic", "pathway", "top_priority_rank"
-        )
-        assert set(copies) == {(north_clinic.pk, snapshot.pathway, snapshot.top_priority_rank)}
 
 
 def test_on_postgresql_the_search_is_served_by_trigram_indexes(

@@ -18,7 +18,7 @@ from pathways.card_actions import active_actions, card_digest
 from pathways.cases import patient_to_case
 from pathways.models import AccessLog, AssessmentSnapshot, CardAction, FollowUp
 from pathways.rules import current_rule_set
-from pathways.services import follow_up_mark_done
+from pathways.services import follow_up_mark_done, worklist_copies_store
 from tests.factories import (
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
@@ -124,23 +124,42 @@ def test_the_worklist_never_shows_another_clinics_patients(
     assert "URG-1" not in client.get("/worklist.csv").content.decode()
 
 
-def test_card_rows_and_follow_ups_share_the_pages(
-    alice_client: Client, alice: Any, north_clinic: Any, monkeypatch: Any
-) -> None:
-    from pathways import dashboard
+def _first_due_in(patient: Any, days: int) -> None:
+    """Give the patient an open follow-up due in ``days`` (before its others), and keep the
+    worklist's copies as the app does after every write to follow-ups."""
+    due = timezone.localdate() + timedelta(days=days)
+    follow_up = FollowUp.objects.filter(patient=patient, completed_at=None).first()
+    if follow_up is None:
+        follow_up = FollowUp(patient=patient, code="alp-recheck")
+        follow_up.title, follow_up.rule_set_version = "Recheck ALP", current_rule_set().version
+    follow_up.due = due
+    follow_up.save()
+    worklist_copies_store(patient=patient)
 
-    monkeypatch.setattr(dashboard, "PAGE_SIZE", 2)
-    for number in range(3):
-        stored_patient(north_clinic, alice, urgent_document(), mrn=f"U-{number}", name="Urgent")
-    stored_patient(north_clinic, alice, mrn="PAGET-1")
-    follow_ups = FollowUp.objects.filter(completed_at=None).count()
-    seen: list[str] = []
-    for page in range(1, 10):
-        seen += rows(alice_client.get(f"/?page={page}").content.decode())
-        if len(seen) >= 3 + follow_ups:
-            break
-    assert seen[:3] == ["U-0", "U-1", "U-2"]
-    assert seen[3:] == ["PAGET-1"] * follow_ups
+
+def test_one_row_per_patient_in_the_order_of_urgency_then_due_date(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    """Urgent cards come first even with a follow-up months away (such a patient used to sink
+    to the end, as "Upcoming"); then the first due date; nothing scheduled comes first."""
+    soon = stored_patient(north_clinic, alice, mrn="PAGET-SOON")
+    overdue = stored_patient(north_clinic, alice, mrn="PAGET-OVERDUE")
+    later = stored_patient(north_clinic, alice, urgent_document(), mrn="URG-LATER")
+    stored_patient(north_clinic, alice, urgent_document(), mrn="URG-NOW")
+    for patient, days in ((soon, 3), (overdue, -5), (later, 60)):
+        _first_due_in(patient, days)
+    assert FollowUp.objects.filter(patient=soon, completed_at=None).count() > 1
+    html = alice_client.get("/").content.decode()
+    assert rows(html) == ["URG-NOW", "URG-LATER", "PAGET-OVERDUE", "PAGET-SOON"]
+    statuses = [part.split('"', 1)[0] for part in html.split('data-status="')[1:]]
+    assert statuses == ["action", "action", "overdue", "due_soon"]
+    assert rows(alice_client.get("/?status=upcoming").content.decode()) == ["URG-LATER"]
+    assert rows(alice_client.get("/?sort=due").content.decode()) == [
+        "URG-NOW",
+        "PAGET-OVERDUE",
+        "PAGET-SOON",
+        "URG-LATER",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +405,9 @@ def test_worklist_csv_follows_the_filters_and_is_access_logged(
     assert table[0]["status"] == "Needs action" and table[0]["top_priority"] == "urgent"
     assert AccessLog.objects.filter(patient=urgent_patient, action="worklist CSV export").exists()
     everything = list(
-        csv.DictReader(io.StringIO(alice_client.get("/worklist.csv").content.decode()))
+        csv.DictReader(
+            io.StringIO(alice_client.get("/worklist.csv?status=upcoming").content.decode())
+        )
     )
     assert "'=HYPERLINK(1)" in {row["mrn"] for row in everything}
 

@@ -1,42 +1,58 @@
-"""The worklist's tally of open follow-ups (clinic, pathway, top priority, due date) stays equal
-to a count of the follow-ups themselves through every write the app makes to them."""
+"""The worklist's tally of patients (clinic, pathway, action rank, first due date) stays equal to
+a count made afresh from the follow-ups and snapshots through every write the app makes."""
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db.models import Count
+from django.db.models import Min
 from django.test import Client
 from django.utils import timezone
 
 from pathways import engine
-from pathways.models import AssessmentSnapshot, FollowUp, FollowUpTally
+from pathways.card_actions import card_action_record
+from pathways.cases import patient_to_case
+from pathways.models import AssessmentSnapshot, FollowUp, WorklistTally
+from pathways.rules import current_rule_set
 from pathways.services import (
     follow_up_mark_done,
     follow_up_reopen,
-    follow_up_tally_rebuild,
     patient_reassess,
     patient_record_result,
     patient_remove_result,
     patient_save_case,
+    worklist_tally_rebuild,
 )
 from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
 
 pytestmark = pytest.mark.django_db
-KEYS = ("clinic_id", "pathway", "top_priority_rank", "due")
 
 
 def counted() -> dict[tuple[Any, ...], int]:
-    rows = FollowUp.objects.filter(completed_at__isnull=True).values(*KEYS).annotate(n=Count("pk"))
-    return {tuple(row[key] for key in KEYS): row["n"] for row in rows}
+    """Patients per key, from their open follow-ups and their highest card not acted on."""
+    first_due = dict(
+        FollowUp.objects.filter(completed_at__isnull=True)
+        .values("patient_id")
+        .annotate(first=Min("due"))
+        .values_list("patient_id", "first")
+    )
+    counts: dict[tuple[Any, ...], int] = {}
+    for snapshot in AssessmentSnapshot.objects.all():
+        due = first_due.get(snapshot.patient_id)
+        assert snapshot.next_due == due and snapshot.scheduled is (due is not None)
+        if snapshot.action_rank <= 1 or due is not None:
+            key = (snapshot.clinic_id, snapshot.pathway, snapshot.action_rank, due)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def tallied() -> dict[tuple[Any, ...], int]:
     return {
-        (t.clinic_id, t.pathway, t.top_priority_rank, t.due): t.open
-        for t in FollowUpTally.objects.exclude(open=0)
+        (t.clinic_id, t.pathway, t.action_rank, t.next_due): t.patients
+        for t in WorklistTally.objects.exclude(patients=0)
     }
 
 
@@ -49,6 +65,8 @@ def test_the_tally_follows_every_write_to_follow_ups(
     )
     stored_patient(south_clinic, bob, mrn="SOUTH-1")
     assert counted() == tallied() and len(counted()) > 2
+    ranks = set(AssessmentSnapshot.objects.values_list("action_rank", flat=True))
+    assert {0, 1} & ranks and ranks - {0, 1}, "cards and follow-ups both put patients on it"
     steps = []
 
     # A new result (the ALP follow-ups move or complete), then its removal.
@@ -83,7 +101,21 @@ def test_the_tally_follows_every_write_to_follow_ups(
     follow_up_reopen(follow_up=follow_up, user=alice)
     steps.append(("reopened", counted() == tallied()))
 
-    # The case changes pathway (the follow-ups' pathway and priority copies move with it).
+    # Acknowledging the highest card moves the patient to the next rank.
+    assessed = engine.assess(patient_to_case(myeloma), current_rule_set())
+    rank = AssessmentSnapshot.objects.get(patient=myeloma).action_rank
+    card_action_record(
+        patient=myeloma,
+        user=alice,
+        code=assessed.recommendations[0].code,
+        kind="acknowledge",
+        rule_set=current_rule_set(),
+        result=assessed,
+    )
+    assert AssessmentSnapshot.objects.get(patient=myeloma).action_rank != rank
+    steps.append(("card acknowledged", counted() == tallied()))
+
+    # The case changes pathway (the patient's key moves with it).
     paget.refresh_from_db()
     patient_save_case(
         user=alice,
@@ -101,29 +133,52 @@ def test_the_tally_follows_every_write_to_follow_ups(
     # Each snapshot's share is what it adds to the tally; a rebuild finds nothing to change.
     shares = {s.patient_id: s.tallied for s in AssessmentSnapshot.objects.all()}
     before = tallied()
-    follow_up_tally_rebuild()
+    worklist_tally_rebuild()
     assert tallied() == before == counted()
     assert {s.patient_id: s.tallied for s in AssessmentSnapshot.objects.all()} == shares
 
 
-def test_the_worklist_counts_are_the_tally_and_equal_the_follow_ups(
+def test_the_worklist_counts_are_the_tally_and_equal_the_patients(
     alice_client: Client, alice: Any, north_clinic: Any
 ) -> None:
     for number in range(3):
         stored_patient(north_clinic, alice, mrn=f"P-{number}", name=f"Patient {number}")
     stored_patient(north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-1")
     today = timezone.localdate()
-    open_follow_ups = FollowUp.objects.filter(completed_at=None)
+    first_due = {
+        row["patient_id"]: row["first"]
+        for row in FollowUp.objects.filter(completed_at=None)
+        .values("patient_id")
+        .annotate(first=Min("due"))
+    }
     expected = {
-        "overdue": open_follow_ups.filter(due__lt=today).count(),
-        "upcoming": open_follow_ups.filter(due__gt=today + timedelta(days=7)).count(),
+        "overdue": sum(due < today for due in first_due.values()),
+        "upcoming": sum(due > today + timedelta(days=7) for due in first_due.values()),
     }
     html = alice_client.get("/").content.decode()
     for status, count in expected.items():
         assert f'data-count="{status}">{count}<' in html, status
-    # The counts read the tally, not the follow-ups: emptied, it shows (so it is the source).
+    # The counts read the tally, not the patients: emptied, it shows (so it is the source).
     assert sum(expected.values()) > 0
-    FollowUpTally.objects.update(open=0)
+    WorklistTally.objects.update(patients=0)
     html = alice_client.get("/").content.decode()
     for status in expected:
         assert f'data-count="{status}">0<' in html, status
+
+
+def test_the_migration_fills_the_first_due_dates_shares_and_tally(
+    alice: Any, north_clinic: Any
+) -> None:
+    """Migration 0022 derives the new copies of patients stored before it (here: erased)."""
+    from django.apps import apps
+
+    migration = importlib.import_module("pathways.migrations.0022_worklist_per_patient")
+    stored_patient(north_clinic, alice, mrn="PAGET-1")
+    stored_patient(north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-1")
+    before, shares = tallied(), {s.patient_id: s.tallied for s in AssessmentSnapshot.objects.all()}
+    assert before == counted() and all(shares.values())
+    AssessmentSnapshot.objects.update(next_due=None, scheduled=False, tallied=[])
+    WorklistTally.objects.all().delete()
+    migration.worklist_fill(apps, None)
+    assert tallied() == before == counted()
+    assert {s.patient_id: s.tallied for s in AssessmentSnapshot.objects.all()} == shares
