@@ -10,10 +10,11 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db.models import Min
 
 from pathways import engine
 from pathways.case_post import as_browser_json, form_data
-from pathways.models import Clinic, Patient
+from pathways.models import AssessmentSnapshot, Clinic, FollowUp, Patient, WorklistTally
 from pathways.services import patient_save_case
 
 __all__ = ["TODAY", "as_browser_json", "form_data", "stored_patient"]
@@ -188,3 +189,28 @@ def run_assess_command(document: Any, tmp_path: Path) -> tuple[int, str, str]:
     except SystemExit as exit_:
         code = int(exit_.code or 0)
     return code, out.getvalue(), err.getvalue()
+
+
+def worklist_counted() -> dict[tuple[Any, ...], int]:
+    """Patients per key, from their open follow-ups and their highest card not acted on."""
+    first_due = dict(
+        FollowUp.objects.filter(completed_at__isnull=True)
+        .values("patient_id")
+        .annotate(first=Min("due"))
+        .values_list("patient_id", "first")
+    )
+    counts: dict[tuple[Any, ...], int] = {}
+    for snapshot in AssessmentSnapshot.objects.all():
+        due = first_due.get(snapshot.patient_id)
+        assert snapshot.next_due == due and snapshot.scheduled is (due is not None)
+        if snapshot.action_rank <= 1 or due is not None:
+            key = (snapshot.clinic_id, snapshot.pathway, snapshot.action_rank, due)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def worklist_tallied() -> dict[tuple[Any, ...], int]:
+    return {
+        (t.clinic_id, t.pathway, t.action_rank, t.next_due): t.patients
+        for t in WorklistTally.objects.exclude(patients=0)
+    }

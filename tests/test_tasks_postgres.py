@@ -28,7 +28,13 @@ from pathways.models import (
 )
 from pathways.rules import current_rule_set, install_catalogue
 from tests.conftest import rule_editor
-from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
+from tests.factories import (
+    paget_on_alendronate_document,
+    publish_reviewed,
+    stored_patient,
+    worklist_counted,
+    worklist_tallied,
+)
 from tests.workers import start, start_worker, stop, wait_for
 
 pytestmark = [
@@ -165,6 +171,8 @@ def _assert_every_patient_is_freshly_assessed(version: str) -> None:
             .values_list("code", "due", "rule_set_version")
         )
         assert stored == {(f.code, f.due, version) for f in fresh.follow_ups}, patient.pk
+    # The worklist's tally, moved by increments from concurrent transactions, equals a recount.
+    assert worklist_tallied() == worklist_counted()
 
 
 def _finished(run: ReassessmentRun) -> bool:

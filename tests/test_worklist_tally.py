@@ -26,34 +26,14 @@ from pathways.services import (
     patient_save_case,
     worklist_tally_rebuild,
 )
-from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+from tests.factories import (
+    myeloma_on_zoledronic_acid_14_months_document,
+    stored_patient,
+    worklist_counted,
+    worklist_tallied,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-def counted() -> dict[tuple[Any, ...], int]:
-    """Patients per key, from their open follow-ups and their highest card not acted on."""
-    first_due = dict(
-        FollowUp.objects.filter(completed_at__isnull=True)
-        .values("patient_id")
-        .annotate(first=Min("due"))
-        .values_list("patient_id", "first")
-    )
-    counts: dict[tuple[Any, ...], int] = {}
-    for snapshot in AssessmentSnapshot.objects.all():
-        due = first_due.get(snapshot.patient_id)
-        assert snapshot.next_due == due and snapshot.scheduled is (due is not None)
-        if snapshot.action_rank <= 1 or due is not None:
-            key = (snapshot.clinic_id, snapshot.pathway, snapshot.action_rank, due)
-            counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-def tallied() -> dict[tuple[Any, ...], int]:
-    return {
-        (t.clinic_id, t.pathway, t.action_rank, t.next_due): t.patients
-        for t in WorklistTally.objects.exclude(patients=0)
-    }
 
 
 def test_the_tally_follows_every_write_to_follow_ups(
@@ -64,7 +44,7 @@ def test_the_tally_follows_every_write_to_follow_ups(
         north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-1"
     )
     stored_patient(south_clinic, bob, mrn="SOUTH-1")
-    assert counted() == tallied() and len(counted()) > 2
+    assert worklist_counted() == worklist_tallied() and len(worklist_counted()) > 2
     ranks = set(AssessmentSnapshot.objects.values_list("action_rank", flat=True))
     assert {0, 1} & ranks and ranks - {0, 1}, "cards and follow-ups both put patients on it"
     steps = []
@@ -88,18 +68,18 @@ def test_the_tally_follows_every_write_to_follow_ups(
     result = patient_record_result(
         patient=paget, user=alice, lab=lab, expected_version=paget.version
     )
-    steps.append(("result added", counted() == tallied()))
+    steps.append(("result added", worklist_counted() == worklist_tallied()))
     paget.refresh_from_db()
     patient_remove_result(patient=paget, result=result, expected_version=paget.version)
-    steps.append(("result removed", counted() == tallied()))
+    steps.append(("result removed", worklist_counted() == worklist_tallied()))
 
     # Marked done by hand, then reopened.
     follow_up = FollowUp.objects.filter(patient=myeloma, completed_at=None).first()
     assert follow_up is not None
     follow_up_mark_done(follow_up=follow_up, user=alice, outcome="done")
-    steps.append(("marked done", counted() == tallied()))
+    steps.append(("marked done", worklist_counted() == worklist_tallied()))
     follow_up_reopen(follow_up=follow_up, user=alice)
-    steps.append(("reopened", counted() == tallied()))
+    steps.append(("reopened", worklist_counted() == worklist_tallied()))
 
     # Acknowledging the highest card moves the patient to the next rank.
     assessed = engine.assess(patient_to_case(myeloma), current_rule_set())
@@ -113,7 +93,7 @@ def test_the_tally_follows_every_write_to_follow_ups(
         result=assessed,
     )
     assert AssessmentSnapshot.objects.get(patient=myeloma).action_rank != rank
-    steps.append(("card acknowledged", counted() == tallied()))
+    steps.append(("card acknowledged", worklist_counted() == worklist_tallied()))
 
     # The case changes pathway (the patient's key moves with it).
     paget.refresh_from_db()
@@ -125,16 +105,16 @@ def test_the_tally_follows_every_write_to_follow_ups(
         patient=paget,
         expected_version=paget.version,
     )
-    steps.append(("pathway changed", counted() == tallied()))
+    steps.append(("pathway changed", worklist_counted() == worklist_tallied()))
     patient_reassess(patient_id=myeloma.pk)
-    steps.append(("re-assessed", counted() == tallied()))
+    steps.append(("re-assessed", worklist_counted() == worklist_tallied()))
     assert steps == [(name, True) for name, _ in steps]
 
     # Each snapshot's share is what it adds to the tally; a rebuild finds nothing to change.
     shares = {s.patient_id: s.tallied for s in AssessmentSnapshot.objects.all()}
-    before = tallied()
+    before = worklist_tallied()
     worklist_tally_rebuild()
-    assert tallied() == before == counted()
+    assert worklist_tallied() == before == worklist_counted()
     assert {s.patient_id: s.tallied for s in AssessmentSnapshot.objects.all()} == shares
 
 
@@ -175,10 +155,13 @@ def test_the_migration_fills_the_first_due_dates_shares_and_tally(
     migration = importlib.import_module("pathways.migrations.0022_worklist_per_patient")
     stored_patient(north_clinic, alice, mrn="PAGET-1")
     stored_patient(north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="MM-1")
-    before, shares = tallied(), {s.patient_id: s.tallied for s in AssessmentSnapshot.objects.all()}
-    assert before == counted() and all(shares.values())
+    before, shares = (
+        worklist_tallied(),
+        {s.patient_id: s.tallied for s in AssessmentSnapshot.objects.all()},
+    )
+    assert before == worklist_counted() and all(shares.values())
     AssessmentSnapshot.objects.update(next_due=None, scheduled=False, tallied=[])
     WorklistTally.objects.all().delete()
     migration.worklist_fill(apps, None)
-    assert tallied() == before == counted()
+    assert worklist_tallied() == before == worklist_counted()
     assert {s.patient_id: s.tallied for s in AssessmentSnapshot.objects.all()} == shares
