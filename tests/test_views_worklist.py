@@ -116,6 +116,25 @@ def test_acknowledging_every_urgent_card_takes_her_off_the_worklist_and_undo_bri
     assert rows(alice_client.get("/?priority=urgent").content.decode()) == ["URG-1"]
 
 
+def test_a_top_card_acted_on_is_marked_and_no_longer_ranks_the_patient(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    document = paget_on_alendronate_document()  # an urgent card, a high one, follow-ups later
+    document["labs"] = urgent_document()["labs"]
+    document["clinical"]["fracture"] = "impending"
+    patient = stored_patient(north_clinic, alice, document, mrn="PAGET-URG")
+    assert sorted(cards(patient).values())[-2:] == ["routine", "urgent"]
+    assert rows(alice_client.get("/?priority=urgent").content.decode()) == ["PAGET-URG"]
+    for code, priority in cards(patient).items():
+        if priority == "urgent":
+            act(alice_client, patient, code=code, action="acknowledge")
+    html = alice_client.get("/").content.decode()
+    assert rows(html) == ["PAGET-URG"]  # its high card still needs action
+    assert "(acted on)" in html and 'data-status="action"' in html
+    assert rows(alice_client.get("/?priority=urgent").content.decode()) == []
+    assert rows(alice_client.get("/?priority=high").content.decode()) == ["PAGET-URG"]
+
+
 def test_the_worklist_never_shows_another_clinics_patients(
     client: Client, bob: Any, urgent_patient: Any
 ) -> None:
