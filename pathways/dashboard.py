@@ -173,16 +173,31 @@ def _status_q(status: str, today: date) -> Q:
     }[status]
 
 
+FOLLOW_UP_STATUS_LABELS = {
+    "overdue": "overdue",
+    "due_soon": "due soon",
+    "upcoming": "upcoming",
+    "done": "done",
+}
+
+
+def follow_up_timing(due: date, today: date) -> str:
+    """An open follow-up's status by its due date: the same words on the worklist, the patient
+    page and the case page."""
+    if due < today:
+        return "overdue"
+    if due <= today + timedelta(days=DUE_SOON_DAYS):
+        return "due_soon"
+    return "upcoming"
+
+
 def _status_of(snapshot: AssessmentSnapshot, today: date) -> str:
     """The row's status: its most pressing."""
-    due = snapshot.next_due
-    if due is not None and due < today:
-        return "overdue"
-    if due is not None and due <= today + timedelta(days=DUE_SOON_DAYS):
-        return "due_soon"
-    if snapshot.action_rank <= ACTION_RANK:
-        return "action"
-    return "upcoming"
+    if snapshot.next_due is not None:
+        timing = follow_up_timing(snapshot.next_due, today)
+        if timing != "upcoming" or snapshot.action_rank > ACTION_RANK:
+            return timing
+    return "action" if snapshot.action_rank <= ACTION_RANK else "upcoming"
 
 
 def _ordering(sort: str) -> list[Any]:

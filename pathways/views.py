@@ -36,7 +36,13 @@ from pathways.card_actions import (
 )
 from pathways.cases import patient_to_case
 from pathways.charts import patient_charts
-from pathways.dashboard import STATUS_CHOICES, DashboardFilterForm, dashboard_page
+from pathways.dashboard import (
+    FOLLOW_UP_STATUS_LABELS,
+    STATUS_CHOICES,
+    DashboardFilterForm,
+    dashboard_page,
+    follow_up_timing,
+)
 from pathways.engine.declaration import CLINICAL, MYELOMA, PATIENT_GROUPS
 from pathways.exports import CSV_LIMIT, follow_ups_calendar, worklist_csv_text
 from pathways.forms import (
@@ -97,7 +103,8 @@ class FollowUpRow(TypedDict):
     code: str
     title: str
     due: date
-    status: str
+    status: str  # overdue, due_soon, upcoming or done (dashboard.follow_up_timing)
+    label: str
     rule: str | None
     stored: FollowUp | None
 
@@ -108,12 +115,16 @@ def follow_up_rows(result: engine.Result, stored: list[FollowUp]) -> list[Follow
     rows: list[FollowUpRow] = []
     for item in result.follow_ups:
         match = by_key.pop((item.code, item.due), None)
+        status = follow_up_status(item, match)
+        if status != "done":  # the worklist's words for the same dates
+            status = follow_up_timing(item.due, result.as_of)
         rows.append(
             {
                 "code": item.code,
                 "title": item.title,
                 "due": item.due,
-                "status": follow_up_status(item, match),
+                "status": status,
+                "label": FOLLOW_UP_STATUS_LABELS[status],
                 "rule": item.rule,
                 "stored": match,
             }
@@ -127,6 +138,7 @@ def follow_up_rows(result: engine.Result, stored: list[FollowUp]) -> list[Follow
                     "title": follow_up.title,
                     "due": follow_up.due,
                     "status": "done",
+                    "label": FOLLOW_UP_STATUS_LABELS["done"],
                     "rule": follow_up.rule,
                     "stored": follow_up,
                 }

@@ -548,3 +548,23 @@ def test_the_clinic_filter_narrows_to_one_of_the_users_clinics(
     ]
     csv_text = alice_client.get(f"/worklist.csv?clinic={west.pk}").content.decode()
     assert "W-1" in csv_text and "N-1" not in csv_text
+
+
+def test_a_follow_up_has_the_same_status_on_the_worklist_and_the_patient_page(
+    client: Client,
+) -> None:
+    """The demo's dental examination due today is "due soon" on both screens (it was "upcoming"
+    on the patient page while the worklist said "due soon, today")."""
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    call_command("seed_demo", stdout=io.StringIO())
+    client.force_login(User.objects.get(username="clinician"))
+    follow_up = FollowUp.objects.get(patient__mrn="RV-2002", code="dental-exam", completed_at=None)
+    assert 0 <= (follow_up.due - timezone.localdate()).days <= 7
+    worklist = client.get("/").content.decode()
+    row = worklist.split('data-mrn="RV-2002"', 1)[0].rsplit("<tr ", 1)[1]
+    assert 'data-status="due_soon"' in row
+    page = client.get(f"/patients/{follow_up.patient_id}/").content.decode()
+    item = page.split('data-follow-up="dental-exam" data-status="', 1)[1].split("</li>", 1)[0]
+    assert item.startswith("due_soon") and ">due soon</span>" in item
