@@ -218,14 +218,18 @@ def user_clinic_ids(user: Any) -> list[int]:
     return list(Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True))
 
 
+def search_q(q: str) -> Q:
+    """Patients whose MRN or name contains ``q`` (the worklist's and the patient list's search;
+    on PostgreSQL, the expressions of the trigram indexes of migration 0020)."""
+    return Q(mrn__icontains=q) | Q(name__icontains=q)
+
+
 def patients_matching(clinic_ids: list[int], q: str) -> list[int] | QuerySet[Patient]:
     """The patients of these clinics whose MRN or name contains ``q``. A search usually finds a
     few: their keys, found once rather than in each of the page's queries; past SEARCH_KEYS
     matches, the search itself, for each query to join. (On PostgreSQL, trigram indexes make
     this a range of an index whatever the number of patients: migration 0020.)"""
-    matches = Patient.objects.filter(clinic_id__in=clinic_ids).filter(
-        Q(mrn__icontains=q) | Q(name__icontains=q)
-    )
+    matches = Patient.objects.filter(clinic_id__in=clinic_ids).filter(search_q(q))
     keys = list(matches.values_list("pk", flat=True)[: SEARCH_KEYS + 1])
     return keys if len(keys) <= SEARCH_KEYS else matches
 

@@ -825,3 +825,23 @@ def case_draft(data: Any, *, stored_labs: Sequence[engine.Lab] | None = None) ->
 
 # What the user types into a result row (test and unit have defaults, so they do not count).
 _LAB_ENTRIES = ("value", _COLLECTED_ON, _COLLECTED_TIME, *_LAB_LIMITS)
+
+
+class PatientSearchForm(forms.Form):
+    """The patient list's search (MRN or name) and page, kept in the URL."""
+
+    q = forms.CharField(
+        label="Search MRN or name",
+        max_length=100,
+        required=False,
+        widget=forms.TextInput(
+            attrs={"class": "form-control", "type": "search", "autocomplete": "off"}
+        ),
+    )
+    page = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
+
+    def search(self) -> tuple[str, int]:
+        """The valid search and page (an invalid value is ignored rather than failing)."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        return (data.get("q") or "").strip(), data.get("page") or 1

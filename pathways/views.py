@@ -15,6 +15,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -42,6 +43,7 @@ from pathways.dashboard import (
     DashboardFilterForm,
     dashboard_page,
     follow_up_timing,
+    search_q,
 )
 from pathways.engine.declaration import CLINICAL, MYELOMA, PATIENT_GROUPS
 from pathways.exports import CSV_LIMIT, follow_ups_calendar, worklist_csv_text
@@ -54,6 +56,7 @@ from pathways.forms import (
     CaseForms,
     FormUnreadable,
     LabFormSet,
+    PatientSearchForm,
     ResultForm,
     TherapyFormSet,
     case_draft,
@@ -190,10 +193,24 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "pathways/dashboard.html", context)
 
 
+PATIENTS_PER_PAGE = 50
+
+
 @login_required
+@require_GET
 def patient_list(request: HtmxHttpRequest) -> HttpResponse:
-    patients = Patient.objects.for_user(request.user).select_related("clinic").order_by("name")
-    return render(request, "pathways/patient_list.html", {"patients": patients})
+    """The user's clinics' patients by name, searched by MRN or name, a page at a time."""
+    form = PatientSearchForm(request.GET)
+    q, number = form.search()
+    patients = Patient.objects.for_user(request.user)
+    if q:
+        patients = patients.filter(search_q(q))
+    patients = patients.select_related("clinic", "snapshot").order_by("name", "mrn", "pk")
+    page = Paginator(patients, PATIENTS_PER_PAGE).get_page(number)
+    context = {"form": form, "page": page, "q": q}
+    if request.htmx:
+        return render(request, "pathways/patient_list.html#results", context)
+    return render(request, "pathways/patient_list.html", context)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""The patient list: the user's clinics' patients by name, searched by MRN or name, in pages,
+with the search and page kept in the URL (the issue: it had neither search nor pages)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from pathways.models import Patient
+from pathways.views import PATIENTS_PER_PAGE
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HX-Request": "true"}
+
+
+def rows(html: str) -> list[str]:
+    return [part.split('"', 1)[0] for part in html.split('data-mrn="')[1:]]
+
+
+@pytest.fixture
+def many(north_clinic: Any, south_clinic: Any) -> int:
+    """More patients than a page holds (rows only: the list reads no assessment), and one of
+    another clinic."""
+    count = PATIENTS_PER_PAGE + 5
+    Patient.objects.bulk_create(
+        Patient(
+            clinic=north_clinic,
+            mrn=f"N-{number:03d}",
+            name=f"Patient {number:03d}",
+            birth_date=date(1950, 1, 1),
+            sex="female",
+        )
+        for number in range(count)
+    )
+    Patient.objects.create(
+        clinic=south_clinic, mrn="S-001", name="Patient South", birth_date=date(1950, 1, 1)
+    )
+    return count
+
+
+def test_the_list_comes_in_pages_by_name(alice_client: Client, many: int) -> None:
+    first = alice_client.get("/patients/").content.decode()
+    assert rows(first) == [f"N-{number:03d}" for number in range(PATIENTS_PER_PAGE)]
+    assert f"Showing 1\u2013{PATIENTS_PER_PAGE} of {many} patients" in first
+    assert "Page 1 of 2" in first and "?page=2" in first
+    second = rows(alice_client.get("/patients/?page=2").content.decode())
+    assert second == [f"N-{number:03d}" for number in range(PATIENTS_PER_PAGE, many)]
+    assert rows(alice_client.get("/patients/?page=99").content.decode()) == second
+    assert len(rows(alice_client.get("/patients/?page=abc").content.decode())) == PATIENTS_PER_PAGE
+
+
+def test_search_by_mrn_or_name_keeps_to_the_users_clinics(alice_client: Client, many: int) -> None:
+    assert rows(alice_client.get("/patients/?q=n-004").content.decode()) == ["N-004"]
+    assert rows(alice_client.get("/patients/?q=patient 05").content.decode()) == [
+        f"N-{number:03d}" for number in range(50, 55)
+    ]
+    assert rows(alice_client.get("/patients/?q=south").content.decode()) == []
+    nobody = alice_client.get("/patients/?q=nobody").content.decode()
+    assert "No patient's MRN or name contains “nobody”." in nobody
+
+
+def test_an_htmx_search_gets_the_results_fragment(alice_client: Client, many: int) -> None:
+    response = alice_client.get("/patients/?q=N-00", headers=HTMX)
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="patient-results"') and "<html" not in html
+    assert rows(html) == [f"N-{number:03d}" for number in range(10)]
