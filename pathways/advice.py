@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from pathways import engine
 from pathways.card_actions import ActiveActions
-from pathways.engine.declaration import unit_of
+from pathways.engine.declaration import unit_shown
 from pathways.models import CardAction
 
 PRIORITY_HEADINGS = {
@@ -136,12 +136,6 @@ def _number(value: Any, digits: int = 1) -> str:
     """412.0 -> "412", 3.194 -> "3.2" (digits after the point, trailing zeros dropped)."""
     text = f"{float(value):.{digits}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _unit_shown(test: str, unit: str) -> str:
-    """ "ug/L" as "µg/L" (the declaration's label of the unit)."""
-    declared = unit_of(test, unit) if unit else None
-    return declared.shown if declared else unit
 
 
 def _day(value: Any) -> str:
@@ -456,7 +450,7 @@ def _source_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow
         "B-ALP",
         result.findings.bone_alp or _known(result, facts, "bone_alp"),
         _known(result, facts, "bone_alp_latest"),
-        _unit_shown("bone_alp", _known(result, facts, "bone_alp_unit") or ""),
+        unit_shown("bone_alp", _known(result, facts, "bone_alp_unit") or ""),
         _known(result, facts, "bone_alp_uln"),
     )
     behind = [ggt]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import date, time, timedelta
 
 from pathways import engine
+from pathways.engine import declaration
 
 WIDTH = 720
 HEIGHT = 280
@@ -622,7 +623,7 @@ def series_chart(
     )
     if not labs:
         return None
-    unit = labs[-1].canonical_unit
+    unit = declaration.unit_shown(test, labs[-1].canonical_unit)
     left, right = Chart.left, Chart.right
     bottom = SMALL_HEIGHT - 28  # a date axis only, no therapy track
     x_scale = _TimeScale.over(chart_days(case), left, right)

@@ -55,10 +55,6 @@ class FormUnreadable(ValueError):
     """A posted form that cannot be read at all (answered with a 400 and this message)."""
 
 
-def unit_label(unit: str) -> str:
-    return UNIT_LABELS.get(unit, unit)
-
-
 class _DateInput(forms.DateInput):
     input_type = "date"
 

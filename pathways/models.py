@@ -244,7 +244,15 @@ class LabResult(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.test} {self.value:g} {self.unit} on {self.collected_on}"
+        return f"{self.get_test_display()} {self.value:g} {self.unit_shown} on {self.collected_on}"
+
+    @property
+    def unit_shown(self) -> str:
+        return declaration.unit_shown(self.test, self.unit)
+
+    @property
+    def canonical_unit_shown(self) -> str:
+        return declaration.unit_shown(self.test, self.canonical_unit)
 
     @property
     def unconfirmed_unusual_value(self) -> str | None:

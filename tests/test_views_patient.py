@@ -233,3 +233,15 @@ def test_the_advice_opens_with_what_to_do_today_and_keeps_information_collapsed(
     assert '<details class="mb-2 recommendation-group" data-group="info" open' not in html
     # Without bortezomib the favourable-rise card is not there to be history.
     assert 'data-code="mm-alp-rise-favourable"' not in html
+
+
+def test_the_patient_page_shows_units_and_tests_as_named_not_as_codes(
+    alice_client: Client, myeloma_patient: Any
+) -> None:
+    """B-ALP in µg/L, not the code "ug/L" (results table, chart caption and point titles); the
+    screen-reader text of a result's buttons names the test ("Bone ALP"), not "bone_alp"."""
+    html = alice_client.get(f"/patients/{myeloma_patient.pk}/").content.decode()
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", "", html, flags=re.S))
+    assert "µg/L" in text and "ug/L" not in text.replace("µg/L", "")
+    assert "bone_alp" not in text
+    assert re.search(r'visually-hidden"> Bone ALP 31 µg/L on 2025-09-01<', html)

@@ -347,6 +347,12 @@ def unit_of(test: str, unit: str) -> Unit | None:
     return next((item for item in lab_test(test).units if item.code == unit), None)
 
 
+def unit_shown(test: str, unit: str) -> str:
+    """A unit as the screens show it ("ug/L" as "µg/L"); the code when not declared."""
+    declared = unit_of(test, unit) if unit else None
+    return declared.shown if declared else unit
+
+
 def loinc_code(test: str, unit: str) -> str:
     """The LOINC code of a result of ``test`` reported in ``unit`` ("" when none is given)."""
     declared = unit_of(test, unit)
