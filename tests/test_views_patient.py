@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -235,13 +236,26 @@ def test_the_advice_opens_with_what_to_do_today_and_keeps_information_collapsed(
     assert 'data-code="mm-alp-rise-favourable"' not in html
 
 
-def test_the_patient_page_shows_units_and_tests_as_named_not_as_codes(
+def _visible_text(page: str) -> str:
+    """What a reader sees: no scripts, styles, select lists (their values are codes; their
+    labels are checked where they are built) or tags."""
+    text = re.sub(r"<(script|style|select)\b.*?</\1>", "", page, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", text))
+
+
+def test_the_screens_show_units_tests_and_choices_as_named_not_as_codes(
     alice_client: Client, myeloma_patient: Any
 ) -> None:
-    """B-ALP in µg/L, not the code "ug/L" (results table, chart caption and point titles); the
-    screen-reader text of a result's buttons names the test ("Bone ALP"), not "bone_alp"."""
-    html = alice_client.get(f"/patients/{myeloma_patient.pk}/").content.decode()
-    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", "", html, flags=re.S))
-    assert "µg/L" in text and "ug/L" not in text.replace("µg/L", "")
-    assert "bone_alp" not in text
-    assert re.search(r'visually-hidden"> Bone ALP 31 µg/L on 2025-09-01<', html)
+    """B-ALP in µg/L, not the code "ug/L"; "HIV/AIDS", not "hiv aids"; no field or test code
+    such as "as_of" or "bone_alp" (the issue's raw codes on screen)."""
+    pages = ["/", "/?status=upcoming", "/patients/", "/patients/new/"]
+    pages += [f"/patients/{myeloma_patient.pk}/", f"/patients/{myeloma_patient.pk}/edit/"]
+    for page in pages:
+        text = _visible_text(alice_client.get(page).content.decode())
+        codes = set(re.findall(r"\b[a-z]+_[a-z_]+\b|\bug/L\b|\bhiv aids\b", text))
+        assert not codes, (page, codes)
+    new = _visible_text(alice_client.get("/patients/new/").content.decode())
+    assert "HIV/AIDS" in new and "Paget's disease of bone" in new and "MGUS" in new
+    page = alice_client.get(f"/patients/{myeloma_patient.pk}/").content.decode()
+    assert "µg/L" in _visible_text(page)
+    assert re.search(r'visually-hidden"> Bone ALP 31 µg/L on 2025-09-01<', page)

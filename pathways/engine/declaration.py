@@ -46,6 +46,10 @@ DIAGNOSIS = _choices(
     "liver_disease",
     "sepsis",
     "hiv_aids",
+    mgus="MGUS",
+    paget="Paget's disease of bone",
+    vitamin_d_deficiency="vitamin D deficiency",
+    hiv_aids="HIV/AIDS",
 )
 CANCER = _choices("breast", "prostate", "renal", "lung", "other")
 BONE_SCAN = _choices("not_done", "normal", "focal_lesions", "diffuse")
@@ -219,7 +223,7 @@ PATIENT = Group(
             "gestational_weeks",
             "number",
             "Gestational weeks",
-            help="completed weeks of pregnancy at as_of (1-42); only when pregnant",
+            help="completed weeks of pregnancy on the assessment date (1-42); only when pregnant",
             unit="weeks",
             minimum=1,
             maximum=42,
