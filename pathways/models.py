@@ -402,6 +402,11 @@ class AssessmentSnapshot(models.Model):
     def __str__(self) -> str:
         return f"{self.patient_id} {self.top_priority} ({self.rule_set_version})"
 
+    @property
+    def pathway_label(self) -> str:
+        """The pathway as the screens name it ("bone workup", "multiple myeloma")."""
+        return engine.PATHWAY_LABELS.get(self.pathway, self.pathway)
+
 
 class WorklistTally(models.Model):
     """How many patients are on the worklist per clinic, pathway, action rank and first due date

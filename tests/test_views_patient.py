@@ -256,6 +256,8 @@ def test_the_screens_show_units_tests_and_choices_as_named_not_as_codes(
         assert not codes, (page, codes)
     new = _visible_text(alice_client.get("/patients/new/").content.decode())
     assert "HIV/AIDS" in new and "Paget's disease of bone" in new and "MGUS" in new
+    for listing in ("/", "/patients/"):
+        assert "multiple myeloma" in _visible_text(alice_client.get(listing).content.decode())
     page = alice_client.get(f"/patients/{myeloma_patient.pk}/").content.decode()
     assert "µg/L" in _visible_text(page)
     assert re.search(r'visually-hidden"> Bone ALP 31 µg/L on 2025-09-01<', page)
