@@ -3,6 +3,7 @@ queries."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,10 @@ HTMX = {"HX-Request": "true"}
 
 def rows(html: str) -> list[str]:
     return [part.split('"', 1)[0] for part in html.split('data-mrn="')[1:]]
+
+
+def counts(html: str) -> dict[str, int]:
+    return {key: int(n) for key, n in re.findall(r'data-count="(\w+)">(\d+)<', html)}
 
 
 def open_follow_ups(patient: Any) -> list[FollowUp]:
@@ -194,9 +199,12 @@ def test_every_query_plan_finds_the_same_patients(
     queries += [f"priority={priority}" for priority in engine.PRIORITIES]
     found = 0
     for query in queries:
-        indexed = rows(alice_client.get(f"/?{query}").content.decode())
-        searched = rows(alice_client.get(f"/?{query}&q=north&sort=name").content.decode())
+        indexed_page = alice_client.get(f"/?{query}").content.decode()
+        searched_page = alice_client.get(f"/?{query}&q=north&sort=name").content.decode()
+        indexed, searched = rows(indexed_page), rows(searched_page)
         assert sorted(indexed) == sorted(searched), query
+        # The counts: added up from WorklistTally, or counted over the patients searched.
+        assert counts(indexed_page) == counts(searched_page), query
         found += len(indexed)
         assert not any(mrn.startswith("S-") for mrn in indexed + searched)
     assert found > 2 * len(rows(alice_client.get("/").content.decode())) > 0
