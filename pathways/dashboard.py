@@ -104,9 +104,19 @@ class DashboardFilterForm(forms.Form):
         }
 
 
+# A row's status as the worklist and its CSV export write it (the tabs are STATUSES).
+ROW_STATUS_TEXT = {
+    "action": "Needs action",
+    "overdue": "Overdue",
+    "due_soon": "Due soon",
+    "upcoming": "Upcoming",
+}
+
+
 @dataclass(frozen=True)
 class DashboardRow:
     patient: Patient
+    snapshot: AssessmentSnapshot
     follow_up: FollowUp | None  # the first open follow-up; None: on the list for a card
     more_follow_ups: int  # open follow-ups after the first
     status: str
@@ -115,8 +125,8 @@ class DashboardRow:
     alp_collected_on: date | None  # the latest ALP result's date
 
     @property
-    def snapshot(self) -> Any:
-        return getattr(self.patient, "snapshot", None)
+    def status_text(self) -> str:
+        return ROW_STATUS_TEXT[self.status]
 
 
 @dataclass
@@ -134,9 +144,7 @@ class DashboardPage:
     @property
     def rule_set_versions(self) -> list[str]:
         """The rule set versions behind the rows' snapshots (usually one)."""
-        return sorted(
-            {row.snapshot.rule_set_version for row in self.rows if row.snapshot is not None}
-        )
+        return sorted({row.snapshot.rule_set_version for row in self.rows})
 
     @property
     def has_previous(self) -> bool:
@@ -320,14 +328,13 @@ def dashboard_page(
     recent = recent_alp_values(patient_ids)
     rows = []
     for snapshot in page:
-        patient = snapshot.patient
-        patient.snapshot = snapshot  # the row reads it from the patient, as the templates do
         open_ones = follow_ups.get(snapshot.patient_id, [])
         values = recent.get(snapshot.patient_id, [])
         first = open_ones[0] if open_ones else None
         rows.append(
             DashboardRow(
-                patient=patient,
+                patient=snapshot.patient,
+                snapshot=snapshot,
                 follow_up=first,
                 more_follow_ups=max(0, len(open_ones) - 1),
                 status=_status_of(snapshot, today),

@@ -33,12 +33,6 @@ CSV_COLUMNS = [
     "top_priority",
     "top_recommendation",
 ]
-_STATUS_TEXT = {
-    "action": "Needs action",
-    "overdue": "Overdue",
-    "due_soon": "Due soon",
-    "upcoming": "Upcoming",
-}
 
 
 def _cell(value: Any) -> str:
@@ -61,19 +55,19 @@ def worklist_csv_text(rows: Iterable[Any]) -> str:
         writer.writerow(
             _cell(value)
             for value in (
-                _STATUS_TEXT.get(row.status, row.status),
+                row.status_text,
                 follow_up.due.isoformat() if follow_up else "",
                 follow_up.title if follow_up else "Review the advice (no follow-up scheduled)",
                 follow_up.code if follow_up else "",
                 row.more_follow_ups,
                 patient.mrn,
                 patient.name,
-                snapshot.pathway if snapshot else "",
+                snapshot.pathway,
                 _number(snapshot, "alp_latest", "g"),
                 row.alp_collected_on.isoformat() if row.alp_collected_on else "",
                 _number(snapshot, "alp_x_uln", ".2f"),
-                snapshot.top_priority if snapshot else "",
-                snapshot.top_title if snapshot else "",
+                snapshot.top_priority,
+                snapshot.top_title,
             )
         )
     return out.getvalue()
