@@ -79,15 +79,15 @@ def seed_assessed(*, clinic: Clinic, count: int, start: int, results: int, today
                 )
                 for item in result.follow_ups
             ]
-            open_dues = sorted(item.due for item in result.follow_ups if item.status != "done")
-            next_due = open_dues[0] if open_dues else None
+            next_due = min(
+                (item.due for item in result.follow_ups if item.status != "done"), default=None
+            )
             snapshots.append(
                 AssessmentSnapshot(
                     patient=patient,
                     clinic=clinic,
                     # the worklist's copies, as services.worklist_copies_store (no actions yet)
                     action_rank=snapshot["top_priority_rank"],
-                    open_follow_ups=len(open_dues),
                     next_due=next_due,
                     scheduled=next_due is not None,
                     tallied=worklist_share(

@@ -353,15 +353,14 @@ class AssessmentSnapshot(models.Model):
     recommendation_codes = models.JSONField(default=list)
     assessed_at = models.DateTimeField(default=timezone.now)
     # The worklist's copies (kept by services.worklist_copies_store): the patient's clinic, the
-    # rank of the highest card no clinician has acted on (9: none), how many follow-ups are open
-    # and the first one's due date. The worklist is one row per patient: a patient is on it
+    # rank of the highest card no clinician has acted on (9: none) and the first open follow-up's
+    # due date. The worklist is one row per patient: a patient is on it
     # with an urgent or high card not acted on, or an open follow-up (ON_WORKLIST), and is
     # paged from the snapshot_worklist indexes in the order of urgency, then due date.
     # ``snooze_ends``: the first day a snooze in force ends (the worklist re-assesses such
     # patients on that day, see services.snoozes_ended_reassess).
     clinic = models.ForeignKey(Clinic, null=True, on_delete=models.CASCADE, related_name="+")
     action_rank = models.PositiveSmallIntegerField(default=9)
-    open_follow_ups = models.PositiveIntegerField(default=0)
     next_due = models.DateField(null=True, blank=True)
     # next_due is set: ordering by it first puts a patient with nothing scheduled first within
     # its urgency the same way on SQLite and PostgreSQL, which place NULLs apart (and only

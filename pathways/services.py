@@ -267,8 +267,8 @@ def follow_ups_sync(
 
 
 def worklist_copies_store(*, patient: Patient, result: engine.Result | None = None) -> None:
-    """The snapshot's worklist copies (open follow-ups, the first one's due date, the highest
-    card not acted on) and the patient's share of WorklistTally. Every write to a patient's
+    """The snapshot's worklist copies (the first open follow-up's due date, the highest card not
+    acted on) and the patient's share of WorklistTally. Every write to a patient's
     follow-ups or card actions ends here, under the patient's row lock, so the share last
     tallied is the one to take back. Without ``result`` the action rank stays as stored."""
     from pathways.card_actions import active_actions
@@ -280,14 +280,12 @@ def worklist_copies_store(*, patient: Patient, result: engine.Result | None = No
     )
     if snapshot is None:
         return
-    dues = sorted(
-        patient.follow_ups.filter(completed_at__isnull=True).values_list("due", flat=True)
-    )
+    open_follow_ups = patient.follow_ups.filter(completed_at__isnull=True)
+    next_due = open_follow_ups.aggregate(first=Min("due"))["first"]
     fields: dict[str, Any] = {
         "clinic_id": patient.clinic_id,
-        "open_follow_ups": len(dues),
-        "next_due": dues[0] if dues else None,
-        "scheduled": bool(dues),
+        "next_due": next_due,
+        "scheduled": next_due is not None,
     }
     if result is not None:
         actions = active_actions(patient, result, current_rule_set())
@@ -295,7 +293,7 @@ def worklist_copies_store(*, patient: Patient, result: engine.Result | None = No
         fields["snooze_ends"] = actions.snooze_ends()
     action_rank = fields.get("action_rank", snapshot["action_rank"])
     fields["tallied"] = worklist_share(
-        patient.clinic_id, snapshot["pathway"], action_rank, fields["next_due"]
+        patient.clinic_id, snapshot["pathway"], action_rank, next_due
     )
     AssessmentSnapshot.objects.filter(patient=patient).update(**fields)
     worklist_tally_apply(before=snapshot["tallied"], after=fields["tallied"])
