@@ -147,14 +147,6 @@ class DashboardPage:
         return sorted({row.snapshot.rule_set_version for row in self.rows})
 
     @property
-    def has_previous(self) -> bool:
-        return self.number > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.number < self.pages
-
-    @property
     def first_index(self) -> int:
         return 0 if self.total == 0 else (self.number - 1) * PAGE_SIZE + 1
 
