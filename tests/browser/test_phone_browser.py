@@ -53,6 +53,21 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
         "td => getComputedStyle(td, '::before').content"
     )
     assert label == '"Patient"'
+    # Each value keeps its own lines beside its label: the name over the MRN, the ALP over its
+    # date (a flex cell put them side by side and squeezed the date to "2026-11-" / "25").
+    cell = row.locator('td[data-label="Patient"]')
+    name = cell.get_by_role("link").bounding_box()
+    mrn = cell.locator("small").bounding_box()
+    assert name is not None and mrn is not None
+    assert mrn["y"] >= name["y"] + name["height"] - 1
+    assert abs(mrn["x"] - name["x"]) <= 1
+    alp_date = row.locator(".alp-date")
+    assert alp_date.evaluate("e => e.getClientRects().length") == 1  # one line, not broken
+    # A label never breaks inside a word ("Top recommenda" / "tion").
+    wrap = row.locator('td[data-label="Top recommendation"]').evaluate(
+        "td => getComputedStyle(td, '::before').overflowWrap"
+    )
+    assert wrap == "normal"
     # At a desktop's width the links show without the menu button.
     page.set_viewport_size({"width": 1440, "height": 900})
     expect(page.get_by_role("button", name="Menu")).to_be_hidden()
