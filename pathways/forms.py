@@ -169,7 +169,9 @@ class PatientCaseForm(forms.Form):
     """The patient and clinical parts of the case document (spec §1), plus MRN and name; the
     declared fields are added below the class, from the case declaration."""
 
-    clinic = forms.ModelChoiceField(queryset=Clinic.objects.none(), required=True)
+    clinic = forms.ModelChoiceField(
+        queryset=Clinic.objects.none(), required=True, empty_label="choose a clinic"
+    )
     mrn = forms.CharField(label="MRN", max_length=40)
     name = forms.CharField(max_length=200)
     # Optimistic locking: the version the form was loaded from (services.StaleVersion).

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from pathways.assessment import assess_patient
-from pathways.models import AccessLog, FollowUp, LabResult
+from pathways.models import AccessLog, FollowUp, LabResult, Membership
 from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
 
 pytestmark = pytest.mark.django_db
@@ -261,3 +261,15 @@ def test_the_screens_show_units_tests_and_choices_as_named_not_as_codes(
     page = alice_client.get(f"/patients/{myeloma_patient.pk}/").content.decode()
     assert "µg/L" in _visible_text(page)
     assert re.search(r'visually-hidden"> Bone ALP 31 µg/L on 2025-09-01<', page)
+
+
+def test_a_clinician_of_two_clinics_chooses_one_by_name_not_from_dashes(
+    alice_client: Client, alice: Any, south_clinic: Any
+) -> None:
+    """The clinic list starts "choose a clinic", not Django's "---------"."""
+    Membership.objects.create(user=alice, clinic=south_clinic)
+    page = alice_client.get("/patients/new/").content.decode()
+    start = page.index('name="clinic"')
+    select = page[start : page.index("</select>", start)]
+    assert re.search(r'<option value="" selected>choose a clinic</option>', select)
+    assert "---------" not in page
