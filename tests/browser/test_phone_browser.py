@@ -68,6 +68,19 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
         "td => getComputedStyle(td, '::before').overflowWrap"
     )
     assert wrap == "normal"
+    # The patient list too is one card per patient: no column cut off in a box that scrolls
+    # sideways, no MRN or birth date broken over two lines.
+    page.goto(f"{live_server.url}/patients/")
+    row = page.locator('tr[data-mrn="MM-PHONE"]')
+    expect(row).to_have_css("display", "block")
+    box = page.locator("#patient-results .table-responsive")
+    assert box.evaluate("e => e.scrollWidth - e.clientWidth") <= 0
+    for label in ("MRN", "Born"):
+        lines = row.locator(f'td[data-label="{label}"]').evaluate(
+            "td => { const r = document.createRange(); r.selectNodeContents(td);"
+            " return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; }"
+        )
+        assert lines == 1, label
     # At a desktop's width the links show without the menu button.
     page.set_viewport_size({"width": 1440, "height": 900})
     expect(page.get_by_role("button", name="Menu")).to_be_hidden()
