@@ -16,6 +16,9 @@ from pathways import engine
 from pathways.engine import declaration
 
 WIDTH = 720
+# A phone's chart (below 576 px): drawn about as wide as the phone shows it, so that its text
+# keeps its size instead of shrinking to half (the page sends both; CSS shows one).
+NARROW_WIDTH = 360
 HEIGHT = 280
 SMALL_HEIGHT = 150
 MARGIN_LEFT = 52
@@ -27,6 +30,7 @@ LABEL_ALL_POINTS_UP_TO = 16  # beyond this, only first, last and significant poi
 # Text layout: labels are placed so that no two overlap (therapy names can be long). Widths are
 # estimated generously from the font size, as the server cannot measure the browser's font.
 GLYPH_WIDTH = 0.62  # average advance of a glyph, as a share of the font size (upper bound)
+DATE_LABEL_ROOM = 90  # the least room per date on the time axis ("Oct 2025" takes about 55)
 LANE = 13  # one lane of therapy labels above the plot
 TRACK_ROW = 24  # one row of the course track below the date axis
 TIMES = "\u00d7"  # the multiplication sign of "3.2 x ULN"
@@ -133,11 +137,20 @@ class Chart:
     y_ticks: tuple[Tick, ...]
     description: str  # the chart in one sentence, for screen readers
     top: float = MARGIN_TOP  # lower when therapy labels need lanes above the plot
+    width: int = WIDTH  # WIDTH, or NARROW_WIDTH for a phone
 
-    # Every chart has the same width and side margins, so that the small multiples line up.
-    width = WIDTH
+    # A patient's charts share their width and side margins, so that the small multiples line
+    # up under the ALP trend.
     left = MARGIN_LEFT
-    right = WIDTH - MARGIN_RIGHT
+
+    @property
+    def right(self) -> float:
+        return self.width - MARGIN_RIGHT
+
+    @property
+    def key(self) -> str:
+        """The chart's name in element ids: the phone's copy of a chart has its own."""
+        return self.name if self.width == WIDTH else f"{self.name}-narrow"
 
     @property
     def plot_height(self) -> float:
@@ -204,7 +217,8 @@ class _TimeScale:
         first = date.fromordinal(math.ceil(self.start))
         last = date.fromordinal(math.floor(self.end))
         months = (last.year - first.year) * 12 + last.month - first.month
-        step = next(s for s in (1, 2, 3, 6, 12, 24, 60) if months / s <= 7)
+        most = max(int(self.span // DATE_LABEL_ROOM), 3)
+        step = next((s for s in (1, 2, 3, 6, 12, 24, 60) if months / s <= most), 120)
         ticks = []
         year, month = first.year, first.month
         if first.day != 1:
@@ -289,15 +303,15 @@ def chart_days(case: engine.Case) -> list[date]:
     return days
 
 
-def alp_chart(case: engine.Case, facts: engine.Facts) -> Chart | None:
+def alp_chart(case: engine.Case, facts: engine.Facts, *, width: int = WIDTH) -> Chart | None:
     """The ALP trend from the engine's facts; None when there is no ALP result."""
     alp_points = facts.alp_points
     if not alp_points:
         return None
-    x_scale = _TimeScale.over(chart_days(case), Chart.left, Chart.right)
+    x_scale = _TimeScale.over(chart_days(case), Chart.left, width - MARGIN_RIGHT)
     # Horizontal layout first: therapy labels take lanes above the plot and course rows below
     # the date axis, as many as they need not to overlap; the plot keeps its height.
-    markers, spans, lanes, rows = _therapy_marks(case, facts, x_scale)
+    markers, spans, lanes, rows = _therapy_marks(case, facts, x_scale, width)
     top = max(MARGIN_TOP, 4 + LANE * lanes + 8)
     bottom = top + PLOT_HEIGHT
     height = math.ceil(bottom + 22 + TRACK_ROW * max(rows, 1))
@@ -357,7 +371,7 @@ def alp_chart(case: engine.Case, facts: engine.Facts) -> Chart | None:
     ]
     reference = _place_line_label(_uln_line(alp_points, x_scale, y_scale), taken)
     baseline = _place_line_label(_baseline_line(facts, x_scale, y_scale), taken)
-    points = _place_point_labels(points, taken, top, bottom)
+    points = _place_point_labels(points, taken, top, bottom, width)
     significant = sum(1 for p in alp_points if p.significant_change)
     latest = alp_points[-1]
     description = (
@@ -382,6 +396,7 @@ def alp_chart(case: engine.Case, facts: engine.Facts) -> Chart | None:
         y_ticks=y_scale.ticks(),
         description=description,
         top=top,
+        width=width,
     )
 
 
@@ -398,7 +413,7 @@ def _place_line_label(line: Line | None, taken: list[TextBox]) -> Line | None:
 
 
 def _place_point_labels(
-    points: list[ChartPoint], taken: list[TextBox], top: float, bottom: float
+    points: list[ChartPoint], taken: list[TextBox], top: float, bottom: float, width: int
 ) -> list[ChartPoint]:
     """Value labels above each point (else below), most important first: the latest, the
     significant changes, the first, then the rest; a label that would overlap another is left
@@ -415,8 +430,8 @@ def _place_point_labels(
         point = points[index]
         if not point.label:
             continue
-        width = len(point.label) * 10 * GLYPH_WIDTH
-        x = min(max(point.x, Chart.left + width / 2 + 1), WIDTH - width / 2 - 1)
+        room = len(point.label) * 10 * GLYPH_WIDTH
+        x = min(max(point.x, Chart.left + room / 2 + 1), width - room / 2 - 1)
         chosen = None
         for y in (point.y - 9, point.y + 18):
             box = text_box(point.label, x, y, 10)
@@ -445,12 +460,12 @@ def _lane_of(lanes: list[list[tuple[float, float]]], x1: float, x2: float) -> in
 
 
 def _lane_label(
-    lanes: list[list[tuple[float, float]]], x: float, text: str, size: float
+    lanes: list[list[tuple[float, float]]], x: float, text: str, size: float, chart_width: int
 ) -> tuple[float, float, str]:
     """(label_x, label_y, anchor) for a label in the lanes above the plot: to the right of its
     mark, or to its left when it would run past the chart's right edge."""
     width = len(text) * size * GLYPH_WIDTH
-    if x + 2 + width <= WIDTH - 1:
+    if x + 2 + width <= chart_width - 1:
         x1, label_x, anchor = x + 2, x + 2, "start"
     else:
         x1, label_x, anchor = max(x - 2 - width, 1), x - 2, "end"
@@ -525,7 +540,7 @@ def _label(agent: str) -> str:
 
 
 def _therapy_marks(
-    case: engine.Case, facts: engine.Facts, x_scale: _TimeScale
+    case: engine.Case, facts: engine.Facts, x_scale: _TimeScale, chart_width: int
 ) -> tuple[list[Marker], list[Span], int, int]:
     """Therapy start/end markers and the bortezomib window, labelled in lanes above the plot,
     and bisphosphonate courses in rows of the track below the date axis (course y values are
@@ -566,7 +581,7 @@ def _therapy_marks(
             ongoing = "ongoing" if therapy.end is None else f"to {therapy.end}"
             label = f"{_label(therapy.agent)} course"
             width = len(label) * 9 * GLYPH_WIDTH
-            label_x = min(start_x + 2, WIDTH - width - 1)
+            label_x = min(start_x + 2, chart_width - width - 1)
             row = _lane_of(rows, min(start_x, label_x), max(end_x, label_x + width))
             y = 22 + TRACK_ROW * row
             spans.append(
@@ -596,10 +611,10 @@ def _therapy_marks(
             kind="window",
         )
     for x, marker in sorted(marks, key=lambda item: item[0]):
-        label_x, label_y, anchor = _lane_label(lanes, x, _marker_text(marker), 9)
+        label_x, label_y, anchor = _lane_label(lanes, x, _marker_text(marker), 9, chart_width)
         markers.append(replace(marker, label_x=label_x, label_y=label_y, anchor=anchor))
     if window is not None:
-        label_x, label_y, anchor = _lane_label(lanes, window.x1, window.label, 10)
+        label_x, label_y, anchor = _lane_label(lanes, window.x1, window.label, 10, chart_width)
         spans.append(replace(window, label_x=label_x, label_y=label_y, anchor=anchor))
     return markers, spans, len(lanes), len(rows)
 
@@ -615,6 +630,7 @@ def series_chart(
     title: str,
     reference: float | None,
     reference_label: str,
+    width: int = WIDTH,
 ) -> Chart | None:
     """A small chart of one test's canonical values; None when the test was never measured."""
     labs = sorted(
@@ -624,7 +640,7 @@ def series_chart(
     if not labs:
         return None
     unit = declaration.unit_shown(test, labs[-1].canonical_unit)
-    left, right = Chart.left, Chart.right
+    left, right = Chart.left, width - MARGIN_RIGHT
     bottom = SMALL_HEIGHT - 28  # a date axis only, no therapy track
     x_scale = _TimeScale.over(chart_days(case), left, right)
     values = [lab.canonical_value for lab in labs] + ([reference] if reference else [])
@@ -665,7 +681,7 @@ def series_chart(
             ),
             taken,
         )
-    points = _place_point_labels(points, taken, Chart.top, bottom)
+    points = _place_point_labels(points, taken, Chart.top, bottom, width)
     return Chart(
         name=test,
         title=title,
@@ -682,21 +698,23 @@ def series_chart(
         y_ticks=y_scale.ticks(),
         description=f"{title}: {len(labs)} result(s), latest "
         f"{_number(labs[-1].canonical_value)} {unit} on {labs[-1].collected_on}.",
+        width=width,
     )
 
 
 def patient_charts(
-    case: engine.Case, facts: engine.Facts, *, renal_impairment_crcl: float
+    case: engine.Case, facts: engine.Facts, *, renal_impairment_crcl: float, width: int = WIDTH
 ) -> list[Chart]:
     """The ALP trend, then B-ALP and CrCl small multiples when those were measured."""
     charts = [
-        alp_chart(case, facts),
+        alp_chart(case, facts, width=width),
         series_chart(
             case,
             test="bone_alp",
             title="Bone ALP",
             reference=facts["bone_alp_uln"],
             reference_label="ULN",
+            width=width,
         ),
         series_chart(
             case,
@@ -704,6 +722,7 @@ def patient_charts(
             title="CrCl",
             reference=renal_impairment_crcl,
             reference_label="renal impairment below",
+            width=width,
         ),
     ]
     return [chart for chart in charts if chart is not None]

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from pathways import engine
-from pathways.charts import alp_chart, patient_charts, series_chart, sparkline_path
+from pathways.charts import (
+    NARROW_WIDTH,
+    WIDTH,
+    alp_chart,
+    patient_charts,
+    series_chart,
+    sparkline_path,
+)
 from tests.factories import (
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
@@ -193,11 +200,17 @@ def _crowded_myeloma_document() -> dict[str, Any]:
     return document
 
 
-def test_no_two_labels_overlap_and_all_stay_inside_the_chart(rule_set: engine.RuleSet) -> None:
+@pytest.mark.parametrize("width", [WIDTH, NARROW_WIDTH])
+def test_no_two_labels_overlap_and_all_stay_inside_the_chart(
+    rule_set: engine.RuleSet, width: int
+) -> None:
+    """At the page's width and at a phone's (NARROW_WIDTH, where each date label and each
+    therapy name takes twice the share of the chart)."""
     case, facts = _chart_inputs(_crowded_myeloma_document(), rule_set)
-    chart = alp_chart(case, facts)
-    assert chart is not None
+    chart = alp_chart(case, facts, width=width)
+    assert chart is not None and chart.width == width
     boxes = chart.text_boxes()
+    assert len(chart.x_ticks) >= 2
     marker_texts = [b.text for b in boxes if "start" in b.text or "end" in b.text]
     assert len(marker_texts) == 7  # four starts, three ends: none dropped, none clipped
     assert any("other bisphosphonate start" in text for text in marker_texts)
@@ -214,6 +227,13 @@ def test_no_two_labels_overlap_and_all_stay_inside_the_chart(rule_set: engine.Ru
     assert chart.points[-1].label
     for point in chart.points:
         assert point.title.startswith(point.title[:10]) and "ALP" in point.title
+    # The small multiples too.
+    for small in patient_charts(case, facts, renal_impairment_crcl=60, width=width)[1:]:
+        assert small.width == width
+        boxes = small.text_boxes()
+        for i, box in enumerate(boxes):
+            assert box.x1 >= 0 and box.x2 <= small.width, (small.name, box)
+            assert not any(box.overlaps(other) for other in boxes[i + 1 :]), (small.name, box)
 
 
 def test_every_point_says_its_date_and_value(rule_set: engine.RuleSet) -> None:

@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from pathways.assessment import assess_patient
+from pathways.charts import NARROW_WIDTH
 from pathways.models import AccessLog, FollowUp, LabResult, Membership
 from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
 
@@ -18,9 +19,12 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
 
 
+def chart_section(html: str, chart: str = "alp") -> str:
+    return html.split(f'data-chart="{chart}"', 1)[1].split("</figure>", 1)[0]
+
+
 def chart_points(html: str, chart: str = "alp") -> int:
-    section = html.split(f'data-chart="{chart}"', 1)[1].split("</figure>", 1)[0]
-    return section.count('<g class="point')
+    return chart_section(html, chart).count('<g class="point')
 
 
 def codes(html: str) -> list[str]:
@@ -67,7 +71,12 @@ def test_the_patient_page_shows_what_the_engine_says(
     assert chart_points(html) == 3  # three ALP results
     assert 'data-chart="bone_alp"' in html and 'data-chart="crcl"' in html  # small multiples
     assert "bortezomib day 0" in html and "zoledronic acid course" in html
-    assert html.count('class="point point-significant') == 2  # +37 % and -32 % beyond the RCV
+    # +37 % and -32 % beyond the RCV
+    assert chart_section(html).count('class="point point-significant') == 2
+    # The phone's copy of each chart has the same points, drawn at its width.
+    for chart in ("alp", "bone_alp", "crcl"):
+        assert chart_points(html, f"{chart}-narrow") == chart_points(html, chart) > 0
+    assert f'viewBox="0 0 {NARROW_WIDTH} ' in chart_section(html, "alp-narrow")
     assert "Entered by" in html and "alice" in html
     assert AccessLog.objects.filter(patient=myeloma_patient, action="patient page").exists()
 

@@ -15,6 +15,18 @@ from tests.factories import myeloma_on_zoledronic_acid_14_months_document, store
 SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"
 
 
+def assert_charts_readable(page: Any, suffix: str) -> None:
+    """Each chart shown draws its smallest text at 9 px or more on the screen."""
+    for name in ("alp", "bone_alp", "crcl"):
+        chart = page.locator(f'[data-chart="{name}{suffix}"]')
+        expect(chart).to_be_visible()
+        smallest = chart.locator("svg").evaluate(
+            "svg => Math.min(...[...svg.querySelectorAll('text')].map(t =>"
+            " parseFloat(getComputedStyle(t).fontSize) * svg.getScreenCTM().a))"
+        )
+        assert smallest >= 9, (name, suffix, smallest)
+
+
 @pytest.fixture
 def patient(smoke_user: Any) -> Any:
     ensure_published_rule_set()
@@ -41,8 +53,12 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
     # On the patient page the advice comes before the chart.
     page.goto(f"{live_server.url}/patients/{patient.pk}/")
     advice = page.locator("#recommendations").bounding_box()
-    chart = page.locator('[data-chart="alp"]').bounding_box()
+    chart = page.locator('[data-chart="alp-narrow"]').bounding_box()
     assert advice is not None and chart is not None and advice["y"] < chart["y"]
+    # The phone shows the charts drawn at its width: their text stays readable (the wide chart
+    # shrunk to the phone drew it at about 5 px).
+    expect(page.locator('[data-chart="alp"]')).to_be_hidden()
+    assert_charts_readable(page, "-narrow")
     # The worklist is one card per patient row, each value under its column's name.
     page.goto(f"{live_server.url}/")
     row = page.locator('tr[data-mrn="MM-PHONE"]').first
@@ -90,6 +106,8 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
     advice = page.locator("#recommendations").bounding_box()
     chart = page.locator('[data-chart="alp"]').bounding_box()
     assert advice is not None and chart is not None and chart["x"] < advice["x"]
+    expect(page.locator('[data-chart="alp-narrow"]')).to_be_hidden()
+    assert_charts_readable(page, "")
     page.goto(f"{live_server.url}/")
     # Every status count is a filled badge (white text on the status colour), "Needs action" too.
     for status in ("action", "overdue", "due_soon", "upcoming", "all"):
