@@ -59,6 +59,15 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
     # shrunk to the phone drew it at about 5 px).
     expect(page.locator('[data-chart="alp"]')).to_be_hidden()
     assert_charts_readable(page, "-narrow")
+    # The results too are one card each, their actions inside the card.
+    result = page.locator(".results-table tbody tr").first
+    expect(result).to_have_css("display", "block")
+    box = page.locator(".results-table")
+    assert box.evaluate("e => e.scrollWidth - e.clientWidth") <= 0
+    edit = result.get_by_role("link", name="Edit").bounding_box()
+    card = result.bounding_box()
+    assert edit is not None and card is not None
+    assert card["x"] <= edit["x"] and edit["x"] + edit["width"] <= card["x"] + card["width"]
     # The worklist is one card per patient row, each value under its column's name.
     page.goto(f"{live_server.url}/")
     row = page.locator('tr[data-mrn="MM-PHONE"]').first
