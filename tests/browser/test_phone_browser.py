@@ -6,11 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
+from pathways import feed
+from pathways.feed_models import Hl7Feed
+from pathways.models import ApiToken
 from tests.browser.conftest import log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
 from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+from tests.test_hl7_feed import oru
 
 SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"
 
@@ -123,4 +128,33 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
         expect(page.locator(f"#count-{status}")).not_to_have_css(
             "background-color", "rgba(0, 0, 0, 0)"
         )
+    assert console_errors == []
+
+
+def test_the_lab_inbox_and_the_token_page_fit_a_phone(
+    page: Any, live_server: Any, smoke_user: Any, console_errors: list[str]
+) -> None:
+    """Their tables are one card per row on a phone, like the worklist: they used to widen the
+    page to 465 and 484 px."""
+    clinic = smoke_user.memberships.get().clinic
+    Hl7Feed.objects.create(
+        sending_facility="NORTHLAB",
+        clinic=clinic,
+        service_user=User.objects.create_user("phone-lab-feed"),
+        assigning_authority="NORTHHOSP",
+    )
+    feed.receive(oru("PHONE-1", mrn="NOT-ON-FILE"), via="test")  # parked: no such patient
+    ApiToken.issue(user=smoke_user, name="ward tablet", scopes=["assess", "read"])
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, live_server, "alice")
+    for path, text in (
+        ("/lab-feed/inbox/", "NOT-ON-FILE"),
+        ("/account/api-tokens/", "ward tablet"),
+    ):
+        page.goto(f"{live_server.url}{path}")
+        row = page.locator("tbody tr").filter(has_text=text)
+        expect(row).to_have_css("display", "block")
+        assert page.evaluate(SIDEWAYS) <= 0, path
+        button = row.get_by_role("button").first.bounding_box()
+        assert button is not None and button["x"] + button["width"] <= 390, path
     assert console_errors == []
