@@ -16,7 +16,7 @@ from pathways import engine
 from pathways.engine import declaration
 
 WIDTH = 720
-# A phone's chart (below 576 px): drawn about as wide as the phone shows it, so that its text
+# A phone's chart (below 700 px): drawn about as wide as the phone shows it, so that its text
 # keeps its size instead of shrinking to half (the page sends both; CSS shows one).
 NARROW_WIDTH = 360
 HEIGHT = 280

@@ -29,7 +29,20 @@ def assert_charts_readable(page: Any, suffix: str) -> None:
             "svg => Math.min(...[...svg.querySelectorAll('text')].map(t =>"
             " parseFloat(getComputedStyle(t).fontSize) * svg.getScreenCTM().a))"
         )
-        assert smallest >= 9, (name, suffix, smallest)
+        assert smallest >= 9, (name, suffix, smallest, page.viewport_size)
+
+
+def test_chart_text_stays_readable_at_every_width(
+    page: Any, live_server: Any, patient: Any, console_errors: list[str]
+) -> None:
+    """The wide charts shrunk below 700 px drew their text under 9 px (about 5 px on a phone):
+    there the narrow copy shows instead."""
+    log_in(page, live_server, "alice")
+    for width in (360, 390, 576, 640, 699, 700, 768, 1024, 1200, 1440):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{live_server.url}/patients/{patient.pk}/")
+        assert_charts_readable(page, "-narrow" if width < 700 else "")
+    assert console_errors == []
 
 
 @pytest.fixture
