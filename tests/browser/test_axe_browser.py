@@ -59,6 +59,12 @@ def test_the_clinician_screens_have_no_serious_violation(
     page.locator('[name="labs-0-value"]').press("Enter")
     expect(page.locator("#error-summary")).to_be_visible()
     found["case entry with errors"] = blocking_violations(page)
+    # At a phone's width: the worklist, the patient list and the results as cards, the narrow
+    # charts.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/", "/patients/", f"/patients/{patient.pk}/"):
+        page.goto(f"{live_server.url}{path}")
+        found[f"{path} at 390 px"] = blocking_violations(page)
     assert found == {path: [] for path in found}
 
 
