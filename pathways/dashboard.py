@@ -50,7 +50,7 @@ SORTS = {
     "priority": "Most urgent first",
     "due": "Due date (soonest first)",
     "-due": "Due date (latest first)",
-    "alp": "ALP x ULN (highest first)",
+    "alp": "ALP \u00d7 ULN (highest first)",
     "name": "Patient name",
 }
 

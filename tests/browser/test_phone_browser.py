@@ -111,6 +111,9 @@ def test_the_navigation_folds_on_a_phone_and_log_out_stays_reachable(
         "td => getComputedStyle(td, '::before').overflowWrap"
     )
     assert wrap == "normal"
+    # The sort list takes the row: its longest choice, "Due date (soonest first)", shows whole.
+    sort = page.locator("#id_sort").bounding_box()
+    assert sort is not None and sort["width"] >= 300
     # The patient list too is one card per patient: no column cut off in a box that scrolls
     # sideways, no MRN or birth date broken over two lines.
     page.goto(f"{live_server.url}/patients/")
