@@ -36,7 +36,7 @@ from pathways.card_actions import (
     card_action_undo,
 )
 from pathways.cases import patient_to_case
-from pathways.charts import NARROW_WIDTH, patient_charts
+from pathways.charts import NARROW_WIDTH, WIDTH, patient_charts
 from pathways.dashboard import (
     FOLLOW_UP_STATUS_LABELS,
     STATUS_CHOICES,
@@ -281,9 +281,14 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
     case = patient_to_case(patient, labs=labs, therapies=therapies)
     result, facts = engine.assess_with_facts(case, rule_set)
     params = rule_set.parameter_values()
-    renal = params["renal_impairment_crcl"]
-    charts = patient_charts(case, facts, renal_impairment_crcl=renal)
-    phone_charts = patient_charts(case, facts, renal_impairment_crcl=renal, width=NARROW_WIDTH)
+    # Each chart drawn at the page's width and at a phone's (the template shows one by width).
+    charts: dict[str, Any] = {}
+    for prefix, width in (("", WIDTH), ("phone_", NARROW_WIDTH)):
+        drawn = patient_charts(
+            case, facts, renal_impairment_crcl=params["renal_impairment_crcl"], width=width
+        )
+        charts[f"{prefix}alp_chart"] = next((c for c in drawn if c.name == "alp"), None)
+        charts[f"{prefix}small_charts"] = [c for c in drawn if c.name != "alp"]
     actions = active_actions(patient, result, rule_set)
     context = {
         "override_reasons": OVERRIDE_REASONS,
@@ -298,10 +303,7 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
             labs, key=lambda lab: (lab.collected_on, lab.collected_time or time.min, lab.pk)
         )[::-1],
         "therapies": therapies,
-        "alp_chart": next((chart for chart in charts if chart.name == "alp"), None),
-        "small_charts": [chart for chart in charts if chart.name != "alp"],
-        "phone_alp_chart": next((chart for chart in phone_charts if chart.name == "alp"), None),
-        "phone_small_charts": [chart for chart in phone_charts if chart.name != "alp"],
+        **charts,
         "result_form": extra.pop("result_form", None)
         or ResultForm(auto_id="result_%s", initial={"version": patient.version}),
         **_panel_context(result, rule_set, stored, actions, case=case, facts=facts),
