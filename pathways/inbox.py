@@ -20,10 +20,24 @@ from pathways.models import LAB_TEST_CHOICES, UNIT_CHOICES, Patient
 
 class MatchForm(forms.Form):
     mrn = forms.CharField(
-        label="Patient MRN", max_length=40, required=False, help_text="a patient of the clinic"
+        label="Patient MRN",
+        max_length=40,
+        required=False,
+        help_text="a patient of the clinic",
+        widget=forms.TextInput(attrs={"class": "form-control form-control-sm"}),
     )
-    test = forms.ChoiceField(label="Test", choices=[("", "—"), *LAB_TEST_CHOICES], required=False)
-    unit = forms.ChoiceField(label="Unit", choices=[("", "—"), *UNIT_CHOICES], required=False)
+    test = forms.ChoiceField(
+        label="Test",
+        choices=[("", "—"), *LAB_TEST_CHOICES],
+        required=False,
+        widget=forms.Select(attrs={"class": "form-select form-select-sm"}),
+    )
+    unit = forms.ChoiceField(
+        label="Unit",
+        choices=[("", "—"), *UNIT_CHOICES],
+        required=False,
+        widget=forms.Select(attrs={"class": "form-select form-select-sm"}),
+    )
 
 
 def _inbox(request: HttpRequest) -> Any:

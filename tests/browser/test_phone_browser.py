@@ -24,6 +24,27 @@ LINES = (
     " return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; }"
 )
 
+# The words (runs of letters between spaces and hyphens) of up to 20 characters that a table
+# cell breaks over two lines: a cell that may break anywhere made "Entered" read "Entere" / "d".
+BROKEN_WORDS = r"""() => {
+  const broken = [];
+  for (const cell of document.querySelectorAll('.table-cards td')) {
+    const texts = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = texts.nextNode(); node; node = texts.nextNode()) {
+      for (const word of node.data.matchAll(/[^\s\-\u2010-\u2014]+/g)) {
+        if (word[0].length > 20) continue;
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const lines = new Set([...range.getClientRects()].filter(r => r.width > 0)
+          .map(r => Math.round(r.top)));
+        if (lines.size > 1) broken.push(word[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
 
 def assert_charts_readable(page: Any, suffix: str) -> None:
     """Each chart shown draws its smallest text at 9 px or more on the screen."""
@@ -173,4 +194,46 @@ def test_the_lab_inbox_and_the_token_page_fit_a_phone(
         assert page.evaluate(SIDEWAYS) <= 0, path
         button = row.get_by_role("button").first.bounding_box()
         assert button is not None and button["x"] + button["width"] <= 390, path
+    assert console_errors == []
+
+
+def test_table_values_break_only_between_words_at_every_width(
+    page: Any, live_server: Any, patient: Any, smoke_user: Any, console_errors: list[str]
+) -> None:
+    """Only typed or received text may break inside a word, and then only to fit: every cell
+    breaking anywhere let the tables squeeze "Entered", "Overdue" and "examination" over two
+    lines at a desktop's width. A 200-character name without a space still wraps in its cell
+    instead of widening the page or its table."""
+    clinic = smoke_user.memberships.get().clinic
+    long_name = "Wolfeschlegelsteinhausenbergerdorff" * 5 + "Smith" * 5
+    stored_patient(
+        clinic,
+        smoke_user,
+        myeloma_on_zoledronic_acid_14_months_document(),
+        mrn="L" * 40,
+        name=long_name,
+    )
+    Hl7Feed.objects.create(
+        sending_facility="NORTHLAB",
+        clinic=clinic,
+        service_user=User.objects.create_user("wrap-lab-feed"),
+        assigning_authority="NORTHHOSP",
+    )
+    feed.receive(oru("WRAP-1", mrn="NOT-ON-FILE"), via="test")
+    ApiToken.issue(user=smoke_user, name="ward tablet", scopes=["assess", "read"])
+    log_in(page, live_server, "alice")
+    paths = ("/", "/patients/", f"/patients/{patient.pk}/", "/lab-feed/inbox/")
+    for width in (390, 768, 800, 1024, 1280, 1440):
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in (*paths, "/account/api-tokens/"):
+            page.goto(f"{live_server.url}{path}")
+            where = (width, path)
+            assert page.evaluate(BROKEN_WORDS) == [], where
+            assert page.evaluate(SIDEWAYS) <= 0, where
+            for table in page.locator(".table-responsive").all():
+                assert table.evaluate("e => e.scrollWidth - e.clientWidth") <= 0, where
+        page.goto(f"{live_server.url}/")
+        name = page.get_by_role("link", name=long_name)
+        expect(name).to_be_visible()
+        assert name.evaluate(LINES) > 1, width  # wrapped within its cell
     assert console_errors == []
