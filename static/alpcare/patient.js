@@ -1,6 +1,8 @@
 // Patient page: an action on a card or a follow-up (acknowledge, override, snooze, undo, mark
-// done) replaces the live panel in place. The focus stays with that card or follow-up, so that
-// a keyboard or screen-reader user goes on from where they were, not from the top of the page.
+// done) replaces the live panel in place. The focus stays with that card or follow-up, on the
+// control that took the place of the one used (Undo after Acknowledge, Acknowledge after Undo),
+// so that a keyboard or screen-reader user goes on from where they were, not from the top of
+// the page nor from the card's list of sources.
 (function () {
   "use strict";
 
@@ -29,7 +31,10 @@
     var panel = document.getElementById("patient-live");
     var selector = "[" + kept.name + '="' + CSS.escape(kept.value) + '"]';
     var holder = panel && panel.querySelector(selector);
-    var control = holder && holder.querySelector("button, summary, a[href], input, select");
+    var control =
+      holder &&
+      (holder.querySelector(".card-actions button, .card-actions summary") ||
+        holder.querySelector("button, summary, a[href], input, select"));
     kept = null;
     if (control) {
       control.focus();

@@ -3,6 +3,7 @@ nothing jumps the tab order, and a follow-up can be marked done with the keyboar
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -137,6 +138,11 @@ def test_card_actions_by_keyboard_keep_the_focus_on_the_card(
     page.keyboard.press("Enter")
     expect(card.locator(".card-action-state")).to_contain_text("Acknowledged")
     _wait_for_focus_in_card(page, code)
+    # On the card's Undo, which took the place of Acknowledge (not on its list of sources).
+    expect(card.get_by_role("button", name=re.compile("^Undo"))).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(card.locator(".card-action-state")).to_have_count(0)
+    expect(card.get_by_role("button", name=re.compile("^Acknowledge"))).to_be_focused()
 
     # Override another card with a coded reason, by keyboard only.
     code = page.locator("#recommendations li.recommendation").nth(1).get_attribute("data-code")
@@ -149,4 +155,5 @@ def test_card_actions_by_keyboard_keep_the_focus_on_the_card(
     page.keyboard.press("Enter")
     expect(card.locator(".card-action-state")).to_contain_text("Overridden")
     _wait_for_focus_in_card(page, code)
+    expect(card.get_by_role("button", name=re.compile("^Undo"))).to_be_focused()
     assert console_errors == []
