@@ -501,7 +501,7 @@ def follow_up_done(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> Http
         return _after_patient_action(request, patient)
     if not request.htmx:
         messages.success(request, f"Marked done: {follow_up.title}.")
-    return _after_patient_action(request, patient)
+    return _after_patient_action(request, patient, announce=f"Marked done: {follow_up.title}.")
 
 
 @login_required
@@ -511,7 +511,9 @@ def follow_up_undo(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> Http
     follow_up_reopen(follow_up=follow_up, user=request.user)
     if not request.htmx:
         messages.success(request, f"Reopened: {follow_up.title}.")
-    return _after_patient_action(request, follow_up.patient)
+    return _after_patient_action(
+        request, follow_up.patient, announce=f"Reopened: {follow_up.title}."
+    )
 
 
 @login_required
@@ -520,7 +522,7 @@ def card_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Acknowledge, override (coded reason), snooze (until a date) or undo one card."""
     patient = patient_for_user(request, pk, action="card action")
     form = CardActionForm(request.POST)
-    error = ""
+    error = announce = ""
     if not form.is_valid():
         error = _form_errors(form)
     else:
@@ -543,11 +545,21 @@ def card_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                 )
         except CardActionInvalid as invalid:
             error = str(invalid)
+        else:
+            announce = _card_action_done(data["action"], data["snooze_until"])
     if not request.htmx:
         if error:
             messages.error(request, f"Card not changed: {error}")
         return redirect("patient_detail", pk=patient.pk)
-    return _after_patient_action(request, patient, card_error=error)
+    return _after_patient_action(request, patient, card_error=error, announce=announce)
+
+
+def _card_action_done(action: str, snooze_until: date | None) -> str:
+    """What a card action did, for the patient page's live region."""
+    if action == "snooze" and snooze_until is not None:
+        return f"Card snoozed until {snooze_until.isoformat()}."
+    done = {"acknowledge": "acknowledged", "override": "overridden", "undo": "action undone"}
+    return f"Card {done.get(action, action)}."
 
 
 @login_required

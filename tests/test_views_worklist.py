@@ -234,11 +234,14 @@ def test_snooze_needs_a_future_date_and_the_card_returns_on_it(
         alice_client, urgent_patient, code="extreme-alp", action="snooze", snooze_until=str(today)
     ).content.decode()
     assert "must be after today" in html
+    assert 'hx-swap-oob="innerHTML">Card' not in html  # refused: nothing done to announce
     until = today + timedelta(days=14)
     html = act(
         alice_client, urgent_patient, code="extreme-alp", action="snooze", snooze_until=str(until)
     ).content.decode()
     assert f"Snoozed until {until:%Y-%m-%d}" in html
+    # The live region (kept on the page) says what happened and the advice in one line.
+    assert f'hx-swap-oob="innerHTML">Card snoozed until {until:%Y-%m-%d}. ' in html
     rule_set = current_rule_set()
     result = engine.assess(patient_to_case(urgent_patient), rule_set)
     assert active_actions(urgent_patient, result, rule_set, today=until - timedelta(days=1)).get(

@@ -157,3 +157,58 @@ def test_card_actions_by_keyboard_keep_the_focus_on_the_card(
     _wait_for_focus_in_card(page, code)
     expect(card.get_by_role("button", name=re.compile("^Undo"))).to_be_focused()
     assert console_errors == []
+
+
+# Marks a live region's node, to tell afterwards whether the update kept it or replaced it.
+MARK = "id => { window.__region = document.getElementById(id); }"
+SAME = "id => document.getElementById(id) === window.__region"
+
+
+def _region_says(page: Any, region: str, text: str | re.Pattern[str]) -> None:
+    """The live region (role=status) now says ``text``, and it is the node that was on the page
+    before the update: a screen reader announces a region's changes, not a new region's text."""
+    status = page.locator(f"#{region}")
+    expect(status).to_have_attribute("role", "status")
+    expect(status).to_have_text(text)
+    assert page.evaluate(SAME, region), f"#{region} was replaced, so its text goes unannounced"
+
+
+def test_in_page_updates_announce_one_line_from_a_region_that_stays(
+    page: Any, live_server: Any, patient: Any, console_errors: list[str]
+) -> None:
+    """Item 7: after a filter, a search, a card action or a case edit a screen reader hears a
+    short summary. The replaced content was itself marked aria-live, so it was read whole, or,
+    arriving as a new region, not at all."""
+    log_in(page, live_server, "alice")
+    # The worklist: a search.
+    page.evaluate(MARK, "worklist-status")
+    page.get_by_label("Search MRN or name").fill("MM-14")
+    _region_says(page, "worklist-status", "Showing 1\u20131 of 1 patient needing action")
+    page.get_by_label("Search MRN or name").fill("NO-SUCH-MRN")
+    _region_says(page, "worklist-status", "No patients need action with these filters.")
+    expect(page.locator("#dashboard-results")).not_to_have_attribute("aria-live", re.compile(""))
+    # The patient list: a search.
+    page.goto(f"{live_server.url}/patients/")
+    page.evaluate(MARK, "patient-list-status")
+    page.get_by_label("Search MRN or name").fill("MM-14")
+    _region_says(
+        page, "patient-list-status", "Showing 1\u20131 of 1 patient matching \u201cMM-14\u201d"
+    )
+    # The patient page: a card acknowledged, then undone.
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")
+    expect(page.locator("#patient-live [aria-live]")).to_have_count(0)
+    page.evaluate(MARK, "patient-status")
+    card = page.locator("#recommendations li.recommendation").first
+    card.get_by_role("button", name="Acknowledge").click()
+    summary = re.compile(r"^Card acknowledged\. \d+ recommendations?(: .*)?\.$")
+    _region_says(page, "patient-status", summary)
+    card.get_by_role("button", name=re.compile("^Undo")).click()
+    _region_says(page, "patient-status", re.compile(r"^Card action undone\. \d+ recommend"))
+    # Case entry: a field changed, the assessment updated live.
+    page.goto(f"{live_server.url}/patients/{patient.pk}/edit/")
+    page.evaluate(MARK, "case-status")
+    page.get_by_label("Weight (kg)").fill("64")
+    _region_says(
+        page, "case-status", re.compile(r"Updated from your entries.*recommendation", re.S)
+    )
+    assert console_errors == []

@@ -133,7 +133,8 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
     form.get_by_label("Collected on").fill(today.isoformat())
     form.get_by_role("button", name="Add result").click()
     expect(page.locator('[data-chart="alp"] g.point')).to_have_count(2)
-    expect(page.get_by_text("Result added")).to_be_visible()
+    expect(page.locator("#patient-live .alert-success")).to_contain_text("Result added")
+    expect(page.locator("#patient-status")).to_contain_text("Result added")  # and heard
     assert page.url == patient_url
 
     assert console_errors == []
