@@ -1,14 +1,17 @@
-"""Session lifetime limits and no-store caching for pages that may carry patient data."""
+"""Session lifetime limits, no-store caching for pages that may carry patient data, JSON errors
+for the API, and whole-page redirects for htmx requests."""
 
 import json
 from collections.abc import Callable
 from datetime import datetime
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
+from django_htmx.http import HttpResponseClientRedirect
 
 _LOGIN_AT = "alpcare_login_at"
 _SEEN_AT = "alpcare_seen_at"
@@ -92,3 +95,32 @@ class ApiJsonErrorsMiddleware:
             if "Content-Length" in response:
                 response["Content-Length"] = str(len(response.content))
         return response
+
+
+class HtmxRedirectMiddleware:
+    """An htmx request answered with a redirect (its session ended, or the second factor is
+    due) sends the whole browser there instead (HX-Redirect): htmx would follow the redirect
+    itself and swap the login page into the panel it was updating. The login's "next" is then
+    the page the user was on, not the fragment's own URL (a POST-only preview, say)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.headers.get("HX-Request") != "true" or not response.has_header("Location"):
+            return response
+        if not 300 <= response.status_code < 400:
+            return response
+        target = urlsplit(response["Location"])
+        query = parse_qs(target.query, keep_blank_values=True)
+        page = urlsplit(request.headers.get("HX-Current-URL", ""))
+        on_page = page.netloc == request.get_host() and page.path.startswith("/")
+        if query.get("next") == [request.get_full_path()] and on_page:
+            query["next"] = [urlunsplit(("", "", page.path, page.query, ""))]
+        location = urlunsplit(
+            (target.scheme, target.netloc, target.path, urlencode(query, doseq=True), "")
+        )
+        redirect = HttpResponseClientRedirect(location)
+        redirect.cookies = response.cookies
+        return redirect

@@ -394,8 +394,9 @@ def patient_add_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         context = _patient_context(patient, added=added)
         return render(request, "pathways/patient_detail.html#live", context)
     context = _patient_context(patient, result_form=form)
-    template = "pathways/patient_detail.html"
-    return render(request, f"{template}#live" if request.htmx else template, context, status=400)
+    if request.htmx:  # refused in place: htmx swaps a 422 in (base.html), not a 400
+        return render(request, "pathways/patient_detail.html#live", context, status=422)
+    return render(request, "pathways/patient_detail.html", context, status=400)
 
 
 def _stored_result(patient: Patient, result_pk: int) -> LabResult:

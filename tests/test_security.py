@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.sessions.models import Session
+from django.test import Client
 from django.utils import timezone
 
 from tests.factories import stored_patient
@@ -144,6 +145,35 @@ def test_sessions_end_after_30_minutes_idle_or_12_hours(
     assert (response.status_code == 200) is still_in
     if not still_in:
         assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.django_db
+def test_an_htmx_update_after_the_session_ended_sends_the_browser_to_log_in(
+    alice_client: Any,
+) -> None:
+    """htmx followed the login redirect itself and swapped the login page into the panel it was
+    updating; now the whole browser goes, and comes back to the page it was on."""
+    client = Client()  # not logged in
+    htmx = {"HX-Request": "true", "HX-Current-URL": "http://testserver/patients/new/?from=list"}
+    response = client.post("/case/preview/", "{}", content_type="application/json", headers=htmx)
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == "/accounts/login/?next=%2Fpatients%2Fnew%2F%3Ffrom%3Dlist"
+    # Without htmx, the redirect as before.
+    response = client.post("/case/preview/", "{}", content_type="application/json")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/case/preview/"
+    # A session that ended while the page was open (idle too long): the same.
+    assert alice_client.get("/").status_code == 200
+    session = alice_client.session
+    session["alpcare_seen_at"] = (timezone.now() - timedelta(hours=1)).isoformat()
+    session.save()
+    htmx["HX-Current-URL"] = "http://testserver/?status=overdue"
+    response = alice_client.get("/?status=overdue&q=MM", headers=htmx)
+    assert response["HX-Redirect"] == "/accounts/login/?next=%2F%3Fstatus%3Doverdue"
+    # A page on another site is not used as "next".
+    elsewhere = {**htmx, "HX-Current-URL": "https://evil.test/patients/"}
+    response = client.get("/patients/?q=1", headers=elsewhere)
+    assert response["HX-Redirect"] == "/accounts/login/?next=%2Fpatients%2F%3Fq%3D1"
 
 
 @pytest.mark.django_db

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.browser.conftest import log_in
+from tests.browser.conftest import PASSWORD, log_in
 
 LIVE_TIMEOUT = 10_000  # ms: the live update is debounced by 400 ms
 
@@ -137,4 +137,60 @@ def test_a_clinician_enters_a_myeloma_case_and_follows_it_up(
     expect(page.locator("#patient-status")).to_contain_text("Result added")  # and heard
     assert page.url == patient_url
 
+    assert console_errors == []
+
+
+def test_a_refused_result_shows_its_error_in_place_and_keeps_the_focus(
+    page: Any, live_server: Any, clinician: Any, console_errors: list[str]
+) -> None:
+    """A result refused in the "Add a result" form came back as a 400, which htmx does not swap:
+    nothing showed (with DEBUG, django-htmx replaced the whole page with the fragment). It is
+    a 422 now, swapped in: the error under its field, the focus on that field; the corrected
+    result is added and the focus is back on the form for the next one."""
+    from pathways.models import LabResult
+    from tests.factories import stored_patient
+
+    patient = stored_patient(clinician.memberships.get().clinic, clinician, mrn="ADD-1")
+    before = LabResult.objects.filter(patient=patient).count()
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")
+    today = timezone.localdate()
+    form = page.locator("#add-result-form")
+    form.get_by_label("Value").fill("240")
+    form.get_by_label("Collected on").fill((today + timedelta(days=3)).isoformat())
+    form.get_by_role("button", name="Add result").click()
+    expect(form).to_contain_text("collected after the assessment date (today)")
+    expect(form.get_by_label("Collected on")).to_be_focused()
+    expect(form.get_by_label("Collected on")).to_have_attribute("aria-invalid", "true")
+    expect(page).to_have_title(f"{patient.name} · alpcare")  # the page itself is intact
+    assert LabResult.objects.filter(patient=patient).count() == before
+    form.get_by_label("Collected on").fill(today.isoformat())
+    form.get_by_role("button", name="Add result").click()
+    expect(page.locator("#patient-status")).to_contain_text("Result added: ALP (total) 240 U/L")
+    expect(form.get_by_label("Test")).to_be_focused()
+    assert LabResult.objects.filter(patient=patient).count() == before + 1
+    # The one console line: the refused result's 422, as it should be (its reason phrase is
+    # Python's: "Unprocessable Entity" before 3.13).
+    assert len(console_errors) == 1
+    assert console_errors[0].startswith(
+        "Failed to load resource: the server responded with a status of 422"
+    )
+
+
+def test_an_update_after_the_session_ended_goes_to_the_login_page(
+    page: Any, live_server: Any, clinician: Any, console_errors: list[str]
+) -> None:
+    """htmx followed the login redirect itself and showed the login form inside the worklist's
+    results; now the browser goes to the login page, and back to the worklist after it."""
+    from django.contrib.sessions.models import Session
+
+    log_in(page, live_server, "alice")
+    Session.objects.all().delete()  # the session ends (idle, absolute limit, or logged out)
+    page.get_by_label("Search MRN or name").fill("MM")
+    page.wait_for_url(f"{live_server.url}/accounts/login/?next=%2F")
+    expect(page.locator("#dashboard-results")).to_have_count(0)
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_server.url}/")
     assert console_errors == []
