@@ -3,6 +3,7 @@ change live, save it, find it on the dashboard, mark a follow-up done, add a res
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -194,3 +195,26 @@ def test_an_update_after_the_session_ended_goes_to_the_login_page(
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/")
     assert console_errors == []
+
+
+def test_an_update_the_server_refuses_says_so(
+    page: Any, live_server: Any, clinician: Any, console_errors: list[str]
+) -> None:
+    """htmx leaves the page as it was when an update fails: a search (or an "Acknowledge")
+    could fail without a word. An alert now says so, and goes once an update succeeds."""
+    log_in(page, live_server, "alice")
+    alert = page.locator("#update-error")
+    expect(alert).to_be_hidden()
+    failing = re.compile(r"/\?.*q=DOWN")
+    page.route(failing, lambda route: route.fulfill(status=503, body="restarting"))
+    page.get_by_label("Search MRN or name").fill("DOWN")
+    expect(alert).to_be_visible()
+    expect(alert).to_have_text(
+        "This page could not be updated: the server answered 503 Service Unavailable. "
+        "Reload the page and try again."
+    )
+    expect(alert).to_have_attribute("role", "alert")
+    page.unroute(failing)
+    page.get_by_label("Search MRN or name").fill("MM")
+    expect(alert).to_be_hidden()
+    assert [e for e in console_errors if "503" not in e] == []
