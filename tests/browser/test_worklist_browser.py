@@ -37,6 +37,12 @@ def test_urgent_patient_is_on_the_worklist_and_her_cards_are_acted_on_in_page(
     url = page.url
     card = page.locator('#recommendations [data-code="extreme-alp"]')
     card.get_by_text("Override or snooze").click()
+    # The open form stays below its button, beside Acknowledge (inline boxes on one baseline
+    # pushed Acknowledge down to the bottom of the open form).
+    acknowledge = card.get_by_role("button", name="Acknowledge").bounding_box()
+    more = card.locator("summary", has_text="Override or snooze").bounding_box()
+    assert acknowledge is not None and more is not None
+    assert abs(acknowledge["y"] - more["y"]) <= 2, (acknowledge, more)
     card.get_by_label("Override reason").select_option("other")
     card.get_by_role("button", name="Override").click()  # "Other" without text: refused
     expect(page.locator("#card-error")).to_contain_text("needs a text")
