@@ -237,3 +237,45 @@ def test_table_values_break_only_between_words_at_every_width(
         expect(name).to_be_visible()
         assert name.evaluate(LINES) > 1, width  # wrapped within its cell
     assert console_errors == []
+
+
+def test_case_entry_on_a_phone_keeps_save_and_the_advice_in_view(
+    page: Any, live_server: Any, patient: Any, console_errors: list[str]
+) -> None:
+    """Below 992 px the recommendations follow the whole form, about 2,600 px down on a
+    phone: Save and the advice in a few words now stay at the foot of the screen, with a
+    link down to the advice, updated with each live assessment."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/patients/{patient.pk}/edit/")
+    assert page.evaluate("document.documentElement.scrollHeight") > 2 * 844
+    save = page.get_by_role("button", name="Save", exact=True)
+    link = page.locator(".case-advice-link")
+    for box in (save.bounding_box(), link.bounding_box()):
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 844, box
+    summary = page.locator("#live-summary")
+    expect(link).to_have_text(f"{summary.text_content()}: see below")
+    page.get_by_label("Bone pain").check()  # a live assessment: the line follows it
+    expect(page.locator("#case-status")).to_contain_text("Updated from your entries")
+    expect(link).to_have_text(f"{summary.text_content()}: see below")
+    # A field that takes the focus (Tab) is not left under the bar: with the fracture date
+    # on screen but behind the bar, Tab from the fracture scrolls it clear.
+    date = page.get_by_label("Fracture date")
+    date.evaluate(
+        "e => window.scrollBy({top: e.getBoundingClientRect().bottom - innerHeight + 10,"
+        " behavior: 'instant'})"
+    )
+    page.get_by_label("Fracture", exact=True).focus()
+    page.keyboard.press("Tab")
+    expect(date).to_be_focused()
+    page.wait_for_function(  # scrolled into view (smoothly), clear of the bar
+        "() => document.activeElement.getBoundingClientRect().bottom"
+        " <= document.querySelector('.case-actions').getBoundingClientRect().top"
+    )
+    link.click()
+    heading = page.get_by_role("heading", name="Recommendations and follow-up")
+    expect(heading).to_be_in_viewport()
+    # At a desktop's width the panel is beside the form: no link.
+    page.set_viewport_size({"width": 1440, "height": 900})
+    expect(link).to_be_hidden()
+    assert console_errors == []
