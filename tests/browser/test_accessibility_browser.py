@@ -211,4 +211,7 @@ def test_in_page_updates_announce_one_line_from_a_region_that_stays(
     _region_says(
         page, "case-status", re.compile(r"Updated from your entries.*recommendation", re.S)
     )
+    # A value the engine cannot use: the line says so; the panel keeps the last assessment.
+    page.get_by_label("Weight (kg)").fill("-5")
+    _region_says(page, "case-status", re.compile(r"1 entry needs attention\. Showing the last"))
     assert console_errors == []
