@@ -232,3 +232,28 @@ def test_an_update_the_server_refuses_says_so(
     page.get_by_label("Search MRN or name").fill("MM")
     expect(alert).to_be_hidden()
     assert [e for e in console_errors if "503" not in e] == []
+
+
+def test_no_copy_of_a_page_is_kept_in_the_browser_for_back(
+    page: Any, live_server: Any, clinician: Any, console_errors: list[str]
+) -> None:
+    """htmx kept a copy of each page it replaced in sessionStorage, for Back: 18 KB of the
+    worklist (names, MRNs, ALP values), still there after logging out, where the pages
+    themselves are sent no-store. Now Back loads the page from the server."""
+    from tests.factories import stored_patient
+
+    clinic = clinician.memberships.get().clinic
+    stored_patient(clinic, clinician, mrn="HIST-1", name="Ada History")
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/patients/")
+    expect(page.locator('tr[data-mrn="HIST-1"]')).to_have_count(1)
+    page.get_by_label("Search MRN or name").fill("NO-SUCH-PATIENT")
+    page.wait_for_url("**q=NO-SUCH-PATIENT*")
+    expect(page.locator('tr[data-mrn="HIST-1"]')).to_have_count(0)
+    stored = page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('htmx-'))")
+    assert "htmx-history-cache" not in stored, stored
+    page.go_back()
+    page.wait_for_url(f"{live_server.url}/patients/")
+    expect(page.locator('tr[data-mrn="HIST-1"]')).to_have_count(1)
+    assert "Ada History" not in page.evaluate("JSON.stringify(sessionStorage)")
+    assert console_errors == []
