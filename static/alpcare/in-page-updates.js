@@ -34,33 +34,73 @@
     }
   });
 
-  // Paging keeps the focus: "Next" replaces the list it sits in, so the focus would fall back
-  // to the top of the page. It goes to the same link in the new list ("Next" again), or to
-  // the other one on the last or first page.
-  var paging = null;
+  // The focus survives an update that replaces the element holding it, so that a keyboard or
+  // screen-reader user goes on from where they were, not from the top of the page. What had
+  // it is remembered by a key that the new content has too:
+  // - a card or a follow-up (patient page): the control that took the place of the one used
+  //   (Undo after Acknowledge, Acknowledge after Undo), not the card's list of sources;
+  // - a form ("Add a result"): its first field refused, or its first field for the next one;
+  // - a page link ("Next"): the same link in the new list, or the other one on the last page.
+  var kept = null;
+
+  function keyOf(element) {
+    if (!element || !element.closest) {
+      return null;
+    }
+    var holder = element.closest("[data-code], [data-follow-up]");
+    if (holder) {
+      var name = holder.hasAttribute("data-code") ? "data-code" : "data-follow-up";
+      return { selector: "[" + name + '="' + CSS.escape(holder.getAttribute(name)) + '"]' };
+    }
+    if (element.closest(".pagination")) {
+      return { selector: ".pagination", text: element.textContent.trim() };
+    }
+    var form = element.closest("form[id]");
+    return form ? { selector: "#" + CSS.escape(form.id), form: true } : null;
+  }
+
+  function controlIn(holder, key) {
+    if (key.text !== undefined) {
+      var links = holder.querySelectorAll("a");
+      var same = Array.prototype.filter.call(links, function (link) {
+        return link.textContent.trim() === key.text;
+      });
+      return same[0] || links[0];
+    }
+    if (key.form) {
+      return (
+        holder.querySelector('[aria-invalid="true"]') ||
+        holder.querySelector("input:not([type=hidden]), select, textarea")
+      );
+    }
+    return (
+      holder.querySelector(".card-actions button, .card-actions summary") ||
+      holder.querySelector("button, summary, a[href], input, select")
+    );
+  }
 
   document.addEventListener("htmx:beforeRequest", function (event) {
-    var link = event.detail.elt;
     var target = event.detail.target;
-    paging =
-      link && link.closest && link.closest(".pagination") && target && target.id
-        ? { region: target.id, text: link.textContent.trim() }
-        : null;
+    var elt = event.detail.elt;
+    // Only when the update replaces what holds the focus (not a search box above a list).
+    var replaced = target && target.id && target.contains(elt) ? elt : null;
+    var key = replaced && (keyOf(replaced) || keyOf(document.activeElement));
+    kept = key ? { region: target.id, key: key } : null;
   });
 
   document.addEventListener("htmx:afterSettle", function () {
-    if (!paging) {
+    if (!kept) {
       return;
     }
-    var region = document.getElementById(paging.region);
-    var links = region ? region.querySelectorAll(".pagination a") : [];
-    var same = Array.prototype.filter.call(links, function (link) {
-      return link.textContent.trim() === paging.text;
-    });
-    paging = null;
-    var control = same[0] || links[0];
+    var region = document.getElementById(kept.region);
+    var holder = region && region.querySelector(kept.key.selector);
+    var control = holder && controlIn(holder, kept.key);
+    kept = null;
     if (control) {
       control.focus();
+    } else if (region) {
+      region.setAttribute("tabindex", "-1");
+      region.focus();
     }
   });
 })();
