@@ -276,14 +276,10 @@ def tallied_counts(clinic_ids: list[int], filters: dict[str, Any], today: date) 
     return {key: total or 0 for key, total in totals.items()}
 
 
-def dashboard_page(
-    user: Any,
-    filters: dict[str, Any],
-    today: date,
-    *,
-    page_size: int = PAGE_SIZE,
-    clinic_ids: list[int] | None = None,
-) -> DashboardPage:
+def _worklist(
+    user: Any, filters: dict[str, Any], today: date, clinic_ids: list[int] | None
+) -> tuple[QuerySet[AssessmentSnapshot], list[int]]:
+    """The worklist's snapshots under these filters (any status), and the clinics they cover."""
     if clinic_ids is None:
         clinic_ids = user_clinic_ids(user)
     if filters.get("clinic"):  # one of the user's clinics (any other: none)
@@ -296,6 +292,27 @@ def dashboard_page(
     snapshots = worklist_snapshots(filters, clinic_ids, matches)
     if filters.get("mine"):  # the patients this user is responsible for
         snapshots = snapshots.filter(patient__responsible=user)
+    return snapshots, clinic_ids
+
+
+def _in_order(
+    snapshots: QuerySet[AssessmentSnapshot], filters: dict[str, Any], today: date
+) -> QuerySet[AssessmentSnapshot]:
+    """The filtered status, in the worklist's order."""
+    return snapshots.filter(_status_q(filters["status"], today)).order_by(
+        *_ordering(filters["sort"])
+    )
+
+
+def dashboard_page(
+    user: Any,
+    filters: dict[str, Any],
+    today: date,
+    *,
+    page_size: int = PAGE_SIZE,
+    clinic_ids: list[int] | None = None,
+) -> DashboardPage:
+    snapshots, clinic_ids = _worklist(user, filters, today, clinic_ids)
     if filters["q"] or filters.get("mine"):
         counts = counted(snapshots, today)
     else:
@@ -305,12 +322,32 @@ def dashboard_page(
     offset = (number - 1) * page_size
     # The page's keys first (a narrow sort when it cannot be read from an index), then rows.
     keys = list(
-        snapshots.filter(_status_q(filters["status"], today))
-        .order_by(*_ordering(filters["sort"]))
-        .values_list("pk", flat=True)[offset : offset + page_size]
+        _in_order(snapshots, filters, today).values_list("pk", flat=True)[
+            offset : offset + page_size
+        ]
     )
+    return DashboardPage(
+        rows=dashboard_rows(keys, today),
+        counts=counts,
+        total=total,
+        number=number,
+        filters=filters,
+    )
+
+
+def worklist_keys(
+    user: Any, filters: dict[str, Any], today: date, *, clinic_ids: list[int] | None = None
+) -> list[tuple[int, int]]:
+    """Every row of the filtered worklist, all pages, in its order: (snapshot key, patient)."""
+    snapshots, _ = _worklist(user, filters, today, clinic_ids)
+    return list(_in_order(snapshots, filters, today).values_list("pk", "patient_id"))
+
+
+def dashboard_rows(keys: list[int], today: date) -> list[DashboardRow]:
+    """The worklist rows of these snapshots, in the keys' order. A snapshot gone since its key
+    was read (the patient deleted meanwhile) is left out."""
     by_key = AssessmentSnapshot.objects.select_related("patient").in_bulk(keys)
-    page = [by_key[key] for key in keys]
+    page = [by_key[key] for key in keys if key in by_key]
     patient_ids = {snapshot.patient_id for snapshot in page}
     follow_ups: dict[int, list[FollowUp]] = defaultdict(list)
     for follow_up in FollowUp.objects.filter(
@@ -335,13 +372,7 @@ def dashboard_page(
                 alp_collected_on=values[-1][0] if values else None,
             )
         )
-    return DashboardPage(
-        rows=rows,
-        counts=counts,
-        total=total,
-        number=number,
-        filters=filters,
-    )
+    return rows
 
 
 def recent_alp_values(patient_ids: set[int]) -> dict[int, list[tuple[date, float]]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from pathways.models import FollowUp, Patient
 
-CSV_LIMIT = 10_000  # rows per export: the filters narrow a larger list
+CSV_CHUNK = 500  # worklist rows read and written at a time: the export is streamed, all of it
 CSV_COLUMNS = [
     "status",
     "due",
@@ -46,31 +46,41 @@ def _number(snapshot: Any, name: str, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def worklist_csv_text(rows: Iterable[Any]) -> str:
+def worklist_csv_lines(chunks: Iterable[list[Any]]) -> Iterator[str]:
+    """The CSV text of the worklist: the header, then one piece per chunk of rows."""
     out = io.StringIO()
     writer = csv.writer(out)
+
+    def written() -> str:
+        text = out.getvalue()
+        out.seek(0)
+        out.truncate()
+        return text
+
     writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        follow_up, snapshot, patient = row.follow_up, row.snapshot, row.patient
-        writer.writerow(
-            _cell(value)
-            for value in (
-                row.status_text,
-                follow_up.due.isoformat() if follow_up else "",
-                follow_up.title if follow_up else "Review the advice (no follow-up scheduled)",
-                follow_up.code if follow_up else "",
-                row.more_follow_ups,
-                patient.mrn,
-                patient.name,
-                snapshot.pathway,
-                _number(snapshot, "alp_latest", "g"),
-                row.alp_collected_on.isoformat() if row.alp_collected_on else "",
-                _number(snapshot, "alp_x_uln", ".2f"),
-                snapshot.top_priority,
-                snapshot.top_title,
-            )
-        )
-    return out.getvalue()
+    yield written()
+    for rows in chunks:
+        writer.writerows((_cell(value) for value in _csv_values(row)) for row in rows)
+        yield written()
+
+
+def _csv_values(row: Any) -> tuple[Any, ...]:
+    follow_up, snapshot, patient = row.follow_up, row.snapshot, row.patient
+    return (
+        row.status_text,
+        follow_up.due.isoformat() if follow_up else "",
+        follow_up.title if follow_up else "Review the advice (no follow-up scheduled)",
+        follow_up.code if follow_up else "",
+        row.more_follow_ups,
+        patient.mrn,
+        patient.name,
+        snapshot.pathway,
+        _number(snapshot, "alp_latest", "g"),
+        row.alp_collected_on.isoformat() if row.alp_collected_on else "",
+        _number(snapshot, "alp_x_uln", ".2f"),
+        snapshot.top_priority,
+        snapshot.top_title,
+    )
 
 
 def follow_ups_calendar(patient: Patient, follow_ups: list[FollowUp]) -> bytes:
@@ -97,4 +107,4 @@ def follow_ups_calendar(patient: Patient, follow_ups: list[FollowUp]) -> bytes:
     return bytes(calendar.to_ical())
 
 
-__all__ = ["CSV_LIMIT", "follow_ups_calendar", "worklist_csv_text"]
+__all__ = ["CSV_CHUNK", "follow_ups_calendar", "worklist_csv_lines"]

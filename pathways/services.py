@@ -522,7 +522,8 @@ def _case_fact_store(*, patient: Patient, user: Any, fact: str, value: bool) -> 
 def access_log_bulk(*, user: Any, patients: set[int], action: str, path: str) -> None:
     """One access-log row per patient of an export, in one insert."""
     AccessLog.objects.bulk_create(
-        AccessLog(user=user, patient_id=pk, action=action, path=path[:500]) for pk in patients
+        (AccessLog(user=user, patient_id=pk, action=action, path=path[:500]) for pk in patients),
+        batch_size=1000,
     )
 
 

@@ -16,6 +16,8 @@ from django.utils import timezone
 from pathways import engine
 from pathways.card_actions import active_actions, card_digest
 from pathways.cases import patient_to_case
+from pathways.dashboard import PAGE_SIZE
+from pathways.exports import CSV_COLUMNS
 from pathways.models import AccessLog, AssessmentSnapshot, CardAction, FollowUp
 from pathways.rules import current_rule_set
 from pathways.services import follow_up_mark_done, worklist_copies_store
@@ -140,7 +142,7 @@ def test_the_worklist_never_shows_another_clinics_patients(
 ) -> None:
     client.force_login(bob)
     assert rows(client.get("/").content.decode()) == []
-    assert "URG-1" not in client.get("/worklist.csv").content.decode()
+    assert "URG-1" not in csv_text(client.get("/worklist.csv"))
 
 
 def _first_due_in(patient: Any, days: int) -> None:
@@ -416,22 +418,49 @@ def test_marking_the_dental_examination_done_updates_the_case(
 # Exports
 
 
+def csv_text(response: Any) -> str:
+    assert response.streaming and response["Content-Type"].startswith("text/csv")
+    return b"".join(response.streaming_content).decode()
+
+
+def csv_rows(response: Any) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(csv_text(response))))
+
+
 def test_worklist_csv_follows_the_filters_and_is_access_logged(
     alice_client: Client, alice: Any, north_clinic: Any, urgent_patient: Any
 ) -> None:
     stored_patient(north_clinic, alice, mrn="=HYPERLINK(1)", name="Formula")
-    response = alice_client.get("/worklist.csv?priority=urgent")
-    assert response["Content-Type"].startswith("text/csv")
-    table = list(csv.DictReader(io.StringIO(response.content.decode())))
+    table = csv_rows(alice_client.get("/worklist.csv?priority=urgent"))
     assert [row["mrn"] for row in table] == ["URG-1"]
     assert table[0]["status"] == "Needs action" and table[0]["top_priority"] == "urgent"
     assert AccessLog.objects.filter(patient=urgent_patient, action="worklist CSV export").exists()
-    everything = list(
-        csv.DictReader(
-            io.StringIO(alice_client.get("/worklist.csv?status=upcoming").content.decode())
-        )
-    )
+    everything = csv_rows(alice_client.get("/worklist.csv?status=upcoming"))
     assert "'=HYPERLINK(1)" in {row["mrn"] for row in everything}
+
+
+def test_worklist_csv_holds_every_page_of_the_worklist(
+    alice_client: Client, alice: Any, north_clinic: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export is not the first page, nor cut at a cap: every matching patient, in the
+    worklist's order, written a chunk at a time (chunks of 10 here: 27 patients are 3)."""
+    monkeypatch.setattr("pathways.views.CSV_CHUNK", 10)
+    for number in range(PAGE_SIZE + 2):
+        stored_patient(north_clinic, alice, mrn=f"P-{number:02}", name=f"Patient {number}")
+    pages = []
+    for page in (1, 2):
+        html = alice_client.get(f"/?status=upcoming&page={page}").content.decode()
+        pages += rows(html)
+    assert len(pages) == PAGE_SIZE + 2
+    table = csv_rows(alice_client.get("/worklist.csv?status=upcoming&page=2"))
+    assert [row["mrn"] for row in table] == pages
+    logged = AccessLog.objects.filter(action="worklist CSV export")
+    assert logged.count() == PAGE_SIZE + 2
+
+
+def test_worklist_csv_of_an_empty_worklist_is_its_header(alice_client: Client) -> None:
+    text = csv_text(alice_client.get("/worklist.csv?priority=urgent"))
+    assert text.splitlines() == [",".join(CSV_COLUMNS)]
 
 
 def test_follow_ups_calendar_names_the_mrn_not_the_patient(
@@ -549,8 +578,8 @@ def test_the_clinic_filter_narrows_to_one_of_the_users_clinics(
         "N-1",
         "W-1",
     ]
-    csv_text = alice_client.get(f"/worklist.csv?clinic={west.pk}").content.decode()
-    assert "W-1" in csv_text and "N-1" not in csv_text
+    exported = csv_text(alice_client.get(f"/worklist.csv?clinic={west.pk}"))
+    assert "W-1" in exported and "N-1" not in exported
 
 
 def test_a_follow_up_has_the_same_status_on_the_worklist_and_the_patient_page(
