@@ -69,6 +69,10 @@ def receive(
         return _reject(raw, via, str(error))
     except hl7v2.Refused as error:
         return _refuse(raw, via, str(error), *_header(raw))
+    overlong = _overlong(oru)
+    if overlong:
+        fits = len(oru.control_id) <= _length(Hl7Message, "control_id")
+        return _refuse(raw, via, overlong, oru.sending_facility, oru.control_id if fits else "")
 
     feed = Hl7Feed.objects.filter(sending_facility=oru.sending_facility).first()
     if clinic is None:
@@ -111,6 +115,45 @@ def receive(
     return _answer(raw, "AA", text, message)
 
 
+# The stored fields that identify a message, a patient or a result, with their HL7 fields. One
+# longer than its column is refused rather than cut: a cut control ID could be another message's
+# (and the results taken for a resend), a cut MRN another patient's, a cut value another value.
+# The name and the code's text are shown only; those are cut to fit.
+_MESSAGE_FIELDS = (
+    (Hl7Message, "sending_facility", "MSH-4"),
+    (Hl7Message, "control_id", "MSH-10"),
+    (Hl7Result, "mrn", "PID-3"),
+    (Hl7Result, "assigning_authority", "PID-3.4"),
+)
+_OBSERVATION_FIELDS = (
+    ("set_id", "OBX-1"),
+    ("filler_order", "OBR-3"),
+    ("code", "OBX-3.1"),
+    ("coding_system", "OBX-3.3"),
+    ("sub_id", "OBX-4"),
+    ("value", "OBX-5"),
+    ("unit", "OBX-6"),
+    ("reference_range", "OBX-7"),
+    ("status", "OBX-11"),
+)
+
+
+def _length(model: type[Any], name: str) -> int:
+    return int(model._meta.get_field(name).max_length)
+
+
+def _overlong(oru: hl7v2.OruMessage) -> str:
+    """Why the message is refused for a field too long to store, or ""."""
+    for model, name, where in _MESSAGE_FIELDS:
+        if len(getattr(oru, name)) > (limit := _length(model, name)):
+            return f"{where} is longer than {limit} characters"
+    for observation in oru.observations:
+        for name, where in _OBSERVATION_FIELDS:
+            if len(getattr(observation, name)) > (limit := _length(Hl7Result, name)):
+                return f"OBX {observation.set_id[:20]}: {where} is longer than {limit} characters"
+    return ""
+
+
 def _reject(raw: str, via: str, reason: str) -> Outcome:
     """Keep a message that is not HL7 (AR), for the record."""
     stored = Hl7Message.objects.create(
@@ -151,7 +194,7 @@ def _refuse(raw: str, via: str, reason: str, facility: str, control_id: str) -> 
 
 def _store_raw(oru: hl7v2.OruMessage, via: str, clinic: Clinic) -> tuple[Hl7Message, bool]:
     """The message row, committed before anything is applied; True when it was applied before."""
-    key = {"sending_facility": oru.sending_facility[:100], "control_id": oru.control_id[:100]}
+    key = {"sending_facility": oru.sending_facility, "control_id": oru.control_id}
     existing = Hl7Message.objects.filter(**key).first()
     if existing is not None:
         Hl7Message.objects.filter(pk=existing.pk).update(resent=F("resent") + 1)
@@ -177,19 +220,19 @@ def _result_row(
     return Hl7Result(
         message=message,
         clinic=clinic,
-        set_id=obs.set_id[:20],
-        mrn=oru.mrn[:40],
-        assigning_authority=oru.assigning_authority[:100],
+        set_id=obs.set_id,  # these fit: _overlong refused the message otherwise
+        mrn=oru.mrn,
+        assigning_authority=oru.assigning_authority,
         patient_name=oru.patient_name[:200],
-        filler_order=obs.filler_order[:100],
-        code=obs.code[:60],
-        coding_system=obs.coding_system[:20],
+        filler_order=obs.filler_order,
+        code=obs.code,
+        coding_system=obs.coding_system,
         code_text=obs.code_text[:200],
-        sub_id=obs.sub_id[:20],
-        value=obs.value[:100],
-        unit=obs.unit[:40],
-        reference_range=obs.reference_range[:60],
-        status=obs.status[:2],
+        sub_id=obs.sub_id,
+        value=obs.value,
+        unit=obs.unit,
+        reference_range=obs.reference_range,
+        status=obs.status,
         collected_at=obs.collected_at,
         collected_has_time=obs.collected_has_time,
     )

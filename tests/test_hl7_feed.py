@@ -198,6 +198,52 @@ def test_a_resent_message_is_acknowledged_without_a_second_copy(
 
 
 @pytest.mark.django_db
+def test_an_mrn_too_long_to_store_is_refused_not_cut_to_another_patients(
+    north_feed: Hl7Feed, north_clinic: Clinic, alice: User
+) -> None:
+    """A 41-character PID-3 whose first 40 characters are a patient's MRN: cut to fit its
+    column, it was that patient's result."""
+    other = stored_patient(north_clinic, alice, mrn="M" * 40)
+    before = LabResult.objects.filter(patient=other).count()
+    outcome = feed.receive(oru(mrn="M" * 41), via="test")
+    assert outcome.code == "AE" and outcome.text == "PID-3 is longer than 40 characters"
+    assert LabResult.objects.filter(patient=other).count() == before
+    assert not Hl7Result.objects.exists()
+    assert Hl7Message.objects.get().status == Hl7Message.Status.REFUSED
+
+
+@pytest.mark.django_db
+def test_a_control_id_too_long_to_store_is_not_taken_for_a_resend(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """Two control IDs alike in their first 100 characters: cut, the second was acknowledged
+    as a duplicate of the first and its result dropped."""
+    assert feed.receive(oru("C" * 100), via="test").code == "AA"
+    second = feed.receive(oru("C" * 100 + "2", value="480"), via="test")
+    assert (second.code, second.duplicate) == ("AE", False)
+    assert second.text == "MSH-10 is longer than 100 characters"
+    assert Hl7Message.objects.count() == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "where"),
+    [
+        ({"value": "4" * 101}, "OBX-5 is longer than 100 characters"),
+        ({"unit": "U" * 41}, "OBX-6 is longer than 40 characters"),
+        ({"filler": "F" * 101}, "OBR-3 is longer than 100 characters"),
+        ({"sub_id": "1" * 21}, "OBX-4 is longer than 20 characters"),
+    ],
+)
+def test_an_observation_field_too_long_to_store_refuses_the_message(
+    north_feed: Hl7Feed, patient: Patient, field: dict[str, str], where: str
+) -> None:
+    outcome = feed.receive(oru(**field), via="test")
+    assert (outcome.code, outcome.text) == ("AE", f"OBX 1: {where}")
+    assert not Hl7Result.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_correction_replaces_the_value_with_history_kept(
     north_feed: Hl7Feed, patient: Patient
 ) -> None:
