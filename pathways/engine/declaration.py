@@ -58,6 +58,12 @@ RESPONSE = _choices("CR", "VGPR", "PR", "SD", "PD")
 AGENT = _choices(
     "alendronate", "zoledronic_acid", "pamidronate", "denosumab", "other_bisphosphonate"
 )
+# Every coded value by the words a rationale shows ("paget" -> "Paget's disease of bone").
+CHOICE_LABELS = {
+    choice.value: choice.label
+    for choices in (SEX, DIAGNOSIS, CANCER, BONE_SCAN, FRACTURE, RESPONSE, AGENT)
+    for choice in choices
+}
 
 
 # ---------------------------------------------------------------------------------------------

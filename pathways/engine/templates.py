@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from .declaration import CHOICE_LABELS
 from .fact_specs import FACTS_BY_NAME
 
 PLACEHOLDER_RE = re.compile(r"\{(params\.[A-Za-z_][A-Za-z0-9_]*|[A-Za-z_][A-Za-z0-9_]*)\}")
@@ -44,7 +45,8 @@ def format_value(value: Any, unit: str = "") -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(format_value(item) for item in value) if value else "none"
     if isinstance(value, str):
-        return value.replace("_", " ")  # vocabulary codes read as words: not_done → not done
+        # Coded values read as words: paget → Paget's disease of bone, not_done → not done.
+        return CHOICE_LABELS.get(value) or value.replace("_", " ")
     return str(value)
 
 

@@ -161,6 +161,19 @@ def test_rationale_names_the_facts_with_values_and_units() -> None:
     assert item.citations == ("S0-1", "S0-3")
 
 
+def test_rationale_names_coded_values_in_words() -> None:
+    """A diagnosis reads as the form shows it ("Paget's disease of bone", "HIV/AIDS"), not as its
+    code ("paget", "hiv aids")."""
+    document = merged(
+        paget_with_elevated_alp_on_alendronate(),
+        clinical={"diagnoses": ["paget", "hiv_aids", "vitamin_d_deficiency"]},
+    )
+    rationale = recommendation(document, "calcium-vitamin-d").rationale
+    assert rationale.startswith(
+        "Diagnoses: Paget's disease of bone, HIV/AIDS, vitamin D deficiency; current therapies: "
+    )
+
+
 def test_rationale_states_the_label_dose_for_a_known_crcl() -> None:
     document = myeloma_on_zoledronic_acid_14_months()
     document["labs"] = [lab("crcl", 45, "2026-11-02")]
