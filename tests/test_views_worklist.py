@@ -174,6 +174,11 @@ def test_one_row_per_patient_in_the_order_of_urgency_then_due_date(
     assert rows(html) == ["URG-NOW", "URG-LATER", "PAGET-OVERDUE", "PAGET-SOON"]
     statuses = [part.split('"', 1)[0] for part in html.split('data-status="')[1:]]
     assert statuses == ["action", "action", "overdue", "due_soon"]
+    # What is due reads as words; its code (for the CSV and the tests) is not on the screen.
+    first = FollowUp.objects.filter(patient=soon, completed_at=None).order_by("due").first()
+    assert first is not None and f'<td data-label="What is due">{first.title}<br>' in html
+    assert f">{first.code}<" not in html
+    assert '<small class="text-muted more-follow-ups">+' in html
     assert rows(alice_client.get("/?status=upcoming").content.decode()) == ["URG-LATER"]
     assert rows(alice_client.get("/?sort=due").content.decode()) == [
         "URG-NOW",
