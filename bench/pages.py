@@ -14,8 +14,9 @@ stack), side by side per size:
 
 - floor: a bare logged-in view with the same middleware;
 - the dashboard's first page; a filtered page (overdue, myeloma); a search for the MRN of one
-  patient on the worklist (it lists that patient at every size); a broad search sorted by ALP ("bench1": about 11 % of the patients at any size, so its
-  cost grows with its matches by nature; shown, not a target);
+  patient on the worklist (it lists that patient at every size); a broad search sorted by ALP
+  ("bench1": about 11 % of the patients at any size, so its cost grows with its matches by
+  nature; shown, not a target);
 - the worklist's "urgent or high advice" patients and "top priority urgent";
 - beside each list page's time, the patients it listed: a page not yet full at the smaller
   size draws fewer rows, which its time reflects;
