@@ -341,11 +341,20 @@ def _note_card(call: HookCall, summary: str, lines: list[str]) -> dict[str, Any]
     return _card(call, summary=summary, indicator="info", detail="\n".join(lines), rule=None)
 
 
+LISTED = 20  # lines of errors or problems a card lists; it says how many more there are
+
+
+def _listed(lines: list[str]) -> list[str]:
+    if len(lines) <= LISTED:
+        return lines
+    return [*lines[:LISTED], f"- and {len(lines) - LISTED} more not listed here"]
+
+
 def _problems_card(call: HookCall, mapped: FhirCase) -> list[dict[str, Any]]:
     if not mapped.problems:
         return []
     lines = ["These parts of the record could not be read and were left out of the assessment:"]
-    lines += [f"- `{problem.path}`: {problem.message}" for problem in mapped.problems[:20]]
+    lines += _listed([f"- `{problem.path}`: {problem.message}" for problem in mapped.problems])
     return [_note_card(call, "alpcare left part of the record out of its assessment", lines)]
 
 
@@ -357,8 +366,10 @@ def _assess(call: HookCall, mapped: FhirCase) -> tuple[engine.Result | None, lis
         )
     except engine.CaseInvalid as invalid:
         lines = ["alpcare needs these to assess the patient:"]
-        lines += [f"- `{error.field}`: {error.message}" for error in invalid.errors[:20]]
-        lines += [f"- `{problem.path}`: {problem.message}" for problem in mapped.problems[:20]]
+        lines += _listed(
+            [f"- `{error.field}`: {error.message}" for error in invalid.errors]
+            + [f"- `{problem.path}`: {problem.message}" for problem in mapped.problems]
+        )
         return None, [_note_card(call, "alpcare could not assess this patient", lines)]
     return engine.assess(case, call.rule_set), _problems_card(call, mapped)
 

@@ -207,6 +207,28 @@ def test_patient_view_says_what_it_needs_when_the_record_cannot_be_assessed(
 
 
 @pytest.mark.django_db
+def test_a_card_listing_what_could_not_be_read_says_how_many_more_there_are(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    """25 weights in an unknown unit: the card lists 20 and says 5 more, rather than ending
+    at 20 as if there were no others."""
+    prefetch = myeloma_with_rising_creatinine()
+    weight = prefetch["observations"]["entry"][0]["resource"]
+    for index in range(25):
+        bad = json.loads(json.dumps(weight))
+        bad["id"] = f"stone-{index}"
+        bad["valueQuantity"].update(unit="st", code="st")
+        prefetch["observations"]["entry"].append({"resource": bad})
+    cards = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(prefetch)).json()["cards"]
+    [note] = [
+        c for c in cards if c["summary"] == "alpcare left part of the record out of its assessment"
+    ]
+    lines = note["detail"].splitlines()
+    assert len(lines) == 1 + 20 + 1 and "is not kg or [lb_av]" in lines[1]
+    assert lines[-1] == "- and 5 more not listed here"
+
+
+@pytest.mark.django_db
 def test_patient_view_fetches_from_the_fhir_server_when_prefetch_is_absent(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
 ) -> None:
