@@ -8,8 +8,10 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.paginator import Page, Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pathways import feed
@@ -46,12 +48,27 @@ def _inbox(request: HttpRequest) -> Any:
     ).select_related("clinic", "message")
 
 
+RESULTS_PER_PAGE = 50
+
+
+def _page(request: HttpRequest) -> Page[Hl7Result]:
+    """A page of the inbox, newest first; ``page`` from the query string (the match form posts
+    to the page it was on)."""
+    return Paginator(_inbox(request), RESULTS_PER_PAGE).get_page(request.GET.get("page"))
+
+
+def _back(request: HttpRequest) -> HttpResponseRedirect:
+    page = request.GET.get("page", "")
+    suffix = f"?page={page}" if page.isdigit() else ""
+    return redirect(reverse("hl7_inbox") + suffix)
+
+
 @login_required
 @require_GET
 def hl7_inbox(request: HttpRequest) -> HttpResponse:
-    results = list(_inbox(request)[:200])
-    rows = [(result, MatchForm(prefix=f"r{result.pk}")) for result in results]
-    return render(request, "pathways/hl7_inbox.html", {"rows": rows})
+    page = _page(request)
+    rows = [(result, MatchForm(prefix=f"r{result.pk}")) for result in page]
+    return render(request, "pathways/hl7_inbox.html", {"rows": rows, "page": page})
 
 
 @login_required
@@ -67,9 +84,10 @@ def hl7_inbox_match(request: HttpRequest, result_pk: int) -> HttpResponse:
         if patient is None:
             form.add_error("mrn", f"No patient with this MRN in {result.clinic}.")
     if not form.is_valid():
+        page = _page(request)
         rows = [(item, form if item.pk == result.pk else MatchForm(prefix=f"r{item.pk}"))
-                for item in _inbox(request)[:200]]  # fmt: skip
-        return render(request, "pathways/hl7_inbox.html", {"rows": rows}, status=400)
+                for item in page]  # fmt: skip
+        return render(request, "pathways/hl7_inbox.html", {"rows": rows, "page": page}, status=400)
     try:
         applied = feed.inbox_match(
             result,
@@ -80,9 +98,9 @@ def hl7_inbox_match(request: HttpRequest, result_pk: int) -> HttpResponse:
         )
     except ValueError as error:
         messages.error(request, str(error))
-        return redirect("hl7_inbox")
+        return _back(request)
     if applied.state == Hl7Result.State.UNMATCHED:
         messages.warning(request, f"Still unmatched: {applied.reason}")
     else:
         messages.success(request, f"Result {applied.code} {applied.value} {applied.unit} applied.")
-    return redirect("hl7_inbox")
+    return _back(request)

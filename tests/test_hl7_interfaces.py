@@ -134,6 +134,32 @@ def test_inbox_screen_shows_own_clinic_and_applies_a_match(
     assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).exists()
 
 
+@pytest.mark.django_db
+def test_the_inbox_pages_through_every_unmatched_result(
+    client: Any, alice: User, north_feed: Hl7Feed, patient: Patient, monkeypatch: Any
+) -> None:
+    """It listed the newest 200 and no more: an older one was out of sight with nothing said.
+    Now a page at a time (2 here), and a match made on page 2 comes back to page 2."""
+    from pathways import feed
+
+    monkeypatch.setattr("pathways.inbox.RESULTS_PER_PAGE", 2)
+    for number in range(3):
+        feed.receive(oru(f"P{number}", mrn=f"TEMP-{number}"), via="test")
+    client.force_login(alice)
+    first = client.get("/lab-feed/inbox/").content.decode()
+    assert "TEMP-2" in first and "TEMP-1" in first and "TEMP-0" not in first
+    assert "Showing 1\u20132 of 3 unmatched results, newest first" in first
+    assert 'href="?page=2"' in first
+    second = client.get("/lab-feed/inbox/?page=2").content.decode()
+    assert "TEMP-0" in second and "Showing 3\u20133 of 3" in second
+    oldest = Hl7Result.objects.get(mrn="TEMP-0")
+    assert f'action="/lab-feed/inbox/{oldest.pk}/?page=2"' in second
+    bad = client.post(f"/lab-feed/inbox/{oldest.pk}/?page=2", {f"r{oldest.pk}-mrn": "NOPE"})
+    assert bad.status_code == 400 and "TEMP-0" in bad.content.decode()
+    done = client.post(f"/lab-feed/inbox/{oldest.pk}/?page=2", {f"r{oldest.pk}-mrn": "N100"})
+    assert done.status_code == 302 and done["Location"] == "/lab-feed/inbox/?page=2"
+
+
 def _frame(*messages: str) -> bytes:
     return b"".join(b"\x0b" + m.encode() + b"\x1c\r" for m in messages)
 
