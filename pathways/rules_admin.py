@@ -1203,7 +1203,8 @@ class ReassessmentRunAdmin(RuleSetRecordAdmin):
     @admin.display(description="failures (patient id: error)")
     def failures(self, run: ReassessmentRun) -> str:
         lines = [f"{f['patient']}: {f['error']}" for f in tasks.run_progress(run).failures]
-        return "\n".join(lines[:200]) or "—"
+        more = [f"and {len(lines) - 200} more"] if len(lines) > 200 else []
+        return "\n".join(lines[:200] + more) or "—"
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

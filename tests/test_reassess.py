@@ -357,3 +357,21 @@ def test_each_patient_is_reassessed_under_a_row_lock(north_clinic: Clinic, alice
     assert statements.index(locks[0]) < min(
         i for i, sql in enumerate(statements) if '"pathways_labresult"' in sql
     )  # the results are read after the lock is held
+
+
+def test_the_runs_admin_page_says_how_many_failures_it_does_not_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's page listed the first 200 failures as if they were all."""
+    from types import SimpleNamespace
+
+    from django.contrib import admin as django_admin
+
+    from pathways.rules_admin import ReassessmentRunAdmin
+
+    run = ReassessmentRun()
+    failures = [{"patient": pk, "error": "RuleEvaluationError: x"} for pk in range(205)]
+    monkeypatch.setattr(tasks, "run_progress", lambda run: SimpleNamespace(failures=failures))
+    shown = ReassessmentRunAdmin(ReassessmentRun, django_admin.site).failures(run).splitlines()
+    assert len(shown) == 201 and shown[0] == "0: RuleEvaluationError: x"
+    assert shown[-1] == "and 5 more"
