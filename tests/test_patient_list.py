@@ -67,3 +67,17 @@ def test_an_htmx_search_gets_the_results_fragment(alice_client: Client, many: in
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="patient-results"') and "<html" not in html
     assert rows(html) == [f"N-{number:03d}" for number in range(10)]
+
+
+def test_a_search_that_cannot_apply_says_so_rather_than_list_everyone(
+    alice_client: Client, many: int
+) -> None:
+    """A 101-character search (a hand-made or truncated URL) was dropped without a word, and
+    the whole list showed under the search box as if it matched."""
+    html = alice_client.get("/patients/?q=" + "x" * 101).content.decode()
+    assert 'id="filters-ignored"' in html
+    assert "Search MRN or name: Ensure this value has at most 100 characters (it has 101)." in html
+    assert 'id="filters-ignored"' not in alice_client.get("/patients/?q=n-004").content.decode()
+    worklist = alice_client.get("/?status=bogus&pathway=myeloma").content.decode()
+    assert "Not applied:" in worklist and "Status: Select a valid choice." in worklist
+    assert "Pathway:" not in worklist  # the valid filter applies and is not listed
