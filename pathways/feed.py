@@ -71,7 +71,8 @@ def receive(
         return _refuse(raw, via, str(error), *_header(raw))
     overlong = _overlong(oru)
     if overlong:
-        fits = len(oru.control_id) <= _length(Hl7Message, "control_id")
+        # Kept as a new row unless its key fits: a cut key could be another message's row.
+        fits = all(len(getattr(oru, key)) <= _length(Hl7Message, key) for key in _MESSAGE_KEY)
         return _refuse(raw, via, overlong, oru.sending_facility, oru.control_id if fits else "")
 
     feed = Hl7Feed.objects.filter(sending_facility=oru.sending_facility).first()
@@ -125,6 +126,7 @@ _MESSAGE_FIELDS = (
     (Hl7Result, "mrn", "PID-3"),
     (Hl7Result, "assigning_authority", "PID-3.4"),
 )
+_MESSAGE_KEY = ("sending_facility", "control_id")
 _OBSERVATION_FIELDS = (
     ("set_id", "OBX-1"),
     ("filler_order", "OBR-3"),

@@ -226,6 +226,24 @@ def test_a_control_id_too_long_to_store_is_not_taken_for_a_resend(
 
 
 @pytest.mark.django_db
+def test_a_facility_too_long_to_store_is_kept_as_its_own_refusal(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """Its key cut to fit would be another message's (an applied one here): the refusal is
+    kept as a row of its own, with its raw text, and the applied message is untouched."""
+    long_facility = "NORTHLAB" + "X" * 100
+    applied = feed.receive(oru("SAME"), via="test").message
+    assert applied is not None
+    Hl7Message.objects.filter(pk=applied.pk).update(sending_facility=long_facility[:100])
+    outcome = feed.receive(oru("SAME", facility=long_facility), via="test")
+    assert (outcome.code, outcome.text) == ("AE", "MSH-4 is longer than 100 characters")
+    applied.refresh_from_db()
+    assert (applied.status, applied.resent) == (Hl7Message.Status.APPLIED, 0)
+    refused = Hl7Message.objects.exclude(pk=applied.pk).get()
+    assert refused.status == Hl7Message.Status.REFUSED and long_facility in refused.raw
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("field", "where"),
     [
