@@ -71,9 +71,7 @@ def receive(
         return _refuse(raw, via, str(error), *_header(raw))
     overlong = _overlong(oru)
     if overlong:
-        # Kept as a new row unless its key fits: a cut key could be another message's row.
-        fits = all(len(getattr(oru, key)) <= _length(Hl7Message, key) for key in _MESSAGE_KEY)
-        return _refuse(raw, via, overlong, oru.sending_facility, oru.control_id if fits else "")
+        return _refuse(raw, via, overlong, oru.sending_facility, oru.control_id)
 
     feed = Hl7Feed.objects.filter(sending_facility=oru.sending_facility).first()
     if clinic is None:
@@ -126,7 +124,6 @@ _MESSAGE_FIELDS = (
     (Hl7Result, "mrn", "PID-3"),
     (Hl7Result, "assigning_authority", "PID-3.4"),
 )
-_MESSAGE_KEY = ("sending_facility", "control_id")
 _OBSERVATION_FIELDS = (
     ("set_id", "OBX-1"),
     ("filler_order", "OBR-3"),
@@ -181,8 +178,11 @@ def _refuse(raw: str, via: str, reason: str, facility: str, control_id: str) -> 
     values = {"raw": raw, "received_via": via, "status": Hl7Message.Status.REFUSED,
               "ack_code": "AE", "ack_text": reason[:500]}  # fmt: skip
     message: Hl7Message | None
-    if control_id:
-        key: dict[str, Any] = {"sending_facility": facility[:100], "control_id": control_id[:100]}
+    # Its key is MSH-4 and MSH-10; one too long to store is a row of its own (cut, the key could
+    # be another message's: counted as its resend, or overwriting its record).
+    fits = len(facility) <= _length(Hl7Message, "sending_facility")
+    if control_id and fits and len(control_id) <= _length(Hl7Message, "control_id"):
+        key: dict[str, Any] = {"sending_facility": facility, "control_id": control_id}
         message = Hl7Message.objects.filter(**key).first()
         if message is not None and message.status == Hl7Message.Status.APPLIED:
             # Applied before, refused now (say, the feed was disabled): the stored copy stays.

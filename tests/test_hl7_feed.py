@@ -244,6 +244,19 @@ def test_a_facility_too_long_to_store_is_kept_as_its_own_refusal(
 
 
 @pytest.mark.django_db
+def test_a_message_refused_while_read_with_a_long_control_id_keeps_its_own_record(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """Refused before it is read (not ORU^R01), its key comes from the raw header: cut to fit,
+    it was another message's key and overwrote that message's record."""
+    first = feed.receive(oru("D" * 100).replace("ORU^R01^ORU_R01", "ADT^A01"), via="test")
+    second = feed.receive(oru("D" * 100 + "2").replace("ORU^R01^ORU_R01", "ADT^A08"), via="test")
+    assert (first.code, second.code) == ("AE", "AE")
+    assert Hl7Message.objects.count() == 2
+    assert {m.raw.count("ADT^A01") for m in Hl7Message.objects.all()} == {0, 1}
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("field", "where"),
     [
