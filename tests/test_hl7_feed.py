@@ -122,6 +122,18 @@ def test_reference_ranges(text: str, limits: tuple[float | None, float | None]) 
     assert hl7v2.reference_limits(text) == limits
 
 
+@pytest.mark.parametrize("text", ["1e3", "1_120", "inf", "nan", "\u0661\u0662\u0663", "12 5", "-4"])
+def test_a_value_that_is_not_an_hl7_number_is_not_read_as_one(text: str) -> None:
+    """OBX-5 of type NM: Python's float() took "1e3" as 1000 and "1_120" as 1120."""
+    with pytest.raises(ValueError, match="is not a"):
+        hl7v2.numeric_value(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [("412", 412), ("+8.5", 8.5), (".5", 0.5), ("40.", 40)])
+def test_hl7_numbers_are_read(text: str, value: float) -> None:
+    assert hl7v2.numeric_value(text) == value
+
+
 def test_a_reference_range_not_understood_is_an_error() -> None:
     with pytest.raises(ValueError, match="not understood"):
         hl7v2.reference_limits("normal")

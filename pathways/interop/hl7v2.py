@@ -275,12 +275,16 @@ def reference_limits(text: str) -> tuple[float | None, float | None]:
     raise ValueError(f"reference range {text!r} is not understood (40-129, <129 or >8.8)")
 
 
+# HL7 NM: an optional sign, ASCII digits and at most one decimal point (Python's float() would
+# also take "1e3", "1_120", "inf" or other scripts' digits, none of which a laboratory sends).
+_NM = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)", re.ASCII)
+
+
 def numeric_value(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"value {text!r} is not a number") from None
-    if not (0 <= value < float("inf")):
+    if not _NM.fullmatch(text):
+        raise ValueError(f"value {text!r} is not a number")
+    value = float(text)
+    if value < 0:
         raise ValueError(f"value {text!r} is not a finite non-negative number")
     return value
 
