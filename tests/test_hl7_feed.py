@@ -134,9 +134,10 @@ def test_hl7_numbers_are_read(text: str, value: float) -> None:
     assert hl7v2.numeric_value(text) == value
 
 
-def test_a_reference_range_not_understood_is_an_error() -> None:
+@pytest.mark.parametrize("text", ["normal", "40-\u0661\u0662\u0669", "<\u0661\u0662\u0669"])
+def test_a_reference_range_not_understood_is_an_error(text: str) -> None:
     with pytest.raises(ValueError, match="not understood"):
-        hl7v2.reference_limits("normal")
+        hl7v2.reference_limits(text)
 
 
 def test_loinc_table_derives_from_the_declaration() -> None:

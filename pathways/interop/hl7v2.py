@@ -256,9 +256,9 @@ def map_unit(unit: str, allowed: tuple[str, ...]) -> str | None:
 
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
-_RANGE = re.compile(rf"^{_NUMBER}\s*-\s*{_NUMBER}$")
-_BELOW = re.compile(rf"^<=?\s*{_NUMBER}$")
-_ABOVE = re.compile(rf"^>=?\s*{_NUMBER}$")
+_RANGE = re.compile(rf"^{_NUMBER}\s*-\s*{_NUMBER}$", re.ASCII)
+_BELOW = re.compile(rf"^<=?\s*{_NUMBER}$", re.ASCII)
+_ABOVE = re.compile(rf"^>=?\s*{_NUMBER}$", re.ASCII)
 
 
 def reference_limits(text: str) -> tuple[float | None, float | None]:
