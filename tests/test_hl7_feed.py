@@ -168,6 +168,9 @@ def test_not_hl7_is_unparseable_and_other_types_are_refused() -> None:
         hl7v2.parse_message(oru(version="2.7"))
     with pytest.raises(hl7v2.Refused, match="is not an HL7 date/time"):
         hl7v2.parse_message(oru(collected="2026-11-01"))
+    arabic_indic = "".join(chr(0x0660 + int(digit)) for digit in "20261101")
+    with pytest.raises(hl7v2.Refused, match="is not an HL7 date/time"):
+        hl7v2.parse_message(oru(collected=arabic_indic))
 
 
 # --- storing ----------------------------------------------------------------------------------

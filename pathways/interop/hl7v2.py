@@ -72,7 +72,7 @@ def _field(segment: Any, number: int, repeat: int = 1, component: int = 1) -> st
         return ""
 
 
-_DTM = re.compile(r"^(\d{4,14})(\.\d{1,4})?([+-]\d{4})?$")
+_DTM = re.compile(r"^(\d{4,14})(\.\d{1,4})?([+-]\d{4})?$", re.ASCII)
 
 
 def parse_dtm(value: str, default_offset: str, where: str) -> tuple[datetime, bool] | None:
