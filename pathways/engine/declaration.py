@@ -58,12 +58,6 @@ RESPONSE = _choices("CR", "VGPR", "PR", "SD", "PD")
 AGENT = _choices(
     "alendronate", "zoledronic_acid", "pamidronate", "denosumab", "other_bisphosphonate"
 )
-# Every coded value by the words a rationale shows ("paget" -> "Paget's disease of bone").
-CHOICE_LABELS = {
-    choice.value: choice.label
-    for choices in (SEX, DIAGNOSIS, CANCER, BONE_SCAN, FRACTURE, RESPONSE, AGENT)
-    for choice in choices
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,6 +341,14 @@ CLINICAL = Group(
 GROUPS: Final = (PATIENT, LAB, CLINICAL, MYELOMA, THERAPY)
 # The groups of one patient's single values, in document order (stored as Patient columns).
 PATIENT_GROUPS: Final = (PATIENT, CLINICAL, MYELOMA)
+# Every declared field's coded values by the words a rationale shows ("paget" -> "Paget's disease
+# of bone"): a field added to a group brings its labels.
+CHOICE_LABELS: Final = {
+    choice.value: choice.label
+    for group in GROUPS
+    for item in group.fields
+    for choice in item.choices
+}
 
 
 def lab_test(code: str) -> LabTest:
