@@ -141,14 +141,19 @@ def _length(model: type[Any], name: str) -> int:
     return int(model._meta.get_field(name).max_length)
 
 
+def _fits(model: type[Any], name: str, text: str) -> bool:
+    return len(text) <= _length(model, name)
+
+
 def _overlong(oru: hl7v2.OruMessage) -> str:
     """Why the message is refused for a field too long to store, or ""."""
     for model, name, where in _MESSAGE_FIELDS:
-        if len(getattr(oru, name)) > (limit := _length(model, name)):
-            return f"{where} is longer than {limit} characters"
+        if not _fits(model, name, getattr(oru, name)):
+            return f"{where} is longer than {_length(model, name)} characters"
     for observation in oru.observations:
         for name, where in _OBSERVATION_FIELDS:
-            if len(getattr(observation, name)) > (limit := _length(Hl7Result, name)):
+            if not _fits(Hl7Result, name, getattr(observation, name)):
+                limit = _length(Hl7Result, name)
                 return f"OBX {observation.set_id[:20]}: {where} is longer than {limit} characters"
     return ""
 
@@ -180,8 +185,8 @@ def _refuse(raw: str, via: str, reason: str, facility: str, control_id: str) -> 
     message: Hl7Message | None
     # Its key is MSH-4 and MSH-10; one too long to store is a row of its own (cut, the key could
     # be another message's: counted as its resend, or overwriting its record).
-    fits = len(facility) <= _length(Hl7Message, "sending_facility")
-    if control_id and fits and len(control_id) <= _length(Hl7Message, "control_id"):
+    fits = _fits(Hl7Message, "sending_facility", facility)
+    if control_id and fits and _fits(Hl7Message, "control_id", control_id):
         key: dict[str, Any] = {"sending_facility": facility, "control_id": control_id}
         message = Hl7Message.objects.filter(**key).first()
         if message is not None and message.status == Hl7Message.Status.APPLIED:
