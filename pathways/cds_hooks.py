@@ -45,6 +45,7 @@ from pathways.interop.fhir_case import (
     agent_of,
     case_from_fhir,
 )
+from pathways.listing import listed
 from pathways.models import CardAction, Patient
 from pathways.rules import current_rule_set
 
@@ -345,9 +346,7 @@ LISTED = 20  # lines of errors or problems a card lists; it says how many more t
 
 
 def _listed(lines: list[str]) -> list[str]:
-    if len(lines) <= LISTED:
-        return lines
-    return [*lines[:LISTED], f"- and {len(lines) - LISTED} more not listed here"]
+    return listed(lines, LISTED, lambda more: f"- and {more} more not listed here")
 
 
 def _problems_card(call: HookCall, mapped: FhirCase) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pathways import engine, tasks
+from pathways.listing import listed
 from pathways.models import (
     Citation,
     DoseBand,
@@ -312,9 +313,8 @@ def ruleset_publish(*, rule_set: RuleSet, user: Any, note: str, reassess: bool =
             )
         check = ruleset_check(rule_set=rule_set)
         if not check.publishable:
-            problems = check.problems()
-            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-            raise TuningError("The draft cannot be published: " + "; ".join(problems[:5]) + more)
+            problems = listed(check.problems(), 5, lambda more: f"and {more} more")
+            raise TuningError("The draft cannot be published: " + "; ".join(problems))
         replaced = _put_in_force(rule_set)
         now = timezone.now()
         rule_set.version = _next_version_label(timezone.localdate())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -201,3 +202,18 @@ def test_medications_by_atc_with_their_period() -> None:
         {"agent": "alendronate", "start": "2026-01-10", "end": "2026-07-10"},
         {"agent": "other_bisphosphonate", "start": "2025-03-01", "end": None},
     ]
+
+
+def test_a_resource_with_many_validation_problems_names_five_and_counts_the_rest() -> None:
+    observation = _observation("6768-6", 200, "U/L", "2026-11-02")
+    observation.update(
+        {name: 3 for name in ("status", "issued", "language", "implicitRules", "comment")},
+        effectiveDateTime="yesterday",
+        valueQuantity={"value": 200, "unit": 3, "code": 3, "system": 3},
+    )
+    problems = case_from_fhir([PATIENT, observation], today=TODAY).problems
+    resource = f"Observation/{observation['id']}"
+    assert len(problems) == 6
+    assert all(problem.path.startswith(resource) for problem in problems)
+    assert re.fullmatch(r"and \d+ more problems", problems[-1].message), problems[-1]
+    assert problems[-1].path == resource

@@ -550,3 +550,21 @@ def test_gestational_age_is_advanced_to_today_and_only_kept_while_pregnant(
     assert response.status_code == 200, response.content
     document = patient_to_document(Patient.objects.get(pk=patient.pk))["patient"]
     assert (document["pregnant"], document["gestational_weeks"]) == (False, None)
+
+
+def test_a_bundle_with_many_structural_problems_names_fifty_and_counts_the_rest() -> None:
+    data = fb.paget_bundle()
+    observation = data["entry"][3]
+    data["entry"] += [copy.deepcopy(observation) for _ in range(59)]
+    for entry in data["entry"][3:]:
+        entry["resource"]["effectiveDateTime"] = "yesterday"
+    with pytest.raises(BundleInvalid) as refused:
+        _read(data)
+    issues = refused.value.issues
+    assert len(issues) == 51
+    assert [issue.path for issue in issues[:2]] == [
+        "Bundle.entry[3].resource.effectiveDateTime",
+        "Bundle.entry[4].resource.effectiveDateTime",
+    ]
+    more = len(data["entry"]) - 3 - 50  # one problem per changed entry
+    assert (issues[-1].path, issues[-1].message) == ("Bundle", f"and {more} more problems")

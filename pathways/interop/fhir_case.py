@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from pathways.engine.declaration import CLINICAL
 from pathways.engine.vocabulary import UNITS
+from pathways.listing import listed
 
 LOINC: Final = "http://loinc.org"
 ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -183,6 +184,9 @@ def _number(value: Decimal | float | int) -> float:
     return float(value)
 
 
+PROBLEMS_LISTED: Final = 5  # a resource's validation problems named; the rest are counted
+
+
 class _Mapper:
     def __init__(self, today: date, tz: tzinfo) -> None:
         self.today = today
@@ -196,10 +200,19 @@ class _Mapper:
         try:
             return model.model_validate(resource)
         except ValidationError as error:
-            for detail in error.errors(include_url=False)[:5]:
-                location = ".".join(str(part) for part in detail["loc"] if part != "__root__")
-                self.problem(f"{path}.{location}" if location else path, detail["msg"])
+            problems = [
+                Problem(_located(path, detail["loc"]), detail["msg"])
+                for detail in error.errors(include_url=False)
+            ]
+            self.problems += listed(
+                problems, PROBLEMS_LISTED, lambda more: Problem(path, f"and {more} more problems")
+            )
             return None
+
+
+def _located(path: str, location: tuple[Any, ...]) -> str:
+    parts = ".".join(str(part) for part in location if part != "__root__")
+    return f"{path}.{parts}" if parts else path
 
 
 def _raw_codes(concept: Any) -> list[tuple[object, object]]:

@@ -42,8 +42,10 @@ from pathways.interop.fhir_case import (
     agent_for_atc,
     diagnoses_for_icd10cm,
 )
+from pathways.listing import listed
 
 BUNDLE_TYPES: Final = ("transaction", "collection")
+ISSUES_LISTED: Final = 50  # structural problems named in the OperationOutcome; the rest are counted
 READ_TYPES: Final = (
     "Patient",
     "Observation",
@@ -274,9 +276,15 @@ def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
     except ValidationError as invalid:
         issues = [
             Issue(_fhirpath(tuple(detail["loc"])), detail["msg"], code="structure")
-            for detail in invalid.errors(include_url=False)[:50]
+            for detail in invalid.errors(include_url=False)
         ]
-        raise BundleInvalid(issues) from None
+        raise BundleInvalid(
+            listed(
+                issues,
+                ISSUES_LISTED,
+                lambda more: Issue("Bundle", f"and {more} more problems", code="structure"),
+            )
+        ) from None
     reader = _Reader(today, tz)
     if bundle.type not in BUNDLE_TYPES:
         reader.error("Bundle.type", f"{bundle.type}: must be transaction or collection", "value")
