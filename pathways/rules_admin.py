@@ -26,6 +26,7 @@ from django.utils.html import format_html
 from pathways import engine, impact, publishing, rules, tasks, versions
 from pathways.admin_history import ReadOnlyAdmin, ScopedHistoryAdmin
 from pathways.example_forms import RuleExampleCaseForm
+from pathways.listing import listed
 from pathways.models import (
     Citation,
     DoseBand,
@@ -271,6 +272,7 @@ def suppression_problems(value: Any, parameter_names: list[str], codes: list[str
 
 # A rule whose last clinical review is older than this is listed as due for review.
 REVIEW_INTERVAL_DAYS = 2 * 365
+RUNS_SHOWN = 5  # re-assessment runs on a version's page, the latest first
 
 
 class ReviewDueFilter(admin.SimpleListFilter):
@@ -923,8 +925,10 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             context["returned"] = publishing.ruleset_latest_return(rule_set)
             context["editors"] = User.objects.filter(pk__in=publishing.ruleset_editor_ids(rule_set))
             runs = ReassessmentRun.objects.filter(rule_set=rule_set).select_related("publication")
-            progress = [tasks.run_progress(run) for run in runs[:5]]
+            progress = [tasks.run_progress(run) for run in runs[:RUNS_SHOWN]]
             context["reassessments"] = progress
+            full = len(progress) == RUNS_SHOWN  # the caption says when more runs are not shown
+            context["reassessments_total"] = runs.count() if full else len(progress)
             # A published version's page (nothing to edit) follows a running re-assessment.
             context["refresh_runs"] = not rule_set.is_editable and any(
                 p.run.finished_at is None and not p.lost_chunks for p in progress
@@ -1165,7 +1169,7 @@ class ReassessmentRunAdmin(RuleSetRecordAdmin):
 
     list_display = ["pk", "reason", "rule_set", "status", "patients", "failed", "started_at"]
     list_display_links = ["pk"]
-    list_filter = ["reason"]
+    list_filter = ["reason", "rule_set"]
     list_select_related = ["rule_set"]
     fields = (
         "reason",
@@ -1203,8 +1207,7 @@ class ReassessmentRunAdmin(RuleSetRecordAdmin):
     @admin.display(description="failures (patient id: error)")
     def failures(self, run: ReassessmentRun) -> str:
         lines = [f"{f['patient']}: {f['error']}" for f in tasks.run_progress(run).failures]
-        more = [f"and {len(lines) - 200} more"] if len(lines) > 200 else []
-        return "\n".join(lines[:200] + more) or "—"
+        return "\n".join(listed(lines, 200, lambda more: f"and {more} more")) or "—"
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

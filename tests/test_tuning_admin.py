@@ -508,6 +508,26 @@ def test_publishing_in_the_admin_shows_the_queued_run_not_a_claim_it_is_done(
     assert 'id="queue-health"' in runs and "finished" in runs
 
 
+def test_a_version_page_shows_its_latest_runs_and_says_how_many_there_are(
+    publisher_client: Client, editor: User, publisher: User
+) -> None:
+    published = publish_reviewed(
+        rule_set=publishing.ruleset_start_draft(user=editor), user=publisher, note="x"
+    )
+    for _ in range(6):
+        ReassessmentRun.objects.create(rule_set=published, reason=ReassessmentRun.Reason.MANUAL)
+    page = publisher_client.get(f"/admin/pathways/ruleset/{published.pk}/change/").content.decode()
+    table = page[
+        page.index('id="reassessments"') : page.index("</table>", page.index('id="reassessments"'))
+    ]
+    assert table.count("data-run=") == 5
+    assert "the 5 latest of 7 runs" in table
+    listing = f"/admin/pathways/reassessmentrun/?rule_set__id__exact={published.pk}"
+    assert listing.replace("&", "&amp;") in table
+    runs = publisher_client.get(listing).content.decode()
+    assert runs.count('class="field-pk"') == 7
+
+
 def test_a_publisher_retries_a_run_with_failures_from_the_rule_set_page(
     publisher_client: Client,
     editor_client: Client,
