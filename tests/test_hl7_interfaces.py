@@ -106,6 +106,46 @@ def test_import_hl7_clinic_override_and_errors(
     (tmp_path / "empty.hl7").write_text("")
     with pytest.raises(CommandError, match="no HL7 message"):
         call_command("import_hl7", str(tmp_path / "empty.hl7"))
+    with pytest.raises(CommandError, match="--encoding: no encoding named 'klingon'"):
+        call_command("import_hl7", str(path), "--encoding", "klingon")
+
+
+@pytest.mark.django_db
+def test_import_hl7_reads_a_latin_1_file_only_when_told(
+    tmp_path: Path, north_feed: Hl7Feed, patient: Patient, capsys: Any
+) -> None:
+    path = tmp_path / "results.hl7"
+    message = oru("L1").replace("Margaret", "Ren\u00e9e")
+    path.write_bytes(message.encode("latin-1"))
+    at = message.index("\u00e9")  # one byte per character in Latin-1
+    with pytest.raises(CommandError, match=f"byte {at} of .* is not utf-8 \\(give --encoding\\)"):
+        call_command("import_hl7", str(path))
+    assert not Hl7Message.objects.exists()  # nothing read with a stand-in character
+    call_command("import_hl7", str(path), "--encoding", "latin-1")
+    assert "Ren\u00e9e" in Hl7Message.objects.get(control_id="L1").raw
+
+
+@pytest.mark.django_db
+def test_import_hl7_names_what_in_a_file_is_not_imported(
+    tmp_path: Path, north_feed: Hl7Feed, patient: Patient, capsys: Any
+) -> None:
+    """hl7.split_file dropped a segment before the first MSH with a log line only, added one
+    after a batch trailer to the message before it, and read no batch count."""
+    first, second = oru("B1"), oru("B2")
+    pid = first.split("\r")[1]
+    path = tmp_path / "batch.hl7"
+    path.write_text(
+        f"FHS|^~\\&\r{pid}\rBHS|^~\\&\r{first}BTS|2\rBHS|^~\\&\r{second}BTS|1\r{pid}\rFTS|3\r"
+    )
+    with pytest.raises(CommandError, match="0 message\\(s\\) were not accepted and the file has 4"):
+        call_command("import_hl7", str(path))
+    output = capsys.readouterr().out
+    assert "B1: AA" in output and "B2: AA" in output
+    assert "segment 2 (PID) is not part of a message (no MSH before it): not imported" in output
+    assert "segment 8: BTS-1 says 2 messages, the file holds 1 (cut short?)" in output
+    assert "segment 15 (PID) is not part of a message" in output
+    assert "segment 16: FTS-1 says 3 batches, the file holds 2 (cut short?)" in output
+    assert Hl7Message.objects.get(control_id="B2").raw.count("PID|") == 1
 
 
 @pytest.mark.django_db
@@ -191,10 +231,14 @@ def test_mllp_round_trip_with_mllp_send(
         wait_for(listening, timeout=60, what="the MLLP listener")
         messages = tmp_path / "messages.hl7"
         corrected = oru("R2", value="430", status="C")
+        latin_1 = oru("R4").replace("Margaret", "Ren\u00e9e").encode("latin-1")
         messages.write_bytes(
             _frame(
                 oru("R1"), oru("R1"), corrected, oru("R3", facility="ELSEWHERE"), "this is not HL7"
             )
+            + b"\x0b"
+            + latin_1
+            + b"\x1c\r"
         )
         mllp_send = Path(sys.executable).parent / "mllp_send"
         sent = subprocess.run(
@@ -204,8 +248,11 @@ def test_mllp_round_trip_with_mllp_send(
     finally:
         stop(listener)
     acks = [line for line in sent.stdout.replace("\r", "\n").splitlines() if line.startswith("MSA")]
-    assert [ack.split("|")[1] for ack in acks] == ["AA", "AA", "AA", "AE", "AR"], sent.stdout
+    assert [ack.split("|")[1] for ack in acks] == ["AA", "AA", "AA", "AE", "AR", "AR"], sent.stdout
     assert "duplicate" in acks[1] and "ELSEWHERE" in acks[3]
+    # Not read with a stand-in character: refused, naming the byte (the é of the name).
+    assert acks[5].split("|")[2] == "R4"
+    assert f"byte {latin_1.index(0xE9)} of the message is not utf-8 text" in acks[5]
     stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
     assert stored.value == 430 and stored.entered_by == north_feed.service_user
     assert Hl7Message.objects.filter(control_id="R1").count() == 1

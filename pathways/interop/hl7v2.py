@@ -65,6 +65,65 @@ def normalise(raw: str) -> str:
     return text + "\r"
 
 
+@dataclass
+class Hl7File:
+    """The messages of a file, and what in it is not part of one or disagrees with its batch
+    trailers (a segment with no MSH before it; BTS-1 or FTS-1 counts that do not match)."""
+
+    messages: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def read_file(text: str) -> Hl7File:
+    """Split a file of messages: MLLP-framed or not, any line endings, FHS/BHS batches.
+
+    Written here rather than with ``hl7.split_file``, which logs and drops segments before the
+    first MSH, adds segments after a batch trailer to the message before it, and reads no
+    batch count: a file cut short must say so, not import less.
+    """
+    content = Hl7File()
+    text = normalise(text.replace("\x1c", "\r").replace("\x0b", ""))
+    batches = in_batch = 0  # BHS segments seen; messages since the last BHS (or the start)
+    open_message = False  # a batch segment ends the message before it
+    for number, line in enumerate((line.strip() for line in text.split("\r")), start=1):
+        kind = line[:3]
+        if not line:
+            continue
+        if kind == "MSH":
+            content.messages.append(line + "\r")
+            in_batch, open_message = in_batch + 1, True
+        elif kind in ("FHS", "BHS", "BTS", "FTS"):
+            open_message = False
+            if kind == "BHS":
+                batches, in_batch = batches + 1, 0
+            counted, what = (in_batch, "messages") if kind == "BTS" else (batches, "batches")
+            if (
+                kind in ("BTS", "FTS")
+                and (problem := _trailer_count(line, kind, counted, what)) is not None
+            ):
+                content.problems.append(f"segment {number}: {problem}")
+        elif open_message:
+            content.messages[-1] += line + "\r"
+        else:
+            content.problems.append(
+                f"segment {number} ({kind}) is not part of a message (no MSH before it): "
+                "not imported"
+            )
+    return content
+
+
+def _trailer_count(line: str, kind: str, counted: int, what: str) -> str | None:
+    """Whether a BTS-1 (messages in its batch) or FTS-1 (batches in the file) count matches."""
+    given = line[4:].split(line[3:4] or "|")[0].strip() if len(line) > 3 else ""
+    if not given:
+        return None  # optional in HL7: nothing to check
+    if not (given.isascii() and given.isdigit()):
+        return f"{kind}-1 is not a count: {given[:20]!r}"
+    if int(given) != counted:
+        return f"{kind}-1 says {int(given)} {what}, the file holds {counted} (cut short?)"
+    return None
+
+
 def _field(segment: Any, number: int, repeat: int = 1, component: int = 1) -> str:
     try:
         return str(segment.extract_field(1, number, repeat, component, 1)).strip()

@@ -10,6 +10,7 @@ from django.db import close_old_connections
 from hl7.mllp import InvalidBlockError, start_hl7_server
 
 from pathways import feed
+from pathways.interop import hl7v2
 
 
 def _receive(text: str) -> feed.Outcome:
@@ -42,8 +43,13 @@ class Command(BaseCommand):
             try:
                 while True:
                     block = await reader.readblock()
-                    outcome = await receive(block.decode(encoding, errors="replace"))
-                    writer.writeblock(outcome.ack.encode(encoding, errors="replace"))
+                    try:
+                        ack = (await receive(block.decode(encoding))).ack
+                    except UnicodeDecodeError as error:  # never read with stand-in characters
+                        text = block.decode(encoding, errors="replace")
+                        reason = f"byte {error.start} of the message is not {encoding} text"
+                        ack = hl7v2.build_ack(text, "AR", reason)
+                    writer.writeblock(ack.encode(encoding, errors="replace"))
                     await writer.drain()
             except (asyncio.IncompleteReadError, ConnectionError):
                 pass  # the sender closed the connection

@@ -3,17 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import hl7
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pathways import feed
 from pathways.interop import hl7v2
 from pathways.models import Clinic
-
-
-def split_messages(text: str) -> list[str]:
-    """The messages of a file: MLLP-framed or not, any line endings, FHS/BHS batches."""
-    return list(hl7.split_file(hl7v2.normalise(text.replace("\x1c", "\r").replace("\x0b", ""))))
 
 
 class Command(BaseCommand):
@@ -27,26 +21,42 @@ class Command(BaseCommand):
         parser.add_argument(
             "--clinic", help="clinic slug: overrides the MSH-4 sending facility mapping"
         )
+        parser.add_argument("--encoding", default="utf-8", help="the file's encoding (utf-8)")
 
-    def handle(self, *args: Any, file: Path, clinic: str | None, **options: Any) -> None:
+    def handle(
+        self, *args: Any, file: Path, clinic: str | None, encoding: str, **options: Any
+    ) -> None:
         target = None
         if clinic is not None:
             target = Clinic.objects.filter(slug=clinic).first()
             if target is None:
                 raise CommandError(f"--clinic: no clinic with slug {clinic!r}")
         try:
-            text = file.read_text(encoding="utf-8", errors="replace")
+            content = hl7v2.read_file(file.read_bytes().decode(encoding))
         except OSError as error:
             raise CommandError(f"FILE: cannot read {file}: {error}") from error
-        messages = split_messages(text)
-        if not messages:
+        except LookupError:
+            raise CommandError(f"--encoding: no encoding named {encoding!r}") from None
+        except UnicodeDecodeError as error:  # never read with stand-in characters
+            raise CommandError(
+                f"FILE: byte {error.start} of {file} is not {encoding} (give --encoding)"
+            ) from None
+        if not content.messages and not content.problems:
             raise CommandError(f"FILE: {file} holds no HL7 message (no MSH segment)")
         failed = 0
-        for raw in messages:
+        for raw in content.messages:
             outcome = feed.receive(raw, via="file", clinic=target)
             control_id = outcome.message.control_id if outcome.message else ""
             self.stdout.write(f"{control_id or '(no MSH-10)'}: {outcome.code} {outcome.text}")
             failed += outcome.code != "AA"
-        self.stdout.write(f"{len(messages)} message(s), {failed} not accepted")
-        if failed:
-            raise CommandError(f"{failed} message(s) were not accepted (see above)")
+        for problem in content.problems:
+            self.stdout.write(problem)
+        self.stdout.write(
+            f"{len(content.messages)} message(s), {failed} not accepted; "
+            f"{len(content.problems)} problem(s) in the file"
+        )
+        if failed or content.problems:
+            raise CommandError(
+                f"{failed} message(s) were not accepted and the file has "
+                f"{len(content.problems)} problem(s) (see above)"
+            )
