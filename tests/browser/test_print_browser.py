@@ -44,7 +44,17 @@ def test_the_patient_page_prints_on_one_or_two_pages(
     )
     main_width = page.locator("main").evaluate("main => main.getBoundingClientRect().width")
     assert chart_width >= 0.95 * main_width, (chart_width, main_width)
+    # Each chart prints once: the phone's copies stay hidden on paper.
+    expect(page.locator(".charts-narrow").first).to_be_hidden()
+    expect(page.locator(".small-multiples.charts-narrow")).to_be_hidden()
+    titles = page.locator("figure.chart figcaption:visible").all_inner_texts()
+    assert len(titles) == len(set(titles)), titles
     expect(page.get_by_role("button", name="Add result")).to_be_hidden()
+    # A group shown closed on screen (information, history) prints its cards' titles.
+    closed = page.locator("details.recommendation-group:not([open]) [data-code]")
+    assert closed.count() > 0, "the case must have a card in a closed group"
+    for card in closed.all():
+        expect(card.locator(".recommendation-title")).to_be_visible()
 
     pages = pdf_pages(page.pdf(format="A4"))
     assert 1 <= pages <= 2, f"printed on {pages} pages"
