@@ -178,19 +178,38 @@ def _fhir_get(url: str, access_token: str | None) -> dict[str, Any]:
     return data
 
 
-def _fetch(fhir_server: str, query: str, access_token: str | None) -> list[dict[str, Any]]:
+def _next_page(data: Any) -> str | None:
+    """A searchset Bundle's next link (CDS Hooks 2.0: a prefetch result may be paged too)."""
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+        return None
+    links = data.get("link") if isinstance(data.get("link"), list) else []
+    return next(
+        (
+            link.get("url")
+            for link in links
+            if isinstance(link, dict) and link.get("relation") == "next"
+        ),
+        None,
+    )
+
+
+def _fetch(
+    fhir_server: str, url: str | None, access_token: str | None, pages: int = FHIR_MAX_PAGES
+) -> list[dict[str, Any]]:
+    """Every resource from ``url`` on, following next links on the FHIR server: all of them or
+    an error, never the first pages as if they were the whole record."""
     base = fhir_server.rstrip("/") + "/"
-    url: str | None = base + query
     resources: list[dict[str, Any]] = []
-    for _page in range(FHIR_MAX_PAGES):
+    for _page in range(pages):
         if url is None:
-            break
-        if not url.startswith(base):
+            return resources
+        if not isinstance(url, str) or not url.startswith(base):
             raise ValueError(f"a next page outside {base}")
         data = _fhir_get(url, access_token)
         resources += _resources_of(data)
-        links = data.get("link") or [] if data.get("resourceType") == "Bundle" else []
-        url = next((link.get("url") for link in links if link.get("relation") == "next"), None)
+        url = _next_page(data)
+    if url is not None:
+        raise ValueError(f"more than {FHIR_MAX_PAGES} pages of results")
     return resources
 
 
@@ -211,25 +230,34 @@ def _allowed_fhir_server(client: CdsClient, fhir_server: object) -> str:
 def hook_resources(
     client: CdsClient, body: dict[str, Any], patient_id: str
 ) -> list[dict[str, Any]]:
-    """Every resource the engine needs: prefetch where the EHR sent it, else fetched."""
+    """Every resource the engine needs: prefetch where the EHR sent it (with the further pages
+    of a paged search result), else fetched from its FHIR server."""
     prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
     assert isinstance(prefetch, dict)
     resources: list[dict[str, Any]] = []
     missing = []
+    more_pages = []  # (prefetch key, its next page): the rest of a paged prefetch result
     for key, template in PREFETCH.items():
         if prefetch.get(key) is not None:
             resources += _resources_of(prefetch[key])
+            if (url := _next_page(prefetch[key])) is not None:
+                more_pages.append((f"prefetch.{key}", url))
         else:
             missing.append(template)
-    if not missing:
+    if not missing and not more_pages:
         return resources
     fhir_server = _allowed_fhir_server(client, body.get("fhirServer"))
     authorization = body.get("fhirAuthorization")
     access_token = authorization.get("access_token") if isinstance(authorization, dict) else None
+    for where, url in more_pages:
+        try:  # the prefetched bundle was the first page
+            resources += _fetch(fhir_server, url, access_token, pages=FHIR_MAX_PAGES - 1)
+        except (OSError, ValueError, urllib.error.URLError) as error:
+            raise HookError(412, f"{where}: its next page could not be read ({error})") from None
     for template in missing:
         query = template.replace("{{context.patientId}}", urllib.parse.quote(patient_id, safe=""))
         try:
-            resources += _fetch(fhir_server, query, access_token)
+            resources += _fetch(fhir_server, fhir_server.rstrip("/") + "/" + query, access_token)
         except (OSError, ValueError, urllib.error.URLError) as error:
             where = query.split("?")[0]
             raise HookError(412, f"fhirServer: {where} could not be read ({error})") from None

@@ -263,6 +263,46 @@ def test_patient_view_fetches_from_the_fhir_server_when_prefetch_is_absent(
     ]
 
 
+def test_a_paged_prefetch_result_is_read_to_its_last_page(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    """A prefetch searchset may be paged (CDS Hooks 2.0): its first page alone was assessed as
+    if it were the patient's whole record."""
+    prefetch = myeloma_with_rising_creatinine()
+    observations = prefetch["observations"]["entry"]
+    assert len(observations) >= 2
+    half = len(observations) // 2
+    stub = FhirStub({})
+    with fhir_stub_server(stub) as fhir_server:
+        north_ehr.fhir_base_url = fhir_server
+        north_ehr.save()
+        first = {**prefetch["observations"], "entry": observations[:half]}
+        first["link"] = [{"relation": "next", "url": f"{fhir_server}/Observation?_page=2"}]
+        stub.responses["Observation?_page=2"] = {
+            **prefetch["observations"],
+            "entry": observations[half:],
+        }
+        paged = {**prefetch, "observations": first}
+        read = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(paged, fhirServer=fhir_server))
+        assert stub.paths == ["/fhir/Observation?_page=2"]
+        whole = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(prefetch))
+        assert [c["summary"] for c in read.json()["cards"]] == [
+            c["summary"] for c in whole.json()["cards"]
+        ]
+        first_only = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(paged))
+        assert first_only.status_code == 412
+        assert "prefetch incomplete" in first_only.json()["error"]
+        # A next link that never ends is refused, not cut at some page.
+        stub.responses["Observation?_page=2"] = first
+        endless = _call(
+            client, ehr_keys, PATIENT_VIEW, _patient_view(paged, fhirServer=fhir_server)
+        )
+    assert endless.status_code == 412
+    assert endless.json()["error"] == (
+        "prefetch.observations: its next page could not be read (more than 20 pages of results)"
+    )
+
+
 @pytest.mark.django_db
 def test_without_prefetch_or_fhir_server_the_call_is_a_412(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
