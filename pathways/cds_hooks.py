@@ -182,7 +182,9 @@ def _next_page(data: Any) -> str | None:
     """A searchset Bundle's next link (CDS Hooks 2.0: a prefetch result may be paged too)."""
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
         return None
-    links = data.get("link") if isinstance(data.get("link"), list) else []
+    links = data.get("link")
+    if not isinstance(links, list):
+        return None
     return next(
         (
             link.get("url")
