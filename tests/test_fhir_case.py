@@ -217,3 +217,29 @@ def test_a_resource_with_many_validation_problems_names_five_and_counts_the_rest
     assert all(problem.path.startswith(resource) for problem in problems)
     assert re.fullmatch(r"and \d+ more problems", problems[-1].message), problems[-1]
     assert problems[-1].path == resource
+
+
+def test_a_lab_limit_is_read_only_from_the_one_range_for_everyone_in_the_results_unit() -> None:
+    def high(value: float, unit: str = "U/L") -> dict[str, Any]:
+        return {"high": {"value": value, "unit": unit, "system": UCUM, "code": unit}}
+
+    def applies_to(sex: str) -> dict[str, Any]:
+        gender = "http://hl7.org/fhir/administrative-gender"
+        return {"appliesTo": [{"coding": [{"system": gender, "code": sex}]}]}
+
+    by_sex = _observation(
+        "6768-6", 412, "U/L", "2026-06-01",
+        referenceRange=[high(129) | applies_to("male"), high(104) | applies_to("female")],
+    )  # fmt: skip
+    other_unit = _observation(
+        "6768-6", 390, "U/L", "2026-06-02", referenceRange=[high(2.2, "ukat/L")]
+    )
+    mapped = case_from_fhir([PATIENT, by_sex, other_unit], today=TODAY)
+    assert [lab.get("reference_high") for lab in mapped.document["labs"]] == [None, None]
+    problems = {problem.path: problem.message for problem in mapped.problems}
+    assert problems[f"Observation/{by_sex['id']}.referenceRange"].startswith(
+        "2 reference ranges and not exactly one of them normal for every patient"
+    )
+    assert problems[f"Observation/{other_unit['id']}.referenceRange[0].high"] == (
+        "'ukat/L': the limit is not in the result's unit 'U/L', so not used"
+    )

@@ -18,7 +18,11 @@ from django.utils import timezone
 from pathways import engine
 from pathways.cases import patient_to_document
 from pathways.interop import fhir_codes
-from pathways.interop.fhir_case import agent_for_atc, diagnoses_for_icd10cm
+from pathways.interop.fhir_case import (
+    REFERENCE_RANGE_MEANING,
+    agent_for_atc,
+    diagnoses_for_icd10cm,
+)
 from pathways.interop.fhir_import import (
     BundleInvalid,
     declared_field,
@@ -117,6 +121,37 @@ def test_a_bundle_maps_to_patient_results_conditions_and_therapies() -> None:
     notes = {note.path: note.message for note in content.notes}
     assert "Bundle.entry[8].resource.clinicalStatus" in notes  # resolved condition
     assert "planned" in notes["Bundle.entry[11].resource.effectivePeriod"]
+
+
+def test_of_several_reference_ranges_only_the_one_for_everyone_is_the_labs_limit() -> None:
+    """FHIR reads several ranges as alternatives ("OR"): the first was taken as the lab's
+    limit, even when it was the range for the other sex."""
+
+    def limit(value: float) -> dict[str, Any]:
+        return {"value": value, "unit": "U/L", "system": fb.UCUM, "code": "U/L"}
+
+    def sex(code: str) -> list[dict[str, Any]]:
+        return [{"coding": [{"system": "http://hl7.org/fhir/administrative-gender", "code": code}]}]
+
+    treatment = {"coding": [{"system": REFERENCE_RANGE_MEANING, "code": "treatment"}]}
+    by_sex = fb.lab("6768-6", 412, "U/L", "2026-06-01")
+    by_sex["referenceRange"] = [
+        {"high": limit(129), "appliesTo": sex("male")},
+        {"high": limit(104), "appliesTo": sex("female")},
+    ]
+    normal_second = fb.lab("6768-6", 380, "U/L", "2026-05-01")
+    normal_second["referenceRange"] = [
+        {"high": limit(300), "type": treatment},
+        {"high": limit(104)},
+    ]
+    content = _read(fb.bundle(fb.patient(), by_sex, normal_second))
+    assert [lab.limits.get("reference_high") for lab in content.labs] == [None, 104.0]
+    notes = {note.path: note.message for note in content.notes}
+    assert notes["Bundle.entry[1].resource.referenceRange"] == (
+        "2 reference ranges and not exactly one of them normal for every patient (no appliesTo, "
+        "no age): the lab's limits are not used, the built-in interval is"
+    )
+    assert "Bundle.entry[2].resource.referenceRange" not in notes
 
 
 def test_each_problem_is_named_by_its_fhirpath() -> None:

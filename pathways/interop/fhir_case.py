@@ -345,6 +345,38 @@ def _patient(
     return document, mrns
 
 
+REFERENCE_RANGE_MEANING: Final = "http://terminology.hl7.org/CodeSystem/referencerange-meaning"
+
+
+def lab_range(observation: Observation) -> tuple[int, Any] | str | None:
+    """The lab's own normal range of a result: (its index, the range), None when it gives
+    none, or why none can be chosen.
+
+    FHIR reads several ranges as alternatives for different populations ("OR"), so one is
+    chosen only when it is the sole range, or the sole one for everyone (no appliesTo, no age)
+    that is not of another kind than normal: the first is not assumed to fit the patient.
+    """
+    ranges = list(observation.referenceRange or [])
+    if len(ranges) <= 1:
+        return (0, ranges[0]) if ranges else None
+    for_everyone = [
+        (index, reference)
+        for index, reference in enumerate(ranges)
+        if not reference.appliesTo and reference.age is None and _normal_kind(reference.type)
+    ]
+    if len(for_everyone) == 1:
+        return for_everyone[0]
+    return (
+        f"{len(ranges)} reference ranges and not exactly one of them normal for every patient "
+        "(no appliesTo, no age): the lab's limits are not used, the built-in interval is"
+    )
+
+
+def _normal_kind(kind: Any) -> bool:
+    codes = _codes(kind)
+    return not codes or (REFERENCE_RANGE_MEANING, "normal") in codes
+
+
 def _effective(mapper: _Mapper, observation: Observation, path: str) -> tuple[date, str] | None:
     when = observation.effectiveDateTime or observation.effectiveInstant
     if when is None and observation.effectivePeriod is not None:
@@ -406,13 +438,19 @@ def _observation(
         )
         return
     lab: dict[str, Any] = {"test": test, "value": value, "unit": unit, "collected_at": effective[1]}
-    for reference_range in observation.referenceRange or []:
-        high = reference_range.high
-        if high is not None and high.value is not None:
-            high_unit = high.code if high.system == UCUM and high.code else high.unit
-            if high_unit in (None, unit):
-                lab["reference_high"] = _number(high.value)
-                break
+    chosen = lab_range(observation)
+    if isinstance(chosen, str):
+        mapper.problem(f"{path}.referenceRange", chosen)
+    elif chosen is not None and chosen[1].high is not None and chosen[1].high.value is not None:
+        high = chosen[1].high
+        high_unit = high.code if high.system == UCUM and high.code else high.unit
+        if high_unit in (None, unit):
+            lab["reference_high"] = _number(high.value)
+        else:
+            mapper.problem(
+                f"{path}.referenceRange[{chosen[0]}].high",
+                f"{high_unit!r}: the limit is not in the result's unit {unit!r}, so not used",
+            )
     # One result per test and time (the case document refuses two): a correction wins.
     labs[(test, effective[1])] = lab
 

@@ -41,6 +41,7 @@ from pathways.interop.fhir_case import (
     UCUM,
     agent_for_atc,
     diagnoses_for_icd10cm,
+    lab_range,
 )
 from pathways.listing import listed
 
@@ -572,8 +573,30 @@ def _limits(
     reader: _Reader, observation: Observation, path: str, unit: str
 ) -> dict[str, float] | None:
     limits: dict[str, float] = {}
-    ranges = observation.referenceRange or []
-    for range_index, reference in enumerate(ranges[:1]):  # the first range is the lab's normal
+    chosen = lab_range(observation)
+    if isinstance(chosen, str):
+        reader.note(path + ".referenceRange", chosen)
+        return limits
+    if chosen is None:
+        return limits
+    range_index, reference = chosen
+    for end, name in REFERENCE_LIMITS:
+        quantity = getattr(reference, end)
+        if quantity is None or quantity.value is None:
+            continue
+        where = f"{path}.referenceRange[{range_index}].{end}"
+        limit_unit = quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
+        if limit_unit not in (None, unit):
+            reader.error(
+                where + ".unit",
+                f"{limit_unit}: the limit must be in the result's unit {unit}",
+                "value",
+            )
+            return None
+        if name in reader.lab_fields:
+            limits[name] = float(quantity.value)
+    return limits
+    for range_index, reference in [chosen] if chosen is not None else []:
         for end, name in REFERENCE_LIMITS:
             quantity = getattr(reference, end)
             if quantity is None or quantity.value is None:
