@@ -229,6 +229,22 @@ def test_an_mrn_too_long_to_store_is_refused_not_cut_to_another_patients(
 
 
 @pytest.mark.django_db
+def test_a_message_with_two_patients_is_refused_not_filed_on_the_first(
+    north_feed: Hl7Feed, north_clinic: Clinic, alice: User, patient: Patient
+) -> None:
+    """An ORU^R01 may hold several patients' results: every OBX was filed on the first PID."""
+    other = stored_patient(north_clinic, alice, mrn="N200")
+    before = other.lab_results.count()
+    first, second = oru(), oru(mrn="N200", value="980")
+    both = first + "\r".join(second.split("\r")[1:])  # the second patient's PID, OBR, OBX
+    outcome = feed.receive(both, via="test")
+    assert outcome.code == "AE"
+    assert outcome.text.startswith("the message holds 2 PID segments: one patient per message")
+    assert not LabResult.objects.filter(collected_on=date(2026, 11, 1)).exists()
+    assert not Hl7Result.objects.exists() and other.lab_results.count() == before
+
+
+@pytest.mark.django_db
 def test_a_control_id_too_long_to_store_is_not_taken_for_a_resend(
     north_feed: Hl7Feed, patient: Patient
 ) -> None:

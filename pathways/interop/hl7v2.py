@@ -202,10 +202,15 @@ def parse_message(raw: str) -> OruMessage:
 
 
 def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
-    try:
-        pid = message.segment("PID")
-    except KeyError as error:
-        raise Refused("PID segment is missing") from error
+    patients = [segment for segment in message if str(segment(0)) == "PID"]
+    if not patients:
+        raise Refused("PID segment is missing")
+    if len(patients) > 1:  # each OBX would be filed on the first patient
+        raise Refused(
+            f"the message holds {len(patients)} PID segments: one patient per message is "
+            "accepted (send each patient's results in a message of its own)"
+        )
+    pid = patients[0]
     mrn, authority = _patient_identifier(pid)
     if not mrn:
         raise Refused("PID-3 (patient identifier) is empty")
