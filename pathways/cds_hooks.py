@@ -162,9 +162,11 @@ def _resources_of(value: Any) -> list[dict[str, Any]]:
             for entry in value.get("entry") or []
             if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
         ]
-    if value.get("resourceType") == "OperationOutcome":
-        return []
     return [value]
+
+
+def _is_outcome(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
 
 
 def _fhir_get(url: str, access_token: str | None) -> dict[str, Any]:
@@ -208,6 +210,8 @@ def _fetch(
         if not isinstance(url, str) or not url.startswith(base):
             raise ValueError(f"a next page outside {base}")
         data = _fhir_get(url, access_token)
+        if _is_outcome(data):
+            raise ValueError("the server answered with an OperationOutcome")
         resources += _resources_of(data)
         url = _next_page(data)
     if url is not None:
@@ -240,7 +244,9 @@ def hook_resources(
     missing = []
     more_pages = []  # (prefetch key, its next page): the rest of a paged prefetch result
     for key, template in PREFETCH.items():
-        if prefetch.get(key) is not None:
+        # An OperationOutcome in a key is the EHR saying it could not read that data (CDS Hooks
+        # 2.0): it is fetched, as an absent key is, never read as "the patient has none".
+        if prefetch.get(key) is not None and not _is_outcome(prefetch[key]):
             resources += _resources_of(prefetch[key])
             if (url := _next_page(prefetch[key])) is not None:
                 more_pages.append((f"prefetch.{key}", url))

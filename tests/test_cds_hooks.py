@@ -303,6 +303,39 @@ def test_a_paged_prefetch_result_is_read_to_its_last_page(
     )
 
 
+def test_a_prefetch_key_the_ehr_could_not_read_is_fetched_not_taken_for_none(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    """CDS Hooks 2.0: an OperationOutcome in a prefetch key says the EHR could not read that
+    data. It was read as "no observations", and the patient was assessed without them."""
+    prefetch = myeloma_with_rising_creatinine()
+    failed = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
+    not_read = {**prefetch, "observations": failed}
+    refused = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(not_read))
+    assert refused.status_code == 412 and "prefetch incomplete" in refused.json()["error"]
+    from pathways.cds_hooks import PREFETCH
+
+    query = PREFETCH["observations"].replace("{{context.patientId}}", "ehr-42")
+    stub = FhirStub({query: prefetch["observations"]})
+    with fhir_stub_server(stub) as fhir_server:
+        north_ehr.fhir_base_url = fhir_server
+        north_ehr.save()
+        body = _patient_view(not_read, fhirServer=fhir_server)
+        fetched = _call(client, ehr_keys, PATIENT_VIEW, body)
+        stub.responses[query] = failed  # the server cannot read them either
+        still_failed = _call(client, ehr_keys, PATIENT_VIEW, body)
+    assert len(stub.paths) == 2 and stub.paths[0].startswith("/fhir/Observation?")
+    whole = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(prefetch))
+    assert [c["summary"] for c in fetched.json()["cards"]] == [
+        c["summary"] for c in whole.json()["cards"]
+    ]
+    assert still_failed.status_code == 412
+    assert "answered with an OperationOutcome" in still_failed.json()["error"]
+
+
 @pytest.mark.django_db
 def test_without_prefetch_or_fhir_server_the_call_is_a_412(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
