@@ -272,6 +272,25 @@ def hook_resources(
     return resources
 
 
+def _all_about(resources: list[dict[str, Any]], patient_id: str) -> None:
+    """Every resource is about the hook's patient: another patient's data is never merged in."""
+    for resource in resources:
+        kind, resource_id = resource.get("resourceType"), resource.get("id")
+        if kind == "Patient":
+            about = f"Patient/{resource_id}"
+        else:
+            subject = resource.get("subject")
+            about = subject.get("reference") if isinstance(subject, dict) else None
+            if not isinstance(about, str):
+                continue  # no reference to compare (a search by patient returned it)
+        if about != f"Patient/{patient_id}" and not about.endswith(f"/Patient/{patient_id}"):
+            raise HookError(
+                400,
+                f"{kind}/{resource_id}: about {about}, not the hook's patient "
+                f"(context.patientId {patient_id})",
+            )
+
+
 # ---------------------------------------------------------------------------------------------
 # Cards.
 
@@ -712,8 +731,10 @@ def service(request: HttpRequest, service_id: str) -> HttpResponse:
     orders = draft_orders(context) if service_id == ORDER_SIGN else []
     if service_id == ORDER_SIGN and not orders:
         return _json({"cards": []})  # no bone-targeted agent among the draft orders
+    resources = hook_resources(client, body, context["patientId"])
+    _all_about(resources, context["patientId"])
     mapped = case_from_fhir(
-        hook_resources(client, body, context["patientId"]),
+        resources,
         today=today,
         tz=timezone.get_current_timezone(),
         mrn_system=client.mrn_system,

@@ -337,6 +337,41 @@ def test_a_prefetch_key_the_ehr_could_not_read_is_fetched_not_taken_for_none(
 
 
 @pytest.mark.django_db
+def test_another_patients_data_in_the_hooks_resources_is_refused(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    """The resources were merged into one case whoever they were about."""
+    prefetch = myeloma_with_rising_creatinine()
+    other_patient = {**prefetch, "patient": {**prefetch["patient"], "id": "ehr-77"}}
+    response = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(other_patient))
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "Patient/ehr-77: about Patient/ehr-77, not the hook's patient (context.patientId ehr-42)"
+    )
+    entries = prefetch["observations"]["entry"]
+    stray = {**entries[0]["resource"], "subject": {"reference": "Patient/ehr-77"}}
+    mixed = {
+        **prefetch,
+        "observations": {**prefetch["observations"], "entry": [*entries, {"resource": stray}]},
+    }
+    response = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(mixed))
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(f"Observation/{stray['id']}: about Patient/ehr-77")
+    absolute = {
+        **entries[0]["resource"],
+        "subject": {"reference": "https://ehr.example/fhir/Patient/ehr-42"},
+    }
+    same = {
+        **prefetch,
+        "observations": {
+            **prefetch["observations"],
+            "entry": [{"resource": absolute}, *entries[1:]],
+        },
+    }
+    assert _call(client, ehr_keys, PATIENT_VIEW, _patient_view(same)).status_code == 200
+
+
+@pytest.mark.django_db
 def test_without_prefetch_or_fhir_server_the_call_is_a_412(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
 ) -> None:
