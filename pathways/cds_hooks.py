@@ -276,13 +276,16 @@ def _all_about(resources: list[dict[str, Any]], patient_id: str) -> None:
     """Every resource is about the hook's patient: another patient's data is never merged in."""
     for resource in resources:
         kind, resource_id = resource.get("resourceType"), resource.get("id")
-        if kind == "Patient":
-            about = f"Patient/{resource_id}"
-        else:
-            subject = resource.get("subject")
-            about = subject.get("reference") if isinstance(subject, dict) else None
-            if not isinstance(about, str):
-                continue  # no reference to compare (a search by patient returned it)
+        subject = resource.get("subject")
+        about: object = (
+            f"Patient/{resource_id}"
+            if kind == "Patient"
+            else subject.get("reference")
+            if isinstance(subject, dict)
+            else None
+        )
+        if not isinstance(about, str):
+            continue  # no reference to compare (a search by patient returned it)
         if about != f"Patient/{patient_id}" and not about.endswith(f"/Patient/{patient_id}"):
             raise HookError(
                 400,
