@@ -603,3 +603,4 @@ def test_a_bundle_with_many_structural_problems_names_fifty_and_counts_the_rest(
     ]
     more = len(data["entry"]) - 3 - 50  # one problem per changed entry
     assert (issues[-1].path, issues[-1].message) == ("Bundle", f"and {more} more problems")
+    assert refused.value.count == 50 + more

@@ -132,9 +132,12 @@ class Issue:
 
 
 class BundleInvalid(Exception):
-    def __init__(self, issues: list[Issue]) -> None:
+    """``issues`` as listed (the last may count those not listed); ``count``: all of them."""
+
+    def __init__(self, issues: list[Issue], count: int | None = None) -> None:
         super().__init__("; ".join(f"{issue.path}: {issue.message}" for issue in issues))
         self.issues = issues
+        self.count = len(issues) if count is None else count
 
 
 @dataclass(frozen=True)
@@ -284,7 +287,8 @@ def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
                 issues,
                 ISSUES_LISTED,
                 lambda more: Issue("Bundle", f"and {more} more problems", code="structure"),
-            )
+            ),
+            count=len(issues),
         ) from None
     reader = _Reader(today, tz)
     if bundle.type not in BUNDLE_TYPES:

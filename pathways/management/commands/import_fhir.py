@@ -63,7 +63,7 @@ class Command(BaseCommand):
             for issue in invalid.issues:
                 self.stderr.write(f"{issue.path}: {issue.message}")
             raise CommandError(
-                f"the Bundle was not imported ({len(invalid.issues)} problem(s))"
+                f"the Bundle was not imported ({invalid.count} problem(s))"
             ) from None
         response = fhir.import_response(outcome, "collection", 0)
         for issue in response["issue"]:
