@@ -42,6 +42,7 @@ from pathways.interop.fhir_case import (
     ALL_OBSERVATION_LOINC,
     LOINC,
     FhirCase,
+    Problem,
     agent_of,
     case_from_fhir,
 )
@@ -720,6 +721,23 @@ def _service_url(request: HttpRequest, service_id: str) -> str:
     return request.build_absolute_uri(reverse("cds_service", args=[service_id]))
 
 
+def _linked_patient(client: CdsClient, mapped: FhirCase) -> Patient | None:
+    """The clinic's patient with the hook patient's MRN, when exactly one has it: with two (the
+    EHR gives several MRNs), the cards link to neither and say so."""
+    values = [value for _system, value in mapped.mrns]
+    matches = list(Patient.objects.filter(clinic=client.clinic, mrn__in=values)) if values else []
+    if len(matches) > 1:
+        mapped.problems.append(
+            Problem(
+                "Patient.identifier",
+                f"its MRNs are those of {len(matches)} patients in alpcare "
+                f"({', '.join(sorted(patient.mrn for patient in matches))}): the cards are "
+                "linked to none of them",
+            )
+        )
+    return matches[0] if len(matches) == 1 else None
+
+
 @_guarded
 def service(request: HttpRequest, service_id: str) -> HttpResponse:
     """POST /cds-services/{id}: a hook call from a trusted EHR; answers with cards."""
@@ -742,10 +760,7 @@ def service(request: HttpRequest, service_id: str) -> HttpResponse:
         tz=timezone.get_current_timezone(),
         mrn_system=client.mrn_system,
     )
-    values = [value for _system, value in mapped.mrns]
-    patient = (
-        Patient.objects.filter(clinic=client.clinic, mrn__in=values).first() if values else None
-    )
+    patient = _linked_patient(client, mapped)
     call = HookCall(
         client=client,
         service=service_id,

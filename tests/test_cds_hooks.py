@@ -193,6 +193,19 @@ def test_patient_view_links_the_clinics_patient_with_that_mrn(
     response = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(other))
     assert f"/patients/{south.pk}/" not in response.content.decode()
 
+    # Two MRNs of the EHR's patient, two patients in alpcare: linked to neither (an arbitrary
+    # one was linked, and feedback on its cards was recorded on it), and the cards say why.
+    stored_patient(north_ehr.clinic, alice, mrn="NORTH-43")
+    two = myeloma_with_rising_creatinine()
+    two["patient"]["identifier"].append({**two["patient"]["identifier"][0], "value": "NORTH-43"})
+    response = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(two))
+    assert response.status_code == 200
+    assert not [card for card in response.json()["cards"] if card.get("links")]
+    assert (
+        "its MRNs are those of 2 patients in alpcare (NORTH-42, NORTH-43): the cards are "
+        "linked to none of them"
+    ) in response.content.decode()
+
 
 @pytest.mark.django_db
 def test_patient_view_says_what_it_needs_when_the_record_cannot_be_assessed(
