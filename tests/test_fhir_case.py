@@ -204,6 +204,19 @@ def test_medications_by_atc_with_their_period() -> None:
     ]
 
 
+def test_a_course_that_ends_before_it_starts_is_named_not_read_as_current() -> None:
+    """The end was dropped, so the course read as a current therapy."""
+    backwards = {**_statement("M05BA08", "2026-07-10", "2026-01-10"), "id": "za-1"}
+    mapped = case_from_fhir([PATIENT, backwards], today=TODAY)
+    assert mapped.document["clinical"]["therapies"] == []
+    assert [(problem.path, problem.message) for problem in mapped.problems] == [
+        (
+            "MedicationStatement/za-1.effectivePeriod.end",
+            "the end is before the start: the course is left out",
+        )
+    ]
+
+
 def test_a_resource_with_many_validation_problems_names_five_and_counts_the_rest() -> None:
     observation = _observation("6768-6", 200, "U/L", "2026-11-02")
     observation.update(

@@ -512,8 +512,12 @@ def _therapy(
     end_day = _local_date(end, mapper.tz)[0] if isinstance(end, date) else None
     if start_day > mapper.today:
         return  # planned, not started: neither current nor past (spec §2)
+    if end_day is not None and end_day < start_day:  # neither a course that ended nor a current one
+        where = "effectivePeriod.end" if statement else "dispenseRequest.validityPeriod.end"
+        mapper.problem(f"{path}.{where}", "the end is before the start: the course is left out")
+        return
     therapy = {"agent": agent, "start": start_day.isoformat(), "end": None}
-    if end_day is not None and end_day >= start_day:
+    if end_day is not None:
         therapy["end"] = end_day.isoformat()
     if therapy not in therapies:  # the same course as a request and as a statement
         therapies.append(therapy)
