@@ -204,16 +204,32 @@ def test_medications_by_atc_with_their_period() -> None:
     ]
 
 
-def test_a_course_that_ends_before_it_starts_is_named_not_read_as_current() -> None:
+def test_a_course_whose_end_cannot_be_read_is_named_not_read_as_current() -> None:
     """The end was dropped, so the course read as a current therapy."""
     backwards = {**_statement("M05BA08", "2026-07-10", "2026-01-10"), "id": "za-1"}
-    mapped = case_from_fhir([PATIENT, backwards], today=TODAY)
+    month_only = {**_statement("M05BA03", "2026-01-10", "2026-07"), "id": "pam-1"}
+    mapped = case_from_fhir([PATIENT, backwards, month_only], today=TODAY)
     assert mapped.document["clinical"]["therapies"] == []
     assert [(problem.path, problem.message) for problem in mapped.problems] == [
         (
             "MedicationStatement/za-1.effectivePeriod.end",
             "the end is before the start: the course is left out",
-        )
+        ),
+        (
+            "MedicationStatement/pam-1.effectivePeriod.end",
+            "2026-07: a full date is required, the course is left out",
+        ),
+    ]
+
+
+def test_a_value_with_a_comparator_is_named_not_read_as_exact() -> None:
+    """ "> 1000 U/L" was read as 1000: below the spec's extreme-ALP threshold of > 1000."""
+    above = _observation("6768-6", 1000, "U/L", "2026-11-02")
+    above["valueQuantity"]["comparator"] = ">"
+    mapped = case_from_fhir([PATIENT, above], today=TODAY)
+    assert mapped.document["labs"] == []
+    assert [(problem.path, problem.message) for problem in mapped.problems] == [
+        (f"Observation/{above['id']}.valueQuantity.comparator", ">: not an exact value, left out")
     ]
 
 

@@ -417,6 +417,12 @@ def _observation(
     if quantity is None or quantity.value is None:
         mapper.problem(f"{path}.value", "a valueQuantity with a value is required")
         return
+    if quantity.comparator is not None:  # "> 1000" is not 1000
+        mapper.problem(
+            f"{path}.valueQuantity.comparator",
+            f"{quantity.comparator}: not an exact value, left out",
+        )
+        return
     unit = quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
     effective = _effective(mapper, observation, path)
     if effective is None:
@@ -512,9 +518,13 @@ def _therapy(
     end_day = _local_date(end, mapper.tz)[0] if isinstance(end, date) else None
     if start_day > mapper.today:
         return  # planned, not started: neither current nor past (spec §2)
-    if end_day is not None and end_day < start_day:  # neither a course that ended nor a current one
-        where = "effectivePeriod.end" if statement else "dispenseRequest.validityPeriod.end"
-        mapper.problem(f"{path}.{where}", "the end is before the start: the course is left out")
+    # A course whose end cannot be read is neither one that ended nor a current one.
+    end_path = f"{path}.{'effectivePeriod' if statement else 'dispenseRequest.validityPeriod'}.end"
+    if end is not None and end_day is None:
+        mapper.problem(end_path, f"{end}: a full date is required, the course is left out")
+        return
+    if end_day is not None and end_day < start_day:
+        mapper.problem(end_path, "the end is before the start: the course is left out")
         return
     therapy = {"agent": agent, "start": start_day.isoformat(), "end": None}
     if end_day is not None:
