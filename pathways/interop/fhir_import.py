@@ -600,25 +600,6 @@ def _limits(
         if name in reader.lab_fields:
             limits[name] = float(quantity.value)
     return limits
-    for range_index, reference in [chosen] if chosen is not None else []:
-        for end, name in REFERENCE_LIMITS:
-            quantity = getattr(reference, end)
-            if quantity is None or quantity.value is None:
-                continue
-            where = f"{path}.referenceRange[{range_index}].{end}"
-            limit_unit = (
-                quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
-            )
-            if limit_unit not in (None, unit):
-                reader.error(
-                    where + ".unit",
-                    f"{limit_unit}: the limit must be in the result's unit {unit}",
-                    "value",
-                )
-                return None
-            if name in reader.lab_fields:
-                limits[name] = float(quantity.value)
-    return limits
 
 
 def _condition(reader: _Reader, content: BundleContent, condition: Condition, path: str) -> None:
