@@ -44,11 +44,12 @@ class Command(BaseCommand):
                 while True:
                     block = await reader.readblock()
                     try:
-                        ack = (await receive(block.decode(encoding))).ack
+                        text = block.decode(encoding)
                     except UnicodeDecodeError as error:  # never read with stand-in characters
-                        text = block.decode(encoding, errors="replace")
                         reason = f"byte {error.start} of the message is not {encoding} text"
-                        ack = hl7v2.build_ack(text, "AR", reason)
+                        ack = hl7v2.build_ack(block.decode(encoding, "replace"), "AR", reason)
+                    else:
+                        ack = (await receive(text)).ack
                     writer.writeblock(ack.encode(encoding, errors="replace"))
                     await writer.drain()
             except (asyncio.IncompleteReadError, ConnectionError):
