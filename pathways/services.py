@@ -422,14 +422,10 @@ def follow_up_mark_done(
     outcome: str = "done",
     done_on: date | None = None,
     note: str = "",
-    expected_version: int | None = None,
 ) -> FollowUp:
     """Record a follow-up done by hand: outcome, day and note; a case fact updates the case
-    (the patient's optimistic lock applies: StaleVersion if it changed meanwhile)."""
-    if expected_version is None:
-        patient = _locked(follow_up.patient)
-    else:
-        patient = _lock(follow_up.patient, expected_version)
+    (under the patient's row lock, on the case as stored: no version to be stale)."""
+    patient = _locked(follow_up.patient)
     follow_up = FollowUp.objects.select_for_update().get(pk=follow_up.pk)
     if follow_up.completed_at is None:
         follow_up.completed_at = timezone.now()

@@ -498,17 +498,13 @@ def follow_up_done(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> Http
             messages.error(request, f"Not marked done ({follow_up.title}): {message}")
             return redirect("patient_detail", pk=patient.pk)
         return _after_patient_action(request, patient, follow_up_error=message)
-    try:
-        follow_up_mark_done(
-            follow_up=follow_up,
-            user=request.user,
-            outcome=form.cleaned_data["outcome"] or "done",
-            done_on=form.cleaned_data["done_on"],
-            note=form.cleaned_data["note"],
-        )
-    except StaleVersion as stale:
-        messages.error(request, str(stale))
-        return _after_patient_action(request, patient)
+    follow_up_mark_done(
+        follow_up=follow_up,
+        user=request.user,
+        outcome=form.cleaned_data["outcome"] or "done",
+        done_on=form.cleaned_data["done_on"],
+        note=form.cleaned_data["note"],
+    )
     if not request.htmx:
         messages.success(request, f"Marked done: {follow_up.title}.")
     return _after_patient_action(request, patient, announce=f"Marked done: {follow_up.title}.")
