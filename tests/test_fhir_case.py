@@ -272,3 +272,31 @@ def test_a_lab_limit_is_read_only_from_the_one_range_for_everyone_in_the_results
     assert problems[f"Observation/{other_unit['id']}.referenceRange[0].high"] == (
         "'ukat/L': the limit is not in the result's unit 'U/L', so not used"
     )
+
+
+def test_two_values_at_one_time_keep_the_correction_or_are_named() -> None:
+    """The value listed last was kept, whichever corrected the other."""
+
+    def alp(value: float, day: str, status: str = "final") -> dict[str, Any]:
+        return {**_observation("6768-6", value, "U/L", day), "id": f"alp-{value}", "status": status}
+
+    resources = [
+        PATIENT,
+        alp(300, "2026-11-01"), alp(310, "2026-11-01", "corrected"),  # the correction wins
+        alp(420, "2026-11-02", "amended"), alp(400, "2026-11-02"),  # listed first, still wins
+        alp(250, "2026-11-03"), alp(250, "2026-11-03"),  # the same value twice: one result
+        alp(500, "2026-11-04"), alp(900, "2026-11-04"),  # neither corrects the other
+    ]  # fmt: skip
+    mapped = case_from_fhir(resources, today=TODAY)
+    assert [(lab["collected_at"], lab["value"]) for lab in mapped.document["labs"]] == [
+        ("2026-11-01", 310),
+        ("2026-11-02", 420),
+        ("2026-11-03", 250),
+    ]
+    assert [(problem.path, problem.message) for problem in mapped.problems] == [
+        (
+            "Observation/alp-900.valueQuantity",
+            "a second alp result collected at 2026-11-04 with another value (500 U/L, 900 U/L): "
+            "both left out",
+        )
+    ]

@@ -192,6 +192,10 @@ class _Mapper:
         self.today = today
         self.tz = tz
         self.problems: list[Problem] = []
+        # Of the labs by (test, time): which came from an amended or corrected result, and
+        # which had two values neither of which corrects the other.
+        self.amending: set[tuple[str, str]] = set()
+        self.conflicting: set[tuple[str, str]] = set()
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -308,7 +312,10 @@ def case_from_fhir(
     document: dict[str, Any] = {
         "as_of": today.isoformat(),
         "patient": patient,
-        "labs": sorted(labs.values(), key=lambda lab: (lab["collected_at"], lab["test"])),
+        "labs": sorted(
+            (lab for key, lab in labs.items() if key not in mapper.conflicting),
+            key=lambda lab: (lab["collected_at"], lab["test"]),
+        ),
         "clinical": {
             "diagnoses": sorted(set(diagnoses)),
             "cancer": cancer or ("other" if cancers else None),
@@ -457,8 +464,25 @@ def _observation(
                 f"{path}.referenceRange[{chosen[0]}].high",
                 f"{high_unit!r}: the limit is not in the result's unit {unit!r}, so not used",
             )
-    # One result per test and time (the case document refuses two): a correction wins.
-    labs[(test, effective[1])] = lab
+    # One result per test and time (the case document refuses two): a correction wins over
+    # the result it corrects; two values neither of which corrects the other are named and
+    # left out, never one kept by the order the EHR listed them in.
+    key = (test, effective[1])
+    amends = observation.status in ("amended", "corrected")
+    earlier = labs.get(key)
+    if earlier is None or (amends and key not in mapper.amending):
+        labs[key] = lab
+        if amends:
+            mapper.amending.add(key)
+    elif (earlier["value"], earlier["unit"]) != (value, unit) and (
+        amends or key not in mapper.amending
+    ):
+        mapper.conflicting.add(key)
+        mapper.problem(
+            path + ".valueQuantity",
+            f"a second {test} result collected at {effective[1]} with another value "
+            f"({earlier['value']:g} {earlier['unit']}, {value:g} {unit}): both left out",
+        )
 
 
 def _condition(
