@@ -9,6 +9,7 @@ call ``receive``.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,15 @@ def _answer(raw: str, code: str, text: str, message: Hl7Message | None, **kw: An
     return Outcome(code, text, hl7v2.build_ack(raw, code, text), message, **kw)
 
 
+# What became of a message's results, in its ACK (MSA-3): every result counted once.
+_ACK_STATES = (
+    (Hl7Result.State.APPLIED, "stored"),
+    (Hl7Result.State.UNMATCHED, "in the unmatched inbox"),
+    (Hl7Result.State.WITHDRAWN, "withdrawn"),
+    (Hl7Result.State.NOT_STORED, "not stored (status not final)"),
+)
+
+
 def receive(
     raw: str,
     *,
@@ -69,9 +79,9 @@ def receive(
         return _reject(raw, via, str(error))
     except hl7v2.Refused as error:
         return _refuse(raw, via, str(error), *_header(raw))
-    overlong = _overlong(oru)
-    if overlong:
-        return _refuse(raw, via, overlong, oru.sending_facility, oru.control_id)
+    problem = _overlong(oru) or _collected_after_today(oru)
+    if problem:
+        return _refuse(raw, via, problem, oru.sending_facility, oru.control_id)
 
     feed = Hl7Feed.objects.filter(sending_facility=oru.sending_facility).first()
     if clinic is None:
@@ -93,13 +103,13 @@ def receive(
     try:
         with transaction.atomic():
             message = Hl7Message.objects.select_for_update().get(pk=stored.pk)
-            parked = 0
+            states: Counter[str] = Counter()
             for observation in oru.observations:
                 result = _result_row(message, clinic, oru, observation)
                 apply_result(result, user=author, authority=authority)
-                parked += result.state == Hl7Result.State.UNMATCHED
-            text = f"{len(oru.observations)} result(s) stored" + (
-                f", {parked} in the unmatched inbox" if parked else ""
+                states[result.state] += 1
+            text = f"{len(oru.observations)} result(s): " + ", ".join(
+                f"{states[state]} {words}" for state, words in _ACK_STATES if states[state]
             )
             message.status = Hl7Message.Status.APPLIED
             message.ack_code, message.ack_text = "AA", text
@@ -155,6 +165,21 @@ def _overlong(oru: hl7v2.OruMessage) -> str:
             if not _fits(Hl7Result, name, getattr(observation, name)):
                 limit = _length(Hl7Result, name)
                 return f"OBX {observation.set_id[:20]}: {where} is longer than {limit} characters"
+    return ""
+
+
+def _collected_after_today(oru: hl7v2.OruMessage) -> str:
+    """A result collected after today (a clock or time zone wrong at the sender): refused, as
+    a typed one is, rather than stored as the latest result of a case no one could then save."""
+    today = timezone.localdate()
+    for observation in oru.observations:
+        assert observation.collected_at is not None  # parse_message refuses a result without
+        on, _at = hl7v2.local_collection(observation.collected_at, observation.collected_has_time)
+        if on > today:
+            return (
+                f"OBX {observation.set_id[:20]}: collected {on.isoformat()}, after today "
+                f"({today.isoformat()}): check the sending system's clock and time zone"
+            )
     return ""
 
 

@@ -331,6 +331,39 @@ def test_a_withdrawal_removes_the_result(north_feed: Hl7Feed, patient: Patient) 
 
 
 @pytest.mark.django_db
+def test_the_ack_counts_what_became_of_each_result(north_feed: Hl7Feed, patient: Patient) -> None:
+    """The ACK said "3 result(s) stored" of a message whose preliminary and unmatched results
+    were not stored."""
+    first = oru("A1")
+    stored_line = first.rstrip("\r").split("\r")[-1]
+    preliminary = stored_line.replace("OBX|1|", "OBX|2|").replace("|F|||", "|P|||")
+    unmatched = stored_line.replace("OBX|1|", "OBX|3|").replace("|U/L|", "|IU/L|")
+    outcome = feed.receive(first + preliminary + "\r" + unmatched + "\r", via="test")
+    assert outcome.code == "AA"
+    assert outcome.text == (
+        "3 result(s): 1 stored, 1 in the unmatched inbox, 1 not stored (status not final)"
+    )
+
+
+@pytest.mark.django_db
+def test_a_result_collected_after_today_is_refused(north_feed: Hl7Feed, patient: Patient) -> None:
+    """It was stored as the patient's latest result; the case could then not be saved by hand
+    ("collected after today's date") until that day came."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    later = timezone.localdate() + timedelta(days=2)
+    outcome = feed.receive(oru("T1", collected=later.strftime("%Y%m%d") + "0815"), via="test")
+    assert outcome.code == "AE"
+    assert outcome.text == (
+        f"OBX 1: collected {later.isoformat()}, after today ({timezone.localdate().isoformat()}): "
+        "check the sending system's clock and time zone"
+    )
+    assert not LabResult.objects.filter(patient=patient, collected_on=later).exists()
+
+
+@pytest.mark.django_db
 def test_unknown_patient_code_and_unit_are_parked_and_acknowledged(
     north_feed: Hl7Feed, patient: Patient
 ) -> None:
