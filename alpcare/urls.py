@@ -67,6 +67,11 @@ urlpatterns = [
     ),
     path("lab-feed/inbox/", inbox.hl7_inbox, name="hl7_inbox"),
     path("lab-feed/inbox/<int:result_pk>/", inbox.hl7_inbox_match, name="hl7_inbox_match"),
+    path(
+        "lab-feed/inbox/<int:result_pk>/dismiss/",
+        inbox.hl7_inbox_dismiss,
+        name="hl7_inbox_dismiss",
+    ),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("account/api-tokens/", tokens.api_tokens, name="api_tokens"),

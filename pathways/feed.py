@@ -442,3 +442,25 @@ def inbox_match(
     if unit:
         result.unit_matched = unit
     return apply_result(result, user=user)
+
+
+DISMISSAL_NOTE_LENGTH = Hl7Result._meta.get_field("dismissal_note").max_length or 300
+
+
+@transaction.atomic
+def inbox_dismiss(result: Hl7Result, *, user: Any, note: str) -> Hl7Result:
+    """Clear a parked result from the inbox without storing it (a patient alpcare does not
+    follow, a value the laboratory will resend): who, when and why are kept, with history."""
+    note = note.strip()
+    if not note:
+        raise ValueError("note: say why the result is not stored (for the record)")
+    if len(note) > DISMISSAL_NOTE_LENGTH:
+        raise ValueError(f"note: at most {DISMISSAL_NOTE_LENGTH} characters")
+    result = Hl7Result.objects.select_for_update().get(pk=result.pk)
+    if result.state != Hl7Result.State.UNMATCHED:
+        raise ValueError("this result is no longer in the inbox")
+    result.state = Hl7Result.State.DISMISSED
+    result.dismissed_by, result.dismissed_at = user, timezone.now()
+    result.dismissal_note = note
+    result.save()
+    return result

@@ -79,7 +79,8 @@ class Hl7ResultAdmin(ClinicScopedHistoryAdmin):
     readonly_fields = ["message", "clinic", "mrn", "assigning_authority", "patient_name",
                        "filler_order", "code", "coding_system", "code_text", "sub_id", "value",
                        "unit", "reference_range", "status", "collected_at", "state", "reason",
-                       "lab_result", "applied_at"]  # fmt: skip
+                       "lab_result", "applied_at", "dismissed_by", "dismissed_at",
+                       "dismissal_note"]  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

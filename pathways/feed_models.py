@@ -106,6 +106,7 @@ class Hl7Result(models.Model):
         CORRECTED = "corrected", "Replaced by a correction"
         WITHDRAWN = "withdrawn", "Withdrawn"
         NOT_STORED = "not_stored", "Not stored (status not final)"
+        DISMISSED = "dismissed", "Dismissed from the inbox"
 
     message = models.ForeignKey(Hl7Message, on_delete=models.PROTECT, related_name="results")
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+")
@@ -133,6 +134,13 @@ class Hl7Result(models.Model):
     state = models.CharField(max_length=12, choices=State.choices)
     reason = models.CharField(max_length=300, blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
+    # A clinician cleared it from the inbox without storing it, and why (kept, with history).
+    dismissed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )  # fmt: skip
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+    dismissal_note = models.CharField(max_length=300, blank=True)
     history = HistoricalRecords()
 
     class Meta:

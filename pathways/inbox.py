@@ -42,6 +42,15 @@ class MatchForm(forms.Form):
     )
 
 
+class DismissForm(forms.Form):
+    note = forms.CharField(
+        label="Why it is not stored",
+        max_length=feed.DISMISSAL_NOTE_LENGTH,
+        help_text="kept with the result",
+        widget=forms.TextInput(attrs={"class": "form-control form-control-sm"}),
+    )
+
+
 def _inbox(request: HttpRequest) -> Any:
     return Hl7Result.objects.filter(
         clinic__in=user_clinics(request.user), state=Hl7Result.State.UNMATCHED
@@ -66,9 +75,26 @@ def _back(request: HttpRequest) -> HttpResponseRedirect:
 @login_required
 @require_GET
 def hl7_inbox(request: HttpRequest) -> HttpResponse:
-    page = _page(request)
-    rows = [(result, MatchForm(prefix=f"r{result.pk}")) for result in page]
-    return render(request, "pathways/hl7_inbox.html", {"rows": rows, "page": page})
+    return _render(request, _page(request))
+
+
+def _render(
+    request: HttpRequest,
+    page: Page[Hl7Result],
+    refused: forms.Form | None = None,
+    refused_pk: int | None = None,
+) -> HttpResponse:
+    """The inbox page; a refused match or dismissal form shows with its errors in its row."""
+    rows = []
+    for item in page:
+        match = MatchForm(prefix=f"r{item.pk}")
+        dismiss = DismissForm(prefix=f"d{item.pk}")
+        if item.pk == refused_pk:
+            match = refused if isinstance(refused, MatchForm) else match
+            dismiss = refused if isinstance(refused, DismissForm) else dismiss
+        rows.append((item, match, dismiss))
+    status = 400 if refused is not None else 200
+    return render(request, "pathways/hl7_inbox.html", {"rows": rows, "page": page}, status=status)
 
 
 @login_required
@@ -84,10 +110,7 @@ def hl7_inbox_match(request: HttpRequest, result_pk: int) -> HttpResponse:
         if patient is None:
             form.add_error("mrn", f"No patient with this MRN in {result.clinic}.")
     if not form.is_valid():
-        page = _page(request)
-        rows = [(item, form if item.pk == result.pk else MatchForm(prefix=f"r{item.pk}"))
-                for item in page]  # fmt: skip
-        return render(request, "pathways/hl7_inbox.html", {"rows": rows, "page": page}, status=400)
+        return _render(request, _page(request), form, result.pk)
     try:
         applied = feed.inbox_match(
             result,
@@ -103,4 +126,26 @@ def hl7_inbox_match(request: HttpRequest, result_pk: int) -> HttpResponse:
         messages.warning(request, f"Still unmatched: {applied.reason}")
     else:
         messages.success(request, f"Result {applied.code} {applied.value} {applied.unit} applied.")
+    return _back(request)
+
+
+@login_required
+@require_POST
+def hl7_inbox_dismiss(request: HttpRequest, result_pk: int) -> HttpResponse:
+    """Clear a result from the inbox without storing it, with a note saying why."""
+    result = _inbox(request).filter(pk=result_pk).first()
+    if result is None:
+        raise Http404("no such result in your clinics' inbox")
+    form = DismissForm(request.POST, prefix=f"d{result.pk}")
+    if not form.is_valid():
+        return _render(request, _page(request), form, result.pk)
+    try:
+        feed.inbox_dismiss(result, user=request.user, note=form.cleaned_data["note"])
+    except ValueError as error:
+        messages.error(request, str(error))
+        return _back(request)
+    messages.success(
+        request, f"Dismissed, not stored: {result.code} {result.value} {result.unit} for MRN "
+        f"{result.mrn}."
+    )  # fmt: skip
     return _back(request)

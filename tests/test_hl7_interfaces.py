@@ -175,6 +175,40 @@ def test_inbox_screen_shows_own_clinic_and_applies_a_match(
 
 
 @pytest.mark.django_db
+def test_a_result_alpcare_should_not_store_is_dismissed_from_the_inbox_with_a_note(
+    client: Any, alice: User, bob: User, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """A result that could never be matched (a patient alpcare does not follow) stayed in the
+    inbox for good: nothing could clear it."""
+    from pathways import feed
+
+    feed.receive(oru("D1", mrn="VISITOR-7"), via="test")
+    parked = Hl7Result.objects.get()
+    url, field = f"/lab-feed/inbox/{parked.pk}/dismiss/", f"d{parked.pk}-note"
+    client.force_login(bob)  # another clinic
+    assert client.post(url, {field: "not ours"}).status_code == 404
+    client.force_login(alice)
+    refused = client.post(url, {field: "  "})
+    assert refused.status_code == 400 and "This field is required." in refused.content.decode()
+    assert "VISITOR-7" in refused.content.decode()  # still listed, the error in its row
+    response = client.post(url, {field: "Visiting patient, not followed here"}, follow=True)
+    page = response.content.decode()
+    assert "Dismissed, not stored: 6768-6 412 U/L for MRN VISITOR-7." in page
+    assert "No unmatched results." in page
+    parked.refresh_from_db()
+    assert parked.state == Hl7Result.State.DISMISSED
+    assert (parked.dismissed_by, parked.dismissal_note) == (
+        alice,
+        "Visiting patient, not followed here",
+    )
+    assert parked.dismissed_at is not None
+    assert parked.history.first().history_user == alice
+    assert not LabResult.objects.filter(collected_on=date(2026, 11, 1)).exists()
+    again = client.post(url, {field: "twice"})
+    assert again.status_code == 404  # no longer in the inbox
+
+
+@pytest.mark.django_db
 def test_the_inbox_pages_through_every_unmatched_result(
     client: Any, alice: User, north_feed: Hl7Feed, patient: Patient, monkeypatch: Any
 ) -> None:

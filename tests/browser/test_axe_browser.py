@@ -7,14 +7,18 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from django.contrib.auth.models import User
 from django.db import connection
 from playwright.sync_api import expect
 
+from pathways import feed
+from pathways.feed_models import Hl7Feed
 from pathways.models import Rule, RuleSet
 from tests.browser.conftest import log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
 from tests.conftest import rule_editor
 from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+from tests.test_hl7_feed import oru
 
 BLOCKING = {"serious", "critical"}
 
@@ -46,9 +50,22 @@ def test_the_clinician_screens_have_no_serious_violation(
 ) -> None:
     # No console_errors fixture here: axe itself re-parses the stylesheets in inline <style>
     # elements, which the CSP rightly refuses; the other browser tests assert a clean console.
+    # The lab inbox with a parked result: its match and dismissal forms.
+    Hl7Feed.objects.create(
+        sending_facility="NORTHLAB",
+        clinic=patient.clinic,
+        service_user=User.objects.create_user("axe-lab-feed"),
+    )
+    feed.receive(oru("AXE-1", mrn="TEMP-AXE"), via="test")
     log_in(page, live_server, "alice")
     found: dict[str, list[str]] = {}
-    for path in ("/", "/patients/", f"/patients/{patient.pk}/", "/patients/new/"):
+    for path in (
+        "/",
+        "/patients/",
+        f"/patients/{patient.pk}/",
+        "/patients/new/",
+        "/lab-feed/inbox/",
+    ):
         page.goto(f"{live_server.url}{path}")
         found[path] = blocking_violations(page)
     # Case entry with its errors showing: a result dated after today, refused on saving.

@@ -54,3 +54,31 @@ def test_an_unmatched_result_is_matched_by_its_labelled_fields(
     assert console_errors == [
         "Failed to load resource: the server responded with a status of 400 (Bad Request)"
     ]
+
+
+def test_a_result_not_for_alpcare_is_dismissed_with_a_note(
+    page: Any, live_server: Any, smoke_user: Any, console_errors: list[str]
+) -> None:
+    """An inbox row that could never be matched could not be cleared."""
+    ensure_published_rule_set()
+    clinic = smoke_user.memberships.get().clinic
+    Hl7Feed.objects.create(
+        sending_facility="NORTHLAB",
+        clinic=clinic,
+        service_user=User.objects.create_user("inbox-lab-feed"),
+    )
+    feed.receive(oru("INBOX-2", mrn="VISITOR-3", value="280"), via="test")
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/lab-feed/inbox/")
+    row = page.locator("tbody tr").filter(has_text="VISITOR-3")
+    row.get_by_text("Dismiss, not stored…").click()
+    row.get_by_label("Why it is not stored").fill("Visiting patient, results go to her GP")
+    row.get_by_role("button", name="Dismiss", exact=True).click()
+    expect(
+        page.get_by_text("Dismissed, not stored: 6768-6 280 U/L for MRN VISITOR-3.")
+    ).to_be_visible()
+    expect(page.get_by_text("No unmatched results.")).to_be_visible()
+    dismissed = Hl7Result.objects.get()
+    assert dismissed.state == Hl7Result.State.DISMISSED
+    assert dismissed.dismissal_note == "Visiting patient, results go to her GP"
+    assert console_errors == []
