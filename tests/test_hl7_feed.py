@@ -129,6 +129,16 @@ def test_a_value_that_is_not_an_hl7_number_is_not_read_as_one(text: str) -> None
         hl7v2.numeric_value(text)
 
 
+@pytest.mark.parametrize(
+    ("obx_5", "read"),
+    [("^412", "412"), ("=^412", "412"), (">^1000", ">1000"), ("<^5", "<5"), ("1^:^128", "1:128")],
+)
+def test_a_structured_numeric_is_its_number_only_when_exact(obx_5: str, read: str) -> None:
+    """OBX-2 SN: the first component (the comparator) was read as the value: "" for "^412"."""
+    message = oru().replace("OBX|1|NM|", "OBX|1|SN|").replace("|412|U/L|", f"|{obx_5}|U/L|")
+    assert hl7v2.parse_message(message).observations[0].value == read
+
+
 @pytest.mark.parametrize(("text", "value"), [("412", 412), ("+8.5", 8.5), (".5", 0.5), ("40.", 40)])
 def test_hl7_numbers_are_read(text: str, value: float) -> None:
     assert hl7v2.numeric_value(text) == value

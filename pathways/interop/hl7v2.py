@@ -244,7 +244,7 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
                     code_text=_field(segment, 3, 1, 2),
                     coding_system=_field(segment, 3, 1, 3),
                     sub_id=_field(segment, 4),
-                    value=_field(segment, 5),
+                    value=_obx_value(segment),
                     unit=_field(segment, 6, 1, 1),
                     reference_range=_field(segment, 7),
                     status=status,
@@ -255,6 +255,18 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
     if not observations:
         raise Refused("the message has no OBX segment")
     return _with(oru, mrn, authority, name, observations)
+
+
+def _obx_value(segment: Any) -> str:
+    """OBX-5 as text. A structured numeric (OBX-2 ``SN``: comparator^number^separator^number)
+    is its number when exact (``^412``, ``=^412``); otherwise it is kept as written (``>1000``,
+    ``1^:^128``), which is not a number and so waits in the inbox with that reason."""
+    if _field(segment, 2).upper() != "SN":
+        return _field(segment, 5)
+    comparator, number, separator, second = (_field(segment, 5, 1, n) for n in (1, 2, 3, 4))
+    if comparator in ("", "=") and not separator and not second:
+        return number
+    return f"{comparator}{number}{separator}{second}"
 
 
 def _with(
