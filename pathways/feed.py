@@ -31,7 +31,7 @@ from pathways.services import (
 
 logger = logging.getLogger(__name__)
 
-LOINC_SYSTEMS = ("LN", "LOINC", "")
+LOINC_SYSTEMS = hl7v2.LOINC_SYSTEMS
 
 
 @dataclass(frozen=True)

@@ -341,6 +341,21 @@ def test_a_withdrawal_removes_the_result(north_feed: Hl7Feed, patient: Patient) 
 
 
 @pytest.mark.django_db
+def test_a_loinc_alternate_identifier_is_read(north_feed: Hl7Feed, patient: Patient) -> None:
+    """OBX-3 with the lab's own code first and LOINC as the alternate (components 4 to 6): the
+    LOINC code was ignored and the result waited in the inbox for a local-code mapping."""
+    outcome = feed.receive(
+        oru("ALT1", code="ALKP^Alk phos^L^6768-6^Alkaline phosphatase^LN"), via="test"
+    )
+    assert outcome.text == "1 result(s): 1 stored"
+    stored = Hl7Result.objects.get()
+    assert (stored.code, stored.coding_system, stored.test) == ("6768-6", "LN", "alp")
+    assert LabResult.objects.filter(
+        patient=patient, test="alp", collected_on=date(2026, 11, 1)
+    ).exists()
+
+
+@pytest.mark.django_db
 def test_the_ack_counts_what_became_of_each_result(north_feed: Hl7Feed, patient: Patient) -> None:
     """The ACK said "3 result(s) stored" of a message whose preliminary and unmatched results
     were not stored."""

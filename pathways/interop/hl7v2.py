@@ -228,7 +228,7 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
             where = f"OBX {number}"
             collected = parse_dtm(_field(segment, 14), default_offset, f"{where}-14")
             collected = collected or obr_collected
-            code = _field(segment, 3, 1, 1)
+            code, code_text, coding_system = _identifier(segment)
             if not code:
                 raise Refused(f"{where}-3 (observation identifier) is empty")
             status = _field(segment, 11).upper()
@@ -241,8 +241,8 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
                     set_id=number,
                     filler_order=filler_order,
                     code=code,
-                    code_text=_field(segment, 3, 1, 2),
-                    coding_system=_field(segment, 3, 1, 3),
+                    code_text=code_text,
+                    coding_system=coding_system,
                     sub_id=_field(segment, 4),
                     value=_obx_value(segment),
                     unit=_field(segment, 6, 1, 1),
@@ -255,6 +255,20 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
     if not observations:
         raise Refused("the message has no OBX segment")
     return _with(oru, mrn, authority, name, observations)
+
+
+LOINC_SYSTEMS = ("LN", "LOINC", "")  # OBX-3.3 (or .6) naming LOINC; blank: taken as LOINC
+
+
+def _identifier(segment: Any) -> tuple[str, str, str]:
+    """OBX-3 (code, text, coding system): the LOINC one when the laboratory sends its own code
+    first and LOINC as the alternate identifier (components 4 to 6)."""
+    code, text, system = (_field(segment, 3, 1, n) for n in (1, 2, 3))
+    alternate, alternate_text, alternate_system = (_field(segment, 3, 1, n) for n in (4, 5, 6))
+    named_loinc = alternate_system.upper() in ("LN", "LOINC")
+    if system.upper() not in LOINC_SYSTEMS and alternate and named_loinc:
+        return alternate, alternate_text, alternate_system
+    return code, text, system
 
 
 def _obx_value(segment: Any) -> str:
