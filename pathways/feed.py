@@ -264,6 +264,7 @@ def _result_row(
         value=obs.value,
         unit=obs.unit,
         reference_range=obs.reference_range,
+        comment=obs.comment,
         status=obs.status,
         collected_at=obs.collected_at,
         collected_has_time=obs.collected_has_time,
@@ -380,14 +381,15 @@ def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Res
     elif earlier is not None:
         result.lab_result = patient_change_result(
             patient=patient, result=earlier, user=user, lab=lab, expected_version=version,
-            source=source,
+            source=source, lab_comment=result.comment,
         )  # fmt: skip
         result.state = Hl7Result.State.APPLIED
     else:
         try:
             result.lab_result = patient_record_result(
-                patient=patient, user=user, lab=lab, expected_version=version, source=source
-            )
+                patient=patient, user=user, lab=lab, expected_version=version, source=source,
+                lab_comment=result.comment,
+            )  # fmt: skip
             result.state = Hl7Result.State.APPLIED
         except DuplicateResult as duplicate:
             same = LabResult.objects.filter(

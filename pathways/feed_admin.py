@@ -78,7 +78,8 @@ class Hl7ResultAdmin(ClinicScopedHistoryAdmin):
     search_fields = ["mrn", "code", "filler_order"]
     readonly_fields = ["message", "clinic", "mrn", "assigning_authority", "patient_name",
                        "filler_order", "code", "coding_system", "code_text", "sub_id", "value",
-                       "unit", "reference_range", "status", "collected_at", "state", "reason",
+                       "unit", "reference_range", "comment", "status", "collected_at", "state",
+                       "reason",
                        "lab_result", "applied_at", "dismissed_by", "dismissed_at",
                        "dismissal_note"]  # fmt: skip
 

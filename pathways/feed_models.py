@@ -122,6 +122,7 @@ class Hl7Result(models.Model):
     value = models.CharField(max_length=100, blank=True, help_text="OBX-5")
     unit = models.CharField(max_length=40, blank=True, help_text="OBX-6")
     reference_range = models.CharField(max_length=60, blank=True, help_text="OBX-7")
+    comment = models.TextField(blank=True, help_text="NTE-3 of the NTE segments after the OBX")
     status = models.CharField(max_length=2, help_text="OBX-11")
     collected_at = models.DateTimeField()
     collected_has_time = models.BooleanField(default=True)

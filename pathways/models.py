@@ -200,6 +200,9 @@ class LabResult(models.Model):
     reference_high = models.FloatField(null=True, blank=True, help_text="The lab's ULN, in `unit`.")
     reference_low = models.FloatField(null=True, blank=True, help_text="The lab's LLN, in `unit`.")
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.ENTERED)
+    lab_comment = models.TextField(
+        blank=True, help_text="The laboratory's comment on the result (HL7 NTE after its OBX)."
+    )
     entered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

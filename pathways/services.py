@@ -171,14 +171,16 @@ def patient_record_result(
     lab: engine.Lab,
     expected_version: int,
     source: str = LabResult.Source.ENTERED,
+    lab_comment: str = "",
 ) -> LabResult:
     """Add one result to a patient, refusing a second result for the same test and time."""
     patient = _lock(patient, expected_version)
     try:
         with transaction.atomic():
             result = LabResult.objects.create(
-                patient=patient, entered_by=user, source=source, **lab_result_fields(lab)
-            )
+                patient=patient, entered_by=user, source=source, lab_comment=lab_comment,
+                **lab_result_fields(lab),
+            )  # fmt: skip
     except IntegrityError as error:
         raise DuplicateResult(lab) from error
     _bump(patient)
@@ -194,8 +196,10 @@ def patient_change_result(
     lab: engine.Lab,
     expected_version: int,
     source: str | None = None,
+    lab_comment: str | None = None,
 ) -> LabResult:
-    """Replace one stored result with a corrected one (same row, so its history shows both)."""
+    """Replace one stored result with a corrected one (same row, so its history shows both);
+    ``lab_comment``: the laboratory's comment on the correction (None: the stored one stays)."""
     patient = _lock(patient, expected_version)
     result = LabResult.objects.select_for_update().get(pk=result.pk, patient=patient)
     for name, value in lab_result_fields(lab).items():
@@ -203,6 +207,8 @@ def patient_change_result(
     result.entered_by = user
     if source is not None:
         result.source = source
+    if lab_comment is not None:
+        result.lab_comment = lab_comment
     try:
         with transaction.atomic():
             result.save()

@@ -355,6 +355,38 @@ def test_a_loinc_alternate_identifier_is_read(north_feed: Hl7Feed, patient: Pati
     ).exists()
 
 
+def test_a_labs_comment_on_a_result_is_read_from_the_nte_after_its_obx() -> None:
+    """NTE segments were skipped: "sample haemolysed" never reached the clinician."""
+    message = (
+        oru().replace("OBR|1|", "NTE|1|L|about the patient, not a result\rOBR|1|")
+        + "NTE|1|L|Sample haemolysed\\.br\\interpret with care~repeat requested\r"
+        + "NTE|2|L|Phoned to ward 3 \\T\\ noted\r"
+    )
+    (observation,) = hl7v2.parse_message(message).observations
+    assert observation.comment == (
+        "Sample haemolysed\ninterpret with care\nrepeat requested\nPhoned to ward 3 & noted"
+    )
+    assert hl7v2.parse_message(oru()).observations[0].comment == ""
+
+
+@pytest.mark.django_db
+def test_a_labs_comment_is_kept_with_the_result_and_shown_on_the_patient_page(
+    client: Any, alice: User, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    feed.receive(oru("N1") + "NTE|1|L|Sample haemolysed\r", via="test")
+    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
+    assert stored.lab_comment == "Sample haemolysed"
+    client.force_login(alice)
+    page = client.get(f"/patients/{patient.pk}/").content.decode()
+    assert "Lab comment:</span> Sample haemolysed" in page
+    # A correction brings its own comment (or none): the earlier one was about the old value.
+    feed.receive(
+        oru("N2", value="421", status="C") + "NTE|1|L|Repeat on a new sample\r", via="test"
+    )
+    stored.refresh_from_db()
+    assert (stored.value, stored.lab_comment) == (421, "Repeat on a new sample")
+
+
 @pytest.mark.django_db
 def test_the_ack_counts_what_became_of_each_result(north_feed: Hl7Feed, patient: Patient) -> None:
     """The ACK said "3 result(s) stored" of a message whose preliminary and unmatched results

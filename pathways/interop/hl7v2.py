@@ -9,7 +9,7 @@ observation's fields, ``build_ack`` answers it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -43,6 +43,7 @@ class Observation:
     status: str  # OBX-11
     collected_at: datetime | None  # OBX-14, else OBR-7, aware
     collected_has_time: bool
+    comment: str = ""  # NTE-3 of the NTE segments that follow the OBX, a line each
 
 
 @dataclass(frozen=True)
@@ -218,11 +219,16 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
     observations: list[Observation] = []
     filler_order = ""
     obr_collected: tuple[datetime, bool] | None = None
+    previous = ""  # the segment before this one: an NTE after an OBX (or its NTE) notes it
     for segment in message:
         kind = str(segment(0))
         if kind == "OBR":
             filler_order = _field(segment, 3)
             obr_collected = parse_dtm(_field(segment, 7), default_offset, "OBR-7")
+        elif kind == "NTE" and observations and previous in ("OBX", "NTE"):
+            latest = observations[-1]
+            lines = [line for line in (latest.comment, _note(message, segment)) if line]
+            observations[-1] = replace(latest, comment="\n".join(lines))
         elif kind == "OBX":
             number = _field(segment, 1) or str(len(observations) + 1)
             where = f"OBX {number}"
@@ -252,6 +258,7 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
                     collected_has_time=collected[1],
                 )
             )
+        previous = kind
     if not observations:
         raise Refused("the message has no OBX segment")
     return _with(oru, mrn, authority, name, observations)
@@ -269,6 +276,16 @@ def _identifier(segment: Any) -> tuple[str, str, str]:
     if system.upper() not in LOINC_SYSTEMS and alternate and named_loinc:
         return alternate, alternate_text, alternate_system
     return code, text, system
+
+
+def _note(message: Any, segment: Any) -> str:
+    """NTE-3 (formatted text, repeatable) as plain text: escapes undone, a line per repeat."""
+    try:
+        repeats = [str(repeat) for repeat in segment(3)] if len(segment) > 3 else []
+    except (IndexError, TypeError):
+        repeats = []
+    text = "\n".join(message.unescape(repeat) for repeat in repeats)
+    return "\n".join(line.strip() for line in text.replace("\r", "\n").splitlines()).strip()
 
 
 def _obx_value(segment: Any) -> str:
