@@ -420,6 +420,8 @@ def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
                 }
         if reference:
             observation["referenceRange"] = [reference]
+        if row.lab_comment:  # the laboratory's comment (HL7 NTE)
+            observation["note"] = [{"text": row.lab_comment}]
         resources.append(observation)
 
     def vital(code: fhir_codes.Code, suffix: str, value: dict[str, Any]) -> None:

@@ -410,6 +410,9 @@ def test_export_then_import_leaves_the_stored_patient_unchanged(
     earlier = {"agent": "other_bisphosphonate", "start": "2024-01-01", "end": "2024-06-01"}
     document["clinical"]["therapies"].append(earlier)
     patient = stored_patient(north_clinic, alice, document, mrn="RT-1", name="Round Trip")
+    commented = patient.lab_results.filter(test="crcl").latest("collected_on")
+    commented.lab_comment = "Sample haemolysed"  # the laboratory's comment (HL7 NTE)
+    commented.save()
     before = _state(patient)
     exported = client.get(f"/api/v1/fhir/Patient/{patient.pk}/$everything",
                           HTTP_AUTHORIZATION=f"Token {write_key}")  # fmt: skip
@@ -420,6 +423,8 @@ def test_export_then_import_leaves_the_stored_patient_unchanged(
     codes = {c["code"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Condition"
              for c in e["resource"]["code"]["coding"]}  # fmt: skip
     assert codes == {"C90.00", "C79.51", "N18.9", "C50.929"}  # a male patient's breast cancer
+    notes = [e["resource"].get("note") for e in bundle["entry"] if "note" in e["resource"]]
+    assert notes == [[{"text": "Sample haemolysed"}]]
     assert AccessLog.objects.filter(patient=patient, action="api: fhir $everything").count() == 1
     response = _post(client, write_key, bundle)
     assert response.status_code == 200, response.content
