@@ -357,10 +357,14 @@ def test_a_loinc_alternate_identifier_is_read(north_feed: Hl7Feed, patient: Pati
 
 def test_a_labs_comment_on_a_result_is_read_from_the_nte_after_its_obx() -> None:
     """NTE segments were skipped: "sample haemolysed" never reached the clinician."""
+    about_the_order = "OBR|2|P-2|F-78|24326-1^Panel^LN|||20261101081500+0100\r" + (
+        "NTE|1|L|Order note\rNTE|2|L|A second order note\r"
+    )
     message = (
         oru().replace("OBR|1|", "NTE|1|L|about the patient, not a result\rOBR|1|")
         + "NTE|1|L|Sample haemolysed\\.br\\interpret with care~repeat requested\r"
         + "NTE|2|L|Phoned to ward 3 \\T\\ noted\r"
+        + about_the_order
     )
     (observation,) = hl7v2.parse_message(message).observations
     assert observation.comment == (

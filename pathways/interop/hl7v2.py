@@ -219,13 +219,13 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
     observations: list[Observation] = []
     filler_order = ""
     obr_collected: tuple[datetime, bool] | None = None
-    previous = ""  # the segment before this one: an NTE after an OBX (or its NTE) notes it
+    noting = False  # an NTE right after an OBX, or after that OBX's NTEs, notes that result
     for segment in message:
         kind = str(segment(0))
         if kind == "OBR":
             filler_order = _field(segment, 3)
             obr_collected = parse_dtm(_field(segment, 7), default_offset, "OBR-7")
-        elif kind == "NTE" and observations and previous in ("OBX", "NTE"):
+        elif kind == "NTE" and noting:
             latest = observations[-1]
             lines = [line for line in (latest.comment, _note(message, segment)) if line]
             observations[-1] = replace(latest, comment="\n".join(lines))
@@ -258,7 +258,7 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
                     collected_has_time=collected[1],
                 )
             )
-        previous = kind
+        noting = kind == "OBX" or (kind == "NTE" and noting)
     if not observations:
         raise Refused("the message has no OBX segment")
     return _with(oru, mrn, authority, name, observations)
