@@ -57,6 +57,13 @@ def _inbox(request: HttpRequest) -> Any:
     ).select_related("clinic", "message")
 
 
+def _parked(request: HttpRequest, result_pk: int) -> Hl7Result:
+    result: Hl7Result | None = _inbox(request).filter(pk=result_pk).first()
+    if result is None:
+        raise Http404("no such result in your clinics' inbox")
+    return result
+
+
 RESULTS_PER_PAGE = 50
 
 
@@ -100,9 +107,7 @@ def _render(
 @login_required
 @require_POST
 def hl7_inbox_match(request: HttpRequest, result_pk: int) -> HttpResponse:
-    result = _inbox(request).filter(pk=result_pk).first()
-    if result is None:
-        raise Http404("no such result in your clinics' inbox")
+    result = _parked(request, result_pk)
     form = MatchForm(request.POST, prefix=f"r{result.pk}")
     patient = None
     if form.is_valid() and form.cleaned_data["mrn"]:
@@ -133,9 +138,7 @@ def hl7_inbox_match(request: HttpRequest, result_pk: int) -> HttpResponse:
 @require_POST
 def hl7_inbox_dismiss(request: HttpRequest, result_pk: int) -> HttpResponse:
     """Clear a result from the inbox without storing it, with a note saying why."""
-    result = _inbox(request).filter(pk=result_pk).first()
-    if result is None:
-        raise Http404("no such result in your clinics' inbox")
+    result = _parked(request, result_pk)
     form = DismissForm(request.POST, prefix=f"d{result.pk}")
     if not form.is_valid():
         return _render(request, _page(request), form, result.pk)
