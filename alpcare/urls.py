@@ -72,6 +72,11 @@ urlpatterns = [
         inbox.hl7_inbox_dismiss,
         name="hl7_inbox_dismiss",
     ),
+    path(
+        "lab-feed/inbox/<int:result_pk>/restore/",
+        inbox.hl7_inbox_restore,
+        name="hl7_inbox_restore",
+    ),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("account/api-tokens/", tokens.api_tokens, name="api_tokens"),

@@ -466,3 +466,15 @@ def inbox_dismiss(result: Hl7Result, *, user: Any, note: str) -> Hl7Result:
     result.dismissal_note = note
     result.save()
     return result
+
+
+@transaction.atomic
+def inbox_restore(result: Hl7Result, *, user: Any) -> Hl7Result:
+    """Undo a dismissal: the result is back in the inbox (the history keeps the dismissal)."""
+    result = Hl7Result.objects.select_for_update().get(pk=result.pk)
+    if result.state != Hl7Result.State.DISMISSED:
+        raise ValueError("this result is not a dismissed one")
+    result.state = Hl7Result.State.UNMATCHED
+    result.dismissed_by, result.dismissed_at, result.dismissal_note = None, None, ""
+    result.save()
+    return result

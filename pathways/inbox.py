@@ -51,14 +51,25 @@ class DismissForm(forms.Form):
     )
 
 
-def _inbox(request: HttpRequest) -> Any:
+def _inbox(request: HttpRequest, state: str = Hl7Result.State.UNMATCHED) -> Any:
     return Hl7Result.objects.filter(
-        clinic__in=user_clinics(request.user), state=Hl7Result.State.UNMATCHED
-    ).select_related("clinic", "message")
+        clinic__in=user_clinics(request.user), state=state
+    ).select_related("clinic", "message", "dismissed_by")
 
 
-def _parked(request: HttpRequest, result_pk: int) -> Hl7Result:
-    result: Hl7Result | None = _inbox(request).filter(pk=result_pk).first()
+DISMISSED_SHOWN = 20  # the latest dismissals under the inbox; all of them in the admin
+
+
+def _dismissed(request: HttpRequest) -> tuple[list[Hl7Result], int]:
+    """The latest dismissed results of the user's clinics, and how many there are in all."""
+    dismissed = _inbox(request, Hl7Result.State.DISMISSED).order_by("-dismissed_at", "-pk")
+    return list(dismissed[:DISMISSED_SHOWN]), dismissed.count()
+
+
+def _parked(
+    request: HttpRequest, result_pk: int, state: str = Hl7Result.State.UNMATCHED
+) -> Hl7Result:
+    result: Hl7Result | None = _inbox(request, state).filter(pk=result_pk).first()
     if result is None:
         raise Http404("no such result in your clinics' inbox")
     return result
@@ -101,7 +112,14 @@ def _render(
             dismiss = refused if isinstance(refused, DismissForm) else dismiss
         rows.append((item, match, dismiss))
     status = 400 if refused is not None else 200
-    return render(request, "pathways/hl7_inbox.html", {"rows": rows, "page": page}, status=status)
+    dismissed, dismissed_count = _dismissed(request)
+    context = {
+        "rows": rows,
+        "page": page,
+        "dismissed": dismissed,
+        "dismissed_count": dismissed_count,
+    }
+    return render(request, "pathways/hl7_inbox.html", context, status=status)
 
 
 @login_required
@@ -149,6 +167,19 @@ def hl7_inbox_dismiss(request: HttpRequest, result_pk: int) -> HttpResponse:
         return _back(request)
     messages.success(
         request, f"Dismissed, not stored: {result.code} {result.value} {result.unit} for MRN "
+        f"{result.mrn}."
+    )  # fmt: skip
+    return _back(request)
+
+
+@login_required
+@require_POST
+def hl7_inbox_restore(request: HttpRequest, result_pk: int) -> HttpResponse:
+    """Undo a dismissal: the result is back in the inbox."""
+    result = _parked(request, result_pk, Hl7Result.State.DISMISSED)
+    feed.inbox_restore(result, user=request.user)
+    messages.success(
+        request, f"Back in the inbox: {result.code} {result.value} {result.unit} for MRN "
         f"{result.mrn}."
     )  # fmt: skip
     return _back(request)

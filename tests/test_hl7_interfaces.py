@@ -206,6 +206,20 @@ def test_a_result_alpcare_should_not_store_is_dismissed_from_the_inbox_with_a_no
     assert not LabResult.objects.filter(collected_on=date(2026, 11, 1)).exists()
     again = client.post(url, {field: "twice"})
     assert again.status_code == 404  # no longer in the inbox
+    # Listed under the inbox, and put back by one click (a dismissal made by mistake).
+    listed = page[page.index('id="dismissed-heading"') :]
+    assert "VISITOR-7" in listed and "Visiting patient, not followed here" in listed
+    restore = f"/lab-feed/inbox/{parked.pk}/restore/"
+    client.force_login(bob)
+    assert client.post(restore).status_code == 404
+    client.force_login(alice)
+    back = client.post(restore, follow=True).content.decode()
+    assert "Back in the inbox: 6768-6 412 U/L for MRN VISITOR-7." in back
+    assert 'id="dismissed-heading"' not in back
+    parked.refresh_from_db()
+    assert (parked.state, parked.dismissed_by, parked.dismissal_note) == ("unmatched", None, "")
+    assert parked.history.filter(state="dismissed").exists()  # the dismissal stays on record
+    assert client.post(restore).status_code == 404  # not a dismissed one any more
 
 
 @pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.db import connection
 from playwright.sync_api import expect
 
 from pathways import feed
-from pathways.feed_models import Hl7Feed
+from pathways.feed_models import Hl7Feed, Hl7Result
 from pathways.models import Rule, RuleSet
 from tests.browser.conftest import log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
@@ -50,13 +50,16 @@ def test_the_clinician_screens_have_no_serious_violation(
 ) -> None:
     # No console_errors fixture here: axe itself re-parses the stylesheets in inline <style>
     # elements, which the CSP rightly refuses; the other browser tests assert a clean console.
-    # The lab inbox with a parked result: its match and dismissal forms.
+    # The lab inbox with a parked result (its match and dismissal forms) and a dismissed one.
     Hl7Feed.objects.create(
         sending_facility="NORTHLAB",
         clinic=patient.clinic,
         service_user=User.objects.create_user("axe-lab-feed"),
     )
     feed.receive(oru("AXE-1", mrn="TEMP-AXE"), via="test")
+    feed.receive(oru("AXE-2", mrn="VISITOR-AXE"), via="test")
+    visitor = Hl7Result.objects.get(mrn="VISITOR-AXE")
+    feed.inbox_dismiss(visitor, user=patient.clinic.memberships.first().user, note="Not ours")
     log_in(page, live_server, "alice")
     found: dict[str, list[str]] = {}
     for path in (

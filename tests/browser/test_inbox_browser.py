@@ -81,4 +81,11 @@ def test_a_result_not_for_alpcare_is_dismissed_with_a_note(
     dismissed = Hl7Result.objects.get()
     assert dismissed.state == Hl7Result.State.DISMISSED
     assert dismissed.dismissal_note == "Visiting patient, results go to her GP"
+    # Listed below the inbox with its note, and put back by one click.
+    listed = page.locator(f'[data-dismissed="{dismissed.pk}"]')
+    expect(listed).to_contain_text("Visiting patient, results go to her GP")
+    listed.get_by_role("button", name="Back to the inbox").click()
+    expect(page.get_by_text("Back in the inbox: 6768-6 280 U/L for MRN VISITOR-3.")).to_be_visible()
+    expect(page.locator("tbody tr").filter(has_text="VISITOR-3")).to_have_count(1)
+    assert Hl7Result.objects.get().state == Hl7Result.State.UNMATCHED
     assert console_errors == []
