@@ -262,11 +262,30 @@ def import_bundle(data: object, *, clinic: Clinic, user: Any, path: str) -> Impo
                     [Issue(content.patient_path, str(stale), code="conflict")]
                 ) from None
         assert patient is not None
+        commented = _lab_comments_store(patient, content.labs)
         access_log_record(user=user, patient=patient, action="fhir: import", path=path)
     return ImportOutcome(
-        patient=patient, created=before is None, changed=not unchanged, counts=counts,
+        patient=patient, created=before is None, changed=not unchanged or commented,
+        counts=counts,
         notes=content.notes, patient_entry=content.patient_entry,
     )  # fmt: skip
+
+
+def _lab_comments_store(patient: Patient, labs: list[Any]) -> bool:
+    """The laboratory's comments a Bundle gives (Observation.note) onto the stored results;
+    a result without one keeps its own. Whether any changed."""
+    changed = False
+    for entry in labs:
+        if not entry.comment:
+            continue
+        result = patient.lab_results.filter(
+            test=entry.test, collected_on=entry.collected_on, collected_time=entry.collected_time
+        ).first()
+        if result is not None and result.lab_comment != entry.comment:
+            result.lab_comment = entry.comment
+            result.save()
+            changed = True
+    return changed
 
 
 def operation_outcome(issues: list[Issue]) -> dict[str, Any]:

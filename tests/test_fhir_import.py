@@ -438,6 +438,9 @@ def test_export_then_import_leaves_the_stored_patient_unchanged(
     copied = Patient.objects.get(clinic=other, mrn="RT-1")
     assert patient_to_document(copied) == patient_to_document(patient)
     assert copied.name == "Round Trip"
+    # The laboratory's comment travels too (Observation.note), and stays with its result.
+    comments = {(r.test, r.collected_on, r.lab_comment) for r in copied.lab_results.all()}
+    assert (commented.test, commented.collected_on, "Sample haemolysed") in comments
 
 
 # ---------------------------------------------------------------------------------------------

@@ -150,6 +150,7 @@ class LabEntry:
     collected_time: time | None
     limits: dict[str, float]  # the case document's reference_* fields
     amends: bool  # status amended/corrected: replaces a stored result at the same time
+    comment: str = ""  # Observation.note: the laboratory's comment on the result
 
     @property
     def collected_at(self) -> str:
@@ -554,9 +555,13 @@ def _observation(
     limits = _limits(reader, observation, path, unit)
     if when is None or limits is None:
         return
+    notes = [
+        note.text.strip() for note in observation.note or [] if note.text and note.text.strip()
+    ]
     entry = LabEntry(
         path=path, test=test, value=value, unit=unit, collected_on=when[0],
         collected_time=when[1], limits=limits, amends=status in ("amended", "corrected"),
+        comment="\n".join(notes),
     )  # fmt: skip
     key = (test, when[0], when[1])
     twin = seen.get(key)
