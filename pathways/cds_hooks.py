@@ -42,7 +42,6 @@ from pathways.interop.fhir_case import (
     ALL_OBSERVATION_LOINC,
     LOINC,
     FhirCase,
-    Problem,
     agent_of,
     case_from_fhir,
 )
@@ -721,21 +720,18 @@ def _service_url(request: HttpRequest, service_id: str) -> str:
     return request.build_absolute_uri(reverse("cds_service", args=[service_id]))
 
 
-def _linked_patient(client: CdsClient, mapped: FhirCase) -> Patient | None:
-    """The clinic's patient with the hook patient's MRN, when exactly one has it: with two (the
-    EHR gives several MRNs), the cards link to neither and say so."""
+def _linked_patient(client: CdsClient, mapped: FhirCase) -> tuple[Patient | None, str]:
+    """The clinic's patient with the hook patient's MRN, when exactly one has it; else none,
+    and, when several have one of its MRNs, why the cards link to none of them."""
     values = [value for _system, value in mapped.mrns]
     matches = list(Patient.objects.filter(clinic=client.clinic, mrn__in=values)) if values else []
-    if len(matches) > 1:
-        mapped.problems.append(
-            Problem(
-                "Patient.identifier",
-                f"its MRNs are those of {len(matches)} patients in alpcare "
-                f"({', '.join(sorted(patient.mrn for patient in matches))}): the cards are "
-                "linked to none of them",
-            )
-        )
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) < 2:
+        return (matches[0] if matches else None), ""
+    mrns = ", ".join(sorted(patient.mrn for patient in matches))
+    return None, (
+        f"The EHR's patient: its MRNs are those of {len(matches)} patients in alpcare ({mrns}): "
+        "the cards are linked to none of them."
+    )
 
 
 @_guarded
@@ -760,7 +756,7 @@ def service(request: HttpRequest, service_id: str) -> HttpResponse:
         tz=timezone.get_current_timezone(),
         mrn_system=client.mrn_system,
     )
-    patient = _linked_patient(client, mapped)
+    patient, not_linked = _linked_patient(client, mapped)
     call = HookCall(
         client=client,
         service=service_id,
@@ -773,6 +769,10 @@ def service(request: HttpRequest, service_id: str) -> HttpResponse:
         cards = patient_view_cards(call, mapped)
     else:
         cards = order_sign_cards(call, mapped, orders, today)
+    if not_linked:  # about the link, not about the record: not in "left out of the assessment"
+        cards.append(
+            _note_card(call, "alpcare could not tell which of its patients this is", [not_linked])
+        )
     CdsCard.objects.bulk_create(call.cards)
     return _json({"cards": cards})
 

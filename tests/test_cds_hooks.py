@@ -205,6 +205,9 @@ def test_patient_view_links_the_clinics_patient_with_that_mrn(
         "its MRNs are those of 2 patients in alpcare (NORTH-42, NORTH-43): the cards are "
         "linked to none of them"
     ) in response.content.decode()
+    # A card of its own: the record was read whole, nothing was left out of the assessment.
+    (link_card,) = [c for c in response.json()["cards"] if "its MRNs are" in c["detail"]]
+    assert link_card["summary"] == "alpcare could not tell which of its patients this is"
 
 
 @pytest.mark.django_db
