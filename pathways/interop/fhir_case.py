@@ -135,6 +135,11 @@ def _code_in(concept: Any, system: str) -> list[str]:
     return [code for coding_system, code in _codes(concept) if coding_system == system and code]
 
 
+def quantity_unit(quantity: Any) -> str | None:
+    """A Quantity's unit: its UCUM code when it has one, else its human-readable unit."""
+    return quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
+
+
 def _compact(code: str) -> str:
     return code.replace(".", "").upper()
 
@@ -430,7 +435,7 @@ def _observation(
             f"{quantity.comparator}: not an exact value, left out",
         )
         return
-    unit = quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
+    unit = quantity_unit(quantity)
     effective = _effective(mapper, observation, path)
     if effective is None:
         return
@@ -456,7 +461,7 @@ def _observation(
         mapper.problem(f"{path}.referenceRange", chosen)
     elif chosen is not None and chosen[1].high is not None and chosen[1].high.value is not None:
         high = chosen[1].high
-        high_unit = high.code if high.system == UCUM and high.code else high.unit
+        high_unit = quantity_unit(high)
         if high_unit in (None, unit):
             lab["reference_high"] = _number(high.value)
         else:

@@ -42,6 +42,7 @@ from pathways.interop.fhir_case import (
     agent_for_atc,
     diagnoses_for_icd10cm,
     lab_range,
+    quantity_unit,
 )
 from pathways.listing import listed
 
@@ -594,7 +595,7 @@ def _limits(
         if quantity is None or quantity.value is None:
             continue
         where = f"{path}.referenceRange[{range_index}].{end}"
-        limit_unit = quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
+        limit_unit = quantity_unit(quantity)
         if limit_unit not in (None, unit):
             reader.error(
                 where + ".unit",
