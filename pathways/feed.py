@@ -31,8 +31,6 @@ from pathways.services import (
 
 logger = logging.getLogger(__name__)
 
-LOINC_SYSTEMS = hl7v2.LOINC_SYSTEMS
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -292,7 +290,7 @@ def _match(
         if patient is None:
             raise _Unmatched(f"PID-3: no patient with MRN {result.mrn} in {result.clinic}")
         result.patient = patient
-    loinc = result.code if result.coding_system.upper() in LOINC_SYSTEMS else ""
+    loinc = result.code if result.coding_system.upper() in hl7v2.LOINC_SYSTEMS else ""
     if not result.test:
         table = hl7v2.loinc_table()
         local = Hl7LocalCode.objects.filter(clinic=result.clinic, code=result.code).first()
@@ -435,7 +433,7 @@ def inbox_match(
         result.patient = patient
     if test:
         result.test = test
-        if result.coding_system.upper() not in LOINC_SYSTEMS or result.code not in (
+        if result.coding_system.upper() not in hl7v2.LOINC_SYSTEMS or result.code not in (
             hl7v2.loinc_table()
         ):
             Hl7LocalCode.objects.update_or_create(
@@ -446,7 +444,7 @@ def inbox_match(
     return apply_result(result, user=user)
 
 
-DISMISSAL_NOTE_LENGTH = Hl7Result._meta.get_field("dismissal_note").max_length or 300
+DISMISSAL_NOTE_LENGTH = _length(Hl7Result, "dismissal_note")
 
 
 @transaction.atomic
@@ -469,7 +467,7 @@ def inbox_dismiss(result: Hl7Result, *, user: Any, note: str) -> Hl7Result:
 
 
 @transaction.atomic
-def inbox_restore(result: Hl7Result, *, user: Any) -> Hl7Result:
+def inbox_restore(result: Hl7Result) -> Hl7Result:
     """Undo a dismissal: the result is back in the inbox (the history keeps the dismissal)."""
     result = Hl7Result.objects.select_for_update().get(pk=result.pk)
     if result.state != Hl7Result.State.DISMISSED:

@@ -274,13 +274,13 @@ def import_bundle(data: object, *, clinic: Clinic, user: Any, path: str) -> Impo
 def _lab_comments_store(patient: Patient, labs: list[Any]) -> bool:
     """The laboratory's comments a Bundle gives (Observation.note) onto the stored results;
     a result without one keeps its own. Whether any changed."""
+    commented = [entry for entry in labs if entry.comment]
+    if not commented:
+        return False
+    stored = {(r.test, r.collected_on, r.collected_time): r for r in patient.lab_results.all()}
     changed = False
-    for entry in labs:
-        if not entry.comment:
-            continue
-        result = patient.lab_results.filter(
-            test=entry.test, collected_on=entry.collected_on, collected_time=entry.collected_time
-        ).first()
+    for entry in commented:  # one read of the results, not one per comment
+        result = stored.get((entry.test, entry.collected_on, entry.collected_time))
         if result is not None and result.lab_comment != entry.comment:
             result.lab_comment = entry.comment
             result.save()

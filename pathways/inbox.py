@@ -177,7 +177,7 @@ def hl7_inbox_dismiss(request: HttpRequest, result_pk: int) -> HttpResponse:
 def hl7_inbox_restore(request: HttpRequest, result_pk: int) -> HttpResponse:
     """Undo a dismissal: the result is back in the inbox."""
     result = _parked(request, result_pk, Hl7Result.State.DISMISSED)
-    feed.inbox_restore(result, user=request.user)
+    feed.inbox_restore(result)
     messages.success(
         request, f"Back in the inbox: {result.code} {result.value} {result.unit} for MRN "
         f"{result.mrn}."
