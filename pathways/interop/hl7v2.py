@@ -95,13 +95,14 @@ def read_file(text: str) -> Hl7File:
             in_batch, open_message = in_batch + 1, True
         elif kind in ("FHS", "BHS", "BTS", "FTS"):
             open_message = False
+            problem = None
             if kind == "BHS":
                 batches, in_batch = batches + 1, 0
-            counted, what = (in_batch, "messages") if kind == "BTS" else (batches, "batches")
-            if (
-                kind in ("BTS", "FTS")
-                and (problem := _trailer_count(line, kind, counted, what)) is not None
-            ):
+            elif kind == "BTS":
+                problem = _trailer_count(line, kind, in_batch, "messages")
+            elif kind == "FTS":
+                problem = _trailer_count(line, kind, batches, "batches")
+            if problem is not None:
                 content.problems.append(f"segment {number}: {problem}")
         elif open_message:
             content.messages[-1] += line + "\r"
