@@ -3,7 +3,7 @@ for the API, and whole-page redirects for htmx requests."""
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
@@ -15,10 +15,17 @@ from django_htmx.http import HttpResponseClientRedirect
 
 _LOGIN_AT = "alpcare_login_at"
 _SEEN_AT = "alpcare_seen_at"
+# The last-seen time is stored again only when it is this old: a session ends at most this much
+# before SESSION_IDLE_TIMEOUT, and a request (each live update of the case-entry form, each
+# worklist refresh) does not write the session row every time.
+SEEN_AT_RESOLUTION = timedelta(minutes=1)
 
 
 class SessionLifetimeMiddleware:
-    """End sessions after SESSION_IDLE_TIMEOUT idle and SESSION_ABSOLUTE_TIMEOUT in total."""
+    """End sessions after SESSION_IDLE_TIMEOUT idle and SESSION_ABSOLUTE_TIMEOUT in total.
+
+    Idle time counts from the last request to within SEEN_AT_RESOLUTION: the session is saved
+    (one UPDATE and commit) when the stored time is that old, not on every request."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -27,8 +34,10 @@ class SessionLifetimeMiddleware:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             now = timezone.now()
-            login_at = _read(request.session.get(_LOGIN_AT)) or now
-            seen_at = _read(request.session.get(_SEEN_AT)) or now
+            stored_login_at = _read(request.session.get(_LOGIN_AT))
+            stored_seen_at = _read(request.session.get(_SEEN_AT))
+            login_at = stored_login_at or now
+            seen_at = stored_seen_at or now
             if (
                 now - seen_at > settings.SESSION_IDLE_TIMEOUT
                 or now - login_at > settings.SESSION_ABSOLUTE_TIMEOUT
@@ -39,8 +48,10 @@ class SessionLifetimeMiddleware:
                         {"errors": [{"field": "", "message": "session expired"}]}, status=401
                     )
                 return redirect_to_login(request.get_full_path())
-            request.session[_LOGIN_AT] = login_at.isoformat()
-            request.session[_SEEN_AT] = now.isoformat()
+            if stored_login_at is None:
+                request.session[_LOGIN_AT] = now.isoformat()
+            if stored_seen_at is None or now - stored_seen_at >= SEEN_AT_RESOLUTION:
+                request.session[_SEEN_AT] = now.isoformat()
         return self.get_response(request)
 
 

@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,39 @@ def test_sessions_end_after_30_minutes_idle_or_12_hours(
     assert (response.status_code == 200) is still_in
     if not still_in:
         assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.django_db
+def test_a_request_saves_the_session_only_when_its_last_seen_time_is_a_minute_old(
+    alice_client: Any,
+) -> None:
+    """Each live update of the case-entry form wrote the session row (an UPDATE and a commit,
+    on SQLite the database's write lock) to move the last-seen time on by a few seconds."""
+    from django.contrib.sessions.models import Session
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def session_writes(path: str) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert alice_client.get(path).status_code == 200
+        return sum('UPDATE "django_session"' in q["sql"] for q in queries.captured_queries)
+
+    session_writes("/patients/")
+    assert session_writes("/patients/") == 0
+    assert session_writes("/") == 0
+    key = alice_client.session.session_key
+    seen = timezone.now() - timedelta(seconds=61)
+    session = alice_client.session
+    session["alpcare_seen_at"] = seen.isoformat()
+    session.save()
+    assert session_writes("/patients/") == 1
+    stored = Session.objects.get(session_key=key).get_decoded()
+    assert datetime.fromisoformat(stored["alpcare_seen_at"]) > seen + timedelta(seconds=60)
+    # An unreadable stored time is written afresh, not kept.
+    session = alice_client.session
+    session["alpcare_seen_at"] = "not a time"
+    session.save()
+    assert session_writes("/patients/") == 1
 
 
 @pytest.mark.django_db
