@@ -300,3 +300,41 @@ def test_two_values_at_one_time_keep_the_correction_or_are_named() -> None:
             "both left out",
         )
     ]
+
+
+def _pregnancy_status(answer: str, when: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": f"preg-{answer}",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "82810-3"}]},
+        "effectiveDateTime": when,
+        "valueCodeableConcept": {"coding": [{"system": LOINC, "code": answer}]},
+    }
+
+
+def test_two_weights_or_pregnancy_statuses_at_the_latest_time_are_named_not_picked() -> None:
+    """The larger weight (or "pregnant") won a tie in silence: the weight feeds the
+    Cockcroft-Gault clearance, so the EHR's list order could change a dose."""
+    heavy = _observation("29463-7", 72, "kg", "2026-11-02T08:00:00+00:00")
+    light = _observation("29463-7", 70, "kg", "2026-11-02T08:00:00+00:00", id="o-weight-2")
+    older = _observation("29463-7", 90, "kg", "2026-10-01")
+    pregnant = _pregnancy_status("LA15173-0", "2026-11-01")
+    not_pregnant = _pregnancy_status("LA26683-5", "2026-11-01")
+    for order in ([heavy, light], [light, heavy]):
+        mapped = case_from_fhir([PATIENT, older, *order, pregnant, not_pregnant], today=TODAY)
+        assert "weight_kg" not in mapped.document["patient"]
+        assert "pregnant" not in mapped.document["patient"]
+        messages = [problem.message for problem in mapped.problems]
+        weights = "70 kg, 72 kg" if order[0] is light else "72 kg, 70 kg"
+        assert messages == [
+            f"body weight at 2026-11-02T08:00:00 given 2 ways ({weights}): left out",
+            "pregnancy status at 2026-11-01 given 2 ways (pregnant, not pregnant): left out",
+        ]
+    # The same weight twice is one reading; a later one settles an earlier disagreement.
+    again = _observation("29463-7", 72, "kg", "2026-11-02T08:00:00+00:00", id="o-weight-3")
+    later = _observation("29463-7", 71, "kg", "2026-11-03")
+    mapped = case_from_fhir([PATIENT, heavy, again], today=TODAY)
+    assert (mapped.document["patient"]["weight_kg"], mapped.problems) == (72, [])
+    mapped = case_from_fhir([PATIENT, heavy, light, later], today=TODAY)
+    assert (mapped.document["patient"]["weight_kg"], mapped.problems) == (71, [])

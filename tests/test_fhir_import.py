@@ -612,3 +612,37 @@ def test_a_bundle_with_many_structural_problems_names_fifty_and_counts_the_rest(
     more = len(data["entry"]) - 3 - 50  # one problem per changed entry
     assert (issues[-1].path, issues[-1].message) == ("Bundle", f"and {more} more problems")
     assert refused.value.count == 50 + more
+
+
+def test_two_values_of_one_patient_field_at_its_latest_time_refuse_the_bundle() -> None:
+    """The later entry of the Bundle won a tie in silence (72 kg or 70 kg by list order; a
+    pregnancy Condition was dropped when an Observation came first in the Bundle)."""
+    heavy, light = fb.weight(72, "2026-11-02T08:00:00Z"), fb.weight(70, "2026-11-02T08:00:00Z")
+    issues = _issues(fb.bundle(fb.patient(), heavy, light))
+    assert issues == {
+        "Bundle.entry[2].resource": "patient.weight_kg is 70 here and 72 in "
+        "Bundle.entry[1].resource, both at 2026-11-02T08:00: send one value for a time"
+    }
+    issues = _issues(fb.bundle(fb.patient(), light, heavy))
+    assert list(issues.values()) == [
+        "patient.weight_kg is 72 here and 70 in Bundle.entry[1].resource, both at "
+        "2026-11-02T08:00: send one value for a time"
+    ]
+    # The same value twice, or a later reading, is no disagreement.
+    later = fb.weight(71, "2026-11-03")
+    for resources in ((heavy, fb.weight(72, "2026-11-02T08:00:00Z")), (heavy, light, later)):
+        content = _read(fb.bundle(fb.patient(), *resources))
+        assert content.fields["patient.weight_kg"][0] == (72 if len(resources) == 2 else 71)
+    # A pregnancy Condition counts at its recorded date whatever its place in the Bundle: it
+    # was dropped when a pregnancy-status Observation came before it.
+    not_pregnant: dict[str, Any] = {
+        "resourceType": "Observation", "status": "final", "subject": fb.SUBJECT,
+        "code": {"coding": [{"system": fb.LOINC, "code": "82810-3"}]},
+        "effectiveDateTime": "2026-11-01",
+        "valueCodeableConcept": {"coding": [{"system": fb.LOINC, "code": "LA26683-5"}]},
+    }  # fmt: skip
+    pregnancy = fb.condition("Z33.1")
+    pregnancy["recordedDate"] = "2026-11-10"
+    for resources in ((not_pregnant, pregnancy), (pregnancy, not_pregnant)):
+        content = _read(fb.bundle(fb.patient(), *resources))
+        assert content.fields["patient.pregnant"][0] is True

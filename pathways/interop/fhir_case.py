@@ -11,11 +11,11 @@ a patient's record holds much that the ALP pathways do not read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.medicationrequest import MedicationRequest
@@ -114,6 +114,34 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+class Reading(NamedTuple):
+    """A value of the patient's at a time (a weight, a pregnancy status) and its resource."""
+
+    when: str  # local ISO date or date-time; "" for a condition without a date
+    value: Any
+    path: str
+
+
+def _latest(
+    mapper: _Mapper, readings: list[Reading], what: str, shown: Callable[[Any], str]
+) -> Any:
+    """The value of the latest reading. Two readings at that time that disagree (70 kg and
+    72 kg, pregnant and not) are named and neither is used: the order of the EHR's list must
+    not decide, as it does not for two results of one test."""
+    if not readings:
+        return None
+    when = max(reading.when for reading in readings)
+    latest = {reading.value: reading.path for reading in readings if reading.when == when}
+    if len(latest) == 1:
+        return next(iter(latest))
+    values = ", ".join(shown(value) for value in latest)
+    mapper.problem(
+        list(latest.values())[-1],
+        f"{what} at {when or 'an undated condition'} given {len(latest)} ways ({values}): left out",
+    )
+    return None
 
 
 @dataclass
@@ -277,8 +305,8 @@ def case_from_fhir(
     patient: dict[str, Any] = {}
     mrns: list[tuple[str, str]] = []
     labs: dict[tuple[str, str], dict[str, Any]] = {}
-    weights: list[tuple[str, float]] = []
-    pregnancy: list[tuple[str, bool]] = []
+    weights: list[Reading] = []
+    pregnancy: list[Reading] = []
     diagnoses: list[str] = []
     cancers: list[str] = []
     therapies: list[dict[str, Any]] = []
@@ -299,7 +327,7 @@ def case_from_fhir(
         elif kind == "Condition":
             condition = mapper.validate(Condition, resource, path)
             if condition is not None:
-                _condition(condition, diagnoses, cancers, pregnancy)
+                _condition(condition, path, diagnoses, cancers, pregnancy)
         elif kind == "MedicationRequest":
             request = mapper.validate(MedicationRequest, resource, path)
             if request is not None and request.status in COUNTED_REQUEST_STATUSES:
@@ -309,10 +337,14 @@ def case_from_fhir(
             if statement is not None and statement.status in COUNTED_STATEMENT_STATUSES:
                 _therapy(mapper, statement, path, therapies, statement=True)
 
-    if weights:
-        patient["weight_kg"] = max(weights)[1]  # the latest weight
-    if pregnancy and patient.get("sex") == "female":
-        patient["pregnant"] = max(pregnancy)[1]  # the latest statement of pregnancy status
+    if (weight := _latest(mapper, weights, "body weight", lambda kg: f"{kg:g} kg")) is not None:
+        patient["weight_kg"] = weight
+    if patient.get("sex") == "female":
+        pregnant = _latest(
+            mapper, pregnancy, "pregnancy status", lambda yes: "pregnant" if yes else "not pregnant"
+        )
+        if pregnant is not None:
+            patient["pregnant"] = pregnant
     cancer = next((c for c in ("breast", "prostate", "renal", "lung") if c in cancers), None)
     document: dict[str, Any] = {
         "as_of": today.isoformat(),
@@ -408,8 +440,8 @@ def _observation(
     observation: Observation,
     path: str,
     labs: dict[tuple[str, str], dict[str, Any]],
-    weights: list[tuple[str, float]],
-    pregnancy: list[tuple[str, bool]],
+    weights: list[Reading],
+    pregnancy: list[Reading],
 ) -> None:
     if observation.status not in COUNTED_OBSERVATION_STATUSES:
         return
@@ -418,9 +450,9 @@ def _observation(
         answers = set(_codes(observation.valueCodeableConcept))
         effective = _effective(mapper, observation, path)
         if effective is not None and answers & PREGNANT_ANSWERS:
-            pregnancy.append((effective[1], True))
+            pregnancy.append(Reading(effective[1], True, path))
         elif effective is not None and answers & NOT_PREGNANT_ANSWERS:
-            pregnancy.append((effective[1], False))
+            pregnancy.append(Reading(effective[1], False, path))
         return
     loinc = next((code for code in codes if code in LAB_LOINC or code == WEIGHT_LOINC), None)
     if loinc is None:
@@ -442,9 +474,9 @@ def _observation(
     value = _number(quantity.value)
     if loinc == WEIGHT_LOINC:
         if unit == "kg":
-            weights.append((effective[1], value))
+            weights.append(Reading(effective[1], value, path))
         elif unit == "[lb_av]":
-            weights.append((effective[1], round(value * POUND_IN_KG, 3)))
+            weights.append(Reading(effective[1], round(value * POUND_IN_KG, 3), path))
         else:
             mapper.problem(f"{path}.valueQuantity.code", f"{unit!r} is not kg or [lb_av]")
         return
@@ -492,9 +524,10 @@ def _observation(
 
 def _condition(
     condition: Condition,
+    path: str,
     diagnoses: list[str],
     cancers: list[str],
-    pregnancy: list[tuple[str, bool]],
+    pregnancy: list[Reading],
 ) -> None:
     # interop.md: only active conditions count; refuted or mistaken ones never.
     if "active" not in {code for _system, code in _codes(condition.clinicalStatus)}:
@@ -506,7 +539,7 @@ def _condition(
     for code in _code_in(condition.code, ICD10CM):
         if _compact(code).startswith(PREGNANCY_ICD10CM):
             onset = condition.recordedDate or condition.onsetDateTime
-            pregnancy.append((onset.isoformat() if onset else "", True))
+            pregnancy.append(Reading(onset.isoformat() if onset else "", True, path))
             continue
         diagnosis, cancer = diagnoses_for_icd10cm(code)
         if diagnosis is not None:

@@ -15,6 +15,7 @@ them instead: ``fhir_case.case_from_fhir``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, tzinfo
 from typing import Any, Final
@@ -27,7 +28,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
-from pathways.engine import declaration
+from pathways.engine import declaration, json_number
 from pathways.engine.dates import format_datetime
 from pathways.interop import fhir_codes, hl7v2
 from pathways.interop.fhir_case import (
@@ -226,8 +227,10 @@ class _Reader:
         self.lab_table = lab_codes()
         self.lab_fields = declared_lab_fields()
         self.patient_refs: set[str] = set()
-        # Latest value of each observation-set field: path → (when, entry index, value, path).
-        self.latest: dict[str, tuple[tuple[date, time], int, Any, str]] = {}
+        # Latest value of each observation-set field: field path → (sort key, when, value, path).
+        self.latest: dict[str, tuple[tuple[date, time], str, Any, str]] = {}
+        # Other values of a field at the time of its latest: field path → [(value, path)].
+        self.tied: dict[str, list[tuple[Any, str]]] = {}
 
     def error(self, path: str, message: str, code: str = "invalid") -> None:
         self.errors.append(Issue(path, message, "error", code))
@@ -263,12 +266,34 @@ class _Reader:
             return None
         return local
 
-    def remember(self, field_path: str, when: tuple[date, time | None], index: int, value: Any,
-                 path: str) -> None:  # fmt: skip
+    def remember(
+        self, field_path: str, when: tuple[date, time | None], value: Any, path: str
+    ) -> None:
         key = (when[0], when[1] or time.min)
         previous = self.latest.get(field_path)
-        if previous is None or (key, index) >= (previous[0], previous[1]):
-            self.latest[field_path] = (key, index, value, path)
+        if previous is None or key > previous[0]:
+            self.latest[field_path] = (key, format_datetime(*when), value, path)
+            self.tied.pop(field_path, None)
+        elif key == previous[0] and value != previous[2]:
+            self.tied.setdefault(field_path, []).append((value, path))
+
+    def disagreements(self) -> None:
+        """Two values of one field at its latest time (70 kg and 72 kg at 08:00): an error
+        naming both, as for two results of one test; the Bundle's order must not decide."""
+        for field_path, others in self.tied.items():
+            _key, when, value, path = self.latest[field_path]
+            for other, other_path in others:
+                self.error(
+                    other_path,
+                    f"{field_path} is {_json(other)} here and {_json(value)} in {path}, "
+                    f"both at {when}: send one value for a time",
+                    "duplicate",
+                )
+
+
+def _json(value: Any) -> str:
+    """A field's value as the case document writes it: 72, not 72.0; true, not True."""
+    return json.dumps(json_number(value) if isinstance(value, float) else value)
 
 
 def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
@@ -341,6 +366,7 @@ def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
             _medication(reader, content, resource, path)
     for field_path, (_, _, value, source) in reader.latest.items():
         content.fields[field_path] = (value, source)
+    reader.disagreements()
     if reader.errors:
         raise BundleInvalid(reader.errors)
     content.notes = reader.notes
@@ -491,7 +517,7 @@ def _observation(
                 reader.error(
                     path + ".valueCodeableConcept", "pregnant, for a male patient", "value"
                 )
-            reader.remember("patient.pregnant", when, index, pregnant, path)
+            reader.remember("patient.pregnant", when, pregnant, path)
         return
     field_row = next(
         (OBSERVATION_FIELDS[code] for system, code in codes
@@ -542,7 +568,7 @@ def _observation(
             if problem:
                 reader.error(path + ".valueQuantity.value", problem, "value")
             else:
-                reader.remember(field_path, when, index, whole, path)
+                reader.remember(field_path, when, whole, path)
         return
     assert lab is not None
     test, allowed = lab
@@ -649,10 +675,10 @@ def _condition(reader: _Reader, content: BundleContent, condition: Condition, pa
         if pregnancy:
             if content.sex == "male":
                 reader.error(path + ".code", "Z33.1 (pregnant), for a male patient", "value")
-            elif "patient.pregnant" not in reader.latest:
+            else:  # a status at its recorded date, like a pregnancy-status Observation
                 recorded = _local(condition.recordedDate or condition.onsetDateTime, reader.tz)
                 when = recorded or (date.min, None)
-                reader.remember("patient.pregnant", when, -1, True, path)
+                reader.remember("patient.pregnant", when, True, path)
         if diagnosis:
             content.diagnoses.setdefault(diagnosis, path)
         if cancer:
