@@ -113,6 +113,19 @@ def weight(kg: float, when: str, unit: str = "kg") -> dict[str, Any]:
     }
 
 
+def pregnancy_status(pregnant: bool, when: str) -> dict[str, Any]:
+    """A pregnancy-status Observation (LOINC 82810-3): LA15173-0 pregnant, LA26683-5 not."""
+    answer = "LA15173-0" if pregnant else "LA26683-5"
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "82810-3"}]},
+        "subject": SUBJECT,
+        "effectiveDateTime": when,
+        "valueCodeableConcept": {"coding": [{"system": LOINC, "code": answer}]},
+    }
+
+
 def bundle(*resources: dict[str, Any], kind: str = "transaction") -> dict[str, Any]:
     entries = []
     for index, resource in enumerate(resources):

@@ -567,12 +567,7 @@ def test_osteoporosis_maps_once_the_case_declares_it() -> None:
 def test_gestational_age_is_advanced_to_today_and_only_kept_while_pregnant(
     client: Any, north_clinic: Clinic, write_key: str
 ) -> None:
-    pregnancy: dict[str, Any] = {
-        "resourceType": "Observation", "status": "final", "subject": fb.SUBJECT,
-        "code": {"coding": [{"system": fb.LOINC, "code": "82810-3"}]},
-        "effectiveDateTime": "2026-11-01",
-        "valueCodeableConcept": {"coding": [{"system": fb.LOINC, "code": "LA15173-0"}]},
-    }  # fmt: skip
+    pregnancy = fb.pregnancy_status(True, "2026-11-01")
     weeks = fb.weight(20, "2026-11-08", unit="wk")
     weeks["code"]["coding"][0]["code"] = "49051-6"
     response = _post(client, write_key, fb.bundle(fb.patient(mrn="P1"), pregnancy, weeks))
@@ -586,9 +581,7 @@ def test_gestational_age_is_advanced_to_today_and_only_kept_while_pregnant(
     assert response.json()["issue"][0]["expression"] == [
         "Bundle.entry[2].resource.valueQuantity.value"
     ]
-    not_pregnant = copy.deepcopy(pregnancy)
-    not_pregnant["effectiveDateTime"] = "2026-11-20"
-    not_pregnant["valueCodeableConcept"]["coding"][0]["code"] = "LA26683-5"
+    not_pregnant = fb.pregnancy_status(False, "2026-11-20")
     response = _post(client, write_key, fb.bundle(fb.patient(mrn="P1"), not_pregnant))
     assert response.status_code == 200, response.content
     document = patient_to_document(Patient.objects.get(pk=patient.pk))["patient"]
@@ -635,12 +628,7 @@ def test_two_values_of_one_patient_field_at_its_latest_time_refuse_the_bundle() 
         assert content.fields["patient.weight_kg"][0] == (72 if len(resources) == 2 else 71)
     # A pregnancy Condition counts at its recorded date whatever its place in the Bundle: it
     # was dropped when a pregnancy-status Observation came before it.
-    not_pregnant: dict[str, Any] = {
-        "resourceType": "Observation", "status": "final", "subject": fb.SUBJECT,
-        "code": {"coding": [{"system": fb.LOINC, "code": "82810-3"}]},
-        "effectiveDateTime": "2026-11-01",
-        "valueCodeableConcept": {"coding": [{"system": fb.LOINC, "code": "LA26683-5"}]},
-    }  # fmt: skip
+    not_pregnant = fb.pregnancy_status(False, "2026-11-01")
     pregnancy = fb.condition("Z33.1")
     pregnancy["recordedDate"] = "2026-11-10"
     for resources in ((not_pregnant, pregnancy), (pregnancy, not_pregnant)):
