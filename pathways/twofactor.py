@@ -29,7 +29,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp import login as otp_login
-from django_otp.forms import OTPTokenForm
+from django_otp.forms import OTPAuthenticationFormMixin
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -168,10 +168,17 @@ class LoginView(auth_views.LoginView):
         return next_url
 
 
-class CodeForm(OTPTokenForm):
-    """A six-digit code from the authenticator app, or one recovery code."""
+class CodeForm(OTPAuthenticationFormMixin, forms.Form):
+    """A six-digit code from the authenticator app, or one recovery code: which of the two
+    follows from what is typed, so there is nothing to choose first.
 
-    otp_device = forms.ChoiceField(choices=[], widget=forms.RadioSelect, label="Code from")
+    django-otp checks a code against the one device the form names (trying every device
+    would count a failure against each that does not match, and throttle it). The form
+    asked the user to pick "authenticator" or "recovery code" first; a recovery code typed
+    with the default choice was refused as "Invalid token" and counted as a failed
+    authenticator code. A code of the authenticator's digits is the authenticator's; any
+    other is a recovery code (those are eight letters and digits)."""
+
     otp_token = forms.CharField(
         label="Code",
         max_length=16,
@@ -181,20 +188,31 @@ class CodeForm(OTPTokenForm):
     )
 
     def __init__(self, user: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
-        super().__init__(user, request, **kwargs)
-        choices = [
-            (device.persistent_id, "Authenticator app")
-            for device in TOTPDevice.objects.filter(user=user, confirmed=True)
-        ] + [
-            (device.persistent_id, "A recovery code")
-            for device in StaticDevice.objects.filter(user=user, confirmed=True)
-        ]
-        self.fields["otp_device"].choices = choices
-        if choices:
-            self.fields["otp_device"].initial = choices[0][0]
+        super().__init__(**kwargs)
+        self.user = user
 
-    def _update_form(self, user: Any) -> None:
-        """Keep the radio choices built above (django-otp would reset them for a <select>)."""
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        self.clean_otp(self.user)
+        return cleaned
+
+    def get_user(self) -> Any:
+        return self.user
+
+    def clean_otp_token(self) -> str:
+        """As typed or pasted: the app shows "123 456"; spaces are not part of a code."""
+        return "".join(str(self.cleaned_data.get("otp_token") or "").split())
+
+    def _chosen_device(self, user: Any) -> TOTPDevice | StaticDevice | None:
+        token = self.cleaned_data.get("otp_token") or ""
+        # Locked, as django-otp locks the device it verifies against (a recovery code must
+        # not be accepted twice by two requests at once).
+        authenticator = (
+            TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True).first()
+        )
+        if authenticator is not None and token.isdigit() and len(token) == authenticator.digits:
+            return authenticator
+        return StaticDevice.objects.select_for_update().filter(user=user, confirmed=True).first()
 
 
 def _next_url(request: HttpRequest) -> str:

@@ -98,11 +98,11 @@ def test_staff_enrol_then_log_in_with_a_code_and_use_the_admin(
     assert response["Location"] == "/accounts/login/code/?next=%2Fadmin%2Fpathways%2Fruleset%2F"
     assert client.get("/admin/")["Location"].startswith("/accounts/login/code/?next=")
     form = client.get(response["Location"]).content.decode()
-    assert "Authenticator app" in form and "A recovery code" in form
+    assert "Code from the app, or a recovery code" in form and 'name="otp_device"' not in form
 
     wrong = client.post(
         "/accounts/login/code/",
-        {"otp_device": device.persistent_id, "otp_token": "000000", "next": "/admin/"},
+        {"otp_token": "000000", "next": "/admin/"},
     )
     assert wrong.status_code == 200
     assert client.get("/admin/").status_code == 302
@@ -111,7 +111,7 @@ def test_staff_enrol_then_log_in_with_a_code_and_use_the_admin(
     device.save()
     right = client.post(
         "/accounts/login/code/",
-        {"otp_device": device.persistent_id, "otp_token": _code(device, 1), "next": "/admin/"},
+        {"otp_token": _code(device, 1), "next": "/admin/"},
     )
     assert right.status_code == 302
     assert right["Location"] == "/admin/"
@@ -129,7 +129,7 @@ def test_a_recovery_code_works_once(client: Any, staff_2fa_required: None) -> No
     _log_in(client, "rui")
     used = client.post(
         "/accounts/login/code/",
-        {"otp_device": recovery.persistent_id, "otp_token": codes[0], "next": "/admin/"},
+        {"otp_token": codes[0], "next": "/admin/"},
     )
     assert used.status_code == 302
     assert client.get("/admin/").status_code == 200
@@ -138,11 +138,49 @@ def test_a_recovery_code_works_once(client: Any, staff_2fa_required: None) -> No
     _log_in(client, "rui")
     again = client.post(
         "/accounts/login/code/",
-        {"otp_device": recovery.persistent_id, "otp_token": codes[0], "next": "/admin/"},
+        {"otp_token": codes[0], "next": "/admin/"},
     )
     assert again.status_code == 200
     assert client.get("/admin/").status_code == 302
     assert recovery.token_set.count() == 9
+
+
+@pytest.mark.django_db
+def test_the_code_typed_decides_between_the_authenticator_and_a_recovery_code(
+    client: Any, staff_2fa_required: None
+) -> None:
+    """The form asked to choose "Authenticator app" or "A recovery code" first, defaulting to
+    the app: a recovery code typed without changing the choice was "Invalid token", and
+    counted as a failed authenticator code (django-otp then throttles the authenticator)."""
+    rule_editor("rui")
+    _log_in(client, "rui")
+    device, codes = _enrol(client)
+    client.post("/accounts/logout/")
+
+    _log_in(client, "rui")
+    used = client.post("/accounts/login/code/", {"otp_token": f" {codes[0]} ", "next": "/admin/"})
+    assert (used.status_code, used["Location"]) == (302, "/admin/")
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 0
+    assert StaticDevice.objects.get(user__username="rui").token_set.count() == 9
+    client.post("/accounts/logout/")
+
+    # The app's code as it shows it ("123 456"), spaces and all.
+    _log_in(client, "rui")
+    code = _code(device, 1)
+    right = client.post("/accounts/login/code/", {"otp_token": f"{code[:3]} {code[3:]}"})
+    assert right.status_code == 302
+    assert client.get("/admin/").status_code == 200
+    client.post("/accounts/logout/")
+
+    # A wrong six-digit code counts against the app, not against the recovery codes.
+    _log_in(client, "rui")
+    wrong = client.post("/accounts/login/code/", {"otp_token": "000000"})
+    assert wrong.status_code == 200 and "Invalid token" in wrong.content.decode()
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 1
+    recovery = StaticDevice.objects.get(user__username="rui")
+    assert recovery.throttling_failure_count == 0
 
 
 @pytest.mark.django_db
@@ -190,7 +228,7 @@ def test_a_clinician_may_turn_two_factor_on_and_off(
     assert client.get("/api/v1/openapi.json").status_code == 401
     client.post(
         "/accounts/login/code/",
-        {"otp_device": device.persistent_id, "otp_token": _code(device, 1)},
+        {"otp_token": _code(device, 1)},
     )
     assert client.get("/patients/").status_code == 200
 
@@ -258,10 +296,9 @@ def test_the_demo_editor_logs_in_with_a_printed_recovery_code(
     codes = re.search(r"recovery codes ([a-z0-9, ]+) \(each works once\)", lines[index + 1])
     assert codes is not None
     client.post("/accounts/login/", {"username": "editor", "password": password})
-    recovery = StaticDevice.objects.get(user__username="editor")
     response = client.post(
         "/accounts/login/code/",
-        {"otp_device": recovery.persistent_id, "otp_token": codes.group(1).split(", ")[0]},
+        {"otp_token": codes.group(1).split(", ")[0]},
     )
     assert response.status_code == 302
     assert client.get("/admin/").status_code == 200
