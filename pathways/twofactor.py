@@ -200,8 +200,7 @@ class CodeForm(OTPAuthenticationFormMixin, forms.Form):
         return self.user
 
     def clean_otp_token(self) -> str:
-        """As typed or pasted: the app shows "123 456"; spaces are not part of a code."""
-        return "".join(str(self.cleaned_data.get("otp_token") or "").split())
+        return typed_code(self.cleaned_data.get("otp_token"))
 
     def _chosen_device(self, user: Any) -> TOTPDevice | StaticDevice | None:
         token = self.cleaned_data.get("otp_token") or ""
@@ -213,6 +212,11 @@ class CodeForm(OTPAuthenticationFormMixin, forms.Form):
         if authenticator is not None and token.isdigit() and len(token) == authenticator.digits:
             return authenticator
         return StaticDevice.objects.select_for_update().filter(user=user, confirmed=True).first()
+
+
+def typed_code(text: object) -> str:
+    """A code as typed or pasted: apps show "123 456"; spaces are not part of a code."""
+    return "".join(str(text or "").split())
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -293,6 +297,9 @@ class ConfirmForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
 
+    def clean_code(self) -> str:
+        return typed_code(self.cleaned_data.get("code"))
+
 
 @login_required
 @require_POST
@@ -309,7 +316,7 @@ def two_factor_confirm(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Start the set-up first.")
         return redirect("two_factor")
     form = ConfirmForm(request.POST)
-    if form.is_valid() and pending.verify_token(form.cleaned_data["code"].strip()):
+    if form.is_valid() and pending.verify_token(form.cleaned_data["code"]):
         codes = authenticator_confirm(user=request.user, device=pending)  # type: ignore[arg-type]
         request.session.cycle_key()
         request.session[_OWES_CODE] = True

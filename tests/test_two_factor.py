@@ -55,7 +55,8 @@ def _enrol(client: Any) -> tuple[TOTPDevice, list[str]]:
     from base64 import b32decode
 
     assert b32decode(secret.group(1)) == device.bin_key
-    confirmed = client.post("/accounts/two-factor/confirm/", {"code": _code(device)})
+    code = _code(device)  # as the app shows it, "123 456"
+    confirmed = client.post("/accounts/two-factor/confirm/", {"code": f"{code[:3]} {code[3:]}"})
     assert confirmed.status_code == 200
     codes = re.findall(r"<li>([a-z0-9]{8})</li>", confirmed.content.decode())
     assert len(codes) == 10
