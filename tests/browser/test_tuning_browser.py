@@ -40,6 +40,15 @@ def _switch_user(page: Any, live_server: Any, username: str) -> None:
     log_in(page, live_server, username)
 
 
+def _assert_apart(page: Any, first: str, second: str) -> None:
+    """The two elements do not lie over each other on the page."""
+    a, b = page.locator(first).bounding_box(), page.locator(second).bounding_box()
+    assert a is not None and b is not None
+    overlap_x = a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+    overlap_y = a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
+    assert not (overlap_x and overlap_y), (first, a, second, b)
+
+
 def _moved_labs(text: str) -> str:
     """The extreme-alp boundary examples' lab lines, moved from 1000 U/L to 1200 U/L."""
     lines = []
@@ -111,8 +120,10 @@ def test_an_editor_tunes_the_extreme_alp_threshold_through_review_and_clinicians
     )
     expect(page.locator("#preview-patients")).to_contain_text("Edith Moss")
 
-    # The editor submits it for review, with the rationale.
+    # The editor submits it for review, with the rationale (the admin's Changes / Diff /
+    # History buttons lay over this box until they were kept below the panel).
     page.goto(f"{live_server.url}/admin/pathways/ruleset/{draft.pk}/change/")
+    _assert_apart(page, "#content-main > .object-tools", "#submit-form")
     page.get_by_label("Rationale (why this change is needed)").fill(
         "Fewer false extreme-ALP alerts"
     )
@@ -122,6 +133,7 @@ def test_an_editor_tunes_the_extreme_alp_threshold_through_review_and_clinicians
     # The publisher returns it with a comment.
     _switch_user(page, live_server, "pat")
     page.goto(f"{live_server.url}/admin/pathways/ruleset/{draft.pk}/change/")
+    _assert_apart(page, "#content-main > .object-tools", "#return-form")
     page.get_by_label("Comments for the editors").fill("Cite the source in the description")
     page.get_by_role("button", name="Return to draft").click()
     expect(page.locator(".messagelist")).to_contain_text("returned to draft")
