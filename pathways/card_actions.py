@@ -85,14 +85,14 @@ class ActiveActions:
     def get(self, code: str) -> CardAction | None:
         return self.by_code.get(code)
 
+    def first_open(self, result: engine.Result) -> engine.Recommendation | None:
+        """The highest card nobody has acted on (the engine lists them by priority)."""
+        return next((rec for rec in result.recommendations if rec.code not in self.by_code), None)
+
     def action_rank(self, result: engine.Result) -> int:
         """The rank of the highest card nobody has acted on (9: none)."""
-        ranks = [
-            engine.PRIORITY_RANK.get(rec.priority, 9)
-            for rec in result.recommendations
-            if rec.code not in self.by_code
-        ]
-        return min(ranks, default=9)
+        top = self.first_open(result)
+        return 9 if top is None else engine.PRIORITY_RANK.get(top.priority, 9)
 
     def snooze_ends(self) -> date | None:
         """The first day a snooze in force ends (None: no snooze)."""

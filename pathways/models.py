@@ -349,6 +349,8 @@ class AssessmentSnapshot(models.Model):
     alp_latest = models.FloatField(null=True, blank=True)
     alp_x_uln = models.FloatField(null=True, blank=True)
     alp_elevated = models.BooleanField(default=False)
+    # The card the worklist shows: the highest one nobody has acted on, or, when every card has
+    # been acted on, the highest (services.worklist_copies_store).
     top_priority = models.CharField(max_length=10, blank=True)
     top_priority_rank = models.PositiveSmallIntegerField(default=9)
     top_code = models.CharField(max_length=60, blank=True)

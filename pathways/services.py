@@ -297,6 +297,9 @@ def worklist_copies_store(*, patient: Patient, result: engine.Result | None = No
         actions = active_actions(patient, result, current_rule_set())
         fields["action_rank"] = actions.action_rank(result)
         fields["snooze_ends"] = actions.snooze_ends()
+        # The worklist's "top recommendation" is what is left to do: the highest card nobody
+        # has acted on; when every card has been acted on, the highest card (marked so).
+        fields.update(top_card_fields(actions.first_open(result) or _first(result)))
     action_rank = fields.get("action_rank", snapshot["action_rank"])
     fields["tallied"] = worklist_share(
         patient.clinic_id, snapshot["pathway"], action_rank, next_due
@@ -376,8 +379,8 @@ def worklist_tally_rebuild() -> int:
 
 
 def snapshot_fields(result: engine.Result) -> dict[str, Any]:
-    """The AssessmentSnapshot columns for one engine result (the dashboard's view of it)."""
-    top = result.recommendations[0] if result.recommendations else None
+    """The AssessmentSnapshot columns for one engine result (the dashboard's view of it); the
+    top card before any clinician's action (worklist_copies_store then takes those out)."""
     return {
         "as_of": result.as_of,
         "rule_set_version": result.rule_set,
@@ -385,13 +388,24 @@ def snapshot_fields(result: engine.Result) -> dict[str, Any]:
         "alp_latest": result.findings.alp_latest,
         "alp_x_uln": result.findings.alp_x_uln,
         "alp_elevated": bool(result.findings.alp_elevated),
+        **top_card_fields(_first(result)),
+        "recommendation_codes": [r.code for r in result.recommendations],
+        "assessed_at": timezone.now(),
+    }
+
+
+def top_card_fields(top: engine.Recommendation | None) -> dict[str, Any]:
+    """The snapshot's copy of the card the worklist shows as the patient's top one."""
+    return {
         "top_priority": top.priority if top else "",
         "top_priority_rank": engine.PRIORITY_RANK.get(top.priority, 9) if top else 9,
         "top_code": top.code if top else "",
         "top_title": top.title if top else "",
-        "recommendation_codes": [r.code for r in result.recommendations],
-        "assessed_at": timezone.now(),
     }
+
+
+def _first(result: engine.Result) -> engine.Recommendation | None:
+    return result.recommendations[0] if result.recommendations else None
 
 
 def assessment_snapshot_store(

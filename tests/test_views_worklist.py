@@ -118,7 +118,13 @@ def test_acknowledging_every_urgent_card_takes_her_off_the_worklist_and_undo_bri
     assert rows(alice_client.get("/?priority=urgent").content.decode()) == ["URG-1"]
 
 
-def test_a_top_card_acted_on_is_marked_and_no_longer_ranks_the_patient(
+def top_shown(html: str) -> str:
+    """The code of the card a worklist page shows as its one row's top recommendation."""
+    cell = html.split('data-label="Top recommendation"', 1)[1].split("</td>", 1)[0]
+    return cell.split('data-code="', 1)[1].split('"', 1)[0]
+
+
+def test_a_top_card_acted_on_gives_way_to_the_next_and_no_longer_ranks_the_patient(
     alice_client: Client, alice: Any, north_clinic: Any
 ) -> None:
     document = paget_on_alendronate_document()  # an urgent card, a high one, follow-ups later
@@ -132,9 +138,39 @@ def test_a_top_card_acted_on_is_marked_and_no_longer_ranks_the_patient(
             act(alice_client, patient, code=code, action="acknowledge")
     html = alice_client.get("/").content.decode()
     assert rows(html) == ["PAGET-URG"]  # its high card still needs action
-    assert "(acted on)" in html and 'data-status="action"' in html
+    high = next(code for code, priority in cards(patient).items() if priority == "high")
+    assert top_shown(html) == high and "(acted on)" not in html
+    assert 'data-status="action"' in html
     assert rows(alice_client.get("/?priority=urgent").content.decode()) == []
     assert rows(alice_client.get("/?priority=high").content.decode()) == ["PAGET-URG"]
+    # Every card acted on, her follow-ups later: upcoming, the top card marked as acted on.
+    for code in cards(patient):
+        act(alice_client, patient, code=code, action="acknowledge")
+    assert rows(alice_client.get("/").content.decode()) == []
+    html = alice_client.get("/?status=upcoming").content.decode()
+    assert rows(html) == ["PAGET-URG"]
+    assert top_shown(html) == next(iter(cards(patient))) and "(acted on)" in html
+
+
+def test_the_worklist_names_the_card_left_to_do_not_one_overridden(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    """Two cards of one priority, the first overridden: the row still showed it, unmarked (the
+    mark compared priorities, and the other card kept the patient's priority)."""
+    first, second = list(cards(urgent_patient))[:2]
+    assert cards(urgent_patient)[first] == cards(urgent_patient)[second] == "urgent"
+    response = act(
+        alice_client, urgent_patient, code=first, action="override", reason="not-applicable"
+    )
+    assert response.status_code == 200
+    html = alice_client.get("/").content.decode()
+    assert rows(html) == ["URG-1"]
+    assert top_shown(html) == second and "(acted on)" not in html
+    table = csv_rows(alice_client.get("/worklist.csv"))
+    title = engine.assess(patient_to_case(urgent_patient), current_rule_set()).recommendations[1]
+    assert table[0]["top_recommendation"] == title.title
+    act(alice_client, urgent_patient, code=first, action="undo")
+    assert top_shown(alice_client.get("/").content.decode()) == first
 
 
 def test_the_worklist_never_shows_another_clinics_patients(
