@@ -271,6 +271,46 @@ CLINICS = {
 }
 
 
+DEMO_LAB = "RIVERSIDE-LAB"
+
+
+def _demo_lab_feed(clinic: Clinic, today: date) -> None:
+    """Riverside's laboratory feed, and two results it sent that wait in the lab inbox: one
+    under the laboratory's own code (match it to a test, and the result is stored for Joan
+    Whitfield) and one for a patient the clinic does not follow (dismiss it with a note).
+    Sent once, through the feed as a real message is (feed.receive)."""
+    from pathways.feed import receive
+    from pathways.feed_models import Hl7Feed, Hl7Message
+
+    service_user, _ = User.objects.get_or_create(username="riverside-lab-feed")
+    if not service_user.has_usable_password():
+        service_user.set_unusable_password()
+        service_user.save()
+    Hl7Feed.objects.get_or_create(
+        sending_facility=DEMO_LAB, defaults={"clinic": clinic, "service_user": service_user}
+    )
+    if Hl7Message.objects.filter(sending_facility=DEMO_LAB).exists():
+        return
+    collected = (today - timedelta(days=1)).strftime("%Y%m%d") + "0815"
+    results = (
+        ("DEMO-1", "RV-1002^^^RIVERSIDE^MR", "Whitfield^Joan", "ALKP^Alk phos^L", "251",
+         "Sample slightly haemolysed"),
+        ("DEMO-2", "RV-9911^^^RIVERSIDE^MR", "Doe^Robin", "6768-6^Alkaline phosphatase^LN",
+         "96", ""),
+    )  # fmt: skip
+    for control_id, patient, name, code, value, comment in results:
+        segments = [
+            f"MSH|^~\\&|LIS|{DEMO_LAB}|ALPCARE|RIVERSIDE|{collected}||ORU^R01^ORU_R01|"
+            f"{control_id}|P|2.5.1",
+            f"PID|1||{patient}||{name}",
+            f"OBR|1||{control_id}-F|24326-1^Panel^LN|||{collected}",
+            f"OBX|1|NM|{code}|1|{value}|U/L|||||F|||{collected}",
+        ]
+        if comment:
+            segments.append(f"NTE|1|L|{comment}")
+        receive("\r".join(segments) + "\r", via="demo")
+
+
 def _user(username: str, first: str, last: str, *, staff: bool) -> tuple[User, str]:
     password = secrets.token_urlsafe(12)
     user, _ = User.objects.get_or_create(username=username)
@@ -312,6 +352,7 @@ def seed_demo(today: date) -> list[DemoLogin]:
                     name=name,
                     clinic=clinics[slug],
                 )
+    _demo_lab_feed(clinics["riverside"], today)
     return [
         DemoLogin("clinician", clinician_pw, "clinician (both demo clinics)"),
         DemoLogin("editor", editor_pw, "rule editor (drafts rules)", *_demo_two_factor(editor)),

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
+from pathways.feed_models import Hl7Result
 from pathways.models import Clinic, FollowUp, Patient
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +28,7 @@ def test_seed_demo_is_idempotent_and_prints_the_logins() -> None:
 
 
 def test_the_demo_clinician_logs_in_and_sees_the_demo_patients(client: Any) -> None:
+    call_command("seed_demo", stdout=StringIO())  # twice: loading it again adds nothing
     out = StringIO()
     call_command("seed_demo", stdout=out)
     password = next(
@@ -38,6 +40,13 @@ def test_the_demo_clinician_logs_in_and_sees_the_demo_patients(client: Any) -> N
     assert response.status_code == 200
     listing = client.get("/patients/").content.decode()
     assert "Margaret Ellis" in listing and "Samuel Okafor" in listing
+    # The lab inbox holds what the demo laboratory sent and alpcare could not store by itself,
+    # once however often the demo is loaded.
+    inbox = client.get("/lab-feed/inbox/").content.decode()
+    assert "OBX-3: code ALKP (Alk phos) is not mapped" in inbox
+    assert "Sample slightly haemolysed" in inbox
+    assert "PID-3: no patient with MRN RV-9911" in inbox
+    assert Hl7Result.objects.filter(state=Hl7Result.State.UNMATCHED).count() == 2
 
 
 def test_synthetic_patients_for_load_tests() -> None:
