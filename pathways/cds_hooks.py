@@ -277,14 +277,11 @@ def _all_about(resources: list[dict[str, Any]], patient_id: str) -> None:
     for resource in resources:
         kind, resource_id = resource.get("resourceType"), resource.get("id")
         subject = resource.get("subject")
-        about: object = (
-            f"Patient/{resource_id}"
-            if kind == "Patient"
-            else subject.get("reference")
-            if isinstance(subject, dict)
-            else None
-        )
-        if not isinstance(about, str):
+        if kind == "Patient":
+            about = f"Patient/{resource_id}"
+        elif isinstance(subject, dict) and isinstance(subject.get("reference"), str):
+            about = subject["reference"]
+        else:
             continue  # no reference to compare (a search by patient returned it)
         if about != f"Patient/{patient_id}" and not about.endswith(f"/Patient/{patient_id}"):
             raise HookError(

@@ -87,9 +87,9 @@ def read_file(text: str) -> Hl7File:
     batches = in_batch = 0  # BHS segments seen; messages since the last BHS (or the start)
     open_message = False  # a batch segment ends the message before it
     for number, line in enumerate((line.strip() for line in text.split("\r")), start=1):
-        kind = line[:3]
         if not line:
             continue
+        kind = line[:3]
         if kind == "MSH":
             content.messages.append(line + "\r")
             in_batch, open_message = in_batch + 1, True
@@ -265,7 +265,8 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
     return _with(oru, mrn, authority, name, observations)
 
 
-LOINC_SYSTEMS = ("LN", "LOINC", "")  # OBX-3.3 (or .6) naming LOINC; blank: taken as LOINC
+_NAMED_LOINC = ("LN", "LOINC")  # OBX-3.3 (or .6) naming LOINC
+LOINC_SYSTEMS = (*_NAMED_LOINC, "")  # a first identifier with no system is taken as LOINC
 
 
 def _identifier(segment: Any) -> tuple[str, str, str]:
@@ -273,8 +274,11 @@ def _identifier(segment: Any) -> tuple[str, str, str]:
     first and LOINC as the alternate identifier (components 4 to 6)."""
     code, text, system = (_field(segment, 3, 1, n) for n in (1, 2, 3))
     alternate, alternate_text, alternate_system = (_field(segment, 3, 1, n) for n in (4, 5, 6))
-    named_loinc = alternate_system.upper() in ("LN", "LOINC")
-    if system.upper() not in LOINC_SYSTEMS and alternate and named_loinc:
+    if (
+        system.upper() not in LOINC_SYSTEMS
+        and alternate
+        and alternate_system.upper() in _NAMED_LOINC
+    ):
         return alternate, alternate_text, alternate_system
     return code, text, system
 
