@@ -57,6 +57,8 @@ def test_the_walk_sees_every_part_of_the_site() -> None:
     } <= names
     # The FHIR import and export are walked too (anonymous: 401; another clinic's token: 404).
     assert {"fhir_import", "fhir_everything"} <= names
+    # The lab inbox's actions (match, dismiss with a note, put back).
+    assert {"hl7_inbox", "hl7_inbox_match", "hl7_inbox_dismiss", "hl7_inbox_restore"} <= names
     assert any(route.startswith("admin/") for route, _ in _all_routes())
     assert any(route.startswith("api/v1/") for route, _ in _all_routes())
 
