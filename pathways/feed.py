@@ -471,7 +471,7 @@ def inbox_restore(result: Hl7Result) -> Hl7Result:
     """Undo a dismissal: the result is back in the inbox (the history keeps the dismissal)."""
     result = Hl7Result.objects.select_for_update().get(pk=result.pk)
     if result.state != Hl7Result.State.DISMISSED:
-        raise ValueError("this result is not a dismissed one")
+        raise ValueError("this result is no longer among the dismissed ones")
     result.state = Hl7Result.State.UNMATCHED
     result.dismissed_by, result.dismissed_at, result.dismissal_note = None, None, ""
     result.save()

@@ -177,7 +177,11 @@ def hl7_inbox_dismiss(request: HttpRequest, result_pk: int) -> HttpResponse:
 def hl7_inbox_restore(request: HttpRequest, result_pk: int) -> HttpResponse:
     """Undo a dismissal: the result is back in the inbox."""
     result = _parked(request, result_pk, Hl7Result.State.DISMISSED)
-    feed.inbox_restore(result)
+    try:
+        feed.inbox_restore(result)
+    except ValueError as error:  # restored by someone else since this request read it
+        messages.error(request, str(error))
+        return _back(request)
     messages.success(
         request, f"Back in the inbox: {result.code} {result.value} {result.unit} for MRN "
         f"{result.mrn}."

@@ -223,6 +223,34 @@ def test_a_result_alpcare_should_not_store_is_dismissed_from_the_inbox_with_a_no
 
 
 @pytest.mark.django_db
+def test_a_restore_that_someone_else_made_first_is_said_not_a_server_error(
+    client: Any, alice: User, north_feed: Hl7Feed, patient: Patient, monkeypatch: Any
+) -> None:
+    """Two clinicians restore the same dismissed result: the second request read it as
+    dismissed, then found it back in the inbox under its lock, and answered with a 500."""
+    from pathways import feed, inbox
+
+    feed.receive(oru("R1", mrn="VISITOR-8"), via="test")
+    parked = Hl7Result.objects.get()
+    feed.inbox_dismiss(parked, user=alice, note="Visiting patient")
+    read_as_dismissed = inbox._parked
+
+    def other_clinician_restores_first(*args: Any) -> Hl7Result:
+        result = read_as_dismissed(*args)
+        feed.inbox_restore(result)
+        return result
+
+    monkeypatch.setattr(inbox, "_parked", other_clinician_restores_first)
+    client.force_login(alice)
+    response = client.post(f"/lab-feed/inbox/{parked.pk}/restore/?page=1")
+    assert response.status_code == 302 and response["Location"] == "/lab-feed/inbox/?page=1"
+    page = client.get(response["Location"]).content.decode()
+    assert "this result is no longer among the dismissed ones" in page
+    parked.refresh_from_db()
+    assert parked.state == Hl7Result.State.UNMATCHED and parked.history.count() == 3
+
+
+@pytest.mark.django_db
 def test_the_inbox_pages_through_every_unmatched_result(
     client: Any, alice: User, north_feed: Hl7Feed, patient: Patient, monkeypatch: Any
 ) -> None:
