@@ -368,7 +368,8 @@ class RuleAdmin(RuleSetPartAdmin):
         @admin.display(description="last clinical review", ordering="reviewed_on")
         def last_review(rule: Rule) -> str:
             shown = rule.reviewed_on.isoformat() if rule.reviewed_on else "never"
-            return f"{shown} (review due)" if review_overdue(rule) else shown
+            due = " (review due)" if review_overdue(rule) else ""
+            return format_html('<span class="nowrap">{}</span>{}', shown, due)  # date unbroken
 
         return [
             "code",
@@ -378,8 +379,7 @@ class RuleAdmin(RuleSetPartAdmin):
             fires_for,
             "title",
             last_review,
-            "rule_set",
-        ]
+        ]  # no rule-set column: the list shows one rule set, named in its filter
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))

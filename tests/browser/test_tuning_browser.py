@@ -78,6 +78,17 @@ def test_an_editor_tunes_the_extreme_alp_threshold_through_review_and_clinicians
 
     # The editor starts a draft and raises the threshold (the parameter by its label).
     _switch_user(page, live_server, "rui")
+    # The rule list at 1440 px shows every column beside the admin's menu and filters (the last
+    # clinical review was scrolled out of sight).
+    viewport = page.viewport_size
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{live_server.url}/admin/pathways/rule/")
+    results = page.locator("#changelist .results")
+    expect(results.locator("td.field-last_review").first).to_be_visible()
+    assert results.evaluate("r => r.scrollWidth <= r.clientWidth"), results.evaluate(
+        "r => [r.scrollWidth, r.clientWidth]"
+    )
+    page.set_viewport_size(viewport)
     page.goto(f"{live_server.url}/admin/pathways/ruleset/")
     page.get_by_role("button", name="Start a draft from the version in force").click()
     expect(page.locator(".messagelist")).to_contain_text("started from")
