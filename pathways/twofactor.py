@@ -145,6 +145,7 @@ class TwoFactorMiddleware:
         except Resolver404:
             name = None
         if name in allowed:
+            request.two_factor_pending = True  # type: ignore[attr-defined]  # base.html: no menu
             return self.get_response(request)
         if request.path.startswith("/api/"):
             return JsonResponse({"errors": [{"field": "", "message": message}]}, status=401)

@@ -83,6 +83,7 @@ def test_staff_without_two_factor_cannot_use_the_admin_when_required(
     assert client.get("/admin/")["Location"].startswith("/accounts/two-factor/")
     page = client.get("/accounts/two-factor/").content.decode()
     assert "Staff accounts must use two-factor log-in" in page
+    assert ">Patients</a>" not in page and ">Log out</button>" in page  # no menu until set up
 
 
 @pytest.mark.django_db
@@ -100,6 +101,9 @@ def test_staff_enrol_then_log_in_with_a_code_and_use_the_admin(
     assert client.get("/admin/")["Location"].startswith("/accounts/login/code/?next=")
     form = client.get(response["Location"]).content.decode()
     assert "Code from the app, or a recovery code" in form and 'name="otp_device"' not in form
+    # Before the code, the menu and the user's name are not shown (each link led back here).
+    assert ">Worklist</a>" not in form and ">Rules admin</a>" not in form
+    assert 'title="Two-factor log-in"' not in form and ">Log out</button>" in form
 
     wrong = client.post(
         "/accounts/login/code/",
@@ -117,6 +121,7 @@ def test_staff_enrol_then_log_in_with_a_code_and_use_the_admin(
     assert right.status_code == 302
     assert right["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 200
+    assert ">Worklist</a>" in client.get("/accounts/two-factor/").content.decode()
 
 
 @pytest.mark.django_db
