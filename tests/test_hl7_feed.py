@@ -425,6 +425,20 @@ def test_a_result_collected_after_today_is_refused(north_feed: Hl7Feed, patient:
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("collected", ["00010101+0100", "99991231235900-0100"])
+def test_a_collection_time_outside_the_calendar_in_utc_is_refused_with_an_ack(
+    north_feed: Hl7Feed, patient: Patient, collected: str
+) -> None:
+    """Year 1 at +01:00 is before year 1 in UTC: converting it raised OverflowError, which
+    reached the sender as no ACK at all (MLLP) or a server error (the API)."""
+    stored = LabResult.objects.count()
+    outcome = feed.receive(oru("Y1", collected=collected), via="test")
+    assert outcome.code == "AE"
+    assert f"OBR-7: '{collected}' is outside the calendar in UTC" in outcome.text
+    assert LabResult.objects.count() == stored
+
+
+@pytest.mark.django_db
 def test_unknown_patient_code_and_unit_are_parked_and_acknowledged(
     north_feed: Hl7Feed, patient: Patient
 ) -> None:

@@ -150,8 +150,13 @@ def parse_dtm(value: str, default_offset: str, where: str) -> tuple[datetime, bo
         parsed = hl7.parse_datetime(text)
     except ValueError as error:
         raise Refused(f"{where}: {value!r} is not a valid date/time") from error
-    if parsed.tzinfo is None:
-        parsed = timezone.make_aware(parsed, timezone.get_current_timezone())
+    try:
+        if parsed.tzinfo is None:
+            parsed = timezone.make_aware(parsed, timezone.get_current_timezone())
+        parsed.astimezone(UTC)  # stored in UTC,
+        timezone.localtime(parsed)  # shown in the site's time zone
+    except OverflowError:  # 00010101+0100 is before year 1 in UTC
+        raise Refused(f"{where}: {value!r} is outside the calendar in UTC") from None
     return parsed, len(digits) > 8
 
 
