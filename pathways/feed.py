@@ -101,6 +101,9 @@ def receive(
     try:
         with transaction.atomic():
             message = Hl7Message.objects.select_for_update().get(pk=stored.pk)
+            if message.status == Hl7Message.Status.APPLIED:  # by a copy that held the lock
+                text = f"duplicate of message {oru.control_id}, already stored"
+                return _answer(raw, "AA", text, message, duplicate=True)
             states: Counter[str] = Counter()
             for observation in oru.observations:
                 result = _result_row(message, clinic, oru, observation)
@@ -223,24 +226,29 @@ def _refuse(raw: str, via: str, reason: str, facility: str, control_id: str) -> 
 
 
 def _store_raw(oru: hl7v2.OruMessage, via: str, clinic: Clinic) -> tuple[Hl7Message, bool]:
-    """The message row, committed before anything is applied; True when it was applied before."""
+    """The message row, committed before anything is applied; True when it was applied before.
+
+    A resend of one not applied (refused, or failed) is counted and received afresh. A copy
+    arriving while another is being applied waits here for its lock; one that loses the race
+    to insert the row goes on, and ``receive`` decides under the row's lock whether the other
+    copy applied it (a failed one is not "already stored")."""
     key = {"sending_facility": oru.sending_facility, "control_id": oru.control_id}
-    existing = Hl7Message.objects.filter(**key).first()
-    if existing is not None:
-        Hl7Message.objects.filter(pk=existing.pk).update(resent=F("resent") + 1)
-        if existing.status == Hl7Message.Status.APPLIED:
-            return existing, True
-        existing.raw, existing.clinic, existing.received_via = oru.raw, clinic, via
-        existing.status = Hl7Message.Status.RECEIVED
-        existing.save()
-        return existing, False
     try:
         with transaction.atomic():
-            return Hl7Message.objects.create(
-                raw=oru.raw, received_via=via, clinic=clinic, **key
-            ), False
-    except IntegrityError:  # the same message, sent twice at once: the other copy wins
-        return Hl7Message.objects.get(**key), True
+            existing = Hl7Message.objects.select_for_update().filter(**key).first()
+            if existing is None:
+                row = Hl7Message.objects.create(raw=oru.raw, received_via=via, clinic=clinic, **key)
+                return row, False
+            existing.resent += 1
+            if existing.status == Hl7Message.Status.APPLIED:
+                existing.save(update_fields=["resent"])
+                return existing, True
+            existing.raw, existing.clinic, existing.received_via = oru.raw, clinic, via
+            existing.status = Hl7Message.Status.RECEIVED
+            existing.save(update_fields=["raw", "clinic", "received_via", "status", "resent"])
+            return existing, False
+    except IntegrityError:  # the same message, sent twice at once: the other copy inserted it
+        return Hl7Message.objects.get(**key), False
 
 
 def _result_row(

@@ -224,6 +224,79 @@ def test_a_resent_message_is_acknowledged_without_a_second_copy(
 
 
 @pytest.mark.django_db
+def test_a_copy_that_arrived_while_the_first_was_applied_is_not_applied_again(
+    north_feed: Hl7Feed, patient: Patient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender resending after a timeout: the second copy found the first stored but not yet
+    applied, waited for its lock, then applied every result a second time."""
+    store_raw, second_copy = feed._store_raw, []
+
+    def second_copy_arrives_meanwhile(*args: Any) -> Any:
+        if second_copy:
+            return second_copy.pop()
+        first = store_raw(*args)
+        second_copy.append(store_raw(*args))  # read while the first is not applied yet
+        return first
+
+    monkeypatch.setattr(feed, "_store_raw", second_copy_arrives_meanwhile)
+    first, second = feed.receive(oru("R1"), via="api"), feed.receive(oru("R1"), via="mllp")
+    assert (first.code, second.code, second.duplicate) == ("AA", "AA", True)
+    assert second.text == "duplicate of message R1, already stored"
+    assert Hl7Result.objects.count() == 1
+    assert Hl7Message.objects.get().resent == 1
+
+
+def _failing_once(monkeypatch: pytest.MonkeyPatch, control_id: str) -> None:
+    """The message is received once and fails to apply (AE, "resend to retry")."""
+    apply_result = feed.apply_result
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(feed, "apply_result", disk_full)
+    assert feed.receive(oru(control_id), via="api").code == "AE"
+    monkeypatch.setattr(feed, "apply_result", apply_result)
+
+
+@pytest.mark.django_db
+def test_the_resend_of_a_message_that_failed_is_applied_and_counted(
+    north_feed: Hl7Feed, patient: Patient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count was written over by the row's stale copy: 0 after a resend."""
+    _failing_once(monkeypatch, "F1")
+    again = feed.receive(oru("F1"), via="api")
+    assert (again.code, again.duplicate) == ("AA", False)
+    message = Hl7Message.objects.get()
+    assert (message.status, message.resent) == (Hl7Message.Status.APPLIED, 1)
+    assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_copy_that_lost_the_race_to_store_a_failed_message_applies_it(
+    north_feed: Hl7Feed, patient: Patient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other copy inserted the row first and failed: this one was answered "duplicate,
+    already stored" (AA) though nothing of the message was stored, so it was never resent."""
+    _failing_once(monkeypatch, "L1")
+    lock = Hl7Message.objects.select_for_update
+    looked: list[bool] = []
+
+    def looked_before_the_other_copy_inserted(*args: Any, **kwargs: Any) -> Any:
+        if not looked:
+            looked.append(True)
+            return Hl7Message.objects.none()
+        return lock(*args, **kwargs)
+
+    monkeypatch.setattr(
+        Hl7Message.objects, "select_for_update", looked_before_the_other_copy_inserted
+    )
+    second = feed.receive(oru("L1"), via="mllp")
+    assert (second.code, second.duplicate) == ("AA", False), second.text
+    assert Hl7Message.objects.get().status == Hl7Message.Status.APPLIED
+    assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).count() == 1
+
+
+@pytest.mark.django_db
 def test_an_mrn_too_long_to_store_is_refused_not_cut_to_another_patients(
     north_feed: Hl7Feed, north_clinic: Clinic, alice: User
 ) -> None:
