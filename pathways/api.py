@@ -570,6 +570,10 @@ def fhir_import(request: HttpRequest, clinic: str | None = None) -> HttpResponse
         return error_document(415, ("Content-Type", message))
     try:
         data = json.loads(request.body)
+    except RecursionError:
+        return _outcome(
+            400, [fhir.Issue("Bundle", "not JSON: nested too deeply", code="structure")]
+        )
     except (UnicodeDecodeError, ValueError) as error:
         return _outcome(400, [fhir.Issue("Bundle", f"not JSON: {error}", code="structure")])
     target = _import_clinic(request, clinic)

@@ -151,17 +151,18 @@ class Patient(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["clinic", "mrn"], name="patient_mrn_unique_in_clinic"),
             models.CheckConstraint(
-                condition=Q(weight_kg__isnull=True) | Q(weight_kg__gt=0, weight_kg__lt=1000),
+                condition=Q(weight_kg__isnull=True)
+                | Q(weight_kg__gt=0, weight_kg__lt=declaration.WEIGHT_BELOW),
                 name="patient_weight_positive",
             ),
             models.CheckConstraint(
                 condition=Q(crcl_baseline__isnull=True)
-                | Q(crcl_baseline__gte=0, crcl_baseline__lt=10000),
+                | Q(crcl_baseline__gte=0, crcl_baseline__lt=declaration.BASELINE_BELOW),
                 name="patient_crcl_baseline_non_negative",
             ),
             models.CheckConstraint(
                 condition=Q(creatinine_baseline__isnull=True)
-                | Q(creatinine_baseline__gte=0, creatinine_baseline__lt=10000),
+                | Q(creatinine_baseline__gte=0, creatinine_baseline__lt=declaration.BASELINE_BELOW),
                 name="patient_creatinine_baseline_non_negative",
             ),
             # spec §1: gestational weeks 1-42, only for a pregnant patient.
@@ -180,7 +181,7 @@ class Patient(models.Model):
 
 
 # Finite and non-negative: NaN and ±Infinity fail `value < 1e12` on PostgreSQL and SQLite alike.
-_FINITE_NON_NEGATIVE = 1e12
+_FINITE_NON_NEGATIVE = declaration.LAB_NUMBER_BELOW
 
 
 class LabResult(models.Model):

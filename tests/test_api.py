@@ -130,6 +130,25 @@ def test_the_documented_example_case_is_accepted(client: Client, key: str) -> No
     assert response.status_code == 200
 
 
+def test_a_value_infinite_once_converted_is_refused_not_answered_as_infinity(
+    client: Client, key: str
+) -> None:
+    """1e308 ukat/L is finite; in U/L it is not, and the result document said Infinity, which
+    is not JSON."""
+    case = json.loads(json.dumps(api_module.EXAMPLE_CASE))
+    case["labs"][1].update(value=1e308, unit="ukat/L")
+    response = client.post(
+        "/api/v1/assess",
+        json.dumps(case),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Token {key}",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "labs[1].value", "message": "must be below 1,000,000,000,000"}
+    ]
+
+
 def test_the_docs_page_loads_its_assets_from_this_server(client: Client, alice: Any) -> None:
     client.force_login(alice)
     response = client.get("/api/v1/docs")

@@ -634,3 +634,64 @@ def test_two_values_of_one_patient_field_at_its_latest_time_refuse_the_bundle() 
     for resources in ((not_pregnant, pregnancy), (pregnancy, not_pregnant)):
         content = _read(fb.bundle(fb.patient(), *resources))
         assert content.fields["patient.pregnant"][0] is True
+
+
+@pytest.mark.parametrize(
+    ("entry", "expression", "diagnostics"),
+    [
+        pytest.param(
+            fb.lab("6768-6", 412, "U/L", "0001-01-01T00:00:00+01:00"),
+            "Bundle.entry[1].resource.effectiveDateTime",
+            '"0001-01-01T00:00" is outside 1900-01-01 to 2200-12-31',
+            id="year 1 at +01:00 (before year 1 in UTC)",
+        ),
+        pytest.param(
+            fb.lab("6768-6", 412, "U/L", "9999-12-31T23:00:00-05:00"),
+            "Bundle.entry[1].resource.effectiveDateTime",
+            "9999-12-31 23:00:00-05:00 is in the future",
+            id="year 9999 at -05:00 (after 9999 in UTC)",
+        ),
+        pytest.param(
+            fb.statement("M05BA04", "0001-01-01T00:00:00+01:00"),
+            "Bundle.entry[1].resource",
+            'clinical.therapies[0].start: "0001-01-01" is outside 1900-01-01 to 2200-12-31',
+            id="therapy from year 1 at +01:00",
+        ),
+        pytest.param(
+            fb.lab("6768-6", 1e12, "U/L", "2026-10-01"),
+            "Bundle.entry[1].resource.valueQuantity.value",
+            "must be below 1,000,000,000,000",
+            id="a value the database cannot store",
+        ),
+        pytest.param(
+            fb.lab("6768-6", 2e10, "ukat/L", "2026-10-01"),
+            "Bundle.entry[1].resource.valueQuantity.value",
+            "is 1.2e+12 U/L: must be below 1,000,000,000,000 U/L",
+            id="a value the database cannot store once in U/L",
+        ),
+        pytest.param(
+            fb.weight(1000, "2026-10-01"),
+            "Bundle.entry[1].resource",
+            "patient.weight_kg: must be below 1,000",
+            id="a weight the database cannot store (was: MRN already used)",
+        ),
+    ],
+)
+@pytest.mark.django_db
+def test_a_value_the_database_cannot_hold_is_refused_naming_its_entry(
+    client: Any, write_key: str, entry: dict[str, Any], expression: str, diagnostics: str
+) -> None:
+    """Each was a server error (OverflowError, or the database's check constraint), and the
+    weight was reported as "MRN F100 is already used by another patient"."""
+    response = _post(client, write_key, fb.bundle(fb.patient(), entry))
+    assert response.status_code == 400, response.content
+    issues = [(issue["expression"], issue["diagnostics"]) for issue in response.json()["issue"]]
+    assert issues == [([expression], diagnostics)]
+    assert not Patient.objects.filter(mrn="F100").exists()
+
+
+@pytest.mark.django_db
+def test_json_nested_too_deeply_is_refused_as_not_json(client: Any, write_key: str) -> None:
+    response = _post(client, write_key, "[" * 100_000 + "]" * 100_000)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["diagnostics"] == "not JSON: nested too deeply"

@@ -385,6 +385,8 @@ class _Reader:
             self.add((*at, item.name), f"must be greater than {item.above:g}")
         if item.maximum is not None and value > item.maximum:
             self.add((*at, item.name), f"must not be above {item.maximum:g}")
+        if item.below is not None and not value < item.below:
+            self.add((*at, item.name), f"must be below {item.below:,.0f}")
 
     def values(self, group: Group, fields: dict[str, Any], at: Location) -> dict[str, Any] | None:
         """A part's declared fields with dates parsed (in ``fields``, which ``part`` made) and
@@ -539,6 +541,24 @@ def _shown(lab: Lab) -> str:
 _LAB_NUMBERS = tuple(item for item in LAB.fields if item.kind == "number")
 
 
+def _canonical_within_bounds(
+    reader: _Reader, fields: dict[str, Any], test_unit: tuple[str, str], at: Location
+) -> None:
+    """A lab's numbers below their stored limit in the test's canonical unit too: 2e10 ukat/L
+    is 1.2e12 U/L, and 1e308 ukat/L is infinite."""
+    canonical_unit, multiplier, divisor = CONVERSIONS[test_unit]
+    for item in _LAB_NUMBERS:
+        number = fields.get(item.name)
+        if number is None or item.below is None or not number < item.below:
+            continue  # not given, or already refused in its own unit
+        if not (canonical := number * multiplier / divisor) < item.below:
+            reader.add(
+                (*at, item.name),
+                f"is {canonical:g} {canonical_unit}: must be below {item.below:,.0f} "
+                f"{canonical_unit}",
+            )
+
+
 def _read_lab(
     reader: _Reader,
     fields: dict[str, Any],
@@ -566,6 +586,8 @@ def _read_lab(
             (*at, "reference_high"),
             f"required for {test} in {unit} (no built-in interval for activity)",
         )
+    if test is not None and unit is not None and unit in UNITS[test]:
+        _canonical_within_bounds(reader, fields, (test, unit), at)
     collected = None
     if isinstance(fields.get("collected_at"), str):
         collected = parse_iso_datetime(fields["collected_at"])

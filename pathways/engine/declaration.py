@@ -193,6 +193,7 @@ class CaseField:
     minimum: float | None = None  # inclusive
     above: float | None = None  # exclusive minimum
     maximum: float | None = None  # inclusive
+    below: float | None = None  # exclusive maximum: what the database stores (a STORED_BELOW)
     integer: bool = False  # a number that must be whole (gestational_weeks)
 
     @property
@@ -212,6 +213,13 @@ class Group:
     def __getitem__(self, name: str) -> CaseField:
         return next(item for item in self.fields if item.name == name)
 
+
+# The largest numbers the database stores (its check constraints, pathways/models.py): not
+# clinical limits, but the line between a number refused with its field named and a server error.
+# NaN and infinity fail them too. A lab's limit holds for its value in the canonical unit as well.
+WEIGHT_BELOW: Final = 1000
+BASELINE_BELOW: Final = 10000
+LAB_NUMBER_BELOW: Final = 1e12
 
 PATIENT = Group(
     "patient",
@@ -242,6 +250,7 @@ PATIENT = Group(
             "Weight (kg)",
             unit="kg",
             above=0,
+            below=WEIGHT_BELOW,
             help="used for Cockcroft-Gault",
         ),
     ),
@@ -251,7 +260,15 @@ LAB = Group(
     "labs",
     (
         CaseField("test", "choice", "Test", required=True),  # choices: LAB_TESTS
-        CaseField("value", "number", "Value", required=True, minimum=0, help="finite, in `unit`"),
+        CaseField(
+            "value",
+            "number",
+            "Value",
+            required=True,
+            minimum=0,
+            below=LAB_NUMBER_BELOW,
+            help="finite, in `unit`",
+        ),
         CaseField("unit", "choice", "Unit", required=True),  # choices: the test's units
         CaseField("collected_at", "datetime", "Collected", required=True),
         CaseField(
@@ -259,6 +276,7 @@ LAB = Group(
             "number",
             "Lab's upper limit",
             above=0,
+            below=LAB_NUMBER_BELOW,
             help="the reporting lab's upper limit of normal, in `unit`",
         ),
         CaseField(
@@ -266,6 +284,7 @@ LAB = Group(
             "number",
             "Lab's lower limit",
             minimum=0,
+            below=LAB_NUMBER_BELOW,
             help="the reporting lab's lower limit of normal, in `unit`; below reference_high",
         ),
     ),
@@ -325,6 +344,7 @@ CLINICAL = Group(
             "CrCl baseline (mL/min)",
             unit="mL/min",
             minimum=0,
+            below=BASELINE_BELOW,
             help="before the current IV bisphosphonate",
         ),
         CaseField(
@@ -333,6 +353,7 @@ CLINICAL = Group(
             "Creatinine baseline (mg/dL)",
             unit="mg/dL",
             above=0,
+            below=BASELINE_BELOW,
             help="before the current IV bisphosphonate",
         ),
     ),

@@ -15,6 +15,7 @@ them instead: ``fhir_case.case_from_fhir``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, tzinfo
@@ -211,7 +212,10 @@ def _local(value: Any, tz: tzinfo) -> tuple[date, time | None] | None:
     """A FHIR date or dateTime as the clinic's local date and time (None: partial date)."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(tz)
+            # Year 1 or 9999 pushed past the calendar by the offset: kept as written, and
+            # refused for its range (engine.DATE_RANGE) like any other far date.
+            with contextlib.suppress(OverflowError):
+                value = value.astimezone(tz)
         return value.date(), value.time().replace(microsecond=0, tzinfo=None)
     if isinstance(value, date):
         return value, None
