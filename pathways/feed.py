@@ -309,6 +309,9 @@ def _match(
         else:
             raise _Unmatched(f"OBX-3: code {result.code} ({result.code_text}) is not mapped")
     allowed = hl7v2.units_for(result.test, loinc)
+    if result.unit_matched and result.unit_matched not in allowed:  # chosen in the inbox
+        chosen, result.unit_matched = result.unit_matched, ""
+        raise _Unmatched(f"unit {chosen} (as matched) is not one of {', '.join(allowed)}")
     unit = result.unit_matched or hl7v2.map_unit(result.unit, allowed)
     if unit is None:
         raise _Unmatched(
@@ -320,6 +323,10 @@ def _match(
         low, high = hl7v2.reference_limits(result.reference_range)
     except ValueError as error:
         raise _Unmatched(f"OBX-5/OBX-7: {error}") from error
+    for where, number in (("OBX-5", value), ("OBX-7", low), ("OBX-7", high)):
+        canonical = None if number is None else engine.to_canonical(result.test, unit, number)[0]
+        if canonical is not None and not max(number or 0, canonical) < declaration.LAB_NUMBER_BELOW:
+            raise _Unmatched(f"{where}: {number:g} {unit} is more than alpcare can store")
     if high is not None and high <= 0:
         raise _Unmatched("OBX-7: the upper reference limit must be above 0")
     if low is not None and high is not None and low >= high:
@@ -385,11 +392,16 @@ def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Res
         else:
             patient_remove_result(patient=patient, result=earlier, expected_version=version)
     elif earlier is not None:
-        result.lab_result = patient_change_result(
-            patient=patient, result=earlier, user=user, lab=lab, expected_version=version,
-            source=source, lab_comment=result.comment,
-        )  # fmt: skip
-        result.state = Hl7Result.State.APPLIED
+        try:
+            result.lab_result = patient_change_result(
+                patient=patient, result=earlier, user=user, lab=lab, expected_version=version,
+                source=source, lab_comment=result.comment,
+            )  # fmt: skip
+            result.state = Hl7Result.State.APPLIED
+        except DuplicateResult as duplicate:  # the corrected time is another result's
+            result.state = Hl7Result.State.UNMATCHED
+            result.reason = f"{duplicate} The correction would put this result on it."[:300]
+            replaced = []
     else:
         try:
             result.lab_result = patient_record_result(

@@ -512,6 +512,48 @@ def test_a_collection_time_outside_the_calendar_in_utc_is_refused_with_an_ack(
 
 
 @pytest.mark.django_db
+def test_a_correction_onto_another_results_time_is_parked_with_the_reason(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """Correcting the 08:15 result to 09:15, where another result is stored: the clash was
+    not caught, so the whole message failed (AE, resend to retry) and a resend could not help;
+    matched from the inbox it was a server error."""
+    assert feed.receive(oru("C1", filler="F-77"), via="test").code == "AA"
+    later = oru("C2", filler="F-78", value="300", collected="20261101091500+0100")
+    assert feed.receive(later, via="test").code == "AA"
+    correction = oru("C3", filler="F-77", value="420", status="C", collected="20261101091500+0100")
+    outcome = feed.receive(correction, via="test")
+    assert outcome.text == "1 result(s): 1 in the unmatched inbox"
+    parked = Hl7Result.objects.get(message__control_id="C3")
+    assert parked.reason == (
+        "A alp result collected at 2026-11-01 08:15 is already recorded. "
+        "The correction would put this result on it."
+    )
+    stored = LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1))
+    assert sorted(stored.values_list("value", flat=True)) == [300, 412]  # both unchanged
+    first = Hl7Result.objects.get(message__control_id="C1")
+    assert first.state == Hl7Result.State.APPLIED  # not marked corrected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("value", "unit", "reason"),
+    [
+        ("1000000000000", "U/L", "OBX-5: 1e+12 U/L is more than alpcare can store"),
+        ("20000000000", "ukat/L", "OBX-5: 2e+10 ukat/L is more than alpcare can store"),
+    ],
+)
+def test_a_value_too_large_to_store_is_parked_with_that_reason(
+    north_feed: Hl7Feed, patient: Patient, value: str, unit: str, reason: str
+) -> None:
+    """It was parked as "already recorded ... send a correction": the database's bound on
+    values was read as a duplicate result."""
+    outcome = feed.receive(oru("V1", value=value, unit=unit), via="test")
+    assert outcome.text == "1 result(s): 1 in the unmatched inbox"
+    assert Hl7Result.objects.get().reason == reason
+
+
+@pytest.mark.django_db
 def test_unknown_patient_code_and_unit_are_parked_and_acknowledged(
     north_feed: Hl7Feed, patient: Patient
 ) -> None:

@@ -251,6 +251,27 @@ def test_a_restore_that_someone_else_made_first_is_said_not_a_server_error(
 
 
 @pytest.mark.django_db
+def test_a_unit_of_another_test_chosen_in_the_inbox_is_said_not_a_server_error(
+    client: Any, alice: User, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """The unit list offers every test's units; mg/dL for an ALP reached the engine (KeyError)."""
+    from pathways import feed
+
+    feed.receive(oru("U1", unit="IU/L"), via="test")
+    parked = Hl7Result.objects.get()
+    client.force_login(alice)
+    response = client.post(f"/lab-feed/inbox/{parked.pk}/", {f"r{parked.pk}-unit": "mg/dL"})
+    assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+    assert "Still unmatched: unit mg/dL (as matched) is not one of U/L, ukat/L" in page
+    parked.refresh_from_db()
+    assert (parked.state, parked.unit_matched) == (Hl7Result.State.UNMATCHED, "")
+    applied = client.post(f"/lab-feed/inbox/{parked.pk}/", {f"r{parked.pk}-unit": "U/L"})
+    parked.refresh_from_db()
+    assert applied.status_code == 302 and parked.state == Hl7Result.State.APPLIED
+
+
+@pytest.mark.django_db
 def test_the_inbox_pages_through_every_unmatched_result(
     client: Any, alice: User, north_feed: Hl7Feed, patient: Patient, monkeypatch: Any
 ) -> None:
