@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from pathways import engine
 from pathways.cases import patient_to_case
+from pathways.engine.vocabulary import PRIORITY_RANK
 from pathways.models import OVERRIDE_REASONS, CardAction, LabResult, Patient, Therapy
 
 REASON_CODES = frozenset(code for code, _ in OVERRIDE_REASONS)
@@ -52,10 +53,12 @@ def case_digest(
 
 def card_digest(rule_set: engine.RuleSet, recommendation: engine.Recommendation) -> str:
     """The card as the rule set defines it: priority, wording, condition and the parameter
-    values the condition reads (not the rationale's facts, which move with the calendar)."""
+    values the condition reads (not the rationale's facts, nor the priority an escalation gives
+    it today: both move with the calendar)."""
     rule = rule_set.rule(recommendation.code)
     parts: dict[str, Any] = {"code": recommendation.code, "priority": recommendation.priority}
     if rule is not None:
+        parts["priority"] = rule.priority
         params = rule_set.parameter_values()
         parts.update(
             title=rule.title,
@@ -123,11 +126,16 @@ def active_actions(
     today = today or timezone.localdate()
     digest = digest or case_digest(patient)
     cards = {rec.code: card_digest(rule_set, rec) for rec in result.recommendations}
+    ranks = {rec.code: PRIORITY_RANK.get(rec.priority, 0) for rec in result.recommendations}
     by_code: dict[str, CardAction] = {}
     for action in sorted(actions, key=lambda a: (a.at, a.pk)):
         if action.code not in cards or action.source != CardAction.Source.WORKLIST:
             continue
         holds = action.case_digest == digest and action.card_digest == cards[action.code]
+        # A card escalated since it was acted on (high then, urgent now) is back; one that
+        # calmed down is not.
+        if ranks[action.code] < PRIORITY_RANK.get(action.priority, 0):
+            holds = False
         if action.kind == CardAction.Kind.SNOOZE and (action.snooze_until or today) <= today:
             holds = False
         if holds:
@@ -175,6 +183,14 @@ def card_action_record(
             raise CardActionInvalid("snooze_until", "The snooze date must be after today.")
     else:
         snooze_until = None
+    in_force = active_actions(patient, result, rule_set).get(code)
+    asked = (kind, reason, reason_text, snooze_until)
+    if (
+        in_force is not None
+        and in_force.source == source
+        and asked == (in_force.kind, in_force.reason, in_force.reason_text, in_force.snooze_until)
+    ):
+        return in_force  # sent twice (a double click, a resent form): one action to undo
     action = CardAction.objects.create(
         patient=patient,
         clinic_id=patient.clinic_id,
@@ -202,7 +218,9 @@ def card_action_undo(*, patient: Patient, user: Any, code: str) -> CardAction | 
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     action = (
         CardAction.objects.select_for_update()
-        .filter(patient=patient, code=code, undone_at__isnull=True)
+        .filter(
+            patient=patient, code=code, undone_at__isnull=True, source=CardAction.Source.WORKLIST
+        )
         .order_by("-at", "-pk")
         .first()
     )

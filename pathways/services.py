@@ -455,7 +455,9 @@ def follow_up_mark_done(
         follow_up.note = note
         follow_up.save()
     fact = CASE_FACT_FOLLOW_UPS.get(follow_up.code)
-    if fact is not None and outcome in CASE_FACT_OUTCOMES:
+    # The outcome stored: marked done twice, the first holds (not a "declined" follow-up with
+    # the examination recorded as done).
+    if fact is not None and follow_up.outcome in CASE_FACT_OUTCOMES:
         _case_fact_store(patient=patient, user=user, fact=fact, value=True)
     else:
         follow_ups_sync(patient=patient)

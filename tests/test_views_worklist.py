@@ -358,7 +358,7 @@ def test_an_action_holds_until_the_case_or_the_card_changes_not_with_the_calenda
     result = engine.assess(patient_to_case(urgent_patient), rule_set)
     assert active_actions(urgent_patient, result, rule_set).get("extreme-alp") is None
     html = alice_client.get(f"/patients/{urgent_patient.pk}/").content.decode()
-    assert "Acknowledged by" not in html
+    assert 'data-action="acknowledge"' not in html
 
 
 def test_undo_keeps_the_action_as_history(
@@ -369,7 +369,7 @@ def test_undo_keeps_the_action_as_history(
     action = CardAction.objects.get()
     assert action.undone_at is not None and action.undone_by == alice
     assert action.history.count() == 2
-    assert "Acknowledged by" not in html
+    assert 'data-action="acknowledge"' not in html
 
 
 def test_card_actions_work_as_a_plain_post_and_need_csrf(
@@ -453,6 +453,89 @@ def test_marking_the_dental_examination_done_updates_the_case(
     dental_patient.refresh_from_db()
     assert dental_patient.dental_exam_done is False
     assert "antiresorptive-dental-exam" in cards(dental_patient)
+
+
+def test_marking_done_twice_keeps_the_first_outcome_for_the_case_as_well(
+    alice_client: Client, dental_patient: Any
+) -> None:
+    """Two tabs, or a resent form: "declined" then "done". The follow-up kept "declined" but
+    the case recorded the examination as done, and Undo then left it recorded."""
+    follow_up = FollowUp.objects.get(patient=dental_patient, code="dental-exam")
+    base = f"/patients/{dental_patient.pk}/follow-ups/{follow_up.pk}"
+    today = str(timezone.localdate())
+    for outcome in ("declined", "done"):
+        alice_client.post(f"{base}/done/", {"outcome": outcome, "done_on": today}, headers=HTMX)
+    follow_up.refresh_from_db()
+    dental_patient.refresh_from_db()
+    assert (follow_up.outcome, dental_patient.dental_exam_done) == ("declined", False)
+    assert "antiresorptive-dental-exam" in cards(dental_patient)
+    alice_client.post(f"{base}/undo/", headers=HTMX)
+    dental_patient.refresh_from_db()
+    assert dental_patient.dental_exam_done is False
+
+
+def test_an_action_sent_twice_is_one_action_and_one_undo_takes_it_back(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    """A double click: two acknowledgements, and Undo took back only the second."""
+    for _ in range(2):
+        act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    assert CardAction.objects.count() == 1
+    html = act(alice_client, urgent_patient, code="extreme-alp", action="undo").content.decode()
+    assert 'data-action="acknowledge"' not in html
+    # Different actions still stack: Undo steps back one.
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    act(
+        alice_client, urgent_patient, code="extreme-alp", action="override", reason="not-applicable"
+    )
+    html = act(alice_client, urgent_patient, code="extreme-alp", action="undo").content.decode()
+    assert 'data-action="acknowledge"' in html
+
+
+def test_undo_takes_back_the_clinicians_action_not_the_ehrs_feedback(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    """CDS Hooks feedback on the same card, arriving after the acknowledgement, was what Undo
+    marked undone: the acknowledgement stayed and the feedback left the analytics."""
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    acknowledged = CardAction.objects.get()
+    feedback = CardAction.objects.create(
+        patient=urgent_patient,
+        clinic_id=urgent_patient.clinic_id,
+        code="extreme-alp",
+        kind=CardAction.Kind.ACCEPT,
+        source=CardAction.Source.CDS,
+        rule_set_version=current_rule_set().version,
+        at=timezone.now() + timedelta(seconds=1),
+    )
+    html = act(alice_client, urgent_patient, code="extreme-alp", action="undo").content.decode()
+    assert 'data-action="acknowledge"' not in html
+    acknowledged.refresh_from_db()
+    feedback.refresh_from_db()
+    assert acknowledged.undone_at is not None and feedback.undone_at is None
+
+
+def test_a_card_that_calmed_down_stays_acknowledged_one_that_escalated_is_back(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    """The digest held the priority of the day: a card escalated or calmed by the calendar
+    alone came back either way (issue 12: the calendar alone does not bring it back). Now only
+    a card more urgent than when it was acted on is back."""
+    rule_set = current_rule_set()
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    result = engine.assess(patient_to_case(urgent_patient), rule_set)
+
+    def with_priority(priority: str) -> engine.Result:
+        recommendations = tuple(
+            dataclasses.replace(rec, priority=priority) if rec.code == "extreme-alp" else rec
+            for rec in result.recommendations
+        )
+        return dataclasses.replace(result, recommendations=recommendations)
+
+    assert active_actions(urgent_patient, with_priority("high"), rule_set).get("extreme-alp")
+    CardAction.objects.update(priority="high")  # acted on while it was high
+    escalated = active_actions(urgent_patient, with_priority("urgent"), rule_set)
+    assert escalated.get("extreme-alp") is None
 
 
 # ---------------------------------------------------------------------------------------------
