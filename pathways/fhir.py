@@ -37,6 +37,7 @@ from pathways.interop.fhir_import import (
     BundleContent,
     BundleInvalid,
     Issue,
+    TherapyEntry,
     declared_field,
     extension_fields,
     read_bundle,
@@ -162,9 +163,15 @@ def _merge(
             continue
         current = labs[index]
         # The same value is the same result: limits the Bundle gives replace the stored ones,
-        # absent ones are kept. Another value replaces it only as an amendment.
+        # absent ones are kept. Another value replaces it only as an amendment. Limits are kept
+        # only in the same unit: 129 U/L kept as 129 ukat/L would read a raised ALP as normal.
         if (current["value"], current["unit"]) == (new["value"], new["unit"]) or entry.amends:
-            merged = {**current, **new}
+            kept = (
+                current
+                if current["unit"] == new["unit"]
+                else {k: v for k, v in current.items() if k not in _LAB_LIMITS}
+            )
+            merged = {**kept, **new}
             if merged == current:
                 counts["results_unchanged"] += 1
             else:
@@ -182,13 +189,9 @@ def _merge(
 
     therapies: list[dict[str, Any]] = clinical["therapies"]
     by_course = {(t["agent"], t["start"]): t for t in therapies}
-    seen: set[tuple[str, str]] = set()
-    for course in content.therapies:
+    for course in _courses(content.therapies):
         key = (course.agent, course.start.isoformat())
         end = course.end.isoformat() if course.end else None
-        if key in seen:
-            continue  # the same course as a request and as a statement
-        seen.add(key)
         current_course = by_course.get(key)
         if current_course is None:
             sources[("clinical", "therapies", len(therapies))] = course.path
@@ -200,6 +203,29 @@ def _merge(
         else:
             counts["therapies_unchanged"] += 1
     return document, sources, counts
+
+
+_LAB_LIMITS = ("reference_high", "reference_low")
+
+
+def _courses(entries: list[TherapyEntry]) -> list[TherapyEntry]:
+    """One entry per course (agent and start): the same course given as a request and as a
+    statement is one, with the end either gives (an order has none, a stopped statement has
+    it), whatever their order in the Bundle. Two different ends are refused, naming both."""
+    courses: dict[tuple[str, date], TherapyEntry] = {}
+    for entry in entries:
+        key = (entry.agent, entry.start)
+        other = courses.get(key)
+        if other is None or other.end is None:
+            courses[key] = entry if other is None or entry.end is not None else other
+        elif entry.end is not None and entry.end != other.end:
+            raise BundleInvalid([Issue(
+                entry.path,
+                f"{entry.agent} from {entry.start} ends {entry.end} here and {other.end} in "
+                f"{other.path}: send one end for a course",
+                code="conflict",
+            )])  # fmt: skip
+    return list(courses.values())
 
 
 def _blank_document(content: BundleContent) -> dict[str, Any]:

@@ -695,3 +695,46 @@ def test_json_nested_too_deeply_is_refused_as_not_json(client: Any, write_key: s
     response = _post(client, write_key, "[" * 100_000 + "]" * 100_000)
     assert response.status_code == 400
     assert response.json()["issue"][0]["diagnostics"] == "not JSON: nested too deeply"
+
+
+@pytest.mark.django_db
+def test_an_amendment_in_another_unit_does_not_keep_the_old_units_limits(
+    client: Any, write_key: str, north_clinic: Clinic
+) -> None:
+    """412 U/L (limit 129 U/L) amended to 7 ukat/L with no range was stored with a limit of
+    129 ukat/L (7,740 U/L): a raised ALP read as normal."""
+    first = fb.lab("6768-6", 412, "U/L", "2026-10-01T08:15:00Z", high=129)
+    assert _post(client, write_key, fb.bundle(fb.patient(), first)).status_code == 200
+    amended = fb.lab("6768-6", 7, "ukat/L", "2026-10-01T08:15:00Z", status="amended")
+    assert _post(client, write_key, fb.bundle(fb.patient(), amended)).status_code == 200
+    stored = Patient.objects.get(clinic=north_clinic, mrn="F100").lab_results.get()
+    assert (stored.value, stored.unit, stored.reference_high) == (7, "ukat/L", None)
+    same_unit = fb.lab("6768-6", 8, "ukat/L", "2026-10-01T08:15:00Z", status="amended")
+    assert _post(client, write_key, fb.bundle(fb.patient(), same_unit)).status_code == 200
+    stored.refresh_from_db()
+    assert (stored.value, stored.reference_high) == (8, None)
+
+
+@pytest.mark.django_db
+def test_a_course_given_as_an_order_and_as_a_stopped_statement_keeps_its_end_in_any_order(
+    client: Any, write_key: str, north_clinic: Clinic
+) -> None:
+    """The first of the two in the Bundle was kept: denosumab stopped on 10 July in one order,
+    still given in the other."""
+    stopped = fb.statement("M05BX04", "2026-01-10", "2026-07-10", status="stopped")
+    ordered = fb.request("M05BX04", "2026-01-10")
+    for mrn, resources in (("T1", (stopped, ordered)), ("T2", (ordered, stopped))):
+        response = _post(client, write_key, fb.bundle(fb.patient(mrn), *resources))
+        assert response.status_code == 200, response.content
+        therapies = Patient.objects.get(clinic=north_clinic, mrn=mrn).therapies.all()
+        assert [(t.agent, str(t.start), str(t.end)) for t in therapies] == [
+            ("denosumab", "2026-01-10", "2026-07-10")
+        ]
+    other_end = fb.statement("M05BX04", "2026-01-10", "2026-08-01", status="stopped")
+    response = _post(client, write_key, fb.bundle(fb.patient("T3"), stopped, other_end))
+    assert response.status_code == 400
+    assert [issue["diagnostics"] for issue in response.json()["issue"]] == [
+        "denosumab from 2026-01-10 ends 2026-08-01 here and 2026-07-10 in "
+        "Bundle.entry[1].resource: send one end for a course"
+    ]
+    assert not Patient.objects.filter(mrn="T3").exists()
