@@ -469,11 +469,13 @@ def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
             observation["note"] = [{"text": row.lab_comment}]
         resources.append(observation)
 
-    def vital(code: fhir_codes.Code, suffix: str, value: dict[str, Any]) -> None:
+    def vital(
+        code: fhir_codes.Code, suffix: str, value: dict[str, Any], effective: str = recorded
+    ) -> None:
         resources.append({
             "resourceType": "Observation", "id": f"patient-{patient.pk}-{suffix}",
             "status": "final", "code": {"coding": [_coding(code)]}, "subject": subject,
-            "effectiveDateTime": recorded, **value,
+            "effectiveDateTime": effective, **value,
         })  # fmt: skip
 
     if patient.weight_kg is not None:
@@ -488,8 +490,11 @@ def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
         )
     weeks = _get(document, "patient.gestational_weeks")
     if declared_field("patient.gestational_weeks") is not None and weeks is not None:
+        # The case's weeks hold on its assessment date, today (spec §1): an import counts the
+        # weeks since the observation's date, so dated at the last edit they grew on re-import.
         vital(fhir_codes.GESTATIONAL_AGE, "gestational-age", {"valueQuantity": {
-            "value": weeks, "unit": "wk", "system": UCUM, "code": "wk"}})  # fmt: skip
+            "value": weeks, "unit": "wk", "system": UCUM, "code": "wk"}},
+            effective=today.isoformat())  # fmt: skip
 
     conditions: list[tuple[str, fhir_codes.Code]] = [
         (diagnosis, fhir_codes.DIAGNOSIS_CODES[diagnosis])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, date, time
+from datetime import UTC, date, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,11 @@ from pathways.interop.fhir_import import (
 )
 from pathways.models import AccessLog, ApiToken, AssessmentSnapshot, Clinic, LabResult, Patient
 from tests import fhir_bundles as fb
-from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+from tests.factories import (
+    myeloma_on_zoledronic_acid_14_months_document,
+    pregnant_third_trimester_document,
+    stored_patient,
+)
 
 TODAY = date(2026, 11, 29)
 
@@ -738,3 +742,50 @@ def test_a_course_given_as_an_order_and_as_a_stopped_statement_keeps_its_end_in_
         "Bundle.entry[1].resource: send one end for a course"
     ]
     assert not Patient.objects.filter(mrn="T3").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("where", "expression"),
+    [
+        ("mrn", "Bundle.entry[0].resource.identifier[1].value"),
+        ("name", "Bundle.entry[0].resource.name[0].text"),
+        ("note", "Bundle.entry[1].resource.note[0].text"),
+    ],
+)
+def test_a_nul_character_is_refused_naming_where_it_is(
+    client: Any, write_key: str, where: str, expression: str
+) -> None:
+    """On PostgreSQL a server error (a text cannot hold NUL); on SQLite it was stored."""
+    patient = fb.patient("F\x00100" if where == "mrn" else "F100")
+    if where == "name":
+        patient["name"] = [{"text": "Grace\x00Okafor"}]
+    result = fb.lab("6768-6", 412, "U/L", "2026-10-01")
+    if where == "note":
+        result["note"] = [{"text": "haemolysed\x00"}]
+    response = _post(client, write_key, fb.bundle(patient, result))
+    assert response.status_code == 400
+    issues = [(issue["expression"], issue["diagnostics"]) for issue in response.json()["issue"]]
+    assert issues == [([expression], "contains a NUL character (\\u0000)")]
+    assert not Patient.objects.exists()
+
+
+@pytest.mark.django_db
+def test_export_then_import_keeps_the_gestational_weeks_of_a_patient_edited_weeks_ago(
+    client: Any, alice: User, north_clinic: Clinic, write_key: str
+) -> None:
+    """The export dated the gestational age at the last edit, while the case's weeks hold on
+    the assessment date: the import counted the weeks since, and 30 came back as 33."""
+    document = pregnant_third_trimester_document(today=timezone.localdate())
+    patient = stored_patient(north_clinic, alice, document, mrn="P-RT", name="Round Trip")
+    three_weeks_ago = timezone.now() - timedelta(days=21)
+    Patient.objects.filter(pk=patient.pk).update(updated_at=three_weeks_ago)
+    assert (
+        patient_to_document(Patient.objects.get(pk=patient.pk))["patient"]["gestational_weeks"]
+        == 30
+    )
+    exported = client.get(f"/api/v1/fhir/Patient/{patient.pk}/$everything",
+                          HTTP_AUTHORIZATION=f"Token {write_key}")  # fmt: skip
+    assert _post(client, write_key, exported.json()).status_code == 200
+    after = patient_to_document(Patient.objects.get(pk=patient.pk))["patient"]
+    assert (after["pregnant"], after["gestational_weeks"]) == (True, 30)
