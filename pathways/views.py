@@ -594,7 +594,11 @@ def patient_responsible(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def patient_follow_ups_ics(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The patient's open follow-ups as an iCalendar file (MRN, never the name)."""
     patient = patient_for_user(request, pk, action="follow-ups iCalendar export")
-    body = follow_ups_calendar(patient, list(patient.follow_ups.filter(completed_at__isnull=True)))
+    follow_ups = list(patient.follow_ups.filter(completed_at__isnull=True))
+    if not follow_ups:  # a calendar must hold at least one event (RFC 5545, 3.6)
+        messages.info(request, "No open follow-ups to put in a calendar.")
+        return redirect("patient_detail", pk=patient.pk)
+    body = follow_ups_calendar(patient, follow_ups)
     response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="follow-ups-{patient.pk}.ics"'
     return response

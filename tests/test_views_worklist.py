@@ -604,6 +604,18 @@ def test_follow_ups_calendar_names_the_mrn_not_the_patient(
     assert AccessLog.objects.filter(patient=patient, action__contains="iCalendar").exists()
 
 
+def test_a_patient_with_no_open_follow_up_gets_a_message_not_an_empty_calendar(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    """The file held no event, which RFC 5545 does not allow (calendar apps refuse it)."""
+    patient = stored_patient(north_clinic, alice, mrn="PAGET-9", name="Margaret Ellis")
+    for follow_up in FollowUp.objects.filter(patient=patient):
+        follow_up_mark_done(follow_up=follow_up, user=alice)
+    response = alice_client.get(f"/patients/{patient.pk}/follow-ups.ics", follow=True)
+    assert response.redirect_chain == [(f"/patients/{patient.pk}/", 302)]
+    assert "No open follow-ups to put in a calendar." in response.content.decode()
+
+
 def test_the_printed_summary_names_who_printed_it(
     alice_client: Client, urgent_patient: Any
 ) -> None:
