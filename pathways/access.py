@@ -11,6 +11,12 @@ from pathways.models import Clinic, Patient
 from pathways.services import access_log_record
 
 
+def is_id(text: object) -> bool:
+    """A database id as typed in a URL or a form: ASCII digits. (str.isdigit accepts "²",
+    which int() and the database then refuse with an error.)"""
+    return isinstance(text, str) and text.isascii() and text.isdecimal()
+
+
 def user_clinics(user: Any) -> list[Clinic]:
     return list(Clinic.objects.filter(memberships__user=user).distinct())
 

@@ -17,6 +17,8 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from simple_history.admin import SimpleHistoryAdmin
 
+from pathways.access import is_id
+
 _READ_ONLY_HISTORY_FORM = "_alpcare_history_form"
 
 
@@ -36,7 +38,7 @@ class ScopedHistoryAdmin(SimpleHistoryAdmin):
     def history_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        if not str(object_id).isdigit():
+        if not is_id(str(object_id)):
             raise Http404
         return super().history_view(request, object_id, extra_context)
 
@@ -49,7 +51,7 @@ class ScopedHistoryAdmin(SimpleHistoryAdmin):
     ) -> HttpResponse:
         if request.method != "GET":
             raise PermissionDenied("History is read-only: change data through alpcare's screens.")
-        if not (str(object_id).isdigit() and str(version_id).isdigit()):
+        if not (is_id(str(object_id)) and is_id(str(version_id))):
             raise Http404
         records = self.model.history.filter(
             **{self.opts.pk.attname: object_id, "history_id": version_id}

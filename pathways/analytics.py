@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from pathways.dashboard import user_clinic_ids
+from pathways.engine.dates import DATE_RANGE, EARLIEST_DATE, LATEST_DATE
 from pathways.models import OVERRIDE_REASONS, CardAction, RuleFiring
 from pathways.rules import current_rule_set
 
@@ -156,6 +157,9 @@ class AnalyticsForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         start, end = data.get("start"), data.get("end")
+        for name, day in (("start", start), ("end", end)):
+            if day is not None and not EARLIEST_DATE <= day <= LATEST_DATE:
+                self.add_error(name, f"Choose a date from {DATE_RANGE}.")  # 9999-12-31 + 1 day
         if start and end and start > end:
             self.add_error("start", "The start of the period is after its end.")
         return data

@@ -588,7 +588,7 @@ _CLINICAL_WORDING = {
 def _row_name(prefix: str | None) -> str:
     """ "labs-2" -> "Result 3", "therapies-0" -> "Therapy 1" (as the rows' legends say)."""
     kind, _, index = (prefix or "").partition("-")
-    number = int(index) + 1 if index.isdigit() else 0
+    number = int(index) + 1 if index.isascii() and index.isdecimal() else 0
     return f"{'Result' if kind == LAB_PREFIX else 'Therapy'} {number}"
 
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pathways import feed
-from pathways.access import user_clinics
+from pathways.access import is_id, user_clinics
 from pathways.feed_models import Hl7Result
 from pathways.models import LAB_TEST_CHOICES, UNIT_CHOICES, Patient
 
@@ -86,7 +86,7 @@ def _page(request: HttpRequest) -> Page[Hl7Result]:
 
 def _back(request: HttpRequest) -> HttpResponseRedirect:
     page = request.GET.get("page", "")
-    suffix = f"?page={page}" if page.isdigit() else ""
+    suffix = f"?page={page}" if is_id(page) else ""
     return redirect(reverse("hl7_inbox") + suffix)
 
 

@@ -141,6 +141,9 @@ def ruleset_submit(*, rule_set: RuleSet, user: Any, rationale: str = "") -> Rule
         rule_set.note = rationale
         rule_set.status = RuleSet.Status.IN_REVIEW
         rule_set.save(update_fields=["note", "status"])
+        # Asking for review vouches for the change (and may write its rationale): four-eyes
+        # counts the submitter as an editor, who cannot then publish it.
+        rule_set.editors.add(user)
         RuleSetReview.objects.create(
             rule_set=rule_set, action=RuleSetReview.Action.SUBMITTED, by=user, note=rationale
         )

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from pathways import engine, impact, publishing, rules, tasks, versions
+from pathways.access import is_id
 from pathways.admin_history import ReadOnlyAdmin, ScopedHistoryAdmin
 from pathways.example_forms import RuleExampleCaseForm
 from pathways.listing import listed
@@ -76,7 +77,7 @@ class RuleSetFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         selected = self._selected()
-        if selected is None or not selected.isdigit():
+        if selected is None or not is_id(selected):
             return queryset.none()
         return queryset.filter(rule_set_id=int(selected))
 
@@ -456,7 +457,7 @@ class RuleAdmin(RuleSetPartAdmin):
     ) -> HttpResponse:
         rule = (
             Rule.objects.select_related("rule_set").filter(pk=object_id).first()
-            if str(object_id).isdigit()
+            if is_id(str(object_id))
             else None  # the admin answers "does not exist" for an id that is not a number
         )
         context = dict(extra_context or {})
@@ -468,7 +469,7 @@ class RuleAdmin(RuleSetPartAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def try_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not str(object_id).isdigit():
+        if not is_id(str(object_id)):
             raise Http404("No such rule")
         rule = get_object_or_404(Rule.objects.select_related("rule_set"), pk=object_id)
         if not self.has_view_or_change_permission(request, rule):
@@ -909,7 +910,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         context = dict(extra_context or {})
-        rule_set = RuleSet.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        rule_set = RuleSet.objects.filter(pk=object_id).first() if is_id(object_id) else None
         if rule_set is not None and self.has_view_permission(request, rule_set):
             context["rule_set"] = rule_set
             context["can_publish"] = request.user.has_perm(publishing.PUBLISH_PERMISSION)
@@ -947,6 +948,8 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         if not request.user.has_perm("pathways.add_ruleset"):
             raise PermissionDenied
         base_pk = request.POST.get("base")
+        if base_pk and not is_id(base_pk):
+            raise Http404("No such rule set")
         base = get_object_or_404(RuleSet, pk=base_pk) if base_pk else None
         try:
             draft = publishing.ruleset_start_draft(user=request.user, base=base)

@@ -210,7 +210,8 @@ class CodeForm(OTPAuthenticationFormMixin, forms.Form):
         authenticator = (
             TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True).first()
         )
-        if authenticator is not None and token.isdigit() and len(token) == authenticator.digits:
+        digits = token.isascii() and token.isdecimal()
+        if authenticator is not None and digits and len(token) == authenticator.digits:
             return authenticator
         return StaticDevice.objects.select_for_update().filter(user=user, confirmed=True).first()
 

@@ -32,7 +32,7 @@ from django_htmx.http import HttpResponseClientRedirect, reswap
 from django_htmx.middleware import HtmxDetails
 
 from pathways import engine, firing
-from pathways.access import patient_for_user, user_clinics
+from pathways.access import is_id, patient_for_user, user_clinics
 from pathways.advice import advice_context
 from pathways.assessment import Assessed, assess_document_with_facts, follow_up_status
 from pathways.card_actions import (
@@ -575,7 +575,7 @@ def patient_responsible(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     patient = patient_for_user(request, pk, action="responsible clinician change")
     chosen = (request.POST.get("responsible") or "").strip()
     try:
-        if chosen and not chosen.isdigit():
+        if chosen and not is_id(chosen):
             raise ResponsibleInvalid("choose a clinician of this clinic")
         patient = patient_set_responsible(
             patient=patient, responsible_id=int(chosen) if chosen else None

@@ -12,9 +12,12 @@ from django.contrib.auth.models import User
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.parametrize("object_id", ["widgets.css", "\u00b2", "1\u00b2"])
 def test_every_object_page_of_every_admin_answers_a_non_numeric_id_without_error(
-    client: Any,
+    client: Any, object_id: str
 ) -> None:
+    """ "²" is a digit to str.isdigit, not to int() or the database: the rule, try-it, rule-set
+    and history pages answered it with a server error."""
     superuser = User.objects.create_superuser("root", password="correct horse battery staple")
     client.force_login(superuser)
     client.raise_request_exception = False
@@ -22,8 +25,21 @@ def test_every_object_page_of_every_admin_answers_a_non_numeric_id_without_error
     for model in admin.site._registry:
         opts = model._meta
         for suffix in ("change/", "history/", "delete/", "try/", "history/1/", ""):
-            path = f"/admin/{opts.app_label}/{opts.model_name}/widgets.css/{suffix}"
+            path = f"/admin/{opts.app_label}/{opts.model_name}/{object_id}/{suffix}"
             response = client.get(path, follow=True)
             assert response.status_code in (200, 403, 404), (path, response.status_code)
             checked.append(path)
     assert any("/pathways/rule/" in path for path in checked)
+
+
+@pytest.mark.parametrize("value", ["abc", "\u00b2", "1x"])
+def test_an_id_that_is_not_a_number_in_a_query_or_form_is_not_a_server_error(
+    client: Any, value: str
+) -> None:
+    superuser = User.objects.create_superuser("root", password="correct horse battery staple")
+    client.force_login(superuser)
+    client.raise_request_exception = False
+    listed = client.get("/admin/pathways/rule/", {"rule_set": value})
+    assert listed.status_code == 200 and "0 rules" in listed.content.decode()
+    started = client.post("/admin/pathways/ruleset/start-draft/", {"base": value})
+    assert started.status_code == 404

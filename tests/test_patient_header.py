@@ -78,12 +78,13 @@ def test_a_clinician_of_the_clinic_is_made_responsible_and_it_is_kept_in_the_his
     assert "choose a clinician of this clinic" in response.content.decode()
     myeloma_patient.refresh_from_db()
     assert myeloma_patient.responsible == alice
-    response = alice_client.post(
-        f"/patients/{myeloma_patient.pk}/responsible/", {"responsible": "alice"}, follow=True
-    )
-    assert "choose a clinician of this clinic" in response.content.decode()
-    myeloma_patient.refresh_from_db()
-    assert myeloma_patient.responsible == alice  # a choice that is not an id changes nothing
+    for not_an_id in ("alice", "\u00b2"):  # "²" passed str.isdigit, then int(): a 500
+        response = alice_client.post(
+            f"/patients/{myeloma_patient.pk}/responsible/", {"responsible": not_an_id}, follow=True
+        )
+        assert "choose a clinician of this clinic" in response.content.decode()
+        myeloma_patient.refresh_from_db()
+        assert myeloma_patient.responsible == alice  # a choice that is not an id changes nothing
     alice_client.post(f"/patients/{myeloma_patient.pk}/responsible/", {"responsible": ""})
     myeloma_patient.refresh_from_db()
     assert myeloma_patient.responsible is None

@@ -153,6 +153,21 @@ def test_a_later_edit_moves_the_four_eyes_to_the_new_editor(
     publish_reviewed(rule_set=draft, user=second_publisher, note="reviewed")
 
 
+def test_four_eyes_whoever_submits_a_draft_for_review_cannot_publish_it(
+    editor: User, publisher: User, second_publisher: User
+) -> None:
+    """A publisher could submit an editor's draft with a rationale of their own, then approve
+    and publish it: one person asked for the review and gave it."""
+    draft = publishing.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+    extreme_alp_examples_moved(draft, user=editor)
+    publishing.ruleset_submit(rule_set=draft, user=publisher, rationale="the publisher's reason")
+    with pytest.raises(publishing.TuningError, match="Four-eyes"):
+        publishing.ruleset_publish(rule_set=draft, user=publisher, note="approved by myself")
+    published = publishing.ruleset_publish(rule_set=draft, user=second_publisher, note="ok")
+    assert published.published_by == second_publisher
+
+
 def test_publishing_needs_the_publisher_permission_and_a_note(
     editor: User, publisher: User
 ) -> None:

@@ -692,6 +692,18 @@ def test_rule_analytics_counts_actions_per_rule_and_flags_overridden_rules(
     )
 
 
+def test_rule_analytics_refuses_a_period_outside_the_calendar_it_counts(
+    client: Client, publisher: Any
+) -> None:
+    """A period ending 9999-12-31 was a server error (its day after is past the calendar)."""
+    client.force_login(publisher)
+    response = client.get("/admin/rule-analytics/?end=9999-12-31")
+    assert response.status_code == 400  # as for a start after the end
+    assert response.context["form"].errors == {
+        "end": ["Choose a date from 1900-01-01 to 2200-12-31."]
+    }
+
+
 def test_rule_analytics_is_for_staff_only(alice_client: Client) -> None:
     assert alice_client.get("/admin/rule-analytics/").status_code == 302
 
