@@ -129,8 +129,10 @@ def authenticate(request: HttpRequest, audiences: list[str]) -> CdsClient:
         )
     except jwt.PyJWTError as error:
         raise CdsAuthError(f"JWT rejected: {error}") from None
-    expires_at = datetime.fromtimestamp(claims["exp"], tz=UTC)
     now = timezone.now()
+    if claims["exp"] > (now + MAX_LIFETIME).timestamp():  # compared first: 1e20 is no date
+        raise CdsAuthError(f"exp is more than {MAX_LIFETIME} ahead")
+    expires_at = datetime.fromtimestamp(claims["exp"], tz=UTC)
     if expires_at > now + MAX_LIFETIME:
         raise CdsAuthError(f"exp is more than {MAX_LIFETIME} ahead")
     _use_jti_once(client, str(claims["jti"]), expires_at, now)

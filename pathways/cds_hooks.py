@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 from django.db import transaction
@@ -153,27 +154,50 @@ def discovery_document() -> dict[str, Any]:
 # The hook's FHIR data: prefetch, else the EHR's FHIR server.
 
 
-def _resources_of(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, dict):
-        return []
-    if value.get("resourceType") == "Bundle":
-        return [
-            entry["resource"]
-            for entry in value.get("entry") or []
-            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
-        ]
-    return [value]
+def _resources_of(value: Any, where: str) -> list[dict[str, Any]]:
+    """A FHIR resource, or a Bundle's resources. Anything else raises ValueError naming
+    ``where``: read as "no resources", it would be advice on a record with its data missing."""
+    if not _is_resource(value):
+        raise ValueError(f"{where}: not a FHIR resource (an object with a resourceType)")
+    if value.get("resourceType") != "Bundle":
+        return [value]
+    entries = value.get("entry") or []
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}.entry: not a list of entries")
+    resources = []
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or (resource is not None and not _is_resource(resource)):
+            raise ValueError(f"{where}.entry[{index}]: not an entry with a FHIR resource")
+        if resource is not None:
+            resources.append(resource)
+    return resources
+
+
+def _is_resource(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("resourceType"), str)
 
 
 def _is_outcome(value: Any) -> bool:
     return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A FHIR server's redirect is an error, not followed: urllib would send the EHR's access
+    token along to wherever it points, a host the client never named."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx status
+
+
+_FHIR_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def _fhir_get(url: str, access_token: str | None) -> dict[str, Any]:
     request = urllib.request.Request(url, headers={"Accept": "application/fhir+json"})
     if access_token:
         request.add_header("Authorization", f"Bearer {access_token}")
-    with urllib.request.urlopen(request, timeout=FHIR_TIMEOUT_SECONDS) as response:
+    with _FHIR_OPENER.open(request, timeout=FHIR_TIMEOUT_SECONDS) as response:
         data = json.loads(response.read())
     if not isinstance(data, dict):
         raise ValueError("not a FHIR resource")
@@ -212,7 +236,7 @@ def _fetch(
         data = _fhir_get(url, access_token)
         if _is_outcome(data):
             raise ValueError("the server answered with an OperationOutcome")
-        resources += _resources_of(data)
+        resources += _resources_of(data, "its answer")
         url = _next_page(data)
     if url is not None:
         raise ValueError(f"more than {FHIR_MAX_PAGES} pages of results")
@@ -247,7 +271,10 @@ def hook_resources(
         # An OperationOutcome in a key is the EHR saying it could not read that data (CDS Hooks
         # 2.0): it is fetched, as an absent key is, never read as "the patient has none".
         if prefetch.get(key) is not None and not _is_outcome(prefetch[key]):
-            resources += _resources_of(prefetch[key])
+            try:
+                resources += _resources_of(prefetch[key], f"prefetch.{key}")
+            except ValueError as error:
+                raise HookError(400, str(error)) from None
             if (url := _next_page(prefetch[key])) is not None:
                 more_pages.append((f"prefetch.{key}", url))
         else:
@@ -459,14 +486,26 @@ def _dose_mg(resource: dict[str, Any]) -> float | None:
         for dose_and_rate in instruction.get("doseAndRate") or []:
             quantity = dose_and_rate.get("doseQuantity") or {}
             unit = quantity.get("code") or quantity.get("unit")
-            if isinstance(quantity.get("value"), int | float) and unit == "mg":
-                return float(quantity["value"])
+            value = quantity.get("value")
+            if isinstance(value, int | float) and unit == "mg":
+                try:  # a JSON integer past float's range overflows; 1e400 reads as infinity
+                    dose = float(value)
+                except OverflowError:
+                    dose = math.inf
+                if not math.isfinite(dose):
+                    raise HookError(400, "context.draftOrders: a doseQuantity.value past any dose")
+                return dose
     return None
 
 
 def draft_orders(context: dict[str, Any]) -> list[DraftOrder]:
     orders = []
-    for resource in _resources_of(context.get("draftOrders")):
+    drafts = context.get("draftOrders")
+    try:
+        resources = [] if drafts is None else _resources_of(drafts, "context.draftOrders")
+    except ValueError as error:
+        raise HookError(400, str(error)) from None
+    for resource in resources:
         if resource.get("resourceType") != "MedicationRequest":
             continue
         try:
@@ -598,6 +637,10 @@ def _feedback_rows(client: CdsClient, service: str, body: dict[str, Any]) -> lis
             raise HookError(400, f"{path}.outcomeTimestamp: must be an ISO 8601 instant") from None
         if timezone.is_naive(outcome_at):
             raise HookError(400, f"{path}.outcomeTimestamp: must carry a time zone")
+        try:
+            outcome_at.astimezone(UTC)  # stored in UTC
+        except OverflowError:
+            raise HookError(400, f"{path}.outcomeTimestamp: outside the calendar in UTC") from None
         reason_code, comment = "", ""
         override = item.get("overrideReason")
         if outcome == CdsFeedback.Outcome.OVERRIDDEN and isinstance(override, dict):
@@ -688,6 +731,8 @@ def _authenticated_body(
         raise HookError(401, str(error)) from None
     try:
         body = json.loads(request.body)
+    except RecursionError:
+        raise HookError(400, "(body): invalid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise HookError(400, f"(body): invalid JSON: {error}") from None
     if not isinstance(body, dict):

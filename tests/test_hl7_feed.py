@@ -229,7 +229,8 @@ def test_a_copy_that_arrived_while_the_first_was_applied_is_not_applied_again(
 ) -> None:
     """A sender resending after a timeout: the second copy found the first stored but not yet
     applied, waited for its lock, then applied every result a second time."""
-    store_raw, second_copy = feed._store_raw, []
+    store_raw = feed._store_raw
+    second_copy: list[Any] = []
 
     def second_copy_arrives_meanwhile(*args: Any) -> Any:
         if second_copy:

@@ -11,6 +11,7 @@ a patient's record holds much that the ALP pathways do not read.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
@@ -208,7 +209,10 @@ def _local_date(value: date | datetime, tz: tzinfo) -> tuple[date, str]:
     """The date and the case document's collected_at text, in the clinic's time zone."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(tz)
+            # Year 1 or 9999 pushed past the calendar by the offset: kept as written, and left
+            # out for its range (engine.DATE_RANGE) like any other far date.
+            with contextlib.suppress(OverflowError):
+                value = value.astimezone(tz)
         return value.date(), value.replace(tzinfo=None).isoformat(timespec="seconds")
     return value, value.isoformat()
 
@@ -270,7 +274,10 @@ def _may_be_read(resource: dict[str, Any]) -> bool:
     kind = resource.get("resourceType")
     if kind == "Observation":
         codes = _raw_codes(resource.get("code"))
-        return any(system == LOINC and code in _READ_LOINC for system, code in codes)
+        return any(
+            system == LOINC and isinstance(code, str) and code in _READ_LOINC
+            for system, code in codes
+        )
     if kind == "Condition":
         return any(
             system == ICD10CM
@@ -310,6 +317,7 @@ def case_from_fhir(
     diagnoses: list[str] = []
     cancers: list[str] = []
     therapies: list[dict[str, Any]] = []
+    patients: list[tuple[dict[str, Any], list[tuple[str, str]]]] = []
 
     for resource in resources:
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
@@ -319,7 +327,7 @@ def case_from_fhir(
         if kind == "Patient":
             read = mapper.validate(Patient, resource, "Patient")
             if read is not None:
-                patient, mrns = _patient(mapper, read, mrn_system)
+                patients.append(_patient(mapper, read, mrn_system))
         elif kind == "Observation":
             observation = mapper.validate(Observation, resource, path)
             if observation is not None:
@@ -337,6 +345,13 @@ def case_from_fhir(
             if statement is not None and statement.status in COUNTED_STATEMENT_STATUSES:
                 _therapy(mapper, statement, path, therapies, statement=True)
 
+    if patients and all(read == patients[0] for read in patients):
+        patient, mrns = patients[0]
+    elif patients:  # which one holds, list order must not decide (the sex sets the intervals)
+        mapper.problem(
+            "Patient",
+            f"{len(patients)} Patient resources that disagree (birth date, sex or MRNs): left out",
+        )
     if (weight := _latest(mapper, weights, "body weight", lambda kg: f"{kg:g} kg")) is not None:
         patient["weight_kg"] = weight
     if patient.get("sex") == "female":
