@@ -460,6 +460,17 @@ class CaseForms:
                 ]
         return summary
 
+    def unreadable(self) -> str | None:
+        """Why the posted rows cannot be read (a formset's management form missing or wrong),
+        or None. Django's formset refuses such a post with an error no form field carries."""
+        for formset in (self.labs, self.therapies):
+            if formset is not None and formset.is_bound and not formset.management_form.is_valid():
+                return (
+                    f"{formset.prefix}-TOTAL_FORMS and {formset.prefix}-INITIAL_FORMS must be "
+                    "posted with the rows"
+                )
+        return None
+
     def forms_valid(self) -> bool:
         # Evaluate every part so that every form carries its errors.
         results = [self.patient.is_valid(), self.therapies.is_valid()]

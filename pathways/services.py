@@ -111,7 +111,7 @@ def patient_save_case(
             raise ValueError("clinic is required for a new patient")
         patient = Patient(clinic=clinic, version=1)
         existing_labs: dict[tuple[str, date, Any], LabResult] = {}
-        existing_therapies: dict[tuple[str, date], Therapy] = {}
+        existing_therapies: dict[tuple[str, date], list[Therapy]] = {}
     else:
         patient = _lock(patient, expected_version)
         patient.version += 1
@@ -119,7 +119,9 @@ def patient_save_case(
             (lab.test, lab.collected_on, lab.collected_time): lab
             for lab in patient.lab_results.all()
         }
-        existing_therapies = {(t.agent, t.start): t for t in patient.therapies.all()}
+        existing_therapies = {}
+        for row in patient.therapies.order_by("pk"):  # one course may be listed twice
+            existing_therapies.setdefault((row.agent, row.start), []).append(row)
     patient.mrn = mrn
     patient.name = name
     apply_case_to_patient(case, patient)
@@ -148,15 +150,23 @@ def patient_save_case(
         bulk_create_with_history(added, LabResult, batch_size=500, default_user=_author(user))
 
     for therapy in case.clinical.therapies:
-        stored_therapy = existing_therapies.pop((therapy.agent, therapy.start), None)
+        same_course = existing_therapies.get((therapy.agent, therapy.start), [])
+        # The row with the same end, else any row of the course: each stored row stands for
+        # one posted row, so a course listed twice stays twice and one removed goes.
+        stored_therapy = next(
+            (t for t in same_course if t.end == therapy.end),
+            same_course[0] if same_course else None,
+        )
         if stored_therapy is None:
             Therapy.objects.create(
                 patient=patient, agent=therapy.agent, start=therapy.start, end=therapy.end
             )
-        elif stored_therapy.end != therapy.end:
+            continue
+        same_course.remove(stored_therapy)
+        if stored_therapy.end != therapy.end:
             stored_therapy.end = therapy.end
             stored_therapy.save()
-    for stale_therapy in existing_therapies.values():
+    for stale_therapy in [t for course in existing_therapies.values() for t in course]:
         stale_therapy.delete()
 
     follow_ups_sync(patient=patient)

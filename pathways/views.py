@@ -342,6 +342,10 @@ def _checked_result(
     except engine.CaseInvalid as invalid:
         form.add_case_errors(invalid.errors, index=len(document["labs"]) - 1)
         return None
+    if len(case.labs) < len(document["labs"]):  # the same as a stored result: dropped (spec §1)
+        typed = engine.parse_case({**document, "labs": document["labs"][-1:]}, today=today)
+        form.add_error("collected_on", str(DuplicateResult(typed.labs[0])))
+        return None
     return case.labs[-1]
 
 
@@ -675,6 +679,8 @@ def _case_page(
         return HttpResponseBadRequest(f"The form could not be read: {unreadable}")
 
     case_forms = CaseForms.bind(data, clinics=clinics, patient=patient)
+    if (unreadable_rows := case_forms.unreadable()) is not None:
+        return HttpResponseBadRequest(f"The form could not be read: {unreadable_rows}")
     forms_valid = case_forms.forms_valid()
     case = None
     try:
