@@ -383,6 +383,7 @@ def _write_result(
                 user=request.user,
                 lab=lab,
                 expected_version=version,
+                source=LabResult.Source.ENTERED,  # typed and confirmed by the clinician now
             )
     except DuplicateResult as duplicate:
         form.add_error("collected_on", str(duplicate))

@@ -310,3 +310,17 @@ def test_a_lab_feed_result_outside_the_bounds_is_stored_and_flagged_not_held_bac
     assert f'data-unusual="{stored.pk}"' in html
     assert "4,200 U/L is above 3,000 U/L" in html
     assert f'data-unusual="{typed.pk}"' not in html
+    # Corrected by hand, with the value confirmed, it is a typed result: no longer flagged
+    # (it stayed "imported", and flagged, after a clinician had confirmed it).
+    patient.refresh_from_db()
+    corrected = {
+        "test": "alp", "value": "4100", "unit": "U/L", "collected_on": TODAY.isoformat(),
+        "collected_time": "", "reference_high": "", "version": str(patient.version),
+        "confirm": "on",
+    }  # fmt: skip
+    response = alice_client.post(f"/patients/{patient.pk}/results/{stored.pk}/", corrected)
+    assert response.status_code == 302
+    stored.refresh_from_db()
+    assert (stored.value, stored.source) == (4100, LabResult.Source.ENTERED)
+    html = alice_client.get(f"/patients/{patient.pk}/").content.decode()
+    assert f'data-unusual="{stored.pk}"' not in html
