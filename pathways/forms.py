@@ -12,9 +12,9 @@ cannot be read is a ``FormUnreadable`` (a 400 naming the problem), never a silen
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Column, Field, Fieldset, Layout, Row
@@ -176,8 +176,12 @@ class PatientCaseForm(forms.Form):
     name = forms.CharField(max_length=200)
     # Optimistic locking: the version the form was loaded from (services.StaleVersion).
     version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
-    # Shown only for a weight outside the entry-check bounds (entry_checks.py).
+    # Shown only for a value outside the entry-check bounds (entry_checks.py).
     confirm_weight = forms.BooleanField(required=False, label="Confirm this weight")
+    confirm_crcl_baseline = forms.BooleanField(required=False, label="Confirm this CrCl baseline")
+    confirm_creatinine_baseline = forms.BooleanField(
+        required=False, label="Confirm this creatinine baseline"
+    )
 
     def __init__(
         self, *args: Any, clinics: Sequence[Clinic] = (), editing: bool = False, **kwargs: Any
@@ -478,17 +482,16 @@ class CaseForms:
             results.append(self.labs.is_valid())
         return all(results)
 
-    def ask_confirmations(self, draft: CaseDraft) -> bool:
+    def ask_confirmations(self, draft: CaseDraft, confirmed: dict[str, Any]) -> bool:
         """Ask for a confirmation of each typed value outside the entry-check bounds
         (reference-intervals.md): its confirm box is shown and, until it is ticked, the value
         carries why on its field. True when a value still needs one (nothing is saved)."""
         waiting = False
         patient = self.patient
-        message = unusual_weight(_number_or_none(draft.document["patient"].get("weight_kg")))
-        if message is not None:
-            patient.patient_helper.layout.append(_field("confirm_weight"))
-            if not patient.cleaned_data.get("confirm_weight"):
-                patient.add_error("weight_kg", message)
+        for item, message in _unusual_values(draft.document, confirmed):
+            patient.patient_helper.layout.append(_field(item.confirm))
+            if not patient.cleaned_data.get(item.confirm):
+                patient.add_error(item.name, message)
                 waiting = True
         if self.labs is None:  # editing: stored results are checked one by one (ResultForm)
             return waiting
@@ -514,6 +517,50 @@ class CaseForms:
                     form.add_error(field_name, message)
             else:
                 form.add_error(None, str(error))
+
+
+@dataclass(frozen=True)
+class _CheckedValue:
+    part: str  # of the case document
+    name: str  # the field, in the document and on the form
+    confirm: str  # its confirm box on the form
+    words: str
+    check: Callable[[float], str | None]
+
+
+# The case's single values typed by hand that the entry checks cover (reference-intervals.md:
+# weight, and the baselines as a CrCl and a creatinine, in their declared units).
+_CHECKED_VALUES: Final = (
+    _CheckedValue("patient", "weight_kg", "confirm_weight", "weight", unusual_weight),
+    _CheckedValue(
+        "clinical", "crcl_baseline", "confirm_crcl_baseline", "CrCl baseline",
+        lambda value: unusual_lab("crcl", value, "mL/min"),
+    ),
+    _CheckedValue(
+        "clinical", "creatinine_baseline", "confirm_creatinine_baseline", "creatinine baseline",
+        lambda value: unusual_lab("creatinine", value, "mg/dL"),
+    ),
+)  # fmt: skip
+
+
+def confirmed_values(patient: Patient | None) -> dict[str, Any]:
+    """The stored patient's checked values: confirmed when they were saved, so saving the edit
+    page again does not ask again (a changed value does)."""
+    return {} if patient is None else {i.name: getattr(patient, i.name) for i in _CHECKED_VALUES}
+
+
+def _unusual_values(
+    document: dict[str, Any], confirmed: dict[str, Any]
+) -> list[tuple[_CheckedValue, str]]:
+    """Each single value outside its entry-check bounds and not confirmed before, with why."""
+    found = []
+    for item in _CHECKED_VALUES:
+        value = _number_or_none((document.get(item.part) or {}).get(item.name))
+        if value is None or value == confirmed.get(item.name):
+            continue
+        if (message := item.check(value)) is not None:
+            found.append((item, message))
+    return found
 
 
 def _form_name(group: Group, name: str) -> str:
@@ -694,13 +741,11 @@ class CaseDraft:
                 return None, None, _form_name(group, last) if isinstance(last, str) else None
         return None, None, None
 
-    def unusual_entries(self) -> list[str]:
+    def unusual_entries(self, confirmed: dict[str, Any]) -> list[str]:
         """The typed values outside the entry-check bounds, in the user's words ("result 1:
         12,600 U/L is above …"): saving will ask to confirm each (a valid document only)."""
-        entries = []
-        weight = _number_or_none(self.document["patient"].get("weight_kg"))
-        if (message := unusual_weight(weight)) is not None:
-            entries.append(f"weight: {message}")
+        unusual = _unusual_values(self.document, confirmed)
+        entries = [f"{item.words}: {message}" for item, message in unusual]
         for lab, index in zip(self.document["labs"], self.lab_rows, strict=False):
             value = _number_or_none(lab.get("value"))
             if value is not None and (message := unusual_lab(lab["test"], value, lab["unit"])):

@@ -70,6 +70,7 @@ from pathways.forms import (
     TherapyFormSet,
     case_draft,
     clinical_message,
+    confirmed_values,
     field_label,
     lab_initial,
     posted_case_form,
@@ -689,7 +690,7 @@ def _case_page(
     except engine.CaseInvalid as invalid:
         case_forms.add_case_errors(invalid.errors, draft)
     else:
-        if forms_valid and not case_forms.ask_confirmations(draft):
+        if forms_valid and not case_forms.ask_confirmations(draft, confirmed_values(patient)):
             saved = _save(request, case_forms, case, clinics=clinics, patient=patient)
             if isinstance(saved, Patient):
                 messages.success(request, f"Saved {saved.name} (MRN {saved.mrn}).")
@@ -857,7 +858,7 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     context.update(
         _panel_context(assessed.result, rule_set, stored, case=assessed.case, facts=assessed.facts)
     )
-    context["to_confirm"] = draft.unusual_entries()
+    context["to_confirm"] = draft.unusual_entries(confirmed_values(patient))
     return render(request, "pathways/case.html#preview", context)
 
 

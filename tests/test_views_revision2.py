@@ -18,6 +18,7 @@ from tests.factories import (
     TODAY,
     as_browser_json,
     form_data,
+    myeloma_on_zoledronic_acid_14_months_document,
     pregnant_third_trimester_document,
     revision_2_inputs_document,
     stored_patient,
@@ -266,6 +267,40 @@ def test_a_weight_outside_the_bounds_asks_for_a_confirmation(alice_client: Clien
     response = alice_client.post("/patients/new/", {**data, "confirm_weight": "on"})
     assert response.status_code == 302
     assert Patient.objects.get(mrn="CONF-2").weight_kg == 710
+
+
+def test_baselines_outside_the_bounds_ask_for_a_confirmation_as_typed_results_do(
+    alice_client: Client,
+) -> None:
+    """A CrCl and a creatinine typed as baselines were saved unchecked (reference-intervals.md
+    lists both tests among the values typed by hand that need a confirmation)."""
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    document["clinical"].update(crcl_baseline=350, creatinine_baseline=0.1)
+    data = form_data(document, mrn="CONF-3")
+    html = alice_client.post("/patients/new/", data).content.decode()
+    assert "350 mL/min is above 200 mL/min" in field_error(html, "id_crcl_baseline")
+    assert "0.1 mg/dL is below 0.2 mg/dL" in field_error(html, "id_creatinine_baseline")
+    assert 'name="confirm_crcl_baseline"' in html and 'name="confirm_weight"' not in html
+    live = unescape(alice_client.post("/case/preview/", data, headers=HTMX).content.decode())
+    assert "Saving will ask you to confirm: CrCl baseline: 350 mL/min is above" in live
+    assert "; creatinine baseline: 0.1 mg/dL is below 0.2 mg/dL" in live
+    confirmed = {**data, "confirm_crcl_baseline": "on"}
+    assert alice_client.post("/patients/new/", confirmed).status_code == 400  # one of two
+    assert not Patient.objects.exists()
+    response = alice_client.post(
+        "/patients/new/", {**confirmed, "confirm_creatinine_baseline": "on"}
+    )
+    assert response.status_code == 302
+    stored = Patient.objects.get(mrn="CONF-3")
+    assert (stored.crcl_baseline, stored.creatinine_baseline) == (350, 0.1)
+    # Confirmed once: saving the edit page again does not ask again; a new value does.
+    edit = {**data, "version": str(stored.version)}
+    for name in ("labs-TOTAL_FORMS", "labs-INITIAL_FORMS"):
+        edit.pop(name)
+    assert alice_client.post(f"/patients/{stored.pk}/edit/", edit).status_code == 302
+    edit.update(crcl_baseline="360", version=str(stored.version + 1))
+    html = alice_client.post(f"/patients/{stored.pk}/edit/", edit).content.decode()
+    assert "360 mL/min is above 200 mL/min" in field_error(html, "id_crcl_baseline")
 
 
 def test_a_result_added_on_the_patient_page_asks_for_a_confirmation_below_the_bound(
