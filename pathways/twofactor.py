@@ -16,15 +16,18 @@ import segno
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import SESSION_KEY
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.contrib.auth.signals import user_logged_in
+from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import DEVICE_ID_SESSION_KEY
@@ -82,6 +85,21 @@ def recovery_codes_regenerate(*, user: User) -> list[str]:
     codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
     StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
     return codes
+
+
+def sessions_end_others(*, user: User, keep: str | None) -> int:
+    """Log ``user`` out of every session but ``keep``: each decided at its log-in whether it
+    owed a code, so one opened before two-factor was turned on would go on without one.
+    Sessions are not indexed by user: this reads the live ones, once, when two-factor is
+    turned on."""
+    live = Session.objects.filter(expire_date__gt=timezone.now()).exclude(session_key=keep)
+    theirs = [
+        session.session_key
+        for session in live.iterator()
+        if session.get_decoded().get(SESSION_KEY) == str(user.pk)
+    ]
+    Session.objects.filter(session_key__in=theirs).delete()
+    return len(theirs)
 
 
 @transaction.atomic
@@ -323,6 +341,10 @@ def two_factor_confirm(request: HttpRequest) -> HttpResponse:
         request.session.cycle_key()
         request.session[_OWES_CODE] = True
         otp_login(request, pending)
+        request.session.save()
+        ended = sessions_end_others(user=request.user, keep=request.session.session_key)  # type: ignore[arg-type]
+        if ended:
+            messages.info(request, f"Logged out of {ended} other session(s): log in again there.")
         messages.success(request, "Two-factor is on. Keep the recovery codes below safe.")
         return _page(request, recovery_codes=codes)
     if form.is_valid():
@@ -330,11 +352,21 @@ def two_factor_confirm(request: HttpRequest) -> HttpResponse:
     return _page(request, pending=pending, form=form, status=400)
 
 
+def _code_first(request: HttpRequest) -> HttpResponse:
+    """A session that has not given a code (one opened before two-factor was turned on, say)
+    changes nothing about two-factor until it gives one."""
+    request.session[_OWES_CODE] = True
+    messages.error(request, "Give a code from your authenticator app first.")
+    return redirect(f"{reverse('two_factor_verify')}?{urlencode({'next': reverse('two_factor')})}")
+
+
 @login_required
 @require_POST
 def two_factor_recovery_codes(request: HttpRequest) -> HttpResponse:
     if not is_enrolled(request.user):
         return redirect("two_factor")
+    if not is_verified(request):
+        return _code_first(request)
     codes = recovery_codes_regenerate(user=request.user)  # type: ignore[arg-type]
     messages.success(request, "New recovery codes: the old ones no longer work.")
     return _page(request, recovery_codes=codes)
@@ -346,6 +378,8 @@ def two_factor_off(request: HttpRequest) -> HttpResponse:
     if must_enrol(request.user):
         messages.error(request, "Two-factor is required for staff accounts.")
         return redirect("two_factor")
+    if is_enrolled(request.user) and not is_verified(request):
+        return _code_first(request)
     two_factor_disable(user=request.user)  # type: ignore[arg-type]
     request.session.pop(DEVICE_ID_SESSION_KEY, None)
     request.session[_OWES_CODE] = False

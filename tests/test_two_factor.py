@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from pathways.twofactor import recovery_codes_regenerate
 from tests.conftest import rule_editor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,6 +244,43 @@ def test_a_clinician_may_turn_two_factor_on_and_off(
     assert not TOTPDevice.objects.exists()
     client.post("/accounts/logout/")
     assert _log_in(client, "alice")["Location"] == "/"
+
+
+@pytest.mark.django_db
+def test_turning_two_factor_on_logs_the_user_out_of_their_other_sessions(
+    client: Any, alice: User, bob: User
+) -> None:
+    """Whether a session owes a code is decided at its log-in: one opened before two-factor
+    was turned on went on reaching patients without a code, and could turn it off again."""
+    earlier, someone_else = Client(), Client()
+    _log_in(earlier, "alice")
+    _log_in(someone_else, "bob")
+    assert earlier.get("/patients/").status_code == 200
+    _log_in(client, "alice")
+    _enrol(client)
+    assert earlier.get("/patients/")["Location"].startswith("/accounts/login/")
+    earlier.post("/accounts/two-factor/off/")
+    assert TOTPDevice.objects.filter(user=alice, confirmed=True).exists()
+    assert client.get("/patients/").status_code == 200  # this session gave its code
+    assert someone_else.get("/patients/").status_code == 200  # another user's is untouched
+
+
+@pytest.mark.django_db
+def test_a_session_that_gave_no_code_changes_nothing_about_two_factor(
+    client: Any, alice: User
+) -> None:
+    """An authenticator added another way (the admin) while a session was open: the session
+    could turn two-factor off or make new recovery codes without giving a code."""
+    _log_in(client, "alice")
+    device = TOTPDevice.objects.create(user=alice, name="authenticator", confirmed=True)
+    recovery_codes_regenerate(user=alice)
+    for action in ("off", "recovery-codes"):
+        response = client.post(f"/accounts/two-factor/{action}/")
+        assert response["Location"].startswith(
+            "/accounts/login/code/?next=%2Faccounts%2Ftwo-factor%2F"
+        )
+    assert TOTPDevice.objects.filter(pk=device.pk).exists()
+    assert client.get("/patients/")["Location"].startswith("/accounts/login/code/")
 
 
 @pytest.mark.django_db
