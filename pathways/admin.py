@@ -5,12 +5,13 @@ from typing import Any, cast
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from pathways import feed_admin, rules_admin  # noqa: F401  (register their admins)
@@ -218,6 +219,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
             readonly.append("user")
             if not request.user.is_superuser:
                 readonly.append("expires_at")
+            if obj.revoked:  # for good: a revoked key may have leaked
+                readonly.append("revoked")
         return readonly
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
@@ -237,11 +240,24 @@ class ApiTokenAdmin(admin.ModelAdmin):
         )
         obj.pk = token.pk
         obj.refresh_from_db()
-        messages.warning(
-            request,
-            f"Token for {obj.user}: {raw} — copy it now; only its hash is stored, "
-            "it cannot be shown again.",
-        )
+        request._alpcare_issued_key = raw  # type: ignore[attr-defined]  # for response_add
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiToken, post_url_continue: Any = None
+    ) -> Any:
+        """The new key on a page of its own, once: never in a message, which travels in a
+        cookie (signed, not encrypted) or the session on the redirect."""
+        raw = getattr(request, "_alpcare_issued_key", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"API token {obj.name} for {obj.user}",
+            "token": obj,
+            "key": raw,
+        }
+        return TemplateResponse(request, "admin/pathways/apitoken/issued.html", context)
 
 
 class CdsClientForm(forms.ModelForm):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
-from pathways.models import ApiToken
+from pathways.models import ApiToken, _token_digest
 from tests.factories import paget_on_alendronate_document, stored_patient
 
 pytestmark = pytest.mark.django_db
@@ -207,7 +208,7 @@ def test_staff_mint_tokens_for_themselves_and_see_only_theirs(
     ApiToken.issue(user=alice, name="alice's own", scopes=["read"])
     client.force_login(token_staff)
     response = _admin_add(client, token_staff)
-    assert response.status_code == 302
+    assert response.status_code == 200  # the key's page
     token = ApiToken.objects.get(user=token_staff)
     assert token.scope_list == ["assess", "read"]
     listing = client.get("/admin/pathways/apitoken/").content.decode()
@@ -233,7 +234,7 @@ def test_a_superuser_mints_a_token_for_another_user(
 ) -> None:
     client.force_login(root)
     response = _admin_add(client, alice, scopes=["hl7"])
-    assert response.status_code == 302
+    assert response.status_code == 200
     token = ApiToken.objects.get(user=alice)
     assert token.scope_list == ["hl7"]
     assert timedelta(days=89) < token.expires_at - timezone.now() <= timedelta(days=90)
@@ -251,3 +252,45 @@ def test_the_admin_refuses_an_expiry_beyond_a_year(client: Client, root: User) -
     assert response.status_code == 200
     assert "At most 365 days from now." in response.content.decode()
     assert not ApiToken.objects.exists()
+
+
+def test_a_key_minted_in_the_admin_is_shown_on_its_page_never_in_a_cookie_or_the_session(
+    client: Client, root: User
+) -> None:
+    """It was put in a message: on the redirect, in the messages cookie (signed, not
+    encrypted), or the session when too big for the cookie."""
+    client.force_login(root)
+    response = _admin_add(client, root)
+    assert response.status_code == 200
+    page = response.content.decode()
+    key = re.search(r'id="issued-key"[^>]* value="([^"]+)"', page)
+    assert key is not None
+    assert client.get("/api/v1/patients/1/case", HTTP_AUTHORIZATION=f"Token {key.group(1)}")[
+        "Content-Type"
+    ].startswith("application/json")
+    assert ApiToken.objects.get(user=root).digest == _token_digest(key.group(1))
+    carried = " ".join(str(value) for value in response.cookies.values())
+    carried += json.dumps(dict(client.session), default=str)
+    assert key.group(1) not in carried
+    token = ApiToken.objects.get(user=root)
+    change = client.get(f"/admin/pathways/apitoken/{token.pk}/change/").content.decode()
+    assert key.group(1) not in change
+
+
+def test_a_revoked_token_cannot_be_unrevoked_in_the_admin(client: Client, root: User) -> None:
+    """The box stayed editable: unticking it made a revoked (perhaps leaked) key work again."""
+    token, key = ApiToken.issue(user=root, name="leaked", scopes=["read"])
+    client.force_login(root)
+    url = f"/admin/pathways/apitoken/{token.pk}/change/"
+    expires = token.expires_at.astimezone()
+    form = {
+        "name": "leaked", "scopes": ["read"], "expires_at_0": expires.strftime("%Y-%m-%d"),
+        "expires_at_1": expires.strftime("%H:%M:%S"),
+    }  # fmt: skip
+    assert client.post(url, {**form, "revoked": "on"}).status_code == 302
+    assert client.post(url, form).status_code == 302  # the box unticked
+    token.refresh_from_db()
+    assert token.revoked
+    assert 'name="revoked"' not in client.get(url).content.decode()
+    response = client.get("/api/v1/patients/1/case", HTTP_AUTHORIZATION=f"Token {key}")
+    assert response.status_code == 401
