@@ -12,6 +12,7 @@ decided here (the engine did that).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any, TypedDict
@@ -21,9 +22,10 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
 from pathways import engine
+from pathways.assessment import follow_up_status
 from pathways.card_actions import ActiveActions
 from pathways.engine.declaration import unit_shown
-from pathways.models import CardAction
+from pathways.models import CardAction, FollowUp
 
 PRIORITY_HEADINGS = {
     "urgent": "Urgent",
@@ -222,17 +224,25 @@ def card_html(
 
 
 def history_codes(
-    result: engine.Result, rule_set: engine.RuleSet, case: engine.Case | None
+    result: engine.Result,
+    rule_set: engine.RuleSet,
+    case: engine.Case | None,
+    stored: Sequence[FollowUp] = (),
 ) -> set[str]:
     """Cards about a window that has passed: ``mm-alp-rise-favourable`` once as_of is past
     bortezomib_start + ``mm_alp_history_days``, and ``mm-alp-3-6-months`` once both of its
-    follow-ups are done."""
+    follow-ups are done, by a result or marked done by hand (``stored``: the patient's
+    follow-ups, as the schedule beside the advice shows them)."""
     codes: set[str] = set()
     days = rule_set.parameter_values().get("mm_alp_history_days")
     start = case.clinical.myeloma.bortezomib_start if case is not None else None
     if days is not None and start is not None and result.as_of > start + timedelta(days=days):
         codes.add("mm-alp-rise-favourable")
-    statuses = {follow_up.code: follow_up.status for follow_up in result.follow_ups}
+    marked = {(follow_up.code, follow_up.due): follow_up for follow_up in stored}
+    statuses = {
+        item.code: follow_up_status(item, marked.get((item.code, item.due)))
+        for item in result.follow_ups
+    }
     if statuses.get("alp-3-months") == statuses.get("alp-6-months") == "done":
         codes.add("mm-alp-3-6-months")
     return codes
@@ -244,6 +254,7 @@ def recommendation_groups(
     actions: ActiveActions | None = None,
     *,
     case: engine.Case | None = None,
+    stored: Sequence[FollowUp] = (),
 ) -> list[PriorityGroup]:
     """The recommendations by priority; citations are read from the result's sources and from
     ``rule_set``, the set that produced ``result``. Cards overridden or snoozed move to groups
@@ -251,7 +262,7 @@ def recommendation_groups(
     an acknowledged card stays in its group, marked. With ``actions`` (the patient page) each
     card is rendered in full with its action forms; without, from its rule's rendering."""
     citations = _citation_index(result, rule_set)
-    past = history_codes(result, rule_set, case)
+    past = history_codes(result, rule_set, case, stored)
     by_priority: dict[str, list[CitedRecommendation]] = {}
     for recommendation in result.recommendations:
         action = actions.get(recommendation.code) if actions is not None else None
@@ -543,16 +554,20 @@ def advice_context(
     case: engine.Case | None = None,
     facts: engine.Facts | None = None,
     actions: ActiveActions | None = None,
+    stored: Sequence[FollowUp] = (),
 ) -> dict[str, Any]:
     """The template context of ``pathways/_advice.html``. ``actions``: the patient's card actions,
-    given where the clinician can act on the cards (the action forms are shown)."""
+    given where the clinician can act on the cards (the action forms are shown); ``stored``:
+    the patient's follow-ups, with those marked done by hand."""
     return {
         "card_actions": actions is not None,
         "result": result,
         "pathway_label": engine.PATHWAY_LABELS[result.pathway],
         "context_items": context_line(result, case, facts),
         "working_rows": working(result, facts),
-        "groups": (groups := recommendation_groups(result, rule_set, actions, case=case)),
+        "groups": (
+            groups := recommendation_groups(result, rule_set, actions, case=case, stored=stored)
+        ),
         "do_today": do_today(groups),
         "summary_line": summary_line(result),
         "considered": considered_not_advised(result, rule_set),

@@ -325,13 +325,19 @@ def alp_chart(case: engine.Case, facts: engine.Facts, *, width: int = WIDTH) -> 
     values = [p.value for p in alp_points] + [p.uln for p in alp_points if p.uln]
     y_scale = _ValueScale.over(values, top, bottom)
     label_all = len(alp_points) <= LABEL_ALL_POINTS_UP_TO
+    # Significant as the cards judge it (spec §2): a rise beyond RCV↑, a fall beyond RCV↓.
+    rcv_rise, rcv_fall = facts.values["rcv_rise_pct"], facts.values["rcv_fall_pct"]
+    marked = [
+        p.change_pct is not None and (p.change_pct > rcv_rise or -p.change_pct > rcv_fall)
+        for p in alp_points
+    ]
 
     points = []
     for index, point in enumerate(alp_points):
         x, y = x_scale(_moment(point.collected_on, point.collected_time)), y_scale(point.value)
         change = point.change_pct
         shape = "circle"
-        if point.significant_change and change is not None:
+        if marked[index] and change is not None:
             shape = "rise" if change > 0 else "fall"
         parts = [
             f"{_when(point.collected_on, point.collected_time)}: ALP {_number(point.value)} U/L"
@@ -342,11 +348,12 @@ def alp_chart(case: engine.Case, facts: engine.Facts, *, width: int = WIDTH) -> 
             )
         if change is not None:
             parts.append(f"{change:+.0f} % from the previous result")
-            if point.significant_change:
-                parts.append(f"significant: beyond the RCV of {facts.rcv_pct:.0f} %")
-        show_label = label_all or point.significant_change or index in (0, len(alp_points) - 1)
+            if marked[index]:
+                rcv = f"RCV↑ of {rcv_rise:.1f} %" if change > 0 else f"RCV↓ of {rcv_fall:.1f} %"
+                parts.append(f"significant: beyond the {rcv}")
+        show_label = label_all or marked[index] or index in (0, len(alp_points) - 1)
         label = _number(point.value)
-        if change is not None and point.significant_change:
+        if change is not None and marked[index]:
             label += f" ({change:+.0f} %)"
         points.append(
             ChartPoint(
@@ -358,7 +365,7 @@ def alp_chart(case: engine.Case, facts: engine.Facts, *, width: int = WIDTH) -> 
                 shape=shape,
                 polygon="" if shape == "circle" else _triangle(x, y, shape == "rise"),
                 filled=point.elevated,
-                significant=point.significant_change,
+                significant=marked[index],
             )
         )
 
@@ -372,7 +379,7 @@ def alp_chart(case: engine.Case, facts: engine.Facts, *, width: int = WIDTH) -> 
     reference = _place_line_label(_uln_line(alp_points, x_scale, y_scale), taken)
     baseline = _place_line_label(_baseline_line(facts, x_scale, y_scale), taken)
     points = _place_point_labels(points, taken, top, bottom, width)
-    significant = sum(1 for p in alp_points if p.significant_change)
+    significant = sum(marked)
     latest = alp_points[-1]
     description = (
         f"ALP trend: {len(alp_points)} results from {alp_points[0].collected_on} to "
@@ -633,12 +640,16 @@ def series_chart(
     width: int = WIDTH,
 ) -> Chart | None:
     """A small chart of one test's canonical values; None when the test was never measured."""
-    labs = sorted(
+    measured = sorted(
         (lab for lab in case.labs if lab.test == test),
         key=lambda lab: (lab.collected_on, lab.collected_time or time.min),
     )
-    if not labs:
+    if not measured:
         return None
+    # One axis, one unit: a bone ALP measured as a mass (µg/L) and as an activity (U/L) are
+    # not on one scale, and the reference line is the latest result's. The others are counted.
+    labs = [lab for lab in measured if lab.canonical_unit == measured[-1].canonical_unit]
+    left_out = len(measured) - len(labs)
     unit = declaration.unit_shown(test, labs[-1].canonical_unit)
     left, right = Chart.left, width - MARGIN_RIGHT
     bottom = SMALL_HEIGHT - 28  # a date axis only, no therapy track
@@ -697,7 +708,8 @@ def series_chart(
         x_ticks=x_ticks,
         y_ticks=y_scale.ticks(),
         description=f"{title}: {len(labs)} result(s), latest "
-        f"{_number(labs[-1].canonical_value)} {unit} on {labs[-1].collected_on}.",
+        f"{_number(labs[-1].canonical_value)} {unit} on {labs[-1].collected_on}."
+        + (f" {left_out} in another unit not shown." if left_out else ""),
         width=width,
     )
 

@@ -41,9 +41,14 @@ def _cell(value: Any) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _number(snapshot: Any, name: str, spec: str) -> str:
+def _number(snapshot: Any, name: str, digits: int) -> str:
+    """As stored, to ``digits`` decimals without trailing zeros: never in exponent form
+    (1234567 U/L written as 1.23457e+06 reads back as 1234570)."""
     value = getattr(snapshot, name, None)
-    return "" if value is None else format(value, spec)
+    if value is None:
+        return ""
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def worklist_csv_lines(chunks: Iterable[list[Any]]) -> Iterator[str]:
@@ -75,9 +80,9 @@ def _csv_values(row: Any) -> tuple[Any, ...]:
         patient.mrn,
         patient.name,
         snapshot.pathway,
-        _number(snapshot, "alp_latest", "g"),
+        _number(snapshot, "alp_latest", 2),
         row.alp_collected_on.isoformat() if row.alp_collected_on else "",
-        _number(snapshot, "alp_x_uln", ".2f"),
+        f"{snapshot.alp_x_uln:.2f}" if snapshot.alp_x_uln is not None else "",
         snapshot.top_priority,
         snapshot.top_title,
     )
@@ -88,7 +93,9 @@ def follow_ups_calendar(patient: Patient, follow_ups: list[FollowUp]) -> bytes:
     calendar = icalendar.Calendar()
     calendar.add("prodid", "-//alpcare//follow-ups//EN")
     calendar.add("version", "2.0")
-    calendar.add("x-wr-calname", f"alpcare follow-ups MRN {patient.mrn}")
+    # A text value, escaped as SUMMARY is: an MRN with a line break (a FHIR import can bring
+    # one) made icalendar refuse the raw property (a server error).
+    calendar.add("x-wr-calname", icalendar.vText(f"alpcare follow-ups MRN {patient.mrn}"))
     stamp = timezone.now()
     host = (settings.ALLOWED_HOSTS or ["alpcare"])[0].lstrip(".") or "alpcare"
     for follow_up in follow_ups:

@@ -5,10 +5,11 @@ its date (marked "old" outside the rule set's recent window, spec §2), and who 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date
 from typing import Any
 
 from pathways import engine
+from pathways.engine import declaration
 from pathways.engine.dates import age_in_years
 from pathways.engine.templates import format_number
 from pathways.models import Patient
@@ -16,7 +17,6 @@ from pathways.services import clinic_clinicians
 
 # The tests the header shows, in this order, with the short names a clinician uses.
 HEADER_TESTS = (("alp", "ALP"), ("bone_alp", "B-ALP"), ("crcl", "CrCl"))
-_TESTS = {test.code: test for test in engine.LAB_TESTS}
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,6 @@ class Header:
     clinicians: tuple[Any, ...]  # who may be made responsible
 
 
-def _shown_unit(test: str) -> str:
-    return _TESTS[test].units[0].shown
-
-
 def patient_header(
     patient: Patient, case: engine.Case, facts: engine.Facts, rule_set: engine.RuleSet
 ) -> Header:
@@ -56,13 +52,15 @@ def patient_header(
         labs = [lab for lab in case.labs if lab.test == test]
         if not labs:
             continue
-        lab = max(labs, key=lambda lab: (lab.collected_on, lab.collected_time or time.min))
+        lab = labs[-1]  # the case's labs are in collection order (the engine's "latest")
         age_days = (case.as_of - lab.collected_on).days
         latest.append(
             LatestValue(
                 test=test,
                 label=label,
-                text=f"{format_number(lab.canonical_value)} {_shown_unit(test)}",
+                # Its own unit: a bone ALP is a mass (µg/L) or an activity (U/L).
+                text=f"{format_number(lab.canonical_value)} "
+                f"{declaration.unit_shown(test, lab.canonical_unit)}",
                 collected_on=lab.collected_on,
                 old=recent_days is not None and age_days > recent_days,
             )

@@ -174,7 +174,9 @@ def _panel_context(
     facts: engine.Facts | None = None,
 ) -> dict[str, Any]:
     return {
-        **advice_context(result, rule_set, case=case, facts=facts, actions=actions),
+        **advice_context(
+            result, rule_set, case=case, facts=facts, actions=actions, stored=stored or []
+        ),
         "follow_up_rows": follow_up_rows(result, stored or []),
     }
 
