@@ -70,6 +70,11 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outside every layer that builds a response of its own (the trailing-slash redirect, the
+    # end of a session, htmx's whole-page redirect): each response carries these headers.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "pathways.middleware.NoStoreForAuthenticatedMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -78,11 +83,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "pathways.middleware.SessionLifetimeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
-    "pathways.middleware.NoStoreForAuthenticatedMiddleware",
     "pathways.twofactor.TwoFactorMiddleware",
     "axes.middleware.AxesMiddleware",
 ]

@@ -20,6 +20,7 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Column, Field, Fieldset, Layout, Row
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import RegexValidator
 from django.forms import BaseFormSet, formset_factory
 from django.http import HttpRequest, QueryDict
 
@@ -172,7 +173,13 @@ class PatientCaseForm(forms.Form):
     clinic = forms.ModelChoiceField(
         queryset=Clinic.objects.none(), required=True, empty_label="choose a clinic"
     )
-    mrn = forms.CharField(label="MRN", max_length=40)
+    mrn = forms.CharField(
+        label="MRN",
+        max_length=40,
+        validators=[
+            RegexValidator(r"^[^\x00-\x1f\x7f]*\Z", "No line breaks or other control characters.")
+        ],
+    )
     name = forms.CharField(max_length=200)
     # Optimistic locking: the version the form was loaded from (services.StaleVersion).
     version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)

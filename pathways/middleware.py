@@ -65,15 +65,22 @@ def _read(value: object) -> datetime | None:
 
 
 class NoStoreForAuthenticatedMiddleware:
-    """Nothing a logged-in user sees may be kept by a browser or proxy cache."""
+    """Nothing a logged-in user sees may be kept by a browser or proxy cache: a response to a
+    request that came with a session (the one that just ended, answered with the log-in
+    redirect, included), to a logged-in user, or from the API."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        with_session = settings.SESSION_COOKIE_NAME in request.COOKIES
         response = self.get_response(request)
         user = getattr(request, "user", None)
-        if (user is not None and user.is_authenticated) or request.path.startswith("/api/"):
+        if (
+            with_session
+            or (user is not None and user.is_authenticated)
+            or request.path.startswith("/api/")
+        ):
             response["Cache-Control"] = "no-store, private"
             response["Pragma"] = "no-cache"
         return response

@@ -450,7 +450,7 @@ def result_remove(request: HtmxHttpRequest, pk: int, result_pk: int) -> HttpResp
     result = _stored_result(patient, result_pk)
     version = _posted_version(request)
     if version is None:
-        return HttpResponseBadRequest(MISSING_VERSION)
+        return _unreadable(MISSING_VERSION)
     try:
         patient_remove_result(patient=patient, result=result, expected_version=version)
     except StaleVersion as stale:
@@ -458,6 +458,12 @@ def result_remove(request: HtmxHttpRequest, pk: int, result_pk: int) -> HttpResp
     else:
         messages.success(request, f"Result removed: {result}.")
     return redirect("patient_detail", pk=patient.pk)
+
+
+def _unreadable(message: str) -> HttpResponseBadRequest:
+    """A post the page could not have sent, refused in plain text: the message quotes what
+    was posted (a field's name or value), which must not come back as HTML."""
+    return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
 
 
 def _posted_version(request: HttpRequest) -> int | None:
@@ -680,11 +686,11 @@ def _case_page(
             return _render_case(request, case_forms, rule_set, patient=patient, quiet=True)
         draft = case_draft(data, stored_labs=_stored_labs(patient))
     except FormUnreadable as unreadable:
-        return HttpResponseBadRequest(f"The form could not be read: {unreadable}")
+        return _unreadable(f"The form could not be read: {unreadable}")
 
     case_forms = CaseForms.bind(data, clinics=clinics, patient=patient)
     if (unreadable_rows := case_forms.unreadable()) is not None:
-        return HttpResponseBadRequest(f"The form could not be read: {unreadable_rows}")
+        return _unreadable(f"The form could not be read: {unreadable_rows}")
     forms_valid = case_forms.forms_valid()
     case = None
     try:
@@ -831,7 +837,7 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
         posted = posted_case_form(request)
         draft = case_draft(posted, stored_labs=_stored_labs(patient))
     except FormUnreadable as unreadable:
-        return HttpResponseBadRequest(f"The live preview could not read the form: {unreadable}")
+        return _unreadable(f"The live preview could not read the form: {unreadable}")
     rule_set = current_rule_set()
     errors: dict[str, list[str]] = {}
     missing: list[str] = []
@@ -893,7 +899,7 @@ def _add_row(request: HtmxHttpRequest, prefix: str) -> HttpResponse:
     try:
         index = _next_row(request.POST, prefix)
     except FormUnreadable as unreadable:
-        return HttpResponseBadRequest(f"The form could not be read: {unreadable}")
+        return _unreadable(f"The form could not be read: {unreadable}")
     if prefix == LAB_PREFIX:
         row = LabFormSet(prefix=prefix).new_row(index, test="alp", unit="U/L")
     else:

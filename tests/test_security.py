@@ -15,7 +15,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
-from tests.factories import stored_patient
+from tests.factories import form_data, paget_on_alendronate_document, stored_patient
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery staple"
@@ -214,3 +214,82 @@ def test_admin_pages_name_the_site_icon(client: Any) -> None:
     # Otherwise browsers request /favicon.ico, a 404 logged as a console error.
     page = client.get("/admin/login/").content.decode()
     assert 'rel="icon"' in page and "alpcare/favicon.svg" in page
+
+
+# --- Responses built by an outer layer, and what an unreadable post echoes (a defect hunt) ---
+
+_HTMX_ON_PAGE = {"HX-Request": "true", "HX-Current-URL": "http://testserver/patients/"}
+
+
+def _has_the_security_headers(response: Any) -> None:
+    assert "Content-Security-Policy" in response, dict(response.headers)
+    assert response.get("X-Frame-Options") == "DENY", dict(response.headers)
+    assert "no-store" in response.get("Cache-Control", ""), dict(response.headers)
+
+
+@pytest.mark.django_db
+def test_responses_built_outside_the_header_layers_carry_the_security_headers(
+    alice_client: Any,
+) -> None:
+    """The htmx whole-page redirect, the end of a session and the trailing-slash redirect are
+    built by layers that sat outside CSP, X-Frame-Options and no-store: they had none."""
+    htmx = alice_client.get("/api/docs", headers=_HTMX_ON_PAGE)
+    assert htmx.status_code == 200 and htmx["HX-Redirect"] == "/api/v1/docs"
+    _has_the_security_headers(htmx)
+    slash = alice_client.get("/patients")
+    assert (slash.status_code, slash["Location"]) == (301, "/patients/")
+    _has_the_security_headers(slash)
+    session = alice_client.session
+    session["alpcare_seen_at"] = (timezone.now() - timedelta(hours=1)).isoformat()
+    session.save()
+    ended = alice_client.get("/patients/")
+    assert ended.status_code == 302 and ended["Location"].startswith("/accounts/login/")
+    _has_the_security_headers(ended)
+
+
+@pytest.mark.django_db
+def test_the_api_answer_to_an_ended_session_is_not_cached(alice_client: Any) -> None:
+    session = alice_client.session
+    session["alpcare_seen_at"] = (timezone.now() - timedelta(hours=1)).isoformat()
+    session.save()
+    response = alice_client.get("/api/v1/patients/1/case")
+    assert response.status_code == 401
+    assert "no-store" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "body", "content_type"),
+    [
+        ("/case/preview/", '{"<img src=x onerror=alert(1)>": 1}', "application/json"),
+        ("/patients/new/", "labs-TOTAL_FORMS=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E",
+         "application/x-www-form-urlencoded"),
+        ("/case/rows/lab/", "labs-TOTAL_FORMS=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E",
+         "application/x-www-form-urlencoded"),
+    ],
+)  # fmt: skip
+def test_a_post_the_page_could_not_send_is_refused_in_plain_text(
+    alice_client: Any, url: str, body: str, content_type: str
+) -> None:
+    """The refusal quotes what was posted (a field's name or value): it came back as HTML."""
+    response = alice_client.post(url, body, content_type=content_type)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert "<img src=x onerror=alert(1)>" in response.content.decode()  # quoted, as text
+
+
+@pytest.mark.django_db
+def test_an_mrn_with_a_line_break_is_refused_and_the_calendar_escapes_one_that_came_in(
+    alice_client: Any, alice: Any, north_clinic: Any
+) -> None:
+    """A line break in the MRN made the follow-ups .ics a server error (icalendar refused the
+    raw calendar name); typed, it could start a property of its own."""
+    mrn = "M1\r\nATTENDEE:mailto:x@evil.example"
+    page = alice_client.post("/patients/new/", form_data(paget_on_alendronate_document(), mrn=mrn))
+    assert page.status_code == 400
+    assert "No line breaks or other control characters." in page.content.decode()
+    imported = stored_patient(north_clinic, alice, mrn=mrn)  # as a FHIR import could store it
+    response = alice_client.get(f"/patients/{imported.pk}/follow-ups.ics")
+    assert response.status_code == 200
+    assert b"\r\nATTENDEE" not in response.content
+    assert b"X-WR-CALNAME:alpcare follow-ups MRN M1\\nATTENDEE" in response.content
