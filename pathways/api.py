@@ -21,7 +21,7 @@ from ninja.security import APIKeyHeader
 
 from pathways import engine, feed, fhir
 from pathways.access import patient_for_user, user_clinics
-from pathways.assessment import assess_json, assess_patient
+from pathways.assessment import assess_json, assess_patient, with_marked_done
 from pathways.cases import patient_to_document
 from pathways.engine.dates import DATE_RANGE
 from pathways.interop import hl7v2
@@ -414,7 +414,8 @@ def patient_case(request: HttpRequest, pk: int = PatientId) -> HttpResponse:
     },
 )
 def patient_assessment(request: HttpRequest, pk: int = PatientId) -> HttpResponse:
-    result = assess_patient(_patient(request, pk, "api: assessment"))
+    patient = _patient(request, pk, "api: assessment")
+    result = with_marked_done(assess_patient(patient), patient.follow_ups.all())
     return HttpResponse(engine.render_result_json(result), content_type="application/json")
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -53,3 +54,14 @@ def follow_up_status(item: engine.FollowUp, stored: FollowUp | None) -> str:
     if stored is not None and stored.completed_at is not None:
         return "done"
     return item.status
+
+
+def with_marked_done(result: engine.Result, stored: Iterable[FollowUp]) -> engine.Result:
+    """The result with the follow-ups a clinician marked done shown done (spec §5: an event
+    is done only when a clinician marks it so), as the patient page shows them."""
+    by_key = {(follow_up.code, follow_up.due): follow_up for follow_up in stored}
+    follow_ups = tuple(
+        replace(item, status=follow_up_status(item, by_key.get((item.code, item.due))))
+        for item in result.follow_ups
+    )
+    return replace(result, follow_ups=follow_ups)

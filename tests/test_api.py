@@ -283,3 +283,25 @@ def test_stored_patients_read_back_through_the_api(
     response = client.get(f"/api/v1/patients/{patient.pk}/case", HTTP_AUTHORIZATION=f"Token {key}")
     assert response.status_code == 200
     assert response.json()["patient"]["sex"] == "female"
+
+
+def test_a_patients_assessment_shows_follow_ups_marked_done_as_the_page_does(
+    client: Client, alice: Any, north_clinic: Any, key: str
+) -> None:
+    """The JSON gave the engine's statuses alone: an event item (spec §5: done only when a
+    clinician marks it done) could never be done, while the patient page said done."""
+    from pathways.models import FollowUp
+    from pathways.services import follow_up_mark_done
+    from tests.factories import myeloma_on_zoledronic_acid_14_months_document
+
+    patient = stored_patient(north_clinic, alice, myeloma_on_zoledronic_acid_14_months_document())
+    review = FollowUp.objects.get(patient=patient, code="bp-review-1y")
+    url = f"/api/v1/patients/{patient.pk}/assessment"
+    before = client.get(url, HTTP_AUTHORIZATION=f"Token {key}").json()
+    follow_up_mark_done(follow_up=review, user=alice)
+    after = client.get(url, HTTP_AUTHORIZATION=f"Token {key}").json()
+    statuses = {item["code"]: item["status"] for item in after["follow_ups"]}
+    assert statuses["bp-review-1y"] == "done"
+    assert {item["code"]: item["status"] for item in before["follow_ups"]}["bp-review-1y"] != "done"
+    unchanged = [f for f in after["follow_ups"] if f["code"] != "bp-review-1y"]
+    assert unchanged == [f for f in before["follow_ups"] if f["code"] != "bp-review-1y"]
