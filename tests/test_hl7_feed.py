@@ -513,6 +513,19 @@ def test_a_collection_time_outside_the_calendar_in_utc_is_refused_with_an_ack(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("offset", ["+2400", "-0060"])
+def test_a_time_zone_offset_that_is_none_is_refused_with_an_ack(
+    north_feed: Hl7Feed, patient: Patient, offset: str
+) -> None:
+    """+2400 raised ValueError while reading the message: the listener closed the connection
+    with no ACK (the lab resends it for ever, the feed behind it blocked) and import_hl7
+    stopped with a traceback."""
+    outcome = feed.receive(oru("Z1", collected=f"20261101081500{offset}"), via="test")
+    assert outcome.code == "AE"
+    assert f"OBR-7: '20261101081500{offset}': {offset} is not a time zone offset" in outcome.text
+
+
+@pytest.mark.django_db
 def test_a_correction_onto_another_results_time_is_parked_with_the_reason(
     north_feed: Hl7Feed, patient: Patient
 ) -> None:

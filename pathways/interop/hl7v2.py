@@ -145,7 +145,10 @@ def parse_dtm(value: str, default_offset: str, where: str) -> tuple[datetime, bo
     if match is None or len(match.group(1)) not in (8, 10, 12, 14):
         raise Refused(f"{where}: {value!r} is not an HL7 date/time (YYYYMMDD[HHMM[SS]][+ZZZZ])")
     digits = match.group(1)
-    text = digits + (match.group(2) or "") + (match.group(3) or default_offset)
+    offset = match.group(3) or default_offset  # the value's own, else the message's (MSH-7)
+    if offset and (int(offset[1:3]) > 23 or int(offset[3:5]) > 59):
+        raise Refused(f"{where}: {value!r}: {offset} is not a time zone offset (±HHMM)")
+    text = digits + (match.group(2) or "") + offset
     try:
         parsed = hl7.parse_datetime(text)
     except ValueError as error:
