@@ -473,7 +473,11 @@ def seed_synthetic(
     *, clinic: Clinic, user: User, count: int, today: date, seed: int = 1, results: int = 20
 ) -> int:
     rng = random.Random(seed)
-    start = Patient.objects.filter(clinic=clinic, mrn__startswith="SYN-").count()
+    # After the highest number in use, not the count: a deleted one would make it a duplicate.
+    numbers = Patient.objects.filter(clinic=clinic, mrn__regex=r"^SYN-[0-9]{6}$").values_list(
+        "mrn", flat=True
+    )
+    start = max((int(mrn[4:]) + 1 for mrn in numbers), default=0)
     for number in range(start, start + count):
         document = synthetic_case(rng, today, results=results)
         name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"

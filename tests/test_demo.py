@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from pathways.feed_models import Hl7Result
 from pathways.models import Clinic, FollowUp, Patient
@@ -54,6 +54,20 @@ def test_synthetic_patients_for_load_tests() -> None:
     synthetic = Patient.objects.filter(mrn__startswith="SYN-")
     assert synthetic.count() == 3
     assert all(p.lab_results.filter(test="alp").count() == 5 for p in synthetic)
+
+
+def test_more_synthetic_patients_follow_the_highest_number_and_counts_are_checked() -> None:
+    """Numbered from the count, a later run after a deletion reused a number in use (a
+    DuplicateMrn traceback); --results -1 was a traceback after the demo was committed."""
+    call_command("seed_demo", "--patients", "3", "--results", "2", stdout=StringIO())
+    Patient.objects.get(mrn="SYN-000001").delete()
+    call_command("seed_demo", "--patients", "1", "--results", "2", stdout=StringIO())
+    assert sorted(Patient.objects.filter(mrn__startswith="SYN-").values_list("mrn", flat=True)) == [
+        "SYN-000000", "SYN-000002", "SYN-000003"
+    ]  # fmt: skip
+    for argument in ("--results", "--patients"):
+        with pytest.raises(CommandError, match=f"{argument}: a count from 0, not -1"):
+            call_command("seed_demo", argument, "-1", stdout=StringIO())
 
 
 def test_make_run_prints_the_address_it_serves_on() -> None:

@@ -499,7 +499,7 @@ def test_malformed_bodies(client: Any, write_key: str) -> None:
 
 
 @pytest.mark.django_db
-def test_import_fhir_command(tmp_path: Path, north_clinic: Clinic, capsys: Any) -> None:
+def test_import_fhir_command(tmp_path: Path, north_clinic: Clinic, bob: User, capsys: Any) -> None:
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(fb.paget_bundle("collection")))
     call_command("import_fhir", str(path), "--clinic", "north")
@@ -521,6 +521,14 @@ def test_import_fhir_command(tmp_path: Path, north_clinic: Clinic, capsys: Any) 
         call_command("import_fhir", str(path), "--clinic", "nowhere")
     with pytest.raises(CommandError, match="cannot read"):
         call_command("import_fhir", str(tmp_path / "missing.json"), "--clinic", "north")
+    # From a defect hunt (both were failures before): a file nested too deeply was a
+    # traceback; a --user of another clinic wrote to this one, named in its history.
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CommandError, match="nested too deeply"):
+        call_command("import_fhir", str(path), "--clinic", "north")
+    path.write_text(json.dumps(fb.paget_bundle("collection")))
+    with pytest.raises(CommandError, match="--user: 'bob' is not a member of"):
+        call_command("import_fhir", str(path), "--clinic", "north", "--user", "bob")
 
 
 @pytest.mark.django_db

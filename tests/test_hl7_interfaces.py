@@ -353,3 +353,15 @@ def test_mllp_round_trip_with_mllp_send(
     stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
     assert stored.value == 430 and stored.entered_by == north_feed.service_user
     assert Hl7Message.objects.filter(control_id="R1").count() == 1
+
+
+def test_the_listener_refuses_an_unknown_encoding_before_it_listens(monkeypatch: Any) -> None:
+    """It listened, and every connection died decoding its first message: no ACK, ever."""
+    from pathways.management.commands import hl7_listen
+
+    def would_listen(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("hl7_listen started listening with --encoding klingon")
+
+    monkeypatch.setattr(hl7_listen, "start_hl7_server", would_listen)
+    with pytest.raises(CommandError, match="--encoding: no encoding named 'klingon'"):
+        call_command("hl7_listen", "--port", "1", "--encoding", "klingon")

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import signal
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 from hl7.mllp import InvalidBlockError, start_hl7_server
 
@@ -32,6 +33,10 @@ class Command(BaseCommand):
         parser.add_argument("--encoding", default="utf-8", help="message encoding (utf-8)")
 
     def handle(self, *args: Any, host: str, port: int, encoding: str, **options: Any) -> None:
+        try:
+            codecs.lookup(encoding)  # refused here, not by every connection (with no ACK)
+        except LookupError:
+            raise CommandError(f"--encoding: no encoding named {encoding!r}") from None
         asyncio.run(self._serve(host, port, encoding))
 
     async def _serve(self, host: str, port: int, encoding: str) -> None:

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pathways import fhir
-from pathways.models import Clinic
+from pathways.models import Clinic, Membership
 
 # The account recorded as the author (access log, change history) when --user is not given.
 SERVICE_USERNAME = "fhir-import"
@@ -50,9 +50,15 @@ class Command(BaseCommand):
             author = get_user_model().objects.filter(username=user).first()
             if author is None:
                 raise CommandError(f"--user: no user {user!r}")
+            if not Membership.objects.filter(user=author, clinic=target).exists():
+                # As through the API: a user writes only to their own clinics' patients (the
+                # history and the access log would name them).
+                raise CommandError(f"--user: {user!r} is not a member of {target}")
         try:
             text = self.stdin_text() if str(file) == "-" else file.read_text(encoding="utf-8")
             data = json.loads(text)
+        except RecursionError:
+            raise CommandError(f"FILE: {file} is not a JSON Bundle: nested too deeply") from None
         except (OSError, UnicodeDecodeError, ValueError) as error:
             raise CommandError(f"FILE: cannot read a JSON Bundle from {file}: {error}") from error
         try:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from pathways.demo import CLINICS, seed_demo, seed_synthetic
@@ -34,6 +34,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        for name in ("patients", "results"):  # checked before anything is seeded
+            if options[name] < 0:
+                raise CommandError(f"--{name}: a count from 0, not {options[name]}")
         today = timezone.localdate()
         logins = seed_demo(today)
         if options["patients"]:
