@@ -158,11 +158,23 @@ def card_action_record(
     rule_set: engine.RuleSet,
     result: engine.Result,
     source: str = CardAction.Source.WORKLIST,
+    seen_case: str | None = None,
 ) -> CardAction:
-    """Record one action on a card the patient currently has; validates the input."""
+    """Record one action on a card the patient currently has; validates the input.
+
+    ``seen_case``: the case digest of the page the clinician acted from. An action holds until
+    the case changes, so one taken from a page that did not show the case as it is now (a
+    result recorded since) would silently cover what the clinician never saw: refused."""
     from pathways.services import follow_ups_sync
 
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    digest = case_digest(patient)
+    if seen_case is not None and seen_case != digest:
+        raise CardActionInvalid(
+            "case",
+            "The case changed since this page was loaded (a new result, therapy or field): "
+            "the advice is shown as it is now; act on it again.",
+        )
     recommendation = next((r for r in result.recommendations if r.code == code), None)
     if recommendation is None:
         raise CardActionInvalid("code", f"This patient has no card {code!r} now.")
@@ -202,7 +214,7 @@ def card_action_record(
         snooze_until=snooze_until,
         source=source,
         rule_set_version=rule_set.version,
-        case_digest=case_digest(patient),
+        case_digest=digest,
         card_digest=card_digest(rule_set, recommendation),
         by=user,
     )

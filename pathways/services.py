@@ -444,6 +444,21 @@ CASE_FACT_FOLLOW_UPS = {"dental-exam": "dental_exam_done"}
 CASE_FACT_OUTCOMES = ("done", "done_elsewhere")
 
 
+class FollowUpGone(Exception):
+    """The follow-up acted on is no longer scheduled (a result re-scheduled it meanwhile)."""
+
+
+def _still_there(follow_up: FollowUp) -> FollowUp:
+    """The follow-up, read again under its patient's lock."""
+    current = FollowUp.objects.select_for_update().filter(pk=follow_up.pk).first()
+    if current is None:
+        raise FollowUpGone(
+            f"{follow_up.title}: re-scheduled meanwhile (a new result or change): "
+            "see the schedule as it is now"
+        )
+    return current
+
+
 @transaction.atomic
 def follow_up_mark_done(
     *,
@@ -456,7 +471,7 @@ def follow_up_mark_done(
     """Record a follow-up done by hand: outcome, day and note; a case fact updates the case
     (under the patient's row lock, on the case as stored: no version to be stale)."""
     patient = _locked(follow_up.patient)
-    follow_up = FollowUp.objects.select_for_update().get(pk=follow_up.pk)
+    follow_up = _still_there(follow_up)
     if follow_up.completed_at is None:
         follow_up.completed_at = timezone.now()
         follow_up.completed_by = user
@@ -478,7 +493,7 @@ def follow_up_mark_done(
 def follow_up_reopen(*, follow_up: FollowUp, user: Any) -> FollowUp:
     """Undo "mark done": the follow-up is open again; a case fact it recorded is withdrawn."""
     patient = _locked(follow_up.patient)
-    follow_up = FollowUp.objects.select_for_update().get(pk=follow_up.pk)
+    follow_up = _still_there(follow_up)
     recorded_fact = follow_up.outcome in CASE_FACT_OUTCOMES
     follow_up.completed_at = None
     follow_up.completed_by = None

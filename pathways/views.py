@@ -41,6 +41,7 @@ from pathways.card_actions import (
     active_actions,
     card_action_record,
     card_action_undo,
+    case_digest,
 )
 from pathways.cases import patient_to_case
 from pathways.charts import NARROW_WIDTH, WIDTH, patient_charts
@@ -88,6 +89,7 @@ from pathways.rules import current_rule_set
 from pathways.services import (
     DuplicateMrn,
     DuplicateResult,
+    FollowUpGone,
     ResponsibleInvalid,
     StaleVersion,
     access_log_bulk,
@@ -301,8 +303,10 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
         )
         charts[f"{prefix}alp_chart"] = next((c for c in drawn if c.name == "alp"), None)
         charts[f"{prefix}small_charts"] = [c for c in drawn if c.name != "alp"]
-    actions = active_actions(patient, result, rule_set)
+    digest = case_digest(patient, labs=labs, therapies=therapies)
+    actions = active_actions(patient, result, rule_set, digest=digest)
     context = {
+        "case_digest": digest,  # posted with each card action (card_actions.card_action_record)
         "override_reasons": OVERRIDE_REASONS,
         "follow_up_outcomes": FOLLOW_UP_OUTCOMES,
         "today": timezone.localdate(),
@@ -512,23 +516,36 @@ def follow_up_done(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> Http
             messages.error(request, f"Not marked done ({follow_up.title}): {message}")
             return redirect("patient_detail", pk=patient.pk)
         return _after_patient_action(request, patient, follow_up_error=message)
-    follow_up_mark_done(
-        follow_up=follow_up,
-        user=request.user,
-        outcome=form.cleaned_data["outcome"] or "done",
-        done_on=form.cleaned_data["done_on"],
-        note=form.cleaned_data["note"],
-    )
+    try:
+        follow_up_mark_done(
+            follow_up=follow_up,
+            user=request.user,
+            outcome=form.cleaned_data["outcome"] or "done",
+            done_on=form.cleaned_data["done_on"],
+            note=form.cleaned_data["note"],
+        )
+    except FollowUpGone as gone:
+        return _follow_up_gone(request, patient, gone)
     if not request.htmx:
         messages.success(request, f"Marked done: {follow_up.title}.")
     return _after_patient_action(request, patient, announce=f"Marked done: {follow_up.title}.")
+
+
+def _follow_up_gone(request: HtmxHttpRequest, patient: Patient, gone: FollowUpGone) -> HttpResponse:
+    if not request.htmx:
+        messages.error(request, f"Not changed: {gone}.")
+        return redirect("patient_detail", pk=patient.pk)
+    return _after_patient_action(request, patient, follow_up_error=f"Not changed: {gone}.")
 
 
 @login_required
 @require_POST
 def follow_up_undo(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> HttpResponse:
     follow_up = _follow_up_of(request, pk, follow_up_pk, "reopen follow-up")
-    follow_up_reopen(follow_up=follow_up, user=request.user)
+    try:
+        follow_up_reopen(follow_up=follow_up, user=request.user)
+    except FollowUpGone as gone:
+        return _follow_up_gone(request, follow_up.patient, gone)
     if not request.htmx:
         messages.success(request, f"Reopened: {follow_up.title}.")
     return _after_patient_action(
@@ -562,6 +579,7 @@ def card_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                     snooze_until=data["snooze_until"],
                     rule_set=rule_set,
                     result=engine.assess(patient_to_case(patient), rule_set),
+                    seen_case=data["case"] or None,
                 )
         except CardActionInvalid as invalid:
             error = str(invalid)
@@ -930,6 +948,7 @@ class CardActionForm(forms.Form):
     reason = forms.ChoiceField(choices=[("", "—"), *OVERRIDE_REASONS], required=False)
     reason_text = forms.CharField(max_length=1000, required=False)
     snooze_until = forms.DateField(label="snooze until", required=False)
+    case = forms.CharField(max_length=64, required=False)  # the digest of the case shown
 
 
 __all__ = [

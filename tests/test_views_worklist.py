@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -748,3 +749,63 @@ def test_a_follow_up_has_the_same_status_on_the_worklist_and_the_patient_page(
     page = client.get(f"/patients/{follow_up.patient_id}/").content.decode()
     item = page.split('data-follow-up="dental-exam" data-status="', 1)[1].split("</li>", 1)[0]
     assert item.startswith("due_soon") and ">due soon</span>" in item
+
+
+def _record_alp(patient: Any, user: Any, value: float, on: str) -> None:
+    from datetime import date
+
+    from pathways.models import Patient
+    from pathways.services import patient_record_result
+
+    stored = Patient.objects.get(pk=patient.pk)
+    lab = engine.Lab.create("alp", value, "U/L", date.fromisoformat(on), None, None, None)
+    patient_record_result(patient=stored, user=user, lab=lab, expected_version=stored.version)
+
+
+def test_a_card_action_from_a_page_that_did_not_show_the_case_as_it_is_now_is_refused(
+    alice_client: Client, alice: Any, urgent_patient: Any
+) -> None:
+    """The forms carried no trace of the case they were shown with: an acknowledgement sent
+    from a page loaded before a new result (or racing one) was stored against the new case,
+    so the card did not come back for the result nobody had seen. Found by a defect hunt."""
+    page = alice_client.get(f"/patients/{urgent_patient.pk}/").content.decode()
+    shown = re.search(r'name="case" value="([0-9a-f]{64})"', page)
+    assert shown is not None
+    _record_alp(urgent_patient, alice, 1180, "2026-11-20")  # the lab feed, meanwhile
+    html = act(
+        alice_client, urgent_patient, code="extreme-alp", action="acknowledge", case=shown.group(1)
+    ).content.decode()
+    assert "The case changed since this page was loaded" in html
+    assert not CardAction.objects.exists()
+    fresh = re.search(r'name="case" value="([0-9a-f]{64})"', html)
+    assert fresh is not None and fresh.group(1) != shown.group(1)
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge", case=fresh.group(1))
+    assert CardAction.objects.get().kind == "acknowledge"
+
+
+def test_marking_done_a_follow_up_a_new_result_just_rescheduled_is_said_not_a_server_error(
+    client: Client, alice: Any, north_clinic: Any, monkeypatch: Any
+) -> None:
+    """The follow-up, read before the patient's lock, was replaced by the result's re-schedule
+    before the lock was taken: FollowUp.DoesNotExist, a 500. Found by a defect hunt."""
+    from pathways import views
+
+    patient = stored_patient(north_clinic, alice)
+    recheck = FollowUp.objects.get(patient=patient, code="alp-recheck")
+    mark_done = views.follow_up_mark_done
+
+    def the_lab_feed_writes_first(**kwargs: Any) -> FollowUp:
+        _record_alp(patient, alice, 200, "2026-11-20")
+        return mark_done(**kwargs)
+
+    monkeypatch.setattr(views, "follow_up_mark_done", the_lab_feed_writes_first)
+    client.force_login(alice)
+    response = client.post(
+        f"/patients/{patient.pk}/follow-ups/{recheck.pk}/done/", {"outcome": "done"}, follow=True
+    )
+    assert response.status_code == 200
+    assert (
+        f"Not changed: {recheck.title}: re-scheduled meanwhile (a new result or change): see "
+        "the schedule as it is now." in response.content.decode()
+    )
+    assert not FollowUp.objects.filter(pk=recheck.pk).exists()
