@@ -22,7 +22,7 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
 from pathways import engine
-from pathways.assessment import follow_up_status
+from pathways.assessment import with_marked_done
 from pathways.card_actions import ActiveActions
 from pathways.engine.declaration import unit_shown
 from pathways.models import CardAction, FollowUp
@@ -238,11 +238,7 @@ def history_codes(
     start = case.clinical.myeloma.bortezomib_start if case is not None else None
     if days is not None and start is not None and result.as_of > start + timedelta(days=days):
         codes.add("mm-alp-rise-favourable")
-    marked = {(follow_up.code, follow_up.due): follow_up for follow_up in stored}
-    statuses = {
-        item.code: follow_up_status(item, marked.get((item.code, item.due)))
-        for item in result.follow_ups
-    }
+    statuses = {item.code: item.status for item in with_marked_done(result, stored).follow_ups}
     if statuses.get("alp-3-months") == statuses.get("alp-6-months") == "done":
         codes.add("mm-alp-3-6-months")
     return codes

@@ -56,9 +56,9 @@ def card_digest(rule_set: engine.RuleSet, recommendation: engine.Recommendation)
     values the condition reads (not the rationale's facts, nor the priority an escalation gives
     it today: both move with the calendar)."""
     rule = rule_set.rule(recommendation.code)
-    parts: dict[str, Any] = {"code": recommendation.code, "priority": recommendation.priority}
+    priority = rule.priority if rule is not None else recommendation.priority
+    parts: dict[str, Any] = {"code": recommendation.code, "priority": priority}
     if rule is not None:
-        parts["priority"] = rule.priority
         params = rule_set.parameter_values()
         parts.update(
             title=rule.title,
@@ -195,7 +195,7 @@ def card_action_record(
             raise CardActionInvalid("snooze_until", "The snooze date must be after today.")
     else:
         snooze_until = None
-    in_force = active_actions(patient, result, rule_set).get(code)
+    in_force = active_actions(patient, result, rule_set, digest=digest).get(code)
     asked = (kind, reason, reason_text, snooze_until)
     if (
         in_force is not None
