@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from typing import Any, Final, NamedTuple
 
@@ -205,16 +205,24 @@ def diagnoses_for_icd10cm(code: str) -> tuple[str | None, str | None]:
     return diagnosis, cancer
 
 
-def _local_date(value: date | datetime, tz: tzinfo) -> tuple[date, str]:
-    """The date and the case document's collected_at text, in the clinic's time zone."""
+def local_date_time(value: date | datetime, tz: tzinfo) -> tuple[date, time | None]:
+    """A FHIR date or dateTime as the clinic's local date and time (None: a bare date)."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             # Year 1 or 9999 pushed past the calendar by the offset: kept as written, and left
-            # out for its range (engine.DATE_RANGE) like any other far date.
+            # out or refused for its range (engine.DATE_RANGE) like any other far date.
             with contextlib.suppress(OverflowError):
                 value = value.astimezone(tz)
-        return value.date(), value.replace(tzinfo=None).isoformat(timespec="seconds")
-    return value, value.isoformat()
+        return value.date(), value.time().replace(microsecond=0, tzinfo=None)
+    return value, None
+
+
+def _local_date(value: date | datetime, tz: tzinfo) -> tuple[date, str]:
+    """The date and the case document's collected_at text, in the clinic's time zone."""
+    day, at = local_date_time(value, tz)
+    if at is None:
+        return day, day.isoformat()
+    return day, f"{day.isoformat()}T{at.isoformat(timespec='seconds')}"
 
 
 def _number(value: Decimal | float | int) -> float:

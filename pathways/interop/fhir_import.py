@@ -15,7 +15,6 @@ them instead: ``fhir_case.case_from_fhir``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, tzinfo
@@ -44,6 +43,7 @@ from pathways.interop.fhir_case import (
     agent_for_atc,
     diagnoses_for_icd10cm,
     lab_range,
+    local_date_time,
     quantity_unit,
 )
 from pathways.listing import listed
@@ -210,16 +210,7 @@ def _codings(concept: Any) -> list[tuple[str, str]]:
 
 def _local(value: Any, tz: tzinfo) -> tuple[date, time | None] | None:
     """A FHIR date or dateTime as the clinic's local date and time (None: partial date)."""
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            # Year 1 or 9999 pushed past the calendar by the offset: kept as written, and
-            # refused for its range (engine.DATE_RANGE) like any other far date.
-            with contextlib.suppress(OverflowError):
-                value = value.astimezone(tz)
-        return value.date(), value.time().replace(microsecond=0, tzinfo=None)
-    if isinstance(value, date):
-        return value, None
-    return None
+    return local_date_time(value, tz) if isinstance(value, date) else None
 
 
 class _Reader:
