@@ -18,7 +18,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from pathways import engine
-from pathways.engine import declaration
 from pathways.feed_models import Hl7Feed, Hl7LocalCode, Hl7Message, Hl7Result
 from pathways.interop import hl7v2
 from pathways.models import Clinic, LabResult, Patient
@@ -323,19 +322,21 @@ def _match(
         low, high = hl7v2.reference_limits(result.reference_range)
     except ValueError as error:
         raise _Unmatched(f"OBX-5/OBX-7: {error}") from error
-    for where, number in (("OBX-5", value), ("OBX-7", low), ("OBX-7", high)):
-        canonical = None if number is None else engine.to_canonical(result.test, unit, number)[0]
-        if canonical is not None and not max(number or 0, canonical) < declaration.LAB_NUMBER_BELOW:
-            raise _Unmatched(f"{where}: {number:g} {unit} is more than alpcare can store")
-    if high is not None and high <= 0:
-        raise _Unmatched("OBX-7: the upper reference limit must be above 0")
-    if low is not None and high is not None and low >= high:
-        raise _Unmatched("OBX-7: the lower reference limit must be below the upper (spec §1)")
-    declared = declaration.unit_of(result.test, unit)
-    if declared is not None and declared.requires_reference_high and high is None:
-        raise _Unmatched(f"OBX-7: a {result.test} result in {unit} needs the lab's upper limit")
+    # The case's own rules for a result (bounds, limits, a required upper limit), as for a
+    # result typed or imported, in the segment's words.
+    for problem in engine.lab_problems(result.test, unit, value, low, high)[:1]:
+        raise _Unmatched(f"{_WHERE[str(problem.location[-1])]}: {problem.message}")
     assert result.patient is not None
     return result.patient, result.test, unit, value, low, high
+
+
+# Where a case's lab field comes from in an ORU^R01 result.
+_WHERE = {
+    "value": "OBX-5 (value)",
+    "unit": "OBX-6 (unit)",
+    "reference_low": "OBX-7 (reference_low, the lower limit)",
+    "reference_high": "OBX-7 (reference_high, the upper limit)",
+}
 
 
 def _earlier(result: Hl7Result, lab: engine.Lab) -> LabResult | None:

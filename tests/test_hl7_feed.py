@@ -553,8 +553,12 @@ def test_a_correction_onto_another_results_time_is_parked_with_the_reason(
 @pytest.mark.parametrize(
     ("value", "unit", "reason"),
     [
-        ("1000000000000", "U/L", "OBX-5: 1e+12 U/L is more than alpcare can store"),
-        ("20000000000", "ukat/L", "OBX-5: 2e+10 ukat/L is more than alpcare can store"),
+        ("1000000000000", "U/L", "OBX-5 (value): must be below 1,000,000,000,000"),
+        (
+            "20000000000",
+            "ukat/L",
+            "OBX-5 (value): is 1.2e+12 U/L: must be below 1,000,000,000,000 U/L",
+        ),
     ],
 )
 def test_a_value_too_large_to_store_is_parked_with_that_reason(
@@ -565,6 +569,30 @@ def test_a_value_too_large_to_store_is_parked_with_that_reason(
     outcome = feed.receive(oru("V1", value=value, unit=unit), via="test")
     assert outcome.text == "1 result(s): 1 in the unmatched inbox"
     assert Hl7Result.objects.get().reason == reason
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"reference": "<0"}, "OBX-7 (reference_high, the upper limit): must be greater than 0"),
+        (
+            {"code": "1777-2^Bone ALP activity^LN", "value": "40", "reference": ""},
+            "OBX-7 (reference_high, the upper limit): required for bone_alp in U/L "
+            "(no built-in interval for activity)",
+        ),
+    ],
+)
+def test_a_result_the_case_would_refuse_is_parked_with_the_case_s_reason(
+    north_feed: Hl7Feed, patient: Patient, fields: dict[str, str], reason: str
+) -> None:
+    """The feed checks a result by the case's own rules (engine.lab_problems), as a typed or
+    imported result is checked, naming the segment it came from."""
+    stored = patient.lab_results.count()
+    outcome = feed.receive(oru("R1", **fields), via="test")
+    assert outcome.text == "1 result(s): 1 in the unmatched inbox"
+    assert Hl7Result.objects.get().reason == reason
+    assert patient.lab_results.count() == stored
 
 
 @pytest.mark.django_db
@@ -695,5 +723,5 @@ def test_a_reference_range_upside_down_is_parked_with_the_reason(
     feed.receive(oru("M1", reference="129-40"), via="test")
     parked = Hl7Result.objects.get()
     assert parked.state == Hl7Result.State.UNMATCHED
-    assert "lower reference limit must be below the upper" in parked.reason
+    assert parked.reason == "OBX-7 (reference_low, the lower limit): must be below reference_high"
     assert not LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).exists()

@@ -559,14 +559,30 @@ def _canonical_within_bounds(
             )
 
 
-def _read_lab(
-    reader: _Reader,
-    fields: dict[str, Any],
-    at: Location,
-    as_of: date | None,
-    birth_date: date | None,
-) -> Lab | None:
-    count = len(reader.errors)
+def lab_problems(
+    test: str,
+    unit: str,
+    value: float,
+    reference_low: float | None = None,
+    reference_high: float | None = None,
+) -> list[FieldError]:
+    """What reading a result with these values into a case would refuse: its unit, its
+    numbers' bounds (in its unit and in the test's canonical unit), its limits' order and a
+    required upper limit. The lab feed checks a result so before storing it: one set of rules
+    for every way a result comes in. Locations are ("labs", 0, field)."""
+    reader = _Reader()
+    fields = {
+        "test": test,
+        "unit": unit,
+        "value": value,
+        "reference_low": reference_low,
+        "reference_high": reference_high,
+    }
+    _check_lab_values(reader, fields, ("labs", 0))
+    return reader.errors
+
+
+def _check_lab_values(reader: _Reader, fields: dict[str, Any], at: Location) -> None:
     test, unit = fields.get("test"), fields.get("unit")
     reference_high = fields.get("reference_high")
     reference_low = fields.get("reference_low")
@@ -588,6 +604,17 @@ def _read_lab(
         )
     if test is not None and unit is not None and unit in UNITS[test]:
         _canonical_within_bounds(reader, fields, (test, unit), at)
+
+
+def _read_lab(
+    reader: _Reader,
+    fields: dict[str, Any],
+    at: Location,
+    as_of: date | None,
+    birth_date: date | None,
+) -> Lab | None:
+    count = len(reader.errors)
+    _check_lab_values(reader, fields, at)
     collected = None
     if isinstance(fields.get("collected_at"), str):
         collected = parse_iso_datetime(fields["collected_at"])
@@ -614,8 +641,8 @@ def _read_lab(
         unit=fields["unit"],
         collected_on=collected[0],
         collected_time=collected[1],
-        reference_high=reference_high,
-        reference_low=reference_low,
+        reference_high=fields.get("reference_high"),
+        reference_low=fields.get("reference_low"),
     )
 
 
