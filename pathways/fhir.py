@@ -162,6 +162,17 @@ def _merge(
             counts["results_added"] += 1
             continue
         current = labs[index]
+        if (
+            not entry.amends
+            and current["unit"] != new["unit"]
+            and engine.values_agree(
+                entry.test, (current["value"], current["unit"]), (new["value"], new["unit"])
+            )
+        ):
+            # The same result in another unit (spec §1: within 0.5 % after conversion), as
+            # alpcare's own export writes one stored in umol/L: the stored one is kept.
+            counts["results_unchanged"] += 1
+            continue
         # The same value is the same result: limits the Bundle gives replace the stored ones,
         # absent ones are kept. Another value replaces it only as an amendment. Limits are kept
         # only in the same unit: 129 U/L kept as 129 ukat/L would read a raised ALP as normal.
@@ -429,7 +440,10 @@ def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
     resources.append(patient_resource)
 
     for row in patient.lab_results.all():
-        loinc = declaration.loinc_code(row.test, row.unit)
+        # reference-intervals.md pairs each LOINC code with one UCUM unit: a result stored in
+        # another (creatinine in umol/L under the mass code 2160-0) is written in that unit.
+        value, unit = engine.to_canonical(row.test, row.unit, row.value)
+        loinc = declaration.loinc_code(row.test, unit)
         code = (
             {"system": LOINC, "code": loinc}
             if loinc
@@ -446,23 +460,14 @@ def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
             "code": {"coding": [{**code, "display": label}], "text": label},
             "subject": subject,
             "effectiveDateTime": _when(row.collected_on, row.collected_time),
-            "valueQuantity": {
-                "value": row.value,
-                "unit": row.unit,
-                "system": UCUM,
-                "code": row.unit,
-            },
+            "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
         }
         reference: dict[str, Any] = {}
         for end, name in (("low", "reference_low"), ("high", "reference_high")):
             limit = getattr(row, name, None)
             if limit is not None:
-                reference[end] = {
-                    "value": limit,
-                    "unit": row.unit,
-                    "system": UCUM,
-                    "code": row.unit,
-                }
+                limit = engine.to_canonical(row.test, row.unit, limit)[0]
+                reference[end] = {"value": limit, "unit": unit, "system": UCUM, "code": unit}
         if reference:
             observation["referenceRange"] = [reference]
         if row.lab_comment:  # the laboratory's comment (HL7 NTE)

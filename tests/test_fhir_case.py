@@ -7,7 +7,10 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from pathways import engine
+from pathways.cds_hooks import PREFETCH
 from pathways.interop.fhir_case import (
     ATC,
     ICD10CM,
@@ -99,7 +102,7 @@ def test_labs_weight_and_pregnancy_become_the_case_document() -> None:
         ),
         _observation("2160-0", 88.4, "umol/L", "2026-11-02"),
         _observation("29463-7", 150, "[lb_av]", "2026-11-02"),
-        _observation("1742-6", 40, "U/L", "2026-11-02"),  # ALT: not read by revision 1
+        _observation("1742-6", 40, "U/L", "2026-11-02"),  # ALT: a test of revision 2
         {
             "resourceType": "Observation",
             "status": "final",
@@ -126,6 +129,7 @@ def test_labs_weight_and_pregnancy_become_the_case_document() -> None:
             "collected_at": "2026-06-01T08:15:00",
             "reference_high": 129.0,
         },
+        {"test": "alt", "value": 40.0, "unit": "U/L", "collected_at": "2026-11-02"},
         {"test": "creatinine", "value": 88.4, "unit": "umol/L", "collected_at": "2026-11-02"},
     ]
     engine.parse_case(document)  # a valid case document
@@ -338,3 +342,91 @@ def test_two_weights_or_pregnancy_statuses_at_the_latest_time_are_named_not_pick
     assert (mapped.document["patient"]["weight_kg"], mapped.problems) == (72, [])
     mapped = case_from_fhir([PATIENT, heavy, light, later], today=TODAY)
     assert (mapped.document["patient"]["weight_kg"], mapped.problems) == (71, [])
+
+
+# ---------------------------------------------------------------------------------------------
+# reference-intervals.md "LOINC codes" and interop.md "Other observations", as the CDS Hooks
+# mapping reads them (the FHIR import and the HL7 feed read the same declaration).
+
+
+@pytest.mark.parametrize(
+    ("loinc", "unit", "test"),
+    [
+        ("1742-6", "U/L", "alt"),
+        ("1751-7", "g/dL", "albumin"),
+        ("2777-1", "mg/dL", "phosphate"),
+        ("2731-8", "pg/mL", "pth"),
+    ],
+)
+def test_every_lab_code_of_the_table_is_read(loinc: str, unit: str, test: str) -> None:
+    """ALT, albumin, phosphate and PTH were fetched and then dropped as "not read by revision
+    1": an ALT of 200 with a raised ALP gave no hepatic source on the EHR's cards."""
+    mapped = case_from_fhir([PATIENT, _observation(loinc, 50, unit, "2026-11-20")], today=TODAY)
+    assert [lab["test"] for lab in mapped.document["labs"]] == [test]
+    assert f"{LOINC}|{loinc}" in PREFETCH["observations"]
+
+
+def test_an_alt_read_from_the_ehr_names_the_hepatic_source() -> None:
+    alp = _observation("6768-6", 300, "U/L", "2026-11-20")
+    alt = _observation("1742-6", 200, "U/L", "2026-11-20")
+    case = engine.parse_case(case_from_fhir([PATIENT, alp, alt], today=TODAY).document)
+    values = engine.compute_facts(case, engine.load_catalogue()).values
+    assert (values["alt"], values["alp_source"]) == ("elevated", "hepatic")
+
+
+def test_a_bone_alp_code_is_read_only_in_its_own_units() -> None:
+    """1777-2 is bone ALP activity: a ug/L value under it was read as a mass result."""
+    mapped = case_from_fhir(
+        [PATIENT, _observation("1777-2", 30, "ug/L", "2026-11-20")], today=TODAY
+    )
+    assert mapped.document["labs"] == []
+    assert [(problem.path, problem.message) for problem in mapped.problems] == [
+        ("Observation/o-1777-2-2026-11-20.valueQuantity.code",
+         "'ug/L' is not a unit for bone_alp (1777-2); use one of U/L, ukat/L"),
+    ]  # fmt: skip
+
+
+def test_gestational_age_is_read_for_a_pregnancy_and_advanced_to_today() -> None:
+    """The pregnancy's weeks were never read (nor fetched): a woman at 20 weeks with an ALP of
+    150 was judged against the weeks-unknown third-trimester 229, so her raised ALP read
+    normal. Weeks observed on 2026-11-08 are 22 completed weeks on 2026-11-22 (spec §1)."""
+    pregnant = _pregnancy_status("LA15173-0", "2026-11-01")
+    weeks = _observation("49051-6", 20, "wk", "2026-11-08")
+    alp = _observation("6768-6", 150, "U/L", "2026-11-22")
+    mapped = case_from_fhir([PATIENT, pregnant, weeks, alp], today=TODAY)
+    assert mapped.document["patient"]["gestational_weeks"] == 22
+    values = engine.compute_facts(engine.parse_case(mapped.document), engine.load_catalogue())
+    assert (values.values["alp_uln"], values.values["alp_elevated"]) == (126, True)
+    assert f"{LOINC}|49051-6" in PREFETCH["observations"]
+    # Not pregnant: no weeks. Weeks that would be past 42 today: named and left out.
+    assert (
+        "gestational_weeks" not in case_from_fhir([PATIENT, weeks], today=TODAY).document["patient"]
+    )
+    stale = _observation("49051-6", 40, "wk", "2026-10-01")
+    mapped = case_from_fhir([PATIENT, pregnant, stale], today=TODAY)
+    assert "gestational_weeks" not in mapped.document["patient"]
+    assert [(problem.path, problem.message) for problem in mapped.problems] == [
+        ("Observation/o-49051-6-2026-10-01.valueQuantity.value",
+         "40 weeks on 2026-10-01 is 47 weeks today: not a whole number of weeks from 1 to 42, "
+         "left out"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("code", "cancer"),
+    [
+        ("C4A.9", "other"),
+        ("C7A.00", "other"),
+        ("C7B.02", "other"),
+        ("C80.1", "other"),
+        ("C81.90", None),
+        ("C8A", None),
+    ],
+)
+def test_the_lettered_categories_inside_c00_c80_are_other_cancers(
+    code: str, cancer: str | None
+) -> None:
+    """interop.md: "any other C00-C80 -> other". The tabular list holds C4A (Merkel cell
+    carcinoma) and C7A/C7B (neuroendocrine tumours) inside that range; they were unmapped,
+    so the FHIR import refused the Bundle and CDS Hooks dropped the cancer."""
+    assert diagnoses_for_icd10cm(code) == (None, cancer)

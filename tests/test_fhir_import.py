@@ -447,6 +447,57 @@ def test_export_then_import_leaves_the_stored_patient_unchanged(
     assert (commented.test, commented.collected_on, "Sample haemolysed") in comments
 
 
+def test_a_merkel_cell_carcinoma_imports_as_another_cancer() -> None:
+    """C4A sits inside C00-C80 in the tabular list (interop.md: "any other C00-C80 ->
+    other"); the Bundle was refused as carrying no code alpcare maps."""
+    content = _read(fb.bundle(fb.patient(), fb.condition("C4A.9"), kind="collection"))
+    assert content.cancer is not None and content.cancer[0] == "other"
+
+
+@pytest.mark.django_db
+def test_each_lab_code_is_written_in_the_unit_the_table_pairs_it_with(
+    client: Any, alice: User, north_clinic: Clinic, write_key: str
+) -> None:
+    """reference-intervals.md pairs each LOINC code with one UCUM unit. Results stored in
+    molar units went out under the mass codes (creatinine 88 umol/L as 2160-0, a mass
+    concentration): they are written converted, limits too, and read back as the same
+    results."""
+    document = {
+        "as_of": "2026-11-22",
+        "patient": {"birth_date": "1950-01-01", "sex": "female"},
+        "labs": [
+            {"test": "creatinine", "value": 88.42, "unit": "umol/L", "collected_at": "2026-11-01"},
+            {"test": "calcium", "value": 2.5, "unit": "mmol/L", "collected_at": "2026-11-01"},
+            {"test": "vitamin_d", "value": 49.92, "unit": "nmol/L", "collected_at": "2026-11-01"},
+            {"test": "alp", "value": 7, "unit": "ukat/L", "collected_at": "2026-11-01",
+             "reference_high": 2.15},
+        ],
+    }  # fmt: skip
+    patient = stored_patient(north_clinic, alice, document, mrn="EXP-1")
+    exported = client.get(f"/api/v1/fhir/Patient/{patient.pk}/$everything",
+                          HTTP_AUTHORIZATION=f"Token {write_key}")  # fmt: skip
+    assert exported.status_code == 200
+    written = {
+        resource["code"]["coding"][0]["code"]: (
+            resource["valueQuantity"]["value"],
+            resource["valueQuantity"]["code"],
+            resource.get("referenceRange", [{}])[0].get("high", {}).get("value"),
+        )
+        for entry in exported.json()["entry"]
+        if "valueQuantity" in (resource := entry["resource"])
+    }
+    assert written == {
+        "2160-0": (1.0, "mg/dL", None),
+        "17861-6": (10.02, "mg/dL", None),
+        "62292-8": (20.0, "ng/mL", None),
+        "6768-6": (420.0, "U/L", 129.0),
+    }
+    before = _state(patient)
+    response = _post(client, write_key, exported.json())
+    assert response.status_code == 200, response.content
+    assert _state(patient) == before  # the same results: nothing amended
+
+
 # ---------------------------------------------------------------------------------------------
 # Access.
 

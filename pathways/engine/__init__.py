@@ -37,6 +37,7 @@ from .case import (
     lab_to_document,
     parse_case,
     parse_case_json,
+    values_agree,
 )
 from .catalogue import CATALOGUE_PATH, CATALOGUE_R1_PATH, CatalogueError, load_catalogue
 from .conditions import check_condition
@@ -162,4 +163,5 @@ __all__ = [
     "run_examples",
     "to_canonical",
     "validate_rule_set",
+    "values_agree",
 ]

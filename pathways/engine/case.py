@@ -521,17 +521,25 @@ DUPLICATE_TOLERANCE_PCT = 0.5  # spec §1: "within 0.5 % of the larger"
 
 def same_result(first: Lab, second: Lab) -> bool:
     """Two results of one test at one instant that agree after conversion (spec §1)."""
-    if first.canonical_unit != second.canonical_unit:
+    return values_agree(first.test, (first.value, first.unit), (second.value, second.unit))
+
+
+def values_agree(test: str, first: tuple[float, str], second: tuple[float, str]) -> bool:
+    """Two values of one test, each with its unit, within 0.5 % of the larger after conversion
+    (spec §1: then they are one result)."""
+    a_unit, a = _unrounded(test, *first)
+    b_unit, b = _unrounded(test, *second)
+    if a_unit != b_unit:
         return False  # bone ALP mass and activity cannot be compared
-    a, b = _unrounded(first), _unrounded(second)
     # Rounded so that exactly 0.5 % agrees whatever the float noise (1 and 0.995).
     return round(abs(a - b), 9) <= round(DUPLICATE_TOLERANCE_PCT / 100 * max(a, b), 9)
 
 
-def _unrounded(lab: Lab) -> float:
-    """The canonical value before to_canonical's rounding (which could tip a 0.5 % boundary)."""
-    _, multiplier, divisor = CONVERSIONS[(lab.test, lab.unit)]
-    return lab.value * multiplier / divisor
+def _unrounded(test: str, value: float, unit: str) -> tuple[str, float]:
+    """The canonical unit and value before to_canonical's rounding (which could tip a 0.5 %
+    boundary)."""
+    canonical_unit, multiplier, divisor = CONVERSIONS[(test, unit)]
+    return canonical_unit, value * multiplier / divisor
 
 
 def _shown(lab: Lab) -> str:

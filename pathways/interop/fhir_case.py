@@ -25,8 +25,8 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
-from pathways.engine.declaration import CLINICAL
-from pathways.engine.vocabulary import UNITS
+from pathways.engine.declaration import CLINICAL, PATIENT
+from pathways.interop import hl7v2
 from pathways.listing import listed
 
 LOINC: Final = "http://loinc.org"
@@ -35,30 +35,20 @@ ATC: Final = "http://www.whocc.no/atc"
 UCUM: Final = "http://unitsofmeasure.org"
 IDENTIFIER_TYPE: Final = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
-# reference-intervals.md, "LOINC codes": code → (case-document test, UCUM unit it reports in).
-LAB_LOINC: Final[dict[str, tuple[str, str]]] = {
-    "6768-6": ("alp", "U/L"),
-    "1777-2": ("bone_alp", "U/L"),  # activity: needs the lab's reference_high (§1)
-    "17838-4": ("bone_alp", "ug/L"),
-    "2324-2": ("ggt", "U/L"),
-    "41171-0": ("ctx", "ng/L"),
-    "2160-0": ("creatinine", "mg/dL"),
-    "17861-6": ("calcium", "mg/dL"),
-    "62292-8": ("vitamin_d", "ng/mL"),
-    "1975-2": ("bilirubin", "mg/dL"),
-}
-# In the LOINC table but not read by the revision-1 case document: fetched, then ignored.
-UNUSED_LAB_LOINC: Final = ("1742-6", "1751-7", "2777-1", "2731-8")  # ALT, albumin, phosphate, PTH
+# reference-intervals.md, "LOINC codes", as the case declaration holds them: code → (the case
+# document's test, the UCUM units a result with that code may be reported in).
+LAB_LOINC: Final[dict[str, tuple[str, tuple[str, ...]]]] = hl7v2.loinc_table()
 WEIGHT_LOINC: Final = "29463-7"
 PREGNANCY_STATUS_LOINC: Final = "82810-3"
+GESTATIONAL_AGE_LOINC: Final = "49051-6"  # interop.md: in weeks (UCUM wk)
 # LOINC answer list LL4129-4 (pregnancy status): LA15173-0 Pregnant, LA26683-5 Not pregnant.
 PREGNANT_ANSWERS: Final = {(LOINC, "LA15173-0")}
 NOT_PREGNANT_ANSWERS: Final = {(LOINC, "LA26683-5")}
 ALL_OBSERVATION_LOINC: Final = (
     *LAB_LOINC,
-    *UNUSED_LAB_LOINC,
     WEIGHT_LOINC,
     PREGNANCY_STATUS_LOINC,
+    GESTATIONAL_AGE_LOINC,
 )
 POUND_IN_KG: Final = 0.45359237  # international avoirdupois pound (UCUM [lb_av])
 
@@ -191,6 +181,16 @@ def agent_of(concept: Any) -> str | None:
     return None
 
 
+def _within_c00_c80(compact: str) -> bool:
+    """A category of C00-C80 in the tabular list, which holds C4A (Merkel cell carcinoma,
+    after C43), C7A and C7B (neuroendocrine tumours, after C75) among the numbered ones."""
+    if len(compact) < 3 or compact[0] != "C" or not compact[1].isdigit():
+        return False
+    if compact[2].isdigit():
+        return int(compact[1:3]) <= 80
+    return compact[2].isalpha() and int(compact[1]) <= 7
+
+
 def diagnoses_for_icd10cm(code: str) -> tuple[str | None, str | None]:
     """(diagnosis, cancer) for an ICD-10-CM code; either may be None."""
     compact = _compact(code)
@@ -198,10 +198,8 @@ def diagnoses_for_icd10cm(code: str) -> tuple[str | None, str | None]:
     if diagnosis not in CLINICAL["diagnoses"].values:
         diagnosis = None
     cancer = next((c for prefix, c in CANCER_PREFIXES if compact.startswith(prefix)), None)
-    if cancer is None and diagnosis is None and len(compact) >= 3 and compact[0] == "C":
-        number = compact[1:3]
-        if number.isdigit() and int(number) <= 80:
-            cancer = "other"
+    if cancer is None and diagnosis is None and _within_c00_c80(compact):
+        cancer = "other"
     return diagnosis, cancer
 
 
@@ -274,7 +272,7 @@ def _raw_codes(concept: Any) -> list[tuple[object, object]]:
     ]
 
 
-_READ_LOINC: Final = frozenset((*LAB_LOINC, WEIGHT_LOINC, PREGNANCY_STATUS_LOINC))
+_READ_LOINC: Final = frozenset(ALL_OBSERVATION_LOINC)
 
 
 def _may_be_read(resource: dict[str, Any]) -> bool:
@@ -322,6 +320,7 @@ def case_from_fhir(
     labs: dict[tuple[str, str], dict[str, Any]] = {}
     weights: list[Reading] = []
     pregnancy: list[Reading] = []
+    weeks: list[Reading] = []
     diagnoses: list[str] = []
     cancers: list[str] = []
     therapies: list[dict[str, Any]] = []
@@ -339,7 +338,7 @@ def case_from_fhir(
         elif kind == "Observation":
             observation = mapper.validate(Observation, resource, path)
             if observation is not None:
-                _observation(mapper, observation, path, labs, weights, pregnancy)
+                _observation(mapper, observation, path, labs, weights, pregnancy, weeks)
         elif kind == "Condition":
             condition = mapper.validate(Condition, resource, path)
             if condition is not None:
@@ -368,6 +367,8 @@ def case_from_fhir(
         )
         if pregnant is not None:
             patient["pregnant"] = pregnant
+        if pregnant and (at := _latest(mapper, weeks, "gestational age", _weeks)) is not None:
+            patient["gestational_weeks"] = at
     cancer = next((c for c in ("breast", "prostate", "renal", "lung") if c in cancers), None)
     document: dict[str, Any] = {
         "as_of": today.isoformat(),
@@ -465,6 +466,7 @@ def _observation(
     labs: dict[tuple[str, str], dict[str, Any]],
     weights: list[Reading],
     pregnancy: list[Reading],
+    weeks: list[Reading],
 ) -> None:
     if observation.status not in COUNTED_OBSERVATION_STATUSES:
         return
@@ -477,7 +479,7 @@ def _observation(
         elif effective is not None and answers & NOT_PREGNANT_ANSWERS:
             pregnancy.append(Reading(effective[1], False, path))
         return
-    loinc = next((code for code in codes if code in LAB_LOINC or code == WEIGHT_LOINC), None)
+    loinc = next((code for code in codes if code in _READ_LOINC), None)  # status read above
     if loinc is None:
         return
     quantity = observation.valueQuantity
@@ -503,11 +505,14 @@ def _observation(
         else:
             mapper.problem(f"{path}.valueQuantity.code", f"{unit!r} is not kg or [lb_av]")
         return
-    test, _reported_unit = LAB_LOINC[loinc]
-    if unit not in UNITS[test]:
+    if loinc == GESTATIONAL_AGE_LOINC:
+        _gestational_age(mapper, value, unit, effective[0], path, weeks)
+        return
+    test, units = LAB_LOINC[loinc]
+    if unit not in units:
         mapper.problem(
             f"{path}.valueQuantity.code",
-            f"{unit!r} is not a unit for {test} ({loinc}); use one of {', '.join(UNITS[test])}",
+            f"{unit!r} is not a unit for {test} ({loinc}); use one of {', '.join(units)}",
         )
         return
     lab: dict[str, Any] = {"test": test, "value": value, "unit": unit, "collected_at": effective[1]}
@@ -543,6 +548,35 @@ def _observation(
             f"a second {test} result collected at {effective[1]} with another value "
             f"({earlier['value']:g} {earlier['unit']}, {value:g} {unit}): both left out",
         )
+
+
+_GESTATIONAL_WEEKS: Final = next(
+    item for item in PATIENT.fields if item.name == "gestational_weeks"
+)
+
+
+def _weeks(weeks: int) -> str:
+    return f"{weeks} weeks"
+
+
+def _gestational_age(
+    mapper: _Mapper, value: float, unit: str | None, on: date, path: str, weeks: list[Reading]
+) -> None:
+    """Gestational age in completed weeks on `today` (spec §1), as the FHIR import reads it:
+    an observation made earlier is advanced by the whole weeks since."""
+    if unit != "wk":
+        mapper.problem(f"{path}.valueQuantity.code", f"{unit!r} is not wk")
+        return
+    at = value + (mapper.today - on).days // 7
+    low, high = _GESTATIONAL_WEEKS.minimum, _GESTATIONAL_WEEKS.maximum
+    if not float(at).is_integer() or (low is not None and at < low) or (high and at > high):
+        mapper.problem(
+            f"{path}.valueQuantity.value",
+            f"{value:g} weeks on {on.isoformat()} is {at:g} weeks today: not a whole number "
+            f"of weeks from {low:g} to {high:g}, left out",
+        )
+        return
+    weeks.append(Reading(on.isoformat(), int(at), path))
 
 
 def _condition(

@@ -16,7 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from pathways.interop.fhir_case import ATC, ICD10CM, LOINC
+from pathways.interop.fhir_case import (
+    ATC,
+    GESTATIONAL_AGE_LOINC,
+    ICD10CM,
+    LOINC,
+    PREGNANCY_STATUS_LOINC,
+    WEIGHT_LOINC,
+)
 
 # The deployment's own base for alpcare's code systems and extension (interop.md uses it for
 # the override reasons).
@@ -98,9 +105,9 @@ AGENT_CODES: Final[dict[str, Code]] = {
 }
 
 # Observations that are not lab results (interop.md "Other observations").
-WEIGHT: Final = Code(LOINC, "29463-7", "Body weight", LOINC_ORG)
-PREGNANCY_STATUS: Final = Code(LOINC, "82810-3", "Pregnancy status", LOINC_ORG)
-GESTATIONAL_AGE: Final = Code(LOINC, "49051-6", "Gestational age in weeks", LOINC_ORG)
+WEIGHT: Final = Code(LOINC, WEIGHT_LOINC, "Body weight", LOINC_ORG)
+PREGNANCY_STATUS: Final = Code(LOINC, PREGNANCY_STATUS_LOINC, "Pregnancy status", LOINC_ORG)
+GESTATIONAL_AGE: Final = Code(LOINC, GESTATIONAL_AGE_LOINC, "Gestational age in weeks", LOINC_ORG)
 # LOINC answer list LL4129-4 (pregnancy status).
 PREGNANT: Final = Code(LOINC, "LA15173-0", "Pregnant", LOINC_ORG)
 NOT_PREGNANT: Final = Code(LOINC, "LA26683-5", "Not pregnant", LOINC_ORG)
