@@ -564,6 +564,18 @@ def test_worklist_csv_follows_the_filters_and_is_access_logged(
     assert "'=HYPERLINK(1)" in {row["mrn"] for row in everything}
 
 
+def test_the_csv_link_follows_filters_changed_in_place(
+    alice_client: Client, urgent_patient: Any
+) -> None:
+    """A filter changed in place replaces the results only: the download link, outside them,
+    kept the page's first query, so the file held rows other than those on screen."""
+    assert 'id="worklist-csv" href="/worklist.csv"' in alice_client.get("/").content.decode()
+    html = alice_client.get("/?priority=urgent&status=", headers=HTMX).content.decode()
+    link = re.search(r'<a [^>]*id="worklist-csv"[^>]*>', html)
+    assert link is not None and 'hx-swap-oob="true"' in link.group()
+    assert 'href="/worklist.csv?priority=urgent&amp;status="' in link.group()
+
+
 def test_worklist_csv_holds_every_page_of_the_worklist(
     alice_client: Client, alice: Any, north_clinic: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,7 @@ violation (the shared console_errors fixture asserts none was reported)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -32,6 +33,8 @@ def test_urgent_patient_is_on_the_worklist_and_her_cards_are_acted_on_in_page(
     page.get_by_label("Top priority").select_option("urgent")
     page.wait_for_url("**priority=urgent*")
     expect(row).to_be_visible()
+    # The download follows the filter changed in place (it kept the page's first query).
+    expect(page.locator("#worklist-csv")).to_have_attribute("href", re.compile("priority=urgent"))
 
     row.get_by_role("link", name="Ada Byrne").click()
     url = page.url
