@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "pathways.middleware.HtmxRedirectMiddleware",
+    "pathways.middleware.AdminYearLookupMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "pathways.middleware.SessionLifetimeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
