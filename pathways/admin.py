@@ -76,7 +76,7 @@ class ClinicAdmin(ClinicScopedHistoryAdmin):
 class MembershipAdmin(ClinicScopedHistoryAdmin):
     clinic_path = "clinic"
     list_display = ["user", "clinic", "role"]
-    list_filter = ["clinic", "role"]
+    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "role"]
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if not request.user.is_superuser:
@@ -133,7 +133,7 @@ class ReadOnlyHistoryAdmin(ReadOnlyClinicAdmin, ClinicScopedHistoryAdmin):
 class PatientAdmin(ReadOnlyHistoryAdmin):
     clinic_path = "clinic"
     list_display = ["name", "mrn", "clinic", "birth_date", "sex", "version", "updated_at"]
-    list_filter = ["clinic", "sex"]
+    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "sex"]
     search_fields = ["name", "mrn"]
     inlines = [LabResultInline, TherapyInline]
 
@@ -323,7 +323,7 @@ class CdsClientAdmin(ClinicScopedHistoryAdmin):
     form = CdsClientForm
     clinic_path = "clinic"
     list_display = ["name", "issuer", "clinic", "active", "created_at"]
-    list_filter = ["clinic", "active"]
+    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "active"]
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "clinic" and not request.user.is_superuser:

@@ -10,7 +10,7 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import User
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 
 from pathways import feed
 from pathways.admin_history import ClinicScopedAdmin, ClinicScopedHistoryAdmin, ReadOnlyAdmin
@@ -33,16 +33,47 @@ class _ClinicChoice(ClinicScopedHistoryAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class Hl7FeedForm(forms.ModelForm):
+    class Meta:
+        model = Hl7Feed
+        fields = ["sending_facility", "clinic", "service_user", "assigning_authority", "enabled"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        clinic, user = data.get("clinic"), data.get("service_user")
+        if (
+            clinic is not None
+            and user is not None
+            and not user.memberships.filter(clinic=clinic).exists()
+        ):
+            self.add_error(
+                "service_user",
+                f"{user.username} is not a member of {clinic}: the results this feed stores "
+                "are recorded as theirs.",
+            )
+        return data
+
+
 @admin.register(Hl7Feed)
 class Hl7FeedAdmin(_ClinicChoice):
+    form = Hl7FeedForm
     list_display = ["sending_facility", "clinic", "service_user", "assigning_authority", "enabled"]
-    list_filter = ["enabled", "clinic"]
+    list_filter = ["enabled", ("clinic", admin.RelatedOnlyFieldListFilter)]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "service_user":  # a member of the staff member's clinics
+            kwargs["queryset"] = (
+                User.objects.filter(memberships__clinic__in=_clinics(request))
+                .distinct()
+                .order_by("username")
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Hl7LocalCode)
 class Hl7LocalCodeAdmin(_ClinicChoice):
     list_display = ["code", "test", "clinic"]
-    list_filter = ["clinic", "test"]
+    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "test"]
     search_fields = ["code"]
 
 
@@ -64,6 +95,16 @@ class Hl7ResultForm(forms.ModelForm):
         model = Hl7Result
         fields = ["patient", "test", "unit_matched"]
 
+    def clean(self) -> dict[str, Any]:
+        """What feed.inbox_match refuses, said on the form (it checks again under lock)."""
+        data = super().clean() or {}
+        if self.instance.state != Hl7Result.State.UNMATCHED:
+            raise forms.ValidationError("This result is no longer in the inbox.")
+        patient = data.get("patient")
+        if patient is not None and patient.clinic_id != self.instance.clinic_id:
+            self.add_error("patient", "Not a patient of this result's clinic.")
+        return data
+
 
 @admin.register(Hl7Result)
 class Hl7ResultAdmin(ClinicScopedHistoryAdmin):
@@ -74,7 +115,7 @@ class Hl7ResultAdmin(ClinicScopedHistoryAdmin):
     form = Hl7ResultForm
     list_display = ["pk", "clinic", "mrn", "code", "value", "unit", "collected_at", "state",
                     "reason"]  # fmt: skip
-    list_filter = ["state", "clinic"]
+    list_filter = ["state", ("clinic", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["mrn", "code", "filler_order"]
     readonly_fields = ["message", "clinic", "mrn", "assigning_authority", "patient_name",
                        "filler_order", "code", "coding_system", "code_text", "sub_id", "value",
@@ -105,10 +146,21 @@ class Hl7ResultAdmin(ClinicScopedHistoryAdmin):
                 obj, user=request.user, patient=data.get("patient"), test=data.get("test") or "",
                 unit=data.get("unit_matched") or "",
             )  # fmt: skip
-        except ValueError as error:
+        except ValueError as error:  # changed since the form was checked (another user)
             self.message_user(request, str(error), messages.ERROR)
+            request._inbox_refused = True  # type: ignore[attr-defined]
             return
         if applied.state == Hl7Result.State.UNMATCHED:
             self.message_user(request, f"Still unmatched: {applied.reason}", messages.WARNING)
         else:
             self.message_user(request, "Result applied.", messages.SUCCESS)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        if getattr(request, "_inbox_refused", False):
+            return None  # nothing changed: no "changed" entry in the admin log
+        return super().log_change(request, obj, message)
+
+    def response_change(self, request: HttpRequest, obj: Any) -> Any:
+        if getattr(request, "_inbox_refused", False):  # the error said, not "changed"
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
