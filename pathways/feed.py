@@ -371,6 +371,14 @@ def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Res
         result.save()
         return result
     on, at = hl7v2.local_collection(result.collected_at, result.collected_has_time)
+    if on < patient.birth_date:  # as a typed or imported result is refused (spec §1)
+        result.state = Hl7Result.State.UNMATCHED
+        result.reason = (
+            f"OBX-14/OBR-7: collected {on.isoformat()}, before {patient.mrn}'s birth date "
+            f"({patient.birth_date.isoformat()}): check the patient or the date"
+        )[:300]
+        result.save()
+        return result
     lab = engine.Lab.create(test, value, unit, on, at, high, low)
     version = (
         Patient.objects.select_for_update().values_list("version", flat=True).get(pk=patient.pk)

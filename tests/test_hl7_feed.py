@@ -499,7 +499,7 @@ def test_a_result_collected_after_today_is_refused(north_feed: Hl7Feed, patient:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("collected", ["00010101+0100", "99991231235900-0100"])
+@pytest.mark.parametrize("collected", ["000101010000+0100", "99991231235900-0100"])
 def test_a_collection_time_outside_the_calendar_in_utc_is_refused_with_an_ack(
     north_feed: Hl7Feed, patient: Patient, collected: str
 ) -> None:
@@ -725,3 +725,56 @@ def test_a_reference_range_upside_down_is_parked_with_the_reason(
     assert parked.state == Hl7Result.State.UNMATCHED
     assert parked.reason == "OBX-7 (reference_low, the lower limit): must be below reference_high"
     assert not LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("zone", "collected"),
+    [
+        ("Europe/Berlin", "20261101"),
+        ("Pacific/Auckland", "20261101"),
+        ("UTC", "20261101+0100"),  # a bare date with an offset: still that date
+    ],
+)
+def test_a_bare_date_waiting_in_the_inbox_is_stored_and_shown_on_its_date(
+    settings: Any,
+    north_feed: Hl7Feed,
+    patient: Patient,
+    alice: User,
+    client: Any,
+    zone: str,
+    collected: str,
+) -> None:
+    """Spec §1: a bare date keeps its date, its time unknown. A bare date kept as midnight
+    somewhere came back from the database in UTC: east of UTC it was matched onto the day
+    before, and the inbox showed it at "23:00" or "00:00"."""
+    settings.TIME_ZONE = zone
+    text = oru("D1", code="ALKP^Alk phos^L", collected=collected)
+    if "+" not in collected:  # no offset anywhere: the message's own (MSH-7) taken out
+        text = text.replace("20261101090000+0100", "20261101090000")
+    feed.receive(text, via="test")
+    parked = Hl7Result.objects.get()
+    assert parked.state == Hl7Result.State.UNMATCHED
+    client.force_login(alice)
+    shown = client.get("/lab-feed/inbox/").content.decode()
+    assert '<td data-label="Collected"><span class="text-nowrap">2026-11-01</span> ' in shown
+    assert "(no time)" in shown
+    applied = feed.inbox_match(parked, user=alice, patient=patient, test="alp")
+    lab = LabResult.objects.get(pk=applied.lab_result_id)
+    assert (lab.collected_on, lab.collected_time) == (date(2026, 11, 1), None)
+
+
+@pytest.mark.django_db
+def test_a_result_collected_before_the_patient_s_birth_waits_in_the_inbox(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """A typed or imported result before the birth date is refused (spec §1); from the feed
+    it was stored, a case the engine would refuse (00010101 is a bare date in year 1)."""
+    stored = patient.lab_results.count()
+    outcome = feed.receive(oru("B1", collected="00010101+0100"), via="test")
+    assert outcome.text == "1 result(s): 1 in the unmatched inbox"
+    assert Hl7Result.objects.get().reason == (
+        "OBX-14/OBR-7: collected 0001-01-01, before N100's birth date (1950-03-02): "
+        "check the patient or the date"
+    )
+    assert patient.lab_results.count() == stored

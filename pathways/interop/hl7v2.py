@@ -148,7 +148,9 @@ def parse_dtm(value: str, default_offset: str, where: str) -> tuple[datetime, bo
     offset = match.group(3) or default_offset  # the value's own, else the message's (MSH-7)
     if offset and (int(offset[1:3]) > 23 or int(offset[3:5]) > 59):
         raise Refused(f"{where}: {value!r}: {offset} is not a time zone offset (±HHMM)")
-    text = digits + (match.group(2) or "") + offset
+    # A bare date has no instant: it is that date where alpcare is (spec §1: "the time of day
+    # is then unknown"), whatever offset the message carries.
+    text = digits if len(digits) == 8 else digits + (match.group(2) or "") + offset
     try:
         parsed = hl7.parse_datetime(text)
     except ValueError as error:
@@ -166,8 +168,8 @@ def parse_dtm(value: str, default_offset: str, where: str) -> tuple[datetime, bo
 def local_collection(collected_at: datetime, has_time: bool) -> tuple[date, time | None]:
     """Collection date and minute in the site's time zone (ALPCARE_TIME_ZONE)."""
     local = timezone.localtime(collected_at)
-    if not has_time:
-        return collected_at.date(), None
+    if not has_time:  # stored as midnight where alpcare is (parse_dtm)
+        return local.date(), None
     return local.date(), local.time().replace(second=0, microsecond=0)
 
 
