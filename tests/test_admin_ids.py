@@ -12,15 +12,21 @@ from django.contrib.auth.models import User
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def client(client: Any) -> Any:
+    """A superuser's client that answers a server error as the user would see it (a 500)."""
+    superuser = User.objects.create_superuser("root", password="correct horse battery staple")
+    client.force_login(superuser)
+    client.raise_request_exception = False
+    return client
+
+
 @pytest.mark.parametrize("object_id", ["widgets.css", "\u00b2", "1\u00b2"])
 def test_every_object_page_of_every_admin_answers_a_non_numeric_id_without_error(
     client: Any, object_id: str
 ) -> None:
     """ "²" is a digit to str.isdigit, not to int() or the database: the rule, try-it, rule-set
     and history pages answered it with a server error."""
-    superuser = User.objects.create_superuser("root", password="correct horse battery staple")
-    client.force_login(superuser)
-    client.raise_request_exception = False
     checked = []
     for model in admin.site._registry:
         opts = model._meta
@@ -36,9 +42,6 @@ def test_every_object_page_of_every_admin_answers_a_non_numeric_id_without_error
 def test_an_id_that_is_not_a_number_in_a_query_or_form_is_not_a_server_error(
     client: Any, value: str
 ) -> None:
-    superuser = User.objects.create_superuser("root", password="correct horse battery staple")
-    client.force_login(superuser)
-    client.raise_request_exception = False
     listed = client.get("/admin/pathways/rule/", {"rule_set": value})
     assert listed.status_code == 200 and "0 rules" in listed.content.decode()
     started = client.post("/admin/pathways/ruleset/start-draft/", {"base": value})
@@ -53,9 +56,6 @@ def test_a_year_lookup_beyond_the_calendar_on_any_admin_list_is_a_400_naming_it(
     bounds overflow when the query is built: every admin list with a date field, the
     libraries' included, was a server error (9999 too where the date drill-down reads the
     year after)."""
-    superuser = User.objects.create_superuser("root", password="correct horse battery staple")
-    client.force_login(superuser)
-    client.raise_request_exception = False
     checked = []
     for model in admin.site._registry:
         opts = model._meta
