@@ -299,7 +299,7 @@ FOLLOW_UP_OUTCOMES = [
 
 class FollowUp(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="follow_ups")
-    code = models.CharField(max_length=40)
+    code = models.CharField(max_length=60)  # a follow-up rule's code (FollowUpRule.code)
     due = models.DateField()
     rule = models.CharField(max_length=60, blank=True, help_text="The rule that created it.")
     title = models.CharField(max_length=300)

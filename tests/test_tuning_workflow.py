@@ -15,8 +15,10 @@ from pathways.models import (
     AssessmentSnapshot,
     Clinic,
     FollowUp,
+    FollowUpRule,
     Parameter,
     Patient,
+    ReassessmentRun,
     Rule,
     RuleExample,
     RuleSet,
@@ -450,3 +452,25 @@ def test_preview_loads_patients_in_bulk_not_one_query_each(
     for number in range(10):
         stored_patient(clinic, alice, _paget_with_latest_alp(900 + number), mrn=f"More-{number}")
     assert queries() == few
+
+
+def test_a_follow_up_code_as_long_as_the_rule_editor_may_make_it_is_stored_for_patients(
+    north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    """The follow-up rule's code may be 60 characters; the patients' follow-ups held 40: on
+    PostgreSQL every re-assessment and every save of a patient it fired for failed."""
+    patient = stored_patient(north_clinic, alice, mrn="LONG-1")
+    first = patient.follow_ups.first()
+    assert first is not None
+    long_code = "paget-alp-recheck-" + "x" * 42
+    assert len(long_code) == FollowUpRule._meta.get_field("code").max_length
+    draft = publishing.ruleset_start_draft(user=editor)
+    for row in FollowUpRule.objects.filter(rule_set=draft, code=first.code):
+        row.code = long_code
+        row.save()
+    publishing.ruleset_touch(rule_set=draft, user=editor)
+    publish_reviewed(rule_set=draft, user=publisher, note="a longer code")
+    run = ReassessmentRun.objects.latest("pk")
+    assert [failure for chunk in run.chunks.all() for failure in chunk.failures] == []
+    assert FollowUp.objects.filter(patient=patient, code=long_code).exists()
+    assert stored_patient(north_clinic, alice, mrn="LONG-2").follow_ups.filter(code=long_code)
