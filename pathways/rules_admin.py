@@ -7,7 +7,7 @@ impact.py, versions.py and tasks.py.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date
 from typing import Any, cast
 
 from django import forms
@@ -26,6 +26,7 @@ from django.utils.html import format_html
 from pathways import engine, impact, publishing, rules, tasks, versions
 from pathways.access import is_id
 from pathways.admin_history import ReadOnlyAdmin, ScopedHistoryAdmin
+from pathways.engine.dates import add_months
 from pathways.example_forms import RuleExampleCaseForm
 from pathways.listing import listed
 from pathways.models import (
@@ -272,7 +273,7 @@ def suppression_problems(value: Any, parameter_names: list[str], codes: list[str
 
 
 # A rule whose last clinical review is older than this is listed as due for review.
-REVIEW_INTERVAL_DAYS = 2 * 365
+REVIEW_INTERVAL_MONTHS = 24  # two calendar years (730 days flagged a review a day early)
 RUNS_SHOWN = 5  # re-assessment runs on a version's page, the latest first
 
 
@@ -286,7 +287,7 @@ class ReviewDueFilter(admin.SimpleListFilter):
         return [("overdue", "older than two years (or never)"), ("recent", "within two years")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        limit = timezone.localdate() - timedelta(days=REVIEW_INTERVAL_DAYS)
+        limit = review_limit()
         if self.value() == "overdue":
             return queryset.filter(Q(reviewed_on__isnull=True) | Q(reviewed_on__lt=limit))
         if self.value() == "recent":
@@ -294,9 +295,13 @@ class ReviewDueFilter(admin.SimpleListFilter):
         return queryset
 
 
+def review_limit() -> date:
+    """The oldest review still within two calendar years of today."""
+    return add_months(timezone.localdate(), -REVIEW_INTERVAL_MONTHS)
+
+
 def review_overdue(rule: Rule) -> bool:
-    limit = timezone.localdate() - timedelta(days=REVIEW_INTERVAL_DAYS)
-    return rule.reviewed_on is None or rule.reviewed_on < limit
+    return rule.reviewed_on is None or rule.reviewed_on < review_limit()
 
 
 class RuleExampleInline(admin.TabularInline):

@@ -248,6 +248,26 @@ def test_the_admin_lists_rules_whose_review_is_older_than_two_years(
     assert ">za-dose<" in recent.content.decode() and ">check-ctx<" not in recent.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("today", "reviewed", "overdue"),
+    [
+        (date(2025, 6, 1), date(2023, 6, 1), False),  # 29 February 2024 between
+        (date(2025, 6, 1), date(2023, 5, 31), True),
+        (date(2028, 2, 29), date(2026, 2, 28), False),  # two years back from a 29 February
+        (date(2023, 6, 1), date(2021, 6, 1), False),
+    ],
+)
+def test_a_review_exactly_two_calendar_years_old_is_not_due(
+    monkeypatch: pytest.MonkeyPatch, today: date, reviewed: date, overdue: bool
+) -> None:
+    """730 days flagged a rule reviewed exactly two years ago when a 29 February fell
+    between."""
+    from pathways import rules_admin
+
+    monkeypatch.setattr(rules_admin.timezone, "localdate", lambda *args, **kwargs: today)
+    assert rules_admin.review_overdue(Rule(reviewed_on=reviewed)) is overdue
+
+
 def test_citation_kinds_show_in_the_admin(editor_client: Client) -> None:
     html = editor_client.get(f"/admin/pathways/citation/?rule_set={_revision_2().pk}&kind=label")
     text = html.content.decode()
