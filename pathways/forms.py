@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import time
 from typing import Any, Final, cast
 
 from crispy_forms.helper import FormHelper
@@ -25,6 +26,7 @@ from django.forms import BaseFormSet, formset_factory
 from django.http import HttpRequest, QueryDict
 
 from pathways import engine
+from pathways.engine.dates import format_datetime
 from pathways.engine.declaration import (
     CLINICAL,
     LAB,
@@ -64,10 +66,23 @@ class _DateInput(forms.DateInput):
 
 
 class _TimeInput(forms.TimeInput):
+    """A time of day to the minute, or to the second when it has seconds (spec §1 allows
+    HH:MM[:SS]: a result imported at 08:15:30 keeps its seconds when it is edited)."""
+
     input_type = "time"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(format="%H:%M", **kwargs)
+
+    def format_value(self, value: Any) -> str | None:
+        if isinstance(value, time) and value.second:
+            return value.strftime("%H:%M:%S")
+        return super().format_value(value)
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        if isinstance(value, time) and value.second:  # a browser refuses seconds at step 60
+            attrs = {**(attrs or {}), "step": "1"}
+        return super().get_context(name, value, attrs)
 
 
 class _TriState(forms.Select):
@@ -605,9 +620,7 @@ class ResultForm(LabForm):
     def lab_document(self) -> dict[str, Any]:
         """This result as a lab of the case document (spec §1)."""
         data = self.cleaned_data
-        collected_at = data[_COLLECTED_ON].isoformat()
-        if data[_COLLECTED_TIME] is not None:
-            collected_at += "T" + data[_COLLECTED_TIME].isoformat(timespec="minutes")
+        collected_at = format_datetime(data[_COLLECTED_ON], data[_COLLECTED_TIME])
         lab: dict[str, Any] = {
             "test": data["test"],
             "value": engine.json_number(data["value"]),

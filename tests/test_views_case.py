@@ -19,6 +19,7 @@ from tests.factories import (
     as_browser_json,
     form_data,
     myeloma_on_zoledronic_acid_14_months_document,
+    paget_on_alendronate_document,
     stored_patient,
 )
 
@@ -415,3 +416,28 @@ def test_a_failed_save_lists_every_error_with_a_link_and_marks_the_fields(
     form = html[html.index('id="case-form"') :]
     first_submit = re.search(r'<button type="submit"[^>]*>', form)
     assert first_submit is not None and 'name="save"' in first_submit.group(0)
+
+
+def test_a_result_edited_keeps_the_seconds_of_its_collection_time(
+    alice: Any, north_clinic: Any, alice_client: Client
+) -> None:
+    """Spec §1 allows HH:MM[:SS], and an import or the API keeps the seconds: correcting only
+    the value on the result's page stored 08:15:30 as 08:15 (another result's time)."""
+    document = paget_on_alendronate_document()
+    alp = [lab for lab in document["labs"] if lab["test"] == "alp"][-1]
+    alp["collected_at"] = alp["collected_at"][:10] + "T08:15:30"
+    patient = stored_patient(north_clinic, alice, document)
+    result = patient.lab_results.get(test="alp", collected_time="08:15:30")
+    page = alice_client.get(f"/patients/{patient.pk}/results/{result.pk}/").content.decode()
+    field = re.search(r"<input [^>]*name=\"collected_time\"[^>]*>", page)
+    assert field is not None
+    assert 'value="08:15:30"' in field.group() and 'step="1"' in field.group()
+    response = alice_client.post(f"/patients/{patient.pk}/results/{result.pk}/", {
+        "test": "alp", "value": str(result.value + 1), "unit": result.unit,
+        "collected_on": result.collected_on.isoformat(), "collected_time": "08:15:30",
+        "reference_high": result.reference_high or "", "reference_low": "",
+        "version": str(patient.version),
+    })  # fmt: skip
+    assert response.status_code == 302
+    result.refresh_from_db()
+    assert (result.value, result.collected_time.isoformat()) == (alp["value"] + 1, "08:15:30")
