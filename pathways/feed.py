@@ -23,6 +23,7 @@ from pathways.interop import hl7v2
 from pathways.models import Clinic, LabResult, Patient
 from pathways.services import (
     DuplicateResult,
+    history_user,
     patient_change_result,
     patient_record_result,
     patient_remove_result,
@@ -98,7 +99,8 @@ def receive(
         text = f"duplicate of message {oru.control_id}, already stored"
         return _answer(raw, "AA", text, stored, duplicate=True)
     try:
-        with transaction.atomic():
+        # The listener and import_hl7 have no request: the history names the author too.
+        with history_user(author), transaction.atomic():
             message = Hl7Message.objects.select_for_update().get(pk=stored.pk)
             if message.status == Hl7Message.Status.APPLIED:  # by a copy that held the lock
                 text = f"duplicate of message {oru.control_id}, already stored"

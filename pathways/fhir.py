@@ -16,17 +16,13 @@ Re-importing an export leaves the stored patient unchanged (tests/test_fhir_impo
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from types import SimpleNamespace
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from simple_history.models import HistoricalRecords
 
 from pathways import engine
 from pathways.cases import patient_to_case
@@ -48,6 +44,7 @@ from pathways.services import (
     StaleVersion,
     access_log_record,
     follow_ups_sync,
+    history_user,
     patient_save_case,
 )
 
@@ -62,20 +59,6 @@ class ImportOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[Issue] = field(default_factory=list)
     patient_entry: int = 0  # the Patient's place in the Bundle
-
-
-@contextlib.contextmanager
-def history_user(user: Any) -> Iterator[None]:
-    """Outside a request (the command), name ``user`` as the author of the history rows."""
-    context = HistoricalRecords.context
-    if getattr(context, "request", None) is not None:
-        yield
-        return
-    context.request = SimpleNamespace(user=user)
-    try:
-        yield
-    finally:
-        del context.request
 
 
 def _set(document: dict[str, Any], path: str, value: Any) -> None:

@@ -3,8 +3,11 @@ so that every change leaves a history row (django-simple-history does not see up
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from datetime import date
+from types import SimpleNamespace
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -58,6 +61,21 @@ class DuplicateResult(Exception):
 class DuplicateMrn(Exception):
     def __init__(self, mrn: str) -> None:
         super().__init__(f"MRN {mrn} is already used by another patient of this clinic.")
+
+
+@contextlib.contextmanager
+def history_user(user: Any) -> Iterator[None]:
+    """Outside a request (a command, the MLLP listener), name ``user`` as the author of the
+    history rows written inside."""
+    context = HistoricalRecords.context
+    if getattr(context, "request", None) is not None:
+        yield
+        return
+    context.request = SimpleNamespace(user=user)
+    try:
+        yield
+    finally:
+        del context.request
 
 
 def _author(user: Any) -> Any:

@@ -778,3 +778,19 @@ def test_a_result_collected_before_the_patient_s_birth_waits_in_the_inbox(
         "check the patient or the date"
     )
     assert patient.lab_results.count() == stored
+
+
+@pytest.mark.django_db
+def test_the_history_of_what_the_listener_stores_names_the_feed_s_service_user(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """The listener and import_hl7 have no request: the result, its inbox row and the patient's
+    version were written with history rows that named nobody."""
+    outcome = feed.receive(oru("H2"), via="mllp")  # what hl7_listen calls for each message
+    assert outcome.code == "AA"
+    service = north_feed.service_user
+    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
+    assert stored.entered_by == service
+    assert stored.history.get().history_user == service
+    assert Hl7Result.objects.get().history.latest().history_user == service
+    assert patient.history.latest().history_user == service
