@@ -45,6 +45,7 @@ from pathways.interop.fhir_case import (
     FhirCase,
     agent_of,
     case_from_fhir,
+    nul_path,
 )
 from pathways.listing import listed
 from pathways.models import CardAction, Patient
@@ -616,6 +617,8 @@ def _feedback_rows(client: CdsClient, service: str, body: dict[str, Any]) -> lis
     items = body.get("feedback")
     if not isinstance(items, list) or not items:
         raise HookError(400, "feedback: a non-empty list is required")
+    if (where := nul_path(items, "feedback")) is not None:  # stored as text: never a NUL
+        raise HookError(400, f"{where}: contains a NUL character (\\u0000)")
     rows = []
     for index, item in enumerate(items):
         path = f"feedback[{index}]"
@@ -765,7 +768,8 @@ def _service_url(request: HttpRequest, service_id: str) -> str:
 def _linked_patient(client: CdsClient, mapped: FhirCase) -> tuple[Patient | None, str]:
     """The clinic's patient with the hook patient's MRN, when exactly one has it; else none,
     and, when several have one of its MRNs, why the cards link to none of them."""
-    values = [value for _system, value in mapped.mrns]
+    # No stored MRN holds a NUL (PostgreSQL could not even compare one): such a value is none.
+    values = [value for _system, value in mapped.mrns if "\x00" not in value]
     matches = list(Patient.objects.filter(clinic=client.clinic, mrn__in=values)) if values else []
     if len(matches) < 2:
         return (matches[0] if matches else None), ""

@@ -793,3 +793,44 @@ def test_feedback_on_a_known_patient_counts_in_the_rule_analytics(
     assert rows[accepted_code].accepted == 1
     assert rows[overridden_code].overridden == 1
     assert dict(rows[overridden_code].reasons) == {"contraindicated": 1}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        (
+            {"overrideReason": {
+                "reason": {"system": OVERRIDE_REASON_SYSTEM, "code": "contraindicated"},
+                "userComment": "A\x00KI",
+            }},
+            "feedback[0].overrideReason.userComment",
+        ),
+        ({"acceptedSuggestions": [{"id": "a\x00b"}]}, "feedback[0].acceptedSuggestions[0].id"),
+    ],
+)  # fmt: skip
+def test_feedback_with_a_nul_character_is_a_400_naming_it(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, extra: dict[str, Any], where: str
+) -> None:
+    """PostgreSQL cannot store a NUL in a text: it was a 500 there, and stored on SQLite."""
+    body = _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6))
+    card = _call(client, ehr_keys, PATIENT_VIEW, body).json()["cards"][0]["uuid"]
+    outcome = "overridden" if "overrideReason" in extra else "accepted"
+    response = _call(client, ehr_keys, PATIENT_VIEW, _feedback(card, outcome, **extra),
+                     path=f"/cds-services/{PATIENT_VIEW}/feedback")  # fmt: skip
+    assert response.status_code == 400
+    assert f"{where}: contains a NUL character (\\\\u0000)" in response.content.decode()
+    assert not CdsFeedback.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_ehr_mrn_with_a_nul_character_links_to_no_patient(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, north_clinic: Clinic, alice: Any
+) -> None:
+    """No stored MRN holds a NUL, and PostgreSQL cannot compare one: the lookup was a 500."""
+    stored_patient(north_clinic, alice, mrn="N100")
+    body = _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6, mrn="N\x00100"))
+    response = _call(client, ehr_keys, PATIENT_VIEW, body)
+    assert response.status_code == 200
+    assert response.json()["cards"]
+    assert not CdsCard.objects.filter(patient__isnull=False).exists()

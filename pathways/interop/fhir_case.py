@@ -203,6 +203,23 @@ def diagnoses_for_icd10cm(code: str) -> tuple[str | None, str | None]:
     return diagnosis, cancer
 
 
+def nul_path(data: object, root: str) -> str | None:
+    """The path (FHIRPath-like, from ``root``) of the first text in decoded JSON with a NUL
+    character in it, or None. PostgreSQL cannot store one in a text; walked without recursion:
+    the JSON may be nested as deep as the parser allows."""
+    stack: list[tuple[object, str]] = [(data, root)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path
+        elif isinstance(value, dict):
+            stack.extend((item, f"{path}.{key}") for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(value))))
+    return None
+
+
 def local_date_time(value: date | datetime, tz: tzinfo) -> tuple[date, time | None]:
     """A FHIR date or dateTime as the clinic's local date and time (None: a bare date)."""
     if isinstance(value, datetime):

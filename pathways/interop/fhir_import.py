@@ -44,6 +44,7 @@ from pathways.interop.fhir_case import (
     diagnoses_for_icd10cm,
     lab_range,
     local_date_time,
+    nul_path,
     quantity_unit,
 )
 from pathways.listing import listed
@@ -291,29 +292,13 @@ def _json(value: Any) -> str:
     return json.dumps(json_number(value) if isinstance(value, float) else value)
 
 
-def _nul_path(data: object) -> str | None:
-    """The FHIRPath of the first text with a NUL character in it, or None (walked without
-    recursion: the JSON may be nested as deep as the parser allows)."""
-    stack: list[tuple[object, str]] = [(data, "Bundle")]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return path
-        elif isinstance(value, dict):
-            stack.extend((item, f"{path}.{key}") for key, item in reversed(value.items()))
-        elif isinstance(value, list):
-            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(value))))
-    return None
-
-
 def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
     """What one patient's Bundle says; BundleInvalid lists every problem with its FHIRPath."""
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
         raise BundleInvalid(
             [Issue("Bundle", "the body must be a FHIR Bundle (JSON)", code="structure")]
         )
-    if (where := _nul_path(data)) is not None:  # PostgreSQL cannot store it in a text
+    if (where := nul_path(data, "Bundle")) is not None:  # PostgreSQL cannot store it in a text
         raise BundleInvalid([Issue(where, "contains a NUL character (\\u0000)", code="value")])
     try:
         bundle = Bundle.model_validate(data)
