@@ -24,6 +24,7 @@ from pathways.cases import (
     patient_to_case,
     patient_to_document,
 )
+from pathways.feed_models import Hl7Result
 from pathways.models import (
     ACTION_RANK,
     AccessLog,
@@ -163,7 +164,7 @@ def patient_save_case(
                 stored.source = result_source
             stored.save()
     for stale_lab in existing_labs.values() if with_results else ():
-        stale_lab.delete()
+        _delete_result(stale_lab)
     if added:  # in one insert (a FHIR Bundle may bring a thousand), each with its history row
         bulk_create_with_history(added, LabResult, batch_size=500, default_user=_author(user))
 
@@ -249,8 +250,18 @@ def patient_change_result(
 @transaction.atomic
 def patient_remove_result(*, patient: Patient, result: LabResult, expected_version: int) -> None:
     patient = _lock(patient, expected_version)
-    LabResult.objects.select_for_update().get(pk=result.pk, patient=patient).delete()
+    _delete_result(LabResult.objects.select_for_update().get(pk=result.pk, patient=patient))
     _bump(patient)
+
+
+def _delete_result(result: LabResult) -> None:
+    """Delete a stored result. The lab feed's rows that stored it let go of it first, each
+    with a history row naming who: the database's SET NULL would clear them by a bulk update
+    the history does not see, and their history would still point at the result."""
+    for row in Hl7Result.objects.select_for_update().filter(lab_result=result):
+        row.lab_result = None
+        row.save()
+    result.delete()
 
 
 def _bump(patient: Patient) -> None:

@@ -794,3 +794,20 @@ def test_the_history_of_what_the_listener_stores_names_the_feed_s_service_user(
     assert stored.history.get().history_user == service
     assert Hl7Result.objects.get().history.latest().history_user == service
     assert patient.history.latest().history_user == service
+
+
+@pytest.mark.django_db
+def test_removing_a_result_from_the_feed_is_in_the_history_of_its_feed_row(
+    client: Any, north_feed: Hl7Feed, patient: Patient, alice: User
+) -> None:
+    """The database's SET NULL cleared the feed row's link by a bulk update: its history still
+    pointed at the removed result, and nobody was named."""
+    assert feed.receive(oru("R1"), via="test").code == "AA"
+    row = Hl7Result.objects.get()
+    lab = LabResult.objects.get(pk=row.lab_result_id)
+    patient.refresh_from_db()
+    client.force_login(alice)
+    url = f"/patients/{patient.pk}/results/{lab.pk}/remove/"
+    assert client.post(url, {"version": patient.version}).status_code == 302
+    latest = row.history.latest()
+    assert (latest.lab_result_id, latest.history_user) == (None, alice)
