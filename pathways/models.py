@@ -96,10 +96,12 @@ class Patient(models.Model):
     postmenopausal = models.BooleanField(null=True, blank=True, default=None)
     weight_kg = models.FloatField("weight (kg)", null=True, blank=True)
     # Who looks after this patient in the clinic (the worklist's "Only my patients"); optional.
+    # A user who looks after patients is not deleted (the admin says which): the database's
+    # SET NULL would unassign them with no history row (a bulk update the history misses).
     responsible = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name="responsible clinician",
-        on_delete=models.SET_NULL,
+        on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="responsible_for",

@@ -1,5 +1,5 @@
-"""The HL7 feed's admin pages as a clinic's staff member uses them: a feed's service user, the
-list filters, and a match in the unmatched inbox that cannot be applied."""
+"""The admin pages as a clinic's staff member uses them: a feed's service user, the list
+filters, a match in the unmatched inbox that cannot be applied, and deleting a user."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from pathways import feed
 from pathways.feed_models import Hl7Feed, Hl7Message, Hl7Result
-from pathways.models import Clinic, Membership
+from pathways.models import Clinic, Membership, Patient
+from pathways.services import patient_set_responsible
 from tests.factories import stored_patient
 
 pytestmark = pytest.mark.django_db
@@ -121,3 +122,19 @@ def test_a_match_refused_under_lock_is_said_and_not_logged_as_a_change(
     shown = [str(message) for message in response.context["messages"]]
     assert shown == ["this result is no longer in the inbox"]
     assert not LogEntry.objects.filter(object_id=str(result.pk)).exists()
+
+
+def test_a_user_who_looks_after_patients_is_not_deleted(
+    admin_client: Any, alice: User, north_clinic: Clinic
+) -> None:
+    """Deleting the user unassigned their patients by the database's SET NULL, a bulk update
+    with no history row ("Only my patients" changed without a trace)."""
+    carol = User.objects.create_user("carol")
+    Membership.objects.create(user=carol, clinic=north_clinic)
+    patient = stored_patient(north_clinic, alice, mrn="N200")
+    patient_set_responsible(patient=patient, responsible_id=carol.pk)
+    response = admin_client.post(f"/admin/auth/user/{carol.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 200
+    assert "<title>Cannot delete user" in response.content.decode()
+    assert User.objects.filter(pk=carol.pk).exists()
+    assert Patient.objects.get(pk=patient.pk).responsible == carol
