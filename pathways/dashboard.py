@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from django import forms
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
 
 from pathways import engine
@@ -220,8 +221,16 @@ def user_clinic_ids(user: Any) -> list[int]:
 
 def search_q(q: str) -> Q:
     """Patients whose MRN or name contains ``q`` (the worklist's and the patient list's search;
-    on PostgreSQL, the expressions of the trigram indexes of migration 0020)."""
-    return Q(mrn__icontains=q) | Q(name__icontains=q)
+    on PostgreSQL, the expressions of the trigram indexes of migration 0020).
+
+    SQLite's LIKE ignores the case of ASCII letters only: "émile" did not find "Émile Zola".
+    There a search with other letters also looks for it in lower, upper and title case (a
+    name written "ÉmIle" still needs its own case)."""
+    found = Q(mrn__icontains=q) | Q(name__icontains=q)
+    if connection.vendor == "sqlite" and not q.isascii():
+        for variant in {q.lower(), q.upper(), q.title()} - {q}:
+            found |= Q(mrn__contains=variant) | Q(name__contains=variant)
+    return found
 
 
 def patients_matching(clinic_ids: list[int], q: str) -> list[int] | QuerySet[Patient]:

@@ -81,3 +81,19 @@ def test_a_search_that_cannot_apply_says_so_rather_than_list_everyone(
     worklist = alice_client.get("/?status=bogus&pathway=myeloma").content.decode()
     assert "Not applied:" in worklist and "Status: Select a valid choice." in worklist
     assert "Pathway:" not in worklist  # the valid filter applies and is not listed
+
+
+@pytest.mark.parametrize("typed", ["émile", "ÉMILE", "Émile", "ørsted"])
+def test_a_name_with_letters_beyond_ascii_is_found_whatever_their_case(
+    alice_client: Client, alice: Any, north_clinic: Any, typed: str
+) -> None:
+    """SQLite's LIKE ignores the case of ASCII letters only: "émile" did not find Émile Zola
+    there (PostgreSQL found her). The worklist's search is the same search."""
+    from tests.factories import stored_patient
+
+    stored_patient(north_clinic, alice, mrn="E-1", name="Émile Zola")
+    stored_patient(north_clinic, alice, mrn="O-1", name="Ørsted Hans")
+    stored_patient(north_clinic, alice, mrn="Z-1", name="Zoë Smith")
+    page = alice_client.get("/patients/", {"q": typed}).content.decode()
+    expected = "Ørsted Hans" if typed == "ørsted" else "Émile Zola"
+    assert expected in page and "Zoë Smith" not in page
