@@ -160,13 +160,16 @@ class AdminYearLookupMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/admin/") and request.GET:
-            for key, value in request.GET.items():
-                if key.endswith(("__year", "__iso_year")) and not _a_year(value):
-                    return HttpResponseBadRequest(
-                        f"{key}={value[:20]}: a year from {_ADMIN_YEARS.start} to "
-                        f"{_ADMIN_YEARS.stop - 1}",
-                        content_type="text/plain; charset=utf-8",
-                    )
+            for key, values in request.GET.lists():
+                if not key.endswith(("__year", "__iso_year")):
+                    continue
+                for value in values:  # each one: a repeated key is a list to the admin
+                    if not _a_year(value):
+                        return HttpResponseBadRequest(
+                            f"{key}={value[:20]}: a year from {_ADMIN_YEARS.start} to "
+                            f"{_ADMIN_YEARS.stop - 1}",
+                            content_type="text/plain; charset=utf-8",
+                        )
         return self.get_response(request)
 
 

@@ -760,6 +760,7 @@ def test_a_bare_date_waiting_in_the_inbox_is_stored_and_shown_on_its_date(
     assert '<td data-label="Collected"><span class="text-nowrap">2026-11-01</span> ' in shown
     assert "(no time)" in shown
     applied = feed.inbox_match(parked, user=alice, patient=patient, test="alp")
+    assert applied.lab_result_id is not None
     lab = LabResult.objects.get(pk=applied.lab_result_id)
     assert (lab.collected_on, lab.collected_time) == (date(2026, 11, 1), None)
 
@@ -804,6 +805,7 @@ def test_removing_a_result_from_the_feed_is_in_the_history_of_its_feed_row(
     pointed at the removed result, and nobody was named."""
     assert feed.receive(oru("R1"), via="test").code == "AA"
     row = Hl7Result.objects.get()
+    assert row.lab_result_id is not None
     lab = LabResult.objects.get(pk=row.lab_result_id)
     patient.refresh_from_db()
     client.force_login(alice)

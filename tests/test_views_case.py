@@ -440,4 +440,5 @@ def test_a_result_edited_keeps_the_seconds_of_its_collection_time(
     })  # fmt: skip
     assert response.status_code == 302
     result.refresh_from_db()
+    assert result.collected_time is not None
     assert (result.value, result.collected_time.isoformat()) == (alp["value"] + 1, "08:15:30")
