@@ -29,6 +29,8 @@ from pathways.models import OVERRIDE_REASONS, CardAction, LabResult, Patient, Th
 REASON_CODES = frozenset(code for code, _ in OVERRIDE_REASONS)
 ACTION_KINDS = ("acknowledge", "override", "snooze")
 _PARAM = re.compile(r"params\.(\w+)")
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_FACT_PARAMS = {fact.name: frozenset(_PARAM.findall(fact.description)) for fact in engine.FACTS}
 
 
 class CardActionInvalid(Exception):
@@ -51,10 +53,21 @@ def case_digest(
     return _digest(document)
 
 
+def card_params(rule: engine.Rule) -> list[str]:
+    """The parameters a card depends on: those its condition or escalation names, those the
+    facts it reads are computed with (each fact's description names them: "pth_latest ≥
+    params.pth_not_suppressed_pg_ml"), and those its wording prints."""
+    when = f"{rule.condition} {rule.escalate_when or ''}"
+    names = set(_PARAM.findall(f"{when} {rule.rationale}"))
+    for word in set(_NAME.findall(when)):
+        names |= _FACT_PARAMS.get(word, frozenset())
+    return sorted(names)
+
+
 def card_digest(rule_set: engine.RuleSet, recommendation: engine.Recommendation) -> str:
-    """The card as the rule set defines it: priority, wording, condition and the parameter
-    values the condition reads (not the rationale's facts, nor the priority an escalation gives
-    it today: both move with the calendar)."""
+    """The card as the rule set defines it: priority, wording, condition and the values of the
+    parameters it depends on (card_params; not the rationale's facts, nor the priority an
+    escalation gives it today: both move with the calendar)."""
     rule = rule_set.rule(recommendation.code)
     priority = rule.priority if rule is not None else recommendation.priority
     parts: dict[str, Any] = {"code": recommendation.code, "priority": priority}
@@ -65,10 +78,7 @@ def card_digest(rule_set: engine.RuleSet, recommendation: engine.Recommendation)
             rationale=rule.rationale,
             condition=rule.condition,
             escalate=[rule.escalate_when, rule.escalate_to],
-            params={
-                name: params.get(name)
-                for name in sorted(set(_PARAM.findall(f"{rule.condition} {rule.escalate_when}")))
-            },
+            params={name: params.get(name) for name in card_params(rule)},
         )
     else:
         parts["title"] = recommendation.title

@@ -821,3 +821,47 @@ def test_marking_done_a_follow_up_a_new_result_just_rescheduled_is_said_not_a_se
         "the schedule as it is now." in response.content.decode()
     )
     assert not FollowUp.objects.filter(pk=recheck.pk).exists()
+
+
+def test_a_new_threshold_the_card_depends_on_brings_an_acknowledged_card_back(
+    alice: Any, alice_client: Client, north_clinic: Any, editor: Any, publisher: Any
+) -> None:
+    """The digest held only the parameters its condition names: pth-dependent-hypercalcaemia
+    reads its threshold through a fact and prints it ("≥ 20"), so a version that moved it to
+    50 kept the acknowledgement of a card that now says something else."""
+    from pathways import publishing
+    from pathways.models import Parameter, RuleExample
+    from tests.factories import publish_reviewed
+
+    code = "pth-dependent-hypercalcaemia"
+    document = {
+        "as_of": timezone.localdate().isoformat(),
+        "patient": {"birth_date": "1976-06-01", "sex": "female", "weight_kg": 65},
+        "labs": [
+            {"test": "alp", "value": 80, "unit": "U/L", "collected_at": "2026-11-10"},
+            {"test": "calcium", "value": 10.5, "unit": "mg/dL", "collected_at": "2026-11-10"},
+            {"test": "pth", "value": 60, "unit": "pg/mL", "collected_at": "2026-11-10"},
+        ],
+    }
+    patient = stored_patient(north_clinic, alice, document, mrn="PTH")
+    result = engine.assess(patient_to_case(patient), current_rule_set())
+    for rec in result.recommendations:
+        if rec.priority in ("urgent", "high"):
+            act(alice_client, patient, code=rec.code, action="acknowledge")
+    assert AssessmentSnapshot.objects.get(patient=patient).action_rank == 9
+    draft = publishing.ruleset_start_draft(user=editor)
+    Parameter.objects.filter(rule_set=draft, name="pth_not_suppressed_pg_ml").update(value=50)
+    example = RuleExample.objects.get(rule_set=draft, name="PTH exactly 20 pg/mL")
+    for lab in example.case["labs"]:
+        if lab["test"] == "pth":
+            lab["value"] = 50
+    example.save()
+    publish_reviewed(rule_set=draft, user=publisher, note="PTH threshold 50 pg/mL")
+    card = next(
+        rec
+        for rec in engine.assess(patient_to_case(patient), current_rule_set()).recommendations
+        if rec.code == code
+    )
+    assert "(≥ 50" in card.rationale
+    snapshot = AssessmentSnapshot.objects.get(patient=patient)
+    assert (snapshot.top_code, snapshot.action_rank) == (code, engine.PRIORITY_RANK["high"])
