@@ -32,6 +32,7 @@ CSV_COLUMNS = [
     "alp_x_uln",
     "top_priority",
     "top_recommendation",
+    "top_acted_on",  # "yes": every card was acted on (the worklist's "(acted on)")
 ]
 
 
@@ -85,6 +86,7 @@ def _csv_values(row: Any) -> tuple[Any, ...]:
         f"{snapshot.alp_x_uln:.2f}" if snapshot.alp_x_uln is not None else "",
         snapshot.top_priority,
         snapshot.top_title,
+        "yes" if snapshot.top_acted_on else "",
     )
 
 

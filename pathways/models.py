@@ -414,6 +414,11 @@ class AssessmentSnapshot(models.Model):
         """The pathway as the screens name it ("bone workup", "multiple myeloma")."""
         return engine.PATHWAY_LABELS.get(self.pathway, self.pathway)
 
+    @property
+    def top_acted_on(self) -> bool:
+        """Every card was acted on: the top card is the highest, shown marked "acted on"."""
+        return bool(self.top_code) and self.action_rank > self.top_priority_rank
+
 
 class WorklistTally(models.Model):
     """How many patients are on the worklist per clinic, pathway, action rank and first due date

@@ -151,6 +151,9 @@ def test_a_top_card_acted_on_gives_way_to_the_next_and_no_longer_ranks_the_patie
     html = alice_client.get("/?status=upcoming").content.decode()
     assert rows(html) == ["PAGET-URG"]
     assert top_shown(html) == next(iter(cards(patient))) and "(acted on)" in html
+    # The export says so too (it showed the card as advice still to act on).
+    [row] = csv_rows(alice_client.get("/worklist.csv?status=upcoming"))
+    assert (row["mrn"], row["top_acted_on"]) == ("PAGET-URG", "yes")
 
 
 def test_the_worklist_names_the_card_left_to_do_not_one_overridden(
@@ -169,7 +172,7 @@ def test_the_worklist_names_the_card_left_to_do_not_one_overridden(
     assert top_shown(html) == second and "(acted on)" not in html
     table = csv_rows(alice_client.get("/worklist.csv"))
     title = engine.assess(patient_to_case(urgent_patient), current_rule_set()).recommendations[1]
-    assert table[0]["top_recommendation"] == title.title
+    assert (table[0]["top_recommendation"], table[0]["top_acted_on"]) == (title.title, "")
     act(alice_client, urgent_patient, code=first, action="undo")
     assert top_shown(alice_client.get("/").content.decode()) == first
 
