@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -56,12 +56,40 @@ def follow_up_status(item: engine.FollowUp, stored: FollowUp | None) -> str:
     return item.status
 
 
+def stored_follow_up(
+    item: engine.FollowUp, stored: Iterable[FollowUp]
+) -> tuple[FollowUp | None, bool]:
+    """The stored follow-up an engine item is, and whether it is that item's own row (same
+    code and due date) rather than an earlier one of the same code a clinician marked done
+    within the item's window (spec §5: an event is done when recorded on or after due - 14
+    days). A follow-up due on the assessment date (dental-exam) is due a day later every day:
+    marked done (or declined) yesterday, it is still done today, not a new one to do."""
+    earlier: FollowUp | None = None
+    window_start = item.due - timedelta(days=engine.DONE_WINDOW_DAYS)
+    for follow_up in stored:
+        if follow_up.code != item.code:
+            continue
+        if follow_up.due == item.due:
+            return follow_up, True
+        done_on = follow_up.done_on or (
+            timezone.localdate(follow_up.completed_at) if follow_up.completed_at else None
+        )
+        if (
+            done_on is not None
+            and not follow_up.completed_by_result
+            and done_on >= window_start
+            and (earlier is None or follow_up.due > earlier.due)
+        ):
+            earlier = follow_up
+    return earlier, False
+
+
 def with_marked_done(result: engine.Result, stored: Iterable[FollowUp]) -> engine.Result:
     """The result with the follow-ups a clinician marked done shown done (spec §5: an event
     is done only when a clinician marks it so), as the patient page shows them."""
-    by_key = {(follow_up.code, follow_up.due): follow_up for follow_up in stored}
+    rows = list(stored)
     follow_ups = tuple(
-        replace(item, status=follow_up_status(item, by_key.get((item.code, item.due))))
+        replace(item, status=follow_up_status(item, stored_follow_up(item, rows)[0]))
         for item in result.follow_ups
     )
     return replace(result, follow_ups=follow_ups)

@@ -18,6 +18,7 @@ from simple_history.models import HistoricalRecords
 from simple_history.utils import bulk_create_with_history
 
 from pathways import engine, firing
+from pathways.assessment import stored_follow_up
 from pathways.cases import (
     apply_case_to_patient,
     lab_result_fields,
@@ -278,9 +279,13 @@ def follow_ups_sync(
     if result is None:
         result = engine.assess(patient_to_case(patient), current_rule_set())
     assessment_snapshot_store(patient=patient, result=result, cause=cause)
-    stored = {(f.code, f.due): f for f in patient.follow_ups.all()}
+    rows = list(patient.follow_ups.all())
+    stored = {(f.code, f.due): f for f in rows}
     kept: list[FollowUp] = []
     for item in result.follow_ups:
+        earlier, own = stored_follow_up(item, rows)
+        if earlier is not None and not own:
+            continue  # done by an earlier one marked done (spec §5's window): kept as it is
         follow_up = stored.pop((item.code, item.due), None)
         if follow_up is None:
             follow_up = FollowUp(patient=patient, code=item.code, due=item.due)

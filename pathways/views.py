@@ -34,7 +34,12 @@ from django_htmx.middleware import HtmxDetails
 from pathways import engine, firing
 from pathways.access import is_id, patient_for_user, user_clinics
 from pathways.advice import advice_context
-from pathways.assessment import Assessed, assess_document_with_facts, follow_up_status
+from pathways.assessment import (
+    Assessed,
+    assess_document_with_facts,
+    follow_up_status,
+    stored_follow_up,
+)
 from pathways.card_actions import (
     ActiveActions,
     CardActionInvalid,
@@ -129,7 +134,10 @@ def follow_up_rows(result: engine.Result, stored: list[FollowUp]) -> list[Follow
     by_key = {(follow_up.code, follow_up.due): follow_up for follow_up in stored}
     rows: list[FollowUpRow] = []
     for item in result.follow_ups:
-        match = by_key.pop((item.code, item.due), None)
+        match, own = stored_follow_up(item, stored)
+        if match is not None and not own:
+            continue  # done by an earlier one marked done: listed below as that record
+        by_key.pop((item.code, item.due), None)
         status = follow_up_status(item, match)
         if status != "done":  # the worklist's words for the same dates
             status = follow_up_timing(item.due, result.as_of)

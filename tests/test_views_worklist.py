@@ -104,6 +104,44 @@ def test_a_patient_with_a_high_card_stays_after_her_follow_ups_are_done(
     assert 'data-status="action"' in html
 
 
+@pytest.mark.parametrize("outcome", ["declined", "not_needed"])
+def test_a_follow_up_due_on_the_assessment_date_marked_done_stays_done_the_next_days(
+    alice_client: Client,
+    alice: Any,
+    dental_patient: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    outcome: str,
+) -> None:
+    """dental-exam is due on the assessment date (spec §5), so a day later it is due a day
+    later: declined yesterday, it came back as a new one to do every day. An event marked
+    done is done for a follow-up due within 14 days of it (spec §5); after that, it is due
+    again."""
+    from pathways.models import ApiToken
+    from pathways.services import patient_reassess
+
+    key = ApiToken.issue(user=alice, name="ehr", scopes=["read"])[1]
+    today = timezone.localdate()
+    dental = FollowUp.objects.get(patient=dental_patient, code="dental-exam", completed_at=None)
+    follow_up_mark_done(follow_up=dental, user=alice, outcome=outcome)
+    for days, still_done in ((1, True), (14, True), (15, False)):
+        later = today + timedelta(days=days)
+        monkeypatch.setattr(timezone, "localdate", lambda *args, later=later, **kwargs: later)
+        patient_reassess(patient_id=dental_patient.pk)  # the daily run
+        reopened = FollowUp.objects.filter(
+            patient=dental_patient, code="dental-exam", completed_at=None
+        )
+        assert reopened.exists() is not still_done, days
+        page = alice_client.get(f"/patients/{dental_patient.pk}/").content.decode()
+        statuses = re.findall(r'data-follow-up="dental-exam" data-status="(\w+)"', page)
+        assert (statuses == ["done"]) is still_done, (days, statuses)
+        api = alice_client.get(
+            f"/api/v1/patients/{dental_patient.pk}/assessment",
+            HTTP_AUTHORIZATION=f"Token {key}",
+        ).json()
+        [item] = [f for f in api["follow_ups"] if f["code"] == "dental-exam"]
+        assert (item["status"] == "done") is still_done, days
+
+
 def test_acknowledging_every_urgent_card_takes_her_off_the_worklist_and_undo_brings_her_back(
     alice_client: Client, urgent_patient: Any
 ) -> None:

@@ -6,6 +6,7 @@ pathways/catalogue/catalogue.toml, and the Django side publishes edited copies a
 """
 
 from .assess import (
+    DONE_WINDOW_DAYS,
     Findings,
     FollowUp,
     Recommendation,
@@ -92,6 +93,7 @@ __all__ = [
     "CATALOGUE_R1_PATH",
     "CITATION_KINDS",
     "DIAGNOSES",
+    "DONE_WINDOW_DAYS",
     "FACTS",
     "FOLLOW_UP_STATUSES",
     "FRACTURES",
