@@ -147,6 +147,7 @@ class HtmxRedirectMiddleware:
 
 # A year the database can bound, and the next one too (the admin's date drill-down reads it).
 _ADMIN_YEARS = range(1, 9999)
+_YEAR_LOOKUPS = frozenset({"year", "iso_year"})
 
 
 class AdminYearLookupMiddleware:
@@ -161,7 +162,7 @@ class AdminYearLookupMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/admin/") and request.GET:
             for key, values in request.GET.lists():
-                if not key.endswith(("__year", "__iso_year")):
+                if not _YEAR_LOOKUPS & set(key.split("__")[1:]):  # at__year, at__year__gte
                     continue
                 for value in values:  # each one: a repeated key is a list to the admin
                     if not _a_year(value):

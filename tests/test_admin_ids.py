@@ -69,6 +69,10 @@ def test_a_year_lookup_beyond_the_calendar_on_any_admin_list_is_a_400_naming_it(
             checked.append(path)
     assert any("/auth/user/" in path for path in checked)
     assert any("/pathways/accesslog/?at__year" in path for path in checked)
-    # Each value of a repeated key; a year in range is a list as before.
+    # A year lookup followed by a comparison; each value of a repeated key; a year in range is
+    # a list as before.
+    for key in ("at__year__gte", "at__year__lt", "at__year__exact", "at__iso_year__gt"):
+        response = client.get(f"/admin/pathways/accesslog/?{key}=99999")
+        assert response.status_code == 400, key
     assert client.get("/admin/pathways/accesslog/?at__year=99999&at__year=2026").status_code == 400
     assert client.get("/admin/pathways/accesslog/?at__year=2026").status_code == 200
