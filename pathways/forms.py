@@ -12,6 +12,7 @@ cannot be read is a ``FormUnreadable`` (a 400 naming the problem), never a silen
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import time
@@ -65,6 +66,9 @@ class _DateInput(forms.DateInput):
         super().__init__(format="%Y-%m-%d", **kwargs)
 
 
+_WITH_SECONDS = re.compile(r"\d{1,2}:\d{2}:(?!00\b)\d{2}")
+
+
 class _TimeInput(forms.TimeInput):
     """A time of day to the minute, or to the second when it has seconds (spec §1 allows
     HH:MM[:SS]: a result imported at 08:15:30 keeps its seconds when it is edited)."""
@@ -80,7 +84,10 @@ class _TimeInput(forms.TimeInput):
         return super().format_value(value)
 
     def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
-        if isinstance(value, time) and value.second:  # a browser refuses seconds at step 60
+        # A browser refuses seconds at step 60: a stored time with seconds, or one posted back
+        # with them (a refused or stale form shows what was sent).
+        posted = isinstance(value, str) and _WITH_SECONDS.match(value.strip())
+        if (isinstance(value, time) and value.second) or posted:
             attrs = {**(attrs or {}), "step": "1"}
         return super().get_context(name, value, attrs)
 

@@ -442,3 +442,22 @@ def test_a_result_edited_keeps_the_seconds_of_its_collection_time(
     result.refresh_from_db()
     assert result.collected_time is not None
     assert (result.value, result.collected_time.isoformat()) == (alp["value"] + 1, "08:15:30")
+
+
+def test_a_time_with_seconds_shown_again_on_a_refused_form_can_be_sent_again(
+    alice: Any, north_clinic: Any, alice_client: Client
+) -> None:
+    """The form shown again holds the posted text "08:15:30": without step 1 the browser
+    would not let the user send it again at its default step of 60 seconds."""
+    patient = stored_patient(north_clinic, alice, paget_on_alendronate_document())
+    result = patient.lab_results.get(test="alp", collected_on=patient.lab_results.filter(
+        test="alp").latest("collected_on").collected_on)  # fmt: skip
+    response = alice_client.post(f"/patients/{patient.pk}/results/{result.pk}/", {
+        "test": "alp", "value": "-1", "unit": result.unit,
+        "collected_on": result.collected_on.isoformat(), "collected_time": "08:15:30",
+        "reference_high": "", "reference_low": "", "version": str(patient.version),
+    })  # fmt: skip
+    assert response.status_code == 400
+    field = re.search(r"<input [^>]*name=\"collected_time\"[^>]*>", response.content.decode())
+    assert field is not None
+    assert 'value="08:15:30"' in field.group() and 'step="1"' in field.group()
