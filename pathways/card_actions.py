@@ -30,7 +30,31 @@ REASON_CODES = frozenset(code for code, _ in OVERRIDE_REASONS)
 ACTION_KINDS = ("acknowledge", "override", "snooze")
 _PARAM = re.compile(r"params\.(\w+)")
 _NAME = re.compile(r"[A-Za-z_]\w*")
-_FACT_PARAMS = {fact.name: frozenset(_PARAM.findall(fact.description)) for fact in engine.FACTS}
+
+
+def _fact_params() -> dict[str, frozenset[str]]:
+    """Each fact's parameters, through the facts it is computed from: a description names
+    both ("bone_liver_tests_abnormal": ... vitamin_d_deficient ...; "vitamin_d_deficient":
+    ... params.vitamin_d_deficient_ng_ml)."""
+    names = {fact.name for fact in engine.FACTS}
+    direct = {fact.name: set(_PARAM.findall(fact.description)) for fact in engine.FACTS}
+    reads = {
+        fact.name: (set(_NAME.findall(_PARAM.sub("", fact.description))) & names) - {fact.name}
+        for fact in engine.FACTS
+    }
+    params = {name: set(found) for name, found in direct.items()}
+    changed = True
+    while changed:  # to a fixed point: chains of any length, cycles included
+        changed = False
+        for name, others in reads.items():
+            before = len(params[name])
+            for other in others:
+                params[name] |= params[other]
+            changed = changed or len(params[name]) != before
+    return {name: frozenset(found) for name, found in params.items()}
+
+
+_FACT_PARAMS = _fact_params()
 
 
 class CardActionInvalid(Exception):

@@ -906,3 +906,13 @@ def test_a_new_threshold_the_card_depends_on_brings_an_acknowledged_card_back(
     assert "(≥ 50" in card.rationale
     snapshot = AssessmentSnapshot.objects.get(patient=patient)
     assert (snapshot.top_code, snapshot.action_rank) == (code, engine.PRIORITY_RANK["high"])
+
+
+def test_a_card_depends_on_the_parameters_of_facts_read_through_other_facts() -> None:
+    """thi-consider reads !bone_liver_tests_abnormal, computed from vitamin_d_deficient, whose
+    threshold is a parameter: a new threshold changes when the card fires."""
+    from pathways.card_actions import card_params
+
+    rule = current_rule_set().rule("thi-consider")
+    assert rule is not None
+    assert "vitamin_d_deficient_ng_ml" in card_params(rule)
