@@ -12,6 +12,7 @@ again on its date."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -224,13 +225,12 @@ def search_q(q: str) -> Q:
     on PostgreSQL, the expressions of the trigram indexes of migration 0020).
 
     SQLite's LIKE ignores the case of ASCII letters only: "émile" did not find "Émile Zola".
-    There a search with other letters also looks for it in lower, upper and title case (a
-    name written "ÉmIle" still needs its own case)."""
-    found = Q(mrn__icontains=q) | Q(name__icontains=q)
+    There a search with other letters is a case-insensitive regular expression of the text as
+    typed, which Django runs with Python's re (Unicode case folding)."""
     if connection.vendor == "sqlite" and not q.isascii():
-        for variant in {q.lower(), q.upper(), q.title()} - {q}:
-            found |= Q(mrn__contains=variant) | Q(name__contains=variant)
-    return found
+        pattern = re.escape(q)
+        return Q(mrn__iregex=pattern) | Q(name__iregex=pattern)
+    return Q(mrn__icontains=q) | Q(name__icontains=q)
 
 
 def patients_matching(clinic_ids: list[int], q: str) -> list[int] | QuerySet[Patient]:
