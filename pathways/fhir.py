@@ -34,7 +34,6 @@ from pathways.interop.fhir_import import (
     BundleInvalid,
     Issue,
     TherapyEntry,
-    declared_field,
     extension_fields,
     read_bundle,
 )
@@ -210,8 +209,8 @@ def _courses(entries: list[TherapyEntry]) -> list[TherapyEntry]:
     for entry in entries:
         key = (entry.agent, entry.start)
         other = courses.get(key)
-        if other is None or other.end is None:
-            courses[key] = entry if other is None or entry.end is not None else other
+        if other is None or (other.end is None and entry.end is not None):
+            courses[key] = entry
         elif entry.end is not None and entry.end != other.end:
             raise BundleInvalid([Issue(
                 entry.path,
@@ -477,7 +476,7 @@ def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
             {"valueCodeableConcept": {"coding": [_coding(answer)]}},
         )
     weeks = _get(document, "patient.gestational_weeks")
-    if declared_field("patient.gestational_weeks") is not None and weeks is not None:
+    if declaration.declared_field("patient.gestational_weeks") is not None and weeks is not None:
         # The case's weeks hold on its assessment date, today (spec §1): an import counts the
         # weeks since the observation's date, so dated at the last edit they grew on re-import.
         vital(fhir_codes.GESTATIONAL_AGE, "gestational-age", {"valueQuantity": {

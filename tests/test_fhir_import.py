@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from pathways import engine
 from pathways.cases import patient_to_document
+from pathways.engine.declaration import declared_field
 from pathways.interop import fhir_codes
 from pathways.interop.fhir_case import (
     REFERENCE_RANGE_MEANING,
@@ -25,7 +26,6 @@ from pathways.interop.fhir_case import (
 )
 from pathways.interop.fhir_import import (
     BundleInvalid,
-    declared_field,
     declared_lab_fields,
     extension_fields,
     lab_codes,

@@ -372,6 +372,15 @@ CHOICE_LABELS: Final = {
 }
 
 
+def declared_field(path: str) -> CaseField | None:
+    """The declared case field at a document path ("clinical.myeloma.response"), or None."""
+    group_path, _, name = path.rpartition(".")
+    group = next((g for g in PATIENT_GROUPS if g.path == group_path), None)
+    if group is None:
+        return None
+    return next((item for item in group.fields if item.name == name), None)
+
+
 def lab_test(code: str) -> LabTest:
     return next(test for test in LAB_TESTS if test.code == code)
 

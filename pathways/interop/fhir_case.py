@@ -25,7 +25,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
-from pathways.engine.declaration import CLINICAL, PATIENT
+from pathways.engine.declaration import CLINICAL, declared_field
 from pathways.interop import hl7v2
 from pathways.listing import listed
 
@@ -567,9 +567,10 @@ def _observation(
         )
 
 
-_GESTATIONAL_WEEKS: Final = next(
-    item for item in PATIENT.fields if item.name == "gestational_weeks"
-)
+def advanced_weeks(weeks: float, observed_on: date, today: date) -> float:
+    """Gestational weeks observed on a day, on `today`: spec §1 counts completed weeks at
+    as_of, so an observation made earlier is advanced by the whole weeks since."""
+    return weeks + (today - observed_on).days // 7
 
 
 def _weeks(weeks: int) -> str:
@@ -579,13 +580,16 @@ def _weeks(weeks: int) -> str:
 def _gestational_age(
     mapper: _Mapper, value: float, unit: str | None, on: date, path: str, weeks: list[Reading]
 ) -> None:
-    """Gestational age in completed weeks on `today` (spec §1), as the FHIR import reads it:
-    an observation made earlier is advanced by the whole weeks since."""
+    """Gestational age in completed weeks on `today` (spec §1), as the FHIR import reads it
+    (when the case declares it)."""
+    field = declared_field("patient.gestational_weeks")
+    if field is None:
+        return
     if unit != "wk":
         mapper.problem(f"{path}.valueQuantity.code", f"{unit!r} is not wk")
         return
-    at = value + (mapper.today - on).days // 7
-    low, high = _GESTATIONAL_WEEKS.minimum, _GESTATIONAL_WEEKS.maximum
+    at = advanced_weeks(value, on, mapper.today)
+    low, high = field.minimum, field.maximum
     if not float(at).is_integer() or (low is not None and at < low) or (high and at > high):
         mapper.problem(
             f"{path}.valueQuantity.value",

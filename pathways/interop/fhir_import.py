@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from pathways.engine import declaration, json_number
 from pathways.engine.dates import format_datetime
+from pathways.engine.declaration import declared_field
 from pathways.interop import fhir_codes, hl7v2
 from pathways.interop.fhir_case import (
     ATC,
@@ -40,6 +41,7 @@ from pathways.interop.fhir_case import (
     LOINC,
     POUND_IN_KG,
     UCUM,
+    advanced_weeks,
     agent_for_atc,
     diagnoses_for_icd10cm,
     lab_range,
@@ -88,15 +90,6 @@ REFERENCE_LIMITS: Final = (("high", "reference_high"), ("low", "reference_low"))
 
 ACTIVE: Final = "active"
 NOT_COUNTED_VERIFICATION: Final = ("refuted", "entered-in-error")
-
-
-def declared_field(path: str) -> declaration.CaseField | None:
-    """The declared case field at a document path ("clinical.myeloma.response"), or None."""
-    group_path, _, name = path.rpartition(".")
-    group = next((g for g in declaration.PATIENT_GROUPS if g.path == group_path), None)
-    if group is None:
-        return None
-    return next((item for item in group.fields if item.name == name), None)
 
 
 def extension_fields() -> dict[str, declaration.CaseField]:
@@ -561,7 +554,8 @@ def _observation(
         elif item is None:
             reader.note(path, f"{field_path} is not a field of this alpcare version: not stored")
         elif when is not None:
-            number = value * units[unit] + ((reader.today - when[0]).days // 7 if weekly else 0)
+            number = value * units[unit]
+            number = advanced_weeks(number, when[0], reader.today) if weekly else number
             whole, problem = _number(item, number)
             if problem:
                 reader.error(path + ".valueQuantity.value", problem, "value")
