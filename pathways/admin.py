@@ -15,7 +15,12 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from pathways import feed_admin, rules_admin  # noqa: F401  (register their admins)
-from pathways.admin_history import ClinicScopedAdmin, ClinicScopedHistoryAdmin, ReadOnlyAdmin
+from pathways.admin_history import (
+    CLINIC_FILTER,
+    ClinicScopedAdmin,
+    ClinicScopedHistoryAdmin,
+    ReadOnlyAdmin,
+)
 from pathways.models import (
     API_TOKEN_LIFETIME,
     AccessLog,
@@ -76,7 +81,7 @@ class ClinicAdmin(ClinicScopedHistoryAdmin):
 class MembershipAdmin(ClinicScopedHistoryAdmin):
     clinic_path = "clinic"
     list_display = ["user", "clinic", "role"]
-    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "role"]
+    list_filter = [CLINIC_FILTER, "role"]
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if not request.user.is_superuser:
@@ -133,7 +138,7 @@ class ReadOnlyHistoryAdmin(ReadOnlyClinicAdmin, ClinicScopedHistoryAdmin):
 class PatientAdmin(ReadOnlyHistoryAdmin):
     clinic_path = "clinic"
     list_display = ["name", "mrn", "clinic", "birth_date", "sex", "version", "updated_at"]
-    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "sex"]
+    list_filter = [CLINIC_FILTER, "sex"]
     search_fields = ["name", "mrn"]
     inlines = [LabResultInline, TherapyInline]
 
@@ -323,7 +328,7 @@ class CdsClientAdmin(ClinicScopedHistoryAdmin):
     form = CdsClientForm
     clinic_path = "clinic"
     list_display = ["name", "issuer", "clinic", "active", "created_at"]
-    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "active"]
+    list_filter = [CLINIC_FILTER, "active"]
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "clinic" and not request.user.is_superuser:

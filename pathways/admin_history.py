@@ -9,7 +9,7 @@ those who may see the object.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -88,6 +88,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# A list's clinic filter: the clinics of the rows the staff member may see (the admin's own
+# related-field filter lists every clinic, naming others' to them).
+CLINIC_FILTER: Final = ("clinic", admin.RelatedOnlyFieldListFilter)
 
 
 class ClinicScopedAdmin(admin.ModelAdmin):

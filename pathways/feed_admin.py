@@ -13,7 +13,12 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponseRedirect
 
 from pathways import feed
-from pathways.admin_history import ClinicScopedAdmin, ClinicScopedHistoryAdmin, ReadOnlyAdmin
+from pathways.admin_history import (
+    CLINIC_FILTER,
+    ClinicScopedAdmin,
+    ClinicScopedHistoryAdmin,
+    ReadOnlyAdmin,
+)
 from pathways.feed_models import Hl7Feed, Hl7LocalCode, Hl7Message, Hl7Result
 from pathways.models import UNIT_CHOICES, Clinic, Patient
 
@@ -58,7 +63,7 @@ class Hl7FeedForm(forms.ModelForm):
 class Hl7FeedAdmin(_ClinicChoice):
     form = Hl7FeedForm
     list_display = ["sending_facility", "clinic", "service_user", "assigning_authority", "enabled"]
-    list_filter = ["enabled", ("clinic", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["enabled", CLINIC_FILTER]
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "service_user":  # a member of the staff member's clinics
@@ -73,7 +78,7 @@ class Hl7FeedAdmin(_ClinicChoice):
 @admin.register(Hl7LocalCode)
 class Hl7LocalCodeAdmin(_ClinicChoice):
     list_display = ["code", "test", "clinic"]
-    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "test"]
+    list_filter = [CLINIC_FILTER, "test"]
     search_fields = ["code"]
 
 
@@ -115,7 +120,7 @@ class Hl7ResultAdmin(ClinicScopedHistoryAdmin):
     form = Hl7ResultForm
     list_display = ["pk", "clinic", "mrn", "code", "value", "unit", "collected_at", "state",
                     "reason"]  # fmt: skip
-    list_filter = ["state", ("clinic", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["state", CLINIC_FILTER]
     search_fields = ["mrn", "code", "filler_order"]
     readonly_fields = ["message", "clinic", "mrn", "assigning_authority", "patient_name",
                        "filler_order", "code", "coding_system", "code_text", "sub_id", "value",
