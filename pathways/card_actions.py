@@ -159,7 +159,10 @@ def active_actions(
         return ActiveActions({})
     today = today or timezone.localdate()
     digest = digest or case_digest(patient)
-    cards = {rec.code: card_digest(rule_set, rec) for rec in result.recommendations}
+    acted = {action.code for action in actions}  # only these cards' digests are compared
+    cards = {
+        rec.code: card_digest(rule_set, rec) for rec in result.recommendations if rec.code in acted
+    }
     ranks = {rec.code: PRIORITY_RANK.get(rec.priority, 0) for rec in result.recommendations}
     by_code: dict[str, CardAction] = {}
     for action in sorted(actions, key=lambda a: (a.at, a.pk)):

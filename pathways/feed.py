@@ -326,8 +326,9 @@ def _match(
         raise _Unmatched(f"OBX-5/OBX-7: {error}") from error
     # The case's own rules for a result (bounds, limits, a required upper limit), as for a
     # result typed or imported, in the segment's words.
-    for problem in engine.lab_problems(result.test, unit, value, low, high)[:1]:
-        raise _Unmatched(f"{_WHERE[str(problem.location[-1])]}: {problem.message}")
+    if problems := engine.lab_problems(result.test, unit, value, low, high):
+        first = problems[0]
+        raise _Unmatched(f"{_WHERE[str(first.location[-1])]}: {first.message}")
     assert result.patient is not None
     return result.patient, result.test, unit, value, low, high
 
