@@ -57,10 +57,12 @@ def stored_lab(row: Any) -> engine.Lab:
     )
 
 
-def _lab_order(row: Any) -> tuple[date, bool, time, str]:
-    # Untimed results first on their day, as in the document's "YYYY-MM-DD[THH:MM]" order.
-    untimed = row.collected_time is None
-    return (row.collected_on, not untimed, row.collected_time or time.min, row.test)
+def _lab_order(row: Any) -> tuple[date, time, str, int]:
+    """Spec §2: by date and time, a bare date as 00:00, ties in document order. A stored
+    patient's document order is the order its results were stored in (a case saved from a
+    document keeps that document's order): a bare date and a T00:00 result of one test on one
+    day stay as they came, so the stored patient is assessed as the document it came from."""
+    return (row.collected_on, row.collected_time or time.min, row.test, row.id)
 
 
 def patient_to_case(
@@ -90,13 +92,16 @@ def patient_to_case(
             myeloma=engine.Myeloma(**_columns(MYELOMA, patient)),
             therapies=tuple(
                 engine.Therapy(**_columns(THERAPY, therapy))
-                for therapy in sorted(therapies, key=lambda t: (t.start, t.agent))
+                # Two courses started the same day stay in the order they were stored (the
+                # engine takes the first listed as the most recent, spec §2), as for results.
+                for therapy in sorted(therapies, key=lambda t: (t.start, t.id))
             ),
         ),
     )
 
 
 _LAB_COLUMNS = (
+    "id",
     "test",
     "value",
     "unit",
@@ -107,7 +112,7 @@ _LAB_COLUMNS = (
     "reference_high",
     "reference_low",
 )
-_THERAPY_COLUMNS = tuple(item.name for item in THERAPY.fields)
+_THERAPY_COLUMNS = ("id", *(item.name for item in THERAPY.fields))
 
 
 def stored_rows(patients: Sequence[Patient]) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:

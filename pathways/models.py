@@ -213,7 +213,9 @@ class LabResult(models.Model):
     history = HistoricalRecords()
 
     class Meta:
-        ordering = ["collected_on", "collected_time", "pk"]
+        # A bare date first on its day (spec §2 sorts it as 00:00) on every database: PostgreSQL
+        # puts nulls last by default, SQLite first.
+        ordering = ["collected_on", models.F("collected_time").asc(nulls_first=True), "pk"]
         constraints = [
             models.UniqueConstraint(
                 fields=["patient", "test", "collected_on", "collected_time"],

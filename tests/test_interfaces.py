@@ -166,3 +166,25 @@ def test_the_openapi_docs_need_a_login(client: Any, alice: Any) -> None:
     schema = client.get("/api/v1/openapi.json").json()
     body = schema["paths"]["/api/v1/assess"]["post"]["requestBody"]
     assert "patient" in json.dumps(body)
+
+
+def test_a_stored_patient_is_assessed_as_the_document_it_was_saved_from(
+    client: Any, alice: Any, north_clinic: Any, alice_token: str
+) -> None:
+    """Spec §7: the pages (the stored patient) and the JSON never disagree. Two ALPs on one
+    day, at T00:00 then with a bare date: §2 sorts a bare date as 00:00 and keeps document
+    order on a tie, so the latest is the second (100 U/L, not elevated) on both."""
+    document = paget_on_alendronate_document(
+        labs=[
+            {"test": "alp", "value": 300, "unit": "U/L", "collected_at": "2026-11-02T00:00"},
+            {"test": "alp", "value": 100, "unit": "U/L", "collected_at": "2026-11-02"},
+        ]
+    )
+    posted = _post(client, alice_token, document).json()
+    patient = stored_patient(north_clinic, alice, document)
+    stored = client.get(
+        f"/api/v1/patients/{patient.pk}/assessment", HTTP_AUTHORIZATION=f"Token {alice_token}"
+    ).json()
+    assert posted["findings"]["alp_latest"] == 100
+    assert stored["findings"] == posted["findings"]
+    assert stored["recommendations"] == posted["recommendations"]

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from pathways import engine
 from pathways.cases import patient_to_document
 from pathways.models import AccessLog, AppendOnlyError, FollowUp, LabResult, Patient, Therapy
+from pathways.rules import current_rule_set
 from pathways.services import (
     DuplicateMrn,
     DuplicateResult,
@@ -118,6 +119,62 @@ def test_a_date_only_result_differs_from_one_drawn_at_midnight(
             user=alice,
             lab=_lab({"test": "alp", "value": 202, "unit": "U/L", "collected_at": "2026-11-02"}),
         )
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_a_stored_tie_between_a_bare_date_and_midnight_keeps_the_order_it_came_in(
+    north_clinic: Any, alice: Any, order: tuple[int, int]
+) -> None:
+    """Spec §2: a bare date sorts as 00:00 and ties keep document order; the stored patient
+    keeps the order its results came in, so it is assessed as the document it was saved from
+    (spec §7: the form and the JSON must never disagree)."""
+    labs = [
+        {"test": "alp", "value": 300, "unit": "U/L", "collected_at": "2026-11-02T00:00"},
+        {"test": "alp", "value": 100, "unit": "U/L", "collected_at": "2026-11-02"},
+    ]
+    document = paget_on_alendronate_document(labs=[labs[i] for i in order])
+    patient = stored_patient(north_clinic, alice, document)
+    as_of = engine.parse_case(document).as_of
+    stored = engine.parse_case(patient_to_document(patient, as_of=as_of))
+    assert [lab.value for lab in stored.labs] == [labs[i]["value"] for i in order]
+    assert stored == engine.parse_case(document)
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_two_courses_started_on_one_day_keep_the_order_they_came_in(
+    north_clinic: Any, alice: Any, order: tuple[int, int]
+) -> None:
+    """Spec §2 takes the most recent course as the one with the latest start; of two started
+    the same day the engine takes the first listed, so the stored patient keeps the order they
+    came in (the course end, and the Paget evaluation due from it, follow that course)."""
+    therapies = [
+        {"agent": "zoledronic_acid", "start": "2026-06-10", "end": None},
+        {"agent": "alendronate", "start": "2026-06-10", "end": "2026-08-10"},
+    ]
+    document = paget_on_alendronate_document()
+    document["clinical"] = {**document["clinical"], "therapies": [therapies[i] for i in order]}
+    patient = stored_patient(north_clinic, alice, document)
+    as_of = engine.parse_case(document).as_of
+    stored = engine.parse_case(patient_to_document(patient, as_of=as_of))
+    assert [t.agent for t in stored.clinical.therapies] == [therapies[i]["agent"] for i in order]
+    assert engine.result_to_document(
+        engine.assess(stored, current_rule_set())
+    ) == engine.result_to_document(engine.assess(engine.parse_case(document), current_rule_set()))
+
+
+def test_results_list_a_bare_date_first_on_its_day_on_every_database(
+    north_clinic: Any, alice: Any
+) -> None:
+    """The results table (the model's order) sorts a bare date as 00:00, as spec §2 does, on
+    PostgreSQL too (which puts nulls last unless told)."""
+    document = paget_on_alendronate_document(
+        labs=[
+            {"test": "alp", "value": 300, "unit": "U/L", "collected_at": "2026-11-02T08:00"},
+            {"test": "alp", "value": 100, "unit": "U/L", "collected_at": "2026-11-02"},
+        ]
+    )
+    patient = stored_patient(north_clinic, alice, document)
+    assert [row.value for row in patient.lab_results.all()] == [100, 300]
 
 
 @pytest.mark.parametrize("value", [-1.0, math.nan, math.inf])
