@@ -507,3 +507,69 @@ def test_a_rule_without_suppressions_behaves_as_before() -> None:
     rule_set = replace(catalogue(), version="plus", rules=(*catalogue().rules, rule))
     result = assess(parse_case(man(lab("alp", 80, "2026-11-02"))), rule_set)
     assert "always" in codes(result) and "always" not in suppressed(result)
+
+
+# --- rationales name the facts that fired them (spec §4) -------------------------------------
+
+
+def _rationale(result: Result, code: str) -> str:
+    found = [r.rationale for r in result.recommendations if r.code == code]
+    assert found, f"{code} did not fire: {codes(result)}"
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    "patient, clinical",
+    [
+        ({"birth_date": "1960-05-10", "sex": "male"}, {"diagnoses": ["paget"]}),  # no weight
+        (  # a child: Cockcroft-Gault is not valid
+            {"birth_date": "2012-01-01", "sex": "male", "weight_kg": 40},
+            {"diagnoses": ["bone_metastases"], "cancer": "other", "dental_exam_done": True},
+        ),
+    ],
+)
+def test_measure_renal_first_names_the_creatinine_it_could_not_use(
+    patient: dict[str, Any], clinical: dict[str, Any]
+) -> None:
+    """Renal function is unknown with a recent creatinine when Cockcroft-Gault cannot be used
+    (spec §2: weight and age ≥ 18): the card names that creatinine, not "no creatinine"."""
+    document = man(
+        lab("alp", 300, "2026-11-02"), lab("ggt", 20, "2026-11-02"),
+        lab("creatinine", 1.0, "2026-11-02"), **clinical,
+    )  # fmt: skip
+    document["patient"] = patient
+    rationale = _rationale(assess_document(document), "measure-renal-first")
+    assert "latest creatinine 1 mg/dL on 2026-11-02" in rationale
+    assert "weight and an age of 18 or over" in rationale
+    no_creatinine = man(lab("alp", 300, "2026-11-02"), lab("ggt", 20, "2026-11-02"))
+    no_creatinine["clinical"] = {"diagnoses": ["paget"]}
+    assert "latest creatinine" not in _rationale(
+        assess_document(no_creatinine), "measure-renal-first"
+    )
+
+
+def test_persistent_elevation_does_not_claim_an_alp_before_treatment_it_does_not_have() -> None:
+    """alp-persistently-elevated fires with no ALP on or before the therapy's start (spec
+    §4.2's first branch): the card says either branch may hold and its therapy summary shows
+    which, never "not below the ALP before treatment" as if one had been compared."""
+    therapy = [{"agent": "alendronate", "start": "2026-01-01", "end": None}]
+    alone = man(
+        lab("alp", 300, "2026-11-02"), lab("ggt", 20, "2026-11-02"), lab("crcl", 70, "2026-11-02"),
+        diagnoses=["paget"], therapies=therapy,
+    )  # fmt: skip
+    rationale = _rationale(assess_document(alone), "alp-persistently-elevated")
+    assert "either no ALP on or before its start" in rationale
+    assert "ALP before start" not in rationale
+    compared = merged(alone, labs=[*alone["labs"], lab("alp", 310, "2025-12-01")])
+    rationale = _rationale(assess_document(compared), "alp-persistently-elevated")
+    assert "ALP before start 310 U/L" in rationale
+
+
+def test_hepatic_source_says_both_sources_only_as_the_mixed_case() -> None:
+    """A hepatic (not mixed) source: the card does not state that bone ALP is also raised."""
+    document = man(lab("alp", 300, "2026-11-02"), lab("ggt", 200, "2026-11-02"))
+    result = assess_document(document)
+    assert result.findings.alp_source == "hepatic"
+    rationale = _rationale(result, "hepatic-source")
+    assert "Mixed: bone ALP is also raised" not in rationale
+    assert "When the source is mixed (bone ALP also raised), both sources are possible" in rationale
