@@ -92,9 +92,7 @@ def patient_to_case(
             myeloma=engine.Myeloma(**_columns(MYELOMA, patient)),
             therapies=tuple(
                 engine.Therapy(**_columns(THERAPY, therapy))
-                # Two courses started the same day stay in the order they were stored (the
-                # engine takes the first listed as the most recent, spec §2), as for results.
-                for therapy in sorted(therapies, key=lambda t: (t.start, t.id))
+                for therapy in sorted(therapies, key=lambda t: (t.start, t.agent))
             ),
         ),
     )
@@ -112,7 +110,7 @@ _LAB_COLUMNS = (
     "reference_high",
     "reference_low",
 )
-_THERAPY_COLUMNS = ("id", *(item.name for item in THERAPY.fields))
+_THERAPY_COLUMNS = tuple(item.name for item in THERAPY.fields)
 
 
 def stored_rows(patients: Sequence[Patient]) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:

@@ -571,6 +571,33 @@ def test_oncology_iv_bisphosphonate_and_the_bisphosphonate_course_end() -> None:
         ]
 
 
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+def test_the_therapy_facts_do_not_depend_on_the_order_courses_are_listed_in(
+    order: tuple[int, ...],
+) -> None:
+    """Of two courses started the same day the most recent is the one ending last (spec §2
+    leaves the tie open; an ongoing one ends last), and the summaries list courses by start:
+    the same facts whatever the order, so a stored patient and its document agree."""
+    courses: list[dict[str, Any]] = [
+        {"agent": "zoledronic_acid", "start": "2026-03-01", "end": None},
+        {"agent": "alendronate", "start": "2026-03-01", "end": "2026-04-01"},
+        {"agent": "denosumab", "start": "2025-01-01", "end": None},
+    ]
+    document = with_clinical(case(), therapies=[courses[i] for i in order], diagnoses=["paget"])
+    values = facts(document)
+    assert values["bisphosphonate_course_end"] == "2026-09-01"  # the ongoing one: start + 6 m
+    assert (
+        values["therapies_summary"].index("denosumab")
+        < values["therapies_summary"].index("alendronate")
+        < values["therapies_summary"].index("zoledronic acid")
+    )
+    alendronate = [{**courses[1], "end": end} for end in ("2026-04-01", "2026-05-01")]
+    for pair in (alendronate, alendronate[::-1]):
+        assert facts(with_clinical(case(), therapies=pair))["alendronate_course_end"] == (
+            "2026-05-01"
+        )
+
+
 # --- fracture, CTX timing, bortezomib window --------------------------------------------------
 
 

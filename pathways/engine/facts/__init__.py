@@ -91,7 +91,7 @@ class Facts:
     dates: dict[str, date | None]  # every date fact as a date (follow-up anchors)
     alp_points: tuple[AlpPoint, ...]
     rcv_pct: float
-    therapies: tuple[TherapyFacts, ...]  # same order as case.clinical.therapies
+    therapies: tuple[TherapyFacts, ...]  # by start (therapies.therapies_facts)
     bortezomib_baseline_date: date | None
     crcl_current_date: date | None
     crcl_baseline_date: date | None

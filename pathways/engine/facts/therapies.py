@@ -185,17 +185,28 @@ class TherapyFacts:
     alp_baseline_date: date | None
 
 
+def _ends(therapy: Therapy) -> date:
+    return therapy.end or date.max  # an ongoing course ends last
+
+
+def _most_recent(therapy: Therapy) -> tuple[date, date]:
+    """Spec §2: the most recent course is the one with the latest start; of two started the
+    same day, the one ending last (an ongoing one last of all), whatever their listed order."""
+    return therapy.start, _ends(therapy)
+
+
 def therapies_facts(
     therapies: Sequence[Therapy],
     as_of: date,
     points: Sequence[AlpPoint],
     clinical: Clinical | None = None,
 ) -> tuple[dict[str, Any], tuple[TherapyFacts, ...]]:
-    """The therapy facts, and each therapy's own facts (same order as `therapies`)."""
+    """The therapy facts, and each therapy's own facts, by start (then agent and end): the
+    same whatever order the courses are listed in, so a stored patient and its document agree."""
     latest = points[-1] if points else None
     per_therapy: list[TherapyFacts] = []
     therapy_maps: list[dict[str, Any]] = []
-    for therapy in therapies:
+    for therapy in sorted(therapies, key=lambda t: (t.start, t.agent, _ends(t))):
         facts, therapy_map = _therapy_facts(therapy, as_of, points, latest)
         per_therapy.append(facts)
         therapy_maps.append(therapy_map)
@@ -212,7 +223,7 @@ def therapies_facts(
     alendronate = [therapy for therapy in therapies if therapy.agent == "alendronate"]
     alendronate_course_end = None
     if alendronate:
-        course = max(alendronate, key=lambda therapy: therapy.start)
+        course = max(alendronate, key=_most_recent)
         alendronate_course_end = course.end or add_months(course.start, ALENDRONATE_COURSE_MONTHS)
     # spec §2: denosumab stopped without a follow-on bisphosphonate.
     denosumab_ended = [
@@ -236,7 +247,7 @@ def therapies_facts(
     ]
     bisphosphonate_course_end = None
     if bisphosphonate_courses:
-        course = max(bisphosphonate_courses, key=lambda therapy: therapy.start)
+        course = max(bisphosphonate_courses, key=_most_recent)
         bisphosphonate_course_end = course.end or add_months(
             course.start, COURSE_WITHOUT_END_MONTHS
         )
