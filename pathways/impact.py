@@ -33,6 +33,9 @@ class PatientImpact:
     disappear: list[str] = field(default_factory=list)
     follow_ups_appear: list[str] = field(default_factory=list)
     follow_ups_disappear: list[str] = field(default_factory=list)
+    # Kept but changed: "code: routine → urgent", "code: 2027-01-10 → 2027-04-10".
+    reprioritised: list[str] = field(default_factory=list)
+    follow_ups_moved: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -47,6 +50,7 @@ class CodeImpact:
     disappear: int
     before: int  # patients it fires for (or who have it) under the set in force
     after: int  # … under the draft
+    changed: int = 0  # patients who keep it with another priority (a follow-up: due date)
 
 
 @dataclass
@@ -206,10 +210,19 @@ def _distribution(impact: ParameterImpact, values: list[tuple[float, str]]) -> N
     impact.nearest = [(mrn, value) for value, mrn in nearest]
 
 
-def _codes(result: engine.Result | None) -> tuple[set[str], set[str]]:
+def _cards(result: engine.Result | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Recommendation code → priority, follow-up code → due date (ISO)."""
     if result is None:
-        return set(), set()
-    return {r.code for r in result.recommendations}, {f.code for f in result.follow_ups}
+        return {}, {}
+    return (
+        {r.code: r.priority for r in result.recommendations},
+        {f.code: f.due.isoformat() for f in result.follow_ups},
+    )
+
+
+def _kept_but_changed(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    return [f"{code}: {old[code]} → {new[code]}" for code in sorted(old.keys() & new.keys())
+            if old[code] != new[code]]  # fmt: skip
 
 
 def ruleset_preview(
@@ -250,6 +263,8 @@ def ruleset_preview(
     disappear_rules: Counter[str] = Counter()
     appear_follow_ups: Counter[str] = Counter()
     disappear_follow_ups: Counter[str] = Counter()
+    changed_rules: Counter[str] = Counter()
+    changed_follow_ups: Counter[str] = Counter()
 
     for chunk in _patients_in_chunks(chunk_size):
         labs, therapies = stored_rows(chunk)
@@ -269,9 +284,10 @@ def ruleset_preview(
                 )
                 # Codes only (no rationale text); the facts once when both versions read the
                 # same reference tables and fact parameters (a threshold of one rule changed).
-                new_result, facts = engine.assess_with_facts(case, new_rules, with_text=False)
-                old_result, _ = engine.assess_with_facts(
-                    case, old_rules, facts=facts if same_facts else None, with_text=False
+                # The set in force first: a patient the draft fails on still counts under it.
+                old_result, old_facts = engine.assess_with_facts(case, old_rules, with_text=False)
+                new_result, facts = engine.assess_with_facts(
+                    case, new_rules, facts=old_facts if same_facts else None, with_text=False
                 )
                 if visible:  # only the editor's clinics: values and MRNs are patient data
                     for fact, collected in fact_values.items():
@@ -283,27 +299,33 @@ def ruleset_preview(
                 preview.errors.append(impact)
                 if old_result is None:
                     continue
-            old_codes, old_follow_ups = _codes(old_result)
-            new_codes, new_follow_ups = _codes(new_result)
-            before_rules.update(old_codes)
-            after_rules.update(new_codes)
-            before_follow_ups.update(old_follow_ups)
-            after_follow_ups.update(new_follow_ups)
+            old_cards, old_follow_ups = _cards(old_result)
+            new_cards, new_follow_ups = _cards(new_result)
+            before_rules.update(old_cards.keys())
+            before_follow_ups.update(old_follow_ups.keys())
             if impact.error is not None:
                 continue
-            impact.appear = sorted(new_codes - old_codes)
-            impact.disappear = sorted(old_codes - new_codes)
-            impact.follow_ups_appear = sorted(new_follow_ups - old_follow_ups)
-            impact.follow_ups_disappear = sorted(old_follow_ups - new_follow_ups)
+            after_rules.update(new_cards.keys())
+            after_follow_ups.update(new_follow_ups.keys())
+            impact.appear = sorted(new_cards.keys() - old_cards.keys())
+            impact.disappear = sorted(old_cards.keys() - new_cards.keys())
+            impact.follow_ups_appear = sorted(new_follow_ups.keys() - old_follow_ups.keys())
+            impact.follow_ups_disappear = sorted(old_follow_ups.keys() - new_follow_ups.keys())
+            impact.reprioritised = _kept_but_changed(old_cards, new_cards)
+            impact.follow_ups_moved = _kept_but_changed(old_follow_ups, new_follow_ups)
             appear_rules.update(impact.appear)
             disappear_rules.update(impact.disappear)
             appear_follow_ups.update(impact.follow_ups_appear)
             disappear_follow_ups.update(impact.follow_ups_disappear)
+            changed_rules.update(text.split(":")[0] for text in impact.reprioritised)
+            changed_follow_ups.update(text.split(":")[0] for text in impact.follow_ups_moved)
             if (
                 impact.appear
                 or impact.disappear
                 or impact.follow_ups_appear
                 or impact.follow_ups_disappear
+                or impact.reprioritised
+                or impact.follow_ups_moved
             ):
                 preview.changed.append(impact)
         if progress is not None:
@@ -315,6 +337,7 @@ def ruleset_preview(
         disappear_rules,
         before_rules,
         after_rules,
+        changed_rules,
     )
     preview.follow_ups = _code_impacts(
         [f.code for f in new_rules.follow_ups] + [f.code for f in old_rules.follow_ups],
@@ -322,6 +345,7 @@ def ruleset_preview(
         disappear_follow_ups,
         before_follow_ups,
         after_follow_ups,
+        changed_follow_ups,
     )
     for parameter in preview.parameters:
         _distribution(parameter, fact_values[parameter.fact])
@@ -335,9 +359,10 @@ def _code_impacts(
     disappear: Counter[str],
     before: Counter[str],
     after: Counter[str],
+    changed: Counter[str],
 ) -> list[CodeImpact]:
     return [
-        CodeImpact(code, appear[code], disappear[code], before[code], after[code])
+        CodeImpact(code, appear[code], disappear[code], before[code], after[code], changed[code])
         for code in dict.fromkeys(codes)
     ]
 

@@ -92,8 +92,14 @@ class RuleSetFilter(admin.SimpleListFilter):
             }
 
 
-def _preview_out_of_date(preview: ImpactPreview, draft: RuleSet) -> bool:
-    return preview.draft_edited_at != draft.last_edited_at
+def _preview_out_of_date(preview: ImpactPreview, draft: RuleSet) -> str:
+    """Why a stored preview no longer says what publishing the draft would do ("" if it
+    does): the draft was edited, or another version was put in force since."""
+    if preview.draft_edited_at != draft.last_edited_at:
+        return "The draft has changed"
+    if not preview.published.is_current:
+        return f"{preview.published.label} is no longer in force"
+    return ""
 
 
 def _draft_choices() -> QuerySet[RuleSet]:
@@ -980,7 +986,11 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             return HttpResponseRedirect(
                 reverse("admin:pathways_ruleset_preview_result", args=[draft.pk, preview.pk])
             )
-        latest = ImpactPreview.objects.filter(draft=draft, requested_by_id=request.user.pk).first()
+        latest = (
+            ImpactPreview.objects.select_related("published")
+            .filter(draft=draft, requested_by_id=request.user.pk)
+            .first()
+        )
         context = self._context(
             request,
             f"Impact preview: {draft.label}",
@@ -1010,13 +1020,15 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             context["task_failed"] = bool(stored.error) or tasks.task_failed(stored.task_id)
             return TemplateResponse(request, "admin/pathways/ruleset/preview_pending.html", context)
         preview = impact.preview_from_json(stored.result)
-        rule_rows = [row for row in preview.rules if row.appear or row.disappear]
+        rule_rows = [row for row in preview.rules if row.appear or row.disappear or row.changed]
         context.update(
             preview=preview,
             parameter_rows=[(p, impact.histogram(p)) for p in preview.parameters],
             priority_rows=impact.priority_totals(rule_rows, preview.priorities),
             rule_rows=[(row, preview.priorities.get(row.code, "")) for row in rule_rows],
-            follow_up_rows=[row for row in preview.follow_ups if row.appear or row.disappear],
+            follow_up_rows=[
+                row for row in preview.follow_ups if row.appear or row.disappear or row.changed
+            ],
         )
         return TemplateResponse(request, "admin/pathways/ruleset/preview.html", context)
 

@@ -475,6 +475,32 @@ def test_the_preview_runs_in_the_background_and_its_page_follows_it(
 
 
 @pytest.mark.queued_tasks
+def test_a_preview_against_a_version_since_replaced_says_so(
+    editor_client: Client,
+    editor: User,
+    draft: RuleSet,
+    publisher: User,
+    north_clinic: Clinic,
+    alice: User,
+) -> None:
+    """Another version put in force after the preview: the page no longer calls the one it was
+    computed against "in force", and asks for it to be run again, as after an edit."""
+    stored_patient(north_clinic, alice)
+    response = editor_client.post(f"/admin/pathways/ruleset/{draft.pk}/preview/")
+    run_ready_tasks()
+    in_force = RuleSet.objects.get(is_current=True)
+    page = editor_client.get(response["Location"]).content.decode()
+    assert f"{in_force.label} (in force)" in page and 'id="preview-out-of-date"' not in page
+    other = publishing.ruleset_start_draft(user=rule_editor("nadia"))
+    publish_reviewed(rule_set=other, user=publisher, note="meanwhile")
+    page = editor_client.get(response["Location"]).content.decode()
+    assert f"{in_force.label} (in force then, since replaced)" in page
+    assert f"{in_force.label} is no longer in force since this preview" in page
+    start = editor_client.get(f"/admin/pathways/ruleset/{draft.pk}/preview/").content.decode()
+    assert "is no longer in force since, run it again" in start
+
+
+@pytest.mark.queued_tasks
 def test_a_failed_preview_says_so_instead_of_waiting_forever(
     editor_client: Client, draft: RuleSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

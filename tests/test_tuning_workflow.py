@@ -378,6 +378,50 @@ def test_preview_reports_a_draft_that_fails_on_a_stored_patient(
     preview = impact.ruleset_preview(draft=draft, user=editor)
     assert len(preview.errors) == 1
     assert "extreme-alp" in (preview.errors[0].error or "")
+    # "Patients now" is every patient under the set in force, the failing one included.
+    old = rules.rule_set_for(RuleSet.objects.get(is_current=True))
+    before: Counter[str] = Counter()
+    for patient in Patient.objects.all():
+        result = engine.assess(patient_to_case(patient), old)
+        before.update({r.code for r in result.recommendations})
+    assert {row.code: row.before for row in preview.rules if row.before} == dict(before)
+
+
+def _cards_and_dues(result: engine.Result) -> tuple[dict[str, str], dict[str, str]]:
+    return (
+        {r.code: r.priority for r in result.recommendations},
+        {f.code: f.due.isoformat() for f in result.follow_ups},
+    )
+
+
+def test_preview_lists_a_card_whose_priority_changes_and_a_follow_up_that_moves(
+    small_population: list[Patient], editor: User
+) -> None:
+    """A draft that keeps every code but changes a priority and a follow-up's offset changes
+    what patients see (their card's priority, their due date): the preview says so."""
+    draft = publishing.ruleset_start_draft(user=editor)
+    Rule.objects.filter(rule_set=draft, code="paget-monitor-alp").update(priority="urgent")
+    FollowUpRule.objects.filter(rule_set=draft, code="paget-evaluation").update(offset_value=9)
+    publishing.ruleset_touch(rule_set=draft, user=editor)
+    preview = impact.ruleset_preview(draft=draft, user=editor)
+
+    old = rules.rule_set_for(RuleSet.objects.get(is_current=True))
+    new = rules.load_rule_set(draft)
+    changed = set()
+    for patient in small_population:
+        case = patient_to_case(patient, as_of=timezone.localdate())
+        if _cards_and_dues(engine.assess(case, old)) != _cards_and_dues(engine.assess(case, new)):
+            changed.add(patient.pk)
+    assert changed and {item.patient_id for item in preview.changed} == changed
+    by_code = {row.code: row for row in preview.rules}
+    assert by_code["paget-monitor-alp"].changed == by_code["paget-monitor-alp"].before == 8
+    assert (by_code["paget-monitor-alp"].appear, by_code["paget-monitor-alp"].disappear) == (0, 0)
+    moved = {row.code: row for row in preview.follow_ups}["paget-evaluation"]
+    assert moved.changed == moved.before > 0
+    example = next(item for item in preview.changed if item.patient_id == small_population[0].pk)
+    assert example.reprioritised == ["paget-monitor-alp: routine → urgent"]
+    assert len(example.follow_ups_moved) == 1
+    assert example.follow_ups_moved[0].startswith("paget-evaluation: ")
 
 
 def test_diff_names_changed_parameters_conditions_wording_and_examples(editor: User) -> None:
