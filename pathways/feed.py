@@ -359,6 +359,24 @@ def _earlier(result: Hl7Result, lab: engine.Lab) -> LabResult | None:
     ).first()  # fmt: skip
 
 
+def _same_result(patient: Patient, lab: engine.Lab) -> LabResult | None:
+    """The stored result a final result resent is: the same value in the same unit, or in
+    another unit the same within 0.5 % after conversion (spec §1), as the FHIR import reads a
+    result alpcare's own export wrote in another unit."""
+    stored = LabResult.objects.filter(
+        patient=patient, test=lab.test, collected_on=lab.collected_on,
+        collected_time=lab.collected_time,
+    ).first()  # fmt: skip
+    if stored is None:
+        return None
+    if (stored.value, stored.unit) == (lab.value, lab.unit) or (
+        stored.unit != lab.unit
+        and engine.values_agree(lab.test, (stored.value, stored.unit), (lab.value, lab.unit))
+    ):
+        return stored
+    return None
+
+
 @transaction.atomic
 def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Result:
     """Store one result on its patient (or park it in the inbox with the reason); saves it."""
@@ -422,10 +440,7 @@ def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Res
             )  # fmt: skip
             result.state = Hl7Result.State.APPLIED
         except DuplicateResult as duplicate:
-            same = LabResult.objects.filter(
-                patient=patient, test=test, collected_on=on, collected_time=at, value=value,
-                unit=unit,
-            ).first()  # fmt: skip
+            same = _same_result(patient, lab)
             if same is None:
                 result.state = Hl7Result.State.UNMATCHED
                 result.reason = f"{duplicate} with another value: send a correction (C)"[:300]

@@ -526,6 +526,31 @@ def test_a_time_zone_offset_that_is_none_is_refused_with_an_ack(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("value", "unit", "same"),
+    [("412", "U/L", True), ("6.87", "ukat/L", True), ("413", "U/L", False), ("7", "ukat/L", False)],
+)
+def test_a_final_result_resent_in_another_unit_is_the_stored_one(
+    north_feed: Hl7Feed, patient: Patient, value: str, unit: str, same: bool
+) -> None:
+    """Spec §1: the same result in another unit (6.87 ukat/L = 412.2 U/L, within 0.5 % of the
+    stored 412 U/L) is one result, as the FHIR import reads it: not parked as another value.
+    In the same unit only the same value is the same result (as on FHIR import)."""
+    assert feed.receive(oru("R1"), via="test").code == "AA"
+    resent = oru("R2", value=value, unit=unit, reference="")
+    assert feed.receive(resent, via="test").code == "AA"
+    row = Hl7Result.objects.get(message__control_id="R2")
+    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1), test="alp")
+    assert (stored.value, stored.unit) == (412, "U/L")
+    if same:
+        assert row.state == Hl7Result.State.APPLIED and row.lab_result == stored
+        assert row.reason == "the same value was already recorded"
+    else:
+        assert row.state == Hl7Result.State.UNMATCHED
+        assert row.reason.endswith("with another value: send a correction (C)")
+
+
+@pytest.mark.django_db
 def test_a_correction_onto_another_results_time_is_parked_with_the_reason(
     north_feed: Hl7Feed, patient: Patient
 ) -> None:
