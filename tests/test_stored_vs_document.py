@@ -19,8 +19,15 @@ from hypothesis import strategies as st
 from pathways import engine
 from pathways.assessment import assess_document, assess_patient
 from pathways.cases import patient_to_document
-from pathways.engine import AGENTS, BONE_SCANS, CANCERS, DIAGNOSES, FRACTURES, RESPONSES, UNITS
+from pathways.engine import AGENTS, UNITS
 from pathways.engine.facts.spec import collection_order
+from tests.engine.test_properties import (
+    _day,
+    _instant,
+    clinical_document,
+    patient_document,
+    with_limits,
+)
 from tests.factories import stored_patient
 
 pytestmark = pytest.mark.django_db
@@ -28,10 +35,6 @@ pytestmark = pytest.mark.django_db
 _MRN = itertools.count(1)
 
 TIMES = [None, "T00:00", "T00:00:00", "T08:15", "T08:15:00", "T10:30", "T23:59:59"]
-
-
-def _day(draw: st.DrawFn, low: date, high: date) -> date:
-    return low + timedelta(days=draw(st.integers(0, max(0, (high - low).days))))
 
 
 @st.composite
@@ -54,25 +57,7 @@ def _lab(draw: st.DrawFn, days: list[date]) -> dict[str, Any]:
         "unit": unit,
         "collected_at": collected_at,
     }
-    needs_reference = test == "bone_alp" and unit != "ug/L"
-    if needs_reference or draw(st.booleans()):
-        entry["reference_high"] = draw(
-            st.one_of(st.floats(0.1, 1500, allow_nan=False), st.sampled_from([1.0, 40.0, 129.0]))
-        )
-    if draw(st.integers(0, 3)) == 0:
-        high = entry.get("reference_high")
-        upper = 1500.0 if high is None else high
-        entry["reference_low"] = draw(
-            st.floats(0, upper, allow_nan=False, exclude_max=high is not None)
-        )
-    return entry
-
-
-def _instant(entry: dict[str, Any]) -> tuple[str, str]:
-    collected = entry["collected_at"]
-    if len(collected) == 19 and collected.endswith(":00"):
-        collected = collected[:16]
-    return entry["test"], collected
+    return with_limits(draw, entry, top=1500.0)
 
 
 @st.composite
@@ -107,15 +92,7 @@ def case_documents(draw: st.DrawFn) -> dict[str, Any]:
     if raw_labs and resend:
         again: dict[str, Any] = dict(draw(st.sampled_from(raw_labs)))
         labs.insert(draw(st.integers(0, len(labs))), again)
-    patient: dict[str, Any] = {"birth_date": birth.isoformat(), "sex": sex}
-    if sex == "female" and draw(st.booleans()):
-        patient["pregnant"] = draw(st.booleans())
-        if patient["pregnant"] and draw(st.booleans()):
-            patient["gestational_weeks"] = draw(st.integers(1, 42))
-    if sex == "female" and draw(st.booleans()):
-        patient["postmenopausal"] = draw(st.none() | st.booleans())
-    if draw(st.booleans()):
-        patient["weight_kg"] = draw(st.one_of(st.floats(0.5, 250, allow_nan=False), st.just(64)))
+    patient = patient_document(draw, birth, sex)
     document: dict[str, Any] = {"as_of": as_of.isoformat(), "patient": patient, "labs": labs}
     if draw(st.integers(0, 4)) > 0:
         starts = draw(
@@ -142,35 +119,7 @@ def case_documents(draw: st.DrawFn) -> dict[str, Any]:
                     "end": None if end is None else end.isoformat(),
                 }
             )
-        opt_date = st.none() | st.builds(
-            lambda n: (as_of - timedelta(days=n)).isoformat(), st.integers(0, 400)
-        )
-        clinical: dict[str, Any] = {
-            "diagnoses": draw(st.lists(st.sampled_from(DIAGNOSES), max_size=4, unique=True)),
-            "cancer": draw(st.none() | st.sampled_from(CANCERS)),
-            "cancer_treated": draw(st.booleans()),
-            "bone_pain": draw(st.booleans()),
-            "osteolytic_pain": draw(st.booleans()),
-            "bone_scan": draw(st.sampled_from(BONE_SCANS)),
-            "fracture": draw(st.sampled_from(FRACTURES)),
-            "dental_exam_done": draw(st.booleans()),
-            "crcl_baseline": draw(st.none() | st.floats(0, 200, allow_nan=False)),
-            "creatinine_baseline": draw(st.none() | st.floats(0.05, 15, allow_nan=False)),
-            "myeloma": {
-                "requires_therapy": draw(st.booleans()),
-                "bone_disease": draw(st.booleans()),
-                "active_bone_disease": draw(st.booleans()),
-                "response": draw(st.none() | st.sampled_from(RESPONSES)),
-                "treatment_start": draw(opt_date),
-                "bortezomib_start": draw(opt_date),
-                "whole_body_imaging_done": draw(st.booleans()),
-            },
-            "therapies": therapies,
-        }
-        fracture_date = draw(opt_date)
-        clinical["fracture_date"] = (
-            fracture_date if fracture_date and fracture_date >= birth.isoformat() else None
-        )
+        clinical = clinical_document(draw, birth, as_of, therapies)
         document["clinical"] = clinical
     return document
 

@@ -66,12 +66,20 @@ def lab_documents(draw: st.DrawFn, birth: date, as_of: date) -> dict[str, Any]:
         "unit": unit,
         "collected_at": collected_at,
     }
-    needs_reference = test == "bone_alp" and unit != "ug/L"
+    return with_limits(draw, entry, top=2000.0)
+
+
+def with_limits(draw: st.DrawFn, entry: dict[str, Any], *, top: float) -> dict[str, Any]:
+    """A lab entry with reference limits drawn below ``top`` (always an upper limit for a bone
+    ALP activity assay, which has no built-in interval)."""
+    needs_reference = entry["test"] == "bone_alp" and entry["unit"] != "ug/L"
     if needs_reference or draw(st.booleans()):
-        entry["reference_high"] = draw(st.floats(0.1, 2000, allow_nan=False))
+        entry["reference_high"] = draw(
+            st.one_of(st.floats(0.1, top, allow_nan=False), st.sampled_from([1.0, 40.0, 129.0]))
+        )
     if draw(st.booleans()):
         high = entry.get("reference_high")
-        upper = 2000.0 if high is None else high
+        upper = top if high is None else high
         low = draw(st.floats(0, upper, allow_nan=False, exclude_max=high is not None))
         entry["reference_low"] = low
     return entry
@@ -98,19 +106,8 @@ def _optional_date(draw: st.DrawFn, low: date, high: date) -> str | None:
     return draw(st.none() | st.just(None).map(lambda _: _day(draw, low, high).isoformat()))
 
 
-@st.composite
-def case_documents(draw: st.DrawFn) -> dict[str, Any]:
-    """Valid case documents, from a newborn to a centenarian, with any mix of labs and context."""
-    as_of = _day(draw, date(2020, 1, 1), date(2030, 12, 31))
-    birth = _day(draw, max(FIRST_DAY, as_of - timedelta(days=100 * 365)), as_of)
-    sex = draw(st.sampled_from(["female", "male"]))
-    labs = draw(
-        st.lists(
-            lab_documents(birth, as_of),
-            max_size=12,
-            unique_by=_instant,
-        )
-    )
+def patient_document(draw: st.DrawFn, birth: date, sex: str) -> dict[str, Any]:
+    """The patient part: pregnancy with or without weeks, menopause, weight (or none)."""
     patient: dict[str, Any] = {"birth_date": birth.isoformat(), "sex": sex}
     if sex == "female" and draw(st.booleans()):
         patient["pregnant"] = draw(st.booleans())
@@ -120,8 +117,15 @@ def case_documents(draw: st.DrawFn) -> dict[str, Any]:
         patient["postmenopausal"] = draw(st.none() | st.booleans())
     if draw(st.booleans()):
         patient["weight_kg"] = draw(st.floats(0.5, 250, allow_nan=False))
+    return patient
+
+
+def clinical_document(
+    draw: st.DrawFn, birth: date, as_of: date, therapies: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Every clinical and myeloma field, drawn (shared with tests/test_stored_vs_document.py)."""
     recent = max(birth, as_of - timedelta(days=3 * 365))
-    clinical = {
+    return {
         "diagnoses": draw(st.lists(st.sampled_from(DIAGNOSES), max_size=4, unique=True)),
         "cancer": draw(st.none() | st.sampled_from(CANCERS)),
         "cancer_treated": draw(st.booleans()),
@@ -142,8 +146,27 @@ def case_documents(draw: st.DrawFn) -> dict[str, Any]:
             "bortezomib_start": _optional_date(draw, recent, as_of),
             "whole_body_imaging_done": draw(st.booleans()),
         },
-        "therapies": draw(st.lists(therapy_documents(birth, as_of), max_size=3)),
+        "therapies": therapies,
     }
+
+
+@st.composite
+def case_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """Valid case documents, from a newborn to a centenarian, with any mix of labs and context."""
+    as_of = _day(draw, date(2020, 1, 1), date(2030, 12, 31))
+    birth = _day(draw, max(FIRST_DAY, as_of - timedelta(days=100 * 365)), as_of)
+    sex = draw(st.sampled_from(["female", "male"]))
+    labs = draw(
+        st.lists(
+            lab_documents(birth, as_of),
+            max_size=12,
+            unique_by=_instant,
+        )
+    )
+    patient = patient_document(draw, birth, sex)
+    clinical = clinical_document(
+        draw, birth, as_of, draw(st.lists(therapy_documents(birth, as_of), max_size=3))
+    )
     document: dict[str, Any] = {"as_of": as_of.isoformat(), "patient": patient, "labs": labs}
     if draw(st.booleans()):
         document["clinical"] = clinical
