@@ -220,9 +220,11 @@ def _cards(result: engine.Result | None) -> tuple[dict[str, str], dict[str, str]
     )
 
 
-def _kept_but_changed(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    return [f"{code}: {old[code]} → {new[code]}" for code in sorted(old.keys() & new.keys())
-            if old[code] != new[code]]  # fmt: skip
+def _kept_but_changed(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    """Code → "code: old → new" for each code kept with another value (a card's priority, a
+    follow-up's due date)."""
+    kept = sorted(old.keys() & new.keys())
+    return {code: f"{code}: {old[code]} → {new[code]}" for code in kept if old[code] != new[code]}
 
 
 def ruleset_preview(
@@ -311,14 +313,16 @@ def ruleset_preview(
             impact.disappear = sorted(old_cards.keys() - new_cards.keys())
             impact.follow_ups_appear = sorted(new_follow_ups.keys() - old_follow_ups.keys())
             impact.follow_ups_disappear = sorted(old_follow_ups.keys() - new_follow_ups.keys())
-            impact.reprioritised = _kept_but_changed(old_cards, new_cards)
-            impact.follow_ups_moved = _kept_but_changed(old_follow_ups, new_follow_ups)
+            reprioritised = _kept_but_changed(old_cards, new_cards)
+            moved = _kept_but_changed(old_follow_ups, new_follow_ups)
+            impact.reprioritised = list(reprioritised.values())
+            impact.follow_ups_moved = list(moved.values())
             appear_rules.update(impact.appear)
             disappear_rules.update(impact.disappear)
             appear_follow_ups.update(impact.follow_ups_appear)
             disappear_follow_ups.update(impact.follow_ups_disappear)
-            changed_rules.update(text.split(":")[0] for text in impact.reprioritised)
-            changed_follow_ups.update(text.split(":")[0] for text in impact.follow_ups_moved)
+            changed_rules.update(reprioritised.keys())
+            changed_follow_ups.update(moved.keys())
             if (
                 impact.appear
                 or impact.disappear

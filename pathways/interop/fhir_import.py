@@ -30,7 +30,6 @@ from pydantic import ValidationError
 
 from pathways.engine import declaration, json_number
 from pathways.engine.dates import format_datetime
-from pathways.engine.declaration import declared_field
 from pathways.interop import fhir_codes, hl7v2
 from pathways.interop.fhir_case import (
     ATC,
@@ -548,7 +547,7 @@ def _observation(
     value = float(quantity.value)
     if field_row is not None:
         field_path, units, weekly = field_row
-        item = declared_field(field_path)
+        item = declaration.declared_field(field_path)
         if unit not in units:
             reader.error(unit_path, f"{unit or 'missing'}: use UCUM {' or '.join(units)}", "value")
         elif item is None:
