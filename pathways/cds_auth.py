@@ -77,18 +77,18 @@ def _signing_keys(client: CdsClient) -> list[jwt.PyJWK]:
 def _key_for(client: CdsClient, header: dict[str, Any]) -> Any:
     keys = _signing_keys(client)
     kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        # CDS Hooks 2.0, the JWT header: "kid | REQUIRED | The identifier of the key-pair used
+        # to sign this JWT".
+        raise CdsAuthError("the JWT header has no kid naming the key that signed it")
     wanted_type = "EC" if header["alg"] == "ES384" else "RSA"
     candidates = [
         key
         for key in keys
-        if key.key_type == wanted_type
-        and (kid is None or key.key_id == kid)
-        and key.public_key_use in (None, "sig")
+        if key.key_type == wanted_type and key.key_id == kid and key.public_key_use in (None, "sig")
     ]
     if not candidates:
         raise CdsAuthError(f"no {wanted_type} key with kid {kid!r} in the client's JWKS")
-    if len(candidates) > 1 and kid is None:
-        raise CdsAuthError("the JWT has no kid and the client's JWKS has several keys")
     return candidates[0].key
 
 
@@ -125,7 +125,7 @@ def authenticate(request: HttpRequest, audiences: list[str]) -> CdsClient:
             audience=audiences,
             issuer=client.issuer,
             leeway=LEEWAY_SECONDS,
-            options={"require": ["iss", "aud", "exp", "jti"]},
+            options={"require": ["iss", "aud", "exp", "iat", "jti"]},
         )
     except jwt.PyJWTError as error:
         raise CdsAuthError(f"JWT rejected: {error}") from None

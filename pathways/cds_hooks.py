@@ -53,7 +53,7 @@ from pathways.rules import current_rule_set
 
 PATIENT_VIEW: Final = "alp-patient-view"
 ORDER_SIGN: Final = "alp-order-sign"
-SUMMARY_MAX: Final = 140  # CDS Hooks: summary "<140-character"
+SUMMARY_MAX: Final = 139  # CDS Hooks: summary "<140-character", so at most 139
 RULE_SYSTEM: Final = "https://alpcare.example.org/fhir/CodeSystem/rule"
 # interop.md "Priorities to CDS Hooks indicators".
 INDICATOR: Final = {"urgent": "critical", "high": "warning", "routine": "info", "info": "info"}
@@ -269,8 +269,12 @@ def hook_resources(
     missing = []
     more_pages = []  # (prefetch key, its next page): the rest of a paged prefetch result
     for key, template in PREFETCH.items():
-        # An OperationOutcome in a key is the EHR saying it could not read that data (CDS Hooks
-        # 2.0): it is fetched, as an absent key is, never read as "the patient has none".
+        # A key sent as null is the EHR saying it holds no such data: "If the CDS Client has no
+        # data to populate a template prefetch key, the prefetch template key MUST have a value
+        # of null" (CDS Hooks 2.0). An absent key, or an OperationOutcome (it could not read
+        # that data), is fetched, never read as "the patient has none".
+        if key in prefetch and prefetch[key] is None and key != "patient":
+            continue
         if prefetch.get(key) is not None and not _is_outcome(prefetch[key]):
             try:
                 resources += _resources_of(prefetch[key], f"prefetch.{key}")
@@ -647,14 +651,19 @@ def _feedback_rows(client: CdsClient, service: str, body: dict[str, Any]) -> lis
         reason_code, comment = "", ""
         override = item.get("overrideReason")
         if outcome == CdsFeedback.Outcome.OVERRIDDEN and isinstance(override, dict):
-            reason = override.get("reason") if isinstance(override.get("reason"), dict) else {}
-            assert isinstance(reason, dict)
+            # "reason | CONDITIONAL | Required if user selected an override reason from the list
+            # of reasons provided in the Card (instead of only leaving a userComment)": a
+            # comment alone is an override with no coded reason.
+            reason = override.get("reason")
+            if reason is not None and not isinstance(reason, dict):
+                raise HookError(400, f"{path}.overrideReason.reason: must be a Coding")
+            reason = reason or {}
             reason_code = str(reason.get("code") or "")
-            if reason.get("system") not in (None, OVERRIDE_REASON_SYSTEM):
+            if reason and reason.get("system") not in (None, OVERRIDE_REASON_SYSTEM):
                 raise HookError(
                     400, f"{path}.overrideReason.reason.system: must be {OVERRIDE_REASON_SYSTEM}"
                 )
-            if reason_code not in OVERRIDE_REASONS:
+            if reason and reason_code not in OVERRIDE_REASONS:
                 raise HookError(
                     400,
                     f"{path}.overrideReason.reason.code: must be one of "
@@ -792,6 +801,7 @@ def service(request: HttpRequest, service_id: str) -> HttpResponse:
         raise HookError(400, "context.patientId: required")
     today = timezone.localdate()
     orders = draft_orders(context) if service_id == ORDER_SIGN else []
+    _all_about([order.resource for order in orders], context["patientId"])
     if service_id == ORDER_SIGN and not orders:
         return _json({"cards": []})  # no bone-targeted agent among the draft orders
     resources = hook_resources(client, body, context["patientId"])

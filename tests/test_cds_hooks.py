@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from datetime import date
@@ -12,7 +13,7 @@ import pytest
 from django.test import Client
 
 from pathways import engine
-from pathways.cds_hooks import ORDER_SIGN, PATIENT_VIEW
+from pathways.cds_hooks import ORDER_SIGN, PATIENT_VIEW, _summary
 from pathways.cds_models import CdsCard, CdsClient, CdsFeedback
 from pathways.engine.vocabulary import OVERRIDE_REASON_SYSTEM, OVERRIDE_REASONS
 from pathways.interop.fhir_case import case_from_fhir
@@ -150,7 +151,7 @@ def test_patient_view_gives_a_card_per_urgent_or_high_recommendation_and_a_summa
     assert [_topic(card) for card in cards[: len(pressing)]] == [r.code for r in pressing]
     for card, recommendation in zip(cards, pressing, strict=False):
         assert card["summary"] == recommendation.title[:140] or card["summary"].endswith("…")
-        assert len(card["summary"]) <= 140
+        assert len(card["summary"]) < 140
         expected = {"urgent": "critical", "high": "warning"}[recommendation.priority]
         assert card["indicator"] == expected
         assert recommendation.rationale in card["detail"]
@@ -600,6 +601,18 @@ def test_calls_without_a_valid_jwt_get_401_and_no_patient_data(
         "replayed jti": replayed,
         "unknown iss": ehr_keys.token(audience, iss="https://unknown-ehr.example.org"),
         "no jti": ehr_keys.token(audience, jti=None),
+        "no iat": ehr_keys.token(audience, iat=None),  # CDS Hooks 2.0: iat REQUIRED
+        "no kid": jwt.encode(  # the right key, but the header names none (kid REQUIRED)
+            {
+                "iss": EHR_ISSUER,
+                "aud": audience,
+                "iat": int(time.time()),
+                "jti": "no-kid",
+                "exp": int(time.time()) + 60,
+            },
+            ehr_keys.private_key,
+            algorithm="ES384",
+        ),
         "valid for days": ehr_keys.token(audience, exp=int(time.time()) + 3 * 86400),
         "HS256 (alg confusion)": jwt.encode(
             {"iss": EHR_ISSUER, "aud": audience, "exp": int(time.time()) + 60, "jti": "hs"},
@@ -834,3 +847,69 @@ def test_an_ehr_mrn_with_a_nul_character_links_to_no_patient(
     assert response.status_code == 200
     assert response.json()["cards"]
     assert not CdsCard.objects.filter(patient__isnull=False).exists()
+
+
+def test_a_summary_is_under_140_characters() -> None:
+    """CDS Hooks 2.0, Card: summary "<140-character"; a longer title ends in an ellipsis."""
+    assert _summary("x" * 139) == "x" * 139
+    assert _summary("x" * 140) == "x" * 138 + "…"
+    assert len(_summary("word " * 60)) < 140
+
+
+@pytest.mark.django_db
+def test_a_prefetch_key_sent_as_null_is_no_data_not_a_key_to_fetch(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    """CDS Hooks 2.0, Prefetch Template: "If the CDS Client has no data to populate a template
+    prefetch key, the prefetch template key MUST have a value of null". An EHR whose patient
+    has no MedicationRequests gets the cards of an empty result; it got a 412 (no fhirServer
+    to fetch the key from), as for a key left out."""
+    prefetch = myeloma_with_rising_creatinine()
+    expected = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(copy.deepcopy(prefetch)))
+    assert expected.status_code == 200
+    prefetch["medicationRequests"] = None
+    response = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(prefetch))
+    assert response.status_code == 200, response.content
+    assert [card["summary"] for card in response.json()["cards"]] == [
+        card["summary"] for card in expected.json()["cards"]
+    ]
+    prefetch["patient"] = None  # there is always a patient in context: that one is fetched
+    assert _call(client, ehr_keys, PATIENT_VIEW, _patient_view(prefetch)).status_code == 412
+
+
+@pytest.mark.django_db
+def test_a_draft_order_for_another_patient_is_refused(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    """draftOrders are the orders of context.patientId being signed: one about another patient
+    is refused (400), as a prefetched resource about another patient is. It was assessed
+    against this patient's record, with a dose suggestion."""
+    order = draft_order("M05BA08", 4.0)
+    order["subject"] = {"reference": "Patient/someone-else"}
+    body = _order_sign(myeloma_with_rising_creatinine(creatinine_now=1.6), order)
+    response = _call(client, ehr_keys, ORDER_SIGN, body)
+    assert response.status_code == 400
+    assert "Patient/someone-else" in response.json()["error"]
+    assert not CdsCard.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_override_with_only_a_user_comment_is_stored(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    """CDS Hooks 2.0, OverrideReason: "reason | CONDITIONAL | Required if user selected an
+    override reason from the list ... (instead of only leaving a userComment)". A comment
+    alone is an override with no coded reason; it was refused with the whole batch."""
+    cards = _call(
+        client, ehr_keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine())
+    ).json()["cards"]
+    url = f"/cds-services/{PATIENT_VIEW}/feedback"
+    body = _feedback(cards[0]["uuid"], "overridden", overrideReason={"userComment": "nephrology"})
+    response = _call(client, ehr_keys, PATIENT_VIEW, body, path=url)
+    assert response.status_code == 200, response.content
+    stored = CdsFeedback.objects.get()
+    assert (stored.override_reason, stored.override_comment) == ("", "nephrology")
+    not_a_coding = _feedback(cards[1]["uuid"], "overridden", overrideReason={"reason": "x"})
+    refused = _call(client, ehr_keys, PATIENT_VIEW, not_a_coding, path=url)
+    assert refused.status_code == 400
+    assert "overrideReason.reason" in refused.json()["error"]
