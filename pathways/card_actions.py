@@ -260,8 +260,12 @@ def card_action_record(
 
 
 @transaction.atomic
-def card_action_undo(*, patient: Patient, user: Any, code: str) -> CardAction | None:
-    """Undo the latest action in force on a card (kept, marked undone)."""
+def card_action_undo(*, patient: Patient, user: Any, code: str, action_id: int) -> CardAction:
+    """Undo the action in force on a card (kept, marked undone).
+
+    ``action_id``: the action the page showed with its Undo. Undo takes back that one only:
+    sent twice (a double click, a resent form) it would otherwise take back the action before
+    it too, and from a page loaded before a colleague acted it would take back theirs."""
     from pathways.services import follow_ups_sync
 
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
@@ -273,8 +277,15 @@ def card_action_undo(*, patient: Patient, user: Any, code: str) -> CardAction | 
         .order_by("-at", "-pk")
         .first()
     )
-    if action is None:
-        return None
+    if action is None or action.pk != action_id:
+        shown = CardAction.objects.filter(pk=action_id, patient=patient, code=code).first()
+        if shown is not None and shown.undone_at is not None:
+            raise CardActionInvalid("undo", "That action was already undone.")
+        raise CardActionInvalid(
+            "undo",
+            "The card's action changed since this page was loaded: it is shown as it is now; "
+            "undo again if you still want to.",
+        )
     action.undone_at = timezone.now()
     action.undone_by = user
     action.save()

@@ -574,7 +574,11 @@ def card_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         data = form.cleaned_data
         try:
             if data["action"] == "undo":
-                card_action_undo(patient=patient, user=request.user, code=data["code"])
+                if data["undo"] is None:
+                    raise CardActionInvalid("undo", "Say which action to undo.")
+                card_action_undo(
+                    patient=patient, user=request.user, code=data["code"], action_id=data["undo"]
+                )
             else:
                 rule_set = current_rule_set()
                 card_action_record(
@@ -957,6 +961,7 @@ class CardActionForm(forms.Form):
     reason_text = forms.CharField(max_length=1000, required=False)
     snooze_until = forms.DateField(label="snooze until", required=False)
     case = forms.CharField(max_length=64, required=False)  # the digest of the case shown
+    undo = forms.IntegerField(min_value=1, required=False)  # the action shown with its Undo
 
 
 __all__ = [

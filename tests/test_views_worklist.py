@@ -73,6 +73,18 @@ def act(client: Client, patient: Any, **data: str) -> Any:
     return client.post(f"/patients/{patient.pk}/cards/", data, headers=HTMX)
 
 
+def undo(client: Client, patient: Any, code: str) -> Any:
+    """Undo on the card as the patient page shows it: the form names the action it undoes."""
+    page = client.get(f"/patients/{patient.pk}/").content.decode()
+    shown = re.search(
+        rf'name="code" value="{re.escape(code)}"><input type="hidden" name="action" '
+        r'value="undo"><input type="hidden" name="undo" value="(\d+)"',
+        page,
+    )
+    assert shown is not None, f"no Undo on the card {code}"
+    return act(client, patient, code=code, action="undo", undo=shown[1])
+
+
 # ---------------------------------------------------------------------------------------------
 # Worklist
 
@@ -153,7 +165,7 @@ def test_acknowledging_every_urgent_card_takes_her_off_the_worklist_and_undo_bri
             )
     assert AssessmentSnapshot.objects.get(patient=urgent_patient).action_rank > 1
     assert rows(alice_client.get("/").content.decode()) == []
-    act(alice_client, urgent_patient, code="extreme-alp", action="undo")
+    undo(alice_client, urgent_patient, "extreme-alp")
     assert rows(alice_client.get("/?priority=urgent").content.decode()) == ["URG-1"]
 
 
@@ -211,7 +223,7 @@ def test_the_worklist_names_the_card_left_to_do_not_one_overridden(
     table = csv_rows(alice_client.get("/worklist.csv"))
     title = engine.assess(patient_to_case(urgent_patient), current_rule_set()).recommendations[1]
     assert (table[0]["top_recommendation"], table[0]["top_acted_on"]) == (title.title, "")
-    act(alice_client, urgent_patient, code=first, action="undo")
+    undo(alice_client, urgent_patient, first)
     assert top_shown(alice_client.get("/").content.decode()) == first
 
 
@@ -407,7 +419,7 @@ def test_undo_keeps_the_action_as_history(
     alice_client: Client, alice: Any, urgent_patient: Any
 ) -> None:
     act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
-    html = act(alice_client, urgent_patient, code="extreme-alp", action="undo").content.decode()
+    html = undo(alice_client, urgent_patient, "extreme-alp").content.decode()
     action = CardAction.objects.get()
     assert action.undone_at is not None and action.undone_by == alice
     assert action.history.count() == 2
@@ -523,14 +535,14 @@ def test_an_action_sent_twice_is_one_action_and_one_undo_takes_it_back(
     for _ in range(2):
         act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
     assert CardAction.objects.count() == 1
-    html = act(alice_client, urgent_patient, code="extreme-alp", action="undo").content.decode()
+    html = undo(alice_client, urgent_patient, "extreme-alp").content.decode()
     assert 'data-action="acknowledge"' not in html
     # Different actions still stack: Undo steps back one.
     act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
     act(
         alice_client, urgent_patient, code="extreme-alp", action="override", reason="not-applicable"
     )
-    html = act(alice_client, urgent_patient, code="extreme-alp", action="undo").content.decode()
+    html = undo(alice_client, urgent_patient, "extreme-alp").content.decode()
     assert 'data-action="acknowledge"' in html
 
 
@@ -550,11 +562,59 @@ def test_undo_takes_back_the_clinicians_action_not_the_ehrs_feedback(
         rule_set_version=current_rule_set().version,
         at=timezone.now() + timedelta(seconds=1),
     )
-    html = act(alice_client, urgent_patient, code="extreme-alp", action="undo").content.decode()
+    html = undo(alice_client, urgent_patient, "extreme-alp").content.decode()
     assert 'data-action="acknowledge"' not in html
     acknowledged.refresh_from_db()
     feedback.refresh_from_db()
     assert acknowledged.undone_at is not None and feedback.undone_at is None
+
+
+def _undo_form(client: Client, patient: Any, code: str) -> dict[str, str]:
+    page = client.get(f"/patients/{patient.pk}/").content.decode()
+    shown = re.search(rf'name="code" value="{code}">.*?name="undo" value="(\d+)"', page)
+    assert shown is not None
+    return {"code": code, "action": "undo", "undo": shown[1]}
+
+
+def test_undo_sent_twice_takes_back_one_action(alice_client: Client, urgent_patient: Any) -> None:
+    """A double click on Undo (the same form twice) took back the action before the one shown
+    too: the acknowledgement under the override was undone with it."""
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    act(
+        alice_client, urgent_patient, code="extreme-alp", action="override", reason="not-applicable"
+    )
+    form = _undo_form(alice_client, urgent_patient, "extreme-alp")
+    act(alice_client, urgent_patient, **form)
+    html = act(alice_client, urgent_patient, **form).content.decode()
+    assert "That action was already undone." in html
+    assert 'data-action="acknowledge"' in html
+    in_force = CardAction.objects.filter(undone_at=None)
+    assert list(in_force.values_list("kind", flat=True)) == ["acknowledge"]
+
+
+def test_undo_from_a_page_loaded_before_a_colleague_acted_changes_nothing(
+    alice_client: Client, urgent_patient: Any, north_clinic: Any
+) -> None:
+    """Alice's page shows her acknowledgement with its Undo; a colleague then overrides the
+    card. Her Undo took back the colleague's override, which she never saw, in her name, and
+    left her acknowledgement in force. It is now refused, and says why."""
+    from django.contrib.auth.models import User
+
+    from pathways.models import Membership
+
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    form = _undo_form(alice_client, urgent_patient, "extreme-alp")
+    carol = User.objects.create_user("carol")
+    Membership.objects.create(user=carol, clinic=north_clinic, role=Membership.Role.CLINICIAN)
+    colleague = Client()
+    colleague.force_login(carol)
+    act(colleague, urgent_patient, code="extreme-alp", action="override", reason="contraindicated")
+    html = act(alice_client, urgent_patient, **form).content.decode()
+    assert "changed since this page was loaded" in html
+    assert not CardAction.objects.exclude(undone_at=None).exists()
+    no_id = act(alice_client, urgent_patient, code="extreme-alp", action="undo").content.decode()
+    assert "Say which action to undo." in no_id
+    assert not CardAction.objects.exclude(undone_at=None).exists()
 
 
 def test_a_card_that_calmed_down_stays_acknowledged_one_that_escalated_is_back(
@@ -702,7 +762,7 @@ def test_rule_analytics_counts_actions_per_rule_and_flags_overridden_rules(
         action="override",
         reason="contraindicated",
     )
-    act(alice_client, patients[2], code="fracture-surgery-radiation", action="undo")
+    undo(alice_client, patients[2], "fracture-surgery-radiation")
     CardAction.objects.create(  # CDS Hooks feedback lands in the same store
         patient=patients[2],
         clinic=north_clinic,
