@@ -360,19 +360,16 @@ def _earlier(result: Hl7Result, lab: engine.Lab) -> LabResult | None:
 
 
 def _same_result(patient: Patient, lab: engine.Lab) -> LabResult | None:
-    """The stored result a final result resent is: the same value in the same unit, or in
-    another unit the same within 0.5 % after conversion (spec §1), as the FHIR import reads a
-    result alpcare's own export wrote in another unit."""
+    """The stored result a final result resent is: its value within 0.5 % of the stored one
+    after conversion, in any unit (spec §1: then they are one result, "as a lab feed
+    resending a result must not fail a case"), as the FHIR import reads one."""
     stored = LabResult.objects.filter(
         patient=patient, test=lab.test, collected_on=lab.collected_on,
         collected_time=lab.collected_time,
     ).first()  # fmt: skip
     if stored is None:
         return None
-    if (stored.value, stored.unit) == (lab.value, lab.unit) or (
-        stored.unit != lab.unit
-        and engine.values_agree(lab.test, (stored.value, stored.unit), (lab.value, lab.unit))
-    ):
+    if engine.values_agree(lab.test, (stored.value, stored.unit), (lab.value, lab.unit)):
         return stored
     return None
 

@@ -33,6 +33,7 @@ from pathways.interop.fhir_import import (
     BundleContent,
     BundleInvalid,
     Issue,
+    LabEntry,
     TherapyEntry,
     extension_fields,
     read_bundle,
@@ -83,6 +84,8 @@ def _issue_for(
     """A case-document error, named by the FHIRPath of the Bundle entry it came from."""
     location = tuple(error.location)
     if location[:1] == ("labs",) and len(location) >= 2 and ("labs", location[1]) in sources:
+        if (element := sources.get(location[:3])) is not None:
+            return Issue(element, error.message, code="value")
         base = sources[("labs", location[1])]
         detail = _LAB_DOCUMENT_PATHS.get(str(location[2])) if len(location) > 2 else None
         return Issue(f"{base}.{detail}" if detail else base, error.message, code="value")
@@ -139,20 +142,21 @@ def _merge(
         index = by_key.get((entry.test, entry.collected_at))
         if index is None:
             by_key[(entry.test, entry.collected_at)] = len(labs)
-            sources[("labs", len(labs))] = entry.path
+            _lab_sources(sources, len(labs), entry)
             labs.append(new)
             counts["results_added"] += 1
             continue
         current = labs[index]
         if (
             not entry.amends
-            and current["unit"] != new["unit"]
+            and (current["value"], current["unit"]) != (new["value"], new["unit"])
             and engine.values_agree(
                 entry.test, (current["value"], current["unit"]), (new["value"], new["unit"])
             )
         ):
-            # The same result in another unit (spec §1: within 0.5 % after conversion), as
-            # alpcare's own export writes one stored in umol/L: the stored one is kept.
+            # The same result (spec §1: values within 0.5 % after conversion are one result,
+            # as a lab feed resending a result must not fail a case), for instance in another
+            # unit, as alpcare's own export writes one stored in umol/L: the stored one is kept.
             counts["results_unchanged"] += 1
             continue
         # The same value is the same result: limits the Bundle gives replace the stored ones,
@@ -169,7 +173,7 @@ def _merge(
                 counts["results_unchanged"] += 1
             else:
                 labs[index] = merged
-                sources[("labs", index)] = entry.path
+                _lab_sources(sources, index, entry)
                 counts["results_changed"] += 1
         else:
             raise BundleInvalid([Issue(
@@ -190,7 +194,9 @@ def _merge(
             sources[("clinical", "therapies", len(therapies))] = course.path
             therapies.append({"agent": course.agent, "start": key[1], "end": end})
             counts["therapies_added"] += 1
-        elif current_course.get("end") != end:
+        elif end is not None and current_course.get("end") != end:
+            # An order has no end (only a statement gives one): it never makes a course that
+            # ended current again.
             current_course["end"] = end
             counts["therapies_changed"] += 1
         else:
@@ -199,6 +205,12 @@ def _merge(
 
 
 _LAB_LIMITS = ("reference_high", "reference_low")
+
+
+def _lab_sources(sources: dict[tuple[Any, ...], str], index: int, entry: LabEntry) -> None:
+    sources[("labs", index)] = entry.path
+    for name, element in entry.elements:
+        sources[("labs", index, name)] = f"{entry.path}.{element}"
 
 
 def _courses(entries: list[TherapyEntry]) -> list[TherapyEntry]:

@@ -528,14 +528,21 @@ def test_a_time_zone_offset_that_is_none_is_refused_with_an_ack(
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("value", "unit", "same"),
-    [("412", "U/L", True), ("6.87", "ukat/L", True), ("413", "U/L", False), ("7", "ukat/L", False)],
+    [
+        ("412", "U/L", True),
+        ("6.87", "ukat/L", True),
+        ("414", "U/L", True),
+        ("415", "U/L", False),
+        ("7", "ukat/L", False),
+    ],
 )
-def test_a_final_result_resent_in_another_unit_is_the_stored_one(
+def test_a_final_result_resent_within_half_a_percent_is_the_stored_one(
     north_feed: Hl7Feed, patient: Patient, value: str, unit: str, same: bool
 ) -> None:
-    """Spec §1: the same result in another unit (6.87 ukat/L = 412.2 U/L, within 0.5 % of the
-    stored 412 U/L) is one result, as the FHIR import reads it: not parked as another value.
-    In the same unit only the same value is the same result (as on FHIR import)."""
+    """Spec §1: values within 0.5 % after conversion are one result, "as a lab feed resending
+    a result must not fail a case": 6.87 ukat/L (412.2 U/L) and 414 U/L (0.48 %) are the
+    stored 412 U/L, as on FHIR import; 415 U/L (0.72 %) and 7 ukat/L (420 U/L) are another
+    value, parked for a correction."""
     assert feed.receive(oru("R1"), via="test").code == "AA"
     resent = oru("R2", value=value, unit=unit, reference="")
     assert feed.receive(resent, via="test").code == "AA"

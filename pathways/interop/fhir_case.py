@@ -92,8 +92,12 @@ AGENT_ATC: Final = {
     "M05BX04": "denosumab",
 }
 COUNTED_OBSERVATION_STATUSES: Final = ("final", "amended", "corrected")
+# interop.md: only active conditions count. In FHIR R4's condition-clinical code system
+# recurrence and relapse are kinds of active ("relapse of cancer").
+ACTIVE_CLINICAL_STATUSES: Final = frozenset({"active", "recurrence", "relapse"})
 COUNTED_REQUEST_STATUSES: Final = ("active", "completed", "on-hold")
 COUNTED_STATEMENT_STATUSES: Final = ("active", "completed", "stopped", "on-hold")
+STOPPED_STATEMENT_STATUSES: Final = ("completed", "stopped")  # no longer taken: it has an end
 
 
 @dataclass(frozen=True)
@@ -608,7 +612,7 @@ def _condition(
     pregnancy: list[Reading],
 ) -> None:
     # interop.md: only active conditions count; refuted or mistaken ones never.
-    if "active" not in {code for _system, code in _codes(condition.clinicalStatus)}:
+    if not ACTIVE_CLINICAL_STATUSES & {code for _system, code in _codes(condition.clinicalStatus)}:
         return
     if {"refuted", "entered-in-error"} & {
         code for _s, code in _codes(condition.verificationStatus)
@@ -665,6 +669,11 @@ def _therapy(
         return
     if end_day is not None and end_day < start_day:
         mapper.problem(end_path, "the end is before the start: the course is left out")
+        return
+    if statement and resource.status in STOPPED_STATEMENT_STATUSES and end_day is None:
+        mapper.problem(
+            end_path, f"{resource.status} with no end date: the course is left out, not current"
+        )
         return
     therapy = {"agent": agent, "start": start_day.isoformat(), "end": None}
     if end_day is not None:

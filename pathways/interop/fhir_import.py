@@ -28,10 +28,11 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
-from pathways.engine import declaration, json_number
+from pathways.engine import declaration, json_number, values_agree
 from pathways.engine.dates import format_datetime
 from pathways.interop import fhir_codes, hl7v2
 from pathways.interop.fhir_case import (
+    ACTIVE_CLINICAL_STATUSES,
     ATC,
     COUNTED_OBSERVATION_STATUSES,
     COUNTED_REQUEST_STATUSES,
@@ -39,6 +40,7 @@ from pathways.interop.fhir_case import (
     ICD10CM,
     LOINC,
     POUND_IN_KG,
+    STOPPED_STATEMENT_STATUSES,
     UCUM,
     advanced_weeks,
     agent_for_atc,
@@ -87,7 +89,6 @@ OBSERVATION_FIELDS: Final[dict[str, tuple[str, dict[str, float], bool]]] = {
 # The lab's reference limits → the case document's lab fields (when declared).
 REFERENCE_LIMITS: Final = (("high", "reference_high"), ("low", "reference_low"))
 
-ACTIVE: Final = "active"
 NOT_COUNTED_VERIFICATION: Final = ("refuted", "entered-in-error")
 
 
@@ -147,6 +148,10 @@ class LabEntry:
     limits: dict[str, float]  # the case document's reference_* fields
     amends: bool  # status amended/corrected: replaces a stored result at the same time
     comment: str = ""  # Observation.note: the laboratory's comment on the result
+    # (case document field, the element of the resource it was read from), where that element
+    # varies (effectiveInstant or effectivePeriod.start, the reference range chosen): errors
+    # about the field name that element.
+    elements: tuple[tuple[str, str], ...] = ()
 
     @property
     def collected_at(self) -> str:
@@ -236,12 +241,11 @@ class _Reader:
         self.error(path + ".reference", f"{text} is not the Bundle's Patient", "invariant")
 
     def effective(self, observation: Observation, path: str) -> tuple[date, time | None] | None:
+        element = effective_element(observation)
         value = observation.effectiveDateTime or observation.effectiveInstant
-        where = path + (
-            ".effectiveInstant" if observation.effectiveInstant else ".effectiveDateTime"
-        )
         if value is None and observation.effectivePeriod is not None:
-            value, where = observation.effectivePeriod.start, path + ".effectivePeriod.start"
+            value = observation.effectivePeriod.start
+        where = f"{path}.{element}"
         if value is None:
             self.error(path + ".effective", "required: when the observation was made", "required")
             return None
@@ -576,24 +580,50 @@ def _observation(
     notes = [
         note.text.strip() for note in observation.note or [] if note.text and note.text.strip()
     ]
+    chosen = lab_range(observation)
+    range_element = f"referenceRange[{chosen[0] if isinstance(chosen, tuple) else 0}]"
     entry = LabEntry(
         path=path, test=test, value=value, unit=unit, collected_on=when[0],
         collected_time=when[1], limits=limits, amends=status in ("amended", "corrected"),
         comment="\n".join(notes),
+        elements=(
+            ("collected_at", effective_element(observation)),
+            ("unit", unit_path.removeprefix(path + ".")),
+            *((name, f"{range_element}.{end}.value") for end, name in REFERENCE_LIMITS),
+        ),
     )  # fmt: skip
     key = (test, when[0], when[1])
     twin = seen.get(key)
-    if twin is not None:
-        if twin.document() != entry.document():
-            reader.error(
-                path + ".valueQuantity.value",
-                f"a second {test} result collected at {entry.collected_at} with another value "
-                f"(the first is {twin.path})",
-                "duplicate",
-            )
-        return
-    seen[key] = entry
-    content.labs.append(entry)
+    if twin is None:
+        seen[key] = entry
+        content.labs.append(entry)
+    elif entry.amends and not twin.amends:
+        # The amendment of a final result sent beside it replaces it, in whichever order.
+        seen[key] = entry
+        content.labs[content.labs.index(twin)] = entry
+    elif twin.amends and not entry.amends:
+        pass  # the original of the amendment already read
+    elif not values_agree(test, (twin.value, twin.unit), (value, unit)):
+        reader.error(
+            path + ".valueQuantity.value",
+            f"a second {test} result collected at {entry.collected_at} with another value "
+            f"(the first is {twin.path})",
+            "duplicate",
+        )
+    # else: values within 0.5 % after conversion are one result, the second ignored (spec §1)
+
+
+def effective_element(observation: Observation) -> str:
+    """The element an Observation gives its time in (effectiveDateTime when it gives none)."""
+    if observation.effectiveDateTime is None and observation.effectiveInstant is not None:
+        return "effectiveInstant"
+    if (
+        observation.effectiveDateTime is None
+        and observation.effectivePeriod is not None
+        and observation.effectivePeriod.start is not None
+    ):
+        return "effectivePeriod.start"
+    return "effectiveDateTime"
 
 
 def _limits(
@@ -656,7 +686,7 @@ def _condition(reader: _Reader, content: BundleContent, condition: Condition, pa
         return
     clinical = {code for _, code in _codings(condition.clinicalStatus)}
     verification = {code for _, code in _codings(condition.verificationStatus)}
-    if ACTIVE not in clinical or verification & set(NOT_COUNTED_VERIFICATION):
+    if not ACTIVE_CLINICAL_STATUSES & clinical or verification & set(NOT_COUNTED_VERIFICATION):
         status = ", ".join(sorted(clinical | verification)) or "no clinicalStatus"
         reader.note(
             path + ".clinicalStatus", f"{status}: not stored (only active conditions count)"
@@ -742,6 +772,15 @@ def _medication(
         return
     if start_day[0] > reader.today:
         reader.note(where, f"{agent} starting {start_day[0]}: planned, not stored")
+        return
+    if statement and resource.status in STOPPED_STATEMENT_STATUSES and end_day is None:
+        # "completed: no longer being taken", "stopped: permanently halted": stored without
+        # its end, the course would read as current (spec §2: a null end is ongoing).
+        reader.note(
+            path + ".effectivePeriod.end",
+            f"{agent} {resource.status} with no end date: not stored (a course without its end "
+            "reads as current)",
+        )
         return
     content.therapies.append(
         TherapyEntry(path, agent, start_day[0], end_day[0] if end_day is not None else None)
