@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from datetime import date, time
+from typing import Any, Final
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -75,6 +76,8 @@ def receive(
         oru = hl7v2.parse_message(raw)
     except hl7v2.Unparseable as error:
         return _reject(raw, via, str(error))
+    except hl7v2.Rejected as error:
+        return _refuse(raw, via, str(error), *_header(raw), code="AR")
     except hl7v2.Refused as error:
         return _refuse(raw, via, str(error), *_header(raw))
     problem = _overlong(oru) or _collected_after_today(oru)
@@ -205,10 +208,13 @@ def _header(raw: str) -> tuple[str, str]:
         return "", ""
 
 
-def _refuse(raw: str, via: str, reason: str, facility: str, control_id: str) -> Outcome:
-    """Keep a message that cannot be stored as results (AE), for the record."""
+def _refuse(
+    raw: str, via: str, reason: str, facility: str, control_id: str, *, code: str = "AE"
+) -> Outcome:
+    """Keep a message that cannot be stored as results (AE, or AR for one of a type, version
+    or processing ID not accepted), for the record."""
     values = {"raw": raw, "received_via": via, "status": Hl7Message.Status.REFUSED,
-              "ack_code": "AE", "ack_text": reason[:500]}  # fmt: skip
+              "ack_code": code, "ack_text": reason[:500]}  # fmt: skip
     message: Hl7Message | None
     # Its key is MSH-4 and MSH-10; one too long to store is a row of its own (cut, the key could
     # be another message's: counted as its resend, or overwriting its record).
@@ -223,7 +229,7 @@ def _refuse(raw: str, via: str, reason: str, facility: str, control_id: str) -> 
             message, _ = Hl7Message.objects.update_or_create(**key, defaults=values)
     else:
         message = Hl7Message.objects.create(sending_facility=facility[:100], **values)
-    return _answer(raw, "AE", reason, message)
+    return _answer(raw, code, reason, message)
 
 
 def _store_raw(oru: hl7v2.OruMessage, via: str, clinic: Clinic) -> tuple[Hl7Message, bool]:
@@ -286,9 +292,8 @@ class _Unmatched(Exception):
     pass
 
 
-def _match(
-    result: Hl7Result, authority: str
-) -> tuple[Patient, str, str, float, float | None, float | None]:
+def _match_patient_and_test(result: Hl7Result, authority: str) -> tuple[Patient, str]:
+    """The result's patient and test (all a withdrawal needs)."""
     if result.patient_id is None:
         if authority and result.assigning_authority != authority:
             raise _Unmatched(
@@ -299,17 +304,29 @@ def _match(
         if patient is None:
             raise _Unmatched(f"PID-3: no patient with MRN {result.mrn} in {result.clinic}")
         result.patient = patient
-    loinc = result.code if result.coding_system.upper() in hl7v2.LOINC_SYSTEMS else ""
     if not result.test:
         table = hl7v2.loinc_table()
         local = Hl7LocalCode.objects.filter(clinic=result.clinic, code=result.code).first()
-        if loinc in table:
-            result.test = table[loinc][0]
+        if _loinc(result) in table:
+            result.test = table[_loinc(result)][0]
         elif local is not None:
             result.test = local.test
         else:
             raise _Unmatched(f"OBX-3: code {result.code} ({result.code_text}) is not mapped")
-    allowed = hl7v2.units_for(result.test, loinc)
+    assert result.patient is not None
+    return result.patient, result.test
+
+
+def _loinc(result: Hl7Result) -> str:
+    return result.code if result.coding_system.upper() in hl7v2.LOINC_SYSTEMS else ""
+
+
+def _match(
+    result: Hl7Result, authority: str
+) -> tuple[Patient, str, str, float, float | None, float | None]:
+    """The result's patient, test, unit, value and the lab's limits."""
+    patient, test = _match_patient_and_test(result, authority)
+    allowed = hl7v2.units_for(test, _loinc(result))
     if result.unit_matched and result.unit_matched not in allowed:  # chosen in the inbox
         chosen, result.unit_matched = result.unit_matched, ""
         raise _Unmatched(f"unit {chosen} (as matched) is not one of {', '.join(allowed)}")
@@ -326,11 +343,10 @@ def _match(
         raise _Unmatched(f"OBX-5/OBX-7: {error}") from error
     # The case's own rules for a result (bounds, limits, a required upper limit), as for a
     # result typed or imported, in the segment's words.
-    if problems := engine.lab_problems(result.test, unit, value, low, high):
+    if problems := engine.lab_problems(test, unit, value, low, high):
         first = problems[0]
         raise _Unmatched(f"{_WHERE[str(first.location[-1])]}: {first.message}")
-    assert result.patient is not None
-    return result.patient, result.test, unit, value, low, high
+    return patient, test, unit, value, low, high
 
 
 # Where a case's lab field comes from in an ORU^R01 result.
@@ -342,7 +358,7 @@ _WHERE = {
 }
 
 
-def _earlier(result: Hl7Result, lab: engine.Lab) -> LabResult | None:
+def _earlier(result: Hl7Result, test: str, on: date, at: time | None) -> LabResult | None:
     """The stored result a correction or withdrawal refers to."""
     if result.filler_order:
         prior = (
@@ -354,9 +370,20 @@ def _earlier(result: Hl7Result, lab: engine.Lab) -> LabResult | None:
         if prior is not None:
             return prior.lab_result
     return LabResult.objects.filter(
-        patient=result.patient, test=lab.test, collected_on=lab.collected_on,
-        collected_time=lab.collected_time,
-    ).first()  # fmt: skip
+        patient=result.patient, test=test, collected_on=on, collected_time=at
+    ).first()
+
+
+def _preliminary(result: Hl7Result) -> Hl7Result | None:
+    """The preliminary result (P) a status change to final (U) without its value refers to:
+    the same patient identifier, order, code and sub-ID, and the same collection time."""
+    return (
+        Hl7Result.objects.filter(
+            clinic=result.clinic, mrn=result.mrn, filler_order=result.filler_order,
+            code=result.code, sub_id=result.sub_id, collected_at=result.collected_at,
+            status="P",
+        ).exclude(pk=result.pk).exclude(value="").order_by("-pk").first()
+    )  # fmt: skip
 
 
 def _same_result(patient: Patient, lab: engine.Lab) -> LabResult | None:
@@ -374,21 +401,50 @@ def _same_result(patient: Patient, lab: engine.Lab) -> LabResult | None:
     return None
 
 
+# OBX-11 (HL7 Table 0085) statuses acted on: final, corrected, and final without the value
+# sent again (U: "results status change to final without retransmitting results already sent
+# as preliminary"); and the withdrawals: X "results cannot be obtained", D "deletes the OBX
+# record", W "post original as wrong, e.g. transmitted for wrong patient". A withdrawal needs
+# no value: only the patient, the test and the result it withdraws.
+WITHDRAWALS: Final = ("X", "D", "W")
+ACTED_ON: Final = ("F", "C", "U", *WITHDRAWALS)
+
+
 @transaction.atomic
 def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Result:
     """Store one result on its patient (or park it in the inbox with the reason); saves it."""
-    if result.status not in ("F", "C", "X", "D"):
+    if result.status not in ACTED_ON:
         result.state = Hl7Result.State.NOT_STORED
-        result.reason = f"OBX-11: status {result.status} is not final; only F, C, X, D are stored"
+        result.reason = (
+            f"OBX-11: status {result.status} is not final; only {', '.join(ACTED_ON)} are acted on"
+        )
         result.save()
         return result
+    if result.status == "U" and not result.value.strip():
+        preliminary = _preliminary(result)
+        if preliminary is None:
+            result.state = Hl7Result.State.NOT_STORED
+            result.reason = (
+                "OBX-11: status U (final as sent before) but no preliminary result of this "
+                "order, code and time was received: resend it as final (F)"
+            )
+            result.save()
+            return result
+        result.value, result.unit = preliminary.value, preliminary.unit
+        result.reference_range = preliminary.reference_range
+    withdrawal = result.status in WITHDRAWALS
     try:
-        patient, test, unit, value, low, high = _match(result, authority)
+        if withdrawal:
+            patient, test = _match_patient_and_test(result, authority)
+        else:
+            patient, test, unit, value, low, high = _match(result, authority)
     except _Unmatched as unmatched:
         result.state, result.reason = Hl7Result.State.UNMATCHED, str(unmatched)[:300]
         result.save()
         return result
     on, at = hl7v2.local_collection(result.collected_at, result.collected_has_time)
+    if withdrawal:
+        return _withdraw(result, patient, test, on, at)
     if on < patient.birth_date:  # as a typed or imported result is refused (spec §1)
         result.state = Hl7Result.State.UNMATCHED
         result.reason = (
@@ -403,22 +459,10 @@ def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Res
     )
     source = LabResult.Source.IMPORTED
     result.save()  # a primary key, so that _earlier can exclude this row
-    earlier = _earlier(result, lab) if result.status != "F" else None
-    replaced = list(
-        Hl7Result.objects.filter(lab_result=earlier, state=Hl7Result.State.APPLIED).exclude(
-            pk=result.pk
-        )
-        if earlier is not None
-        else ()
-    )
+    earlier = _earlier(result, test, on, at) if result.status == "C" else None
+    replaced = _applied_rows(result, earlier)
     result.reason = ""
-    if result.status in ("X", "D"):
-        result.state = Hl7Result.State.WITHDRAWN
-        if earlier is None:
-            result.reason = "nothing stored to withdraw"
-        else:
-            patient_remove_result(patient=patient, result=earlier, expected_version=version)
-    elif earlier is not None:
+    if earlier is not None:
         try:
             result.lab_result = patient_change_result(
                 patient=patient, result=earlier, user=user, lab=lab, expected_version=version,
@@ -445,14 +489,44 @@ def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Res
                 result.lab_result, result.state = same, Hl7Result.State.APPLIED
                 result.reason = "the same value was already recorded"
     for previous in replaced:  # the earlier message's row says what became of it
-        previous.state = (
-            Hl7Result.State.CORRECTED if result.status == "C" else Hl7Result.State.WITHDRAWN
-        )
-        if result.status != "C":
-            previous.lab_result = None  # deleted above
+        previous.state = Hl7Result.State.CORRECTED
         previous.save()
     if result.state != Hl7Result.State.UNMATCHED:
         result.applied_at = timezone.now()
+    result.save()
+    return result
+
+
+def _applied_rows(result: Hl7Result, earlier: LabResult | None) -> list[Hl7Result]:
+    """The earlier messages' rows that stored the result a correction or withdrawal replaces."""
+    if earlier is None:
+        return []
+    return list(
+        Hl7Result.objects.filter(lab_result=earlier, state=Hl7Result.State.APPLIED).exclude(
+            pk=result.pk
+        )
+    )
+
+
+def _withdraw(
+    result: Hl7Result, patient: Patient, test: str, on: date, at: time | None
+) -> Hl7Result:
+    """X, D or W: the stored result it refers to is removed (its value, unit and limits are
+    not needed, and usually not sent)."""
+    version = (
+        Patient.objects.select_for_update().values_list("version", flat=True).get(pk=patient.pk)
+    )
+    result.save()  # a primary key, so that _earlier can exclude this row
+    earlier = _earlier(result, test, on, at)
+    replaced = _applied_rows(result, earlier)
+    result.state = Hl7Result.State.WITHDRAWN
+    result.reason = "" if earlier is not None else "nothing stored to withdraw"
+    if earlier is not None:
+        patient_remove_result(patient=patient, result=earlier, expected_version=version)
+    for previous in replaced:
+        previous.state, previous.lab_result = Hl7Result.State.WITHDRAWN, None  # deleted above
+        previous.save()
+    result.applied_at = timezone.now()
     result.save()
     return result
 

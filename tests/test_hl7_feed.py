@@ -367,7 +367,7 @@ def test_a_message_refused_while_read_with_a_long_control_id_keeps_its_own_recor
     it was another message's key and overwrote that message's record."""
     first = feed.receive(oru("D" * 100).replace("ORU^R01^ORU_R01", "ADT^A01"), via="test")
     second = feed.receive(oru("D" * 100 + "2").replace("ORU^R01^ORU_R01", "ADT^A08"), via="test")
-    assert (first.code, second.code) == ("AE", "AE")
+    assert (first.code, second.code) == ("AR", "AR")  # not ORU^R01: rejected (HL7 §2.9)
     assert Hl7Message.objects.count() == 2
     assert {m.raw.count("ADT^A01") for m in Hl7Message.objects.all()} == {0, 1}
 
@@ -845,3 +845,163 @@ def test_removing_a_result_from_the_feed_is_in_the_history_of_its_feed_row(
     assert client.post(url, {"version": patient.version}).status_code == 302
     latest = row.history.latest()
     assert (latest.lab_result_id, latest.history_user) == (None, alice)
+
+
+def _alp_on_1_nov(patient: Patient) -> Any:
+    return LabResult.objects.filter(patient=patient, test="alp", collected_on=date(2026, 11, 1))
+
+
+def _msa(ack: str) -> list[str]:
+    return next(s for s in ack.split("\r") if s.startswith("MSA")).split("|")
+
+
+# --- result status (HL7 v2.5.1 Table 0085) --------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_status_w_removes_a_result_posted_for_the_wrong_patient(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """HL7 v2.5.1 Table 0085 (OBX-11): "W = Post original as wrong, e.g., transmitted for wrong
+    patient" (mapped to FHIR Observation.status entered-in-error by HL7's v2-to-FHIR
+    ConceptMap, as D is). The final result this message posted earlier is wrong and must no
+    longer drive advice for this patient: it is removed (as for D/X), not kept while the W
+    row is filed as "not stored (status not final)"."""
+    assert feed.receive(oru("W1"), via="test").code == "AA"
+    assert _alp_on_1_nov(patient).count() == 1
+    outcome = feed.receive(oru("W2", status="W"), via="test")
+    assert outcome.code == "AA"
+    assert not _alp_on_1_nov(patient).exists(), outcome.text
+
+
+@pytest.mark.django_db
+def test_status_u_makes_the_preliminary_result_final(north_feed: Hl7Feed, patient: Patient) -> None:
+    """HL7 v2.5.1 Table 0085: "U = Results status change to final without retransmitting
+    results already sent as 'preliminary'". A U for the same order and test (here even
+    carrying the value again) makes the result final; alpcare stores final results, so it must
+    be stored. It was filed as not stored, as P is: the final result was never stored, and
+    the ACK said AA."""
+    assert feed.receive(oru("U1", status="P"), via="test").code == "AA"
+    outcome = feed.receive(oru("U2", status="U"), via="test")
+    assert outcome.code == "AA"
+    assert _alp_on_1_nov(patient).count() == 1, outcome.text
+
+
+# --- MSH-11 processing ID ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("processing_id", ["T", "D"])
+def test_a_training_or_debugging_message_is_not_stored_as_a_patient_result(
+    north_feed: Hl7Feed, patient: Patient, processing_id: str
+) -> None:
+    """HL7 v2.5.1 MSH-11 (Table 0103: D = Debugging, P = Production, T = Training) "is used to
+    decide whether to process the message as defined in HL7 Application (level 7) Processing
+    rules"; §2.9 (acknowledgment rules) lists MSH-11 with MSH-9 and MSH-12 as what the receiver
+    validates before accepting a message. A training or test message from the lab's test
+    system must not become a real patient's result and drive clinical advice; today MSH-11 is
+    never read and the value is stored (AA, "1 stored")."""
+    text = oru(f"T-{processing_id}").replace("|P|2.5.1", f"|{processing_id}|2.5.1", 1)
+    assert f"|{processing_id}|2.5.1" in text
+    outcome = feed.receive(text, via="test")
+    assert not _alp_on_1_nov(patient).exists(), (outcome.code, outcome.text)
+
+
+# --- ACK codes -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("old", "new"), [("ORU^R01^ORU_R01", "ADT^A08^ADT_A01"), ("|P|2.5.1", "|P|2.2")]
+)
+def test_unsupported_message_type_or_version_is_answered_ar(
+    north_feed: Hl7Feed, patient: Patient, old: str, new: str
+) -> None:
+    """HL7 v2.5.1 §2.9.2 (original acknowledgment mode): the receiver validates MSH-9
+    (message type), MSH-12 (version ID) and MSH-11 (processing ID); "if the message fails
+    these edits ... an ACK message with a value of AR in MSA-1". AE is for an application
+    error in a message it accepts. The feed answers AE (and a sender retrying on AE resends
+    the same unsupported message)."""
+    outcome = feed.receive(oru("AR1").replace(old, new, 1), via="test")
+    assert _msa(outcome.ack)[1] == "AR", outcome.ack
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("line_end", ["\n\r", "\r\r", "\r\n\r\n"])
+def test_ack_of_a_message_with_a_blank_segment_echoes_its_control_id(
+    north_feed: Hl7Feed, patient: Patient, line_end: str
+) -> None:
+    """HL7 v2.5.1 MSA-2 "contains the message control ID of the message sent by the sending
+    system. It allows the sending system to associate this response with the message for which
+    it is intended." A message with an empty line between segments (LF CR line endings, or a
+    blank line, read by normalise() as two CRs) has a readable MSH with MSH-10 = BL1, yet its
+    ACK carries an empty MSA-2 (build_ack's fallback "not even an MSH"), so the sender cannot
+    tell which message was rejected. (Whether such a message should be accepted at all is an
+    open question; the ACK must name it either way.)"""
+    text = oru("BL1").replace("\r", line_end)
+    outcome = feed.receive(text, via="test")
+    assert _msa(outcome.ack)[2] == "BL1", (outcome.code, outcome.text, outcome.ack)
+
+
+# --- timestamps -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_two_results_seconds_apart_are_two_results_not_a_conflict(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """pathways.md §1: two labs of the same test are one result only "at the same collected_at
+    (the same instant: T08:15 and T08:15:00 are the same ...)"; datetimes are
+    YYYY-MM-DDTHH:MM[:SS], and a case typed by hand keeps seconds (T23:59:59). OBX-14 is an
+    HL7 DTM with seconds (YYYYMMDDHHMMSS). Two ALP results collected at 08:15:10 and 08:15:50
+    are different instants and both must be stored; the feed cuts both to 08:15
+    (hl7v2.local_collection) and parks the second as a conflicting duplicate."""
+    first = oru("S1", filler="F-1", collected="20261101081510")
+    second = oru("S2", filler="F-2", value="300", collected="20261101081550")
+    assert feed.receive(first, via="test").code == "AA"
+    outcome = feed.receive(second, via="test")
+    assert _alp_on_1_nov(patient).count() == 2, outcome.text
+
+
+@pytest.mark.django_db
+def test_a_stored_result_keeps_the_seconds_a_typed_one_keeps(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """Same result typed by hand vs received: pathways.md §1 accepts T08:15:30 and keeps it
+    (the stored-vs-document tests type T23:59:59). OBX-14 20261101081530 is 08:15:30; the feed
+    stores 08:15, so the same sample typed by hand at 08:15:30 is a different instant and is
+    stored beside it as a second ALP result (a duplicate in the series)."""
+    assert feed.receive(oru("S3", collected="20261101081530"), via="test").code == "AA"
+    # 08:15:30 at MSH-7's +01:00 is 07:15:30 at the (UTC) test site
+    assert _alp_on_1_nov(patient).get().collected_time == time(7, 15, 30)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", ["X", "D"])
+def test_a_withdrawal_without_a_value_removes_the_stored_result(
+    north_feed: Hl7Feed, patient: Patient, status: str
+) -> None:
+    """HL7 v2.5.1 Table 0085: "X = Results cannot be obtained for this observation", "D =
+    Deletes the OBX record". Such an OBX carries no result, so OBX-5 (and OBX-6, OBX-7) are
+    empty. feed.apply_result treats X and D as withdrawing the stored result (test_hl7_feed:
+    test_a_withdrawal_removes_the_result), but it checks the value, unit and range first
+    (_match): with no value the withdrawal is parked in the inbox ("value '' is not a
+    number") and the withdrawn final result stays and keeps driving advice."""
+    assert feed.receive(oru("X1"), via="test").code == "AA"
+    outcome = feed.receive(oru("X2", status=status, value="", unit="", reference=""), via="test")
+    assert not _alp_on_1_nov(patient).exists(), outcome.text
+
+
+@pytest.mark.django_db
+def test_a_status_change_to_final_without_the_value_takes_the_preliminary_one(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """U without OBX-5: the value is the preliminary result's of the same order, code and time;
+    with no preliminary received, nothing is stored and the row says why."""
+    assert feed.receive(oru("UP1", status="P", value="377"), via="test").code == "AA"
+    assert feed.receive(oru("UP2", status="U", value="", unit=""), via="test").code == "AA"
+    assert [(lab.value, lab.unit) for lab in _alp_on_1_nov(patient)] == [(377, "U/L")]
+    lone = feed.receive(oru("UP3", status="U", value="", unit="", filler="F-99"), via="test")
+    row = Hl7Result.objects.get(message__control_id="UP3")
+    assert lone.code == "AA" and row.state == Hl7Result.State.NOT_STORED
+    assert "no preliminary result" in row.reason

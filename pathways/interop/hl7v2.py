@@ -29,6 +29,12 @@ class Refused(Exception):
     """The message is understood but cannot be stored (answered with AE and this reason)."""
 
 
+class Rejected(Refused):
+    """A message of a type, version or processing ID alpcare does not accept: answered with
+    AR (HL7 v2.5.1 §2.9: MSH-9, MSH-11 and MSH-12 are checked before a message is accepted;
+    one that fails is rejected, not an application error worth resending)."""
+
+
 @dataclass(frozen=True)
 class Observation:
     set_id: str
@@ -63,7 +69,8 @@ class OruMessage:
 def normalise(raw: str) -> str:
     """Segments separated by CR whatever line endings a file or HTTP client used."""
     text = raw.replace("\r\n", "\r").replace("\n", "\r").strip("\r\x0b\x1c ")
-    return text + "\r"
+    # A blank line between segments is no segment (the hl7 package fails on an empty one).
+    return "\r".join(segment for segment in text.split("\r") if segment.strip()) + "\r"
 
 
 @dataclass
@@ -166,11 +173,12 @@ def parse_dtm(value: str, default_offset: str, where: str) -> tuple[datetime, bo
 
 
 def local_collection(collected_at: datetime, has_time: bool) -> tuple[date, time | None]:
-    """Collection date and minute in the site's time zone (ALPCARE_TIME_ZONE)."""
+    """Collection date and time, to the second as a typed result keeps it, in the site's time
+    zone (ALPCARE_TIME_ZONE)."""
     local = timezone.localtime(collected_at)
     if not has_time:  # stored as midnight where alpcare is (parse_dtm)
         return local.date(), None
-    return local.date(), local.time().replace(second=0, microsecond=0)
+    return local.date(), local.time().replace(microsecond=0)
 
 
 def _offset(value: str) -> str:
@@ -207,9 +215,15 @@ def parse_message(raw: str) -> OruMessage:
     if not facility:
         raise Refused("MSH-4 (sending facility) is empty")
     if message_type != "ORU^R01":
-        raise Refused(f"MSH-9: message type {message_type} is not accepted (only ORU^R01)")
+        raise Rejected(f"MSH-9: message type {message_type} is not accepted (only ORU^R01)")
     if version not in SUPPORTED_VERSIONS:
-        raise Refused(f"MSH-12: version {version or '(blank)'} is not supported (2.3 to 2.5.1)")
+        raise Rejected(f"MSH-12: version {version or '(blank)'} is not supported (2.3 to 2.5.1)")
+    processing = _field(msh, 11)
+    if processing != "P":  # HL7 Table 0103: P production, D debugging, T training
+        raise Rejected(
+            f"MSH-11: processing ID {processing or '(blank)'} is not P (production): training "
+            "and debugging messages are not stored as patients' results"
+        )
     return _read_oru(message, oru, _offset(_field(msh, 7)))
 
 
