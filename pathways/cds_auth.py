@@ -10,7 +10,9 @@ has not been seen before. Anything else is a 401 without patient data.
 from __future__ import annotations
 
 import json
+import math
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -29,6 +31,7 @@ MAX_LIFETIME: Final = timedelta(hours=1)
 PURGE_EVERY: Final = 100  # every 100th accepted JWT drops the expired jtis
 _JWKS_CACHE_SECONDS: Final = 300
 _JWKS_TIMEOUT_SECONDS: Final = 5
+_JWKS_REFRESH_SECONDS: Final = 60
 
 
 class CdsAuthError(Exception):
@@ -63,33 +66,54 @@ def _inline_keys(jwks: dict[str, Any]) -> list[jwt.PyJWK]:
     return keys
 
 
-def _signing_keys(client: CdsClient) -> list[jwt.PyJWK]:
+_refreshed_at: dict[str, float] = {}  # JWKS URL -> when an unknown kid last had it re-read
+
+
+def _may_refresh(url: str) -> bool:
+    """A JWKS URL is re-read for an unknown kid (the EHR rotated its key) at most once a
+    minute: a stream of made-up kids must not turn into a stream of fetches."""
+    now = time.monotonic()
+    with _jwks_lock:
+        if now - _refreshed_at.get(url, -math.inf) < _JWKS_REFRESH_SECONDS:
+            return False
+        _refreshed_at[url] = now
+        return True
+
+
+def _signing_keys(client: CdsClient, *, refresh: bool = False) -> list[jwt.PyJWK]:
     try:
         if client.jwks:
             return _inline_keys(client.jwks)
         if client.jwks_url:
-            return list(_jwks_client(client.jwks_url).get_jwk_set().keys)
+            return list(_jwks_client(client.jwks_url).get_jwk_set(refresh=refresh).keys)
     except (jwt.PyJWKClientError, jwt.PyJWKSetError, jwt.PyJWKError) as error:
         raise CdsAuthError(f"the client's keys could not be read: {error}") from None
     raise CdsAuthError("no keys are configured for this client")
 
 
 def _key_for(client: CdsClient, header: dict[str, Any]) -> Any:
-    keys = _signing_keys(client)
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         # CDS Hooks 2.0, the JWT header: "kid | REQUIRED | The identifier of the key-pair used
         # to sign this JWT".
         raise CdsAuthError("the JWT header has no kid naming the key that signed it")
     wanted_type = "EC" if header["alg"] == "ES384" else "RSA"
-    candidates = [
-        key
-        for key in keys
-        if key.key_type == wanted_type and key.key_id == kid and key.public_key_use in (None, "sig")
-    ]
-    if not candidates:
+
+    def candidates(keys: list[jwt.PyJWK]) -> list[jwt.PyJWK]:
+        return [
+            key
+            for key in keys
+            if key.key_type == wanted_type
+            and key.key_id == kid
+            and key.public_key_use in (None, "sig")
+        ]
+
+    found = candidates(_signing_keys(client))
+    if not found and not client.jwks and client.jwks_url and _may_refresh(client.jwks_url):
+        found = candidates(_signing_keys(client, refresh=True))  # a key rotated in since
+    if not found:
         raise CdsAuthError(f"no {wanted_type} key with kid {kid!r} in the client's JWKS")
-    return candidates[0].key
+    return found[0].key
 
 
 def bearer_token(request: HttpRequest) -> str:

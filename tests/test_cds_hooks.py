@@ -676,6 +676,57 @@ def test_an_rs384_client_with_a_jwks_url_is_trusted(client: Client, north_clinic
 
 
 @pytest.mark.django_db
+def test_a_key_rotated_in_at_the_jwks_url_is_trusted_at_once(
+    client: Client, north_clinic: Clinic
+) -> None:
+    """The EHR adds a key to its JWKS URL and signs with it: the cached JWKS (5 minutes) gave
+    401 to every call until it expired. An unknown kid has the JWKS re-read, at most once a
+    minute, so made-up kids do not become a stream of fetches."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def public(key: Any, kid: str) -> dict[str, Any]:
+        jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+        return {**jwk, "kid": kid, "alg": "ES384", "use": "sig"}
+
+    old, new = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP384R1())
+    stub = FhirStub({"rotating-jwks.json": {"keys": [public(old, "rot-1")]}})
+    with fhir_stub_server(stub) as base:
+        CdsClient.objects.create(
+            name="Rotating EHR",
+            issuer="https://rotating-ehr.example.org",
+            clinic=north_clinic,
+            jwks_url=f"{base}/rotating-jwks.json",
+        )
+
+        def call(key: Any, kid: str) -> int:
+            now = int(time.time())
+            claims = {
+                "iss": "https://rotating-ehr.example.org",
+                "aud": SERVER + _url(PATIENT_VIEW),
+                "iat": now,
+                "exp": now + 300,
+                "jti": f"{kid}-{time.monotonic_ns()}",
+            }
+            token = jwt.encode(claims, key, algorithm="ES384", headers={"kid": kid})
+            return client.post(
+                _url(PATIENT_VIEW),
+                json.dumps(_patient_view(myeloma_with_rising_creatinine())),
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {token}",
+            ).status_code
+
+        assert call(old, "rot-1") == 200
+        stub.responses["rotating-jwks.json"] = {
+            "keys": [public(old, "rot-1"), public(new, "rot-2")]
+        }
+        assert call(new, "rot-2") == 200
+        fetches = len(stub.paths)
+        assert call(new, "made-up") == 401
+        assert call(new, "made-up-too") == 401
+        assert len(stub.paths) == fetches  # within the minute: no re-read
+
+
+@pytest.mark.django_db
 def test_an_inactive_client_is_not_trusted(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
 ) -> None:
