@@ -96,6 +96,8 @@ def receive(
         return _refuse(raw, via, reason, oru.sending_facility, oru.control_id)
     author = user if user is not None else (feed.service_user if feed else None)
     authority = feed.assigning_authority if feed and feed.clinic_id == clinic.pk else ""
+    if authority:
+        oru = oru.issued_by(authority)
 
     stored, duplicate = _store_raw(oru, via, clinic)
     if duplicate:

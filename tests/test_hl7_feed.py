@@ -1005,3 +1005,21 @@ def test_a_status_change_to_final_without_the_value_takes_the_preliminary_one(
     row = Hl7Result.objects.get(message__control_id="UP3")
     assert lone.code == "AA" and row.state == Hl7Result.State.NOT_STORED
     assert "no preliminary result" in row.reason
+
+
+@pytest.mark.django_db
+def test_the_mrn_issued_by_the_feeds_authority_is_chosen_among_several_mr(
+    north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """HL7 v2.5.1 PID-3 "contains the list of identifiers (one or more) used by the healthcare
+    facility to uniquely identify a patient"; PID-3.4 names who issued each. The feed is set up
+    with the authority whose MRNs it files (Hl7Feed.assigning_authority: "PID-3.4 the MRNs must
+    carry"). A lab serving two hospitals sends both hospitals' MRs; the one issued by
+    NORTHHOSP identifies the patient. The first MR repetition was taken (SOUTHHOSP) and the
+    result parked "issued by SOUTHHOSP, this feed expects NORTHHOSP"."""
+    text = oru("PI1").replace(
+        "N100^^^NORTHHOSP^MR~555-22^^^SSA^SS", "S-42^^^SOUTHHOSP^MR~N100^^^NORTHHOSP^MR"
+    )
+    assert feed.receive(text, via="test").code == "AA"
+    row = Hl7Result.objects.get()
+    assert (row.state, row.mrn) == (Hl7Result.State.APPLIED, "N100"), row.reason

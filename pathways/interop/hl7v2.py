@@ -64,6 +64,16 @@ class OruMessage:
     assigning_authority: str
     patient_name: str
     observations: list[Observation] = field(default_factory=list)
+    # Every PID-3 repetition typed MR, as (MRN, PID-3.4 assigning authority): a lab serving
+    # several hospitals may send each one's MRN; the feed takes the one its authority issued.
+    medical_record_numbers: tuple[tuple[str, str], ...] = ()
+
+    def issued_by(self, authority: str) -> OruMessage:
+        """The message with the MRN ``authority`` issued as its patient's, when it holds one."""
+        issued = next((pair for pair in self.medical_record_numbers if pair[1] == authority), None)
+        if issued is None or issued == (self.mrn, self.assigning_authority):
+            return self
+        return replace(self, mrn=issued[0], assigning_authority=issued[1])
 
 
 def normalise(raw: str) -> str:
@@ -237,7 +247,7 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
             "accepted (send each patient's results in a message of its own)"
         )
     pid = patients[0]
-    mrn, authority = _patient_identifier(pid)
+    mrn, authority, records = _patient_identifier(pid)
     if not mrn:
         raise Refused("PID-3 (patient identifier) is empty")
     name = " ".join(part for part in (_field(pid, 5, 1, 2), _field(pid, 5, 1, 1)) if part)
@@ -286,7 +296,14 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
         noting = kind == "OBX" or (kind == "NTE" and noting)
     if not observations:
         raise Refused("the message has no OBX segment")
-    return _with(oru, mrn, authority, name, observations)
+    return replace(
+        oru,
+        mrn=mrn,
+        assigning_authority=authority,
+        patient_name=name,
+        observations=observations,
+        medical_record_numbers=records,
+    )
 
 
 _NAMED_LOINC = ("LN", "LOINC")  # OBX-3.3 (or .6) naming LOINC
@@ -329,35 +346,19 @@ def _obx_value(segment: Any) -> str:
     return f"{comparator}{number}{separator}{second}"
 
 
-def _with(
-    oru: OruMessage, mrn: str, authority: str, name: str, observations: list[Observation]
-) -> OruMessage:
-    return OruMessage(
-        raw=oru.raw,
-        control_id=oru.control_id,
-        sending_application=oru.sending_application,
-        sending_facility=oru.sending_facility,
-        version=oru.version,
-        message_type=oru.message_type,
-        mrn=mrn,
-        assigning_authority=authority,
-        patient_name=name,
-        observations=observations,
-    )
-
-
-def _patient_identifier(pid: Any) -> tuple[str, str]:
-    """PID-3: the repetition typed MR (medical record number), else the first."""
+def _patient_identifier(pid: Any) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """PID-3: the first repetition typed MR (medical record number), else the first; and
+    every repetition typed MR."""
     try:
         repetitions = len(pid(3)) if len(pid) > 3 else 0
     except (IndexError, TypeError):
         repetitions = 0
-    chosen = 1
-    for repeat in range(1, repetitions + 1):
-        if _field(pid, 3, repeat, 5).upper() == "MR":
-            chosen = repeat
-            break
-    return _field(pid, 3, chosen, 1), _field(pid, 3, chosen, 4)
+    typed_mr = [
+        repeat for repeat in range(1, repetitions + 1) if _field(pid, 3, repeat, 5).upper() == "MR"
+    ]
+    chosen = typed_mr[0] if typed_mr else 1
+    records = tuple((_field(pid, 3, repeat, 1), _field(pid, 3, repeat, 4)) for repeat in typed_mr)
+    return _field(pid, 3, chosen, 1), _field(pid, 3, chosen, 4), records
 
 
 # ---------------------------------------------------------------------------------------------
