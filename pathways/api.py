@@ -570,7 +570,7 @@ def fhir_import(request: HttpRequest, clinic: str | None = None) -> HttpResponse
         message = f"Content-Type must be one of {', '.join(FHIR_CONTENT_TYPES)}"
         return error_document(415, ("Content-Type", message))
     try:
-        data = json.loads(request.body)
+        data = engine.read_json(request.body)
     except RecursionError:
         return _outcome(
             400, [fhir.Issue("Bundle", "not JSON: nested too deeply", code="structure")]

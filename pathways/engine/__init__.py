@@ -38,6 +38,7 @@ from .case import (
     lab_to_document,
     parse_case,
     parse_case_json,
+    read_json,
     values_agree,
 )
 from .catalogue import CATALOGUE_PATH, CATALOGUE_R1_PATH, CatalogueError, load_catalogue
@@ -160,6 +161,7 @@ __all__ = [
     "loinc_code",
     "parse_case",
     "parse_case_json",
+    "read_json",
     "render_result_json",
     "result_to_document",
     "run_examples",

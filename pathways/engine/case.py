@@ -703,10 +703,23 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _json_integer(text: str) -> int | float:
+    """A JSON integer; one past 300 digits is read as a float (infinity past 308), so that the
+    field's own check names it ("must be a finite number", "must be below …"): as an int it
+    failed Python's 4,300-digit conversion limit, an error for the whole document, or read as
+    "must be a number"."""
+    return int(text) if len(text) <= 300 else float(text)
+
+
+def read_json(text: str | bytes, **options: Any) -> Any:
+    """``json.loads`` for what a client sends: very long integers are floats (above)."""
+    return json.loads(text, parse_int=_json_integer, **options)
+
+
 def parse_case_json(text: str | bytes, *, today: date | None = None) -> Case:
     """Decode JSON text and parse it; a repeated key is an error, like an unknown one."""
     try:
-        data = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+        data = read_json(text, object_pairs_hook=_reject_duplicate_keys)
     except json.JSONDecodeError as error:
         message = f"invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         raise CaseInvalid([FieldError(DOCUMENT_FIELD, message)]) from None
