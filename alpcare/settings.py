@@ -180,6 +180,9 @@ AXES_CLIENT_IP_CALLABLE = "pathways.login_throttle.client_address"
 # publishers, administrators) must enrol when this is on, which it is unless DEBUG.
 ALPCARE_REQUIRE_STAFF_2FA = envbool("ALPCARE_REQUIRE_STAFF_2FA", not DEBUG)
 OTP_TOTP_ISSUER = os.environ.get("ALPCARE_OTP_ISSUER", "alpcare")
+# The admin never shows a device's secret (TOTP key, its QR code, unused recovery codes): an
+# administrator only deletes a lost device; the codes are shown once, at enrolment.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # Browser features no page uses are switched off for every response.
 PERMISSIONS_POLICY: dict[str, list[str]] = {

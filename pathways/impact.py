@@ -95,10 +95,21 @@ class Preview:
     parameters: list[ParameterImpact] = field(default_factory=list)
     priorities: dict[str, str] = field(default_factory=dict)  # rule code -> priority (draft)
     seconds: float = 0.0
+    # The clinics whose patients it names (the requester's when it was computed); None in a
+    # preview stored before this was kept. Shown only while the requester is still in each.
+    named_clinics: list[int] | None = None
+
+    def names_only_clinics_of(self, clinics: set[int]) -> bool:
+        return self.named_clinics is not None and set(self.named_clinics) <= clinics
 
     @property
     def hidden_changed(self) -> int:
         return sum(1 for impact in self.changed if not impact.visible)
+
+
+def member_clinics(user: Any) -> set[int]:
+    """The clinics whose patients a preview may name for ``user``."""
+    return set(Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True))
 
 
 def preview_to_json(preview: Preview) -> dict[str, Any]:
@@ -252,9 +263,8 @@ def ruleset_preview(
         rule.code: rule.priority for rule in new_rules.rules
     }
     fact_values: dict[str, list[tuple[float, str]]] = {p.fact: [] for p in preview.parameters}
-    visible_clinics = set(
-        Clinic.objects.filter(memberships__user=user).values_list("pk", flat=True)
-    )
+    visible_clinics = member_clinics(user)
+    preview.named_clinics = sorted(visible_clinics)
     clinic_names = dict(Clinic.objects.values_list("pk", "name"))
     as_of = as_of or timezone.localdate()
     before_rules: Counter[str] = Counter()

@@ -1020,6 +1020,13 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             context["task_failed"] = bool(stored.error) or tasks.task_failed(stored.task_id)
             return TemplateResponse(request, "admin/pathways/ruleset/preview_pending.html", context)
         preview = impact.preview_from_json(stored.result)
+        if not preview.names_only_clinics_of(impact.member_clinics(request.user)):
+            # It names patients of a clinic the requester has left since: never shown again.
+            messages.warning(
+                request,
+                "That preview names patients of a clinic you are no longer in: run it again.",
+            )
+            return HttpResponseRedirect(reverse("admin:pathways_ruleset_preview", args=[draft.pk]))
         rule_rows = [row for row in preview.rules if row.appear or row.disappear or row.changed]
         context.update(
             preview=preview,
