@@ -92,6 +92,13 @@ class RuleSetFilter(admin.SimpleListFilter):
             }
 
 
+def _may_run_previews(user: Any) -> bool:
+    """Rule editors and publishers run impact previews; view-only staff read them."""
+    return bool(
+        user.has_perm("pathways.change_ruleset") or user.has_perm(publishing.PUBLISH_PERMISSION)
+    )
+
+
 def _preview_out_of_date(preview: ImpactPreview, draft: RuleSet) -> str:
     """Why a stored preview no longer says what publishing the draft would do ("" if it
     does): the draft was edited, or another version was put in force since."""
@@ -981,7 +988,10 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         The preview runs as a background task (seconds at thousands of patients); its page
         shows progress until the result is stored."""
         draft = self._viewable(request, pk)
+        may_run = _may_run_previews(request.user)
         if request.method == "POST":
+            if not may_run:  # a background assessment of every patient: not for view-only staff
+                raise PermissionDenied
             preview = tasks.impact_preview_start(draft=draft, user=request.user)
             return HttpResponseRedirect(
                 reverse("admin:pathways_ruleset_preview_result", args=[draft.pk, preview.pk])
@@ -997,6 +1007,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             rule_set=draft,
             latest=latest,
             latest_out_of_date=latest is not None and _preview_out_of_date(latest, draft),
+            may_run=may_run,
         )
         return TemplateResponse(request, "admin/pathways/ruleset/preview_start.html", context)
 

@@ -66,3 +66,29 @@ def test_the_admin_never_shows_a_users_two_factor_secrets(north_clinic: Clinic) 
     delete = client.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
     assert delete.status_code == 302
     assert not TOTPDevice.objects.filter(user=victim).exists()
+
+
+def test_view_only_staff_cannot_start_an_impact_preview(north_clinic: Clinic) -> None:
+    """A preview is a background assessment of every patient: view-only staff could start one
+    with a POST. The page no longer offers it to them and the POST is refused."""
+    from django.contrib.auth.models import Permission
+
+    editor = rule_editor("rui", clinic=north_clinic)
+    draft = publishing.ruleset_start_draft(user=editor)
+    viewer = User.objects.create_user("vera")
+    viewer.is_staff = True
+    viewer.save()
+    Membership.objects.create(user=viewer, clinic=north_clinic)
+    viewer.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="pathways", codename__startswith="view_")
+    )
+    client = Client()
+    client.force_login(viewer)
+    url = f"/admin/pathways/ruleset/{draft.pk}/preview/"
+    page = client.get(url)
+    assert page.status_code == 200 and 'id="run-preview"' not in page.content.decode()
+    assert client.post(url).status_code == 403
+    assert not ImpactPreview.objects.exists()
+    editing = Client()
+    editing.force_login(editor)
+    assert 'id="run-preview"' in editing.get(url).content.decode()
