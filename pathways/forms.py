@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import date, time
 from typing import Any, Final, cast
 
 from crispy_forms.helper import FormHelper
@@ -39,6 +39,7 @@ from pathways.engine.declaration import (
     CaseField,
     Group,
 )
+from pathways.engine.vocabulary import CONVERSIONS
 from pathways.entry_checks import unusual_lab, unusual_weight
 from pathways.models import Clinic, Patient
 
@@ -306,7 +307,12 @@ class LabForm(forms.Form):
         initial=LAB_TESTS[0].canonical_unit,
     )
     collected_on = forms.DateField(label=f"{LAB['collected_at'].label} on", widget=_DateInput())
-    collected_time = forms.TimeField(label="at (time)", required=False, widget=_TimeInput())
+    collected_time = forms.TimeField(
+        label="at (time)",
+        required=False,
+        widget=_TimeInput(),
+        input_formats=["%H:%M", "%H:%M:%S"],  # spec §1: HH:MM[:SS], no fractions of a second
+    )
     reference_high = _form_field(LAB["reference_high"], help_text=False)
     reference_low = _form_field(LAB["reference_low"], help_text=False)
     # Shown only for a value outside the entry-check bounds (entry_checks.py).
@@ -325,18 +331,52 @@ class LabForm(forms.Form):
             )
         )
 
+    def has_changed(self) -> bool:
+        """A row counts as entered when something is typed in it: the test and unit have
+        defaults, so choosing them alone leaves the row empty, as the case draft reads it
+        (case_draft skips such a row; the formset validated it: "Value: required")."""
+        return any(name in self.changed_data for name in _LAB_ENTRIES)
+
     def ask_confirmation(self, lab: dict[str, Any]) -> bool:
         """Show the confirm box of a result (``lab``, as the case document has it) outside the
-        entry-check bounds; True while the box is not ticked (the value then says why)."""
-        value = _number_or_none(lab.get("value"))
-        message = None if value is None else unusual_lab(lab["test"], value, lab["unit"])
-        if message is None:
+        entry-check bounds; True while the box is not ticked for this value (the value then
+        says why)."""
+        unusual = _unusual_lab(lab)
+        if unusual is None:
             return False
+        token, message = unusual
         self.helper.layout[0].append(Column(_row_field("confirm"), css_class="col-12"))
-        if self.cleaned_data.get("confirm"):
+        if _confirm_box(self, "confirm", token):
             return False
         self.add_error("value", message)
         return True
+
+
+def confirmation_token(value: float, unit: str = "") -> str:
+    """What a confirm box confirms: the value (and unit) it was shown for. Ticked for another
+    value (the value changed after the box was ticked), it confirms nothing."""
+    return f"{engine.json_number(value)} {unit}".strip()
+
+
+def _confirm_box(form: forms.Form, name: str, token: str) -> bool:
+    """Show ``form``'s confirm box ``name`` for the value ``token``; True when it was posted
+    ticked for that value. A box ticked for another value is shown unticked."""
+    widget = form.fields[name].widget
+    widget.attrs["value"] = token
+    ticked = form.is_bound and form.data.get(form.add_prefix(name)) == token
+    if not ticked:
+        cast(forms.CheckboxInput, widget).check_test = lambda _value: False
+    return ticked
+
+
+def _unusual_lab(lab: dict[str, Any]) -> tuple[str, str] | None:
+    """(confirmation token, why) for a typed result outside the entry-check bounds, else None
+    (also for a value or unit the case cannot read: that has its own error)."""
+    value = _number_or_none(lab.get("value"))
+    if value is None or (lab["test"], lab["unit"]) not in CONVERSIONS:
+        return None
+    message = unusual_lab(lab["test"], value, lab["unit"])
+    return None if message is None else (confirmation_token(value, lab["unit"]), message)
 
 
 def _number_or_none(value: object) -> float | None:
@@ -470,15 +510,23 @@ class CaseForms:
         about (the summary links there); the controls are marked invalid (red border,
         aria-invalid) on the way."""
         summary: list[dict[str, str]] = []
+        removed = {
+            id(form)
+            for formset in (self.labs, self.therapies)
+            if formset is not None and formset.is_bound
+            for form in formset.forms
+            if _checked(form.data, form.add_prefix("DELETE"))
+        }
         for form in self.all_forms():
-            if not form.is_bound:
+            if not form.is_bound or id(form) in removed:  # a removed row leaves the case
                 continue
             where = "" if form is self.patient else f"{_row_name(form.prefix)}: "
             for name, messages in form.errors.items():
                 field = form.fields.get(name) if name != NON_FIELD_ERRORS else None
                 if field is None:
+                    target = "case-form" if form is self.patient else f"{form.prefix}-errors"
                     summary += [
-                        {"target": "case-form", "text": f"{where}{message}"} for message in messages
+                        {"target": target, "text": f"{where}{message}"} for message in messages
                     ]
                     continue
                 bound = form[name]
@@ -517,9 +565,9 @@ class CaseForms:
         carries why on its field. True when a value still needs one (nothing is saved)."""
         waiting = False
         patient = self.patient
-        for item, message in _unusual_values(draft.document, confirmed):
+        for item, value, message in _unusual_values(draft.document, confirmed):
             patient.patient_helper.layout.append(_field(item.confirm))
-            if not patient.cleaned_data.get(item.confirm):
+            if not _confirm_box(patient, item.confirm, confirmation_token(value)):
                 patient.add_error(item.name, message)
                 waiting = True
         if self.labs is None:  # editing: stored results are checked one by one (ResultForm)
@@ -544,8 +592,10 @@ class CaseForms:
                 message = clinical_message(error)
                 if message not in form.errors.get(field_name, []):
                     form.add_error(field_name, message)
+            elif form is not self.patient:  # the row's own legend names it ("Result 3: …")
+                form.add_error(None, draft.in_form_words(error.message))
             else:
-                form.add_error(None, str(error))
+                form.add_error(None, draft.in_form_words(str(error)))
 
 
 @dataclass(frozen=True)
@@ -580,7 +630,7 @@ def confirmed_values(patient: Patient | None) -> dict[str, Any]:
 
 def _unusual_values(
     document: dict[str, Any], confirmed: dict[str, Any]
-) -> list[tuple[_CheckedValue, str]]:
+) -> list[tuple[_CheckedValue, float, str]]:
     """Each single value outside its entry-check bounds and not confirmed before, with why."""
     found = []
     for item in _CHECKED_VALUES:
@@ -588,7 +638,7 @@ def _unusual_values(
         if value is None or value == confirmed.get(item.name):
             continue
         if (message := item.check(value)) is not None:
-            found.append((item, message))
+            found.append((item, value, message))
     return found
 
 
@@ -760,6 +810,8 @@ class CaseDraft:
                     return None, None, None
                 rest = location[len(path) + 1 :]
                 name = _form_name(group, rest[0]) if rest and isinstance(rest[0], str) else None
+                if name == _COLLECTED_ON and self._time_at_fault(index):
+                    name = _COLLECTED_TIME
                 return prefix, rows[index], name
         for group in (MYELOMA, CLINICAL, PATIENT):  # the most specific first
             path = group_location(group)
@@ -768,15 +820,44 @@ class CaseDraft:
                 return None, None, _form_name(group, last) if isinstance(last, str) else None
         return None, None, None
 
-    def unusual_entries(self, confirmed: dict[str, Any]) -> list[str]:
+    def _time_at_fault(self, index: int) -> bool:
+        """A lab's collected_at refused while its date part is a valid date: the time is."""
+        labs = self.document.get("labs") or []
+        collected = labs[index].get("collected_at") if index < len(labs) else None
+        if not isinstance(collected, str) or "T" not in collected:
+            return False
+        try:
+            date.fromisoformat(collected.split("T", 1)[0])
+        except ValueError:
+            return False
+        return True
+
+    def in_form_words(self, text: str) -> str:
+        """An engine message with its document paths ("labs[0]") named as the form numbers
+        the rows ("result 2": a row removed before it shifts the document's indexes)."""
+
+        def row(match: re.Match[str]) -> str:
+            group, index = match[1], int(match[2])
+            rows = self.lab_rows if group == "labs" else self.therapy_rows
+            number = rows[index] + 1 if index < len(rows) else index + 1
+            return f"{'result' if group == 'labs' else 'therapy'} {number}"
+
+        return _DOCUMENT_ROW.sub(row, text)
+
+    def unusual_entries(self, confirmed: dict[str, Any], posted: Any = None) -> list[str]:
         """The typed values outside the entry-check bounds, in the user's words ("result 1:
-        12,600 U/L is above …"): saving will ask to confirm each (a valid document only)."""
-        unusual = _unusual_values(self.document, confirmed)
-        entries = [f"{item.words}: {message}" for item, message in unusual]
+        12,600 U/L is above …"): saving will ask to confirm each (a valid document only), but
+        for those whose box in ``posted`` (the form) is ticked for the value now typed."""
+        posted = posted if posted is not None else {}
+        entries = [
+            f"{item.words}: {message}"
+            for item, value, message in _unusual_values(self.document, confirmed)
+            if posted.get(item.confirm) != confirmation_token(value)
+        ]
         for lab, index in zip(self.document["labs"], self.lab_rows, strict=False):
-            value = _number_or_none(lab.get("value"))
-            if value is not None and (message := unusual_lab(lab["test"], value, lab["unit"])):
-                entries.append(f"result {index + 1}: {message}")
+            unusual = _unusual_lab(lab)
+            if unusual is not None and posted.get(f"{LAB_PREFIX}-{index}-confirm") != unusual[0]:
+                entries.append(f"result {index + 1}: {unusual[1]}")
         return entries
 
     def slot_id(self, location: engine.Location) -> str:
@@ -861,8 +942,14 @@ def _read_lab_row(data: Any, prefix: str) -> dict[str, Any] | None:
             lab[name] = number
     if (collected_on := _text(data, prefix + _COLLECTED_ON)) is not None:
         collected_time = _text(data, prefix + _COLLECTED_TIME)
+        if collected_time and _ONE_DIGIT_HOUR.match(collected_time):
+            collected_time = f"0{collected_time}"  # "8:15", as the form reads it: 08:15
         lab["collected_at"] = collected_on + (f"T{collected_time}" if collected_time else "")
     return lab
+
+
+_DOCUMENT_ROW = re.compile(r"\b(labs|clinical\.therapies)\[(\d+)\]", re.ASCII)
+_ONE_DIGIT_HOUR = re.compile(r"\d:\d\d(:\d\d)?\Z", re.ASCII)
 
 
 def case_draft(data: Any, *, stored_labs: Sequence[engine.Lab] | None = None) -> CaseDraft:

@@ -723,12 +723,14 @@ def _case_page(
         return _unreadable(f"The form could not be read: {unreadable_rows}")
     forms_valid = case_forms.forms_valid()
     case = None
+    # Asked whatever else is wrong, so that a ticked box stays ticked on the refused form.
+    waiting = case_forms.ask_confirmations(draft, confirmed_values(patient))
     try:
         case = engine.parse_case(draft.document, today=timezone.localdate())
     except engine.CaseInvalid as invalid:
         case_forms.add_case_errors(invalid.errors, draft)
     else:
-        if forms_valid and not case_forms.ask_confirmations(draft, confirmed_values(patient)):
+        if forms_valid and not waiting:
             saved = _save(request, case_forms, case, clinics=clinics, patient=patient)
             if isinstance(saved, Patient):
                 messages.success(request, f"Saved {saved.name} (MRN {saved.mrn}).")
@@ -880,7 +882,9 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
             if error.code == "required":
                 missing.append(_awaited(draft, error.location))
             else:
-                message = str(error) if slot == "case-errors" else clinical_message(error)
+                message = draft.in_form_words(
+                    str(error) if slot == "case-errors" else clinical_message(error)
+                )
                 errors.setdefault(slot, []).append(message)
     context: dict[str, Any] = {
         "live": True,
@@ -896,7 +900,7 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     context.update(
         _panel_context(assessed.result, rule_set, stored, case=assessed.case, facts=assessed.facts)
     )
-    context["to_confirm"] = draft.unusual_entries(confirmed_values(patient))
+    context["to_confirm"] = draft.unusual_entries(confirmed_values(patient), posted)
     return render(request, "pathways/case.html#preview", context)
 
 

@@ -252,7 +252,11 @@ def test_an_alp_typed_in_the_wrong_unit_asks_for_a_confirmation_before_it_is_sav
         live
     )
 
-    response = alice_client.post("/patients/new/", {**data, "labs-0-confirm": "on"})
+    # The box confirms the value it was shown for (its value); a bare tick confirms nothing.
+    assert 'name="labs-0-confirm" ' in html and 'value="210 ukat/L"' in html
+    refused = alice_client.post("/patients/new/", {**data, "labs-0-confirm": "on"})
+    assert refused.status_code == 400
+    response = alice_client.post("/patients/new/", {**data, "labs-0-confirm": "210 ukat/L"})
     assert response.status_code == 302
     alp = Patient.objects.get(mrn="CONF-1").lab_results.get(test="alp")
     assert (alp.value, alp.unit, alp.canonical_value) == (210, "ukat/L", 12600)
@@ -264,7 +268,7 @@ def test_a_weight_outside_the_bounds_asks_for_a_confirmation(alice_client: Clien
     assert "710 kg is above 300 kg" in field_error(html, "id_weight_kg")
     assert 'name="confirm_weight"' in html
     assert not Patient.objects.exists()
-    response = alice_client.post("/patients/new/", {**data, "confirm_weight": "on"})
+    response = alice_client.post("/patients/new/", {**data, "confirm_weight": "710"})
     assert response.status_code == 302
     assert Patient.objects.get(mrn="CONF-2").weight_kg == 710
 
@@ -284,11 +288,11 @@ def test_baselines_outside_the_bounds_ask_for_a_confirmation_as_typed_results_do
     live = unescape(alice_client.post("/case/preview/", data, headers=HTMX).content.decode())
     assert "Saving will ask you to confirm: CrCl baseline: 350 mL/min is above" in live
     assert "; creatinine baseline: 0.1 mg/dL is below 0.2 mg/dL" in live
-    confirmed = {**data, "confirm_crcl_baseline": "on"}
+    confirmed = {**data, "confirm_crcl_baseline": "350"}
     assert alice_client.post("/patients/new/", confirmed).status_code == 400  # one of two
     assert not Patient.objects.exists()
     response = alice_client.post(
-        "/patients/new/", {**confirmed, "confirm_creatinine_baseline": "on"}
+        "/patients/new/", {**confirmed, "confirm_creatinine_baseline": "0.1"}
     )
     assert response.status_code == 302
     stored = Patient.objects.get(mrn="CONF-3")
@@ -321,7 +325,9 @@ def test_a_result_added_on_the_patient_page_asks_for_a_confirmation_below_the_bo
     assert "0.1 mg/dL is below 0.2 mg/dL" in field_error(html, "result_value")
     assert 'name="confirm"' in html
     assert not patient.lab_results.filter(collected_on=TODAY, test="creatinine").exists()
-    response = alice_client.post(f"/patients/{patient.pk}/results/", {**result, "confirm": "on"})
+    response = alice_client.post(
+        f"/patients/{patient.pk}/results/", {**result, "confirm": "0.1 mg/dL"}
+    )
     assert response.status_code == 302
     assert patient.lab_results.get(collected_on=TODAY, test="creatinine").value == 0.1
 
@@ -351,7 +357,7 @@ def test_a_lab_feed_result_outside_the_bounds_is_stored_and_flagged_not_held_bac
     corrected = {
         "test": "alp", "value": "4100", "unit": "U/L", "collected_on": TODAY.isoformat(),
         "collected_time": "", "reference_high": "", "version": str(patient.version),
-        "confirm": "on",
+        "confirm": "4100 U/L",
     }  # fmt: skip
     response = alice_client.post(f"/patients/{patient.pk}/results/{stored.pk}/", corrected)
     assert response.status_code == 302
