@@ -20,6 +20,12 @@ HUGE = "1" + "0" * 5000  # a valid JSON number (RFC 8259 sets no limit on its di
 LARGE = "1" + "0" * 400  # a valid JSON integer, too large for a float
 
 
+def _alp_valued(number: str) -> str:
+    """A case whose ALP has ``number`` (JSON text) as its value."""
+    lab = '{"test":"alp","value":' + number + ',"unit":"U/L","collected_at":"2026-11-01"}'
+    return _case(rest=',"labs":[' + lab + "]")
+
+
 def _case(patient_extra: str = "", rest: str = "") -> str:
     return (
         '{"as_of":"2026-11-22","patient":{"birth_date":"1950-03-02","sex":"female"'
@@ -41,13 +47,7 @@ def _assess(client: Client, alice: User, body: str) -> Any:
     ("body", "field"),
     [
         (_case(',"weight_kg":' + HUGE), "patient.weight_kg"),
-        (
-            _case(
-                rest=',"labs":[{"test":"alp","value":' + HUGE + ',"unit":"U/L",'
-                '"collected_at":"2026-11-01"}]'
-            ),
-            "labs[0].value",
-        ),
+        (_alp_valued(HUGE), "labs[0].value"),
         (_case(',"pregnant":true,"gestational_weeks":' + HUGE), "patient.gestational_weeks"),
     ],
     ids=["weight_kg", "lab_value", "gestational_weeks"],
@@ -71,13 +71,7 @@ def test_a_number_with_very_many_digits_is_an_error_naming_its_field(
     ("body", "field"),
     [
         (_case(',"weight_kg":' + LARGE), "patient.weight_kg"),
-        (
-            _case(
-                rest=',"labs":[{"test":"alp","value":' + LARGE + ',"unit":"U/L",'
-                '"collected_at":"2026-11-01"}]'
-            ),
-            "labs[0].value",
-        ),
+        (_alp_valued(LARGE), "labs[0].value"),
         (_case(rest=',"clinical":{"crcl_baseline":' + LARGE + "}"), "clinical.crcl_baseline"),
     ],
     ids=["weight_kg", "lab_value", "crcl_baseline"],

@@ -640,6 +640,25 @@ def test_calls_without_a_valid_jwt_get_401_and_no_patient_data(
     assert feedback.status_code == 401
 
 
+def _call_signed(client: Client, issuer: str, key: Any, kid: str, alg: str = "ES384") -> Any:
+    """A patient-view call from a client with a JWKS URL, signed with ``key`` named ``kid``."""
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "aud": SERVER + _url(PATIENT_VIEW),
+        "iat": now,
+        "exp": now + 300,
+        "jti": f"{kid}-{time.monotonic_ns()}",
+    }
+    token = jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
+    return client.post(
+        _url(PATIENT_VIEW),
+        json.dumps(_patient_view(myeloma_with_rising_creatinine())),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+
 @pytest.mark.django_db
 def test_an_rs384_client_with_a_jwks_url_is_trusted(client: Client, north_clinic: Clinic) -> None:
     import jwt as pyjwt
@@ -656,20 +675,8 @@ def test_an_rs384_client_with_a_jwks_url_is_trusted(client: Client, north_clinic
             clinic=north_clinic,
             jwks_url=f"{base}/jwks.json",
         )
-        now = int(time.time())
-        claims = {
-            "iss": "https://rsa-ehr.example.org",
-            "aud": SERVER + _url(PATIENT_VIEW),
-            "iat": now,
-            "exp": now + 300,
-            "jti": "rsa-call-1",
-        }
-        token = pyjwt.encode(claims, private_key, algorithm="RS384", headers={"kid": "rsa-1"})
-        response = client.post(
-            _url(PATIENT_VIEW),
-            json.dumps(_patient_view(myeloma_with_rising_creatinine())),
-            content_type="application/json",
-            HTTP_AUTHORIZATION=f"Bearer {token}",
+        response = _call_signed(
+            client, "https://rsa-ehr.example.org", private_key, "rsa-1", alg="RS384"
         )
     assert response.status_code == 200, response.content
     assert response.json()["cards"]
@@ -699,21 +706,9 @@ def test_a_key_rotated_in_at_the_jwks_url_is_trusted_at_once(
         )
 
         def call(key: Any, kid: str) -> int:
-            now = int(time.time())
-            claims = {
-                "iss": "https://rotating-ehr.example.org",
-                "aud": SERVER + _url(PATIENT_VIEW),
-                "iat": now,
-                "exp": now + 300,
-                "jti": f"{kid}-{time.monotonic_ns()}",
-            }
-            token = jwt.encode(claims, key, algorithm="ES384", headers={"kid": kid})
-            return client.post(
-                _url(PATIENT_VIEW),
-                json.dumps(_patient_view(myeloma_with_rising_creatinine())),
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {token}",
-            ).status_code
+            return int(
+                _call_signed(client, "https://rotating-ehr.example.org", key, kid).status_code
+            )
 
         assert call(old, "rot-1") == 200
         stub.responses["rotating-jwks.json"] = {
