@@ -530,15 +530,18 @@ def working(result: engine.Result, facts: engine.Facts | None = None) -> list[Wo
     return [row for row in rows if row is not None]
 
 
-def summary_line(result: engine.Result) -> str:
-    """The result in a few words, for the live region ("5 recommendations: 1 urgent, 2 high"):
-    a screen reader hears this, not the whole panel, after each update."""
-    total = len(result.recommendations)
-    counts = [
-        f"{n} {priority}"
-        for priority in ("urgent", "high")
-        if (n := sum(1 for r in result.recommendations if r.priority == priority))
+def summary_line(groups: list[PriorityGroup]) -> str:
+    """The advice in a few words, for the live region ("5 recommendations: 1 urgent, 2 high"):
+    a screen reader hears this, not the whole panel, after each update. It counts the cards
+    still in the advice, as the "do today" line does: not those overridden, snoozed or in the
+    history."""
+    shown = [
+        (group["priority"], len(group["recommendations"]))
+        for group in groups
+        if group["priority"] in engine.PRIORITIES
     ]
+    total = sum(n for _, n in shown)
+    counts = [f"{n} {priority}" for priority, n in shown if priority in ("urgent", "high") and n]
     text = f"{total} recommendation{'' if total == 1 else 's'}"
     return f"{text}: {', '.join(counts)}" if counts else text
 
@@ -565,6 +568,6 @@ def advice_context(
             groups := recommendation_groups(result, rule_set, actions, case=case, stored=stored)
         ),
         "do_today": do_today(groups),
-        "summary_line": summary_line(result),
+        "summary_line": summary_line(groups),
         "considered": considered_not_advised(result, rule_set),
     }

@@ -286,13 +286,19 @@ def _triangle(x: float, y: float, up: bool, size: float = 6.5) -> str:
 # The ALP trend.
 
 
+def _started(case: engine.Case) -> list[engine.Therapy]:
+    """The courses started by the assessment date: a planned one (spec §2: "neither current
+    nor past") has no start to mark yet."""
+    return [therapy for therapy in case.clinical.therapies if therapy.start <= case.as_of]
+
+
 def chart_days(case: engine.Case) -> list[date]:
     """The dates every chart of the patient spans, so the small multiples line up."""
     days = [lab.collected_on for lab in case.labs if lab.test in ("alp", "bone_alp", "crcl")]
     if not days:
         return []
     first = min(days)
-    for therapy in case.clinical.therapies:
+    for therapy in _started(case):
         days.append(max(therapy.start, first - timedelta(days=60)))
         if therapy.end is not None and therapy.end >= first:
             days.append(min(therapy.end, case.as_of))
@@ -557,7 +563,7 @@ def _therapy_marks(
     lanes: list[list[tuple[float, float]]] = []
     rows: list[list[tuple[float, float]]] = []
     marks: list[tuple[float, Marker]] = []
-    for therapy in case.clinical.therapies:
+    for therapy in _started(case):
         start_x = x_scale.clamp(x_scale(_moment(therapy.start)))
         marks.append(
             (

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import time
 from typing import Any, Final, cast
 
 from crispy_forms.helper import FormHelper
@@ -27,7 +27,7 @@ from django.forms import BaseFormSet, formset_factory
 from django.http import HttpRequest, QueryDict
 
 from pathways import engine
-from pathways.engine.dates import format_datetime
+from pathways.engine.dates import format_datetime, parse_iso_datetime
 from pathways.engine.declaration import (
     CLINICAL,
     LAB,
@@ -821,16 +821,13 @@ class CaseDraft:
         return None, None, None
 
     def _time_at_fault(self, index: int) -> bool:
-        """A lab's collected_at refused while its date part is a valid date: the time is."""
+        """A lab's collected_at that cannot be read while its date part can: the time is."""
         labs = self.document.get("labs") or []
         collected = labs[index].get("collected_at") if index < len(labs) else None
         if not isinstance(collected, str) or "T" not in collected:
             return False
-        try:
-            date.fromisoformat(collected.split("T", 1)[0])
-        except ValueError:
-            return False
-        return True
+        day = collected.split("T", 1)[0]
+        return parse_iso_datetime(collected) is None and parse_iso_datetime(day) is not None
 
     def in_form_words(self, text: str) -> str:
         """An engine message with its document paths ("labs[0]") named as the form numbers

@@ -4,6 +4,7 @@ so that every change leaves a history row (django-simple-history does not see up
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
@@ -39,6 +40,8 @@ from pathways.models import (
     WorklistTally,
 )
 from pathways.rules import current_rule_set
+
+_log = logging.getLogger(__name__)
 
 
 class StaleVersion(Exception):
@@ -617,7 +620,13 @@ def snoozes_ended_reassess(*, clinic_ids: list[int], today: date) -> int:
             clinic_id__in=clinic_ids, snooze_ends__lte=today
         ).values_list("patient_id", flat=True)
     )
-    return sum(patient_reassess(patient_id=patient_id) for patient_id in patient_ids)
+    done = 0
+    for patient_id in patient_ids:
+        try:
+            done += patient_reassess(patient_id=patient_id)
+        except Exception:  # one patient's failure must not stop the others, nor the worklist
+            _log.exception("re-assessment of patient %s after its snooze ended failed", patient_id)
+    return done
 
 
 def patient_reassess(*, patient_id: int) -> bool:

@@ -3,8 +3,10 @@ changed what in one, from django-simple-history."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, cast
 
 from pathways import engine
@@ -40,10 +42,22 @@ def _text(value: Any) -> str:
 
 def _examples_text(rule: engine.Rule) -> dict[str, str]:
     return {
-        f"example {example.name!r}": f"{'fires' if example.fires else 'does not fire'}; "
-        f"case {example.case}"
-        for example in rule.examples
+        f"example {name}": f"{'fires' if example.fires else 'does not fire'}; case {example.case}"
+        for name, example in _by_key(rule.examples, lambda example: repr(example.name)).items()
     }
+
+
+def _by_key(items: Iterable[Any], key: Callable[[Any], str]) -> dict[str, Any]:
+    """Items by their key. A key several share (two follow-ups of one code, the first whose
+    condition holds applies) is told apart by its place: the second is "alp-recheck (2)", so
+    that a change to either is compared, not only to the last."""
+    keyed: dict[str, Any] = {}
+    seen: Counter[str] = Counter()
+    for item in items:
+        name = key(item)
+        seen[name] += 1
+        keyed[name if seen[name] == 1 else f"{name} ({seen[name]})"] = item
+    return keyed
 
 
 def _fields(item: Any, names: Iterable[str]) -> dict[str, str]:
@@ -91,8 +105,8 @@ def ruleset_diff(*, old: RuleSet, new: RuleSet) -> list[Change]:
         "citations": (before.citations, after.citations),
     }
     for section, key_name, names in _SECTIONS:
-        old_items = {getattr(i, key_name): i for i in collections[section][0]}
-        new_items = {getattr(i, key_name): i for i in collections[section][1]}
+        old_items = _by_key(collections[section][0], attrgetter(key_name))
+        new_items = _by_key(collections[section][1], attrgetter(key_name))
         for key in dict.fromkeys([*old_items, *new_items]):
             if key not in new_items:
                 changes.append(Change(section, key, "removed"))

@@ -8,6 +8,7 @@ Every page works as a plain form POST; htmx requests get the page's own partials
 from __future__ import annotations
 
 import json
+import logging
 from datetime import date, time
 from typing import Any, TypedDict
 
@@ -106,6 +107,8 @@ from pathways.services import (
     patient_save_case,
     patient_set_responsible,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -340,7 +343,30 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
 @require_GET
 def patient_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     patient = patient_for_user(request, pk, action="patient page")
-    return render(request, "pathways/patient_detail.html", _patient_context(patient))
+    try:
+        context = _patient_context(patient)
+    except engine.RuleEvaluationError as fault:
+        return _unassessable(request, patient, fault)
+    return render(request, "pathways/patient_detail.html", context)
+
+
+def _unassessable(
+    request: HtmxHttpRequest, patient: Patient, fault: engine.RuleEvaluationError
+) -> HttpResponse:
+    """The patient's page when the rule set in force fails on them (a published condition that
+    errors at run time): the fault and the results, never a server error nor an empty advice
+    that would read as "nothing to do"."""
+    logger.error("rule set in force failed on patient %s: %s", patient.pk, fault)
+    context = {
+        "patient": patient,
+        "fault": str(fault),
+        "rule_set_version": current_rule_set().version,
+        "labs": patient.lab_results.order_by("-collected_on", "-collected_time", "-pk"),
+    }
+    response = render(request, "pathways/patient_unassessable.html", context)
+    if request.htmx:  # an in-page action: the whole page shows the fault instead
+        response["HX-Redirect"] = reverse("patient_detail", args=[patient.pk])
+    return response
 
 
 def _checked_result(
@@ -507,7 +533,11 @@ def _after_patient_action(request: HtmxHttpRequest, patient: Patient, **extra: A
     if not request.htmx:
         return redirect("patient_detail", pk=patient.pk)
     patient.refresh_from_db()
-    return render(request, "pathways/patient_detail.html#live", _patient_context(patient, **extra))
+    try:
+        context = _patient_context(patient, **extra)
+    except engine.RuleEvaluationError as fault:
+        return _unassessable(request, patient, fault)
+    return render(request, "pathways/patient_detail.html#live", context)
 
 
 @login_required
