@@ -810,6 +810,17 @@ def _save(
     except DuplicateMrn as duplicate:
         case_forms.patient.add_error("mrn", str(duplicate))
         return case_forms
+    except engine.RuleEvaluationError as fault:  # nothing saved; the entries stay on screen
+        case_forms.patient.add_error(None, f"Not saved: {_rule_fault(current_rule_set(), fault)}")
+        return case_forms
+
+
+def _rule_fault(rule_set: engine.RuleSet, fault: engine.RuleEvaluationError) -> str:
+    """Why no advice can be given: the rule set in force fails on this case."""
+    return (
+        f"rule set {rule_set.version} could not assess this case ({fault}). The rule set in "
+        "force has a fault: a clinical lead corrects it or rolls it back."
+    )
 
 
 def _add_row_without_js(data: QueryDict) -> QueryDict | None:
@@ -854,9 +865,13 @@ def _render_case(
         "lab_units": engine.UNITS,  # the unit list follows the test (case-entry.js)
     }
     if case is not None:
-        result, facts = engine.assess_with_facts(case, rule_set)
-        stored = _stored_follow_ups(patient)
-        context.update(_panel_context(result, rule_set, stored, case=case, facts=facts))
+        try:
+            result, facts = engine.assess_with_facts(case, rule_set)
+        except engine.RuleEvaluationError as fault:
+            context["rule_fault"] = _rule_fault(rule_set, fault)
+        else:
+            stored = _stored_follow_ups(patient)
+            context.update(_panel_context(result, rule_set, stored, case=case, facts=facts))
     has_errors = any(form.errors for form in case_forms.all_forms())
     if has_errors and not quiet:
         context["error_summary"] = case_forms.error_summary()
@@ -906,6 +921,8 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     assessed: Assessed | None = None
     try:
         assessed = assess_document_with_facts(draft.document, rule_set=rule_set)
+    except engine.RuleEvaluationError as fault:
+        errors["case-errors"] = [f"No advice: {_rule_fault(rule_set, fault)}"]
     except engine.CaseInvalid as invalid:
         for error in invalid.errors:
             slot = draft.slot_id(error.location)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from pathways import engine, publishing, services, versions
 from pathways.models import AssessmentSnapshot, Clinic, FollowUpRule, Patient, Rule, RuleSet
 from tests.factories import (
+    form_data,
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
     stored_patient,
@@ -157,11 +158,21 @@ def test_a_patients_page_opens_and_says_so_when_a_published_rule_fails_on_them(
     draft.refresh_from_db()
     assert draft.is_current
 
-    response = _client(alice).get(f"/patients/{patient.pk}/")
+    clinician = _client(alice)
+    response = clinician.get(f"/patients/{patient.pk}/")
     html = response.content.decode()
     assert response.status_code == 200
     assert 'id="rule-fault"' in html and "division by zero" in html
     assert "777" in html  # the results are listed
+    # The edit page, its live update and a save of the same case: the fault, never a 500.
+    edit = clinician.get(f"/patients/{patient.pk}/edit/")
+    assert edit.status_code == 200 and 'id="rule-fault"' in edit.content.decode()
+    data = form_data(document, mrn="NEW-777", name="New Patient")
+    live = clinician.post("/case/preview/", data, headers=HTMX)
+    assert live.status_code == 200 and "division by zero" in live.content.decode()
+    saved = clinician.post("/patients/new/", data)
+    assert saved.status_code == 400 and "Not saved: rule set" in saved.content.decode()
+    assert not Patient.objects.filter(mrn="NEW-777").exists()
 
 
 def test_one_patient_failing_its_snooze_reassessment_does_not_stop_the_worklist(
