@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import time
 from html import unescape
 from typing import Any
 
@@ -117,9 +118,7 @@ def test_the_live_preview_does_not_announce_a_question_the_save_will_not_ask(
     )
     saved = alice_client.post("/patients/new/", data)
     assert saved.status_code == 302  # the save does not ask
-    assert "Saving will ask you to confirm" not in live, re.search(
-        r"Saving will ask you to confirm:[^<]*", live
-    )[0]
+    assert "Saving will ask you to confirm" not in live, live
 
 
 def _field_error(html: str, slot: str) -> str:
@@ -164,7 +163,7 @@ def test_a_time_the_form_cannot_use_is_an_error_on_the_time_field_not_the_date(
     saved = alice_client.post("/patients/new/", {**data, "labs-0-collected_time": "8:15"})
     assert saved.status_code == 302
     stored = Patient.objects.get(mrn="T1").lab_results.get(collected_on=data["labs-0-collected_on"])
-    assert stored.collected_time.isoformat() == "08:15:00"
+    assert stored.collected_time == time(8, 15)
 
 
 def test_a_conflicting_result_names_the_results_as_numbered_on_screen_and_links_to_its_row(
