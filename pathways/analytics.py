@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Final
 
 from django import forms
 from django.contrib import admin
@@ -32,6 +32,8 @@ from pathways.rules import current_rule_set
 DEFAULT_DAYS = 90
 DEFAULT_THRESHOLD = 50  # percent overridden
 DEFAULT_MIN_PATIENTS = 20  # fired in the period
+
+NO_CODED_REASON: Final = "(none)"  # an EHR override with a userComment only
 
 
 @dataclass
@@ -59,7 +61,7 @@ class RuleRow:
 
     @property
     def reason_list(self) -> list[tuple[str, int]]:
-        labels = dict(OVERRIDE_REASONS)
+        labels = {**dict(OVERRIDE_REASONS), NO_CODED_REASON: "No coded reason (a comment only)"}
         return [(labels.get(code, code), n) for code, n in self.reasons.most_common()]
 
 
@@ -96,7 +98,7 @@ def rule_analytics(
         entry = row(code)
         if kind == CardAction.Kind.OVERRIDE:
             overridden[code].add(patient_id)
-            entry.reasons[reason or "other"] += 1
+            entry.reasons[reason or NO_CODED_REASON] += 1  # an EHR may send a comment only
         elif kind == CardAction.Kind.ACKNOWLEDGE:
             entry.acknowledged += 1
         elif kind == CardAction.Kind.ACCEPT:
@@ -107,8 +109,11 @@ def rule_analytics(
         entry.fired = len(fired.get(code, set()) | overridden.get(code, set()))
         entry.overridden = len(overridden.get(code, set()))
         share = entry.override_share
+        # In whole numbers: 11 of 20 is 55 %, not "more than 55 %" (11 / 20 * 100 is 55.000…1).
         entry.flagged = (
-            share is not None and entry.fired >= min_patients and share * 100 > threshold
+            share is not None
+            and entry.fired >= min_patients
+            and entry.overridden * 100 > threshold * entry.fired
         )
     return sorted(rows.values(), key=lambda r: (-(r.override_share or 0), -r.fired, r.code))
 

@@ -1,0 +1,62 @@
+"""Rule analytics, as an audit found them: a rule exactly at the threshold was flagged (the
+share was compared in floating point), and an EHR override with only a comment was counted
+under the reason "Other". Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from pathways.analytics import rule_analytics
+from pathways.models import CardAction, Clinic, Patient, RuleFiring
+
+pytestmark = pytest.mark.django_db
+CODE = "audit-rule"
+
+
+def _fired_and_overridden(clinic: Clinic, fired: int, overridden: int, **reason: Any) -> None:
+    now = timezone.now()
+    for n in range(fired):
+        patient = Patient.objects.create(
+            clinic=clinic, mrn=f"AUD-{n}", name=f"P {n}", birth_date=date(1950, 1, 1), sex="female"
+        )
+        _record(patient, now - timedelta(days=1))
+        if n < overridden:
+            CardAction.objects.create(
+                patient=patient, clinic_id=clinic.pk, code=CODE, kind="override", at=now,
+                rule_set_version="x", case_digest="", card_digest="", **reason,
+            )  # fmt: skip
+
+
+def _record(patient: Patient, at: datetime) -> None:
+    RuleFiring.objects.create(
+        patient=patient, clinic_id=patient.clinic_id, code=CODE, change="started", at=at,
+        rule_set_version="x",
+    )  # fmt: skip
+
+
+def _row(clinic: Clinic, **options: Any) -> Any:
+    today = timezone.localdate()
+    rows = rule_analytics([clinic.pk], today - timedelta(days=5), today, **options)
+    return next(row for row in rows if row.code == CODE)
+
+
+def test_a_share_exactly_at_the_threshold_is_not_flagged(north_clinic: Clinic) -> None:
+    """README: "rules above the threshold flagged". 11 of 20 is 55 %, and 11 / 20 * 100 is
+    55.000…1 in floating point: flagged at a threshold of 55. 12 of 20 is above it."""
+    _fired_and_overridden(north_clinic, 20, 11, reason="not-applicable")
+    row = _row(north_clinic, threshold=55, min_patients=20)
+    assert (row.fired, row.overridden, row.override_percent, row.flagged) == (20, 11, "55 %", False)
+    assert _row(north_clinic, threshold=54, min_patients=20).flagged
+
+
+def test_an_override_with_a_comment_only_is_not_counted_as_the_reason_other(
+    north_clinic: Clinic,
+) -> None:
+    """CDS Hooks feedback may override a card with a userComment and no coded reason; it was
+    counted under "Other", the reason that requires a text."""
+    _fired_and_overridden(north_clinic, 2, 2, reason="", reason_text="seen by nephrology")
+    assert _row(north_clinic).reason_list == [("No coded reason (a comment only)", 2)]
