@@ -543,25 +543,45 @@ def inbox_match(
     unit: str = "",
 ) -> Hl7Result:
     """Match a parked result to a patient, a test (remembered as the clinic's local code) or a
-    unit, then apply it: one transaction."""
+    unit, then apply it: one transaction. A match that leaves it unmatched changes nothing but
+    the reason shown (no local code remembered, no patient or test kept on the row)."""
     result = Hl7Result.objects.select_for_update().get(pk=result.pk)
     if result.state != Hl7Result.State.UNMATCHED:
         raise ValueError("this result is no longer in the inbox")
+    if patient is not None and patient.clinic_id != result.clinic_id:
+        raise ValueError("patient: not a patient of this result's clinic")
+    loinc = _loinc(result)
+    table = hl7v2.loinc_table()
+    if test and loinc in table and table[loinc][0] != test:
+        raise ValueError(
+            f"test: {result.code} is the LOINC code of {table[loinc][0]}, not of {test}"
+        )
+    # Named by the clinician, the patient is theirs to choose; otherwise the MRN must be one the
+    # feed's assigning authority issued, as on arrival.
+    feed = Hl7Feed.objects.filter(sending_facility=result.message.sending_facility).first()
+    authority = feed.assigning_authority if feed and feed.clinic_id == result.clinic_id else ""
+    attempt = transaction.savepoint()
     if patient is not None:
-        if patient.clinic_id != result.clinic_id:
-            raise ValueError("patient: not a patient of this result's clinic")
         result.patient = patient
+        authority = ""
     if test:
         result.test = test
-        if result.coding_system.upper() not in hl7v2.LOINC_SYSTEMS or result.code not in (
-            hl7v2.loinc_table()
-        ):
+        if loinc not in table:
             Hl7LocalCode.objects.update_or_create(
                 clinic=result.clinic, code=result.code, defaults={"test": test}
             )
     if unit:
         result.unit_matched = unit
-    return apply_result(result, user=user)
+    applied = apply_result(result, user=user, authority=authority)
+    if applied.state != Hl7Result.State.UNMATCHED:
+        transaction.savepoint_commit(attempt)
+        return applied
+    reason = applied.reason
+    transaction.savepoint_rollback(attempt)
+    refused = Hl7Result.objects.get(pk=result.pk)
+    refused.reason = reason
+    refused.save(update_fields=["reason"])
+    return refused
 
 
 DISMISSAL_NOTE_LENGTH = _length(Hl7Result, "dismissal_note")

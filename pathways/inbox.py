@@ -78,10 +78,16 @@ def _parked(
 RESULTS_PER_PAGE = 50
 
 
-def _page(request: HttpRequest) -> Page[Hl7Result]:
+def _page(request: HttpRequest, holding: int | None = None) -> Page[Hl7Result]:
     """A page of the inbox, newest first; ``page`` from the query string (the match form posts
-    to the page it was on)."""
-    return Paginator(_inbox(request), RESULTS_PER_PAGE).get_page(request.GET.get("page"))
+    to the page it was on), or the page that holds the row ``holding`` (a refused form shows
+    its errors in its row, which newer results may have pushed to a later page)."""
+    rows = _inbox(request)
+    number: Any = request.GET.get("page")
+    if holding is not None:
+        newer = rows.filter(pk__gt=holding).count()  # newest first: by primary key
+        number = newer // RESULTS_PER_PAGE + 1
+    return Paginator(rows, RESULTS_PER_PAGE).get_page(number)
 
 
 def _back(request: HttpRequest) -> HttpResponseRedirect:
@@ -133,7 +139,7 @@ def hl7_inbox_match(request: HttpRequest, result_pk: int) -> HttpResponse:
         if patient is None:
             form.add_error("mrn", f"No patient with this MRN in {result.clinic}.")
     if not form.is_valid():
-        return _render(request, _page(request), form, result.pk)
+        return _render(request, _page(request, holding=result.pk), form, result.pk)
     try:
         applied = feed.inbox_match(
             result,
@@ -159,7 +165,7 @@ def hl7_inbox_dismiss(request: HttpRequest, result_pk: int) -> HttpResponse:
     result = _parked(request, result_pk)
     form = DismissForm(request.POST, prefix=f"d{result.pk}")
     if not form.is_valid():
-        return _render(request, _page(request), form, result.pk)
+        return _render(request, _page(request, holding=result.pk), form, result.pk)
     try:
         feed.inbox_dismiss(result, user=request.user, note=form.cleaned_data["note"])
     except ValueError as error:

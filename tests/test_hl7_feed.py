@@ -1023,3 +1023,138 @@ def test_the_mrn_issued_by_the_feeds_authority_is_chosen_among_several_mr(
     assert feed.receive(text, via="test").code == "AA"
     row = Hl7Result.objects.get()
     assert (row.state, row.mrn) == (Hl7Result.State.APPLIED, "N100"), row.reason
+
+
+INBOX = "/lab-feed/inbox/"
+
+
+def _one() -> Hl7Result:
+    return Hl7Result.objects.get()
+
+
+# The inbox, as an audit found it: a match without a named patient skipped the feed's assigning
+# authority; a refused match kept its local code, patient and test; a LOINC-coded result could
+# be stored as another test; a refused form's row on a later page showed no error.
+
+
+@pytest.mark.django_db
+def test_authority_mismatch_is_not_applied_by_a_match_that_names_no_patient(
+    alice_client: Any, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """A result whose MRN is issued by another authority than the feed's (PID-3.4) waits in the
+    inbox: "N100 issued by OTHERHOSP" may be another person than the clinic's N100 (README:
+    the feed's assigning authority is "PID-3.4 the MRNs must carry"). A clinician who matches
+    it only to a unit (or presses "Match and apply" with nothing chosen) has not said it is
+    this clinic's N100: it must stay in the inbox, not be stored on N100. The inbox path calls
+    apply_result without the feed's authority, so the check is silently dropped."""
+    feed.receive(oru("A1", authority="OTHERHOSP"), via="test")
+    parked = _one()
+    assert parked.state == Hl7Result.State.UNMATCHED and "OTHERHOSP" in parked.reason
+    response = alice_client.post(f"{INBOX}{parked.pk}/", {f"r{parked.pk}-unit": "U/L"})
+    assert response.status_code == 302
+    parked.refresh_from_db()
+    assert parked.state == Hl7Result.State.UNMATCHED, parked.reason
+    assert not LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).exists()
+
+
+@pytest.mark.django_db
+def test_a_match_refused_for_its_unit_remembers_no_local_code(
+    alice_client: Any, north_feed: Hl7Feed, patient: Patient, north_clinic: Clinic
+) -> None:
+    """A match that fails validation leaves the row in the inbox with the reason, and nothing
+    else written (rule: nothing half-written). Matching a local code ALKP
+    reported in U/L to CTX (ng/L, pg/mL) is refused ("still unmatched"), yet the clinic's
+    local code ALKP -> ctx was stored, so every later ALKP result of the clinic is read as a
+    CTX and parked (or, in ng/L, stored as a CTX) by a choice that was refused."""
+    feed.receive(oru("L1", code="ALKP^Alk phos^L"), via="test")
+    parked = _one()
+    response = alice_client.post(f"{INBOX}{parked.pk}/", {f"r{parked.pk}-test": "ctx"})
+    assert response.status_code == 302
+    page = alice_client.get(response["Location"]).content.decode()
+    assert "Still unmatched" in page
+    parked.refresh_from_db()
+    assert parked.state == Hl7Result.State.UNMATCHED
+    assert not Hl7LocalCode.objects.filter(clinic=north_clinic, code="ALKP").exists()
+
+
+@pytest.mark.django_db
+def test_a_match_refused_as_a_duplicate_remembers_no_local_code(
+    alice_client: Any, north_feed: Hl7Feed, patient: Patient, north_clinic: Clinic
+) -> None:
+    """As above, for a match refused because the result would duplicate a stored one with
+    another value: the row stays in the inbox with the reason, and nothing else is written
+    (rule: nothing half-written) — but the local code mapping is stored."""
+    feed.receive(oru("S1", value="300"), via="test")  # LOINC ALP, stored on N100
+    assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).count() == 1
+    feed.receive(oru("S2", code="ALKP^Alk phos^L", value="500"), via="test")
+    parked = Hl7Result.objects.get(message__control_id="S2")
+    assert parked.state == Hl7Result.State.UNMATCHED
+    response = alice_client.post(f"{INBOX}{parked.pk}/", {f"r{parked.pk}-test": "alp"})
+    assert response.status_code == 302
+    parked.refresh_from_db()
+    assert parked.state == Hl7Result.State.UNMATCHED and "already recorded" in parked.reason
+    assert not Hl7LocalCode.objects.filter(clinic=north_clinic, code="ALKP").exists()
+
+
+@pytest.mark.django_db
+def test_a_loinc_coded_result_is_not_stored_as_another_test(
+    alice_client: Any, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """A result coded LOINC 6768-6 (total ALP, README: "OBX-3 LOINC codes map to tests as
+    listed in engine/declaration.py") waits only for its patient (unknown MRN). Choosing
+    another test in the match form (GGT: same units) stored the ALP value as a GGT result —
+    a wrong clinical record. The test is for an unmapped code (README: "an unmapped code");
+    for a mapped LOINC code another test must be refused with an error naming the field."""
+    feed.receive(oru("G1", mrn="TEMP-1"), via="test")
+    parked = _one()
+    response = alice_client.post(
+        f"{INBOX}{parked.pk}/", {f"r{parked.pk}-mrn": "N100", f"r{parked.pk}-test": "ggt"}
+    )
+    assert not LabResult.objects.filter(patient=patient, test="ggt").exists()
+    page = alice_client.get(response["Location"]).content.decode()
+    assert "test: 6768-6 is the LOINC code of alp, not of ggt" in page
+
+
+@pytest.mark.django_db
+def test_a_refused_match_shows_its_error_when_the_row_moved_to_another_page(
+    alice_client: Any, north_feed: Hl7Feed, patient: Patient, monkeypatch: Any
+) -> None:
+    """Bad input gets a clear error naming the field (project rule). The match form posts
+    to the page it was read on (?page=1); a new result arriving meanwhile (newest first)
+    pushes the row to page 2. A refused match then answers 400 with page 1, which does not
+    hold the row: no error, no field named, nothing says what was wrong."""
+    monkeypatch.setattr("pathways.inbox.RESULTS_PER_PAGE", 2)
+    feed.receive(oru("P0", mrn="TEMP-0"), via="test")
+    feed.receive(oru("P1", mrn="TEMP-1"), via="test")
+    row = Hl7Result.objects.get(mrn="TEMP-0")
+    assert f'action="{INBOX}{row.pk}/?page=1"' in alice_client.get(INBOX).content.decode()
+    feed.receive(oru("P2", mrn="TEMP-2"), via="test")  # arrives while the form is open
+    bad = alice_client.post(f"{INBOX}{row.pk}/?page=1", {f"r{row.pk}-mrn": "NOPE"})
+    assert bad.status_code == 400
+    assert "No patient with this MRN" in bad.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_refused_match_leaves_the_row_as_it_was(
+    client: Any, alice: User, north_feed: Hl7Feed, north_clinic: Clinic
+) -> None:
+    """A match that fails validation leaves the row in the inbox with the reason, and nothing
+    else written (rule: nothing half-written). Matching TEMP-5's result to patient
+    N200 with an ALP unit refused was kept half: the row now silently points at N200 (the
+    page shows only the lab's MRN TEMP-5 and the unit reason), so the next clinician who
+    picks just a unit stores it on N200 without ever seeing that patient named."""
+    other = stored_patient(north_clinic, alice, mrn="N200")
+    feed.receive(oru("H1", mrn="TEMP-5", unit="IU/L"), via="test")
+    parked = _one()
+    client.force_login(alice)
+    client.post(
+        f"{INBOX}{parked.pk}/", {f"r{parked.pk}-mrn": "N200", f"r{parked.pk}-unit": "mg/dL"}
+    )
+    parked.refresh_from_db()
+    assert parked.state == Hl7Result.State.UNMATCHED
+    page = client.get(INBOX).content.decode()
+    assert "N200" not in page  # nothing on the page says it is now bound to N200
+    assert (parked.patient_id, parked.test) == (None, ""), (
+        f"refused match left patient={parked.patient} test={parked.test!r}"
+    )
+    assert not LabResult.objects.filter(patient=other, collected_on=date(2026, 11, 1)).exists()
