@@ -149,6 +149,9 @@ LOGOUT_REDIRECT_URL = "login"
 SESSION_IDLE_TIMEOUT = timedelta(minutes=envint("ALPCARE_SESSION_IDLE_MINUTES", 30))
 SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=envint("ALPCARE_SESSION_MAX_HOURS", 12))
 SESSION_COOKIE_AGE = int(SESSION_ABSOLUTE_TIMEOUT.total_seconds())
+# Messages ("Saved <name> (MRN …)") stay on the server with the session, never in a cookie
+# (signed, not encrypted: readable from the browser's cookie jar; OWASP ASVS V8.2.2).
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -293,3 +293,15 @@ def test_an_mrn_with_a_line_break_is_refused_and_the_calendar_escapes_one_that_c
     assert response.status_code == 200
     assert b"\r\nATTENDEE" not in response.content
     assert b"X-WR-CALNAME:alpcare follow-ups MRN M1\\nATTENDEE" in response.content
+
+
+@pytest.mark.django_db
+def test_a_confirmation_naming_the_patient_is_never_kept_in_a_cookie(alice_client: Any) -> None:
+    """OWASP ASVS V8.2.2: no sensitive data in browser storage. "Saved <name> (MRN …)" went to
+    Django's default message cookie (signed, not encrypted); it now stays in the session."""
+    data = {**form_data(paget_on_alendronate_document(), mrn="MRN-COOKIE-77"), "name": "Mina Jar"}
+    response = alice_client.post("/patients/new/", data)
+    assert response.status_code == 302
+    assert "messages" not in response.cookies
+    shown = alice_client.get(response["Location"]).content.decode()
+    assert "Saved Mina Jar (MRN MRN-COOKIE-77)." in shown
