@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from pathways import engine, publishing, services, versions
+from pathways import publishing, versions
 from pathways.models import AssessmentSnapshot, Clinic, FollowUpRule, Patient, Rule, RuleSet
 from tests.factories import (
     form_data,
@@ -24,6 +24,7 @@ from tests.factories import (
     paget_on_alendronate_document,
     stored_patient,
 )
+from tests.test_reassess import failing_for
 from tests.test_tuning_admin import _rule_post
 
 pytestmark = pytest.mark.django_db
@@ -186,16 +187,8 @@ def test_one_patient_failing_its_snooze_reassessment_does_not_stop_the_worklist(
     AssessmentSnapshot.objects.filter(patient__in=[broken, fine]).update(
         snooze_ends=timezone.localdate(), top_code="stale-copy"
     )
-    real_sync = services.follow_ups_sync
-
-    def failing_for_one(*, patient: Patient, result: Any = None, **kwargs: Any) -> Any:
-        if patient.pk == broken.pk:
-            raise engine.RuleEvaluationError("rule extreme-alp: no such key")
-        return real_sync(patient=patient, result=result, **kwargs)
-
-    monkeypatch.setattr(services, "follow_ups_sync", failing_for_one)
+    failing_for(monkeypatch, broken)
     alice_client.raise_request_exception = False
     assert alice_client.get("/").status_code == 200
     snapshot = AssessmentSnapshot.objects.get(patient=fine)
-    assert (snapshot.top_code, snapshot.snooze_ends) != ("stale-copy", date.today())
-    assert snapshot.snooze_ends is None
+    assert snapshot.top_code != "stale-copy" and snapshot.snooze_ends is None

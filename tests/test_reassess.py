@@ -35,6 +35,20 @@ from tests.taskqueue import run_ready_tasks, run_task_now
 pytestmark = pytest.mark.django_db
 
 
+def failing_for(monkeypatch: pytest.MonkeyPatch, broken: Patient) -> Any:
+    """Re-assessing ``broken`` fails as a rule that raises on its case would; returns the real
+    follow_ups_sync, to put back."""
+    real_sync = services.follow_ups_sync
+
+    def sync_failing_for_one(*, patient: Patient, result: Any = None, **kwargs: Any) -> Any:
+        if patient.pk == broken.pk:
+            raise engine.RuleEvaluationError("rule extreme-alp: no such key")
+        return real_sync(patient=patient, result=result, **kwargs)
+
+    monkeypatch.setattr(services, "follow_ups_sync", sync_failing_for_one)
+    return real_sync
+
+
 def _patients(clinic: Clinic, user: User, count: int) -> list[Patient]:
     return [
         stored_patient(clinic, user, paget_on_alendronate_document(), mrn=f"R-{n}", name=f"P {n}")
@@ -127,14 +141,7 @@ def test_one_patients_failure_is_recorded_the_others_go_on_and_a_retry_finishes_
     settings.ALPCARE_REASSESS_CHUNK_SIZE = 2
     patients = _patients(north_clinic, alice, 4)
     broken = patients[1]
-    real_sync = services.follow_ups_sync
-
-    def sync_failing_for_one(*, patient: Patient, result: Any = None, **kwargs: Any) -> Any:
-        if patient.pk == broken.pk:
-            raise engine.RuleEvaluationError("rule extreme-alp: no such key")
-        return real_sync(patient=patient, result=result, **kwargs)
-
-    monkeypatch.setattr(services, "follow_ups_sync", sync_failing_for_one)
+    real_sync = failing_for(monkeypatch, broken)
     published = _publish_unchanged(editor, publisher)
     run = ReassessmentRun.objects.get()
     progress = tasks.run_progress(run)
@@ -147,7 +154,7 @@ def test_one_patients_failure_is_recorded_the_others_go_on_and_a_retry_finishes_
     assert _on_version(published.label) == 3
     assert not DBTaskResult.objects.failed().exists()  # the chunk task itself succeeded
 
-    monkeypatch.setattr(services, "follow_ups_sync", real_sync)
+    monkeypatch.setattr(services, "follow_ups_sync", real_sync)  # it can be assessed again
     retry = tasks.reassessment_retry(run=run, user=publisher)
     retried = tasks.run_progress(retry)
     assert (retry.retry_of, retried.total, retried.done, retried.failed) == (run, 1, 1, 0)
