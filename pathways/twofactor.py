@@ -152,9 +152,11 @@ class TwoFactorMiddleware:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated or is_verified(request):
             return self.get_response(request)
-        if owes_code(request):
+        staff_required = must_enrol(user)
+        # Enrolled since this session began (a device added in the admin): it owes a code too.
+        if owes_code(request) or (staff_required and is_enrolled(user)):
             allowed, target, message = _VERIFY_PATHS, "two_factor_verify", "code required"
-        elif must_enrol(user):
+        elif staff_required:
             allowed, target, message = _ENROL_PATHS, "two_factor", "two-factor set-up required"
         else:
             return self.get_response(request)
@@ -324,6 +326,8 @@ class ConfirmForm(forms.Form):
 @login_required
 @require_POST
 def two_factor_setup(request: HttpRequest) -> HttpResponse:
+    if is_enrolled(request.user) and not is_verified(request):
+        return _code_first(request)  # replacing an authenticator needs a code from it first
     authenticator_start(user=request.user)  # type: ignore[arg-type]
     return redirect(f"{reverse('two_factor')}?{urlencode({'next': _next_url(request)})}")
 
@@ -331,6 +335,8 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def two_factor_confirm(request: HttpRequest) -> HttpResponse:
+    if is_enrolled(request.user) and not is_verified(request):
+        return _code_first(request)
     pending = TOTPDevice.objects.filter(user_id=request.user.pk, confirmed=False).first()
     if pending is None:
         messages.error(request, "Start the set-up first.")
