@@ -57,7 +57,7 @@ def stored_lab(row: Any) -> engine.Lab:
     )
 
 
-def _lab_order(row: Any) -> tuple[date, time, str, int]:
+def lab_order(row: Any) -> tuple[date, time, str, int]:
     """Spec §2: by date and time, a bare date as 00:00, ties in document order. A stored
     patient's document order is the order its results were stored in (a case saved from a
     document keeps that document's order): a bare date and a T00:00 result of one test on one
@@ -77,7 +77,7 @@ def patient_to_case(
     labs = list(patient.lab_results.all()) if labs is None else labs
     therapies = list(patient.therapies.all()) if therapies is None else therapies
     try:
-        lab_cases = tuple(stored_lab(row) for row in sorted(labs, key=_lab_order))
+        lab_cases = tuple(stored_lab(row) for row in sorted(labs, key=lab_order))
     except KeyError as unknown:  # a unit no longer declared for its test
         location = ("labs",)
         raise engine.CaseInvalid(

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pathways import engine
-from pathways.cases import patient_to_case
+from pathways.cases import lab_order, patient_to_case
 from pathways.engine import declaration
 from pathways.interop import fhir_codes
 from pathways.interop.fhir_case import LOINC, UCUM
@@ -433,7 +433,9 @@ def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
         patient_resource["extension"] = [{"url": fhir_codes.CASE_EXTENSION, "extension": extension}]
     resources.append(patient_resource)
 
-    for row in patient.lab_results.all():
+    # In the order the engine assesses them (spec §2: a bare date and a T00:00 result of one
+    # day keep their stored order), so that the import keeps that order too.
+    for row in sorted(patient.lab_results.all(), key=lab_order):
         # reference-intervals.md pairs each LOINC code with one UCUM unit: a result stored in
         # another (creatinine in umol/L under the mass code 2160-0) is written in that unit.
         value, unit = engine.to_canonical(row.test, row.unit, row.value)

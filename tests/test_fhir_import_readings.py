@@ -5,7 +5,7 @@ FHIRPath an error names. Each test failed on the code before its fix."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date
+from datetime import UTC, date, timedelta
 from typing import Any
 
 import pytest
@@ -221,3 +221,34 @@ def test_the_cds_hooks_reading_agrees_on_relapse_and_on_a_course_stopped_without
     assert mapped.document["clinical"]["diagnoses"] == ["multiple_myeloma"]
     assert mapped.document["clinical"]["therapies"] == []
     assert any("effectivePeriod.end" in problem.path for problem in mapped.problems)
+
+
+@pytest.mark.django_db
+def test_an_exported_patient_imports_with_its_same_day_tie_in_the_same_order(
+    alice: User, north_clinic: Clinic, south_clinic: Clinic
+) -> None:
+    """Spec §2: a bare date sorts as 00:00 and ties keep document order. $everything wrote
+    results in the table's order (bare date first), so ALP 480 at T00:00 then ALP 90 undated on
+    the same day came back with 480 as the latest ALP: another assessment of the same results."""
+    from pathways import engine
+    from pathways.cases import patient_to_case
+    from pathways.rules import current_rule_set
+    from tests.factories import stored_patient
+
+    day = (_today() - timedelta(days=5)).isoformat()
+    document = {
+        "as_of": _today().isoformat(),
+        "patient": {"birth_date": "1960-01-01", "sex": "female", "postmenopausal": True},
+        "labs": [
+            {"test": "alp", "value": 480, "unit": "U/L", "collected_at": f"{day}T00:00"},
+            {"test": "alp", "value": 90, "unit": "U/L", "collected_at": day},
+        ],
+        "clinical": {},
+    }
+    patient = stored_patient(north_clinic, alice, document, mrn="TIE-1")
+    bundle = fhir.export_everything(patient, base="https://alpcare.example")
+    copy = fhir.import_bundle(bundle, clinic=south_clinic, user=alice, path="/t").patient
+    rules = current_rule_set()
+    original, copied = (engine.assess(patient_to_case(p), rules) for p in (patient, copy))
+    assert original.findings.alp_latest == copied.findings.alp_latest == 90
+    assert [r.code for r in copied.recommendations] == [r.code for r in original.recommendations]
