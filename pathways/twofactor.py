@@ -237,8 +237,9 @@ class CodeForm(OTPAuthenticationFormMixin, forms.Form):
 
 
 def typed_code(text: object) -> str:
-    """A code as typed or pasted: apps show "123 456"; spaces are not part of a code."""
-    return "".join(str(text or "").split())
+    """A code as typed or pasted: apps show "123 456"; spaces are not part of a code, and a
+    recovery code (lower-case letters and digits) typed in capitals is the same code."""
+    return "".join(str(text or "").split()).lower()
 
 
 def _next_url(request: HttpRequest) -> str:
