@@ -371,8 +371,14 @@ def _earlier(result: Hl7Result, test: str, on: date, at: time | None) -> LabResu
         )  # fmt: skip
         if prior is not None:
             return prior.lab_result
+    assert result.patient is not None
+    return _stored_at(result.patient, test, on, at)
+
+
+def _stored_at(patient: Patient, test: str, on: date, at: time | None) -> LabResult | None:
+    """The patient's stored result of ``test`` collected at that date and time (one at most)."""
     return LabResult.objects.filter(
-        patient=result.patient, test=test, collected_on=on, collected_time=at
+        patient=patient, test=test, collected_on=on, collected_time=at
     ).first()
 
 
@@ -392,10 +398,7 @@ def _same_result(patient: Patient, lab: engine.Lab) -> LabResult | None:
     """The stored result a final result resent is: its value within 0.5 % of the stored one
     after conversion, in any unit (spec §1: then they are one result, "as a lab feed
     resending a result must not fail a case"), as the FHIR import reads one."""
-    stored = LabResult.objects.filter(
-        patient=patient, test=lab.test, collected_on=lab.collected_on,
-        collected_time=lab.collected_time,
-    ).first()  # fmt: skip
+    stored = _stored_at(patient, lab.test, lab.collected_on, lab.collected_time)
     if stored is None:
         return None
     if engine.values_agree(lab.test, (stored.value, stored.unit), (lab.value, lab.unit)):

@@ -359,8 +359,7 @@ def _unassessable(
     logger.error("rule set in force failed on patient %s: %s", patient.pk, fault)
     context = {
         "patient": patient,
-        "fault": str(fault),
-        "rule_set_version": current_rule_set().version,
+        "fault": _rule_fault(current_rule_set(), fault),
         "labs": patient.lab_results.order_by("-collected_on", "-collected_time", "-pk"),
     }
     response = render(request, "pathways/patient_unassessable.html", context)
