@@ -282,8 +282,31 @@ def _next_version_label(today: date) -> str:
     return f"{prefix}.{number}"
 
 
-def _put_in_force(rule_set: RuleSet) -> RuleSet | None:
-    replaced = RuleSet.objects.select_for_update().filter(is_current=True).first()
+class _Unchecked:
+    """The caller did not show a publisher which version is in force (the demo, a migration)."""
+
+
+UNCHECKED = _Unchecked()
+
+
+def _put_in_force(rule_set: RuleSet, shown_in_force: int | _Unchecked | None) -> RuleSet | None:
+    """Take the version in force out of force, locked. A publication that committed while this
+    one waited for the lock has replaced it: PostgreSQL then skips the row, which no longer
+    matches, so read again (the newer version) rather than put a second one in force.
+
+    ``shown_in_force`` is the version the publisher's page said would be replaced: another one
+    in force now was published since, and replacing it unseen would drop its change."""
+    in_force = RuleSet.objects.select_for_update().filter(is_current=True)
+    replaced = in_force.first()
+    while replaced is None and RuleSet.objects.filter(is_current=True).exists():
+        replaced = in_force.first()
+    checked = not isinstance(shown_in_force, _Unchecked)
+    if checked and replaced is not None and replaced.pk != shown_in_force:
+        raise TuningError(
+            f"{replaced.label} was put in force while this page was open, so "
+            f"{rule_set.label} would replace it unseen. Nothing was published: read the "
+            f"page again, now against {replaced.label}, and publish if you still mean to."
+        )
     if replaced is not None and replaced.pk != rule_set.pk:
         replaced.is_current = False
         replaced.save(update_fields=["is_current"])
@@ -299,9 +322,17 @@ def _require_publisher(user: Any, note: str) -> str:
     return note
 
 
-def ruleset_publish(*, rule_set: RuleSet, user: Any, note: str, reassess: bool = True) -> RuleSet:
+def ruleset_publish(
+    *,
+    rule_set: RuleSet,
+    user: Any,
+    note: str,
+    reassess: bool = True,
+    shown_in_force: int | _Unchecked | None = UNCHECKED,
+) -> RuleSet:
     """Publish a draft in review as a new version and put it in force (four-eyes: the publisher
-    changed none of it; approval note; gate). The editor's rationale stays the version's note."""
+    changed none of it; approval note; gate). The editor's rationale stays the version's note.
+    ``shown_in_force``: see ``_put_in_force``."""
     note = _require_publisher(user, note)
     with transaction.atomic():
         rule_set = _locked_unpublished(rule_set)
@@ -318,7 +349,7 @@ def ruleset_publish(*, rule_set: RuleSet, user: Any, note: str, reassess: bool =
         if not check.publishable:
             problems = listed(check.problems(), 5, lambda more: f"and {more} more")
             raise TuningError("The draft cannot be published: " + "; ".join(problems))
-        replaced = _put_in_force(rule_set)
+        replaced = _put_in_force(rule_set, shown_in_force)
         now = timezone.now()
         rule_set.version = _next_version_label(timezone.localdate())
         rule_set.status = RuleSet.Status.PUBLISHED
@@ -348,8 +379,16 @@ def ruleset_publish(*, rule_set: RuleSet, user: Any, note: str, reassess: bool =
     return rule_set
 
 
-def ruleset_rollback(*, rule_set: RuleSet, user: Any, note: str, reassess: bool = True) -> RuleSet:
-    """Put an earlier published version back in force (a publication of kind rollback)."""
+def ruleset_rollback(
+    *,
+    rule_set: RuleSet,
+    user: Any,
+    note: str,
+    reassess: bool = True,
+    shown_in_force: int | _Unchecked | None = UNCHECKED,
+) -> RuleSet:
+    """Put an earlier published version back in force (a publication of kind rollback).
+    ``shown_in_force``: see ``_put_in_force``."""
     note = _require_publisher(user, note)
     with transaction.atomic():
         rule_set = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
@@ -357,7 +396,7 @@ def ruleset_rollback(*, rule_set: RuleSet, user: Any, note: str, reassess: bool 
             raise TuningError("Only a published version can be re-published; publish the draft.")
         if rule_set.is_current:
             raise TuningError(f"{rule_set.label} is already in force.")
-        replaced = _put_in_force(rule_set)
+        replaced = _put_in_force(rule_set, shown_in_force)
         rule_set.is_current = True
         rule_set.save(update_fields=["is_current"])
         publication = RuleSetPublication.objects.create(

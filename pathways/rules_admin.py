@@ -790,6 +790,8 @@ class NoteForm(forms.Form):
         help_text="Why you put this version in force; kept with the publication, beside the "
         "editor's rationale.",
     )
+    # The version in force when the page was shown: the one the publisher agreed to replace.
+    replaces = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
 
 class ReviewForm(forms.Form):
@@ -1072,7 +1074,10 @@ class RuleSetAdmin(ScopedHistoryAdmin):
 
     def _note_view(self, request: HttpRequest, pk: int, *, rollback: bool) -> HttpResponse:
         rule_set = self._viewable(request, pk)
-        initial = {} if rollback else {"note": rule_set.note}
+        current = RuleSet.objects.filter(is_current=True).first()
+        initial: dict[str, Any] = {"replaces": current.pk if current else None}
+        if not rollback:
+            initial["note"] = rule_set.note
         form = NoteForm(request.POST or None, initial=initial)
         if request.method == "POST":
             if not request.user.has_perm(publishing.PUBLISH_PERMISSION):
@@ -1081,7 +1086,10 @@ class RuleSetAdmin(ScopedHistoryAdmin):
                 action = publishing.ruleset_rollback if rollback else publishing.ruleset_publish
                 try:
                     published = action(
-                        rule_set=rule_set, user=request.user, note=form.cleaned_data["note"]
+                        rule_set=rule_set,
+                        user=request.user,
+                        note=form.cleaned_data["note"],
+                        shown_in_force=form.cleaned_data["replaces"],
                     )
                 except publishing.TuningError as error:
                     self.message_user(request, str(error), messages.ERROR)
@@ -1127,6 +1135,10 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             and (own_draft or not rule_set.in_review or not (check and check.publishable)),
             current=RuleSet.objects.filter(is_current=True).first(),
         )
+        if request.method == "POST":  # refused: the page now shows the version in force
+            current = context["current"]
+            posted = {"note": request.POST.get("note", ""), "replaces": current and current.pk}
+            context["form"] = NoteForm(posted)
         return TemplateResponse(request, "admin/pathways/ruleset/publish.html", context)
 
     def _review_step(self, request: HttpRequest, pk: int, *, submit: bool) -> HttpResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,15 @@ def publish_reviewed(*, rule_set: Any, user: Any, note: str, **kwargs: Any) -> A
         if submitted:  # a refused publication leaves the draft as the test had it
             RuleSet.objects.filter(pk=rule_set.pk).update(status=RuleSet.Status.DRAFT)
         raise
+
+
+def post_as_shown(client: Any, url: str, data: dict[str, str], **kwargs: Any) -> Any:
+    """POST a form with the hidden fields its page rendered (the publish page's version in
+    force), as a browser submits it."""
+    page = client.get(url).content.decode()
+    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+    hidden.pop("csrfmiddlewaretoken", None)
+    return client.post(url, {**hidden, **data}, **kwargs)
 
 
 def run_assess_command(document: Any, tmp_path: Path) -> tuple[int, str, str]:

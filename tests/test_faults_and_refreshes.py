@@ -22,6 +22,7 @@ from tests.factories import (
     form_data,
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
+    post_as_shown,
     stored_patient,
 )
 from tests.test_reassess import failing_for
@@ -155,7 +156,8 @@ def test_a_patients_page_opens_and_says_so_when_a_published_rule_fails_on_them(
     document["labs"][-1]["value"] = 777
     patient = stored_patient(north_clinic, alice, document)
     _client(editor).post(f"/admin/pathways/ruleset/{draft.pk}/submit/", {"text": "tune"})
-    _client(publisher).post(f"/admin/pathways/ruleset/{draft.pk}/publish/", {"note": "ok"})
+    publish_url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
+    post_as_shown(_client(publisher), publish_url, {"note": "ok"})
     draft.refresh_from_db()
     assert draft.is_current
 

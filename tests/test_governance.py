@@ -3,10 +3,13 @@ and clinicians told what a publication changed for their own patients."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection, transaction
 from django.test import Client
 
 from pathways import engine, impact, publishing, services
@@ -20,6 +23,7 @@ from pathways.models import (
     RuleSetPublication,
     RuleSetReview,
 )
+from pathways.rules import install_catalogue
 from tests.conftest import rule_editor
 from tests.factories import paget_on_alendronate_document, stored_patient
 from tests.taskqueue import run_ready_tasks
@@ -287,3 +291,58 @@ def test_a_published_versions_page_follows_its_running_reassessment_then_clinici
     run_ready_tasks()
     counted = client.get("/").content.decode()
     assert "1 patient(s) lost it" in counted
+
+
+# ---------------------------------------------------------------------------------------------
+# Two publications at once (PostgreSQL: SQLite serialises writers before either reads).
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="a row-lock race: PostgreSQL's READ COMMITTED"
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("from_the_page", [True, False], ids=["admin page", "service"])
+def test_two_publications_at_once_never_put_two_versions_in_force(from_the_page: bool) -> None:
+    """From the admin page, the second is refused (its page showed the version the first
+    replaced); a caller that showed nothing publishes after the first."""
+    if not RuleSet.objects.filter(is_current=True).exists():  # flushed by transaction=True
+        install_catalogue(version="2026-11-29.1")
+    shown = RuleSet.objects.get(is_current=True).pk if from_the_page else publishing.UNCHECKED
+    editor, publisher = rule_editor("rui"), rule_editor("pat", publisher=True)
+    first = publishing.ruleset_start_draft(user=editor)
+    second = publishing.ruleset_start_draft(user=editor)
+    for draft in (first, second):
+        publishing.ruleset_submit(rule_set=draft, user=editor, rationale="Routine review")
+    failures: list[str] = []
+
+    def publish_second() -> None:
+        try:
+            publishing.ruleset_publish(
+                rule_set=second, user=publisher, note="second", reassess=False, shown_in_force=shown
+            )
+        except Exception as error:  # the test reports it
+            failures.append(f"{type(error).__name__}: {error}")
+        finally:
+            connection.close()
+
+    waiting = threading.Thread(target=publish_second)
+    with transaction.atomic():
+        publishing.ruleset_publish(rule_set=first, user=publisher, note="first", reassess=False)
+        waiting.start()
+        time.sleep(1)  # the second publication waits for the version in force this one locked
+    waiting.join(timeout=30)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert RuleSet.objects.filter(is_current=True).count() == 1
+    if from_the_page:
+        assert failures == [
+            f"TuningError: {first.label} was put in force while this page was open, so "
+            f"{second.label} would replace it unseen. Nothing was published: read the page "
+            f"again, now against {first.label}, and publish if you still mean to."
+        ]
+        assert first.is_current and second.is_draft
+    else:
+        assert failures == []
+        assert second.is_current and first.version != second.version
+        assert RuleSetPublication.objects.get(rule_set=second).replaced == first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any
 
 import pytest
@@ -25,7 +26,12 @@ from pathways.models import (
     RuleSetPublication,
 )
 from tests.conftest import rule_editor
-from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
+from tests.factories import (
+    paget_on_alendronate_document,
+    post_as_shown,
+    publish_reviewed,
+    stored_patient,
+)
 from tests.taskqueue import run_ready_tasks
 
 pytestmark = pytest.mark.django_db
@@ -353,7 +359,7 @@ def test_publishing_through_the_admin_is_four_eyes(
     assert submitted.status_code == 302
     page = publisher_client.get(url).content.decode()
     assert "Four-eyes" in page
-    response = publisher_client.post(url, {"note": "self-review"}, follow=True)
+    response = post_as_shown(publisher_client, url, {"note": "self-review"}, follow=True)
     assert "Four-eyes" in response.content.decode()
     draft.refresh_from_db()
     assert draft.is_draft and draft.in_review
@@ -361,8 +367,8 @@ def test_publishing_through_the_admin_is_four_eyes(
     second = rule_editor("quinn", publisher=True)
     client = Client()
     client.force_login(second)
-    assert client.post(url, {"note": ""}).status_code == 200  # the note is required
-    response = client.post(url, {"note": "Reviewed"})
+    assert post_as_shown(client, url, {"note": ""}).status_code == 200  # the note is required
+    response = post_as_shown(client, url, {"note": "Reviewed"})
     assert response.status_code == 302
     draft.refresh_from_db()
     assert draft.is_current and draft.version and draft.published_by == second
@@ -383,8 +389,8 @@ def test_a_publishers_save_that_changes_nothing_does_not_make_them_an_editor(
     publisher_client.post(f"/admin/pathways/ruleset/{draft.pk}/change/", {"note": draft.note})
     assert publisher.pk not in publishing.ruleset_editor_ids(draft)
     editor_client.post(f"/admin/pathways/ruleset/{draft.pk}/submit/", {"text": "Unchanged"})
-    response = publisher_client.post(
-        f"/admin/pathways/ruleset/{draft.pk}/publish/", {"note": "Approved"}
+    response = post_as_shown(
+        publisher_client, f"/admin/pathways/ruleset/{draft.pk}/publish/", {"note": "Approved"}
     )
     assert response.status_code == 302
     draft.refresh_from_db()
@@ -410,7 +416,7 @@ def test_rollback_through_the_admin(
     publish_reviewed(rule_set=draft, user=publisher, note="same rules, new label")
     url = f"/admin/pathways/ruleset/{published.pk}/rollback/"
     assert "Re-publish" in publisher_client.get(url).content.decode()
-    response = publisher_client.post(url, {"note": "back to the catalogue"})
+    response = post_as_shown(publisher_client, url, {"note": "back to the catalogue"})
     assert response.status_code == 302
     published.refresh_from_db()
     assert published.is_current
@@ -520,8 +526,11 @@ def test_publishing_in_the_admin_shows_the_queued_run_not_a_claim_it_is_done(
 ) -> None:
     stored_patient(north_clinic, alice)
     publishing.ruleset_submit(rule_set=draft, user=draft.created_by, rationale="Same rules")
-    response = publisher_client.post(
-        f"/admin/pathways/ruleset/{draft.pk}/publish/", {"note": "Reviewed"}, follow=True
+    response = post_as_shown(
+        publisher_client,
+        f"/admin/pathways/ruleset/{draft.pk}/publish/",
+        {"note": "Reviewed"},
+        follow=True,
     )
     page = response.content.decode()
     run = ReassessmentRun.objects.get()
@@ -607,6 +616,51 @@ def test_the_publish_page_warns_when_another_version_was_published_since_the_dra
     newer = publish_reviewed(rule_set=other, user=publisher, note="meanwhile")
     page = publisher_client.get(url).content.decode()
     assert 'id="stale-base"' in page and f"{newer.label} is in force now" in page
+
+
+def test_a_publish_page_opened_before_another_publication_publishes_nothing(
+    publisher_client: Client, editor: User, publisher: User, draft: RuleSet
+) -> None:
+    """The page said which version it replaces; one published since is not replaced unseen."""
+    publishing.ruleset_submit(rule_set=draft, user=editor, rationale="Raise the threshold")
+    url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
+    page = publisher_client.get(url).content.decode()
+    shown = re.search(r'name="replaces" value="(\d+)"', page)
+    assert shown is not None
+    newer = publish_reviewed(
+        rule_set=publishing.ruleset_start_draft(user=editor), user=publisher, note="meanwhile"
+    )
+
+    refused = publisher_client.post(url, {"note": "Approved", "replaces": shown[1]})
+    text = html.unescape(refused.content.decode())
+    assert refused.status_code == 200
+    assert f"{newer.label} was put in force while this page was open" in text
+    assert 'id="stale-base"' in text  # the page now says what publishing would drop
+    draft.refresh_from_db()
+    newer.refresh_from_db()
+    assert draft.is_draft and newer.is_current
+
+    published = post_as_shown(publisher_client, url, {"note": "Approved, knowing"})
+    assert published.status_code == 302
+    draft.refresh_from_db()
+    assert draft.is_current
+
+
+def test_a_rollback_page_opened_before_another_publication_rolls_back_nothing(
+    publisher_client: Client, editor: User, publisher: User, published: RuleSet
+) -> None:
+    publish_reviewed(rule_set=publishing.ruleset_start_draft(user=editor), user=publisher, note="a")
+    url = f"/admin/pathways/ruleset/{published.pk}/rollback/"
+    page = publisher_client.get(url).content.decode()
+    shown = re.search(r'name="replaces" value="(\d+)"', page)
+    assert shown is not None
+    newer = publish_reviewed(
+        rule_set=publishing.ruleset_start_draft(user=editor), user=publisher, note="b"
+    )
+    refused = publisher_client.post(url, {"note": "back", "replaces": shown[1]})
+    assert f"{newer.label} was put in force" in html.unescape(refused.content.decode())
+    newer.refresh_from_db()
+    assert newer.is_current
 
 
 def test_an_editor_adds_a_rule_with_its_examples_to_the_draft(
