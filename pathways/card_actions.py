@@ -2,7 +2,9 @@
 
 An action holds for the card's code while the patient's case and the card's wording stay as
 they were when it was taken (both kept as digests on the action): a new or changed result,
-therapy or clinical field, or a rule-set version that changes the card, brings the card back.
+therapy or clinical field, or a rule-set version that changes the card, brings the card back,
+and the re-assessment that follows the change marks the action ended for good (taking the change
+back does not revive it).
 The calendar alone does not (a snooze returns on its date: the worklist re-assesses a
 patient whose snooze has ended, services.snoozes_ended_reassess). Every action and undo is a stored
 event with who and when (CardAction, with history); ``source`` keeps worklist and CDS Hooks
@@ -24,7 +26,7 @@ from django.utils import timezone
 from pathways import engine
 from pathways.cases import patient_to_case
 from pathways.engine.vocabulary import PRIORITY_RANK
-from pathways.models import OVERRIDE_REASONS, CardAction, LabResult, Patient, Therapy
+from pathways.models import OVERRIDE_REASONS, CardAction, LabResult, Patient, RuleSet, Therapy
 
 REASON_CODES = frozenset(code for code, _ in OVERRIDE_REASONS)
 ACTION_KINDS = ("acknowledge", "override", "snooze")
@@ -115,9 +117,11 @@ def _digest(value: Any) -> str:
 
 @dataclass(frozen=True)
 class ActiveActions:
-    """The actions in force for one patient's current assessment, by card code."""
+    """The actions in force for one patient's current assessment, by card code, and those that
+    stopped holding because the case or the card changed (``lapsed``: to be marked ended)."""
 
     by_code: dict[str, CardAction]
+    lapsed: tuple[CardAction, ...] = ()
 
     def get(self, code: str) -> CardAction | None:
         return self.by_code.get(code)
@@ -153,7 +157,9 @@ def active_actions(
     """The latest action per card that still holds (one query; none when nothing was done)."""
     if actions is None:
         actions = list(
-            CardAction.objects.filter(patient=patient, undone_at__isnull=True).select_related("by")
+            CardAction.objects.filter(
+                patient=patient, undone_at__isnull=True, ended_at__isnull=True
+            ).select_related("by")
         )
     if not actions:
         return ActiveActions({})
@@ -165,10 +171,18 @@ def active_actions(
     }
     ranks = {rec.code: PRIORITY_RANK.get(rec.priority, 0) for rec in result.recommendations}
     by_code: dict[str, CardAction] = {}
+    lapsed: list[CardAction] = []
     for action in sorted(actions, key=lambda a: (a.at, a.pk)):
-        if action.code not in cards or action.source != CardAction.Source.WORKLIST:
+        if action.source != CardAction.Source.WORKLIST:
             continue
-        holds = action.case_digest == digest and action.card_digest == cards[action.code]
+        changed = action.case_digest != digest or (
+            action.code in cards and action.card_digest != cards[action.code]
+        )
+        if changed:
+            lapsed.append(action)
+        if action.code not in cards:
+            continue
+        holds = not changed
         # A card escalated since it was acted on (high then, urgent now) is back; one that
         # calmed down is not.
         if ranks[action.code] < PRIORITY_RANK.get(action.priority, 0):
@@ -179,7 +193,16 @@ def active_actions(
             by_code[action.code] = action
         else:
             by_code.pop(action.code, None)
-    return ActiveActions(by_code)
+    return ActiveActions(by_code, tuple(lapsed))
+
+
+def card_actions_end_lapsed(actions: ActiveActions) -> None:
+    """Mark ended the actions the case or the card changed under (the caller holds the
+    patient's row lock and has just re-assessed the patient)."""
+    now = timezone.now()
+    for action in actions.lapsed:
+        action.ended_at = now
+        action.save(update_fields=["ended_at"])  # one history row each: when it ended
 
 
 @transaction.atomic
@@ -196,12 +219,15 @@ def card_action_record(
     result: engine.Result,
     source: str = CardAction.Source.WORKLIST,
     seen_case: str | None = None,
+    seen_rule_set: str | None = None,
 ) -> CardAction:
     """Record one action on a card the patient currently has; validates the input.
 
-    ``seen_case``: the case digest of the page the clinician acted from. An action holds until
-    the case changes, so one taken from a page that did not show the case as it is now (a
-    result recorded since) would silently cover what the clinician never saw: refused."""
+    ``seen_case`` and ``seen_rule_set``: the case digest and the rule-set version of the page
+    the clinician acted from. An action holds until the case or the card changes, so one taken
+    from a page that did not show them as they are now (a result recorded since, a version
+    published since that words the card otherwise) would silently cover what the clinician
+    never saw: refused."""
     from pathways.services import follow_ups_sync
 
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
@@ -215,6 +241,12 @@ def card_action_record(
     recommendation = next((r for r in result.recommendations if r.code == code), None)
     if recommendation is None:
         raise CardActionInvalid("code", f"This patient has no card {code!r} now.")
+    if seen_rule_set is not None and not _card_as_shown(rule_set, recommendation, seen_rule_set):
+        raise CardActionInvalid(
+            "rule_set",
+            f"The rules changed since this page was loaded (version {rule_set.version} is in "
+            "force): the card is shown as it is now; act on it again.",
+        )
     if kind not in ACTION_KINDS:
         raise CardActionInvalid("action", f"Unknown card action {kind!r}.")
     reason_text = reason_text.strip()
@@ -259,6 +291,22 @@ def card_action_record(
     return action
 
 
+def _card_as_shown(
+    rule_set: engine.RuleSet, recommendation: engine.Recommendation, shown_version: str
+) -> bool:
+    """Whether the rule-set version a page showed words this card as the version in force."""
+    from pathways.rules import rule_set_for
+
+    if shown_version == rule_set.version:
+        return True
+    shown = RuleSet.objects.filter(version=shown_version).exclude(version="").first()
+    if shown is None:
+        return False
+    return card_digest(rule_set_for(shown), recommendation) == card_digest(
+        rule_set, recommendation
+    )
+
+
 @transaction.atomic
 def card_action_undo(*, patient: Patient, user: Any, code: str, action_id: int) -> CardAction:
     """Undo the action in force on a card (kept, marked undone).
@@ -266,6 +314,7 @@ def card_action_undo(*, patient: Patient, user: Any, code: str, action_id: int) 
     ``action_id``: the action the page showed with its Undo. Undo takes back that one only:
     sent twice (a double click, a resent form) it would otherwise take back the action before
     it too, and from a page loaded before a colleague acted it would take back theirs."""
+    from pathways.rules import current_rule_set
     from pathways.services import follow_ups_sync
 
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
@@ -277,14 +326,22 @@ def card_action_undo(*, patient: Patient, user: Any, code: str, action_id: int) 
         .order_by("-at", "-pk")
         .first()
     )
+    shown = CardAction.objects.filter(pk=action_id, patient=patient, code=code).first()
+    if shown is not None and shown.undone_at is not None:
+        raise CardActionInvalid("undo", "That action was already undone.")
     if action is None or action.pk != action_id:
-        shown = CardAction.objects.filter(pk=action_id, patient=patient, code=code).first()
-        if shown is not None and shown.undone_at is not None:
-            raise CardActionInvalid("undo", "That action was already undone.")
         raise CardActionInvalid(
             "undo",
             "The card's action changed since this page was loaded: it is shown as it is now; "
             "undo again if you still want to.",
+        )
+    rule_set = current_rule_set()
+    result = engine.assess(patient_to_case(patient), rule_set)
+    if active_actions(patient, result, rule_set).get(code) != action:
+        raise CardActionInvalid(
+            "undo",
+            "That action no longer holds (the case or the card changed since, or its snooze "
+            "ended): the card is shown as it is now.",
         )
     action.undone_at = timezone.now()
     action.undone_by = user

@@ -475,8 +475,10 @@ class CardAction(models.Model):
 
     It holds for the card's code while the patient's case (``case_digest``: the case document
     without its as-of date) and the card as the rule set words it (``card_digest``) stay the
-    same; the calendar alone does not end it (a snooze ends on its date). Undo sets
-    ``undone_at``; rows are never deleted (history kept). ``source`` says where it came from:
+    same; the calendar alone does not end it (a snooze ends on its date). The first
+    re-assessment that finds the case or the card changed sets ``ended_at``: an ended action
+    stays ended, even when the change is taken back (a result removed again, a rollback). Undo
+    sets ``undone_at``; rows are never deleted (history kept). ``source`` says where it came from:
     the worklist or CDS Hooks feedback.
     """
 
@@ -509,6 +511,9 @@ class CardAction(models.Model):
     undone_at = models.DateTimeField(null=True, blank=True)
     undone_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ended_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the case or the card changed after it was taken."
     )
     history = HistoricalRecords()
 

@@ -324,7 +324,7 @@ def worklist_copies_store(*, patient: Patient, result: engine.Result | None = No
     acted on) and the patient's share of WorklistTally. Every write to a patient's
     follow-ups or card actions ends here, under the patient's row lock, so the share last
     tallied is the one to take back. Without ``result`` the action rank stays as stored."""
-    from pathways.card_actions import active_actions
+    from pathways.card_actions import active_actions, card_actions_end_lapsed
 
     snapshot = (
         AssessmentSnapshot.objects.filter(patient=patient)
@@ -342,6 +342,7 @@ def worklist_copies_store(*, patient: Patient, result: engine.Result | None = No
     }
     if result is not None:
         actions = active_actions(patient, result, current_rule_set())
+        card_actions_end_lapsed(actions)
         fields["action_rank"] = actions.action_rank(result)
         fields["snooze_ends"] = actions.snooze_ends()
         # The worklist's "top recommendation" is what is left to do: the highest card nobody

@@ -317,7 +317,10 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
     digest = case_digest(patient, labs=labs, therapies=therapies)
     actions = active_actions(patient, result, rule_set, digest=digest)
     context = {
-        "case_digest": digest,  # posted with each card action (card_actions.card_action_record)
+        # Posted with each card action: the case and the rules the page showed
+        # (card_actions.card_action_record refuses an action on anything else).
+        "case_digest": digest,
+        "rule_set_version": rule_set.version,
         "override_reasons": OVERRIDE_REASONS,
         "follow_up_outcomes": FOLLOW_UP_OUTCOMES,
         "today": timezone.localdate(),
@@ -620,7 +623,8 @@ def card_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                     snooze_until=data["snooze_until"],
                     rule_set=rule_set,
                     result=engine.assess(patient_to_case(patient), rule_set),
-                    seen_case=data["case"] or None,
+                    seen_case=data["case"],
+                    seen_rule_set=data["rule_set"],
                 )
         except CardActionInvalid as invalid:
             error = str(invalid)
@@ -1011,7 +1015,18 @@ class CardActionForm(forms.Form):
     reason_text = forms.CharField(max_length=1000, required=False)
     snooze_until = forms.DateField(label="snooze until", required=False)
     case = forms.CharField(max_length=64, required=False)  # the digest of the case shown
+    rule_set = forms.CharField(max_length=40, required=False)  # the version shown
     undo = forms.IntegerField(min_value=1, required=False)  # the action shown with its Undo
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("action") not in (None, "undo"):
+            for name in ("case", "rule_set"):
+                if not data.get(name):
+                    # Sent by the page's forms: without them the action could cover a case or a
+                    # card the clinician never saw.
+                    self.add_error(name, "The page did not say what it showed: reload it.")
+        return data
 
 
 __all__ = [

@@ -70,7 +70,24 @@ def cards(patient: Any) -> dict[str, str]:
 
 
 def act(client: Client, patient: Any, **data: str) -> Any:
+    """A card action as the patient page's form sends it: with the case and the rule-set
+    version the page showed (read from the page unless the test gives them)."""
+    if data.get("action") != "undo" and not {"case", "rule_set"} <= data.keys():
+        data = {**shown_with_cards(client, patient), **data}
     return client.post(f"/patients/{patient.pk}/cards/", data, headers=HTMX)
+
+
+def shown_with_cards(client: Client, patient: Any) -> dict[str, str]:
+    """The case digest and rule-set version the patient page's card forms carry."""
+    page = client.get(f"/patients/{patient.pk}/").content.decode()
+    shown = re.search(
+        r'name="case" value="([0-9a-f]{64})"><input type="hidden" name="rule_set" '
+        r'value="([^"]+)"',
+        page,
+    )
+    if shown is None:  # no card to act on: the action is refused for that
+        return {}
+    return {"case": shown[1], "rule_set": shown[2]}
 
 
 def undo(client: Client, patient: Any, code: str) -> Any:
@@ -431,7 +448,11 @@ def test_card_actions_work_as_a_plain_post_and_need_csrf(
 ) -> None:
     client.force_login(alice)
     url = f"/patients/{urgent_patient.pk}/cards/"
-    response = client.post(url, {"code": "extreme-alp", "action": "acknowledge"})
+    bare = client.post(url, {"code": "extreme-alp", "action": "acknowledge"}, follow=True)
+    assert "The page did not say what it showed" in bare.content.decode()
+    assert not CardAction.objects.exists()  # it could cover a case or card nobody saw
+    shown = shown_with_cards(client, urgent_patient)
+    response = client.post(url, {"code": "extreme-alp", "action": "acknowledge", **shown})
     assert response.status_code == 302 and CardAction.objects.count() == 1
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(alice)
@@ -894,6 +915,120 @@ def test_a_card_action_from_a_page_that_did_not_show_the_case_as_it_is_now_is_re
     assert fresh is not None and fresh.group(1) != shown.group(1)
     act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge", case=fresh.group(1))
     assert CardAction.objects.get().kind == "acknowledge"
+
+
+def _action_in_force(patient: Any, code: str = "extreme-alp") -> CardAction | None:
+    from pathways.models import Patient
+
+    stored = Patient.objects.get(pk=patient.pk)
+    rule_set = current_rule_set()
+    result = engine.assess(patient_to_case(stored), rule_set)
+    return active_actions(stored, result, rule_set).get(code)
+
+
+def test_an_action_the_case_ended_stays_ended_when_the_change_is_taken_back(
+    alice_client: Client, alice: Any, urgent_patient: Any
+) -> None:
+    """A result recorded and then removed again: the case was back as it had been, and the
+    acknowledgement taken before the result silently held again. Found by a defect hunt."""
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    _record_alp(urgent_patient, alice, 1180, "2026-11-20")
+    assert _action_in_force(urgent_patient) is None
+    added = urgent_patient.lab_results.get(collected_on="2026-11-20")
+    urgent_patient.refresh_from_db()
+    removed = alice_client.post(
+        f"/patients/{urgent_patient.pk}/results/{added.pk}/remove/",
+        {"version": str(urgent_patient.version)},
+    )
+    assert removed.status_code == 302 and not urgent_patient.lab_results.filter(pk=added.pk)
+    assert _action_in_force(urgent_patient) is None
+    action = CardAction.objects.get()
+    assert action.ended_at is not None and action.undone_at is None
+    assert action.history.count() == 2  # taken, then ended: each kept with its time
+    page = alice_client.get(f"/patients/{urgent_patient.pk}/").content.decode()
+    assert 'data-action="acknowledge"' not in page
+
+
+def _reworded_extreme_alp(editor: Any, publisher: Any) -> Any:
+    from pathways import publishing
+    from pathways.models import Rule
+    from tests.factories import publish_reviewed
+
+    draft = publishing.ruleset_start_draft(user=editor)
+    Rule.objects.filter(rule_set=draft, code="extreme-alp").update(title="ALP over 1000: act now")
+    return publish_reviewed(rule_set=draft, user=publisher, note="reworded", reassess=False)
+
+
+def test_an_action_a_new_card_ended_stays_ended_after_a_rollback(
+    alice_client: Client, urgent_patient: Any, editor: Any, publisher: Any
+) -> None:
+    """v2 reworded the card (it came back); putting v1 back in force revived the
+    acknowledgement of v1's card. Found by a defect hunt."""
+    from pathways import publishing
+    from pathways.models import RuleSet
+
+    first = RuleSet.objects.get(is_current=True)
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    _reworded_extreme_alp(editor, publisher)
+    worklist_copies_store(patient=urgent_patient, result=_assessed(urgent_patient))
+    assert _action_in_force(urgent_patient) is None
+    publishing.ruleset_rollback(rule_set=first, user=publisher, note="back", reassess=False)
+    worklist_copies_store(patient=urgent_patient, result=_assessed(urgent_patient))
+    assert _action_in_force(urgent_patient) is None
+    assert CardAction.objects.get().ended_at is not None
+
+
+def _assessed(patient: Any) -> engine.Result:
+    return engine.assess(patient_to_case(patient), current_rule_set())
+
+
+def test_a_card_action_from_a_page_that_showed_another_wording_of_the_card_is_refused(
+    alice_client: Client, urgent_patient: Any, editor: Any, publisher: Any
+) -> None:
+    """The page showed v1's card; v2, published meanwhile, words it otherwise. The
+    acknowledgement was stored against v2's card, which the clinician never saw. Found by a
+    defect hunt."""
+    shown = shown_with_cards(alice_client, urgent_patient)
+    _reworded_extreme_alp(editor, publisher)
+    html = act(
+        alice_client, urgent_patient, code="extreme-alp", action="acknowledge", **shown
+    ).content.decode()
+    assert "The rules changed since this page was loaded" in html
+    assert not CardAction.objects.exists()
+    assert "ALP over 1000: act now" in html  # the card as it is now, to act on again
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    assert CardAction.objects.get().kind == "acknowledge"
+
+
+def test_a_card_action_from_a_page_of_an_earlier_version_that_words_the_card_alike_is_kept(
+    alice_client: Client, urgent_patient: Any, editor: Any, publisher: Any
+) -> None:
+    from pathways import publishing
+    from tests.factories import publish_reviewed
+
+    shown = shown_with_cards(alice_client, urgent_patient)
+    draft = publishing.ruleset_start_draft(user=editor)
+    publish_reviewed(rule_set=draft, user=publisher, note="same cards", reassess=False)
+    assert current_rule_set().version != shown["rule_set"]
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge", **shown)
+    assert CardAction.objects.get().kind == "acknowledge"
+
+
+def test_undo_of_an_action_that_no_longer_holds_is_refused(
+    alice_client: Client, alice: Any, urgent_patient: Any
+) -> None:
+    """The page showed the acknowledgement with its Undo; a new result then ended it. The Undo
+    from that page marked undone an action no longer in force. Found by a defect hunt."""
+    act(alice_client, urgent_patient, code="extreme-alp", action="acknowledge")
+    page = alice_client.get(f"/patients/{urgent_patient.pk}/").content.decode()
+    shown = re.search(r'name="undo" value="(\d+)"', page)
+    assert shown is not None
+    _record_alp(urgent_patient, alice, 1180, "2026-11-20")
+    html = act(
+        alice_client, urgent_patient, code="extreme-alp", action="undo", undo=shown[1]
+    ).content.decode()
+    assert "That action no longer holds" in html
+    assert CardAction.objects.get().undone_at is None
 
 
 def test_marking_done_a_follow_up_a_new_result_just_rescheduled_is_said_not_a_server_error(
