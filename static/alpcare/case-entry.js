@@ -177,7 +177,11 @@
       var today = new Date();
       var years = today.getFullYear() - Number(parts[1]);
       var month = today.getMonth() + 1;
-      if (month < Number(parts[2]) || (month === Number(parts[2]) && today.getDate() < Number(parts[3]))) {
+      var birthMonth = Number(parts[2]);
+      // As the engine counts (dates.age_in_years): a 29 February birthday falls on 28 February
+      // in a year without one. new Date(y, m, 0) is the last day of month m (1-based).
+      var birthday = Math.min(Number(parts[3]), new Date(today.getFullYear(), birthMonth, 0).getDate());
+      if (month < birthMonth || (month === birthMonth && today.getDate() < birthday)) {
         years -= 1;
       }
       hint.textContent = years >= 0 ? "Age " + years + " y" : "";

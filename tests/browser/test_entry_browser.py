@@ -4,11 +4,13 @@ summary of what needs attention."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from pathways.engine.dates import age_in_years
 from pathways.models import Patient
 from tests.browser.conftest import log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
@@ -61,3 +63,20 @@ def test_entry_by_keyboard(
     assert console_errors == [
         "Failed to load resource: the server responded with a status of 400 (Bad Request)"
     ]
+
+
+def test_the_age_beside_the_birth_date_counts_a_29_february_birthday_as_the_engine_does(
+    page: Any, live_server: Any, smoke_user: Any
+) -> None:
+    """On 28 February of a year without a 29th, a 29 February birthday has come (spec §2's
+    calendar months; the header and the engine say 18): the form said 17. Found by a defect
+    hunt."""
+    ensure_published_rule_set()
+    log_in(page, live_server, "alice")
+    page.clock.set_fixed_time(datetime(2026, 2, 28, 12, 0))
+    page.goto(f"{live_server.url}/patients/new/")
+    page.get_by_label("Birth date").fill("2008-02-29")
+    assert age_in_years(date(2008, 2, 29), date(2026, 2, 28)) == 18
+    expect(page.locator("#age-hint")).to_have_text("Age 18 y")
+    page.get_by_label("Birth date").fill("2008-03-01")
+    expect(page.locator("#age-hint")).to_have_text("Age 17 y")
