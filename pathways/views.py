@@ -764,7 +764,7 @@ def _case_page(
         case_forms.add_case_errors(invalid.errors, draft)
     else:
         if forms_valid and not waiting:
-            saved = _save(request, case_forms, case, clinics=clinics, patient=patient)
+            saved = _save(request, case_forms, case, draft, clinics=clinics, patient=patient)
             if isinstance(saved, Patient):
                 messages.success(request, f"Saved {saved.name} (MRN {saved.mrn}).")
                 url = reverse("patient_detail", args=[saved.pk])
@@ -784,6 +784,7 @@ def _save(
     request: HtmxHttpRequest,
     case_forms: CaseForms,
     case: engine.Case,
+    draft: CaseDraft,
     *,
     clinics: list[Any],
     patient: Patient | None,
@@ -808,6 +809,7 @@ def _save(
         posted["version"] = str(stale.current_version)
         case_forms = CaseForms.bind(posted, clinics=clinics, patient=patient)
         case_forms.forms_valid()
+        case_forms.ask_confirmations(draft, confirmed_values(patient))  # ticked boxes stay
         case_forms.patient.add_error(None, str(stale))
         return case_forms
     except DuplicateMrn as duplicate:

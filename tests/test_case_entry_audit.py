@@ -16,7 +16,12 @@ import pytest
 from django.test import Client
 
 from pathways.models import Patient
-from tests.factories import as_browser_json, form_data, paget_on_alendronate_document
+from tests.factories import (
+    as_browser_json,
+    form_data,
+    paget_on_alendronate_document,
+    stored_patient,
+)
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
@@ -91,6 +96,38 @@ def test_a_ticked_confirmation_is_kept_when_the_save_fails_for_another_reason(
     box = _confirm_input(response.content.decode(), "labs-0-confirm")
     assert box is not None, "the ticked confirm box is gone from the refused form"
     assert "checked" in box and 'value="4000 U/L"' in box
+
+
+def test_a_ticked_confirmation_is_kept_when_someone_else_saved_first(
+    client: Client, alice: Any, north_clinic: Any
+) -> None:
+    """The edit page refused as stale (a colleague saved first) kept 320 kg but dropped its
+    ticked confirm box, so saving the kept input again asked for the confirmation again.
+    Found by a defect hunt."""
+    patient = stored_patient(north_clinic, alice, paget_on_alendronate_document())
+    client.force_login(alice)
+    document = {**paget_on_alendronate_document(), "labs": []}
+    document["patient"] = {**document["patient"], "weight_kg": 320}  # above 300 kg: confirm
+    mine = form_data(document, mrn=patient.mrn, name=patient.name)
+    for name in ("labs-TOTAL_FORMS", "labs-INITIAL_FORMS"):
+        mine.pop(name)
+    mine["version"] = str(patient.version)
+    mine["confirm_weight"] = "320"
+    colleague = {**mine, "name": "Renamed by a colleague", "weight_kg": "70"}
+    del colleague["confirm_weight"]
+    assert client.post(f"/patients/{patient.pk}/edit/", colleague).status_code == 302
+
+    refused = client.post(f"/patients/{patient.pk}/edit/", mine)
+    html = refused.content.decode()
+    assert refused.status_code == 400 and "changed by someone else" in html
+    box = _confirm_input(html, "confirm_weight")
+    assert box is not None and "checked" in box, "the ticked confirm box is gone"
+    version = re.search(r'name="version" value="(\d+)"', html)
+    assert version is not None
+    again = {**mine, "version": version[1], "confirm_weight": _posted_value(box)}
+    assert client.post(f"/patients/{patient.pk}/edit/", again).status_code == 302
+    patient.refresh_from_db()
+    assert patient.weight_kg == 320
 
 
 def test_the_live_preview_does_not_announce_a_question_the_save_will_not_ask(
