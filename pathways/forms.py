@@ -584,6 +584,11 @@ class CaseForms:
             THERAPY_PREFIX: self.therapies.forms,
         }
         for error in errors:
+            stored = draft.on_stored_result(error)
+            if stored is not None:
+                if stored[1] not in self.patient.errors.get(stored[0] or NON_FIELD_ERRORS, []):
+                    self.patient.add_error(stored[0], stored[1])
+                continue
             prefix, index, field_name = draft.locate(error.location)
             form: forms.Form = self.patient
             if prefix is not None and index is not None and index < len(rows[prefix]):
@@ -798,6 +803,28 @@ class CaseDraft:
     document: dict[str, Any]
     lab_rows: list[int] = field(default_factory=list)  # labs[i] is form row lab_rows[i]
     therapy_rows: list[int] = field(default_factory=list)
+    stored_labs: bool = False  # the labs are the stored results (the edit page does not post them)
+
+    def on_stored_result(self, error: engine.FieldError) -> tuple[str | None, str] | None:
+        """An engine error about a stored result, which the edit page does not show as a row:
+        (the form field it is about, or None, and the message in the user's words); None when
+        the error is not about a stored result. A birth date moved after stored results is the
+        birth date's error, named by the earliest result."""
+        path = group_location(LAB)
+        location = error.location
+        if not self.stored_labs or location[: len(path)] != path or len(location) <= len(path):
+            return None
+        labs = self.document["labs"]
+        if error.code == "before_birth":
+            earliest = min(str(lab.get("collected_at", ""))[:10] for lab in labs)
+            return "birth_date", (
+                f"the birth date is after stored results (the earliest was collected on {earliest})"
+            )
+        index = location[len(path)]
+        lab = labs[index] if isinstance(index, int) and index < len(labs) else {}
+        test = TEST_LABELS.get(lab.get("test", ""), "result")
+        collected = str(lab.get("collected_at", ""))[:10]
+        return None, f"stored result {test} of {collected}: {clinical_message(error)}"
 
     def locate(self, location: engine.Location) -> tuple[str | None, int | None, str | None]:
         """(row prefix, form row index, form field) for an engine error's location; a row that
@@ -964,6 +991,7 @@ def case_draft(data: Any, *, stored_labs: Sequence[engine.Lab] | None = None) ->
 
     if stored_labs is not None:
         draft.document["labs"] = [engine.lab_to_document(lab) for lab in stored_labs]
+        draft.stored_labs = True
     else:
         for index in range(row_count(data, LAB_PREFIX)):
             lab = _read_lab_row(data, f"{LAB_PREFIX}-{index}-")

@@ -930,6 +930,15 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
         errors["case-errors"] = [f"No advice: {_rule_fault(rule_set, fault)}"]
     except engine.CaseInvalid as invalid:
         for error in invalid.errors:
+            on_stored = draft.on_stored_result(error)
+            if on_stored is not None:  # about a stored result: the edit page has no row for it
+                field_name, message = on_stored
+                shown = errors.setdefault(
+                    f"id_{field_name}-error" if field_name else "case-errors", []
+                )
+                if message not in shown:
+                    shown.append(message)
+                continue
             slot = draft.slot_id(error.location)
             if error.code == "required":
                 missing.append(_awaited(draft, error.location))

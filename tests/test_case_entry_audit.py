@@ -130,6 +130,46 @@ def test_a_ticked_confirmation_is_kept_when_someone_else_saved_first(
     assert patient.weight_kg == 320
 
 
+def _edit_post_with_birth_date(patient: Any, birth_date: str) -> dict[str, str]:
+    """The edit page's form (it posts no result rows) with the birth date changed."""
+    document = {**paget_on_alendronate_document(), "labs": []}
+    document["patient"] = {**document["patient"], "birth_date": birth_date}
+    data = form_data(document, mrn=patient.mrn, name=patient.name)
+    for name in ("labs-TOTAL_FORMS", "labs-INITIAL_FORMS"):
+        data.pop(name)
+    data["version"] = str(patient.version)
+    return data
+
+
+def test_a_birth_date_moved_after_stored_results_is_the_birth_dates_error_in_words(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    """On the edit page (stored results are not rows of its form) the save said "result
+    1.collected_at: before patient.birth_date", once per result, linked to no field; the live
+    preview said the same. Found by a defect hunt."""
+    patient = stored_patient(north_clinic, alice, paget_on_alendronate_document())
+    earliest = min(lab.collected_on for lab in patient.lab_results.all()).isoformat()
+    data = _edit_post_with_birth_date(patient, "2026-10-01")
+    said = f"the birth date is after stored results (the earliest was collected on {earliest})"
+
+    response = alice_client.post(f"/patients/{patient.pk}/edit/", data)
+    html = unescape(response.content.decode())
+    assert response.status_code == 400
+    summary = html.split('id="error-summary"', 1)[1].split("</div>", 1)[0]
+    assert 'href="#id_birth_date"' in summary and said in summary
+    assert summary.count(said) == 1 and "collected_at" not in html
+
+    live = alice_client.post(
+        f"/patients/{patient.pk}/case/preview/",
+        json.dumps(as_browser_json(data)),
+        content_type="application/json",
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    holder = re.search(r'id="live-errors"[^>]*data-errors="([^"]*)"', live)
+    assert holder is not None
+    assert json.loads(unescape(holder[1])) == {"id_birth_date-error": [said]}
+
+
 def test_the_live_preview_does_not_announce_a_question_the_save_will_not_ask(
     alice_client: Client,
 ) -> None:
