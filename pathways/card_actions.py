@@ -302,9 +302,7 @@ def _card_as_shown(
     shown = RuleSet.objects.filter(version=shown_version).exclude(version="").first()
     if shown is None:
         return False
-    return card_digest(rule_set_for(shown), recommendation) == card_digest(
-        rule_set, recommendation
-    )
+    return card_digest(rule_set_for(shown), recommendation) == card_digest(rule_set, recommendation)
 
 
 @transaction.atomic
