@@ -279,3 +279,26 @@ def test_case_entry_on_a_phone_keeps_save_and_the_advice_in_view(
     page.set_viewport_size({"width": 1440, "height": 900})
     expect(link).to_be_hidden()
     assert console_errors == []
+
+
+def test_a_long_follow_up_note_and_lab_comment_wrap_at_every_width(
+    page: Any, live_server: Any, patient: Any, smoke_user: Any, console_errors: list[str]
+) -> None:
+    """A follow-up's note of 2,000 characters without a space (its cap) widened the patient page
+    by about 20,000 px, and a lab comment of 10,000 made the results table scroll sideways at a
+    desktop's width (the wrapping rule matched table cells only). Found by a defect hunt."""
+    from pathways.services import follow_up_mark_done
+
+    patient.lab_results.update(lab_comment="L" * 10_000)
+    done = patient.follow_ups.filter(completed_at=None).exclude(code="dental-exam").first()
+    assert done is not None
+    follow_up_mark_done(follow_up=done, user=smoke_user, note="N" * 2000)
+    log_in(page, live_server, "alice")
+    for width in (390, 1280):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{live_server.url}/patients/{patient.pk}/")
+        expect(page.locator("#follow-ups .follow-up-note")).to_have_count(1)
+        assert page.evaluate(SIDEWAYS) <= 0, width
+        table = page.locator(".results-table").evaluate("e => e.scrollWidth - e.clientWidth")
+        assert table <= 0, width
+    assert console_errors == []
