@@ -75,7 +75,7 @@
     }
     return (
       holder.querySelector(".card-actions button, .card-actions summary") ||
-      holder.querySelector("button, summary, a[href], input, select")
+      holder.querySelector("button, summary, a[href], input:not([type=hidden]), select")
     );
   }
 

@@ -90,6 +90,7 @@ def test_a_follow_up_is_marked_done_with_the_keyboard_alone(
             break
     else:
         raise AssertionError("'Mark done' cannot be reached with the Tab key")
+    code = mark_done.evaluate("summary => summary.closest('[data-follow-up]').dataset.followUp")
     page.keyboard.press("Enter")  # opens the outcome form
     save = page.locator("#follow-ups details.mark-done[open] button[type=submit]").first
     for _ in range(10):  # Tab on to its "Save: done" button
@@ -101,6 +102,10 @@ def test_a_follow_up_is_marked_done_with_the_keyboard_alone(
     page.keyboard.press("Enter")
 
     expect(page.locator("#follow-ups details.mark-done[open]")).to_have_count(0)
+    # The focus goes on from the follow-up it was on, to its Undo (it fell to the page's body:
+    # the update looked for the first control and took the Undo form's hidden field).
+    row = page.locator(f'#follow-ups [data-follow-up="{code}"]')
+    expect(row.get_by_role("button", name=re.compile("^Undo"))).to_be_focused()
     assert (
         FollowUp.objects.filter(patient=patient, completed_at__isnull=True).count()
         == open_before - 1
