@@ -23,14 +23,29 @@ Resolver = Callable[[str], tuple[bool, Any, str]]
 
 
 def format_number(value: float) -> str:
-    """Sensible rounding for a rationale: 412 U/L, 45.3 mL/min, 3.19 x ULN."""
+    """Sensible rounding for a rationale: 412 U/L, 45.3 mL/min, 3.19 x ULN. A value that rounds
+    onto a rounder number (59.96 onto 60) keeps the decimals that tell them apart, up to 4:
+    the thresholds it is read against are round ("CrCl 60 mL/min ... renal impairment: yes"
+    read as a contradiction when CrCl < 60 defines the impairment)."""
     if isinstance(value, int):
         return str(value)
     decimals = 1 if abs(value) >= 10 else 2
+    text = _rounded(value, decimals)
+    while decimals < 4 and _decimals(text) < decimals and float(text) != value:
+        decimals += 1
+        text = _rounded(value, decimals)
+    return text
+
+
+def _rounded(value: float, decimals: int) -> str:
     text = f"{value:.{decimals}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
+
+
+def _decimals(text: str) -> int:
+    return len(text.partition(".")[2])
 
 
 def format_value(value: Any, unit: str = "") -> str:

@@ -20,6 +20,7 @@ from pathways.engine import (
     result_to_document,
     validate_rule_set,
 )
+from pathways.engine.templates import format_number
 from pathways.engine.vocabulary import RETIRED_CODES
 from tests.engine.clinical_cases import (
     assess_document,
@@ -573,3 +574,47 @@ def test_hepatic_source_says_both_sources_only_as_the_mixed_case() -> None:
     rationale = _rationale(result, "hepatic-source")
     assert "Mixed: bone ALP is also raised" not in rationale
     assert "When the source is mixed (bone ALP also raised), both sources are possible" in rationale
+
+
+# --- rationale numbers at round thresholds -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("crcl", "code", "shown"),
+    [
+        (59.96, "mm-denosumab-renal", "CrCl 59.96 mL/min"),
+        (29.96, "za-not-recommended-renal", "CrCl 29.96 mL/min"),
+    ],
+)
+def test_a_rationale_does_not_round_a_value_onto_the_threshold_it_is_below(
+    crcl: float, code: str, shown: str
+) -> None:
+    """CrCl 59.96 read "CrCl 60 mL/min; renal impairment: yes" (impairment is CrCl < 60), and
+    29.96 "CrCl 30 mL/min ... is below 30 mL/min" (§4: the rationale names the facts that fired
+    it). Found by an audit."""
+    document = newly_diagnosed_myeloma_with_lytic_lesions()
+    document["labs"] = [lab("alp", 90, "2026-11-02T09:00"), lab("crcl", crcl, "2026-11-02")]
+    rationale = next(
+        r.rationale for r in assess_document(document).recommendations if r.code == code
+    )
+    assert shown in rationale
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (412.2, "412.2"),
+        (45.26, "45.3"),
+        (3.194, "3.19"),
+        (59.96, "59.96"),
+        (60.04, "60.04"),
+        (0.499, "0.499"),
+        (12.0, "12"),
+        (412.20000001, "412.2"),
+        (1.9999999, "2"),
+    ],
+)
+def test_rationale_numbers_keep_the_decimals_that_tell_them_from_a_rounder_number(
+    value: float, text: str
+) -> None:
+    assert format_number(value) == text
