@@ -165,6 +165,19 @@ def test_units_match_case_insensitively_with_micro_as_u(unit: str, code: str) ->
     assert hl7v2.map_unit(unit, ("U/L", "umol/L", "mg/dL")) == code
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("unit", ["U/L^U/L^UCUM", "^U/L^UCUM"])
+def test_a_unit_given_as_its_text_alone_is_read(
+    north_feed: Hl7Feed, patient: Patient, unit: str
+) -> None:
+    """OBX-6 is a coded element (identifier^text^coding system): "^U/L^UCUM" names the unit in
+    its text with no identifier, and was read as no unit (the result went to the inbox).
+    Found by an audit."""
+    assert feed.receive(oru(unit=unit), via="test").code == "AA"
+    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 1))
+    assert (stored.value, stored.unit) == (412, "U/L")
+
+
 def test_unknown_unit_does_not_match() -> None:
     assert hl7v2.map_unit("IU/L", ("U/L",)) is None
 

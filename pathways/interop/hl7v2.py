@@ -44,7 +44,7 @@ class Observation:
     code_text: str  # OBX-3.2
     sub_id: str  # OBX-4
     value: str  # OBX-5
-    unit: str  # OBX-6.1
+    unit: str  # OBX-6.1, else OBX-6.2
     reference_range: str  # OBX-7
     status: str  # OBX-11
     collected_at: datetime | None  # OBX-14, else OBR-7, aware
@@ -286,7 +286,8 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
                     coding_system=coding_system,
                     sub_id=_field(segment, 4),
                     value=_obx_value(segment),
-                    unit=_field(segment, 6, 1, 1),
+                    # OBX-6 is identifier^text^coding system: the text when no identifier.
+                    unit=_field(segment, 6, 1, 1) or _field(segment, 6, 1, 2),
                     reference_range=_field(segment, 7),
                     status=status,
                     collected_at=collected[0],
