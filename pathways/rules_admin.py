@@ -728,6 +728,10 @@ class FollowUpRuleForm(forms.ModelForm):
             self.add_error("rules", f"Unknown rule code(s): {', '.join(unknown)}")
         if cleaned.get("offset_parameter") and cleaned["offset_parameter"] not in parameter_names:
             self.add_error("offset_parameter", "Unknown parameter.")
+        if cleaned.get("offset_value") is not None and cleaned.get("offset_unit"):
+            problem = engine.offset_problem(cleaned["offset_value"], cleaned["offset_unit"])
+            if problem:  # refused here, not first at publishing
+                self.add_error("offset_value", f"The offset {problem}.")
         return cleaned
 
 

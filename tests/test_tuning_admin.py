@@ -752,3 +752,28 @@ def example_post(rule: Rule, name: str, fires: bool, document: dict[str, Any]) -
         elif value is not None:
             data[key] = value
     return data
+
+
+@pytest.mark.parametrize(("offset", "said"), [(-3, "must not be negative"), (10_000, "exceed")])
+def test_a_follow_up_offset_out_of_range_is_refused_when_saved(
+    editor_client: Client, draft: RuleSet, offset: int, said: str
+) -> None:
+    """A negative offset was saved and refused first at publishing, far from the field that
+    held it. Found by an audit."""
+    from pathways.models import FollowUpRule
+    from pathways.rules_admin import FollowUpRuleForm
+
+    follow_up = FollowUpRule.objects.filter(rule_set=draft, offset_value__isnull=False).first()
+    assert follow_up is not None
+    shown = FollowUpRuleForm(instance=follow_up)
+    data = {name: shown[name].value() for name in shown.fields}
+    data = {name: "" if value is None else value for name, value in data.items()}
+    url = f"/admin/pathways/followuprule/{follow_up.pk}/change/"
+    refused = editor_client.post(url, {**data, "offset_value": str(offset)})
+    assert refused.status_code == 200
+    assert said in html.unescape(refused.content.decode())
+    follow_up.refresh_from_db()
+    assert follow_up.offset_value != offset
+    saved = editor_client.post(url, data)
+    errors = re.findall(r"errorlist[^>]*>(.*?)</ul>", saved.content.decode())
+    assert saved.status_code == 302, errors

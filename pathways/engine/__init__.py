@@ -59,7 +59,13 @@ from .ruleset import (
     Suppression,
     UlnBand,
 )
-from .validate import ExampleOutcome, RuleSetError, run_examples, validate_rule_set
+from .validate import (
+    ExampleOutcome,
+    RuleSetError,
+    offset_problem,
+    run_examples,
+    validate_rule_set,
+)
 from .vocabulary import (
     AGENTS,
     BISPHOSPHONATES,
@@ -159,6 +165,7 @@ __all__ = [
     "lab_to_document",
     "load_catalogue",
     "loinc_code",
+    "offset_problem",
     "parse_case",
     "parse_case_json",
     "read_json",

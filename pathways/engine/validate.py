@@ -25,6 +25,18 @@ OFFSET_UNITS = ("months", "days")
 # The longest follow-up offset: with case dates up to 2200 no due date can leave the calendar.
 _MAX_OFFSET = {"months": 12 * MAX_OFFSET_YEARS, "days": 366 * MAX_OFFSET_YEARS}
 _ULN_SEXES = (*SEXES, "any")
+
+
+def offset_problem(offset: int, unit: str) -> str | None:
+    """What is wrong with a follow-up's literal offset (None: nothing)."""
+    longest = _MAX_OFFSET.get(unit, _MAX_OFFSET["months"])
+    if offset < 0:
+        return "must not be negative"
+    if offset > longest:
+        return f"must not exceed {longest} {unit}"
+    return None
+
+
 MENOPAUSE = ("any", "pre", "post")
 TRIMESTERS = ("", "first", "second", "third")
 # Ages at which the ULN table must give a value: every day of the first year, then each year.
@@ -177,10 +189,8 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
                     f'parameter "{follow_up.offset}" must be from 0 to {longest} '
                     f"{follow_up.offset_unit}",
                 )
-        elif follow_up.offset < 0:
-            error(f"{where}: offset", "must not be negative")
-        elif follow_up.offset > longest:
-            error(f"{where}: offset", f"must not exceed {longest} {follow_up.offset_unit}")
+        elif (problem := offset_problem(follow_up.offset, follow_up.offset_unit)) is not None:
+            error(f"{where}: offset", problem)
         for test in follow_up.satisfied_by:
             if test.startswith(THERAPY_PREFIX):
                 if test[len(THERAPY_PREFIX) :] not in (*AGENTS, "bisphosphonate"):
