@@ -1,35 +1,36 @@
 """Rule examples edited as a structured form of the case document (not raw JSON).
 
-The fields are the case document's own (spec §1): the patient, the clinical context, one lab
-result and one therapy per line. The form builds the document and validates it with the
-engine's parser, so the errors name the field they belong to; the publish gate is unchanged.
+The fields are the case document's own (spec §1), from the case declaration
+(engine/declaration.py), as on the case-entry page: a field added there is on this form too.
+Lab results and therapies are one per line. The form builds the document and validates it with
+the engine's parser, so the errors name the field they belong to; the publish gate is unchanged.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 
 from django import forms
 
 from pathways import engine
+from pathways.engine.declaration import CLINICAL, MYELOMA, PATIENT, PATIENT_GROUPS, Group
+from pathways.forms import declared_form_fields
 from pathways.models import RuleExample
 
 LAB_HELP = (
     "One result per line: test, value, unit, collected at (YYYY-MM-DD or YYYY-MM-DDTHH:MM), "
-    "and optionally the lab's upper reference limit. Tests: " + ", ".join(engine.TESTS) + "."
+    "and optionally the lab's upper and lower reference limits (leave the upper one empty to "
+    "give only the lower one: alp, 80, U/L, 2026-01-05, , 30). Tests: "
+    + ", ".join(engine.TESTS)
+    + "."
 )
 THERAPY_HELP = (
     "One course per line: agent, start date, and the end date if it ended. Agents: "
     + ", ".join(engine.AGENTS)
     + "."
 )
-
-
-def _choices(values: tuple[str, ...], *, blank: bool = False) -> list[tuple[str, str]]:
-    options = [(value, value.replace("_", " ")) for value in values]
-    return [("", "—"), *options] if blank else options
+LAB_PARTS = ("test", "value", "unit", "collected_at", "reference_high", "reference_low")
 
 
 def _number(text: str) -> float | str:
@@ -43,46 +44,19 @@ def _iso(value: date | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _names(group: Group) -> list[str]:
+    return [group.prefix + item.name for item in group.fields]
+
+
 class RuleExampleCaseForm(forms.ModelForm):
     """A rule example: a freely written name, whether the rule must fire, and its case."""
 
     as_of = forms.DateField(label="Assessed as of", widget=forms.DateInput(attrs={"type": "date"}))
-    birth_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
-    sex = forms.ChoiceField(choices=_choices(engine.SEXES))
-    pregnant = forms.BooleanField(required=False)
-    weight_kg = forms.FloatField(label="Weight (kg)", required=False)
     labs = forms.CharField(
         label="Lab results",
         widget=forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField"}),
         help_text=LAB_HELP,
         required=False,
-    )
-    diagnoses = forms.MultipleChoiceField(
-        choices=_choices(engine.DIAGNOSES), required=False, widget=forms.CheckboxSelectMultiple
-    )
-    cancer = forms.ChoiceField(choices=_choices(engine.CANCERS, blank=True), required=False)
-    cancer_treated = forms.BooleanField(required=False)
-    bone_pain = forms.BooleanField(required=False)
-    osteolytic_pain = forms.BooleanField(required=False)
-    bone_scan = forms.ChoiceField(choices=_choices(engine.BONE_SCANS))
-    fracture = forms.ChoiceField(choices=_choices(engine.FRACTURES))
-    dental_exam_done = forms.BooleanField(required=False)
-    crcl_baseline = forms.FloatField(label="CrCl baseline (mL/min)", required=False)
-    myeloma_requires_therapy = forms.BooleanField(label="Myeloma requires therapy", required=False)
-    myeloma_bone_disease = forms.BooleanField(label="Myeloma bone disease", required=False)
-    myeloma_active_bone_disease = forms.BooleanField(
-        label="Active myeloma bone disease", required=False
-    )
-    myeloma_response = forms.ChoiceField(
-        label="Myeloma response", choices=_choices(engine.RESPONSES, blank=True), required=False
-    )
-    myeloma_treatment_start = forms.DateField(
-        label="Myeloma treatment start",
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-    )
-    myeloma_bortezomib_start = forms.DateField(
-        label="Bortezomib start", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
     therapies = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
@@ -90,30 +64,15 @@ class RuleExampleCaseForm(forms.ModelForm):
         required=False,
     )
 
-    CASE_FIELDS = (
-        "as_of",
-        "birth_date",
-        "sex",
-        "pregnant",
-        "weight_kg",
-        "labs",
-        "diagnoses",
-        "cancer",
-        "cancer_treated",
-        "bone_pain",
-        "osteolytic_pain",
-        "bone_scan",
-        "fracture",
-        "dental_exam_done",
-        "crcl_baseline",
-        "myeloma_requires_therapy",
-        "myeloma_bone_disease",
-        "myeloma_active_bone_disease",
-        "myeloma_response",
-        "myeloma_treatment_start",
-        "myeloma_bortezomib_start",
-        "therapies",
+    # The admin's sections, in document order.
+    FIELDSETS = (
+        ("Patient", ["as_of", *_names(PATIENT)]),
+        ("Lab results", ["labs"]),
+        ("Clinical context", _names(CLINICAL)),
+        ("Myeloma", _names(MYELOMA)),
+        ("Therapies", ["therapies"]),
     )
+    CASE_FIELDS = tuple(name for _, names in FIELDSETS for name in names)
 
     class Meta:
         model = RuleExample
@@ -158,6 +117,11 @@ class RuleExampleCaseForm(forms.ModelForm):
         return getattr(self, "_case_changed", super().has_changed())
 
 
+# Declared on the class as if written in it: the admin builds its form as a subclass.
+RuleExampleCaseForm.declared_fields.update(declared_form_fields(PATIENT_GROUPS))
+RuleExampleCaseForm.base_fields.update(RuleExampleCaseForm.declared_fields)
+
+
 def _canonical(document: Any) -> Any:
     try:
         return engine.case_to_document(engine.parse_case(document))
@@ -174,118 +138,88 @@ def _lines(text: str) -> list[list[str]]:
 
 
 def case_document(cleaned: dict[str, Any]) -> dict[str, Any]:
-    """The case document (spec §1) the form's fields describe."""
+    """The case document (spec §1) the form's fields describe; a field not given is left out
+    (the engine applies its default)."""
     labs = []
     for parts in _lines(cleaned.get("labs", "")):
-        parts += [""] * (5 - len(parts))
-        lab: dict[str, Any] = {
-            "test": parts[0],
-            "value": _number(parts[1]),
-            "unit": parts[2],
-            "collected_at": parts[3],
-        }
-        if parts[4]:
-            lab["reference_high"] = _number(parts[4])
+        parts += [""] * (len(LAB_PARTS) - len(parts))
+        lab: dict[str, Any] = {"test": parts[0], "value": _number(parts[1])}
+        lab.update(unit=parts[2], collected_at=parts[3])
+        for name, text in zip(LAB_PARTS[4:], parts[4:], strict=False):
+            if text:
+                lab[name] = _number(text)
         labs.append(lab)
     therapies = []
     for parts in _lines(cleaned.get("therapies", "")):
         parts += [""] * (3 - len(parts))
         therapies.append({"agent": parts[0], "start": parts[1], "end": parts[2] or None})
-    return {
-        "as_of": _iso(cleaned.get("as_of")),
-        "patient": {
-            "birth_date": _iso(cleaned.get("birth_date")),
-            "sex": cleaned.get("sex"),
-            "pregnant": bool(cleaned.get("pregnant")),
-            "weight_kg": cleaned.get("weight_kg"),
-        },
-        "labs": labs,
-        "clinical": {
-            "diagnoses": list(cleaned.get("diagnoses") or []),
-            "cancer": cleaned.get("cancer") or None,
-            "cancer_treated": bool(cleaned.get("cancer_treated")),
-            "bone_pain": bool(cleaned.get("bone_pain")),
-            "osteolytic_pain": bool(cleaned.get("osteolytic_pain")),
-            "bone_scan": cleaned.get("bone_scan"),
-            "fracture": cleaned.get("fracture"),
-            "dental_exam_done": bool(cleaned.get("dental_exam_done")),
-            "crcl_baseline": cleaned.get("crcl_baseline"),
-            "myeloma": {
-                "requires_therapy": bool(cleaned.get("myeloma_requires_therapy")),
-                "bone_disease": bool(cleaned.get("myeloma_bone_disease")),
-                "active_bone_disease": bool(cleaned.get("myeloma_active_bone_disease")),
-                "response": cleaned.get("myeloma_response") or None,
-                "treatment_start": _iso(cleaned.get("myeloma_treatment_start")),
-                "bortezomib_start": _iso(cleaned.get("myeloma_bortezomib_start")),
-            },
-            "therapies": therapies,
-        },
-    }
+    document: dict[str, Any] = {"as_of": _iso(cleaned.get("as_of")), "labs": labs}
+    for group in PATIENT_GROUPS:
+        part = _part(document, group)
+        for item in group.fields:
+            value = cleaned.get(group.prefix + item.name)
+            if isinstance(value, date):
+                value = value.isoformat()
+            elif item.kind == "bool" and item.default is not None:
+                value = bool(value)
+            elif item.kind == "choices":
+                value = list(value or [])
+            if value is not None and value != "":
+                part[item.name] = value
+    _part(document, CLINICAL)["therapies"] = therapies
+    return document
+
+
+def _part(document: dict[str, Any], group: Group) -> dict[str, Any]:
+    """The object at the group's path in ``document`` ("clinical.myeloma"), made if absent."""
+    part = document
+    for key in group.path.split("."):
+        part = part.setdefault(key, {})
+    return part
 
 
 def case_initial(document: dict[str, Any]) -> dict[str, Any]:
     """The form's initial values from a stored case document (canonicalised by the engine)."""
     canonical = engine.case_to_document(engine.parse_case(document))
-    patient, clinical = canonical["patient"], canonical["clinical"]
-    myeloma = clinical["myeloma"]
 
     def text(value: Any) -> str:
         if value is None:
             return ""
         return f"{value:g}" if isinstance(value, float) else str(value)
 
-    lab_lines = [
-        ", ".join(
-            text(part) for part in (lab["test"], lab["value"], lab["unit"], lab["collected_at"])
-        )
-        + (f", {text(lab['reference_high'])}" if lab.get("reference_high") is not None else "")
-        for lab in canonical["labs"]
-    ]
-    therapy_lines = [
-        ", ".join(text(t[key]) for key in ("agent", "start", "end") if t[key])
-        for t in clinical["therapies"]
-    ]
-    return {
+    def lab_line(lab: dict[str, Any]) -> str:
+        parts = [text(lab.get(name)) for name in LAB_PARTS]
+        while parts and not parts[-1]:  # no trailing empty limits
+            parts.pop()
+        return ", ".join(parts)
+
+    initial: dict[str, Any] = {
         "as_of": canonical["as_of"],
-        "birth_date": patient["birth_date"],
-        "sex": patient["sex"],
-        "pregnant": patient["pregnant"],
-        "weight_kg": patient["weight_kg"],
-        "labs": "\n".join(lab_lines),
-        "diagnoses": clinical["diagnoses"],
-        "cancer": clinical["cancer"] or "",
-        "cancer_treated": clinical["cancer_treated"],
-        "bone_pain": clinical["bone_pain"],
-        "osteolytic_pain": clinical["osteolytic_pain"],
-        "bone_scan": clinical["bone_scan"],
-        "fracture": clinical["fracture"],
-        "dental_exam_done": clinical["dental_exam_done"],
-        "crcl_baseline": clinical["crcl_baseline"],
-        "myeloma_requires_therapy": myeloma["requires_therapy"],
-        "myeloma_bone_disease": myeloma["bone_disease"],
-        "myeloma_active_bone_disease": myeloma["active_bone_disease"],
-        "myeloma_response": myeloma["response"] or "",
-        "myeloma_treatment_start": myeloma["treatment_start"],
-        "myeloma_bortezomib_start": myeloma["bortezomib_start"],
-        "therapies": "\n".join(therapy_lines),
+        "labs": "\n".join(lab_line(lab) for lab in canonical["labs"]),
+        "therapies": "\n".join(
+            ", ".join(text(t[key]) for key in ("agent", "start", "end") if t[key])
+            for t in canonical["clinical"]["therapies"]
+        ),
     }
-
-
-_PATHS = (
-    (re.compile(r"^labs"), "labs"),
-    (re.compile(r"^clinical\.therapies"), "therapies"),
-    (re.compile(r"^clinical\.myeloma\.(\w+)"), "myeloma_{0}"),
-    (re.compile(r"^clinical\.(\w+)"), "{0}"),
-    (re.compile(r"^patient\.(\w+)"), "{0}"),
-    (re.compile(r"^(as_of)"), "{0}"),
-)
+    for group in PATIENT_GROUPS:
+        part = canonical
+        for key in group.path.split("."):
+            part = part[key]
+        for item in group.fields:
+            value = part.get(item.name)
+            blank = value is None and item.kind == "choice"
+            initial[group.prefix + item.name] = "" if blank else value
+    return initial
 
 
 def _form_field(path: str) -> str | None:
     """The form field an engine error path belongs to (None: shown above the form)."""
-    for pattern, template in _PATHS:
-        match = pattern.match(path)
-        if match:
-            name = template.format(*match.groups())
+    if path.startswith("labs"):
+        return "labs"
+    if path.startswith("clinical.therapies"):
+        return "therapies"
+    for group in sorted(PATIENT_GROUPS, key=lambda g: -len(g.path)):  # the most specific first
+        if path.startswith(group.path + "."):
+            name = group.prefix + path[len(group.path) + 1 :].split(".", 1)[0].split("[", 1)[0]
             return name if name in RuleExampleCaseForm.CASE_FIELDS else None
-    return None
+    return "as_of" if path == "as_of" else None

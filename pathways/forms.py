@@ -165,7 +165,8 @@ def _form_field(item: CaseField, *, help_text: bool = True) -> forms.Field:
     return forms.CharField(**common)
 
 
-def _declared_fields(groups: Iterable[Group]) -> dict[str, forms.Field]:
+def declared_form_fields(groups: Iterable[Group]) -> dict[str, forms.Field]:
+    """The form fields of the declared case fields of ``groups``, named prefix + name."""
     return {
         group.prefix + item.name: _form_field(item) for group in groups for item in group.fields
     }
@@ -283,8 +284,8 @@ class PatientCaseForm(forms.Form):
         return initial
 
 
-PatientCaseForm.base_fields.update(_declared_fields(PATIENT_GROUPS))
-_DECLARED_PATIENT_FIELDS = tuple(_declared_fields(PATIENT_GROUPS))
+PatientCaseForm.base_fields.update(declared_form_fields(PATIENT_GROUPS))
+_DECLARED_PATIENT_FIELDS = tuple(declared_form_fields(PATIENT_GROUPS))
 _CLINICAL_FLAGS = tuple(item.name for item in CLINICAL.fields if item.kind == "bool")
 _MYELOMA_FLAGS = tuple(item.name for item in MYELOMA.fields if item.kind == "bool")
 # The lab's datetime is entered as a date and an optional time of day.
@@ -412,7 +413,7 @@ class TherapyForm(forms.Form):
         )
 
 
-TherapyForm.base_fields.update(_declared_fields([THERAPY]))
+TherapyForm.base_fields.update(declared_form_fields([THERAPY]))
 
 
 class _RowFormSet(BaseFormSet):

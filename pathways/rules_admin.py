@@ -542,41 +542,8 @@ class RuleExampleAdmin(RuleSetPartAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         # A new example belongs to its rule's set: choosing the set separately could contradict it.
         head = ["rule_set", "rule", "name", "fires"] if obj else ["rule", "name", "fires"]
-        return [
-            (None, {"fields": head}),
-            ("Patient", {"fields": ["as_of", "birth_date", "sex", "pregnant", "weight_kg"]}),
-            ("Lab results", {"fields": ["labs"]}),
-            (
-                "Clinical context",
-                {
-                    "fields": [
-                        "diagnoses",
-                        "cancer",
-                        "cancer_treated",
-                        "bone_pain",
-                        "osteolytic_pain",
-                        "bone_scan",
-                        "fracture",
-                        "dental_exam_done",
-                        "crcl_baseline",
-                    ]
-                },
-            ),
-            (
-                "Myeloma",
-                {
-                    "fields": [
-                        "myeloma_requires_therapy",
-                        "myeloma_bone_disease",
-                        "myeloma_active_bone_disease",
-                        "myeloma_response",
-                        "myeloma_treatment_start",
-                        "myeloma_bortezomib_start",
-                    ]
-                },
-            ),
-            ("Therapies", {"fields": ["therapies"]}),
-        ]
+        case = [(title, {"fields": names}) for title, names in RuleExampleCaseForm.FIELDSETS]
+        return [(None, {"fields": head}), *case]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))

@@ -6,6 +6,7 @@ import io
 import json
 import re
 from datetime import date, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,77 @@ def post_as_shown(client: Any, url: str, data: dict[str, str], **kwargs: Any) ->
     hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
     hidden.pop("csrfmiddlewaretoken", None)
     return client.post(url, {**hidden, **data}, **kwargs)
+
+
+class _FormParser(HTMLParser):
+    """The values a browser would submit for the admin change form as rendered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: list[tuple[str, str]] = []
+        self._in_form = False
+        self._textarea: str | None = None
+        self._text = ""
+        self._select: str | None = None
+        self._select_multiple = False
+        self._options: list[tuple[str, bool]] = []
+
+    def handle_starttag(self, tag: str, attrs_list: list[tuple[str, str | None]]) -> None:
+        attrs = {k: (v or "") for k, v in attrs_list}
+        if tag == "form" and attrs.get("id", "").endswith("_form"):
+            self._in_form = True
+        if not self._in_form:
+            return
+        name = attrs.get("name")
+        if tag == "input" and name:
+            kind = attrs.get("type", "text")
+            if kind in ("submit", "button", "file"):
+                return
+            if kind in ("checkbox", "radio"):
+                if "checked" in attrs:
+                    self.data.append((name, attrs.get("value", "on")))
+                return
+            self.data.append((name, attrs.get("value", "")))
+        elif tag == "textarea" and name:
+            self._textarea, self._text = name, ""
+        elif tag == "select" and name:
+            self._select, self._options = name, []
+            self._select_multiple = "multiple" in attrs
+        elif tag == "option" and self._select is not None:
+            self._options.append((attrs.get("value", ""), "selected" in attrs))
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+        if tag == "textarea" and self._textarea is not None:
+            text = self._text[1:] if self._text.startswith("\n") else self._text
+            self.data.append((self._textarea, text.replace("\n", "\r\n")))
+            self._textarea = None
+        if tag == "select" and self._select is not None:
+            chosen = [v for v, s in self._options if s]
+            if not chosen and not self._select_multiple and self._options:
+                chosen = [self._options[0][0]]
+            for value in chosen:
+                self.data.append((self._select, value))
+            self._select = None
+
+
+def form_as_shown(client: Any, url: str) -> dict[str, Any]:
+    """An admin change form's values as a browser submits them (a list per name)."""
+    page = client.get(url)
+    assert page.status_code == 200, url
+    parser = _FormParser()
+    parser.feed(page.content.decode())
+    data: dict[str, Any] = {}
+    for name, value in parser.data:
+        if name == "csrfmiddlewaretoken":
+            continue
+        data.setdefault(name, []).append(value)
+    return data
 
 
 def run_assess_command(document: Any, tmp_path: Path) -> tuple[int, str, str]:

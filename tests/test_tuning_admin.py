@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from pathways import impact, publishing, services, versions
+from pathways import engine, impact, publishing, services, versions
 from pathways.example_forms import case_initial
 from pathways.models import (
     AssessmentSnapshot,
@@ -27,6 +27,7 @@ from pathways.models import (
 )
 from tests.conftest import rule_editor
 from tests.factories import (
+    form_as_shown,
     paget_on_alendronate_document,
     post_as_shown,
     publish_reviewed,
@@ -777,3 +778,61 @@ def test_a_follow_up_offset_out_of_range_is_refused_when_saved(
     saved = editor_client.post(url, data)
     errors = re.findall(r"errorlist[^>]*>(.*?)</ul>", saved.content.decode())
     assert saved.status_code == 302, errors
+
+
+def _set_in(document: Any, name: str) -> list[Any]:
+    """Every value of ``name`` anywhere in a case document that says something."""
+    if isinstance(document, dict):
+        found = [v for k, v in document.items() if k == name and v not in (None, False)]
+        return found + [x for v in document.values() for x in _set_in(v, name)]
+    if isinstance(document, list):
+        return [x for item in document for x in _set_in(item, name)]
+    return []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gestational_weeks",
+        "fracture_date",
+        "creatinine_baseline",
+        "reference_low",
+        "whole_body_imaging_done",
+    ],
+)
+def test_an_example_saved_as_shown_keeps_every_field_of_its_case(
+    publisher_client: Client, publisher: User, draft: RuleSet, name: str
+) -> None:
+    """The example form listed the case's fields by hand and had none for revision 2's: saving
+    an example unchanged dropped them from its case (the examples then failed the publish
+    gate) and made the publisher one of its editors. Found by an audit."""
+    example = next(
+        e
+        for e in RuleExample.objects.filter(rule_set=draft).order_by("pk")
+        if _set_in(e.case, name)
+    )
+    before = example.case
+    url = f"/admin/pathways/ruleexample/{example.pk}/change/"
+    data = {**form_as_shown(publisher_client, url), "_save": "Save"}
+    assert publisher_client.post(url, data).status_code == 302
+    example.refresh_from_db()
+    assert _set_in(example.case, name) == _set_in(before, name)
+    assert publisher.pk not in publishing.ruleset_editor_ids(draft)
+    assert publishing.ruleset_check(rule_set=draft).publishable
+
+
+def test_every_catalogue_example_reads_back_from_its_form_unchanged(draft: RuleSet) -> None:
+    """The form's fields are the declared case fields: every example of the catalogue goes
+    through the form's initial values and back to the same case."""
+    from pathways.example_forms import RuleExampleCaseForm, case_document
+
+    for example in RuleExample.objects.filter(rule_set=draft):
+        form = RuleExampleCaseForm(instance=example)
+        cleaned = {
+            name: form.fields[name].clean(form.fields[name].prepare_value(form.initial.get(name)))
+            if name not in ("labs", "therapies")
+            else form.initial.get(name, "")
+            for name in RuleExampleCaseForm.CASE_FIELDS
+        }
+        back = engine.case_to_document(engine.parse_case(case_document(cleaned)))
+        assert back == engine.case_to_document(engine.parse_case(example.case)), example.name
