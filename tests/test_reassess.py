@@ -335,6 +335,33 @@ def test_the_scheduler_command_does_one_pass_for_cron(settings: Any) -> None:
     assert out.getvalue() == ""
 
 
+def test_the_scheduler_goes_on_after_a_pass_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One database error in a pass ended `manage.py scheduler` (and, under honcho, the web
+    server and the worker with it): no daily run, no re-queuing of dead workers' tasks. Found by
+    an audit."""
+    from django.db import OperationalError
+
+    class Stopped(BaseException):
+        """Ends the test's loop; not an Exception, so the scheduler does not catch it."""
+
+    passes: list[int] = []
+
+    def tick() -> list[str]:
+        passes.append(1)
+        if len(passes) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        raise Stopped
+
+    monkeypatch.setattr(tasks, "scheduler_tick", tick)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    with pytest.raises(Stopped):
+        call_command("scheduler", "--interval", "0")
+    assert len(passes) == 2  # it went on to its next pass
+    assert "scheduler pass failed" in caplog.text
+
+
 def test_make_run_starts_the_web_server_a_worker_and_the_scheduler() -> None:
     root = Path(__file__).resolve().parent.parent
     processes = dict(

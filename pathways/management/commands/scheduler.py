@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -7,6 +8,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from pathways import tasks
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -24,9 +27,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, once: bool, interval: float, **options: Any) -> None:
         while True:
-            for line in tasks.scheduler_tick():
-                self.stdout.write(line)
-            if once:
+            if once:  # cron reports a failed pass
+                for line in tasks.scheduler_tick():
+                    self.stdout.write(line)
                 return
+            try:
+                for line in tasks.scheduler_tick():
+                    self.stdout.write(line)
+            except Exception:
+                # A database restarting, a network blip: the clock must not stop (the daily
+                # run and the re-queuing of dead workers' tasks hang on it). Said, and tried
+                # again at the next pass.
+                logger.exception("scheduler pass failed; trying again in %g s", interval)
             time.sleep(interval)
             close_old_connections()  # as after a request: drop a broken or expired connection
