@@ -1030,10 +1030,11 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             return HttpResponseRedirect(back)
         if not request.user.has_perm(publishing.PUBLISH_PERMISSION):
             raise PermissionDenied
-        if not tasks.run_progress(run).retryable:
-            self.message_user(request, f"Run {run.pk} has nothing to retry.", messages.WARNING)
+        try:
+            retry = tasks.reassessment_retry(run=run, user=request.user)
+        except tasks.NothingToRetry as refused:
+            self.message_user(request, str(refused), messages.WARNING)
             return HttpResponseRedirect(back)
-        retry = tasks.reassessment_retry(run=run, user=request.user)
         self.message_user(
             request,
             f"Retry queued (run {retry.pk}): {tasks.run_progress(retry).total} patient(s).",
@@ -1238,11 +1239,12 @@ class ReassessmentRunAdmin(RuleSetRecordAdmin):
 
     @admin.action(description="Retry failed patients and lost chunks", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[ReassessmentRun]) -> None:
-        started = [
-            tasks.reassessment_retry(run=run, user=request.user).pk
-            for run in queryset
-            if tasks.run_progress(run).retryable
-        ]
+        started = []
+        for run in queryset:
+            try:
+                started.append(tasks.reassessment_retry(run=run, user=request.user).pk)
+            except tasks.NothingToRetry:
+                continue  # said below when none could be
         if started:
             self.message_user(request, f"Retry runs queued: {started}.", messages.SUCCESS)
         else:

@@ -127,18 +127,29 @@ def reassessment_daily(*, today: date | None = None) -> ReassessmentRun | None:
         return None
 
 
+class NothingToRetry(Exception):
+    """A retry refused; the message says why (shown to the publisher as it is)."""
+
+
 def reassessment_retry(*, run: ReassessmentRun, user: Any = None) -> ReassessmentRun:
-    """A new run for the patients that failed in ``run`` and for its chunks that never finished."""
-    ids: list[int] = []
-    after_pk: int | None = None
-    for chunk in run.chunks.all():
-        if chunk.finished_at is None:
-            ids += chunk.patient_ids
-            if chunk.after_pk is not None:
-                after_pk = chunk.after_pk
-        else:
-            ids += [failure["patient"] for failure in chunk.failures]
+    """A new run for the patients that failed in ``run`` and for its chunks that never finished.
+
+    Only once, and only when nothing of ``run`` is still running (its live chunks would be
+    queued twice): the run row is locked, so a double click starts one retry."""
     with transaction.atomic():
+        run = ReassessmentRun.objects.select_for_update().get(pk=run.pk)
+        progress = run_progress(run)
+        if not progress.retryable:
+            raise NothingToRetry(progress.not_retryable)
+        ids: list[int] = []
+        after_pk: int | None = None
+        for chunk in run.chunks.all():
+            if chunk.finished_at is None:
+                ids += chunk.patient_ids
+                if chunk.after_pk is not None:
+                    after_pk = chunk.after_pk
+            else:
+                ids += [failure["patient"] for failure in chunk.failures]
         retry = ReassessmentRun.objects.create(
             reason=ReassessmentRun.Reason.RETRY,
             rule_set=current_rule_set_row(),
@@ -178,11 +189,11 @@ def reassess_chunk(context: TaskContext, chunk_id: int) -> dict[str, int]:
     chunk = ReassessmentChunk.objects.filter(pk=chunk_id).first()
     if chunk is None:  # its run was deleted
         return {"total": 0, "done": 0, "failed": 0}
-    ReassessmentChunk.objects.filter(pk=chunk_id).update(attempts=F("attempts") + 1)
     ids = list(chunk.patient_ids)
-    if chunk.after_pk is not None:
+    if chunk.after_pk is not None:  # and the patients added since the run was planned
         later = Patient.objects.filter(pk__gt=chunk.after_pk).order_by("pk")
         ids += list(later.values_list("pk", flat=True))
+    ReassessmentChunk.objects.filter(pk=chunk_id).update(attempts=F("attempts") + 1, total=len(ids))
     heartbeat(context, force=True)
     done = 0
     failures: list[dict[str, Any]] = []
@@ -231,18 +242,40 @@ class RunProgress:
     chunks_finished: int
     lost_chunks: int  # unfinished, and their task failed or is gone: retry the run
     failures: list[dict[str, Any]] = field(default_factory=list)
+    retried_as: int | None = None  # the run that retried this one
+
+    @property
+    def live_chunks(self) -> int:
+        """Unfinished chunks whose task is queued or running."""
+        return self.chunks - self.chunks_finished - self.lost_chunks
 
     @property
     def status(self) -> str:
         if self.run.finished_at is not None:
-            return f"finished, {self.failed} failed" if self.failed else "finished"
-        if self.lost_chunks:
-            return f"stalled: {self.lost_chunks} chunk(s) failed"
-        return "running" if self.chunks_finished or self.done else "waiting for a worker"
+            status = f"finished, {self.failed} failed" if self.failed else "finished"
+        elif self.lost_chunks:
+            status = f"stalled: {self.lost_chunks} chunk(s) failed"
+        else:
+            return "running" if self.chunks_finished or self.done else "waiting for a worker"
+        return status if self.retried_as is None else f"{status}; retried as run {self.retried_as}"
 
     @property
     def retryable(self) -> bool:
-        return bool(self.failed or self.lost_chunks)
+        return self.not_retryable == ""
+
+    @property
+    def not_retryable(self) -> str:
+        """Why the run cannot be retried ("": it can)."""
+        if self.retried_as is not None:
+            return f"Run {self.run.pk} was retried as run {self.retried_as}."
+        if not (self.failed or self.lost_chunks):
+            return f"Run {self.run.pk} has nothing to retry."
+        if self.live_chunks:
+            return (
+                f"Run {self.run.pk} is still running ({self.live_chunks} chunk(s) queued or "
+                "running): retry it once they have finished."
+            )
+        return ""
 
     @property
     def percent(self) -> int:
@@ -273,6 +306,7 @@ def run_progress(run: ReassessmentRun) -> RunProgress:
             1 for chunk in chunks if chunk.finished_at is None and chunk.task_id not in alive
         ),
         failures=[failure for chunk in chunks for failure in chunk.failures],
+        retried_as=run.retries.order_by("pk").values_list("pk", flat=True).first(),
     )
 
 

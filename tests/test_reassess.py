@@ -162,6 +162,73 @@ def test_one_patients_failure_is_recorded_the_others_go_on_and_a_retry_finishes_
 
 
 @pytest.mark.queued_tasks
+def test_a_run_is_retried_once_and_not_while_its_chunks_still_run(
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    north_clinic: Clinic,
+    alice: User,
+    editor: User,
+    publisher: User,
+) -> None:
+    """Retry was offered once anything failed: with a chunk still queued it queued that chunk's
+    patients a second time; and a run stayed retryable after its retry, so two clicks queued its
+    failures twice. Found by an audit."""
+    settings.ALPCARE_REASSESS_CHUNK_SIZE = 2
+    patients = _patients(north_clinic, alice, 4)
+    real_sync = failing_for(monkeypatch, patients[0])
+    _publish_unchanged(editor, publisher)
+    run = ReassessmentRun.objects.get()
+    first, second = [DBTaskResult.objects.get(id=c.task_id) for c in run.chunks.order_by("number")]
+    run_task_now(first)  # one failure; the second chunk is still queued
+    progress = tasks.run_progress(run)
+    assert progress.failed == 1 and not progress.retryable
+    with pytest.raises(tasks.NothingToRetry, match="still running"):
+        tasks.reassessment_retry(run=run, user=publisher)
+
+    run_task_now(second)
+    monkeypatch.setattr(services, "follow_ups_sync", real_sync)
+    retry = tasks.reassessment_retry(run=run, user=publisher)
+    assert [c.patient_ids for c in retry.chunks.all()] == [[patients[0].pk]]
+    with pytest.raises(tasks.NothingToRetry, match=f"retried as run {retry.pk}"):
+        tasks.reassessment_retry(run=run, user=publisher)  # a second click
+    run_ready_tasks()
+    run.refresh_from_db()
+    progress = tasks.run_progress(run)
+    assert not progress.retryable
+    assert progress.status == f"finished, 1 failed; retried as run {retry.pk}"
+    assert ReassessmentRun.objects.filter(retry_of=run).count() == 1
+
+
+@pytest.mark.queued_tasks
+def test_progress_counts_the_patients_added_after_the_run_was_planned(
+    monkeypatch: pytest.MonkeyPatch,
+    north_clinic: Clinic,
+    alice: User,
+    editor: User,
+    publisher: User,
+) -> None:
+    """The last chunk also re-assesses patients added since the run was planned, but while it
+    ran its total did not count them: "3 of 2". Found by an audit."""
+    _patients(north_clinic, alice, 2)
+    _publish_unchanged(editor, publisher)
+    stored_patient(north_clinic, alice, paget_on_alendronate_document(), mrn="LATE", name="L")
+    run = ReassessmentRun.objects.get()
+    totals: list[int] = []
+    real = services.patient_reassess
+
+    def reassess(*, patient_id: int) -> bool:
+        totals.append(tasks.run_progress(run).total)  # what the admin shows meanwhile
+        return real(patient_id=patient_id)
+
+    monkeypatch.setattr(services, "patient_reassess", reassess)
+    run_ready_tasks()
+    assert totals == [3, 3, 3]
+    run.refresh_from_db()
+    progress = tasks.run_progress(run)
+    assert (progress.done, progress.total) == (3, 3)
+
+
+@pytest.mark.queued_tasks
 def test_running_a_chunk_twice_gives_the_same_state(
     north_clinic: Clinic, alice: User, editor: User, publisher: User
 ) -> None:

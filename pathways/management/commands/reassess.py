@@ -47,6 +47,6 @@ class Command(BaseCommand):
         message = (
             f"Re-assessed {progress.done} patients, {progress.failed} failed ({progress.status})."
         )
-        if progress.retryable:
+        if progress.failed or progress.lost_chunks:
             raise CommandError(message)
         self.stdout.write(self.style.SUCCESS(message))
