@@ -3,6 +3,7 @@ and clinicians told what a publication changed for their own patients."""
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from typing import Any
@@ -223,6 +224,21 @@ def test_a_clinician_sees_the_notice_with_their_own_counts_and_dismisses_it(
 
     client.post(f"/rules/changes/{raised_to_1200.pk}/dismiss/")
     assert 'id="publication-notice"' not in client.get("/").content.decode()
+
+
+def test_the_notice_after_a_rollback_says_why_it_was_rolled_back(
+    raised_to_1200: RuleSetPublication, client: Client, alice: User, publisher: User
+) -> None:
+    """After a rollback the notice gave the rolled-back-to version's old rationale as its "why"
+    (here revision 2's), not the reason it was put back. Found by an audit."""
+    earlier = raised_to_1200.replaced
+    assert earlier is not None
+    publishing.ruleset_rollback(rule_set=earlier, user=publisher, note="Missed two crises")
+    client.force_login(alice)
+    page = html.unescape(client.get("/").content.decode())
+    notice = page[page.index('id="publication-notice"') :].split("</section>", 1)[0]
+    assert "Why: an earlier version put back in force (rollback): Missed two crises" in notice
+    assert earlier.note not in notice
 
 
 def test_clinicians_cannot_open_the_admin_diff(client: Client, alice: User) -> None:
