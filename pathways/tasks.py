@@ -444,11 +444,12 @@ class QueueHealth:
     stale_running: int
     failed_last_day: int
     max_wait_seconds: int
+    stalled_runs: int = 0  # re-assessment runs with a chunk whose task failed, not retried
 
     @property
     def healthy(self) -> bool:
         waited = self.oldest_ready_seconds or 0
-        return self.stale_running == 0 and waited <= self.max_wait_seconds
+        return self.stale_running == 0 and waited <= self.max_wait_seconds and not self.stalled_runs
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -458,6 +459,7 @@ class QueueHealth:
             "running": self.running,
             "stale_running": self.stale_running,
             "failed_last_day": self.failed_last_day,
+            "stalled_runs": self.stalled_runs,
         }
 
 
@@ -475,6 +477,28 @@ def queue_health(*, now: datetime | None = None) -> QueueHealth:
         .filter(finished_at__gte=now - timedelta(days=1))
         .count(),
         max_wait_seconds=int(settings.ALPCARE_QUEUE_MAX_WAIT_SECONDS),
+        stalled_runs=_stalled_runs(),
+    )
+
+
+def _stalled_runs() -> int:
+    """Runs that stopped short: a chunk unfinished whose task failed (a worker lost too often),
+    and no retry yet. Patients wait on the old assessment until someone retries."""
+    failed = [
+        str(pk)
+        for pk in DBTaskResult.objects.failed()
+        .filter(task_path=reassess_chunk.module_path)
+        .values_list("id", flat=True)
+    ]
+    if not failed:
+        return 0
+    return (
+        ReassessmentChunk.objects.filter(
+            finished_at=None, task_id__in=failed, run__retries__isnull=True
+        )
+        .values("run")
+        .distinct()
+        .count()
     )
 
 

@@ -379,6 +379,7 @@ def test_queue_health_is_public_counts_only(
         "running": 0,
         "stale_running": 0,
         "failed_last_day": 0,
+        "stalled_runs": 0,
     }
     tasks.reassessment_start(reason=ReassessmentRun.Reason.MANUAL)
     DBTaskResult.objects.update(enqueued_at=timezone.now() - timedelta(seconds=601))
@@ -389,6 +390,29 @@ def test_queue_health_is_public_counts_only(
     assert "SECRET" not in body and "Secret" not in body
     assert all(isinstance(value, int | str | None) for value in response.json().values())
     assert client.post("/healthz/queue").status_code == 405
+
+
+@pytest.mark.queued_tasks
+def test_queue_health_is_degraded_while_a_stalled_run_waits_for_its_retry(
+    client: Any, settings: Any, north_clinic: Clinic, alice: User, editor: User, publisher: User
+) -> None:
+    """A run whose chunk task failed (its worker lost too often) left patients on the old
+    assessment while /healthz/queue said "ok". Found by an audit."""
+    settings.ALPCARE_TASK_MAX_ATTEMPTS = 1
+    _patients(north_clinic, alice, 1)
+    _publish_unchanged(editor, publisher)
+    run = ReassessmentRun.objects.get()
+    row = DBTaskResult.objects.get(task_path="pathways.tasks.reassess_chunk")
+    row.claim("killed")
+    later = timezone.now() + timedelta(seconds=settings.ALPCARE_TASK_STALE_SECONDS + 1)
+    assert tasks.tasks_reap(now=later).failed == [str(row.id)]
+    response = client.get("/healthz/queue")
+    assert (response.status_code, response.json()["stalled_runs"]) == (503, 1)
+
+    tasks.reassessment_retry(run=run, user=publisher)
+    run_ready_tasks()
+    response = client.get("/healthz/queue")
+    assert response.status_code == 200 and response.json()["stalled_runs"] == 0
 
 
 def test_the_scheduler_command_does_one_pass_for_cron(settings: Any) -> None:
