@@ -394,6 +394,10 @@ def _stale_running(now: datetime) -> list[DBTaskResult]:
     return stale
 
 
+# How a task ends when its worker is stopped under it (db_worker's second signal).
+INTERRUPTED = ("builtins.SystemExit", "builtins.KeyboardInterrupt")
+
+
 @dataclass(frozen=True)
 class ReapOutcome:
     requeued: list[str]
@@ -425,6 +429,21 @@ def tasks_reap(*, now: datetime | None = None) -> ReapOutcome:
             else:
                 row.status = TaskResultStatus.READY
                 row.save(update_fields=["status"])
+                requeued.append(str(row.id))
+        # A worker stopped twice (SIGTERM, then again) ends its task with SystemExit: the
+        # worker's loss, not the task's failure. Our tasks are idempotent: queued again.
+        interrupted = DBTaskResult.objects.failed().filter(
+            task_path__startswith="pathways.", exception_class_path__in=INTERRUPTED
+        )
+        for row in interrupted.select_for_update(skip_locked=True):
+            if len(row.worker_ids) < max_attempts:
+                row.status = TaskResultStatus.READY
+                row.finished_at = None
+                row.exception_class_path = ""
+                row.traceback = ""
+                row.save(
+                    update_fields=["status", "finished_at", "exception_class_path", "traceback"]
+                )
                 requeued.append(str(row.id))
     # Beats of tasks no longer running: re-queued ones start afresh; others ended abruptly.
     running = [str(pk) for pk in DBTaskResult.objects.running().values_list("id", flat=True)]

@@ -329,6 +329,42 @@ def test_a_task_that_kills_its_worker_every_time_is_failed_not_retried_forever(
     assert progress.status == "stalled: 1 chunk(s) failed"
 
 
+@pytest.mark.queued_tasks
+def test_a_chunk_stopped_by_its_workers_shutdown_is_queued_again_and_the_run_completes(
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+    north_clinic: Clinic,
+    alice: User,
+    editor: User,
+    publisher: User,
+) -> None:
+    """db_worker stopped twice (SIGTERM, then again) exits inside the task: SystemExit marked
+    the chunk's task failed, and the run stalled until someone retried it. Found by an audit."""
+    _patients(north_clinic, alice, 3)
+    published = _publish_unchanged(editor, publisher)
+    real = services.patient_reassess
+    calls: list[int] = []
+
+    def stopped_after_one(*, patient_id: int) -> bool:
+        calls.append(patient_id)
+        if len(calls) == 2:
+            raise SystemExit(1)  # db_worker's shutdown: "terminating current task"
+        return real(patient_id=patient_id)
+
+    monkeypatch.setattr(services, "patient_reassess", stopped_after_one)
+    row = DBTaskResult.objects.get(task_path="pathways.tasks.reassess_chunk")
+    run_task_now(row)
+    row.refresh_from_db()
+    assert row.status == TaskResultStatus.FAILED
+    monkeypatch.setattr(services, "patient_reassess", real)
+
+    assert tasks.tasks_reap().requeued == [str(row.id)]  # the scheduler's next pass
+    run_ready_tasks()
+    run = ReassessmentRun.objects.get()
+    assert run.finished_at is not None
+    assert _on_version(published.label) == 3
+
+
 def test_the_scheduler_starts_the_daily_run_once_a_day_at_its_time(
     settings: Any, north_clinic: Clinic, alice: User
 ) -> None:
