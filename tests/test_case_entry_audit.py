@@ -98,6 +98,17 @@ def test_a_ticked_confirmation_is_kept_when_the_save_fails_for_another_reason(
     assert "checked" in box and 'value="4000 U/L"' in box
 
 
+def _edit_post(patient: Any, **patient_fields: Any) -> dict[str, str]:
+    """The edit page's form (it posts no result rows), with these patient fields changed."""
+    document = {**paget_on_alendronate_document(), "labs": []}
+    document["patient"] = {**document["patient"], **patient_fields}
+    data = form_data(document, mrn=patient.mrn, name=patient.name)
+    for name in ("labs-TOTAL_FORMS", "labs-INITIAL_FORMS"):
+        data.pop(name)
+    data["version"] = str(patient.version)
+    return data
+
+
 def test_a_ticked_confirmation_is_kept_when_someone_else_saved_first(
     client: Client, alice: Any, north_clinic: Any
 ) -> None:
@@ -106,13 +117,7 @@ def test_a_ticked_confirmation_is_kept_when_someone_else_saved_first(
     Found by a defect hunt."""
     patient = stored_patient(north_clinic, alice, paget_on_alendronate_document())
     client.force_login(alice)
-    document = {**paget_on_alendronate_document(), "labs": []}
-    document["patient"] = {**document["patient"], "weight_kg": 320}  # above 300 kg: confirm
-    mine = form_data(document, mrn=patient.mrn, name=patient.name)
-    for name in ("labs-TOTAL_FORMS", "labs-INITIAL_FORMS"):
-        mine.pop(name)
-    mine["version"] = str(patient.version)
-    mine["confirm_weight"] = "320"
+    mine = {**_edit_post(patient, weight_kg=320), "confirm_weight": "320"}  # above 300 kg
     colleague = {**mine, "name": "Renamed by a colleague", "weight_kg": "70"}
     del colleague["confirm_weight"]
     assert client.post(f"/patients/{patient.pk}/edit/", colleague).status_code == 302
@@ -130,17 +135,6 @@ def test_a_ticked_confirmation_is_kept_when_someone_else_saved_first(
     assert patient.weight_kg == 320
 
 
-def _edit_post_with_birth_date(patient: Any, birth_date: str) -> dict[str, str]:
-    """The edit page's form (it posts no result rows) with the birth date changed."""
-    document = {**paget_on_alendronate_document(), "labs": []}
-    document["patient"] = {**document["patient"], "birth_date": birth_date}
-    data = form_data(document, mrn=patient.mrn, name=patient.name)
-    for name in ("labs-TOTAL_FORMS", "labs-INITIAL_FORMS"):
-        data.pop(name)
-    data["version"] = str(patient.version)
-    return data
-
-
 def test_a_birth_date_moved_after_stored_results_is_the_birth_dates_error_in_words(
     alice_client: Client, alice: Any, north_clinic: Any
 ) -> None:
@@ -149,7 +143,7 @@ def test_a_birth_date_moved_after_stored_results_is_the_birth_dates_error_in_wor
     preview said the same. Found by a defect hunt."""
     patient = stored_patient(north_clinic, alice, paget_on_alendronate_document())
     earliest = min(lab.collected_on for lab in patient.lab_results.all()).isoformat()
-    data = _edit_post_with_birth_date(patient, "2026-10-01")
+    data = _edit_post(patient, birth_date="2026-10-01")
     said = f"the birth date is after stored results (the earliest was collected on {earliest})"
 
     response = alice_client.post(f"/patients/{patient.pk}/edit/", data)
