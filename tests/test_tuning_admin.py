@@ -619,27 +619,35 @@ def test_the_publish_page_warns_when_another_version_was_published_since_the_dra
     assert 'id="stale-base"' in page and f"{newer.label} is in force now" in page
 
 
+def _posted_after_a_publication_meanwhile(
+    client: Client, url: str, editor: User, publisher: User
+) -> tuple[str, RuleSet]:
+    """The publish or rollback page is opened, another version is published, then the page's
+    form is sent: the refused page's text, and the version published meanwhile."""
+    shown = re.search(r'name="replaces" value="(\d+)"', client.get(url).content.decode())
+    assert shown is not None
+    newer = publish_reviewed(
+        rule_set=publishing.ruleset_start_draft(user=editor), user=publisher, note="meanwhile"
+    )
+    refused = client.post(url, {"note": "Approved", "replaces": shown[1]})
+    assert refused.status_code == 200
+    newer.refresh_from_db()
+    assert newer.is_current
+    text = html.unescape(refused.content.decode())
+    assert f"{newer.label} was put in force while this page was open" in text
+    return text, newer
+
+
 def test_a_publish_page_opened_before_another_publication_publishes_nothing(
     publisher_client: Client, editor: User, publisher: User, draft: RuleSet
 ) -> None:
     """The page said which version it replaces; one published since is not replaced unseen."""
     publishing.ruleset_submit(rule_set=draft, user=editor, rationale="Raise the threshold")
     url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
-    page = publisher_client.get(url).content.decode()
-    shown = re.search(r'name="replaces" value="(\d+)"', page)
-    assert shown is not None
-    newer = publish_reviewed(
-        rule_set=publishing.ruleset_start_draft(user=editor), user=publisher, note="meanwhile"
-    )
-
-    refused = publisher_client.post(url, {"note": "Approved", "replaces": shown[1]})
-    text = html.unescape(refused.content.decode())
-    assert refused.status_code == 200
-    assert f"{newer.label} was put in force while this page was open" in text
+    text, _ = _posted_after_a_publication_meanwhile(publisher_client, url, editor, publisher)
     assert 'id="stale-base"' in text  # the page now says what publishing would drop
     draft.refresh_from_db()
-    newer.refresh_from_db()
-    assert draft.is_draft and newer.is_current
+    assert draft.is_draft
 
     published = post_as_shown(publisher_client, url, {"note": "Approved, knowing"})
     assert published.status_code == 302
@@ -652,16 +660,9 @@ def test_a_rollback_page_opened_before_another_publication_rolls_back_nothing(
 ) -> None:
     publish_reviewed(rule_set=publishing.ruleset_start_draft(user=editor), user=publisher, note="a")
     url = f"/admin/pathways/ruleset/{published.pk}/rollback/"
-    page = publisher_client.get(url).content.decode()
-    shown = re.search(r'name="replaces" value="(\d+)"', page)
-    assert shown is not None
-    newer = publish_reviewed(
-        rule_set=publishing.ruleset_start_draft(user=editor), user=publisher, note="b"
-    )
-    refused = publisher_client.post(url, {"note": "back", "replaces": shown[1]})
-    assert f"{newer.label} was put in force" in html.unescape(refused.content.decode())
-    newer.refresh_from_db()
-    assert newer.is_current
+    _posted_after_a_publication_meanwhile(publisher_client, url, editor, publisher)
+    published.refresh_from_db()
+    assert not published.is_current
 
 
 def test_an_editor_adds_a_rule_with_its_examples_to_the_draft(
