@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
@@ -824,8 +824,10 @@ class RuleSetPart(models.Model):
         return super().delete(*args, **kwargs)
 
     def assert_editable(self) -> None:
-        status = RuleSet.objects.filter(pk=self.rule_set_id).values_list("status", flat=True)
-        status_now = status.first()
+        rule_sets = RuleSet.objects.filter(pk=self.rule_set_id)
+        if connection.in_atomic_block:  # the admin's saves: a submission for review waits
+            rule_sets = rule_sets.select_for_update()  # or this save does (no edit slips in)
+        status_now = rule_sets.values_list("status", flat=True).first()
         if status_now == RuleSet.Status.IN_REVIEW:
             raise PublishedRuleSetError(
                 f"Rule set {self.rule_set_id} is in review and locked; "

@@ -100,6 +100,7 @@ def ruleset_touch(*, rule_set: RuleSet, user: Any) -> None:
     """Record that ``user`` changed the draft's content (four-eyes: they may not publish it).
 
     Call it only for a real change: a save that changes nothing makes nobody an editor."""
+    rule_set = RuleSet.objects.select_for_update().get(pk=rule_set.pk)  # as it is now
     if rule_set.in_review:
         raise TuningError(f"{rule_set.label} is in review and locked.")
     if not rule_set.is_draft:

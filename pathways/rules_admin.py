@@ -133,6 +133,21 @@ class RuleSetPartAdmin(ScopedHistoryAdmin):
             readonly.append("rule_set")  # a part never moves to another rule set
         return readonly
 
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except (PublishedRuleSetError, publishing.TuningError) as refused:
+            # The draft was submitted (or published) while this page was open: the save
+            # checked it under the rule set's lock and wrote nothing.
+            self.message_user(request, f"Not saved: {refused}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "rule_set":
             kwargs["queryset"] = _draft_choices()

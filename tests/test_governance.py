@@ -362,3 +362,44 @@ def test_two_publications_at_once_never_put_two_versions_in_force(from_the_page:
         assert failures == []
         assert second.is_current and first.version != second.version
         assert RuleSetPublication.objects.get(rule_set=second).replaced == first
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="a row-lock race: PostgreSQL's READ COMMITTED"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_part_saved_while_its_draft_is_submitted_is_refused_not_slipped_in() -> None:
+    """An edit that read "draft" before the submission committed changed the draft under
+    review (and made its author an editor): the part's save read the status without a lock.
+    Found by an audit."""
+    if not RuleSet.objects.filter(is_current=True).exists():  # flushed by transaction=True
+        install_catalogue(version="2026-11-29.1")
+    editor, other = rule_editor("rui"), rule_editor("lee")
+    draft = publishing.ruleset_start_draft(user=editor)
+    parameter = Parameter.objects.get(rule_set=draft, name="extreme_alp")
+    before = parameter.value
+    client = Client()
+    client.force_login(other)
+    url = f"/admin/pathways/parameter/{parameter.pk}/change/"
+    answers: list[str] = []
+
+    def edit() -> None:
+        try:
+            data = {"value": "1500", "description": parameter.description}
+            answer = client.post(url, data, follow=True)
+            answers.append(html.unescape(answer.content.decode()))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=edit)
+    with transaction.atomic():
+        publishing.ruleset_submit(rule_set=draft, user=editor, rationale="Routine review")
+        thread.start()
+        time.sleep(1)  # the edit waits for the rule set the submission locked
+    thread.join(timeout=30)
+
+    parameter.refresh_from_db()
+    draft.refresh_from_db()
+    assert draft.in_review and parameter.value == before
+    assert other.pk not in publishing.ruleset_editor_ids(draft)
+    assert len(answers) == 1 and "Not saved: Rule set" in answers[0] and "in review" in answers[0]
