@@ -238,6 +238,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if not request.user.is_superuser and obj.user_id != request.user.pk:
             raise PermissionDenied("Only a superuser may issue a token for another user.")
         if change:
+            # Revoked meanwhile (the owner's API tokens page): it stays revoked, for good.
+            stored = ApiToken.objects.select_for_update().get(pk=obj.pk)
+            obj.revoked = obj.revoked or stored.revoked
             super().save_model(request, obj, form, change)
             return
         token, raw = ApiToken.issue(

@@ -257,7 +257,11 @@ def _store_raw(oru: hl7v2.OruMessage, via: str, clinic: Clinic) -> tuple[Hl7Mess
             existing.save(update_fields=["raw", "clinic", "received_via", "status", "resent"])
             return existing, False
     except IntegrityError:  # the same message, sent twice at once: the other copy inserted it
-        return Hl7Message.objects.get(**key), False
+        with transaction.atomic():
+            row = Hl7Message.objects.select_for_update().get(**key)
+            row.resent += 1  # counted as a resend arriving after it would be
+            row.save(update_fields=["resent"])
+        return row, False
 
 
 def _result_row(

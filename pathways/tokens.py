@@ -13,6 +13,7 @@ from crispy_forms.layout import Submit
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -85,9 +86,10 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
-    if not token.revoked:
-        token.revoked = True
-        token.save(update_fields=["revoked"])
-        messages.success(request, f"Token “{token.name}” ({token.prefix}…) is revoked.")
+    with transaction.atomic():  # an admin saving the token meanwhile waits, then keeps it
+        token = get_object_or_404(ApiToken.objects.select_for_update(), pk=pk, user=request.user)
+        if not token.revoked:
+            token.revoked = True
+            token.save(update_fields=["revoked"])
+            messages.success(request, f"Token “{token.name}” ({token.prefix}…) is revoked.")
     return redirect("api_tokens")

@@ -76,8 +76,11 @@ def authenticator_confirm(*, user: User, device: TOTPDevice) -> list[str]:
 
 
 @transaction.atomic
+@transaction.atomic
 def recovery_codes_regenerate(*, user: User) -> list[str]:
-    """Replace the user's recovery codes; each works once."""
+    """Replace the user's recovery codes; each works once. The user's row is locked first: two
+    at once (a double click) left two sets of codes, or a second device, working."""
+    User.objects.select_for_update().filter(pk=user.pk).first()
     device, _ = StaticDevice.objects.get_or_create(
         user=user, name=RECOVERY, defaults={"confirmed": True}
     )

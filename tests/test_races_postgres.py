@@ -1,0 +1,118 @@
+"""Writes that race, on PostgreSQL (its READ COMMITTED row locks; SQLite serialises writers
+before either reads): the second of two at once must see what the first wrote. Each test holds
+the first write's transaction open in the main thread while the second starts in another."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.test import Client
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from pathways import feed
+from pathways.feed_models import Hl7Feed, Hl7Message, Hl7Result
+from pathways.models import ApiToken, Clinic, LabResult, Membership, RuleSet
+from pathways.rules import install_catalogue
+from pathways.twofactor import CodeForm, recovery_codes_regenerate
+from tests.factories import form_as_shown, stored_patient
+from tests.test_hl7_feed import oru
+
+pytestmark = [
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="row-lock races: PostgreSQL's READ COMMITTED"
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def race(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
+    """``first`` in the main thread's open transaction, ``second`` started meanwhile (it waits
+    for what ``first`` locked): both results; an error in ``second`` fails the test."""
+    results: list[Any] = []
+    failures: list[str] = []
+
+    def run() -> None:
+        try:
+            results.append(second())
+        except Exception as error:  # reported below
+            failures.append(f"{type(error).__name__}: {error}")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    with transaction.atomic():
+        done = first()
+        thread.start()
+        time.sleep(1)
+    thread.join(timeout=30)
+    assert not thread.is_alive() and failures == [], failures
+    return done, results[0]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["first codes", "new codes"])
+def test_two_recovery_code_regenerations_at_once_leave_only_the_last_codes(
+    existing: bool,
+) -> None:
+    """A double click on "new recovery codes" left two sets working (or two recovery devices,
+    the second never read at log-in). Found by an audit."""
+    user = User.objects.create_user("dora", password="correct horse battery staple")
+    TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+    if existing:
+        recovery_codes_regenerate(user=user)
+    _, last = race(
+        lambda: recovery_codes_regenerate(user=user), lambda: recovery_codes_regenerate(user=user)
+    )
+    assert StaticDevice.objects.filter(user=user).count() == 1
+    stored = StaticToken.objects.filter(device__user=user).values_list("token", flat=True)
+    assert sorted(stored) == sorted(last)
+    assert CodeForm(user, data={"otp_token": last[0]}).is_valid()
+
+
+def test_a_token_revoked_while_an_admin_saves_it_stays_revoked() -> None:
+    """A superuser's admin page, opened before the owner revoked the token, saved it live
+    again ("revoked" unticked on that page). Found by an audit."""
+    root = User.objects.create_superuser("root", password="correct horse battery staple")
+    owner = User.objects.create_user("olga", password="correct horse battery staple")
+    token, _ = ApiToken.issue(user=owner, name="EHR", scopes=["read"])
+    admin, mine = Client(), Client()
+    admin.force_login(root)
+    mine.force_login(owner)
+    url = f"/admin/pathways/apitoken/{token.pk}/change/"
+    data = {**form_as_shown(admin, url), "name": ["EHR integration"]}
+    revoke = f"/account/api-tokens/{token.pk}/revoke/"
+    _, saved = race(lambda: mine.post(revoke), lambda: admin.post(url, data).status_code)
+    assert saved == 302
+    token.refresh_from_db()
+    assert token.revoked and token.name == "EHR integration"
+
+
+def test_the_same_hl7_message_on_two_connections_at_once_is_stored_once_and_counted() -> None:
+    """The copy that lost the race to insert the message row was not counted as a resend.
+    Found by an audit."""
+    if not RuleSet.objects.filter(is_current=True).exists():  # flushed by transaction=True
+        install_catalogue(version="2026-11-29.1")
+    clinic = Clinic.objects.create(name="North Haematology", slug="north")
+    alice = User.objects.create_user("alice", password="correct horse battery staple")
+    Membership.objects.create(user=alice, clinic=clinic, role="clinician")
+    Hl7Feed.objects.create(
+        sending_facility="NORTHLAB",
+        clinic=clinic,
+        service_user=User.objects.create_user("northlab-feed"),
+        assigning_authority="NORTHHOSP",
+    )
+    patient = stored_patient(clinic, alice, mrn="N100")
+    first, second = race(
+        lambda: feed.receive(oru("R2"), via="mllp"), lambda: feed.receive(oru("R2"), via="mllp")
+    )
+    assert (first.code, second.code, second.duplicate) == ("AA", "AA", True)
+    assert Hl7Result.objects.count() == 1
+    assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).count() == 1
+    assert Hl7Message.objects.get().resent == 1
