@@ -440,11 +440,21 @@ def build_ack(raw: str, code: str, text: str = "") -> str:
             ack.segment("MSA").assign_field(_escape(text), 3)
         return str(ack)
     except Exception:
-        # Not even an MSH to answer: a minimal ACK that names no control ID.
+        # An MSH the hl7 package cannot answer (no MSH-9 trigger, no MSH-12), or none at all: a
+        # minimal ACK naming the control ID when MSH-10 can be read.
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        control_id = _escape(_control_id(raw))
         return (
-            f"MSH|^~\\&|ALPCARE||||{stamp}||ACK|{_ack_id()}|P|2.5.1\rMSA|{code}||{_escape(text)}\r"
+            f"MSH|^~\\&|ALPCARE||||{stamp}||ACK|{_ack_id()}|P|2.5.1\r"
+            f"MSA|{code}|{control_id}|{_escape(text)}\r"
         )
+
+
+def _control_id(raw: str) -> str:
+    """MSH-10 read by hand from a message too broken to parse ("": none)."""
+    msh = next((line for line in normalise(raw).split("\r") if line.startswith("MSH")), "")
+    fields = msh.split(msh[3]) if len(msh) > 3 else []
+    return fields[9].strip() if len(fields) > 9 else ""
 
 
 def _escape(text: str) -> str:

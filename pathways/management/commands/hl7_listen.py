@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import logging
 import signal
 from typing import Any
 
@@ -12,6 +13,9 @@ from hl7.mllp import InvalidBlockError, start_hl7_server
 
 from pathways import feed
 from pathways.interop import hl7v2
+
+_log = logging.getLogger(__name__)
+LIMIT = 8 * 1024 * 1024  # the largest message read, in bytes
 
 
 def _receive(text: str) -> feed.Outcome:
@@ -47,14 +51,25 @@ class Command(BaseCommand):
         async def connection(reader: Any, writer: Any) -> None:
             try:
                 while True:
-                    block = await reader.readblock()
+                    try:
+                        block = await reader.readblock()
+                    except ValueError as error:  # larger than the limit: never read
+                        reason = f"the message is larger than this listener accepts ({LIMIT} bytes)"
+                        writer.writeblock(hl7v2.build_ack("", "AR", reason).encode(encoding))
+                        await writer.drain()
+                        raise InvalidBlockError(str(error)) from None  # the rest is unframed
                     try:
                         text = block.decode(encoding)
                     except UnicodeDecodeError as error:  # never read with stand-in characters
                         reason = f"byte {error.start} of the message is not {encoding} text"
                         ack = hl7v2.build_ack(block.decode(encoding, "replace"), "AR", reason)
                     else:
-                        ack = (await receive(text)).ack
+                        try:
+                            ack = (await receive(text)).ack
+                        except Exception:  # the database away or locked: the lab sends it again
+                            _log.exception("an HL7 message could not be received")
+                            reason = "not stored: alpcare could not store it now; send it again"
+                            ack = hl7v2.build_ack(text, "AE", reason)
                     writer.writeblock(ack.encode(encoding, errors="replace"))
                     await writer.drain()
             except (asyncio.IncompleteReadError, ConnectionError):
@@ -68,7 +83,7 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        server = await start_hl7_server(connection, host, port, limit=8 * 1024 * 1024)
+        server = await start_hl7_server(connection, host, port, limit=LIMIT)
         async with server:
             self.stdout.write(f"Listening for HL7 v2 (MLLP) on {host}:{port}")
             self.stdout.flush()
