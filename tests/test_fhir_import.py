@@ -4,6 +4,7 @@ idempotency, atomicity, OperationOutcome paths, the $everything round trip, acce
 
 from __future__ import annotations
 
+import codecs
 import copy
 import json
 from datetime import UTC, date, time, timedelta
@@ -848,3 +849,23 @@ def test_export_then_import_keeps_the_gestational_weeks_of_a_patient_edited_week
     assert _post(client, write_key, exported.json()).status_code == 200
     after = patient_to_document(Patient.objects.get(pk=patient.pk))["patient"]
     assert (after["pregnant"], after["gestational_weeks"]) == (True, 30)
+
+
+@pytest.mark.django_db
+def test_import_fhir_reads_a_file_as_the_endpoint_reads_a_body(
+    tmp_path: Path, north_clinic: Clinic, capsys: Any
+) -> None:
+    """The command read text with json.loads: a Bundle saved as "UTF-8 with BOM", which the
+    endpoint takes, was refused ("Unexpected UTF-8 BOM"), and a 5,000-digit value was "not a
+    JSON Bundle" (Python's digit limit) where the endpoint names the field. Found by an audit."""
+    path = tmp_path / "bom.json"
+    bundle = json.dumps(fb.paget_bundle("collection", mrn="BOM-CLI"))
+    path.write_bytes(codecs.BOM_UTF8 + bundle.encode())
+    call_command("import_fhir", str(path), "--clinic", "north")
+    assert Patient.objects.filter(clinic=north_clinic, mrn="BOM-CLI").exists()
+
+    huge = json.dumps(fb.paget_bundle("collection", mrn="F-HUGE"))
+    path.write_text(huge.replace('"value": 412', '"value": ' + "9" * 5000, 1))
+    with pytest.raises(CommandError, match="not imported"):
+        call_command("import_fhir", str(path), "--clinic", "north")
+    assert "Bundle.entry[" in capsys.readouterr().err

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pathways import fhir
+from pathways import engine, fhir
 from pathways.models import Clinic, Membership
 
 # The account recorded as the author (access log, change history) when --user is not given.
@@ -55,8 +54,10 @@ class Command(BaseCommand):
                 # history and the access log would name them).
                 raise CommandError(f"--user: {user!r} is not a member of {target}")
         try:
-            text = self.stdin_text() if str(file) == "-" else file.read_text(encoding="utf-8")
-            data = json.loads(text)
+            # As the FHIR endpoint reads a request's body: bytes (a UTF-8 BOM allowed), and
+            # very long integers as numbers the Bundle's check names, not a parse failure.
+            raw = self.stdin_bytes() if str(file) == "-" else file.read_bytes()
+            data = engine.read_json(raw)
         except RecursionError:
             raise CommandError(f"FILE: {file} is not a JSON Bundle: nested too deeply") from None
         except (OSError, UnicodeDecodeError, ValueError) as error:
@@ -75,7 +76,7 @@ class Command(BaseCommand):
         for issue in response["issue"]:
             self.stdout.write(f"{issue['expression'][0]}: {issue['diagnostics']}")
 
-    def stdin_text(self) -> str:
+    def stdin_bytes(self) -> bytes:
         import sys
 
-        return sys.stdin.read()
+        return sys.stdin.buffer.read()
