@@ -15,7 +15,6 @@ from datetime import date, time
 from typing import Any, Final
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from pathways import engine
@@ -223,15 +222,34 @@ def _refuse(
     fits = _fits(Hl7Message, "sending_facility", facility)
     if control_id and fits and _fits(Hl7Message, "control_id", control_id):
         key: dict[str, Any] = {"sending_facility": facility, "control_id": control_id}
-        message = Hl7Message.objects.filter(**key).first()
-        if message is not None and message.status == Hl7Message.Status.APPLIED:
-            # Applied before, refused now (say, the feed was disabled): the stored copy stays.
-            Hl7Message.objects.filter(pk=message.pk).update(resent=F("resent") + 1)
-        else:
-            message, _ = Hl7Message.objects.update_or_create(**key, defaults=values)
+        with transaction.atomic():  # a copy being applied meanwhile holds the row: wait for it
+            message, created = _locked_or_created(key, values)
+            if created:
+                pass
+            elif message.status == Hl7Message.Status.APPLIED:
+                # Applied before, refused now (say, the feed was disabled): the stored copy stays.
+                message.resent += 1
+                message.save(update_fields=["resent"])
+            else:  # refused or failed before: the record of this copy
+                for name, value in values.items():
+                    setattr(message, name, value)
+                message.save(update_fields=list(values))
     else:
         message = Hl7Message.objects.create(sending_facility=facility[:100], **values)
     return _answer(raw, code, reason, message)
+
+
+def _locked_or_created(key: dict[str, Any], values: dict[str, Any]) -> tuple[Hl7Message, bool]:
+    """The message row of ``key``, locked, or created with ``values`` (True) when there is none.
+    A copy inserting it at the same moment wins: its row is read once it commits."""
+    message = Hl7Message.objects.select_for_update().filter(**key).first()
+    if message is not None:
+        return message, False
+    try:
+        with transaction.atomic():
+            return Hl7Message.objects.create(**key, **values), True
+    except IntegrityError:
+        return Hl7Message.objects.select_for_update().get(**key), False
 
 
 def _store_raw(oru: hl7v2.OruMessage, via: str, clinic: Clinic) -> tuple[Hl7Message, bool]:

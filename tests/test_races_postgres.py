@@ -94,9 +94,8 @@ def test_a_token_revoked_while_an_admin_saves_it_stays_revoked() -> None:
     assert token.revoked and token.name == "EHR integration"
 
 
-def test_the_same_hl7_message_on_two_connections_at_once_is_stored_once_and_counted() -> None:
-    """The copy that lost the race to insert the message row was not counted as a resend.
-    Found by an audit."""
+def _north_feed() -> Clinic:
+    """A clinic with its clinician alice and the lab feed NORTHLAB (tests/test_hl7_feed.py)."""
     if not RuleSet.objects.filter(is_current=True).exists():  # flushed by transaction=True
         install_catalogue(version="2026-11-29.1")
     clinic = Clinic.objects.create(name="North Haematology", slug="north")
@@ -108,7 +107,14 @@ def test_the_same_hl7_message_on_two_connections_at_once_is_stored_once_and_coun
         service_user=User.objects.create_user("northlab-feed"),
         assigning_authority="NORTHHOSP",
     )
-    patient = stored_patient(clinic, alice, mrn="N100")
+    return clinic
+
+
+def test_the_same_hl7_message_on_two_connections_at_once_is_stored_once_and_counted() -> None:
+    """The copy that lost the race to insert the message row was not counted as a resend.
+    Found by an audit."""
+    clinic = _north_feed()
+    patient = stored_patient(clinic, User.objects.get(username="alice"), mrn="N100")
     first, second = race(
         lambda: feed.receive(oru("R2"), via="mllp"), lambda: feed.receive(oru("R2"), via="mllp")
     )
@@ -116,3 +122,22 @@ def test_the_same_hl7_message_on_two_connections_at_once_is_stored_once_and_coun
     assert Hl7Result.objects.count() == 1
     assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).count() == 1
     assert Hl7Message.objects.get().resent == 1
+
+
+def test_a_refused_copy_racing_the_applied_one_leaves_its_record() -> None:
+    """A copy of a message with the same MSH-10, refused (here: processing ID T), arriving while
+    the good copy was being applied overwrote the applied record with its refusal (it read the
+    row without a lock, then inserted over it), so a later resend was applied again. Found by
+    an audit."""
+    clinic = _north_feed()
+    patient = stored_patient(clinic, User.objects.get(username="alice"), mrn="N100")
+    good = oru("RACE1")
+    refused_copy = good.replace("|RACE1|P|", "|RACE1|T|")
+    first, second = race(
+        lambda: feed.receive(good, via="mllp"), lambda: feed.receive(refused_copy, via="api")
+    )
+    assert (first.code, second.code) == ("AA", "AR")
+    row = Hl7Message.objects.get(control_id="RACE1")
+    assert (row.status, row.raw, row.resent) == (Hl7Message.Status.APPLIED, good, 1)
+    assert feed.receive(good, via="mllp").duplicate
+    assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).count() == 1
