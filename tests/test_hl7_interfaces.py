@@ -92,6 +92,33 @@ def test_import_hl7_reads_a_file_of_messages(
 
 
 @pytest.mark.django_db
+def test_import_hl7_says_a_message_the_database_did_not_take_and_goes_on(
+    tmp_path: Path, north_feed: Hl7Feed, patient: Patient, monkeypatch: Any, capsys: Any
+) -> None:
+    """A database error on one message ended the command with a traceback: the messages after
+    it were neither imported nor reported. Found by an audit."""
+    from django.db import OperationalError
+
+    from pathways import feed
+
+    real = feed._store_raw
+
+    def locked_for_db1(oru_message: Any, *args: Any, **kwargs: Any) -> Any:
+        if oru_message.control_id == "DB1":
+            raise OperationalError("database is locked")
+        return real(oru_message, *args, **kwargs)
+
+    monkeypatch.setattr(feed, "_store_raw", locked_for_db1)
+    path = tmp_path / "results.hl7"
+    path.write_text(oru("DB1") + oru("DB2", sub_id="2"))
+    with pytest.raises(CommandError, match="1 message"):
+        call_command("import_hl7", str(path))
+    out = capsys.readouterr().out
+    assert "message 1: not stored (OperationalError: database is locked)" in out
+    assert "DB2: AA" in out and Hl7Message.objects.filter(control_id="DB2").exists()
+
+
+@pytest.mark.django_db
 def test_import_hl7_clinic_override_and_errors(
     tmp_path: Path, patient: Patient, north_clinic: Clinic
 ) -> None:

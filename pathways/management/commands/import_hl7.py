@@ -44,8 +44,13 @@ class Command(BaseCommand):
         if not content.messages and not content.problems:
             raise CommandError(f"FILE: {file} holds no HL7 message (no MSH segment)")
         failed = 0
-        for raw in content.messages:
-            outcome = feed.receive(raw, via="file", clinic=target)
+        for number, raw in enumerate(content.messages, start=1):
+            try:
+                outcome = feed.receive(raw, via="file", clinic=target)
+            except Exception as error:  # the database away: this one is said, the rest go on
+                self.stdout.write(f"message {number}: not stored ({type(error).__name__}: {error})")
+                failed += 1
+                continue
             control_id = outcome.message.control_id if outcome.message else ""
             self.stdout.write(f"{control_id or '(no MSH-10)'}: {outcome.code} {outcome.text}")
             failed += outcome.code != "AA"
