@@ -869,3 +869,47 @@ def test_import_fhir_reads_a_file_as_the_endpoint_reads_a_body(
     with pytest.raises(CommandError, match="not imported"):
         call_command("import_fhir", str(path), "--clinic", "north")
     assert "Bundle.entry[" in capsys.readouterr().err
+
+
+@pytest.mark.django_db
+def test_an_export_imported_back_keeps_every_number_and_the_advice(
+    client: Any, alice: User, north_clinic: Clinic, write_key: str
+) -> None:
+    """Numbers of the case's fields were rounded to 3 decimals on import: re-importing an
+    export changed the patient (creatinine baseline 0.9996 read 1.0), and a copy in another
+    clinic lost the urgent withhold-for-creatinine-rise card. Found by an audit."""
+    from django.utils import timezone
+
+    from pathways import engine
+    from pathways.cases import patient_to_case
+    from pathways.rules import current_rule_set
+
+    today = timezone.localdate()
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    document["as_of"] = today.isoformat()
+    document["patient"]["weight_kg"] = 154 * 0.45359237  # 154 lb, as a scale gives it in kg
+    document["clinical"]["creatinine_baseline"] = 0.9996
+    document["clinical"]["crcl_baseline"] = 61.23456
+    document["labs"].append(
+        {"test": "creatinine", "value": 1.4998, "unit": "mg/dL", "collected_at": str(today)}
+    )
+    patient = stored_patient(north_clinic, alice, document, mrn="RT-2")
+    before = _state(patient)
+    exported = client.get(f"/api/v1/fhir/Patient/{patient.pk}/$everything",
+                          HTTP_AUTHORIZATION=f"Token {write_key}")  # fmt: skip
+    assert _post(client, write_key, exported.json()).status_code == 200
+    assert _state(patient) == before
+
+    carol = User.objects.create_user("carol")
+    east = Clinic.objects.create(name="East", slug="east")
+    east.memberships.create(user=carol)
+    key = ApiToken.issue(user=carol, name="ehr", scopes=["write"])[1]
+    assert _post(client, key, exported.json()).status_code == 200
+    copied = Patient.objects.get(clinic=east, mrn="RT-2")
+    assert patient_to_document(copied) == patient_to_document(patient)
+    rule_set = current_rule_set()
+    advice = [
+        engine.assess(patient_to_case(p), rule_set).recommendations for p in (patient, copied)
+    ]
+    assert advice[0] == advice[1]
+    assert "iv-bp-withhold-creatinine-rise" in {r.code for r in advice[0]}

@@ -458,12 +458,14 @@ _VALUE_KINDS: Final = {
 
 
 def _number(item: declaration.CaseField, value: float) -> tuple[float | int | None, str]:
-    """A number for a declared field: whole where the field is declared integer."""
+    """A number for a declared field: whole where the field is declared integer; else as sent
+    (it was rounded to 3 decimals, so an export imported back was another case: a creatinine
+    baseline of 0.9996 read 1.0)."""
     if getattr(item, "integer", False):
         if not float(value).is_integer():
             return None, f"{value:g}: {item.name} is a whole number"
         return int(value), ""
-    return round(value, 3), ""
+    return value, ""
 
 
 def _extension_value(item: declaration.CaseField, sub: Any) -> tuple[Any, str]:
@@ -557,7 +559,8 @@ def _observation(
         elif item is None:
             reader.note(path, f"{field_path} is not a field of this alpcare version: not stored")
         elif when is not None:
-            number = value * units[unit]
+            # Converted (lb to kg), to 6 decimals as the engine keeps converted values.
+            number = value if units[unit] == 1 else round(value * units[unit], 6)
             number = advanced_weeks(number, when[0], reader.today) if weekly else number
             whole, problem = _number(item, number)
             if problem:
