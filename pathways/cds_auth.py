@@ -86,7 +86,8 @@ def _signing_keys(client: CdsClient, *, refresh: bool = False) -> list[jwt.PyJWK
             return _inline_keys(client.jwks)
         if client.jwks_url:
             return list(_jwks_client(client.jwks_url).get_jwk_set(refresh=refresh).keys)
-    except (jwt.PyJWKClientError, jwt.PyJWKSetError, jwt.PyJWKError) as error:
+    except (jwt.PyJWKClientError, jwt.PyJWKSetError, jwt.PyJWKError, ValueError) as error:
+        # ValueError: a JWKS URL answering with something that is not JSON (an HTML page).
         raise CdsAuthError(f"the client's keys could not be read: {error}") from None
     raise CdsAuthError("no keys are configured for this client")
 
@@ -154,8 +155,14 @@ def authenticate(request: HttpRequest, audiences: list[str]) -> CdsClient:
     except jwt.PyJWTError as error:
         raise CdsAuthError(f"JWT rejected: {error}") from None
     now = timezone.now()
+    for name in ("exp", "iat"):  # PyJWT takes "1700000300" too (RFC 7519: a NumericDate)
+        if isinstance(claims[name], bool) or not isinstance(claims[name], int | float):
+            raise CdsAuthError(f"{name} must be a number of seconds (a NumericDate)")
     if claims["exp"] > (now + MAX_LIFETIME).timestamp():  # compared first: 1e20 is no date
         raise CdsAuthError(f"exp is more than {MAX_LIFETIME} ahead")
+    if claims["exp"] - claims["iat"] > MAX_LIFETIME.total_seconds():
+        # A JWT issued long ago with a fresh exp is as long-lived as any other.
+        raise CdsAuthError(f"exp is more than {MAX_LIFETIME} after iat")
     expires_at = datetime.fromtimestamp(claims["exp"], tz=UTC)
     if expires_at > now + MAX_LIFETIME:
         raise CdsAuthError(f"exp is more than {MAX_LIFETIME} ahead")

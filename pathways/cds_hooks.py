@@ -11,6 +11,7 @@ only which rule each card came from (for feedback) and the jti of the JWT (repla
 from __future__ import annotations
 
 import copy
+import http.client
 import json
 import math
 import urllib.error
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -194,6 +197,17 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _FHIR_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
+# What reading the EHR's FHIR server can raise: unreachable or timing out (OSError, URLError),
+# not HTTP (a bad status line, a body cut short), not JSON or nested too deep for the reader.
+FHIR_READ_ERRORS = (
+    OSError,
+    ValueError,
+    urllib.error.URLError,
+    http.client.HTTPException,
+    RecursionError,
+)
+
+
 def _fhir_get(url: str, access_token: str | None) -> dict[str, Any]:
     request = urllib.request.Request(url, headers={"Accept": "application/fhir+json"})
     if access_token:
@@ -292,13 +306,13 @@ def hook_resources(
     for where, url in more_pages:
         try:  # the prefetched bundle was the first page
             resources += _fetch(fhir_server, url, access_token, pages=FHIR_MAX_PAGES - 1)
-        except (OSError, ValueError, urllib.error.URLError) as error:
+        except FHIR_READ_ERRORS as error:
             raise HookError(412, f"{where}: its next page could not be read ({error})") from None
     for template in missing:
         query = template.replace("{{context.patientId}}", urllib.parse.quote(patient_id, safe=""))
         try:
             resources += _fetch(fhir_server, fhir_server.rstrip("/") + "/" + query, access_token)
-        except (OSError, ValueError, urllib.error.URLError) as error:
+        except FHIR_READ_ERRORS as error:
             where = query.split("?")[0]
             raise HookError(412, f"fhirServer: {where} could not be read ({error})") from None
     return resources
@@ -397,6 +411,9 @@ def _card(
 
 def _recommendation_card(call: HookCall, recommendation: engine.Recommendation) -> dict[str, Any]:
     lines = [f"**Why:** {recommendation.rationale}", ""]
+    rule = call.rule_set.rule(recommendation.code)
+    if rule is not None and rule.evidence_note:  # as alpcare's own card shows it
+        lines += [f"**Evidence:** {rule.evidence_note}", ""]
     lines.append(f"Priority: {recommendation.priority} · rule `{recommendation.code}`")
     sources = _citation_lines(call.rule_set, recommendation.citations)
     if sources:
@@ -506,8 +523,10 @@ def _dose_mg(resource: dict[str, Any]) -> float | None:
 def draft_orders(context: dict[str, Any]) -> list[DraftOrder]:
     orders = []
     drafts = context.get("draftOrders")
+    if drafts is None:  # CDS Hooks order-sign: "draftOrders | REQUIRED"
+        raise HookError(400, "context.draftOrders: required by order-sign")
     try:
-        resources = [] if drafts is None else _resources_of(drafts, "context.draftOrders")
+        resources = _resources_of(drafts, "context.draftOrders")
     except ValueError as error:
         raise HookError(400, str(error)) from None
     for resource in resources:
@@ -650,6 +669,8 @@ def _feedback_rows(client: CdsClient, service: str, body: dict[str, Any]) -> lis
             raise HookError(400, f"{path}.outcomeTimestamp: outside the calendar in UTC") from None
         reason_code, comment = "", ""
         override = item.get("overrideReason")
+        if override is not None and not isinstance(override, dict):
+            raise HookError(400, f"{path}.overrideReason: must be an OverrideReason object")
         if outcome == CdsFeedback.Outcome.OVERRIDDEN and isinstance(override, dict):
             # "reason | CONDITIONAL | Required if user selected an override reason from the list
             # of reasons provided in the Card (instead of only leaving a userComment)": a
@@ -743,6 +764,9 @@ def _authenticated_body(
         raise HookError(401, str(error)) from None
     try:
         body = json.loads(request.body)
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise HookError(413, f"(body): larger than this service reads ({limit} bytes)") from None
     except RecursionError:
         raise HookError(400, "(body): invalid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as error:
