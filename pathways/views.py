@@ -557,7 +557,7 @@ def follow_up_done(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> Http
             return redirect("patient_detail", pk=patient.pk)
         return _after_patient_action(request, patient, follow_up_error=message)
     try:
-        follow_up_mark_done(
+        done = follow_up_mark_done(
             follow_up=follow_up,
             user=request.user,
             outcome=form.cleaned_data["outcome"] or "done",
@@ -566,6 +566,18 @@ def follow_up_done(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> Http
         )
     except FollowUpGone as gone:
         return _follow_up_gone(request, patient, gone)
+    if done.completed_by_result or done.completed_by_id != request.user.pk:
+        # Marked done meanwhile by a colleague (or a result): theirs stands, and is said.
+        who = done.completed_by or "a matching result"
+        said = (
+            f"Already marked done ({follow_up.title}) by {who} at "
+            f"{timezone.localtime(done.completed_at):%Y-%m-%d %H:%M}: your outcome and note "
+            "were not recorded."
+        )
+        if not request.htmx:
+            messages.warning(request, said)
+            return redirect("patient_detail", pk=patient.pk)
+        return _after_patient_action(request, patient, follow_up_error=said)
     if not request.htmx:
         messages.success(request, f"Marked done: {follow_up.title}.")
     return _after_patient_action(request, patient, announce=f"Marked done: {follow_up.title}.")

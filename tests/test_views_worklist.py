@@ -613,6 +613,30 @@ def test_undo_sent_twice_takes_back_one_action(alice_client: Client, urgent_pati
     assert list(in_force.values_list("kind", flat=True)) == ["acknowledge"]
 
 
+def test_marking_done_what_a_colleague_marked_done_meanwhile_says_so(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    """The second clinician's outcome and note were dropped while the page told them "Marked
+    done". Found by an audit."""
+    from django.contrib.auth.models import User
+
+    from pathways.models import Membership
+
+    patient = stored_patient(north_clinic, alice, mrn="PAGET-2")
+    follow_up = FollowUp.objects.filter(patient=patient, completed_at=None).first()
+    assert follow_up is not None
+    carol = User.objects.create_user("carol")
+    Membership.objects.create(user=carol, clinic=north_clinic, role=Membership.Role.CLINICIAN)
+    follow_up_mark_done(follow_up=follow_up, user=carol, note="Drawn on the ward")
+    url = f"/patients/{patient.pk}/follow-ups/{follow_up.pk}/done/"
+    html = alice_client.post(url, {"outcome": "done", "note": "Mine"}, headers=HTMX)
+    text = html.content.decode()
+    assert f"Already marked done ({follow_up.title}) by carol" in text
+    assert "your outcome and note were not recorded" in text
+    follow_up.refresh_from_db()
+    assert (follow_up.completed_by, follow_up.note) == (carol, "Drawn on the ward")
+
+
 def test_undo_from_a_page_loaded_before_a_colleague_acted_changes_nothing(
     alice_client: Client, urgent_patient: Any, north_clinic: Any
 ) -> None:
