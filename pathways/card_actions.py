@@ -220,6 +220,7 @@ def card_action_record(
     source: str = CardAction.Source.WORKLIST,
     seen_case: str | None = None,
     seen_rule_set: str | None = None,
+    seen_no_action: bool = False,
 ) -> CardAction:
     """Record one action on a card the patient currently has; validates the input.
 
@@ -227,7 +228,8 @@ def card_action_record(
     the clinician acted from. An action holds until the case or the card changes, so one taken
     from a page that did not show them as they are now (a result recorded since, a version
     published since that words the card otherwise) would silently cover what the clinician
-    never saw: refused."""
+    never saw: refused. ``seen_no_action``: the page showed the card with no action on it; one
+    a colleague took since is not replaced unseen (a double click of the same action is one)."""
     from pathways.services import follow_ups_sync
 
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
@@ -272,6 +274,13 @@ def card_action_record(
         and asked == (in_force.kind, in_force.reason, in_force.reason_text, in_force.snooze_until)
     ):
         return in_force  # sent twice (a double click, a resent form): one action to undo
+    if in_force is not None and seen_no_action:
+        who, what = in_force.by or "someone", in_force.get_kind_display().lower()
+        raise CardActionInvalid(
+            "code",
+            f"{who} acted on this card since this page was loaded ({what}): it is shown as it "
+            "is now; act on it again if you still want to.",
+        )
     action = CardAction.objects.create(
         patient=patient,
         clinic_id=patient.clinic_id,

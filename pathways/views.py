@@ -637,6 +637,7 @@ def card_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                     result=engine.assess(patient_to_case(patient), rule_set),
                     seen_case=data["case"],
                     seen_rule_set=data["rule_set"],
+                    seen_no_action=data["shown"] == "no action",
                 )
         except CardActionInvalid as invalid:
             error = str(invalid)
@@ -1039,6 +1040,7 @@ class CardActionForm(forms.Form):
     snooze_until = forms.DateField(label="snooze until", required=False)
     case = forms.CharField(max_length=64, required=False)  # the digest of the case shown
     rule_set = forms.CharField(max_length=40, required=False)  # the version shown
+    shown = forms.CharField(max_length=20, required=False)  # "no action": the card had none
     undo = forms.IntegerField(min_value=1, required=False)  # the action shown with its Undo
 
     def clean(self) -> dict[str, Any]:

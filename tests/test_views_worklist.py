@@ -73,21 +73,26 @@ def act(client: Client, patient: Any, **data: str) -> Any:
     """A card action as the patient page's form sends it: with the case and the rule-set
     version the page showed (read from the page unless the test gives them)."""
     if data.get("action") != "undo" and not {"case", "rule_set"} <= data.keys():
-        data = {**shown_with_cards(client, patient), **data}
+        data = {**shown_with_cards(client, patient, data.get("code")), **data}
     return client.post(f"/patients/{patient.pk}/cards/", data, headers=HTMX)
 
 
-def shown_with_cards(client: Client, patient: Any) -> dict[str, str]:
-    """The case digest and rule-set version the patient page's card forms carry."""
+def shown_with_cards(client: Client, patient: Any, code: str | None = None) -> dict[str, str]:
+    """What the patient page's card forms carry: the case digest and rule-set version shown,
+    and, when the card ``code`` is shown with no action on it, that it was."""
     page = client.get(f"/patients/{patient.pk}/").content.decode()
-    shown = re.search(
-        r'name="case" value="([0-9a-f]{64})"><input type="hidden" name="rule_set" '
-        r'value="([^"]+)"',
+    forms = re.findall(
+        r'name="code" value="([^"]+)"><input type="hidden" name="action" value="\w+">'
+        r'<input type="hidden" name="case" value="([0-9a-f]{64})"><input type="hidden" '
+        r'name="rule_set" value="([^"]+)"><input type="hidden" name="shown" value="(no action)"',
         page,
     )
-    if shown is None:  # no card to act on: the action is refused for that
+    if not forms:  # no card to act on: the action is refused for that
         return {}
-    return {"case": shown[1], "rule_set": shown[2]}
+    fields = {"case": forms[0][1], "rule_set": forms[0][2]}
+    if code is None or any(form[0] == code for form in forms):
+        fields["shown"] = "no action"
+    return fields
 
 
 def undo(client: Client, patient: Any, code: str) -> Any:
@@ -635,6 +640,29 @@ def test_marking_done_what_a_colleague_marked_done_meanwhile_says_so(
     assert "your outcome and note were not recorded" in text
     follow_up.refresh_from_db()
     assert (follow_up.completed_by, follow_up.note) == (carol, "Drawn on the ward")
+
+
+def test_an_action_from_a_page_loaded_before_a_colleague_acted_on_the_card_is_refused(
+    alice_client: Client, urgent_patient: Any, north_clinic: Any
+) -> None:
+    """Acknowledge and override at once: the later one replaced the colleague's in silence, an
+    action on a card its author never saw acted on. Found by an audit."""
+    from django.contrib.auth.models import User
+
+    from pathways.models import Membership
+
+    shown = shown_with_cards(alice_client, urgent_patient, "extreme-alp")
+    assert shown["shown"] == "no action"
+    carol = User.objects.create_user("carol")
+    Membership.objects.create(user=carol, clinic=north_clinic, role=Membership.Role.CLINICIAN)
+    colleague = Client()
+    colleague.force_login(carol)
+    act(colleague, urgent_patient, code="extreme-alp", action="override", reason="contraindicated")
+    html = act(
+        alice_client, urgent_patient, code="extreme-alp", action="acknowledge", **shown
+    ).content.decode()
+    assert "carol acted on this card since this page was loaded (overridden)" in html
+    assert list(CardAction.objects.values_list("by__username", "kind")) == [("carol", "override")]
 
 
 def test_undo_from_a_page_loaded_before_a_colleague_acted_changes_nothing(
