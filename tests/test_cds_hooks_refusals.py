@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import jwt
 import pytest
 from django.test import Client
 
@@ -20,7 +19,6 @@ from pathways.cds_hooks import ORDER_SIGN, PATIENT_VIEW
 from pathways.cds_models import CdsClient, CdsFeedback
 from tests import test_cds_hooks
 from tests.cds_support import (
-    EHR_ISSUER,
     EhrKeys,
     draft_order,
     myeloma_with_rising_creatinine,
@@ -154,7 +152,7 @@ def test_a_jwt_with_exp_as_a_numeric_string_is_a_401_not_a_500(
 ) -> None:
     """PyJWT accepts exp "1700000000" (int() of it); the lifetime check then compares a str
     with a float: TypeError."""
-    token = _signed(ehr_keys, exp=str(int(time.time()) + 300))
+    token = ehr_keys.token(SERVER + _url(PATIENT_VIEW), exp=str(int(time.time()) + 300))
     body = _patient_view(myeloma_with_rising_creatinine())
     response = _call(ehr, ehr_keys, PATIENT_VIEW, body, token=token)
     _refused_clearly(response)
@@ -167,7 +165,7 @@ def test_a_jwt_issued_long_ago_is_refused(
     """cds_auth: "a JWT valid for longer than [1 hour] is refused"; brief: exp/iat within
     limits. iat two days ago, exp in 5 minutes: a JWT valid for two days."""
     now = int(time.time())
-    token = _signed(ehr_keys, iat=now - 2 * 86400, exp=now + 300)
+    token = ehr_keys.token(SERVER + _url(PATIENT_VIEW), iat=now - 2 * 86400, exp=now + 300)
     body = _patient_view(myeloma_with_rising_creatinine())
     response = _call(client, ehr_keys, PATIENT_VIEW, body, token=token)
     assert response.status_code == 401, response.content[:200]
@@ -178,21 +176,6 @@ def _cards(client: Client, keys: EhrKeys) -> list[dict[str, Any]]:
     response = _call(client, keys, PATIENT_VIEW, body)
     assert response.status_code == 200
     return response.json()["cards"]
-
-
-def _signed(keys: EhrKeys, headers: dict[str, Any] | None = None, **claims: Any) -> str:
-    now = int(time.time())
-    payload = {
-        "iss": EHR_ISSUER,
-        "aud": SERVER + _url(PATIENT_VIEW),
-        "iat": now,
-        "exp": now + 300,
-        "jti": f"ek2-{time.monotonic_ns()}",
-        **claims,
-    }
-    return jwt.encode(
-        payload, keys.private_key, algorithm="ES384", headers={"kid": keys.kid, **(headers or {})}
-    )
 
 
 def test_an_override_reason_that_is_not_an_object_is_refused(
@@ -224,7 +207,7 @@ def test_a_jwks_url_answering_non_json_is_a_401_not_a_500(ehr: Client, north_cli
             name="HTML EHR", issuer="https://html-ehr.example.org", clinic=north_clinic,
             jwks_url=f"{base}/jwks.json",
         )  # fmt: skip
-        token = _signed(keys, iss="https://html-ehr.example.org")
+        token = keys.token(SERVER + _url(PATIENT_VIEW), iss="https://html-ehr.example.org")
         response = _call(
             ehr, keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine()), token=token
         )
