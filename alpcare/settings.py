@@ -1,12 +1,14 @@
 """alpcare settings: one module, configured from the environment, safe by default."""
 
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONCE, NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -273,7 +275,13 @@ TASKS = {
 # Patients re-assessed per task (each in its own transaction).
 ALPCARE_REASSESS_CHUNK_SIZE = envint("ALPCARE_REASSESS_CHUNK_SIZE", 200)
 # When the scheduler enqueues the daily re-assessment (local time, ALPCARE_TIME_ZONE).
-ALPCARE_DAILY_REASSESS_AT = os.environ.get("ALPCARE_DAILY_REASSESS_AT", "02:00")
+ALPCARE_DAILY_REASSESS_AT = os.environ.get("ALPCARE_DAILY_REASSESS_AT", "02:00").strip()
+if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?", ALPCARE_DAILY_REASSESS_AT):
+    # Refused at start-up: read at each scheduler pass, it failed every pass and no daily run
+    # was ever started.
+    raise ImproperlyConfigured(
+        f"ALPCARE_DAILY_REASSESS_AT must be a local time HH:MM, not {ALPCARE_DAILY_REASSESS_AT!r}"
+    )
 # A running task writes a heartbeat this often; one silent for ALPCARE_TASK_STALE_SECONDS is
 # taken to be lost with its worker and re-queued (at most ALPCARE_TASK_MAX_ATTEMPTS runs).
 ALPCARE_TASK_HEARTBEAT_SECONDS = envint("ALPCARE_TASK_HEARTBEAT_SECONDS", 10)

@@ -526,9 +526,9 @@ def _stalled_runs() -> int:
 
 
 def daily_due(now: datetime) -> bool:
-    hours, _, minutes = str(settings.ALPCARE_DAILY_REASSESS_AT).partition(":")
+    hours, minutes, *_seconds = str(settings.ALPCARE_DAILY_REASSESS_AT).split(":")
     local = timezone.localtime(now)
-    return (local.hour, local.minute) >= (int(hours), int(minutes or 0))
+    return (local.hour, local.minute) >= (int(hours), int(minutes))
 
 
 def scheduler_tick(*, now: datetime | None = None) -> list[str]:

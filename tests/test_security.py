@@ -305,3 +305,23 @@ def test_a_confirmation_naming_the_patient_is_never_kept_in_a_cookie(alice_clien
     assert "messages" not in response.cookies
     shown = alice_client.get(response["Location"]).content.decode()
     assert "Saved Mina Jar (MRN MRN-COOKIE-77)." in shown
+
+
+@pytest.mark.parametrize("at", ["2am", "25:00", "02:60"])
+def test_a_daily_run_time_that_is_no_time_stops_the_start_not_every_scheduler_pass(
+    at: str,
+) -> None:
+    """Read at each scheduler pass, a bad value failed every pass and no daily run was ever
+    started. Found by an audit."""
+    result = _manage("check", env={"DJANGO_DEBUG": "1", "ALPCARE_DAILY_REASSESS_AT": at})
+    assert result.returncode != 0
+    assert f"ALPCARE_DAILY_REASSESS_AT must be a local time HH:MM, not {at!r}" in result.stderr
+
+
+def test_a_daily_run_time_with_seconds_is_read(settings: Any) -> None:
+    from pathways import tasks
+
+    settings.ALPCARE_DAILY_REASSESS_AT = "02:00:00"
+    zone = timezone.get_current_timezone()
+    assert tasks.daily_due(datetime(2026, 12, 1, 2, 0, tzinfo=zone))
+    assert not tasks.daily_due(datetime(2026, 12, 1, 1, 59, tzinfo=zone))
