@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.contrib.auth.models import User
-from django.db import OperationalError
+from django.db import OperationalError, connections
 
 from pathways import feed
 from pathways.feed_models import Hl7Feed
@@ -121,6 +122,9 @@ def lab(transactional_db: None) -> Iterator[tuple[Listener, Hl7Feed, Patient]]:
         yield listener, hl7feed, patient
     finally:
         listener.stop()
+        # The command's database work ran on asgiref's one thread for sync code: its
+        # connection would keep the test database open past the session.
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(TIMEOUT)
         assert not listener.thread.is_alive(), "listener thread still running"
 
 
