@@ -76,9 +76,9 @@ def receive(
     except hl7v2.Unparseable as error:
         return _reject(raw, via, str(error))
     except hl7v2.Rejected as error:
-        return _refuse(raw, via, str(error), *_header(raw), code="AR")
+        return _refuse(raw, via, str(error), *hl7v2.header(raw), code="AR")
     except hl7v2.Refused as error:
-        return _refuse(raw, via, str(error), *_header(raw))
+        return _refuse(raw, via, str(error), *hl7v2.header(raw))
     problem = _overlong(oru) or _collected_after_today(oru)
     if problem:
         return _refuse(raw, via, problem, oru.sending_facility, oru.control_id)
@@ -196,17 +196,6 @@ def _reject(raw: str, via: str, reason: str) -> Outcome:
         ack_code="AR", ack_text=reason[:500],
     )  # fmt: skip
     return _answer(raw, "AR", reason, stored)
-
-
-def _header(raw: str) -> tuple[str, str]:
-    """MSH-4 and MSH-10 of a message that was refused while being read."""
-    try:
-        import hl7
-
-        msh = hl7.parse(hl7v2.normalise(raw)).segment("MSH")
-        return str(msh.extract_field(1, 4, 1, 1)), str(msh.extract_field(1, 10))
-    except Exception:
-        return "", ""
 
 
 def _refuse(

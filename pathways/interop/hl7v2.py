@@ -443,18 +443,20 @@ def build_ack(raw: str, code: str, text: str = "") -> str:
         # An MSH the hl7 package cannot answer (no MSH-9 trigger, no MSH-12), or none at all: a
         # minimal ACK naming the control ID when MSH-10 can be read.
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-        control_id = _escape(_control_id(raw))
+        control_id = _escape(header(raw)[1])
         return (
             f"MSH|^~\\&|ALPCARE||||{stamp}||ACK|{_ack_id()}|P|2.5.1\r"
             f"MSA|{code}|{control_id}|{_escape(text)}\r"
         )
 
 
-def _control_id(raw: str) -> str:
-    """MSH-10 read by hand from a message too broken to parse ("": none)."""
-    msh = next((line for line in normalise(raw).split("\r") if line.startswith("MSH")), "")
-    fields = msh.split(msh[3]) if len(msh) > 3 else []
-    return fields[9].strip() if len(fields) > 9 else ""
+def header(raw: str) -> tuple[str, str]:
+    """MSH-4 and MSH-10 of a message refused while being read ("" where they cannot be)."""
+    try:
+        msh = hl7.parse(normalise(raw)).segment("MSH")
+        return str(msh.extract_field(1, 4, 1, 1)), str(msh.extract_field(1, 10))
+    except Exception:
+        return "", ""
 
 
 def _escape(text: str) -> str:
