@@ -245,29 +245,22 @@ def _store_raw(oru: hl7v2.OruMessage, via: str, clinic: Clinic) -> tuple[Hl7Mess
     """The message row, committed before anything is applied; True when it was applied before.
 
     A resend of one not applied (refused, or failed) is counted and received afresh. A copy
-    arriving while another is being applied waits here for its lock; one that loses the race
-    to insert the row goes on, and ``receive`` decides under the row's lock whether the other
-    copy applied it (a failed one is not "already stored")."""
+    arriving while another is being applied waits here for its lock, as does one that loses the
+    race to insert the row (``_locked_or_created``): it is then a resend like any other."""
     key = {"sending_facility": oru.sending_facility, "control_id": oru.control_id}
-    try:
-        with transaction.atomic():
-            existing = Hl7Message.objects.select_for_update().filter(**key).first()
-            if existing is None:
-                row = Hl7Message.objects.create(raw=oru.raw, received_via=via, clinic=clinic, **key)
-                return row, False
-            existing.resent += 1
-            if existing.status == Hl7Message.Status.APPLIED:
-                existing.save(update_fields=["resent"])
-                return existing, True
-            existing.raw, existing.clinic, existing.received_via = oru.raw, clinic, via
-            existing.status = Hl7Message.Status.RECEIVED
-            existing.save(update_fields=["raw", "clinic", "received_via", "status", "resent"])
-            return existing, False
-    except IntegrityError:  # the same message, sent twice at once: the other copy inserted it
-        with transaction.atomic():
-            row = Hl7Message.objects.select_for_update().get(**key)
-            row.resent += 1  # counted as a resend arriving after it would be
+    with transaction.atomic():
+        row, created = _locked_or_created(
+            key, {"raw": oru.raw, "received_via": via, "clinic": clinic}
+        )
+        if created:
+            return row, False
+        row.resent += 1
+        if row.status == Hl7Message.Status.APPLIED:
             row.save(update_fields=["resent"])
+            return row, True
+        row.raw, row.clinic, row.received_via = oru.raw, clinic, via
+        row.status = Hl7Message.Status.RECEIVED
+        row.save(update_fields=["raw", "clinic", "received_via", "status", "resent"])
         return row, False
 
 
