@@ -76,7 +76,6 @@ def authenticator_confirm(*, user: User, device: TOTPDevice) -> list[str]:
 
 
 @transaction.atomic
-@transaction.atomic
 def recovery_codes_regenerate(*, user: User) -> list[str]:
     """Replace the user's recovery codes; each works once. The user's row is locked first: two
     at once (a double click) left two sets of codes, or a second device, working."""
