@@ -502,23 +502,17 @@ def queue_health(*, now: datetime | None = None) -> QueueHealth:
 
 def _stalled_runs() -> int:
     """Runs that stopped short: a chunk unfinished whose task failed (a worker lost too often),
-    and no retry yet. Patients wait on the old assessment until someone retries."""
-    failed = [
-        str(pk)
-        for pk in DBTaskResult.objects.failed()
-        .filter(task_path=reassess_chunk.module_path)
-        .values_list("id", flat=True)
-    ]
-    if not failed:
-        return 0
-    return (
-        ReassessmentChunk.objects.filter(
-            finished_at=None, task_id__in=failed, run__retries__isnull=True
-        )
-        .values("run")
-        .distinct()
-        .count()
+    and no retry yet. Patients wait on the old assessment until someone retries. Read from the
+    unfinished chunks (few, and only while runs are going), not from every failed task kept."""
+    unfinished = dict(
+        ReassessmentChunk.objects.filter(finished_at=None, run__retries__isnull=True)
+        .exclude(task_id="")
+        .values_list("task_id", "run_id")
     )
+    if not unfinished:
+        return 0
+    failed = DBTaskResult.objects.failed().filter(id__in=list(unfinished))
+    return len({unfinished[str(pk)] for pk in failed.values_list("id", flat=True)})
 
 
 # ---------------------------------------------------------------------------------------------
