@@ -308,7 +308,7 @@ def _card_as_shown(
 
     if shown_version == rule_set.version:
         return True
-    shown = RuleSet.objects.filter(version=shown_version).exclude(version="").first()
+    shown = RuleSet.objects.filter(version=shown_version).first()  # drafts have no version
     if shown is None:
         return False
     return card_digest(rule_set_for(shown), recommendation) == card_digest(rule_set, recommendation)
