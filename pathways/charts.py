@@ -32,8 +32,8 @@ LABEL_ALL_POINTS_UP_TO = 16  # beyond this, only first, last and significant poi
 GLYPH_WIDTH = 0.62  # average advance of a glyph, as a share of the font size (upper bound)
 DATE_LABEL_ROOM = 90  # the least room per date on the time axis ("Oct 2025" takes about 55)
 LANE = 13  # one lane of therapy labels above the plot
-# Every label's size, as the template draws it (font-size="11") and as the layout measures it:
-# one number, so that the browser draws no label larger than the box kept clear for it.
+# Every label's size, as the template draws it (the svg's font-size) and as the layout measures
+# it: one number, so that the browser draws no label larger than the box kept clear for it.
 TEXT_SIZE = 11
 TRACK_ROW = 24  # one row of the course track below the date axis
 TIMES = "\u00d7"  # the multiplication sign of "3.2 x ULN"
@@ -56,11 +56,16 @@ class TextBox:
         )
 
 
-def text_box(text: str, x: float, y: float, size: float, anchor: str = "middle") -> TextBox:
-    """The box of `text` drawn at (x, y) (y is the baseline) in a font of `size` px."""
-    width = len(text) * size * GLYPH_WIDTH
+def text_box(text: str, x: float, y: float, anchor: str = "middle") -> TextBox:
+    """The box of `text` drawn at (x, y) (y is the baseline), at TEXT_SIZE."""
+    width = text_width(text)
     x1 = x if anchor == "start" else x - width if anchor == "end" else x - width / 2
-    return TextBox(x1, y - size * 0.85, x1 + width, y + size * 0.25, text)
+    return TextBox(x1, y - TEXT_SIZE * 0.85, x1 + width, y + TEXT_SIZE * 0.25, text)
+
+
+def text_width(text: str) -> float:
+    """The width `text` takes at TEXT_SIZE (estimated generously: see GLYPH_WIDTH)."""
+    return len(text) * TEXT_SIZE * GLYPH_WIDTH
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class Chart:
     description: str  # the chart in one sentence, for screen readers
     top: float = MARGIN_TOP  # lower when therapy labels need lanes above the plot
     width: int = WIDTH  # WIDTH, or NARROW_WIDTH for a phone
+    text_size: int = TEXT_SIZE  # every label's (the svg's font-size, which its text inherits)
 
     # A patient's charts share their width and side margins, so that the small multiples line
     # up under the ALP trend.
@@ -161,17 +167,12 @@ class Chart:
 
     def text_boxes(self) -> list[TextBox]:
         """Every label the template draws, where it draws it (the layout tests read these)."""
-        boxes = [text_box(t.label, t.position, self.bottom + 13, TEXT_SIZE) for t in self.x_ticks]
+        boxes = [text_box(t.label, t.position, self.bottom + 13) for t in self.x_ticks]
+        boxes += [text_box(p.label, p.label_x, p.label_y) for p in self.points if p.label]
+        boxes += [text_box(_marker_text(m), m.label_x, m.label_y, m.anchor) for m in self.markers]
+        boxes += [text_box(s.label, s.label_x, s.label_y, s.anchor) for s in self.spans]
         boxes += [
-            text_box(p.label, p.label_x, p.label_y, TEXT_SIZE) for p in self.points if p.label
-        ]
-        boxes += [
-            text_box(_marker_text(m), m.label_x, m.label_y, TEXT_SIZE, m.anchor)
-            for m in self.markers
-        ]
-        boxes += [text_box(s.label, s.label_x, s.label_y, TEXT_SIZE, s.anchor) for s in self.spans]
-        boxes += [
-            text_box(line.label, line.label_x, line.label_y, TEXT_SIZE, line.anchor)
+            text_box(line.label, line.label_x, line.label_y, line.anchor)
             for line in (self.reference, self.baseline)
             if line is not None
         ]
@@ -379,9 +380,9 @@ def alp_chart(case: engine.Case, facts: engine.Facts, *, width: int = WIDTH) -> 
         )
 
     x_ticks = x_scale.ticks()
-    taken = [text_box(t.label, t.position, bottom + 13, TEXT_SIZE) for t in x_ticks]
-    taken += [text_box(_marker_text(m), m.label_x, m.label_y, TEXT_SIZE, m.anchor) for m in markers]
-    taken += [text_box(s.label, s.label_x, s.label_y, TEXT_SIZE, s.anchor) for s in spans]
+    taken = [text_box(t.label, t.position, bottom + 13) for t in x_ticks]
+    taken += [text_box(_marker_text(m), m.label_x, m.label_y, m.anchor) for m in markers]
+    taken += [text_box(s.label, s.label_x, s.label_y, s.anchor) for s in spans]
     reference = _place_line_label(_uln_line(alp_points, x_scale, y_scale), taken)
     baseline = _place_line_label(_baseline_line(facts, x_scale, y_scale), taken)
     points = _place_point_labels(points, taken, top, bottom, width)
@@ -418,7 +419,7 @@ def _place_line_label(line: Line | None, taken: list[TextBox]) -> Line | None:
     if line is None:
         return None
     for dy in (0.0, 16.0):
-        box = text_box(line.label, line.label_x, line.label_y + dy, TEXT_SIZE, line.anchor)
+        box = text_box(line.label, line.label_x, line.label_y + dy, line.anchor)
         if not any(box.overlaps(other) for other in taken):
             taken.append(box)
             return replace(line, label_y=line.label_y + dy)
@@ -443,11 +444,11 @@ def _place_point_labels(
         point = points[index]
         if not point.label:
             continue
-        room = len(point.label) * TEXT_SIZE * GLYPH_WIDTH
+        room = text_width(point.label)
         x = min(max(point.x, Chart.left + room / 2 + 1), width - room / 2 - 1)
         chosen = None
         for y in (point.y - 9, point.y + 18):
-            box = text_box(point.label, x, y, TEXT_SIZE)
+            box = text_box(point.label, x, y)
             if box.y1 < top - 6 or box.y2 > bottom:
                 continue
             others = [m for j, m in enumerate(marks) if j != index]
@@ -473,11 +474,11 @@ def _lane_of(lanes: list[list[tuple[float, float]]], x1: float, x2: float) -> in
 
 
 def _lane_label(
-    lanes: list[list[tuple[float, float]]], x: float, text: str, size: float, chart_width: int
+    lanes: list[list[tuple[float, float]]], x: float, text: str, chart_width: int
 ) -> tuple[float, float, str]:
     """(label_x, label_y, anchor) for a label in the lanes above the plot: to the right of its
     mark, or to its left when it would run past the chart's right edge."""
-    width = len(text) * size * GLYPH_WIDTH
+    width = text_width(text)
     if x + 2 + width <= chart_width - 1:
         x1, label_x, anchor = x + 2, x + 2, "start"
     else:
@@ -593,7 +594,7 @@ def _therapy_marks(
         if therapy.agent in engine.BISPHOSPHONATES:
             ongoing = "ongoing" if therapy.end is None else f"to {therapy.end}"
             label = f"{_label(therapy.agent)} course"
-            width = len(label) * TEXT_SIZE * GLYPH_WIDTH
+            width = text_width(label)
             label_x = min(start_x + 2, chart_width - width - 1)
             row = _lane_of(rows, min(start_x, label_x), max(end_x, label_x + width))
             y = 22 + TRACK_ROW * row
@@ -624,14 +625,10 @@ def _therapy_marks(
             kind="window",
         )
     for x, marker in sorted(marks, key=lambda item: item[0]):
-        label_x, label_y, anchor = _lane_label(
-            lanes, x, _marker_text(marker), TEXT_SIZE, chart_width
-        )
+        label_x, label_y, anchor = _lane_label(lanes, x, _marker_text(marker), chart_width)
         markers.append(replace(marker, label_x=label_x, label_y=label_y, anchor=anchor))
     if window is not None:
-        label_x, label_y, anchor = _lane_label(
-            lanes, window.x1, window.label, TEXT_SIZE, chart_width
-        )
+        label_x, label_y, anchor = _lane_label(lanes, window.x1, window.label, chart_width)
         spans.append(replace(window, label_x=label_x, label_y=label_y, anchor=anchor))
     return markers, spans, len(lanes), len(rows)
 
@@ -689,7 +686,7 @@ def series_chart(
         )
     reference_line = None
     x_ticks = x_scale.ticks()
-    taken = [text_box(t.label, t.position, bottom + 13, TEXT_SIZE) for t in x_ticks]
+    taken = [text_box(t.label, t.position, bottom + 13) for t in x_ticks]
     if reference:
         y = y_scale(reference)
         reference_line = _place_line_label(
