@@ -4,6 +4,7 @@ small FHIR server stub (a real HTTP server on the helper's port range)."""
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 import time
 import uuid
@@ -196,8 +197,15 @@ def fhir_stub_server(stub: FhirStub, port_range: range = range(8610, 8700)) -> I
         except OSError:
             continue
     assert server is not None, "no free port in the stub's range"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    with serving(server) as base:
+        yield base
+
+
+@contextmanager
+def serving(server: socketserver.TCPServer) -> Iterator[str]:
+    """A test server answering in a thread while the block runs: its base URL, as a FHIR
+    server's (".../fhir")."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/fhir"
     finally:

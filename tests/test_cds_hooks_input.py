@@ -4,7 +4,6 @@ access token followed to another host (found by a defect hunt; each test failed 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ from tests.cds_support import (
     draft_order,
     fhir_stub_server,
     myeloma_with_rising_creatinine,
+    serving,
 )
 from tests.test_cds_hooks import SERVER, _call, _feedback, _order_sign, _patient_view, _url
 
@@ -48,13 +48,8 @@ def _redirecting_to(location: str) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/fhir"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)) as base:
+        yield base
 
 
 def test_a_redirect_from_the_fhir_server_is_not_followed_with_the_access_token(

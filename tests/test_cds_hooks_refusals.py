@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from tests.cds_support import (
     EhrKeys,
     draft_order,
     myeloma_with_rising_creatinine,
+    serving,
 )
 from tests.test_cds_hooks import SERVER, _call, _feedback, _order_sign, _patient_view, _url
 
@@ -55,12 +55,8 @@ def _raw_server(reply: bytes) -> Iterator[str]:
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/fhir"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as base:
+        yield base
 
 
 def _fetching_body(fhir_server: str) -> dict[str, Any]:
