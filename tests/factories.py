@@ -180,6 +180,16 @@ def publish_reviewed(*, rule_set: Any, user: Any, note: str, **kwargs: Any) -> A
         raise
 
 
+def edit_page_post(document: dict[str, Any], patient: Patient) -> dict[str, str]:
+    """What the edit page posts for ``document``: the patient, clinical context and therapies
+    (not the results, edited one at a time), with the patient's stored version."""
+    data = form_data({**document, "labs": []}, mrn=patient.mrn, name=patient.name)
+    for name in ("labs-TOTAL_FORMS", "labs-INITIAL_FORMS"):
+        data.pop(name)
+    data["version"] = str(Patient.objects.get(pk=patient.pk).version)
+    return data
+
+
 def post_as_shown(client: Any, url: str, data: dict[str, str], **kwargs: Any) -> Any:
     """POST a form with the hidden fields its page rendered (the publish page's version in
     force), as a browser submits it."""

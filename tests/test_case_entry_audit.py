@@ -18,6 +18,7 @@ from django.test import Client
 from pathways.models import Patient
 from tests.factories import (
     as_browser_json,
+    edit_page_post,
     form_data,
     paget_on_alendronate_document,
     stored_patient,
@@ -99,14 +100,10 @@ def test_a_ticked_confirmation_is_kept_when_the_save_fails_for_another_reason(
 
 
 def _edit_post(patient: Any, **patient_fields: Any) -> dict[str, str]:
-    """The edit page's form (it posts no result rows), with these patient fields changed."""
-    document = {**paget_on_alendronate_document(), "labs": []}
+    """The edit page's form with these patient fields changed."""
+    document = paget_on_alendronate_document()
     document["patient"] = {**document["patient"], **patient_fields}
-    data = form_data(document, mrn=patient.mrn, name=patient.name)
-    for name in ("labs-TOTAL_FORMS", "labs-INITIAL_FORMS"):
-        data.pop(name)
-    data["version"] = str(patient.version)
-    return data
+    return edit_page_post(document, patient)
 
 
 def test_a_ticked_confirmation_is_kept_when_someone_else_saved_first(

@@ -16,6 +16,7 @@ from pathways.forms import MAX_ROWS, case_draft
 from pathways.models import LabResult, Patient
 from tests.factories import (
     TODAY,
+    edit_page_post,
     myeloma_on_zoledronic_acid_14_months_document,
     paget_on_alendronate_document,
     stored_patient,
@@ -38,15 +39,6 @@ def _monthly_alp(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def _edit_page_post(document: dict[str, Any], patient: Patient) -> dict[str, Any]:
-    """What the edit page posts: the patient, clinical context and therapies, not the results."""
-    data = form_data({**document, "labs": []}, mrn=patient.mrn, name=patient.name)
-    for name in ("labs-TOTAL_FORMS", "labs-INITIAL_FORMS"):
-        data.pop(name)
-    data["version"] = str(patient.version)
-    return data
-
-
 # ---------------------------------------------------------------------------------------------
 # Finding 6: a patient with any number of results can be saved from the edit page.
 
@@ -60,7 +52,7 @@ def test_a_patient_with_250_results_is_saved_from_the_edit_page_with_every_resul
     assert 'name="labs-0-value"' not in page  # results are not re-posted
     assert page.count(f"/patients/{patient.pk}/results/") >= 250  # each corrected on its own
 
-    data = _edit_page_post(document, patient)
+    data = edit_page_post(document, patient)
     data["name"] = "Margaret A. Ellis"
     response = alice_client.post(f"/patients/{patient.pk}/edit/", data)
     assert response.status_code == 302
@@ -192,7 +184,7 @@ def test_saving_the_case_without_its_version_is_a_400_and_changes_nothing(
 ) -> None:
     document = myeloma_on_zoledronic_acid_14_months_document()
     patient = stored_patient(north_clinic, alice, document)
-    data = _edit_page_post(document, patient)
+    data = edit_page_post(document, patient)
     del data["version"]
     data["name"] = "Overwritten"
     response = alice_client.post(f"/patients/{patient.pk}/edit/", data)

@@ -11,7 +11,7 @@ from django.test import Client
 
 from pathways.case_post import form_data
 from pathways.models import Patient
-from tests.factories import paget_on_alendronate_document, stored_patient
+from tests.factories import edit_page_post, paget_on_alendronate_document, stored_patient
 
 pytestmark = pytest.mark.django_db
 
@@ -20,15 +20,6 @@ def _document(therapies: list[dict[str, Any]]) -> dict[str, Any]:
     document = paget_on_alendronate_document()
     document["clinical"]["therapies"] = therapies
     return document
-
-
-def _edit_post(document: dict[str, Any], patient: Patient) -> dict[str, str]:
-    """The edit page as posted: no result rows (results are edited one at a time)."""
-    data = form_data({**document, "labs": []}, mrn=patient.mrn, name=patient.name)
-    for name in ("labs-TOTAL_FORMS", "labs-INITIAL_FORMS"):
-        data.pop(name)
-    data["version"] = str(Patient.objects.get(pk=patient.pk).version)
-    return data
 
 
 def _courses(patient: Patient) -> list[tuple[str, str, str | None]]:
@@ -49,7 +40,7 @@ def test_a_course_listed_twice_stays_twice_and_one_row_removed_goes(
     assert len(before) == 2
     for _ in range(2):
         response = alice_client.post(
-            f"/patients/{patient.pk}/edit/", _edit_post(_document(twice), patient)
+            f"/patients/{patient.pk}/edit/", edit_page_post(_document(twice), patient)
         )
         assert response.status_code == 302
         assert _courses(patient) == before
@@ -61,7 +52,8 @@ def test_a_course_listed_twice_stays_twice_and_one_row_removed_goes(
     other = stored_patient(north_clinic, alice, _document(two_ends), mrn="PAGET-2")
     kept = _document(two_ends[1:])
     assert (
-        alice_client.post(f"/patients/{other.pk}/edit/", _edit_post(kept, other)).status_code == 302
+        alice_client.post(f"/patients/{other.pk}/edit/", edit_page_post(kept, other)).status_code
+        == 302
     )
     assert _courses(other) == [("denosumab", "2026-01-10", "2026-07-10")]
 
