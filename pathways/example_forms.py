@@ -185,7 +185,7 @@ def case_initial(document: dict[str, Any]) -> dict[str, Any]:
     def text(value: Any) -> str:
         if value is None:
             return ""
-        return f"{value:g}" if isinstance(value, float) else str(value)
+        return str(value)  # a float's shortest exact form: it reads back as the same number
 
     def lab_line(lab: dict[str, Any]) -> str:
         parts = [text(lab.get(name)) for name in LAB_PARTS]

@@ -837,3 +837,21 @@ def test_every_catalogue_example_reads_back_from_its_form_unchanged(draft: RuleS
         }
         back = engine.case_to_document(engine.parse_case(case_document(cleaned)))
         assert back == engine.case_to_document(engine.parse_case(example.case)), example.name
+
+
+def test_an_example_saved_as_shown_keeps_its_numbers_exactly(
+    publisher_client: Client, draft: RuleSet
+) -> None:
+    """The example form wrote a result's numbers with six significant digits: an ALP of
+    1234.5678 U/L read back as 1234.57, so saving the example unchanged changed its case."""
+    example = RuleExample.objects.filter(rule_set=draft).order_by("pk").first()
+    assert example is not None
+    example.case["labs"][0].update(value=1234.5678, reference_high=129.125)
+    example.save()
+    before = engine.case_to_document(engine.parse_case(example.case))
+    url = f"/admin/pathways/ruleexample/{example.pk}/change/"
+    data = {**form_as_shown(publisher_client, url), "_save": "Save"}
+    assert "alp, 1234.5678, U/L" in str(data["labs"]) and "129.125" in str(data["labs"])
+    assert publisher_client.post(url, data).status_code == 302
+    example.refresh_from_db()
+    assert engine.case_to_document(engine.parse_case(example.case)) == before
