@@ -165,8 +165,14 @@ class AnalyticsForm(forms.Form):
         for name, day in (("start", start), ("end", end)):
             if day is not None and not EARLIEST_DATE <= day <= LATEST_DATE:
                 self.add_error(name, f"Choose a date from {DATE_RANGE}.")  # 9999-12-31 + 1 day
-        if start and end and start > end:
-            self.add_error("start", "The start of the period is after its end.")
+        if self.errors:
+            return data
+        # A blank end defaults to today, a blank start to the DEFAULT_DAYS before the end.
+        data["end"] = end or timezone.localdate()
+        data["start"] = start or data["end"] - timedelta(days=DEFAULT_DAYS)
+        if data["start"] > data["end"]:
+            its_end = "its end" if end else "today (the end left blank)"
+            self.add_error("start", f"The start of the period is after {its_end}.")
         return data
 
 
@@ -176,8 +182,8 @@ def rule_analytics_view(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate()
     form = AnalyticsForm(request.GET or None)
     data: dict[str, Any] = form.cleaned_data if form.is_bound and form.is_valid() else {}
-    start = data.get("start") or today - timedelta(days=DEFAULT_DAYS)
     end = data.get("end") or today
+    start = data.get("start") or end - timedelta(days=DEFAULT_DAYS)
     threshold = data.get("threshold")
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     min_patients = data.get("min_patients") or DEFAULT_MIN_PATIENTS

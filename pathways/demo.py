@@ -286,6 +286,9 @@ def _demo_lab_feed(clinic: Clinic, today: date) -> None:
     if not service_user.has_usable_password():
         service_user.set_unusable_password()
         service_user.save()
+    # The results the feed stores are recorded as the service user's: a member of the clinic
+    # (the feed admin refuses a service user from outside it).
+    Membership.objects.get_or_create(user=service_user, clinic=clinic)
     Hl7Feed.objects.get_or_create(
         sending_facility=DEMO_LAB, defaults={"clinic": clinic, "service_user": service_user}
     )

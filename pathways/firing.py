@@ -32,6 +32,7 @@ def firing_log_record(
     after: Iterable[str],
     rule_set_version: str,
     cause: str = "edit",
+    run_id: int | None = None,
 ) -> list[RuleFiring]:
     """Append a row for each rule code that started or stopped firing; nothing if none did."""
     old, new = set(before), set(after)
@@ -47,6 +48,7 @@ def firing_log_record(
             at=now,
             rule_set_version=rule_set_version,
             cause=cause,
+            run_id=run_id,
         )
         for codes, change in (
             (sorted(new - old), RuleFiring.Change.STARTED),
@@ -65,8 +67,9 @@ def publication_impact_store(*, run: ReassessmentRun) -> list[PublicationClinicI
     """Count, per clinic, the patients who gained or lost each recommendation during ``run``.
 
     The run re-assesses with the version it was started for; the firing log rows it wrote
-    (cause "reassessment", that version, between the publication and the run's end) are the
-    changes the publication made. A retry's rows count towards the publication it retries.
+    are the changes the publication made. A retry's rows count towards the publication it
+    retries; what other re-assessments logged meanwhile (the daily run, a snooze's end) does
+    not.
     """
     publication = run.publication
     origin = run
@@ -75,11 +78,13 @@ def publication_impact_store(*, run: ReassessmentRun) -> list[PublicationClinicI
         publication = origin.publication
     if publication is None:
         return []
+    runs, added = {origin.pk}, {origin.pk}
+    while added:  # the retries, and theirs
+        added = set(ReassessmentRun.objects.filter(retry_of__in=added).values_list("pk", flat=True))
+        added -= runs
+        runs |= added
     rows = RuleFiring.objects.filter(
-        cause=REASSESSMENT,
-        rule_set_version=publication.rule_set.version,
-        at__gte=publication.at,
-        at__lte=run.finished_at or timezone.now(),
+        run__in=runs, rule_set_version=publication.rule_set.version
     ).values_list("clinic_id", "patient_id", "code", "change")
     changes: dict[int, dict[str, dict[str, int]]] = defaultdict(dict)
     patients: dict[int, set[int]] = defaultdict(set)

@@ -1204,6 +1204,11 @@ class RuleFiring(models.Model):
     rule_set_version = models.CharField(max_length=40)
     # Why the assessment was refreshed: a clinician's edit, or a re-assessment run.
     cause = models.CharField(max_length=12, default="edit")
+    # The re-assessment run whose chunk logged it (none: an edit, or a snooze's end): what a
+    # publication changed is what its run and its retries logged, not what others did meanwhile.
+    run = models.ForeignKey(
+        ReassessmentRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["at", "pk"]

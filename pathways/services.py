@@ -276,12 +276,16 @@ def _bump(patient: Patient) -> None:
 
 
 def follow_ups_sync(
-    *, patient: Patient, result: engine.Result | None = None, cause: str = "edit"
+    *,
+    patient: Patient,
+    result: engine.Result | None = None,
+    cause: str = "edit",
+    run_id: int | None = None,
 ) -> list[FollowUp]:
     """Store the follow-ups the engine schedules; keep completed ones as a record."""
     if result is None:
         result = engine.assess(patient_to_case(patient), current_rule_set())
-    assessment_snapshot_store(patient=patient, result=result, cause=cause)
+    assessment_snapshot_store(patient=patient, result=result, cause=cause, run_id=run_id)
     rows = list(patient.follow_ups.all())
     stored = {(f.code, f.due): f for f in rows}
     kept: list[FollowUp] = []
@@ -457,7 +461,7 @@ def _first(result: engine.Result) -> engine.Recommendation | None:
 
 
 def assessment_snapshot_store(
-    *, patient: Patient, result: engine.Result, cause: str = "edit"
+    *, patient: Patient, result: engine.Result, cause: str = "edit", run_id: int | None = None
 ) -> AssessmentSnapshot:
     """Refresh the patient's snapshot and log which rules started or stopped firing."""
     before = AssessmentSnapshot.objects.filter(patient=patient).values_list(
@@ -472,6 +476,7 @@ def assessment_snapshot_store(
         after=fields["recommendation_codes"],
         rule_set_version=result.rule_set,
         cause=cause,
+        run_id=run_id,
     )
     return snapshot
 
@@ -630,7 +635,7 @@ def snoozes_ended_reassess(*, clinic_ids: list[int], today: date) -> int:
     return done
 
 
-def patient_reassess(*, patient_id: int) -> bool:
+def patient_reassess(*, patient_id: int, run_id: int | None = None) -> bool:
     """Re-assess one patient against the rule set in force, in its own transaction.
 
     The patient row is locked and re-read first, so a clinician's save that lands meanwhile is
@@ -641,5 +646,5 @@ def patient_reassess(*, patient_id: int) -> bool:
         patient = Patient.objects.select_for_update().filter(pk=patient_id).first()
         if patient is None:
             return False
-        follow_ups_sync(patient=patient, cause="reassessment")
+        follow_ups_sync(patient=patient, cause="reassessment", run_id=run_id)
     return True

@@ -200,7 +200,7 @@ def reassess_chunk(context: TaskContext, chunk_id: int) -> dict[str, int]:
     last_progress = time.monotonic()
     for patient_id in ids:
         try:
-            done += services.patient_reassess(patient_id=patient_id)
+            done += services.patient_reassess(patient_id=patient_id, run_id=chunk.run_id)
         except Exception as error:  # recorded with the chunk; the other patients go on
             _log.exception("re-assessment of patient %s failed", patient_id)
             failures.append({"patient": patient_id, "error": _error_text(error)})

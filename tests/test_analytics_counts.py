@@ -8,10 +8,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from pathways.analytics import rule_analytics
-from pathways.models import CardAction, Clinic, Patient, RuleFiring
+from pathways.models import CardAction, Clinic, Membership, Patient, RuleFiring
 
 pytestmark = pytest.mark.django_db
 CODE = "audit-rule"
@@ -60,3 +61,19 @@ def test_an_override_with_a_comment_only_is_not_counted_as_the_reason_other(
     counted under "Other", the reason that requires a text."""
     _fired_and_overridden(north_clinic, 2, 2, reason="", reason_text="seen by nephrology")
     assert _row(north_clinic).reason_list == [("No coded reason (a comment only)", 2)]
+
+
+@pytest.mark.parametrize("query", ["end=2000-01-01", "start=2199-01-01"])
+def test_a_period_whose_one_given_end_is_past_the_other_default_end_is_not_shown(
+    client: Any, north_clinic: Clinic, query: str
+) -> None:
+    """The form refuses "From" after "To" when both are typed, but with one of them left
+    blank (the other defaults to today / today - 90 days) the page answered 200 and counted
+    over an upside-down period ("from 2026-09-02 to 2000-01-01"), no field named."""
+    staff = User.objects.create_user("nora", password="x" * 16, is_staff=True)
+    Membership.objects.create(user=staff, clinic=north_clinic)
+    client.force_login(staff)
+    response = client.get(f"/admin/rule-analytics/?{query}")
+    start, end = response.context["start"], response.context["end"]
+    refused = response.status_code == 400 and response.context["form"].errors
+    assert refused or start <= end, (response.status_code, start, end)

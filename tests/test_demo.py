@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from pathways.feed_models import Hl7Result
+from pathways.feed_models import Hl7Feed, Hl7Result
 from pathways.models import Clinic, FollowUp, Patient
+from tests.factories import form_as_shown
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +86,16 @@ def test_make_run_prints_the_address_it_serves_on() -> None:
     out = StringIO()
     call_command("seed_demo", *seed.split("seed_demo", 1)[1].split(), stdout=out)
     assert "Log in at http://127.0.0.1:8123/ with:" in out.getvalue()
+
+
+def test_the_demo_lab_feed_saves_unchanged_in_the_admin(admin_client: Any) -> None:
+    """The demo feed's service user (riverside-lab-feed) is not a member of Riverside, the
+    clinic it feeds: the admin's own rule ("the results this feed stores are recorded as
+    theirs") refuses the demo feed as seeded, so saving it unchanged fails, and every result
+    the demo feed stores is authored by a user outside the clinic."""
+    call_command("seed_demo", stdout=StringIO())
+    feed = Hl7Feed.objects.get(sending_facility="RIVERSIDE-LAB")
+    url = f"/admin/pathways/hl7feed/{feed.pk}/change/"
+    response = admin_client.post(url, form_as_shown(admin_client, url))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert feed.service_user.memberships.filter(clinic=feed.clinic).exists()

@@ -216,9 +216,9 @@ def test_progress_counts_the_patients_added_after_the_run_was_planned(
     totals: list[int] = []
     real = services.patient_reassess
 
-    def reassess(*, patient_id: int) -> bool:
+    def reassess(*, patient_id: int, run_id: int | None = None) -> bool:
         totals.append(tasks.run_progress(run).total)  # what the admin shows meanwhile
-        return real(patient_id=patient_id)
+        return real(patient_id=patient_id, run_id=run_id)
 
     monkeypatch.setattr(services, "patient_reassess", reassess)
     run_ready_tasks()
@@ -345,11 +345,11 @@ def test_a_chunk_stopped_by_its_workers_shutdown_is_queued_again_and_the_run_com
     real = services.patient_reassess
     calls: list[int] = []
 
-    def stopped_after_one(*, patient_id: int) -> bool:
+    def stopped_after_one(*, patient_id: int, run_id: int | None = None) -> bool:
         calls.append(patient_id)
         if len(calls) == 2:
             raise SystemExit(1)  # db_worker's shutdown: "terminating current task"
-        return real(patient_id=patient_id)
+        return real(patient_id=patient_id, run_id=run_id)
 
     monkeypatch.setattr(services, "patient_reassess", stopped_after_one)
     row = DBTaskResult.objects.get(task_path="pathways.tasks.reassess_chunk")

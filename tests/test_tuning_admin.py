@@ -593,7 +593,7 @@ def test_a_publisher_retries_a_run_with_failures_from_the_rule_set_page(
     assert AssessmentSnapshot.objects.get(patient=patient).rule_set_version == published.version
 
 
-def _always_failing(*, patient_id: int) -> bool:
+def _always_failing(*, patient_id: int, run_id: int | None = None) -> bool:
     raise RuntimeError("database went away")
 
 

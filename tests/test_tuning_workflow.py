@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from pathways import engine, impact, publishing, rules, versions
+from pathways import engine, impact, publishing, rules, services, tasks, versions
 from pathways.cases import patient_to_case
 from pathways.models import (
     AssessmentSnapshot,
@@ -18,9 +18,11 @@ from pathways.models import (
     FollowUpRule,
     Parameter,
     Patient,
+    PublicationClinicImpact,
     ReassessmentRun,
     Rule,
     RuleExample,
+    RuleFiring,
     RuleSet,
     RuleSetPublication,
 )
@@ -518,3 +520,44 @@ def test_a_follow_up_code_as_long_as_the_rule_editor_may_make_it_is_stored_for_p
     assert [failure for chunk in run.chunks.all() for failure in chunk.failures] == []
     assert FollowUp.objects.filter(patient=patient, code=long_code).exists()
     assert stored_patient(north_clinic, alice, mrn="LONG-2").follow_ups.filter(code=long_code)
+
+
+def test_a_retry_does_not_count_what_other_reassessments_changed_since_the_publication(
+    north_clinic: Clinic, alice: User, editor: User, publisher: User, monkeypatch: Any
+) -> None:
+    """publication_impact_store counts every "reassessment" firing row of the version between
+    the publication and the *retry's* end. A retry comes later (after the failures were looked
+    into, often the next day): the daily re-assessment in between, under the same version,
+    logs what the calendar changed (an ALP that went stale: "alp-repeat-stale"), and all of
+    it is shown to clinicians as what the publication changed."""
+    failing = stored_patient(north_clinic, alice, _paget_with_latest_alp(1100), mrn="N-FAIL")
+    other = stored_patient(north_clinic, alice, _paget_with_latest_alp(300), mrn="N-OTHER")
+    real_reassess = services.patient_reassess
+
+    def fails_once_for_one(*, patient_id: int, run_id: int | None = None) -> bool:
+        if patient_id == failing.pk:
+            raise RuntimeError("transient")
+        return real_reassess(patient_id=patient_id, run_id=run_id)
+
+    monkeypatch.setattr(services, "patient_reassess", fails_once_for_one)
+    draft = publishing.ruleset_start_draft(user=editor)
+    extreme_alp_threshold_raised(draft, user=editor)
+    extreme_alp_examples_moved(draft, user=editor)
+    publishing.ruleset_submit(rule_set=draft, user=editor, rationale="Fewer false alarms")
+    published = publishing.ruleset_publish(rule_set=draft, user=publisher, note="Approved")
+    monkeypatch.setattr(services, "patient_reassess", real_reassess)
+    publication = RuleSetPublication.objects.get(rule_set=published)
+    run = ReassessmentRun.objects.get(publication=publication)
+    assert run.finished_at is not None
+
+    # The daily re-assessment, later, under the same version: what the calendar changed for
+    # another patient (as services.patient_reassess logs it: cause "reassessment").
+    RuleFiring.objects.create(
+        patient=other, clinic_id=north_clinic.pk, code="alp-repeat-stale", change="started",
+        at=timezone.now(), rule_set_version=published.version, cause="reassessment",
+    )  # fmt: skip
+
+    tasks.reassessment_retry(run=run, user=publisher)  # re-assesses the failed patient
+    impact = PublicationClinicImpact.objects.get(publication=publication, clinic=north_clinic)
+    assert impact.changes == {"extreme-alp": {"gained": 0, "lost": 1}}, impact.changes
+    assert impact.patients_changed == 1
