@@ -26,6 +26,7 @@ from pathways.cases import patient_to_document
 from pathways.engine.dates import DATE_RANGE
 from pathways.interop import hl7v2
 from pathways.models import ApiToken, Clinic, Patient
+from pathways.rules import current_rule_set, rule_fault_text
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,13 @@ def _on_permission_denied(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 def _on_too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
     return error_document(413, ("", "request body too large"))
+
+
+def _on_rule_fault(request: HttpRequest, exc: engine.RuleEvaluationError) -> HttpResponse:
+    """The rule set in force fails on this case: a fault of the server's rules, named as the
+    screens name it (never a bare "internal error"), and logged for the clinical leads."""
+    logger.error("rule set in force failed on %s %s: %s", request.method, request.path, exc)
+    return error_document(500, ("", rule_fault_text(current_rule_set(), exc)))
 
 
 def _on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
@@ -199,6 +207,7 @@ api = AlpcareAPI(
     docs_decorator=login_required,
 )
 api.exception_handler(Exception)(_on_unexpected)
+api.exception_handler(engine.RuleEvaluationError)(_on_rule_fault)
 api.exception_handler(Http404)(_on_not_found)
 api.exception_handler(PermissionDenied)(_on_permission_denied)
 api.exception_handler(RequestDataTooBig)(_on_too_big)
@@ -303,7 +312,12 @@ _ERROR_RESPONSES: dict[int, Any] = {401: ErrorDocument, 403: ErrorDocument, 500:
 _DESCRIPTIONS: dict[int, dict[str, str]] = {
     401: {"description": _UNAUTHORIZED},
     403: {"description": _FORBIDDEN},
-    500: {"description": "An unexpected error (logged on the server)."},
+    500: {
+        "description": (
+            "An unexpected error (logged on the server), or the rule set in force fails on "
+            "this case: the error names the fault."
+        )
+    },
 }
 
 EXAMPLE_CASE: dict[str, Any] = {
@@ -584,6 +598,10 @@ def fhir_import(request: HttpRequest, clinic: str | None = None) -> HttpResponse
         outcome = fhir.import_bundle(data, clinic=target, user=request.user, path=request.path)
     except fhir.BundleInvalid as invalid:
         return _outcome(400, invalid.issues)
+    except engine.RuleEvaluationError as fault:  # nothing stored, as the case form refuses it
+        logger.error("rule set in force failed on a FHIR import: %s", fault)
+        message = f"not stored: {rule_fault_text(current_rule_set(), fault)}"
+        return _outcome(500, [fhir.Issue("Bundle", message, code="exception")])
     entries = len(data.get("entry") or []) if isinstance(data, dict) else 0
     response = _fhir(fhir.import_response(outcome, str(data.get("type")), entries))
     response["Location"] = f"/api/v1/fhir/Patient/{outcome.patient.pk}"

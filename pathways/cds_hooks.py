@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import http.client
 import json
+import logging
 import math
 import urllib.error
 import urllib.parse
@@ -52,7 +53,9 @@ from pathways.interop.fhir_case import (
 )
 from pathways.listing import listed
 from pathways.models import CardAction, Patient
-from pathways.rules import current_rule_set
+from pathways.rules import current_rule_set, rule_fault_text
+
+logger = logging.getLogger(__name__)
 
 PATIENT_VIEW: Final = "alp-patient-view"
 ORDER_SIGN: Final = "alp-order-sign"
@@ -474,7 +477,13 @@ def _assess(call: HookCall, mapped: FhirCase) -> tuple[engine.Result | None, lis
             + [f"- `{problem.path}`: {problem.message}" for problem in mapped.problems]
         )
         return None, [_note_card(call, "alpcare could not assess this patient", lines)]
-    return engine.assess(case, call.rule_set), _problems_card(call, mapped)
+    try:
+        return engine.assess(case, call.rule_set), _problems_card(call, mapped)
+    except engine.RuleEvaluationError as fault:  # no advice: never read as "nothing to do"
+        logger.error("rule set in force failed on a CDS Hooks case: %s", fault)
+        lines = [f"No advice: {rule_fault_text(call.rule_set, fault)}"]
+        summary = "alpcare could not assess this patient: its rule set has a fault"
+        return None, [_card(call, summary=summary, indicator="warning", detail=lines[0], rule=None)]
 
 
 def patient_view_cards(call: HookCall, mapped: FhirCase) -> list[dict[str, Any]]:

@@ -83,6 +83,15 @@ def current_rule_set() -> engine.RuleSet:
     return cached if cached is not None else rule_set_for(RuleSet.objects.get(pk=pk))
 
 
+def rule_fault_text(rule_set: engine.RuleSet, fault: engine.RuleEvaluationError) -> str:
+    """Why no advice can be given: the rule set in force fails on this case (every screen, the
+    API and the CDS cards say it alike)."""
+    return (
+        f"rule set {rule_set.version} could not assess this case ({fault}). The rule set in "
+        "force has a fault: a clinical lead corrects it or rolls it back."
+    )
+
+
 def current_rule_set_pk() -> int:
     """The primary key of the rule set in force: one indexed lookup on a plain cursor.
 

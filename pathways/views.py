@@ -91,7 +91,7 @@ from pathways.models import (
     Patient,
 )
 from pathways.patient_header import patient_header
-from pathways.rules import current_rule_set
+from pathways.rules import current_rule_set, rule_fault_text
 from pathways.services import (
     DuplicateMrn,
     DuplicateResult,
@@ -362,7 +362,7 @@ def _unassessable(
     logger.error("rule set in force failed on patient %s: %s", patient.pk, fault)
     context = {
         "patient": patient,
-        "fault": _rule_fault(current_rule_set(), fault),
+        "fault": rule_fault_text(current_rule_set(), fault),
         "labs": patient.lab_results.order_by("-collected_on", "-collected_time", "-pk"),
     }
     response = render(request, "pathways/patient_unassessable.html", context)
@@ -829,16 +829,10 @@ def _save(
         case_forms.patient.add_error("mrn", str(duplicate))
         return case_forms
     except engine.RuleEvaluationError as fault:  # nothing saved; the entries stay on screen
-        case_forms.patient.add_error(None, f"Not saved: {_rule_fault(current_rule_set(), fault)}")
+        case_forms.patient.add_error(
+            None, f"Not saved: {rule_fault_text(current_rule_set(), fault)}"
+        )
         return case_forms
-
-
-def _rule_fault(rule_set: engine.RuleSet, fault: engine.RuleEvaluationError) -> str:
-    """Why no advice can be given: the rule set in force fails on this case."""
-    return (
-        f"rule set {rule_set.version} could not assess this case ({fault}). The rule set in "
-        "force has a fault: a clinical lead corrects it or rolls it back."
-    )
 
 
 def _add_row_without_js(data: QueryDict) -> QueryDict | None:
@@ -886,7 +880,7 @@ def _render_case(
         try:
             result, facts = engine.assess_with_facts(case, rule_set)
         except engine.RuleEvaluationError as fault:
-            context["rule_fault"] = _rule_fault(rule_set, fault)
+            context["rule_fault"] = rule_fault_text(rule_set, fault)
         else:
             stored = _stored_follow_ups(patient)
             context.update(_panel_context(result, rule_set, stored, case=case, facts=facts))
@@ -940,7 +934,7 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
     try:
         assessed = assess_document_with_facts(draft.document, rule_set=rule_set)
     except engine.RuleEvaluationError as fault:
-        errors["case-errors"] = [f"No advice: {_rule_fault(rule_set, fault)}"]
+        errors["case-errors"] = [f"No advice: {rule_fault_text(rule_set, fault)}"]
     except engine.CaseInvalid as invalid:
         for error in invalid.errors:
             on_stored = draft.on_stored_result(error)

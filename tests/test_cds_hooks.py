@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from pathways import engine
@@ -28,6 +29,7 @@ from tests.cds_support import (
     myeloma_with_rising_creatinine,
 )
 from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+from tests.test_faults_and_refreshes import faulty_rule_published
 
 SERVER = "http://testserver"
 
@@ -221,6 +223,25 @@ def test_patient_view_says_what_it_needs_when_the_record_cannot_be_assessed(
     assert len(cards) == 1
     assert cards[0]["summary"] == "alpcare could not assess this patient"
     assert "Patient.gender" in cards[0]["detail"]
+
+
+@pytest.mark.django_db
+def test_patient_view_says_so_when_the_rule_set_in_force_fails_on_the_patient(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, editor: User, publisher: User
+) -> None:
+    """A published rule that fails at run time (the screens name the fault) made the service
+    answer 500: the EHR showed nothing, read as "no advice". Found by an audit."""
+    faulty_rule_published(editor, publisher)
+    prefetch = myeloma_with_rising_creatinine()
+    alp = prefetch["observations"]["entry"][3]["resource"]
+    assert alp["code"]["coding"][0]["code"] == "6768-6"
+    alp["valueQuantity"]["value"] = 777
+    response = _call(client, ehr_keys, PATIENT_VIEW, _patient_view(prefetch))
+    assert response.status_code == 200, response.content
+    (card,) = response.json()["cards"]
+    assert card["indicator"] == "warning"
+    assert card["summary"] == "alpcare could not assess this patient: its rule set has a fault"
+    assert "division by zero" in card["detail"] and "rolls it back" in card["detail"]
 
 
 @pytest.mark.django_db

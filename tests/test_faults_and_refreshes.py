@@ -17,7 +17,16 @@ from django.test import Client
 from django.utils import timezone
 
 from pathways import publishing, versions
-from pathways.models import AssessmentSnapshot, Clinic, FollowUpRule, Patient, Rule, RuleSet
+from pathways.models import (
+    ApiToken,
+    AssessmentSnapshot,
+    Clinic,
+    FollowUpRule,
+    Patient,
+    Rule,
+    RuleSet,
+)
+from tests import fhir_bundles
 from tests.factories import (
     form_data,
     myeloma_on_zoledronic_acid_14_months_document,
@@ -140,12 +149,16 @@ def test_the_diff_shows_a_change_to_the_first_of_two_follow_ups_sharing_a_code(
     assert "0 differences" not in page.content.decode()
 
 
-def test_a_patients_page_opens_and_says_so_when_a_published_rule_fails_on_them(
-    editor: User, publisher: User, north_clinic: Clinic, alice: User
-) -> None:
-    """A condition that compiles and passes every example but divides by zero for one patient
-    was published; that patient's page was a server error (records, results, the other
-    advice out of reach). It now names the fault and lists the results."""
+def alp_777_document() -> dict[str, Any]:
+    """A case the faulty rule of ``faulty_rule_published`` fails on: latest ALP 777 U/L."""
+    document = paget_on_alendronate_document()
+    document["labs"][-1]["value"] = 777
+    return document
+
+
+def faulty_rule_published(editor: User, publisher: User) -> None:
+    """A condition that compiles and passes every example but divides by zero when the latest
+    ALP is 777 U/L, published through the admin."""
     draft = publishing.ruleset_start_draft(user=editor)
     rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
     condition = f"alp_latest != null && alp_latest == 777.0 ? 100 / 0 == 1 : {rule.condition}"
@@ -153,14 +166,22 @@ def test_a_patients_page_opens_and_says_so_when_a_published_rule_fails_on_them(
         f"/admin/pathways/rule/{rule.pk}/change/", _rule_post(rule, condition=condition)
     )
     assert saved.status_code == 302
-    document = paget_on_alendronate_document()
-    document["labs"][-1]["value"] = 777
-    patient = stored_patient(north_clinic, alice, document)
     _client(editor).post(f"/admin/pathways/ruleset/{draft.pk}/submit/", {"text": "tune"})
     publish_url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
     post_as_shown(_client(publisher), publish_url, {"note": "ok"})
     draft.refresh_from_db()
     assert draft.is_current
+
+
+def test_a_patients_page_opens_and_says_so_when_a_published_rule_fails_on_them(
+    editor: User, publisher: User, north_clinic: Clinic, alice: User
+) -> None:
+    """A condition that compiles and passes every example but divides by zero for one patient
+    was published; that patient's page was a server error (records, results, the other
+    advice out of reach). It now names the fault and lists the results."""
+    document = alp_777_document()
+    patient = stored_patient(north_clinic, alice, document)
+    faulty_rule_published(editor, publisher)
 
     clinician = _client(alice)
     response = clinician.get(f"/patients/{patient.pk}/")
@@ -195,3 +216,31 @@ def test_one_patient_failing_its_snooze_reassessment_does_not_stop_the_worklist(
     assert alice_client.get("/").status_code == 200
     snapshot = AssessmentSnapshot.objects.get(patient=fine)
     assert snapshot.top_code != "stale-copy" and snapshot.snooze_ends is None
+
+
+def test_the_api_names_a_published_rules_fault_as_the_screens_do(
+    editor: User, publisher: User, north_clinic: Clinic, alice: User
+) -> None:
+    """The same fault through the API was a bare 500 "internal error" on /assess, a patient's
+    assessment and a FHIR import (the screens name it). Each now names the rule set and the
+    fault; the import stores nothing, as the case form does not save. Found by an audit."""
+    patient = stored_patient(north_clinic, alice, alp_777_document())
+    faulty_rule_published(editor, publisher)
+    api = Client(raise_request_exception=False)
+    key = ApiToken.issue(user=alice, name="k", scopes=["assess", "read", "write"])[1]
+    auth = {"HTTP_AUTHORIZATION": f"Token {key}"}
+
+    def named(response: Any) -> str:
+        assert response.status_code == 500, response.content
+        text = response.content.decode()
+        assert "could not assess this case" in text and "division by zero" in text
+        return text
+
+    named(api.post("/api/v1/assess", alp_777_document(), content_type="application/json", **auth))
+    named(api.get(f"/api/v1/patients/{patient.pk}/assessment", **auth))
+    bundle = json.dumps(fhir_bundles.paget_bundle(mrn="F-777"))
+    assert '"value": 260' in bundle
+    bundle = bundle.replace('"value": 260', '"value": 777', 1)
+    outcome = named(api.post("/api/v1/fhir", bundle, content_type="application/fhir+json", **auth))
+    assert '"resourceType": "OperationOutcome"' in outcome and "not stored" in outcome
+    assert not Patient.objects.filter(mrn="F-777").exists()
