@@ -47,11 +47,20 @@ class ErrorDocument(Schema):
     errors: list[FieldErrorOut] = Field(min_length=1)
 
 
+def json_text(document: Any, **options: Any) -> str:
+    """JSON as UTF-8 text can carry it: an error that quotes the request may hold a lone
+    surrogate ("\\ud800" is valid JSON), which only an escape can send."""
+    text = json.dumps(document, ensure_ascii=False, **options)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(document, ensure_ascii=True, **options)
+    return text
+
+
 def error_document(status: int, *errors: tuple[str, str]) -> HttpResponse:
     body = {"errors": [{"field": field, "message": message} for field, message in errors]}
-    return HttpResponse(
-        json.dumps(body, ensure_ascii=False), status=status, content_type="application/json"
-    )
+    return HttpResponse(json_text(body), status=status, content_type="application/json")
 
 
 def errors_response(errors: list[engine.FieldError]) -> HttpResponse:
@@ -336,7 +345,7 @@ EXAMPLE_CASE: dict[str, Any] = {
 
 def _json(document: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(
-        json.dumps(document, indent=2, ensure_ascii=False) + "\n",
+        json_text(document, indent=2) + "\n",
         status=status,
         content_type="application/json",
     )
@@ -505,9 +514,7 @@ _FHIR_RESOURCE = {"type": "object", "required": ["resourceType"]}
 
 
 def _fhir(document: Any, status: int = 200) -> HttpResponse:
-    return HttpResponse(
-        json.dumps(document, ensure_ascii=False), status=status, content_type=FHIR_JSON
-    )
+    return HttpResponse(json_text(document), status=status, content_type=FHIR_JSON)
 
 
 def _outcome(status: int, issues: list[fhir.Issue]) -> HttpResponse:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import http.client
-import json
 import logging
 import math
 import urllib.error
@@ -216,7 +215,7 @@ def _fhir_get(url: str, access_token: str | None) -> dict[str, Any]:
     if access_token:
         request.add_header("Authorization", f"Bearer {access_token}")
     with _FHIR_OPENER.open(request, timeout=FHIR_TIMEOUT_SECONDS) as response:
-        data = json.loads(response.read())
+        data = engine.read_json(response.read())
     if not isinstance(data, dict):
         raise ValueError("not a FHIR resource")
     return data
@@ -772,7 +771,7 @@ def _authenticated_body(
     except CdsAuthError as error:
         raise HookError(401, str(error)) from None
     try:
-        body = json.loads(request.body)
+        body = engine.read_json(request.body)
     except RequestDataTooBig:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         raise HookError(413, f"(body): larger than this service reads ({limit} bytes)") from None

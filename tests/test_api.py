@@ -12,7 +12,8 @@ from openapi_spec_validator import validate
 
 from pathways import api as api_module
 from pathways.api import api
-from pathways.models import ApiToken, Rule
+from pathways.models import ApiToken, LabResult, Patient, Rule
+from tests import fhir_bundles
 from tests.factories import paget_on_alendronate_document, stored_patient
 
 pytestmark = pytest.mark.django_db
@@ -22,6 +23,10 @@ OPERATIONS = [
     ("get", "/api/v1/patients/{pk}/case"),
     ("get", "/api/v1/patients/{pk}/assessment"),
 ]
+
+
+def _key(user: Any, *scopes: str) -> str:
+    return ApiToken.issue(user=user, name="k", scopes=list(scopes))[1]
 
 
 @pytest.fixture
@@ -305,3 +310,55 @@ def test_a_patients_assessment_shows_follow_ups_marked_done_as_the_page_does(
     assert {item["code"]: item["status"] for item in before["follow_ups"]}["bp-review-1y"] != "done"
     unchanged = [f for f in after["follow_ups"] if f["code"] != "bp-review-1y"]
     assert unchanged == [f for f in before["follow_ups"] if f["code"] != "bp-review-1y"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        # A lone UTF-16 surrogate: valid JSON escape (RFC 8259 §8.2 allows it), not encodable.
+        (
+            json.dumps(paget_on_alendronate_document()).replace('"2026-11-22"', '"\\ud800"', 1),
+            "as_of",
+        ),
+        (json.dumps(paget_on_alendronate_document())[:-1] + ', "\\udfff": 1}', ""),
+    ],
+    ids=["surrogate-in-a-value", "surrogate-in-an-unknown-key"],
+)
+def test_a_lone_surrogate_in_the_case_is_a_400_not_a_500(
+    client: Client, alice: Any, body: str, field: str
+) -> None:
+    """Requirement: no 500s on odd input (unicode); bad input gets an error naming the field.
+    The engine does report `as_of: "\\ud800" is not a date`, but echoing the surrogate back in
+    the error document cannot be encoded as UTF-8 (api.error_document, ensure_ascii=False), so
+    the client gets a 500 "internal error" instead of its 400."""
+    response = client.post(
+        "/api/v1/assess",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Token {_key(alice, 'assess')}",
+    )
+    assert response.status_code == 400, response.content[:200]
+    [error] = response.json()["errors"]
+    assert field in error["field"]
+
+
+def test_a_fhir_bundle_with_a_duplicate_key_is_refused_not_stored_with_the_last_value(
+    client: Client, alice: Any, north_clinic: Any
+) -> None:
+    """Requirement: bad input always gets a clear error naming the field; nothing half-read.
+    POST /api/v1/assess refuses a repeated key ("invalid JSON: duplicate key"), but the FHIR
+    import reads its body with a plain json.loads: an Observation whose valueQuantity says
+    `"value": 412, "value": 41200` is stored silently as ALP 41200 U/L (the last one wins),
+    a hundredfold error in a clinical value, with a 200."""
+    text = json.dumps(fhir_bundles.paget_bundle(mrn="F-DUP"))
+    text = text.replace('"value": 412', '"value": 412, "value": 41200', 1)
+    response = client.post(
+        "/api/v1/fhir",
+        text,
+        content_type="application/fhir+json",
+        HTTP_AUTHORIZATION=f"Token {_key(alice, 'write')}",
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert "duplicate" in response.content.decode()
+    assert not Patient.objects.filter(mrn="F-DUP").exists()
+    assert not LabResult.objects.filter(value=41200).exists()

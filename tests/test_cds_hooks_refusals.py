@@ -123,6 +123,24 @@ def test_order_sign_without_draft_orders_is_refused(
     assert "draftOrders" in response.json()["error"]
 
 
+def test_a_prefetch_with_a_repeated_key_is_refused_naming_it(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
+) -> None:
+    """`"value": 150, "value": 15000` in an Observation was read as the last value (ALP
+    15000 U/L: urgent cards) with a 200: which one the EHR meant cannot be known."""
+    text = json.dumps(_patient_view(myeloma_with_rising_creatinine()))
+    assert text.count('"value": 150,') == 1
+    text = text.replace('"value": 150,', '"value": 150, "value": 15000,')
+    response = client.post(
+        _url(PATIENT_VIEW),
+        text,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {ehr_keys.token(SERVER + _url(PATIENT_VIEW))}",
+    )
+    _refused_clearly(response)
+    assert 'duplicate key "value"' in response.json()["error"]
+
+
 def test_a_large_prefetch_is_answered_or_refused_with_a_json_reason(
     ehr: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
 ) -> None:

@@ -711,15 +711,17 @@ def _json_integer(text: str) -> int | float:
     return int(text) if len(text) <= 300 else float(text)
 
 
-def read_json(text: str | bytes, **options: Any) -> Any:
-    """``json.loads`` for what a client sends: very long integers are floats (above)."""
-    return json.loads(text, parse_int=_json_integer, **options)
+def read_json(text: str | bytes) -> Any:
+    """``json.loads`` for what a client sends: very long integers are floats (above), and a
+    repeated key is a ValueError naming it (which of two values was meant cannot be known:
+    a plain ``json.loads`` keeps the last, so ``"value": 412, "value": 41200`` stored 41200)."""
+    return json.loads(text, parse_int=_json_integer, object_pairs_hook=_reject_duplicate_keys)
 
 
 def parse_case_json(text: str | bytes, *, today: date | None = None) -> Case:
     """Decode JSON text and parse it; a repeated key is an error, like an unknown one."""
     try:
-        data = read_json(text, object_pairs_hook=_reject_duplicate_keys)
+        data = read_json(text)
     except json.JSONDecodeError as error:
         message = f"invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         raise CaseInvalid([FieldError(DOCUMENT_FIELD, message)]) from None
