@@ -25,6 +25,7 @@ from pathways.assessment import assess_json, assess_patient, with_marked_done
 from pathways.cases import patient_to_document
 from pathways.engine.dates import DATE_RANGE
 from pathways.interop import hl7v2
+from pathways.middleware import api_unauthorized
 from pathways.models import ApiToken, Clinic, Patient
 from pathways.rules import current_rule_set, rule_fault_text
 
@@ -81,7 +82,7 @@ def _on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResp
 def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if isinstance(exc, AuthenticationError):
         message = "missing, unknown, revoked or expired API token (Authorization: Token <key>)"
-        return error_document(401, ("Authorization", message))
+        return api_unauthorized("Authorization", message)
     return error_document(exc.status_code, ("", exc.message))
 
 
@@ -551,6 +552,7 @@ def _import_clinic(request: HttpRequest, slug: str | None) -> Clinic | HttpRespo
         200: None,
         400: None,
         404: None,
+        409: None,
         413: ErrorDocument,
         415: ErrorDocument,
         **_ERROR_RESPONSES,
@@ -579,6 +581,14 @@ def _import_clinic(request: HttpRequest, slug: str | None) -> Clinic | HttpRespo
                 "description": "The clinic is not one of yours (OperationOutcome).",
                 "content": {"application/fhir+json": {"schema": _FHIR_RESOURCE}},
             },
+            409: {
+                "description": (
+                    "Refused, nothing stored: another write landed meanwhile (the same new MRN, "
+                    "or the patient saved since it was read); the same Bundle sent again may "
+                    "apply (OperationOutcome)."
+                ),
+                "content": {"application/fhir+json": {"schema": _FHIR_RESOURCE}},
+            },
             413: {"description": "The body is larger than the server accepts."},
             415: {"description": "The body is not application/fhir+json or application/json."},
             **_DESCRIPTIONS,
@@ -603,6 +613,8 @@ def fhir_import(request: HttpRequest, clinic: str | None = None) -> HttpResponse
         return target
     try:
         outcome = fhir.import_bundle(data, clinic=target, user=request.user, path=request.path)
+    except fhir.BundleConflict as conflict:
+        return _outcome(409, conflict.issues)
     except fhir.BundleInvalid as invalid:
         return _outcome(400, invalid.issues)
     except engine.RuleEvaluationError as fault:  # nothing stored, as the case form refuses it

@@ -48,7 +48,19 @@ from pathways.services import (
     patient_save_case,
 )
 
-__all__ = ["BundleInvalid", "ImportOutcome", "Issue", "export_everything", "import_bundle"]
+__all__ = [
+    "BundleConflict",
+    "BundleInvalid",
+    "ImportOutcome",
+    "Issue",
+    "export_everything",
+    "import_bundle",
+]
+
+
+class BundleConflict(BundleInvalid):
+    """Refused because another write landed meanwhile (the same new MRN, or the patient saved
+    since it was read): nothing stored, and the same Bundle sent again may apply."""
 
 
 @dataclass
@@ -285,11 +297,11 @@ def import_bundle(data: object, *, clinic: Clinic, user: Any, path: str) -> Impo
                     result_source=LabResult.Source.IMPORTED,
                 )  # fmt: skip
             except DuplicateMrn as duplicate:  # created meanwhile by another import
-                raise BundleInvalid(
+                raise BundleConflict(
                     [Issue(content.patient_path + ".identifier", str(duplicate), code="conflict")]
                 ) from None
             except StaleVersion as stale:
-                raise BundleInvalid(
+                raise BundleConflict(
                     [Issue(content.patient_path, str(stale), code="conflict")]
                 ) from None
         assert patient is not None

@@ -20,6 +20,15 @@ _SEEN_AT = "alpcare_seen_at"
 # before SESSION_IDLE_TIMEOUT, and a request (each live update of the case-entry form, each
 # worklist refresh) does not write the session row every time.
 SEEN_AT_RESOLUTION = timedelta(minutes=1)
+# RFC 9110 §15.5.2: a 401 carries a challenge; the API's scheme is `Authorization: Token <key>`.
+API_CHALLENGE = 'Token realm="alpcare API"'
+
+
+def api_unauthorized(field: str, message: str) -> JsonResponse:
+    """The API's 401: its error document and the challenge naming the scheme."""
+    response = JsonResponse({"errors": [{"field": field, "message": message}]}, status=401)
+    response["WWW-Authenticate"] = API_CHALLENGE
+    return response
 
 
 class SessionLifetimeMiddleware:
@@ -45,9 +54,7 @@ class SessionLifetimeMiddleware:
             ):
                 logout(request)  # flushes the server-side session
                 if request.path.startswith("/api/"):
-                    return JsonResponse(
-                        {"errors": [{"field": "", "message": "session expired"}]}, status=401
-                    )
+                    return api_unauthorized("", "session expired")
                 return redirect_to_login(request.get_full_path())
             if stored_login_at is None:
                 request.session[_LOGIN_AT] = now.isoformat()

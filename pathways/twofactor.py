@@ -24,7 +24,7 @@ from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.dispatch import receiver
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
@@ -35,6 +35,8 @@ from django_otp import login as otp_login
 from django_otp.forms import OTPAuthenticationFormMixin
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from pathways.middleware import api_unauthorized
 
 AUTHENTICATOR = "Authenticator app"
 RECOVERY = "Recovery codes"
@@ -170,7 +172,7 @@ class TwoFactorMiddleware:
             request.two_factor_pending = True  # type: ignore[attr-defined]  # base.html: no menu
             return self.get_response(request)
         if request.path.startswith("/api/"):
-            return JsonResponse({"errors": [{"field": "", "message": message}]}, status=401)
+            return api_unauthorized("", message)
         return redirect(f"{reverse(target)}?{urlencode({'next': request.get_full_path()})}")
 
 

@@ -294,3 +294,19 @@ def test_a_revoked_token_cannot_be_unrevoked_in_the_admin(client: Client, root: 
     assert 'name="revoked"' not in client.get(url).content.decode()
     response = client.get("/api/v1/patients/1/case", HTTP_AUTHORIZATION=f"Token {key}")
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Token alp_not-a-real-key", "Basic YWxpY2U6cw=="],
+    ids=["no-header", "unknown-token", "other-scheme"],
+)
+def test_a_401_names_the_scheme_in_www_authenticate(
+    client: Client, db: Any, authorization: str | None
+) -> None:
+    """RFC 9110 §15.5.2: a 401 MUST carry a WWW-Authenticate challenge; the API sent none, so
+    a generic HTTP client could not tell it wants `Token`. Found by an audit."""
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = client.post("/api/v1/assess", "{}", content_type="application/json", **headers)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Token realm="alpcare API"'

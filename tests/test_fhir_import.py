@@ -913,3 +913,24 @@ def test_an_export_imported_back_keeps_every_number_and_the_advice(
     ]
     assert advice[0] == advice[1]
     assert "iv-bp-withhold-creatinine-rise" in {r.code for r in advice[0]}
+
+
+@pytest.mark.django_db
+def test_an_import_that_loses_a_race_for_its_mrn_is_a_409(
+    client: Any, north_clinic: Clinic, write_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two imports of one new patient at once: the loser hits the (clinic, MRN) constraint.
+    Its Bundle is fine and would apply if sent again, yet it was a 400 like an invalid Bundle
+    (a client does not resend those). Found by an audit; the race is simulated here, and run
+    for real on PostgreSQL in tests/test_races_postgres.py."""
+    from pathways import fhir
+    from pathways.services import DuplicateMrn
+
+    def created_meanwhile(**kwargs: Any) -> Any:
+        raise DuplicateMrn(kwargs["mrn"])
+
+    monkeypatch.setattr(fhir, "patient_save_case", created_meanwhile)
+    response = _post(client, write_key, fb.paget_bundle(mrn="F-RACE"))
+    assert response.status_code == 409
+    assert response.json()["issue"][0]["code"] == "conflict"
+    assert not Patient.objects.filter(mrn="F-RACE").exists()

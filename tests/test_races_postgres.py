@@ -141,3 +141,32 @@ def test_a_refused_copy_racing_the_applied_one_leaves_its_record() -> None:
     assert (row.status, row.raw, row.resent) == (Hl7Message.Status.APPLIED, good, 1)
     assert feed.receive(good, via="mllp").duplicate
     assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).count() == 1
+
+
+def test_two_imports_of_one_new_patient_at_once_store_one_and_answer_the_other_409() -> None:
+    """The import that loses the race for a new MRN is refused as a conflict (409: the same
+    Bundle sent again applies), not as an invalid Bundle (400). Found by an audit."""
+    from pathways import fhir
+    from tests import fhir_bundles
+
+    clinic = _north_feed()
+    alice = User.objects.get(username="alice")
+    key = ApiToken.issue(user=alice, name="ehr", scopes=["write"])[1]
+    bundle = fhir_bundles.paget_bundle(mrn="F-RACE")
+
+    def over_the_api() -> Any:
+        return Client().post(
+            "/api/v1/fhir",
+            bundle,
+            content_type="application/fhir+json",
+            HTTP_AUTHORIZATION=f"Token {key}",
+        )
+
+    first, second = race(
+        lambda: fhir.import_bundle(bundle, clinic=clinic, user=alice, path="/api/v1/fhir"),
+        over_the_api,
+    )
+    assert first.created
+    assert second.status_code == 409, second.content
+    assert second.json()["issue"][0]["code"] == "conflict"
+    assert clinic.patients.filter(mrn="F-RACE").count() == 1

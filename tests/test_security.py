@@ -255,6 +255,7 @@ def test_the_api_answer_to_an_ended_session_is_not_cached(alice_client: Any) -> 
     response = alice_client.get("/api/v1/patients/1/case")
     assert response.status_code == 401
     assert "no-store" in response["Cache-Control"]
+    assert response["WWW-Authenticate"].startswith("Token ")  # RFC 9110: a 401's challenge
 
 
 @pytest.mark.django_db
