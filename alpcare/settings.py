@@ -14,10 +14,16 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def envbool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
+    """A yes/no switch; any other word stops the start-up, naming the variable: read as "no",
+    "enabled" or "required" would switch a safeguard (HTTPS, staff two-factor) off unseen."""
+    value = os.environ.get(name, "").strip().lower()
+    if value == "":
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r}: say 1, true, yes or on; or 0, false, no or off")
 
 
 def envint(name: str, default: int) -> int:
@@ -31,16 +37,28 @@ def envlist(name: str, default: str = "") -> list[str]:
 
 DEBUG = envbool("DJANGO_DEBUG", False)
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip()
+# Django's own measure of a usable key (check --deploy's W009, which gunicorn never runs).
+if not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    raise RuntimeError(
+        "DJANGO_SECRET_KEY must be set to a random value of at least 50 characters (or "
+        "DJANGO_DEBUG=1 for local development)."
+    )
 if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError(
-            "DJANGO_SECRET_KEY must be set (or DJANGO_DEBUG=1 for local development)."
-        )
     # A throwaway key per process: debug sessions do not survive a restart, nothing leaks.
     SECRET_KEY = "dev-" + secrets.token_urlsafe(50)
 
-ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+
+def _run_hosts() -> str:
+    """In debug, the names `make run HOST=… PORT=…` is reached by (ALPCARE_RUN_ADDR): its own
+    host, or any when it listens on every interface (0.0.0.0 or ::)."""
+    host = os.environ.get("ALPCARE_RUN_ADDR", "").rpartition(":")[0].strip("[]")
+    if host in ("0.0.0.0", "::"):
+        return "*"
+    return ",".join(dict.fromkeys(["127.0.0.1", "localhost", *([host] if host else [])]))
+
+
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", _run_hosts() if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -69,13 +87,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "pathways.middleware.ApiJsonErrorsMiddleware",
+    # Outside every layer that builds a response of its own (the HTTPS redirect, a static file
+    # whitenoise serves, the trailing-slash redirect, the end of a session, htmx's whole-page
+    # redirect): each response carries these headers.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Outside every layer that builds a response of its own (the trailing-slash redirect, the
-    # end of a session, htmx's whole-page redirect): each response carries these headers.
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
     "pathways.middleware.NoStoreForAuthenticatedMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

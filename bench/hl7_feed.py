@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -135,8 +136,9 @@ def main() -> int:
         with log.open("wb") as out:
             listener = subprocess.Popen(
                 [sys.executable, "manage.py", "hl7_listen", "--port", str(args.port)],
-                cwd=ROOT, env={**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench-" * 8,
-                               "DJANGO_ALLOWED_HOSTS": "localhost"},
+                cwd=ROOT, env={**os.environ, "DJANGO_DEBUG": "0",
+                               "DJANGO_ALLOWED_HOSTS": "localhost",
+                               "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)},
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:

@@ -203,7 +203,7 @@ def _prepare(args: argparse.Namespace) -> None:
         subprocess.run(
             [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
             cwd=ROOT,
-            env={**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "collectstatic"},
+            env={**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)},
             check=True,
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -318,7 +319,7 @@ def test_two_factor_is_required_for_staff_unless_debug(debug: str, expected: str
             "from django.conf import settings; print(settings.ALPCARE_REQUIRE_STAFF_2FA)",
         ],
         cwd=ROOT,
-        env={**clean, "DJANGO_DEBUG": debug, "DJANGO_SECRET_KEY": "k" * 60},
+        env={**clean, "DJANGO_DEBUG": debug, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)},
         capture_output=True,
         text=True,
         timeout=120,
