@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +19,9 @@ from pathways.interop.fhir_case import (
     case_from_fhir,
     diagnoses_for_icd10cm,
 )
+from pathways.interop.fhir_import import read_bundle
+from pathways.rules import current_rule_set
+from tests import fhir_bundles as fb
 
 TODAY = date(2026, 11, 22)
 PATIENT = {
@@ -118,7 +121,7 @@ def test_labs_weight_and_pregnancy_become_the_case_document() -> None:
     assert document["patient"] == {
         "birth_date": "1960-05-01",
         "sex": "female",
-        "weight_kg": 68.039,
+        "weight_kg": 68.038855,
         "pregnant": True,
     }
     assert document["labs"] == [
@@ -430,3 +433,33 @@ def test_the_lettered_categories_inside_c00_c80_are_other_cancers(
     carcinoma) and C7A/C7B (neuroendocrine tumours) inside that range; they were unmapped,
     so the FHIR import refused the Bundle and CDS Hooks dropped the cancer."""
     assert diagnoses_for_icd10cm(code) == (None, cancer)
+
+
+@pytest.mark.django_db
+def test_the_labs_lower_limit_is_read_as_the_import_reads_it() -> None:
+    """Calcium 8.5 mg/dL with the lab's range 8.0-10.4 is not low by the lab's limits (spec §1,
+    reference-intervals.md: a lab's own limits win). CDS Hooks read only the high end, so the
+    built-in 8.6 applied and a high "correct-before-antiresorptive" card fired for a woman on
+    denosumab that the import, the API and the patient page never show. Found by an audit."""
+    resources = [
+        fb.patient(birthDate="1981-01-15"),
+        fb.lab("17861-6", 8.5, "mg/dL", "2026-11-17T08:00:00Z", low=8.0, high=10.4),
+        fb.statement("M05BX04", "2026-08-14"),
+    ]
+    imported = read_bundle(fb.bundle(*resources, kind="collection"), today=TODAY, tz=UTC)
+    assert imported.labs[0].limits == {"reference_high": 10.4, "reference_low": 8.0}
+    mapped = case_from_fhir(resources, today=TODAY, tz=UTC)
+    [calcium] = mapped.document["labs"]
+    assert (calcium["reference_low"], calcium["reference_high"]) == (8.0, 10.4)
+    result = engine.assess(engine.parse_case(mapped.document, today=TODAY), current_rule_set())
+    assert "correct-before-antiresorptive" not in {r.code for r in result.recommendations}
+
+
+def test_a_weight_in_pounds_is_the_same_kilograms_as_on_import() -> None:
+    """154 lb was 69.853225 kg imported (6 decimals, as the engine converts) and 69.853 kg in
+    CDS Hooks: two weights for one record's Cockcroft-Gault. Found by an audit."""
+    resources = [fb.patient(), fb.weight(154, "2026-11-20T08:00:00Z", unit="[lb_av]")]
+    imported = read_bundle(fb.bundle(*resources, kind="collection"), today=TODAY, tz=UTC)
+    mapped = case_from_fhir(resources, today=TODAY, tz=UTC)
+    assert mapped.document["patient"]["weight_kg"] == imported.fields["patient.weight_kg"][0]
+    assert mapped.document["patient"]["weight_kg"] == 69.853225

@@ -51,6 +51,10 @@ ALL_OBSERVATION_LOINC: Final = (
     GESTATIONAL_AGE_LOINC,
 )
 POUND_IN_KG: Final = 0.45359237  # international avoirdupois pound (UCUM [lb_av])
+# A converted value keeps 6 decimals, as the engine keeps its unit conversions (and the import).
+CONVERTED_DECIMALS: Final = 6
+# The lab's reference limits → the case document's lab fields (when declared).
+REFERENCE_LIMITS: Final = (("high", "reference_high"), ("low", "reference_low"))
 
 # interop.md "Diagnoses": ICD-10-CM prefix (dots ignored) → diagnosis of the case document.
 # A diagnosis the case does not declare (osteoporosis before revision 2) is not mapped.
@@ -522,7 +526,8 @@ def _observation(
         if unit == "kg":
             weights.append(Reading(effective[1], value, path))
         elif unit == "[lb_av]":
-            weights.append(Reading(effective[1], round(value * POUND_IN_KG, 3), path))
+            pounds = round(value * POUND_IN_KG, CONVERTED_DECIMALS)
+            weights.append(Reading(effective[1], pounds, path))
         else:
             mapper.problem(f"{path}.valueQuantity.code", f"{unit!r} is not kg or [lb_av]")
         return
@@ -540,16 +545,19 @@ def _observation(
     chosen = lab_range(observation)
     if isinstance(chosen, str):
         mapper.problem(f"{path}.referenceRange", chosen)
-    elif chosen is not None and chosen[1].high is not None and chosen[1].high.value is not None:
-        high = chosen[1].high
-        high_unit = quantity_unit(high)
-        if high_unit in (None, unit):
-            lab["reference_high"] = _number(high.value)
-        else:
-            mapper.problem(
-                f"{path}.referenceRange[{chosen[0]}].high",
-                f"{high_unit!r}: the limit is not in the result's unit {unit!r}, so not used",
-            )
+    elif chosen is not None:  # both of the lab's limits win over the built-in ones, as on import
+        for end, name in REFERENCE_LIMITS:
+            limit = getattr(chosen[1], end)
+            if limit is None or limit.value is None:
+                continue
+            limit_unit = quantity_unit(limit)
+            if limit_unit in (None, unit):
+                lab[name] = _number(limit.value)
+            else:
+                mapper.problem(
+                    f"{path}.referenceRange[{chosen[0]}].{end}",
+                    f"{limit_unit!r}: the limit is not in the result's unit {unit!r}, so not used",
+                )
     # One result per test and time (the case document refuses two): a correction wins over
     # the result it corrects; two values neither of which corrects the other are named and
     # left out, never one kept by the order the EHR listed them in.

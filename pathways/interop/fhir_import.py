@@ -34,12 +34,14 @@ from pathways.interop import fhir_codes, hl7v2
 from pathways.interop.fhir_case import (
     ACTIVE_CLINICAL_STATUSES,
     ATC,
+    CONVERTED_DECIMALS,
     COUNTED_OBSERVATION_STATUSES,
     COUNTED_REQUEST_STATUSES,
     COUNTED_STATEMENT_STATUSES,
     ICD10CM,
     LOINC,
     POUND_IN_KG,
+    REFERENCE_LIMITS,
     STOPPED_STATEMENT_STATUSES,
     UCUM,
     advanced_weeks,
@@ -85,9 +87,6 @@ OBSERVATION_FIELDS: Final[dict[str, tuple[str, dict[str, float], bool]]] = {
     fhir_codes.WEIGHT.code: ("patient.weight_kg", {"kg": 1.0, "[lb_av]": POUND_IN_KG}, False),
     fhir_codes.GESTATIONAL_AGE.code: ("patient.gestational_weeks", {"wk": 1.0}, True),
 }
-
-# The lab's reference limits → the case document's lab fields (when declared).
-REFERENCE_LIMITS: Final = (("high", "reference_high"), ("low", "reference_low"))
 
 NOT_COUNTED_VERIFICATION: Final = ("refuted", "entered-in-error")
 
@@ -560,7 +559,7 @@ def _observation(
             reader.note(path, f"{field_path} is not a field of this alpcare version: not stored")
         elif when is not None:
             # Converted (lb to kg), to 6 decimals as the engine keeps converted values.
-            number = value if units[unit] == 1 else round(value * units[unit], 6)
+            number = value if units[unit] == 1 else round(value * units[unit], CONVERTED_DECIMALS)
             number = advanced_weeks(number, when[0], reader.today) if weekly else number
             whole, problem = _number(item, number)
             if problem:
