@@ -93,8 +93,11 @@ def receive(
     if user_clinics is not None and clinic.pk not in user_clinics:
         reason = f"MSH-4: sending facility {oru.sending_facility} feeds a clinic you are not in"
         return _refuse(raw, via, reason, oru.sending_facility, oru.control_id)
-    author = user if user is not None else (feed.service_user if feed else None)
-    authority = feed.assigning_authority if feed and feed.clinic_id == clinic.pk else ""
+    # The feed's service user and assigning authority are its own clinic's: a message imported
+    # for another clinic (import_hl7 --clinic) is recorded as nobody's rather than theirs.
+    own_feed = feed if feed and feed.clinic_id == clinic.pk else None
+    author = user if user is not None else (own_feed.service_user if own_feed else None)
+    authority = own_feed.assigning_authority if own_feed else ""
     if authority:
         oru = oru.issued_by(authority)
 

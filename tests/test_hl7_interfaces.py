@@ -91,6 +91,21 @@ def test_import_hl7_reads_a_file_of_messages(
     assert LabResult.objects.filter(collected_on=date(2026, 11, 1)).count() == 2
 
 
+
+def test_import_hl7_for_another_clinic_is_not_recorded_as_the_feeds_service_user(
+    tmp_path: Path, north_feed: Hl7Feed, south_clinic: Clinic, bob: User
+) -> None:
+    """`import_hl7 --clinic south` of NORTHLAB's messages stored south's results as written by
+    north's feed service user, not a member of south (the feed's authority was already kept to
+    its own clinic; its author was not). Found by an audit."""
+    patient = stored_patient(south_clinic, bob, mrn="N100")
+    path = tmp_path / "south.hl7"
+    path.write_text(oru("S-1"))
+    call_command("import_hl7", str(path), clinic="south")
+    added = LabResult.objects.get(patient=patient, source=LabResult.Source.IMPORTED)
+    assert added.entered_by is None
+    assert added.history.get(history_type="+").history_user is None
+
 @pytest.mark.django_db
 def test_import_hl7_says_a_message_the_database_did_not_take_and_goes_on(
     tmp_path: Path, north_feed: Hl7Feed, patient: Patient, monkeypatch: Any, capsys: Any
