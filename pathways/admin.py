@@ -7,6 +7,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
@@ -59,6 +60,19 @@ class MembershipInline(admin.TabularInline):
         if db_field.name == "user":
             kwargs["queryset"] = _assignable_users(request)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class AccountAdmin(UserAdmin):
+    """Accounts are deactivated (untick "Active"), never deleted: deleting one cleared who
+    published a rule set, reviewed a draft, acted on a card or entered a result (their
+    foreign keys are SET_NULL) and every history row's author, with no record of it."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+admin.site.unregister(User)
+admin.site.register(User, AccountAdmin)
 
 
 @admin.register(Clinic)

@@ -10,7 +10,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from pathways import feed
+from pathways import feed, publishing
 from pathways.feed_models import Hl7Feed, Hl7Message, Hl7Result
 from pathways.models import Clinic, Membership, Patient
 from pathways.services import patient_set_responsible
@@ -134,7 +134,27 @@ def test_a_user_who_looks_after_patients_is_not_deleted(
     patient = stored_patient(north_clinic, alice, mrn="N200")
     patient_set_responsible(patient=patient, responsible_id=carol.pk)
     response = admin_client.post(f"/admin/auth/user/{carol.pk}/delete/", {"post": "yes"})
-    assert response.status_code == 200
-    assert "<title>Cannot delete user" in response.content.decode()
+    assert response.status_code == 403  # accounts are deactivated, never deleted (below)
     assert User.objects.filter(pk=carol.pk).exists()
     assert Patient.objects.get(pk=patient.pk).responsible == carol
+
+
+def test_an_account_is_deactivated_never_deleted(
+    admin_client: Any, editor: User, publisher: User
+) -> None:
+    """Deleting a rule editor's account (no patient read, so nothing protected it) cleared by
+    the database's SET NULL who published the rule set in force, the publication's author and
+    every history row's author, with no record of it. Found by an audit."""
+    draft = publishing.ruleset_start_draft(user=editor)
+    publishing.ruleset_submit(rule_set=draft, user=editor, rationale="tuning")
+    published = publishing.ruleset_publish(
+        rule_set=draft, user=publisher, note="ok", reassess=False
+    )
+    page = admin_client.get(f"/admin/auth/user/{publisher.pk}/change/").content.decode()
+    assert f"/admin/auth/user/{publisher.pk}/delete/" not in page
+    listing = admin_client.get("/admin/auth/user/").content.decode()
+    assert 'value="delete_selected"' not in listing
+    response = admin_client.post(f"/admin/auth/user/{publisher.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 403
+    published.refresh_from_db()
+    assert published.published_by == publisher
