@@ -26,6 +26,7 @@ from pathways.models import (
     API_TOKEN_LIFETIME,
     AccessLog,
     ApiToken,
+    CardAction,
     CdsClient,
     CdsFeedback,
     Clinic,
@@ -173,6 +174,19 @@ class TherapyAdmin(ReadOnlyHistoryAdmin):
 class FollowUpAdmin(ReadOnlyHistoryAdmin):
     list_display = ["patient", "code", "due", "rule", "rule_set_version", "completed_at"]
     list_filter = ["code", "rule_set_version"]
+
+
+@admin.register(CardAction)
+class CardActionAdmin(ReadOnlyHistoryAdmin):
+    """Clinicians' actions on cards (taken on the worklist and patient pages, or fed back by
+    an EHR): each, its undo and its end, with who and when."""
+
+    clinic_path = "clinic"
+    list_display = ["at", "patient", "code", "kind", "reason", "by", "undone_at", "ended_at"]
+    list_filter = ["kind", "reason", "source", CLINIC_FILTER]
+    list_select_related = ["patient", "by"]
+    search_fields = ["code", "patient__mrn"]
+    date_hierarchy = "at"
 
 
 @admin.register(AccessLog)

@@ -12,6 +12,9 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.db.models import Model
 
+from pathways import engine
+from pathways.card_actions import card_action_record
+from pathways.cases import patient_to_case
 from pathways.models import (
     Clinic,
     FollowUp,
@@ -23,6 +26,8 @@ from pathways.models import (
     Therapy,
 )
 from pathways.publishing import ruleset_start_draft
+from pathways.rules import current_rule_set
+from pathways.services import history_user
 from tests.factories import stored_patient
 
 
@@ -228,3 +233,20 @@ def test_membership_choices_stay_within_the_staff_members_clinics(
     )
     assert response.status_code == 200  # the form re-renders with an error
     assert not Membership.objects.filter(user=north_viewer, clinic=south_clinic).exists()
+
+
+def test_a_card_actions_history_is_shown_in_the_admin(
+    admin_client: Any, north_clinic: Clinic, alice: User
+) -> None:
+    """Card actions keep their history (an override, its undo, by whom), but had no admin:
+    no page showed it. Found by an audit."""
+    patient = stored_patient(north_clinic, alice)
+    rule_set = current_rule_set()
+    result = engine.assess(patient_to_case(patient), rule_set)
+    with history_user(alice):
+        action = card_action_record(
+            patient=patient, user=alice, code=result.recommendations[0].code,
+            kind="acknowledge", rule_set=rule_set, result=result,
+        )  # fmt: skip
+    page = admin_client.get(f"/admin/pathways/cardaction/{action.pk}/history/")
+    assert page.status_code == 200 and "alice" in page.content.decode()
