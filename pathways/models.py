@@ -37,7 +37,7 @@ def validate_diagnoses(value: object) -> None:
 
 
 # Lab tests and units as declared; a new test or unit changes these choices (one migration).
-LAB_TEST_CHOICES = [(test.code, test.label) for test in engine.LAB_TESTS]
+LAB_TEST_CHOICES: list[tuple[str, str]] = [(test.code, test.label) for test in engine.LAB_TESTS]
 UNIT_CHOICES = list(
     {unit.code: unit.shown for test in engine.LAB_TESTS for unit in test.units}.items()
 )

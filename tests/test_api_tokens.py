@@ -306,7 +306,7 @@ def test_a_401_names_the_scheme_in_www_authenticate(
 ) -> None:
     """RFC 9110 §15.5.2: a 401 MUST carry a WWW-Authenticate challenge; the API sent none, so
     a generic HTTP client could not tell it wants `Token`. Found by an audit."""
-    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    headers: dict[str, Any] = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
     response = client.post("/api/v1/assess", "{}", content_type="application/json", **headers)
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Token realm="alpcare API"'

@@ -228,7 +228,7 @@ def test_the_api_names_a_published_rules_fault_as_the_screens_do(
     faulty_rule_published(editor, publisher)
     api = Client(raise_request_exception=False)
     key = ApiToken.issue(user=alice, name="k", scopes=["assess", "read", "write"])[1]
-    auth = {"HTTP_AUTHORIZATION": f"Token {key}"}
+    auth: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Token {key}"}
 
     def named(response: Any) -> str:
         assert response.status_code == 500, response.content

@@ -554,7 +554,7 @@ def test_a_retry_does_not_count_what_other_reassessments_changed_since_the_publi
     # another patient (as services.patient_reassess logs it: cause "reassessment").
     RuleFiring.objects.create(
         patient=other, clinic_id=north_clinic.pk, code="alp-repeat-stale", change="started",
-        at=timezone.now(), rule_set_version=published.version, cause="reassessment",
+        at=timezone.now(), rule_set_version=str(published.version), cause="reassessment",
     )  # fmt: skip
 
     tasks.reassessment_retry(run=run, user=publisher)  # re-assesses the failed patient
