@@ -14,6 +14,7 @@ import copy
 import http.client
 import logging
 import math
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,6 +38,7 @@ from pathways import engine
 from pathways.cds_auth import CdsAuthError, authenticate
 from pathways.cds_models import CdsCard, CdsClient, CdsFeedback
 from pathways.engine.facts.renal import select_dose_band
+from pathways.engine.templates import format_number
 from pathways.engine.vocabulary import (
     OVERRIDE_REASON_NEEDING_TEXT,
     OVERRIDE_REASON_SYSTEM,
@@ -48,6 +50,7 @@ from pathways.interop.fhir_case import (
     FhirCase,
     agent_of,
     case_from_fhir,
+    medication_concept,
     nul_path,
 )
 from pathways.listing import listed
@@ -107,11 +110,23 @@ ORDER_SIGN_RULES: Final[dict[str, tuple[str, ...]]] = {
         "calcium-vitamin-d",
         "mm-monitor-calcium",
     ),
+    # The catalogue names it: Paget's treatment below CrCl 35, MGUS, calcium and vitamin D.
+    "alendronate": (
+        "paget-bp-renal-contraindicated",
+        "mgus-no-bisphosphonate",
+        "calcium-vitamin-d",
+    ),
 }
-# The oncology label's CrCl dose table and its 30 mL/min floor (Zometa 4 mg): not for the
-# single 5 mg infusion of Paget's disease (Reclast), which has its own rules (paget-*).
-# Revision 2 (issue 11) renamed them: the retired codes never fire again.
-ONCOLOGY_ONLY_RULES: Final = ("za-dose", "za-not-recommended-renal")
+# Rules about starting a treatment, read from the case as it stands: the draft counted as a
+# course on record stands them down ("no bisphosphonate course on record").
+START_RULES: Final[dict[str, tuple[str, ...]]] = {
+    "zoledronic_acid": ("paget-bp-renal-contraindicated",),
+    "alendronate": ("paget-bp-renal-contraindicated",),
+}
+# The oncology label's CrCl dose table (Zometa 4 mg): not for the single 5 mg infusion of
+# Paget's disease (Reclast), which has its own rules (paget-*). Its 30 mL/min floor holds for
+# every dose ("never offered below CrCl 30 by any rule", spec §0).
+ONCOLOGY_ONLY_RULES: Final = ("za-dose",)
 PAGET_ZOLEDRONIC_ACID_MG: Final = 5.0
 DOSE_ADJUST_RULE: Final = "za-dose"
 
@@ -463,8 +478,11 @@ def _problems_card(call: HookCall, mapped: FhirCase) -> list[dict[str, Any]]:
     return [_note_card(call, "alpcare left part of the record out of its assessment", lines)]
 
 
-def _assess(call: HookCall, mapped: FhirCase) -> tuple[engine.Result | None, list[dict[str, Any]]]:
-    """The engine's result for the hook's case, or a card saying why there is none."""
+Assessed = tuple[engine.Result, engine.Facts]
+
+
+def _assess(call: HookCall, mapped: FhirCase) -> tuple[Assessed | None, list[dict[str, Any]]]:
+    """The engine's result (and facts) for the hook's case, or a card saying why there is none."""
     try:
         case = engine.parse_case(
             mapped.document, today=date.fromisoformat(mapped.document["as_of"])
@@ -477,7 +495,7 @@ def _assess(call: HookCall, mapped: FhirCase) -> tuple[engine.Result | None, lis
         )
         return None, [_note_card(call, "alpcare could not assess this patient", lines)]
     try:
-        return engine.assess(case, call.rule_set), _problems_card(call, mapped)
+        return engine.assess_with_facts(case, call.rule_set), _problems_card(call, mapped)
     except engine.RuleEvaluationError as fault:  # no advice: never read as "nothing to do"
         logger.error("rule set in force failed on a CDS Hooks case: %s", fault)
         lines = [f"No advice: {rule_fault_text(call.rule_set, fault)}"]
@@ -486,9 +504,10 @@ def _assess(call: HookCall, mapped: FhirCase) -> tuple[engine.Result | None, lis
 
 
 def patient_view_cards(call: HookCall, mapped: FhirCase) -> list[dict[str, Any]]:
-    result, notes = _assess(call, mapped)
-    if result is None:
+    assessed, notes = _assess(call, mapped)
+    if assessed is None:
         return notes
+    result = assessed[0]
     cards = [
         _recommendation_card(call, recommendation)
         for recommendation in result.recommendations
@@ -545,9 +564,17 @@ def draft_orders(context: dict[str, Any]) -> list[DraftOrder]:
         except ValidationError as error:
             first = error.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"])
-            message = f"context.draftOrders MedicationRequest.{where}: {first['msg']}"
+            problem = first["msg"]
+            if isinstance(first.get("input"), float) and not math.isfinite(first["input"]):
+                problem = "a number past any value"  # JSON's 1e400, or an integer of 309 digits
+            message = f"context.draftOrders MedicationRequest.{where}: {problem}"
             raise HookError(400, message) from None
-        agent = agent_of(request.medicationCodeableConcept)
+        concept, unread = medication_concept(request)
+        if unread is not None:  # the very order to check: never signed unseen
+            raise HookError(
+                400, f"context.draftOrders MedicationRequest.medicationReference: {unread}"
+            )
+        agent = agent_of(concept)
         if agent in ORDER_SIGN_RULES:
             orders.append(DraftOrder(agent, _dose_mg(resource), resource))
     return orders
@@ -558,44 +585,69 @@ def _with_draft_therapies(
 ) -> dict[str, Any]:
     """The draft order counts as a therapy starting today, unless that course is current."""
     document = copy.deepcopy(document)
-    therapies = document["clinical"]["therapies"]
     for order in orders:
-        current = any(
-            therapy["agent"] == order.agent
-            and (therapy["end"] is None or date.fromisoformat(therapy["end"]) >= today)
-            for therapy in therapies
-        )
-        if not current:
-            therapies.append({"agent": order.agent, "start": today.isoformat(), "end": None})
+        if not _currently_on(document, order.agent, today):
+            document["clinical"]["therapies"].append(
+                {"agent": order.agent, "start": today.isoformat(), "end": None}
+            )
     return document
 
 
+def _currently_on(document: dict[str, Any], agent: str, today: date) -> bool:
+    return any(
+        therapy["agent"] == agent
+        and (therapy["end"] is None or date.fromisoformat(therapy["end"]) >= today)
+        for therapy in document["clinical"]["therapies"]
+    )
+
+
+def _dosing_crcl(facts: engine.Facts, new_start: bool) -> float | None:
+    """Spec §2 dosing CrCl, unrounded (a band edge is read as the engine reads it): the CrCl
+    baseline while on zoledronic acid, else, not on it (the draft is a new start), CrCl
+    current: never an old creatinine taken for a baseline."""
+    if new_start:
+        return facts["crcl_current"]
+    return facts["za_dosing_crcl"]
+
+
+_DOSE_TEXT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*mg\b")
+
+
+def _with_dose(resource: dict[str, Any], old_mg: float | None, new_mg: float) -> dict[str, Any]:
+    """The draft order stating ``new_mg`` wherever it stated a dose in mg: every doseQuantity
+    (its rate and timing kept) and the old dose in an instruction's text."""
+    updated = copy.deepcopy(resource)
+    instructions = updated.get("dosageInstruction") or [{}]
+    updated["dosageInstruction"] = instructions
+    quantity = {"value": new_mg, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+    stated = False
+    for instruction in instructions:
+        for dose_and_rate in instruction.get("doseAndRate") or []:
+            if "doseQuantity" in dose_and_rate:
+                dose_and_rate["doseQuantity"] = dict(quantity)
+                stated = True
+        text = instruction.get("text")
+        if isinstance(text, str) and old_mg is not None:
+            instruction["text"] = _DOSE_TEXT.sub(
+                lambda m: f"{new_mg:g} mg" if float(m.group(1)) == old_mg else m.group(0), text
+            )
+    if not stated:
+        instructions[0].setdefault("doseAndRate", []).append({"doseQuantity": dict(quantity)})
+    return updated
+
+
 def _dose_suggestion(
-    call: HookCall, order: DraftOrder, result: engine.Result
+    call: HookCall, order: DraftOrder, facts: engine.Facts, new_start: bool
 ) -> dict[str, Any] | None:
-    """Update the draft to the label's dose for the dosing CrCl (the engine's dose band): the
-    baseline while on zoledronic acid, else the current CrCl (spec §2, revision 2)."""
-    findings = result.findings
-    crcl = findings.za_dosing_crcl if findings.za_dosing_crcl is not None else findings.crcl_current
+    """Update the draft to the label's dose for the dosing CrCl (spec §2, revision 2)."""
+    crcl = _dosing_crcl(facts, new_start)
     if order.agent != "zoledronic_acid" or crcl is None:
         return None
     band = select_dose_band(call.rule_set.za_dose_bands, crcl)
     if band is None or band.dose_mg is None or band.dose_mg == order.dose_mg:
         return None
-    updated = copy.deepcopy(order.resource)
-    instructions = updated.setdefault("dosageInstruction", [{}]) or [{}]
-    updated["dosageInstruction"] = instructions
-    instructions[0]["doseAndRate"] = [
-        {
-            "doseQuantity": {
-                "value": band.dose_mg,
-                "unit": "mg",
-                "system": "http://unitsofmeasure.org",
-                "code": "mg",
-            }
-        }
-    ]
-    label = f"Change the dose to {band.dose_mg:.1f} mg (CrCl {crcl:.0f} mL/min)"
+    updated = _with_dose(order.resource, order.dose_mg, band.dose_mg)
+    label = f"Change the dose to {band.dose_mg:.1f} mg (CrCl {format_number(crcl)} mL/min)"
     return {
         "label": label,
         "uuid": str(uuid.uuid4()),
@@ -604,32 +656,57 @@ def _dose_suggestion(
     }
 
 
+def _before_the_orders(call: HookCall, document: dict[str, Any]) -> list[engine.Recommendation]:
+    """The advice on the case as it stands (for START_RULES); none when it cannot be given
+    (the case with the orders was assessed: its own note says why)."""
+    try:
+        case = engine.parse_case(document, today=date.fromisoformat(document["as_of"]))
+        return list(engine.assess(case, call.rule_set).recommendations)
+    except (engine.CaseInvalid, engine.RuleEvaluationError):
+        return []
+
+
 def order_sign_cards(
     call: HookCall, mapped: FhirCase, orders: list[DraftOrder], today: date
 ) -> list[dict[str, Any]]:
     if not orders:
         return []
+    new_starts = {o.agent for o in orders if not _currently_on(mapped.document, o.agent, today)}
+    before = _before_the_orders(call, mapped.document)
     mapped = FhirCase(
         document=_with_draft_therapies(mapped.document, orders, today),
         mrns=mapped.mrns,
         problems=mapped.problems,
     )
-    result, notes = _assess(call, mapped)
-    if result is None:
+    assessed, notes = _assess(call, mapped)
+    if assessed is None:
         return notes
+    result, facts = assessed
     cards: list[dict[str, Any]] = []
     shown: set[str] = set()
-    for order in orders:
+    for number, order in enumerate(orders):
         relevant = set(ORDER_SIGN_RULES[order.agent])
         if order.agent == "zoledronic_acid" and order.dose_mg == PAGET_ZOLEDRONIC_ACID_MG:
             relevant -= set(ONCOLOGY_ONLY_RULES)
-        for recommendation in result.recommendations:
-            if recommendation.code not in relevant or recommendation.code in shown:
+        new_start = order.agent in new_starts
+        if new_start and _dosing_crcl(facts, new_start) is None:
+            relevant.discard(DOSE_ADJUST_RULE)  # no dose without a known renal function (§0)
+        starting = set(START_RULES.get(order.agent, ()))
+        relevant |= starting
+        advice = [r for r in before if r.code in starting] + [
+            r for r in result.recommendations if r.code not in starting
+        ]
+        for recommendation in advice:
+            # The dose card once per order (each its own dose); the others once per hook call.
+            key = recommendation.code
+            if key == DOSE_ADJUST_RULE:
+                key += f"#{number}"
+            if recommendation.code not in relevant or key in shown:
                 continue
-            shown.add(recommendation.code)
+            shown.add(key)
             card = _recommendation_card(call, recommendation)
             suggestion = (
-                _dose_suggestion(call, order, result)
+                _dose_suggestion(call, order, facts, new_start)
                 if recommendation.code == DOSE_ADJUST_RULE
                 else None
             )

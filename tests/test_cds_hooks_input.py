@@ -170,7 +170,10 @@ def test_a_draft_dose_past_any_number_is_refused(
     body = _order_sign(prefetch, draft_order("M05BA08", 10**400))
     response = _call(client, ehr_keys, ORDER_SIGN, body)
     assert response.status_code == 400
-    assert response.json() == {"error": "context.draftOrders: a doseQuantity.value past any dose"}
+    assert response.json() == {
+        "error": "context.draftOrders MedicationRequest.dosageInstruction.0.doseAndRate.0"
+        ".doseQuantity.value: a number past any value"
+    }
 
 
 def test_a_jwt_expiring_past_any_date_is_refused_as_too_far_ahead(

@@ -320,11 +320,34 @@ def _may_be_read(resource: dict[str, Any]) -> bool:
             for system, code in _raw_codes(resource.get("code"))
         )
     if kind in ("MedicationRequest", "MedicationStatement"):
+        if resource.get("medicationReference") is not None:
+            return True  # a contained Medication is read; another reference is named
         return any(
             system == ATC and isinstance(code, str) and agent_for_atc(code) is not None
             for system, code in _raw_codes(resource.get("medicationCodeableConcept"))
         )
     return False
+
+
+def medication_concept(resource: Any) -> tuple[Any, str | None]:
+    """A MedicationRequest's or MedicationStatement's medication as a CodeableConcept: its own,
+    or the code of the contained Medication its medicationReference names ("#id"). Else None,
+    and why: a reference to a Medication elsewhere is not fetched (interop.md: by ATC, anything
+    else named, never guessed)."""
+    if resource.medicationCodeableConcept is not None:
+        return resource.medicationCodeableConcept, None
+    reference = resource.medicationReference.reference if resource.medicationReference else None
+    if not reference:
+        return None, None
+    if reference.startswith("#"):
+        for contained in resource.contained or []:
+            if contained.get_resource_type() == "Medication" and contained.id == reference[1:]:
+                return contained.code, None
+        return None, f"{reference}: no contained Medication of that id"
+    return None, (
+        f"{reference}: not read (alpcare reads an ATC code in medicationCodeableConcept or in a "
+        "contained Medication)"
+    )
 
 
 def case_from_fhir(
@@ -646,7 +669,10 @@ def _therapy(
     *,
     statement: bool,
 ) -> None:
-    agent = agent_of(resource.medicationCodeableConcept)
+    concept, unread = medication_concept(resource)
+    if unread is not None:
+        mapper.problem(f"{path}.medicationReference", f"{unread}; left out")
+    agent = agent_of(concept)
     if agent is None:
         return
     start: Any = None
