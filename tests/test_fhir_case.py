@@ -463,3 +463,25 @@ def test_a_weight_in_pounds_is_the_same_kilograms_as_on_import() -> None:
     mapped = case_from_fhir(resources, today=TODAY, tz=UTC)
     assert mapped.document["patient"]["weight_kg"] == imported.fields["patient.weight_kg"][0]
     assert mapped.document["patient"]["weight_kg"] == 69.853225
+
+
+def test_a_medication_given_as_a_contained_medication_is_read_and_another_reference_named() -> None:
+    """Medications are read by ATC (interop.md), anything else named, never guessed: a course
+    whose ATC code sat on a contained Medication was silently not read, so the advice did not
+    know the patient was on zoledronic acid. Found by an audit."""
+    contained = _statement("M05BA08", "2026-01-10")
+    contained["contained"] = [
+        {"resourceType": "Medication", "id": "za", "code": contained["medicationCodeableConcept"]}
+    ]
+    del contained["medicationCodeableConcept"]
+    contained["medicationReference"] = {"reference": "#za"}
+    elsewhere = _statement("M05BX04", "2026-02-01")
+    del elsewhere["medicationCodeableConcept"]
+    elsewhere["medicationReference"] = {"reference": "Medication/denosumab-60"}
+    mapped = case_from_fhir([PATIENT, contained, elsewhere], today=TODAY)
+    therapies = mapped.document["clinical"]["therapies"]
+    assert therapies == [{"agent": "zoledronic_acid", "start": "2026-01-10", "end": None}]
+    assert [problem.message for problem in mapped.problems] == [
+        "Medication/denosumab-60: not read (alpcare reads an ATC code in medicationCodeableConcept "
+        "or in a contained Medication); left out"
+    ]
