@@ -128,6 +128,9 @@ def base32_secret(device: TOTPDevice) -> str:
 
 # Whether this session owes a code, decided at log-in: no query per request for clinicians.
 _OWES_CODE = "alpcare_owes_otp_code"
+# The authenticator this session is setting up: its secret is shown to this session only (one
+# holding just the password, in another session, must not read it and pass two-factor later).
+_PENDING_DEVICE = "alpcare_2fa_pending"
 
 
 def owes_code(request: HttpRequest) -> bool:
@@ -286,9 +289,15 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
 def two_factor(request: HttpRequest) -> HttpResponse:
     """Two-factor status; set-up (QR code, secret, confirm with a code), recovery codes,
     turning it off."""
-    user = request.user
-    pending = TOTPDevice.objects.filter(user_id=user.pk, confirmed=False).first()
-    return _page(request, pending=pending)
+    return _page(request, pending=_pending(request))
+
+
+def _pending(request: HttpRequest) -> TOTPDevice | None:
+    """The unconfirmed authenticator this session started, if it is still the user's."""
+    pk = request.session.get(_PENDING_DEVICE)
+    if not isinstance(pk, int):
+        return None
+    return TOTPDevice.objects.filter(pk=pk, user_id=request.user.pk, confirmed=False).first()
 
 
 def _page(
@@ -333,7 +342,8 @@ class ConfirmForm(forms.Form):
 def two_factor_setup(request: HttpRequest) -> HttpResponse:
     if is_enrolled(request.user) and not is_verified(request):
         return _code_first(request)  # replacing an authenticator needs a code from it first
-    authenticator_start(user=request.user)  # type: ignore[arg-type]
+    device = authenticator_start(user=request.user)  # type: ignore[arg-type]
+    request.session[_PENDING_DEVICE] = device.pk
     return redirect(f"{reverse('two_factor')}?{urlencode({'next': _next_url(request)})}")
 
 
@@ -342,13 +352,14 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
 def two_factor_confirm(request: HttpRequest) -> HttpResponse:
     if is_enrolled(request.user) and not is_verified(request):
         return _code_first(request)
-    pending = TOTPDevice.objects.filter(user_id=request.user.pk, confirmed=False).first()
+    pending = _pending(request)
     if pending is None:
-        messages.error(request, "Start the set-up first.")
+        messages.error(request, "Start the set-up first (on this page, in this browser).")
         return redirect("two_factor")
     form = ConfirmForm(request.POST)
     if form.is_valid() and pending.verify_token(form.cleaned_data["code"]):
         codes = authenticator_confirm(user=request.user, device=pending)  # type: ignore[arg-type]
+        request.session.pop(_PENDING_DEVICE, None)
         request.session.cycle_key()
         request.session[_OWES_CODE] = True
         otp_login(request, pending)

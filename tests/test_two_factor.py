@@ -413,3 +413,22 @@ def test_staff_session_that_gave_no_code_cannot_replace_the_authenticator(
         client.post("/accounts/two-factor/confirm/", {"code": _code(pending)})
     assert TOTPDevice.objects.filter(pk=existing.pk, confirmed=True).exists()
     assert client.get("/admin/").status_code != 200, "reached the admin without a code"
+
+
+@pytest.mark.django_db
+def test_the_secret_being_set_up_is_shown_only_to_the_session_that_started_it() -> None:
+    """Someone holding only a staff member's password, in another session, read the secret of
+    the authenticator the real user was setting up: once the user confirmed it, password and
+    that secret passed the second factor for good. Found by an audit."""
+    rule_editor("rui")
+    real, intruder = Client(), Client()
+    _log_in(real, "rui")
+    _log_in(intruder, "rui")
+    assert real.post("/accounts/two-factor/setup/").status_code == 302
+    peeked = intruder.get("/accounts/two-factor/").content.decode()
+    assert 'id="totp-secret"' not in peeked and "otpauth://" not in peeked
+    refused = intruder.post("/accounts/two-factor/confirm/", {"code": "123456"}, follow=True)
+    assert "Start the set-up first" in refused.content.decode()
+    assert 'id="totp-secret"' in real.get("/accounts/two-factor/").content.decode()
+    device = TOTPDevice.objects.get(user__username="rui", confirmed=False)
+    assert real.post("/accounts/two-factor/confirm/", {"code": _code(device)}).status_code == 200
