@@ -28,6 +28,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import DEVICE_ID_SESSION_KEY
@@ -87,8 +88,25 @@ def recovery_codes_regenerate(*, user: User) -> list[str]:
     )
     device.token_set.all().delete()
     codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
-    StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
+    StaticToken.objects.bulk_create(
+        [StaticToken(device=device, token=recovery_code_digest(user.pk, code)) for code in codes]
+    )
     return codes
+
+
+def recovery_code_digest(user_pk: int, code: str, secret: str | None = None) -> str:
+    """What is kept of a recovery code: a keyed hash (SECRET_KEY, salted with the user), in the
+    16 characters of django-otp's token column. A copy of the database (a backup, a replica)
+    yields no working code; the code itself is shown once, when it is made."""
+    return salted_hmac(
+        "alpcare.recovery-code", f"{user_pk}:{code}", secret=secret, algorithm="sha256"
+    ).hexdigest()[:16]
+
+
+def _recovery_code_digests(user_pk: int, code: str) -> list[str]:
+    """The code's digest under SECRET_KEY and each of SECRET_KEY_FALLBACKS (a rotated key)."""
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return [recovery_code_digest(user_pk, code, secret) for secret in secrets]
 
 
 def sessions_end_others(*, user: User, keep: str | None) -> int:
@@ -229,6 +247,13 @@ class CodeForm(OTPAuthenticationFormMixin, forms.Form):
 
     def clean_otp_token(self) -> str:
         return typed_code(self.cleaned_data.get("otp_token"))
+
+    def _verify_token(self, user: Any, token: str, device: Any = None) -> Any:
+        if isinstance(device, StaticDevice):  # recovery codes are kept as digests
+            digests = _recovery_code_digests(user.pk, token)
+            kept = device.token_set.filter(token__in=digests).values_list("token", flat=True)
+            token = kept.first() or digests[0]
+        return super()._verify_token(user, token, device)
 
     def _chosen_device(self, user: Any) -> TOTPDevice | StaticDevice | None:
         token = self.cleaned_data.get("otp_token") or ""

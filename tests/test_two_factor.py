@@ -19,7 +19,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from pathways.twofactor import recovery_codes_regenerate
+from pathways.twofactor import recovery_code_digest, recovery_codes_regenerate
 from tests.conftest import rule_editor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,7 +379,9 @@ def test_a_session_that_gave_no_code_cannot_move_to_a_new_authenticator(
     codes and was marked verified, without any code from the existing authenticator."""
     client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
     existing = TOTPDevice.objects.create(user=alice, name="authenticator", confirmed=True)
-    old_codes = set(recovery_codes_regenerate(user=alice))
+    old_codes = {
+        recovery_code_digest(alice.pk, code) for code in recovery_codes_regenerate(user=alice)
+    }
 
     client.post("/accounts/two-factor/setup/")
     pending = TOTPDevice.objects.filter(user=alice, confirmed=False).first()
@@ -432,3 +434,33 @@ def test_the_secret_being_set_up_is_shown_only_to_the_session_that_started_it() 
     assert 'id="totp-secret"' in real.get("/accounts/two-factor/").content.decode()
     device = TOTPDevice.objects.get(user__username="rui", confirmed=False)
     assert real.post("/accounts/two-factor/confirm/", {"code": _code(device)}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_recovery_codes_are_kept_as_digests_and_still_work_once(client: Any, alice: User) -> None:
+    """Recovery codes were stored as typed (django-otp's static tokens): a copy of the database
+    (a backup, a replica) gave working codes. Found by an audit."""
+    TOTPDevice.objects.create(user=alice, name="Authenticator app", confirmed=True)
+    codes = recovery_codes_regenerate(user=alice)
+    stored = set(StaticToken.objects.filter(device__user=alice).values_list("token", flat=True))
+    assert not stored & set(codes) and len(stored) == len(codes)
+    _log_in(client, "alice")
+    assert client.post("/accounts/login/code/", {"otp_token": codes[0].upper()}).status_code == 302
+    client.post("/accounts/logout/")
+    _log_in(client, "alice")
+    again = client.post("/accounts/login/code/", {"otp_token": codes[0]})
+    assert again.status_code == 200  # each works once
+    assert StaticToken.objects.filter(device__user=alice).count() == len(codes) - 1
+
+
+@pytest.mark.django_db
+def test_codes_stored_in_clear_before_are_kept_as_digests_by_the_migration(alice: User) -> None:
+    import importlib
+
+    from django.apps import apps as current_apps
+
+    migration = importlib.import_module("pathways.migrations.0031_recovery_codes_kept_as_digests")
+    device = StaticDevice.objects.create(user=alice, name="Recovery codes", confirmed=True)
+    StaticToken.objects.create(device=device, token="abcd2345")
+    migration.digest_codes(current_apps, None)
+    assert StaticToken.objects.get().token == recovery_code_digest(alice.pk, "abcd2345")
