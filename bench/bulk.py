@@ -16,7 +16,15 @@ from django.utils import timezone
 from pathways import engine
 from pathways.cases import apply_case_to_patient, lab_result_fields
 from pathways.demo import synthetic_case
-from pathways.models import AssessmentSnapshot, Clinic, FollowUp, LabResult, Patient, Therapy
+from pathways.models import (
+    AssessmentSnapshot,
+    Clinic,
+    FollowUp,
+    LabResult,
+    Patient,
+    Therapy,
+    name_sort_key,
+)
 from pathways.rules import current_rule_set
 from pathways.services import snapshot_fields, worklist_share, worklist_tally_rebuild
 
@@ -33,7 +41,10 @@ def bulk_seed(
         batch: list[tuple[Patient, engine.Case]] = []
         for number in range(first, min(first + BATCH, start + count)):
             case = engine.parse_case(synthetic_case(rng, today, results=results))
-            patient = Patient(clinic=clinic, mrn=f"B-{number:06d}", name=f"Patient Bench{number}")
+            name = f"Patient Bench{number}"  # bulk_create skips save(): its sort key here
+            patient = Patient(
+                clinic=clinic, mrn=f"B-{number:06d}", name=name, sort_name=name_sort_key(name)
+            )
             apply_case_to_patient(case, patient)
             batch.append((patient, case))
         with transaction.atomic():

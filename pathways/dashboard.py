@@ -13,6 +13,7 @@ again on its date."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -211,7 +212,7 @@ def _ordering(sort: str) -> list[Any]:
         "due": ["scheduled", "next_due", "patient_id"],
         "-due": ["-scheduled", "-next_due", "-patient_id"],
         "alp": [F("alp_x_uln").desc(nulls_last=True), "action_rank", "patient_id"],
-        "name": ["patient__name", "patient__mrn", "patient_id"],
+        "name": ["patient__sort_name", "patient__mrn", "patient_id"],
     }
     return orderings.get(sort, orderings["priority"])
 
@@ -227,6 +228,7 @@ def search_q(q: str) -> Q:
     SQLite's LIKE ignores the case of ASCII letters only: "émile" did not find "Émile Zola".
     There a search with other letters is a case-insensitive regular expression of the text as
     typed, which Django runs with Python's re (Unicode case folding)."""
+    q = unicodedata.normalize("NFC", q)  # as names are kept (Patient.name)
     if connection.vendor == "sqlite" and not q.isascii():
         pattern = re.escape(q)
         return Q(mrn__iregex=pattern) | Q(name__iregex=pattern)

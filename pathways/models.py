@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,10 +85,21 @@ class PatientQuerySet(models.QuerySet["Patient"]):
         return self.filter(clinic__in=Clinic.objects.filter(memberships__user=user))
 
 
+def name_sort_key(name: str) -> str:
+    """A name as a list is ordered by a reader: letters without their accents, in any case
+    ("adams", "de Vries", "Élan", "Evans"); the database's own order is by character code on
+    SQLite (every capital before "adams", "Élan" after "Zola")."""
+    letters = unicodedata.normalize("NFKD", name)
+    return "".join(c for c in letters if not unicodedata.combining(c)).casefold()
+
+
 class Patient(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
     mrn = models.CharField("MRN", max_length=40)
+    # Kept in Unicode's composed form (NFC): "É" typed as E and an accent (pasted, or from a
+    # feed) is the same name, found by the same search.
     name = models.CharField(max_length=200)
+    sort_name = models.CharField(max_length=200, editable=False, default="")  # name_sort_key
     birth_date = models.DateField()
     sex = models.CharField(max_length=10, choices=_choices(declaration.PATIENT["sex"]))
     pregnant = models.BooleanField(default=False)
@@ -149,7 +161,7 @@ class Patient(models.Model):
     objects = PatientQuerySet.as_manager()
 
     class Meta:
-        ordering = ["name", "mrn"]
+        ordering = ["sort_name", "mrn"]
         constraints = [
             models.UniqueConstraint(fields=["clinic", "mrn"], name="patient_mrn_unique_in_clinic"),
             models.CheckConstraint(
@@ -176,10 +188,21 @@ class Patient(models.Model):
         ]
         # A clinic's patients by name (the patient list), and the dashboard's search by name or
         # MRN reads this index instead of every patient row.
-        indexes = [models.Index(fields=["clinic", "name", "mrn"], name="patient_clinic_name_idx")]
+        indexes = [
+            models.Index(fields=["clinic", "name", "mrn"], name="patient_clinic_name_idx"),
+            models.Index(fields=["clinic", "sort_name", "mrn"], name="patient_clinic_sort_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.mrn})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.name = unicodedata.normalize("NFC", self.name)
+        self.sort_name = name_sort_key(self.name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "sort_name"}
+        super().save(*args, **kwargs)
 
 
 # Finite and non-negative: NaN and ±Infinity fail `value < 1e12` on PostgreSQL and SQLite alike.

@@ -230,7 +230,7 @@ def patient_list(request: HtmxHttpRequest) -> HttpResponse:
     patients = Patient.objects.for_user(request.user)
     if q:
         patients = patients.filter(search_q(q))
-    patients = patients.select_related("clinic", "snapshot").order_by("name", "mrn", "pk")
+    patients = patients.select_related("clinic", "snapshot").order_by("sort_name", "mrn", "pk")
     page = Paginator(patients, PATIENTS_PER_PAGE).get_page(number)
     context = {"form": form, "page": page, "q": q}
     if request.htmx:

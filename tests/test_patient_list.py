@@ -3,6 +3,7 @@ with the search and page kept in the URL (the issue: it had neither search nor p
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.test import Client
 
 from pathways.models import Patient
 from pathways.views import PATIENTS_PER_PAGE
+from tests.factories import stored_patient
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
@@ -102,3 +104,51 @@ def test_a_name_with_letters_beyond_ascii_is_found_whatever_their_case(
     if "hélène" in typed.lower():
         expected = "LEFÈVRE Hélène"
     assert expected in page and "Zoë Smith" not in page
+
+
+NAMES = [
+    ("Z-1", "Zola Emile"),
+    ("V-1", "de Vries Anna"),
+    ("E-1", "Evans Tom"),
+    ("A-1", "adams john"),
+    ("L-1", "Élan Marie"),
+]
+# Alphabetical as a clinician reads a list of names: case and accents do not move a name to
+# the end of the list.
+ALPHABETICAL = ["A-1", "V-1", "L-1", "E-1", "Z-1"]
+
+
+def test_the_patient_list_is_in_alphabetical_order_whatever_the_case_or_accents(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    """On SQLite (the default database) the list came in code-point order: "Evans", "Zola",
+    then "adams", "de Vries" and "Élan" after every capital. Found by an audit."""
+    for mrn, name in NAMES:
+        stored_patient(north_clinic, alice, mrn=mrn, name=name)
+    assert rows(alice_client.get("/patients/").content.decode()) == ALPHABETICAL
+
+
+def test_the_worklist_sorted_by_name_is_in_alphabetical_order_whatever_the_case(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    for mrn, name in NAMES:
+        stored_patient(north_clinic, alice, mrn=mrn, name=name)
+    html = alice_client.get("/?status=upcoming&sort=name").content.decode()
+    assert rows(html) == ALPHABETICAL
+
+
+@pytest.mark.parametrize(
+    ("stored_form", "typed_form"), [("NFD", "NFC"), ("NFC", "NFD")], ids=["stored-nfd", "typed-nfd"]
+)
+def test_search_finds_a_name_whatever_its_unicode_normal_form(
+    alice_client: Client, alice: Any, north_clinic: Any, stored_form: Any, typed_form: Any
+) -> None:
+    """ "Émile" as one code point (NFC) and as E + combining acute (NFD: macOS file names,
+    some feeds and copy-paste) are the same text; the search compared code points, so
+    neither list found the patient. Found by an audit."""
+    name = unicodedata.normalize(stored_form, "Émile Zola")
+    stored_patient(north_clinic, alice, mrn="E-1", name=name)
+    typed = unicodedata.normalize(typed_form, "émile")
+    assert rows(alice_client.get("/patients/", {"q": typed}).content.decode()) == ["E-1"]
+    worklist = alice_client.get("/", {"q": typed, "status": "upcoming"}).content.decode()
+    assert rows(worklist) == ["E-1"]
