@@ -412,12 +412,20 @@ _LAST = [
 ]
 
 
+# ALP results per synthetic case, at most one a day: ten years back stays after the latest
+# birth date (1985) drawn below.
+MAX_SYNTHETIC_RESULTS = 3650
+
+
 def synthetic_case(rng: random.Random, today: date, *, results: int = 20) -> dict[str, Any]:
     """A plausible random case: serial ALP (some timed), therapies, either pathway."""
+    if not 0 <= results <= MAX_SYNTHETIC_RESULTS:
+        raise ValueError(f"results: from 0 to {MAX_SYNTHETIC_RESULTS}, not {results}")
     myeloma = rng.random() < 0.4
     sex = rng.choice(["female", "male"])
     birth = date(rng.randint(1935, 1985), rng.randint(1, 12), rng.randint(1, 28))
-    span = rng.randint(180, 900)
+    # Long enough for every result asked for (a day each): a shorter span gave fewer, unsaid.
+    span = max(rng.randint(180, 900), results + 1)
     level = rng.uniform(80, 600)
     labs = []
     days = sorted(rng.sample(range(1, span), k=min(results, span - 1)), reverse=True)
@@ -481,10 +489,11 @@ def seed_synthetic(
         "mrn", flat=True
     )
     start = max((int(mrn[4:]) + 1 for mrn in numbers), default=0)
-    for number in range(start, start + count):
-        document = synthetic_case(rng, today, results=results)
-        name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
-        with transaction.atomic():
+    # All of them or none: a failure part way must not leave some behind, unsaid.
+    with transaction.atomic():
+        for number in range(start, start + count):
+            document = synthetic_case(rng, today, results=results)
+            name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
             patient_save_case(
                 user=user,
                 case=engine.parse_case(document),

@@ -99,3 +99,37 @@ def test_the_demo_lab_feed_saves_unchanged_in_the_admin(admin_client: Any) -> No
     response = admin_client.post(url, form_as_shown(admin_client, url))
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert feed.service_user.memberships.filter(clinic=feed.clinic).exists()
+
+
+def test_synthetic_patients_are_all_added_or_none(monkeypatch: Any) -> None:
+    """Each synthetic patient was committed on its own: a failure at the 3rd left 2 behind
+    (and a traceback), though the output never said any were added. Found by an audit."""
+    from django.db import DatabaseError
+
+    from pathways import demo
+
+    real = demo.patient_save_case
+    synthetic: list[str] = []
+
+    def save(*args: Any, **kwargs: Any) -> Any:
+        if kwargs["mrn"].startswith("SYN-"):
+            synthetic.append(kwargs["mrn"])
+            if len(synthetic) == 3:
+                raise DatabaseError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "patient_save_case", save)
+    with pytest.raises(CommandError, match="no synthetic patients were added: disk full"):
+        call_command("seed_demo", "--patients", "5", "--results", "2", stdout=StringIO())
+    assert not Patient.objects.filter(mrn__startswith="SYN-").exists()
+
+
+def test_synthetic_patients_have_the_results_asked_for_or_it_is_refused() -> None:
+    """--results 1000 ("ALP results per synthetic patient") silently gave at most one a day of
+    a random 180-900 day span (here 270), and said nothing. Found by an audit."""
+    call_command("seed_demo", "--patients", "1", "--results", "1000", stdout=StringIO())
+    patient = Patient.objects.get(mrn__startswith="SYN-")
+    assert patient.lab_results.filter(test="alp").count() == 1000
+    with pytest.raises(CommandError, match="--results: at most 3650 per patient, not 3651"):
+        call_command("seed_demo", "--patients", "1", "--results", "3651", stdout=StringIO())
+    assert Patient.objects.filter(mrn__startswith="SYN-").count() == 1

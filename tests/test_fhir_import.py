@@ -934,3 +934,19 @@ def test_an_import_that_loses_a_race_for_its_mrn_is_a_409(
     assert response.status_code == 409
     assert response.json()["issue"][0]["code"] == "conflict"
     assert not Patient.objects.filter(mrn="F-RACE").exists()
+
+
+@pytest.mark.django_db
+def test_import_fhir_refuses_a_deactivated_user(tmp_path: Path, north_clinic: Clinic) -> None:
+    """README: "a --user must be a member of the clinic, as through the API". The API takes
+    only active users' tokens; the command recorded a deactivated account as the author.
+    Found by an audit."""
+    from pathways.models import Membership
+
+    former = User.objects.create_user("former", is_active=False)
+    Membership.objects.create(user=former, clinic=north_clinic)
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(fb.paget_bundle("collection")))
+    with pytest.raises(CommandError, match="--user: 'former' is deactivated"):
+        call_command("import_fhir", str(path), "--clinic", "north", "--user", "former")
+    assert not Patient.objects.exists()

@@ -91,7 +91,6 @@ def test_import_hl7_reads_a_file_of_messages(
     assert LabResult.objects.filter(collected_on=date(2026, 11, 1)).count() == 2
 
 
-
 def test_import_hl7_for_another_clinic_is_not_recorded_as_the_feeds_service_user(
     tmp_path: Path, north_feed: Hl7Feed, south_clinic: Clinic, bob: User
 ) -> None:
@@ -105,6 +104,7 @@ def test_import_hl7_for_another_clinic_is_not_recorded_as_the_feeds_service_user
     added = LabResult.objects.get(patient=patient, source=LabResult.Source.IMPORTED)
     assert added.entered_by is None
     assert added.history.get(history_type="+").history_user is None
+
 
 @pytest.mark.django_db
 def test_import_hl7_says_a_message_the_database_did_not_take_and_goes_on(
@@ -407,3 +407,60 @@ def test_the_listener_refuses_an_unknown_encoding_before_it_listens(monkeypatch:
     monkeypatch.setattr(hl7_listen, "start_hl7_server", would_listen)
     with pytest.raises(CommandError, match="--encoding: no encoding named 'klingon'"):
         call_command("hl7_listen", "--port", "1", "--encoding", "klingon")
+
+
+@pytest.mark.parametrize("encoding", ["hex", "rot13", "base64"])
+def test_the_listener_refuses_a_codec_that_is_not_a_text_encoding_before_it_listens(
+    monkeypatch: Any, encoding: str
+) -> None:
+    """codecs.lookup() finds bytes-to-bytes and str-to-str codecs too: it listened, and every
+    message's block.decode() raised LookupError, uncaught by the connection: no ACK, ever.
+    Found by an audit."""
+    from pathways.management.commands import hl7_listen
+
+    def would_listen(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"hl7_listen started listening with --encoding {encoding}")
+
+    monkeypatch.setattr(hl7_listen, "start_hl7_server", would_listen)
+    with pytest.raises(CommandError, match=f"--encoding: '{encoding}' is not a text encoding"):
+        call_command("hl7_listen", "--port", "0", "--encoding", encoding)
+
+
+def test_the_listener_says_its_port_is_in_use() -> None:
+    """An OSError [Errno 98] traceback from asyncio, not a CommandError naming --port. Found by
+    an audit."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(CommandError, match=f"--port: {port} is already in use"):
+            call_command("hl7_listen", "--host", "127.0.0.1", "--port", str(port))
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_the_listener_refuses_a_port_out_of_range(port: str) -> None:
+    """An OverflowError "bind(): port must be 0-65535" traceback. Found by an audit."""
+    with pytest.raises(CommandError, match=f"--port: a TCP port from 0 to 65535, not {port}"):
+        call_command("hl7_listen", "--port", port)
+
+
+def test_the_listener_refuses_a_host_it_cannot_resolve() -> None:
+    """A socket.gaierror traceback, not a CommandError naming --host. Found by an audit."""
+    with pytest.raises(CommandError, match=r"--host: cannot resolve 'no-such-host\.invalid'"):
+        call_command("hl7_listen", "--host", "no-such-host.invalid", "--port", "0")
+
+
+@pytest.mark.django_db
+def test_import_hl7_reads_a_utf8_file_with_a_bom(
+    tmp_path: Path, north_feed: Hl7Feed, patient: Patient, capsys: Any
+) -> None:
+    """A file saved as "UTF-8 with BOM" (import_fhir accepts one): the BOM made the first
+    segment "\\ufeffMSH", so the whole message was reported as segments "not part of a message
+    (no MSH before it)": nothing imported, and never said why. Found by an audit."""
+    import codecs
+
+    path = tmp_path / "results.hl7"
+    path.write_bytes(codecs.BOM_UTF8 + oru("BOM1").encode())
+    call_command("import_hl7", str(path))
+    assert "BOM1: AA" in capsys.readouterr().out
+    assert LabResult.objects.filter(patient=patient, collected_on=date(2026, 11, 1)).exists()

@@ -536,3 +536,59 @@ def test_the_runs_admin_page_says_how_many_failures_it_does_not_list(
     shown = ReassessmentRunAdmin(ReassessmentRun, django_admin.site).failures(run).splitlines()
     assert len(shown) == 201 and shown[0] == "0: RuleEvaluationError: x"
     assert shown[-1] == "and 5 more"
+
+
+@pytest.mark.parametrize("interval", ["-1", "nan"])
+def test_the_scheduler_refuses_a_bad_interval_before_its_first_pass(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, interval: str
+) -> None:
+    """--interval -1: a full pass ran (the daily run enqueued), then time.sleep(-1) raised
+    ValueError, a traceback; under honcho or systemd the clock died after one pass. Found by an
+    audit."""
+    from django.core.management import CommandError
+
+    from pathways.management.commands import scheduler
+
+    settings.ALPCARE_DAILY_REASSESS_AT = "00:00"
+
+    class Stopped(BaseException):
+        """Ends a loop the command should never have entered; not caught by the scheduler."""
+
+    real_sleep = scheduler.time.sleep
+
+    def sleep(seconds: float) -> None:
+        real_sleep(seconds)  # raises ValueError for -1 and nan, as in production
+        raise Stopped
+
+    monkeypatch.setattr(scheduler.time, "sleep", sleep)
+    with pytest.raises(CommandError, match=f"--interval: seconds from 0, not {interval}"):
+        call_command("scheduler", "--interval", interval, stdout=StringIO())
+    assert not ReassessmentRun.objects.exists()  # nothing done with a refused option
+
+
+@pytest.mark.queued_tasks
+@pytest.mark.parametrize("timeout", ["nan", "-5"])
+def test_the_reassess_command_refuses_a_bad_timeout_before_it_enqueues(
+    monkeypatch: pytest.MonkeyPatch, timeout: str
+) -> None:
+    """--timeout nan: `monotonic() > nan` is never true, so --wait waited for ever; --timeout -5
+    enqueued a run, then said "not finished after -5 s". Neither named --timeout as wrong. Found
+    by an audit."""
+    from django.core.management import CommandError
+
+    from pathways.management.commands import reassess
+
+    class Stopped(BaseException):
+        """Ends a wait the command should never have begun; not caught by the command."""
+
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) > 3:
+            raise Stopped("reassess --wait is still waiting")
+
+    monkeypatch.setattr(reassess.time, "sleep", sleep)
+    with pytest.raises(CommandError, match=f"--timeout: seconds from 0, not {timeout}"):
+        call_command("reassess", "--wait", "--timeout", timeout, stdout=StringIO())
+    assert not ReassessmentRun.objects.exists()

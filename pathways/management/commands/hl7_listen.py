@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import errno
 import logging
 import signal
+import socket
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -37,10 +39,18 @@ class Command(BaseCommand):
         parser.add_argument("--encoding", default="utf-8", help="message encoding (utf-8)")
 
     def handle(self, *args: Any, host: str, port: int, encoding: str, **options: Any) -> None:
+        # Refused here, not by every connection (with no ACK): an unknown name, or a codec
+        # that is not bytes-to-text (hex, base64, rot13), which codecs.lookup() finds too.
         try:
-            codecs.lookup(encoding)  # refused here, not by every connection (with no ACK)
+            codecs.lookup(encoding)
         except LookupError:
             raise CommandError(f"--encoding: no encoding named {encoding!r}") from None
+        try:
+            "MSH".encode(encoding).decode(encoding)
+        except (LookupError, UnicodeError):
+            raise CommandError(f"--encoding: {encoding!r} is not a text encoding") from None
+        if not 0 <= port <= 65535:
+            raise CommandError(f"--port: a TCP port from 0 to 65535, not {port}")
         asyncio.run(self._serve(host, port, encoding))
 
     async def _serve(self, host: str, port: int, encoding: str) -> None:
@@ -79,13 +89,28 @@ class Command(BaseCommand):
             finally:
                 writer.close()
 
+        server = await self._listen(connection, host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        server = await start_hl7_server(connection, host, port, limit=LIMIT)
         async with server:
             self.stdout.write(f"Listening for HL7 v2 (MLLP) on {host}:{port}")
             self.stdout.flush()
             await stop.wait()
         self.stdout.write("Stopped.")
+
+    async def _listen(self, connection: Any, host: str, port: int) -> Any:
+        """The server, or a CommandError naming the option at fault (not an OSError traceback)."""
+        try:
+            return await start_hl7_server(connection, host, port, limit=LIMIT)
+        except socket.gaierror as error:
+            raise CommandError(f"--host: cannot resolve {host!r} ({error.strerror})") from None
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CommandError(f"--port: {port} is already in use on {host}") from None
+            if error.errno == errno.EACCES:
+                raise CommandError(f"--port: not permitted to listen on {port}") from None
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise CommandError(f"--host: {host} is not an address of this machine") from None
+            raise CommandError(f"--host/--port: cannot listen on {host}:{port}: {error}") from None

@@ -49,6 +49,8 @@ class Command(BaseCommand):
             author = get_user_model().objects.filter(username=user).first()
             if author is None:
                 raise CommandError(f"--user: no user {user!r}")
+            if not author.is_active:  # as through the API, which takes only active users' tokens
+                raise CommandError(f"--user: {user!r} is deactivated")
             if not Membership.objects.filter(user=author, clinic=target).exists():
                 # As through the API: a user writes only to their own clinics' patients (the
                 # history and the access log would name them).

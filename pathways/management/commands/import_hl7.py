@@ -32,7 +32,9 @@ class Command(BaseCommand):
             if target is None:
                 raise CommandError(f"--clinic: no clinic with slug {clinic!r}")
         try:
-            content = hl7v2.read_file(file.read_bytes().decode(encoding))
+            text = file.read_bytes().decode(encoding)
+            # A file saved "with BOM": its byte order mark is not part of the first MSH.
+            content = hl7v2.read_file(text.removeprefix("\ufeff"))
         except OSError as error:
             raise CommandError(f"FILE: cannot read {file}: {error}") from error
         except LookupError:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, wait: bool, timeout: float, **options: Any) -> None:
+        if not (math.isfinite(timeout) and timeout >= 0):  # nan: --wait would wait for ever
+            raise CommandError(f"--timeout: seconds from 0, not {timeout:g}")
         run = tasks.reassessment_start(reason=ReassessmentRun.Reason.MANUAL)
         progress = tasks.run_progress(run)
         self.stdout.write(

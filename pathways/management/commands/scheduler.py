@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
 from pathways import tasks
@@ -26,6 +27,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, once: bool, interval: float, **options: Any) -> None:
+        # Before the first pass: time.sleep() refuses it only after a whole pass, then the
+        # clock stops.
+        if not (math.isfinite(interval) and interval >= 0):
+            raise CommandError(f"--interval: seconds from 0, not {interval:g}")
         while True:
             if once:  # cron reports a failed pass
                 for line in tasks.scheduler_tick():

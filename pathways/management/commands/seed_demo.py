@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.utils import timezone
 
-from pathways.demo import CLINICS, seed_demo, seed_synthetic
+from pathways.demo import CLINICS, MAX_SYNTHETIC_RESULTS, seed_demo, seed_synthetic
 from pathways.models import Clinic
 
 
@@ -37,6 +38,10 @@ class Command(BaseCommand):
         for name in ("patients", "results"):  # checked before anything is seeded
             if options[name] < 0:
                 raise CommandError(f"--{name}: a count from 0, not {options[name]}")
+        if options["results"] > MAX_SYNTHETIC_RESULTS:  # at most one a day, ten years back
+            raise CommandError(
+                f"--results: at most {MAX_SYNTHETIC_RESULTS} per patient, not {options['results']}"
+            )
         today = timezone.localdate()
         logins = seed_demo(today)
         if options["patients"]:
@@ -44,14 +49,17 @@ class Command(BaseCommand):
 
             clinic = Clinic.objects.get(slug=next(iter(CLINICS)))
             user = User.objects.get(username="clinician")
-            seed_synthetic(
-                clinic=clinic,
-                user=user,
-                count=options["patients"],
-                today=today,
-                seed=options["seed"],
-                results=options["results"],
-            )
+            try:
+                seed_synthetic(
+                    clinic=clinic,
+                    user=user,
+                    count=options["patients"],
+                    today=today,
+                    seed=options["seed"],
+                    results=options["results"],
+                )
+            except DatabaseError as error:  # one transaction: none of them was added
+                raise CommandError(f"no synthetic patients were added: {error}") from error
             self.stdout.write(f"Added {options['patients']} synthetic patients to {clinic}.")
         self.stdout.write(self.style.SUCCESS(f"Demo data ready. Log in at {options['url']} with:"))
         for login in logins:
