@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
@@ -109,6 +110,14 @@ def _locked(patient: Patient) -> Patient:
     return Patient.objects.select_for_update().get(pk=patient.pk)
 
 
+def _unchanged(patient: Patient, case: engine.Case, *, mrn: str, name: str) -> bool:
+    """The locked patient already holds this case, MRN and name."""
+    if (patient.mrn, patient.name) != (mrn, unicodedata.normalize("NFC", name)):
+        return False
+    stored = patient_to_case(patient, as_of=case.as_of)
+    return engine.case_to_document(stored) == engine.case_to_document(case)
+
+
 @transaction.atomic
 def patient_save_case(
     *,
@@ -137,6 +146,11 @@ def patient_save_case(
         existing_therapies: dict[tuple[str, date], list[Therapy]] = {}
     else:
         patient = _lock(patient, expected_version)
+        if _unchanged(patient, case, mrn=mrn, name=name):
+            # Saved as shown: nothing to record (no new version, no history row), as a FHIR
+            # Bundle equal to the stored case changes nothing; today's assessment all the same.
+            follow_ups_sync(patient=patient)
+            return patient
         patient.version += 1
         existing_labs = {
             (lab.test, lab.collected_on, lab.collected_time): lab

@@ -200,10 +200,12 @@ def post_as_shown(client: Any, url: str, data: dict[str, str], **kwargs: Any) ->
 
 
 class _FormParser(HTMLParser):
-    """The values a browser would submit for the admin change form as rendered."""
+    """The values a browser would submit for the admin change form as rendered (or the form
+    of id ``form_id``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, form_id: str | None = None) -> None:
         super().__init__()
+        self.form_id = form_id
         self.data: list[tuple[str, str]] = []
         self._in_form = False
         self._textarea: str | None = None
@@ -214,7 +216,11 @@ class _FormParser(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs_list: list[tuple[str, str | None]]) -> None:
         attrs = {k: (v or "") for k, v in attrs_list}
-        if tag == "form" and attrs.get("id", "").endswith("_form"):
+        if tag == "form" and (
+            attrs.get("id") == self.form_id
+            if self.form_id
+            else attrs.get("id", "").endswith("_form")
+        ):
             self._in_form = True
         if not self._in_form:
             return
@@ -256,11 +262,12 @@ class _FormParser(HTMLParser):
             self._select = None
 
 
-def form_as_shown(client: Any, url: str) -> dict[str, Any]:
-    """An admin change form's values as a browser submits them (a list per name)."""
+def form_as_shown(client: Any, url: str, form_id: str | None = None) -> dict[str, Any]:
+    """An admin change form's values (or the form ``form_id``'s) as a browser submits them (a
+    list per name)."""
     page = client.get(url)
     assert page.status_code == 200, url
-    parser = _FormParser()
+    parser = _FormParser(form_id)
     parser.feed(page.content.decode())
     data: dict[str, Any] = {}
     for name, value in parser.data:

@@ -8,10 +8,18 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from pathways.case_post import form_data
+from pathways.cases import patient_to_document
 from pathways.models import Patient
-from tests.factories import edit_page_post, paget_on_alendronate_document, stored_patient
+from tests.factories import (
+    edit_page_post,
+    form_as_shown,
+    paget_on_alendronate_document,
+    revision_2_inputs_document,
+    stored_patient,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -104,3 +112,23 @@ def test_rows_posted_without_their_management_form_are_refused_saying_so(
         "must be posted with the rows"
     )
     assert not Patient.objects.exists()
+
+
+def test_the_edit_page_saved_as_shown_records_no_change(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    """Saving the edit page unchanged made a new version and a history row, though the stored
+    case was the same (as a FHIR Bundle equal to it changes nothing); and a case stored from
+    a document with its diagnoses in another order than the form's was rewritten by the form.
+    Diagnoses are now kept in the declared order whatever the order given. Found by an audit."""
+    document = revision_2_inputs_document(timezone.localdate())
+    assert document["clinical"]["diagnoses"] == ["osteoporosis", "mgus"]
+    patient = stored_patient(north_clinic, alice, document)
+    before = patient_to_document(Patient.objects.get(pk=patient.pk))
+    version, history = patient.version, patient.history.count()
+    url = f"/patients/{patient.pk}/edit/"
+    response = alice_client.post(url, form_as_shown(alice_client, url, "case-form"))
+    assert response.status_code == 302
+    stored = Patient.objects.get(pk=patient.pk)
+    assert patient_to_document(stored) == before
+    assert (stored.version, stored.history.count()) == (version, history)

@@ -52,7 +52,7 @@ def test_every_revision_2_input_typed_into_the_form_is_stored_and_shown(
     assert str(patient.fracture_date) == document["clinical"]["fracture_date"]
     assert patient.creatinine_baseline == 0.9
     assert patient.mm_whole_body_imaging_done is True
-    assert patient.diagnoses == ["osteoporosis", "mgus"]
+    assert patient.diagnoses == ["mgus", "osteoporosis"]  # the declared order, as listed
     labs = {lab.test: lab for lab in patient.lab_results.all()}
     assert (labs["phosphate"].reference_low, labs["phosphate"].reference_high) == (0.8, 1.5)
     assert labs["alp"].reference_low == 35

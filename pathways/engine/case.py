@@ -398,9 +398,9 @@ class _Reader:
         for item in plan.numbers:
             if (number := fields.get(item.name)) is not None:
                 self.bounds(item, number, at)
-        for name in plan.lists:
-            if (listed := fields.get(name)) is not None:
-                fields[name] = tuple(listed)
+        for item in plan.lists:  # in the declared order: the same case however it was listed
+            if (listed := fields.get(item.name)) is not None:
+                fields[item.name] = tuple(value for value in item.values if value in listed)
         if len(self.errors) > count or "_failed" in fields:
             return None
         return fields
@@ -412,14 +412,14 @@ class _Plan:
 
     dates: tuple[CaseField, ...]
     numbers: tuple[CaseField, ...]
-    lists: tuple[str, ...]
+    lists: tuple[CaseField, ...]
 
 
 def _plan(group: Group) -> _Plan:
     return _Plan(
         dates=tuple(item for item in group.fields if item.kind == "date"),
         numbers=tuple(item for item in group.fields if item.kind == "number"),
-        lists=tuple(item.name for item in group.fields if item.kind == "choices"),
+        lists=tuple(item for item in group.fields if item.kind == "choices"),
     )
 
 

@@ -163,14 +163,14 @@ def test_rationale_names_the_facts_with_values_and_units() -> None:
 
 def test_rationale_names_coded_values_in_words() -> None:
     """A diagnosis reads as the form shows it ("Paget's disease of bone", "HIV/AIDS"), not as its
-    code ("paget", "hiv aids")."""
+    code ("paget", "hiv aids"); in the form's order, however the document listed them."""
     document = merged(
         paget_with_elevated_alp_on_alendronate(),
         clinical={"diagnoses": ["paget", "hiv_aids", "vitamin_d_deficiency"]},
     )
     rationale = recommendation(document, "calcium-vitamin-d").rationale
     assert rationale.startswith(
-        "Diagnoses: Paget's disease of bone, HIV/AIDS, vitamin D deficiency; current therapies: "
+        "Diagnoses: Paget's disease of bone, vitamin D deficiency, HIV/AIDS; current therapies: "
     )
 
 
