@@ -150,6 +150,9 @@ def test_import_hl7_clinic_override_and_errors(
         call_command("import_hl7", str(tmp_path / "empty.hl7"))
     with pytest.raises(CommandError, match="--encoding: no encoding named 'klingon'"):
         call_command("import_hl7", str(path), "--encoding", "klingon")
+    # Named as the listener names it (it said "no encoding named 'hex'").
+    with pytest.raises(CommandError, match="--encoding: 'hex' is not a text encoding"):
+        call_command("import_hl7", str(path), "--encoding", "hex")
 
 
 @pytest.mark.django_db

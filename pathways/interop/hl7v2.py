@@ -8,6 +8,7 @@ observation's fields, ``build_ack`` answers it.
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
@@ -74,6 +75,20 @@ class OruMessage:
         if issued is None or issued == (self.mrn, self.assigning_authority):
             return self
         return replace(self, mrn=issued[0], assigning_authority=issued[1])
+
+
+def encoding_problem(encoding: str) -> str | None:
+    """Why ``encoding`` cannot read HL7 text (None when it can): unknown, or a codec that does
+    not turn bytes into text (hex, base64, rot13)."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        return f"no encoding named {encoding!r}"
+    try:  # str.encode refuses a codec that is not text's with a LookupError
+        "MSH".encode(encoding).decode(encoding)
+    except (LookupError, UnicodeError, TypeError):
+        return f"{encoding!r} is not a text encoding"
+    return None
 
 
 def normalise(raw: str) -> str:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import codecs
 import errno
 import logging
 import signal
@@ -41,14 +40,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, host: str, port: int, encoding: str, **options: Any) -> None:
         # Refused here, not by every connection (with no ACK): an unknown name, or a codec
         # that is not bytes-to-text (hex, base64, rot13), which codecs.lookup() finds too.
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            raise CommandError(f"--encoding: no encoding named {encoding!r}") from None
-        try:
-            "MSH".encode(encoding).decode(encoding)
-        except (LookupError, UnicodeError):
-            raise CommandError(f"--encoding: {encoding!r} is not a text encoding") from None
+        if (problem := hl7v2.encoding_problem(encoding)) is not None:
+            raise CommandError(f"--encoding: {problem}")
         if not 0 <= port <= 65535:
             raise CommandError(f"--port: a TCP port from 0 to 65535, not {port}")
         asyncio.run(self._serve(host, port, encoding))

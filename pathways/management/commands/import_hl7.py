@@ -31,14 +31,14 @@ class Command(BaseCommand):
             target = Clinic.objects.filter(slug=clinic).first()
             if target is None:
                 raise CommandError(f"--clinic: no clinic with slug {clinic!r}")
+        if (problem := hl7v2.encoding_problem(encoding)) is not None:
+            raise CommandError(f"--encoding: {problem}")
         try:
             text = file.read_bytes().decode(encoding)
             # A file saved "with BOM": its byte order mark is not part of the first MSH.
             content = hl7v2.read_file(text.removeprefix("\ufeff"))
         except OSError as error:
             raise CommandError(f"FILE: cannot read {file}: {error}") from error
-        except LookupError:
-            raise CommandError(f"--encoding: no encoding named {encoding!r}") from None
         except UnicodeDecodeError as error:  # never read with stand-in characters
             raise CommandError(
                 f"FILE: byte {error.start} of {file} is not {encoding} (give --encoding)"
