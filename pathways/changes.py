@@ -12,10 +12,18 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pathways import engine, firing
+from pathways.engine.conditions import parameter_references
 from pathways.models import RuleSetPublication
 from pathways.rules import rule_set_for
 
 _RULE_WORDING = ("title", "rationale", "priority", "enabled")
+# When the rule fires, is escalated or stood down: shown as written, one row each.
+_RULE_LOGIC = (
+    ("condition", "condition"),
+    ("escalate_when", "escalated when"),
+    ("escalate_to", "escalated to"),
+    ("suppressions", "stood down when"),
+)
 
 
 @dataclass
@@ -34,8 +42,22 @@ def _threshold_text(parameter: engine.Parameter | None) -> str:
     return f"{parameter.value:g}{unit}"
 
 
+def _logic_text(value: object) -> str:
+    if value is None or value == "" or value == ():
+        return "(none)"
+    if isinstance(value, tuple):  # suppressions
+        return "; ".join(f"{s.condition} ({s.reason})" for s in value)
+    return str(value)
+
+
+def _expressions(rule: engine.Rule) -> str:
+    """Every CEL expression of the rule: the parameters it names are its thresholds."""
+    suppressions = [suppression.condition for suppression in rule.suppressions]
+    return " ; ".join([rule.condition, rule.escalate_when or "", *suppressions])
+
+
 def rule_changes(*, publication: RuleSetPublication) -> list[RuleChange]:
-    """Each rule whose wording or thresholds differ from the version it replaced."""
+    """Each rule whose wording, logic or thresholds differ from the version it replaced."""
     after = rule_set_for(publication.rule_set)
     before = rule_set_for(publication.replaced) if publication.replaced else after
     old_rules = {rule.code: rule for rule in before.rules}
@@ -55,13 +77,17 @@ def rule_changes(*, publication: RuleSetPublication) -> list[RuleChange]:
             was, now = str(getattr(old, name)), str(getattr(new, name))
             if was != now:
                 change.wording.append((name, was, now))
+        for name, shown_as in _RULE_LOGIC:
+            was, now = _logic_text(getattr(old, name)), _logic_text(getattr(new, name))
+            if was != now:
+                change.wording.append((shown_as, was, now))
+        named_here = set(parameter_references(_expressions(new)))
         for name in dict.fromkeys([*old_parameters, *new_parameters]):
             was_p, now_p = old_parameters.get(name), new_parameters.get(name)
             either = now_p or was_p
             assert either is not None
-            shared_here = either.rule is None and f"params.{name}" in (
-                f"{new.condition} {new.escalate_when or ''}"
-            )
+            # Named as a whole word: params.extreme_al is not params.extreme_alp.
+            shared_here = either.rule is None and name in named_here
             if either.rule != code and not shared_here:
                 continue
             if _threshold_text(was_p) != _threshold_text(now_p):

@@ -31,6 +31,7 @@ THERAPY_HELP = (
     + "."
 )
 LAB_PARTS = ("test", "value", "unit", "collected_at", "reference_high", "reference_low")
+THERAPY_PARTS = ("agent", "start", "end")
 
 
 def _number(text: str) -> float | str:
@@ -91,6 +92,12 @@ class RuleExampleCaseForm(forms.ModelForm):
         from pathways.rules_admin import _require_draft  # the admin's own draft check
 
         _require_draft(self)
+        for name, parts, read in (
+            ("labs", LAB_PARTS, "test, value, unit, collected at, upper and lower limits"),
+            ("therapies", THERAPY_PARTS, "agent, start date, end date"),
+        ):
+            for problem in extra_part_problems(cleaned.get(name, ""), len(parts), read):
+                self.add_error(name, problem)
         if any(name in self.errors for name in self.CASE_FIELDS):
             return cleaned
         document = case_document(cleaned)
@@ -137,6 +144,16 @@ def _lines(text: str) -> list[list[str]]:
     ]
 
 
+def extra_part_problems(text: str, most: int, read: str) -> list[str]:
+    """A line with more comma-separated parts than are read: the rest would be dropped unseen."""
+    return [
+        f'line {n} "{line.strip()}" has {len(line.split(","))} parts; at most {most} are read '
+        f"({read})"
+        for n, line in enumerate((text or "").splitlines(), start=1)
+        if len(line.split(",")) > most
+    ]
+
+
 def case_document(cleaned: dict[str, Any]) -> dict[str, Any]:
     """The case document (spec §1) the form's fields describe; a field not given is left out
     (the engine applies its default)."""
@@ -151,7 +168,7 @@ def case_document(cleaned: dict[str, Any]) -> dict[str, Any]:
         labs.append(lab)
     therapies = []
     for parts in _lines(cleaned.get("therapies", "")):
-        parts += [""] * (3 - len(parts))
+        parts += [""] * (len(THERAPY_PARTS) - len(parts))
         therapies.append({"agent": parts[0], "start": parts[1], "end": parts[2] or None})
     document: dict[str, Any] = {"as_of": _iso(cleaned.get("as_of")), "labs": labs}
     for group in PATIENT_GROUPS:

@@ -27,6 +27,7 @@ from pathways import engine, impact, publishing, rules, tasks, versions
 from pathways.access import is_id
 from pathways.admin_history import ReadOnlyAdmin, ScopedHistoryAdmin
 from pathways.engine.dates import add_months
+from pathways.engine.validate import anchor_problem, rule_code_problem, satisfied_by_problem
 from pathways.example_forms import RuleExampleCaseForm
 from pathways.listing import listed
 from pathways.models import (
@@ -258,7 +259,15 @@ class RuleForm(forms.ModelForm):
         if rule_set is None:
             return cleaned
         code = cleaned.get("code") or self.instance.code
+        if "code" in cleaned and (problem := rule_code_problem(cleaned["code"])) is not None:
+            self.add_error("code", problem)  # the publish gate's own check and words
         parameter_names, codes = _names_for_conditions(rule_set, code)
+        if "citations" in cleaned and cleaned["citations"] in (None, ""):
+            cleaned["citations"] = []  # an emptied box: refused below, as the gate would
+        if "citations" in cleaned and "citations" not in self.errors:
+            known = set(Citation.objects.filter(rule_set=rule_set).values_list("key", flat=True))
+            for problem in citation_problems(cleaned["citations"], known):
+                self.add_error("citations", problem)
         for name in ("condition", "escalate_when"):
             expression = cleaned.get(name)
             if expression and name not in self.errors:
@@ -275,6 +284,19 @@ class RuleForm(forms.ModelForm):
             ):
                 self.add_error("suppressions", problem)
         return cleaned
+
+
+def citation_problems(value: Any, known_keys: set[str]) -> list[str]:
+    """What is wrong with a rule's citations as edited: a list of the draft's citation keys."""
+    if not isinstance(value, list) or not all(isinstance(key, str) for key in value):
+        return ['a list of citation keys in quotes is required, such as ["S0-7"]']
+    if not value:
+        return ["at least one citation is required"]
+    return [
+        f'unknown citation "{key}": add it under Citations first, or correct the key'
+        for key in value
+        if key not in known_keys
+    ]
 
 
 def suppression_problems(value: Any, parameter_names: list[str], codes: list[str]) -> list[str]:
@@ -619,7 +641,19 @@ class ParameterForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _require_draft(self)
+        rule_set = _require_draft(self)
+        owner = cleaned.get("rule_code")
+        owned_by_no_rule = (
+            owner
+            and rule_set is not None
+            and not Rule.objects.filter(rule_set=rule_set, code=owner).exists()
+        )
+        if owned_by_no_rule:
+            self.add_error(
+                "rule_code",
+                f'No rule "{owner}" in this rule set: give the code of the rule the '
+                "parameter belongs to, or leave it blank for a shared parameter.",
+            )
         instance = self.instance
         value = cleaned.get("value")
         minimum = cleaned.get("minimum", instance.minimum)
@@ -705,11 +739,40 @@ class FollowUpRuleForm(forms.ModelForm):
             problem = engine.check_condition(when, parameter_names, codes)
             if problem:
                 self.add_error("when", problem)
-        unknown = [code for code in cleaned.get("rules") or [] if code not in codes]
-        if unknown:
-            self.add_error("rules", f"Unknown rule code(s): {', '.join(unknown)}")
+        for name in ("rules", "satisfied_by"):
+            if name in cleaned and cleaned[name] in (None, ""):
+                cleaned[name] = []  # an emptied box: none
+        rules_given = cleaned.get("rules", [])
+        if not _text_list(rules_given):
+            self.add_error(
+                "rules", 'a list of rule codes in quotes is required, such as ["bone-scan"]'
+            )
+        else:
+            unknown = [code for code in rules_given if code not in codes]
+            if unknown:
+                self.add_error("rules", f"Unknown rule code(s): {', '.join(unknown)}")
+        satisfied_by = cleaned.get("satisfied_by", [])
+        if not _text_list(satisfied_by):
+            self.add_error(
+                "satisfied_by",
+                'a list of lab tests or therapies in quotes is required, such as ["alp"] or '
+                '["therapy:bisphosphonate"]',
+            )
+        else:
+            for test in satisfied_by:
+                if (problem := satisfied_by_problem(test)) is not None:
+                    self.add_error("satisfied_by", problem)
+        anchor = cleaned.get("anchor")
+        if anchor and (problem := anchor_problem(anchor)) is not None:
+            self.add_error("anchor", f"{problem}: the due date is counted from a date fact")
         if cleaned.get("offset_parameter") and cleaned["offset_parameter"] not in parameter_names:
             self.add_error("offset_parameter", "Unknown parameter.")
+        if cleaned.get("offset_parameter") and cleaned.get("offset_value") is not None:
+            self.add_error(
+                "offset_value",
+                "Give an offset value or an offset parameter, not both: the parameter's value "
+                "would be used and this one ignored.",
+            )
         if cleaned.get("offset_value") is not None and cleaned.get("offset_unit"):
             problem = engine.offset_problem(cleaned["offset_value"], cleaned["offset_unit"])
             if problem:  # refused here, not first at publishing
@@ -717,10 +780,34 @@ class FollowUpRuleForm(forms.ModelForm):
         return cleaned
 
 
+def _text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
 class DraftOnlyForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         _require_draft(self)
+        return cleaned
+
+
+class CitationForm(DraftOnlyForm):
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        old_key, new_key = self.instance.key, cleaned.get("key")
+        if self.instance.pk is not None and new_key is not None and new_key != old_key:
+            # Renamed, the rules citing it would cite a key that no longer exists.
+            rules_citing = [
+                rule.code
+                for rule in Rule.objects.filter(rule_set_id=self.instance.rule_set_id)
+                if isinstance(rule.citations, list) and old_key in rule.citations
+            ]
+            if rules_citing:
+                self.add_error(
+                    "key",
+                    f'"{old_key}" is cited by rule(s) {", ".join(rules_citing)}: change their '
+                    "citations first, then rename the key.",
+                )
         return cleaned
 
 
@@ -759,7 +846,7 @@ class DoseBandAdmin(RuleSetPartAdmin):
 
 @admin.register(Citation)
 class CitationAdmin(RuleSetPartAdmin):
-    form = DraftOnlyForm
+    form = CitationForm
     list_display = ["key", "kind", "text", "grade", "url"]
     list_filter = [RuleSetFilter, "kind"]
     search_fields = ["key", "text"]

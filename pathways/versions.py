@@ -153,13 +153,22 @@ def _band_text(band: engine.UlnBand | engine.DoseBand) -> str:
         if band.pregnancy:
             weeks = f"{band.gestational_week_to}" if band.gestational_week_to else "term"
             who += f", pregnancy weeks {band.gestational_week_from} to {weeks}"
+        if band.trimester:
+            who += f", {band.trimester} trimester"
         lower = f"LLN {band.lln:g}, " if band.lln is not None else ""
+        # The label is shown to clinicians as the ULN's source: a change to it is a change.
+        shown = f"; shown as {band.label!r}" if band.label else ""
         return (
             f"{band.test} {who} {band.age_from} {band.age_from_unit} to {upper}: "
-            f"{lower}ULN {band.uln:g} {band.unit}"
+            f"{lower}ULN {band.uln:g} {band.unit}{shown}{_source_text(band.source)}"
         )
     dose = f"{band.dose_mg:g} mg" if band.dose_mg is not None else "not recommended"
-    return f"CrCl {_text(band.crcl_from) or '…'} to {_text(band.crcl_to) or '…'}: {dose}"
+    crcl = f"CrCl {_text(band.crcl_from) or '…'} to {_text(band.crcl_to) or '…'}"
+    return f"{crcl}: {dose}{_source_text(band.source)}"
+
+
+def _source_text(source: str) -> str:
+    return f"; source: {source}" if source else ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -403,3 +403,59 @@ def test_a_part_saved_while_its_draft_is_submitted_is_refused_not_slipped_in() -
     assert draft.in_review and parameter.value == before
     assert other.pk not in publishing.ruleset_editor_ids(draft)
     assert len(answers) == 1 and "Not saved: Rule set" in answers[0] and "in review" in answers[0]
+
+
+def _what_changed_after_publishing(draft: RuleSet, publisher: User) -> list[Any]:
+    from pathways import changes
+    from tests.factories import publish_reviewed
+
+    published = publish_reviewed(rule_set=draft, user=publisher, note="tuned")
+    return changes.rule_changes(publication=published.publications.get())
+
+
+def test_the_what_changed_page_lists_a_rule_whose_condition_changed(
+    editor: User, publisher: User
+) -> None:
+    """Only wording and thresholds were compared: a rule that now stays silent above 100000 U/L
+    was not listed. Found by an audit."""
+    from pathways.models import Rule
+
+    draft = publishing.ruleset_start_draft(user=editor)
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    rule.condition = rule.condition + " && alp_latest < 100000.0"
+    rule.save()
+    listed = _what_changed_after_publishing(draft, publisher)
+    assert [c.code for c in listed] == ["extreme-alp"]
+    assert [what for what, _, _ in listed[0].wording] == ["condition"]
+
+
+def test_the_what_changed_page_lists_a_rule_given_a_new_suppression(
+    editor: User, publisher: User
+) -> None:
+    """A rule given a new suppression (stood down in a new context) was not listed. Found by
+    an audit."""
+    from pathways.models import Rule
+
+    draft = publishing.ruleset_start_draft(user=editor)
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    rule.suppressions = [
+        *rule.suppressions,
+        {"condition": "alp_latest > 100000.0", "reason": "stood down above 100000 U/L"},
+    ]
+    rule.save()
+    listed = _what_changed_after_publishing(draft, publisher)
+    assert [c.code for c in listed] == ["extreme-alp"]
+    assert "stood down above 100000 U/L" in listed[0].wording[0][2]
+
+
+def test_a_new_parameter_whose_name_begins_another_rules_parameter_is_not_its_threshold(
+    editor: User, publisher: User
+) -> None:
+    """`params.extreme_al` was found inside `params.extreme_alp`: a new, unused parameter was
+    shown as a changed threshold of the extreme-alp rule. Found by an audit."""
+    draft = publishing.ruleset_start_draft(user=editor)
+    Parameter.objects.create(
+        rule_set=draft, name="extreme_al", value=5, minimum=0, maximum=10, description=""
+    )
+    listed = _what_changed_after_publishing(draft, publisher)
+    assert listed == [], [(c.code, c.thresholds) for c in listed]

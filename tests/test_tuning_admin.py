@@ -855,3 +855,179 @@ def test_an_example_saved_as_shown_keeps_its_numbers_exactly(
     assert publisher_client.post(url, data).status_code == 302
     example.refresh_from_db()
     assert engine.case_to_document(engine.parse_case(example.case)) == before
+
+
+def _shown_with(client: Client, url: str, **changes: str) -> dict[str, Any]:
+    """An admin change form as shown, with some fields changed as an editor would type them."""
+    return {**form_as_shown(client, url), **changes}
+
+
+def _page(response: Any) -> str:
+    return html.unescape(response.content.decode())
+
+
+@pytest.mark.parametrize(
+    ("citations", "said"),
+    [
+        ("5", "a list of citation keys"),
+        ('"S0-7"', "a list of citation keys"),  # text, read letter by letter as the list
+        ('["no-such-source"]', 'unknown citation "no-such-source"'),
+    ],
+)
+def test_rule_citations_that_are_not_a_list_of_known_keys_are_refused_on_the_field(
+    editor_client: Client, draft: RuleSet, citations: str, said: str
+) -> None:
+    """A rule's citations were saved as typed: a number broke the draft's page and every rule
+    page with a 500, text was read letter by letter, and an unknown key was refused first at
+    publishing. Found by an audit."""
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    before = list(rule.citations)
+    url = f"/admin/pathways/rule/{rule.pk}/change/"
+    response = editor_client.post(url, _shown_with(editor_client, url, citations=citations))
+    assert response.status_code == 200 and said in _page(response)
+    rule.refresh_from_db()
+    assert rule.citations == before
+    assert editor_client.get(f"/admin/pathways/ruleset/{draft.pk}/change/").status_code == 200
+
+
+@pytest.mark.parametrize("field", ["rules", "satisfied_by"])
+def test_follow_up_rules_or_satisfied_by_that_are_not_a_list_are_refused_on_the_field(
+    editor_client: Client, draft: RuleSet, field: str
+) -> None:
+    """A follow-up's `rules` given as a number answered 500; `satisfied_by` given so was saved
+    and broke the draft's page. Found by an audit."""
+    from pathways.models import FollowUpRule
+
+    follow_up = FollowUpRule.objects.filter(rule_set=draft).first()
+    assert follow_up is not None
+    before = getattr(follow_up, field)
+    url = f"/admin/pathways/followuprule/{follow_up.pk}/change/"
+    response = editor_client.post(url, _shown_with(editor_client, url, **{field: "5"}))
+    assert response.status_code == 200 and "a list of" in _page(response)
+    follow_up.refresh_from_db()
+    assert getattr(follow_up, field) == before
+    assert editor_client.get(f"/admin/pathways/ruleset/{draft.pk}/change/").status_code == 200
+
+
+def test_a_follow_up_with_both_an_offset_value_and_an_offset_parameter_is_refused(
+    editor_client: Client, draft: RuleSet
+) -> None:
+    """Both were saved and the value silently ignored (the engine uses the parameter). Found
+    by an audit."""
+    from pathways.models import FollowUpRule
+
+    follow_up = FollowUpRule.objects.filter(rule_set=draft).exclude(offset_parameter="").first()
+    assert follow_up is not None
+    url = f"/admin/pathways/followuprule/{follow_up.pk}/change/"
+    response = editor_client.post(url, _shown_with(editor_client, url, offset_value="3"))
+    assert response.status_code == 200 and "not both" in _page(response)
+    follow_up.refresh_from_db()
+    assert follow_up.offset_value is None
+
+
+def test_a_follow_up_anchor_that_is_not_a_date_fact_is_refused_when_saved(
+    editor_client: Client, draft: RuleSet
+) -> None:
+    """An anchor the publish gate refuses (a number, not a date) was saved. Found by an
+    audit."""
+    from pathways.models import FollowUpRule
+
+    follow_up = FollowUpRule.objects.filter(rule_set=draft).first()
+    assert follow_up is not None
+    url = f"/admin/pathways/followuprule/{follow_up.pk}/change/"
+    response = editor_client.post(url, _shown_with(editor_client, url, anchor="alp_latest"))
+    assert response.status_code == 200
+    assert '"alp_latest" is not a date fact' in _page(response)
+    follow_up.refresh_from_db()
+    assert follow_up.anchor != "alp_latest"
+
+
+def test_a_new_rule_whose_code_is_not_kebab_case_is_refused_on_the_code_field(
+    editor_client: Client, draft: RuleSet
+) -> None:
+    """A code the publish gate refuses was saved; the form now gives the gate's own words.
+    Found by an audit."""
+    data = {
+        "rule_set": draft.pk,
+        "code": "Extreme_ALP_2",
+        "pathway": "both",
+        "priority": "high",
+        "enabled": "on",
+        "position": 99,
+        "title": "ALP above 2000 U/L",
+        "rationale": "ALP {alp_latest}",
+        "citations": '["S0-7"]',
+        "condition": "alp_latest != null && alp_latest > 2000.0",
+        "escalate_when": "",
+        "escalate_to": "",
+        "suppressions": "[]",
+        "examples-TOTAL_FORMS": 0,
+        "examples-INITIAL_FORMS": 0,
+        "examples-MIN_NUM_FORMS": 0,
+        "examples-MAX_NUM_FORMS": 1000,
+    }
+    response = editor_client.post("/admin/pathways/rule/add/", data)
+    assert response.status_code == 200 and "code must be kebab-case" in _page(response)
+    assert not Rule.objects.filter(rule_set=draft, code="Extreme_ALP_2").exists()
+
+
+def test_a_new_parameter_owned_by_a_rule_that_does_not_exist_is_refused(
+    editor_client: Client, draft: RuleSet
+) -> None:
+    """A parameter owned by no rule was saved and refused first at publishing. Found by an
+    audit."""
+    response = editor_client.post(
+        "/admin/pathways/parameter/add/",
+        {
+            "rule_set": draft.pk,
+            "name": "new_threshold",
+            "value": "5",
+            "unit": "",
+            "minimum": "0",
+            "maximum": "10",
+            "rule_code": "no-such-rule",
+            "description": "",
+        },
+    )
+    assert response.status_code == 200 and 'No rule "no-such-rule"' in _page(response)
+    assert not Parameter.objects.filter(rule_set=draft, name="new_threshold").exists()
+
+
+def test_renaming_a_citation_key_that_rules_cite_is_refused_naming_the_rules(
+    editor_client: Client, draft: RuleSet
+) -> None:
+    """Renaming a cited key left the rules citing a key that no longer exists. Found by an
+    audit."""
+    from pathways.models import Citation
+
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    key = rule.citations[0]
+    citation = Citation.objects.get(rule_set=draft, key=key)
+    url = f"/admin/pathways/citation/{citation.pk}/change/"
+    response = editor_client.post(url, _shown_with(editor_client, url, key=key + "-renamed"))
+    assert response.status_code == 200
+    assert "extreme-alp" in _page(response).split(f'"{key}" is cited by rule(s)', 1)[1]
+    citation.refresh_from_db()
+    assert citation.key == key
+
+
+@pytest.mark.parametrize(
+    ("field", "line"),
+    [
+        ("labs", "alp, 412, U/L, 2026-06-01T08:15, 129, 30, 2026-06-02"),
+        ("therapies", "alendronate, 2026-06-10, 2026-08-01, zoledronic_acid"),
+    ],
+)
+def test_an_example_line_with_more_parts_than_the_form_reads_is_refused_naming_the_line(
+    editor_client: Client, draft: RuleSet, field: str, line: str
+) -> None:
+    """A lab line's seventh part (a therapy line's fourth) was dropped without a word. Found
+    by an audit."""
+    rule = Rule.objects.get(rule_set=draft, code="extreme-alp")
+    data = example_post(rule, "one part too many", True, paget_on_alendronate_document())
+    response = editor_client.post("/admin/pathways/ruleexample/add/", {**data, field: line})
+    assert response.status_code == 200 and f'"{line}"' in _page(response)
+    assert not RuleExample.objects.filter(name="one part too many").exists()
+    without_it = line.rsplit(",", 1)[0]
+    saved = editor_client.post("/admin/pathways/ruleexample/add/", {**data, field: without_it})
+    assert saved.status_code == 302

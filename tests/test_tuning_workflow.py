@@ -561,3 +561,37 @@ def test_a_retry_does_not_count_what_other_reassessments_changed_since_the_publi
     impact = PublicationClinicImpact.objects.get(publication=publication, clinic=north_clinic)
     assert impact.changes == {"extreme-alp": {"gained": 0, "lost": 1}}, impact.changes
     assert impact.patients_changed == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "value"),
+    [
+        ("UlnBand", "label", "adults, relabelled"),  # shown to clinicians as the ULN's source
+        ("UlnBand", "source", "a new source"),
+        ("DoseBand", "source", "a new source"),
+    ],
+)
+def test_the_diff_shows_a_changed_reference_interval_label_or_band_source(
+    editor: User, model: str, field: str, value: str
+) -> None:
+    """A reference interval's label or source, or a dose band's source, could change and the
+    diff showed nothing. Found by an audit."""
+    from pathways import models
+
+    draft = publishing.ruleset_start_draft(user=editor)
+    band = getattr(models, model).objects.filter(rule_set=draft).first()
+    setattr(band, field, value)
+    band.save()
+    diff = versions.ruleset_diff(old=RuleSet.objects.get(is_current=True), new=draft)
+    assert [c.kind for c in diff] == ["removed", "added"] and value in diff[1].key
+
+
+def test_a_bytes_literal_in_fired_is_not_accepted_as_a_reference_to_the_rule() -> None:
+    """`b"bone-scan" in fired` was read as a reference to bone-scan, but a bytes value is never
+    in the list of fired codes: the condition was silently never true. Found by an audit."""
+    import cel
+
+    program = cel.compile('b"bone-scan" in fired')
+    assert program.execute(cel.Context({"fired": ["bone-scan"]})) is False
+    assert engine.check_condition('b"bone-scan" in fired', [], ["bone-scan"]) is not None
+    assert engine.check_condition('"bone-scan" in fired', [], ["bone-scan"]) is None

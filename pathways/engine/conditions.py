@@ -18,7 +18,9 @@ FIRED_VARIABLE = "fired"
 SUPPRESSED_VARIABLE = "suppressed"
 
 _STRING_RE = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'""")
-_FIRED_RE = re.compile(r"""(["'])([^"'\\\n]*)\1\s+in\s+fired\b""")
+# A plain (or raw) string literal only: b"code" is bytes, never equal to a code in `fired`.
+_CODE_LITERAL = r"""(?<![\w"'])[rR]?(["'])([^"'\\\n]*)\1"""
+_FIRED_RE = re.compile(_CODE_LITERAL + r"\s+in\s+fired\b")
 _PARAM_RE = re.compile(r"\bparams\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _MACRO_RE = re.compile(
     r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,"
@@ -27,7 +29,7 @@ _MACRO_OVER_RE = re.compile(
     r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*"
     r"([A-Za-z_][A-Za-z0-9_]*)\s*,"
 )
-_SUPPRESSED_RE = re.compile(r"""(["'])([^"'\\\n]*)\1\s+in\s+suppressed\b""")
+_SUPPRESSED_RE = re.compile(_CODE_LITERAL + r"\s+in\s+suppressed\b")
 _WORD_RE = re.compile(r"\bfired\b")
 _SUPPRESSED_WORD_RE = re.compile(r"\bsuppressed\b")
 _ATTRIBUTE_RE = re.compile(r"\.\s*([A-Za-z_][A-Za-z0-9_]*)")

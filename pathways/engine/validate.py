@@ -37,6 +37,28 @@ def offset_problem(offset: int, unit: str) -> str | None:
     return None
 
 
+def rule_code_problem(code: str) -> str | None:
+    """What is wrong with a rule's code (None: nothing): the gate's check, also the admin's."""
+    if not CODE_RE.fullmatch(code):
+        return "code must be kebab-case (lower-case words joined by '-')"
+    return None
+
+
+def anchor_problem(anchor: str) -> str | None:
+    """What is wrong with a follow-up's anchor (None: nothing): it must be a date fact."""
+    return None if anchor in DATE_FACTS else f'"{anchor}" is not a date fact'
+
+
+def satisfied_by_problem(test: str) -> str | None:
+    """What is wrong with one entry of a follow-up's satisfied_by (None: nothing)."""
+    if test.startswith(THERAPY_PREFIX):
+        if test[len(THERAPY_PREFIX) :] not in (*AGENTS, "bisphosphonate"):
+            return f'"{test}" names no therapy agent'
+    elif test not in TESTS:
+        return f'"{test}" is not a lab test'
+    return None
+
+
 MENOPAUSE = ("any", "pre", "post")
 TRIMESTERS = ("", "first", "second", "third")
 # Ages at which the ULN table must give a value: every day of the first year, then each year.
@@ -114,8 +136,8 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
     # Rules.
     for rule in rule_set.rules:
         where = f"rule {rule.code}"
-        if not CODE_RE.fullmatch(rule.code):
-            error(where, "code must be kebab-case (lower-case words joined by '-')")
+        if (problem := rule_code_problem(rule.code)) is not None:
+            error(where, problem)
         if rule.pathway not in RULE_PATHWAYS:
             error(where, f'pathway "{rule.pathway}" is not one of: {", ".join(RULE_PATHWAYS)}')
         if rule.priority not in PRIORITIES:
@@ -172,8 +194,8 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
         if follow_up.when:
             for message in check_expression(follow_up.when, parameter_names, codes).errors:
                 error(f"{where}: when", message)
-        if follow_up.anchor not in DATE_FACTS:
-            error(f"{where}: anchor", f'"{follow_up.anchor}" is not a date fact')
+        if (problem := anchor_problem(follow_up.anchor)) is not None:
+            error(f"{where}: anchor", problem)
         if follow_up.offset_unit not in OFFSET_UNITS:
             error(f"{where}: offset_unit", f'"{follow_up.offset_unit}" is not months or days')
         longest = _MAX_OFFSET.get(follow_up.offset_unit, _MAX_OFFSET["months"])
@@ -192,11 +214,8 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
         elif (problem := offset_problem(follow_up.offset, follow_up.offset_unit)) is not None:
             error(f"{where}: offset", problem)
         for test in follow_up.satisfied_by:
-            if test.startswith(THERAPY_PREFIX):
-                if test[len(THERAPY_PREFIX) :] not in (*AGENTS, "bisphosphonate"):
-                    error(f"{where}: satisfied_by", f'"{test}" names no therapy agent')
-            elif test not in TESTS:
-                error(f"{where}: satisfied_by", f'"{test}" is not a lab test')
+            if (problem := satisfied_by_problem(test)) is not None:
+                error(f"{where}: satisfied_by", problem)
 
     _validate_uln_bands(rule_set, error)
     for index, band in enumerate(rule_set.za_dose_bands):
