@@ -44,9 +44,32 @@ if not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
         "DJANGO_SECRET_KEY must be set to a random value of at least 50 characters (or "
         "DJANGO_DEBUG=1 for local development)."
     )
+
+
+def _development_key(path: Path) -> str:
+    """Debug without DJANGO_SECRET_KEY: one key for every process of this checkout, made once
+    and kept (git-ignored, owner-only). `make run` seeds in one process and serves in others:
+    with a key per process, the recovery codes it printed (kept as digests keyed on the
+    secret key) never worked in the server, nor a session after an autoreload."""
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    key = "dev-" + secrets.token_urlsafe(50)
+    draft = path.with_name(f"{path.name}.{os.getpid()}")
+    draft.write_text(key, encoding="ascii")
+    draft.chmod(0o600)
+    try:
+        os.link(draft, path)  # never over a key another process made meanwhile
+    except FileExistsError:
+        key = path.read_text(encoding="ascii").strip()
+    finally:
+        draft.unlink()
+    return key
+
+
 if not SECRET_KEY:
-    # A throwaway key per process: debug sessions do not survive a restart, nothing leaks.
-    SECRET_KEY = "dev-" + secrets.token_urlsafe(50)
+    SECRET_KEY = _development_key(BASE_DIR / ".dev-secret-key")
 
 
 def _run_hosts() -> str:

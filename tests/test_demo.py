@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+import sys
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -133,3 +136,41 @@ def test_synthetic_patients_have_the_results_asked_for_or_it_is_refused() -> Non
     with pytest.raises(CommandError, match="--results: at most 3650 per patient, not 3651"):
         call_command("seed_demo", "--patients", "1", "--results", "3651", stdout=StringIO())
     assert Patient.objects.filter(mrn__startswith="SYN-").count() == 1
+
+
+CHECK = """
+from django.contrib.auth.models import User
+from pathways.twofactor import CodeForm
+user = User.objects.get(username="editor")
+form = CodeForm(user, None, data={"otp_token": CODE})
+print("VERIFIED" if form.is_valid() else "REFUSED")
+"""
+
+
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_make_run_demo_recovery_codes_work_in_the_server_it_starts(tmp_path: Path) -> None:
+    """`make run` runs `seed_demo` and then the server as separate processes, both with
+    DJANGO_DEBUG=1 and no DJANGO_SECRET_KEY (README: "paste one of the three recovery codes
+    printed under their login"). Each process drew its own throwaway key, so the codes
+    seed_demo kept as digests never matched in the server. Found by a review."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALPCARE_"))}
+    env.update(DJANGO_DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}")
+    assert _manage(env, "migrate", "--no-input", "-v0").returncode == 0
+    seeded = _manage(env, "seed_demo")
+    assert seeded.returncode == 0, seeded.stderr
+    editor_line = seeded.stdout.split("username editor", 1)[1]
+    code = re.search(r"recovery codes ([0-9a-z]{8})", editor_line).group(1)  # type: ignore[union-attr]
+    # A later process (the web server `make run` starts next), as a request would verify it.
+    checked = _manage(env, "shell", "-c", f"CODE = {code!r}\n{CHECK}")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.strip().splitlines()[-1] == "VERIFIED"
