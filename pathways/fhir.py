@@ -17,6 +17,7 @@ Re-importing an export leaves the stored patient unchanged (tests/test_fhir_impo
 from __future__ import annotations
 
 import copy
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -283,7 +284,8 @@ def import_bundle(data: object, *, clinic: Clinic, user: Any, path: str) -> Impo
             raise BundleInvalid(
                 [_issue_for(error, sources, content.patient_path) for error in invalid.errors]
             ) from None
-        name = content.name or (patient.name if patient else "")
+        # Composed, as Patient.save keeps it: a Bundle's "É" as E and an accent is no change.
+        name = unicodedata.normalize("NFC", content.name or (patient.name if patient else ""))
         unchanged = (
             patient is not None and engine.case_to_document(case) == before and name == patient.name
         )

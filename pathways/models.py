@@ -85,12 +85,16 @@ class PatientQuerySet(models.QuerySet["Patient"]):
         return self.filter(clinic__in=Clinic.objects.filter(memberships__user=user))
 
 
+SORT_NAME_LENGTH = 200
+
+
 def name_sort_key(name: str) -> str:
     """A name as a list is ordered by a reader: letters without their accents, in any case
     ("adams", "de Vries", "Élan", "Evans"); the database's own order is by character code on
     SQLite (every capital before "adams", "Élan" after "Zola")."""
     letters = unicodedata.normalize("NFKD", name)
-    return "".join(c for c in letters if not unicodedata.combining(c)).casefold()
+    key = "".join(c for c in letters if not unicodedata.combining(c)).casefold()
+    return key[:SORT_NAME_LENGTH]  # "ß" sorts as "ss", "ﬁ" as "fi": the key may run longer
 
 
 class Patient(models.Model):
@@ -99,7 +103,7 @@ class Patient(models.Model):
     # Kept in Unicode's composed form (NFC): "É" typed as E and an accent (pasted, or from a
     # feed) is the same name, found by the same search.
     name = models.CharField(max_length=200)
-    sort_name = models.CharField(max_length=200, editable=False, default="")  # name_sort_key
+    sort_name = models.CharField(max_length=SORT_NAME_LENGTH, editable=False, default="")
     birth_date = models.DateField()
     sex = models.CharField(max_length=10, choices=_choices(declaration.PATIENT["sex"]))
     pregnant = models.BooleanField(default=False)

@@ -950,3 +950,25 @@ def test_import_fhir_refuses_a_deactivated_user(tmp_path: Path, north_clinic: Cl
     with pytest.raises(CommandError, match="--user: 'former' is deactivated"):
         call_command("import_fhir", str(path), "--clinic", "north", "--user", "former")
     assert not Patient.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_equal_bundle_with_a_decomposed_name_is_unchanged(
+    north_clinic: Clinic, alice: User
+) -> None:
+    """Names are kept composed (NFC): an equal Bundle sending "Élan" decomposed (E and an
+    accent, as some feeds do) was reported "updated" though nothing was stored. Found by a
+    review."""
+    import unicodedata
+
+    from pathways import fhir
+
+    data: dict[str, Any] = fb.paget_bundle()
+    data["entry"][0]["resource"]["name"] = [
+        {"family": unicodedata.normalize("NFD", "Élan"), "given": ["Zoë"]}
+    ]
+    first = fhir.import_bundle(copy.deepcopy(data), clinic=north_clinic, user=alice, path="/t")
+    assert first.created and first.patient.name == unicodedata.normalize("NFC", "Zoë Élan")
+    again = fhir.import_bundle(copy.deepcopy(data), clinic=north_clinic, user=alice, path="/t")
+    assert again.changed is False
+    assert Patient.objects.get(pk=first.patient.pk).version == first.patient.version

@@ -152,3 +152,14 @@ def test_search_finds_a_name_whatever_its_unicode_normal_form(
     assert rows(alice_client.get("/patients/", {"q": typed}).content.decode()) == ["E-1"]
     worklist = alice_client.get("/", {"q": typed, "status": "upcoming"}).content.decode()
     assert rows(worklist) == ["E-1"]
+
+
+def test_a_names_sort_key_fits_its_column(alice: Any, north_clinic: Any) -> None:
+    """A sort key can run longer than its name ("ß" sorts as "ss", "ﬁ" as "fi"): a 200-letter
+    name the form accepts was refused by PostgreSQL (value too long for its column). Found by
+    a review."""
+    name = ("Weiß " * 40)[:200]
+    patient = stored_patient(north_clinic, alice, name=name)
+    patient.refresh_from_db()
+    assert len(patient.sort_name) == Patient._meta.get_field("sort_name").max_length
+    assert patient.sort_name.startswith("weiss weiss")
