@@ -547,8 +547,12 @@ def _dose_mg(resource: dict[str, Any]) -> float | None:
     return None
 
 
-def draft_orders(context: dict[str, Any]) -> list[DraftOrder]:
+def draft_orders(context: dict[str, Any]) -> tuple[list[DraftOrder], list[str]]:
+    """The draft orders of bone-targeted agents, and a line for each order whose medication
+    cannot be read (a Medication referenced elsewhere): a card names those, never passed as
+    checked, while the other orders are still checked."""
     orders = []
+    unread_orders: list[str] = []
     drafts = context.get("draftOrders")
     if drafts is None:  # CDS Hooks order-sign: "draftOrders | REQUIRED"
         raise HookError(400, "context.draftOrders: required by order-sign")
@@ -570,14 +574,14 @@ def draft_orders(context: dict[str, Any]) -> list[DraftOrder]:
             message = f"context.draftOrders MedicationRequest.{where}: {problem}"
             raise HookError(400, message) from None
         concept, unread = medication_concept(request)
-        if unread is not None:  # the very order to check: never signed unseen
-            raise HookError(
-                400, f"context.draftOrders MedicationRequest.medicationReference: {unread}"
-            )
+        if unread is not None:
+            name = f"MedicationRequest/{request.id}" if request.id else "a MedicationRequest"
+            unread_orders.append(f"- {name}: medicationReference {unread}")
+            continue
         agent = agent_of(concept)
         if agent in ORDER_SIGN_RULES:
             orders.append(DraftOrder(agent, _dose_mg(resource), resource))
-    return orders
+    return orders, unread_orders
 
 
 def _with_draft_therapies(
@@ -909,9 +913,9 @@ def service(request: HttpRequest, service_id: str) -> HttpResponse:
     if not isinstance(context, dict) or not isinstance(context.get("patientId"), str):
         raise HookError(400, "context.patientId: required")
     today = timezone.localdate()
-    orders = draft_orders(context) if service_id == ORDER_SIGN else []
+    orders, unread_orders = draft_orders(context) if service_id == ORDER_SIGN else ([], [])
     _all_about([order.resource for order in orders], context["patientId"])
-    if service_id == ORDER_SIGN and not orders:
+    if service_id == ORDER_SIGN and not orders and not unread_orders:
         return _json({"cards": []})  # no bone-targeted agent among the draft orders
     resources = hook_resources(client, body, context["patientId"])
     _all_about(resources, context["patientId"])
@@ -934,6 +938,11 @@ def service(request: HttpRequest, service_id: str) -> HttpResponse:
         cards = patient_view_cards(call, mapped)
     else:
         cards = order_sign_cards(call, mapped, orders, today)
+    if unread_orders:
+        lines = ["alpcare reads a medication by its ATC code (interop.md); these were not checked:"]
+        summary = "alpcare could not read a draft order's medication: it was not checked"
+        detail = "\n".join(lines + _listed(unread_orders))
+        cards.append(_card(call, summary=summary, indicator="warning", detail=detail, rule=None))
     if not_linked:  # about the link, not about the record: not in "left out of the assessment"
         cards.append(
             _note_card(call, "alpcare could not tell which of its patients this is", [not_linked])

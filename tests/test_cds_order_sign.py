@@ -296,3 +296,24 @@ def test_a_zoledronic_acid_order_by_contained_medication_is_read_or_refused(
         assert "za-not-recommended-renal" in topics, topics
     else:
         assert response.status_code == 400 and "medication" in response.json()["error"]
+
+
+def test_an_order_whose_medication_is_referenced_elsewhere_is_named_the_others_checked(
+    client: Client, ehr_keys: Any, north_ehr: Any
+) -> None:
+    """A draft order naming a Medication elsewhere ("Medication/123") cannot be read by its ATC
+    code: it is named in a warning card as not checked, and the orders beside it are still
+    checked (a 400 for the whole hook left every order unchecked, unsaid). Found by a review."""
+    elsewhere = draft_order(ZOLEDRONIC_ACID, 4)
+    del elsewhere["medicationCodeableConcept"]
+    elsewhere["id"] = "draft-9"
+    elsewhere["medicationReference"] = {"reference": "Medication/123"}
+    body = _order_sign(_record(creatinine=3.0), elsewhere, draft_order(ZOLEDRONIC_ACID, 4))
+    cards = _cards(client, ehr_keys, ORDER_SIGN, body)
+    assert "za-not-recommended-renal" in [_topic(card) for card in cards]  # CrCl 25
+    (unread,) = [card for card in cards if "could not read" in card["summary"]]
+    assert unread["indicator"] == "warning"
+    assert (
+        "MedicationRequest/draft-9: medicationReference Medication/123: not read"
+        in (unread["detail"])
+    )
