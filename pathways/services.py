@@ -27,7 +27,7 @@ from pathways.cases import (
     patient_to_case,
     patient_to_document,
 )
-from pathways.feed_models import Hl7Result
+from pathways.feed_models import Hl7Feed, Hl7Result
 from pathways.models import (
     ACTION_RANK,
     AccessLog,
@@ -572,12 +572,17 @@ class ResponsibleInvalid(Exception):
 
 
 def clinic_clinicians(clinic_id: int) -> QuerySet[Any]:
-    """The clinicians of a clinic, by name: who may be made responsible for its patients."""
+    """The clinicians of a clinic, by name: who may be made responsible for its patients. Not a
+    deactivated account, nor a lab feed's service user (a member of the clinic, whose results
+    are recorded as theirs)."""
     return (
         get_user_model()
         .objects.filter(
-            memberships__clinic_id=clinic_id, memberships__role=Membership.Role.CLINICIAN
+            memberships__clinic_id=clinic_id,
+            memberships__role=Membership.Role.CLINICIAN,
+            is_active=True,
         )
+        .exclude(pk__in=Hl7Feed.objects.values("service_user"))
         .order_by("last_name", "first_name", "username")
     )
 

@@ -117,3 +117,20 @@ def test_only_my_patients_on_the_worklist(
     mine = alice_client.get("/?mine=on").content.decode()
     assert 'data-mrn="MM-HEAD"' in mine and 'data-mrn="MM-CAROL"' not in mine
     assert 'name="mine" class="form-check-input" id="id_mine" checked' in mine
+
+
+def test_a_lab_feeds_service_user_is_not_offered_as_responsible_clinician(
+    alice: Any, north_clinic: Any
+) -> None:
+    """The demo's lab feed user is a member of its clinic (its results are recorded as its own)
+    and was offered as a responsible clinician, as was a deactivated account. Found by a
+    review."""
+    from pathways.feed_models import Hl7Feed
+    from pathways.services import clinic_clinicians
+
+    feed_user = User.objects.create_user("northlab-feed")
+    Membership.objects.create(user=feed_user, clinic=north_clinic)
+    Hl7Feed.objects.create(sending_facility="NORTHLAB", clinic=north_clinic, service_user=feed_user)
+    gone = User.objects.create_user("gone", is_active=False)
+    Membership.objects.create(user=gone, clinic=north_clinic)
+    assert list(clinic_clinicians(north_clinic.pk)) == [alice]
