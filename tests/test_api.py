@@ -329,8 +329,8 @@ def test_a_lone_surrogate_in_the_case_is_a_400_not_a_500(
 ) -> None:
     """Requirement: no 500s on odd input (unicode); bad input gets an error naming the field.
     The engine does report `as_of: "\\ud800" is not a date`, but echoing the surrogate back in
-    the error document cannot be encoded as UTF-8 (api.error_document, ensure_ascii=False), so
-    the client gets a 500 "internal error" instead of its 400."""
+    the error document could not be encoded as UTF-8 (ensure_ascii=False), so the client got a
+    500 "internal error" instead of its 400. Found by an audit."""
     response = client.post(
         "/api/v1/assess",
         body,
@@ -346,10 +346,10 @@ def test_a_fhir_bundle_with_a_duplicate_key_is_refused_not_stored_with_the_last_
     client: Client, alice: Any, north_clinic: Any
 ) -> None:
     """Requirement: bad input always gets a clear error naming the field; nothing half-read.
-    POST /api/v1/assess refuses a repeated key ("invalid JSON: duplicate key"), but the FHIR
-    import reads its body with a plain json.loads: an Observation whose valueQuantity says
-    `"value": 412, "value": 41200` is stored silently as ALP 41200 U/L (the last one wins),
-    a hundredfold error in a clinical value, with a 200."""
+    POST /api/v1/assess refused a repeated key ("invalid JSON: duplicate key"), but the FHIR
+    import read its body with a plain json.loads: an Observation whose valueQuantity said
+    `"value": 412, "value": 41200` was stored silently as ALP 41200 U/L (the last one won),
+    a hundredfold error in a clinical value, with a 200. Found by an audit."""
     text = json.dumps(fhir_bundles.paget_bundle(mrn="F-DUP"))
     text = text.replace('"value": 412', '"value": 412, "value": 41200', 1)
     response = client.post(

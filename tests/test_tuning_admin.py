@@ -665,33 +665,35 @@ def test_a_rollback_page_opened_before_another_publication_rolls_back_nothing(
     assert not published.is_current
 
 
+def _new_rule_post(draft: RuleSet, code: str = "alp-above-2000") -> dict[str, Any]:
+    """The add-rule page's post of a new rule (no examples)."""
+    return {
+        "rule_set": draft.pk,
+        "code": code,
+        "pathway": "both",
+        "priority": "high",
+        "enabled": "on",
+        "position": 99,
+        "title": "ALP above 2000 U/L",
+        "rationale": "ALP {alp_latest}",
+        "citations": '["S0-7"]',
+        "condition": "alp_latest != null && alp_latest > 2000.0",
+        "escalate_when": "",
+        "escalate_to": "",
+        "examples-TOTAL_FORMS": 0,
+        "examples-INITIAL_FORMS": 0,
+        "examples-MIN_NUM_FORMS": 0,
+        "examples-MAX_NUM_FORMS": 1000,
+    }
+
+
 def test_an_editor_adds_a_rule_with_its_examples_to_the_draft(
     editor_client: Client, editor: User, draft: RuleSet
 ) -> None:
     firing = paget_on_alendronate_document()
     firing["labs"][-1]["value"] = 2500
     quiet = paget_on_alendronate_document()
-    response = editor_client.post(
-        "/admin/pathways/rule/add/",
-        {
-            "rule_set": draft.pk,
-            "code": "alp-above-2000",
-            "pathway": "both",
-            "priority": "high",
-            "enabled": "on",
-            "position": 99,
-            "title": "ALP above 2000 U/L",
-            "rationale": "ALP {alp_latest}",
-            "citations": '["S0-7"]',
-            "condition": "alp_latest != null && alp_latest > 2000.0",
-            "escalate_when": "",
-            "escalate_to": "",
-            "examples-TOTAL_FORMS": 0,
-            "examples-INITIAL_FORMS": 0,
-            "examples-MIN_NUM_FORMS": 0,
-            "examples-MAX_NUM_FORMS": 1000,
-        },
-    )
+    response = editor_client.post("/admin/pathways/rule/add/", _new_rule_post(draft))
     assert response.status_code == 302, response.content.decode()[:2000]
     rule = Rule.objects.get(rule_set=draft, code="alp-above-2000")
     for name, fires, document in (
@@ -947,25 +949,7 @@ def test_a_new_rule_whose_code_is_not_kebab_case_is_refused_on_the_code_field(
 ) -> None:
     """A code the publish gate refuses was saved; the form now gives the gate's own words.
     Found by an audit."""
-    data = {
-        "rule_set": draft.pk,
-        "code": "Extreme_ALP_2",
-        "pathway": "both",
-        "priority": "high",
-        "enabled": "on",
-        "position": 99,
-        "title": "ALP above 2000 U/L",
-        "rationale": "ALP {alp_latest}",
-        "citations": '["S0-7"]',
-        "condition": "alp_latest != null && alp_latest > 2000.0",
-        "escalate_when": "",
-        "escalate_to": "",
-        "suppressions": "[]",
-        "examples-TOTAL_FORMS": 0,
-        "examples-INITIAL_FORMS": 0,
-        "examples-MIN_NUM_FORMS": 0,
-        "examples-MAX_NUM_FORMS": 1000,
-    }
+    data = {**_new_rule_post(draft, code="Extreme_ALP_2"), "suppressions": "[]"}
     response = editor_client.post("/admin/pathways/rule/add/", data)
     assert response.status_code == 200 and "code must be kebab-case" in _page(response)
     assert not Rule.objects.filter(rule_set=draft, code="Extreme_ALP_2").exists()
