@@ -36,7 +36,7 @@ from pathways.models import (
     Patient,
     Therapy,
 )
-from pathways.tokens import scope_list
+from pathways.tokens import scope_list, token_name_problem
 
 
 def _users_clinics(request: HttpRequest) -> QuerySet[Clinic]:
@@ -214,6 +214,12 @@ class ApiTokenAdminForm(forms.ModelForm):
 
     def clean_scopes(self) -> str:
         return scope_list(self.cleaned_data["scopes"])
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        if (problem := token_name_problem(name)) is not None:
+            raise forms.ValidationError(problem)
+        return name
 
     def clean_expires_at(self) -> Any:
         expires_at = self.cleaned_data["expires_at"]

@@ -131,9 +131,10 @@ class TokenAuth(APIKeyHeader):
         super().__init__()
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Any:
-        if not key or not key.startswith("Token "):
+        scheme, _, raw = (key or "").strip().partition(" ")
+        if scheme.lower() != "token" or not raw.strip():  # RFC 9110: schemes ignore case
             return None
-        token = ApiToken.authenticate(key.removeprefix("Token ").strip())
+        token = ApiToken.authenticate(raw.strip())
         if token is None:
             return None
         if not token.allows(self.scope):

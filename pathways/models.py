@@ -608,6 +608,10 @@ def _api_token_expiry() -> datetime:
     return timezone.now() + API_TOKEN_LIFETIME
 
 
+# "Last used" is kept to the minute: a busy integration does not write the row on every call.
+API_TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
 class ApiToken(models.Model):
     """A per-user API token with scopes and an expiry; only its SHA-256 digest is stored."""
 
@@ -689,8 +693,13 @@ class ApiToken(models.Model):
             )
             .first()
         )
-        if token is not None:
-            cls.objects.filter(pk=token.pk).update(last_used_at=now)
+        if token is not None and (
+            token.last_used_at is None or now - token.last_used_at >= API_TOKEN_USE_RESOLUTION
+        ):
+            # Written once a minute at most (not one write per call), and never backwards.
+            cls.objects.filter(pk=token.pk).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=now)
+            ).update(last_used_at=now)
         return token
 
 

@@ -6,6 +6,7 @@ SHA-256 digest is stored. Superusers create tokens for other users in the admin.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import timedelta
 
 from crispy_forms.helper import FormHelper
@@ -13,6 +14,7 @@ from crispy_forms.layout import Submit
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,6 +24,20 @@ from django.views.decorators.http import require_http_methods, require_POST
 from pathways.models import API_TOKEN_LIFETIME, ApiToken
 
 LIFETIME_CHOICES = [(30, "30 days"), (90, "90 days"), (180, "180 days"), (365, "1 year")]
+
+
+# Bidirectional overrides and isolates: they make a name read as another ("lab\u202eeef").
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def token_name_problem(name: str) -> str | None:
+    """Why a token's name cannot identify it on the page (None when it can): control
+    characters, text-direction overrides, or nothing visible (zero-width characters only)."""
+    if any(unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS for c in name):
+        return "No line breaks, control characters or text-direction overrides."
+    if not any(unicodedata.category(c)[0] not in "ZC" for c in name):
+        return "Give a name that shows: letters, digits or signs."
+    return None
 
 
 def scope_list(chosen: list[str]) -> str:
@@ -45,11 +61,24 @@ class ApiTokenForm(forms.Form):
         label="Expires after",
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, user: object = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.user = user
         self.helper = FormHelper()
         self.helper.form_method = "post"
         self.helper.add_input(Submit("create", "Create token"))
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        if (problem := token_name_problem(name)) is not None:
+            raise forms.ValidationError(problem)
+        # Also what a reload of the page that showed a new key sends again: not a second token.
+        active = ApiToken.objects.filter(revoked=False, expires_at__gt=timezone.now())
+        if active.filter(user=self.user, name=name).exists():
+            raise forms.ValidationError(
+                f"You have an active token named “{name}”: revoke it first, or choose another name."
+            )
+        return name
 
 
 def _render(
@@ -70,15 +99,19 @@ def _render(
 def api_tokens(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _render(request, ApiTokenForm())
-    form = ApiTokenForm(request.POST)
-    if not form.is_valid():
-        return _render(request, form, status=400)
-    token, key = ApiToken.issue(
-        user=request.user,
-        name=form.cleaned_data["name"],
-        scopes=form.cleaned_data["scopes"],
-        expires_at=timezone.now() + timedelta(days=form.cleaned_data["lifetime_days"]),
-    )
+    with transaction.atomic():
+        # The user's row orders two posts at once (a double click): the second sees the first's
+        # token and is refused by name, rather than minting a second key.
+        User.objects.select_for_update().filter(pk=request.user.pk).first()
+        form = ApiTokenForm(request.POST, user=request.user)
+        if not form.is_valid():
+            return _render(request, form, status=400)
+        token, key = ApiToken.issue(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            expires_at=timezone.now() + timedelta(days=form.cleaned_data["lifetime_days"]),
+        )
     # Rendered, not redirected: the key must not travel through the session or a cookie.
     return _render(request, ApiTokenForm(), created=token, key=key)
 

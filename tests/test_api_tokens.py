@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pathways.models import ApiToken, _token_digest
@@ -310,3 +312,86 @@ def test_a_401_names_the_scheme_in_www_authenticate(
     response = client.post("/api/v1/assess", "{}", content_type="application/json", **headers)
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Token realm="alpcare API"'
+
+
+def _create_form(client: Client) -> dict[str, Any]:
+    """The create form as the browser submits it: its hidden inputs (CSRF, any one-time nonce)
+    plus the visible fields."""
+    page = client.get("/account/api-tokens/").content.decode()
+    hidden = dict(
+        (m.group(1), m.group(2))
+        for m in re.finditer(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)
+    )
+    return {**hidden, "name": "EHR integration", "scopes": ["read"], "lifetime_days": "90"}
+
+
+def test_resubmitting_the_create_form_does_not_mint_a_second_token(
+    alice_client: Client, alice: User
+) -> None:
+    """The key is rendered on the POST's response (no redirect), so a reload or a double click
+    re-sends the same POST: a second live token with the same name and scopes is minted whose
+    key the user never kept (the first page is gone), an orphan credential. Found by an audit."""
+    form = _create_form(alice_client)
+    first = alice_client.post("/account/api-tokens/", form)
+    assert first.status_code == 200 and 'id="new-token-key"' in first.content.decode()
+    again = alice_client.post("/account/api-tokens/", form)  # reload / double submit
+    assert ApiToken.objects.filter(user=alice).count() == 1
+    assert 'id="new-token-key"' not in again.content.decode()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["\u200b", "\u200b\u200b\u2060", "EHR\nlink", "lab\x1b[2Jfeed"],
+    ids=["zero-width-space", "only-invisible", "line-break", "escape-sequence"],
+)
+def test_a_name_that_is_blank_when_shown_or_has_control_characters_is_refused(
+    alice_client: Client, alice: User, name: str
+) -> None:
+    """The name is required and whitespace-only is refused ("This field is required."), but a
+    name of invisible characters passes (the listing and the revoke button's label show nothing)
+    and so do line breaks and terminal escapes (the MRN field refuses those). Found by an audit."""
+    form = _create_form(alice_client)
+    response = alice_client.post("/account/api-tokens/", {**form, "name": name})
+    assert response.status_code == 400
+    assert 'id="error_1_id_name"' in response.content.decode()  # the error names the field
+    assert not ApiToken.objects.filter(user=alice).exists()
+
+
+def test_using_a_token_does_not_write_last_used_on_every_request(
+    client: Client, alice: User, north_clinic: Any
+) -> None:
+    """ApiToken.authenticate runs an UPDATE of last_used_at on every authenticated call (before
+    the scope check, so refused calls too): a read-only GET storm becomes a write storm on one
+    row (SQLite: the single write lock the worker and scheduler share). The session middleware
+    already writes its "seen at" only when the stored time is SEEN_AT_RESOLUTION old. Found by
+    an audit."""
+    patient = stored_patient(north_clinic, alice)
+    _, key = ApiToken.issue(user=alice, name="poller", scopes=["read"])
+    url = f"/api/v1/patients/{patient.pk}/case"
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(5):
+            assert client.get(url, HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    writes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("UPDATE") and "pathways_apitoken" in q["sql"]
+    ]
+    assert len(writes) <= 1, f"{len(writes)} UPDATEs of the token for 5 calls in a second"
+    assert ApiToken.objects.get(name="poller").last_used_at is not None
+
+
+@pytest.mark.parametrize("scheme", ["token", "TOKEN"])
+def test_the_authorization_scheme_is_case_insensitive(
+    client: Client, alice: User, scheme: str
+) -> None:
+    """RFC 9110 §11.1: the auth-scheme is case-insensitive. `token <key>` with a valid key is
+    answered 401 "missing, unknown, revoked or expired API token" (TokenAuth: startswith).
+    Found by an audit."""
+    _, key = ApiToken.issue(user=alice, name="ehr", scopes=["assess"])
+    response = client.post(
+        "/api/v1/assess",
+        json.dumps(paget_on_alendronate_document()),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"{scheme} {key}",
+    )
+    assert response.status_code == 200
