@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import timedelta
+from typing import Any
 
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
@@ -61,7 +62,7 @@ class ApiTokenForm(forms.Form):
         label="Expires after",
     )
 
-    def __init__(self, *args: object, user: object = None, **kwargs: object) -> None:
+    def __init__(self, *args: object, user: Any = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.user = user
         self.helper = FormHelper()
@@ -102,7 +103,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     with transaction.atomic():
         # The user's row orders two posts at once (a double click): the second sees the first's
         # token and is refused by name, rather than minting a second key.
-        User.objects.select_for_update().filter(pk=request.user.pk).first()
+        User.objects.select_for_update().filter(pk=request.user.pk or 0).first()
         form = ApiTokenForm(request.POST, user=request.user)
         if not form.is_valid():
             return _render(request, form, status=400)
