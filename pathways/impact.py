@@ -94,6 +94,9 @@ class Preview:
     errors: list[PatientImpact] = field(default_factory=list)
     parameters: list[ParameterImpact] = field(default_factory=list)
     priorities: dict[str, str] = field(default_factory=dict)  # rule code -> priority (draft)
+    # Cards gained and lost per priority as the patients have them (a rule's escalation
+    # included): {"high": {"appear": n, "disappear": n}}; None in a preview stored before.
+    priority_counts: dict[str, dict[str, int]] | None = None
     seconds: float = 0.0
     # The clinics whose patients it names (the requester's when it was computed); None in a
     # preview stored before this was kept. Shown only while the requester is still in each.
@@ -130,6 +133,7 @@ def preview_from_json(data: dict[str, Any]) -> Preview:
                 for row in data.get("parameters", [])
             ],
             "priorities": data.get("priorities", {}),
+            "priority_counts": data.get("priority_counts"),
         }
     )
 
@@ -277,6 +281,8 @@ def ruleset_preview(
     disappear_follow_ups: Counter[str] = Counter()
     changed_rules: Counter[str] = Counter()
     changed_follow_ups: Counter[str] = Counter()
+    priority_counts: dict[str, dict[str, int]] = {}
+    preview.priority_counts = priority_counts
 
     for chunk in _patients_in_chunks(chunk_size):
         labs, therapies = stored_rows(chunk)
@@ -289,38 +295,60 @@ def ruleset_preview(
                 mrn=patient.mrn if visible else None,
                 name=patient.name if visible else None,
             )
-            old_result = new_result = None
+            old_result = new_result = old_facts = None
             try:
                 case = patient_to_case(
                     patient, as_of=as_of, labs=labs[patient.pk], therapies=therapies[patient.pk]
                 )
-                # Codes only (no rationale text); the facts once when both versions read the
-                # same reference tables and fact parameters (a threshold of one rule changed).
-                # The set in force first: a patient the draft fails on still counts under it.
+            except engine.CaseInvalid as err:  # under either version
+                impact.error = f"its stored case: {_error_text(err)}"
+                preview.errors.append(impact)
+                continue
+            # Codes only (no rationale text); the facts once when both versions read the same
+            # reference tables and fact parameters (a threshold of one rule changed). Each
+            # version on its own: a patient one of them fails on still counts under the other
+            # (a draft that corrects a fault of the set in force counts the patients it fixes).
+            try:
                 old_result, old_facts = engine.assess_with_facts(case, old_rules, with_text=False)
+            except (engine.RuleEvaluationError, engine.RuleSetInvalid) as err:
+                impact.error = f"under {published.label} (in force): {_error_text(err)}"
+            try:
                 new_result, facts = engine.assess_with_facts(
-                    case, new_rules, facts=old_facts if same_facts else None, with_text=False
+                    case,
+                    new_rules,
+                    facts=old_facts if same_facts and old_facts is not None else None,
+                    with_text=False,
                 )
+            except (engine.RuleEvaluationError, engine.RuleSetInvalid) as err:
+                under_draft = f"under the draft: {_error_text(err)}"
+                impact.error = f"{impact.error}; {under_draft}" if impact.error else under_draft
+            else:
                 if visible:  # only the editor's clinics: values and MRNs are patient data
                     for fact, collected in fact_values.items():
                         value = facts.values.get(fact)
                         if isinstance(value, int | float) and not isinstance(value, bool):
                             collected.append((float(value), patient.mrn))
-            except (engine.CaseInvalid, engine.RuleEvaluationError, engine.RuleSetInvalid) as err:
-                impact.error = _error_text(err)
+            if impact.error is not None:
                 preview.errors.append(impact)
-                if old_result is None:
-                    continue
             old_cards, old_follow_ups = _cards(old_result)
             new_cards, new_follow_ups = _cards(new_result)
-            before_rules.update(old_cards.keys())
-            before_follow_ups.update(old_follow_ups.keys())
-            if impact.error is not None:
+            if old_result is not None:
+                before_rules.update(old_cards.keys())
+                before_follow_ups.update(old_follow_ups.keys())
+            if new_result is None or old_result is None:
+                if new_result is not None:
+                    after_rules.update(new_cards.keys())
+                    after_follow_ups.update(new_follow_ups.keys())
                 continue
             after_rules.update(new_cards.keys())
             after_follow_ups.update(new_follow_ups.keys())
             impact.appear = sorted(new_cards.keys() - old_cards.keys())
             impact.disappear = sorted(old_cards.keys() - new_cards.keys())
+            for codes, cards, side in ((impact.appear, new_cards, "appear"),
+                                       (impact.disappear, old_cards, "disappear")):  # fmt: skip
+                for code in codes:
+                    counts = priority_counts.setdefault(cards[code], {"appear": 0, "disappear": 0})
+                    counts[side] += 1
             impact.follow_ups_appear = sorted(new_follow_ups.keys() - old_follow_ups.keys())
             impact.follow_ups_disappear = sorted(old_follow_ups.keys() - new_follow_ups.keys())
             reprioritised = _kept_but_changed(old_cards, new_cards)
@@ -477,9 +505,18 @@ def histogram(impact: ParameterImpact, *, width: int = 480, height: int = 140) -
     )
 
 
-def priority_totals(rows: Iterable[CodeImpact], priorities: dict[str, str]) -> list[dict[str, Any]]:
-    """Patients gaining or losing a recommendation, summed per priority (most urgent first)."""
+def priority_totals(
+    rows: Iterable[CodeImpact],
+    priorities: dict[str, str],
+    counts: dict[str, dict[str, int]] | None = None,
+) -> list[dict[str, Any]]:
+    """Patients gaining or losing a recommendation, summed per priority (most urgent first):
+    the priority of the card each patient gains or loses (``counts``); for a preview stored
+    before those were kept, the rule's own priority."""
     totals: dict[str, dict[str, Any]] = {}
+    if counts is not None:
+        totals = {priority: {"priority": priority, **count} for priority, count in counts.items()}
+        rows = ()
     for row in rows:
         priority = priorities.get(row.code, "")
         total = totals.setdefault(priority, {"priority": priority, "appear": 0, "disappear": 0})

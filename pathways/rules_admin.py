@@ -36,6 +36,7 @@ from pathways.models import (
     FollowUpRule,
     ImpactPreview,
     Parameter,
+    Patient,
     PublishedRuleSetError,
     ReassessmentRun,
     Rule,
@@ -102,11 +103,17 @@ def _may_run_previews(user: Any) -> bool:
 
 def _preview_out_of_date(preview: ImpactPreview, draft: RuleSet) -> str:
     """Why a stored preview no longer says what publishing the draft would do ("" if it
-    does): the draft was edited, or another version was put in force since."""
+    does): the draft was edited, another version was put in force, a patient's data changed
+    (or a patient was added), or it was computed on an earlier day (due dates and time windows
+    have moved) since."""
     if preview.draft_edited_at != draft.last_edited_at:
         return "The draft has changed"
     if not preview.published.is_current:
         return f"{preview.published.label} is no longer in force"
+    if timezone.localdate(preview.requested_at) != timezone.localdate():
+        return "It was computed on an earlier day"
+    if Patient.objects.filter(updated_at__gt=preview.requested_at).exists():
+        return "Patients' data have changed"
     return ""
 
 
@@ -1117,7 +1124,9 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         context.update(
             preview=preview,
             parameter_rows=[(p, impact.histogram(p)) for p in preview.parameters],
-            priority_rows=impact.priority_totals(rule_rows, preview.priorities),
+            priority_rows=impact.priority_totals(
+                rule_rows, preview.priorities, preview.priority_counts
+            ),
             rule_rows=[(row, preview.priorities.get(row.code, "")) for row in rule_rows],
             follow_up_rows=[
                 row for row in preview.follow_ups if row.appear or row.disappear or row.changed

@@ -104,6 +104,16 @@ def ruleset_diff(*, old: RuleSet, new: RuleSet) -> list[Change]:
         "follow-ups": (before.follow_ups, after.follow_ups),
         "citations": (before.citations, after.citations),
     }
+    # Rules are evaluated in order (the first fired of a priority tops a patient's cards): a
+    # rule's place among the rules both versions hold, so that an added rule moves no other.
+    both = {rule.code for rule in before.rules} & {rule.code for rule in after.rules}
+    places = [
+        {
+            code: str(place)
+            for place, code in enumerate((r.code for r in rules if r.code in both), 1)
+        }
+        for rules in (before.rules, after.rules)
+    ]
     for section, key_name, names in _SECTIONS:
         old_items = _by_key(collections[section][0], attrgetter(key_name))
         new_items = _by_key(collections[section][1], attrgetter(key_name))
@@ -119,6 +129,8 @@ def ruleset_diff(*, old: RuleSet, new: RuleSet) -> list[Change]:
             if section == "rules":
                 old_fields.update(_examples_text(cast(engine.Rule, old_items[key])))
                 new_fields.update(_examples_text(cast(engine.Rule, new_items[key])))
+                old_fields["place in the order"] = places[0].get(key, "")
+                new_fields["place in the order"] = places[1].get(key, "")
             for name in dict.fromkeys([*old_fields, *new_fields]):
                 if old_fields.get(name) != new_fields.get(name):
                     changes.append(

@@ -475,7 +475,7 @@ def test_the_preview_runs_in_the_background_and_its_page_follows_it(
     assert '<meta http-equiv="refresh" content="2">' in pending
     assert run_ready_tasks() == 1
     page = editor_client.get(response["Location"]).content.decode()
-    assert 'id="preview-summary"' in page and "1 patient assessed" in page
+    assert 'id="preview-summary"' in page and "1 patient of all clinics assessed" in page
     assert 'http-equiv="refresh"' not in page
     publishing.ruleset_touch(rule_set=draft, user=editor)  # an edit after the preview
     assert 'id="preview-out-of-date"' in editor_client.get(response["Location"]).content.decode()
