@@ -16,9 +16,10 @@ from django.test import Client
 
 from pathways import engine, impact, publishing, rules, services, versions
 from pathways.cases import patient_to_case
-from pathways.models import Clinic, Parameter, Patient, Rule, RuleExample, RuleSet
+from pathways.models import Clinic, Patient, Rule, RuleSet
 from tests.conftest import rule_editor
 from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
+from tests.test_tuning_workflow import extreme_alp_examples_moved, extreme_alp_threshold_raised
 
 pytestmark = pytest.mark.django_db
 
@@ -57,17 +58,8 @@ def north_client(north_editor: User) -> Client:
 
 def _raise_extreme_alp(draft: RuleSet, user: User, to: float = 1200) -> None:
     """The threshold raised, with the rule's boundary examples moved (a publishable draft)."""
-    Parameter.objects.filter(rule_set=draft, name="extreme_alp").update(value=to)
-    for example in RuleExample.objects.filter(rule_set=draft, rule__code="extreme-alp"):
-        for lab in example.case.get("labs", []):
-            if lab["test"] != "alp":
-                continue
-            if lab["unit"] == "ukat/L":
-                lab["value"] = round((to + 0.6) / 60, 2)
-            elif lab["value"] >= 1000:
-                lab["value"] = round(lab["value"] - 1000 + to, 1)
-        example.save()
-    publishing.ruleset_touch(rule_set=draft, user=user)
+    extreme_alp_threshold_raised(draft, user=user, to=to)
+    extreme_alp_examples_moved(draft, user=user, to=to)
 
 
 def _preview_page(client: Client, draft: RuleSet) -> tuple[str, str]:
