@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -429,6 +430,14 @@ def test_the_listener_refuses_a_codec_that_is_not_a_text_encoding_before_it_list
         call_command("hl7_listen", "--port", "0", "--encoding", encoding)
 
 
+def _listen_in_a_thread(*args: str) -> None:
+    """`manage.py hl7_listen` as its own process runs it: outside any event loop (in the
+    browser tests' run, pytest-playwright leaves one running in the main thread, and
+    asyncio.run refuses to start there)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(call_command, "hl7_listen", *args).result()
+
+
 def test_the_listener_says_its_port_is_in_use() -> None:
     """An OSError [Errno 98] traceback from asyncio, not a CommandError naming --port. Found by
     an audit."""
@@ -437,7 +446,7 @@ def test_the_listener_says_its_port_is_in_use() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(CommandError, match=f"--port: {port} is already in use"):
-            call_command("hl7_listen", "--host", "127.0.0.1", "--port", str(port))
+            _listen_in_a_thread("--host", "127.0.0.1", "--port", str(port))
 
 
 @pytest.mark.parametrize("port", ["70000", "-1"])
@@ -450,7 +459,7 @@ def test_the_listener_refuses_a_port_out_of_range(port: str) -> None:
 def test_the_listener_refuses_a_host_it_cannot_resolve() -> None:
     """A socket.gaierror traceback, not a CommandError naming --host. Found by an audit."""
     with pytest.raises(CommandError, match=r"--host: cannot resolve 'no-such-host\.invalid'"):
-        call_command("hl7_listen", "--host", "no-such-host.invalid", "--port", "0")
+        _listen_in_a_thread("--host", "no-such-host.invalid", "--port", "0")
 
 
 @pytest.mark.django_db
