@@ -19,6 +19,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
@@ -526,9 +527,12 @@ def daily_due(now: datetime) -> bool:
 
 
 def scheduler_tick(*, now: datetime | None = None) -> list[str]:
-    """One pass of the scheduler: re-queue lost tasks, start today's run once it is time."""
+    """One pass of the scheduler: re-queue lost tasks, start today's run once it is time, and
+    delete expired sessions (Django keeps them until ``clearsessions`` runs; one per login
+    would pile up for good)."""
     now = now or timezone.now()
     said: list[str] = []
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
     reaped = tasks_reap(now=now)
     if reaped.requeued:
         said.append(f"re-queued {len(reaped.requeued)} task(s) of a lost worker")

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tasks import TaskResultStatus
@@ -385,6 +387,19 @@ def test_the_scheduler_starts_the_daily_run_once_a_day_at_its_time(
     assert AssessmentSnapshot.objects.count() == 2
     assert tasks.scheduler_tick(now=due + timedelta(hours=3)) == []  # once a day
     assert ReassessmentRun.objects.count() == 1
+
+
+def test_the_scheduler_deletes_expired_sessions_and_keeps_live_ones(alice: User, bob: User) -> None:
+    """Every login leaves a session row, kept until clearsessions runs: the scheduler's pass
+    deletes the expired ones (past their 12-hour limit), so they do not pile up."""
+    for user in (alice, bob):
+        Client().force_login(user)
+    expired, live = Session.objects.order_by("pk")
+    Session.objects.filter(pk=expired.pk).update(expire_date=timezone.now() - timedelta(seconds=1))
+
+    call_command("scheduler", "--once", stdout=StringIO())
+
+    assert list(Session.objects.values_list("pk", flat=True)) == [live.pk]
 
 
 def test_the_reassess_command_enqueues_a_run_and_can_wait_for_it(
