@@ -191,10 +191,12 @@ class Patient(models.Model):
             ),
         ]
         # A clinic's patients by name (the patient list), and the dashboard's search by name or
-        # MRN reads this index instead of every patient row.
+        # MRN reads this index instead of every patient row. The impact preview asks, on every
+        # view, whether any patient changed since it ran (updated_at).
         indexes = [
             models.Index(fields=["clinic", "name", "mrn"], name="patient_clinic_name_idx"),
             models.Index(fields=["clinic", "sort_name", "mrn"], name="patient_clinic_sort_idx"),
+            models.Index(fields=["updated_at"], name="patient_updated_at_idx"),
         ]
 
     def __str__(self) -> str:

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 
 from pathways import engine, impact, publishing, rules, services, versions
 from pathways.cases import patient_to_case
 from pathways.models import Clinic, Patient, Rule, RuleSet
+from pathways.rules_admin import patients_changed_since
 from tests.conftest import rule_editor
 from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
 from tests.test_tuning_workflow import extreme_alp_examples_moved, extreme_alp_threshold_raised
@@ -109,6 +111,20 @@ def test_a_preview_computed_before_a_patient_changed_is_marked_out_of_date(
     page = north_client.get(url).content.decode()
     assert "North 1100" in page  # still listed as losing extreme-alp
     assert 'id="preview-out-of-date"' in page, "patient data changed since: not marked stale"
+
+
+def test_the_out_of_date_check_reads_an_index_not_every_patient(
+    population: list[Patient],
+) -> None:
+    """Every view of a stored preview asks whether any patient changed since it ran: an index
+    lookup on updated_at, not a read of the whole patients table."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")  # a handful of rows: force the choice
+    moment = max(patient.updated_at for patient in population)
+    plan = patients_changed_since(moment).values_list("pk", flat=True).explain()
+    assert "patient_updated_at_idx" in plan, plan
+    assert not patients_changed_since(moment).exists()
 
 
 def test_gained_and_lost_by_priority_counts_the_priority_patients_actually_have(
