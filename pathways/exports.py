@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -18,12 +18,16 @@ from django.utils import timezone
 from pathways.models import FollowUp, Patient
 
 CSV_CHUNK = 500  # worklist rows read and written at a time: the export is streamed, all of it
+# Excel reads a CSV as UTF-8 only after a byte-order mark (else "Müller" shows as "MÃ¼ller");
+# Python's "utf-8-sig" and LibreOffice read it too.
+CSV_BYTE_ORDER_MARK = "\ufeff"
 CSV_COLUMNS = [
     "status",
     "due",
     "what",
     "follow_up_code",
     "more_follow_ups",
+    "clinic",  # its name: an MRN is unique only within a clinic, and a user can be in several
     "mrn",
     "name",
     "pathway",
@@ -52,8 +56,11 @@ def _number(snapshot: Any, name: str, digits: int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def worklist_csv_lines(chunks: Iterable[list[Any]]) -> Iterator[str]:
-    """The CSV text of the worklist: the header, then one piece per chunk of rows."""
+def worklist_csv_lines(
+    chunks: Iterable[list[Any]], *, clinic_names: Mapping[int, str]
+) -> Iterator[str]:
+    """The CSV text of the worklist: the byte-order mark and the header, then one piece per
+    chunk of rows. ``clinic_names``: the user's clinics by key, read once for all rows."""
     out = io.StringIO()
     writer = csv.writer(out)
 
@@ -64,20 +71,24 @@ def worklist_csv_lines(chunks: Iterable[list[Any]]) -> Iterator[str]:
         return text
 
     writer.writerow(CSV_COLUMNS)
-    yield written()
+    yield CSV_BYTE_ORDER_MARK + written()
     for rows in chunks:
-        writer.writerows((_cell(value) for value in _csv_values(row)) for row in rows)
+        writer.writerows((_cell(value) for value in _csv_values(row, clinic_names)) for row in rows)
         yield written()
 
 
-def _csv_values(row: Any) -> tuple[Any, ...]:
+def _csv_values(row: Any, clinic_names: Mapping[int, str]) -> tuple[Any, ...]:
     follow_up, snapshot, patient = row.follow_up, row.snapshot, row.patient
+    # Missing only for a patient moved to another clinic during the export: read on its own.
+    known = patient.clinic_id in clinic_names
+    clinic_name = clinic_names[patient.clinic_id] if known else patient.clinic.name
     return (
         row.status_text,
         follow_up.due.isoformat() if follow_up else "",
         follow_up.title if follow_up else "Review the advice (no follow-up scheduled)",
         follow_up.code if follow_up else "",
         row.more_follow_ups,
+        clinic_name,
         patient.mrn,
         patient.name,
         snapshot.pathway,

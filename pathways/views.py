@@ -713,8 +713,10 @@ def worklist_csv(request: HtmxHttpRequest) -> StreamingHttpResponse:
         dashboard_rows([key for key, _ in keys[start : start + CSV_CHUNK]], today)
         for start in range(0, len(keys), CSV_CHUNK)
     )
+    clinic_names = {clinic.pk: clinic.name for clinic in clinics}  # no query per row
     response = StreamingHttpResponse(
-        worklist_csv_lines(chunks), content_type="text/csv; charset=utf-8"
+        worklist_csv_lines(chunks, clinic_names=clinic_names),
+        content_type="text/csv; charset=utf-8",
     )
     response["Content-Disposition"] = f'attachment; filename="worklist-{today.isoformat()}.csv"'
     return response

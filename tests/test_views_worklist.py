@@ -719,7 +719,7 @@ def test_a_card_that_calmed_down_stays_acknowledged_one_that_escalated_is_back(
 
 def csv_text(response: Any) -> str:
     assert response.streaming and response["Content-Type"].startswith("text/csv")
-    return b"".join(response.streaming_content).decode()
+    return b"".join(response.streaming_content).decode("utf-8-sig")  # after the byte-order mark
 
 
 def csv_rows(response: Any) -> list[dict[str, str]]:
