@@ -5,15 +5,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pathways', '0032_patient_sort_name'),
+        ("pathways", "0032_patient_sort_name"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='patient',
-            index=models.Index(fields=['updated_at'], name='patient_updated_at_idx'),
+            model_name="patient",
+            index=models.Index(fields=["updated_at"], name="patient_updated_at_idx"),
         ),
     ]
