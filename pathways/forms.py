@@ -25,9 +25,10 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import RegexValidator
 from django.forms import BaseFormSet, formset_factory
 from django.http import HttpRequest, QueryDict
+from django.utils import timezone
 
 from pathways import engine
-from pathways.engine.dates import format_datetime, parse_iso_datetime
+from pathways.engine.dates import format_datetime, parse_iso_datetime, skipped_by_the_clocks
 from pathways.engine.declaration import (
     CLINICAL,
     LAB,
@@ -50,6 +51,7 @@ _MAX_JSON_DEPTH = 2
 
 UNIT_LABELS: dict[str, str] = {unit.code: unit.shown for test in LAB_TESTS for unit in test.units}
 TEST_LABELS: dict[str, str] = {test.code: test.label for test in LAB_TESTS}
+SKIPPED_TIME = "this time did not occur on that date: the clocks went forward (DST)"
 MISSING_VERSION = (
     "This form was sent without the version it was loaded from, so it could overwrite "
     "someone else's changes: reload the page and enter your changes again."
@@ -331,6 +333,15 @@ class LabForm(forms.Form):
                 css_class="g-2 align-items-start",
             )
         )
+
+    def clean(self) -> dict[str, Any]:
+        # A typed time is local (ALPCARE_TIME_ZONE), and is exported with its UTC offset: one
+        # the clocks skipped would be exported as another instant, and read back an hour later.
+        cleaned = super().clean() or {}
+        day, at = cleaned.get(_COLLECTED_ON), cleaned.get(_COLLECTED_TIME)
+        if day and at and skipped_by_the_clocks(day, at, timezone.get_current_timezone()):
+            self.add_error(_COLLECTED_TIME, SKIPPED_TIME)
+        return cleaned
 
     def has_changed(self) -> bool:
         """A row counts as entered when something is typed in it: the test and unit have
@@ -868,6 +879,19 @@ class CaseDraft:
             return f"{'result' if group == 'labs' else 'therapy'} {number}"
 
         return _DOCUMENT_ROW.sub(row, text)
+
+    def skipped_times(self) -> list[str]:
+        """The error slots of typed results at a local time the clocks skipped, which saving
+        refuses (``LabForm.clean``): the live preview says so as the time is typed."""
+        if self.stored_labs:
+            return []
+        zone = timezone.get_current_timezone()
+        slots = []
+        for lab, row in zip(self.document["labs"], self.lab_rows, strict=True):
+            day, at = parse_iso_datetime(str(lab.get("collected_at", ""))) or (None, None)
+            if day is not None and at is not None and skipped_by_the_clocks(day, at, zone):
+                slots.append(f"id_{LAB_PREFIX}-{row}-{_COLLECTED_TIME}-error")
+        return slots
 
     def unusual_entries(self, confirmed: dict[str, Any], posted: Any = None) -> list[str]:
         """The typed values outside the entry-check bounds, in the user's words ("result 1:

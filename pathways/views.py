@@ -67,6 +67,7 @@ from pathways.forms import (
     LAB_PREFIX,
     MAX_ROWS,
     MISSING_VERSION,
+    SKIPPED_TIME,
     THERAPY_PREFIX,
     CaseDraft,
     CaseForms,
@@ -956,6 +957,8 @@ def _live_preview(request: HtmxHttpRequest, *, patient: Patient | None) -> HttpR
                     str(error) if slot == "case-errors" else clinical_message(error)
                 )
                 errors.setdefault(slot, []).append(message)
+    for slot in draft.skipped_times():  # the engine reads times as typed: saving refuses these
+        errors.setdefault(slot, []).append(SKIPPED_TIME)
     context: dict[str, Any] = {
         "live": True,
         "live_errors": json.dumps(errors),

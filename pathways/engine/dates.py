@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import date, time
+from datetime import UTC, date, datetime, time, tzinfo
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATETIME_RE = re.compile(
@@ -104,6 +104,17 @@ def format_datetime(day: date, at: time | None) -> str:
     if at.second:
         return f"{day.isoformat()}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}"
     return f"{day.isoformat()}T{at.hour:02d}:{at.minute:02d}"
+
+
+def skipped_by_the_clocks(day: date, at: time, zone: tzinfo) -> bool:
+    """True for a local time that did not occur in ``zone``: in the hour skipped when the clocks
+    go forward (01:30 on 29 March 2026 in London). Exported, it would come back an hour later."""
+    local = datetime.combine(day, at, tzinfo=zone)
+    try:
+        occurred = local.astimezone(UTC).astimezone(zone)
+    except OverflowError:  # year 1 or 9999 pushed off the calendar: refused for its range
+        return False
+    return occurred.replace(tzinfo=None) != local.replace(tzinfo=None)
 
 
 def iso_date(day: date | None) -> str | None:
