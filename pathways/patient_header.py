@@ -43,12 +43,30 @@ class Header:
     clinicians: tuple[Any, ...]  # who may be made responsible
 
 
+def _estimated_crcl(facts: engine.Facts, label: str) -> LatestValue:
+    """The CrCl the advice works with when no recent CrCl was measured: Cockcroft-Gault from
+    the latest recent creatinine (spec §2), dated by that creatinine. An older measured CrCl
+    would show better renal function than the advice is using."""
+    assert facts.crcl_current_date is not None  # the estimate's creatinine is recent
+    return LatestValue(
+        test="crcl",
+        label=label,
+        # Rounded as the advice's working shows it.
+        text=f"{facts['crcl_current']:.0f} mL/min (Cockcroft\u2013Gault)",
+        collected_on=facts.crcl_current_date,
+        old=False,
+    )
+
+
 def patient_header(
     patient: Patient, case: engine.Case, facts: engine.Facts, rule_set: engine.RuleSet
 ) -> Header:
     recent_days = rule_set.parameter_values().get("recent_lab_days")
     latest = []
     for test, label in HEADER_TESTS:
+        if test == "crcl" and facts["crcl_current_source"] == "cockcroft_gault":
+            latest.append(_estimated_crcl(facts, label))
+            continue
         labs = [lab for lab in case.labs if lab.test == test]
         if not labs:
             continue

@@ -5,10 +5,12 @@ worklist's "Only my patients"."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from pathways.models import Membership, Patient
 from tests.factories import (
@@ -45,6 +47,29 @@ def test_the_header_gives_age_pathway_therapies_and_dated_latest_values(
     assert "CrCl 78 mL/min on 2025-09-01 old" in vitals
     assert "ALP 140 U/L on 2026-10-20 old" not in vitals
     assert _text(html, "current-therapies") == "On zoledronic acid since 2025-09-10"
+
+
+def test_the_crcl_shown_is_the_one_the_advice_works_with(
+    alice_client: Any, alice: User, north_clinic: Any
+) -> None:
+    """A recent creatinine and an older measured CrCl: the advice uses Cockcroft-Gault from the
+    creatinine (spec §2, CrCl current), so the header does too, dated by that creatinine; the
+    older 78 mL/min read as normal renal function while the advice used an impaired one."""
+    today = timezone.localdate()
+    drawn = (today - timedelta(days=10)).isoformat()
+    document = myeloma_on_zoledronic_acid_14_months_document()
+    document["as_of"] = today.isoformat()
+    document["labs"].append(
+        {"test": "creatinine", "value": 2.0, "unit": "mg/dL", "collected_at": drawn}
+    )
+    patient = stored_patient(north_clinic, alice, document, mrn="MM-CG")
+    html = alice_client.get(f"/patients/{patient.pk}/").content.decode()
+    page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    working = f"CrCl 38 mL/min · Cockcroft\u2013Gault from creatinine 2 mg/dL and 78 kg · {drawn}"
+    assert working in page
+    vitals = _text(html, "patient-vitals")
+    assert f"CrCl 38 mL/min (Cockcroft\u2013Gault) on {drawn}" in vitals
+    assert "78 mL/min" not in vitals
 
 
 def test_a_patient_without_therapy_or_bone_alp_says_so(
