@@ -106,13 +106,16 @@ def zoledronic_acid_statement(days_ago: int) -> dict[str, Any]:
 
 def myeloma_with_rising_creatinine(
     *,
-    creatinine_now: float = 1.4,
+    creatinine_now: float | None = 1.4,
+    creatinine_days_ago: int = 20,
+    creatinine_before: float | None = 1.0,
     on_zoledronic_acid: bool = True,
     icd10cm: tuple[str, ...] = ("C90.00",),
     mrn: str = "NORTH-42",
 ) -> dict[str, Any]:
-    """Prefetch of a 70-year-old man with myeloma: creatinine 1.0 → `creatinine_now` mg/dL
-    (Cockcroft-Gault, 78 kg), on zoledronic acid for 400 days, no dental examination recorded."""
+    """Prefetch of a 70-year-old man with myeloma: creatinine `creatinine_before` mg/dL 410 days
+    ago, then `creatinine_now` `creatinine_days_ago` days ago (Cockcroft-Gault, 78 kg; None:
+    not measured), on zoledronic acid for 400 days, no dental examination recorded."""
     birth = date.today().replace(year=date.today().year - 70) - timedelta(days=30)
     patient = {
         "resourceType": "Patient",
@@ -121,13 +124,12 @@ def myeloma_with_rising_creatinine(
         "gender": "male",
         "birthDate": birth.isoformat(),
     }
-    observations = [
-        _lab(1, "29463-7", 78, "kg", 20),
-        _lab(2, "2160-0", 1.0, "mg/dL", 410),
-        _lab(3, "2160-0", creatinine_now, "mg/dL", 20),
-        _lab(4, "6768-6", 150, "U/L", 20),
-        _lab(5, "17838-4", 31, "ug/L", 20),
-    ]
+    observations = [_lab(1, "29463-7", 78, "kg", 20)]
+    if creatinine_before is not None:
+        observations.append(_lab(2, "2160-0", creatinine_before, "mg/dL", 410))
+    if creatinine_now is not None:
+        observations.append(_lab(3, "2160-0", creatinine_now, "mg/dL", creatinine_days_ago))
+    observations += [_lab(4, "6768-6", 150, "U/L", 20), _lab(5, "17838-4", 31, "ug/L", 20)]
     statements = [zoledronic_acid_statement(400)] if on_zoledronic_acid else []
     return {
         "patient": patient,

@@ -10,7 +10,6 @@ Records are built like tests/cds_support.myeloma_with_rising_creatinine: a 70-ye
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from django.test import Client
 
 from pathways.cds_hooks import ORDER_SIGN, PATIENT_VIEW
 from tests import test_cds_hooks
-from tests.cds_support import MRN_TYPE, _bundle, _condition, _lab, draft_order
+from tests.cds_support import draft_order, myeloma_with_rising_creatinine
 from tests.test_cds_hooks import _call, _order_sign, _patient_view, _topic
 
 pytestmark = pytest.mark.django_db
@@ -34,28 +33,15 @@ def _record(
     icd10cm: tuple[str, ...] = ("C90.00",),
     creatinine_days_ago: int = 20,
 ) -> dict[str, Any]:
-    birth = date.today().replace(year=date.today().year - 70) - timedelta(days=30)
-    patient = {
-        "resourceType": "Patient",
-        "id": "ehr-42",
-        "identifier": [{"type": MRN_TYPE, "system": "urn:oid:1.2.3.4", "value": "NORTH-42"}],
-        "gender": "male",
-        "birthDate": birth.isoformat(),
-    }
-    observations = [
-        _lab(1, "29463-7", 78, "kg", 20),
-        _lab(4, "6768-6", 150, "U/L", 20),
-        _lab(5, "17838-4", 31, "ug/L", 20),
-    ]
-    if creatinine is not None:
-        observations.append(_lab(3, "2160-0", creatinine, "mg/dL", creatinine_days_ago))
-    return {
-        "patient": patient,
-        "observations": _bundle(observations),
-        "conditions": _bundle([_condition(i, code) for i, code in enumerate(icd10cm)]),
-        "medicationRequests": _bundle([]),
-        "medicationStatements": _bundle([]),
-    }
+    """A 70-year-old man with myeloma, 78 kg, on no bone therapy yet (a new start), with one
+    creatinine or none."""
+    return myeloma_with_rising_creatinine(
+        creatinine_now=creatinine,
+        creatinine_days_ago=creatinine_days_ago,
+        creatinine_before=None,
+        on_zoledronic_acid=False,
+        icd10cm=icd10cm,
+    )
 
 
 def _cards(client: Client, keys: Any, service: str, body: dict[str, Any]) -> list[dict[str, Any]]:
