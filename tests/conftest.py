@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django_tasks.signals import task_enqueued
 from django_tasks_db.backend import DatabaseBackend
 
@@ -48,6 +50,62 @@ def bob(south_clinic: Clinic) -> User:
 def alice_client(client: Any, alice: User) -> Any:
     client.force_login(alice)
     return client
+
+
+# The fixtures through which a test reaches the test database (their dependants included).
+DATABASE_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "live_server",
+        "django_db_reset_sequences",
+        "django_db_serialized_rollback",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """ALPCARE_DATABASE_TESTS_ONLY=1 (.ci/run's second run, on PostgreSQL): only the tests that
+    use the test database. The others ran in the first run, and would run the same: a test
+    that asks for no database is refused any query (pytest-django), and one marked
+    own_database makes its own SQLite database in a subprocess, whatever DATABASE_URL says."""
+    if os.environ.get("ALPCARE_DATABASE_TESTS_ONLY") != "1":
+        return
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
+    for item in items:
+        uses = item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(
+            getattr(item, "fixturenames", ())
+        )
+        own = item.get_closest_marker("own_database")
+        (kept if uses and not own else left_out).append(item)
+    config.hook.pytest_deselected(items=left_out)
+    items[:] = kept
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_by_delete_on_postgresql() -> Iterator[None]:
+    """A transactional test (the browser tests' live server, the race and crash tests) ends by
+    emptying every table. Django does it with one TRUNCATE of all 70-odd tables, which takes
+    PostgreSQL 0.5-2 s (new files for each table and index); DELETE of their few rows takes
+    milliseconds. The foreign keys are checked at commit (Django makes them DEFERRABLE
+    INITIALLY DEFERRED), so the order of the tables does not matter."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    operations = type(connection.ops)
+    truncate = operations.sql_flush
+
+    def sql_flush(
+        self: Any, style: Any, tables: Any, *, reset_sequences: bool = False, **options: Any
+    ) -> list[str]:
+        if reset_sequences:
+            return truncate(self, style, tables, reset_sequences=True, **options)
+        return [f"DELETE FROM {self.quote_name(table)};" for table in tables]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(operations, "sql_flush", sql_flush)
+        yield
 
 
 @pytest.fixture(autouse=True)

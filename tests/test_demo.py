@@ -158,6 +158,7 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.own_database
 def test_make_run_demo_recovery_codes_work_in_the_server_it_starts(tmp_path: Path) -> None:
     """`make run` runs `seed_demo` and then the server as separate processes, both with
     DJANGO_DEBUG=1 and no DJANGO_SECRET_KEY (README: "paste one of the three recovery codes

@@ -72,6 +72,7 @@ def test_the_command_reports_every_error_with_its_field_and_exits_2(tmp_path: Pa
     assert "labs[1].collected_at: after as_of" in err
 
 
+@pytest.mark.own_database
 def test_the_command_works_right_after_migrate_on_a_fresh_database(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env.update(DJANGO_DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
