@@ -100,6 +100,8 @@ def receive(
     authority = own_feed.assigning_authority if own_feed else ""
     if authority:
         oru = oru.issued_by(authority)
+        if problem := _overlong(oru):  # the MRN that authority issued, checked as the first
+            return _refuse(raw, via, problem, oru.sending_facility, oru.control_id)
 
     stored, duplicate = _store_raw(oru, via, clinic)
     if duplicate:
@@ -422,6 +424,20 @@ WITHDRAWALS: Final = ("X", "D", "W")
 ACTED_ON: Final = ("F", "C", "U", *WITHDRAWALS)
 
 
+def status_note(status: str) -> str:
+    """What applying a parked result does, for an OBX-11 status other than F (final): said in
+    the inbox before it is matched, since a withdrawal there has no value to show."""
+    if status == "F":
+        return ""
+    if status in WITHDRAWALS:
+        return f"Withdrawal (OBX-11 {status}): applying it removes the stored result"
+    if status == "C":
+        return "Correction (OBX-11 C): applying it replaces the stored result"
+    if status == "U":
+        return "Final (OBX-11 U): the preliminary result made final"
+    return f"OBX-11 {status}"
+
+
 @transaction.atomic
 def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Result:
     """Store one result on its patient (or park it in the inbox with the reason); saves it."""
@@ -445,18 +461,23 @@ def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Res
         result.value, result.unit = preliminary.value, preliminary.unit
         result.reference_range = preliminary.reference_range
     withdrawal = result.status in WITHDRAWALS
+    withdrew_waiting = withdrawal and _withdraw_waiting(result)
     try:
         if withdrawal:
             patient, test = _match_patient_and_test(result, authority)
         else:
             patient, test, unit, value, low, high = _match(result, authority)
     except _Unmatched as unmatched:
-        result.state, result.reason = Hl7Result.State.UNMATCHED, str(unmatched)[:300]
+        if withdrew_waiting:  # what it withdraws was never stored: nothing else to do
+            result.state, result.reason = Hl7Result.State.WITHDRAWN, WITHDREW_WAITING
+            result.applied_at = timezone.now()
+        else:
+            result.state, result.reason = Hl7Result.State.UNMATCHED, str(unmatched)[:300]
         result.save()
         return result
     on, at = hl7v2.local_collection(result.collected_at, result.collected_has_time)
     if withdrawal:
-        return _withdraw(result, patient, test, on, at)
+        return _withdraw(result, patient, test, on, at, withdrew_waiting=withdrew_waiting)
     if on < patient.birth_date:  # as a typed or imported result is refused (spec §1)
         result.state = Hl7Result.State.UNMATCHED
         result.reason = (
@@ -479,6 +500,7 @@ def apply_result(result: Hl7Result, *, user: Any, authority: str = "") -> Hl7Res
             result.lab_result = patient_change_result(
                 patient=patient, result=earlier, user=user, lab=lab, expected_version=version,
                 source=source, lab_comment=result.comment,
+                corrected_by_lab=True,
             )  # fmt: skip
             result.state = Hl7Result.State.APPLIED
         except DuplicateResult as duplicate:  # the corrected time is another result's
@@ -520,8 +542,41 @@ def _applied_rows(result: Hl7Result, earlier: LabResult | None) -> list[Hl7Resul
     )
 
 
+WITHDREW_WAITING = "the result was waiting in the inbox, never stored: withdrawn there"
+
+
+def _withdraw_waiting(result: Hl7Result) -> bool:
+    """X, D or W of a result waiting in the inbox (or dismissed from it, and so able to be put
+    back): withdrawn there, so that no one matches and stores what the laboratory withdrew.
+    The same patient identifier, order, code, sub-ID and collection time, as for U."""
+    result.save()  # a primary key, for the rows it withdraws to name it
+    waiting = list(
+        Hl7Result.objects.select_for_update().filter(
+            clinic=result.clinic, mrn=result.mrn, assigning_authority=result.assigning_authority,
+            filler_order=result.filler_order, code=result.code, sub_id=result.sub_id,
+            collected_at=result.collected_at,
+            state__in=(Hl7Result.State.UNMATCHED, Hl7Result.State.DISMISSED),
+            pk__lt=result.pk,  # sent before it: one sent after is the laboratory's new word
+        ).exclude(status__in=WITHDRAWALS)
+    )  # fmt: skip
+    for row in waiting:
+        row.state, row.withdrawn_by = Hl7Result.State.WITHDRAWN, result
+        row.reason = (
+            f"OBX-11 {result.status}: withdrawn by the laboratory (message "
+            f"{result.message.control_id}) before it was stored"
+        )[:300]
+        row.save()
+    return bool(waiting)
+
+
 def _withdraw(
-    result: Hl7Result, patient: Patient, test: str, on: date, at: time | None
+    result: Hl7Result,
+    patient: Patient,
+    test: str,
+    on: date,
+    at: time | None,
+    *,
+    withdrew_waiting: bool,
 ) -> Hl7Result:
     """X, D or W: the stored result it refers to is removed (its value, unit and limits are
     not needed, and usually not sent)."""
@@ -532,11 +587,14 @@ def _withdraw(
     earlier = _earlier(result, test, on, at)
     replaced = _applied_rows(result, earlier)
     result.state = Hl7Result.State.WITHDRAWN
-    result.reason = "" if earlier is not None else "nothing stored to withdraw"
     if earlier is not None:
+        result.reason = ""
         patient_remove_result(patient=patient, result=earlier, expected_version=version)
+    else:
+        result.reason = WITHDREW_WAITING if withdrew_waiting else "nothing stored to withdraw"
     for previous in replaced:
         previous.state, previous.lab_result = Hl7Result.State.WITHDRAWN, None  # deleted above
+        previous.withdrawn_by = result
         previous.save()
     result.applied_at = timezone.now()
     result.save()

@@ -127,7 +127,7 @@ class Hl7ResultAdmin(ClinicScopedHistoryAdmin):
                        "unit", "reference_range", "comment", "status", "collected_at", "state",
                        "reason",
                        "lab_result", "applied_at", "dismissed_by", "dismissed_at",
-                       "dismissal_note"]  # fmt: skip
+                       "dismissal_note", "withdrawn_by"]  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -135,6 +135,12 @@ class Hl7Result(models.Model):
     state = models.CharField(max_length=12, choices=State.choices)
     reason = models.CharField(max_length=300, blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
+    # The laboratory's X, D or W that withdrew it: stored (its result removed) or still waiting
+    # in the inbox (then never stored, and no longer there to match).
+    withdrawn_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The OBX-11 X, D or W result that withdrew it.",
+    )  # fmt: skip
     # A clinician cleared it from the inbox without storing it, and why (kept, with history).
     dismissed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -54,7 +54,7 @@ class DismissForm(forms.Form):
 def _inbox(request: HttpRequest, state: str = Hl7Result.State.UNMATCHED) -> Any:
     return Hl7Result.objects.filter(
         clinic__in=user_clinics(request.user), state=state
-    ).select_related("clinic", "message", "dismissed_by")
+    ).select_related("clinic", "message", "dismissed_by", "withdrawn_by__message")
 
 
 DISMISSED_SHOWN = 20  # the latest dismissals under the inbox; all of them in the admin
@@ -64,6 +64,17 @@ def _dismissed(request: HttpRequest) -> tuple[list[Hl7Result], int]:
     """The latest dismissed results of the user's clinics, and how many there are in all."""
     dismissed = _inbox(request, Hl7Result.State.DISMISSED).order_by("-dismissed_at", "-pk")
     return list(dismissed[:DISMISSED_SHOWN]), dismissed.count()
+
+
+def _withdrawn(request: HttpRequest) -> tuple[list[Hl7Result], int]:
+    """The latest results the laboratory withdrew while they waited in the inbox (never
+    applied, unlike a stored result it withdrew), and how many there are in all."""
+    withdrawn = (
+        _inbox(request, Hl7Result.State.WITHDRAWN)
+        .filter(withdrawn_by__isnull=False, applied_at__isnull=True)
+        .order_by("-withdrawn_by__message__received_at", "-pk")
+    )
+    return list(withdrawn[:DISMISSED_SHOWN]), withdrawn.count()
 
 
 def _parked(
@@ -116,14 +127,17 @@ def _render(
         if item.pk == refused_pk:
             match = refused if isinstance(refused, MatchForm) else match
             dismiss = refused if isinstance(refused, DismissForm) else dismiss
-        rows.append((item, match, dismiss))
+        rows.append((item, match, dismiss, feed.status_note(item.status)))
     status = 400 if refused is not None else 200
     dismissed, dismissed_count = _dismissed(request)
+    withdrawn, withdrawn_count = _withdrawn(request)
     context = {
         "rows": rows,
         "page": page,
         "dismissed": dismissed,
         "dismissed_count": dismissed_count,
+        "withdrawn": withdrawn,
+        "withdrawn_count": withdrawn_count,
     }
     return render(request, "pathways/hl7_inbox.html", context, status=status)
 
@@ -153,6 +167,9 @@ def hl7_inbox_match(request: HttpRequest, result_pk: int) -> HttpResponse:
         return _back(request)
     if applied.state == Hl7Result.State.UNMATCHED:
         messages.warning(request, f"Still unmatched: {applied.reason}")
+    elif applied.state == Hl7Result.State.WITHDRAWN:
+        done = applied.reason or "the stored result was removed"
+        messages.success(request, f"Withdrawal (OBX-11 {applied.status}) applied: {done}.")
     else:
         messages.success(request, f"Result {applied.code} {applied.value} {applied.unit} applied.")
     return _back(request)

@@ -235,6 +235,11 @@ class LabResult(models.Model):
     lab_comment = models.TextField(
         blank=True, help_text="The laboratory's comment on the result (HL7 NTE after its OBX)."
     )
+    corrected_from = models.CharField(
+        max_length=60,
+        blank=True,
+        help_text="The value a correction from the lab feed (OBX-11 C) replaced, as shown.",
+    )
     entered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

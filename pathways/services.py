@@ -244,13 +244,23 @@ def patient_change_result(
     expected_version: int,
     source: str | None = None,
     lab_comment: str | None = None,
+    corrected_by_lab: bool = False,
 ) -> LabResult:
     """Replace one stored result with a corrected one (same row, so its history shows both);
-    ``lab_comment``: the laboratory's comment on the correction (None: the stored one stays)."""
+    ``lab_comment``: the laboratory's comment on the correction (None: the stored one stays).
+
+    ``corrected_by_lab`` (the feed's OBX-11 C): the patient page marks the result corrected,
+    with the value it replaced (a correction resent unchanged keeps the mark). Any other
+    change, such as a hand edit, drops the mark: the value is no longer the laboratory's."""
     patient = _lock(patient, expected_version)
     result = LabResult.objects.select_for_update().get(pk=result.pk, patient=patient)
+    before, shown = (result.value, result.unit), f"{result.value:g} {result.unit_shown}"
     for name, value in lab_result_fields(lab).items():
         setattr(result, name, value)
+    if not corrected_by_lab:
+        result.corrected_from = ""
+    elif (result.value, result.unit) != before:
+        result.corrected_from = shown
     result.entered_by = user
     if source is not None:
         result.source = source

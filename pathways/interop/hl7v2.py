@@ -331,11 +331,10 @@ def _identifier(segment: Any) -> tuple[str, str, str]:
     first and LOINC as the alternate identifier (components 4 to 6)."""
     code, text, system = (_field(segment, 3, 1, n) for n in (1, 2, 3))
     alternate, alternate_text, alternate_system = (_field(segment, 3, 1, n) for n in (4, 5, 6))
-    if (
-        system.upper() not in LOINC_SYSTEMS
-        and alternate
-        and alternate_system.upper() in _NAMED_LOINC
-    ):
+    # A first code with no system is LOINC only when it is a LOINC code alpcare maps: labs
+    # often leave their own code's system blank, and the alternate then says LN.
+    first_is_loinc = system.upper() in _NAMED_LOINC or (not system and code in loinc_table())
+    if not first_is_loinc and alternate and alternate_system.upper() in _NAMED_LOINC:
         return alternate, alternate_text, alternate_system
     return code, text, system
 
