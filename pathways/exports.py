@@ -13,6 +13,7 @@ from typing import Any
 
 import icalendar
 from django.conf import settings
+from django.db.models import Max
 from django.utils import timezone
 
 from pathways.models import FollowUp, Patient
@@ -101,8 +102,15 @@ def _csv_values(row: Any, clinic_names: Mapping[int, str]) -> tuple[Any, ...]:
     )
 
 
-def follow_ups_calendar(patient: Patient, follow_ups: list[FollowUp]) -> bytes:
-    """One all-day event per open follow-up, on its due date; MRN, no name."""
+def follow_ups_calendar(
+    patient: Patient, follow_ups: list[FollowUp], *, request_host: str
+) -> bytes:
+    """One all-day event per open follow-up, on its due date; MRN, no name.
+
+    RFC 5545 3.8.4.7: a calendar app replaces an imported event with the same UID and adds one
+    with a new UID. follow_ups_sync replaces a re-dated follow-up's row (dental-exam, due on the
+    assessment date, gets a new row every day), so the UID names the patient and the code, not
+    the row; SEQUENCE (3.8.7.4) grows with each change, so the app takes the new date."""
     calendar = icalendar.Calendar()
     calendar.add("prodid", "-//alpcare//follow-ups//EN")
     calendar.add("version", "2.0")
@@ -110,10 +118,17 @@ def follow_ups_calendar(patient: Patient, follow_ups: list[FollowUp]) -> bytes:
     # one) made icalendar refuse the raw property (a server error).
     calendar.add("x-wr-calname", icalendar.vText(f"alpcare follow-ups MRN {patient.mrn}"))
     stamp = timezone.now()
-    host = (settings.ALLOWED_HOSTS or ["alpcare"])[0].lstrip(".") or "alpcare"
+    host = _calendar_host(request_host)
+    revisions = _revisions(follow_ups)
+    codes: set[str] = set()
     for follow_up in follow_ups:
+        uid = f"follow-up-{patient.pk}-{follow_up.code}"
+        if follow_up.code in codes:  # not left by follow_ups_sync (one open row per code)
+            uid += f"-{follow_up.due.isoformat()}"
+        codes.add(follow_up.code)
         event = icalendar.Event()
-        event.add("uid", f"follow-up-{follow_up.pk}@{host}")
+        event.add("uid", f"{uid}@{host}")
+        event.add("sequence", revisions.get(follow_up.pk, 0))
         event.add("dtstamp", stamp)
         event.add("dtstart", follow_up.due)
         event.add("dtend", follow_up.due + timedelta(days=1))
@@ -125,6 +140,30 @@ def follow_ups_calendar(patient: Patient, follow_ups: list[FollowUp]) -> bytes:
         )
         calendar.add_component(event)
     return bytes(calendar.to_ical())
+
+
+def _calendar_host(request_host: str) -> str:
+    """The UIDs' domain: the first allowed host that names one ("*", the setting of
+    `make run HOST=0.0.0.0`, would give every installation the same UIDs), else the request's."""
+    for allowed in settings.ALLOWED_HOSTS:
+        host = allowed.lstrip(".")
+        if host and "*" not in host:
+            return host
+    return request_host
+
+
+def _revisions(follow_ups: list[FollowUp]) -> dict[int, int]:
+    """Each row's latest history id, its SEQUENCE: it grows with every save of any follow-up,
+    so a follow-up re-dated (a new row), retitled or reopened is always higher than before. The
+    pk would not be: an older row marked done, back in force and reopened after a later-due
+    row was downloaded, would read as a stale copy of that one."""
+    latest = (
+        FollowUp.history.filter(id__in=[follow_up.pk for follow_up in follow_ups])
+        .order_by()
+        .values("id")
+        .annotate(revision=Max("history_id"))
+    )
+    return {row["id"]: row["revision"] for row in latest}
 
 
 __all__ = ["CSV_CHUNK", "follow_ups_calendar", "worklist_csv_lines"]

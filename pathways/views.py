@@ -689,7 +689,7 @@ def patient_follow_ups_ics(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if not follow_ups:  # a calendar must hold at least one event (RFC 5545, 3.6)
         messages.info(request, "No open follow-ups to put in a calendar.")
         return redirect("patient_detail", pk=patient.pk)
-    body = follow_ups_calendar(patient, follow_ups)
+    body = follow_ups_calendar(patient, follow_ups, request_host=request.get_host())
     response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="follow-ups-{patient.pk}.ics"'
     return response
