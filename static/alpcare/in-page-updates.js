@@ -1,4 +1,4 @@
-// What every in-page update (htmx) needs, on every page.
+// What every in-page update (htmx) needs, on every page; and the time a printout was printed.
 (function () {
   "use strict";
 
@@ -102,5 +102,44 @@
       region.setAttribute("tabindex", "-1");
       region.focus();
     }
+  });
+
+  // The printed summary says when it was printed, not when the page was served: a page kept
+  // open since the morning printed the morning's time. In the site's time zone, written as
+  // the server writes it; a browser that does not know the zone leaves the served time.
+  function siteTime(date, zone) {
+    var parts = {};
+    new Intl.DateTimeFormat("en-GB", {
+      timeZone: zone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+    })
+      .formatToParts(date)
+      .forEach(function (part) {
+        parts[part.type] = part.value;
+      });
+    var day = parts.year + "-" + parts.month + "-" + parts.day;
+    return day + " " + parts.hour + ":" + parts.minute;
+  }
+
+  window.addEventListener("beforeprint", function () {
+    var line = document.getElementById("printed-by");
+    var zone = line && line.getAttribute("data-time-zone");
+    if (!zone) {
+      return;
+    }
+    var now;
+    try {
+      now = siteTime(new Date(), zone);
+    } catch (error) {
+      return; // RangeError: a time zone this browser does not know
+    }
+    // The line's last date and time is the printing's (the name before it may hold anything).
+    var stamp = /^([\s\S]*)\d{4}-\d\d-\d\d \d\d:\d\d/;
+    line.textContent = line.textContent.replace(stamp, "$1" + now);
   });
 })();

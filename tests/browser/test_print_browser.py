@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import random
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from pathways.demo import synthetic_case
 from tests.browser.conftest import log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
-from tests.factories import stored_patient
+from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
 
 
 def pdf_pages(pdf: bytes) -> int:
@@ -58,4 +61,63 @@ def test_the_patient_page_prints_on_one_or_two_pages(
 
     pages = pdf_pages(page.pdf(format="A4"))
     assert 1 <= pages <= 2, f"printed on {pages} pages"
+    assert console_errors == []
+
+
+# The clinician's browser is in another time zone than the site (a laptop left on home time).
+@pytest.mark.browser_context_args(timezone_id="America/New_York")
+def test_the_printout_says_when_it_was_printed_not_when_the_page_was_opened(
+    page: Any, live_server: Any, smoke_user: Any, console_errors: list[str], settings: Any
+) -> None:
+    """A clinician opens the patient page at 09:00, works on it (cards, follow-ups, results
+    change in place) and prints at 12:00: the paper said "Printed … on <09:00>"."""
+    settings.TIME_ZONE = "Pacific/Auckland"  # ALPCARE_TIME_ZONE, the site's
+    site = ZoneInfo("Pacific/Auckland")
+    ensure_published_rule_set()
+    clinic = smoke_user.memberships.get().clinic
+    patient = stored_patient(clinic, smoke_user, myeloma_on_zoledronic_acid_14_months_document())
+    opened = datetime.now(UTC)
+    page.clock.install(time=opened)
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")
+    served = page.locator("#printed-by").text_content()
+    assert served is not None
+    assert any(  # before printing, the time the server wrote stands
+        f"on {(opened + timedelta(minutes=m)).astimezone(site):%Y-%m-%d %H:%M} " in served
+        for m in (0, 1)
+    ), served
+
+    printed = opened + timedelta(hours=3)
+    page.clock.set_system_time(printed)
+    page.emulate_media(media="print")
+    page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
+    text = page.locator("#printed-by").inner_text()
+    expected = {
+        f"{(printed + timedelta(minutes=m)).astimezone(site):%Y-%m-%d %H:%M}" for m in (0, 1)
+    }
+    assert any(text == f"Printed by alice on {stamp} from alpcare." for stamp in expected), (
+        text,
+        sorted(expected),
+    )
+    assert console_errors == []
+
+
+def test_a_confirmation_is_not_printed_on_the_summary(
+    page: Any, live_server: Any, smoke_user: Any, console_errors: list[str]
+) -> None:
+    """After "Set" (responsible clinician) the page says "Responsible clinician: alice." at the
+    top: a confirmation for the screen, not part of the patient's summary for the paper chart."""
+    ensure_published_rule_set()
+    clinic = smoke_user.memberships.get().clinic
+    patient = stored_patient(clinic, smoke_user, myeloma_on_zoledronic_acid_14_months_document())
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")
+    page.get_by_label("Responsible clinician").select_option(label="alice")
+    page.get_by_role("button", name="Set").click()
+    confirmation = page.get_by_role("alert").filter(has_text="Responsible clinician: alice.")
+    expect(confirmation).to_be_visible()
+
+    page.emulate_media(media="print")
+    expect(confirmation).to_be_hidden()
+    expect(page.locator("#printed-by")).to_be_visible()
     assert console_errors == []
