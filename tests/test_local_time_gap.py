@@ -53,6 +53,15 @@ def test_the_hour_the_clocks_skip_did_not_occur(at: time) -> None:
     assert skipped_by_the_clocks(CLOCKS_FORWARD, at, LONDON)
 
 
+def test_an_hour_skipped_at_midnight_is_found_too() -> None:
+    """Chile moves its clocks at midnight: 00:30 on 6 September 2026 did not occur in Santiago,
+    while the day before ends at the offset it started with."""
+    santiago = ZoneInfo("America/Santiago")
+    assert skipped_by_the_clocks(date(2026, 9, 6), time(0, 30), santiago)
+    assert not skipped_by_the_clocks(date(2026, 9, 5), time(23, 30), santiago)
+    assert not skipped_by_the_clocks(date(9999, 12, 31), time(23, 30), santiago)
+
+
 @pytest.mark.parametrize(
     ("day", "at"),
     [

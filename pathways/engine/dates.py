@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import re
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATETIME_RE = re.compile(
@@ -109,12 +110,26 @@ def format_datetime(day: date, at: time | None) -> str:
 def skipped_by_the_clocks(day: date, at: time, zone: tzinfo) -> bool:
     """True for a local time that did not occur in ``zone``: in the hour skipped when the clocks
     go forward (01:30 on 29 March 2026 in London). Exported, it would come back an hour later."""
+    if not _offset_changes(day, zone):  # most days: the live preview asks for every result
+        return False
     local = datetime.combine(day, at, tzinfo=zone)
     try:
         occurred = local.astimezone(UTC).astimezone(zone)
     except OverflowError:  # year 1 or 9999 pushed off the calendar: refused for its range
         return False
     return occurred.replace(tzinfo=None) != local.replace(tzinfo=None)
+
+
+@functools.lru_cache(maxsize=512)
+def _offset_changes(day: date, zone: tzinfo) -> bool:
+    """Whether ``zone``'s UTC offset at the end of ``day`` differs from its offset at the start:
+    only on such a day can a local time be skipped."""
+    start = datetime.combine(day, time(), tzinfo=zone)
+    try:
+        end = datetime.combine(day + timedelta(days=1), time(), tzinfo=zone)
+    except OverflowError:  # the calendar's last day
+        return False
+    return start.utcoffset() != end.utcoffset()
 
 
 def iso_date(day: date | None) -> str | None:
