@@ -21,7 +21,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from django.conf import settings
@@ -35,7 +35,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from pydantic import ValidationError
 
 from pathways import engine
-from pathways.cds_auth import CdsAuthError, authenticate
+from pathways.cds_auth import LEEWAY_SECONDS, CdsAuthError, authenticate
 from pathways.cds_models import CdsCard, CdsClient, CdsFeedback
 from pathways.engine.facts.renal import select_dose_band
 from pathways.engine.templates import format_number
@@ -756,6 +756,17 @@ def _feedback_rows(client: CdsClient, service: str, body: dict[str, Any]) -> lis
             outcome_at.astimezone(UTC)  # stored in UTC
         except OverflowError:
             raise HookError(400, f"{path}.outcomeTimestamp: outside the calendar in UTC") from None
+        # "When the action was taken": on the card, so after it was issued and not after now
+        # (give or take the clocks' skew). Stored as the action's time, a wrong one dated the
+        # override into another period of the analytics.
+        skew = timedelta(seconds=LEEWAY_SECONDS)
+        if outcome_at > timezone.now() + skew:
+            raise HookError(400, f"{path}.outcomeTimestamp: is in the future")
+        if outcome_at < card.issued_at - skew:
+            issued = card.issued_at.astimezone(UTC).isoformat(timespec="seconds")
+            raise HookError(
+                400, f"{path}.outcomeTimestamp: is before the card was issued ({issued})"
+            )
         reason_code, comment = "", ""
         override = item.get("overrideReason")
         if override is not None and not isinstance(override, dict):

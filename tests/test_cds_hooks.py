@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import json
 import time
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import jwt
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from pathways import engine
 from pathways.cds_hooks import ORDER_SIGN, PATIENT_VIEW, _summary
@@ -527,7 +528,9 @@ def test_order_sign_ignores_orders_of_other_medicines(
 
 
 def _feedback(card_uuid: str, outcome: str, **extra: Any) -> dict[str, Any]:
-    item = {"card": card_uuid, "outcome": outcome, "outcomeTimestamp": "2026-11-29T10:00:00Z"}
+    """Feedback on a card, as the EHR sends it just after the clinician acted on the card."""
+    when = timezone.now().isoformat(timespec="seconds")
+    item = {"card": card_uuid, "outcome": outcome, "outcomeTimestamp": when}
     return {"feedback": [{**item, **extra}]}
 
 
@@ -571,6 +574,36 @@ def test_feedback_stores_accepted_and_overridden_outcomes_with_the_reason(
     resent = _call(client, ehr_keys, PATIENT_VIEW, _feedback(first, "accepted"), path=feedback_url)
     assert resent.status_code == 200
     assert CdsFeedback.objects.count() == 2  # a retry is not counted twice
+
+
+@pytest.mark.parametrize(
+    ("moved", "said"),
+    [
+        (timedelta(days=2), "is in the future"),
+        (-timedelta(days=365 * 27), "is before the card was issued"),
+    ],
+)
+@pytest.mark.django_db
+def test_feedback_dated_before_its_card_or_after_now_is_refused(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, moved: timedelta, said: str
+) -> None:
+    """outcomeTimestamp is when the action was taken (CDS Hooks 2.0): on the card, so after it
+    was issued and not after now. Stored as the action's time, a wrong one dated the override
+    into another period of the rule analytics; a clock skew of seconds is allowed."""
+    cards = _call(
+        client, ehr_keys, PATIENT_VIEW, _patient_view(myeloma_with_rising_creatinine())
+    ).json()["cards"]
+    feedback_url = f"/cds-services/{PATIENT_VIEW}/feedback"
+    when = (timezone.now() + moved).isoformat(timespec="seconds")
+    body = _feedback(cards[0]["uuid"], "accepted", outcomeTimestamp=when)
+    response = _call(client, ehr_keys, PATIENT_VIEW, body, path=feedback_url)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(f"feedback[0].outcomeTimestamp: {said}")
+    assert not CdsFeedback.objects.exists()
+
+    skewed = (timezone.now() + timedelta(seconds=20)).isoformat(timespec="seconds")
+    body = _feedback(cards[0]["uuid"], "accepted", outcomeTimestamp=skewed)
+    assert _call(client, ehr_keys, PATIENT_VIEW, body, path=feedback_url).status_code == 200
 
 
 @pytest.mark.django_db
