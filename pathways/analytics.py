@@ -56,8 +56,16 @@ class RuleRow:
 
     @property
     def override_percent(self) -> str:
+        """Whole percents; a share that would round to 0 % or 100 % says it is not (1 override
+        in 250 read as none beside "Overridden: 1")."""
         share = self.override_share
-        return "—" if share is None else f"{share * 100:.0f} %"
+        if share is None:
+            return "—"
+        if 0 < share < 0.01:
+            return "< 1 %"
+        if 0.99 < share < 1:
+            return "> 99 %"
+        return f"{share * 100:.0f} %"
 
     @property
     def reason_list(self) -> list[tuple[str, int]]:

@@ -77,3 +77,14 @@ def test_a_period_whose_one_given_end_is_past_the_other_default_end_is_not_shown
     start, end = response.context["start"], response.context["end"]
     refused = response.status_code == 400 and response.context["form"].errors
     assert refused or start <= end, (response.status_code, start, end)
+
+
+@pytest.mark.parametrize(
+    ("fired", "overridden", "shown"), [(250, 1, "< 1 %"), (250, 249, "> 99 %"), (200, 1, "< 1 %")]
+)
+def test_a_share_that_rounds_to_none_or_all_does_not_read_as_such(
+    north_clinic: Clinic, fired: int, overridden: int, shown: str
+) -> None:
+    """1 override in 250 read "0 %" beside "Overridden: 1", and 249 in 250 read "100 %"."""
+    _fired_and_overridden(north_clinic, fired, overridden, reason="not-applicable")
+    assert _row(north_clinic).override_percent == shown
