@@ -6,7 +6,8 @@ Per rule: patients for whom it fires now; patients for whom it fired in the peri
 denominator); acknowledgements, acceptances (CDS Hooks ``accepted``), overrides by coded
 reason, snoozes; the share overridden (patients with an override / patients fired). Rules
 above the threshold (default 50 % over at least 20 patients fired) are flagged for review.
-An undone action does not count.
+An undone action does not count, nor an EHR's outcome that a later report on the same card
+replaced (kept, marked undone).
 """
 
 from __future__ import annotations

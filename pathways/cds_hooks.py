@@ -972,38 +972,85 @@ def feedback(request: HttpRequest, service_id: str) -> HttpResponse:
     client, body = _authenticated_body(request, service_id, audiences)
     rows = _feedback_rows(client, service_id, body)
     with transaction.atomic():
+        # Reports on one card are stored one request at a time, so that each reads the outcome
+        # in force as the last one left it (in one order: two batches cannot deadlock).
+        cards = CdsCard.objects.select_for_update().filter(pk__in={row.card_id for row in rows})
+        list(cards.order_by("pk"))
         for row in rows:
-            stored, created = CdsFeedback.objects.get_or_create(
-                card=row.card,
-                outcome=row.outcome,
-                outcome_at=row.outcome_at,
-                defaults={
-                    "override_reason": row.override_reason,
-                    "override_comment": row.override_comment,
-                    "accepted_suggestions": row.accepted_suggestions,
-                    "received_by": client,
-                },
-            )
-            if created:  # a resent outcome counts once
-                _card_action_store(stored)
+            _feedback_store(row)
     return _json({})
+
+
+def _feedback_store(row: CdsFeedback) -> None:
+    """Keep the EHR's report as received (a resend once). The card's outcome in force is its
+    latest by outcomeTimestamp (received last at the same instant): a report that replaces it
+    takes its card action back; one older than it is kept as feedback only."""
+    in_force = row.card.feedback.order_by("-outcome_at", "-pk").first()
+    stored, created = CdsFeedback.objects.get_or_create(
+        card=row.card,
+        outcome=row.outcome,
+        outcome_at=row.outcome_at,
+        defaults={
+            "override_reason": row.override_reason,
+            "override_comment": row.override_comment,
+            "accepted_suggestions": row.accepted_suggestions,
+            "received_by": row.received_by,
+        },
+    )
+    if not created:
+        return  # a resent outcome counts once
+    if in_force is not None:
+        if in_force.outcome_at > stored.outcome_at:
+            return  # arrived after a later report on the card: that one stays in force
+        _card_action_supersede(in_force)
+    _card_action_store(stored)
+
+
+def _card_action_fields(feedback: CdsFeedback) -> dict[str, Any] | None:
+    """What a card's feedback is in the one store of card actions; None for a card about an
+    unknown patient or the summary card (kept as CDS feedback only)."""
+    card = feedback.card
+    if card.patient is None or not card.rule_code:
+        return None
+    overridden = feedback.outcome == CdsFeedback.Outcome.OVERRIDDEN
+    return {
+        "patient": card.patient,
+        "code": card.rule_code,
+        "kind": CardAction.Kind.OVERRIDE if overridden else CardAction.Kind.ACCEPT,
+        "reason": feedback.override_reason if overridden else "",
+        "reason_text": feedback.override_comment if overridden else "",
+        "source": CardAction.Source.CDS,
+        "at": feedback.outcome_at,
+    }
 
 
 def _card_action_store(feedback: CdsFeedback) -> None:
     """The one store of card actions (the worklist's): feedback on a card about a known patient
     counts in the rule analytics; it does not hide the card on alpcare's own screens."""
-    card = feedback.card
-    if card.patient is None or not card.rule_code:
-        return  # an unknown patient or the summary card: kept as CDS feedback only
-    overridden = feedback.outcome == CdsFeedback.Outcome.OVERRIDDEN
+    fields = _card_action_fields(feedback)
+    if fields is None:
+        return
     CardAction.objects.create(
-        patient=card.patient,
-        clinic_id=card.patient.clinic_id,
-        code=card.rule_code,
-        kind=CardAction.Kind.OVERRIDE if overridden else CardAction.Kind.ACCEPT,
-        reason=feedback.override_reason if overridden else "",
-        reason_text=feedback.override_comment if overridden else "",
-        source=CardAction.Source.CDS,
-        rule_set_version=card.rule_set_version,
-        at=feedback.outcome_at,
+        **fields,
+        clinic_id=fields["patient"].clinic_id,
+        rule_set_version=feedback.card.rule_set_version,
     )
+
+
+def _card_action_supersede(feedback: CdsFeedback) -> None:
+    """Take back the card action of the outcome a later report replaced: kept, marked undone
+    by no user (the EHR), so that it no longer counts in the rule analytics."""
+    fields = _card_action_fields(feedback)
+    if fields is None:
+        return
+    # Another card on this rule and patient reported alike at the same instant has an action
+    # like this one: they count alike, so either may be taken back.
+    action = (
+        CardAction.objects.select_for_update()
+        .filter(**fields, undone_at__isnull=True)
+        .order_by("pk")
+        .first()
+    )
+    if action is not None:
+        action.undone_at = timezone.now()
+        action.save(update_fields=["undone_at"])  # one history row: when it was replaced

@@ -909,6 +909,140 @@ def test_feedback_on_a_known_patient_counts_in_the_rule_analytics(
     assert dict(rows[overridden_code].reasons) == {"contraindicated": 1}
 
 
+@pytest.fixture
+def card_an_hour_old(client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, alice: Any) -> Any:
+    """A ruled card the EHR was shown an hour ago about a stored north patient (NORTH-42), so
+    that outcomes minutes old are after its issue."""
+    stored_patient(
+        north_ehr.clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="NORTH-42"
+    )
+    cards = _call(
+        client,
+        ehr_keys,
+        PATIENT_VIEW,
+        _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
+    ).json()["cards"]
+    card = next(card for card in cards if _topic(card))
+    CdsCard.objects.update(issued_at=timezone.now() - timedelta(hours=1))
+    return card
+
+
+def _outcome(
+    client: Client,
+    keys: EhrKeys,
+    card: dict[str, Any],
+    outcome: str,
+    minutes_ago: int,
+    **extra: Any,
+) -> None:
+    """The EHR reports what the clinician did with ``card`` ``minutes_ago``."""
+    when = (timezone.now() - timedelta(minutes=minutes_ago)).isoformat()
+    body = _feedback(card["uuid"], outcome, outcomeTimestamp=when, **extra)
+    response = _call(
+        client, keys, PATIENT_VIEW, body, path=f"/cds-services/{PATIENT_VIEW}/feedback"
+    )
+    assert response.status_code == 200, response.content
+
+
+def _overridden_for(code: str) -> dict[str, Any]:
+    reason = {"system": OVERRIDE_REASON_SYSTEM, "code": code}
+    return {"overrideReason": {"reason": reason, "userComment": f"{code}: see notes"}}
+
+
+def _analytics_row(north_ehr: CdsClient, card: dict[str, Any]) -> Any:
+    from pathways.analytics import rule_analytics
+
+    today = timezone.localdate()
+    rows = rule_analytics([north_ehr.clinic_id], today - timedelta(days=1), today)
+    return next(row for row in rows if row.code == _topic(card))
+
+
+@pytest.mark.django_db
+def test_a_card_accepted_then_overridden_counts_once_as_overridden(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, card_an_hour_old: Any
+) -> None:
+    """CDS Hooks 2.0 feedback reports the outcome of a card: a later report on the same card
+    replaces the earlier. Both stayed in force, the card counted as accepted and overridden."""
+    card = card_an_hour_old
+    _outcome(client, ehr_keys, card, "accepted", minutes_ago=10)
+    _outcome(
+        client, ehr_keys, card, "overridden", minutes_ago=5, **_overridden_for("contraindicated")
+    )
+
+    row = _analytics_row(north_ehr, card)
+    assert (row.accepted, row.overridden, dict(row.reasons)) == (0, 1, {"contraindicated": 1})
+    assert sorted(CdsFeedback.objects.values_list("outcome", flat=True)) == [
+        "accepted",
+        "overridden",
+    ]  # every report kept as received
+
+
+@pytest.mark.django_db
+def test_a_card_overridden_again_with_another_reason_counts_the_later_reason_once(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, card_an_hour_old: Any
+) -> None:
+    card = card_an_hour_old
+    _outcome(
+        client, ehr_keys, card, "overridden", minutes_ago=10, **_overridden_for("not-applicable")
+    )
+    _outcome(
+        client, ehr_keys, card, "overridden", minutes_ago=5, **_overridden_for("contraindicated")
+    )
+
+    row = _analytics_row(north_ehr, card)
+    assert (row.overridden, dict(row.reasons)) == (1, {"contraindicated": 1})
+    assert CdsFeedback.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_an_outcome_that_arrives_after_a_later_one_does_not_replace_it(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, card_an_hour_old: Any
+) -> None:
+    """Feedback can arrive out of order (a retry of an older report): the outcome in force is
+    the latest by outcomeTimestamp, not the last received."""
+    card = card_an_hour_old
+    _outcome(
+        client, ehr_keys, card, "overridden", minutes_ago=5, **_overridden_for("contraindicated")
+    )
+    _outcome(client, ehr_keys, card, "accepted", minutes_ago=10)
+    _outcome(
+        client, ehr_keys, card, "overridden", minutes_ago=8, **_overridden_for("not-applicable")
+    )
+
+    row = _analytics_row(north_ehr, card)
+    assert (row.accepted, row.overridden, dict(row.reasons)) == (0, 1, {"contraindicated": 1})
+    assert CdsFeedback.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_resent_outcome_counts_once_and_does_not_bring_back_a_replaced_one(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, card_an_hour_old: Any
+) -> None:
+    """An EHR retrying after a timeout resends the same report: it counts once, and the resend
+    of a report a later one replaced leaves the later one in force."""
+    from pathways.models import CardAction
+
+    card = card_an_hour_old
+    accepted_at = (timezone.now() - timedelta(minutes=10)).isoformat()
+    overridden_at = (timezone.now() - timedelta(minutes=5)).isoformat()
+    url = f"/cds-services/{PATIENT_VIEW}/feedback"
+    accepted = _feedback(card["uuid"], "accepted", outcomeTimestamp=accepted_at)
+    overridden = _feedback(
+        card["uuid"],
+        "overridden",
+        outcomeTimestamp=overridden_at,
+        **_overridden_for("contraindicated"),
+    )
+    for body in (accepted, overridden, overridden, accepted, overridden):
+        assert _call(client, ehr_keys, PATIENT_VIEW, body, path=url).status_code == 200
+
+    row = _analytics_row(north_ehr, card)
+    assert (row.accepted, row.overridden, dict(row.reasons)) == (0, 1, {"contraindicated": 1})
+    assert CdsFeedback.objects.count() == 2
+    in_force = CardAction.objects.filter(source=CardAction.Source.CDS, undone_at__isnull=True)
+    assert list(in_force.values_list("kind", flat=True)) == ["override"]
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("extra", "where"),
