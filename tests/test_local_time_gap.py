@@ -15,11 +15,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.test import Client
 
+from pathways import feed
 from pathways.engine.dates import skipped_by_the_clocks
+from pathways.feed_models import Hl7Feed, Hl7Message, Hl7Result
 from pathways.forms import SKIPPED_TIME
 from pathways.models import ApiToken, LabResult, Patient
 from tests.factories import form_data, paget_on_alendronate_document, stored_patient
+from tests.test_hl7_feed import lab_user, north_feed, oru, patient
 from tests.test_views_case import HTMX, live_errors
+
+__all__ = ["lab_user", "north_feed", "patient"]  # fixtures, found by pytest under these names
 
 LONDON = ZoneInfo("Europe/London")
 CLOCKS_FORWARD = date(2026, 3, 29)
@@ -172,3 +177,68 @@ def test_the_assess_api_reads_a_time_as_written_and_stores_nothing(
     )
     assert response.status_code == 200, response.content.decode()
     assert not LabResult.objects.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# As the lab feed sends it (HL7 v2: a time without a UTC offset is local time).
+
+
+def sent_without_offsets(control_id: str, *, obx_14: str, obr_7: str = "") -> str:
+    """The feed's ALP message with no UTC offset in MSH-7, OBR-7 (blank by default) or OBX-14
+    unless the time given carries one."""
+    text = oru(control_id, collected=obx_14).replace("20261101090000+0100", "20260329090000")
+    return text.replace(f"|||{obx_14}\rOBX", f"|||{obr_7}\rOBX")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"obx_14": "20260329013000"}, "OBX 1-14"),
+        ({"obx_14": "", "obr_7": "202603290130"}, "OBR-7"),
+    ],
+)
+def test_a_lab_result_sent_at_a_time_the_clocks_skipped_is_refused(
+    london: None, north_feed: Hl7Feed, patient: Patient, fields: dict[str, str], where: str
+) -> None:
+    """01:30 without an offset on the night London's clocks went forward was stored as 02:30
+    (and exported as such): a collection time the laboratory never sent."""
+    text = sent_without_offsets("GAP1", **fields)
+    outcome = feed.receive(text, via="test")
+    reason = (
+        f"{where}: 01:30 on 2026-03-29 did not occur in Europe/London (the clocks went "
+        "forward); send the time with its UTC offset"
+    )
+    assert (outcome.code, outcome.text) == ("AE", reason)
+    assert not Hl7Result.objects.exists()
+    assert not LabResult.objects.filter(patient=patient, collected_on=CLOCKS_FORWARD).exists()
+    kept = Hl7Message.objects.get()  # the raw message is kept, as for any refusal
+    assert (kept.status, kept.ack_code, kept.ack_text, kept.raw) == (
+        Hl7Message.Status.REFUSED, "AE", reason, text,
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("obx_14", "msh_7", "stored_at"),
+    [
+        ("20260329033000", "20260329090000", time(3, 30)),  # after the clocks went forward
+        ("20260329013000+0100", "20260329090000", time(0, 30)),  # 00:30 UTC, still GMT
+        ("20260329013000", "20260329090000+0000", time(2, 30)),  # the message's offset: UTC
+    ],
+)
+def test_a_lab_result_sent_at_a_time_that_occurred_that_night_is_stored(
+    london: None,
+    north_feed: Hl7Feed,
+    patient: Patient,
+    obx_14: str,
+    msh_7: str,
+    stored_at: time,
+) -> None:
+    """A time that occurred, or one with its UTC offset (its own or the message's), is an
+    instant: stored as the clock in London read then."""
+    text = sent_without_offsets("GAP2", obx_14=obx_14).replace("20260329090000", msh_7)
+    outcome = feed.receive(text, via="test")
+    assert (outcome.code, outcome.text) == ("AA", "1 result(s): 1 stored")
+    stored = LabResult.objects.get(patient=patient, collected_on=CLOCKS_FORWARD)
+    assert stored.collected_time == stored_at

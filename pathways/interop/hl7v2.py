@@ -18,6 +18,7 @@ import hl7
 from django.utils import timezone
 
 from pathways.engine import declaration
+from pathways.engine.dates import skipped_by_the_clocks
 
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
 
@@ -189,12 +190,25 @@ def parse_dtm(value: str, default_offset: str, where: str) -> tuple[datetime, bo
         raise Refused(f"{where}: {value!r} is not a valid date/time") from error
     try:
         if parsed.tzinfo is None:
-            parsed = timezone.make_aware(parsed, timezone.get_current_timezone())
+            zone = timezone.get_current_timezone()
+            # A local time the clocks skipped is no instant: it was stored an hour later.
+            if len(digits) > 8 and skipped_by_the_clocks(parsed.date(), parsed.time(), zone):
+                raise Refused(_skipped_time(where, parsed))
+            parsed = timezone.make_aware(parsed, zone)
         parsed.astimezone(UTC)  # stored in UTC,
         timezone.localtime(parsed)  # shown in the site's time zone
     except OverflowError:  # 00010101+0100 is before year 1 in UTC
         raise Refused(f"{where}: {value!r} is outside the calendar in UTC") from None
     return parsed, len(digits) > 8
+
+
+def _skipped_time(where: str, local: datetime) -> str:
+    at = local.time().isoformat(timespec="seconds" if local.second else "minutes")
+    return (
+        f"{where}: {at} on {local.date().isoformat()} did not occur in "
+        f"{timezone.get_current_timezone_name()} (the clocks went forward); send the time "
+        "with its UTC offset"
+    )
 
 
 def local_collection(collected_at: datetime, has_time: bool) -> tuple[date, time | None]:
