@@ -297,6 +297,10 @@ def import_bundle(data: object, *, clinic: Clinic, user: Any, path: str) -> Impo
                     user=user, case=case, mrn=content.mrn, name=name, clinic=clinic,
                     patient=patient, expected_version=patient.version if patient else None,
                     result_source=LabResult.Source.IMPORTED,
+                    corrected_by_lab={
+                        (lab.test, lab.collected_on, lab.collected_time)
+                        for lab in content.labs if lab.amends
+                    },
                 )  # fmt: skip
             except DuplicateMrn as duplicate:  # created meanwhile by another import
                 raise BundleConflict(

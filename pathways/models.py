@@ -286,11 +286,16 @@ class LabResult(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_test_display()} {self.value:g} {self.unit_shown} on {self.collected_on}"
+        return f"{self.get_test_display()} {self.value_shown} on {self.collected_on}"
 
     @property
     def unit_shown(self) -> str:
         return declaration.unit_shown(self.test, self.unit)
+
+    @property
+    def value_shown(self) -> str:
+        """As entered ("412 U/L"): what ``corrected_from`` keeps of a replaced value."""
+        return f"{self.value:g} {self.unit_shown}"
 
     @property
     def canonical_unit_shown(self) -> str:

@@ -7,8 +7,8 @@ import contextlib
 import logging
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
-from datetime import date
+from collections.abc import Collection, Iterator
+from datetime import date, time
 from types import SimpleNamespace
 from typing import Any
 
@@ -130,13 +130,16 @@ def patient_save_case(
     expected_version: int | None = None,
     with_results: bool = True,
     result_source: str | None = None,
+    corrected_by_lab: Collection[tuple[str, date, time | None]] = (),
 ) -> Patient:
     """Create a patient (``clinic``) or replace an existing one's data (``patient``) from a case.
 
     Therapies absent from the case are deleted, and so are results unless ``with_results`` is
     False (the edit page, where results are edited one at a time and the case's results are the
     stored ones); follow-ups are recomputed. ``result_source`` marks the results it adds or
-    changes (``imported`` for a FHIR Bundle).
+    changes (``imported`` for a FHIR Bundle). ``corrected_by_lab``: the (test, date, time) of
+    results the laboratory corrected (a FHIR Observation amended or corrected): a stored one
+    whose value it changes is marked corrected, as by ``patient_change_result``.
     """
     if patient is None:
         if clinic is None:
@@ -176,8 +179,12 @@ def patient_save_case(
             source = result_source or LabResult.Source.ENTERED
             added.append(LabResult(patient=patient, entered_by=user, source=source, **fields))
         elif any(getattr(stored, name) != value for name, value in fields.items()):
+            before, shown = (stored.value, stored.unit), stored.value_shown
             for name, value in fields.items():
                 setattr(stored, name, value)
+            key = (lab.test, lab.collected_on, lab.collected_time)
+            if key in corrected_by_lab and (stored.value, stored.unit) != before:
+                stored.corrected_from = shown
             if result_source is not None:
                 stored.source = result_source
             stored.save()
@@ -254,7 +261,7 @@ def patient_change_result(
     change, such as a hand edit, drops the mark: the value is no longer the laboratory's."""
     patient = _lock(patient, expected_version)
     result = LabResult.objects.select_for_update().get(pk=result.pk, patient=patient)
-    before, shown = (result.value, result.unit), f"{result.value:g} {result.unit_shown}"
+    before, shown = (result.value, result.unit), result.value_shown
     for name, value in lab_result_fields(lab).items():
         setattr(result, name, value)
     if not corrected_by_lab:

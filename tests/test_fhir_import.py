@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import copy
 import json
+import re
 from datetime import UTC, date, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -972,3 +973,49 @@ def test_an_equal_bundle_with_a_decomposed_name_is_unchanged(
     again = fhir.import_bundle(copy.deepcopy(data), clinic=north_clinic, user=alice, path="/t")
     assert again.changed is False
     assert Patient.objects.get(pk=first.patient.pk).version == first.patient.version
+
+
+def _alp_row_on_the_patient_page(client: Any, patient: Patient, day: str) -> str:
+    page = client.get(f"/patients/{patient.pk}/").content.decode()
+    return next(r for r in re.findall(r'<tr data-test="alp">.*?</tr>', page, re.S) if day in r)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", ["amended", "corrected"])
+def test_an_amended_value_is_marked_corrected_on_the_patient_page(
+    alice_client: Any, north_clinic: Clinic, write_key: str, status: str
+) -> None:
+    """An amended or corrected Observation replaces the stored value (README), as OBX-11 C does
+    from the lab feed; the feed's correction was marked on the patient page, the Bundle's was
+    shown exactly like a first report: a clinician who acted on 412 U/L was not told."""
+    first = fb.lab("6768-6", 412, "U/L", "2026-10-01T08:15:00Z", high=129)
+    assert _post(alice_client, write_key, fb.bundle(fb.patient(), first)).status_code == 200
+    patient = Patient.objects.get(clinic=north_clinic, mrn="F100")
+    assert "lab-corrected" not in _alp_row_on_the_patient_page(alice_client, patient, "2026-10-01")
+
+    amended = fb.bundle(
+        fb.patient(), fb.lab("6768-6", 90, "U/L", "2026-10-01T08:15:00Z", high=129, status=status)
+    )
+    for _sent in range(2):  # sent again, it changes nothing: the mark still names 412
+        assert _post(alice_client, write_key, amended).status_code == 200
+        row = _alp_row_on_the_patient_page(alice_client, patient, "2026-10-01")
+        assert 'title="Corrected by the laboratory, was 412 U/L">corrected</span>' in row
+    stored = patient.lab_results.get()
+    # One history row for the amendment, holding the new value and the mark.
+    assert [(h.value, h.corrected_from) for h in stored.history.order_by("history_id")] == [
+        (412, ""),
+        (90, "412 U/L"),
+    ]
+
+
+@pytest.mark.django_db
+def test_an_amendment_that_keeps_the_value_marks_nothing(
+    alice_client: Any, north_clinic: Clinic, write_key: str
+) -> None:
+    """Only a changed value is a correction: an amended range around the same value is not."""
+    first = fb.lab("6768-6", 412, "U/L", "2026-10-01T08:15:00Z", high=129)
+    assert _post(alice_client, write_key, fb.bundle(fb.patient(), first)).status_code == 200
+    limits = fb.lab("6768-6", 412, "U/L", "2026-10-01T08:15:00Z", high=130, status="amended")
+    assert _post(alice_client, write_key, fb.bundle(fb.patient(), limits)).status_code == 200
+    stored = Patient.objects.get(clinic=north_clinic, mrn="F100").lab_results.get()
+    assert (stored.reference_high, stored.corrected_from) == (130, "")
