@@ -316,8 +316,10 @@ TASKS = {
 }
 # Patients re-assessed per task (each in its own transaction).
 ALPCARE_REASSESS_CHUNK_SIZE = envint("ALPCARE_REASSESS_CHUNK_SIZE", 200)
-# When the scheduler enqueues the daily re-assessment (local time, ALPCARE_TIME_ZONE).
-ALPCARE_DAILY_REASSESS_AT = os.environ.get("ALPCARE_DAILY_REASSESS_AT", "02:00").strip()
+# When the scheduler enqueues the daily re-assessment (local time, ALPCARE_TIME_ZONE). Midnight:
+# until it re-dates them, follow-ups due on the assessment date (spec §5) read as overdue on
+# the worklist, which shows the follow-ups stored at the last assessment.
+ALPCARE_DAILY_REASSESS_AT = os.environ.get("ALPCARE_DAILY_REASSESS_AT", "00:00").strip()
 if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?", ALPCARE_DAILY_REASSESS_AT):
     # Refused at start-up: read at each scheduler pass, it failed every pass and no daily run
     # was ever started.

@@ -5,7 +5,7 @@ re-queued by the reaper; the queue's health is reported."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -387,6 +387,37 @@ def test_the_scheduler_starts_the_daily_run_once_a_day_at_its_time(
     assert AssessmentSnapshot.objects.count() == 2
     assert tasks.scheduler_tick(now=due + timedelta(hours=3)) == []  # once a day
     assert ReassessmentRun.objects.count() == 1
+
+
+def test_by_default_the_daily_run_starts_at_midnight_so_the_worklist_agrees_with_the_page(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, alice: User, north_clinic: Clinic
+) -> None:
+    """alp-repeat is due on the assessment date (spec §5): due today, every day, on the patient
+    page. The worklist reads the row stored at the last assessment, so until the daily run
+    re-dates it the patient reads "1 day overdue" there. Run at 02:00, that was two hours of
+    every night; by default the scheduler's first pass after local midnight starts it."""
+    settings.TIME_ZONE = "Pacific/Auckland"
+    now = datetime(2027, 2, 9, 21, 0, tzinfo=UTC)  # 2027-02-10 10:00 local
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    document = paget_on_alendronate_document()
+    document["as_of"] = "2027-02-10"
+    document["labs"] = [
+        {"test": "alp", "value": 250, "unit": "U/L", "collected_at": "2026-11-01T08:00"}
+    ]
+    document["clinical"] = {"diagnoses": [], "therapies": []}
+    patient = stored_patient(north_clinic, alice, document, mrn="STALE")
+    assert FollowUp.objects.get(patient=patient, code="alp-repeat").due == date(2027, 2, 10)
+
+    now = datetime(2027, 2, 10, 11, 0, 30, tzinfo=UTC)  # 2027-02-11 00:00:30 local
+    assert tasks.scheduler_tick(now=now) == [
+        f"enqueued the daily re-assessment (run {ReassessmentRun.objects.get().pk})"
+    ]
+    client = Client()
+    client.force_login(alice)
+    html = client.get("/").content.decode()
+    assert 'data-status="due_soon" data-mrn="STALE"' in html, html
+    assert 'data-count="overdue">0<' in html and "day overdue" not in html
+    assert FollowUp.objects.get(patient=patient, code="alp-repeat").due == date(2027, 2, 11)
 
 
 def test_the_scheduler_deletes_expired_sessions_and_keeps_live_ones(alice: User, bob: User) -> None:
