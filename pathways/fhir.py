@@ -467,7 +467,8 @@ def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
         observation: dict[str, Any] = {
             "resourceType": "Observation",
             "id": f"result-{row.pk}",
-            "status": "final",
+            # FHIR's "corrected": modified after being final, to correct an error (the mark).
+            "status": "corrected" if row.corrected_from else "final",
             "category": [
                 {"coding": [{"system": fhir_codes.OBSERVATION_CATEGORY, "code": "laboratory"}]}
             ],

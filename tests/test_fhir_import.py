@@ -1006,6 +1006,17 @@ def test_an_amended_value_is_marked_corrected_on_the_patient_page(
         (412, ""),
         (90, "412 U/L"),
     ]
+    # Exported, it says it was corrected; imported back, it changes nothing.
+    exported = alice_client.get(f"/api/v1/fhir/Patient/{patient.pk}/$everything",
+                                HTTP_AUTHORIZATION=f"Token {write_key}").json()  # fmt: skip
+    statuses = [
+        entry["resource"]["status"]
+        for entry in exported["entry"]
+        if entry["resource"].get("id") == f"result-{stored.pk}"
+    ]
+    assert statuses == ["corrected"]
+    assert _post(alice_client, write_key, exported).status_code == 200
+    assert stored.history.count() == 2
 
 
 @pytest.mark.django_db
