@@ -4,6 +4,7 @@ under the reason "Other". Each test failed on the code before its fix."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -88,3 +89,22 @@ def test_a_share_that_rounds_to_none_or_all_does_not_read_as_such(
     """1 override in 250 read "0 %" beside "Overridden: 1", and 249 in 250 read "100 %"."""
     _fired_and_overridden(north_clinic, fired, overridden, reason="not-applicable")
     assert _row(north_clinic).override_percent == shown
+
+
+def test_each_column_says_whether_it_counts_patients_or_actions(
+    client: Any, north_clinic: Clinic
+) -> None:
+    """Overridden counts patients (the share's numerator) while acknowledgements, snoozes and
+    the reasons count actions: a patient overridden twice is 1 beside 2 reasons. The headers
+    say which, so that a clinical lead does not compare the two as alike."""
+    _fired_and_overridden(north_clinic, 3, 1, reason="not-applicable")
+    staff = User.objects.create_user("nora", password="x" * 16, is_staff=True)
+    Membership.objects.create(user=staff, clinic=north_clinic)
+    client.force_login(staff)
+    html = client.get("/admin/rule-analytics/").content.decode()
+    headers = re.findall(r'<th scope="col">([^<]*)</th>', html)
+    assert headers[2:] == [
+        "Firing now (patients)", "Fired in period (patients)", "Acknowledged (actions)",
+        "Accepted, CDS Hooks (actions)", "Snoozed (actions)", "Overridden (patients)",
+        "Share overridden (patients)", "Override reasons (actions)",
+    ]  # fmt: skip
