@@ -867,22 +867,10 @@ def test_only_the_clients_configured_fhir_server_is_fetched_from(
 def test_feedback_on_a_known_patient_counts_in_the_rule_analytics(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, alice: Any
 ) -> None:
-    from datetime import date
-
     from pathways.analytics import rule_analytics
     from pathways.models import CardAction
 
-    stored_patient(
-        north_ehr.clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="NORTH-42"
-    )
-    cards = _call(
-        client,
-        ehr_keys,
-        PATIENT_VIEW,
-        _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
-    ).json()["cards"]
-    ruled = [card for card in cards if _topic(card)]
-    first, second = ruled[0], ruled[1]
+    first, second = _ruled_cards_about_north_42(client, ehr_keys, north_ehr, alice)[:2]
     url = f"/cds-services/{PATIENT_VIEW}/feedback"
     reason = {"system": OVERRIDE_REASON_SYSTEM, "code": "contraindicated"}
     _call(client, ehr_keys, PATIENT_VIEW, _feedback(first["uuid"], "accepted"), path=url)
@@ -899,9 +887,10 @@ def test_feedback_on_a_known_patient_counts_in_the_rule_analytics(
     assert sorted(actions.values_list("code", "kind")) == sorted(
         [(_topic(first), "accept"), (_topic(second), "override")]
     )
+    today = timezone.localdate()
     rows = {
         row.code: row
-        for row in rule_analytics([north_ehr.clinic_id], date(2026, 11, 1), date(2026, 12, 31))
+        for row in rule_analytics([north_ehr.clinic_id], today - timedelta(days=30), today)
     }
     accepted_code, overridden_code = str(_topic(first)), str(_topic(second))
     assert rows[accepted_code].accepted == 1
@@ -913,6 +902,16 @@ def test_feedback_on_a_known_patient_counts_in_the_rule_analytics(
 def card_an_hour_old(client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, alice: Any) -> Any:
     """A ruled card the EHR was shown an hour ago about a stored north patient (NORTH-42), so
     that outcomes minutes old are after its issue."""
+    card = _ruled_cards_about_north_42(client, ehr_keys, north_ehr, alice)[0]
+    CdsCard.objects.update(issued_at=timezone.now() - timedelta(hours=1))
+    return card
+
+
+def _ruled_cards_about_north_42(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, alice: Any
+) -> list[dict[str, Any]]:
+    """The cards from rules (not the summary) patient-view gives about a myeloma patient on
+    zoledronic acid, stored in the north clinic as NORTH-42."""
     stored_patient(
         north_ehr.clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="NORTH-42"
     )
@@ -922,9 +921,7 @@ def card_an_hour_old(client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, al
         PATIENT_VIEW,
         _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
     ).json()["cards"]
-    card = next(card for card in cards if _topic(card))
-    CdsCard.objects.update(issued_at=timezone.now() - timedelta(hours=1))
-    return card
+    return [card for card in cards if _topic(card)]
 
 
 def _outcome(
