@@ -549,7 +549,8 @@ def _withdraw_waiting(result: Hl7Result) -> bool:
     """X, D or W of a result waiting in the inbox (or dismissed from it, and so able to be put
     back): withdrawn there, so that no one matches and stores what the laboratory withdrew.
     The same patient identifier, order, code, sub-ID and collection time, as for U."""
-    result.save()  # a primary key, for the rows it withdraws to name it
+    if result.pk is None:  # a new message's result: a key, for the rows it withdraws to name it
+        result.save()
     waiting = list(
         Hl7Result.objects.select_for_update().filter(
             clinic=result.clinic, mrn=result.mrn, assigning_authority=result.assigning_authority,
