@@ -238,7 +238,7 @@ class LabResult(models.Model):
     corrected_from = models.CharField(
         max_length=60,
         blank=True,
-        help_text="The value a correction from the lab feed (OBX-11 C) replaced, as shown.",
+        help_text="The value a correction by the laboratory (HL7 or FHIR) replaced.",
     )
     entered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
             name="corrected_from",
             field=models.CharField(
                 blank=True,
-                help_text="The value a correction from the lab feed (OBX-11 C) replaced, as shown.",
+                help_text="The value a correction by the laboratory (HL7 or FHIR) replaced.",
                 max_length=60,
             ),
         ),
@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
             name="corrected_from",
             field=models.CharField(
                 blank=True,
-                help_text="The value a correction from the lab feed (OBX-11 C) replaced, as shown.",
+                help_text="The value a correction by the laboratory (HL7 or FHIR) replaced.",
                 max_length=60,
             ),
         ),
