@@ -280,6 +280,8 @@ def _result_row(
         mrn=oru.mrn,
         assigning_authority=oru.assigning_authority,
         patient_name=oru.patient_name[:200],
+        birth_date_sent=oru.birth_date,
+        sex_sent=oru.sex,
         filler_order=obs.filler_order,
         code=obs.code,
         coding_system=obs.coding_system,
@@ -314,6 +316,8 @@ def _match_patient_and_test(result: Hl7Result, authority: str) -> tuple[Patient,
         patient = Patient.objects.filter(clinic=result.clinic, mrn=result.mrn).first()
         if patient is None:
             raise _Unmatched(f"PID-3: no patient with MRN {result.mrn} in {result.clinic}")
+        if mismatch := _other_person(result, patient):
+            raise _Unmatched(mismatch)
         result.patient = patient
     if not result.test:
         table = hl7v2.loinc_table()
@@ -326,6 +330,24 @@ def _match_patient_and_test(result: Hl7Result, authority: str) -> tuple[Patient,
             raise _Unmatched(f"OBX-3: code {result.code} ({result.code_text}) is not mapped")
     assert result.patient is not None
     return result.patient, result.test
+
+
+def _other_person(result: Hl7Result, patient: Patient) -> str:
+    """Why the result may be another person's than the patient its MRN found ("" when the birth
+    date and sex it was sent with agree, or were not sent): a wrong MRN on the order must not
+    put another person's value into this patient's advice. Named by a clinician in the inbox,
+    the patient is theirs to choose."""
+    check = "check whose result it is, then match it to the patient here"
+    sent = result.birth_date_sent
+    if sent and patient.birth_date.strftime("%Y%m%d")[: len(sent)] != sent:
+        born = patient.birth_date.isoformat()
+        return (
+            f"PID-7: birth date {result.birth_date_shown} is not {patient.mrn}'s ({born}): {check}"
+        )
+    sex = hl7v2.SEX_SENT.get(result.sex_sent)
+    if sex and sex != patient.sex:
+        return f"PID-8: sex {result.sex_sent} is not {patient.mrn}'s ({patient.sex}): {check}"
+    return ""
 
 
 def _loinc(result: Hl7Result) -> str:

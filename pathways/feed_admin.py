@@ -123,9 +123,9 @@ class Hl7ResultAdmin(ClinicScopedHistoryAdmin):
     list_filter = ["state", CLINIC_FILTER]
     search_fields = ["mrn", "code", "filler_order"]
     readonly_fields = ["message", "clinic", "mrn", "assigning_authority", "patient_name",
-                       "filler_order", "code", "coding_system", "code_text", "sub_id", "value",
-                       "unit", "reference_range", "comment", "status", "collected_at", "state",
-                       "reason",
+                       "birth_date_sent", "sex_sent", "filler_order", "code", "coding_system",
+                       "code_text", "sub_id", "value", "unit", "reference_range", "comment",
+                       "status", "collected_at", "state", "reason",
                        "lab_result", "applied_at", "dismissed_by", "dismissed_at",
                        "dismissal_note", "withdrawn_by"]  # fmt: skip
 

@@ -114,6 +114,11 @@ class Hl7Result(models.Model):
     mrn = models.CharField(max_length=40)
     assigning_authority = models.CharField(max_length=100, blank=True)
     patient_name = models.CharField(max_length=200, blank=True)
+    birth_date_sent = models.CharField(
+        max_length=8, blank=True,
+        help_text="PID-7 as far as it names a date: YYYY, YYYYMM or YYYYMMDD.",
+    )  # fmt: skip
+    sex_sent = models.CharField(max_length=1, blank=True, help_text="PID-8: F or M (blank: none).")
     filler_order = models.CharField(max_length=100, blank=True, help_text="OBR-3")
     code = models.CharField(max_length=60, help_text="OBX-3.1")
     coding_system = models.CharField(max_length=20, blank=True)
@@ -160,3 +165,9 @@ class Hl7Result(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mrn} {self.code} {self.value} {self.unit} ({self.state})"
+
+    @property
+    def birth_date_shown(self) -> str:
+        """PID-7's date as an ISO date, or as far as it was sent (1950, 1950-03)."""
+        sent = self.birth_date_sent
+        return "-".join(part for part in (sent[:4], sent[4:6], sent[6:8]) if part)

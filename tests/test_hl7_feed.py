@@ -1171,3 +1171,63 @@ def test_a_refused_match_leaves_the_row_as_it_was(
         f"refused match left patient={parked.patient} test={parked.test!r}"
     )
     assert not LabResult.objects.filter(patient=other, collected_on=date(2026, 11, 1)).exists()
+
+
+# PID-7 and PID-8: an MRN typed wrong on the order puts another person's result on the patient
+# it names. The birth date and sex the laboratory sends are checked against that patient's.
+
+
+def _with_pid(birth_date: str, sex: str, control_id: str = "D1") -> str:
+    return oru(control_id).replace("||19500302|F", f"||{birth_date}|{sex}")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("birth_date", "sex", "reason"),
+    [
+        ("19510302", "F", "PID-7: birth date 1951-03-02 is not N100's (1950-03-02)"),
+        ("1951", "", "PID-7: birth date 1951 is not N100's (1950-03-02)"),
+        ("195004", "F", "PID-7: birth date 1950-04 is not N100's (1950-03-02)"),
+        ("19500302", "M", "PID-8: sex M is not N100's (female)"),
+    ],
+)
+def test_a_result_sent_with_another_birth_date_or_sex_waits_in_the_inbox(
+    north_feed: Hl7Feed, patient: Patient, birth_date: str, sex: str, reason: str
+) -> None:
+    stored = patient.lab_results.count()
+    outcome = feed.receive(_with_pid(birth_date, sex), via="test")
+    assert outcome.text == "1 result(s): 1 in the unmatched inbox"
+    assert _one().reason == f"{reason}: check whose result it is, then match it to the patient here"
+    assert patient.lab_results.count() == stored
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("birth_date", "sex"),
+    [("19500302", "F"), ("1950", "F"), ("195003", "U"), ("", ""), ("19500230", "F"), ("x", "O")],
+)
+def test_a_result_sent_with_the_patient_s_demographics_or_none_is_stored(
+    north_feed: Hl7Feed, patient: Patient, birth_date: str, sex: str
+) -> None:
+    """As far as PID-7 names a date (a year, a month, a day); a date that does not exist, an
+    unknown sex (U, O) or none at all says nothing to check."""
+    feed.receive(_with_pid(birth_date, sex), via="test")
+    assert _one().state == Hl7Result.State.APPLIED, _one().reason
+
+
+@pytest.mark.django_db
+def test_the_inbox_shows_the_sent_demographics_and_a_clinician_names_the_patient(
+    alice_client: Any, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """The row shows what the laboratory sent, to compare; a match that names no patient
+    (only a unit) leaves it waiting; naming the patient stores it on them."""
+    feed.receive(_with_pid("19510302", "F"), via="test")
+    parked = _one()
+    assert "Margaret Ellis · born 1951-03-02 · F" in alice_client.get(INBOX).content.decode()
+    alice_client.post(f"{INBOX}{parked.pk}/", {f"r{parked.pk}-unit": "U/L"})
+    parked.refresh_from_db()
+    assert parked.state == Hl7Result.State.UNMATCHED and parked.reason.startswith("PID-7")
+    alice_client.post(f"{INBOX}{parked.pk}/", {f"r{parked.pk}-mrn": "N100"})
+    parked.refresh_from_db()
+    assert parked.state == Hl7Result.State.APPLIED, parked.reason
+    assert parked.lab_result is not None and parked.lab_result.patient == patient

@@ -12,7 +12,7 @@ import codecs
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, Final
 
 import hl7
 from django.utils import timezone
@@ -66,6 +66,9 @@ class OruMessage:
     assigning_authority: str
     patient_name: str
     observations: list[Observation] = field(default_factory=list)
+    # PID-7 and PID-8 as sent, to check against the patient the MRN finds (see birth_date_sent).
+    birth_date: str = ""
+    sex: str = ""
     # Every PID-3 repetition typed MR, as (MRN, PID-3.4 assigning authority): a lab serving
     # several hospitals may send each one's MRN; the feed takes the one its authority issued.
     medical_record_numbers: tuple[tuple[str, str], ...] = ()
@@ -280,6 +283,7 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
     if not mrn:
         raise Refused("PID-3 (patient identifier) is empty")
     name = " ".join(part for part in (_field(pid, 5, 1, 2), _field(pid, 5, 1, 1)) if part)
+    birth_date, sex = birth_date_sent(_field(pid, 7)), _field(pid, 8).upper()
     observations: list[Observation] = []
     filler_order = ""
     obr_collected: tuple[datetime, bool] | None = None
@@ -331,6 +335,8 @@ def _read_oru(message: Any, oru: OruMessage, default_offset: str) -> OruMessage:
         mrn=mrn,
         assigning_authority=authority,
         patient_name=name,
+        birth_date=birth_date,
+        sex=sex if sex in SEX_SENT else "",
         observations=observations,
         medical_record_numbers=records,
     )
@@ -373,6 +379,25 @@ def _obx_value(segment: Any) -> str:
     if comparator in ("", "=") and not separator and not second:
         return number
     return f"{comparator}{number}{separator}{second}"
+
+
+# PID-8 administrative sex (HL7 table 0001) that names the case's sex; the others (O, U, A, N)
+# say nothing to check.
+SEX_SENT: Final = {"F": "female", "M": "male"}
+
+
+def birth_date_sent(value: str) -> str:
+    """PID-7 as far as it goes (DTM: YYYY, YYYYMM or YYYYMMDD, then any time): the digits of
+    the date it names, or "" when it names none (blank or unreadable: nothing to check)."""
+    digits = re.match(r"\d*", value, re.ASCII)
+    date_digits = digits.group()[:8] if digits else ""
+    if len(date_digits) not in (4, 6, 8):
+        return ""
+    try:  # a month or a day that does not exist names no date
+        datetime.strptime(date_digits, "%Y%m%d"[: len(date_digits) - 2])
+    except ValueError:
+        return ""
+    return date_digits
 
 
 def _patient_identifier(pid: Any) -> tuple[str, str, tuple[tuple[str, str], ...]]:
