@@ -138,8 +138,8 @@ def patient_save_case(
     False (the edit page, where results are edited one at a time and the case's results are the
     stored ones); follow-ups are recomputed. ``result_source`` marks the results it adds or
     changes (``imported`` for a FHIR Bundle). ``corrected_by_lab``: the (test, date, time) of
-    results the laboratory corrected (a FHIR Observation amended or corrected): a stored one
-    whose value it changes is marked corrected, as by ``patient_change_result``.
+    results the laboratory corrected (a FHIR Observation amended or corrected); a stored result
+    changed is marked as by ``patient_change_result`` (``_correction_marked``).
     """
     if patient is None:
         if clinic is None:
@@ -179,12 +179,10 @@ def patient_save_case(
             source = result_source or LabResult.Source.ENTERED
             added.append(LabResult(patient=patient, entered_by=user, source=source, **fields))
         elif any(getattr(stored, name) != value for name, value in fields.items()):
-            before, shown = (stored.value, stored.unit), stored.value_shown
-            for name, value in fields.items():
-                setattr(stored, name, value)
             key = (lab.test, lab.collected_on, lab.collected_time)
-            if key in corrected_by_lab and (stored.value, stored.unit) != before:
-                stored.corrected_from = shown
+            with _correction_marked(stored, by_lab=key in corrected_by_lab):
+                for name, value in fields.items():
+                    setattr(stored, name, value)
             if result_source is not None:
                 stored.source = result_source
             stored.save()
@@ -256,18 +254,12 @@ def patient_change_result(
     """Replace one stored result with a corrected one (same row, so its history shows both);
     ``lab_comment``: the laboratory's comment on the correction (None: the stored one stays).
 
-    ``corrected_by_lab`` (the feed's OBX-11 C): the patient page marks the result corrected,
-    with the value it replaced (a correction resent unchanged keeps the mark). Any other
-    change, such as a hand edit, drops the mark: the value is no longer the laboratory's."""
+    ``corrected_by_lab`` (the feed's OBX-11 C): see ``_correction_marked``."""
     patient = _lock(patient, expected_version)
     result = LabResult.objects.select_for_update().get(pk=result.pk, patient=patient)
-    before, shown = (result.value, result.unit), result.value_shown
-    for name, value in lab_result_fields(lab).items():
-        setattr(result, name, value)
-    if not corrected_by_lab:
-        result.corrected_from = ""
-    elif (result.value, result.unit) != before:
-        result.corrected_from = shown
+    with _correction_marked(result, by_lab=corrected_by_lab):
+        for name, value in lab_result_fields(lab).items():
+            setattr(result, name, value)
     result.entered_by = user
     if source is not None:
         result.source = source
@@ -280,6 +272,18 @@ def patient_change_result(
         raise DuplicateResult(lab) from error
     _bump(patient)
     return result
+
+
+@contextlib.contextmanager
+def _correction_marked(result: LabResult, *, by_lab: bool) -> Iterator[None]:
+    """Around a change of a stored result: a value the laboratory corrected (``by_lab``) is
+    marked corrected, with the value it replaced; a value changed otherwise, such as by hand,
+    drops the mark (it is no longer the laboratory's). The same value keeps the mark as it is:
+    a correction resent unchanged, new limits, a time put right."""
+    before, shown = (result.value, result.unit), result.value_shown
+    yield
+    if (result.value, result.unit) != before:
+        result.corrected_from = shown if by_lab else ""
 
 
 @transaction.atomic

@@ -201,6 +201,27 @@ def test_a_hand_edit_of_a_corrected_result_drops_the_mark(
 
 
 @pytest.mark.django_db
+def test_a_hand_edit_that_keeps_the_corrected_value_keeps_the_mark(
+    alice_client: Any, north_feed: Hl7Feed, patient: Patient
+) -> None:
+    """The same rule as for a FHIR Bundle that sends the corrected value with new limits: the
+    value shown is still the one the laboratory corrected, so the mark stays. A hand edit of
+    the upper limit alone dropped it, and the clinician lost "corrected, was 412"."""
+    feed.receive(oru("K1", collected="20261125081500+0100"), via="test")
+    feed.receive(oru("K2", value="90", status="C", collected="20261125081500+0100"), via="test")
+    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 25))
+    patient.refresh_from_db()
+    posted = {
+        "test": "alp", "value": "90", "unit": "U/L", "collected_on": "2026-11-25",
+        "collected_time": "07:15", "reference_high": "130", "version": str(patient.version),
+    }  # fmt: skip
+    url = f"/patients/{patient.pk}/results/{stored.pk}/"
+    assert alice_client.post(url, posted).status_code == 302
+    stored.refresh_from_db()
+    assert (stored.reference_high, stored.corrected_from) == (130, "412 U/L")
+
+
+@pytest.mark.django_db
 def test_a_correction_refused_as_another_results_time_leaves_no_mark(
     north_feed: Hl7Feed, patient: Patient
 ) -> None:
