@@ -1034,6 +1034,7 @@ def _card_action_store(feedback: CdsFeedback) -> None:
         **fields,
         clinic_id=fields["patient"].clinic_id,
         rule_set_version=feedback.card.rule_set_version,
+        feedback=feedback,
     )
 
 
@@ -1043,14 +1044,13 @@ def _card_action_supersede(feedback: CdsFeedback) -> None:
     fields = _card_action_fields(feedback)
     if fields is None:
         return
-    # Another card on this rule and patient reported alike at the same instant has an action
-    # like this one: they count alike, so either may be taken back.
-    action = (
-        CardAction.objects.select_for_update()
-        .filter(**fields, undone_at__isnull=True)
-        .order_by("pk")
-        .first()
-    )
+    open_actions = CardAction.objects.select_for_update().filter(undone_at__isnull=True)
+    action = open_actions.filter(feedback=feedback).first()
+    if action is None:
+        # Stored before actions named their report (migration 0037): the action like it. One
+        # on another card about this rule and patient, reported alike at the same instant,
+        # counts alike, so either may be taken back.
+        action = open_actions.filter(**fields, feedback=None).order_by("pk").first()
     if action is not None:
         action.undone_at = timezone.now()
         action.save(update_fields=["undone_at"])  # one history row: when it was replaced

@@ -554,6 +554,11 @@ class CardAction(models.Model):
     ended_at = models.DateTimeField(
         null=True, blank=True, help_text="When the case or the card changed after it was taken."
     )
+    feedback = models.OneToOneField(
+        "pathways.CdsFeedback", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="card_action",
+        help_text="The EHR's report (CDS Hooks feedback) it stands for.",
+    )  # fmt: skip
     history = HistoricalRecords()
 
     class Meta:

@@ -1041,6 +1041,42 @@ def test_a_resent_outcome_counts_once_and_does_not_bring_back_a_replaced_one(
 
 
 @pytest.mark.django_db
+def test_a_later_outcome_takes_back_the_action_of_its_own_card(
+    client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, card_an_hour_old: Any
+) -> None:
+    """The same advice shown twice (two patient-view calls) is two cards. Both accepted at the
+    same instant, then the second overridden: the action taken back must be the second card's.
+    It was found by its fields, which both cards' actions share, so the first's went."""
+    from pathways.models import CardAction
+
+    again = _call(
+        client,
+        ehr_keys,
+        PATIENT_VIEW,
+        _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
+    ).json()["cards"]
+    second = next(card for card in again if _topic(card) == _topic(card_an_hour_old))
+    CdsCard.objects.update(issued_at=timezone.now() - timedelta(hours=1))
+    url = f"/cds-services/{PATIENT_VIEW}/feedback"
+    at = (timezone.now() - timedelta(minutes=10)).isoformat()
+    for card in (card_an_hour_old, second):
+        body = _feedback(card["uuid"], "accepted", outcomeTimestamp=at)
+        assert _call(client, ehr_keys, PATIENT_VIEW, body, path=url).status_code == 200
+    _outcome(
+        client, ehr_keys, second, "overridden", minutes_ago=5, **_overridden_for("contraindicated")
+    )
+
+    taken_back = CardAction.objects.get(undone_at__isnull=False)
+    assert taken_back.feedback is not None
+    assert str(taken_back.feedback.card.uuid) == second["uuid"]
+    in_force = CardAction.objects.filter(undone_at__isnull=True).order_by("kind")
+    assert [(action.kind, str(action.feedback.card.uuid)) for action in in_force] == [
+        ("accept", card_an_hour_old["uuid"]),
+        ("override", second["uuid"]),
+    ]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("extra", "where"),
     [
