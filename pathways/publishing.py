@@ -170,6 +170,17 @@ def ruleset_return(*, rule_set: RuleSet, user: Any, comment: str) -> RuleSet:
     return rule_set
 
 
+def ruleset_latest_submission(rule_set: RuleSet) -> int | None:
+    """The step that put the draft in review as it now stands (editing is locked in review, so
+    its content is the content submitted then): what a publisher's page approves."""
+    return (
+        rule_set.reviews.filter(action=RuleSetReview.Action.SUBMITTED)
+        .order_by("-at", "-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
 def ruleset_latest_return(rule_set: RuleSet) -> RuleSetReview | None:
     """The reviewer's comments the editors are working on (None once resubmitted)."""
     latest = rule_set.reviews.order_by("-at", "-pk").first()
@@ -330,10 +341,13 @@ def ruleset_publish(
     note: str,
     reassess: bool = True,
     shown_in_force: int | _Unchecked | None = UNCHECKED,
+    shown_submission: int | _Unchecked | None = UNCHECKED,
 ) -> RuleSet:
     """Publish a draft in review as a new version and put it in force (four-eyes: the publisher
     changed none of it; approval note; gate). The editor's rationale stays the version's note.
-    ``shown_in_force``: see ``_put_in_force``."""
+    ``shown_in_force``: see ``_put_in_force``. ``shown_submission``: the submission for review
+    the publisher's page showed (``ruleset_latest_submission``): a draft returned, changed and
+    submitted again since is other content than the one approved."""
     note = _require_publisher(user, note)
     with transaction.atomic():
         rule_set = _locked_unpublished(rule_set)
@@ -345,6 +359,13 @@ def ruleset_publish(
             raise TuningError(
                 "Four-eyes: you edited this draft; a publisher who did not change it must "
                 "publish it."
+            )
+        checked = not isinstance(shown_submission, _Unchecked)
+        if checked and ruleset_latest_submission(rule_set) != shown_submission:
+            raise TuningError(
+                f"{rule_set.label} was returned and submitted again while this page was open: "
+                "its content may have changed. Nothing was published: read the page again, and "
+                "publish if you still mean to."
             )
         check = ruleset_check(rule_set=rule_set)
         if not check.publishable:

@@ -878,6 +878,8 @@ class NoteForm(forms.Form):
     )
     # The version in force when the page was shown: the one the publisher agreed to replace.
     replaces = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    # The draft's submission for review the page showed: the content the publisher approves.
+    reviewed = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
 
 class ReviewForm(forms.Form):
@@ -1167,18 +1169,22 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         initial: dict[str, Any] = {"replaces": current.pk if current else None}
         if not rollback:
             initial["note"] = rule_set.note
+            initial["reviewed"] = publishing.ruleset_latest_submission(rule_set)
         form = NoteForm(request.POST or None, initial=initial)
         if request.method == "POST":
             if not request.user.has_perm(publishing.PUBLISH_PERMISSION):
                 raise PermissionDenied
             if form.is_valid():
+                shown = {"shown_in_force": form.cleaned_data["replaces"]}
+                if not rollback:
+                    shown["shown_submission"] = form.cleaned_data["reviewed"]
                 action = publishing.ruleset_rollback if rollback else publishing.ruleset_publish
                 try:
                     published = action(
                         rule_set=rule_set,
                         user=request.user,
                         note=form.cleaned_data["note"],
-                        shown_in_force=form.cleaned_data["replaces"],
+                        **shown,
                     )
                 except publishing.TuningError as error:
                     self.message_user(request, str(error), messages.ERROR)
@@ -1224,9 +1230,13 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             and (own_draft or not rule_set.in_review or not (check and check.publishable)),
             current=RuleSet.objects.filter(is_current=True).first(),
         )
-        if request.method == "POST":  # refused: the page now shows the version in force
+        if request.method == "POST":  # refused: the page now shows what is there now
             current = context["current"]
-            posted = {"note": request.POST.get("note", ""), "replaces": current and current.pk}
+            posted = {
+                "note": request.POST.get("note", ""),
+                "replaces": current and current.pk,
+                "reviewed": None if rollback else publishing.ruleset_latest_submission(rule_set),
+            }
             context["form"] = NoteForm(posted)
         return TemplateResponse(request, "admin/pathways/ruleset/publish.html", context)
 

@@ -624,12 +624,13 @@ def _posted_after_a_publication_meanwhile(
 ) -> tuple[str, RuleSet]:
     """The publish or rollback page is opened, another version is published, then the page's
     form is sent: the refused page's text, and the version published meanwhile."""
-    shown = re.search(r'name="replaces" value="(\d+)"', client.get(url).content.decode())
-    assert shown is not None
+    page = client.get(url).content.decode()
+    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+    assert hidden.get("replaces")
     newer = publish_reviewed(
         rule_set=publishing.ruleset_start_draft(user=editor), user=publisher, note="meanwhile"
     )
-    refused = client.post(url, {"note": "Approved", "replaces": shown[1]})
+    refused = client.post(url, {**hidden, "note": "Approved"})
     assert refused.status_code == 200
     newer.refresh_from_db()
     assert newer.is_current
@@ -650,6 +651,36 @@ def test_a_publish_page_opened_before_another_publication_publishes_nothing(
     assert draft.is_draft
 
     published = post_as_shown(publisher_client, url, {"note": "Approved, knowing"})
+    assert published.status_code == 302
+    draft.refresh_from_db()
+    assert draft.is_current
+
+
+def test_a_publish_page_opened_before_the_draft_was_returned_and_resubmitted_publishes_nothing(
+    publisher_client: Client, editor_client: Client, editor: User, draft: RuleSet
+) -> None:
+    """The approval is for the content the page showed. Opened, then the draft was returned by
+    another publisher, changed (an urgent rule made info: the gate stays green) and submitted
+    again: the first page's post published the new content under its approval note."""
+    publishing.ruleset_submit(rule_set=draft, user=editor, rationale="Same rules, relabelled")
+    url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
+    page = publisher_client.get(url).content.decode()
+    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+    other = Client()
+    other.force_login(rule_editor("quinn", publisher=True))
+    other.post(f"/admin/pathways/ruleset/{draft.pk}/return/", {"text": "tweak it"})
+    Rule.objects.filter(rule_set=draft, code="extreme-alp").update(priority="info")
+    publishing.ruleset_touch(rule_set=draft, user=editor)
+    editor_client.post(f"/admin/pathways/ruleset/{draft.pk}/submit/", {"text": "Made info"})
+
+    refused = publisher_client.post(url, {**hidden, "note": "Approved: same rules"})
+    assert refused.status_code == 200
+    assert "was returned and submitted again while this page was open" in html.unescape(
+        refused.content.decode()
+    )
+    draft.refresh_from_db()
+    assert draft.is_draft and draft.in_review
+    published = post_as_shown(publisher_client, url, {"note": "Approved, as it is now"})
     assert published.status_code == 302
     draft.refresh_from_db()
     assert draft.is_current
