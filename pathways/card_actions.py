@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from pathways import engine
 from pathways.cases import patient_to_case
+from pathways.engine.templates import template_names
 from pathways.engine.vocabulary import PRIORITY_RANK
 from pathways.models import OVERRIDE_REASONS, CardAction, LabResult, Patient, RuleSet, Therapy
 
@@ -33,13 +34,60 @@ ACTION_KINDS = ("acknowledge", "override", "snooze")
 _PARAM = re.compile(r"params\.(\w+)")
 _NAME = re.compile(r"[A-Za-z_]\w*")
 
+# What a fact is computed with that its description does not name: parameters, and the rule
+# set's reference tables ("tables.<name>", the engine.RuleSet field). The facts read from these
+# follow through their descriptions. tests/test_card_digest.py checks the whole map against
+# the engine: each parameter and table changed in turn, every fact that moves must name it.
+_COMPUTED_WITH: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        ("rcv_pct", "rcv_rise_pct", "rcv_fall_pct"), ("rcv_cvi_pct", "rcv_cva_pct", "rcv_z")
+    ),
+    **dict.fromkeys(
+        (
+            "crcl_current",
+            "crcl_current_date",
+            "crcl_current_source",
+            "crcl_method",
+            "renal_function_unknown",
+            "alp_elevated",
+        ),
+        ("recent_lab_days",),
+    ),
+    "alp_normal": ("recent_lab_days", "tables.uln_bands"),
+    **dict.fromkeys(
+        ("bone_alp_uln", "bone_alp_uln_source"), ("menopause_age_years", "tables.uln_bands")
+    ),
+    **dict.fromkeys(
+        (
+            "alp_uln",
+            "alp_uln_source",
+            "alp_source",
+            "alt",
+            "alt_uln",
+            "bilirubin_uln",
+            "bone_alp",
+            "calcium_lln",
+            "calcium_uln",
+            "ggt_uln",
+            "phosphate_lln",
+            "pth_uln",
+        ),
+        ("tables.uln_bands",),
+    ),
+    **dict.fromkeys(("za_dose_mg", "za_dosing_dose_mg"), ("tables.za_dose_bands",)),
+}
+_TABLE = "tables."
+
 
 def _fact_params() -> dict[str, frozenset[str]]:
-    """Each fact's parameters, through the facts it is computed from: a description names
-    both ("bone_liver_tests_abnormal": ... vitamin_d_deficient ...; "vitamin_d_deficient":
-    ... params.vitamin_d_deficient_ng_ml)."""
+    """Each fact's parameters and tables (see _COMPUTED_WITH), through the facts it is computed
+    from: a description names both ("bone_liver_tests_abnormal": ... vitamin_d_deficient ...;
+    "vitamin_d_deficient": ... params.vitamin_d_deficient_ng_ml)."""
     names = {fact.name for fact in engine.FACTS}
-    direct = {fact.name: set(_PARAM.findall(fact.description)) for fact in engine.FACTS}
+    direct = {
+        fact.name: {*_PARAM.findall(fact.description), *_COMPUTED_WITH.get(fact.name, ())}
+        for fact in engine.FACTS
+    }
     reads = {
         fact.name: (set(_NAME.findall(_PARAM.sub("", fact.description))) & names) - {fact.name}
         for fact in engine.FACTS
@@ -80,20 +128,23 @@ def case_digest(
 
 
 def card_params(rule: engine.Rule) -> list[str]:
-    """The parameters a card depends on: those its condition or escalation names, those the
-    facts it reads are computed with (each fact's description names them: "pth_latest ≥
-    params.pth_not_suppressed_pg_ml"), and those its wording prints."""
+    """The parameters (and reference tables, "tables.<name>") a card depends on: those its
+    condition or escalation names, those the facts it reads or prints are computed with (each
+    fact's description names them: "pth_latest ≥ params.pth_not_suppressed_pg_ml"; see
+    _COMPUTED_WITH), and those its wording prints."""
     when = f"{rule.condition} {rule.escalate_when or ''}"
-    names = set(_PARAM.findall(f"{when} {rule.rationale}"))
-    for word in set(_NAME.findall(when)):
+    names = set(_PARAM.findall(f"{when} {rule.title} {rule.rationale}"))
+    printed = template_names(rule.title) + template_names(rule.rationale)
+    for word in {*_NAME.findall(_PARAM.sub("", when)), *printed}:
         names |= _FACT_PARAMS.get(word, frozenset())
     return sorted(names)
 
 
 def card_digest(rule_set: engine.RuleSet, recommendation: engine.Recommendation) -> str:
-    """The card as the rule set defines it: priority, wording, condition and the values of the
-    parameters it depends on (card_params; not the rationale's facts, nor the priority an
-    escalation gives it today: both move with the calendar)."""
+    """The card as the rule set defines it: priority, wording, evidence note, condition and
+    the values of the parameters and tables it depends on (card_params; not the values of the
+    facts it prints, nor the priority an escalation gives it today: both move with the
+    calendar)."""
     rule = rule_set.rule(recommendation.code)
     priority = rule.priority if rule is not None else recommendation.priority
     parts: dict[str, Any] = {"code": recommendation.code, "priority": priority}
@@ -102,9 +153,15 @@ def card_digest(rule_set: engine.RuleSet, recommendation: engine.Recommendation)
         parts.update(
             title=rule.title,
             rationale=rule.rationale,
+            evidence_note=rule.evidence_note,
             condition=rule.condition,
             escalate=[rule.escalate_when, rule.escalate_to],
-            params={name: params.get(name) for name in card_params(rule)},
+            params={
+                name: getattr(rule_set, name[len(_TABLE) :])
+                if name.startswith(_TABLE)
+                else params.get(name)
+                for name in card_params(rule)
+            },
         )
     else:
         parts["title"] = recommendation.title
@@ -166,9 +223,9 @@ def active_actions(
     today = today or timezone.localdate()
     digest = digest or case_digest(patient)
     acted = {action.code for action in actions}  # only these cards' digests are compared
-    cards = {
-        rec.code: card_digest(rule_set, rec) for rec in result.recommendations if rec.code in acted
-    }
+    shown = {rec.code: rec for rec in result.recommendations if rec.code in acted}
+    cards = {code: card_digest(rule_set, rec) for code, rec in shown.items()}
+    earlier: dict[str, engine.RuleSet | None] = {}
     ranks = {rec.code: PRIORITY_RANK.get(rec.priority, 0) for rec in result.recommendations}
     by_code: dict[str, CardAction] = {}
     lapsed: list[CardAction] = []
@@ -176,7 +233,8 @@ def active_actions(
         if action.source != CardAction.Source.WORKLIST:
             continue
         changed = action.case_digest != digest or (
-            action.code in cards and action.card_digest != cards[action.code]
+            action.code in cards
+            and _card_changed(action, rule_set, shown[action.code], cards[action.code], earlier)
         )
         if changed:
             lapsed.append(action)
@@ -194,6 +252,30 @@ def active_actions(
         else:
             by_code.pop(action.code, None)
     return ActiveActions(by_code, tuple(lapsed))
+
+
+def _card_changed(
+    action: CardAction,
+    rule_set: engine.RuleSet,
+    recommendation: engine.Recommendation,
+    digest_now: str,
+    earlier: dict[str, engine.RuleSet | None],
+) -> bool:
+    """Whether the rule set in force defines the card otherwise than the version the action was
+    taken under. Both digests are taken now, with this release's card_digest: a release that
+    makes the digest cover more (the evidence note, a table) does not bring back every card
+    acted on. The stored digest counts only for a version no longer stored."""
+    if action.rule_set_version == rule_set.version:
+        return False
+    if action.rule_set_version not in earlier:
+        from pathways.rules import rule_set_for
+
+        row = RuleSet.objects.filter(version=action.rule_set_version).first()
+        earlier[action.rule_set_version] = rule_set_for(row) if row is not None else None
+    then = earlier[action.rule_set_version]
+    if then is None:
+        return action.card_digest != digest_now
+    return card_digest(then, recommendation) != digest_now
 
 
 def card_actions_end_lapsed(actions: ActiveActions) -> None:
