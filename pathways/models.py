@@ -573,10 +573,11 @@ class CardAction(models.Model):
 
     @property
     def reason_display(self) -> str:
-        label = dict(OVERRIDE_REASONS).get(self.reason, self.reason)
-        if self.reason == "other":
-            return f"Other: {self.reason_text}"
-        return label
+        """The coded reason and what the clinician wrote with it (required for "other",
+        optional with the others, and shown either way)."""
+        label = "Other" if self.reason == "other" else dict(OVERRIDE_REASONS).get(self.reason)
+        label = label or self.reason
+        return f"{label}: {self.reason_text}" if self.reason_text else label
 
 
 class AccessLogQuerySet(models.QuerySet["AccessLog"]):

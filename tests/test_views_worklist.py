@@ -1163,3 +1163,24 @@ def test_a_card_depends_on_the_parameters_of_facts_read_through_other_facts() ->
     rule = current_rule_set().rule("thi-consider")
     assert rule is not None
     assert "vitamin_d_deficient_ng_ml" in card_params(rule)
+
+
+@pytest.mark.django_db
+def test_override_text_given_with_a_coded_reason_is_shown_on_the_overridden_card(
+    alice_client: Client, alice: Any, north_clinic: Any
+) -> None:
+    """The override form offers "Reason text (required for "Other")", optional with the other
+    reasons. Given with "Contraindicated", it is stored but the overridden card shows only
+    "Overridden: Contraindicated for this patient": what the clinician wrote is on no screen."""
+    patient = stored_patient(north_clinic, alice, urgent_document(), mrn="URG-1")
+    html = act(
+        alice_client,
+        patient,
+        code="extreme-alp",
+        action="override",
+        reason="contraindicated",
+        reason_text="Known sample haemolysis",
+    ).content.decode()
+    assert CardAction.objects.get().reason_text == "Known sample haemolysis"  # stored
+    card = html.split('data-code="extreme-alp"', 1)[1].split("</li>", 1)[0]
+    assert "Overridden: Contraindicated for this patient: Known sample haemolysis" in card
