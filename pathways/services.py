@@ -8,7 +8,7 @@ import logging
 import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterator
-from datetime import date, time
+from datetime import date, datetime, time
 from types import SimpleNamespace
 from typing import Any
 
@@ -567,11 +567,52 @@ def follow_up_mark_done(
     return follow_up
 
 
+class FollowUpNotReopened(Exception):
+    """Undo refused: the follow-up's completion is not the one the page showed with its Undo."""
+
+
+def _undo_refusal(follow_up: FollowUp, user: Any, shown: datetime | None) -> str:
+    """Why Undo may not take back the follow-up's completion as it is now ("" if it may)."""
+    if follow_up.completed_at is None:
+        return f"{follow_up.title}: already undone, the follow-up is open"
+    if follow_up.completed_by_result:
+        now = "done: a matching result is recorded"
+    else:
+        who = follow_up.completed_by
+        name = (who.get_full_name() or who.get_username()) if who is not None else "nobody"
+        if shown is None:
+            if follow_up.completed_by_id == getattr(user, "pk", None):
+                return ""
+            return (
+                f"{follow_up.title}: done by {name}, and the page did not say which completion "
+                "to undo: it is shown as it is now; undo again if you still want to"
+            )
+        if follow_up.completed_at == shown:
+            return ""
+        now = f"done by {name} on {timezone.localtime(follow_up.completed_at):%Y-%m-%d %H:%M}"
+    return (
+        f"{follow_up.title}: its completion changed since this page was loaded (now {now}): "
+        "it is shown as it is now; undo again if you still want to"
+    )
+
+
 @transaction.atomic
-def follow_up_reopen(*, follow_up: FollowUp, user: Any) -> FollowUp:
-    """Undo "mark done": the follow-up is open again; a case fact it recorded is withdrawn."""
+def follow_up_reopen(
+    *, follow_up: FollowUp, user: Any, shown_completed_at: datetime | None = None
+) -> FollowUp:
+    """Undo "mark done": the follow-up is open again; a case fact it recorded is withdrawn.
+
+    ``shown_completed_at``: when the completion the page showed with its Undo was recorded.
+    Undo takes back that one only: from a page loaded before a colleague reopened it and
+    recorded their own (or sent twice, a colleague's completion landing between), it would
+    take back theirs, in this user's name, and withdraw the case fact they recorded. Not
+    given (a page from before Undo said, a call from code): the user's own completion only.
+    Refused, nothing changes (FollowUpNotReopened)."""
     patient = _locked(follow_up.patient)
     follow_up = _still_there(follow_up)
+    refusal = _undo_refusal(follow_up, user, shown_completed_at)
+    if refusal:
+        raise FollowUpNotReopened(refusal)
     recorded_fact = follow_up.outcome in CASE_FACT_OUTCOMES
     follow_up.completed_at = None
     follow_up.completed_by = None

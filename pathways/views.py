@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date, time
+from datetime import date, datetime, time
 from typing import Any, TypedDict
 
 from django import forms
@@ -97,6 +97,7 @@ from pathways.services import (
     DuplicateMrn,
     DuplicateResult,
     FollowUpGone,
+    FollowUpNotReopened,
     ResponsibleInvalid,
     StaleVersion,
     access_log_bulk,
@@ -591,19 +592,52 @@ def _follow_up_gone(request: HtmxHttpRequest, patient: Patient, gone: FollowUpGo
     return _after_patient_action(request, patient, follow_up_error=f"Not changed: {gone}.")
 
 
+# Posted by a follow-up's Undo: when the completion it takes back was recorded, as the page
+# showed it (patient_detail.html); services.follow_up_reopen refuses to take back another.
+UNDO_SHOWN = "completed"
+UNDO_SHOWN_UNREADABLE = (
+    "This Undo was sent with a completion time the page could not have sent: reload the page "
+    "and undo again if you still want to."
+)
+
+
+def _undo_shown(request: HttpRequest) -> tuple[bool, datetime | None]:
+    """(readable, when the completion the page showed was recorded; None: not said)."""
+    text = request.POST.get(UNDO_SHOWN, "")
+    if not text:
+        return True, None
+    try:
+        shown = datetime.fromisoformat(text) if len(text) < 40 else None
+    except ValueError:
+        shown = None
+    if shown is None or timezone.is_naive(shown):
+        return False, None
+    return True, shown
+
+
 @login_required
 @require_POST
 def follow_up_undo(request: HtmxHttpRequest, pk: int, follow_up_pk: int) -> HttpResponse:
+    """Undo "mark done": takes back the completion the page showed, and no other (a colleague's
+    recorded since, or one completed again); refused, it says why and changes nothing."""
     follow_up = _follow_up_of(request, pk, follow_up_pk, "reopen follow-up")
+    patient = follow_up.patient
+    readable, shown = _undo_shown(request)
+    if not readable:
+        return _unreadable(UNDO_SHOWN_UNREADABLE)
     try:
-        follow_up_reopen(follow_up=follow_up, user=request.user)
-    except FollowUpGone as gone:
-        return _follow_up_gone(request, follow_up.patient, gone)
+        follow_up_reopen(follow_up=follow_up, user=request.user, shown_completed_at=shown)
+    except (FollowUpGone, FollowUpNotReopened) as refused:
+        said = f"{refused}."
+        if not request.htmx:
+            messages.error(request, f"Not undone: {said}")
+            return redirect("patient_detail", pk=patient.pk)
+        return _after_patient_action(
+            request, patient, follow_up_error=said, follow_up_error_heading="Not undone"
+        )
     if not request.htmx:
         messages.success(request, f"Reopened: {follow_up.title}.")
-    return _after_patient_action(
-        request, follow_up.patient, announce=f"Reopened: {follow_up.title}."
-    )
+    return _after_patient_action(request, patient, announce=f"Reopened: {follow_up.title}.")
 
 
 @login_required

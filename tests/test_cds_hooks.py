@@ -1070,7 +1070,8 @@ def test_a_later_outcome_takes_back_the_action_of_its_own_card(
     assert taken_back.feedback is not None
     assert str(taken_back.feedback.card.uuid) == second["uuid"]
     in_force = CardAction.objects.filter(undone_at__isnull=True).order_by("kind")
-    assert [(action.kind, str(action.feedback.card.uuid)) for action in in_force] == [
+    cards = in_force.values_list("kind", "feedback__card__uuid")
+    assert [(kind, str(uuid)) for kind, uuid in cards] == [
         ("accept", card_an_hour_old["uuid"]),
         ("override", second["uuid"]),
     ]
