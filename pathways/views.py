@@ -678,11 +678,23 @@ def card_action(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             error = str(invalid)
         else:
             announce = _card_action_done(data["action"], data["snooze_until"])
+    if error:  # several cards carry the same buttons: say which one was not changed
+        error = f"{_card_title(patient, request.POST.get('code', ''))}: {error}"
     if not request.htmx:
         if error:
             messages.error(request, f"Card not changed: {error}")
         return redirect("patient_detail", pk=patient.pk)
     return _after_patient_action(request, patient, card_error=error, announce=announce)
+
+
+def _card_title(patient: Patient, code: str) -> str:
+    """The card's title as the patient page shows it today, else its code as sent."""
+    try:
+        result = engine.assess(patient_to_case(patient), current_rule_set())
+    except engine.RuleEvaluationError:
+        result = None
+    titles = {rec.code: rec.title for rec in result.recommendations} if result else {}
+    return titles.get(code) or f"card {code[:60]!r}"
 
 
 def _card_action_done(action: str, snooze_until: date | None) -> str:

@@ -13,6 +13,7 @@ import icalendar
 import pytest
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import escape
 
 from pathways import engine
 from pathways.card_actions import active_actions, card_digest
@@ -314,6 +315,15 @@ def test_override_needs_a_coded_reason_and_other_needs_text(
     ).content.decode()
     assert "needs a text" in html
     assert not CardAction.objects.exists()
+    # Several cards carry the same buttons: the message names the card it is about.
+    title = next(
+        rec.title
+        for rec in engine.assess(
+            patient_to_case(urgent_patient), current_rule_set()
+        ).recommendations
+        if rec.code == "extreme-alp"
+    )
+    assert f'id="card-error">Card not changed: {escape(title)}: ' in html
     html = act(
         alice_client,
         urgent_patient,
