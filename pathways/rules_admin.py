@@ -7,6 +7,7 @@ impact.py, versions.py and tasks.py.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -27,7 +28,17 @@ from pathways import engine, impact, publishing, rules, tasks, versions
 from pathways.access import is_id
 from pathways.admin_history import ReadOnlyAdmin, ScopedHistoryAdmin
 from pathways.engine.dates import add_months
-from pathways.engine.validate import anchor_problem, rule_code_problem, satisfied_by_problem
+from pathways.engine.validate import (
+    anchor_problem,
+    dose_band_problems,
+    follow_up_code_problem,
+    follow_up_trigger_problem,
+    parameter_name_problem,
+    rationale_problems,
+    rule_code_problem,
+    satisfied_by_problem,
+    uln_band_problems,
+)
 from pathways.example_forms import RuleExampleCaseForm
 from pathways.listing import listed
 from pathways.models import (
@@ -275,6 +286,9 @@ class RuleForm(forms.ModelForm):
         if "code" in cleaned and (problem := rule_code_problem(cleaned["code"])) is not None:
             self.add_error("code", problem)  # the publish gate's own check and words
         parameter_names, codes = _names_for_conditions(rule_set, code)
+        if "rationale" in cleaned:  # the gate's template check: placeholders, [[ ]] segments
+            for problem in rationale_problems(cleaned["rationale"], parameter_names):
+                self.add_error("rationale", problem)
         if "citations" in cleaned and cleaned["citations"] in (None, ""):
             cleaned["citations"] = []  # an emptied box: refused below, as the gate would
         if "citations" in cleaned and "citations" not in self.errors:
@@ -668,6 +682,10 @@ class ParameterForm(forms.ModelForm):
                 "parameter belongs to, or leave it blank for a shared parameter.",
             )
         instance = self.instance
+        name = cleaned.get("name", instance.name) or ""
+        name_problem = parameter_name_problem(name)
+        if name_problem is not None and "name" not in self.errors:
+            self.add_error("name" if "name" in self.fields else None, name_problem)
         value = cleaned.get("value")
         minimum = cleaned.get("minimum", instance.minimum)
         maximum = cleaned.get("maximum", instance.maximum)
@@ -675,14 +693,15 @@ class ParameterForm(forms.ModelForm):
             return cleaned
         # The publish gate's own check, so the editor reads the message it would give.
         problems = publishing.parameter_problems(
-            name=cleaned.get("name", instance.name) or "",
+            name=name,
             value=value,
             unit=cleaned.get("unit", instance.unit) or "",
             minimum=minimum,
             maximum=maximum,
         )
         for problem in problems:
-            self.add_error("maximum" if minimum > maximum else "value", problem)
+            if problem != name_problem:  # that one is the name's, given on it above
+                self.add_error("maximum" if minimum > maximum else "value", problem)
         return cleaned
 
 
@@ -747,6 +766,8 @@ class FollowUpRuleForm(forms.ModelForm):
         if rule_set is None:
             return cleaned
         parameter_names, codes = _names_for_conditions(rule_set)
+        if "code" in cleaned and (problem := follow_up_code_problem(cleaned["code"])) is not None:
+            self.add_error("code", problem)  # the publish gate's own check and words
         when = cleaned.get("when")
         if when:
             problem = engine.check_condition(when, parameter_names, codes)
@@ -764,6 +785,8 @@ class FollowUpRuleForm(forms.ModelForm):
             unknown = [code for code in rules_given if code not in codes]
             if unknown:
                 self.add_error("rules", f"Unknown rule code(s): {', '.join(unknown)}")
+            if (problem := follow_up_trigger_problem(rules_given, when)) is not None:
+                self.add_error("rules", problem)  # nothing would ever create it
         satisfied_by = cleaned.get("satisfied_by", [])
         if not _text_list(satisfied_by):
             self.add_error(
@@ -804,6 +827,40 @@ class DraftOnlyForm(forms.ModelForm):
         return cleaned
 
 
+class BandForm(DraftOnlyForm):
+    """A reference interval or a dose band, checked on its own as the publish gate checks it
+    (the model's fields bear the engine's names), each problem on the field it lies in."""
+
+    def band_problems(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def as_edited(self, band_class: type[Any]) -> Any:
+        """The engine's band (``band_class``) as edited in this form."""
+        values = {
+            field.name: self.cleaned_data.get(field.name, getattr(self.instance, field.name))
+            for field in dataclasses.fields(band_class)
+        }
+        return band_class(**values)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:  # a field refused already: the band as edited is not known
+            return cleaned
+        for field, problem in self.band_problems():  # the publish gate's own checks and words
+            self.add_error(field if field in self.fields else None, problem)
+        return cleaned
+
+
+class UlnBandForm(BandForm):
+    def band_problems(self) -> list[tuple[str, str]]:
+        return uln_band_problems(self.as_edited(engine.UlnBand))
+
+
+class DoseBandForm(BandForm):
+    def band_problems(self) -> list[tuple[str, str]]:
+        return dose_band_problems(self.as_edited(engine.DoseBand))
+
+
 class CitationForm(DraftOnlyForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -833,7 +890,7 @@ class FollowUpRuleAdmin(RuleSetPartAdmin):
 
 @admin.register(UlnBand)
 class UlnBandAdmin(RuleSetPartAdmin):
-    form = DraftOnlyForm
+    form = UlnBandForm
     list_display = [
         "test",
         "sex",
@@ -853,7 +910,7 @@ class UlnBandAdmin(RuleSetPartAdmin):
 
 @admin.register(DoseBand)
 class DoseBandAdmin(RuleSetPartAdmin):
-    form = DraftOnlyForm
+    form = DoseBandForm
     list_display = ["crcl_from", "crcl_to", "dose_mg", "source"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -14,7 +14,7 @@ from .conditions import check_expression
 from .dates import MAX_OFFSET_YEARS, add_months
 from .fact_specs import DATE_FACTS, FACT_NAMES
 from .facts import ENGINE_PARAMETERS, select_uln_band
-from .ruleset import CITATION_KINDS, RuleSet
+from .ruleset import CITATION_KINDS, DoseBand, RuleSet, UlnBand
 from .templates import template_names
 from .vocabulary import AGENTS, PRIORITIES, RULE_PATHWAYS, SEXES, TESTS, UNITS
 
@@ -42,6 +42,42 @@ def rule_code_problem(code: str) -> str | None:
     if not CODE_RE.fullmatch(code):
         return "code must be kebab-case (lower-case words joined by '-')"
     return None
+
+
+def parameter_name_problem(name: str) -> str | None:
+    """What is wrong with a parameter's name (None: nothing): the gate's check, also the admin's."""
+    if not PARAMETER_NAME_RE.fullmatch(name):
+        return "name must be lower_snake_case"
+    return None
+
+
+def follow_up_code_problem(code: str) -> str | None:
+    """What is wrong with a follow-up's code (None: nothing): the gate's check, also the admin's."""
+    if not CODE_RE.fullmatch(code):
+        return "code must be kebab-case"
+    return None
+
+
+def follow_up_trigger_problem(rules: Sequence[str], when: str | None) -> str | None:
+    """What is wrong with what creates a follow-up (None: nothing): rules, a condition or both."""
+    if not rules and not when:
+        return "needs creating rules or a `when` condition"
+    return None
+
+
+def rationale_problems(rationale: str, parameter_names: Collection[str]) -> list[str]:
+    """What is wrong with a rule's rationale template: placeholders naming no fact or parameter,
+    unbalanced optional segments. The gate's check, also the admin's."""
+    problems = []
+    for name in template_names(rationale):
+        if name.startswith("params."):
+            if name[len("params.") :] not in parameter_names:
+                problems.append(f'unknown parameter "{{{name}}}"')
+        elif name not in FACT_NAMES:
+            problems.append(f'unknown fact "{{{name}}}"')
+    if rationale.count("[[") != rationale.count("]]"):
+        problems.append("unbalanced [[ ]]")
+    return problems
 
 
 def anchor_problem(anchor: str) -> str | None:
@@ -109,8 +145,8 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
     # Parameters.
     for parameter in rule_set.parameters:
         where = f"parameter {parameter.name}"
-        if not PARAMETER_NAME_RE.fullmatch(parameter.name):
-            error(where, "name must be lower_snake_case")
+        if (problem := parameter_name_problem(parameter.name)) is not None:
+            error(where, problem)
         if parameter.minimum > parameter.maximum:
             error(where, f"minimum {parameter.minimum:g} is above maximum {parameter.maximum:g}")
         elif not parameter.minimum <= parameter.value <= parameter.maximum:
@@ -168,14 +204,8 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
                 date.fromisoformat(rule.reviewed_on)
             except ValueError:
                 error(f"{where}: reviewed_on", f'"{rule.reviewed_on}" is not a date (YYYY-MM-DD)')
-        for name in template_names(rule.rationale):
-            if name.startswith("params."):
-                if name[len("params.") :] not in parameter_names:
-                    error(f"{where}: rationale", f'unknown parameter "{{{name}}}"')
-            elif name not in FACT_NAMES:
-                error(f"{where}: rationale", f'unknown fact "{{{name}}}"')
-        if rule.rationale.count("[[") != rule.rationale.count("]]"):
-            error(f"{where}: rationale", "unbalanced [[ ]]")
+        for message in rationale_problems(rule.rationale, parameter_names):
+            error(f"{where}: rationale", message)
     try:
         evaluation_order(rule_set.rules)
     except RuleSetInvalid as cycle:
@@ -184,13 +214,13 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
     # Follow-ups.
     for follow_up in rule_set.follow_ups:
         where = f"follow-up {follow_up.code}"
-        if not CODE_RE.fullmatch(follow_up.code):
-            error(where, "code must be kebab-case")
+        if (problem := follow_up_code_problem(follow_up.code)) is not None:
+            error(where, problem)
         for code in follow_up.rules:
             if code not in codes:
                 error(f"{where}: rules", f'unknown rule code "{code}"')
-        if not follow_up.rules and not follow_up.when:
-            error(where, "needs creating rules or a `when` condition")
+        if (problem := follow_up_trigger_problem(follow_up.rules, follow_up.when)) is not None:
+            error(where, problem)
         if follow_up.when:
             for message in check_expression(follow_up.when, parameter_names, codes).errors:
                 error(f"{where}: when", message)
@@ -219,55 +249,79 @@ def validate_rule_set(rule_set: RuleSet) -> list[RuleSetError]:
 
     _validate_uln_bands(rule_set, error)
     for index, band in enumerate(rule_set.za_dose_bands):
-        where = f"za dose band {index + 1}"
-        if band.crcl_from is None and band.crcl_to is None:
-            error(where, "needs crcl_from or crcl_to")
-        if (
-            band.crcl_from is not None
-            and band.crcl_to is not None
-            and band.crcl_from > band.crcl_to
-        ):
-            error(where, "crcl_from is above crcl_to")
-        if band.dose_mg is not None and band.dose_mg <= 0:
-            error(where, "dose_mg must be positive (leave it empty for not recommended)")
+        for _, message in dose_band_problems(band):
+            error(f"za dose band {index + 1}", message)
     return errors
+
+
+def dose_band_problems(band: DoseBand) -> list[tuple[str, str]]:
+    """What is wrong with one zoledronic acid dose band, each problem as (the band's field it
+    lies in, message): the gate's check, also the admin's."""
+    problems: list[tuple[str, str]] = []
+    if band.crcl_from is None and band.crcl_to is None:
+        problems.append(("crcl_from", "needs crcl_from or crcl_to"))
+    if band.crcl_from is not None and band.crcl_to is not None and band.crcl_from > band.crcl_to:
+        problems.append(("crcl_from", "crcl_from is above crcl_to"))
+    if band.dose_mg is not None and band.dose_mg <= 0:
+        problems.append(
+            ("dose_mg", "dose_mg must be positive (leave it empty for not recommended)")
+        )
+    return problems
+
+
+def uln_band_problems(band: UlnBand) -> list[tuple[str, str]]:
+    """What is wrong with one reference interval on its own, each problem as (the band's field
+    it lies in, message): the gate's check, also the admin's. (Whether the bands together
+    cover every age is the rule set's check, below.)"""
+    if band.test not in TESTS:
+        return [("test", f'"{band.test}" is not a lab test')]
+    problems: list[tuple[str, str]] = []
+
+    def report(field: str, message: str) -> None:
+        problems.append((field, message))
+
+    if band.sex not in _ULN_SEXES:
+        report("sex", f'sex "{band.sex}" is not one of: {", ".join(_ULN_SEXES)}')
+    if band.age_from_unit not in AGE_UNITS or band.age_to_unit not in AGE_UNITS:
+        unit_field = "age_from_unit" if band.age_from_unit not in AGE_UNITS else "age_to_unit"
+        report(unit_field, "age units must be days or years")
+    if band.unit not in UNITS[band.test]:
+        report("unit", f'"{band.unit}" is not a unit for {band.test}')
+    if band.uln <= 0:
+        report("uln", "uln must be positive")
+    if band.age_from < 0 or (band.age_to is not None and band.age_to < 0):
+        report("age_from" if band.age_from < 0 else "age_to", "ages must not be negative")
+    if band.lln is not None and not 0 <= band.lln < band.uln:
+        report("lln", "lln must be from 0 to below uln")
+    if band.menopause not in MENOPAUSE:
+        report("menopause", f'menopause "{band.menopause}" is not one of: {", ".join(MENOPAUSE)}')
+    elif band.menopause != "any" and band.sex != "female":
+        report("menopause", "a pre- or postmenopausal band must be for sex female")
+    if band.trimester not in TRIMESTERS:
+        report("trimester", f'trimester "{band.trimester}" is not one of: first, second, third')
+    if band.gestational_week_from is None:
+        if band.gestational_week_to is not None or band.trimester:
+            report("gestational_week_from", "a pregnancy band needs gestational_week_from")
+    else:
+        if band.sex == "male":
+            report("sex", "a pregnancy band cannot be for sex male")
+        if band.gestational_week_from < 1 or (
+            band.gestational_week_to is not None
+            and band.gestational_week_to <= band.gestational_week_from
+        ):
+            week_field = (
+                "gestational_week_from" if band.gestational_week_from < 1 else "gestational_week_to"
+            )
+            report(
+                week_field, "gestational weeks must start at 1 or later and end after they start"
+            )
+    return problems
 
 
 def _validate_uln_bands(rule_set: RuleSet, report: Callable[[str, str], None]) -> None:
     for index, band in enumerate(rule_set.uln_bands):
-        where = f"uln band {index + 1}"
-        if band.test not in TESTS:
-            report(where, f'"{band.test}" is not a lab test')
-            continue
-        if band.sex not in _ULN_SEXES:
-            report(where, f'sex "{band.sex}" is not one of: {", ".join(_ULN_SEXES)}')
-        if band.age_from_unit not in AGE_UNITS or band.age_to_unit not in AGE_UNITS:
-            report(where, "age units must be days or years")
-        if band.unit not in UNITS[band.test]:
-            report(where, f'"{band.unit}" is not a unit for {band.test}')
-        if band.uln <= 0:
-            report(where, "uln must be positive")
-        if band.age_from < 0 or (band.age_to is not None and band.age_to < 0):
-            report(where, "ages must not be negative")
-        if band.lln is not None and not 0 <= band.lln < band.uln:
-            report(where, "lln must be from 0 to below uln")
-        if band.menopause not in MENOPAUSE:
-            report(where, f'menopause "{band.menopause}" is not one of: {", ".join(MENOPAUSE)}')
-        elif band.menopause != "any" and band.sex != "female":
-            report(where, "a pre- or postmenopausal band must be for sex female")
-        if band.trimester not in TRIMESTERS:
-            report(where, f'trimester "{band.trimester}" is not one of: first, second, third')
-        if band.gestational_week_from is None:
-            if band.gestational_week_to is not None or band.trimester:
-                report(where, "a pregnancy band needs gestational_week_from")
-        else:
-            if band.sex == "male":
-                report(where, "a pregnancy band cannot be for sex male")
-            if band.gestational_week_from < 1 or (
-                band.gestational_week_to is not None
-                and band.gestational_week_to <= band.gestational_week_from
-            ):
-                report(where, "gestational weeks must start at 1 or later and end after they start")
+        for _, message in uln_band_problems(band):
+            report(f"uln band {index + 1}", message)
     alp_bands = [band for band in rule_set.uln_bands if band.test == "alp"]
     birth = date(2000, 1, 1)
     for sex in SEXES:
