@@ -23,6 +23,9 @@ from pathways.rules import current_rule_set_row, rule_set_for
 # Impact preview: the draft and the set in force over every stored patient, in memory.
 
 
+DRAFT_FAULT = "under the draft: "  # how a patient's error under the draft begins
+
+
 @dataclass
 class PatientImpact:
     patient_id: int
@@ -320,7 +323,7 @@ def ruleset_preview(
                     with_text=False,
                 )
             except (engine.RuleEvaluationError, engine.RuleSetInvalid) as err:
-                under_draft = f"under the draft: {_error_text(err)}"
+                under_draft = f"{DRAFT_FAULT}{_error_text(err)}"
                 impact.error = f"{impact.error}; {under_draft}" if impact.error else under_draft
             else:
                 if visible:  # only the editor's clinics: values and MRNs are patient data

@@ -8,8 +8,9 @@ Putting a version in force enqueues the re-assessment of every patient in the sa
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from django.contrib.auth.models import Permission
@@ -17,11 +18,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from pathways import engine, tasks
+from pathways.impact import DRAFT_FAULT, preview_from_json
 from pathways.listing import listed
 from pathways.models import (
     Citation,
     DoseBand,
     FollowUpRule,
+    ImpactPreview,
     Parameter,
     ReassessmentRun,
     Rule,
@@ -256,6 +259,41 @@ def parameter_problems(
     return [error.message for error in engine.validate_rule_set(alone) if error.where == where]
 
 
+@dataclass(frozen=True)
+class PreviewFaults:
+    """What the latest impact preview of a draft as it stands found the draft cannot assess."""
+
+    requested_at: datetime
+    patients: int  # stored patients whose assessment under the draft fails
+    faults: tuple[tuple[str, int], ...] = ()  # (why, patients), the most frequent first
+
+
+def ruleset_preview_faults(*, rule_set: RuleSet) -> PreviewFaults | None:
+    """The latest finished impact preview computed on the draft as it now stands (None: none).
+
+    The gate runs the examples only; a condition can compile and pass them yet fail on some
+    stored case ("No such overload" on a fact that is null for it): that patient then gets no
+    advice at all. The preview runs the draft over every stored patient and finds it."""
+    preview = (
+        ImpactPreview.objects.filter(
+            draft=rule_set,
+            draft_edited_at=rule_set.last_edited_at,
+            finished_at__isnull=False,
+            result__isnull=False,
+        )
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if preview is None or preview.result is None:
+        return None
+    faults = Counter(
+        impact.error.split(DRAFT_FAULT, 1)[1]
+        for impact in preview_from_json(preview.result).errors
+        if impact.error and DRAFT_FAULT in impact.error
+    )
+    return PreviewFaults(preview.requested_at, sum(faults.values()), tuple(faults.most_common()))
+
+
 def _missing_examples(data: engine.RuleSet) -> list[engine.RuleSetError]:
     """Every rule documents both sides of its boundary, as the shipped catalogue does."""
     errors = []
@@ -342,12 +380,15 @@ def ruleset_publish(
     reassess: bool = True,
     shown_in_force: int | _Unchecked | None = UNCHECKED,
     shown_submission: int | _Unchecked | None = UNCHECKED,
+    despite_faults: bool | _Unchecked = UNCHECKED,
 ) -> RuleSet:
     """Publish a draft in review as a new version and put it in force (four-eyes: the publisher
     changed none of it; approval note; gate). The editor's rationale stays the version's note.
     ``shown_in_force``: see ``_put_in_force``. ``shown_submission``: the submission for review
     the publisher's page showed (``ruleset_latest_submission``): a draft returned, changed and
-    submitted again since is other content than the one approved."""
+    submitted again since is other content than the one approved. ``despite_faults``: the
+    publisher ticked that the draft goes out although its impact preview found stored patients
+    it cannot assess (``ruleset_preview_faults``); not ticked, such a draft is refused."""
     note = _require_publisher(user, note)
     with transaction.atomic():
         rule_set = _locked_unpublished(rule_set)
@@ -371,6 +412,13 @@ def ruleset_publish(
         if not check.publishable:
             problems = listed(check.problems(), 5, lambda more: f"and {more} more")
             raise TuningError("The draft cannot be published: " + "; ".join(problems))
+        faults = ruleset_preview_faults(rule_set=rule_set) if despite_faults is False else None
+        if faults is not None and faults.patients:
+            raise TuningError(
+                f"The impact preview found {faults.patients} stored patient(s) this draft "
+                f"cannot assess ({faults.faults[0][0]}): they would get no advice. Nothing "
+                "was published: correct the draft, or tick that it is published all the same."
+            )
         replaced = _put_in_force(rule_set, shown_in_force)
         now = timezone.now()
         rule_set.version = _next_version_label(timezone.localdate())

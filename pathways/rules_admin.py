@@ -937,6 +937,13 @@ class NoteForm(forms.Form):
     replaces = forms.IntegerField(widget=forms.HiddenInput, required=False)
     # The draft's submission for review the page showed: the content the publisher approves.
     reviewed = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    # Offered only when the draft's impact preview found stored patients it cannot assess.
+    despite_faults = forms.BooleanField(
+        required=False,
+        label="Publish all the same",
+        help_text="The impact preview found stored patients this draft cannot assess (listed "
+        "above): they would get no advice until a version that can is published.",
+    )
 
 
 class ReviewForm(forms.Form):
@@ -1227,7 +1234,10 @@ class RuleSetAdmin(ScopedHistoryAdmin):
         if not rollback:
             initial["note"] = rule_set.note
             initial["reviewed"] = publishing.ruleset_latest_submission(rule_set)
+        faults = None if rollback else publishing.ruleset_preview_faults(rule_set=rule_set)
         form = NoteForm(request.POST or None, initial=initial)
+        if faults is None or not faults.patients:
+            del form.fields["despite_faults"]
         if request.method == "POST":
             if not request.user.has_perm(publishing.PUBLISH_PERMISSION):
                 raise PermissionDenied
@@ -1235,6 +1245,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
                 shown = {"shown_in_force": form.cleaned_data["replaces"]}
                 if not rollback:
                     shown["shown_submission"] = form.cleaned_data["reviewed"]
+                    shown["despite_faults"] = form.cleaned_data.get("despite_faults", False)
                 action = publishing.ruleset_rollback if rollback else publishing.ruleset_publish
                 try:
                     published = action(
@@ -1282,6 +1293,7 @@ class RuleSetAdmin(ScopedHistoryAdmin):
             else [],
             last_editor=last_editor,
             own_draft=own_draft,
+            preview_faults=faults,
             editors=editors,
             blocked=not rollback
             and (own_draft or not rule_set.in_review or not (check and check.publishable)),
@@ -1295,6 +1307,8 @@ class RuleSetAdmin(ScopedHistoryAdmin):
                 "reviewed": None if rollback else publishing.ruleset_latest_submission(rule_set),
             }
             context["form"] = NoteForm(posted)
+            if faults is None or not faults.patients:
+                del context["form"].fields["despite_faults"]
         return TemplateResponse(request, "admin/pathways/ruleset/publish.html", context)
 
     def _review_step(self, request: HttpRequest, pk: int, *, submit: bool) -> HttpResponse:

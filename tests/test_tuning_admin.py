@@ -1046,3 +1046,46 @@ def test_an_example_line_with_more_parts_than_the_form_reads_is_refused_naming_t
     without_it = line.rsplit(",", 1)[0]
     saved = editor_client.post("/admin/pathways/ruleexample/add/", {**data, field: without_it})
     assert saved.status_code == 302
+
+
+@pytest.mark.queued_tasks
+def test_a_draft_its_impact_preview_cannot_assess_for_some_patients_needs_a_tick_to_publish(
+    editor_client: Client,
+    publisher_client: Client,
+    editor: User,
+    draft: RuleSet,
+    north_clinic: Clinic,
+    alice: User,
+) -> None:
+    """A condition that compiles and passes every example can still fail on a stored case (a
+    fact null for it: "No such overload"); that patient then gets no advice at all. The publish
+    page said "All conditions compile…" and published it; it now shows what the draft's impact
+    preview found, and publishing needs a tick that it goes out all the same."""
+    document = paget_on_alendronate_document()
+    document["labs"][-1]["value"] = 6000  # and no creatinine: crcl_current is null
+    stored_patient(north_clinic, alice, document, mrn="MRN-HIGH")
+    Rule.objects.filter(rule_set=draft, code="extreme-alp").update(
+        condition="alp_elevated && alp_latest > params.extreme_alp "
+        "&& (alp_latest < 5000.0 || crcl_current > 0.0)"
+    )
+    publishing.ruleset_touch(rule_set=draft, user=editor)
+    publishing.ruleset_submit(rule_set=draft, user=editor, rationale="Exclude renal failure")
+    url = f"/admin/pathways/ruleset/{draft.pk}/publish/"
+    unchecked = html.unescape(publisher_client.get(url).content.decode())
+    assert "No impact preview has been run on this draft as it stands" in unchecked
+
+    editor_client.post(f"/admin/pathways/ruleset/{draft.pk}/preview/")
+    run_ready_tasks()
+    page = html.unescape(publisher_client.get(url).content.decode())
+    assert "found 1 stored patient this draft cannot assess" in page
+    assert "rule extreme-alp" in page and "(1 patient)" in page
+    assert "MRN-HIGH" not in page  # counts only: the publisher may be of another clinic
+    refused = post_as_shown(publisher_client, url, {"note": "Approved"})
+    assert refused.status_code == 200
+    assert "Nothing was published" in html.unescape(refused.content.decode())
+    draft.refresh_from_db()
+    assert draft.is_draft
+    published = post_as_shown(publisher_client, url, {"note": "Approved", "despite_faults": "on"})
+    assert published.status_code == 302
+    draft.refresh_from_db()
+    assert draft.is_current
