@@ -10,10 +10,12 @@ bounds for the mass assay only).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final
 
 from pathways import engine
+from pathways.engine.declaration import CaseField
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,20 @@ def _outside(value: float, bounds: Bounds, what: str) -> str | None:
     return (
         f"{value:,.6g} {bounds.unit} is {side} {bound:,g} {bounds.unit}, unusual for {what}: "
         "check the value and its unit, then confirm it to save it"
+    )
+
+
+def within_declared_bounds(item: CaseField, value: float) -> bool:
+    """Whether the case can hold ``value`` in the declared field ``item``: a finite number
+    within its declared bounds (engine/declaration.py). A value outside them is refused with its
+    own error whatever is confirmed, so it is never offered for a confirmation."""
+    if not math.isfinite(value):
+        return False
+    return not (
+        (item.minimum is not None and value < item.minimum)
+        or (item.above is not None and value <= item.above)
+        or (item.maximum is not None and value > item.maximum)
+        or (item.below is not None and not value < item.below)
     )
 
 

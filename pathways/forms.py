@@ -39,9 +39,10 @@ from pathways.engine.declaration import (
     THERAPY,
     CaseField,
     Group,
+    declared_field,
 )
 from pathways.engine.vocabulary import CONVERSIONS
-from pathways.entry_checks import unusual_lab, unusual_weight
+from pathways.entry_checks import unusual_lab, unusual_weight, within_declared_bounds
 from pathways.models import Clinic, Patient
 
 # At most this many result or therapy rows in one posted form (Django's own formset ceiling).
@@ -383,12 +384,18 @@ def _confirm_box(form: forms.Form, name: str, token: str) -> bool:
 
 def _unusual_lab(lab: dict[str, Any]) -> tuple[str, str] | None:
     """(confirmation token, why) for a typed result outside the entry-check bounds, else None
-    (also for a value or unit the case cannot read: that has its own error)."""
+    (also for a value or unit the case cannot read: that has its own error, and no tick could
+    save it; the value's declared bounds hold in its unit and in the test's canonical unit)."""
     value = _number_or_none(lab.get("value"))
     if value is None or (lab["test"], lab["unit"]) not in CONVERSIONS:
         return None
     message = unusual_lab(lab["test"], value, lab["unit"])
-    return None if message is None else (confirmation_token(value, lab["unit"]), message)
+    if message is None:
+        return None
+    refused = engine.lab_problems(lab["test"], lab["unit"], value)
+    if any(error.location[2:] == ("value",) for error in refused):
+        return None
+    return confirmation_token(value, lab["unit"]), message
 
 
 def _number_or_none(value: object) -> float | None:
@@ -590,14 +597,26 @@ class CaseForms:
         return waiting
 
     def add_case_errors(self, errors: Iterable[engine.FieldError], draft: CaseDraft) -> None:
-        """Put each of the engine's errors on the form field that holds the value."""
+        """Put each of the engine's errors on the form field that holds the value. A field the
+        form already refused keeps that one error: the engine read the same text ("412,5":
+        "Enter a number.", not also "must be a number"), and the summary counts each bad entry
+        once."""
         rows = {
             LAB_PREFIX: [] if self.labs is None else self.labs.forms,
             THERAPY_PREFIX: self.therapies.forms,
         }
+        # The fields the form itself refused (before any of the engine's errors is added).
+        refused = {
+            (id(form), name)
+            for form in self.all_forms()
+            for name in form.errors
+            if name != NON_FIELD_ERRORS
+        }
         for error in errors:
             stored = draft.on_stored_result(error)
             if stored is not None:
+                if (id(self.patient), stored[0]) in refused:
+                    continue
                 if stored[1] not in self.patient.errors.get(stored[0] or NON_FIELD_ERRORS, []):
                     self.patient.add_error(stored[0], stored[1])
                 continue
@@ -606,6 +625,8 @@ class CaseForms:
             if prefix is not None and index is not None and index < len(rows[prefix]):
                 form = rows[prefix][index]
             if field_name is not None and field_name in form.fields:
+                if (id(form), field_name) in refused:
+                    continue  # the form's own error on this entry says it
                 message = clinical_message(error)
                 if message not in form.errors.get(field_name, []):
                     form.add_error(field_name, message)
@@ -622,6 +643,13 @@ class _CheckedValue:
     confirm: str  # its confirm box on the form
     words: str
     check: Callable[[float], str | None]
+
+    @property
+    def declared(self) -> CaseField:
+        """Its declared case field, whose bounds say what the case can hold."""
+        item = declared_field(f"{self.part}.{self.name}")
+        assert item is not None, self.name
+        return item
 
 
 # The case's single values typed by hand that the entry checks cover (reference-intervals.md:
@@ -654,6 +682,8 @@ def _unusual_values(
         value = _number_or_none((document.get(item.part) or {}).get(item.name))
         if value is None or value == confirmed.get(item.name):
             continue
+        if not within_declared_bounds(item.declared, value):
+            continue  # refused with its own error: no tick could save it
         if (message := item.check(value)) is not None:
             found.append((item, value, message))
     return found
@@ -720,6 +750,18 @@ class ResultForm(LabForm):
                 self.add_error(None, str(error))
 
 
+def _no_interval_wording() -> str:
+    """The lab's upper limit required for a unit without a built-in interval, with the tests
+    and units named as the form shows them (the engine names the document's codes:
+    "required for bone_alp in U/L"): "required for Bone ALP in U/L or µkat/L (…)"."""
+    named = [
+        f"{test.label} in {' or '.join(unit.shown for unit in units)}"
+        for test in LAB_TESTS
+        if (units := [unit for unit in test.units if unit.requires_reference_high])
+    ]
+    return f"required for {'; '.join(named)} (no built-in interval for activity)"
+
+
 # The engine speaks the case document's language ("after as_of"); the screens speak the
 # clinician's. Keyed by the field (the last part of the error's location) and the error's code.
 _CLINICAL_WORDING = {
@@ -734,6 +776,7 @@ _CLINICAL_WORDING = {
     ("gestational_weeks", "not_pregnant"): (
         "gestational weeks are given but the patient is not recorded as pregnant"
     ),
+    ("reference_high", "no_interval"): _no_interval_wording(),
 }
 
 
@@ -940,10 +983,20 @@ def _text(data: Any, name: str) -> str | None:
     return value.strip() or None
 
 
-def _typed_number(data: Any, name: str) -> float | int | str | None:
+# A whole number as the form's IntegerField reads it ("30", "30.0"; not "3e1" or "30.5"), so
+# that the live preview and the save read the same entry (spec §7).
+_WHOLE_NUMBER: Final = forms.IntegerField(required=False)
+
+
+def _typed_number(data: Any, name: str, *, integer: bool = False) -> float | int | str | None:
     text = _text(data, name)
     if text is None:
         return None
+    if integer:
+        try:
+            return cast(int, _WHOLE_NUMBER.to_python(text))
+        except ValidationError:
+            return text  # as typed: the engine reports "must be a whole number" on this field
     try:
         return engine.json_number(float(text))
     except (ValueError, OverflowError):
@@ -966,7 +1019,7 @@ def _read_group(group: Group, data: Any, lists: Any, prefix: str = "") -> dict[s
         elif item.kind == "bool":
             value = _checked(data, name)
         elif item.kind == "number":
-            value = _typed_number(data, name)
+            value = _typed_number(data, name, integer=item.integer)
         elif item.kind == "choices":
             posted = lists.getlist(name) if hasattr(lists, "getlist") else data.get(name)
             posted = posted if isinstance(posted, list) else [posted]

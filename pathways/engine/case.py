@@ -609,6 +609,7 @@ def _check_lab_values(reader: _Reader, fields: dict[str, Any], at: Location) -> 
         reader.add(
             (*at, "reference_high"),
             f"required for {test} in {unit} (no built-in interval for activity)",
+            "no_interval",
         )
     if test is not None and unit is not None and unit in UNITS[test]:
         _canonical_within_bounds(reader, fields, (test, unit), at)
