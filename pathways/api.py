@@ -193,6 +193,7 @@ class _Document(OpenAPISchema):
     def get_components(self) -> dict[str, Any]:
         components = super().get_components()
         components["schemas"].update(case_document_schemas())
+        components["schemas"]["OperationOutcome"] = OPERATION_OUTCOME_SCHEMA
         return components
 
 
@@ -513,6 +514,30 @@ def hl7_message(request: HttpRequest) -> HttpResponse:
 FHIR_CONTENT_TYPES = ("application/fhir+json", "application/json")
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 _FHIR_RESOURCE = {"type": "object", "required": ["resourceType"]}
+# What the FHIR import answers with for its own errors (fhir.operation_outcome).
+OPERATION_OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A FHIR R4 OperationOutcome: each issue names the FHIRPath of a problem.",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+        "issue": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["severity", "code"],
+                "properties": {
+                    "severity": {"type": "string"},
+                    "code": {"type": "string"},
+                    "diagnostics": {"type": "string"},
+                    "expression": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+_OUTCOME_CONTENT = {"application/fhir+json": {"schema": {"$ref": _SCHEMAS + "OperationOutcome"}}}
 
 
 def _fhir(document: Any, status: int = 200) -> HttpResponse:
@@ -525,6 +550,9 @@ def _outcome(status: int, issues: list[fhir.Issue]) -> HttpResponse:
 
 def _import_clinic(request: HttpRequest, slug: str | None) -> Clinic | HttpResponse:
     clinics = user_clinics(request.user)
+    if not clinics:  # memberships removed: no slug names a clinic it may import into
+        message = "this account belongs to no clinic: an administrator must add it to one"
+        return _outcome(403, [fhir.Issue("clinic", message, code="forbidden")])
     if slug:
         chosen = next((clinic for clinic in clinics if clinic.slug == slug), None)
         if chosen is None:
@@ -534,7 +562,7 @@ def _import_clinic(request: HttpRequest, slug: str | None) -> Clinic | HttpRespo
         return chosen
     if len(clinics) == 1:
         return clinics[0]
-    names = ", ".join(clinic.slug for clinic in clinics) or "none"
+    names = ", ".join(clinic.slug for clinic in clinics)
     message = f"you belong to several clinics ({names}): name one with ?clinic=SLUG"
     return _outcome(400, [fhir.Issue("clinic", message, code="required")])
 
@@ -576,11 +604,11 @@ def _import_clinic(request: HttpRequest, slug: str | None) -> Clinic | HttpRespo
                     "Refused, nothing stored: an OperationOutcome naming the FHIRPath of each "
                     "problem."
                 ),
-                "content": {"application/fhir+json": {"schema": _FHIR_RESOURCE}},
+                "content": _OUTCOME_CONTENT,
             },
             404: {
                 "description": "The clinic is not one of yours (OperationOutcome).",
-                "content": {"application/fhir+json": {"schema": _FHIR_RESOURCE}},
+                "content": _OUTCOME_CONTENT,
             },
             409: {
                 "description": (
@@ -588,11 +616,27 @@ def _import_clinic(request: HttpRequest, slug: str | None) -> Clinic | HttpRespo
                     "or the patient saved since it was read); the same Bundle sent again may "
                     "apply (OperationOutcome)."
                 ),
-                "content": {"application/fhir+json": {"schema": _FHIR_RESOURCE}},
+                "content": _OUTCOME_CONTENT,
             },
             413: {"description": "The body is larger than the server accepts."},
             415: {"description": "The body is not application/fhir+json or application/json."},
             **_DESCRIPTIONS,
+            403: {
+                "description": (
+                    "The token lacks the scope this operation needs (application/json), or its "
+                    "account belongs to no clinic (an OperationOutcome)."
+                ),
+                "content": _OUTCOME_CONTENT,
+            },
+            500: {
+                "description": (
+                    "The rule set in force fails on the Bundle's case: nothing stored, an "
+                    "OperationOutcome names the fault (application/fhir+json). Any other "
+                    "unexpected error (logged on the server) is an ErrorDocument "
+                    "(application/json)."
+                ),
+                "content": _OUTCOME_CONTENT,
+            },
         },
     },
 )
@@ -624,8 +668,32 @@ def fhir_import(request: HttpRequest, clinic: str | None = None) -> HttpResponse
         return _outcome(500, [fhir.Issue("Bundle", message, code="exception")])
     entries = len(data.get("entry") or []) if isinstance(data, dict) else 0
     response = _fhir(fhir.import_response(outcome, str(data.get("type")), entries))
+    # The Patient resource's URL (fhir_patient below), read with the same token's read scope.
     response["Location"] = f"/api/v1/fhir/Patient/{outcome.patient.pk}"
     return response
+
+
+@api.get(
+    "/fhir/Patient/{pk}",
+    summary="A stored patient as a FHIR R4 Patient resource",
+    description=(
+        "Scope: `read`. The Patient resource as `$everything` writes it (the URL an import's "
+        "`Location` header names). The read is in the access log."
+    ),
+    auth=scope(ApiToken.Scope.READ),
+    response={200: None, **_PATIENT_RESPONSES},
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The Patient resource.",
+                "content": {"application/fhir+json": {"schema": _FHIR_RESOURCE}},
+            },
+            **_PATIENT_DESCRIPTIONS,
+        }
+    },
+)
+def fhir_patient(request: HttpRequest, pk: int = PatientId) -> HttpResponse:
+    return _fhir(fhir.export_patient(_patient(request, pk, "api: fhir Patient")))
 
 
 @api.get(

@@ -8,7 +8,8 @@ saved through ``services.patient_save_case``, which re-assesses the patient (fol
 snapshot, worklist) as the screens do. Nothing changes when the merged case equals the stored
 one, so re-importing a Bundle is a no-op. Any problem refuses the whole Bundle.
 
-Export (``GET /api/v1/fhir/Patient/{id}/$everything``): the Patient, one Observation per result
+Export (``GET /api/v1/fhir/Patient/{id}/$everything``; the Patient alone at
+``GET /api/v1/fhir/Patient/{id}``, the import's Location): the Patient, one Observation per result
 (and weight, pregnancy status), one Condition per diagnosis and cancer, one MedicationStatement
 per therapy, with the case fields no standard code carries in alpcare's case-fields extension.
 Re-importing an export leaves the stored patient unchanged (tests/test_fhir_import.py).
@@ -55,6 +56,7 @@ __all__ = [
     "ImportOutcome",
     "Issue",
     "export_everything",
+    "export_patient",
     "import_bundle",
 ]
 
@@ -198,19 +200,20 @@ def _merge(
             )])  # fmt: skip
 
     therapies: list[dict[str, Any]] = clinical["therapies"]
-    by_course = {(t["agent"], t["start"]): t for t in therapies}
+    by_course = {(t["agent"], t["start"]): index for index, t in enumerate(therapies)}
     for course in _courses(content.therapies):
         key = (course.agent, course.start.isoformat())
         end = course.end.isoformat() if course.end else None
-        current_course = by_course.get(key)
-        if current_course is None:
-            sources[("clinical", "therapies", len(therapies))] = course.path
+        index = by_course.get(key)
+        if index is None:
+            _therapy_sources(sources, len(therapies), course)
             therapies.append({"agent": course.agent, "start": key[1], "end": end})
             counts["therapies_added"] += 1
-        elif end is not None and current_course.get("end") != end:
+        elif end is not None and therapies[index].get("end") != end:
             # An order has no end (only a statement gives one): it never makes a course that
             # ended current again.
-            current_course["end"] = end
+            therapies[index]["end"] = end
+            _therapy_sources(sources, index, course)
             counts["therapies_changed"] += 1
         else:
             counts["therapies_unchanged"] += 1
@@ -224,6 +227,14 @@ def _lab_sources(sources: dict[tuple[Any, ...], str], index: int, entry: LabEntr
     sources[("labs", index)] = entry.path
     for name, element in entry.elements:
         sources[("labs", index, name)] = f"{entry.path}.{element}"
+
+
+def _therapy_sources(sources: dict[tuple[Any, ...], str], index: int, entry: TherapyEntry) -> None:
+    """Where the course at ``index`` came from: the resource, and the element of each field."""
+    at = ("clinical", "therapies", index)
+    sources[at] = entry.path
+    for name in ("agent", "start", "end"):
+        sources[(*at, name)] = entry.element(name)
 
 
 def _courses(entries: list[TherapyEntry]) -> list[TherapyEntry]:
@@ -420,14 +431,8 @@ def _get(document: dict[str, Any], path: str) -> Any:
     return part
 
 
-def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
-    """The patient's Bundle (type collection: it imports as it is)."""
-    today = timezone.localdate()
-    document = engine.case_to_document(patient_to_case(patient, as_of=today))
-    subject = {"reference": f"Patient/{patient.pk}"}
-    recorded = timezone.localtime(patient.updated_at).isoformat()
-    resources: list[dict[str, Any]] = []
-
+def _patient_resource(patient: Patient, document: dict[str, Any]) -> dict[str, Any]:
+    """The Patient resource, its case fields without a standard code in the extension."""
     extension = [
         {"url": path, **value}
         for path, item in extension_fields().items()
@@ -449,7 +454,24 @@ def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
     }
     if extension:
         patient_resource["extension"] = [{"url": fhir_codes.CASE_EXTENSION, "extension": extension}]
-    resources.append(patient_resource)
+    return patient_resource
+
+
+def export_patient(patient: Patient) -> dict[str, Any]:
+    """The Patient resource alone (``GET /api/v1/fhir/Patient/{id}``, the import's Location),
+    as $everything writes it."""
+    today = timezone.localdate()
+    document = engine.case_to_document(patient_to_case(patient, as_of=today))
+    return _patient_resource(patient, document)
+
+
+def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
+    """The patient's Bundle (type collection: it imports as it is)."""
+    today = timezone.localdate()
+    document = engine.case_to_document(patient_to_case(patient, as_of=today))
+    subject = {"reference": f"Patient/{patient.pk}"}
+    recorded = timezone.localtime(patient.updated_at).isoformat()
+    resources: list[dict[str, Any]] = [_patient_resource(patient, document)]
 
     # In the order the engine assesses them (spec §2: a bare date and a T00:00 result of one
     # day keep their stored order), so that the import keeps that order too.

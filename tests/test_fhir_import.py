@@ -718,7 +718,7 @@ def test_two_values_of_one_patient_field_at_its_latest_time_refuse_the_bundle() 
         ),
         pytest.param(
             fb.statement("M05BA04", "0001-01-01T00:00:00+01:00"),
-            "Bundle.entry[1].resource",
+            "Bundle.entry[1].resource.effectivePeriod.start",
             'clinical.therapies[0].start: "0001-01-01" is outside 1900-01-01 to 2200-12-31',
             id="therapy from year 1 at +01:00",
         ),
@@ -736,7 +736,7 @@ def test_two_values_of_one_patient_field_at_its_latest_time_refuse_the_bundle() 
         ),
         pytest.param(
             fb.weight(1000, "2026-10-01"),
-            "Bundle.entry[1].resource",
+            "Bundle.entry[1].resource.valueQuantity.value",
             "patient.weight_kg: must be below 1,000",
             id="a weight the database cannot store (was: MRN already used)",
         ),

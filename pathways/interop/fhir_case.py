@@ -84,6 +84,10 @@ DIAGNOSIS_PREFIXES: Final[tuple[tuple[str, str], ...]] = (
 )
 # interop.md "Known solid cancer": the named sites; any other C00-C80 is "other".
 CANCER_PREFIXES: Final = (("C50", "breast"), ("C61", "prostate"), ("C64", "renal"), ("C34", "lung"))
+# clinical.cancer holds one cancer (spec §1): of several, the first of this order, whatever
+# the order of the record's list (breast, prostate and renal first: the bone scan is
+# particularly indicated for them, spec §4 bone-scan-known-malignancy); "other" only alone.
+CANCER_PRIORITY: Final = ("breast", "prostate", "renal", "lung", "other")
 PREGNANCY_ICD10CM: Final = "Z331"
 
 # interop.md "Medications": ATC code → agent; other M05BA/M05BB codes are other_bisphosphonate.
@@ -209,6 +213,13 @@ def diagnoses_for_icd10cm(code: str) -> tuple[str | None, str | None]:
     if cancer is None and diagnosis is None and _within_c00_c80(compact):
         cancer = "other"
     return diagnosis, cancer
+
+
+def known_cancer(cancers: Iterable[str]) -> str | None:
+    """The case document's one cancer of those a patient's conditions name (None: none), by
+    CANCER_PRIORITY: the same whichever order the conditions come in (import and CDS Hooks)."""
+    named = set(cancers)
+    return next((cancer for cancer in CANCER_PRIORITY if cancer in named), None)
 
 
 def nul_path(data: object, root: str) -> str | None:
@@ -417,7 +428,7 @@ def case_from_fhir(
             patient["pregnant"] = pregnant
         if pregnant and (at := _latest(mapper, weeks, "gestational age", _weeks)) is not None:
             patient["gestational_weeks"] = at
-    cancer = next((c for c in ("breast", "prostate", "renal", "lung") if c in cancers), None)
+    cancer = known_cancer(cancers)
     document: dict[str, Any] = {
         "as_of": today.isoformat(),
         "patient": patient,
@@ -427,7 +438,7 @@ def case_from_fhir(
         ),
         "clinical": {
             "diagnoses": sorted(set(diagnoses)),
-            "cancer": cancer or ("other" if cancers else None),
+            "cancer": cancer,
             "therapies": therapies,
         },
     }

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, tzinfo
 from typing import Any, Final
 
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.medicationrequest import MedicationRequest
@@ -47,6 +48,7 @@ from pathways.interop.fhir_case import (
     advanced_weeks,
     agent_for_atc,
     diagnoses_for_icd10cm,
+    known_cancer,
     lab_range,
     local_date_time,
     nul_path,
@@ -172,6 +174,19 @@ class TherapyEntry:
     agent: str
     start: date
     end: date | None
+    # The elements the start and end were read from (effectivePeriod.start, authoredOn, ...):
+    # errors about them name that element, as a lab's do.
+    start_path: str = ""
+    end_path: str = ""
+
+    def element(self, name: str) -> str:
+        """The FHIRPath of the case document's therapy field ``name`` (start, end, agent)."""
+        paths = {
+            "start": self.start_path,
+            "end": self.end_path,
+            "agent": f"{self.path}.medicationCodeableConcept",
+        }
+        return paths.get(name) or self.path
 
 
 @dataclass
@@ -219,8 +234,14 @@ class _Reader:
         self.lab_table = lab_codes()
         self.lab_fields = declared_lab_fields()
         self.patient_refs: set[str] = set()
-        # Latest value of each observation-set field: field path → (sort key, when, value, path).
-        self.latest: dict[str, tuple[tuple[date, time], str, Any, str]] = {}
+        # The Bundle Patient's MRN and its identifier's system: a subject may name it so.
+        self.mrn = ""
+        self.mrn_system = ""
+        # Each cancer the Conditions name, with its entry: clinical.cancer holds one of them.
+        self.cancers: list[tuple[str, str]] = []
+        # Latest value of each observation-set field: field path → (sort key, when, value,
+        # the resource's path, the element's path).
+        self.latest: dict[str, tuple[tuple[date, time], str, Any, str, str]] = {}
         # Other values of a field at the time of its latest: field path → [(value, path)].
         self.tied: dict[str, list[tuple[Any, str]]] = {}
 
@@ -230,14 +251,39 @@ class _Reader:
     def note(self, path: str, message: str) -> None:
         self.notes.append(Issue(path, message, "information", "informational"))
 
-    def subject(self, reference: Any, path: str) -> None:
-        """A resource must be about the Bundle's Patient."""
-        text = getattr(reference, "reference", None)
+    def subject(self, subject: Any, path: str) -> None:
+        """A resource must be about the Bundle's Patient: a reference to it, or its MRN as the
+        identifier of a logical reference. Another patient, or a subject that cannot be checked
+        (a display only), refuses the Bundle: never guessed to be the Bundle's Patient."""
+        if subject is None:
+            return
+        text = subject.reference
+        if text is not None and not (
+            text in self.patient_refs or any(text.endswith("/" + ref) for ref in self.patient_refs)
+        ):
+            self.error(path + ".reference", f"{text} is not the Bundle's Patient", "invariant")
+            return
+        identifier = subject.identifier
+        if identifier is not None:
+            value = (identifier.value or "").strip()
+            system = identifier.system or ""
+            same_system = not system or not self.mrn_system or system == self.mrn_system
+            if self.mrn and (value != self.mrn or not same_system):
+                shown = f"{system}|{value}" if system else (value or "no value")
+                self.error(
+                    path + ".identifier",
+                    f"{shown} is not the MRN of the Bundle's Patient "
+                    f"({self.mrn_system + '|' if self.mrn_system else ''}{self.mrn})",
+                    "invariant",
+                )
+            return
         if text is None:
-            return
-        if text in self.patient_refs or any(text.endswith("/" + ref) for ref in self.patient_refs):
-            return
-        self.error(path + ".reference", f"{text} is not the Bundle's Patient", "invariant")
+            self.error(
+                path,
+                "names no patient alpcare can check: give a reference to the Bundle's Patient, "
+                "or its MRN as identifier",
+                "invariant",
+            )
 
     def effective(self, observation: Observation, path: str) -> tuple[date, time | None] | None:
         element = effective_element(observation)
@@ -258,12 +304,13 @@ class _Reader:
         return local
 
     def remember(
-        self, field_path: str, when: tuple[date, time | None], value: Any, path: str
+        self, field_path: str, when: tuple[date, time | None], value: Any, path: str, element: str
     ) -> None:
+        """A reading of a patient field by the resource at ``path``, its value in ``element``."""
         key = (when[0], when[1] or time.min)
         previous = self.latest.get(field_path)
         if previous is None or key > previous[0]:
-            self.latest[field_path] = (key, format_datetime(*when), value, path)
+            self.latest[field_path] = (key, format_datetime(*when), value, path, element)
             self.tied.pop(field_path, None)
         elif key == previous[0] and value != previous[2]:
             self.tied.setdefault(field_path, []).append((value, path))
@@ -272,7 +319,7 @@ class _Reader:
         """Two values of one field at its latest time (70 kg and 72 kg at 08:00): an error
         naming both, as for two results of one test; the Bundle's order must not decide."""
         for field_path, others in self.tied.items():
-            _key, when, value, path = self.latest[field_path]
+            _key, when, value, path, _element = self.latest[field_path]
             for other, other_path in others:
                 self.error(
                     other_path,
@@ -287,6 +334,55 @@ def _json(value: Any) -> str:
     return json.dumps(json_number(value) if isinstance(value, float) else value)
 
 
+def _is_resource_type(kind: object) -> bool:
+    """Whether ``kind`` names a FHIR R4 resource (fhir.resources R4B): not a data type, not
+    another spelling ("observation"), not a number or a list."""
+    if not isinstance(kind, str):
+        return False
+    try:
+        return bool(get_fhir_model_class(kind).has_resource_base())
+    except (ValueError, AttributeError):
+        return False
+
+
+def _resource_type_issue(kind: object, path: str) -> Issue:
+    shown = json.dumps(kind, ensure_ascii=False, default=str)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    hint = next((f" ({t}? the name is case-sensitive)" for t in READ_TYPES
+                 if isinstance(kind, str) and kind.lower() == t.lower()), "")  # fmt: skip
+    return Issue(path, f"resourceType {shown}: not a FHIR R4 resource type{hint}", code="structure")
+
+
+def _unknown_resource_types(data: dict[str, Any]) -> list[Issue]:
+    """Each resource in the Bundle (an entry's, a contained one: any object with a
+    resourceType) whose type is not a FHIR R4 resource. fhir.resources' Bundle model fails on
+    one with a KeyError or a TypeError, not a validation error naming it. Walked without
+    recursion: the JSON may be nested as deep as the parser allows."""
+    issues: list[Issue] = []
+    stack: list[tuple[object, str]] = [(value, f"Bundle.{key}") for key, value in data.items()]
+    stack.reverse()
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            if "resourceType" in value and not _is_resource_type(value["resourceType"]):
+                issues.append(_resource_type_issue(value["resourceType"], path))
+            stack.extend((item, f"{path}.{key}") for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(value))))
+    return issues
+
+
+def _structure_problems(issues: list[Issue]) -> BundleInvalid:
+    return BundleInvalid(
+        listed(
+            issues,
+            ISSUES_LISTED,
+            lambda more: Issue("Bundle", f"and {more} more problems", code="structure"),
+        ),
+        count=len(issues),
+    )
+
+
 def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
     """What one patient's Bundle says; BundleInvalid lists every problem with its FHIRPath."""
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
@@ -295,6 +391,8 @@ def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
         )
     if (where := nul_path(data, "Bundle")) is not None:  # PostgreSQL cannot store it in a text
         raise BundleInvalid([Issue(where, "contains a NUL character (\\u0000)", code="value")])
+    if unknown := _unknown_resource_types(data):
+        raise _structure_problems(unknown)
     try:
         bundle = Bundle.model_validate(data)
     except ValidationError as invalid:
@@ -302,14 +400,10 @@ def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
             Issue(_fhirpath(tuple(detail["loc"])), detail["msg"], code="structure")
             for detail in invalid.errors(include_url=False)
         ]
-        raise BundleInvalid(
-            listed(
-                issues,
-                ISSUES_LISTED,
-                lambda more: Issue("Bundle", f"and {more} more problems", code="structure"),
-            ),
-            count=len(issues),
-        ) from None
+        raise _structure_problems(issues) from None
+    except (KeyError, TypeError) as error:  # a resource fhir.resources cannot place
+        message = f"not a FHIR R4 Bundle fhir.resources can read ({type(error).__name__}: {error})"
+        raise BundleInvalid([Issue("Bundle", message, code="structure")]) from None
     reader = _Reader(today, tz)
     if bundle.type not in BUNDLE_TYPES:
         reader.error("Bundle.type", f"{bundle.type}: must be transaction or collection", "value")
@@ -357,8 +451,9 @@ def read_bundle(data: object, *, today: date, tz: tzinfo) -> BundleContent:
             _condition(reader, content, resource, path)
         elif kind == "MedicationStatement" or kind == "MedicationRequest":
             _medication(reader, content, resource, path)
-    for field_path, (_, _, value, source) in reader.latest.items():
-        content.fields[field_path] = (value, source)
+    for field_path, (_, _, value, _path, element) in reader.latest.items():
+        content.fields[field_path] = (value, element)
+    _cancer(reader, content)
     reader.disagreements()
     if reader.errors:
         raise BundleInvalid(reader.errors)
@@ -405,6 +500,7 @@ def _patient(reader: _Reader, patient: Patient, entry: int, kind: str) -> Bundle
             reader.error(
                 f"{path}.identifier[{index}].value", "an MRN of 1 to 40 characters", "value"
             )
+        reader.mrn, reader.mrn_system = mrn, identifier.system or ""
     name = ""
     for human in patient.name or []:
         parts = [*(given or "" for given in human.given or []), human.family or ""]
@@ -422,11 +518,15 @@ def _patient(reader: _Reader, patient: Patient, entry: int, kind: str) -> Bundle
 
 
 def _extension(reader: _Reader, content: BundleContent, patient: Patient, path: str) -> None:
+    """The case fields of alpcare's case-fields extension. A field given two values (bone pain
+    true, then false) refuses the Bundle naming both: never chosen by their order in the list.
+    A list field (choices) is its sub-extensions' values together."""
     fields = extension_fields()
+    values: dict[str, tuple[Any, str]] = {}  # field → (value, the sub-extension's FHIRPath)
+    lists: dict[str, tuple[list[str], str]] = {}  # field → (values, the extension's FHIRPath)
     for index, extension in enumerate(patient.extension or []):
         if extension.url != fhir_codes.CASE_EXTENSION:
             continue  # another party's extension: not alpcare's to read
-        lists: dict[str, list[str]] = {}
         for sub_index, sub in enumerate(extension.extension or []):
             where = f"{path}.extension[{index}].extension[{sub_index}]"
             url = sub.url or ""
@@ -438,11 +538,19 @@ def _extension(reader: _Reader, content: BundleContent, patient: Patient, path: 
             if problem:
                 reader.error(where, problem, "value")
             elif item.kind == "choices":
-                lists.setdefault(url, []).append(value)
-            else:
-                content.fields[url] = (value, where)
-        for url, values in lists.items():
-            content.fields[url] = (values, f"{path}.extension[{index}]")
+                lists.setdefault(url, ([], f"{path}.extension[{index}]"))[0].append(value)
+            elif url not in values:
+                values[url] = (value, where)
+            elif values[url][0] != value:
+                first, first_where = values[url]
+                reader.error(
+                    where,
+                    f"{url} is {_json(value)} here and {_json(first)} in {first_where}: "
+                    "send one value for a field",
+                    "duplicate",
+                )
+    content.fields.update(values)
+    content.fields.update(lists)
 
 
 _VALUE_KINDS: Final = {
@@ -512,7 +620,9 @@ def _observation(
                 reader.error(
                     path + ".valueCodeableConcept", "pregnant, for a male patient", "value"
                 )
-            reader.remember("patient.pregnant", when, pregnant, path)
+            reader.remember(
+                "patient.pregnant", when, pregnant, path, path + ".valueCodeableConcept"
+            )
         return
     field_row = next(
         (OBSERVATION_FIELDS[code] for system, code in codes
@@ -565,7 +675,7 @@ def _observation(
             if problem:
                 reader.error(path + ".valueQuantity.value", problem, "value")
             else:
-                reader.remember(field_path, when, whole, path)
+                reader.remember(field_path, when, whole, path, path + ".valueQuantity.value")
         return
     assert lab is not None
     test, allowed = lab
@@ -701,13 +811,29 @@ def _condition(reader: _Reader, content: BundleContent, condition: Condition, pa
             else:  # a status at its recorded date, like a pregnancy-status Observation
                 recorded = _local(condition.recordedDate or condition.onsetDateTime, reader.tz)
                 when = recorded or (date.min, None)
-                reader.remember("patient.pregnant", when, True, path)
+                reader.remember("patient.pregnant", when, True, path, path + ".code")
         if diagnosis:
             content.diagnoses.setdefault(diagnosis, path)
-        if cancer:
-            named = content.cancer is not None and content.cancer[0] != "other"
-            if content.cancer is None or (cancer != "other" and not named):
-                content.cancer = (cancer, path)
+        if cancer and (cancer, path) not in reader.cancers:
+            reader.cancers.append((cancer, path))
+
+
+def _cancer(reader: _Reader, content: BundleContent) -> None:
+    """clinical.cancer holds one cancer: of several the Conditions name, the one
+    fhir_case.known_cancer chooses (as a CDS Hooks call reads them), whatever their order in
+    the Bundle; the others are noted, not stored."""
+    chosen = known_cancer(cancer for cancer, _path in reader.cancers)
+    if chosen is None:
+        return
+    source = next(path for cancer, path in reader.cancers if cancer == chosen)
+    content.cancer = (chosen, source)
+    for cancer, path in reader.cancers:
+        if cancer != chosen:
+            reader.note(
+                path + ".code",
+                f"{cancer} cancer: not stored (clinical.cancer holds one cancer: {chosen}, "
+                f"from {source})",
+            )
 
 
 def _medication(
@@ -757,20 +883,19 @@ def _medication(
             where = path + ".dispenseRequest.validityPeriod"
         else:
             start, where = resource.authoredOn, path + ".authoredOn"
+    period = where.endswith("Period")
+    start_path = where + (".start" if period else "")
+    end_path = where + ".end" if period else path
     start_day = _local(start, reader.tz) if start is not None else None
     if start_day is None:
-        reader.error(
-            where + (".start" if where.endswith("Period") else ""),
-            "a start date is required",
-            "required",
-        )
+        reader.error(start_path, "a start date is required", "required")
         return
     end_day = _local(end, reader.tz) if end is not None else None
     if end is not None and end_day is None:
-        reader.error(where + ".end", f"{end}: a full date is required")
+        reader.error(end_path, f"{end}: a full date is required")
         return
     if end_day is not None and end_day[0] < start_day[0]:
-        reader.error(where + ".end", "before the start", "value")
+        reader.error(end_path, "before the start", "value")
         return
     if start_day[0] > reader.today:
         reader.note(where, f"{agent} starting {start_day[0]}: planned, not stored")
@@ -784,6 +909,6 @@ def _medication(
             "reads as current)",
         )
         return
-    content.therapies.append(
-        TherapyEntry(path, agent, start_day[0], end_day[0] if end_day is not None else None)
-    )
+    end_date = end_day[0] if end_day is not None else None
+    entry = TherapyEntry(path, agent, start_day[0], end_date, start_path, end_path)
+    content.therapies.append(entry)
