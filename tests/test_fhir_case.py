@@ -485,3 +485,16 @@ def test_a_medication_given_as_a_contained_medication_is_read_and_another_refere
         "Medication/denosumab-60: not read (alpcare reads an ATC code in medicationCodeableConcept "
         "or in a contained Medication); left out"
     ]
+
+
+def test_a_contained_resource_of_no_known_type_is_named_not_a_crash() -> None:
+    """fhir.resources raises a KeyError for a contained resource of an unknown type (not a
+    ValidationError): the CDS Hooks prefetch holding one was a server error. It is named."""
+    statement = _statement("M05BA08", "2026-01-10")
+    statement["contained"] = [{"resourceType": "Foo", "id": "za"}]
+    del statement["medicationCodeableConcept"]
+    statement["medicationReference"] = {"reference": "#za"}
+    mapped = case_from_fhir([PATIENT, statement], today=TODAY)
+    assert mapped.document["clinical"]["therapies"] == []
+    assert len(mapped.problems) == 1
+    assert "not a FHIR R4 resource fhir.resources can read" in mapped.problems[0].message

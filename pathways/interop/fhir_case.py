@@ -291,6 +291,11 @@ class _Mapper:
                 problems, PROBLEMS_LISTED, lambda more: Problem(path, f"and {more} more problems")
             )
             return None
+        except (KeyError, TypeError) as error:  # a contained resource of no known type
+            unread = f"{type(error).__name__}: {error}"
+            message = f"not a FHIR R4 resource fhir.resources can read ({unread}); left out"
+            self.problems.append(Problem(path, message))
+            return None
 
 
 def _located(path: str, location: tuple[Any, ...]) -> str:
