@@ -338,6 +338,7 @@ def _patient_context(patient: Patient, **extra: Any) -> dict[str, Any]:
         **charts,
         "result_form": extra.pop("result_form", None)
         or ResultForm(auto_id="result_%s", initial={"version": patient.version}),
+        "lab_units": engine.UNITS,  # the result form's unit list follows its test
         **_panel_context(result, rule_set, stored, actions, case=case, facts=facts),
     }
     context.update(extra)
@@ -394,14 +395,30 @@ def _checked_result(
     return case.labs[-1]
 
 
-def _stale_result_form(data: QueryDict, stale: StaleVersion) -> ResultForm:
-    """The input kept, at the current version, so that sending it again is a deliberate choice."""
+def _stale_result_form(
+    data: QueryDict, stale: StaleVersion, *, lab: engine.Lab | None = None, note: str = ""
+) -> ResultForm:
+    """The input kept, at the current version, so that sending it again is a deliberate choice;
+    ``lab`` (the input as the engine read it): its confirm box is asked for again, so that a
+    box ticked for this value stays ticked (as on the case page)."""
     posted = data.copy()
     posted["version"] = str(stale.current_version)
     form = ResultForm(posted, auto_id="result_%s")
-    form.is_valid()
-    form.add_error(None, str(stale))
+    if form.is_valid() and lab is not None:
+        form.ask_confirmation(engine.lab_to_document(lab))
+    form.add_error(None, f"{stale} {note}".strip())
     return form
+
+
+def _confirmed_before(lab: engine.Lab, stored: LabResult | None) -> bool:
+    """``lab`` keeps the value and unit of the stored result it corrects, and that one was
+    confirmed when it was saved (typed by hand): saving it again does not ask again (a changed
+    value does), as on the case edit page (forms.confirmed_values)."""
+    return (
+        stored is not None
+        and stored.unconfirmed_unusual_value is None
+        and (lab.test, lab.value, lab.unit) == (stored.test, stored.value, stored.unit)
+    )
 
 
 def _write_result(
@@ -413,8 +430,9 @@ def _write_result(
     form = ResultForm(request.POST, auto_id="result_%s")
     if not form.is_valid() or (lab := _checked_result(patient, form, replacing=replacing)) is None:
         return None, form
-    if form.ask_confirmation(engine.lab_to_document(lab)):  # a typed value outside the bounds
-        return None, form
+    confirmed = _confirmed_before(lab, replacing)
+    if not confirmed and form.ask_confirmation(engine.lab_to_document(lab)):
+        return None, form  # a typed value outside the bounds, not confirmed yet
     version = form.cleaned_data["version"]
     try:
         if replacing is None:
@@ -433,7 +451,9 @@ def _write_result(
     except DuplicateResult as duplicate:
         form.add_error("collected_on", str(duplicate))
     except StaleVersion as stale:
-        form = _stale_result_form(request.POST, stale)
+        form = _stale_result_form(request.POST, stale, lab=None if confirmed else lab)
+    except engine.RuleEvaluationError as fault:  # nothing written; the input stays on screen
+        form.add_error(None, f"Not saved: {rule_fault_text(current_rule_set(), fault)}")
     else:
         return written, form
     return None, form
@@ -452,7 +472,10 @@ def patient_add_result(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             return redirect("patient_detail", pk=patient.pk)
         context = _patient_context(patient, added=added)
         return render(request, "pathways/patient_detail.html#live", context)
-    context = _patient_context(patient, result_form=form)
+    try:
+        context = _patient_context(patient, result_form=form)
+    except engine.RuleEvaluationError as fault:  # the stored case fails too: its own page
+        return _unassessable(request, patient, fault)
     if request.htmx:  # refused in place: htmx swaps a 422 in (base.html), not a 400
         return render(request, "pathways/patient_detail.html#live", context, status=422)
     return render(request, "pathways/patient_detail.html", context, status=400)
@@ -465,22 +488,45 @@ def _stored_result(patient: Patient, result_pk: int) -> LabResult:
     return result
 
 
+def _removed_result(patient: Patient, result_pk: int) -> bool:
+    """``result_pk`` was one of the patient's results, removed since (its history says so)."""
+    return LabResult.history.filter(id=result_pk, patient_id=patient.pk, history_type="-").exists()
+
+
+def _result_edit_context(
+    patient: Patient, result: LabResult | None, form: ResultForm
+) -> dict[str, Any]:
+    """The "Correct a result" page's context (``result`` None: the result was removed)."""
+    return {"patient": patient, "result": result, "form": form, "lab_units": engine.UNITS}
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def result_edit(request: HtmxHttpRequest, pk: int, result_pk: int) -> HttpResponse:
     """Correct one stored result: its own form, validated and locked on its own."""
     patient = patient_for_user(request, pk, action="edit result")
-    result = _stored_result(patient, result_pk)
+    result = patient.lab_results.filter(pk=result_pk).first()
+    if result is None:
+        if request.method == "GET" or not _removed_result(patient, result_pk):
+            raise Http404("No such result.")
+        # Removed by a colleague while this correction was typed: refused like any change
+        # made meanwhile, the input kept (nothing is written); sent again, it is a new result.
+        probe = ResultForm(request.POST, auto_id="result_%s")
+        lab = _checked_result(patient, probe) if probe.is_valid() else None
+        note = "The result you were correcting was removed: saving adds your input as a new one."
+        form = _stale_result_form(request.POST, StaleVersion(patient), lab=lab, note=note)
+        context = _result_edit_context(patient, None, form)
+        return render(request, "pathways/result_edit.html", context, status=400)
     if request.method == "GET":
         initial = {**lab_initial([result])[0], "version": patient.version}
         form = ResultForm(initial=initial, auto_id="result_%s")
-        context = {"patient": patient, "result": result, "form": form}
+        context = _result_edit_context(patient, result, form)
         return render(request, "pathways/result_edit.html", context)
     changed, form = _write_result(request, patient, replacing=result)
     if changed is not None:
         messages.success(request, f"Result changed: {changed}.")
         return redirect("patient_detail", pk=patient.pk)
-    context = {"patient": patient, "result": result, "form": form}
+    context = _result_edit_context(patient, result, form)
     return render(request, "pathways/result_edit.html", context, status=400)
 
 

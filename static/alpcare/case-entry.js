@@ -102,11 +102,16 @@
     }
     setUpAge();
     setUpCounters();
-    document.querySelectorAll('#case-form select[name$="-test"]').forEach(followTest);
+    document.querySelectorAll(TEST_SELECTS).forEach(followTest);
   });
 
   // A result's unit list follows its test (CrCl: mL/min only): the units of other tests are
-  // hidden, and a unit the test does not take is replaced by the test's own first unit.
+  // hidden, and a unit the test does not take is replaced by the test's own first unit. The
+  // units per test are the page's #lab-units (json_script). This page's result rows, and the
+  // patient pages' single-result forms ("Add a result", "Correct a result"), which load this
+  // script for it and are marked data-unit-follows-test.
+  var TEST_SELECTS =
+    '#case-form select[name$="-test"], form[data-unit-follows-test] select[name="test"]';
   var labUnits = null;
 
   function followTest(testSelect) {
@@ -114,9 +119,11 @@
       var holder = document.getElementById("lab-units");
       labUnits = holder ? JSON.parse(holder.textContent) : {};
     }
-    var unitSelect = document.getElementsByName(testSelect.name.replace(/test$/, "unit"))[0];
+    // The unit of the same row, in the same form (a page may hold more than one result form).
+    var unitName = testSelect.name.replace(/test$/, "unit");
+    var unitSelect = testSelect.form ? testSelect.form.elements.namedItem(unitName) : null;
     var units = labUnits[testSelect.value];
-    if (!unitSelect || !units) {
+    if (!unitSelect || !unitSelect.options || !units) {
       return;
     }
     Array.prototype.forEach.call(unitSelect.options, function (option) {
@@ -131,8 +138,17 @@
 
   document.addEventListener("change", function (event) {
     var target = event.target;
-    if (target.matches && target.matches('#case-form select[name$="-test"]')) {
+    if (target.matches && target.matches(TEST_SELECTS)) {
       followTest(target);
+    }
+  });
+
+  // A form swapped in by htmx (the patient page's "Add a result", refused or sent): its unit
+  // list follows its test from the start, as on a page load.
+  document.addEventListener("htmx:load", function (event) {
+    var element = event.target;
+    if (element && element.querySelectorAll) {
+      element.querySelectorAll(TEST_SELECTS).forEach(followTest);
     }
   });
 

@@ -24,6 +24,7 @@ def test_the_api_docs_show_every_operation_under_the_csp(
     assert sorted(path.replace("\u200b", "") for path in paths) == [
         "/api/v1/assess",
         "/api/v1/fhir",
+        "/api/v1/fhir/Patient/{pk}",
         "/api/v1/fhir/Patient/{pk}/$everything",
         "/api/v1/hl7",
         "/api/v1/patients/{pk}/assessment",
