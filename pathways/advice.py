@@ -25,6 +25,7 @@ from pathways import engine
 from pathways.assessment import with_marked_done
 from pathways.card_actions import ActiveActions
 from pathways.engine.declaration import unit_shown
+from pathways.engine.templates import format_number
 from pathways.models import CardAction, FollowUp
 
 PRIORITY_HEADINGS = {
@@ -415,7 +416,10 @@ def _alp_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow:
     x_uln = result.findings.alp_x_uln
     if x_uln is not None and uln is not None:
         parts.append(f"{_number(x_uln, 2)} {TIMES} ULN")
-    parts.append("elevated" if result.findings.alp_elevated else "not elevated")
+    if _known(result, facts, "alp_recent") is False:  # spec §2: neither elevated nor normal
+        parts.append("not recent: neither elevated nor normal until repeated")
+    else:
+        parts.append("elevated" if result.findings.alp_elevated else "not elevated")
     return {"name": "alp", "label": "Latest ALP", "text": " · ".join(parts)}
 
 
@@ -436,6 +440,8 @@ def _lab_state(label: str, state: str | None, value: Any, unit: str, uln: Any = 
     text = label
     if value is not None:
         text += f" {_number(value)} {unit}".rstrip()
+    if state == "unknown":  # measured, with no limit to read it against (a child's, say)
+        return f"{text} (no reference limit for this patient)"
     if state:
         text += f" ({_STATES.get(state, state)}"
         text += f", ULN {_number(uln)})" if uln is not None else ")"
@@ -494,7 +500,8 @@ def _crcl_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow:
     if current is None:
         text = "unknown (no recent CrCl, or creatinine with weight for an adult)"
     else:
-        text = f"{_number(current, 0)} mL/min · {CRCL_METHODS.get(method or '', method or '')}"
+        # format_number, as the cards: 49.7 is not "50" (the next dose band), nor 29.6 "30".
+        text = f"{format_number(current)} mL/min · {CRCL_METHODS.get(method or '', method or '')}"
         if method in ("cockcroft-gault", "cockcroft_gault"):
             creatinine = _known(result, facts, "crcl_creatinine")
             weight = _known(result, facts, "crcl_weight_kg")
@@ -510,10 +517,10 @@ def _crcl_row(result: engine.Result, facts: engine.Facts | None) -> WorkingRow:
             text += f" · {_day(when)}"
     baseline = result.findings.crcl_baseline
     if baseline is not None:
-        text += f" · baseline {_number(baseline, 0)} mL/min"
+        text += f" · baseline {format_number(baseline)} mL/min"
     dosing = result.findings.za_dosing_crcl
     if dosing is not None:
-        text += f" · zoledronic acid dosed at CrCl {_number(dosing, 0)} mL/min"
+        text += f" · zoledronic acid dosed at CrCl {format_number(dosing)} mL/min"
     return {"name": "crcl", "label": "CrCl", "text": text.strip(" ·")}
 
 

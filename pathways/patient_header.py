@@ -51,8 +51,8 @@ def _estimated_crcl(facts: engine.Facts, label: str) -> LatestValue:
     return LatestValue(
         test="crcl",
         label=label,
-        # Rounded as the advice's working shows it.
-        text=f"{facts['crcl_current']:.0f} mL/min (Cockcroft\u2013Gault)",
+        # Rounded as the advice's working shows it (59.8 is not "60": renal impairment is < 60).
+        text=f"{format_number(facts['crcl_current'])} mL/min (Cockcroft\u2013Gault)",
         collected_on=facts.crcl_current_date,
         old=False,
     )

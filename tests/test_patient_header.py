@@ -12,6 +12,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from pathways.assessment import assess_patient
+from pathways.engine.templates import format_number
 from pathways.models import Membership, Patient
 from tests.factories import (
     myeloma_on_zoledronic_acid_14_months_document,
@@ -65,10 +67,13 @@ def test_the_crcl_shown_is_the_one_the_advice_works_with(
     patient = stored_patient(north_clinic, alice, document, mrn="MM-CG")
     html = alice_client.get(f"/patients/{patient.pk}/").content.decode()
     page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
-    working = f"CrCl 38 mL/min · Cockcroft\u2013Gault from creatinine 2 mg/dL and 78 kg · {drawn}"
-    assert working in page
+    crcl = assess_patient(patient).findings.crcl_current
+    assert crcl is not None and round(crcl) == 38
+    shown = format_number(crcl)  # as the cards show it: not rounded across a threshold
+    working = f"CrCl {shown} mL/min · Cockcroft\u2013Gault from creatinine 2 mg/dL and 78 kg"
+    assert f"{working} · {drawn}" in page
     vitals = _text(html, "patient-vitals")
-    assert f"CrCl 38 mL/min (Cockcroft\u2013Gault) on {drawn}" in vitals
+    assert f"CrCl {shown} mL/min (Cockcroft\u2013Gault) on {drawn}" in vitals
     assert "78 mL/min" not in vitals
 
 

@@ -15,7 +15,11 @@ from playwright.sync_api import expect
 from pathways.demo import synthetic_case
 from tests.browser.conftest import log_in
 from tests.browser.test_clinician_flow import ensure_published_rule_set
-from tests.factories import myeloma_on_zoledronic_acid_14_months_document, stored_patient
+from tests.factories import (
+    myeloma_on_zoledronic_acid_14_months_document,
+    pregnant_third_trimester_document,
+    stored_patient,
+)
 
 
 def pdf_pages(pdf: bytes) -> int:
@@ -120,4 +124,24 @@ def test_a_confirmation_is_not_printed_on_the_summary(
     page.emulate_media(media="print")
     expect(confirmation).to_be_hidden()
     expect(page.locator("#printed-by")).to_be_visible()
+    assert console_errors == []
+
+
+def test_what_was_considered_and_stood_down_is_printed_with_its_reasons(
+    page: Any, live_server: Any, smoke_user: Any, console_errors: list[str]
+) -> None:
+    """The section is closed on screen; on paper it printed as its heading alone, so the
+    summary did not say why the bone scan was not advised (pregnancy)."""
+    ensure_published_rule_set()
+    clinic = smoke_user.memberships.get().clinic
+    document = pregnant_third_trimester_document(timezone.localdate())
+    patient = stored_patient(clinic, smoke_user, document, mrn="PRINT-3", name="Print Test")
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/patients/{patient.pk}/")
+    considered = page.locator("#considered-not-advised:not([open]) li")
+    assert considered.count() > 0, "the case must have a rule stood down"
+    expect(considered.first).to_be_hidden()  # closed on screen
+    page.emulate_media(media="print")
+    for item in considered.all():
+        expect(item).to_be_visible()
     assert console_errors == []
