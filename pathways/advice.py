@@ -157,7 +157,8 @@ def _citation_index(result: engine.Result, rule_set: engine.RuleSet) -> dict[str
     return {**{citation.key: citation for citation in rule_set.citations}, **result.sources}
 
 
-def _citation(key: str, source: engine.Citation | None) -> CitationText:
+def citation_text(key: str, source: engine.Citation | None) -> CitationText:
+    """A citation as a card shows it: its key, kind (spec §8), full text, grade and link."""
     if source is None:
         return {"key": key, "kind": "", "kind_label": "", "text": key, "grade": "", "url": ""}
     return {
@@ -174,7 +175,7 @@ def _citation(key: str, source: engine.Citation | None) -> CitationText:
 def sources_html(code: str, sources: tuple[tuple[str, engine.Citation | None], ...]) -> SafeString:
     """A card's sources block. It depends only on the rule's code and its citations, not on the
     case, so each is rendered once per process (a third of the live update's rendering)."""
-    citations = [_citation(key, source) for key, source in sources]
+    citations = [citation_text(key, source) for key, source in sources]
     return render_to_string("pathways/_sources.html", {"code": code, "citations": citations})
 
 

@@ -11,6 +11,7 @@ only which rule each card came from (for feedback) and the jti of the JWT (repla
 from __future__ import annotations
 
 import copy
+import dataclasses
 import http.client
 import logging
 import math
@@ -35,6 +36,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from pydantic import ValidationError
 
 from pathways import engine
+from pathways.advice import citation_text
 from pathways.cds_auth import LEEWAY_SECONDS, CdsAuthError, authenticate
 from pathways.cds_models import CdsCard, CdsClient, CdsFeedback
 from pathways.engine.facts.renal import select_dose_band
@@ -380,14 +382,18 @@ def override_reasons() -> list[dict[str, str]]:
 
 
 def _citation_lines(rule_set: engine.RuleSet, keys: tuple[str, ...]) -> list[str]:
+    """The cited sources as markdown lines, as alpcare's own card shows them (_sources.html):
+    key, kind (spec §8: "the kind beside each citation"; a seed reads as a seed), text, grade."""
     texts = {citation.key: citation for citation in rule_set.citations}
     lines = []
     for key in keys:
-        citation = texts.get(key)
-        if citation is None:
+        if key not in texts:
             continue
-        link = f" ([source]({citation.url}))" if citation.url else ""
-        lines.append(f"- {citation.text}{link}")
+        citation = citation_text(key, texts[key])
+        kind = f" ({citation['kind']})" if citation["kind"] else ""
+        grade = f" Grade: {citation['grade']}." if citation["grade"] else ""
+        link = f" ([source]({citation['url']}))" if citation["url"] else ""
+        lines.append(f"- **{citation['key']}**{kind}: {citation['text']}{grade}{link}")
     return lines
 
 
@@ -449,6 +455,13 @@ def _rest_card(call: HookCall, rest: list[engine.Recommendation]) -> dict[str, A
     for recommendation in rest:
         lines.append(f"- **{recommendation.title}** ({recommendation.priority})  ")
         lines.append(f"  {recommendation.rationale}")
+        # The evidence note and sources alpcare's own card shows, as on the other cards.
+        rule = call.rule_set.rule(recommendation.code)
+        if rule is not None and rule.evidence_note:
+            lines += ["", f"  **Evidence:** {rule.evidence_note}"]
+        sources = _citation_lines(call.rule_set, recommendation.citations)
+        if sources:
+            lines += ["", "  **Sources**", *(f"  {line}" for line in sources)]
     noun = "recommendation" if len(rest) == 1 else "recommendations"
     return _card(
         call,
@@ -481,8 +494,26 @@ def _problems_card(call: HookCall, mapped: FhirCase) -> list[dict[str, Any]]:
 Assessed = tuple[engine.Result, engine.Facts]
 
 
-def _assess(call: HookCall, mapped: FhirCase) -> tuple[Assessed | None, list[dict[str, Any]]]:
-    """The engine's result (and facts) for the hook's case, or a card saying why there is none."""
+def _new_start_dosing(facts: engine.Facts) -> engine.Facts:
+    """The facts with spec §2's dosing CrCl of a zoledronic acid new start: not on it yet (the
+    draft counted as a course started today would take the last CrCl before it, computed at
+    that creatinine's age, for a baseline), so CrCl current, and the dose for it. The card's
+    text, its condition (dosing CrCl ≥ 30) and its suggestion then read one CrCl."""
+    values = {
+        **facts.values,
+        "za_dosing_crcl": facts["crcl_current"],
+        "za_dosing_dose_mg": facts["za_dose_mg"],
+        "za_dosing_dose": facts["za_dose"],
+    }
+    return dataclasses.replace(facts, values=values)
+
+
+def _assess(
+    call: HookCall, mapped: FhirCase, *, new_zoledronic_acid: bool = False
+) -> tuple[Assessed | None, list[dict[str, Any]]]:
+    """The engine's result (and facts) for the hook's case, or a card saying why there is none.
+    ``new_zoledronic_acid``: the case counts a draft order for zoledronic acid as a course
+    started today; it is dosed as a new start (_new_start_dosing)."""
     try:
         case = engine.parse_case(
             mapped.document, today=date.fromisoformat(mapped.document["as_of"])
@@ -495,7 +526,11 @@ def _assess(call: HookCall, mapped: FhirCase) -> tuple[Assessed | None, list[dic
         )
         return None, [_note_card(call, "alpcare could not assess this patient", lines)]
     try:
-        return engine.assess_with_facts(case, call.rule_set), _problems_card(call, mapped)
+        facts = None
+        if new_zoledronic_acid:
+            facts = _new_start_dosing(engine.compute_facts(case, call.rule_set))
+        assessed = engine.assess_with_facts(case, call.rule_set, facts=facts)
+        return assessed, _problems_card(call, mapped)
     except engine.RuleEvaluationError as fault:  # no advice: never read as "nothing to do"
         logger.error("rule set in force failed on a CDS Hooks case: %s", fault)
         lines = [f"No advice: {rule_fault_text(call.rule_set, fault)}"]
@@ -682,7 +717,7 @@ def order_sign_cards(
         mrns=mapped.mrns,
         problems=mapped.problems,
     )
-    assessed, notes = _assess(call, mapped)
+    assessed, notes = _assess(call, mapped, new_zoledronic_acid="zoledronic_acid" in new_starts)
     if assessed is None:
         return notes
     result, facts = assessed

@@ -31,12 +31,16 @@ def vitals(html: str) -> str:
 
 def rationale(html: str, code: str) -> str:
     card = unescape(html).split(f'data-code="{code}"', 1)[1]
-    return re.search(r'class="rationale mb-1">([^<]*)<', card).group(1)
+    match = re.search(r'class="rationale mb-1">([^<]*)<', card)
+    assert match
+    return match.group(1)
 
 
 def born(years: int) -> str:
+    """A birth date ``years`` and 40 days ago (29 February counts from the 28th)."""
     today = timezone.localdate()
-    return (today.replace(year=today.year - years) - timedelta(days=40)).isoformat()
+    anniversary = today.replace(year=today.year - years, day=min(today.day, 28))
+    return (anniversary - timedelta(days=40)).isoformat()
 
 
 def days_ago(days: int) -> str:

@@ -406,7 +406,7 @@ def case_from_fhir(
         elif kind == "Condition":
             condition = mapper.validate(Condition, resource, path)
             if condition is not None:
-                _condition(condition, path, diagnoses, cancers, pregnancy)
+                _condition(mapper, condition, path, diagnoses, cancers, pregnancy)
         elif kind == "MedicationRequest":
             request = mapper.validate(MedicationRequest, resource, path)
             if request is not None and request.status in COUNTED_REQUEST_STATUSES:
@@ -456,6 +456,11 @@ def _patient(
     document: dict[str, Any] = {}
     if patient.birthDate is None:
         mapper.problem("Patient.birthDate", "required (the reference intervals depend on age)")
+    elif not isinstance(patient.birthDate, date):  # "1956" or "1956-03": valid FHIR, no day
+        mapper.problem(
+            "Patient.birthDate",
+            f"{patient.birthDate}: a full date is required (the reference intervals depend on age)",
+        )
     else:
         document["birth_date"] = patient.birthDate.isoformat()
     if patient.gender in ("male", "female"):
@@ -652,6 +657,7 @@ def _gestational_age(
 
 
 def _condition(
+    mapper: _Mapper,
     condition: Condition,
     path: str,
     diagnoses: list[str],
@@ -667,14 +673,33 @@ def _condition(
         return
     for code in _code_in(condition.code, ICD10CM):
         if _compact(code).startswith(PREGNANCY_ICD10CM):
-            onset = condition.recordedDate or condition.onsetDateTime
-            pregnancy.append(Reading(onset.isoformat() if onset else "", True, path))
+            pregnancy.append(Reading(_condition_when(mapper, condition, path), True, path))
             continue
         diagnosis, cancer = diagnoses_for_icd10cm(code)
         if diagnosis is not None:
             diagnoses.append(diagnosis)
         if cancer is not None:
             cancers.append(cancer)
+
+
+def _condition_when(mapper: _Mapper, condition: Condition, path: str) -> str:
+    """A pregnancy condition's time as a Reading's `when`: the clinic's local date or date-time,
+    as observations' times are (compared with them as text), or "" when it has none. A date
+    that does not name a day ("2026-01", valid FHIR) is named, as for an observation, and the
+    condition is read as undated: it still says pregnant, and loses to any dated reading."""
+    field, when = (
+        ("recordedDate", condition.recordedDate)
+        if condition.recordedDate is not None
+        else ("onsetDateTime", condition.onsetDateTime)
+    )
+    if when is None:
+        return ""
+    if not isinstance(when, date):
+        mapper.problem(
+            f"{path}.{field}", f"{when}: a full date or date-time is required; read as undated"
+        )
+        return ""
+    return _local_date(when, mapper.tz)[1]
 
 
 def _therapy(
