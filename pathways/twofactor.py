@@ -21,8 +21,10 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.contrib.auth.signals import user_logged_in
+from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.db import transaction
+from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -109,19 +111,55 @@ def _recovery_code_digests(user_pk: int, code: str) -> list[str]:
     return [recovery_code_digest(user_pk, code, secret) for secret in secrets]
 
 
+def _live_sessions_of(user_pk: Any, keep: str | None = None) -> list[Session]:
+    """The user's live sessions but ``keep``. Sessions are not indexed by user: this reads the
+    live ones, once, when two-factor is turned on or an authenticator is added."""
+    live = Session.objects.filter(expire_date__gt=timezone.now()).exclude(session_key=keep)
+    return [
+        session
+        for session in live.iterator()
+        if session.get_decoded().get(SESSION_KEY) == str(user_pk)
+    ]
+
+
 def sessions_end_others(*, user: User, keep: str | None) -> int:
     """Log ``user`` out of every session but ``keep``: each decided at its log-in whether it
-    owed a code, so one opened before two-factor was turned on would go on without one.
-    Sessions are not indexed by user: this reads the live ones, once, when two-factor is
-    turned on."""
-    live = Session.objects.filter(expire_date__gt=timezone.now()).exclude(session_key=keep)
-    theirs = [
-        session.session_key
-        for session in live.iterator()
-        if session.get_decoded().get(SESSION_KEY) == str(user.pk)
-    ]
+    owed a code, so one opened before two-factor was turned on would go on without one."""
+    theirs = [session.session_key for session in _live_sessions_of(user.pk, keep)]
     Session.objects.filter(session_key__in=theirs).delete()
     return len(theirs)
+
+
+def sessions_owe_code(*, user_pk: Any) -> int:
+    """Every live session of the user owes a code from its next request (those that gave one
+    stay verified): an authenticator added in the admin, where no session of theirs is at
+    hand, must not leave one opened with the password alone going on without a code."""
+    theirs = _live_sessions_of(user_pk)
+    for session in theirs:
+        data = session.get_decoded()
+        if not data.get(_OWES_CODE):
+            data[_OWES_CODE] = True
+            session.session_data = SessionStore().encode(data)
+            session.save(update_fields=["session_data"])
+    return len(theirs)
+
+
+@receiver(pre_save, sender=TOTPDevice)
+def _note_confirmed_before(sender: Any, instance: TOTPDevice, **kwargs: Any) -> None:
+    instance._was_confirmed = (  # type: ignore[attr-defined]
+        instance.pk is not None
+        and TOTPDevice.objects.filter(pk=instance.pk, confirmed=True).exists()
+    )
+
+
+@receiver(post_save, sender=TOTPDevice)
+def _confirmed_device_makes_sessions_owe_a_code(
+    sender: Any, instance: TOTPDevice, **kwargs: Any
+) -> None:
+    """An authenticator confirmed (set up on the two-factor page, or added in the admin): the
+    user's sessions opened without a code owe one (each decided only at its log-in)."""
+    if instance.confirmed and not getattr(instance, "_was_confirmed", True):
+        sessions_owe_code(user_pk=instance.user_id)
 
 
 @transaction.atomic

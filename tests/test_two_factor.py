@@ -464,3 +464,38 @@ def test_codes_stored_in_clear_before_are_kept_as_digests_by_the_migration(alice
     StaticToken.objects.create(device=device, token="abcd2345")
     migration.digest_codes(current_apps, None)
     assert StaticToken.objects.get().token == recovery_code_digest(alice.pk, "abcd2345")
+
+
+@pytest.mark.django_db
+def test_a_clinician_session_open_when_an_authenticator_is_added_in_the_admin_owes_a_code(
+    client: Any, alice: User
+) -> None:
+    """Each session decides at its log-in whether it owes a code: one opened with the password
+    alone, before an administrator added an authenticator for the user, went on reading
+    patients without ever giving one (README: two-factor on leaves no session without a code;
+    OWASP ASVS V3.3.3)."""
+    assert (
+        client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})["Location"]
+        == "/"
+    )
+    assert client.get("/patients/").status_code == 200
+    # An administrator enrols an authenticator for alice (django-otp's admin).
+    TOTPDevice.objects.create(user=alice, name="Authenticator app", confirmed=True)
+    recovery_codes_regenerate(user=alice)
+    response = client.get("/patients/")
+    assert response.status_code == 302, "the open session still reads patients without a code"
+    assert response["Location"].startswith("/accounts/login/code/")
+
+
+@pytest.mark.django_db
+def test_a_staff_session_open_when_an_authenticator_is_added_owes_a_code_when_not_required(
+    client: Any, settings: Any, north_clinic: Any
+) -> None:
+    settings.ALPCARE_REQUIRE_STAFF_2FA = False
+    rui = User.objects.create_user("rui", password=PASSWORD, is_staff=True)
+    client.post("/accounts/login/", {"username": "rui", "password": PASSWORD})
+    assert client.get("/admin/").status_code == 200
+    TOTPDevice.objects.create(user=rui, name="Authenticator app", confirmed=True)
+    response = client.get("/admin/")
+    assert response.status_code == 302, "the admin stays open to a session that gave no code"
+    assert response["Location"].startswith("/accounts/login/code/")
