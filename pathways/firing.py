@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from pathways.models import (
@@ -64,12 +64,16 @@ def firing_log_record(
 
 
 def publication_impact_store(*, run: ReassessmentRun) -> list[PublicationClinicImpact]:
-    """Count, per clinic, the patients who gained or lost each recommendation during ``run``.
+    """Count, per clinic, the patients who gained or lost each recommendation under the version
+    ``run``'s publication put in force.
 
-    The run re-assesses with the version it was started for; the firing log rows it wrote
-    are the changes the publication made. A retry's rows count towards the publication it
-    retries; what other re-assessments logged meanwhile (the daily run, a snooze's end) does
-    not.
+    Each patient is re-assessed with the rule set in force when their turn comes, so the
+    publication's changes are the firing rows of its version logged since it was published by
+    the re-assessments of publications: its own run and retries, but also an earlier
+    publication's run still going when it was published (which re-assesses its patients under
+    the newer version first, leaving nothing to change for the newer one's run) and that run's
+    retries. What other re-assessments logged meanwhile (the daily run, a manual one, a
+    snooze's end, an edit) does not count.
     """
     publication = run.publication
     origin = run
@@ -78,13 +82,20 @@ def publication_impact_store(*, run: ReassessmentRun) -> list[PublicationClinicI
         publication = origin.publication
     if publication is None:
         return []
-    runs, added = {origin.pk}, {origin.pk}
-    while added:  # the retries, and theirs
-        added = set(ReassessmentRun.objects.filter(retry_of__in=added).values_list("pk", flat=True))
-        added -= runs
-        runs |= added
+    own = _with_retries({origin.pk})
+    # And the other publications' runs not yet finished when this one was published (their
+    # retries too): their rows of this version since then.
+    others = _with_retries(
+        set(
+            ReassessmentRun.objects.filter(publication__isnull=False)
+            .filter(Q(finished_at__isnull=True) | Q(finished_at__gte=publication.at))
+            .exclude(pk=origin.pk)
+            .values_list("pk", flat=True)
+        )
+    )
     rows = RuleFiring.objects.filter(
-        run__in=runs, rule_set_version=publication.rule_set.version
+        Q(run__in=own) | Q(run__in=others - own, at__gte=publication.at),
+        rule_set_version=publication.rule_set.version,
     ).values_list("clinic_id", "patient_id", "code", "change")
     changes: dict[int, dict[str, dict[str, int]]] = defaultdict(dict)
     patients: dict[int, set[int]] = defaultdict(set)
@@ -107,6 +118,16 @@ def publication_impact_store(*, run: ReassessmentRun) -> list[PublicationClinicI
             )
             stored.append(impact)
     return stored
+
+
+def _with_retries(runs: set[int]) -> set[int]:
+    """These runs, their retries, and theirs."""
+    found, added = set(runs), set(runs)
+    while added:
+        added = set(ReassessmentRun.objects.filter(retry_of__in=added).values_list("pk", flat=True))
+        added -= found
+        found |= added
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

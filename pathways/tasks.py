@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from importlib import import_module
@@ -287,15 +288,7 @@ class RunProgress:
 
 def run_progress(run: ReassessmentRun) -> RunProgress:
     chunks = list(run.chunks.all())
-    unfinished = {chunk.task_id for chunk in chunks if chunk.finished_at is None and chunk.task_id}
-    alive = set()
-    if unfinished:
-        alive = {
-            str(pk)
-            for pk in DBTaskResult.objects.filter(id__in=unfinished)
-            .exclude(status=TaskResultStatus.FAILED)
-            .values_list("id", flat=True)
-        }
+    lost = _lost_tasks(chunk.task_id for chunk in chunks if chunk.finished_at is None)
     return RunProgress(
         run=run,
         total=sum(chunk.total for chunk in chunks),
@@ -304,7 +297,7 @@ def run_progress(run: ReassessmentRun) -> RunProgress:
         chunks=len(chunks),
         chunks_finished=sum(1 for chunk in chunks if chunk.finished_at is not None),
         lost_chunks=sum(
-            1 for chunk in chunks if chunk.finished_at is None and chunk.task_id not in alive
+            1 for chunk in chunks if chunk.finished_at is None and chunk.task_id in lost
         ),
         failures=[failure for chunk in chunks for failure in chunk.failures],
         retried_as=run.retries.order_by("pk").values_list("pk", flat=True).first(),
@@ -399,6 +392,46 @@ def _stale_running(now: datetime) -> list[DBTaskResult]:
 INTERRUPTED = ("builtins.SystemExit", "builtins.KeyboardInterrupt")
 
 
+def _requeued_by_reaper(
+    *, status: str, task_path: str, exception_class_path: str, worker_ids: list[str]
+) -> bool:
+    """Whether a task ended this way is one the reaper (the scheduler's next pass) puts back
+    in the queue: stopped under its worker (SystemExit, KeyboardInterrupt), with tries left.
+
+    Until that pass its row reads FAILED, but the task will run again: its run has not stalled
+    (run_progress, queue health) and retrying the run would queue its patients twice."""
+    return (
+        status == TaskResultStatus.FAILED
+        and task_path.startswith("pathways.")
+        and exception_class_path in INTERRUPTED
+        and len(worker_ids) < int(settings.ALPCARE_TASK_MAX_ATTEMPTS)
+    )
+
+
+def _lost_tasks(task_ids: Iterable[str]) -> set[str]:
+    """Of these task ids, those whose task will not run (again): it failed (and the reaper will
+    not re-queue it), or its row is gone (pruned with prune_db_task_results after it failed;
+    a queued or running row is never pruned)."""
+    wanted = {task_id for task_id in task_ids if task_id}
+    if not wanted:
+        return set()
+    found: set[str] = set()
+    lost: set[str] = set()
+    rows = DBTaskResult.objects.filter(id__in=wanted).values_list(
+        "id", "status", "task_path", "exception_class_path", "worker_ids"
+    )
+    for pk, status, task_path, exception_class_path, worker_ids in rows:
+        found.add(str(pk))
+        if status == TaskResultStatus.FAILED and not _requeued_by_reaper(
+            status=status,
+            task_path=task_path,
+            exception_class_path=exception_class_path,
+            worker_ids=worker_ids,
+        ):
+            lost.add(str(pk))
+    return lost | (wanted - found)
+
+
 @dataclass(frozen=True)
 class ReapOutcome:
     requeued: list[str]
@@ -428,8 +461,11 @@ def tasks_reap(*, now: datetime | None = None) -> ReapOutcome:
                 )
                 failed.append(str(row.id))
             else:
+                # Waiting again from now: queue_health's oldest_ready_seconds is the wait for
+                # a worker, not the task's age.
                 row.status = TaskResultStatus.READY
-                row.save(update_fields=["status"])
+                row.enqueued_at = now
+                row.save(update_fields=["status", "enqueued_at"])
                 requeued.append(str(row.id))
         # A worker stopped twice (SIGTERM, then again) ends its task with SystemExit: the
         # worker's loss, not the task's failure. Our tasks are idempotent: queued again.
@@ -437,13 +473,25 @@ def tasks_reap(*, now: datetime | None = None) -> ReapOutcome:
             task_path__startswith="pathways.", exception_class_path__in=INTERRUPTED
         )
         for row in interrupted.select_for_update(skip_locked=True):
-            if len(row.worker_ids) < max_attempts:
+            if _requeued_by_reaper(
+                status=row.status,
+                task_path=row.task_path,
+                exception_class_path=row.exception_class_path,
+                worker_ids=row.worker_ids,
+            ):
                 row.status = TaskResultStatus.READY
+                row.enqueued_at = now
                 row.finished_at = None
                 row.exception_class_path = ""
                 row.traceback = ""
                 row.save(
-                    update_fields=["status", "finished_at", "exception_class_path", "traceback"]
+                    update_fields=[
+                        "status",
+                        "enqueued_at",
+                        "finished_at",
+                        "exception_class_path",
+                        "traceback",
+                    ]
                 )
                 requeued.append(str(row.id))
     # Beats of tasks no longer running: re-queued ones start afresh; others ended abruptly.
@@ -502,34 +550,52 @@ def queue_health(*, now: datetime | None = None) -> QueueHealth:
 
 
 def _stalled_runs() -> int:
-    """Runs that stopped short: a chunk unfinished whose task failed (a worker lost too often),
-    and no retry yet. Patients wait on the old assessment until someone retries. Read from the
+    """Runs that stopped short: a chunk unfinished whose task failed (a worker lost too often)
+    or whose failed task's row was pruned since, and no retry yet; as run_progress counts its
+    lost chunks. Patients wait on the old assessment until someone retries. Read from the
     unfinished chunks (few, and only while runs are going), not from every failed task kept."""
     unfinished = dict(
         ReassessmentChunk.objects.filter(finished_at=None, run__retries__isnull=True)
         .exclude(task_id="")
         .values_list("task_id", "run_id")
     )
-    if not unfinished:
-        return 0
-    failed = DBTaskResult.objects.failed().filter(id__in=list(unfinished))
-    return len({unfinished[str(pk)] for pk in failed.values_list("id", flat=True)})
+    return len({unfinished[task_id] for task_id in _lost_tasks(unfinished)})
 
 
 # ---------------------------------------------------------------------------------------------
 # The scheduler's tick.
 
 
-def daily_due(now: datetime) -> bool:
+# How long after its time a daily run the scheduler missed (it was down) is still started: past
+# half a day, the next day's run is nearer than the missed one.
+DAILY_CATCH_UP = timedelta(hours=12)
+
+
+def daily_due(now: datetime) -> date | None:
+    """The date whose daily run is due at ``now`` (once: reassessment_daily starts it only if
+    it has no run yet), or None.
+
+    Today's, from ALPCARE_DAILY_REASSESS_AT on (the local time of day: on a day the clocks go
+    forward past it, from the first minute after). Before it, yesterday's, for DAILY_CATCH_UP
+    after its time: a run missed while the scheduler was down (23:30, with the scheduler back
+    at 00:30) is caught up at its next pass, not a day later."""
     hours, minutes, *_seconds = str(settings.ALPCARE_DAILY_REASSESS_AT).split(":")
+    at = (int(hours), int(minutes))
     local = timezone.localtime(now)
-    return (local.hour, local.minute) >= (int(hours), int(minutes))
+    if (local.hour, local.minute) >= at:
+        return local.date()
+    yesterday = local.date() - timedelta(days=1)
+    slot = timezone.make_aware(
+        datetime(yesterday.year, yesterday.month, yesterday.day, *at),
+        timezone.get_current_timezone(),
+    )
+    return yesterday if now - slot < DAILY_CATCH_UP else None
 
 
 def scheduler_tick(*, now: datetime | None = None) -> list[str]:
-    """One pass of the scheduler: re-queue lost tasks, start today's run once it is time, and
-    delete expired sessions (Django keeps them until ``clearsessions`` runs; one per login
-    would pile up for good)."""
+    """One pass of the scheduler: re-queue lost tasks, start the daily run once it is time (or
+    one missed while the scheduler was down, see daily_due), and delete expired sessions
+    (Django keeps them until ``clearsessions`` runs; one per login would pile up for good)."""
     now = now or timezone.now()
     said: list[str] = []
     import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
@@ -538,16 +604,15 @@ def scheduler_tick(*, now: datetime | None = None) -> list[str]:
         said.append(f"re-queued {len(reaped.requeued)} task(s) of a lost worker")
     if reaped.failed:
         said.append(f"failed {len(reaped.failed)} task(s) that lost their worker too often")
-    if daily_due(now):
-        run = reassessment_daily(today=timezone.localdate(now))
+    due = daily_due(now)
+    if due is not None:
+        run = reassessment_daily(today=due)
         if run is not None:
             said.append(f"enqueued the daily re-assessment (run {run.pk})")
     return said
 
 
 def task_failed(task_id: str) -> bool:
-    """Whether the task with this id failed (or is unknown: its row was pruned)."""
-    if not task_id:
-        return False
-    status = DBTaskResult.objects.filter(id=task_id).values_list("status", flat=True).first()
-    return status is None or status == TaskResultStatus.FAILED
+    """Whether the task with this id failed (or is unknown: its row was pruned); not one the
+    reaper will run again (stopped under its worker)."""
+    return task_id in _lost_tasks([task_id])

@@ -146,7 +146,7 @@ def sessions_owe_code(*, user_pk: Any) -> int:
 
 @receiver(pre_save, sender=TOTPDevice)
 def _note_confirmed_before(sender: Any, instance: TOTPDevice, **kwargs: Any) -> None:
-    instance._was_confirmed = (  # type: ignore[attr-defined]
+    instance._was_confirmed = (
         instance.pk is not None
         and TOTPDevice.objects.filter(pk=instance.pk, confirmed=True).exists()
     )
