@@ -27,15 +27,10 @@ from pathways.models import (
 )
 from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
 from tests.taskqueue import run_ready_tasks, run_task_now
+from tests.test_governance import paget_with_latest_alp
 from tests.test_tuning_workflow import extreme_alp_examples_moved, extreme_alp_threshold_raised
 
 pytestmark = pytest.mark.django_db
-
-
-def _paget_with_latest_alp(value: float) -> dict[str, Any]:
-    document = paget_on_alendronate_document()
-    document["labs"][-1]["value"] = value
-    return document
 
 
 def _notice(client: Client) -> str:
@@ -57,8 +52,8 @@ def test_the_notice_counts_a_publications_changes_when_an_earlier_run_applied_th
     nothing. publication_impact_store counted only B's own run's rows, and B's notice said "None
     of your patients' recommendations changed" although two of alice's patients lost
     extreme-alp. Found by an audit."""
-    stored_patient(north_clinic, alice, _paget_with_latest_alp(1100), mrn="N-1100")
-    stored_patient(north_clinic, alice, _paget_with_latest_alp(1150), mrn="N-1150")
+    stored_patient(north_clinic, alice, paget_with_latest_alp(1100), mrn="N-1100")
+    stored_patient(north_clinic, alice, paget_with_latest_alp(1150), mrn="N-1150")
 
     label_only = publishing.ruleset_start_draft(user=editor)
     publish_reviewed(rule_set=label_only, user=publisher, note="new label")
