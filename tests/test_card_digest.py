@@ -17,7 +17,7 @@ from pathways.card_actions import _FACT_PARAMS
 from pathways.cases import patient_to_case
 from pathways.models import AssessmentSnapshot, CardAction, Parameter, Rule, RuleExample
 from pathways.rules import current_rule_set
-from tests.factories import publish_reviewed, stored_patient
+from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
 from tests.test_views_worklist import act, rows, urgent_document
 
 
@@ -83,35 +83,16 @@ def persistently_elevated_document() -> dict[str, Any]:
     def day(n: int) -> str:
         return (today - timedelta(days=n)).isoformat()
 
-    return {
-        "as_of": today.isoformat(),
-        "patient": {
-            "birth_date": "1950-03-02",
-            "sex": "female",
-            "pregnant": False,
-            "weight_kg": 64,
-        },
-        "labs": [
-            {
-                "test": "alp",
-                "value": 300,
-                "unit": "U/L",
-                "collected_at": f"{day(270)}T08:00",
-                "reference_high": 129,
-            },
-            {
-                "test": "alp",
-                "value": 290,
-                "unit": "U/L",
-                "collected_at": f"{day(10)}T08:00",
-                "reference_high": 129,
-            },
-        ],
-        "clinical": {
-            "diagnoses": ["paget"],
-            "therapies": [{"agent": "alendronate", "start": day(250), "end": None}],
-        },
-    }
+    def alp(value: float, days_ago: int) -> dict[str, Any]:
+        collected = f"{day(days_ago)}T08:00"
+        return {"test": "alp", "value": value, "unit": "U/L", "collected_at": collected,
+                "reference_high": 129}  # fmt: skip
+
+    paget = paget_on_alendronate_document(
+        as_of=today.isoformat(), labs=[alp(300, 270), alp(290, 10)]
+    )
+    paget["clinical"]["therapies"] = [{"agent": "alendronate", "start": day(250), "end": None}]
+    return paget
 
 
 def _card(patient: Any) -> engine.Recommendation:
