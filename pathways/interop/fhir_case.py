@@ -12,7 +12,7 @@ a patient's record holds much that the ALP pathways do not read.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
@@ -222,21 +222,30 @@ def known_cancer(cancers: Iterable[str]) -> str | None:
     return next((cancer for cancer in CANCER_PRIORITY if cancer in named), None)
 
 
-def nul_path(data: object, root: str) -> str | None:
-    """The path (FHIRPath-like, from ``root``) of the first text in decoded JSON with a NUL
-    character in it, or None. PostgreSQL cannot store one in a text; walked without recursion:
-    the JSON may be nested as deep as the parser allows."""
+def json_nodes(data: object, root: str) -> Iterator[tuple[object, str]]:
+    """Every value in decoded JSON with its path (FHIRPath-like, from ``root``), in document
+    order. Walked without recursion: the JSON may be nested as deep as the parser allows."""
     stack: list[tuple[object, str]] = [(data, root)]
     while stack:
         value, path = stack.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return path
-        elif isinstance(value, dict):
+        yield value, path
+        if isinstance(value, dict):
             stack.extend((item, f"{path}.{key}") for key, item in reversed(value.items()))
         elif isinstance(value, list):
             stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(value))))
-    return None
+
+
+def nul_path(data: object, root: str) -> str | None:
+    """The path of the first text in decoded JSON with a NUL character in it, or None:
+    PostgreSQL cannot store one in a text."""
+    return next(
+        (
+            path
+            for value, path in json_nodes(data, root)
+            if isinstance(value, str) and "\x00" in value
+        ),
+        None,
+    )
 
 
 def local_date_time(value: date | datetime, tz: tzinfo) -> tuple[date, time | None]:

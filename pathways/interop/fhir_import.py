@@ -48,6 +48,7 @@ from pathways.interop.fhir_case import (
     advanced_weeks,
     agent_for_atc,
     diagnoses_for_icd10cm,
+    json_nodes,
     known_cancer,
     lab_range,
     local_date_time,
@@ -356,20 +357,14 @@ def _resource_type_issue(kind: object, path: str) -> Issue:
 def _unknown_resource_types(data: dict[str, Any]) -> list[Issue]:
     """Each resource in the Bundle (an entry's, a contained one: any object with a
     resourceType) whose type is not a FHIR R4 resource. fhir.resources' Bundle model fails on
-    one with a KeyError or a TypeError, not a validation error naming it. Walked without
-    recursion: the JSON may be nested as deep as the parser allows."""
-    issues: list[Issue] = []
-    stack: list[tuple[object, str]] = [(value, f"Bundle.{key}") for key, value in data.items()]
-    stack.reverse()
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, dict):
-            if "resourceType" in value and not _is_resource_type(value["resourceType"]):
-                issues.append(_resource_type_issue(value["resourceType"], path))
-            stack.extend((item, f"{path}.{key}") for key, item in reversed(value.items()))
-        elif isinstance(value, list):
-            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(value))))
-    return issues
+    one with a KeyError or a TypeError, not a validation error naming it."""
+    return [
+        _resource_type_issue(value["resourceType"], path)
+        for value, path in json_nodes(data, "Bundle")
+        if isinstance(value, dict)
+        and "resourceType" in value
+        and not _is_resource_type(value["resourceType"])
+    ]
 
 
 def _structure_problems(issues: list[Issue]) -> BundleInvalid:
