@@ -126,6 +126,34 @@ def rule_set_for(row: RuleSet) -> engine.RuleSet:
     return cached
 
 
+def engine_uln_band(b: UlnBand) -> engine.UlnBand:
+    """A stored reference interval as the engine reads it (also one being edited, unsaved)."""
+    return engine.UlnBand(
+        test=b.test,
+        sex=b.sex,
+        age_from=b.age_from,
+        age_from_unit=b.age_from_unit,
+        age_to=b.age_to,
+        age_to_unit=b.age_to_unit,
+        uln=b.uln,
+        unit=b.unit,
+        source=b.source,
+        lln=b.lln,
+        label=b.label,
+        menopause=b.menopause,
+        gestational_week_from=b.gestational_week_from,
+        gestational_week_to=b.gestational_week_to,
+        trimester=b.trimester,
+    )
+
+
+def engine_dose_band(d: DoseBand) -> engine.DoseBand:
+    """A stored zoledronic acid dose band as the engine reads it (also one being edited)."""
+    return engine.DoseBand(
+        crcl_from=d.crcl_from, crcl_to=d.crcl_to, dose_mg=d.dose_mg, source=d.source
+    )
+
+
 def load_rule_set(row: RuleSet) -> engine.RuleSet:
     """The engine's RuleSet from the rows of one stored rule set, in a fixed number of queries."""
     examples: dict[int, list[engine.Example]] = defaultdict(list)
@@ -181,30 +209,10 @@ def load_rule_set(row: RuleSet) -> engine.RuleSet:
         for f in FollowUpRule.objects.filter(rule_set=row).order_by("position", "pk")
     )
     uln_bands = tuple(
-        engine.UlnBand(
-            test=b.test,
-            sex=b.sex,
-            age_from=b.age_from,
-            age_from_unit=b.age_from_unit,
-            age_to=b.age_to,
-            age_to_unit=b.age_to_unit,
-            uln=b.uln,
-            unit=b.unit,
-            source=b.source,
-            lln=b.lln,
-            label=b.label,
-            menopause=b.menopause,
-            gestational_week_from=b.gestational_week_from,
-            gestational_week_to=b.gestational_week_to,
-            trimester=b.trimester,
-        )
-        for b in UlnBand.objects.filter(rule_set=row).order_by("pk")
+        engine_uln_band(b) for b in UlnBand.objects.filter(rule_set=row).order_by("pk")
     )
     dose_bands = tuple(
-        engine.DoseBand(
-            crcl_from=d.crcl_from, crcl_to=d.crcl_to, dose_mg=d.dose_mg, source=d.source
-        )
-        for d in DoseBand.objects.filter(rule_set=row).order_by("pk")
+        engine_dose_band(d) for d in DoseBand.objects.filter(rule_set=row).order_by("pk")
     )
     citations = tuple(
         engine.Citation(key=c.key, text=c.text, url=c.url, kind=c.kind, grade=c.grade)

@@ -7,7 +7,7 @@ impact.py, versions.py and tasks.py.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.forms.models import construct_instance
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -828,37 +829,33 @@ class DraftOnlyForm(forms.ModelForm):
 
 
 class BandForm(DraftOnlyForm):
-    """A reference interval or a dose band, checked on its own as the publish gate checks it
-    (the model's fields bear the engine's names), each problem on the field it lies in."""
+    """A reference interval or a dose band, checked on its own as the publish gate checks it,
+    as the engine would read it once saved, each problem on the field it lies in."""
 
-    def band_problems(self) -> list[tuple[str, str]]:
+    @staticmethod
+    def band_problems(band: Any) -> list[tuple[str, str]]:
         raise NotImplementedError
-
-    def as_edited(self, band_class: type[Any]) -> Any:
-        """The engine's band (``band_class``) as edited in this form."""
-        values = {
-            field.name: self.cleaned_data.get(field.name, getattr(self.instance, field.name))
-            for field in dataclasses.fields(band_class)
-        }
-        return band_class(**values)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if self.errors:  # a field refused already: the band as edited is not known
             return cleaned
-        for field, problem in self.band_problems():  # the publish gate's own checks and words
+        edited = construct_instance(self, copy.copy(self.instance))  # not saved
+        for field, problem in self.band_problems(edited):  # the publish gate's checks and words
             self.add_error(field if field in self.fields else None, problem)
         return cleaned
 
 
 class UlnBandForm(BandForm):
-    def band_problems(self) -> list[tuple[str, str]]:
-        return uln_band_problems(self.as_edited(engine.UlnBand))
+    @staticmethod
+    def band_problems(band: Any) -> list[tuple[str, str]]:
+        return uln_band_problems(rules.engine_uln_band(band))
 
 
 class DoseBandForm(BandForm):
-    def band_problems(self) -> list[tuple[str, str]]:
-        return dose_band_problems(self.as_edited(engine.DoseBand))
+    @staticmethod
+    def band_problems(band: Any) -> list[tuple[str, str]]:
+        return dose_band_problems(rules.engine_dose_band(band))
 
 
 class CitationForm(DraftOnlyForm):
