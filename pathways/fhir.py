@@ -285,7 +285,7 @@ def import_bundle(data: object, *, clinic: Clinic, user: Any, path: str) -> Impo
             stored_document = _blank_document(content)
             before = None
         else:
-            before = engine.case_to_document(patient_to_case(patient, as_of=today))
+            before = _stored_document(patient, today)
             stored_document = copy.deepcopy(before)
         document, sources, counts = _merge(stored_document, content)
         document["as_of"] = today.isoformat()
@@ -457,18 +457,20 @@ def _patient_resource(patient: Patient, document: dict[str, Any]) -> dict[str, A
     return patient_resource
 
 
+def _stored_document(patient: Patient, today: date) -> dict[str, Any]:
+    return engine.case_to_document(patient_to_case(patient, as_of=today))
+
+
 def export_patient(patient: Patient) -> dict[str, Any]:
     """The Patient resource alone (``GET /api/v1/fhir/Patient/{id}``, the import's Location),
     as $everything writes it."""
-    today = timezone.localdate()
-    document = engine.case_to_document(patient_to_case(patient, as_of=today))
-    return _patient_resource(patient, document)
+    return _patient_resource(patient, _stored_document(patient, timezone.localdate()))
 
 
 def export_everything(patient: Patient, *, base: str) -> dict[str, Any]:
     """The patient's Bundle (type collection: it imports as it is)."""
     today = timezone.localdate()
-    document = engine.case_to_document(patient_to_case(patient, as_of=today))
+    document = _stored_document(patient, today)
     subject = {"reference": f"Patient/{patient.pk}"}
     recorded = timezone.localtime(patient.updated_at).isoformat()
     resources: list[dict[str, Any]] = [_patient_resource(patient, document)]
