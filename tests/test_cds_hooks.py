@@ -538,12 +538,7 @@ def _feedback(card_uuid: str, outcome: str, **extra: Any) -> dict[str, Any]:
 def test_feedback_stores_accepted_and_overridden_outcomes_with_the_reason(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient
 ) -> None:
-    cards = _call(
-        client,
-        ehr_keys,
-        PATIENT_VIEW,
-        _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
-    ).json()["cards"]
+    cards = _myeloma_cards(client, ehr_keys)
     first, second = cards[0]["uuid"], cards[1]["uuid"]
     feedback_url = f"/cds-services/{PATIENT_VIEW}/feedback"
 
@@ -907,6 +902,12 @@ def card_an_hour_old(client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, al
     return card
 
 
+def _myeloma_cards(client: Client, ehr_keys: EhrKeys) -> list[dict[str, Any]]:
+    """The cards patient-view gives for a myeloma patient whose creatinine rose to 1.6."""
+    body = _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6))
+    return list(_call(client, ehr_keys, PATIENT_VIEW, body).json()["cards"])
+
+
 def _ruled_cards_about_north_42(
     client: Client, ehr_keys: EhrKeys, north_ehr: CdsClient, alice: Any
 ) -> list[dict[str, Any]]:
@@ -915,12 +916,7 @@ def _ruled_cards_about_north_42(
     stored_patient(
         north_ehr.clinic, alice, myeloma_on_zoledronic_acid_14_months_document(), mrn="NORTH-42"
     )
-    cards = _call(
-        client,
-        ehr_keys,
-        PATIENT_VIEW,
-        _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
-    ).json()["cards"]
+    cards = _myeloma_cards(client, ehr_keys)
     return [card for card in cards if _topic(card)]
 
 
@@ -1049,12 +1045,7 @@ def test_a_later_outcome_takes_back_the_action_of_its_own_card(
     It was found by its fields, which both cards' actions share, so the first's went."""
     from pathways.models import CardAction
 
-    again = _call(
-        client,
-        ehr_keys,
-        PATIENT_VIEW,
-        _patient_view(myeloma_with_rising_creatinine(creatinine_now=1.6)),
-    ).json()["cards"]
+    again = _myeloma_cards(client, ehr_keys)
     second = next(card for card in again if _topic(card) == _topic(card_an_hour_old))
     CdsCard.objects.update(issued_at=timezone.now() - timedelta(hours=1))
     url = f"/cds-services/{PATIENT_VIEW}/feedback"

@@ -183,18 +183,9 @@ def test_a_hand_edit_of_a_corrected_result_drops_the_mark(
 ) -> None:
     """The mark says the laboratory corrected the value shown: once a clinician changes it by
     hand, the value is no longer the laboratory's, and "corrected, was 412" would mislead."""
-    feed.receive(oru("E1", collected="20261125081500+0100"), via="test")
-    feed.receive(oru("E2", value="90", status="C", collected="20261125081500+0100"), via="test")
-    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 25))
+    stored = _corrected_412_to_90(patient)
     assert stored.corrected_from == "412 U/L"
-    patient.refresh_from_db()
-    posted = {
-        "test": "alp", "value": "95", "unit": "U/L", "collected_on": "2026-11-25",
-        "collected_time": "07:15", "reference_high": "129", "version": str(patient.version),
-    }  # fmt: skip
-    url = f"/patients/{patient.pk}/results/{stored.pk}/"
-    assert alice_client.post(url, posted).status_code == 302
-    stored.refresh_from_db()
+    _hand_edit(alice_client, patient, stored, value="95", reference_high="129")
     assert (stored.value, stored.corrected_from) == (95, "")
     page = alice_client.get(f"/patients/{patient.pk}/").content.decode()
     assert "lab-corrected" not in page
@@ -207,18 +198,31 @@ def test_a_hand_edit_that_keeps_the_corrected_value_keeps_the_mark(
     """The same rule as for a FHIR Bundle that sends the corrected value with new limits: the
     value shown is still the one the laboratory corrected, so the mark stays. A hand edit of
     the upper limit alone dropped it, and the clinician lost "corrected, was 412"."""
-    feed.receive(oru("K1", collected="20261125081500+0100"), via="test")
-    feed.receive(oru("K2", value="90", status="C", collected="20261125081500+0100"), via="test")
-    stored = LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 25))
+    stored = _corrected_412_to_90(patient)
+    _hand_edit(alice_client, patient, stored, value="90", reference_high="130")
+    assert (stored.reference_high, stored.corrected_from) == (130, "412 U/L")
+
+
+def _corrected_412_to_90(patient: Patient) -> LabResult:
+    """ALP 412 U/L from the feed, then the laboratory's correction to 90 (OBX-11 C)."""
+    feed.receive(oru("E1", collected="20261125081500+0100"), via="test")
+    feed.receive(oru("E2", value="90", status="C", collected="20261125081500+0100"), via="test")
+    return LabResult.objects.get(patient=patient, collected_on=date(2026, 11, 25))
+
+
+def _hand_edit(
+    client: Any, patient: Patient, stored: LabResult, *, value: str, reference_high: str
+) -> None:
+    """The result changed on its "Correct a result" page (same test, unit and time)."""
     patient.refresh_from_db()
     posted = {
-        "test": "alp", "value": "90", "unit": "U/L", "collected_on": "2026-11-25",
-        "collected_time": "07:15", "reference_high": "130", "version": str(patient.version),
+        "test": "alp", "value": value, "unit": "U/L", "collected_on": "2026-11-25",
+        "collected_time": "07:15", "reference_high": reference_high,
+        "version": str(patient.version),
     }  # fmt: skip
     url = f"/patients/{patient.pk}/results/{stored.pk}/"
-    assert alice_client.post(url, posted).status_code == 302
+    assert client.post(url, posted).status_code == 302
     stored.refresh_from_db()
-    assert (stored.reference_high, stored.corrected_from) == (130, "412 U/L")
 
 
 @pytest.mark.django_db
