@@ -200,7 +200,7 @@ def _input(html: str, name: str) -> str:
     return match[0]
 
 
-def _summary_items(html: str) -> list[tuple[str, str]]:
+def summary_items(html: str) -> list[tuple[str, str]]:
     block = re.search(r'id="error-summary".*?</ul>', html, re.S)
     assert block, "no error summary"
     return [
@@ -256,7 +256,7 @@ def test_a_conflicting_result_names_the_results_as_numbered_on_screen_and_links_
     response = alice_client.post("/patients/new/", data)
     html = response.content.decode()
     assert response.status_code == 400
-    items = _summary_items(html)
+    items = summary_items(html)
     assert len(items) == 1, items
     target, text = items[0]
     assert "labs[" not in text, text
@@ -278,7 +278,7 @@ def test_a_row_marked_for_removal_is_not_listed_as_needing_attention(alice_clien
     response = alice_client.post("/patients/new/", data)
     html = response.content.decode()
     assert response.status_code == 400
-    items = _summary_items(html)
+    items = summary_items(html)
     assert items == [("id_name", "Name: This field is required.")], items
     # The same form with the name given saves, the removed row ignored.
     assert alice_client.post("/patients/new/", {**data, "name": "Ada"}).status_code == 302

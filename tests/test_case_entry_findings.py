@@ -7,13 +7,11 @@ and an error named the document's code "bone_alp". Each test failed on the code 
 from __future__ import annotations
 
 import json
-import re
 from html import unescape
 from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from pathways import engine
 from pathways.models import Patient
@@ -25,21 +23,13 @@ from tests.factories import (
     pregnant_third_trimester_document,
     stored_patient,
 )
+from tests.test_case_entry_audit import summary_items
+from tests.test_result_forms import result_post
 from tests.test_views_case import live_errors
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
 NO_INTERVAL = "required for Bone ALP in U/L or µkat/L (no built-in interval for activity)"
-
-
-def _summary_items(html: str) -> list[tuple[str, str]]:
-    """The refused save's error summary as (the control it links to, its text)."""
-    block = re.search(r'id="error-summary".*?</ul>', html, re.S)
-    assert block, "no error summary"
-    return [
-        (target, unescape(text))
-        for target, text in re.findall(r'<a class="alert-link" href="#([^"]+)">(.*?)</a>', block[0])
-    ]
 
 
 def _live(client: Client, url: str, data: dict[str, Any]) -> dict[str, list[str]]:
@@ -108,7 +98,7 @@ def test_a_value_the_case_refuses_is_not_offered_for_confirmation(
     said = _field_error(html, f"id_{field}")
     assert said and "confirm it to save it" not in said, said
     assert f'name="{confirm}"' not in html, "a confirm box for a value that cannot be saved"
-    assert [target for target, _ in _summary_items(html)] == [f"id_{field}"]
+    assert [target for target, _ in summary_items(html)] == [f"id_{field}"]
 
 
 @pytest.mark.parametrize(
@@ -179,7 +169,7 @@ def test_one_bad_entry_is_one_error_in_the_summary(
     response = alice_client.post("/patients/new/", data)
     html = unescape(response.content.decode())
     assert response.status_code == 400
-    items = _summary_items(html)
+    items = summary_items(html)
     assert [t for t, _ in items] == [target], items
     if text is not None:
         assert items[0][1] == text
@@ -193,7 +183,7 @@ def test_an_entry_the_form_accepts_still_carries_the_engine_s_error(alice_client
     response = alice_client.post("/patients/new/", data)
     html = response.content.decode()
     assert response.status_code == 400
-    assert _summary_items(html) == [("id_weight_kg", "Weight (kg): must be greater than 0")]
+    assert summary_items(html) == [("id_weight_kg", "Weight (kg): must be greater than 0")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +203,7 @@ def test_the_live_preview_and_the_save_agree_on_gestational_weeks(
     if saved.status_code == 400:
         assert "id_gestational_weeks-error" in errors, errors
         html = saved.content.decode()
-        assert [t for t, _ in _summary_items(html)] == ["id_gestational_weeks"]
+        assert [t for t, _ in summary_items(html)] == ["id_gestational_weeks"]
     else:
         assert "id_gestational_weeks-error" not in errors, errors
         assert saved.status_code == 302
@@ -253,16 +243,7 @@ def test_a_bone_alp_activity_added_on_the_patient_page_is_named_in_the_forms_wor
 ) -> None:
     """The patient page's "Add a result" said the same "required for bone_alp in U/L"."""
     patient = stored_patient(north_clinic, alice)
-    posted = {
-        "test": "bone_alp",
-        "value": "30",
-        "unit": "ukat/L",
-        "collected_on": timezone.localdate().isoformat(),
-        "collected_time": "09:00",
-        "reference_low": "",
-        "reference_high": "",
-        "version": str(Patient.objects.get(pk=patient.pk).version),
-    }
+    posted = result_post(patient, test="bone_alp", value="30", unit="ukat/L")
     response = alice_client.post(f"/patients/{patient.pk}/results/", posted)
     assert response.status_code == 400
     assert _field_error(response.content.decode(), "result_reference_high") == NO_INTERVAL

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
 
 
-def _result_post(patient: Patient, **changes: str) -> dict[str, str]:
+def result_post(patient: Patient, **changes: str) -> dict[str, str]:
     """The "Add a result" form as a browser posts it, at the patient's stored version."""
     data = {
         "test": "alp",
@@ -43,7 +43,7 @@ def _result_post(patient: Patient, **changes: str) -> dict[str, str]:
 def _correction(patient: Patient, result: LabResult, **changes: str) -> dict[str, str]:
     """The "Correct a result" form of ``result`` as its page shows it, with ``changes``."""
     time = result.collected_time.strftime("%H:%M") if result.collected_time else ""
-    data = _result_post(
+    data = result_post(
         patient,
         test=result.test,
         value=f"{result.value:g}",
@@ -84,8 +84,8 @@ def test_a_ticked_confirmation_is_kept_when_a_colleague_added_a_result_first(
     again was refused once more to ask for it. The case page keeps it; now this form does."""
     patient = stored_patient(north_clinic, alice)
     url = f"/patients/{patient.pk}/results/"
-    mine = _result_post(patient, value="4000", confirm="4000 U/L")
-    colleague = _result_post(patient, collected_time="10:00", value="200")
+    mine = result_post(patient, value="4000", confirm="4000 U/L")
+    colleague = result_post(patient, collected_time="10:00", value="200")
     assert alice_client.post(url, colleague).status_code == 302
 
     refused = alice_client.post(url, mine)
@@ -110,7 +110,7 @@ def test_a_ticked_confirmation_is_kept_when_a_colleague_changed_the_patient_duri
     patient = stored_patient(north_clinic, alice)
     result = patient.lab_results.get(value=412)
     mine = _correction(patient, result, value="4000", confirm="4000 U/L")
-    colleague = _result_post(patient, value="200")
+    colleague = result_post(patient, value="200")
     assert alice_client.post(f"/patients/{patient.pk}/results/", colleague).status_code == 302
 
     refused = alice_client.post(f"/patients/{patient.pk}/results/{result.pk}/", mine)
@@ -129,7 +129,7 @@ def test_correcting_the_limit_of_a_confirmed_result_does_not_ask_to_confirm_its_
     upper limit added was refused: "4,000 U/L is above 3,000 U/L ... confirm it". The value was
     confirmed when it was typed; as on the case edit page, only a changed value asks again."""
     patient = stored_patient(north_clinic, alice)
-    added = _result_post(patient, value="4000", confirm="4000 U/L")
+    added = result_post(patient, value="4000", confirm="4000 U/L")
     assert alice_client.post(f"/patients/{patient.pk}/results/", added).status_code == 302
     result = patient.lab_results.get(value=4000)
 
@@ -145,7 +145,7 @@ def test_a_changed_value_of_a_confirmed_result_is_asked_again(
 ) -> None:
     """What is not confirmed yet still is asked for: the confirmed 4,000 corrected to 5,000."""
     patient = stored_patient(north_clinic, alice)
-    added = _result_post(patient, value="4000", confirm="4000 U/L")
+    added = result_post(patient, value="4000", confirm="4000 U/L")
     assert alice_client.post(f"/patients/{patient.pk}/results/", added).status_code == 302
     result = patient.lab_results.get(value=4000)
 
@@ -277,7 +277,7 @@ def test_a_result_the_rules_in_force_fail_on_is_refused_in_words_not_a_server_er
     version = Patient.objects.get(pk=patient.pk).version
     if write == "add":
         url = f"/patients/{patient.pk}/results/"
-        posted = _result_post(patient, value="777")
+        posted = result_post(patient, value="777")
     else:
         latest = patient.lab_results.get(value=260)
         url = f"/patients/{patient.pk}/results/{latest.pk}/"
@@ -302,7 +302,7 @@ def test_a_result_the_rules_in_force_fail_on_is_refused_in_place_on_the_patient_
     faulty_rule_published(editor, publisher)
     client = Client(raise_request_exception=False)
     client.force_login(alice)
-    posted = _result_post(patient, value="777")
+    posted = result_post(patient, value="777")
     response = client.post(f"/patients/{patient.pk}/results/", posted, headers=HTMX)
     html = unescape(response.content.decode())
     assert response.status_code == 422
@@ -349,7 +349,7 @@ def test_a_unit_the_test_does_not_take_is_refused_on_its_field(
     """Without the script (or with a crafted post) the server refuses it, on the unit field."""
     patient = stored_patient(north_clinic, alice)
     count = patient.lab_results.count()
-    posted = _result_post(patient, test=test, unit=unit)
+    posted = result_post(patient, test=test, unit=unit)
     response = alice_client.post(f"/patients/{patient.pk}/results/", posted)
     html = unescape(response.content.decode())
     assert response.status_code == 400
