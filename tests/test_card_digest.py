@@ -18,7 +18,7 @@ from pathways.cases import patient_to_case
 from pathways.models import AssessmentSnapshot, CardAction, Parameter, Rule, RuleExample
 from pathways.rules import current_rule_set
 from tests.factories import paget_on_alendronate_document, publish_reviewed, stored_patient
-from tests.test_views_worklist import act, rows, urgent_document
+from tests.test_views_worklist import act, card_markup, rows, urgent_document
 
 
 def _example_cases(rule_set: engine.RuleSet) -> list[engine.Case]:
@@ -147,7 +147,7 @@ def test_a_new_evidence_note_on_an_acknowledged_card_brings_it_back(
     Rule.objects.filter(rule_set=draft, code="extreme-alp").update(evidence_note=note)
     publish_reviewed(rule_set=draft, user=publisher, note="evidence note on extreme-alp")
     page = alice_client.get(f"/patients/{patient.pk}/").content.decode()
-    card = page.split('data-code="extreme-alp"', 1)[1].split("</li>", 1)[0]
+    card = card_markup(page, "extreme-alp")
     assert note.replace("'", "&#x27;") in card  # the card as shown now carries the note
     assert 'data-action="acknowledge"' not in card
 
@@ -163,6 +163,6 @@ def test_an_action_under_the_version_in_force_holds_whatever_digest_it_stored(
     act(alice_client, patient, code="extreme-alp", action="acknowledge")
     CardAction.objects.update(card_digest="0" * 64)  # as an earlier release digested it
     page = alice_client.get(f"/patients/{patient.pk}/").content.decode()
-    card = page.split('data-code="extreme-alp"', 1)[1].split("</li>", 1)[0]
+    card = card_markup(page, "extreme-alp")
     assert "Acknowledged" in card
     assert CardAction.objects.get().ended_at is None

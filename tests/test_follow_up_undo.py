@@ -42,6 +42,22 @@ def _carol(clinic: Any) -> Client:
     return colleague
 
 
+def _done_then_redone_by_carol(
+    alice_client: Client, clinic: Any, patient: Any, follow_up: FollowUp, outcome: str, note: str
+) -> dict[str, str]:
+    """Alice marks the follow-up done (the Undo her page then shows is returned); Carol, from a
+    page of her own, undoes it and records her own outcome."""
+    base = f"/patients/{patient.pk}/follow-ups/{follow_up.pk}"
+    today = str(timezone.localdate())
+    alice_client.post(f"{base}/done/", {"outcome": "done", "done_on": today}, headers=HTMX)
+    alices_undo = _undo_form(alice_client, patient, follow_up)
+    colleague = _carol(clinic)
+    colleague.post(f"{base}/undo/", _undo_form(colleague, patient, follow_up), headers=HTMX)
+    done = {"outcome": outcome, "done_on": today, "note": note}
+    colleague.post(f"{base}/done/", done, headers=HTMX)
+    return alices_undo
+
+
 def test_undo_from_a_stale_page_does_not_reopen_a_colleagues_completion(
     alice_client: Client, alice: Any, north_clinic: Any
 ) -> None:
@@ -53,16 +69,8 @@ def test_undo_from_a_stale_page_does_not_reopen_a_colleagues_completion(
     follow_up = FollowUp.objects.filter(patient=patient, completed_at=None).first()
     assert follow_up is not None
     base = f"/patients/{patient.pk}/follow-ups/{follow_up.pk}"
-    today = str(timezone.localdate())
-    alice_client.post(f"{base}/done/", {"outcome": "done", "done_on": today}, headers=HTMX)
-    alices_undo = _undo_form(alice_client, patient, follow_up)  # her completion, with its Undo
-
-    colleague = _carol(north_clinic)
-    colleague.post(f"{base}/undo/", _undo_form(colleague, patient, follow_up), headers=HTMX)
-    colleague.post(
-        f"{base}/done/",
-        {"outcome": "declined", "done_on": today, "note": "Patient refused the draw"},
-        headers=HTMX,
+    alices_undo = _done_then_redone_by_carol(
+        alice_client, north_clinic, patient, follow_up, "declined", "Patient refused the draw"
     )
     carols = _record(follow_up)
     carol = User.objects.get(username="carol")
@@ -98,16 +106,8 @@ def test_undo_from_a_stale_page_keeps_the_dental_examination_a_colleague_recorde
     patient = stored_patient(north_clinic, alice, no_dental_exam_document(), mrn="MM-D")
     follow_up = FollowUp.objects.get(patient=patient, code="dental-exam")
     base = f"/patients/{patient.pk}/follow-ups/{follow_up.pk}"
-    today = str(timezone.localdate())
-    alice_client.post(f"{base}/done/", {"outcome": "done", "done_on": today}, headers=HTMX)
-    alices_undo = _undo_form(alice_client, patient, follow_up)
-
-    colleague = _carol(north_clinic)
-    colleague.post(f"{base}/undo/", _undo_form(colleague, patient, follow_up), headers=HTMX)
-    colleague.post(
-        f"{base}/done/",
-        {"outcome": "done_elsewhere", "done_on": today, "note": "Seen by her own dentist"},
-        headers=HTMX,
+    alices_undo = _done_then_redone_by_carol(
+        alice_client, north_clinic, patient, follow_up, "done_elsewhere", "Seen by her own dentist"
     )
     patient.refresh_from_db()
     version = patient.version

@@ -122,6 +122,13 @@ def test_a_ticked_confirmation_is_kept_when_a_colleague_changed_the_patient_duri
     assert result.value == 412
 
 
+def _confirmed_4000(client: Client, patient: Patient) -> LabResult:
+    """ALP 4,000 U/L added on the patient page, its confirmation ticked."""
+    added = result_post(patient, value="4000", confirm="4000 U/L")
+    assert client.post(f"/patients/{patient.pk}/results/", added).status_code == 302
+    return patient.lab_results.get(value=4000)
+
+
 def test_correcting_the_limit_of_a_confirmed_result_does_not_ask_to_confirm_its_value_again(
     alice_client: Client, alice: User, north_clinic: Clinic
 ) -> None:
@@ -129,9 +136,7 @@ def test_correcting_the_limit_of_a_confirmed_result_does_not_ask_to_confirm_its_
     upper limit added was refused: "4,000 U/L is above 3,000 U/L ... confirm it". The value was
     confirmed when it was typed; as on the case edit page, only a changed value asks again."""
     patient = stored_patient(north_clinic, alice)
-    added = result_post(patient, value="4000", confirm="4000 U/L")
-    assert alice_client.post(f"/patients/{patient.pk}/results/", added).status_code == 302
-    result = patient.lab_results.get(value=4000)
+    result = _confirmed_4000(alice_client, patient)
 
     corrected = _correction(patient, result, value="4000.0", reference_high="130")
     response = alice_client.post(f"/patients/{patient.pk}/results/{result.pk}/", corrected)
@@ -145,9 +150,7 @@ def test_a_changed_value_of_a_confirmed_result_is_asked_again(
 ) -> None:
     """What is not confirmed yet still is asked for: the confirmed 4,000 corrected to 5,000."""
     patient = stored_patient(north_clinic, alice)
-    added = result_post(patient, value="4000", confirm="4000 U/L")
-    assert alice_client.post(f"/patients/{patient.pk}/results/", added).status_code == 302
-    result = patient.lab_results.get(value=4000)
+    result = _confirmed_4000(alice_client, patient)
 
     corrected = _correction(patient, result, value="5000", confirm="4000 U/L")
     response = alice_client.post(f"/patients/{patient.pk}/results/{result.pk}/", corrected)

@@ -78,6 +78,11 @@ def act(client: Client, patient: Any, **data: str) -> Any:
     return client.post(f"/patients/{patient.pk}/cards/", data, headers=HTMX)
 
 
+def card_markup(html: str, code: str) -> str:
+    """The markup of the card ``code`` on a patient page."""
+    return html.split(f'data-code="{code}"', 1)[1].split("</li>", 1)[0]
+
+
 def shown_with_cards(client: Client, patient: Any, code: str | None = None) -> dict[str, str]:
     """What the patient page's card forms carry: the case digest and rule-set version shown,
     and, when the card ``code`` is shown with no action on it, that it was."""
@@ -1192,5 +1197,5 @@ def test_override_text_given_with_a_coded_reason_is_shown_on_the_overridden_card
         reason_text="Known sample haemolysis",
     ).content.decode()
     assert CardAction.objects.get().reason_text == "Known sample haemolysis"  # stored
-    card = html.split('data-code="extreme-alp"', 1)[1].split("</li>", 1)[0]
+    card = card_markup(html, "extreme-alp")
     assert "Overridden: Contraindicated for this patient: Known sample haemolysis" in card
