@@ -13,12 +13,12 @@ from html import unescape
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from django.utils import timezone
 
 from pathways import engine
 from pathways.models import Clinic, LabResult, Patient
 from pathways.services import patient_save_case
 from tests.factories import paget_on_alendronate_document, stored_patient
+from tests.test_views_patient import a_result
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
@@ -26,18 +26,9 @@ HTMX = {"HX-Request": "true"}
 
 def result_post(patient: Patient, **changes: str) -> dict[str, str]:
     """The "Add a result" form as a browser posts it, at the patient's stored version."""
-    data = {
-        "test": "alp",
-        "value": "300",
-        "unit": "U/L",
-        "collected_on": timezone.localdate().isoformat(),
-        "collected_time": "09:00",
-        "reference_low": "",
-        "reference_high": "",
-        "version": str(Patient.objects.get(pk=patient.pk).version),
-    }
-    data.update(changes)
-    return data
+    version = str(Patient.objects.get(pk=patient.pk).version)
+    shown = {"value": "300", "collected_time": "09:00", "reference_low": "", "version": version}
+    return a_result(**{**shown, **changes})
 
 
 def _correction(patient: Patient, result: LabResult, **changes: str) -> dict[str, str]:
