@@ -56,7 +56,7 @@ def test_the_walk_sees_every_part_of_the_site() -> None:
         "patient_responsible",  # the responsible clinician (the worklist's "Only my patients")
     } <= names
     # The FHIR import and export are walked too (anonymous: 401; another clinic's token: 404).
-    assert {"fhir_import", "fhir_everything"} <= names
+    assert {"fhir_import", "fhir_patient", "fhir_everything"} <= names
     # The lab inbox's actions (match, dismiss with a note, put back).
     assert {"hl7_inbox", "hl7_inbox_match", "hl7_inbox_dismiss", "hl7_inbox_restore"} <= names
     assert any(route.startswith("admin/") for route, _ in _all_routes())
@@ -139,6 +139,7 @@ def test_another_clinics_api_token_never_reaches_the_patient(
             if owner.status_code == 200:
                 walked.append(url)
     assert f"/api/v1/fhir/Patient/{patient.pk}/$everything" in walked
+    assert f"/api/v1/fhir/Patient/{patient.pk}" in walked  # the import's Location
 
 
 @pytest.mark.django_db
